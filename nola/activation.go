@@ -1,0 +1,679 @@
+package nola
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/rt"
+)
+
+type actorKey struct{ ns, id string }
+
+func (k actorKey) compare(o actorKey) int {
+	if c := cmp.Compare(k.ns, o.ns); c != 0 {
+		return c
+	}
+	return cmp.Compare(k.id, o.id)
+}
+
+// Activation states.
+const (
+	stateActivating int32 = iota
+	stateReady
+	stateEvicted // idle eviction or release: ownership may be kept
+	stateFenced  // the incarnation ended, or the activation broke
+)
+
+// activationBytes is the memory charged to an activation besides its KV
+// cache, for placement's memory tie-break.
+const activationBytes = 1 << 10
+
+// activation is one live instance of an actor on this server, confirmed
+// under one incarnation. Invocations run one at a time under lock.
+type activation struct {
+	srv      *Server
+	tbl      *table
+	key      actorKey
+	ref      Ref
+	inc      *registry.Incarnation
+	ownerRec []byte // the actor record this incarnation owns: fences compare it
+
+	state     atomic.Int32
+	lastUsed  atomic.Int64 // monotonic nanos of the last invocation
+	activated *rt.Future[struct{}]
+
+	lock  rt.Sema
+	actor Actor
+	// Guarded by lock:
+	cx         Context
+	cache      map[string]cacheEntry
+	cacheBytes int
+	charged    int64 // bytes added to srv.memBytes
+
+	mu     sync.Mutex // guards timers; never held across a blocking call
+	timers map[string]*actorTimer
+}
+
+const nShards = 64
+
+// table maps actors to activations, sharded to keep parallel invocations of
+// different actors off one lock.
+type table struct {
+	shards [nShards]shard
+}
+
+type shard struct {
+	mu sync.RWMutex
+	m  map[actorKey]*activation
+}
+
+func newTable() *table {
+	t := &table{}
+	for i := range t.shards {
+		t.shards[i].m = map[actorKey]*activation{}
+	}
+	return t
+}
+
+func (t *table) shard(k actorKey) *shard {
+	h := uint32(2166136261)
+	for i := 0; i < len(k.ns); i++ {
+		h = (h ^ uint32(k.ns[i])) * 16777619
+	}
+	h = (h ^ 0xff) * 16777619
+	for i := 0; i < len(k.id); i++ {
+		h = (h ^ uint32(k.id[i])) * 16777619
+	}
+	return &t.shards[h%nShards]
+}
+
+// sorted returns every activation in key order (iteration order must not
+// depend on map order: determinism).
+func (t *table) sorted() []*activation {
+	return t.collect(func(*activation) bool { return true })
+}
+
+func (t *table) collect(keep func(*activation) bool) []*activation {
+	var out []*activation
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.RLock()
+		for _, a := range sh.m {
+			if keep(a) {
+				out = append(out, a)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	slices.SortFunc(out, func(x, y *activation) int { return x.key.compare(y.key) })
+	return out
+}
+
+// errGone is internal: the activation was evicted between lookup and lock;
+// the caller looks up again.
+var errGone = errors.New("activation gone")
+
+// HandleInvoke serves one invocation; it is the server's Handler.
+func (s *Server) HandleInvoke(ctx context.Context, req Request) ([]byte, error) {
+	if err := checkRequest(&req, s.cfg.Limits); err != nil {
+		return nil, err
+	}
+	for _, id := range req.Chain {
+		if id == req.ActorID {
+			return nil, newErr(CodeBadRequest, false, nil,
+				"call cycle: %s is waiting on a call that calls it back; it would deadlock", req.ActorID)
+		}
+	}
+	for {
+		a, err := s.lookup(ctx, &req)
+		if err != nil {
+			return nil, err
+		}
+		res, err := s.invokeOn(ctx, a, &req, false)
+		if err == errGone {
+			continue
+		}
+		return res, err
+	}
+}
+
+func (s *Server) notServing() error {
+	if s.stopped.Load() {
+		return &Error{Code: CodeNotOwner, Message: "server " + s.cfg.ID + " is shutting down", Retryable: true}
+	}
+	return &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " has no valid lease", Retryable: true}
+}
+
+// lookup returns the ready activation for req's actor, activating it first
+// if needed. Concurrent first calls share one activation attempt.
+func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) {
+	key := actorKey{req.Namespace, req.ActorID}
+	for {
+		l := s.lease.Load()
+		if s.stopped.Load() || l == nil || s.rt.Mono() >= time.Duration(l.deadline.Load()) {
+			return nil, s.notServing()
+		}
+		t := s.table.Load()
+		sh := t.shard(key)
+		sh.mu.RLock()
+		a := sh.m[key]
+		sh.mu.RUnlock()
+		if a != nil {
+			switch a.state.Load() {
+			case stateReady:
+				if req.ActorType != "" && req.ActorType != a.ref.Type {
+					return nil, newErr(CodeBadRequest, false, nil, "actor %s is a %q, not a %q", req.ActorID, a.ref.Type, req.ActorType)
+				}
+				return a, nil
+			case stateActivating:
+				if _, err := a.activated.Wait(ctx); err != nil {
+					return nil, wrapErr(err, false, "waiting for activation of %s", req.ActorID)
+				}
+			}
+			continue
+		}
+		if req.ActorType == "" {
+			return nil, newErr(CodeBadRequest, false, nil, "actor type is required to activate %s", req.ActorID)
+		}
+		a = s.newActivation(t, key, req.ActorType, l.inc)
+		sh.mu.Lock()
+		if sh.m[key] != nil {
+			sh.mu.Unlock()
+			continue
+		}
+		sh.m[key] = a
+		sh.mu.Unlock()
+		s.activations.Add(1)
+		s.charge(a, activationBytes)
+
+		if err := s.activate(ctx, a); err != nil {
+			s.drop(a, stateFenced)
+			a.activated.Resolve(struct{}{}, err)
+			return nil, err
+		}
+		if !a.state.CompareAndSwap(stateActivating, stateReady) {
+			err := &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " was fenced during activation", Retryable: true}
+			a.activated.Resolve(struct{}{}, err)
+			return nil, err
+		}
+		a.lastUsed.Store(int64(s.rt.Mono()))
+		a.activated.Resolve(struct{}{}, nil)
+		s.stats.activated.Add(1)
+		if s.rt.Tracing() {
+			s.rt.Trace(fmt.Sprintf("activate %s/%s on %s#%d", key.ns, key.id, s.cfg.ID, a.inc.Num))
+		}
+		return a, nil
+	}
+}
+
+func (s *Server) newActivation(t *table, key actorKey, typ string, inc *registry.Incarnation) *activation {
+	a := &activation{
+		srv:       s,
+		tbl:       t,
+		key:       key,
+		ref:       Ref{Namespace: key.ns, ID: key.id, Type: typ},
+		inc:       inc,
+		ownerRec:  inc.OwnerRecord(typ),
+		activated: rt.NewFuture[struct{}](s.rt),
+		lock:      s.rt.NewSema(1),
+	}
+	a.cx.act = a
+	return a
+}
+
+func (s *Server) factory(ctx context.Context, ns, typ string) (Factory, error) {
+	if f, ok := s.cfg.Types[typ]; ok {
+		return f, nil
+	}
+	if s.cfg.Resolver != nil {
+		f, err := s.cfg.Resolver.Resolve(ctx, ns, typ)
+		if err != nil {
+			return nil, wrapErr(err, false, "resolve actor type %q", typ)
+		}
+		return f, nil
+	}
+	return nil, newErr(CodeBadRequest, false, nil, "unknown actor type %q", typ)
+}
+
+// activate confirms ownership under a's incarnation, builds the actor and
+// runs its Activate hook. Nothing of the caller's invocation has run when it
+// fails, so its errors are retryable where the cause is.
+func (s *Server) activate(ctx context.Context, a *activation) error {
+	if n := s.activations.Load(); n > int64(s.cfg.MaxActivations) {
+		// Full: give the actor up so that placement puts it elsewhere.
+		if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type); err != nil {
+			s.log.Debug("release at capacity failed", "actor", a.key.id, "err", err)
+		}
+		return &Error{Code: CodeNotOwner, Retryable: true,
+			Message: fmt.Sprintf("server %s is at its activation limit (%d)", s.cfg.ID, s.cfg.MaxActivations)}
+	}
+	factory, err := s.factory(ctx, a.key.ns, a.ref.Type)
+	if err != nil {
+		return err
+	}
+	ok, err := s.reg.Confirm(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type)
+	if err != nil {
+		return wrapErr(err, true, "confirm ownership of %s", a.key.id)
+	}
+	if !ok {
+		return &Error{Code: CodeNotOwner, Retryable: true,
+			Message: fmt.Sprintf("server %s#%d does not own %s/%s", s.cfg.ID, a.inc.Num, a.key.ns, a.key.id)}
+	}
+	actor, err := safeFactory(factory, a.ref)
+	if err != nil {
+		return actorError(a.key.id, fmt.Errorf("create: %w", err))
+	}
+	a.actor = actor
+	if hook, ok := actor.(Activator); ok {
+		if err := a.lock.Acquire(ctx); err != nil {
+			return wrapErr(err, false, "activate %s", a.key.id)
+		}
+		err := s.runHook(ctx, a, "activate", hook.Activate)
+		a.lock.Release()
+		if err != nil {
+			return err
+		}
+	}
+	if !s.live(a.inc) {
+		return &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " lost its lease during activation"}
+	}
+	return nil
+}
+
+func safeFactory(f Factory, ref Ref) (a Actor, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("factory panicked: %v", r)
+		}
+	}()
+	a, err = f(ref)
+	if err == nil && a == nil {
+		err = fmt.Errorf("factory returned no actor")
+	}
+	return a, err
+}
+
+// runHook runs a lifecycle hook like an invocation (KV allowed, committed at
+// the end). The caller holds a.lock.
+func (s *Server) runHook(ctx context.Context, a *activation, name string, hook func(*Context) error) error {
+	cx := &a.cx
+	cx.begin(ctx, nil)
+	defer cx.end()
+	err := callHook(hook, cx)
+	if err == nil {
+		err = cx.txn.flush(cx)
+	}
+	if err != nil {
+		cx.txn.reset()
+		if _, isPanic := err.(*panicError); isPanic {
+			s.log.Error("actor hook panicked", "actor", a.key.id, "hook", name, "err", err)
+		}
+		return actorError(a.key.id, fmt.Errorf("%s: %w", name, err))
+	}
+	return nil
+}
+
+func callHook(hook func(*Context) error, cx *Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &panicError{val: r, stack: debug.Stack()}
+		}
+	}()
+	return hook(cx)
+}
+
+type panicError struct {
+	val   any
+	stack []byte
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.val) }
+
+func (cx *Context) begin(ctx context.Context, chain []string) {
+	cx.ctx, cx.chain, cx.chainOut, cx.broken = ctx, chain, nil, nil
+}
+
+func (cx *Context) end() { cx.ctx, cx.chain, cx.chainOut = nil, nil, nil }
+
+// invokeOn runs one invocation on a, serialized with all others on a.
+func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, fromTimer bool) ([]byte, error) {
+	if err := a.lock.Acquire(ctx); err != nil {
+		return nil, wrapErr(err, false, "waiting for actor %s", a.key.id)
+	}
+	switch a.state.Load() {
+	case stateReady:
+	case stateEvicted:
+		a.lock.Release()
+		return nil, errGone
+	default:
+		a.lock.Release()
+		return nil, &Error{Code: CodeFenced, Message: "activation of " + a.key.id + " was dropped", Retryable: true}
+	}
+	// Rule 3: run only under the current incarnation, before the deadline.
+	if !s.live(a.inc) {
+		a.lock.Release()
+		return nil, &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " is past its lease deadline", Retryable: true}
+	}
+	s.stats.invocations.Add(1)
+	cx := &a.cx
+	cx.begin(ctx, req.Chain)
+	res, err := a.call(cx, req.Operation, req.Payload)
+	if err == nil && len(res) > s.cfg.Limits.MaxResultBytes {
+		err = newErr(CodeTooLarge, false, nil, "result of %d bytes exceeds the limit of %d", len(res), s.cfg.Limits.MaxResultBytes)
+	}
+	if err == nil {
+		err = cx.txn.flush(cx)
+	}
+	if cx.broken != nil && err == nil {
+		// The actor swallowed a failed commit; its memory may disagree
+		// with its KV, so the invocation fails with it.
+		err = cx.broken
+	}
+	cx.end()
+	if err != nil {
+		cx.txn.reset()
+		err = s.invocationFailed(a, err)
+		a.lock.Release()
+		return nil, err
+	}
+	if !fromTimer {
+		a.lastUsed.Store(int64(s.rt.Mono()))
+	}
+	a.lock.Release()
+	return res, nil
+}
+
+// invocationFailed classifies a failed invocation. A panic or a failed
+// commit drops the activation (its memory can no longer be trusted); an
+// error the actor returned keeps it.
+func (s *Server) invocationFailed(a *activation, err error) error {
+	var (
+		pe *panicError
+		ce *commitError
+		ne *Error
+	)
+	switch {
+	case errors.As(err, &ce):
+		s.stats.failedCommits.Add(1)
+		s.drop(a, stateFenced)
+		if errors.Is(ce.err, registry.ErrFenced) {
+			s.checkLease()
+		}
+		return ce.err
+	case errors.As(err, &pe):
+		s.log.Error("actor panicked", "ns", a.key.ns, "actor", a.key.id, "panic", fmt.Sprint(pe.val), "stack", string(pe.stack))
+		s.drop(a, stateFenced)
+		return actorError(a.key.id, err)
+	case errors.As(err, &ne) && (ne.Code == CodeTooLarge || ne.Code == CodeBadRequest) && ne.cause == nil:
+		// A limit the actor's own call hit (result, KV entry): its writes
+		// are discarded; the actor keeps its memory.
+		return &Error{Code: ne.Code, Message: a.key.id + ": " + ne.Message}
+	default:
+		return actorError(a.key.id, err)
+	}
+}
+
+// checkLease asks the heartbeat to verify the lease soon; a fenced commit
+// means the incarnation may be gone.
+func (s *Server) checkLease() {
+	l := s.lease.Load()
+	if l == nil {
+		return
+	}
+	s.tasks.Go("lease check "+s.cfg.ID, func() {
+		ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.LeaseTTL/3)
+		defer cancel()
+		s.reportLoad(ctx, l)
+	})
+}
+
+func (a *activation) call(cx *Context, op string, payload []byte) (res []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &panicError{val: r, stack: debug.Stack()}
+		}
+	}()
+	return a.actor.Invoke(cx, op, payload)
+}
+
+// drop removes a from its table and kills it: no invocation runs on it
+// again, its timers stop. Ownership is untouched.
+func (s *Server) drop(a *activation, st int32) {
+	sh := a.tbl.shard(a.key)
+	sh.mu.Lock()
+	if sh.m[a.key] == a {
+		delete(sh.m, a.key)
+	}
+	sh.mu.Unlock()
+	prev := a.state.Swap(st)
+	if prev == stateEvicted || prev == stateFenced {
+		a.state.Store(prev)
+		return
+	}
+	s.activations.Add(-1)
+	s.memBytes.Add(-atomic.LoadInt64(&a.charged))
+	a.mu.Lock()
+	for _, t := range a.timers {
+		t.stop()
+	}
+	a.timers = nil
+	a.mu.Unlock()
+	if prev == stateActivating {
+		a.activated.Resolve(struct{}{}, &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.key.id + " was dropped"})
+	}
+	if s.rt.Tracing() {
+		s.rt.Trace(fmt.Sprintf("drop %s/%s on %s state=%d", a.key.ns, a.key.id, s.cfg.ID, st))
+	}
+}
+
+func (s *Server) charge(a *activation, n int64) {
+	atomic.AddInt64(&a.charged, n)
+	s.memBytes.Add(n)
+}
+
+// remember caches a committed KV value (the owner is the only writer).
+func (a *activation) remember(key, value []byte, exists bool) {
+	if a.cache == nil {
+		a.cache = map[string]cacheEntry{}
+	}
+	if old, ok := a.cache[string(key)]; ok {
+		a.cacheBytes -= len(key) + len(old.value)
+	}
+	if len(a.cache) >= maxCacheEntries || a.cacheBytes+len(key)+len(value) > maxCacheBytes {
+		a.srv.charge(a, -int64(a.cacheBytes))
+		clear(a.cache)
+		a.cacheBytes = 0
+	}
+	if len(key)+len(value) > maxCacheBytes {
+		return
+	}
+	a.cache[string(key)] = cacheEntry{value: value, exists: exists}
+	a.cacheBytes += len(key) + len(value)
+	a.srv.charge(a, int64(len(key)+len(value)))
+}
+
+// actorTimer is one named timer of an activation.
+type actorTimer struct {
+	name    string
+	period  time.Duration
+	op      string
+	payload []byte
+	timer   rt.Timer
+	stopped bool
+}
+
+func (t *actorTimer) stop() {
+	t.stopped = true
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+}
+
+func (a *activation) setTimer(name string, delay, period time.Duration, op string, payload []byte) error {
+	s := a.srv
+	if err := checkName("timer name", name, s.cfg.Limits, false); err != nil {
+		return err
+	}
+	if err := checkName("timer operation", op, s.cfg.Limits, false); err != nil {
+		return err
+	}
+	if delay < 0 || period < 0 || (period > 0 && period < time.Millisecond) {
+		return newErr(CodeBadRequest, false, nil, "timer %q: delay must be >= 0 and period 0 or >= 1ms", name)
+	}
+	if len(payload) > s.cfg.Limits.MaxPayloadBytes {
+		return newErr(CodeTooLarge, false, nil, "timer payload of %d bytes exceeds the limit of %d", len(payload), s.cfg.Limits.MaxPayloadBytes)
+	}
+	if err := s.effectAllowed(a); err != nil {
+		return err
+	}
+	t := &actorTimer{name: name, period: period, op: op, payload: append([]byte(nil), payload...)}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if st := a.state.Load(); st == stateEvicted || st == stateFenced {
+		return &Error{Code: CodeFenced, Message: "activation of " + a.key.id + " is gone"}
+	}
+	if a.timers == nil {
+		a.timers = map[string]*actorTimer{}
+	}
+	if old := a.timers[name]; old != nil {
+		old.stop()
+	}
+	a.timers[name] = t
+	t.timer = s.rt.AfterFunc(delay, "timer "+name, func() { s.fireTimer(a, t) })
+	return nil
+}
+
+func (a *activation) cancelTimer(name string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t := a.timers[name]
+	if t == nil {
+		return false
+	}
+	t.stop()
+	delete(a.timers, name)
+	return true
+}
+
+// fireTimer invokes the timer's operation through the normal serialized,
+// fenced path, then re-arms a periodic timer.
+func (s *Server) fireTimer(a *activation, t *actorTimer) {
+	a.mu.Lock()
+	current := !t.stopped && a.timers[t.name] == t
+	a.mu.Unlock()
+	if !current || s.effectAllowed(a) != nil {
+		return
+	}
+	ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.TimerTimeout)
+	req := Request{Namespace: a.key.ns, ActorID: a.key.id, ActorType: a.ref.Type, Operation: t.op, Payload: t.payload}
+	_, err := s.invokeOn(ctx, a, &req, true)
+	cancel()
+	if err != nil && err != errGone {
+		s.log.Warn("timer invocation failed", "actor", a.key.id, "timer", t.name, "err", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if t.stopped || a.timers[t.name] != t {
+		return
+	}
+	if t.period > 0 {
+		t.timer = s.rt.AfterFunc(t.period, "timer "+t.name, func() { s.fireTimer(a, t) })
+		return
+	}
+	delete(a.timers, t.name)
+}
+
+// sweeper evicts idle activations, and the least recently used ones when
+// the server nears its activation limit.
+func (s *Server) sweeper() {
+	interval := min(max(s.cfg.IdleTimeout/4, 10*time.Millisecond), 30*time.Second)
+	for {
+		if err := s.rt.Sleep(s.ctx, interval); err != nil {
+			return
+		}
+		s.evictIdle()
+	}
+}
+
+func (s *Server) evictIdle() {
+	now := int64(s.rt.Mono())
+	idle := int64(s.cfg.IdleTimeout)
+	t := s.table.Load()
+	cands := t.collect(func(a *activation) bool {
+		return a.state.Load() == stateReady && now-a.lastUsed.Load() >= idle
+	})
+	for _, a := range cands {
+		s.evict(a, true)
+	}
+	// Near the limit: evict the least recently used down to 80%.
+	limit := int64(s.cfg.MaxActivations)
+	if n := s.activations.Load(); n > limit*9/10 {
+		all := t.collect(func(a *activation) bool { return a.state.Load() == stateReady })
+		slices.SortStableFunc(all, func(x, y *activation) int { return cmp.Compare(x.lastUsed.Load(), y.lastUsed.Load()) })
+		for _, a := range all {
+			if s.activations.Load() <= limit*8/10 {
+				break
+			}
+			s.evict(a, false)
+		}
+	}
+}
+
+// evict deactivates a if it is not busy (and, if onlyIdle, still idle).
+// Ownership is kept: the next call reactivates it here without placement.
+func (s *Server) evict(a *activation, onlyIdle bool) {
+	if !a.lock.TryAcquire() {
+		return
+	}
+	defer a.lock.Release()
+	if a.state.Load() != stateReady {
+		return
+	}
+	if onlyIdle && int64(s.rt.Mono())-a.lastUsed.Load() < int64(s.cfg.IdleTimeout) {
+		return
+	}
+	s.deactivate(a)
+	s.drop(a, stateEvicted)
+	s.stats.evicted.Add(1)
+}
+
+// deactivate runs the Deactivate hook, if any. The caller holds a.lock.
+func (s *Server) deactivate(a *activation) {
+	hook, ok := a.actor.(Deactivator)
+	if !ok || !s.live(a.inc) {
+		return
+	}
+	ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.TimerTimeout)
+	defer cancel()
+	if err := s.runHook(ctx, a, "deactivate", hook.Deactivate); err != nil {
+		s.log.Warn("deactivate hook failed", "actor", a.key.id, "err", err)
+	}
+}
+
+// release deactivates a and gives up its ownership (graceful shutdown).
+func (s *Server) release(ctx context.Context, a *activation) error {
+	if err := a.lock.Acquire(ctx); err != nil {
+		return wrapErr(err, false, "release %s", a.key.id)
+	}
+	ready := a.state.Load() == stateReady
+	if ready {
+		s.deactivate(a)
+	}
+	s.drop(a, stateEvicted)
+	a.lock.Release()
+	if !ready {
+		return nil
+	}
+	if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type); err != nil {
+		return wrapErr(err, false, "release %s", a.key.id)
+	}
+	return nil
+}

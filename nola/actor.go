@@ -1,0 +1,146 @@
+package nola
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Actor is a Go actor's behaviour. nola calls Invoke for every operation sent
+// to the actor, one at a time per activation: an actor never needs locks for
+// its own state.
+//
+// The Context is valid only during the call; do not keep it. The returned
+// slice must not be modified after Invoke returns.
+type Actor interface {
+	Invoke(ctx *Context, op string, payload []byte) ([]byte, error)
+}
+
+// Activator is implemented by actors that prepare themselves when activated
+// (for example by loading state from KV). An error fails the activation and
+// the invocation that caused it.
+type Activator interface {
+	Activate(ctx *Context) error
+}
+
+// Deactivator is implemented by actors that want to know when they are
+// evicted (idle) or released (rebalancing, graceful shutdown). It is not
+// called when the server crashes or fences itself: code that must survive
+// those writes to KV during invocations.
+type Deactivator interface {
+	Deactivate(ctx *Context) error
+}
+
+// Factory creates the in-memory instance of an activation.
+type Factory func(ref Ref) (Actor, error)
+
+// Ref names an actor.
+type Ref struct {
+	Namespace string
+	ID        string
+	Type      string
+}
+
+// FuncActor adapts a function to Actor, for actors without state.
+type FuncActor func(ctx *Context, op string, payload []byte) ([]byte, error)
+
+// Invoke calls f.
+func (f FuncActor) Invoke(ctx *Context, op string, payload []byte) ([]byte, error) {
+	return f(ctx, op, payload)
+}
+
+// Context is what an actor sees during one invocation: a context.Context
+// carrying the caller's deadline, plus the actor's identity, its KV, calls to
+// other actors and timers. Every effect is fenced: after the server's lease
+// deadline none of them takes effect.
+type Context struct {
+	ctx   context.Context
+	act   *activation
+	txn   kvTxn
+	chain []string // callers waiting on this invocation
+	// chainOut is chain plus this actor, built on the first outgoing call.
+	chainOut []string
+	// broken is set when a commit of this invocation failed: the
+	// invocation fails even if the actor ignored the error.
+	broken error
+}
+
+var _ context.Context = (*Context)(nil)
+
+// Deadline, Done, Err and Value make Context a context.Context.
+func (c *Context) Deadline() (time.Time, bool) { return c.ctx.Deadline() }
+func (c *Context) Done() <-chan struct{}       { return c.ctx.Done() }
+func (c *Context) Err() error                  { return c.ctx.Err() }
+func (c *Context) Value(key any) any           { return c.ctx.Value(key) }
+
+// Ref returns the actor's name.
+func (c *Context) Ref() Ref { return c.act.ref }
+
+// Now returns the server's clock (the simulated one under simulation).
+func (c *Context) Now() time.Time { return c.act.srv.rt.Now() }
+
+// Logger returns a logger tagged with the actor.
+func (c *Context) Logger() *slog.Logger {
+	return c.act.srv.log.With("ns", c.act.ref.Namespace, "actor", c.act.ref.ID)
+}
+
+// Get reads key from the actor's KV, seeing this invocation's own writes.
+// The returned slice is the caller's.
+func (c *Context) Get(key []byte) ([]byte, bool, error) { return c.txn.get(c, key) }
+
+// Put writes key=value. Writes commit together when the invocation returns
+// successfully (or before an outgoing call); an error or panic discards them.
+func (c *Context) Put(key, value []byte) error { return c.txn.put(c, key, value) }
+
+// Delete removes key.
+func (c *Context) Delete(key []byte) error { return c.txn.del(c, key) }
+
+// KV is one entry of an actor's KV.
+type KV struct {
+	Key, Value []byte
+}
+
+// Scan returns up to limit entries (0: no limit) with keys in [start, end),
+// end nil meaning to the last key, in key order, including this
+// invocation's own writes.
+func (c *Context) Scan(start, end []byte, limit int) ([]KV, error) {
+	return c.txn.scan(c, start, end, nil, limit)
+}
+
+// ScanPrefix returns up to limit entries whose keys start with prefix.
+func (c *Context) ScanPrefix(prefix []byte, limit int) ([]KV, error) {
+	return c.txn.scan(c, nil, nil, prefix, limit)
+}
+
+// Invoke calls another actor in the same namespace and waits for its
+// result. Pending KV writes are committed first (an output gate: no other
+// actor can observe an effect of this invocation that might still be
+// undone). A call back into an actor that is waiting on this one fails with
+// CodeBadRequest instead of deadlocking.
+func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte, error) {
+	a := c.act
+	if err := a.srv.effectAllowed(a); err != nil {
+		return nil, err
+	}
+	if err := c.txn.flush(c); err != nil {
+		return nil, err
+	}
+	if c.chainOut == nil {
+		c.chainOut = append(append(make([]string, 0, len(c.chain)+1), c.chain...), a.ref.ID)
+	}
+	return a.srv.client.invoke(c, Request{
+		Namespace: a.ref.Namespace, ActorID: actorID, ActorType: actorType,
+		Operation: op, Payload: payload, Chain: c.chainOut,
+	})
+}
+
+// SetTimer arranges for op(payload) to be invoked on this activation after
+// delay, and then every period if period > 0. A timer with the same name
+// replaces the old one. Timers belong to the activation: they stop when it
+// is evicted, released or fenced, and they do not keep it from going idle.
+func (c *Context) SetTimer(name string, delay, period time.Duration, op string, payload []byte) error {
+	return c.act.setTimer(name, delay, period, op, payload)
+}
+
+// CancelTimer stops the named timer. It reports whether one was set.
+func (c *Context) CancelTimer(name string) bool { return c.act.cancelTimer(name) }

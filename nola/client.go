@@ -1,0 +1,169 @@
+package nola
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/rt"
+)
+
+// Client invokes actors by name. It resolves an actor's server through the
+// registry (placing the actor if it has no live owner), caches the route,
+// and retries — after re-resolving — when a server answers that it does not
+// own the actor. Stale routes cost a retry, never a wrong answer: only the
+// owner under its current incarnation ever runs an invocation.
+type Client struct {
+	rt       rt.Runtime
+	reg      *registry.Registry
+	tr       Transport
+	limits   Limits
+	attempts int
+	routes   routeCache
+}
+
+// ClientConfig configures a standalone client.
+type ClientConfig struct {
+	Runtime   rt.Runtime
+	Store     kv.Store
+	Root      string
+	Transport Transport
+	Limits    Limits
+	// MaxAttempts bounds sends per invocation (default 8); retries back
+	// off from 1ms to 100ms.
+	MaxAttempts int
+}
+
+// NewClient returns a client that is not part of a server.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	if cfg.Runtime == nil || cfg.Store == nil || cfg.Transport == nil {
+		return nil, errors.New("nola: client config: Runtime, Store and Transport are required")
+	}
+	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{Root: cfg.Root})
+	return newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits.withDefaults(), cfg.MaxAttempts), nil
+}
+
+func newClient(r rt.Runtime, reg *registry.Registry, tr Transport, l Limits, attempts int) *Client {
+	if attempts <= 0 {
+		attempts = 8
+	}
+	c := &Client{rt: r, reg: reg, tr: tr, limits: l, attempts: attempts}
+	for i := range c.routes.shards {
+		c.routes.shards[i].m = map[actorKey]route{}
+	}
+	return c
+}
+
+// Registry returns the client's registry handle.
+func (c *Client) Registry() *registry.Registry { return c.reg }
+
+// Invoke runs operation op with payload on actor (ns, id) of type typ,
+// creating the actor if it does not exist, and returns its result. An empty
+// typ invokes an existing actor of any type.
+func (c *Client) Invoke(ctx context.Context, ns, id, typ, op string, payload []byte) ([]byte, error) {
+	return c.invoke(ctx, Request{Namespace: ns, ActorID: id, ActorType: typ, Operation: op, Payload: payload})
+}
+
+// Do sends a prepared request.
+func (c *Client) Do(ctx context.Context, req Request) ([]byte, error) { return c.invoke(ctx, req) }
+
+func (c *Client) invoke(ctx context.Context, req Request) ([]byte, error) {
+	if err := checkRequest(&req, c.limits); err != nil {
+		return nil, err
+	}
+	key := actorKey{req.Namespace, req.ActorID}
+	var lastErr error
+	for attempt := 0; attempt < c.attempts; attempt++ {
+		if attempt > 1 {
+			if err := c.backoff(ctx, attempt); err != nil {
+				return nil, wrapErr(errors.Join(err, lastErr), false, "invoke %s/%s", req.Namespace, req.ActorID)
+			}
+		}
+		r, ok := c.routes.get(key)
+		if !ok || (req.ActorType != "" && r.typ != req.ActorType) {
+			p, err := c.reg.EnsureActivation(ctx, req.Namespace, req.ActorID, req.ActorType)
+			if err != nil {
+				err = wrapErr(err, true, "place %s/%s", req.Namespace, req.ActorID)
+				if IsRetryable(err) {
+					lastErr = err
+					continue
+				}
+				return nil, err
+			}
+			r = route{addr: p.Addr, typ: p.Type}
+			c.routes.put(key, r)
+		}
+		sent := req
+		sent.ActorType = r.typ
+		res, err := c.tr.Invoke(ctx, r.addr, sent)
+		if err == nil {
+			return res, nil
+		}
+		if !IsRetryable(err) {
+			return nil, err
+		}
+		c.routes.drop(key, r)
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// backoff sleeps before attempt: 1ms doubling to 100ms, with jitter.
+func (c *Client) backoff(ctx context.Context, attempt int) error {
+	d := time.Millisecond << min(attempt-2, 7)
+	d = min(d, 100*time.Millisecond)
+	d = d/2 + time.Duration(c.rt.Uint64()%uint64(d/2+1))
+	return c.rt.Sleep(ctx, d)
+}
+
+// Forget drops the cached route of an actor.
+func (c *Client) Forget(ns, id string) { c.routes.drop(actorKey{ns, id}, route{}) }
+
+type route struct {
+	addr, typ string
+}
+
+type routeCache struct {
+	shards [nShards]routeShard
+}
+
+type routeShard struct {
+	mu sync.RWMutex
+	m  map[actorKey]route
+}
+
+func (rc *routeCache) shard(k actorKey) *routeShard {
+	h := uint32(2166136261)
+	for i := 0; i < len(k.id); i++ {
+		h = (h ^ uint32(k.id[i])) * 16777619
+	}
+	return &rc.shards[h%nShards]
+}
+
+func (rc *routeCache) get(k actorKey) (route, bool) {
+	sh := rc.shard(k)
+	sh.mu.RLock()
+	r, ok := sh.m[k]
+	sh.mu.RUnlock()
+	return r, ok
+}
+
+func (rc *routeCache) put(k actorKey, r route) {
+	sh := rc.shard(k)
+	sh.mu.Lock()
+	sh.m[k] = r
+	sh.mu.Unlock()
+}
+
+// drop removes k's route if it is still r (or unconditionally for a zero r).
+func (rc *routeCache) drop(k actorKey, r route) {
+	sh := rc.shard(k)
+	sh.mu.Lock()
+	if cur, ok := sh.m[k]; ok && (r == route{} || cur == r) {
+		delete(sh.m, k)
+	}
+	sh.mu.Unlock()
+}

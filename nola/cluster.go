@@ -1,0 +1,155 @@
+package nola
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/rt"
+)
+
+// ClusterConfig describes an in-process cluster: N servers sharing one store
+// and a LocalNetwork.
+type ClusterConfig struct {
+	Servers int
+	Store   kv.Store
+	// Runtime returns the runtime of server i (under simulation each
+	// server is its own node); ClientRuntime is the cluster client's.
+	Runtime       func(i int) rt.Runtime
+	ClientRuntime rt.Runtime
+	// Async runs each request as a task of the target server (see
+	// LocalNetwork).
+	Async bool
+	Types map[string]Factory
+	// Configure adjusts server i's config before it is created.
+	Configure func(i int, cfg *ServerConfig)
+}
+
+// Cluster is a set of servers in one process, for tests, examples and
+// benchmarks. Servers are named s0, s1, … and listen at local://s0, ….
+type Cluster struct {
+	cfg     ClusterConfig
+	net     *LocalNetwork
+	servers []*Server
+	client  *Client
+}
+
+// NewCluster creates and starts the servers.
+func NewCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
+	if cfg.Servers <= 0 || cfg.Store == nil || cfg.Runtime == nil || cfg.ClientRuntime == nil {
+		return nil, errors.New("nola: cluster config: Servers > 0, Store, Runtime and ClientRuntime are required")
+	}
+	c := &Cluster{cfg: cfg, net: NewLocalNetwork(cfg.Async), servers: make([]*Server, cfg.Servers)}
+	for i := range cfg.Servers {
+		if err := c.Restart(ctx, i); err != nil {
+			c.Halt()
+			return nil, err
+		}
+	}
+	cl, err := NewClient(ClientConfig{Runtime: cfg.ClientRuntime, Store: cfg.Store, Transport: c.net.Transport(cfg.ClientRuntime)})
+	if err != nil {
+		return nil, err
+	}
+	c.client = cl
+	return c, nil
+}
+
+// Network returns the cluster's network.
+func (c *Cluster) Network() *LocalNetwork { return c.net }
+
+// Client returns a client of the cluster (not tied to any server).
+func (c *Cluster) Client() *Client { return c.client }
+
+// Size returns the number of server slots.
+func (c *Cluster) Size() int { return len(c.servers) }
+
+// Server returns server i (nil while crashed).
+func (c *Cluster) Server(i int) *Server { return c.servers[i] }
+
+// Crash stops server i as a crash would: it stops answering at once,
+// releases nothing, and its lease is left to expire.
+func (c *Cluster) Crash(i int) {
+	s := c.servers[i]
+	if s == nil {
+		return
+	}
+	c.net.Unlisten(s.Addr())
+	s.Halt()
+	c.servers[i] = nil
+}
+
+// Restart starts a fresh server in slot i (a new process with the same ID:
+// it registers as a new incarnation).
+func (c *Cluster) Restart(ctx context.Context, i int) error {
+	if c.servers[i] != nil {
+		return fmt.Errorf("nola: cluster: server %d is running", i)
+	}
+	r := c.cfg.Runtime(i)
+	cfg := ServerConfig{
+		ID:        fmt.Sprintf("s%d", i),
+		Addr:      fmt.Sprintf("local://s%d", i),
+		Runtime:   r,
+		Store:     c.cfg.Store,
+		Transport: c.net.Transport(r),
+		Types:     c.cfg.Types,
+	}
+	if c.cfg.Configure != nil {
+		c.cfg.Configure(i, &cfg)
+	}
+	s, err := NewServer(cfg)
+	if err != nil {
+		return err
+	}
+	c.net.Listen(s.Addr(), s, r)
+	if err := s.Start(ctx); err != nil {
+		c.net.Unlisten(s.Addr())
+		return err
+	}
+	c.servers[i] = s
+	return nil
+}
+
+// Shutdown stops every server gracefully.
+func (c *Cluster) Shutdown(ctx context.Context) error {
+	var errs []error
+	for i, s := range c.servers {
+		if s == nil {
+			continue
+		}
+		if err := s.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		c.net.Unlisten(s.Addr())
+		c.servers[i] = nil
+	}
+	return errors.Join(errs...)
+}
+
+// Halt crashes every server.
+func (c *Cluster) Halt() {
+	for i := range c.servers {
+		c.Crash(i)
+	}
+}
+
+// Host returns the index of the server holding a ready activation of
+// (ns, id), or -1.
+func (c *Cluster) Host(ns, id string) int {
+	for i, s := range c.servers {
+		if s != nil && s.Hosts(ns, id) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Hosts reports whether the server holds a ready activation of (ns, id).
+func (s *Server) Hosts(ns, id string) bool {
+	k := actorKey{ns, id}
+	sh := s.table.Load().shard(k)
+	sh.mu.RLock()
+	a := sh.m[k]
+	sh.mu.RUnlock()
+	return a != nil && a.state.Load() == stateReady
+}

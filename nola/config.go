@@ -1,0 +1,166 @@
+package nola
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/rt"
+)
+
+// Limits bound what callers and actors may send. Zero fields take defaults.
+type Limits struct {
+	// MaxNameBytes bounds namespaces, actor IDs, actor types and
+	// operation names. Default 512.
+	MaxNameBytes int
+	// MaxPayloadBytes bounds invocation payloads; default 4 MiB.
+	MaxPayloadBytes int
+	// MaxResultBytes bounds invocation results; default 4 MiB.
+	MaxResultBytes int
+	// MaxKVKeyBytes and MaxKVValueBytes bound one KV entry; defaults
+	// 2 KiB and 512 KiB. One invocation's writes are further bounded by the
+	// store's limits (etcd: 128 writes, 1.5 MiB).
+	MaxKVKeyBytes   int
+	MaxKVValueBytes int
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxNameBytes, 512)
+	def(&l.MaxPayloadBytes, 4<<20)
+	def(&l.MaxResultBytes, 4<<20)
+	def(&l.MaxKVKeyBytes, 2<<10)
+	def(&l.MaxKVValueBytes, 512<<10)
+	return l
+}
+
+// TypeResolver supplies factories for actor types that are not registered
+// up front (WASM modules uploaded at runtime). Resolve returns an error
+// wrapping ErrBadRequest for an unknown type.
+type TypeResolver interface {
+	Resolve(ctx context.Context, ns, typ string) (Factory, error)
+}
+
+// ServerConfig configures a Server. ID, Addr, Runtime, Store and Transport
+// are required; everything else has a default.
+type ServerConfig struct {
+	// ID names the server in the registry; stable across restarts.
+	ID string
+	// Addr is where other servers and clients reach it.
+	Addr string
+	// Runtime is the server's clock, tasks and randomness.
+	Runtime rt.Runtime
+	// Store is the registry's store; Root prefixes nola's keys in it.
+	Store kv.Store
+	Root  string
+	// Transport carries this server's calls to other servers' actors.
+	Transport Transport
+	// Types maps actor type names to Go factories.
+	Types map[string]Factory
+	// Resolver is consulted for types missing from Types.
+	Resolver TypeResolver
+
+	// LeaseTTL is the server's lease in the store (default 6s); it
+	// renews it every LeaseTTL/3. A crashed server's actors move after at
+	// most LeaseTTL.
+	LeaseTTL time.Duration
+	// Rho bounds the rate of this server's clock relative to the store's
+	// lease clock (default 0.01); Margin is subtracted from the local
+	// deadline for scheduling delays (default LeaseTTL/50).
+	Rho    float64
+	Margin time.Duration
+	// IdleTimeout evicts activations unused for that long (default 5m).
+	IdleTimeout time.Duration
+	// MaxActivations caps the activations of this server (default 1e6).
+	MaxActivations int
+	// TimerTimeout bounds one timer-triggered invocation (default 30s).
+	TimerTimeout time.Duration
+	// Limits bound names, payloads and KV entries.
+	Limits Limits
+	// Logger receives the server's logs (default: discard).
+	Logger *slog.Logger
+}
+
+func (c *ServerConfig) validate() error {
+	switch {
+	case c.ID == "":
+		return fmt.Errorf("nola: server config: empty ID")
+	case c.Addr == "":
+		return fmt.Errorf("nola: server config: empty Addr")
+	case c.Runtime == nil:
+		return fmt.Errorf("nola: server config: nil Runtime")
+	case c.Store == nil:
+		return fmt.Errorf("nola: server config: nil Store")
+	case c.Transport == nil:
+		return fmt.Errorf("nola: server config: nil Transport")
+	case c.Rho < 0 || c.Rho >= 0.5:
+		return fmt.Errorf("nola: server config: Rho %v outside [0, 0.5)", c.Rho)
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 6 * time.Second
+	}
+	if c.Rho == 0 {
+		c.Rho = 0.01
+	}
+	if c.Margin <= 0 {
+		c.Margin = c.LeaseTTL / 50
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.MaxActivations <= 0 {
+		c.MaxActivations = 1_000_000
+	}
+	if c.TimerTimeout <= 0 {
+		c.TimerTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Limits = c.Limits.withDefaults()
+	return nil
+}
+
+// checkName validates a namespace, ID, type or operation name.
+func checkName(what, v string, l Limits, allowEmpty bool) error {
+	if v == "" {
+		if allowEmpty {
+			return nil
+		}
+		return newErr(CodeBadRequest, false, nil, "%s is empty", what)
+	}
+	if len(v) > l.MaxNameBytes {
+		return newErr(CodeBadRequest, false, nil, "%s of %d bytes exceeds the limit of %d", what, len(v), l.MaxNameBytes)
+	}
+	if !utf8.ValidString(v) {
+		return newErr(CodeBadRequest, false, nil, "%s is not valid UTF-8", what)
+	}
+	return nil
+}
+
+// checkRequest validates an invocation before it goes anywhere.
+func checkRequest(req *Request, l Limits) error {
+	if err := checkName("namespace", req.Namespace, l, false); err != nil {
+		return err
+	}
+	if err := checkName("actor ID", req.ActorID, l, false); err != nil {
+		return err
+	}
+	if err := checkName("actor type", req.ActorType, l, true); err != nil {
+		return err
+	}
+	if err := checkName("operation", req.Operation, l, false); err != nil {
+		return err
+	}
+	if len(req.Payload) > l.MaxPayloadBytes {
+		return newErr(CodeTooLarge, false, nil, "payload of %d bytes exceeds the limit of %d", len(req.Payload), l.MaxPayloadBytes)
+	}
+	return nil
+}

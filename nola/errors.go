@@ -1,0 +1,151 @@
+package nola
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/registry/kv"
+)
+
+// Code classifies an error so that callers — in Go, or over HTTP, where it is
+// the stable "code" field — can branch on it.
+type Code string
+
+const (
+	// CodeNotOwner: the server does not own the actor (a stale route). The
+	// invocation did not run; the client re-resolves and retries.
+	CodeNotOwner Code = "not_owner"
+	// CodeFenced: the server's lease lapsed or its ownership was lost. If
+	// Retryable, the invocation did not run; otherwise it ran but its
+	// effects (KV writes) were not committed.
+	CodeFenced Code = "fenced"
+	// CodeUnavailable: the store, the server or the cluster cannot serve
+	// now (no quorum, no live server, activation limit). Retryable errors
+	// did not run.
+	CodeUnavailable Code = "unavailable"
+	// CodeBadRequest: invalid input (empty or oversized IDs, unknown actor
+	// type, type mismatch, a call cycle); retrying cannot help.
+	CodeBadRequest Code = "bad_request"
+	// CodeTooLarge: a payload, result or KV commit exceeds a limit.
+	CodeTooLarge Code = "too_large"
+	// CodeActorError: the actor returned an error or panicked. Its KV
+	// writes were discarded.
+	CodeActorError Code = "actor_error"
+	// CodeTimeout: the deadline passed; the outcome is unknown.
+	CodeTimeout Code = "timeout"
+	// CodeInternal: a bug or an unexpected store response.
+	CodeInternal Code = "internal"
+)
+
+// Error is the error type of every nola API. Match a class with errors.Is
+// against the sentinels (errors.Is(err, nola.ErrNotOwner)) or inspect it with
+// errors.As.
+type Error struct {
+	Code Code
+	// Message is safe to show to the caller; it never holds host paths or
+	// secrets.
+	Message string
+	// Retryable means the operation certainly did not run and may be sent
+	// again as is.
+	Retryable bool
+	cause     error
+}
+
+func (e *Error) Error() string {
+	if e.Message == "" {
+		return "nola: " + string(e.Code)
+	}
+	return "nola: " + string(e.Code) + ": " + e.Message
+}
+
+// Unwrap returns the underlying cause, if any.
+func (e *Error) Unwrap() error { return e.cause }
+
+// Is matches the sentinel of the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Message == "" && t.cause == nil && t.Code == e.Code
+}
+
+// Sentinels for errors.Is.
+var (
+	ErrNotOwner    = &Error{Code: CodeNotOwner}
+	ErrFenced      = &Error{Code: CodeFenced}
+	ErrUnavailable = &Error{Code: CodeUnavailable}
+	ErrBadRequest  = &Error{Code: CodeBadRequest}
+	ErrTooLarge    = &Error{Code: CodeTooLarge}
+	ErrActorError  = &Error{Code: CodeActorError}
+	ErrTimeout     = &Error{Code: CodeTimeout}
+	ErrInternal    = &Error{Code: CodeInternal}
+)
+
+func newErr(code Code, retryable bool, cause error, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), Retryable: retryable, cause: cause}
+}
+
+// CodeOf returns the code of err: its own if it is (or wraps) an *Error,
+// otherwise the best classification of a store or context error.
+func CodeOf(err error) Code {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return CodeTimeout
+	case errors.Is(err, registry.ErrFenced), errors.Is(err, registry.ErrLeaseLost):
+		return CodeFenced
+	case errors.Is(err, registry.ErrTypeMismatch), errors.Is(err, registry.ErrActorNotFound), errors.Is(err, kv.ErrInvalid):
+		return CodeBadRequest
+	case errors.Is(err, kv.ErrTooLarge):
+		return CodeTooLarge
+	case errors.Is(err, registry.ErrNoServers), errors.Is(err, registry.ErrContention),
+		errors.Is(err, kv.ErrUnavailable), errors.Is(err, kv.ErrClosed):
+		return CodeUnavailable
+	case errors.Is(err, kv.ErrIndeterminate):
+		return CodeTimeout
+	}
+	return CodeInternal
+}
+
+// wrapErr turns an internal error into an *Error with context. Store
+// failures before anything ran are retryable when the store says nothing
+// was applied.
+func wrapErr(err error, retryable bool, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	code := CodeOf(err)
+	msg := fmt.Sprintf(format, args...)
+	return &Error{Code: code, Message: msg + ": " + err.Error(), Retryable: retryable && code == CodeUnavailable, cause: err}
+}
+
+// IsRetryable reports whether err certainly left the operation undone, so
+// that sending it again is safe.
+func IsRetryable(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Retryable
+}
+
+// ActorError is the error an actor returned, as the caller sees it: its
+// message, under CodeActorError. Errors returned by actors cross servers as
+// text, so callers match them by message, not identity.
+func actorError(actor string, err error) *Error {
+	e := &Error{Code: CodeActorError, Message: actor + ": " + err.Error(), cause: err}
+	var inner *Error
+	if errors.As(err, &inner) {
+		// An error from a nested call describes that call, not this one:
+		// keep its text, not its code.
+		e.cause = nil
+	}
+	return e
+}

@@ -1,0 +1,221 @@
+package nola
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+
+	"github.com/nolaproject/nola/registry"
+)
+
+// kvTxn is the implicit transaction of one invocation: reads see its own
+// writes; the writes commit atomically, fenced, when the invocation succeeds
+// (or before an outgoing call), and are discarded otherwise.
+type kvTxn struct {
+	writes map[string]pendingWrite
+	bytes  int
+}
+
+type pendingWrite struct {
+	value []byte
+	del   bool
+}
+
+// cacheEntry is a committed value the owner remembers. The owner is the
+// only writer of its actor's KV, so its cache is authoritative while it owns
+// the actor; it dies with the activation.
+type cacheEntry struct {
+	value  []byte
+	exists bool
+}
+
+const (
+	maxCacheEntries = 256
+	maxCacheBytes   = 256 << 10
+)
+
+func (t *kvTxn) reset() {
+	clear(t.writes)
+	t.bytes = 0
+}
+
+func (t *kvTxn) dirty() bool { return len(t.writes) > 0 }
+
+func (t *kvTxn) checkKey(c *Context, key []byte) error {
+	lim := c.act.srv.cfg.Limits
+	if len(key) == 0 {
+		return newErr(CodeBadRequest, false, nil, "KV key is empty")
+	}
+	if len(key) > lim.MaxKVKeyBytes {
+		return newErr(CodeTooLarge, false, nil, "KV key of %d bytes exceeds the limit of %d", len(key), lim.MaxKVKeyBytes)
+	}
+	return nil
+}
+
+func (t *kvTxn) get(c *Context, key []byte) ([]byte, bool, error) {
+	if err := t.checkKey(c, key); err != nil {
+		return nil, false, err
+	}
+	if w, ok := t.writes[string(key)]; ok {
+		if w.del {
+			return nil, false, nil
+		}
+		return bytes.Clone(w.value), true, nil
+	}
+	a := c.act
+	if e, ok := a.cache[string(key)]; ok {
+		if !e.exists {
+			return nil, false, nil
+		}
+		return bytes.Clone(e.value), true, nil
+	}
+	v, found, err := a.srv.reg.GetKV(c.ctx, a.ref.Namespace, a.ref.ID, key)
+	if err != nil {
+		return nil, false, wrapErr(err, false, "read KV key of %s", a.ref.ID)
+	}
+	a.remember(key, v, found)
+	if !found {
+		return nil, false, nil
+	}
+	return bytes.Clone(v), true, nil
+}
+
+func (t *kvTxn) write(c *Context, key []byte, w pendingWrite) error {
+	if err := t.checkKey(c, key); err != nil {
+		return err
+	}
+	lim := c.act.srv.cfg.Limits
+	if len(w.value) > lim.MaxKVValueBytes {
+		return newErr(CodeTooLarge, false, nil, "KV value of %d bytes exceeds the limit of %d", len(w.value), lim.MaxKVValueBytes)
+	}
+	old, replacing := t.writes[string(key)]
+	size := t.bytes + len(key) + len(w.value) + 16
+	if replacing {
+		size -= len(key) + len(old.value) + 16
+	}
+	store := c.act.srv.reg.KVLimits()
+	if !replacing && store.MaxOpsPerTxn > 0 && len(t.writes)+1 > store.MaxOpsPerTxn {
+		return newErr(CodeTooLarge, false, nil, "more than %d KV writes in one invocation", store.MaxOpsPerTxn)
+	}
+	// Leave room for the fence's compares and the keys' prefixes.
+	if budget := store.MaxRequestBytes - 1024 - 64*(len(t.writes)+1); store.MaxRequestBytes > 0 && size > budget {
+		return newErr(CodeTooLarge, false, nil, "KV writes of one invocation exceed %d bytes", budget)
+	}
+	if t.writes == nil {
+		t.writes = map[string]pendingWrite{}
+	}
+	w.value = bytes.Clone(w.value)
+	t.writes[string(key)] = w
+	t.bytes = size
+	return nil
+}
+
+func (t *kvTxn) put(c *Context, key, value []byte) error {
+	if value == nil {
+		value = []byte{}
+	}
+	return t.write(c, key, pendingWrite{value: value})
+}
+
+func (t *kvTxn) del(c *Context, key []byte) error {
+	return t.write(c, key, pendingWrite{del: true})
+}
+
+// sortedWrites returns the pending writes in key order (commits must not
+// depend on map order: determinism).
+func (t *kvTxn) sortedWrites() []registry.KVWrite {
+	keys := make([]string, 0, len(t.writes))
+	for k := range t.writes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]registry.KVWrite, len(keys))
+	for i, k := range keys {
+		w := t.writes[k]
+		out[i] = registry.KVWrite{Key: []byte(k), Value: w.value, Delete: w.del}
+	}
+	return out
+}
+
+// flush commits the pending writes now, fenced. On failure they are
+// discarded and the error says why.
+func (t *kvTxn) flush(c *Context) error {
+	if !t.dirty() {
+		return nil
+	}
+	a := c.act
+	writes := t.sortedWrites()
+	t.reset()
+	if err := a.srv.effectAllowed(a); err != nil {
+		c.broken = &commitError{err: err}
+		return c.broken
+	}
+	if err := a.srv.reg.CommitKV(c.ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes); err != nil {
+		c.broken = &commitError{err: wrapErr(err, false, "commit KV of %s", a.ref.ID)}
+		return c.broken
+	}
+	for _, w := range writes {
+		a.remember(w.Key, w.Value, !w.Delete)
+	}
+	return nil
+}
+
+// commitError marks a failed commit: the activation's memory may now
+// disagree with its KV, so the activation is discarded.
+type commitError struct{ err error }
+
+func (e *commitError) Error() string { return e.err.Error() }
+func (e *commitError) Unwrap() error { return e.err }
+
+func (t *kvTxn) scan(c *Context, start, end, prefix []byte, limit int) ([]KV, error) {
+	a := c.act
+	if limit < 0 {
+		return nil, newErr(CodeBadRequest, false, nil, "negative scan limit")
+	}
+	inRange := func(k string) bool {
+		if prefix != nil {
+			return strings.HasPrefix(k, string(prefix))
+		}
+		return k >= string(start) && (end == nil || k < string(end))
+	}
+	var pending []string
+	for k := range t.writes {
+		if inRange(k) {
+			pending = append(pending, k)
+		}
+	}
+	fetch := limit
+	if fetch > 0 {
+		// Each pending write can hide at most one stored entry.
+		fetch += len(pending)
+	}
+	var (
+		stored []registry.KVPair
+		err    error
+	)
+	if prefix != nil {
+		stored, _, err = a.srv.reg.ScanKVPrefix(c.ctx, a.ref.Namespace, a.ref.ID, prefix, fetch)
+	} else {
+		stored, _, err = a.srv.reg.ScanKV(c.ctx, a.ref.Namespace, a.ref.ID, start, end, fetch)
+	}
+	if err != nil {
+		return nil, wrapErr(err, false, "scan KV of %s", a.ref.ID)
+	}
+	out := make([]KV, 0, len(stored)+len(pending))
+	for _, p := range stored {
+		if _, shadowed := t.writes[string(p.Key)]; shadowed {
+			continue
+		}
+		out = append(out, KV{Key: p.Key, Value: p.Value})
+	}
+	for _, k := range pending {
+		if w := t.writes[k]; !w.del {
+			out = append(out, KV{Key: []byte(k), Value: bytes.Clone(w.value)})
+		}
+	}
+	slices.SortFunc(out, func(x, y KV) int { return bytes.Compare(x.Key, y.Key) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}

@@ -1,0 +1,354 @@
+package nola
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/rt"
+)
+
+// Server hosts activations. It registers itself in the registry as an
+// incarnation, keeps its lease alive, and serves invocations only for actors
+// whose ownership it confirmed under its current incarnation and only before
+// its local deadline. When the deadline passes (or the lease is gone) it
+// fences itself: every activation is dropped, as in a crash, and it
+// registers again as a new incarnation.
+type Server struct {
+	cfg    ServerConfig
+	rt     rt.Runtime
+	reg    *registry.Registry
+	client *Client
+	log    *slog.Logger
+
+	lease atomic.Pointer[leaseState] // nil while not registered (fenced)
+	table atomic.Pointer[table]
+
+	activations atomic.Int64
+	memBytes    atomic.Int64
+	stats       serverStats
+
+	ctx    context.Context // cancelled by Shutdown/Halt: ends background tasks
+	cancel context.CancelFunc
+	tasks  *taskGroup
+
+	mu      sync.Mutex // guards started/stopped transitions
+	started bool
+	stopped atomic.Bool
+}
+
+// leaseState is one incarnation and its local deadline (monotonic nanos).
+type leaseState struct {
+	inc      *registry.Incarnation
+	deadline atomic.Int64
+}
+
+type serverStats struct {
+	invocations, activated, evicted, fences, failedCommits atomic.Int64
+}
+
+// Stats is a snapshot of a server's counters.
+type Stats struct {
+	Invocations   int64
+	Activated     int64
+	Evicted       int64
+	Fences        int64
+	FailedCommits int64
+	Activations   int64
+	Incarnation   int64
+}
+
+// NewServer validates cfg and returns a server; Start registers it.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{Root: cfg.Root})
+	s := &Server{
+		cfg: cfg,
+		rt:  cfg.Runtime,
+		reg: reg,
+		log: cfg.Logger.With("server", cfg.ID),
+	}
+	s.client = newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits, 0)
+	s.table.Store(newTable())
+	return s, nil
+}
+
+// ID returns the server's ID.
+func (s *Server) ID() string { return s.cfg.ID }
+
+// Addr returns the server's address.
+func (s *Server) Addr() string { return s.cfg.Addr }
+
+// Registry returns the server's registry handle.
+func (s *Server) Registry() *Registry { return s.reg }
+
+// Registry is the protocol handle type, re-exported for embedders.
+type Registry = registry.Registry
+
+// Client returns a client that routes through this server's registry and
+// transport (the one its actors use to call other actors).
+func (s *Server) Client() *Client { return s.client }
+
+// Incarnation returns the current incarnation number, or 0 while fenced.
+func (s *Server) Incarnation() int64 {
+	if l := s.lease.Load(); l != nil {
+		return l.inc.Num
+	}
+	return 0
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Invocations:   s.stats.invocations.Load(),
+		Activated:     s.stats.activated.Load(),
+		Evicted:       s.stats.evicted.Load(),
+		Fences:        s.stats.fences.Load(),
+		FailedCommits: s.stats.failedCommits.Load(),
+		Activations:   s.activations.Load(),
+		Incarnation:   s.Incarnation(),
+	}
+}
+
+// Start registers the server (retrying until ctx is done) and starts its
+// heartbeat and idle-eviction tasks. It returns once the server can serve.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return fmt.Errorf("nola: server %s: already started", s.cfg.ID)
+	}
+	s.started = true
+	s.ctx, s.cancel = s.rt.WithCancel(context.Background())
+	s.tasks = newTaskGroup(s.rt)
+	s.mu.Unlock()
+
+	if err := s.register(ctx); err != nil {
+		s.cancel()
+		return err
+	}
+	s.tasks.Go("heartbeat "+s.cfg.ID, s.heartbeat)
+	s.tasks.Go("sweeper "+s.cfg.ID, s.sweeper)
+	return nil
+}
+
+// register starts a new incarnation, retrying with backoff.
+func (s *Server) register(ctx context.Context) error {
+	backoff := s.cfg.LeaseTTL / 20
+	for {
+		inc, err := s.reg.Register(ctx, s.cfg.ID, s.cfg.Addr, s.cfg.LeaseTTL)
+		if err == nil {
+			l := &leaseState{inc: inc}
+			l.deadline.Store(int64(registry.LocalDeadline(inc.Sent, s.cfg.LeaseTTL, s.cfg.Rho, s.cfg.Margin)))
+			s.lease.Store(l)
+			s.log.Info("registered", "incarnation", inc.Num)
+			if s.rt.Tracing() {
+				s.rt.Trace(fmt.Sprintf("register %s#%d", s.cfg.ID, inc.Num))
+			}
+			s.reportLoad(ctx, l)
+			return nil
+		}
+		s.log.Warn("registration failed", "err", err)
+		if serr := s.rt.Sleep(ctx, backoff); serr != nil {
+			return wrapErr(errors.Join(serr, err), false, "server %s: register", s.cfg.ID)
+		}
+	}
+}
+
+// heartbeat keeps the lease alive every TTL/3, moves the local deadline
+// forward after each success, reports load, and fences the server when the
+// lease is gone or the deadline has passed; then it registers again.
+func (s *Server) heartbeat() {
+	ctx := s.ctx
+	period := s.cfg.LeaseTTL / 3
+	retry := s.cfg.LeaseTTL / 10
+	wait := period
+	for {
+		if err := s.rt.Sleep(ctx, wait); err != nil {
+			return
+		}
+		l := s.lease.Load()
+		if l == nil {
+			if err := s.register(ctx); err != nil {
+				return
+			}
+			wait = period
+			continue
+		}
+		sent := s.rt.Mono()
+		kctx, cancel := s.rt.WithTimeout(ctx, period)
+		err := s.reg.KeepAlive(kctx, l.inc)
+		cancel()
+		switch {
+		case err == nil:
+			next := int64(registry.LocalDeadline(sent, s.cfg.LeaseTTL, s.cfg.Rho, s.cfg.Margin))
+			if next > l.deadline.Load() {
+				l.deadline.Store(next)
+			}
+			wait = period
+			s.reportLoad(ctx, l)
+		case errors.Is(err, registry.ErrLeaseLost):
+			s.fence(l, "lease lost")
+			wait = 0
+			continue
+		case ctx.Err() != nil:
+			return
+		default:
+			s.log.Warn("keep-alive failed", "err", err)
+			wait = retry
+		}
+		if s.rt.Mono() >= time.Duration(l.deadline.Load()) {
+			s.fence(l, "local deadline passed")
+			wait = 0
+		}
+	}
+}
+
+func (s *Server) reportLoad(ctx context.Context, l *leaseState) {
+	err := s.reg.ReportLoad(ctx, l.inc, registry.Load{
+		Activations: s.activations.Load(),
+		Bytes:       s.memBytes.Load(),
+		Limit:       int64(s.cfg.MaxActivations),
+	})
+	if errors.Is(err, registry.ErrFenced) {
+		// Our server record is not ours any more (another process took
+		// the ID, or the lease expired in between).
+		s.fence(l, "server record replaced")
+		return
+	}
+	if err != nil {
+		s.log.Debug("load report failed", "err", err)
+	}
+}
+
+// fence ends incarnation l: no more serving under it, every activation
+// dropped (their in-memory state is lost, as in a crash; their deactivation
+// hooks do not run). The heartbeat registers a new incarnation.
+func (s *Server) fence(l *leaseState, reason string) {
+	if !s.lease.CompareAndSwap(l, nil) {
+		return
+	}
+	s.stats.fences.Add(1)
+	s.log.Warn("fenced: dropping every activation", "incarnation", l.inc.Num, "reason", reason)
+	if s.rt.Tracing() {
+		s.rt.Trace(fmt.Sprintf("fence %s#%d %s", s.cfg.ID, l.inc.Num, reason))
+	}
+	old := s.table.Swap(newTable())
+	for _, a := range old.sorted() {
+		s.drop(a, stateFenced)
+	}
+}
+
+// live returns the lease if inc is the current incarnation and its deadline
+// has not passed.
+func (s *Server) live(inc *registry.Incarnation) bool {
+	l := s.lease.Load()
+	return l != nil && l.inc == inc && s.rt.Mono() < time.Duration(l.deadline.Load())
+}
+
+// effectAllowed is checked before every effect that leaves an activation
+// (KV commit, outgoing call, timer): none may take effect after the local
+// deadline or under an old incarnation.
+func (s *Server) effectAllowed(a *activation) error {
+	if !s.live(a.inc) {
+		return &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " lost its lease; effect refused"}
+	}
+	return nil
+}
+
+// Shutdown stops the server gracefully: it stops accepting invocations,
+// deactivates every activation (waiting for in-flight ones) and releases its
+// ownership so the actors move at once, then ends its incarnation.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.beginStop() {
+		return nil
+	}
+	var errs []error
+	if l := s.lease.Load(); l != nil {
+		old := s.table.Swap(newTable())
+		for _, a := range old.sorted() {
+			if err := s.release(ctx, a); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := s.reg.Deregister(ctx, l.inc); err != nil {
+			errs = append(errs, err)
+		}
+		s.lease.Store(nil)
+	}
+	s.cancel()
+	if err := s.tasks.Wait(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("nola: server %s: waiting for tasks: %w", s.cfg.ID, err))
+	}
+	s.log.Info("shut down")
+	return errors.Join(errs...)
+}
+
+// Halt stops the server as a crash would: background tasks end, every
+// activation is dropped, nothing is released, the lease is left to expire.
+// For tests and tools; a real crash needs no call.
+func (s *Server) Halt() {
+	if !s.beginStop() {
+		return
+	}
+	if l := s.lease.Swap(nil); l != nil && s.rt.Tracing() {
+		s.rt.Trace(fmt.Sprintf("halt %s#%d", s.cfg.ID, l.inc.Num))
+	}
+	old := s.table.Swap(newTable())
+	for _, a := range old.sorted() {
+		s.drop(a, stateFenced)
+	}
+	s.cancel()
+}
+
+func (s *Server) beginStop() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started || s.stopped.Load() {
+		return false
+	}
+	s.stopped.Store(true)
+	return true
+}
+
+// taskGroup tracks tasks so that their owner can wait for them, through the
+// runtime (sync.WaitGroup would block the simulator).
+type taskGroup struct {
+	rt   rt.Runtime
+	mu   sync.Mutex
+	n    int
+	done rt.Sema
+}
+
+func newTaskGroup(r rt.Runtime) *taskGroup { return &taskGroup{rt: r, done: r.NewSema(0)} }
+
+func (g *taskGroup) Go(name string, f func()) {
+	g.mu.Lock()
+	g.n++
+	g.mu.Unlock()
+	g.rt.Go(name, func() {
+		defer g.done.Release()
+		f()
+	})
+}
+
+// Wait waits for every task started so far.
+func (g *taskGroup) Wait(ctx context.Context) error {
+	g.mu.Lock()
+	n := g.n
+	g.n = 0
+	g.mu.Unlock()
+	for i := 0; i < n; i++ {
+		if err := g.done.Acquire(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,202 @@
+package registry
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/nolaproject/nola/registry/tuple"
+)
+
+// Keyspace builds every key nola stores, all under one root so that a store
+// can be shared with other applications. Layout (tuple-encoded):
+//
+//	(root, "srv", sid)          → (incarnation, address, registered-at)   leased
+//	(root, "inc", sid)          → last incarnation number of sid
+//	(root, "load", sid)         → (incarnation, activations, bytes, limit) leased
+//	(root, "act", ns, id)       → (type, owner sid, owner incarnation)
+//	(root, "kv", ns, id, key)   → the actor's value for key
+//	(root, "mod", ns, module, …) → WASM modules (see the wasm package)
+type Keyspace struct {
+	root []byte
+}
+
+// NewKeyspace returns the keyspace under root (e.g. "nola").
+func NewKeyspace(root string) Keyspace {
+	return Keyspace{root: tuple.AppendString(nil, root)}
+}
+
+func (k Keyspace) key(parts ...any) []byte {
+	return tuple.Tuple(parts).AppendTo(bytes.Clone(k.root))
+}
+
+// Root returns the encoded root prefix.
+func (k Keyspace) Root() []byte { return k.root }
+
+// Sub returns the key root + parts; other packages (the module store) use
+// it for their own records.
+func (k Keyspace) Sub(parts ...any) []byte { return k.key(parts...) }
+
+// Server is the key of a server's record.
+func (k Keyspace) Server(sid string) []byte { return k.key("srv", sid) }
+
+// Servers is the range of every server record.
+func (k Keyspace) Servers() (begin, end []byte) { return prefixRange(k.key("srv")) }
+
+// Incarnations is the key of a server's incarnation counter.
+func (k Keyspace) Incarnations(sid string) []byte { return k.key("inc", sid) }
+
+// Load is the key of a server's load report.
+func (k Keyspace) Load(sid string) []byte { return k.key("load", sid) }
+
+// Loads is the range of every load report.
+func (k Keyspace) Loads() (begin, end []byte) { return prefixRange(k.key("load")) }
+
+// Actor is the key of an actor's record (type and owner).
+func (k Keyspace) Actor(ns, id string) []byte { return k.key("act", ns, id) }
+
+// Actors is the range of every actor record of a namespace.
+func (k Keyspace) Actors(ns string) (begin, end []byte) { return prefixRange(k.key("act", ns)) }
+
+// KVPrefix is the prefix of every KV key of an actor.
+func (k Keyspace) KVPrefix(ns, id string) []byte { return k.key("kv", ns, id) }
+
+// KV is the key of one KV entry of an actor.
+func (k Keyspace) KV(ns, id string, key []byte) []byte {
+	return tuple.AppendBytes(k.KVPrefix(ns, id), key)
+}
+
+// KVRange returns the store range holding the actor's user keys in
+// [start, end); a nil end means "to the last key".
+func (k Keyspace) KVRange(ns, id string, start, end []byte) (begin, stop []byte) {
+	prefix := k.KVPrefix(ns, id)
+	begin = tuple.AppendBytes(bytes.Clone(prefix), start)
+	if end == nil {
+		return begin, tuple.PrefixEnd(prefix)
+	}
+	return begin, tuple.AppendBytes(bytes.Clone(prefix), end)
+}
+
+// KVPrefixRange returns the store range of the actor's user keys that start
+// with userPrefix. The element is encoded without its terminator, which is a
+// prefix of the encoding of every key that starts with userPrefix.
+func (k Keyspace) KVPrefixRange(ns, id string, userPrefix []byte) (begin, end []byte) {
+	enc := tuple.AppendBytes(k.KVPrefix(ns, id), userPrefix)
+	enc = enc[:len(enc)-1] // drop the terminating 0x00
+	return enc, tuple.PrefixEnd(enc)
+}
+
+// UserKey extracts an actor's user key from a store key under prefix.
+func UserKey(prefix, storeKey []byte) ([]byte, error) {
+	if !bytes.HasPrefix(storeKey, prefix) {
+		return nil, fmt.Errorf("registry: key outside the actor's range")
+	}
+	t, err := tuple.Unpack(storeKey[len(prefix):])
+	if err != nil || len(t) != 1 {
+		return nil, fmt.Errorf("registry: malformed KV key: %v", err)
+	}
+	b, ok := t[0].([]byte)
+	if !ok {
+		return nil, fmt.Errorf("registry: malformed KV key element %T", t[0])
+	}
+	return b, nil
+}
+
+func prefixRange(p []byte) (begin, end []byte) { return p, tuple.PrefixEnd(p) }
+
+// Record encodings. Each is a packed tuple: deterministic bytes, so that a
+// fence can compare a whole record for equality inside the store.
+
+// ServerRecord is a server's registration, immutable for its incarnation.
+type ServerRecord struct {
+	ID           string
+	Incarnation  int64
+	Addr         string
+	RegisteredAt int64 // unix nanoseconds, informational
+}
+
+func (r ServerRecord) encode() []byte {
+	return tuple.Tuple{r.Incarnation, r.Addr, r.RegisteredAt}.Pack()
+}
+
+func decodeServer(sid string, b []byte) (ServerRecord, error) {
+	t, err := tuple.Unpack(b)
+	if err != nil || len(t) != 3 {
+		return ServerRecord{}, fmt.Errorf("registry: malformed server record of %q: %v", sid, err)
+	}
+	inc, ok1 := t[0].(int64)
+	addr, ok2 := t[1].(string)
+	at, ok3 := t[2].(int64)
+	if !ok1 || !ok2 || !ok3 {
+		return ServerRecord{}, fmt.Errorf("registry: malformed server record of %q", sid)
+	}
+	return ServerRecord{ID: sid, Incarnation: inc, Addr: addr, RegisteredAt: at}, nil
+}
+
+// ActorRecord is an actor's type and current owner (empty when none).
+type ActorRecord struct {
+	Type             string
+	Owner            string
+	OwnerIncarnation int64
+}
+
+func (r ActorRecord) encode() []byte {
+	return tuple.Tuple{r.Type, r.Owner, r.OwnerIncarnation}.Pack()
+}
+
+func decodeActor(b []byte) (ActorRecord, error) {
+	t, err := tuple.Unpack(b)
+	if err != nil || len(t) != 3 {
+		return ActorRecord{}, fmt.Errorf("registry: malformed actor record: %v", err)
+	}
+	typ, ok1 := t[0].(string)
+	owner, ok2 := t[1].(string)
+	inc, ok3 := t[2].(int64)
+	if !ok1 || !ok2 || !ok3 {
+		return ActorRecord{}, fmt.Errorf("registry: malformed actor record")
+	}
+	return ActorRecord{Type: typ, Owner: owner, OwnerIncarnation: inc}, nil
+}
+
+// Load is a server's load report.
+type Load struct {
+	Incarnation int64
+	Activations int64
+	// Bytes estimates the memory held by activations.
+	Bytes int64
+	// Limit is the server's activation limit; placement skips full servers.
+	Limit int64
+}
+
+func (l Load) encode() []byte {
+	return tuple.Tuple{l.Incarnation, l.Activations, l.Bytes, l.Limit}.Pack()
+}
+
+func decodeLoad(b []byte) (Load, error) {
+	t, err := tuple.Unpack(b)
+	if err != nil || len(t) != 4 {
+		return Load{}, fmt.Errorf("registry: malformed load record: %v", err)
+	}
+	var out [4]int64
+	for i := range out {
+		v, ok := t[i].(int64)
+		if !ok {
+			return Load{}, fmt.Errorf("registry: malformed load record")
+		}
+		out[i] = v
+	}
+	return Load{Incarnation: out[0], Activations: out[1], Bytes: out[2], Limit: out[3]}, nil
+}
+
+func encodeInt(v int64) []byte { return tuple.AppendInt(nil, v) }
+
+func decodeInt(b []byte) (int64, error) {
+	t, err := tuple.Unpack(b)
+	if err != nil || len(t) != 1 {
+		return 0, fmt.Errorf("registry: malformed counter: %v", err)
+	}
+	v, ok := t[0].(int64)
+	if !ok {
+		return 0, fmt.Errorf("registry: malformed counter")
+	}
+	return v, nil
+}

@@ -1,0 +1,592 @@
+// Package registry implements nola's activation protocol over a kv.Store:
+// server registration with incarnations and leases, placement
+// (EnsureActivation), ownership confirmation, voluntary release and fenced
+// commits of actor KV. docs/architecture.md describes the protocol and
+// docs/proofs/ argues why it keeps at most one activation per actor.
+//
+// Every decision is a compare inside the store's own commit; nothing here
+// trusts a local clock. The one clock rule — a server stops serving at its
+// local deadline, before the store can let anyone else own its actors — is
+// computed by LocalDeadline and enforced by the engine.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/registry/tuple"
+	"github.com/nolaproject/nola/rt"
+)
+
+// Errors the protocol returns (wrapped); test with errors.Is.
+var (
+	// ErrFenced: a fenced commit's compares failed — the server's
+	// incarnation or its ownership of the actor is gone. Nothing was
+	// written.
+	ErrFenced = errors.New("registry: fenced: incarnation or ownership lost")
+	// ErrLeaseLost: the server's lease no longer exists in the store.
+	ErrLeaseLost = errors.New("registry: server lease lost")
+	// ErrTypeMismatch: the actor exists with another type.
+	ErrTypeMismatch = errors.New("registry: actor exists with another type")
+	// ErrNoServers: no live server can take the actor.
+	ErrNoServers = errors.New("registry: no live server with capacity")
+	// ErrActorNotFound: the actor was never created (and no type was given
+	// to create it).
+	ErrActorNotFound = errors.New("registry: actor not found")
+	// ErrContention: placement lost too many races in a row.
+	ErrContention = errors.New("registry: placement contention, try again")
+)
+
+// Options configure a Registry.
+type Options struct {
+	// Root prefixes every key; default "nola".
+	Root string
+	// ServerListTTL bounds how stale the server list used for placement
+	// may be; default 1s. Staleness affects balance only: every placement
+	// is a compare on the chosen server's current record.
+	ServerListTTL time.Duration
+}
+
+// Registry is a handle on the protocol, used by servers and clients. It is
+// safe for concurrent use.
+type Registry struct {
+	store kv.Store
+	rt    rt.Runtime
+	keys  Keyspace
+	ttl   time.Duration
+
+	mu        sync.Mutex
+	servers   []Member
+	fetchedAt time.Duration
+	fetched   bool
+}
+
+// New returns a registry over store.
+func New(store kv.Store, r rt.Runtime, opts Options) *Registry {
+	if opts.Root == "" {
+		opts.Root = "nola"
+	}
+	if opts.ServerListTTL <= 0 {
+		opts.ServerListTTL = time.Second
+	}
+	return &Registry{store: store, rt: r, keys: NewKeyspace(opts.Root), ttl: opts.ServerListTTL}
+}
+
+// Store returns the underlying store.
+func (r *Registry) Store() kv.Store { return r.store }
+
+// Keys returns the keyspace.
+func (r *Registry) Keys() Keyspace { return r.keys }
+
+// LocalDeadline is the instant, on the server's monotonic clock, after which
+// it must not serve: sent is when the last successful keep-alive (or the
+// grant) was sent, ttl the lease TTL, rho the bound on the rate of the
+// server's clock relative to the store's lease clock, and margin a safety
+// margin for scheduling delays. The store expires the lease no earlier than
+// ttl after it processed that request, which is after sent; so with drift at
+// most rho the server stops before anyone else can own its actors
+// (docs/proofs/single-activation.md).
+func LocalDeadline(sent, ttl time.Duration, rho float64, margin time.Duration) time.Duration {
+	return sent + time.Duration(float64(ttl)*(1-rho)) - margin
+}
+
+// Incarnation is one registration of a server: a lease and an immutable
+// server record. Every fenced commit compares that record.
+type Incarnation struct {
+	ServerID string
+	Num      int64
+	Lease    kv.LeaseID
+	Addr     string
+	// Sent is when the grant that started the lease was sent (monotonic).
+	Sent time.Duration
+
+	serverKey []byte
+	record    []byte
+}
+
+// Register starts a new incarnation of server sid at addr: it grants a lease
+// of ttl, bumps sid's incarnation counter and writes the server record
+// attached to the lease, in one commit.
+func (r *Registry) Register(ctx context.Context, sid, addr string, ttl time.Duration) (*Incarnation, error) {
+	if sid == "" {
+		return nil, fmt.Errorf("registry: register: empty server id")
+	}
+	sent := r.rt.Mono()
+	lease, err := r.store.Grant(ctx, ttl)
+	if err != nil {
+		return nil, fmt.Errorf("registry: register %s: grant lease: %w", sid, err)
+	}
+	incKey := r.keys.Incarnations(sid)
+	for attempt := 0; attempt < 16; attempt++ {
+		cur, found, err := r.store.Get(ctx, incKey, 0)
+		if err != nil {
+			return nil, fmt.Errorf("registry: register %s: read incarnation: %w", sid, err)
+		}
+		var n int64
+		if found {
+			if n, err = decodeInt(cur.Value); err != nil {
+				return nil, err
+			}
+		}
+		rec := ServerRecord{ID: sid, Incarnation: n + 1, Addr: addr, RegisteredAt: r.rt.Now().UnixNano()}
+		inc := &Incarnation{
+			ServerID: sid, Num: n + 1, Lease: lease, Addr: addr, Sent: sent,
+			serverKey: r.keys.Server(sid), record: rec.encode(),
+		}
+		res, err := r.store.Commit(ctx, kv.Txn{
+			Compares: []kv.Compare{kv.ModRevEquals(incKey, cur.ModRev)},
+			Ops: []kv.Op{
+				kv.Put(incKey, encodeInt(n+1), kv.NoLease),
+				kv.Put(inc.serverKey, inc.record, lease),
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("registry: register %s: %w", sid, err)
+		}
+		if res.Succeeded {
+			r.invalidateServers()
+			return inc, nil
+		}
+	}
+	return nil, fmt.Errorf("registry: register %s: %w", sid, ErrContention)
+}
+
+// KeepAlive renews the incarnation's lease once. ErrLeaseLost means the
+// incarnation is over: the server must fence itself and register anew.
+func (r *Registry) KeepAlive(ctx context.Context, inc *Incarnation) error {
+	if _, err := r.store.KeepAlive(ctx, inc.Lease); err != nil {
+		if errors.Is(err, kv.ErrLeaseNotFound) {
+			return fmt.Errorf("registry: keep-alive %s#%d: %w: %w", inc.ServerID, inc.Num, ErrLeaseLost, err)
+		}
+		return fmt.Errorf("registry: keep-alive %s#%d: %w", inc.ServerID, inc.Num, err)
+	}
+	return nil
+}
+
+// ReportLoad publishes the server's load for placement.
+func (r *Registry) ReportLoad(ctx context.Context, inc *Incarnation, l Load) error {
+	l.Incarnation = inc.Num
+	res, err := r.store.Commit(ctx, kv.Txn{
+		Compares: []kv.Compare{kv.ValueEquals(inc.serverKey, inc.record)},
+		Ops:      []kv.Op{kv.Put(r.keys.Load(inc.ServerID), l.encode(), inc.Lease)},
+	})
+	if err != nil {
+		return fmt.Errorf("registry: report load %s#%d: %w", inc.ServerID, inc.Num, err)
+	}
+	if !res.Succeeded {
+		return fmt.Errorf("registry: report load %s#%d: %w", inc.ServerID, inc.Num, ErrFenced)
+	}
+	return nil
+}
+
+// Deregister ends the incarnation now (revoking its lease removes the
+// server record), so its actors can be placed elsewhere at once.
+func (r *Registry) Deregister(ctx context.Context, inc *Incarnation) error {
+	if err := r.store.Revoke(ctx, inc.Lease); err != nil && !errors.Is(err, kv.ErrLeaseNotFound) {
+		return fmt.Errorf("registry: deregister %s#%d: %w", inc.ServerID, inc.Num, err)
+	}
+	r.invalidateServers()
+	return nil
+}
+
+// OwnerRecord returns the exact bytes of an actor record of type typ owned by
+// this incarnation: what ownership confirmation and fences compare.
+func (inc *Incarnation) OwnerRecord(typ string) []byte {
+	return ActorRecord{Type: typ, Owner: inc.ServerID, OwnerIncarnation: inc.Num}.encode()
+}
+
+// Fence returns the compares that make a commit conditional on this
+// incarnation being current and owning the actor whose record is actorKey
+// with owner record ownerRecord.
+func (inc *Incarnation) Fence(actorKey, ownerRecord []byte) []kv.Compare {
+	return []kv.Compare{
+		kv.ValueEquals(inc.serverKey, inc.record),
+		kv.ValueEquals(actorKey, ownerRecord),
+	}
+}
+
+// Confirm checks, in one store transaction, that this incarnation is current
+// and owns actor (ns, id) of type typ. Only then may the server activate it.
+func (r *Registry) Confirm(ctx context.Context, inc *Incarnation, ns, id, typ string) (bool, error) {
+	res, err := r.store.Commit(ctx, kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), inc.OwnerRecord(typ))})
+	if err != nil {
+		return false, fmt.Errorf("registry: confirm ownership of %s/%s: %w", ns, id, err)
+	}
+	return res.Succeeded, nil
+}
+
+// Release gives up ownership of an actor this incarnation owns (after
+// deactivating it), so that it can be placed anywhere at once.
+func (r *Registry) Release(ctx context.Context, inc *Incarnation, ns, id, typ string) error {
+	key := r.keys.Actor(ns, id)
+	res, err := r.store.Commit(ctx, kv.Txn{
+		Compares: []kv.Compare{kv.ValueEquals(key, inc.OwnerRecord(typ))},
+		Ops:      []kv.Op{kv.Put(key, ActorRecord{Type: typ}.encode(), kv.NoLease)},
+	})
+	if err != nil {
+		return fmt.Errorf("registry: release %s/%s: %w", ns, id, err)
+	}
+	if !res.Succeeded {
+		return fmt.Errorf("registry: release %s/%s: %w", ns, id, ErrFenced)
+	}
+	return nil
+}
+
+// KVWrite is one write of an actor's KV transaction.
+type KVWrite struct {
+	Key    []byte
+	Value  []byte
+	Delete bool
+}
+
+// CommitKV applies an actor's writes in one commit fenced on the
+// incarnation and its ownership of the actor. ownerRecord is what
+// inc.OwnerRecord returned for the actor's type. ErrFenced means nothing was
+// written and the incarnation (or its ownership) is gone.
+func (r *Registry) CommitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite) error {
+	txn := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord), Ops: make([]kv.Op, len(writes))}
+	for i, w := range writes {
+		k := r.keys.KV(ns, id, w.Key)
+		if w.Delete {
+			txn.Ops[i] = kv.Delete(k)
+		} else {
+			txn.Ops[i] = kv.Put(k, w.Value, kv.NoLease)
+		}
+	}
+	if err := kv.CheckLimits(txn, r.store.Limits()); err != nil {
+		return fmt.Errorf("registry: commit KV of %s/%s: %w", ns, id, err)
+	}
+	res, err := r.store.Commit(ctx, txn)
+	if err != nil {
+		return fmt.Errorf("registry: commit KV of %s/%s: %w", ns, id, err)
+	}
+	if !res.Succeeded {
+		return fmt.Errorf("registry: commit KV of %s/%s: %w", ns, id, ErrFenced)
+	}
+	return nil
+}
+
+// KVLimits returns how many writes and bytes one actor commit may carry once
+// the fence's compares are counted.
+func (r *Registry) KVLimits() kv.Limits { return r.store.Limits() }
+
+// GetKV reads one key of an actor's KV.
+func (r *Registry) GetKV(ctx context.Context, ns, id string, key []byte) ([]byte, bool, error) {
+	v, found, err := r.store.Get(ctx, r.keys.KV(ns, id, key), 0)
+	if err != nil {
+		return nil, false, fmt.Errorf("registry: read KV of %s/%s: %w", ns, id, err)
+	}
+	return v.Value, found, nil
+}
+
+// KVPair is one entry of an actor's KV.
+type KVPair struct {
+	Key, Value []byte
+}
+
+// ScanKV reads an actor's keys in [start, end) (end nil: to the last key),
+// at most limit of them (0: no limit). more reports a cut-off.
+func (r *Registry) ScanKV(ctx context.Context, ns, id string, start, end []byte, limit int) (pairs []KVPair, more bool, err error) {
+	begin, stop := r.keys.KVRange(ns, id, start, end)
+	return r.scan(ctx, ns, id, begin, stop, limit)
+}
+
+// ScanKVPrefix reads an actor's keys that start with prefix.
+func (r *Registry) ScanKVPrefix(ctx context.Context, ns, id string, prefix []byte, limit int) ([]KVPair, bool, error) {
+	begin, stop := r.keys.KVPrefixRange(ns, id, prefix)
+	return r.scan(ctx, ns, id, begin, stop, limit)
+}
+
+func (r *Registry) scan(ctx context.Context, ns, id string, begin, end []byte, limit int) ([]KVPair, bool, error) {
+	res, err := r.store.Range(ctx, kv.RangeRequest{Begin: begin, End: end, Limit: limit})
+	if err != nil {
+		return nil, false, fmt.Errorf("registry: scan KV of %s/%s: %w", ns, id, err)
+	}
+	prefix := r.keys.KVPrefix(ns, id)
+	out := make([]KVPair, 0, len(res.KVs))
+	for _, e := range res.KVs {
+		k, err := UserKey(prefix, e.Key)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, KVPair{Key: k, Value: e.Value})
+	}
+	return out, res.More, nil
+}
+
+// Member is a live server as placement sees it.
+type Member struct {
+	Record ServerRecord
+	Load   Load
+	// ModRev is the server record's revision, for compares.
+	ModRev int64
+	record []byte
+	// placed counts placements this registry made on the member since the
+	// list was fetched, so a burst spreads before load reports catch up.
+	placed int64
+}
+
+// Servers lists the live servers (records present in the store) with their
+// latest load reports, ordered by server ID.
+func (r *Registry) Servers(ctx context.Context) ([]Member, error) {
+	begin, end := r.keys.Servers()
+	srv, err := r.store.Range(ctx, kv.RangeRequest{Begin: begin, End: end})
+	if err != nil {
+		return nil, fmt.Errorf("registry: list servers: %w", err)
+	}
+	lb, le := r.keys.Loads()
+	loads, err := r.store.Range(ctx, kv.RangeRequest{Begin: lb, End: le, Rev: srv.Rev})
+	if err != nil {
+		return nil, fmt.Errorf("registry: list server loads: %w", err)
+	}
+	byID := map[string]Load{}
+	for _, e := range loads.KVs {
+		sid, err := lastString(e.Key)
+		if err != nil {
+			return nil, err
+		}
+		l, err := decodeLoad(e.Value)
+		if err != nil {
+			return nil, err
+		}
+		byID[sid] = l
+	}
+	out := make([]Member, 0, len(srv.KVs))
+	for _, e := range srv.KVs {
+		sid, err := lastString(e.Key)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := decodeServer(sid, e.Value)
+		if err != nil {
+			return nil, err
+		}
+		m := Member{Record: rec, ModRev: e.ModRev, record: e.Value}
+		if l, ok := byID[sid]; ok && l.Incarnation == rec.Incarnation {
+			m.Load = l
+		}
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Record.ID, b.Record.ID) })
+	return out, nil
+}
+
+func lastString(key []byte) (string, error) {
+	t, err := tuple.Unpack(key)
+	if err != nil || len(t) == 0 {
+		return "", fmt.Errorf("registry: malformed key: %v", err)
+	}
+	s, ok := t[len(t)-1].(string)
+	if !ok {
+		return "", fmt.Errorf("registry: malformed key")
+	}
+	return s, nil
+}
+
+func (r *Registry) invalidateServers() {
+	r.mu.Lock()
+	r.fetched = false
+	r.mu.Unlock()
+}
+
+// members returns the cached server list, refreshed if stale.
+func (r *Registry) members(ctx context.Context) ([]Member, error) {
+	r.mu.Lock()
+	if r.fetched && r.rt.Mono()-r.fetchedAt < r.ttl {
+		m := r.servers
+		r.mu.Unlock()
+		return m, nil
+	}
+	r.mu.Unlock()
+	list, err := r.Servers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.servers, r.fetchedAt, r.fetched = list, r.rt.Mono(), true
+	r.mu.Unlock()
+	return list, nil
+}
+
+// notePlaced counts a placement on sid against the cached list.
+func (r *Registry) notePlaced(sid string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := range r.servers {
+		if r.servers[i].Record.ID == sid {
+			r.servers[i].placed++
+		}
+	}
+}
+
+// choose picks the server for a new placement: fewest activations (counting
+// this registry's recent placements), then least memory, then at random.
+// Servers at their activation limit are skipped.
+func (r *Registry) choose(list []Member) (Member, bool) {
+	best := -1
+	ties := 0
+	for i, m := range list {
+		n := m.Load.Activations + m.placed
+		if m.Load.Limit > 0 && n >= m.Load.Limit {
+			continue
+		}
+		if best < 0 {
+			best, ties = i, 1
+			continue
+		}
+		b := list[best]
+		bn := b.Load.Activations + b.placed
+		switch {
+		case n < bn || (n == bn && m.Load.Bytes < b.Load.Bytes):
+			best, ties = i, 1
+		case n == bn && m.Load.Bytes == b.Load.Bytes:
+			// Reservoir sampling keeps each tied server equally likely.
+			ties++
+			if r.rt.Uint64()%uint64(ties) == 0 {
+				best = i
+			}
+		}
+	}
+	if best < 0 {
+		return Member{}, false
+	}
+	return list[best], true
+}
+
+// Placement says where an actor lives.
+type Placement struct {
+	ServerID    string
+	Incarnation int64
+	Addr        string
+	// Type is the actor's type as recorded in the store.
+	Type string
+	// Created reports that this call created the actor.
+	Created bool
+}
+
+// EnsureActivation returns the server that owns actor (ns, id), placing it
+// on a live server first if it has no live owner. typ is the actor's type;
+// it creates the actor if it does not exist, and must match its recorded
+// type if it does (an empty typ accepts any existing type and creates
+// nothing).
+//
+// A new owner is written only with compares proving that the actor record
+// is unchanged since read, that the previous owner's server record is still
+// the absent or other-incarnation one that was read, and that the chosen
+// server's record is current.
+func (r *Registry) EnsureActivation(ctx context.Context, ns, id, typ string) (Placement, error) {
+	key := r.keys.Actor(ns, id)
+	for attempt := 0; attempt < 16; attempt++ {
+		cur, found, err := r.store.Get(ctx, key, 0)
+		if err != nil {
+			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, err)
+		}
+		var rec ActorRecord
+		created := !found
+		if found {
+			if rec, err = decodeActor(cur.Value); err != nil {
+				return Placement{}, err
+			}
+			if typ != "" && rec.Type != typ {
+				return Placement{}, fmt.Errorf("registry: place %s/%s as %q: it is a %q: %w", ns, id, typ, rec.Type, ErrTypeMismatch)
+			}
+		} else {
+			if typ == "" {
+				return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, ErrActorNotFound)
+			}
+			rec.Type = typ
+		}
+		cmps := []kv.Compare{kv.ModRevEquals(key, cur.ModRev)}
+		if rec.Owner != "" {
+			skey := r.keys.Server(rec.Owner)
+			srv, ok, err := r.store.Get(ctx, skey, 0)
+			if err != nil {
+				return Placement{}, fmt.Errorf("registry: place %s/%s: read owner: %w", ns, id, err)
+			}
+			if ok {
+				sr, err := decodeServer(rec.Owner, srv.Value)
+				if err != nil {
+					return Placement{}, err
+				}
+				if sr.Incarnation == rec.OwnerIncarnation {
+					return Placement{ServerID: rec.Owner, Incarnation: sr.Incarnation, Addr: sr.Addr, Type: rec.Type}, nil
+				}
+			}
+			// The owner is gone (or is a later incarnation, which owns
+			// nothing it did not confirm): steal only if that is still so.
+			cmps = append(cmps, kv.ModRevEquals(skey, srv.ModRev))
+		}
+		list, err := r.members(ctx)
+		if err != nil {
+			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, err)
+		}
+		m, ok := r.choose(list)
+		if !ok {
+			r.invalidateServers()
+			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, ErrNoServers)
+		}
+		cmps = append(cmps, kv.ValueEquals(r.keys.Server(m.Record.ID), m.record))
+		next := ActorRecord{Type: rec.Type, Owner: m.Record.ID, OwnerIncarnation: m.Record.Incarnation}
+		res, err := r.store.Commit(ctx, kv.Txn{Compares: cmps, Ops: []kv.Op{kv.Put(key, next.encode(), kv.NoLease)}})
+		if err != nil {
+			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, err)
+		}
+		if res.Succeeded {
+			r.notePlaced(m.Record.ID)
+			return Placement{ServerID: m.Record.ID, Incarnation: m.Record.Incarnation, Addr: m.Record.Addr, Type: rec.Type, Created: created}, nil
+		}
+		// Someone raced us, or the chosen server's record changed: look
+		// again with a fresh server list.
+		r.invalidateServers()
+	}
+	return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, ErrContention)
+}
+
+// ActorInfo describes an actor as the registry records it.
+type ActorInfo struct {
+	Namespace, ID string
+	Record        ActorRecord
+	CreateRev     int64
+}
+
+// ListActors returns up to limit actors of namespace ns whose IDs are >=
+// after (exclusive when after is non-empty), in ID order.
+func (r *Registry) ListActors(ctx context.Context, ns, after string, limit int) ([]ActorInfo, bool, error) {
+	begin, end := r.keys.Actors(ns)
+	if after != "" {
+		begin = append(r.keys.Actor(ns, after), 0)
+	}
+	res, err := r.store.Range(ctx, kv.RangeRequest{Begin: begin, End: end, Limit: limit})
+	if err != nil {
+		return nil, false, fmt.Errorf("registry: list actors of %s: %w", ns, err)
+	}
+	out := make([]ActorInfo, 0, len(res.KVs))
+	for _, e := range res.KVs {
+		id, err := lastString(e.Key)
+		if err != nil {
+			return nil, false, err
+		}
+		rec, err := decodeActor(e.Value)
+		if err != nil {
+			return nil, false, err
+		}
+		out = append(out, ActorInfo{Namespace: ns, ID: id, Record: rec, CreateRev: e.CreateRev})
+	}
+	return out, res.More, nil
+}
+
+// Actor returns the record of one actor.
+func (r *Registry) Actor(ctx context.Context, ns, id string) (ActorRecord, bool, error) {
+	e, found, err := r.store.Get(ctx, r.keys.Actor(ns, id), 0)
+	if err != nil || !found {
+		return ActorRecord{}, false, err
+	}
+	rec, err := decodeActor(e.Value)
+	return rec, err == nil, err
+}
