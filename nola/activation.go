@@ -158,7 +158,7 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 	key := actorKey{req.Namespace, req.ActorID}
 	for {
 		l := s.lease.Load()
-		if s.stopped.Load() || l == nil || s.rt.Mono() >= time.Duration(l.deadline.Load()) {
+		if s.stopped.Load() || l == nil || !s.live(l.inc) {
 			return nil, s.notServing()
 		}
 		t := s.table.Load()
@@ -348,9 +348,10 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 	if err := a.lock.Acquire(ctx); err != nil {
 		return nil, wrapErr(err, false, "waiting for actor %s", a.key.id)
 	}
-	switch a.state.Load() {
-	case stateReady:
-	case stateEvicted:
+	unfenced := fromTimer && s.cfg.Mutations.TimerIgnoresFence
+	switch st := a.state.Load(); {
+	case st == stateReady, unfenced:
+	case st == stateEvicted:
 		a.lock.Release()
 		return nil, errGone
 	default:
@@ -358,7 +359,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		return nil, &Error{Code: CodeFenced, Message: "activation of " + a.key.id + " was dropped", Retryable: true}
 	}
 	// Rule 3: run only under the current incarnation, before the deadline.
-	if !s.live(a.inc) {
+	if !s.live(a.inc) && !unfenced {
 		a.lock.Release()
 		return nil, &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " is past its lease deadline", Retryable: true}
 	}
@@ -460,12 +461,14 @@ func (s *Server) drop(a *activation, st int32) {
 	}
 	s.activations.Add(-1)
 	s.memBytes.Add(-atomic.LoadInt64(&a.charged))
-	a.mu.Lock()
-	for _, t := range a.timers {
-		t.stop()
+	if !s.cfg.Mutations.TimerIgnoresFence {
+		a.mu.Lock()
+		for _, t := range a.timers {
+			t.stop()
+		}
+		a.timers = nil
+		a.mu.Unlock()
 	}
-	a.timers = nil
-	a.mu.Unlock()
 	if prev == stateActivating {
 		a.activated.Resolve(struct{}{}, &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.key.id + " was dropped"})
 	}
@@ -569,7 +572,7 @@ func (s *Server) fireTimer(a *activation, t *actorTimer) {
 	a.mu.Lock()
 	current := !t.stopped && a.timers[t.name] == t
 	a.mu.Unlock()
-	if !current || s.effectAllowed(a) != nil {
+	if !current || (s.effectAllowed(a) != nil && !s.cfg.Mutations.TimerIgnoresFence) {
 		return
 	}
 	ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.TimerTimeout)

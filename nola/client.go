@@ -103,6 +103,10 @@ func (c *Client) invoke(ctx context.Context, req Request) ([]byte, error) {
 			return res, nil
 		}
 		if !IsRetryable(err) {
+			if code := CodeOf(err); code == CodeTimeout || code == CodeUnavailable {
+				// The server may be gone: resolve afresh next time.
+				c.routes.drop(key, r)
+			}
 			return nil, err
 		}
 		c.routes.drop(key, r)

@@ -86,6 +86,24 @@ type ServerConfig struct {
 	Limits Limits
 	// Logger receives the server's logs (default: discard).
 	Logger *slog.Logger
+
+	// Mutations break one protocol rule each. They exist only so that the
+	// simulator can prove its checkers catch the resulting violations;
+	// never set them outside such tests.
+	Mutations Mutations
+}
+
+// Mutations are deliberate protocol bugs for non-vacuity tests.
+type Mutations struct {
+	// SkipDeadlineCheck serves and commits past the local lease deadline.
+	SkipDeadlineCheck bool
+	// SkipStoreFence commits actor KV without the fence compares.
+	SkipStoreFence bool
+	// IgnoreIncarnation keeps activations across re-registration and
+	// confirms ownership by server ID alone (the original NOLA's bug).
+	IgnoreIncarnation bool
+	// TimerIgnoresFence lets timers fire on a fenced activation.
+	TimerIgnoresFence bool
 }
 
 func (c *ServerConfig) validate() error {

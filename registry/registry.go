@@ -51,6 +51,13 @@ type Options struct {
 	// may be; default 1s. Staleness affects balance only: every placement
 	// is a compare on the chosen server's current record.
 	ServerListTTL time.Duration
+
+	// UnsafeSkipFence and UnsafeIgnoreIncarnation break the protocol on
+	// purpose, for the simulator's non-vacuity tests only: the first
+	// commits actor KV without fence compares, the second confirms
+	// ownership by server ID alone.
+	UnsafeSkipFence         bool
+	UnsafeIgnoreIncarnation bool
 }
 
 // Registry is a handle on the protocol, used by servers and clients. It is
@@ -60,6 +67,7 @@ type Registry struct {
 	rt    rt.Runtime
 	keys  Keyspace
 	ttl   time.Duration
+	opts  Options
 
 	mu        sync.Mutex
 	servers   []Member
@@ -75,7 +83,7 @@ func New(store kv.Store, r rt.Runtime, opts Options) *Registry {
 	if opts.ServerListTTL <= 0 {
 		opts.ServerListTTL = time.Second
 	}
-	return &Registry{store: store, rt: r, keys: NewKeyspace(opts.Root), ttl: opts.ServerListTTL}
+	return &Registry{store: store, rt: r, keys: NewKeyspace(opts.Root), ttl: opts.ServerListTTL, opts: opts}
 }
 
 // Store returns the underlying store.
@@ -214,6 +222,13 @@ func (inc *Incarnation) Fence(actorKey, ownerRecord []byte) []kv.Compare {
 // Confirm checks, in one store transaction, that this incarnation is current
 // and owns actor (ns, id) of type typ. Only then may the server activate it.
 func (r *Registry) Confirm(ctx context.Context, inc *Incarnation, ns, id, typ string) (bool, error) {
+	if r.opts.UnsafeIgnoreIncarnation {
+		rec, found, err := r.Actor(ctx, ns, id)
+		if err != nil {
+			return false, fmt.Errorf("registry: confirm ownership of %s/%s: %w", ns, id, err)
+		}
+		return found && rec.Owner == inc.ServerID && rec.Type == typ, nil
+	}
 	res, err := r.store.Commit(ctx, kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), inc.OwnerRecord(typ))})
 	if err != nil {
 		return false, fmt.Errorf("registry: confirm ownership of %s/%s: %w", ns, id, err)
@@ -251,6 +266,9 @@ type KVWrite struct {
 // written and the incarnation (or its ownership) is gone.
 func (r *Registry) CommitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite) error {
 	txn := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord), Ops: make([]kv.Op, len(writes))}
+	if r.opts.UnsafeSkipFence {
+		txn.Compares = nil
+	}
 	for i, w := range writes {
 		k := r.keys.KV(ns, id, w.Key)
 		if w.Delete {

@@ -70,7 +70,7 @@ func (n *Node) Go(name string, f func()) { n.w.spawn(n, name, f) }
 
 // AfterFunc starts f as a task of this node after d on the node's clock.
 func (n *Node) AfterFunc(d time.Duration, name string, f func()) rt.Timer {
-	tm := n.w.after(n, d, func() { n.w.spawn(n, name, f) })
+	tm := n.w.after(n, n, d, func() { n.w.spawn(n, name, f) })
 	return simTimer{tm}
 }
 
@@ -105,9 +105,9 @@ func (n *Node) Sleep(ctx context.Context, d time.Duration) error {
 		}
 		return nil
 	}
-	// The timer fires on the sleeping task's own node (its clock, its
-	// pause), not necessarily n.
-	tm := w.after(t.node, d, func() {
+	// d is measured on n's clock (the one the caller reads), but the timer
+	// belongs to the sleeping task's node: its pause holds it.
+	tm := w.after(t.node, n, d, func() {
 		if t.state == stateBlocked {
 			t.waitTimer = nil
 			w.ready(t)
@@ -138,7 +138,7 @@ func (n *Node) WithTimeout(parent context.Context, d time.Duration) (context.Con
 		deadline = pd
 	}
 	c := &timeoutCtx{Context: inner, deadline: deadline}
-	tm := n.w.after(n, d, func() {
+	tm := n.w.after(n, n, d, func() {
 		c.timedOut = true
 		cancel(context.DeadlineExceeded)
 		n.w.cancelDirty = true

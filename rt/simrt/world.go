@@ -154,8 +154,10 @@ func (w *World) Run(main func()) error {
 	node := w.Node("main")
 	done := false
 	node.Go("main", func() {
+		// Deferred, so that a main that exits early (t.Fatal calls
+		// runtime.Goexit) still ends the run.
+		defer func() { done = true }()
 		main()
-		done = true
 	})
 	err := w.schedule(func() bool { return done })
 	w.killAll()
@@ -382,12 +384,15 @@ func (w *World) unblock(t *task, err error) {
 	w.ready(t)
 }
 
-func (w *World) after(n *Node, d time.Duration, fn func()) *timer {
+// after schedules fn after d measured on clock's clock; the timer belongs to
+// owner (its pause holds it, its crash drops it).
+func (w *World) after(owner, clock *Node, d time.Duration, fn func()) *timer {
 	if d < 0 {
 		d = 0
 	}
+	n := owner
 	// A node whose clock runs fast sees its timers fire early in virtual time.
-	virt := time.Duration(float64(d) / n.rate)
+	virt := time.Duration(float64(d) / clock.rate)
 	w.timerSeq++
 	tm := &timer{when: w.now + virt, seq: w.timerSeq, node: n, gen: n.gen, fn: fn}
 	heap.Push(&w.timers, tm)

@@ -1,0 +1,249 @@
+package nola_test
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/nola"
+)
+
+func TestOnDemandActivationAndStatePersists(t *testing.T) {
+	runSim(t, 1, 3, nil, nil, func(e *simEnv) {
+		if h := e.c.Host(ns, "a"); h != -1 {
+			t.Fatalf("actor active on s%d before any call", h)
+		}
+		for want := 0; want < 5; want++ {
+			if got := e.mustInvoke("a", "counter", "inc", nil); got != strconv.Itoa(want) {
+				t.Fatalf("inc #%d = %s, want %d", want, got, want)
+			}
+		}
+		if e.c.Host(ns, "a") == -1 {
+			t.Fatal("actor not active after calls")
+		}
+	})
+}
+
+func TestIdleEvictionResetsMemoryButNotKV(t *testing.T) {
+	configure := func(_ int, cfg *nola.ServerConfig) { cfg.IdleTimeout = time.Minute }
+	runSim(t, 2, 2, nil, configure, func(e *simEnv) {
+		for range 3 {
+			e.mustInvoke("mem", "counter", "inc", nil)
+			e.mustInvoke("dur", "kvcounter", "inc", nil)
+		}
+		host := e.c.Host(ns, "mem")
+		e.sleep(90 * time.Second)
+		if e.c.Host(ns, "mem") != -1 || e.c.Host(ns, "dur") != -1 {
+			t.Fatal("idle actors still active after 1.5x the idle timeout")
+		}
+		if got := e.mustInvoke("mem", "counter", "inc", nil); got != "0" {
+			t.Fatalf("in-memory counter after eviction = %s, want 0 (reset)", got)
+		}
+		if got := e.mustInvoke("dur", "kvcounter", "inc", nil); got != "4" {
+			t.Fatalf("KV counter after eviction = %s, want 4 (durable)", got)
+		}
+		if got := e.c.Host(ns, "mem"); got != host {
+			t.Fatalf("reactivated on s%d, want s%d: eviction keeps ownership", got, host)
+		}
+		if ev := e.c.Server(host).Stats().Evicted; ev == 0 {
+			t.Fatal("server counted no evictions")
+		}
+	})
+}
+
+func TestActorToActorCalls(t *testing.T) {
+	runSim(t, 3, 3, nil, nil, func(e *simEnv) {
+		// The target is not active yet: the call activates it.
+		for want := 0; want < 3; want++ {
+			got := e.mustInvoke("c1", "caller", "call", []byte("counter/target/inc"))
+			if got != strconv.Itoa(want) {
+				t.Fatalf("call #%d = %s, want %d", want, got, want)
+			}
+		}
+		// An error inside the callee reaches the outer caller as an actor
+		// error of the outer call.
+		_, err := e.invoke("c2", "caller", "call", []byte("counter/target/nosuchop"))
+		wantCode(t, err, nola.CodeActorError)
+	})
+}
+
+func TestCallCycleFailsInsteadOfDeadlocking(t *testing.T) {
+	types := actors.Types()
+	types["ping"] = func(ref nola.Ref) (nola.Actor, error) {
+		return nola.FuncActor(func(ctx *nola.Context, op string, payload []byte) ([]byte, error) {
+			if len(payload) == 0 {
+				return []byte("pong from " + ref.ID), nil
+			}
+			// Call the actor named in the payload, telling it to call us.
+			return ctx.Invoke(string(payload), "ping", "ping", []byte(ref.ID))
+		}), nil
+	}
+	runSim(t, 4, 2, types, nil, func(e *simEnv) {
+		// a calls b, b calls a back: a is waiting on b, so this would
+		// deadlock; it must fail fast instead.
+		_, err := e.invoke("a", "ping", "ping", []byte("b"))
+		wantCode(t, err, nola.CodeBadRequest)
+		if !strings.Contains(err.Error(), "call cycle") {
+			t.Fatalf("error %q does not name the cycle", err)
+		}
+		// A plain call still works afterwards.
+		if got := e.mustInvoke("a", "ping", "ping", nil); got != "pong from a" {
+			t.Fatalf("got %q", got)
+		}
+	})
+}
+
+func TestTimersFireAndStopWithActivation(t *testing.T) {
+	types := actors.Types()
+	types["kvticker"] = func(nola.Ref) (nola.Actor, error) {
+		return nola.FuncActor(func(ctx *nola.Context, op string, _ []byte) ([]byte, error) {
+			switch op {
+			case "start":
+				return nil, ctx.SetTimer("t", time.Second, time.Second, "tick", nil)
+			case "tick":
+				v, _, err := ctx.Get([]byte("ticks"))
+				if err != nil {
+					return nil, err
+				}
+				n, _ := strconv.Atoi(string(v))
+				return nil, ctx.Put([]byte("ticks"), []byte(strconv.Itoa(n+1)))
+			case "ticks":
+				v, _, err := ctx.Get([]byte("ticks"))
+				return v, err
+			}
+			return nil, fmt.Errorf("unknown op %s", op)
+		}), nil
+	}
+	configure := func(_ int, cfg *nola.ServerConfig) { cfg.IdleTimeout = 20 * time.Second }
+	runSim(t, 5, 2, types, configure, func(e *simEnv) {
+		e.mustInvoke("tk", "kvticker", "start", nil)
+		e.sleep(5500 * time.Millisecond)
+		// Reading reactivates nothing here: the actor is still active.
+		if got := e.mustInvoke("tk", "kvticker", "ticks", nil); got != "5" {
+			t.Fatalf("ticks after 5.5s = %s, want 5", got)
+		}
+		// Timers do not keep an activation alive: after the idle timeout
+		// it is evicted and its timer stops.
+		e.sleep(60 * time.Second)
+		if e.c.Host(ns, "tk") != -1 {
+			t.Fatal("actor with only a timer was not evicted")
+		}
+		first := e.mustInvoke("tk", "kvticker", "ticks", nil)
+		n, _ := strconv.Atoi(first)
+		if n < 20 || n > 30 {
+			t.Fatalf("ticks before eviction = %d, want about 25 (the last call plus the idle timeout)", n)
+		}
+		e.sleep(60 * time.Second)
+		if got := e.mustInvoke("tk", "kvticker", "ticks", nil); got != first {
+			t.Fatalf("ticks went from %s to %s after the activation went", first, got)
+		}
+	})
+}
+
+func TestPlacementSpreadsActors(t *testing.T) {
+	runSim(t, 6, 3, nil, nil, func(e *simEnv) {
+		for i := range 100 {
+			e.mustInvoke(fmt.Sprintf("p%d", i), "counter", "inc", nil)
+		}
+		counts := make([]int, 3)
+		for i := range 100 {
+			h := e.c.Host(ns, fmt.Sprintf("p%d", i))
+			if h < 0 {
+				t.Fatalf("p%d not active", i)
+			}
+			counts[h]++
+		}
+		for i, n := range counts {
+			if n < 30 || n > 37 {
+				t.Fatalf("server s%d hosts %d of 100 actors (all: %v), want 33±10%%", i, n, counts)
+			}
+		}
+	})
+}
+
+func TestCrashReactivatesOnSurvivor(t *testing.T) {
+	runSim(t, 7, 3, nil, nil, func(e *simEnv) {
+		for range 3 {
+			e.mustInvoke("x", "counter", "inc", nil)
+			e.mustInvoke("y", "kvcounter", "inc", nil)
+		}
+		hx := e.c.Host(ns, "x")
+		e.crash(hx)
+		got, took, err := e.invokeUntil(3*simTTL, "x", "counter", "inc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != "0" {
+			t.Fatalf("counter after its server crashed = %s, want 0 (a new activation)", got)
+		}
+		if h := e.c.Host(ns, "x"); h == hx || h < 0 {
+			t.Fatalf("reactivated on s%d, crashed server was s%d", h, hx)
+		}
+		if took > simTTL+2*time.Second {
+			t.Fatalf("reactivation took %v, want at most TTL (%v) + 2s", took, simTTL)
+		}
+		if got, _, err := e.invokeUntil(3*simTTL, "y", "kvcounter", "inc"); err != nil || got != "4" {
+			t.Fatalf("KV counter after crash = %s, %v; want 4", got, err)
+		}
+	})
+}
+
+func TestInvocationsRejectedAfterLocalDeadline(t *testing.T) {
+	runSim(t, 8, 2, nil, nil, func(e *simEnv) {
+		e.mustInvoke("d", "counter", "inc", nil)
+		h := e.c.Host(ns, "d")
+		// Cut the host off from the store: its keep-alives fail.
+		e.links[h].SetMode(1)
+		// Before the deadline it still serves in-memory actors.
+		if got, err := e.direct(h, "d", "counter", "inc"); err != nil || got != "1" {
+			t.Fatalf("before the deadline: %q, %v", got, err)
+		}
+		e.sleep(simTTL)
+		_, err := e.direct(h, "d", "counter", "inc")
+		wantCode(t, err, nola.CodeFenced)
+		if e.c.Server(h).Hosts(ns, "d") {
+			t.Fatal("fenced server still holds the activation")
+		}
+	})
+}
+
+// The original NOLA's bug #23: a server paused past its lease resumed and
+// served its stale activation. Here it must come back as a new incarnation
+// with nothing from the old one.
+func TestPausedServerResumesAsNewIncarnation(t *testing.T) {
+	runSim(t, 9, 2, nil, nil, func(e *simEnv) {
+		for range 4 {
+			e.mustInvoke("z", "counter", "inc", nil)
+		}
+		old := e.c.Host(ns, "z")
+		other := 1 - old
+		oldInc := e.c.Server(old).Incarnation()
+		e.nodes[old].Pause()
+		got, _, err := e.invokeUntil(3*simTTL, "z", "counter", "inc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != "0" || e.c.Host(ns, "z") != other {
+			t.Fatalf("while s%d is paused: got %s on s%d, want 0 on s%d", old, got, e.c.Host(ns, "z"), other)
+		}
+		e.mustInvoke("z", "counter", "inc", nil) // 1
+		e.nodes[old].Resume()
+		// A stale client goes straight to the resumed server.
+		if v, err := e.direct(old, "z", "counter", "inc"); err == nil {
+			t.Fatalf("resumed server served the stale activation: %s", v)
+		}
+		e.sleep(simTTL)
+		if inc := e.c.Server(old).Incarnation(); inc <= oldInc {
+			t.Fatalf("resumed server's incarnation = %d, want > %d", inc, oldInc)
+		}
+		if e.c.Server(old).Hosts(ns, "z") {
+			t.Fatal("resumed server still holds the old activation")
+		}
+		if got := e.mustInvoke("z", "counter", "inc", nil); got != "2" {
+			t.Fatalf("after resume: %s, want 2 from the live activation", got)
+		}
+	})
+}
