@@ -24,6 +24,10 @@ const (
 	// LoseAcks applies commits but answers kv.ErrIndeterminate, as when a
 	// connection breaks after the request was sent.
 	LoseAcks
+	// DropKeepAlives fails lease keep-alives with kv.ErrUnavailable and
+	// passes everything else: a broken keep-alive stream, which lets the
+	// lease expire in the store while its holder can still commit.
+	DropKeepAlives
 )
 
 // Store is a kv.Store whose reachability a test controls. Each server can get
@@ -89,6 +93,9 @@ func (s *Store) Grant(ctx context.Context, ttl time.Duration) (kv.LeaseID, error
 func (s *Store) KeepAlive(ctx context.Context, id kv.LeaseID) (time.Duration, error) {
 	if err := s.gate("keep-alive"); err != nil {
 		return 0, err
+	}
+	if Mode(s.mode.Load()) == DropKeepAlives {
+		return 0, fmt.Errorf("faultinject: keep-alive: %w", kv.ErrUnavailable)
 	}
 	return s.inner.KeepAlive(ctx, id)
 }

@@ -1,6 +1,7 @@
 package nola_test
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -8,7 +9,9 @@ import (
 	"time"
 
 	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/faultinject"
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry"
 )
 
 func TestOnDemandActivationAndStatePersists(t *testing.T) {
@@ -196,7 +199,7 @@ func TestInvocationsRejectedAfterLocalDeadline(t *testing.T) {
 		e.mustInvoke("d", "counter", "inc", nil)
 		h := e.c.Host(ns, "d")
 		// Cut the host off from the store: its keep-alives fail.
-		e.links[h].SetMode(1)
+		e.links[h].SetMode(faultinject.Down)
 		// Before the deadline it still serves in-memory actors.
 		if got, err := e.direct(h, "d", "counter", "inc"); err != nil || got != "1" {
 			t.Fatalf("before the deadline: %q, %v", got, err)
@@ -244,6 +247,43 @@ func TestPausedServerResumesAsNewIncarnation(t *testing.T) {
 		}
 		if got := e.mustInvoke("z", "counter", "inc", nil); got != "2" {
 			t.Fatalf("after resume: %s, want 2 from the live activation", got)
+		}
+	})
+}
+
+// A zombie: its keep-alives stop reaching the store, and (by mutation) it
+// ignores its local deadline, so it keeps serving after the store expired
+// its lease and another server took its actor. Its KV commit must still be
+// rejected — by the compare inside the store's commit, which needs no
+// clock.
+func TestZombieKVCommitRejectedByStoreFence(t *testing.T) {
+	configure := func(_ int, cfg *nola.ServerConfig) { cfg.Mutations.SkipDeadlineCheck = true }
+	runSim(t, 10, 2, nil, configure, func(e *simEnv) {
+		for range 3 {
+			e.mustInvoke("k", "kvcounter", "inc", nil)
+		}
+		zombie := e.c.Host(ns, "k")
+		e.links[zombie].SetMode(faultinject.DropKeepAlives)
+		e.sleep(2 * simTTL)
+		// The store has expired the zombie's lease; a fresh client places
+		// the actor on the other server.
+		e.c.Client().Forget(ns, "k")
+		if got := e.mustInvoke("k", "kvcounter", "inc", nil); got != "4" {
+			t.Fatalf("on the new owner: %s, want 4", got)
+		}
+		if h := e.c.Host(ns, "k"); h == zombie {
+			t.Fatal("actor stayed on the zombie")
+		}
+		if !e.c.Server(zombie).Hosts(ns, "k") {
+			t.Fatal("test setup: the zombie should still believe it hosts the actor")
+		}
+		_, err := e.direct(zombie, "k", "kvcounter", "inc")
+		wantCode(t, err, nola.CodeFenced)
+		if !errors.Is(err, registry.ErrFenced) {
+			t.Fatalf("zombie commit error %v does not come from the store fence", err)
+		}
+		if got := e.mustInvoke("k", "kvcounter", "get", nil); got != "4" {
+			t.Fatalf("after the zombie's attempt the counter is %s, want 4", got)
 		}
 	})
 }

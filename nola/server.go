@@ -175,7 +175,7 @@ func (s *Server) heartbeat() {
 	retry := s.cfg.LeaseTTL / 10
 	wait := period
 	for {
-		if l := s.lease.Load(); l != nil {
+		if l := s.lease.Load(); l != nil && !s.cfg.Mutations.SkipDeadlineCheck {
 			// Wake at the deadline at the latest, so that the server
 			// fences itself on time even if the store hangs.
 			wait = max(0, min(wait, time.Duration(l.deadline.Load())-s.rt.Mono()))
@@ -192,12 +192,12 @@ func (s *Server) heartbeat() {
 			continue
 		}
 		sent := s.rt.Mono()
-		if sent >= time.Duration(l.deadline.Load()) {
+		if sent >= time.Duration(l.deadline.Load()) && !s.cfg.Mutations.SkipDeadlineCheck {
 			s.fence(l, "local deadline passed")
 			wait = 0
 			continue
 		}
-		kctx, cancel := s.rt.WithTimeout(ctx, min(period, time.Duration(l.deadline.Load())-sent))
+		kctx, cancel := s.rt.WithTimeout(ctx, max(period/10, min(period, time.Duration(l.deadline.Load())-sent)))
 		err := s.reg.KeepAlive(kctx, l.inc)
 		cancel()
 		switch {
@@ -218,7 +218,7 @@ func (s *Server) heartbeat() {
 			s.log.Warn("keep-alive failed", "err", err)
 			wait = retry
 		}
-		if s.rt.Mono() >= time.Duration(l.deadline.Load()) {
+		if s.rt.Mono() >= time.Duration(l.deadline.Load()) && !s.cfg.Mutations.SkipDeadlineCheck {
 			s.fence(l, "local deadline passed")
 			wait = 0
 		}

@@ -417,7 +417,8 @@ func (r *Registry) invalidateServers() {
 func (r *Registry) members(ctx context.Context) ([]Member, error) {
 	r.mu.Lock()
 	if r.fetched && r.rt.Mono()-r.fetchedAt < r.ttl {
-		m := r.servers
+		// A copy: notePlaced updates the cached entries concurrently.
+		m := slices.Clone(r.servers)
 		r.mu.Unlock()
 		return m, nil
 	}
@@ -429,7 +430,7 @@ func (r *Registry) members(ctx context.Context) ([]Member, error) {
 	r.mu.Lock()
 	r.servers, r.fetchedAt, r.fetched = list, r.rt.Mono(), true
 	r.mu.Unlock()
-	return list, nil
+	return slices.Clone(list), nil
 }
 
 // notePlaced counts a placement on sid against the cached list.
