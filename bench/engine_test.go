@@ -1,0 +1,159 @@
+// Package bench holds nola's benchmarks. bench/README.md records the figures.
+package bench
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
+)
+
+// cluster starts n in-process servers on memkv with the production runtime.
+func cluster(b *testing.B, n int) *nola.Cluster {
+	b.Helper()
+	r := rt.NewReal()
+	store := memkv.New(r, memkv.Options{})
+	c, err := nola.NewCluster(context.Background(), nola.ClusterConfig{
+		Servers: n, Store: store, Types: actors.Types(),
+		Runtime:       func(int) rt.Runtime { return r },
+		ClientRuntime: r,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = c.Shutdown(ctx)
+		_ = store.Close()
+	})
+	return c
+}
+
+func opsPerSec(b *testing.B) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// BenchmarkInvoke: a warm in-memory Go actor, one caller.
+func BenchmarkInvoke(b *testing.B) {
+	c := cluster(b, 1)
+	cl := c.Client()
+	ctx := context.Background()
+	if _, err := cl.Invoke(ctx, "bench", "warm", "counter", "inc", nil); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := cl.Invoke(ctx, "bench", "warm", "counter", "inc", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	opsPerSec(b)
+}
+
+// BenchmarkInvokeParallel: warm actors (one per caller goroutine), run with
+// -cpu 2 for the parallel figure.
+func BenchmarkInvokeParallel(b *testing.B) {
+	c := cluster(b, 1)
+	cl := c.Client()
+	ctx := context.Background()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		id := "p" + strconv.FormatInt(next.Add(1), 10)
+		if _, err := cl.Invoke(ctx, "bench", id, "counter", "inc", nil); err != nil {
+			b.Error(err)
+			return
+		}
+		for pb.Next() {
+			if _, err := cl.Invoke(ctx, "bench", id, "counter", "inc", nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	opsPerSec(b)
+}
+
+// BenchmarkCreateThenInvoke: a new actor every iteration — placement, the
+// ownership commit, confirmation, activation and the first call.
+func BenchmarkCreateThenInvoke(b *testing.B) {
+	c := cluster(b, 3)
+	cl := c.Client()
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		if _, err := cl.Invoke(ctx, "bench", "new"+strconv.Itoa(i), "counter", "inc", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	opsPerSec(b)
+}
+
+// BenchmarkCreateThenInvokeParallel: the same from parallel callers.
+func BenchmarkCreateThenInvokeParallel(b *testing.B) {
+	c := cluster(b, 3)
+	cl := c.Client()
+	ctx := context.Background()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := "pnew" + strconv.FormatInt(next.Add(1), 10)
+			if _, err := cl.Invoke(ctx, "bench", id, "counter", "inc", nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	opsPerSec(b)
+}
+
+// BenchmarkActorToActor: a warm caller actor calls a warm counter actor;
+// the figure is the whole client→caller→counter round trip.
+func BenchmarkActorToActor(b *testing.B) {
+	c := cluster(b, 1)
+	cl := c.Client()
+	ctx := context.Background()
+	payload := []byte("counter/callee/inc")
+	if _, err := cl.Invoke(ctx, "bench", "caller", "caller", "call", payload); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := cl.Invoke(ctx, "bench", "caller", "caller", "call", payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+	opsPerSec(b)
+}
+
+// BenchmarkActorToActorParallel: one caller/callee pair per goroutine.
+func BenchmarkActorToActorParallel(b *testing.B) {
+	c := cluster(b, 1)
+	cl := c.Client()
+	ctx := context.Background()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		n := strconv.FormatInt(next.Add(1), 10)
+		payload := []byte("counter/callee" + n + "/inc")
+		for pb.Next() {
+			if _, err := cl.Invoke(ctx, "bench", "caller"+n, "caller", "call", payload); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	opsPerSec(b)
+}
