@@ -1,0 +1,177 @@
+package registry_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt/simrt"
+)
+
+// deadlineHolds reports whether a server fences itself no later (in real
+// time) than the store expires its lease. Clocks: the server's runs at rate
+// rs, the store's at rk (ticks per real second); the keep-alive was sent at
+// real time 0 and processed by the store after latency.
+func deadlineHolds(ttl time.Duration, rho float64, margin, latency time.Duration, rs, rk float64) bool {
+	local := registry.LocalDeadline(0, ttl, rho, margin) // on the server's clock
+	fenceAt := float64(local) / rs                       // real time
+	expireAt := float64(latency) + float64(ttl)/rk       // real time
+	return fenceAt <= expireAt
+}
+
+// The clock argument of rule 1 (docs/proofs/single-activation.md): if the
+// server's clock runs at least (1-ρ) as fast as the store's, whatever the
+// absolute rates and the network latency, the local deadline comes first.
+func TestLocalDeadlinePrecedesStoreExpiry(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		ttl := time.Duration(rapid.Int64Range(int64(time.Second), int64(time.Minute)).Draw(t, "ttl"))
+		rho := rapid.Float64Range(0, 0.3).Draw(t, "rho")
+		margin := time.Duration(rapid.Int64Range(0, int64(ttl/10)).Draw(t, "margin"))
+		latency := time.Duration(rapid.Int64Range(0, int64(time.Second)).Draw(t, "latency"))
+		rk := rapid.Float64Range(0.5, 2).Draw(t, "storeRate")
+		rs := rk * rapid.Float64Range(1-rho, 2).Draw(t, "relativeRate")
+		if !deadlineHolds(ttl, rho, margin, latency, rs, rk) {
+			t.Fatalf("server fences after the store expires its lease")
+		}
+	})
+}
+
+// Beyond ρ the argument breaks: the property above is not vacuous.
+func TestLocalDeadlineFailsBeyondRho(t *testing.T) {
+	if deadlineHolds(10*time.Second, 0.01, 0, 0, 0.9, 1) {
+		t.Fatal("a server clock 10% slow with ρ=1% must be able to outlive its lease")
+	}
+}
+
+// A random schedule of registrations, lease expiries, placements, releases
+// and commits from three servers, on memkv under the deterministic runtime.
+// After every step, at most one incarnation may confirm ownership of the
+// actor, and a commit by any incarnation that cannot confirm must fail.
+func TestAtMostOneConfirmedOwner(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		seed := rapid.Uint64().Draw(rt, "seed")
+		steps := rapid.IntRange(5, 40).Draw(rt, "steps")
+		var actions []int
+		for range steps {
+			actions = append(actions, rapid.IntRange(0, 5).Draw(rt, "action"))
+		}
+		var servers []int
+		for range steps {
+			servers = append(servers, rapid.IntRange(0, 2).Draw(rt, "server"))
+		}
+		if msg := runOwnershipSchedule(seed, actions, servers, registry.Options{}); msg != "" {
+			rt.Fatal(msg)
+		}
+	})
+}
+
+func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Options) string {
+	const lease = 3 * time.Second
+	w := simrt.New(seed)
+	var failure string
+	err := w.Run(func() {
+		ctx := context.Background()
+		node := w.Node("registry")
+		store := memkv.New(w.Node("store"), memkv.Options{})
+		opts.ServerListTTL = time.Nanosecond
+		reg := registry.New(store, node, opts)
+		incs := make([]*registry.Incarnation, 3)
+		sid := func(i int) string { return fmt.Sprintf("s%d", i) }
+		for step, act := range actions {
+			i := servers[step]
+			switch act {
+			case 0: // (re)register
+				inc, err := reg.Register(ctx, sid(i), sid(i), lease)
+				if err != nil {
+					failure = err.Error()
+					return
+				}
+				incs[i] = inc
+			case 1: // time passes; only server i keeps its lease alive
+				_ = node.Sleep(ctx, lease/2)
+				if incs[i] != nil {
+					_ = reg.KeepAlive(ctx, incs[i])
+				}
+			case 2: // a client places the actor
+				if _, err := reg.EnsureActivation(ctx, "ns", "a", "t"); err != nil &&
+					!errors.Is(err, registry.ErrNoServers) {
+					failure = "ensure: " + err.Error()
+					return
+				}
+			case 3: // server i releases it
+				if incs[i] != nil {
+					_ = reg.Release(ctx, incs[i], "ns", "a", "t")
+				}
+			case 4: // server i leaves
+				if incs[i] != nil {
+					_ = reg.Deregister(ctx, incs[i])
+				}
+			case 5: // a long pause: every lease may expire
+				_ = node.Sleep(ctx, 2*lease)
+			}
+			confirmed := 0
+			for j, inc := range incs {
+				if inc == nil {
+					continue
+				}
+				ok, err := reg.Confirm(ctx, inc, "ns", "a", "t")
+				if err != nil {
+					failure = err.Error()
+					return
+				}
+				write := []registry.KVWrite{{Key: []byte("k"), Value: []byte(fmt.Sprint(step))}}
+				cerr := reg.CommitKV(ctx, inc, "ns", "a", inc.OwnerRecord("t"), write)
+				if ok {
+					confirmed++
+					if cerr != nil {
+						failure = fmt.Sprintf("step %d: confirmed owner %s#%d cannot commit: %v", step, sid(j), inc.Num, cerr)
+						return
+					}
+				} else if !errors.Is(cerr, registry.ErrFenced) {
+					failure = fmt.Sprintf("step %d: non-owner %s#%d committed (err %v)", step, sid(j), inc.Num, cerr)
+					return
+				}
+			}
+			if confirmed > 1 {
+				failure = fmt.Sprintf("step %d: %d incarnations confirm ownership", step, confirmed)
+				return
+			}
+		}
+	})
+	if err != nil {
+		return err.Error()
+	}
+	return failure
+}
+
+// The schedule checker is not vacuous: with the fence or the incarnation
+// check switched off, random schedules find a violation quickly.
+func TestOwnershipCheckerCatchesBrokenProtocol(t *testing.T) {
+	for name, opts := range map[string]registry.Options{
+		"skip fence":         {UnsafeSkipFence: true},
+		"ignore incarnation": {UnsafeIgnoreIncarnation: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := simrt.New(99)
+			rng := w.Rand()
+			for try := range 500 {
+				actions := make([]int, 30)
+				servers := make([]int, 30)
+				for i := range actions {
+					actions[i], servers[i] = int(rng.IntN(6)), int(rng.IntN(3))
+				}
+				if msg := runOwnershipSchedule(uint64(try), actions, servers, opts); msg != "" {
+					t.Logf("caught after %d schedules: %s", try+1, msg)
+					return
+				}
+			}
+			t.Fatal("500 random schedules found no violation with the protocol broken")
+		})
+	}
+}

@@ -1,0 +1,310 @@
+package registry_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/rt"
+)
+
+const ttl = 5 * time.Second
+
+// forEachBackend runs f against every backend with the production runtime.
+func forEachBackend(t *testing.T, f func(t *testing.T, reg *registry.Registry)) {
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			r := rt.NewReal()
+			reg := registry.New(b.open(t, r), r, registry.Options{Root: "test-" + t.Name()})
+			f(t, reg)
+		})
+	}
+}
+
+func mustRegister(t *testing.T, reg *registry.Registry, sid string) *registry.Incarnation {
+	t.Helper()
+	inc, err := reg.Register(context.Background(), sid, "addr-"+sid, ttl)
+	if err != nil {
+		t.Fatalf("register %s: %v", sid, err)
+	}
+	return inc
+}
+
+func TestRegisterIncarnationsIncrease(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		a := mustRegister(t, reg, "s1")
+		b := mustRegister(t, reg, "s1")
+		if a.Num != 1 || b.Num != 2 {
+			t.Fatalf("incarnations %d, %d; want 1, 2", a.Num, b.Num)
+		}
+		// The server record now belongs to the second incarnation: the
+		// first one's fences fail.
+		if err := reg.ReportLoad(ctx, a, registry.Load{}); !errors.Is(err, registry.ErrFenced) {
+			t.Fatalf("old incarnation's load report: %v, want ErrFenced", err)
+		}
+		if err := reg.ReportLoad(ctx, b, registry.Load{Activations: 3}); err != nil {
+			t.Fatalf("current incarnation's load report: %v", err)
+		}
+		members, err := reg.Servers(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(members) != 1 || members[0].Record.Incarnation != 2 || members[0].Load.Activations != 3 {
+			t.Fatalf("members = %+v", members)
+		}
+		if _, err := reg.Register(ctx, "", "x", ttl); err == nil {
+			t.Fatal("an empty server ID must be rejected")
+		}
+	})
+}
+
+func TestEnsureActivationOwnershipAndFences(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		s1 := mustRegister(t, reg, "s1")
+		s2 := mustRegister(t, reg, "s2")
+		incs := map[string]*registry.Incarnation{"s1": s1, "s2": s2}
+
+		p, err := reg.EnsureActivation(ctx, "ns", "a", "counter")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !p.Created || p.Type != "counter" {
+			t.Fatalf("first placement = %+v", p)
+		}
+		owner, other := incs[p.ServerID], incs[map[string]string{"s1": "s2", "s2": "s1"}[p.ServerID]]
+		again, err := reg.EnsureActivation(ctx, "ns", "a", "")
+		if err != nil || again.ServerID != p.ServerID || again.Created {
+			t.Fatalf("second placement = %+v, %v; want the same owner, not created", again, err)
+		}
+		if _, err := reg.EnsureActivation(ctx, "ns", "a", "kvcounter"); !errors.Is(err, registry.ErrTypeMismatch) {
+			t.Fatalf("other type: %v, want ErrTypeMismatch", err)
+		}
+		if _, err := reg.EnsureActivation(ctx, "ns", "missing", ""); !errors.Is(err, registry.ErrActorNotFound) {
+			t.Fatalf("no type, no actor: %v, want ErrActorNotFound", err)
+		}
+
+		confirm := func(inc *registry.Incarnation, typ string) bool {
+			ok, err := reg.Confirm(ctx, inc, "ns", "a", typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		if !confirm(owner, "counter") || confirm(other, "counter") || confirm(owner, "kvcounter") {
+			t.Fatal("only the owner, with the actor's type, may confirm")
+		}
+
+		write := []registry.KVWrite{{Key: []byte("k"), Value: []byte("v1")}}
+		if err := reg.CommitKV(ctx, owner, "ns", "a", owner.OwnerRecord("counter"), write); err != nil {
+			t.Fatalf("owner's commit: %v", err)
+		}
+		steal := []registry.KVWrite{{Key: []byte("k"), Value: []byte("stolen")}}
+		if err := reg.CommitKV(ctx, other, "ns", "a", other.OwnerRecord("counter"), steal); !errors.Is(err, registry.ErrFenced) {
+			t.Fatalf("non-owner's commit: %v, want ErrFenced", err)
+		}
+
+		// The owner goes away (lease revoked): the actor moves, and the old
+		// incarnation can neither confirm nor commit any more.
+		if err := reg.Deregister(ctx, owner); err != nil {
+			t.Fatal(err)
+		}
+		moved, err := reg.EnsureActivation(ctx, "ns", "a", "counter")
+		if err != nil || moved.ServerID != other.ServerID || moved.Incarnation != other.Num {
+			t.Fatalf("after the owner left: %+v, %v; want %s#%d", moved, err, other.ServerID, other.Num)
+		}
+		if confirm(owner, "counter") || !confirm(other, "counter") {
+			t.Fatal("ownership did not move with the placement")
+		}
+		if err := reg.CommitKV(ctx, owner, "ns", "a", owner.OwnerRecord("counter"), steal); !errors.Is(err, registry.ErrFenced) {
+			t.Fatalf("zombie commit: %v, want ErrFenced", err)
+		}
+		v, found, err := reg.GetKV(ctx, "ns", "a", []byte("k"))
+		if err != nil || !found || string(v) != "v1" {
+			t.Fatalf("KV after fenced commits = %q %v %v, want v1", v, found, err)
+		}
+	})
+}
+
+func TestReleaseLetsAnyServerTakeOver(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		s1 := mustRegister(t, reg, "s1")
+		p, err := reg.EnsureActivation(ctx, "ns", "r", "counter")
+		if err != nil || p.ServerID != "s1" {
+			t.Fatalf("placement %+v %v", p, err)
+		}
+		s2 := mustRegister(t, reg, "s2")
+		if err := reg.Release(ctx, s2, "ns", "r", "counter"); !errors.Is(err, registry.ErrFenced) {
+			t.Fatalf("release by a non-owner: %v, want ErrFenced", err)
+		}
+		if err := reg.Release(ctx, s1, "ns", "r", "counter"); err != nil {
+			t.Fatal(err)
+		}
+		rec, found, err := reg.Actor(ctx, "ns", "r")
+		if err != nil || !found || rec.Owner != "" || rec.Type != "counter" {
+			t.Fatalf("after release: %+v %v %v", rec, found, err)
+		}
+		// Make s1 look busy so that placement prefers s2.
+		if err := reg.ReportLoad(ctx, s1, registry.Load{Activations: 100}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond) // let the placement cache expire
+		p, err = reg.EnsureActivation(ctx, "ns", "r", "")
+		if err != nil || p.ServerID != "s2" || p.Created {
+			t.Fatalf("after release: %+v %v, want s2", p, err)
+		}
+	})
+}
+
+func TestPlacementSkipsFullServersAndPrefersLeastLoaded(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		loads := map[string]registry.Load{
+			"a": {Activations: 10, Limit: 10}, // full
+			"b": {Activations: 5, Bytes: 900, Limit: 100},
+			"c": {Activations: 5, Bytes: 100, Limit: 100}, // ties b, less memory
+			"d": {Activations: 7, Limit: 100},
+		}
+		for sid, l := range loads {
+			if err := reg.ReportLoad(ctx, mustRegister(t, reg, sid), l); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p, err := reg.EnsureActivation(ctx, "ns", "x", "counter")
+		if err != nil || p.ServerID != "c" {
+			t.Fatalf("placed on %+v %v, want c (fewest activations, least memory)", p, err)
+		}
+		// The registry counts its own placements: the next ones alternate
+		// between b and c before d is considered.
+		seen := map[string]int{}
+		for i := range 5 {
+			p, err := reg.EnsureActivation(ctx, "ns", fmt.Sprintf("y%d", i), "counter")
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[p.ServerID]++
+		}
+		if seen["a"] != 0 || seen["b"] < 2 || seen["c"] < 1 {
+			t.Fatalf("placements %v: want none on the full server a and b, c sharing", seen)
+		}
+	})
+}
+
+func TestNoServersIsTyped(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		if _, err := reg.EnsureActivation(context.Background(), "ns", "x", "counter"); !errors.Is(err, registry.ErrNoServers) {
+			t.Fatalf("empty cluster: %v, want ErrNoServers", err)
+		}
+	})
+}
+
+func TestScanKVOrderPrefixesAndOddBytes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		inc := mustRegister(t, reg, "s1")
+		if _, err := reg.EnsureActivation(ctx, "ns", "a", "t"); err != nil {
+			t.Fatal(err)
+		}
+		keys := [][]byte{
+			[]byte("a"), []byte("ab"), []byte("ab\x00"), []byte("ab\x00c"), []byte("ab\xff"),
+			[]byte("abc"), []byte("b"), {0}, {0xff, 0xff},
+		}
+		var writes []registry.KVWrite
+		for _, k := range keys {
+			writes = append(writes, registry.KVWrite{Key: k, Value: append([]byte("v-"), k...)})
+		}
+		if err := reg.CommitKV(ctx, inc, "ns", "a", inc.OwnerRecord("t"), writes); err != nil {
+			t.Fatal(err)
+		}
+		// Another actor's keys must never show up.
+		if _, err := reg.EnsureActivation(ctx, "ns", "a2", "t"); err != nil {
+			t.Fatal(err)
+		}
+		if err := reg.CommitKV(ctx, inc, "ns", "a2", inc.OwnerRecord("t"), writes[:2]); err != nil {
+			t.Fatal(err)
+		}
+		all, more, err := reg.ScanKV(ctx, "ns", "a", nil, nil, 0)
+		if err != nil || more {
+			t.Fatal(err, more)
+		}
+		if len(all) != len(keys) {
+			t.Fatalf("scan returned %d keys, want %d", len(all), len(keys))
+		}
+		for i := 1; i < len(all); i++ {
+			if bytes.Compare(all[i-1].Key, all[i].Key) >= 0 {
+				t.Fatalf("scan out of order at %d: %q then %q", i, all[i-1].Key, all[i].Key)
+			}
+		}
+		pre, _, err := reg.ScanKVPrefix(ctx, "ns", "a", []byte("ab"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range pre {
+			got = append(got, fmt.Sprintf("%q", p.Key))
+		}
+		want := `["ab" "ab\x00" "ab\x00c" "abc" "ab\xff"]`
+		if fmt.Sprint(got) != want {
+			t.Fatalf("prefix ab = %v, want %s", got, want)
+		}
+		ranged, more, err := reg.ScanKV(ctx, "ns", "a", []byte("ab"), []byte("b"), 2)
+		if err != nil || len(ranged) != 2 || !more || string(ranged[0].Key) != "ab" {
+			t.Fatalf("range [ab,b) limit 2 = %q more=%v %v", ranged, more, err)
+		}
+	})
+}
+
+func TestListActors(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		mustRegister(t, reg, "s1")
+		for i := range 5 {
+			if _, err := reg.EnsureActivation(ctx, "ns", fmt.Sprintf("a%d", i), "t"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := reg.EnsureActivation(ctx, "other", "zz", "t"); err != nil {
+			t.Fatal(err)
+		}
+		page, more, err := reg.ListActors(ctx, "ns", "", 3)
+		if err != nil || len(page) != 3 || !more || page[0].ID != "a0" {
+			t.Fatalf("first page %+v more=%v %v", page, more, err)
+		}
+		rest, more, err := reg.ListActors(ctx, "ns", page[2].ID, 10)
+		if err != nil || len(rest) != 2 || more || rest[0].ID != "a3" || rest[1].ID != "a4" {
+			t.Fatalf("second page %+v more=%v %v", rest, more, err)
+		}
+	})
+}
+
+func TestCommitKVChecksLimitsBeforeTheStore(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		inc := mustRegister(t, reg, "s1")
+		if _, err := reg.EnsureActivation(ctx, "ns", "a", "t"); err != nil {
+			t.Fatal(err)
+		}
+		var writes []registry.KVWrite
+		for i := range reg.KVLimits().MaxOpsPerTxn + 1 {
+			writes = append(writes, registry.KVWrite{Key: []byte(fmt.Sprint(i)), Value: []byte("v")})
+		}
+		err := reg.CommitKV(ctx, inc, "ns", "a", inc.OwnerRecord("t"), writes)
+		if !errors.Is(err, kv.ErrTooLarge) {
+			t.Fatalf("oversized commit: %v, want ErrTooLarge", err)
+		}
+		var le *kv.LimitError
+		if !errors.As(err, &le) || le.Limit != reg.KVLimits().MaxOpsPerTxn {
+			t.Fatalf("limit error does not say which limit: %v", err)
+		}
+		if got, _, _ := reg.ScanKV(ctx, "ns", "a", nil, nil, 0); len(got) != 0 {
+			t.Fatalf("%d keys written by a rejected commit", len(got))
+		}
+	})
+}
