@@ -155,9 +155,16 @@ func (rc *routeCache) get(k actorKey) (route, bool) {
 	return r, ok
 }
 
+// maxRoutesPerShard bounds the cache (64 shards: about a million routes).
+// A full shard is emptied: a forgotten route costs one registry read.
+const maxRoutesPerShard = 1 << 14
+
 func (rc *routeCache) put(k actorKey, r route) {
 	sh := rc.shard(k)
 	sh.mu.Lock()
+	if len(sh.m) >= maxRoutesPerShard {
+		clear(sh.m)
+	}
 	sh.m[k] = r
 	sh.mu.Unlock()
 }
