@@ -378,6 +378,13 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		// with its KV, so the invocation fails with it.
 		err = cx.broken
 	}
+	if err == nil && !s.live(a.inc) && !unfenced {
+		// The output gate: the invocation ran past the deadline (a pause
+		// after the start check). Its reads may postdate another owner's
+		// writes, so its answer is withheld and the activation dropped.
+		err = &commitError{err: &Error{Code: CodeFenced,
+			Message: "server " + s.cfg.ID + " passed its lease deadline during the invocation"}}
+	}
 	cx.end()
 	if err != nil {
 		cx.txn.reset()

@@ -27,6 +27,10 @@ type Server struct {
 	log    *slog.Logger
 
 	lease atomic.Pointer[leaseState] // nil while not registered (fenced)
+	// fencedInc is the incarnation fenced last; its lease is revoked
+	// before registering again, so the new registration need not wait for
+	// it to expire.
+	fencedInc atomic.Pointer[registry.Incarnation]
 	table atomic.Pointer[table]
 
 	activations atomic.Int64
@@ -147,6 +151,11 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) register(ctx context.Context) error {
 	backoff := s.cfg.LeaseTTL / 20
 	for {
+		if prev := s.fencedInc.Load(); prev != nil {
+			if err := s.reg.Deregister(ctx, prev); err == nil {
+				s.fencedInc.CompareAndSwap(prev, nil)
+			}
+		}
 		inc, err := s.reg.Register(ctx, s.cfg.ID, s.cfg.Addr, s.cfg.LeaseTTL)
 		if err == nil {
 			l := &leaseState{inc: inc}
@@ -159,7 +168,11 @@ func (s *Server) register(ctx context.Context) error {
 			s.reportLoad(ctx, l)
 			return nil
 		}
-		s.log.Warn("registration failed", "err", err)
+		if errors.Is(err, registry.ErrServerIDInUse) {
+			s.log.Info("waiting for the previous incarnation's lease to expire", "err", err)
+		} else {
+			s.log.Warn("registration failed", "err", err)
+		}
 		if serr := s.rt.Sleep(ctx, backoff); serr != nil {
 			return wrapErr(errors.Join(serr, err), false, "server %s: register", s.cfg.ID)
 		}
@@ -249,6 +262,7 @@ func (s *Server) fence(l *leaseState, reason string) {
 	if !s.lease.CompareAndSwap(l, nil) {
 		return
 	}
+	s.fencedInc.Store(l.inc)
 	s.stats.fences.Add(1)
 	s.log.Warn("fenced: dropping every activation", "incarnation", l.inc.Num, "reason", reason)
 	if s.rt.Tracing() {

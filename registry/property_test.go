@@ -88,11 +88,15 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 			switch act {
 			case 0: // (re)register
 				inc, err := reg.Register(ctx, sid(i), sid(i), lease)
-				if err != nil {
+				switch {
+				case errors.Is(err, registry.ErrServerIDInUse):
+					// Its previous incarnation is still live.
+				case err != nil:
 					failure = err.Error()
 					return
+				default:
+					incs[i] = inc
 				}
-				incs[i] = inc
 			case 1: // time passes; only server i keeps its lease alive
 				_ = node.Sleep(ctx, lease/2)
 				if incs[i] != nil {

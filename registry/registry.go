@@ -41,6 +41,9 @@ var (
 	ErrActorNotFound = errors.New("registry: actor not found")
 	// ErrContention: placement lost too many races in a row.
 	ErrContention = errors.New("registry: placement contention, try again")
+	// ErrServerIDInUse: a live incarnation of the server ID is registered
+	// (another process, or a crashed one whose lease has not expired yet).
+	ErrServerIDInUse = errors.New("registry: server ID in use by a live incarnation")
 )
 
 // Options configure a Registry.
@@ -120,8 +123,15 @@ type Incarnation struct {
 
 // Register starts a new incarnation of server sid at addr: it grants a lease
 // of ttl, bumps sid's incarnation counter and writes the server record
-// attached to the lease, in one commit.
-func (r *Registry) Register(ctx context.Context, sid, addr string, ttl time.Duration) (*Incarnation, error) {
+// attached to the lease, in one commit — only if no record of sid exists.
+//
+// Refusing to overwrite a live record is what keeps a server's record
+// stable for its whole incarnation: only the expiry or revocation of its own
+// lease removes it. A process restarting under the ID of a crashed one
+// therefore waits (ErrServerIDInUse) until the old lease expires; a server
+// that fenced itself revokes its old lease first (see Deregister); two live
+// processes configured with the same ID cannot both register.
+func (r *Registry) Register(ctx context.Context, sid, addr string, ttl time.Duration) (_ *Incarnation, err error) {
 	if sid == "" {
 		return nil, fmt.Errorf("registry: register: empty server id")
 	}
@@ -130,7 +140,13 @@ func (r *Registry) Register(ctx context.Context, sid, addr string, ttl time.Dura
 	if err != nil {
 		return nil, fmt.Errorf("registry: register %s: grant lease: %w", sid, err)
 	}
-	incKey := r.keys.Incarnations(sid)
+	defer func() {
+		if err != nil {
+			// Do not leak the lease of a registration that did not happen.
+			_ = r.store.Revoke(ctx, lease)
+		}
+	}()
+	incKey, srvKey := r.keys.Incarnations(sid), r.keys.Server(sid)
 	for attempt := 0; attempt < 16; attempt++ {
 		cur, found, err := r.store.Get(ctx, incKey, 0)
 		if err != nil {
@@ -145,13 +161,13 @@ func (r *Registry) Register(ctx context.Context, sid, addr string, ttl time.Dura
 		rec := ServerRecord{ID: sid, Incarnation: n + 1, Addr: addr, RegisteredAt: r.rt.Now().UnixNano()}
 		inc := &Incarnation{
 			ServerID: sid, Num: n + 1, Lease: lease, Addr: addr, Sent: sent,
-			serverKey: r.keys.Server(sid), record: rec.encode(),
+			serverKey: srvKey, record: rec.encode(),
 		}
 		res, err := r.store.Commit(ctx, kv.Txn{
-			Compares: []kv.Compare{kv.ModRevEquals(incKey, cur.ModRev)},
+			Compares: []kv.Compare{kv.ModRevEquals(incKey, cur.ModRev), kv.Absent(srvKey)},
 			Ops: []kv.Op{
 				kv.Put(incKey, encodeInt(n+1), kv.NoLease),
-				kv.Put(inc.serverKey, inc.record, lease),
+				kv.Put(srvKey, inc.record, lease),
 			},
 		})
 		if err != nil {
@@ -160,6 +176,9 @@ func (r *Registry) Register(ctx context.Context, sid, addr string, ttl time.Dura
 		if res.Succeeded {
 			r.invalidateServers()
 			return inc, nil
+		}
+		if _, live, err := r.store.Get(ctx, srvKey, 0); err == nil && live {
+			return nil, fmt.Errorf("registry: register %s: %w", sid, ErrServerIDInUse)
 		}
 	}
 	return nil, fmt.Errorf("registry: register %s: %w", sid, ErrContention)

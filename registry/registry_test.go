@@ -39,6 +39,14 @@ func TestRegisterIncarnationsIncrease(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
 		ctx := context.Background()
 		a := mustRegister(t, reg, "s1")
+		// A live incarnation holds the ID: a second process cannot take it.
+		if _, err := reg.Register(ctx, "s1", "elsewhere", ttl); !errors.Is(err, registry.ErrServerIDInUse) {
+			t.Fatalf("second registration of a live ID: %v, want ErrServerIDInUse", err)
+		}
+		// Once the first incarnation ends, the next one gets a new number.
+		if err := reg.Deregister(ctx, a); err != nil {
+			t.Fatal(err)
+		}
 		b := mustRegister(t, reg, "s1")
 		if a.Num != 1 || b.Num != 2 {
 			t.Fatalf("incarnations %d, %d; want 1, 2", a.Num, b.Num)
