@@ -31,7 +31,7 @@ type Server struct {
 	// before registering again, so the new registration need not wait for
 	// it to expire.
 	fencedInc atomic.Pointer[registry.Incarnation]
-	table atomic.Pointer[table]
+	table     atomic.Pointer[table]
 
 	activations atomic.Int64
 	memBytes    atomic.Int64
