@@ -157,8 +157,7 @@ func (s *Server) notServing() error {
 func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) {
 	key := actorKey{req.Namespace, req.ActorID}
 	for {
-		l := s.lease.Load()
-		if s.stopped.Load() || l == nil || !s.live(l.inc) {
+		if s.stopped.Load() {
 			return nil, s.notServing()
 		}
 		t := s.table.Load()
@@ -167,6 +166,7 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 		a := sh.m[key]
 		sh.mu.RUnlock()
 		if a != nil {
+			// invokeOn checks the lease and deadline of a ready one.
 			switch a.state.Load() {
 			case stateReady:
 				if req.ActorType != "" && req.ActorType != a.ref.Type {
@@ -179,6 +179,10 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 				}
 			}
 			continue
+		}
+		l := s.lease.Load()
+		if l == nil || !s.live(l.inc) {
+			return nil, s.notServing()
 		}
 		if req.ActorType == "" {
 			return nil, newErr(CodeBadRequest, false, nil, "actor type is required to activate %s", req.ActorID)
@@ -359,7 +363,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		return nil, &Error{Code: CodeFenced, Message: "activation of " + a.key.id + " was dropped", Retryable: true}
 	}
 	// Rule 3: run only under the current incarnation, before the deadline.
-	if !s.live(a.inc) && !unfenced {
+	if _, ok := s.liveAt(a.inc); !ok && !unfenced {
 		a.lock.Release()
 		return nil, &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " is past its lease deadline", Retryable: true}
 	}
@@ -378,7 +382,8 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		// with its KV, so the invocation fails with it.
 		err = cx.broken
 	}
-	if err == nil && !s.live(a.inc) && !unfenced {
+	end, live := s.liveAt(a.inc)
+	if err == nil && !live && !unfenced {
 		// The output gate: the invocation ran past the deadline (a pause
 		// after the start check). Its reads may postdate another owner's
 		// writes, so its answer is withheld and the activation dropped.
@@ -393,7 +398,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		return nil, err
 	}
 	if !fromTimer {
-		a.lastUsed.Store(int64(s.rt.Mono()))
+		a.lastUsed.Store(int64(end))
 	}
 	a.lock.Release()
 	return res, nil

@@ -280,14 +280,22 @@ func (s *Server) fence(l *leaseState, reason string) {
 // live returns the lease if inc is the current incarnation and its deadline
 // has not passed.
 func (s *Server) live(inc *registry.Incarnation) bool {
+	_, ok := s.liveAt(inc)
+	return ok
+}
+
+// liveAt is live that also returns the clock reading it checked against
+// (zero if it did not need one).
+func (s *Server) liveAt(inc *registry.Incarnation) (time.Duration, bool) {
 	l := s.lease.Load()
 	if l == nil {
-		return false
+		return 0, false
 	}
 	if l.inc != inc && !s.cfg.Mutations.IgnoreIncarnation {
-		return false
+		return 0, false
 	}
-	return s.cfg.Mutations.SkipDeadlineCheck || s.rt.Mono() < time.Duration(l.deadline.Load())
+	now := s.rt.Mono()
+	return now, s.cfg.Mutations.SkipDeadlineCheck || now < time.Duration(l.deadline.Load())
 }
 
 // effectAllowed is checked before every effect that leaves an activation
