@@ -39,6 +39,7 @@ const activationBytes = 1 << 10
 // activation is one live instance of an actor on this server, confirmed
 // under one incarnation. Invocations run one at a time under lock.
 type activation struct {
+	id       uint64
 	srv      *Server
 	tbl      *table
 	key      actorKey
@@ -211,6 +212,9 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 		a.lastUsed.Store(int64(s.rt.Mono()))
 		a.activated.Resolve(struct{}{}, nil)
 		s.stats.activated.Add(1)
+		if o := s.cfg.Observer; o != nil {
+			o.Activated(a.event("", false))
+		}
 		if s.rt.Tracing() {
 			s.rt.Trace(fmt.Sprintf("activate %s/%s on %s#%d", key.ns, key.id, s.cfg.ID, a.inc.Num))
 		}
@@ -220,6 +224,7 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 
 func (s *Server) newActivation(t *table, key actorKey, typ string, inc *registry.Incarnation) *activation {
 	a := &activation{
+		id:        s.nextActivation.Add(1),
 		srv:       s,
 		tbl:       t,
 		key:       key,
@@ -368,6 +373,10 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		return nil, &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " is past its lease deadline", Retryable: true}
 	}
 	s.stats.invocations.Add(1)
+	obs := s.cfg.Observer
+	if obs != nil {
+		obs.ExecStart(a.event(req.Operation, fromTimer))
+	}
 	cx := &a.cx
 	cx.begin(ctx, req.Chain)
 	res, err := a.call(cx, req.Operation, req.Payload)
@@ -391,6 +400,9 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 			Message: "server " + s.cfg.ID + " passed its lease deadline during the invocation"}}
 	}
 	cx.end()
+	if obs != nil {
+		obs.ExecEnd(a.event(req.Operation, fromTimer), err == nil)
+	}
 	if err != nil {
 		cx.txn.reset()
 		err = s.invocationFailed(a, err)
@@ -483,6 +495,8 @@ func (s *Server) drop(a *activation, st int32) {
 	}
 	if prev == stateActivating {
 		a.activated.Resolve(struct{}{}, &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.key.id + " was dropped"})
+	} else if o := s.cfg.Observer; o != nil {
+		o.Dropped(a.event("", false))
 	}
 	if s.rt.Tracing() {
 		s.rt.Trace(fmt.Sprintf("drop %s/%s on %s state=%d", a.key.ns, a.key.id, s.cfg.ID, st))

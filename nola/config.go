@@ -86,6 +86,9 @@ type ServerConfig struct {
 	Limits Limits
 	// Logger receives the server's logs (default: discard).
 	Logger *slog.Logger
+	// Observer, if set, sees activation, execution and commit events (the
+	// simulator's oracle).
+	Observer Observer
 
 	// Mutations break one protocol rule each. They exist only so that the
 	// simulator can prove its checkers catch the resulting violations;

@@ -154,6 +154,9 @@ func (t *kvTxn) flush(c *Context) error {
 		c.broken = &commitError{err: wrapErr(err, false, "commit KV of %s", a.ref.ID)}
 		return c.broken
 	}
+	if o := a.srv.cfg.Observer; o != nil {
+		o.Committed(a.event("", false))
+	}
 	for _, w := range writes {
 		a.remember(w.Key, w.Value, !w.Delete)
 	}

@@ -33,9 +33,10 @@ type Server struct {
 	fencedInc atomic.Pointer[registry.Incarnation]
 	table     atomic.Pointer[table]
 
-	activations atomic.Int64
-	memBytes    atomic.Int64
-	stats       serverStats
+	activations    atomic.Int64
+	nextActivation atomic.Uint64
+	memBytes       atomic.Int64
+	stats          serverStats
 
 	ctx    context.Context // cancelled by Shutdown/Halt: ends background tasks
 	cancel context.CancelFunc
