@@ -47,11 +47,40 @@ type Server struct {
 	stopped atomic.Bool
 }
 
-// leaseState is one incarnation and its local deadline (monotonic nanos).
+// leaseState is one incarnation, its local deadline and when the keep-alive
+// that set it was sent (monotonic nanos).
 type leaseState struct {
 	inc      *registry.Incarnation
 	deadline atomic.Int64
+	sent     atomic.Int64
 }
+
+// LeaseInfo describes the server's current lease.
+type LeaseInfo struct {
+	// Incarnation is 0 while the server is fenced or stopped.
+	Incarnation int64
+	// Age is the time since the last successful keep-alive was sent.
+	Age time.Duration
+	// Valid reports whether the server may serve now (before its deadline).
+	Valid bool
+}
+
+// Lease returns the server's current lease.
+func (s *Server) Lease() LeaseInfo {
+	l := s.lease.Load()
+	if l == nil {
+		return LeaseInfo{}
+	}
+	now := s.rt.Mono()
+	return LeaseInfo{
+		Incarnation: l.inc.Num,
+		Age:         now - time.Duration(l.sent.Load()),
+		Valid:       now < time.Duration(l.deadline.Load()),
+	}
+}
+
+// Limits returns the server's effective limits.
+func (s *Server) Limits() Limits { return s.cfg.Limits }
 
 type serverStats struct {
 	invocations, activated, evicted, fences, failedCommits atomic.Int64
@@ -161,6 +190,7 @@ func (s *Server) register(ctx context.Context) error {
 		if err == nil {
 			l := &leaseState{inc: inc}
 			l.deadline.Store(int64(registry.LocalDeadline(inc.Sent, s.cfg.LeaseTTL, s.cfg.Rho, s.cfg.Margin)))
+			l.sent.Store(int64(inc.Sent))
 			s.lease.Store(l)
 			s.log.Info("registered", "incarnation", inc.Num)
 			if s.rt.Tracing() {
@@ -219,6 +249,7 @@ func (s *Server) heartbeat() {
 			next := int64(registry.LocalDeadline(sent, s.cfg.LeaseTTL, s.cfg.Rho, s.cfg.Margin))
 			if next > l.deadline.Load() {
 				l.deadline.Store(next)
+				l.sent.Store(int64(sent))
 			}
 			wait = period
 			s.reportLoad(ctx, l)

@@ -1,0 +1,90 @@
+// Package httpapi is nola's versioned HTTP API (/v1) and the HTTP transport
+// that servers use to reach each other. docs/http-api.md documents it.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/nolaproject/nola/nola"
+)
+
+// ErrorBody is the JSON body of every error response.
+type ErrorBody struct {
+	Code      nola.Code `json:"code"`
+	Message   string    `json:"message"`
+	Retryable bool      `json:"retryable"`
+}
+
+// statusOf maps an error code to an HTTP status.
+func statusOf(code nola.Code) int {
+	switch code {
+	case nola.CodeNotOwner:
+		return http.StatusMisdirectedRequest // 421
+	case nola.CodeFenced, nola.CodeUnavailable:
+		return http.StatusServiceUnavailable // 503
+	case nola.CodeBadRequest:
+		return http.StatusBadRequest
+	case nola.CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case nola.CodeTimeout:
+		return http.StatusGatewayTimeout
+	case nola.CodeActorError:
+		return http.StatusUnprocessableEntity // 422: the actor refused
+	case codeUnauthorized:
+		return http.StatusUnauthorized
+	case codeForbidden:
+		return http.StatusForbidden
+	case codeNotFound:
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
+}
+
+// Codes of the HTTP layer itself, beside the engine's.
+const (
+	codeUnauthorized nola.Code = "unauthorized"
+	codeForbidden    nola.Code = "forbidden"
+	codeNotFound     nola.Code = "not_found"
+)
+
+func writeError(w http.ResponseWriter, err error) {
+	body := ErrorBody{Code: nola.CodeOf(err), Message: err.Error(), Retryable: nola.IsRetryable(err)}
+	var ne *nola.Error
+	if errors.As(err, &ne) {
+		body.Message = ne.Message
+	}
+	writeJSON(w, statusOf(body.Code), body)
+}
+
+func writeCodeError(w http.ResponseWriter, code nola.Code, msg string) {
+	writeJSON(w, statusOf(code), ErrorBody{Code: code, Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// readError turns an error response into a *nola.Error, so that callers on
+// the other side of HTTP branch on it exactly as in-process.
+func readError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var body ErrorBody
+	if err := json.Unmarshal(b, &body); err != nil || body.Code == "" {
+		return &nola.Error{Code: nola.CodeInternal, Message: "HTTP " + resp.Status + ": " + truncate(string(b), 200)}
+	}
+	return &nola.Error{Code: body.Code, Message: body.Message, Retryable: body.Retryable}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,542 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/nolaproject/nola/nola"
+)
+
+// ModuleStore is what the API needs of the WASM module store.
+type ModuleStore interface {
+	// Put stores a module; created is false when identical bytes were
+	// already stored under id.
+	Put(ctx context.Context, ns, id string, wasm []byte) (info ModuleInfo, created bool, err error)
+	Get(ctx context.Context, ns, id string) ([]byte, ModuleInfo, error)
+	List(ctx context.Context, ns string) ([]ModuleInfo, error)
+}
+
+// ModuleInfo describes a stored module.
+type ModuleInfo struct {
+	Namespace string `json:"namespace"`
+	ID        string `json:"id"`
+	Size      int    `json:"size"`
+	SHA256    string `json:"sha256"`
+}
+
+// Options configure a Handler.
+type Options struct {
+	// AdminToken, if set, is required (as "Authorization: Bearer …") on
+	// every call; it grants every namespace, the cluster view and the
+	// internal endpoint (servers send it to each other).
+	AdminToken string
+	// NamespaceTokens maps a token to the one namespace it grants.
+	NamespaceTokens map[string]string
+	// Modules serves the /modules endpoints (nil: 404).
+	Modules ModuleStore
+	// Metrics is the registry /metrics exposes (nil: no /metrics).
+	Metrics *prometheus.Registry
+	// Pprof mounts /debug/pprof/.
+	Pprof bool
+	// DefaultTimeout bounds a call without a timeout header (default 30s);
+	// MaxTimeout caps the header (default 5m).
+	DefaultTimeout, MaxTimeout time.Duration
+	// MaxModuleBytes bounds module uploads (default 16 MiB).
+	MaxModuleBytes int
+	Logger         *slog.Logger
+}
+
+// Handler serves the /v1 API of one nola server.
+type Handler struct {
+	srv  *nola.Server
+	opts Options
+	mux  *http.ServeMux
+	met  *metrics
+	log  *slog.Logger
+}
+
+// NewHandler returns the HTTP API of srv.
+func NewHandler(srv *nola.Server, opts Options) *Handler {
+	if opts.DefaultTimeout <= 0 {
+		opts.DefaultTimeout = 30 * time.Second
+	}
+	if opts.MaxTimeout <= 0 {
+		opts.MaxTimeout = 5 * time.Minute
+	}
+	if opts.MaxModuleBytes <= 0 {
+		opts.MaxModuleBytes = 16 << 20
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{srv: srv, opts: opts, mux: http.NewServeMux(), log: opts.Logger}
+	if opts.Metrics != nil {
+		h.met = newMetrics(opts.Metrics, srv)
+	}
+	m := h.mux
+	m.HandleFunc("POST /v1/internal/invoke", h.admin(h.internalInvoke))
+	m.HandleFunc("POST /v1/ns/{ns}/actors/{id}/invoke/{op}", h.scoped(h.invoke))
+	m.HandleFunc("GET /v1/ns/{ns}/actors", h.scoped(h.listActors))
+	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv", h.scoped(h.scanKV))
+	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv/{key...}", h.scoped(h.getKV))
+	m.HandleFunc("PUT /v1/ns/{ns}/modules/{id}", h.scoped(h.putModule))
+	m.HandleFunc("GET /v1/ns/{ns}/modules/{id}", h.scoped(h.getModule))
+	m.HandleFunc("GET /v1/ns/{ns}/modules", h.scoped(h.listModules))
+	m.HandleFunc("GET /v1/cluster", h.admin(h.cluster))
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	m.HandleFunc("GET /readyz", h.ready)
+	if opts.Metrics != nil {
+		m.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}))
+	}
+	if opts.Pprof {
+		m.HandleFunc("/debug/pprof/", pprof.Index)
+		m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeCodeError(w, codeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// bearer returns the request's bearer token.
+func bearer(r *http.Request) string {
+	a := r.Header.Get("Authorization")
+	if t, ok := strings.CutPrefix(a, "Bearer "); ok {
+		return t
+	}
+	return ""
+}
+
+func tokenEqual(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
+// isAdmin reports whether the request may do anything.
+func (h *Handler) isAdmin(r *http.Request) bool {
+	return h.opts.AdminToken == "" || tokenEqual(bearer(r), h.opts.AdminToken)
+}
+
+func (h *Handler) authRequired() bool {
+	return h.opts.AdminToken != "" || len(h.opts.NamespaceTokens) > 0
+}
+
+// admin guards endpoints that need the admin token.
+func (h *Handler) admin(f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.authRequired() && !h.isAdmin(r) {
+			if bearer(r) == "" {
+				writeCodeError(w, codeUnauthorized, "missing bearer token")
+			} else {
+				writeCodeError(w, codeForbidden, "this token may not use this endpoint")
+			}
+			return
+		}
+		f(w, r)
+	}
+}
+
+// scoped guards namespace endpoints: the admin token, or a token of the
+// namespace in the path.
+func (h *Handler) scoped(f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h.authRequired() && !h.isAdmin(r) {
+			tok := bearer(r)
+			if tok == "" {
+				writeCodeError(w, codeUnauthorized, "missing bearer token")
+				return
+			}
+			ns := r.PathValue("ns")
+			allowed := false
+			for t, tns := range h.opts.NamespaceTokens {
+				if tokenEqual(tok, t) && tns == ns {
+					allowed = true
+				}
+			}
+			if !allowed {
+				writeCodeError(w, codeForbidden, "this token does not grant namespace "+strconv.Quote(ns))
+				return
+			}
+		}
+		f(w, r)
+	}
+}
+
+// callContext derives the call's context from the timeout header.
+func (h *Handler) callContext(r *http.Request) (context.Context, context.CancelFunc, error) {
+	d := h.opts.DefaultTimeout
+	if v := r.Header.Get(HeaderTimeout); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms <= 0 {
+			return nil, nil, &nola.Error{Code: nola.CodeBadRequest, Message: HeaderTimeout + " must be a positive integer (milliseconds)"}
+		}
+		d = min(time.Duration(ms)*time.Millisecond, h.opts.MaxTimeout)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), d)
+	return ctx, cancel, nil
+}
+
+func (h *Handler) readPayload(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, &nola.Error{Code: nola.CodeTooLarge, Message: fmt.Sprintf("request body exceeds %d bytes", limit)}
+	}
+	if err != nil {
+		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "reading the request body: " + err.Error()}
+	}
+	return b, nil
+}
+
+func (h *Handler) writeResult(w http.ResponseWriter, b []byte, err error) {
+	if err != nil {
+		if nola.IsRetryable(err) {
+			w.Header().Set(HeaderRetryable, "true")
+		}
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+// internalInvoke runs an invocation on this server if it owns the actor:
+// the server-to-server path. A non-owner answers not_owner and the calling
+// client re-resolves.
+func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	q := r.URL.Query()
+	req := nola.Request{
+		Namespace: q.Get("ns"), ActorID: q.Get("id"), ActorType: q.Get("type"),
+		Operation: q.Get("op"), Chain: q["chain"],
+	}
+	ctx, cancel, err := h.callContext(r)
+	if err != nil {
+		h.writeResult(w, nil, err)
+		return
+	}
+	defer cancel()
+	if req.Payload, err = h.readPayload(w, r, h.srv.Limits().MaxPayloadBytes); err != nil {
+		h.writeResult(w, nil, err)
+		return
+	}
+	b, err := h.srv.HandleInvoke(ctx, req)
+	h.met.observe("internal", start, err)
+	h.writeResult(w, b, err)
+}
+
+// invoke is the public endpoint: any server accepts any call and routes it
+// to the actor's owner (itself or another server), placing the actor first
+// if needed.
+func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ctx, cancel, err := h.callContext(r)
+	if err != nil {
+		h.writeResult(w, nil, err)
+		return
+	}
+	defer cancel()
+	payload, err := h.readPayload(w, r, h.srv.Limits().MaxPayloadBytes)
+	if err != nil {
+		h.writeResult(w, nil, err)
+		return
+	}
+	b, err := h.srv.Client().Invoke(ctx, r.PathValue("ns"), r.PathValue("id"), r.URL.Query().Get("type"), r.PathValue("op"), payload)
+	h.met.observe("public", start, err)
+	h.writeResult(w, b, err)
+}
+
+func intParam(r *http.Request, name string, def, maxV int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, &nola.Error{Code: nola.CodeBadRequest, Message: name + " must be a non-negative integer"}
+	}
+	return min(n, maxV), nil
+}
+
+// ActorEntry is one actor in a listing.
+type ActorEntry struct {
+	ID          string `json:"id"`
+	Type        string `json:"type"`
+	Owner       string `json:"owner,omitempty"`
+	Incarnation int64  `json:"owner_incarnation,omitempty"`
+	CreatedRev  int64  `json:"created_revision"`
+}
+
+// ActorList is the body of GET /v1/ns/{ns}/actors.
+type ActorList struct {
+	Actors []ActorEntry `json:"actors"`
+	More   bool         `json:"more"`
+}
+
+func (h *Handler) listActors(w http.ResponseWriter, r *http.Request) {
+	limit, err := intParam(r, "limit", 100, 1000)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if limit == 0 {
+		limit = 100
+	}
+	ctx, cancel, err := h.callContext(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	infos, more, err := h.srv.Registry().ListActors(ctx, r.PathValue("ns"), r.URL.Query().Get("after"), limit)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := ActorList{Actors: make([]ActorEntry, 0, len(infos)), More: more}
+	for _, a := range infos {
+		out.Actors = append(out.Actors, ActorEntry{
+			ID: a.ID, Type: a.Record.Type, Owner: a.Record.Owner,
+			Incarnation: a.Record.OwnerIncarnation, CreatedRev: a.CreateRev,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// KVEntry is one entry in a KV scan. Value is base64; Text repeats it when it
+// is valid UTF-8, for people reading the output.
+type KVEntry struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+	Text  string `json:"text,omitempty"`
+}
+
+// KVScan is the body of GET /v1/ns/{ns}/actors/{id}/kv.
+type KVScan struct {
+	Entries []KVEntry `json:"entries"`
+	More    bool      `json:"more"`
+}
+
+// scanKV is the read-only admin view of an actor's KV.
+func (h *Handler) scanKV(w http.ResponseWriter, r *http.Request) {
+	limit, err := intParam(r, "limit", 100, 10000)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if limit == 0 {
+		limit = 100
+	}
+	ctx, cancel, err := h.callContext(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	q := r.URL.Query()
+	ns, id := r.PathValue("ns"), r.PathValue("id")
+	reg := h.srv.Registry()
+	var pairs []nola.KV
+	var more bool
+	if p, ok := q["prefix"]; ok {
+		ps, m, err := reg.ScanKVPrefix(ctx, ns, id, []byte(p[0]), limit)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		for _, x := range ps {
+			pairs = append(pairs, nola.KV{Key: x.Key, Value: x.Value})
+		}
+		more = m
+	} else {
+		var end []byte
+		if e, ok := q["end"]; ok {
+			end = []byte(e[0])
+		}
+		ps, m, err := reg.ScanKV(ctx, ns, id, []byte(q.Get("start")), end, limit)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		for _, x := range ps {
+			pairs = append(pairs, nola.KV{Key: x.Key, Value: x.Value})
+		}
+		more = m
+	}
+	out := KVScan{Entries: make([]KVEntry, 0, len(pairs)), More: more}
+	for _, p := range pairs {
+		e := KVEntry{Key: string(p.Key), Value: base64.StdEncoding.EncodeToString(p.Value)}
+		if utf8.Valid(p.Value) {
+			e.Text = string(p.Value)
+		}
+		out.Entries = append(out.Entries, e)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel, err := h.callContext(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	v, found, err := h.srv.Registry().GetKV(ctx, r.PathValue("ns"), r.PathValue("id"), []byte(r.PathValue("key")))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if !found {
+		writeCodeError(w, codeNotFound, "no such key")
+		return
+	}
+	h.writeResult(w, v, nil)
+}
+
+func (h *Handler) putModule(w http.ResponseWriter, r *http.Request) {
+	if h.opts.Modules == nil {
+		writeCodeError(w, codeNotFound, "this server has no module store")
+		return
+	}
+	ctx, cancel, err := h.callContext(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	b, err := h.readPayload(w, r, h.opts.MaxModuleBytes)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	info, created, err := h.opts.Modules.Put(ctx, r.PathValue("ns"), r.PathValue("id"), b)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, info)
+}
+
+func (h *Handler) getModule(w http.ResponseWriter, r *http.Request) {
+	if h.opts.Modules == nil {
+		writeCodeError(w, codeNotFound, "this server has no module store")
+		return
+	}
+	ctx, cancel, err := h.callContext(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	b, _, err := h.opts.Modules.Get(ctx, r.PathValue("ns"), r.PathValue("id"))
+	h.writeResult(w, b, err)
+}
+
+func (h *Handler) listModules(w http.ResponseWriter, r *http.Request) {
+	if h.opts.Modules == nil {
+		writeCodeError(w, codeNotFound, "this server has no module store")
+		return
+	}
+	ctx, cancel, err := h.callContext(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	list, err := h.opts.Modules.List(ctx, r.PathValue("ns"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"modules": list})
+}
+
+// ServerStatus is one server in GET /v1/cluster.
+type ServerStatus struct {
+	ID           string    `json:"id"`
+	Incarnation  int64     `json:"incarnation"`
+	Addr         string    `json:"addr"`
+	RegisteredAt time.Time `json:"registered_at"`
+	Activations  int64     `json:"activations"`
+	MemoryBytes  int64     `json:"memory_bytes"`
+	Limit        int64     `json:"activation_limit"`
+}
+
+// ClusterStatus is the body of GET /v1/cluster.
+type ClusterStatus struct {
+	Servers []ServerStatus `json:"servers"`
+	// Self is the answering server's own view.
+	Self SelfStatus `json:"self"`
+}
+
+// SelfStatus is the answering server's view of itself.
+type SelfStatus struct {
+	ID          string `json:"id"`
+	Incarnation int64  `json:"incarnation"`
+	// LeaseAgeMs is the time since its last successful keep-alive was sent.
+	LeaseAgeMs int64      `json:"lease_age_ms"`
+	Ready      bool       `json:"ready"`
+	Stats      nola.Stats `json:"stats"`
+}
+
+func (h *Handler) cluster(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel, err := h.callContext(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer cancel()
+	members, err := h.srv.Registry().Servers(ctx)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	out := ClusterStatus{Servers: make([]ServerStatus, 0, len(members)), Self: h.self()}
+	for _, m := range members {
+		out.Servers = append(out.Servers, ServerStatus{
+			ID: m.Record.ID, Incarnation: m.Record.Incarnation, Addr: m.Record.Addr,
+			RegisteredAt: time.Unix(0, m.Record.RegisteredAt).UTC(),
+			Activations:  m.Load.Activations, MemoryBytes: m.Load.Bytes, Limit: m.Load.Limit,
+		})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) self() SelfStatus {
+	li := h.srv.Lease()
+	return SelfStatus{
+		ID: h.srv.ID(), Incarnation: li.Incarnation, LeaseAgeMs: li.Age.Milliseconds(),
+		Ready: li.Valid, Stats: h.srv.Stats(),
+	}
+}
+
+// ready answers 200 only while the server holds a valid lease.
+func (h *Handler) ready(w http.ResponseWriter, _ *http.Request) {
+	if li := h.srv.Lease(); li.Valid {
+		_, _ = io.WriteString(w, "ready\n")
+		return
+	}
+	writeCodeError(w, nola.CodeUnavailable, "no valid lease")
+}

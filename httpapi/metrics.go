@@ -1,0 +1,112 @@
+package httpapi
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/kv"
+)
+
+// metrics are the HTTP layer's own series; engine counters are collected
+// from nola.Server.Stats at scrape time.
+type metrics struct {
+	calls   *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+}
+
+func newMetrics(reg *prometheus.Registry, srv *nola.Server) *metrics {
+	m := &metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nola_invocations_total",
+			Help: "Invocations served over HTTP, by path (public: routed by this server; internal: run here) and result code.",
+		}, []string{"path", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "nola_invocation_seconds",
+			Help:    "Latency of invocations served over HTTP.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18),
+		}, []string{"path"}),
+	}
+	reg.MustRegister(m.calls, m.latency, &engineCollector{srv: srv})
+	return m
+}
+
+func (m *metrics) observe(path string, start time.Time, err error) {
+	if m == nil {
+		return
+	}
+	code := "ok"
+	if err != nil {
+		code = string(nola.CodeOf(err))
+	}
+	m.calls.WithLabelValues(path, code).Inc()
+	m.latency.WithLabelValues(path).Observe(time.Since(start).Seconds())
+}
+
+// engineCollector exports the server's counters at scrape time.
+type engineCollector struct{ srv *nola.Server }
+
+var (
+	descActivations = prometheus.NewDesc("nola_activations", "Live activations on this server.", nil, nil)
+	descActivated   = prometheus.NewDesc("nola_activated_total", "Activations created.", nil, nil)
+	descEvicted     = prometheus.NewDesc("nola_evictions_total", "Activations evicted (idle or LRU).", nil, nil)
+	descFences      = prometheus.NewDesc("nola_fences_total", "Times this server fenced itself (lease lost or deadline passed).", nil, nil)
+	descFailed      = prometheus.NewDesc("nola_failed_commits_total", "Actor KV commits that failed (fenced, unavailable, unknown).", nil, nil)
+	descExec        = prometheus.NewDesc("nola_executions_total", "Invocations executed on this server (including timers).", nil, nil)
+	descLeaseAge    = prometheus.NewDesc("nola_lease_age_seconds", "Time since the last successful keep-alive was sent.", nil, nil)
+	descIncarnation = prometheus.NewDesc("nola_incarnation", "Current incarnation number (0 while fenced).", nil, nil)
+)
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descActivations, descActivated, descEvicted, descFences, descFailed, descExec, descLeaseAge, descIncarnation} {
+		ch <- d
+	}
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.srv.Stats()
+	li := c.srv.Lease()
+	ch <- prometheus.MustNewConstMetric(descActivations, prometheus.GaugeValue, float64(st.Activations))
+	ch <- prometheus.MustNewConstMetric(descActivated, prometheus.CounterValue, float64(st.Activated))
+	ch <- prometheus.MustNewConstMetric(descEvicted, prometheus.CounterValue, float64(st.Evicted))
+	ch <- prometheus.MustNewConstMetric(descFences, prometheus.CounterValue, float64(st.Fences))
+	ch <- prometheus.MustNewConstMetric(descFailed, prometheus.CounterValue, float64(st.FailedCommits))
+	ch <- prometheus.MustNewConstMetric(descExec, prometheus.CounterValue, float64(st.Invocations))
+	ch <- prometheus.MustNewConstMetric(descLeaseAge, prometheus.GaugeValue, li.Age.Seconds())
+	ch <- prometheus.MustNewConstMetric(descIncarnation, prometheus.GaugeValue, float64(li.Incarnation))
+}
+
+// InstrumentStore wraps a store so that commit latency and errors are
+// exported to reg.
+func InstrumentStore(s kv.Store, reg *prometheus.Registry) kv.Store {
+	is := &instrumentedStore{Store: s,
+		commits: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "nola_store_commit_seconds",
+			Help:    "Latency of store commits, by outcome (ok, failed compare, error).",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18),
+		}, []string{"outcome"}),
+	}
+	reg.MustRegister(is.commits)
+	return is
+}
+
+type instrumentedStore struct {
+	kv.Store
+	commits *prometheus.HistogramVec
+}
+
+func (s *instrumentedStore) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, error) {
+	start := time.Now()
+	res, err := s.Store.Commit(ctx, t)
+	outcome := "ok"
+	switch {
+	case err != nil:
+		outcome = "error"
+	case !res.Succeeded:
+		outcome = "compare_failed"
+	}
+	s.commits.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	return res, err
+}

@@ -1,0 +1,136 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nolaproject/nola/nola"
+)
+
+// Header names shared by both sides.
+const (
+	// HeaderTimeout carries the caller's remaining time in milliseconds.
+	HeaderTimeout = "Nola-Timeout-Ms"
+	// HeaderRetryable mirrors the error body's retryable flag.
+	HeaderRetryable = "Nola-Retryable"
+)
+
+// TransportOptions configure the HTTP transport.
+type TransportOptions struct {
+	// Token is sent as a bearer token (the cluster's internal token).
+	Token string
+	// MaxResultBytes bounds response bodies (default 4 MiB + 1).
+	MaxResultBytes int
+	// TLS configures HTTPS between servers; nil for plain HTTP.
+	TLS *tls.Config
+}
+
+// Transport is a nola.Transport over HTTP: it sends an invocation to the
+// internal endpoint of the server at addr ("http://host:port"), which runs it
+// only if it owns the actor.
+type Transport struct {
+	client    *http.Client
+	token     string
+	maxResult int
+}
+
+var _ nola.Transport = (*Transport)(nil)
+
+// NewTransport returns an HTTP transport with connection pooling sized for
+// many concurrent calls to few servers.
+func NewTransport(opts TransportOptions) *Transport {
+	if opts.MaxResultBytes <= 0 {
+		opts.MaxResultBytes = 4 << 20
+	}
+	tr := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 256,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		TLSClientConfig:     opts.TLS,
+		ForceAttemptHTTP2:   false,
+	}
+	return &Transport{client: &http.Client{Transport: tr}, token: opts.Token, maxResult: opts.MaxResultBytes}
+}
+
+// Close releases idle connections.
+func (t *Transport) Close() { t.client.CloseIdleConnections() }
+
+// InternalInvokeURL builds the internal invoke URL for req at addr.
+func InternalInvokeURL(addr string, req nola.Request) string {
+	q := url.Values{}
+	q.Set("ns", req.Namespace)
+	q.Set("id", req.ActorID)
+	q.Set("type", req.ActorType)
+	q.Set("op", req.Operation)
+	for _, c := range req.Chain {
+		q.Add("chain", c)
+	}
+	return strings.TrimRight(addr, "/") + "/v1/internal/invoke?" + q.Encode()
+}
+
+// Invoke implements nola.Transport.
+func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) ([]byte, error) {
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, InternalInvokeURL(addr, req), bytes.NewReader(req.Payload))
+	if err != nil {
+		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "bad server address " + addr}
+	}
+	hreq.Header.Set("Content-Type", "application/octet-stream")
+	if t.token != "" {
+		hreq.Header.Set("Authorization", "Bearer "+t.token)
+	}
+	setTimeout(ctx, hreq)
+	resp, err := t.client.Do(hreq)
+	if err != nil {
+		return nil, transportError(ctx, addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, readError(resp)
+	}
+	return readBody(resp.Body, t.maxResult)
+}
+
+func setTimeout(ctx context.Context, r *http.Request) {
+	if d, ok := ctx.Deadline(); ok {
+		ms := time.Until(d).Milliseconds()
+		r.Header.Set(HeaderTimeout, strconv.FormatInt(max(ms, 1), 10))
+	}
+}
+
+func readBody(r io.Reader, limit int) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
+	if err != nil {
+		return nil, &nola.Error{Code: nola.CodeTimeout, Message: "reading the result: " + err.Error()}
+	}
+	if len(b) > limit {
+		return nil, &nola.Error{Code: nola.CodeTooLarge, Message: fmt.Sprintf("result exceeds %d bytes", limit)}
+	}
+	return b, nil
+}
+
+// transportError classifies a failed HTTP exchange. A request that never
+// left (the connection could not be made) certainly did not run: it is
+// retryable. Anything later has an unknown outcome.
+func transportError(ctx context.Context, addr string, err error) error {
+	if ctx.Err() != nil {
+		return &nola.Error{Code: nola.CodeTimeout, Message: "no answer from " + addr + " before the deadline"}
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return &nola.Error{Code: nola.CodeUnavailable, Retryable: true, Message: "cannot connect to " + addr}
+	}
+	return &nola.Error{Code: nola.CodeTimeout, Message: "connection to " + addr + " failed mid-request; outcome unknown"}
+}
