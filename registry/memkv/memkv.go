@@ -178,6 +178,9 @@ func (s *Store) Get(ctx context.Context, key []byte, rev int64) (kv.KeyValue, bo
 	if len(key) == 0 {
 		return kv.KeyValue{}, false, fmt.Errorf("memkv: get: empty key: %w", kv.ErrInvalid)
 	}
+	if rev < 0 {
+		return kv.KeyValue{}, false, fmt.Errorf("memkv: get at negative revision %d: %w", rev, kv.ErrInvalid)
+	}
 	at, err := s.readRev(rev)
 	if err != nil {
 		return kv.KeyValue{}, false, err
@@ -200,8 +203,12 @@ func (s *Store) Range(ctx context.Context, r kv.RangeRequest) (kv.RangeResult, e
 	if err := s.check(ctx); err != nil {
 		return kv.RangeResult{}, err
 	}
-	if len(r.Begin) == 0 && len(r.End) == 0 {
+	// As in etcd, a range needs a begin key (even with an end).
+	if len(r.Begin) == 0 {
 		return kv.RangeResult{}, fmt.Errorf("memkv: range: empty begin: %w", kv.ErrInvalid)
+	}
+	if r.Rev < 0 {
+		return kv.RangeResult{}, fmt.Errorf("memkv: range at negative revision %d: %w", r.Rev, kv.ErrInvalid)
 	}
 	at, err := s.readRev(r.Rev)
 	if err != nil {
@@ -260,7 +267,7 @@ func (s *Store) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, error) {
 	}
 	// As in etcd, a missing lease fails only the branch that would use it.
 	for _, o := range t.Ops {
-		if o.Kind == kv.OpPut && o.Lease != kv.NoLease && s.leases[o.Lease] == nil {
+		if o.Kind == kv.OpPut && o.Lease != kv.NoLease && s.liveLease(o.Lease) == nil {
 			return kv.CommitResult{}, fmt.Errorf("memkv: put with lease %d: %w", o.Lease, kv.ErrLeaseNotFound)
 		}
 	}
@@ -479,7 +486,7 @@ func (s *Store) detach(id kv.LeaseID, key []byte) {
 // compact drops history older than the window: per key on write (bounded
 // work per commit), and whole keys once their tombstone has aged out.
 func (s *Store) compact() {
-	s.compactRev = max(0, s.rev-s.window)
+	s.compactRev = max(s.compactRev, s.rev-s.window)
 	for len(s.tombstones) > 0 && s.tombstones[0].rev < s.compactRev {
 		ts := s.tombstones[0]
 		s.tombstones = s.tombstones[1:]
@@ -552,6 +559,53 @@ func (s *Store) expire(id kv.LeaseID) {
 	}
 }
 
+// liveLease returns lease id unless it is gone. A lease whose expiry has
+// passed is revoked here and now, even if its timer has not fired yet: as in
+// etcd, an expired lease can never be renewed or used again.
+func (s *Store) liveLease(id kv.LeaseID) *lease {
+	l := s.leases[id]
+	if l == nil {
+		return nil
+	}
+	if s.rt.Mono() >= l.expiry {
+		l.timer.Stop()
+		s.revokeLocked(l)
+		if s.rt.Tracing() {
+			s.rt.Trace(fmt.Sprintf("memkv lease expired lease=%d rev=%d", id, s.rev))
+		}
+		return nil
+	}
+	return l
+}
+
+// Compact discards the history before rev, as etcd's compaction does:
+// reads below rev then fail with kv.ErrCompacted. Compacting at or below an
+// earlier compaction fails with kv.ErrCompacted, beyond the current revision
+// with kv.ErrFutureRev.
+func (s *Store) Compact(ctx context.Context, rev int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	switch {
+	case rev > s.rev:
+		return fmt.Errorf("memkv: compact at %d, store is at %d: %w", rev, s.rev, kv.ErrFutureRev)
+	case rev <= s.compactRev:
+		return fmt.Errorf("memkv: compact at %d, already compacted up to %d: %w", rev, s.compactRev, kv.ErrCompacted)
+	}
+	s.compactRev = rev
+	var all []*entry
+	s.tree.Ascend(func(e *entry) bool {
+		all = append(all, e)
+		return true
+	})
+	for _, e := range all {
+		s.trim(e)
+	}
+	return nil
+}
+
 // KeepAlive renews a lease.
 func (s *Store) KeepAlive(ctx context.Context, id kv.LeaseID) (time.Duration, error) {
 	s.mu.Lock()
@@ -559,7 +613,7 @@ func (s *Store) KeepAlive(ctx context.Context, id kv.LeaseID) (time.Duration, er
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
-	l := s.leases[id]
+	l := s.liveLease(id)
 	if l == nil {
 		return 0, fmt.Errorf("memkv: keep-alive lease %d: %w", id, kv.ErrLeaseNotFound)
 	}
@@ -574,7 +628,7 @@ func (s *Store) Revoke(ctx context.Context, id kv.LeaseID) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	l := s.leases[id]
+	l := s.liveLease(id)
 	if l == nil {
 		return fmt.Errorf("memkv: revoke lease %d: %w", id, kv.ErrLeaseNotFound)
 	}

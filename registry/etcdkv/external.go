@@ -1,0 +1,117 @@
+package etcdkv
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/nolaproject/nola/registry/kv"
+)
+
+// ClientConfig configures a connection to an external etcd cluster.
+type ClientConfig struct {
+	// Endpoints are the members' client URLs (http://host:port, or
+	// https://… with TLS).
+	Endpoints []string
+	// CAFile, CertFile and KeyFile enable TLS: the CA that signed the
+	// members' certificates, and an optional client certificate and key.
+	CAFile, CertFile, KeyFile string
+	// Username and Password authenticate to etcd when set.
+	Username, Password string
+	// StartupTimeout bounds Open's first round trip: a cluster that does
+	// not answer (no endpoint reachable, no quorum) fails Open with
+	// kv.ErrUnavailable after that long. Default 10s.
+	StartupTimeout time.Duration
+	// KeepAliveTime and KeepAliveTimeout are the gRPC connection
+	// keep-alives that detect a hung member; defaults 5s and 3s.
+	KeepAliveTime, KeepAliveTimeout time.Duration
+
+	Options
+}
+
+// Open connects to an external etcd cluster and checks, within
+// StartupTimeout, that it answers a linearizable read.
+func Open(ctx context.Context, cfg ClientConfig) (*Store, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, fmt.Errorf("etcdkv: open: no endpoints: %w", kv.ErrInvalid)
+	}
+	cc := clientv3.Config{
+		Endpoints:            cfg.Endpoints,
+		Username:             cfg.Username,
+		Password:             cfg.Password,
+		DialKeepAliveTime:    cfg.KeepAliveTime,
+		DialKeepAliveTimeout: cfg.KeepAliveTimeout,
+	}
+	if cc.DialKeepAliveTime <= 0 {
+		cc.DialKeepAliveTime = 5 * time.Second
+	}
+	if cc.DialKeepAliveTimeout <= 0 {
+		cc.DialKeepAliveTimeout = 3 * time.Second
+	}
+	if cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
+		tc, err := tlsConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		cc.TLS = tc
+	}
+	return connect(ctx, cc, cfg.Options, cfg.StartupTimeout, nil)
+}
+
+// tlsConfig loads the TLS files. Its errors name which file failed, not
+// where it is.
+func tlsConfig(cfg ClientConfig) (*tls.Config, error) {
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+		return nil, fmt.Errorf("etcdkv: TLS: a client certificate needs both CertFile and KeyFile: %w", kv.ErrInvalid)
+	}
+	info := transport.TLSInfo{CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TrustedCAFile: cfg.CAFile}
+	tc, err := info.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("etcdkv: TLS: cannot load the CA, certificate or key file: %w", pathErr(err))
+	}
+	return tc, nil
+}
+
+// connect creates the client and proves the cluster answers.
+func connect(ctx context.Context, cc clientv3.Config, opts Options, startup time.Duration, onClose func() error) (*Store, error) {
+	opts = opts.withDefaults()
+	if startup <= 0 {
+		startup = 10 * time.Second
+	}
+	cc.DialOptions = append(cc.DialOptions, clientDialOptions()...)
+	cc.Logger = opts.Logger
+	cc.Context = context.WithoutCancel(ctx)
+	if cc.DialTimeout <= 0 {
+		cc.DialTimeout = startup
+	}
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("etcdkv: open: %w", pathErr(err))
+	}
+	s := newStore(cli, opts, onClose)
+	pctx, cancel := context.WithTimeout(ctx, startup)
+	defer cancel()
+	if _, err := s.Rev(pctx); err != nil {
+		s.closeClientOnly()
+		if errors.Is(err, kv.ErrUnavailable) || errors.Is(err, kv.ErrIndeterminate) {
+			return nil, fmt.Errorf("etcdkv: open: no etcd endpoint of %d answered within %v: %w (last error: %v)",
+				len(cc.Endpoints), startup, kv.ErrUnavailable, err)
+		}
+		return nil, fmt.Errorf("etcdkv: open: %w", err)
+	}
+	return s, nil
+}
+
+// closeClientOnly closes the client but not what onClose would stop (the
+// caller of connect still owns it on failure).
+func (s *Store) closeClientOnly() {
+	s.once.Do(func() {
+		s.closed.Store(true)
+		_ = s.cli.Close()
+	})
+}
