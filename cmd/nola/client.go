@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/nolaproject/nola/httpapi"
+)
+
+// clientFlags are shared by the commands that talk to a server.
+type clientFlags struct {
+	server  string
+	token   string
+	timeout time.Duration
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.server, "server", envOr("NOLA_SERVER", "http://127.0.0.1:9090"), "server URL (env NOLA_SERVER)")
+	fs.StringVar(&c.token, "token", "", "API token (default: env NOLA_TOKEN)")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "request timeout")
+}
+
+func (c *clientFlags) client() *httpapi.Client {
+	tok := c.token
+	if tok == "" {
+		tok = os.Getenv("NOLA_TOKEN")
+	}
+	return httpapi.NewClient(c.server, tok)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// readPayload interprets a payload argument: "@file" reads a file, "-"
+// reads standard input, anything else is the payload itself.
+func readPayload(arg string) ([]byte, error) {
+	switch {
+	case arg == "-":
+		return io.ReadAll(os.Stdin)
+	case len(arg) > 1 && arg[0] == '@':
+		b, err := os.ReadFile(arg[1:])
+		if err != nil {
+			return nil, fmt.Errorf("reading payload file: %w", err)
+		}
+		return b, nil
+	}
+	return []byte(arg), nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("invoke", "invoke [flags] NAMESPACE ACTOR OPERATION [PAYLOAD|@FILE|-]", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	typ := fs.String("type", "", "actor type (a Go type or a WASM module ID); required to create the actor")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() < 3 || fs.NArg() > 4 {
+		fs.Usage()
+		return usageErr("want NAMESPACE ACTOR OPERATION [PAYLOAD]")
+	}
+	var payload []byte
+	if fs.NArg() == 4 {
+		var err error
+		if payload, err = readPayload(fs.Arg(3)); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	c := cf.client()
+	defer c.Close()
+	out, err := c.Invoke(ctx, fs.Arg(0), fs.Arg(1), *typ, fs.Arg(2), payload)
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(append(out, '\n'))
+	return err
+}
+
+func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "put" && args[0] != "get" && args[0] != "list") {
+		fmt.Fprintln(stderr, "usage: nola module put NS ID FILE | get NS ID [FILE] | list NS")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return flag.ErrHelp
+		}
+		return usageErr("want put, get or list")
+	}
+	sub := args[0]
+	fs := newFlagSet("module "+sub, map[string]string{
+		"put":  "module put [flags] NAMESPACE MODULE-ID FILE.wasm",
+		"get":  "module get [flags] NAMESPACE MODULE-ID [OUT-FILE]",
+		"list": "module list [flags] NAMESPACE",
+	}[sub], stderr)
+	var cf clientFlags
+	cf.register(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	c := cf.client()
+	defer c.Close()
+	switch sub {
+	case "put":
+		if fs.NArg() != 3 {
+			fs.Usage()
+			return usageErr("want NAMESPACE MODULE-ID FILE")
+		}
+		b, err := os.ReadFile(fs.Arg(2))
+		if err != nil {
+			return fmt.Errorf("reading module: %w", err)
+		}
+		info, created, err := c.PutModule(ctx, fs.Arg(0), fs.Arg(1), b)
+		if err != nil {
+			return err
+		}
+		verb := "already stored (identical bytes)"
+		if created {
+			verb = "stored"
+		}
+		fmt.Fprintf(stdout, "module %s/%s %s: %d bytes, sha256 %s\n", info.Namespace, info.ID, verb, info.Size, info.SHA256)
+		return nil
+	case "get":
+		if fs.NArg() < 2 || fs.NArg() > 3 {
+			fs.Usage()
+			return usageErr("want NAMESPACE MODULE-ID [OUT-FILE]")
+		}
+		b, err := c.GetModule(ctx, fs.Arg(0), fs.Arg(1))
+		if err != nil {
+			return err
+		}
+		if fs.NArg() == 3 {
+			return os.WriteFile(fs.Arg(2), b, 0o644)
+		}
+		_, err = stdout.Write(b)
+		return err
+	default:
+		if fs.NArg() != 1 {
+			fs.Usage()
+			return usageErr("want NAMESPACE")
+		}
+		list, err := c.ListModules(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, list)
+	}
+}
+
+func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "get" && args[0] != "scan") {
+		fmt.Fprintln(stderr, "usage: nola kv get NS ACTOR KEY | scan [--prefix P | --start S --end E] NS ACTOR")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return flag.ErrHelp
+		}
+		return usageErr("want get or scan")
+	}
+	sub := args[0]
+	fs := newFlagSet("kv "+sub, map[string]string{
+		"get":  "kv get [flags] NAMESPACE ACTOR KEY",
+		"scan": "kv scan [flags] NAMESPACE ACTOR",
+	}[sub], stderr)
+	var cf clientFlags
+	cf.register(fs)
+	prefix := fs.String("prefix", "", "scan keys with this prefix")
+	start := fs.String("start", "", "scan keys >= start")
+	end := fs.String("end", "", "scan keys < end (empty: to the last key)")
+	limit := fs.Int("limit", 100, "at most this many entries")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	c := cf.client()
+	defer c.Close()
+	if sub == "get" {
+		if fs.NArg() != 3 {
+			fs.Usage()
+			return usageErr("want NAMESPACE ACTOR KEY")
+		}
+		v, found, err := c.GetKV(ctx, fs.Arg(0), fs.Arg(1), fs.Arg(2))
+		if err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("key %q not found", fs.Arg(2))
+		}
+		_, err = stdout.Write(append(v, '\n'))
+		return err
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return usageErr("want NAMESPACE ACTOR")
+	}
+	var p *string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "prefix" {
+			p = prefix
+		}
+	})
+	scan, err := c.ScanKV(ctx, fs.Arg(0), fs.Arg(1), p, *start, *end, *limit)
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, scan)
+}
+
+func runActors(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "list" {
+		fmt.Fprintln(stderr, "usage: nola actors list [flags] NAMESPACE")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return flag.ErrHelp
+		}
+		return usageErr("want list")
+	}
+	fs := newFlagSet("actors list", "actors list [flags] NAMESPACE", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	after := fs.String("after", "", "list actors after this ID (paging)")
+	limit := fs.Int("limit", 100, "at most this many actors")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return usageErr("want NAMESPACE")
+	}
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	c := cf.client()
+	defer c.Close()
+	list, err := c.ListActors(ctx, fs.Arg(0), *after, *limit)
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, list)
+}
+
+func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "status" {
+		fmt.Fprintln(stderr, "usage: nola cluster status [flags]")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return flag.ErrHelp
+		}
+		return usageErr("want status")
+	}
+	fs := newFlagSet("cluster status", "cluster status [flags]", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	c := cf.client()
+	defer c.Close()
+	st, err := c.Cluster(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, st)
+	}
+	fmt.Fprintf(stdout, "%-16s %-5s %-28s %-12s %-10s %s\n", "SERVER", "INC", "ADDRESS", "ACTIVATIONS", "MEMORY", "REGISTERED")
+	for _, s := range st.Servers {
+		fmt.Fprintf(stdout, "%-16s %-5d %-28s %-12d %-10s %s\n", s.ID, s.Incarnation, s.Addr, s.Activations,
+			humanBytes(s.MemoryBytes), s.RegisteredAt.Format(time.RFC3339))
+	}
+	fmt.Fprintf(stdout, "\nanswered by %s#%d: lease age %dms, ready=%v, %d executions, %d fences\n",
+		st.Self.ID, st.Self.Incarnation, st.Self.LeaseAgeMs, st.Self.Ready, st.Self.Stats.Invocations, st.Self.Stats.Fences)
+	return nil
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
+}

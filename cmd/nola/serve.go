@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/httpapi"
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
+)
+
+type serveConfig struct {
+	id, listen, advertise  string
+	store, dataDir         string
+	etcdEndpoints          string
+	etcdCA, etcdCert       string
+	etcdKey, etcdUser      string
+	etcdPeerListen         string
+	leaseTTL, idleTimeout  time.Duration
+	maxActivations         int
+	maxPayload, maxResult  int
+	logLevel, logFormat    string
+	adminToken             string
+	nsTokens               multiFlag
+	pprof                  bool
+	shutdownTimeout        time.Duration
+	readyFile              string
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "serve [flags]", stderr)
+	var c serveConfig
+	fs.StringVar(&c.id, "id", "", "server ID, stable across restarts (default: host name and listen port)")
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:9090", "address to listen on")
+	fs.StringVar(&c.advertise, "advertise", "", "URL other servers use to reach this one (default: http://LISTEN)")
+	fs.StringVar(&c.store, "store", "etcd", "registry store: etcd (embedded unless --etcd-endpoints) or memory (one process only, for development)")
+	fs.StringVar(&c.dataDir, "data-dir", "./nola-data", "data directory of the embedded etcd")
+	fs.StringVar(&c.etcdEndpoints, "etcd-endpoints", "", "comma-separated endpoints of an external etcd cluster (disables the embedded one)")
+	fs.StringVar(&c.etcdCA, "etcd-ca", "", "CA file for TLS to etcd")
+	fs.StringVar(&c.etcdCert, "etcd-cert", "", "client certificate file for TLS to etcd")
+	fs.StringVar(&c.etcdKey, "etcd-key", "", "client key file for TLS to etcd")
+	fs.StringVar(&c.etcdUser, "etcd-user", "", "etcd user (password from env NOLA_ETCD_PASSWORD)")
+	fs.StringVar(&c.etcdPeerListen, "etcd-listen", "", "client listen address of the embedded etcd (default: a free loopback port)")
+	fs.DurationVar(&c.leaseTTL, "lease-ttl", 6*time.Second, "server lease TTL; a crashed server's actors move after at most this long")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 5*time.Minute, "evict activations idle this long")
+	fs.IntVar(&c.maxActivations, "max-activations", 1_000_000, "activation limit of this server")
+	fs.IntVar(&c.maxPayload, "max-payload-bytes", 4<<20, "largest invocation payload")
+	fs.IntVar(&c.maxResult, "max-result-bytes", 4<<20, "largest invocation result")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.adminToken, "api-token", "", "require this bearer token on every call (default: env NOLA_API_TOKEN); servers of a cluster must share it")
+	fs.Var(&c.nsTokens, "ns-token", "NAMESPACE=TOKEN: a token that grants one namespace (repeatable)")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on a graceful shutdown")
+	fs.StringVar(&c.readyFile, "ready-file", "", "write the listen address to this file once serving (for scripts)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return usageErr("unexpected arguments %q", fs.Args())
+	}
+	if c.adminToken == "" {
+		c.adminToken = os.Getenv("NOLA_API_TOKEN")
+	}
+	log, err := newLogger(c.logLevel, c.logFormat, stderr)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	return serve(ctx, c, log)
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("bad --log-level %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("bad --log-format %q (text or json)", format)
+}
+
+func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
+	nsTokens := map[string]string{}
+	for _, t := range c.nsTokens {
+		ns, tok, ok := strings.Cut(t, "=")
+		if !ok || ns == "" || tok == "" {
+			return usageErr("--ns-token wants NAMESPACE=TOKEN, got %q", t)
+		}
+		nsTokens[tok] = ns
+	}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.listen, err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	if c.advertise == "" {
+		c.advertise = "http://" + addr
+	}
+	if c.id == "" {
+		host, _ := os.Hostname()
+		_, port, _ := net.SplitHostPort(addr)
+		c.id = host + "-" + port
+	}
+	log = log.With("server", c.id)
+
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r := rt.NewReal()
+	store, closeStore, err := openStore(ctx, c, r, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := closeStore(); err != nil {
+			log.Error("closing the store", "err", err)
+		}
+	}()
+	store = httpapi.InstrumentStore(store, metrics)
+
+	transport := httpapi.NewTransport(httpapi.TransportOptions{Token: c.adminToken, MaxResultBytes: c.maxResult})
+	defer transport.Close()
+	srv, err := nola.NewServer(nola.ServerConfig{
+		ID:             c.id,
+		Addr:           c.advertise,
+		Runtime:        r,
+		Store:          store,
+		Transport:      transport,
+		Types:          actors.Types(),
+		LeaseTTL:       c.leaseTTL,
+		IdleTimeout:    c.idleTimeout,
+		MaxActivations: c.maxActivations,
+		Limits:         nola.Limits{MaxPayloadBytes: c.maxPayload, MaxResultBytes: c.maxResult},
+		Logger:         log,
+	})
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	transport.SetLocal(c.advertise, srv)
+	handler := httpapi.NewHandler(srv, httpapi.Options{
+		AdminToken: c.adminToken, NamespaceTokens: nsTokens,
+		Metrics: metrics, Pprof: c.pprof, Logger: log,
+	})
+	hs := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+
+	startCtx, cancel := context.WithTimeout(ctx, 2*c.leaseTTL+10*time.Second)
+	err = srv.Start(startCtx)
+	cancel()
+	if err != nil {
+		_ = hs.Close()
+		return fmt.Errorf("start: %w", err)
+	}
+	log.Info("serving", "listen", addr, "advertise", c.advertise, "store", storeDesc(c), "lease_ttl", c.leaseTTL)
+	if c.readyFile != "" {
+		if err := os.WriteFile(c.readyFile, []byte(addr+"\n"), 0o644); err != nil {
+			log.Warn("writing the ready file", "err", err)
+		}
+	}
+
+	select {
+	case err := <-served:
+		srv.Halt()
+		return fmt.Errorf("HTTP server stopped: %w", err)
+	case <-ctx.Done():
+	}
+	// Graceful: a second signal exits at once.
+	log.Info("shutting down: releasing every activation (send the signal again to exit now)")
+	go func() {
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		<-again
+		log.Warn("second signal: exiting now")
+		os.Exit(1)
+	}()
+	sctx, scancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer scancel()
+	// Release first (in-flight invocations finish: release waits for each
+	// actor), so the actors move at once; then stop accepting and drain.
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Error("graceful shutdown incomplete", "err", err)
+	}
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("HTTP shutdown", "err", err)
+	}
+	r.Wait()
+	log.Info("stopped")
+	return nil
+}
+
+func storeDesc(c serveConfig) string {
+	switch {
+	case c.store == "memory":
+		return "memory"
+	case c.etcdEndpoints != "":
+		return "etcd " + c.etcdEndpoints
+	}
+	return "embedded etcd in " + c.dataDir
+}
+
+// openStore opens the registry store the flags ask for.
+func openStore(ctx context.Context, c serveConfig, r rt.Runtime, log *slog.Logger) (kv.Store, func() error, error) {
+	switch c.store {
+	case "memory":
+		log.Warn("using the in-memory store: state is lost on exit and other processes cannot join")
+		s := memkv.New(r, memkv.Options{})
+		return s, s.Close, nil
+	case "etcd":
+		return openEtcd(ctx, c, log)
+	}
+	return nil, nil, usageErr("--store must be etcd or memory, not %q", c.store)
+}
