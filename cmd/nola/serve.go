@@ -26,21 +26,21 @@ import (
 )
 
 type serveConfig struct {
-	id, listen, advertise  string
-	store, dataDir         string
-	etcdEndpoints          string
-	etcdCA, etcdCert       string
-	etcdKey, etcdUser      string
-	etcdPeerListen         string
-	leaseTTL, idleTimeout  time.Duration
-	maxActivations         int
-	maxPayload, maxResult  int
-	logLevel, logFormat    string
-	adminToken             string
-	nsTokens               multiFlag
-	pprof                  bool
-	shutdownTimeout        time.Duration
-	readyFile              string
+	id, listen, advertise string
+	store, dataDir        string
+	etcdEndpoints         string
+	etcdCA, etcdCert      string
+	etcdKey, etcdUser     string
+	etcdPeerListen        string
+	leaseTTL, idleTimeout time.Duration
+	maxActivations        int
+	maxPayload, maxResult int
+	logLevel, logFormat   string
+	adminToken            string
+	nsTokens              multiFlag
+	pprof                 bool
+	shutdownTimeout       time.Duration
+	readyFile             string
 }
 
 type multiFlag []string
