@@ -54,7 +54,7 @@ type activation struct {
 	lock  rt.Sema
 	actor Actor
 	// Guarded by lock:
-	cx         Context
+	txn        kvTxn // the running invocation's writes
 	cache      map[string]cacheEntry
 	cacheBytes int
 	charged    int64 // bytes added to srv.memBytes
@@ -234,7 +234,6 @@ func (s *Server) newActivation(t *table, key actorKey, typ string, inc *registry
 		activated: rt.NewFuture[struct{}](s.rt),
 		lock:      s.rt.NewSema(1),
 	}
-	a.cx.act = a
 	return a
 }
 
@@ -313,15 +312,14 @@ func safeFactory(f Factory, ref Ref) (a Actor, err error) {
 // runHook runs a lifecycle hook like an invocation (KV allowed, committed at
 // the end). The caller holds a.lock.
 func (s *Server) runHook(ctx context.Context, a *activation, name string, hook func(*Context) error) error {
-	cx := &a.cx
-	cx.begin(ctx, nil)
+	cx := &Context{ctx: ctx, act: a}
 	defer cx.end()
 	err := callHook(hook, cx)
 	if err == nil {
-		err = cx.txn.flush(cx)
+		err = a.txn.flush(cx)
 	}
 	if err != nil {
-		cx.txn.reset()
+		a.txn.reset()
 		if _, isPanic := err.(*panicError); isPanic {
 			s.log.Error("actor hook panicked", "actor", a.key.id, "hook", name, "err", err)
 		}
@@ -346,11 +344,9 @@ type panicError struct {
 
 func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.val) }
 
-func (cx *Context) begin(ctx context.Context, chain []string) {
-	cx.ctx, cx.chain, cx.chainOut, cx.broken = ctx, chain, nil, nil
-}
-
-func (cx *Context) end() { cx.ctx, cx.chain, cx.chainOut = nil, nil, nil }
+// end closes the invocation: later KV, call and timer use of cx fails (its
+// context methods stay valid, for code that kept it as a context.Context).
+func (cx *Context) end() { cx.over = true }
 
 // invokeOn runs one invocation on a, serialized with all others on a.
 func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, fromTimer bool) ([]byte, error) {
@@ -377,14 +373,15 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 	if obs != nil {
 		obs.ExecStart(a.event(req.Operation, fromTimer))
 	}
-	cx := &a.cx
-	cx.begin(ctx, req.Chain)
+	// A fresh Context per invocation (its one allocation): code may keep it
+	// as a context.Context beyond the call, as net/http does.
+	cx := &Context{ctx: ctx, act: a, chain: req.Chain}
 	res, err := a.call(cx, req.Operation, req.Payload)
 	if err == nil && len(res) > s.cfg.Limits.MaxResultBytes {
 		err = newErr(CodeTooLarge, false, nil, "result of %d bytes exceeds the limit of %d", len(res), s.cfg.Limits.MaxResultBytes)
 	}
 	if err == nil {
-		err = cx.txn.flush(cx)
+		err = a.txn.flush(cx)
 	}
 	if cx.broken != nil && err == nil {
 		// The actor swallowed a failed commit; its memory may disagree
@@ -404,7 +401,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		obs.ExecEnd(a.event(req.Operation, fromTimer), err == nil)
 	}
 	if err != nil {
-		cx.txn.reset()
+		a.txn.reset()
 		err = s.invocationFailed(a, err)
 		a.lock.Release()
 		return nil, err

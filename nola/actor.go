@@ -56,13 +56,27 @@ func (f FuncActor) Invoke(ctx *Context, op string, payload []byte) ([]byte, erro
 type Context struct {
 	ctx   context.Context
 	act   *activation
-	txn   kvTxn
 	chain []string // callers waiting on this invocation
 	// chainOut is chain plus this actor, built on the first outgoing call.
 	chainOut []string
 	// broken is set when a commit of this invocation failed: the
 	// invocation fails even if the actor ignored the error.
 	broken error
+	// over is set when the invocation returned.
+	over bool
+}
+
+// errOver is returned by a Context used after its invocation returned.
+func errOver() error {
+	return &Error{Code: CodeBadRequest, Message: "nola.Context used after its invocation returned"}
+}
+
+// txn returns the invocation's KV transaction, or nil once it is over.
+func (c *Context) txn() *kvTxn {
+	if c.over {
+		return nil
+	}
+	return &c.act.txn
 }
 
 var _ context.Context = (*Context)(nil)
@@ -86,14 +100,32 @@ func (c *Context) Logger() *slog.Logger {
 
 // Get reads key from the actor's KV, seeing this invocation's own writes.
 // The returned slice is the caller's.
-func (c *Context) Get(key []byte) ([]byte, bool, error) { return c.txn.get(c, key) }
+func (c *Context) Get(key []byte) ([]byte, bool, error) {
+	t := c.txn()
+	if t == nil {
+		return nil, false, errOver()
+	}
+	return t.get(c, key)
+}
 
 // Put writes key=value. Writes commit together when the invocation returns
 // successfully (or before an outgoing call); an error or panic discards them.
-func (c *Context) Put(key, value []byte) error { return c.txn.put(c, key, value) }
+func (c *Context) Put(key, value []byte) error {
+	t := c.txn()
+	if t == nil {
+		return errOver()
+	}
+	return t.put(c, key, value)
+}
 
 // Delete removes key.
-func (c *Context) Delete(key []byte) error { return c.txn.del(c, key) }
+func (c *Context) Delete(key []byte) error {
+	t := c.txn()
+	if t == nil {
+		return errOver()
+	}
+	return t.del(c, key)
+}
 
 // KV is one entry of an actor's KV.
 type KV struct {
@@ -104,12 +136,20 @@ type KV struct {
 // end nil meaning to the last key, in key order, including this
 // invocation's own writes.
 func (c *Context) Scan(start, end []byte, limit int) ([]KV, error) {
-	return c.txn.scan(c, start, end, nil, limit)
+	t := c.txn()
+	if t == nil {
+		return nil, errOver()
+	}
+	return t.scan(c, start, end, nil, limit)
 }
 
 // ScanPrefix returns up to limit entries whose keys start with prefix.
 func (c *Context) ScanPrefix(prefix []byte, limit int) ([]KV, error) {
-	return c.txn.scan(c, nil, nil, prefix, limit)
+	t := c.txn()
+	if t == nil {
+		return nil, errOver()
+	}
+	return t.scan(c, nil, nil, prefix, limit)
 }
 
 // Invoke calls another actor in the same namespace and waits for its
@@ -119,10 +159,14 @@ func (c *Context) ScanPrefix(prefix []byte, limit int) ([]KV, error) {
 // CodeBadRequest instead of deadlocking.
 func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte, error) {
 	a := c.act
+	t := c.txn()
+	if t == nil {
+		return nil, errOver()
+	}
 	if err := a.srv.effectAllowed(a); err != nil {
 		return nil, err
 	}
-	if err := c.txn.flush(c); err != nil {
+	if err := t.flush(c); err != nil {
 		return nil, err
 	}
 	if c.chainOut == nil {
@@ -139,8 +183,11 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 // replaces the old one. Timers belong to the activation: they stop when it
 // is evicted, released or fenced, and they do not keep it from going idle.
 func (c *Context) SetTimer(name string, delay, period time.Duration, op string, payload []byte) error {
+	if c.over {
+		return errOver()
+	}
 	return c.act.setTimer(name, delay, period, op, payload)
 }
 
 // CancelTimer stops the named timer. It reports whether one was set.
-func (c *Context) CancelTimer(name string) bool { return c.act.cancelTimer(name) }
+func (c *Context) CancelTimer(name string) bool { return !c.over && c.act.cancelTimer(name) }

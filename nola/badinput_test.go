@@ -153,3 +153,41 @@ func TestResultOverLimitIsTooLarge(t *testing.T) {
 		}
 	})
 }
+
+// An actor that keeps its Context past the invocation cannot use it for
+// effects any more, but may still read it as a context.Context.
+func TestContextUsedAfterItsInvocation(t *testing.T) {
+	types := actors.Types()
+	var kept *nola.Context
+	types["keeper"] = func(nola.Ref) (nola.Actor, error) {
+		return nola.FuncActor(func(ctx *nola.Context, op string, _ []byte) ([]byte, error) {
+			switch op {
+			case "keep":
+				kept = ctx
+				return nil, nil
+			case "misuse":
+				_ = kept.Err() // still a valid context.Context
+				if err := kept.Put([]byte("k"), []byte("v")); err == nil {
+					return nil, fmt.Errorf("Put through an old Context succeeded")
+				}
+				if _, _, err := kept.Get([]byte("k")); err == nil {
+					return nil, fmt.Errorf("Get through an old Context succeeded")
+				}
+				if _, err := kept.Invoke("x", "counter", "inc", nil); err == nil {
+					return nil, fmt.Errorf("Invoke through an old Context succeeded")
+				}
+				if err := kept.SetTimer("t", time.Second, 0, "x", nil); err == nil {
+					return nil, fmt.Errorf("SetTimer through an old Context succeeded")
+				}
+				return []byte("refused"), nil
+			}
+			return nil, fmt.Errorf("unknown op")
+		}), nil
+	}
+	runSim(t, 24, 1, types, nil, func(e *simEnv) {
+		e.mustInvoke("k", "keeper", "keep", nil)
+		if got := e.mustInvoke("k", "keeper", "misuse", nil); got != "refused" {
+			t.Fatalf("got %q", got)
+		}
+	})
+}

@@ -17,12 +17,13 @@ import (
 // own the actor. Stale routes cost a retry, never a wrong answer: only the
 // owner under its current incarnation ever runs an invocation.
 type Client struct {
-	rt       rt.Runtime
-	reg      *registry.Registry
-	tr       Transport
-	limits   Limits
-	attempts int
-	routes   routeCache
+	rt        rt.Runtime
+	reg       *registry.Registry
+	tr        Transport
+	limits    Limits
+	attempts  int
+	checkType func(ctx context.Context, ns, typ string) error
+	routes    routeCache
 }
 
 // ClientConfig configures a standalone client.
@@ -35,6 +36,11 @@ type ClientConfig struct {
 	// MaxAttempts bounds sends per invocation (default 8); retries back
 	// off from 1ms to 100ms.
 	MaxAttempts int
+	// CheckType, if set, vets an actor type before the client places (and
+	// so creates) an actor of that type, so that a typo does not leave an
+	// actor of a type no server can run. Servers' own clients check
+	// against the server's types.
+	CheckType func(ctx context.Context, ns, typ string) error
 }
 
 // NewClient returns a client that is not part of a server.
@@ -43,7 +49,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("nola: client config: Runtime, Store and Transport are required")
 	}
 	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{Root: cfg.Root})
-	return newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits.withDefaults(), cfg.MaxAttempts), nil
+	c := newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits.withDefaults(), cfg.MaxAttempts)
+	c.checkType = cfg.CheckType
+	return c, nil
 }
 
 func newClient(r rt.Runtime, reg *registry.Registry, tr Transport, l Limits, attempts int) *Client {
@@ -84,6 +92,11 @@ func (c *Client) invoke(ctx context.Context, req Request) ([]byte, error) {
 		}
 		r, ok := c.routes.get(key)
 		if !ok || (req.ActorType != "" && r.typ != req.ActorType) {
+			if c.checkType != nil && req.ActorType != "" {
+				if err := c.checkType(ctx, req.Namespace, req.ActorType); err != nil {
+					return nil, err
+				}
+			}
 			p, err := c.reg.EnsureActivation(ctx, req.Namespace, req.ActorID, req.ActorType)
 			if err != nil {
 				err = wrapErr(err, true, "place %s/%s", req.Namespace, req.ActorID)

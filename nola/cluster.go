@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/rt"
@@ -29,10 +30,12 @@ type ClusterConfig struct {
 // Cluster is a set of servers in one process, for tests, examples and
 // benchmarks. Servers are named s0, s1, … and listen at local://s0, ….
 type Cluster struct {
-	cfg     ClusterConfig
-	net     *LocalNetwork
+	cfg    ClusterConfig
+	net    *LocalNetwork
+	client *Client
+
+	mu      sync.RWMutex // guards the slots, not the servers
 	servers []*Server
-	client  *Client
 }
 
 // NewCluster creates and starts the servers.
@@ -47,7 +50,19 @@ func NewCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	cl, err := NewClient(ClientConfig{Runtime: cfg.ClientRuntime, Store: cfg.Store, Transport: c.net.Transport(cfg.ClientRuntime)})
+	cl, err := NewClient(ClientConfig{
+		Runtime: cfg.ClientRuntime, Store: cfg.Store, Transport: c.net.Transport(cfg.ClientRuntime),
+		CheckType: func(ctx context.Context, ns, typ string) error {
+			// Every server of the cluster has the same types.
+			for i := range c.Size() {
+				if s := c.Server(i); s != nil {
+					_, err := s.factory(ctx, ns, typ)
+					return err
+				}
+			}
+			return nil
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -65,24 +80,34 @@ func (c *Cluster) Client() *Client { return c.client }
 func (c *Cluster) Size() int { return len(c.servers) }
 
 // Server returns server i (nil while crashed).
-func (c *Cluster) Server(i int) *Server { return c.servers[i] }
+func (c *Cluster) Server(i int) *Server {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.servers[i]
+}
+
+func (c *Cluster) setServer(i int, s *Server) {
+	c.mu.Lock()
+	c.servers[i] = s
+	c.mu.Unlock()
+}
 
 // Crash stops server i as a crash would: it stops answering at once,
 // releases nothing, and its lease is left to expire.
 func (c *Cluster) Crash(i int) {
-	s := c.servers[i]
+	s := c.Server(i)
 	if s == nil {
 		return
 	}
 	c.net.Unlisten(s.Addr())
 	s.Halt()
-	c.servers[i] = nil
+	c.setServer(i, nil)
 }
 
 // Restart starts a fresh server in slot i (a new process with the same ID:
 // it registers as a new incarnation).
 func (c *Cluster) Restart(ctx context.Context, i int) error {
-	if c.servers[i] != nil {
+	if c.Server(i) != nil {
 		return fmt.Errorf("nola: cluster: server %d is running", i)
 	}
 	r := c.cfg.Runtime(i)
@@ -106,14 +131,15 @@ func (c *Cluster) Restart(ctx context.Context, i int) error {
 		c.net.Unlisten(s.Addr())
 		return err
 	}
-	c.servers[i] = s
+	c.setServer(i, s)
 	return nil
 }
 
 // Shutdown stops every server gracefully.
 func (c *Cluster) Shutdown(ctx context.Context) error {
 	var errs []error
-	for i, s := range c.servers {
+	for i := range c.Size() {
+		s := c.Server(i)
 		if s == nil {
 			continue
 		}
@@ -121,7 +147,7 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 		c.net.Unlisten(s.Addr())
-		c.servers[i] = nil
+		c.setServer(i, nil)
 	}
 	return errors.Join(errs...)
 }
@@ -136,8 +162,8 @@ func (c *Cluster) Halt() {
 // Host returns the index of the server holding a ready activation of
 // (ns, id), or -1.
 func (c *Cluster) Host(ns, id string) int {
-	for i, s := range c.servers {
-		if s != nil && s.Hosts(ns, id) {
+	for i := range c.Size() {
+		if s := c.Server(i); s != nil && s.Hosts(ns, id) {
 			return i
 		}
 	}

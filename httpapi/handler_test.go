@@ -1,0 +1,293 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/httpapi"
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
+)
+
+type node struct {
+	srv  *nola.Server
+	http *httptest.Server
+	url  string
+}
+
+// startCluster runs n nola servers, each behind its own HTTP listener with
+// the HTTP transport between them, over one memkv store.
+func startCluster(t *testing.T, n int, opts httpapi.Options) []*node {
+	t.Helper()
+	r := rt.NewReal()
+	store := memkv.New(r, memkv.Options{})
+	t.Cleanup(func() { _ = store.Close() })
+	return startOn(t, r, store, n, opts)
+}
+
+func startOn(t *testing.T, r rt.Runtime, store kv.Store, n int, opts httpapi.Options) []*node {
+	t.Helper()
+	var nodes []*node
+	for i := range n {
+		hs := httptest.NewUnstartedServer(nil)
+		url := "http://" + hs.Listener.Addr().String()
+		tr := httpapi.NewTransport(httpapi.TransportOptions{Token: opts.AdminToken})
+		srv, err := nola.NewServer(nola.ServerConfig{
+			ID: fmt.Sprintf("h%d", i), Addr: url, Runtime: r, Store: store,
+			Transport: tr, Types: actors.Types(), LeaseTTL: 3 * time.Second,
+			Limits: nola.Limits{MaxPayloadBytes: 1 << 10},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.SetLocal(url, srv)
+		o := opts
+		o.Metrics = prometheus.NewRegistry()
+		hs.Config.Handler = httpapi.NewHandler(srv, o)
+		hs.Start()
+		if err := srv.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+			hs.Close()
+			tr.Close()
+		})
+		nodes = append(nodes, &node{srv: srv, http: hs, url: url})
+	}
+	return nodes
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestInvokeThroughAnyServer(t *testing.T) {
+	nodes := startCluster(t, 2, httpapi.Options{})
+	c0 := httpapi.NewClient(nodes[0].url, "")
+	c1 := httpapi.NewClient(nodes[1].url, "")
+	defer c0.Close()
+	defer c1.Close()
+	// Alternate entry points: every call after the first is routed to the
+	// owner, wherever it entered.
+	for i := range 6 {
+		c := []*httpapi.Client{c0, c1}[i%2]
+		got, err := c.Invoke(ctx(t), "web", "ctr", "counter", "inc", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != fmt.Sprint(i) {
+			t.Fatalf("call %d = %s", i, got)
+		}
+	}
+	owners := 0
+	for _, n := range nodes {
+		if n.srv.Hosts("web", "ctr") {
+			owners++
+		}
+	}
+	if owners != 1 {
+		t.Fatalf("%d servers host the actor", owners)
+	}
+	// Actor-to-actor across the HTTP transport.
+	for i := range 4 {
+		id := fmt.Sprintf("target%d", i)
+		got, err := c0.Invoke(ctx(t), "web", "caller"+id, "caller", "call", []byte("counter/"+id+"/inc"))
+		if err != nil || string(got) != "0" {
+			t.Fatalf("caller → %s: %q %v", id, got, err)
+		}
+	}
+}
+
+func TestErrorsKeepTheirCodes(t *testing.T) {
+	nodes := startCluster(t, 2, httpapi.Options{})
+	c := httpapi.NewClient(nodes[0].url, "")
+	defer c.Close()
+	check := func(name string, err error, code nola.Code) {
+		t.Helper()
+		var ne *nola.Error
+		if !errors.As(err, &ne) || ne.Code != code {
+			t.Errorf("%s: got %v, want code %s", name, err, code)
+		}
+	}
+	_, err := c.Invoke(ctx(t), "web", "x", "no-such-type", "inc", nil)
+	check("unknown type", err, nola.CodeBadRequest)
+	_, err = c.Invoke(ctx(t), "web", "x", "counter", "nope", nil)
+	check("actor error", err, nola.CodeActorError)
+	_, err = c.Invoke(ctx(t), "web", "x", "echo", "echo", bytes.Repeat([]byte("x"), 2<<10))
+	check("payload over the server's 1 KiB limit", err, nola.CodeTooLarge)
+	_, err = c.Invoke(ctx(t), "web", "x", "kvcounter", "inc", nil)
+	check("type mismatch", err, nola.CodeBadRequest)
+
+	// The internal endpoint of a server that does not own the actor says
+	// so, retryably.
+	var owner, other *node
+	for _, n := range nodes {
+		if n.srv.Hosts("web", "x") {
+			owner = n
+		} else {
+			other = n
+		}
+	}
+	if owner == nil {
+		t.Fatal("no owner")
+	}
+	tr := httpapi.NewTransport(httpapi.TransportOptions{})
+	defer tr.Close()
+	_, err = tr.Invoke(ctx(t), other.url, nola.Request{Namespace: "web", ActorID: "x", ActorType: "counter", Operation: "inc"})
+	check("internal call to a non-owner", err, nola.CodeNotOwner)
+	if !nola.IsRetryable(err) {
+		t.Error("not_owner must be retryable")
+	}
+
+	// A bad timeout header is a bad request, not a crash.
+	req, _ := http.NewRequest(http.MethodPost, nodes[0].url+"/v1/ns/web/actors/x/invoke/inc", nil)
+	req.Header.Set(httpapi.HeaderTimeout, "soon")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("bad timeout header: HTTP %d", resp.StatusCode)
+	}
+	// A closed port is unavailable and retryable: nothing was sent.
+	dead := httptest.NewServer(http.NotFoundHandler())
+	deadURL := dead.URL
+	dead.Close()
+	_, err = tr.Invoke(ctx(t), deadURL, nola.Request{Namespace: "web", ActorID: "x", ActorType: "counter", Operation: "inc"})
+	check("closed port", err, nola.CodeUnavailable)
+	if !nola.IsRetryable(err) {
+		t.Error("a refused connection must be retryable")
+	}
+}
+
+func TestTokensAndNamespaceIsolation(t *testing.T) {
+	nodes := startCluster(t, 1, httpapi.Options{
+		AdminToken:      "admin-secret",
+		NamespaceTokens: map[string]string{"alice-token": "alice"},
+	})
+	u := nodes[0].url
+	status := func(method, path, token string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, u+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	cases := []struct {
+		method, path, token string
+		want                int
+	}{
+		{"POST", "/v1/ns/alice/actors/a/invoke/inc?type=counter", "", 401},
+		{"POST", "/v1/ns/alice/actors/a/invoke/inc?type=counter", "wrong", 403},
+		{"POST", "/v1/ns/alice/actors/a/invoke/inc?type=counter", "alice-token", 200},
+		{"POST", "/v1/ns/bob/actors/a/invoke/inc?type=counter", "alice-token", 403},
+		{"GET", "/v1/ns/bob/actors", "alice-token", 403},
+		{"GET", "/v1/ns/alice/actors", "alice-token", 200},
+		{"GET", "/v1/cluster", "alice-token", 403},
+		{"POST", "/v1/internal/invoke?ns=alice&id=a&type=counter&op=inc", "alice-token", 403},
+		{"POST", "/v1/ns/bob/actors/a/invoke/inc?type=counter", "admin-secret", 200},
+		{"GET", "/v1/cluster", "admin-secret", 200},
+		{"GET", "/healthz", "", 200},
+	}
+	for _, c := range cases {
+		if got := status(c.method, c.path, c.token); got != c.want {
+			t.Errorf("%s %s with %q: HTTP %d, want %d", c.method, c.path, c.token, got, c.want)
+		}
+	}
+}
+
+func TestKVAndActorListing(t *testing.T) {
+	nodes := startCluster(t, 1, httpapi.Options{})
+	c := httpapi.NewClient(nodes[0].url, "")
+	defer c.Close()
+	for i := range 3 {
+		for range i + 1 {
+			if _, err := c.Invoke(ctx(t), "kvns", fmt.Sprintf("k%d", i), "kvcounter", "inc", nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	v, found, err := c.GetKV(ctx(t), "kvns", "k2", "n")
+	if err != nil || !found || string(v) != "3" {
+		t.Fatalf("kv get = %q %v %v", v, found, err)
+	}
+	if _, found, err := c.GetKV(ctx(t), "kvns", "k2", "missing"); err != nil || found {
+		t.Fatalf("missing key: found=%v err=%v", found, err)
+	}
+	scan, err := c.ScanKV(ctx(t), "kvns", "k1", nil, "", "", 10)
+	if err != nil || len(scan.Entries) != 1 || scan.Entries[0].Text != "2" {
+		t.Fatalf("scan = %+v %v", scan, err)
+	}
+	page, err := c.ListActors(ctx(t), "kvns", "", 2)
+	if err != nil || len(page.Actors) != 2 || !page.More || page.Actors[0].ID != "k0" {
+		t.Fatalf("actors page 1 = %+v %v", page, err)
+	}
+	rest, err := c.ListActors(ctx(t), "kvns", page.Actors[1].ID, 2)
+	if err != nil || len(rest.Actors) != 1 || rest.More || rest.Actors[0].ID != "k2" || rest.Actors[0].Type != "kvcounter" {
+		t.Fatalf("actors page 2 = %+v %v", rest, err)
+	}
+}
+
+func TestHealthReadinessAndMetrics(t *testing.T) {
+	nodes := startCluster(t, 1, httpapi.Options{})
+	u := nodes[0].url
+	get := func(path string) (int, string) {
+		resp, err := http.Get(u + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	c := httpapi.NewClient(u, "")
+	defer c.Close()
+	if _, err := c.Invoke(ctx(t), "m", "a", "counter", "inc", nil); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("healthz %d", code)
+	}
+	if code, _ := get("/readyz"); code != 200 {
+		t.Fatalf("readyz %d while the lease is valid", code)
+	}
+	code, body := get("/metrics")
+	for _, want := range []string{"nola_activations 1", `nola_invocations_total{code="ok",path="public"} 1`, "nola_invocation_seconds_bucket", "nola_lease_age_seconds", "nola_fences_total 0"} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	nodes[0].srv.Halt()
+	if code, _ := get("/readyz"); code != 503 {
+		t.Fatalf("readyz %d after the server lost its lease", code)
+	}
+	if code, _ := get("/v1/nope"); code != 404 {
+		t.Fatalf("unknown endpoint: %d", code)
+	}
+}
