@@ -1,0 +1,382 @@
+// Package modules stores WASM modules in the registry's store: put (after
+// validation), get, stat and list, per namespace.
+//
+// Modules are immutable. Putting the same bytes under an existing ID again
+// succeeds (idempotent); putting different bytes fails with an
+// *ExistsError (errors.Is(err, ErrExists)). A new version is a new ID.
+//
+// # Layout
+//
+// Under the registry keyspace (registry.Keyspace.Sub), tuple-encoded:
+//
+//	(root, "mod", ns, id, "c", sha256, i) → chunk i of the module's bytes
+//	(root, "mod", ns, id, "m")            → manifest: (format 1, size, sha256,
+//	                                         chunks, chunk size, max pages)
+//
+// A module is split into chunks no larger than the store's request limit
+// allows (kv.Store.Limits; etcd's 1.5 MiB per request), at most 1 MiB each.
+// Chunks are keyed by the module's hash, so writers of different bytes
+// under one ID never touch each other's chunks, and writers of the same
+// bytes write identical values. The manifest is written last, by a commit
+// that requires it to be absent (and, when the store's per-commit limit
+// allows, every chunk to be present); when everything fits in one request,
+// chunks and manifest go in that one commit. A reader therefore never finds
+// a manifest whose chunks are missing, and it verifies size and hash after
+// reassembly anyway. A writer that loses the race to a different module
+// deletes its own chunks; a writer that crashes mid-way leaves chunks
+// without a manifest, which a retry of the same bytes reuses.
+package modules
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/registry/tuple"
+)
+
+// Errors; test with errors.Is.
+var (
+	// ErrNotFound: no module with that ID in the namespace.
+	ErrNotFound = errors.New("modules: module not found")
+	// ErrExists: a module with different bytes has that ID.
+	ErrExists = errors.New("modules: a different module exists under this ID")
+	// ErrInvalid: the module failed validation (see Validate).
+	ErrInvalid = errors.New("modules: invalid module")
+	// ErrTooLarge: the module exceeds the size limit.
+	ErrTooLarge = errors.New("modules: module too large")
+	// ErrCorrupt: the stored chunks do not match the manifest.
+	ErrCorrupt = errors.New("modules: stored module is corrupt")
+)
+
+// ExistsError reports that a different module holds the ID.
+type ExistsError struct {
+	Namespace, ID string
+	// Existing is the stored module's manifest.
+	Existing Info
+}
+
+func (e *ExistsError) Error() string {
+	return fmt.Sprintf("modules: %s/%s already holds a different module (sha256 %x, %d bytes); modules are immutable, use a new ID",
+		e.Namespace, e.ID, e.Existing.Hash[:8], e.Existing.Size)
+}
+
+// Is makes errors.Is(err, ErrExists) hold.
+func (e *ExistsError) Is(target error) bool { return target == ErrExists }
+
+// Options are stored with a module and apply to every actor of it.
+type Options struct {
+	// MaxMemoryPages caps each instance's linear memory, in 64 KiB pages.
+	// Zero means the host's cap; a value can only lower it.
+	MaxMemoryPages uint32
+}
+
+// Info describes a stored module: its manifest.
+type Info struct {
+	Namespace, ID string
+	Size          int
+	Hash          [32]byte // SHA-256 of the bytes
+	Chunks        int
+	ChunkBytes    int
+	Options       Options
+	// Rev is the store revision at which the manifest was written.
+	Rev int64
+}
+
+// Module is a stored module with its bytes.
+type Module struct {
+	Info
+	Bytes []byte
+}
+
+// Config configures a Store. Zero fields take defaults.
+type Config struct {
+	// Root is the registry keyspace root; default "nola" (the registry's).
+	Root string
+	// Limits bound what Put accepts (see Validate).
+	Limits Limits
+	// ChunkBytes overrides the chunk size (tests). Default: 1 MiB, or less
+	// if the store's request limit needs it.
+	ChunkBytes int
+}
+
+// Store is the module store. It is safe for concurrent use.
+type Store struct {
+	kv     kv.Store
+	keys   registry.Keyspace
+	limits Limits
+	chunk  int
+}
+
+// New returns a module store over store.
+func New(store kv.Store, cfg Config) *Store {
+	if cfg.Root == "" {
+		cfg.Root = "nola"
+	}
+	s := &Store{kv: store, keys: registry.NewKeyspace(cfg.Root), limits: cfg.Limits.withDefaults()}
+	s.chunk = 1 << 20
+	if l := store.Limits(); l.MaxRequestBytes > 0 {
+		s.chunk = min(s.chunk, l.MaxRequestBytes-requestOverhead)
+	}
+	if cfg.ChunkBytes > 0 {
+		s.chunk = min(s.chunk, cfg.ChunkBytes)
+	}
+	if s.chunk < 1024 {
+		s.chunk = 1024
+	}
+	return s
+}
+
+// requestOverhead is left free in every commit for keys and compares.
+const requestOverhead = 8 << 10
+
+// Limits returns the limits Put enforces.
+func (s *Store) Limits() Limits { return s.limits }
+
+func (s *Store) manifestKey(ns, id string) []byte { return s.keys.Sub("mod", ns, id, "m") }
+
+func (s *Store) chunkPrefix(ns, id string, hash []byte) []byte {
+	return s.keys.Sub("mod", ns, id, "c", hash)
+}
+
+func chunkKey(prefix []byte, i int) []byte { return tuple.AppendInt(bytes.Clone(prefix), int64(i)) }
+
+// CheckName validates a namespace or module ID.
+func CheckName(what, v string) error {
+	switch {
+	case v == "":
+		return fmt.Errorf("%w: empty %s", ErrInvalid, what)
+	case len(v) > 512:
+		return fmt.Errorf("%w: %s of %d bytes exceeds 512", ErrInvalid, what, len(v))
+	case !utf8.ValidString(v):
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalid, what)
+	}
+	return nil
+}
+
+// Put validates bin and stores it as module id of namespace ns. It returns
+// the manifest. Putting identical bytes again returns the existing
+// manifest; different bytes fail with *ExistsError.
+func (s *Store) Put(ctx context.Context, ns, id string, bin []byte, opts Options) (Info, error) {
+	if err := CheckName("namespace", ns); err != nil {
+		return Info{}, err
+	}
+	if err := CheckName("module ID", id); err != nil {
+		return Info{}, err
+	}
+	hash := sha256.Sum256(bin)
+	// A module that is already there needs no validation.
+	if info, err := s.Stat(ctx, ns, id); err == nil {
+		return s.same(ns, id, info, hash, opts)
+	} else if !errors.Is(err, ErrNotFound) {
+		return Info{}, err
+	}
+	if err := Validate(ctx, bin, opts, s.limits); err != nil {
+		return Info{}, err
+	}
+
+	info := Info{Namespace: ns, ID: id, Size: len(bin), Hash: hash, ChunkBytes: s.chunk, Options: opts}
+	info.Chunks = (len(bin) + s.chunk - 1) / s.chunk
+	mkey := s.manifestKey(ns, id)
+	prefix := s.chunkPrefix(ns, id, hash[:])
+	var chunkOps []kv.Op
+	for i := 0; i < info.Chunks; i++ {
+		end := min(len(bin), (i+1)*s.chunk)
+		chunkOps = append(chunkOps, kv.Put(chunkKey(prefix, i), bin[i*s.chunk:end], kv.NoLease))
+	}
+	manifest := kv.Put(mkey, encodeManifest(info), kv.NoLease)
+	absent := kv.Absent(mkey)
+	limits := s.kv.Limits()
+
+	all := kv.Txn{Compares: []kv.Compare{absent}, Ops: append(append([]kv.Op(nil), chunkOps...), manifest)}
+	var res kv.CommitResult
+	var err error
+	if kv.CheckLimits(all, limits) == nil {
+		res, err = s.kv.Commit(ctx, all)
+	} else {
+		res, err = s.putChunked(ctx, chunkOps, absent, manifest, limits)
+	}
+	if err != nil {
+		return Info{}, fmt.Errorf("modules: put %s/%s: %w", ns, id, err)
+	}
+	if !res.Succeeded {
+		// Someone else stored a module under this ID first.
+		existing, err := s.Stat(ctx, ns, id)
+		if err != nil {
+			return Info{}, err
+		}
+		if existing.Hash != hash {
+			s.deleteChunks(ctx, prefix)
+		}
+		return s.same(ns, id, existing, hash, opts)
+	}
+	info.Rev = res.Rev
+	return info, nil
+}
+
+// same compares a stored manifest with a put's bytes and options.
+func (s *Store) same(ns, id string, existing Info, hash [32]byte, opts Options) (Info, error) {
+	if existing.Hash != hash || existing.Options != opts {
+		return Info{}, &ExistsError{Namespace: ns, ID: id, Existing: existing}
+	}
+	return existing, nil
+}
+
+// putChunked writes the chunks in as many commits as the store's limits
+// need, then the manifest.
+func (s *Store) putChunked(ctx context.Context, chunkOps []kv.Op, absent kv.Compare, manifest kv.Op, limits kv.Limits) (kv.CommitResult, error) {
+	var batch []kv.Op
+	flush := func() (bool, error) {
+		if len(batch) == 0 {
+			return true, nil
+		}
+		res, err := s.kv.Commit(ctx, kv.Txn{Compares: []kv.Compare{absent}, Ops: batch})
+		batch = nil
+		return err == nil && res.Succeeded, err
+	}
+	for _, op := range chunkOps {
+		next := kv.Txn{Compares: []kv.Compare{absent}, Ops: append(batch, op)}
+		if len(batch) > 0 && kv.CheckLimits(next, limits) != nil {
+			if ok, err := flush(); !ok || err != nil {
+				return kv.CommitResult{}, err
+			}
+		}
+		batch = append(batch, op)
+	}
+	if ok, err := flush(); !ok || err != nil {
+		return kv.CommitResult{}, err
+	}
+	final := kv.Txn{Compares: []kv.Compare{absent}, Ops: []kv.Op{manifest}}
+	if limits.MaxOpsPerTxn == 0 || len(chunkOps)+1 <= limits.MaxOpsPerTxn {
+		for _, op := range chunkOps {
+			final.Compares = append(final.Compares, kv.Compare{Key: op.Key, Target: kv.TargetVersion, Op: kv.Greater, Num: 0})
+		}
+	}
+	return s.kv.Commit(ctx, final)
+}
+
+// deleteChunks removes the chunks of a module that lost the race for its
+// ID. Best effort: leftovers are harmless.
+func (s *Store) deleteChunks(ctx context.Context, prefix []byte) {
+	_, _ = s.kv.Commit(ctx, kv.Txn{Ops: []kv.Op{kv.DeleteRange(prefix, tuple.PrefixEnd(prefix))}})
+}
+
+// Stat returns a module's manifest.
+func (s *Store) Stat(ctx context.Context, ns, id string) (Info, error) {
+	kvp, found, err := s.kv.Get(ctx, s.manifestKey(ns, id), 0)
+	if err != nil {
+		return Info{}, fmt.Errorf("modules: stat %s/%s: %w", ns, id, err)
+	}
+	if !found {
+		return Info{}, fmt.Errorf("%w: %s/%s", ErrNotFound, ns, id)
+	}
+	info, err := decodeManifest(kvp.Value)
+	if err != nil {
+		return Info{}, fmt.Errorf("%w: manifest of %s/%s: %v", ErrCorrupt, ns, id, err)
+	}
+	info.Namespace, info.ID, info.Rev = ns, id, kvp.ModRev
+	return info, nil
+}
+
+// Get returns a module and its bytes, verified against the manifest.
+func (s *Store) Get(ctx context.Context, ns, id string) (*Module, error) {
+	info, err := s.Stat(ctx, ns, id)
+	if err != nil {
+		return nil, err
+	}
+	prefix := s.chunkPrefix(ns, id, info.Hash[:])
+	bin := make([]byte, 0, info.Size)
+	// Read a few chunks per request so that no response is huge.
+	per := max(1, (4<<20)/max(1, info.ChunkBytes))
+	for next := 0; next < info.Chunks; {
+		res, err := s.kv.Range(ctx, kv.RangeRequest{Begin: chunkKey(prefix, next), End: tuple.PrefixEnd(prefix), Limit: per})
+		if err != nil {
+			return nil, fmt.Errorf("modules: get %s/%s: %w", ns, id, err)
+		}
+		if len(res.KVs) == 0 {
+			return nil, fmt.Errorf("%w: %s/%s: chunk %d of %d missing", ErrCorrupt, ns, id, next, info.Chunks)
+		}
+		for _, c := range res.KVs {
+			if !bytes.Equal(c.Key, chunkKey(prefix, next)) {
+				return nil, fmt.Errorf("%w: %s/%s: chunk %d of %d missing", ErrCorrupt, ns, id, next, info.Chunks)
+			}
+			bin = append(bin, c.Value...)
+			next++
+			if next == info.Chunks {
+				break
+			}
+		}
+	}
+	if len(bin) != info.Size || sha256.Sum256(bin) != info.Hash {
+		return nil, fmt.Errorf("%w: %s/%s: reassembled %d bytes do not match the manifest (%d bytes)", ErrCorrupt, ns, id, len(bin), info.Size)
+	}
+	return &Module{Info: info, Bytes: bin}, nil
+}
+
+// List returns the manifests of every module of a namespace, by ID.
+func (s *Store) List(ctx context.Context, ns string) ([]Info, error) {
+	begin := s.keys.Sub("mod", ns)
+	res, err := s.kv.Range(ctx, kv.RangeRequest{Begin: begin, End: tuple.PrefixEnd(begin), KeysOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("modules: list %s: %w", ns, err)
+	}
+	var out []Info
+	for _, k := range res.KVs {
+		t, err := tuple.Unpack(k.Key[len(begin):])
+		if err != nil || len(t) != 2 || t[1] != "m" {
+			continue // a chunk, or a foreign key
+		}
+		id, ok := t[0].(string)
+		if !ok {
+			continue
+		}
+		info, err := s.Stat(ctx, ns, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+const manifestFormat = 1
+
+func encodeManifest(i Info) []byte {
+	return tuple.Tuple{int64(manifestFormat), int64(i.Size), i.Hash[:], int64(i.Chunks), int64(i.ChunkBytes), int64(i.Options.MaxMemoryPages)}.Pack()
+}
+
+func decodeManifest(b []byte) (Info, error) {
+	t, err := tuple.Unpack(b)
+	if err != nil {
+		return Info{}, err
+	}
+	if len(t) != 6 {
+		return Info{}, fmt.Errorf("%d elements", len(t))
+	}
+	var n [6]int64
+	for _, i := range []int{0, 1, 3, 4, 5} {
+		v, ok := t[i].(int64)
+		if !ok {
+			return Info{}, fmt.Errorf("element %d is %T", i, t[i])
+		}
+		n[i] = v
+	}
+	hash, ok := t[2].([]byte)
+	if n[0] != manifestFormat || !ok || len(hash) != 32 || n[1] < 0 || n[3] < 0 || n[4] <= 0 || n[5] < 0 || n[5] > 65536 {
+		return Info{}, errors.New("bad fields")
+	}
+	if (n[1]+n[4]-1)/n[4] != n[3] {
+		return Info{}, errors.New("chunk count does not match the size")
+	}
+	info := Info{Size: int(n[1]), Chunks: int(n[3]), ChunkBytes: int(n[4]), Options: Options{MaxMemoryPages: uint32(n[5])}}
+	copy(info.Hash[:], hash)
+	return info, nil
+}

@@ -1,0 +1,59 @@
+/* hostile: misbehaviour on demand, for the host's limit tests. It also
+ * counts in memory ("inc"/"get", like counter) so tests can see whether its
+ * instance survived.
+ *
+ *   "spin"     loops forever
+ *   "recurse"  recurses forever (stack overflow)
+ *   "bomb"     grows memory until it cannot, then writes to all of it
+ *   "trap"     executes unreachable
+ *   "big"      answers with as many bytes as the decimal payload says
+ *   "flood"    calls the host (clock.now) forever
+ *   "logflood" logs forever
+ *   "oob"      reads far out of bounds */
+#include "wapc.h"
+
+static wapc_i64 n;
+static volatile wapc_u32 sink;
+
+static wapc_u32 recurse(wapc_u32 depth) {
+	volatile wapc_u8 frame[64];
+	frame[depth & 63] = (wapc_u8)depth;
+	return recurse(depth + 1) + frame[0];
+}
+
+int wapc_handle(wapc_buf op, wapc_buf payload) {
+	if (wapc_eq(op, "inc")) return wapc_ok_i64(n++);
+	if (wapc_eq(op, "get")) return wapc_ok_i64(n);
+	if (wapc_eq(op, "spin")) {
+		for (;;) sink++;
+	}
+	if (wapc_eq(op, "recurse")) return wapc_ok_i64(recurse(0));
+	if (wapc_eq(op, "bomb")) {
+		while (__builtin_wasm_memory_grow(0, 16) != (unsigned long)-1) {
+		}
+		wapc_u32 pages = (wapc_u32)__builtin_wasm_memory_size(0);
+		volatile wapc_u8 *p = 0;
+		for (wapc_u64 i = 0; i < (wapc_u64)pages * 65536u; i += 4096) p[i] = 1;
+		return wapc_ok_i64(pages);
+	}
+	if (wapc_eq(op, "trap")) __builtin_trap();
+	if (wapc_eq(op, "big")) {
+		wapc_i64 size;
+		if (!wapc_parse_i64(payload, &size) || size < 0) return wapc_fail("hostile: big: bad size");
+		wapc_u8 *p = (wapc_u8 *)wapc_alloc((wapc_u32)size);
+		if (!p) return wapc_fail("hostile: big: out of memory");
+		__builtin_memset(p, 'x', (wapc_u32)size);
+		return wapc_ok(p, (wapc_u32)size);
+	}
+	if (wapc_eq(op, "flood")) {
+		for (;;) sink += (wapc_u32)wapc_now();
+	}
+	if (wapc_eq(op, "logflood")) {
+		for (;;) wapc_log("flood");
+	}
+	if (wapc_eq(op, "oob")) {
+		volatile wapc_u8 *p = (volatile wapc_u8 *)0xFFFFFFF0u;
+		return wapc_ok_i64(p[0]);
+	}
+	return wapc_fail_unknown(op);
+}

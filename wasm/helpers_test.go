@@ -1,0 +1,151 @@
+package wasm_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/registry/modules"
+	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/wasmtest"
+)
+
+const ns = "wasm"
+
+// cache shares compiled machine code between the tests' hosts: compiling
+// a Go guest takes ~0.5 s.
+var cache = sync.OnceValue(func() wazero.CompilationCache { return wazero.NewCompilationCache() })
+
+// env is an in-process cluster on the production runtime with a WASM host
+// per server.
+type env struct {
+	t     *testing.T
+	r     *rt.Real
+	store *memkv.Store
+	mods  *modules.Store
+	c     *nola.Cluster
+	hosts []*wasm.Host
+	ctx   context.Context
+}
+
+type envOpts struct {
+	servers int
+	host    func(*wasm.Config)
+	types   map[string]nola.Factory
+}
+
+func newEnv(t *testing.T, o envOpts) *env {
+	t.Helper()
+	if o.servers == 0 {
+		o.servers = 1
+	}
+	if o.types == nil {
+		o.types = actors.Types()
+	}
+	e := &env{t: t, r: rt.NewReal(), ctx: context.Background()}
+	e.store = memkv.New(e.r, memkv.Options{})
+	e.mods = modules.New(e.store, modules.Config{})
+	e.hosts = make([]*wasm.Host, o.servers)
+	c, err := nola.NewCluster(e.ctx, nola.ClusterConfig{
+		Servers: o.servers, Store: e.store, Types: o.types,
+		Runtime:       func(int) rt.Runtime { return e.r },
+		ClientRuntime: e.r,
+		Configure: func(i int, cfg *nola.ServerConfig) {
+			cfg.LeaseTTL = 3 * time.Second
+			hc := wasm.Config{Runtime: cfg.Runtime, Modules: e.mods, CompilationCache: cache()}
+			if o.host != nil {
+				o.host(&hc)
+			}
+			h, err := wasm.New(e.ctx, hc)
+			if err != nil {
+				t.Fatalf("wasm host: %v", err)
+			}
+			e.hosts[i] = h
+			cfg.Resolver = h
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.c = c
+	for i, h := range e.hosts {
+		h.Attach(c.Server(i))
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := c.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		for _, h := range e.hosts {
+			if err := h.Close(ctx); err != nil {
+				t.Errorf("close host: %v", err)
+			}
+		}
+		_ = e.store.Close()
+		e.r.Wait()
+	})
+	return e
+}
+
+// put uploads a module.
+func (e *env) put(id string, bin []byte, opts modules.Options) {
+	e.t.Helper()
+	if _, err := e.mods.Put(e.ctx, ns, id, bin, opts); err != nil {
+		e.t.Fatalf("put module %s: %v", id, err)
+	}
+}
+
+// putGuests uploads the C guests as "<name>-c" and, if goToo, the Go guests
+// as "<name>-go".
+func (e *env) putGuests(goToo bool) {
+	e.t.Helper()
+	for _, n := range wasmtest.CGuests {
+		e.put(n+"-c", wasmtest.C(e.t, n), modules.Options{})
+	}
+	if goToo {
+		for _, n := range wasmtest.GoGuests {
+			e.put(n+"-go", wasmtest.Go(e.t, n), modules.Options{})
+		}
+	}
+}
+
+func (e *env) invoke(id, typ, op string, payload []byte) (string, error) {
+	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
+	defer cancel()
+	b, err := e.c.Client().Invoke(ctx, ns, id, typ, op, payload)
+	return string(b), err
+}
+
+func (e *env) must(id, typ, op string, payload []byte) string {
+	e.t.Helper()
+	v, err := e.invoke(id, typ, op, payload)
+	if err != nil {
+		e.t.Fatalf("invoke %s %s.%s: %v", typ, id, op, err)
+	}
+	return v
+}
+
+func (e *env) want(id, typ, op string, payload []byte, want string) {
+	e.t.Helper()
+	if got := e.must(id, typ, op, payload); got != want {
+		e.t.Fatalf("%s %s.%s = %q, want %q", typ, id, op, got, want)
+	}
+}
+
+func wantCode(t *testing.T, err error, code nola.Code) *nola.Error {
+	t.Helper()
+	var ne *nola.Error
+	if !errors.As(err, &ne) || ne.Code != code {
+		t.Fatalf("got %v (code %s), want code %s", err, nola.CodeOf(err), code)
+	}
+	return ne
+}

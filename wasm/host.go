@@ -1,0 +1,558 @@
+// Package wasm runs nola actors compiled to WebAssembly: modules uploaded
+// at runtime (package registry/modules), executed with wazero over the waPC
+// protocol (package abi), mixed freely with Go actors.
+//
+// A Host is one server's WASM engine. It is the server's
+// nola.TypeResolver: an actor's type is the ID of its module in the
+// actor's namespace ("counter-v1"); a Go type registered under the same
+// name in ServerConfig.Types wins, because the engine consults Types first.
+//
+//	host, _ := wasm.New(ctx, wasm.Config{Runtime: r, Modules: modules.New(store, modules.Config{})})
+//	srv, _ := nola.NewServer(nola.ServerConfig{..., Resolver: host})
+//	host.Attach(srv)
+//	defer host.Close(ctx) // after the server stops
+//
+// # Execution
+//
+// Each module is compiled once per Host (per server) and shared; each
+// activated actor gets its own instance, with its own linear memory, never
+// shared. An instance is created by the actor's Activate (running the
+// guest's _initialize and wapc_init, if exported, with host calls
+// available) and closed by its Deactivate (idle eviction, release).
+//
+// The engine does not call Deactivate when a server fences itself or
+// crashes. To bound what such dropped activations leave behind without
+// finalizers, the Host tracks every instance and, at most once per
+// Config.SweepInterval when it creates an instance, closes the idle ones
+// whose actor the attached server no longer hosts (or hosts with a newer
+// instance). Close closes everything.
+//
+// # Limits
+//
+// Modules are rewritten for fuel metering (package instrument) when
+// compiled: every function entry and loop head is a checkpoint. Every
+// 2^20 checkpoints the host checks the invocation's deadline (the smaller
+// of Config.InvokeTimeout and the caller's deadline) and its fuel budget
+// (Config.MaxFuel) and aborts the guest past either. Memory is capped per
+// instance (Config.MaxMemoryPages, lowered per module by its options);
+// results by Config.MaxResultBytes; host calls per invocation by
+// Config.MaxHostCalls; log output by Config.MaxLogBytes (excess is
+// dropped). A trap or an abort discards the instance (see TrapError); other
+// actors keep serving.
+//
+// # Determinism
+//
+// Host functions reach time, randomness and the outside only through the
+// invocation's *nola.Context and the server's rt.Runtime, so WASM actors
+// run unchanged under the deterministic simulator; fuel (not wall time)
+// then bounds runaway guests. wazero itself starts goroutines while
+// compiling (the caller waits for them; they touch nothing of the engine's),
+// and, only with Config.ContextInterrupt, one per call.
+package wasm
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/modules"
+	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm/abi"
+	"github.com/nolaproject/nola/wasm/instrument"
+)
+
+// Config configures a Host. Runtime and Modules are required; zero fields
+// take defaults.
+type Config struct {
+	// Runtime is the server's runtime: the clock, timers and randomness
+	// guests see.
+	Runtime rt.Runtime
+	// Modules is where modules are read from.
+	Modules *modules.Store
+	// Logger receives guest logs and the host's own (default: discard).
+	Logger *slog.Logger
+
+	// MaxMemoryPages caps each instance's linear memory in 64 KiB pages
+	// (default 256: 16 MiB).
+	MaxMemoryPages uint32
+	// InvokeTimeout bounds one invocation of a guest (and its
+	// initialization), host calls included; the caller's deadline bounds
+	// it further. Default 10s. It is measured on the runtime's clock,
+	// which stands still under simulation while a guest computes: there
+	// MaxFuel is the bound.
+	InvokeTimeout time.Duration
+	// MaxFuel bounds the checkpoints (function entries and loop
+	// iterations) of one invocation. Default 1<<33 (seconds of compute).
+	MaxFuel uint64
+	// MaxResultBytes bounds a guest's result (default 4 MiB).
+	MaxResultBytes int
+	// MaxHostCalls bounds the host calls of one invocation (default
+	// 100000); exceeding it aborts the guest.
+	MaxHostCalls int
+	// MaxLogBytes bounds the log output (host log calls, __console_log,
+	// stdout and stderr) kept per invocation (default 64 KiB); the rest
+	// is dropped.
+	MaxLogBytes int
+	// SweepInterval is how often, at most, the Host looks for instances
+	// of activations the server dropped without deactivating them
+	// (default 1m).
+	SweepInterval time.Duration
+	// CompilationCache, if set, shares compiled machine code between
+	// Hosts (wazero.NewCompilationCache): useful when one process runs
+	// many servers, as tests do.
+	CompilationCache wazero.CompilationCache
+	// ContextInterrupt additionally enables wazero's
+	// WithCloseOnContextDone, which interrupts a guest when the
+	// invocation's context ends — at the price of a goroutine per call
+	// (~0.7 µs). Fuel checkpoints already enforce the deadline; this is
+	// for comparison and for production setups that want the caller's
+	// cancellation (not only its deadline) to interrupt guests. Not
+	// deterministic: never under simulation.
+	ContextInterrupt bool
+}
+
+func (c *Config) defaults() error {
+	if c.Runtime == nil || c.Modules == nil {
+		return errors.New("wasm: config: Runtime and Modules are required")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxMemoryPages == 0 {
+		c.MaxMemoryPages = 256
+	}
+	if c.MaxMemoryPages > 65536 {
+		return fmt.Errorf("wasm: config: MaxMemoryPages %d exceeds 65536", c.MaxMemoryPages)
+	}
+	if c.InvokeTimeout <= 0 {
+		c.InvokeTimeout = 10 * time.Second
+	}
+	if c.MaxFuel == 0 {
+		c.MaxFuel = 1 << 33
+	}
+	if c.MaxResultBytes <= 0 {
+		c.MaxResultBytes = 4 << 20
+	}
+	if c.MaxHostCalls <= 0 {
+		c.MaxHostCalls = 100_000
+	}
+	if c.MaxLogBytes <= 0 {
+		c.MaxLogBytes = 64 << 10
+	}
+	if c.SweepInterval <= 0 {
+		c.SweepInterval = time.Minute
+	}
+	return nil
+}
+
+// fuelChunk is the fuel given per refill: the host looks at the clock and
+// the budget every fuelChunk checkpoints.
+const fuelChunk = 1 << 20
+
+// Host runs the WASM actors of one server. It is safe for concurrent use.
+type Host struct {
+	cfg   Config
+	rt    rt.Runtime
+	log   *slog.Logger
+	wz    wazero.Runtime
+	modCf wazero.ModuleConfig
+
+	isClosed atomic.Bool  // mirrors closed, for the invocation path
+	busy     atomic.Int64 // guest executions in flight
+	wzClose  sync.Once
+
+	mu        sync.Mutex
+	closed    bool
+	compiled  map[modKey]*compiled
+	live      map[*instance]struct{}
+	seq       uint64
+	lastSweep time.Duration
+	hosted    func(ns, id string) bool
+	stats     Stats
+}
+
+type modKey struct{ ns, id string }
+
+// compiled is one module compiled for this Host.
+type compiled struct {
+	ready *rt.Future[struct{}]
+	// Set before ready resolves:
+	err        error
+	name       string // "ns/id", for errors
+	info       modules.Info
+	cm         wazero.CompiledModule
+	initialize bool // exports _initialize
+	wapcInit   bool // exports wapc_init
+}
+
+// Stats counts a Host's work.
+type Stats struct {
+	// Compiled counts module compilations; Instances the live instances;
+	// Instantiated, Closed and Swept count instances created, closed, and
+	// closed by the sweep of dropped activations; Traps counts aborted
+	// guest executions.
+	Compiled, Instances, Instantiated, Closed, Swept, Traps int64
+}
+
+// New returns a Host. Close it after its server has stopped.
+func New(ctx context.Context, cfg Config) (*Host, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	rc := wazero.NewRuntimeConfig().
+		WithMemoryLimitPages(cfg.MaxMemoryPages).
+		WithCloseOnContextDone(cfg.ContextInterrupt)
+	if cfg.CompilationCache != nil {
+		rc = rc.WithCompilationCache(cfg.CompilationCache)
+	}
+	h := &Host{
+		cfg:      cfg,
+		rt:       cfg.Runtime,
+		log:      cfg.Logger,
+		wz:       wazero.NewRuntimeWithConfig(ctx, rc),
+		compiled: map[modKey]*compiled{},
+		live:     map[*instance]struct{}{},
+	}
+	// No start functions: the host runs _initialize and wapc_init itself.
+	// The sys context wazero builds per instance is unused (the host
+	// implements WASI); a fixed random source keeps building it cheap.
+	h.modCf = wazero.NewModuleConfig().WithName("").WithStartFunctions().WithRandSource(zeroReader{})
+	if err := h.instantiateHostModules(ctx); err != nil {
+		_ = h.wz.Close(ctx)
+		return nil, err
+	}
+	return h, nil
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// Attach lets the Host ask srv which actors it still hosts, to reclaim the
+// instances of activations dropped without Deactivate (fencing, crashes).
+// Without it those instances live until Close.
+func (h *Host) Attach(srv *nola.Server) {
+	h.mu.Lock()
+	h.hosted = srv.Hosts
+	h.mu.Unlock()
+}
+
+// Stats returns the Host's counters.
+func (h *Host) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.stats
+	s.Instances = int64(len(h.live))
+	return s
+}
+
+// Close closes every instance and compiled module. Actors of this Host
+// fail afterwards; close it after its server has stopped.
+func (h *Host) Close(ctx context.Context) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	h.isClosed.Store(true)
+	live := h.sortedLive()
+	h.mu.Unlock()
+	for _, in := range live {
+		// Busy instances are closed when their invocation ends.
+		in.reclaim()
+	}
+	if h.busy.Load() == 0 {
+		return h.closeRuntime(ctx)
+	}
+	return nil
+}
+
+// closeRuntime releases wazero's runtime (compiled code included) once no
+// guest runs: closing it under a running guest would unmap its code.
+func (h *Host) closeRuntime(ctx context.Context) error {
+	var err error
+	h.wzClose.Do(func() { err = h.wz.Close(ctx) })
+	return err
+}
+
+// doneBusy ends one guest execution; the last one after Close closes the
+// runtime.
+func (h *Host) doneBusy() {
+	if h.busy.Add(-1) == 0 && h.isClosed.Load() {
+		_ = h.closeRuntime(context.Background())
+	}
+}
+
+func (h *Host) sortedLive() []*instance {
+	out := make([]*instance, 0, len(h.live))
+	for in := range h.live {
+		out = append(out, in)
+	}
+	slices.SortFunc(out, func(a, b *instance) int { return cmp.Compare(a.seq, b.seq) })
+	return out
+}
+
+var _ nola.TypeResolver = (*Host)(nil)
+
+// Resolve implements nola.TypeResolver: typ names a module of namespace ns.
+// An unknown module is a bad request (nola.CodeBadRequest).
+func (h *Host) Resolve(ctx context.Context, ns, typ string) (nola.Factory, error) {
+	c, err := h.load(ctx, ns, typ)
+	if err != nil {
+		return nil, err
+	}
+	return func(ref nola.Ref) (nola.Actor, error) {
+		return &actor{h: h, mod: c, ref: ref}, nil
+	}, nil
+}
+
+// load returns module id of ns, compiled, compiling it on first use.
+// Concurrent first uses share one compilation.
+func (h *Host) load(ctx context.Context, ns, id string) (*compiled, error) {
+	k := modKey{ns, id}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, &nola.Error{Code: nola.CodeUnavailable, Message: "wasm host is closed", Retryable: true}
+	}
+	c := h.compiled[k]
+	fresh := c == nil
+	if fresh {
+		c = &compiled{ready: rt.NewFuture[struct{}](h.rt), name: ns + "/" + id}
+		h.compiled[k] = c
+	}
+	h.mu.Unlock()
+	if fresh {
+		c.err = h.compile(ctx, k, c)
+		if c.err != nil {
+			// Failures are not cached: the module may be uploaded
+			// later, or the store may come back.
+			h.mu.Lock()
+			delete(h.compiled, k)
+			h.mu.Unlock()
+		}
+		c.ready.Resolve(struct{}{}, nil)
+	} else if _, err := c.ready.Wait(ctx); err != nil {
+		return nil, fmt.Errorf("wasm: waiting for module %s/%s to compile: %w", ns, id, err)
+	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	return c, nil
+}
+
+func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
+	m, err := h.cfg.Modules.Get(ctx, k.ns, k.id)
+	if errors.Is(err, modules.ErrNotFound) {
+		return &nola.Error{Code: nola.CodeBadRequest,
+			Message: fmt.Sprintf("unknown actor type %q: no Go type and no WASM module %q in namespace %q", k.id, k.id, k.ns)}
+	}
+	if err != nil {
+		return fmt.Errorf("wasm: load module %s/%s: %w", k.ns, k.id, err)
+	}
+	pages := h.cfg.MaxMemoryPages
+	if p := m.Options.MaxMemoryPages; p > 0 && p < pages {
+		pages = p
+	}
+	bin, err := instrument.Fuel(m.Bytes, instrument.Options{InitialFuel: fuelChunk, MaxMemoryPages: pages})
+	if err != nil {
+		return &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("WASM module %s/%s cannot run here: %v", k.ns, k.id, err)}
+	}
+	cm, err := h.wz.CompileModule(ctx, bin)
+	if err == nil {
+		err = modules.CheckABI(cm)
+	}
+	if err != nil {
+		return &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("WASM module %s/%s cannot run here: %v", k.ns, k.id, err)}
+	}
+	exports := cm.ExportedFunctions()
+	_, c.initialize = exports[abi.Initialize]
+	_, c.wapcInit = exports[abi.WAPCInit]
+	c.info, c.cm = m.Info, cm
+	h.mu.Lock()
+	h.stats.Compiled++
+	h.mu.Unlock()
+	return nil
+}
+
+// instantiate creates an instance of c for the actor ref, running its
+// initialization with cx as the host calls' context.
+func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instance, error) {
+	h.maybeSweep()
+	h.busy.Add(1)
+	defer h.doneBusy()
+	if h.isClosed.Load() {
+		return nil, &nola.Error{Code: nola.CodeUnavailable, Message: "wasm host is closed", Retryable: true}
+	}
+	in := &instance{h: h, mod: c, ref: ref}
+	in.state.Store(instBusy) // until initialized: the sweep leaves it alone
+	in.begin(cx, "", nil)
+	m, err := h.wz.InstantiateModule(in.callCtx(), c.cm, h.modCf)
+	if err != nil {
+		defer in.end()
+		if in.abort != nil || in.ctxErr() != nil {
+			return nil, in.trapError("instantiate", err)
+		}
+		return nil, &nola.Error{Code: nola.CodeInternal, Message: fmt.Sprintf("wasm %s: instantiate: %v", c.name, firstLines(err.Error(), 1, 512))}
+	}
+	in.m = m
+	in.mem = m.Memory()
+	in.guestCall = m.ExportedFunction(abi.GuestCall)
+	g, ok := m.ExportedGlobal(instrument.FuelExport).(api.MutableGlobal)
+	if !ok || in.guestCall == nil || in.mem == nil {
+		in.end()
+		_ = m.Close(context.Background())
+		return nil, &nola.Error{Code: nola.CodeInternal, Message: "wasm " + c.name + ": instrumented module lacks its exports"}
+	}
+	in.fuel = g
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		in.end()
+		_ = m.Close(context.Background())
+		return nil, &nola.Error{Code: nola.CodeUnavailable, Message: "wasm host is closed", Retryable: true}
+	}
+	h.seq++
+	in.seq = h.seq
+	in.lastSeen.Store(int64(in.lastUsed))
+	h.live[in] = struct{}{}
+	h.stats.Instantiated++
+	h.mu.Unlock()
+
+	for _, f := range []struct {
+		name   string
+		export bool
+	}{{abi.Initialize, c.initialize}, {abi.WAPCInit, c.wapcInit}} {
+		if !f.export {
+			continue
+		}
+		if err := m.ExportedFunction(f.name).CallWithStack(in.callCtx(), nil); err != nil {
+			terr := in.trapError(f.name, err)
+			in.end()
+			in.close()
+			return nil, terr
+		}
+	}
+	in.end()
+	in.state.Store(instIdle)
+	return in, nil
+}
+
+// maybeSweep closes, at most once per SweepInterval, the idle instances of
+// activations the server no longer hosts.
+func (h *Host) maybeSweep() {
+	now := h.rt.Mono()
+	h.mu.Lock()
+	if h.hosted == nil || h.closed || now-h.lastSweep < h.cfg.SweepInterval {
+		h.mu.Unlock()
+		return
+	}
+	h.lastSweep = now
+	hosted := h.hosted
+	live := h.sortedLive()
+	h.mu.Unlock()
+
+	newest := map[modKey]*instance{}
+	for _, in := range live {
+		newest[modKey{in.ref.Namespace, in.ref.ID}] = in // sorted by seq: the last wins
+	}
+	for _, in := range live {
+		k := modKey{in.ref.Namespace, in.ref.ID}
+		if now-in.idleSince() < h.cfg.SweepInterval {
+			continue
+		}
+		if newest[k] == in && hosted(k.ns, k.id) {
+			continue
+		}
+		if in.reclaim() {
+			h.mu.Lock()
+			h.stats.Swept++
+			h.mu.Unlock()
+		}
+	}
+}
+
+// forget removes a closed instance from the live set.
+func (h *Host) forget(in *instance) {
+	h.mu.Lock()
+	if _, ok := h.live[in]; ok {
+		delete(h.live, in)
+		h.stats.Closed++
+	}
+	h.mu.Unlock()
+}
+
+func (h *Host) countTrap() {
+	h.mu.Lock()
+	h.stats.Traps++
+	h.mu.Unlock()
+}
+
+// actor is a WASM actor: one activation's instance of a module.
+type actor struct {
+	h   *Host
+	mod *compiled
+	ref nola.Ref
+	in  *instance // nil before Activate and after a trap
+}
+
+var (
+	_ nola.Activator   = (*actor)(nil)
+	_ nola.Deactivator = (*actor)(nil)
+)
+
+// Activate creates the instance.
+func (a *actor) Activate(cx *nola.Context) error {
+	in, err := a.h.instantiate(cx, a.mod, a.ref)
+	if err != nil {
+		return err
+	}
+	a.in = in
+	return nil
+}
+
+// Invoke runs op on the instance; after a trap it first creates a fresh
+// one.
+func (a *actor) Invoke(cx *nola.Context, op string, payload []byte) ([]byte, error) {
+	if a.in == nil || !a.in.acquire() {
+		a.in = nil
+		in, err := a.h.instantiate(cx, a.mod, a.ref)
+		if err != nil {
+			return nil, err
+		}
+		if !in.acquire() {
+			return nil, &nola.Error{Code: nola.CodeInternal, Message: "wasm " + a.mod.name + ": fresh instance was closed"}
+		}
+		a.in = in
+	}
+	in := a.in
+	res, err := in.invoke(cx, op, payload)
+	if in.release() {
+		// The execution was aborted: the instance is gone.
+		a.in = nil
+	}
+	return res, err
+}
+
+// Deactivate closes the instance.
+func (a *actor) Deactivate(*nola.Context) error {
+	if a.in != nil {
+		a.in.close()
+		a.in = nil
+	}
+	return nil
+}

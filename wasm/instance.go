@@ -1,0 +1,314 @@
+package wasm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/nolaproject/nola/nola"
+)
+
+// Instance states.
+const (
+	instIdle int32 = iota
+	instBusy
+	instClosed
+)
+
+// instance is one actor's instantiated module. Invocations on it are
+// serialized by the engine (one activation, one lock); the only other
+// party is the Host's sweep, which takes an idle instance by CAS.
+//
+// The instance is also the context.Context of every call into its guest
+// (no allocation per call): host functions find it by type assertion. Its
+// Done channel is nil: deadlines are enforced by fuel checkpoints, not by
+// wazero's per-call goroutine.
+type instance struct {
+	h         *Host
+	mod       *compiled
+	ref       nola.Ref
+	seq       uint64
+	m         api.Module
+	mem       api.Memory
+	guestCall api.Function
+	fuel      api.MutableGlobal
+	stack     [2]uint64
+
+	state    atomic.Int32
+	lastUsed time.Duration // monotonic start of the last invocation
+	lastSeen atomic.Int64  // lastUsed, published for the sweep
+
+	// Per invocation; touched only by the invoking task.
+	cx        *nola.Context
+	ictx      context.Context // with ContextInterrupt: the call's context
+	cancel    context.CancelFunc
+	op        string
+	payload   []byte
+	resp      []byte
+	responded bool
+	tooLarge  int
+	guestErr  string
+	hasErr    bool
+	hostResp  []byte
+	hostErr   string
+	respBuf   []byte
+	hostCalls int
+	logBytes  int
+	dropped   int
+	output    []byte // captured stdout/stderr
+	refills   uint64
+	deadline  time.Duration
+	abort     *abortError
+	aborted   bool
+}
+
+var _ context.Context = (*instance)(nil)
+
+// Deadline, Done, Err and Value make the instance the context of its calls.
+func (in *instance) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (in *instance) Done() <-chan struct{}       { return nil }
+func (in *instance) Err() error                  { return nil }
+func (in *instance) Value(any) any               { return nil }
+
+// interruptCtx is the call context with Config.ContextInterrupt: wazero
+// watches its Done channel.
+type interruptCtx struct {
+	context.Context
+	in *instance
+}
+
+// instanceOf recovers the instance from a host function's context.
+func instanceOf(ctx context.Context) *instance {
+	switch c := ctx.(type) {
+	case *instance:
+		return c
+	case *interruptCtx:
+		return c.in
+	}
+	panic(&abortError{kind: TrapABI, msg: "host function called outside an invocation"})
+}
+
+func (in *instance) callCtx() context.Context {
+	if in.ictx != nil {
+		return &interruptCtx{Context: in.ictx, in: in}
+	}
+	return in
+}
+
+// ctxErr reports the ContextInterrupt context's end, if any.
+func (in *instance) ctxErr() error {
+	if in.ictx != nil {
+		return in.ictx.Err()
+	}
+	return nil
+}
+
+func (in *instance) idleSince() time.Duration { return time.Duration(in.lastSeen.Load()) }
+
+// acquire marks the instance busy for an invocation; false if it is
+// closed.
+func (in *instance) acquire() bool {
+	if !in.state.CompareAndSwap(instIdle, instBusy) {
+		return false
+	}
+	in.h.busy.Add(1)
+	if in.h.isClosed.Load() {
+		in.state.Store(instIdle)
+		in.close()
+		in.h.doneBusy()
+		return false
+	}
+	return true
+}
+
+// release ends an invocation. It reports whether the instance is gone
+// (its execution was aborted, or the Host closed meanwhile).
+func (in *instance) release() bool {
+	in.lastSeen.Store(int64(in.lastUsed))
+	gone := in.aborted || in.h.isClosed.Load()
+	in.state.Store(instIdle)
+	if gone {
+		in.close()
+	}
+	in.h.doneBusy()
+	return gone
+}
+
+// reclaim closes an idle instance (the sweep, Host.Close).
+func (in *instance) reclaim() bool {
+	if !in.state.CompareAndSwap(instIdle, instClosed) {
+		return false
+	}
+	in.closeModule()
+	return true
+}
+
+// close closes the instance whatever its state; the caller owns it.
+func (in *instance) close() {
+	if in.state.Swap(instClosed) == instClosed {
+		return
+	}
+	in.closeModule()
+}
+
+func (in *instance) closeModule() {
+	if in.m != nil {
+		_ = in.m.Close(context.Background())
+	}
+	in.h.forget(in)
+}
+
+// begin prepares the per-invocation state.
+func (in *instance) begin(cx *nola.Context, op string, payload []byte) {
+	h := in.h
+	in.cx, in.op, in.payload = cx, op, payload
+	in.resp, in.responded, in.tooLarge = nil, false, 0
+	in.guestErr, in.hasErr = "", false
+	in.hostResp, in.hostErr = nil, ""
+	in.hostCalls, in.logBytes, in.dropped, in.refills = 0, 0, 0, 0
+	in.output = in.output[:0]
+	in.abort, in.aborted = nil, false
+	now := h.rt.Mono()
+	in.lastUsed = now
+	timeout := h.cfg.InvokeTimeout
+	if d, ok := cx.Deadline(); ok {
+		timeout = min(timeout, d.Sub(h.rt.Now()))
+	}
+	in.deadline = now + timeout
+	if h.cfg.ContextInterrupt {
+		in.ictx, in.cancel = h.rt.WithTimeout(cx, timeout)
+	}
+	if in.fuel != nil {
+		in.fuel.Set(fuelChunk)
+	}
+}
+
+// end drops the invocation's references.
+func (in *instance) end() {
+	if in.dropped > 0 || len(in.output) > 0 {
+		in.flushLogs()
+	}
+	if in.cancel != nil {
+		in.cancel()
+		in.ictx, in.cancel = nil, nil
+	}
+	in.cx, in.payload, in.hostResp = nil, nil, nil
+	// Do not keep a big invocation's buffers for the instance's life.
+	if cap(in.respBuf) > 64<<10 {
+		in.respBuf = nil
+	}
+	if cap(in.output) > 4<<10 {
+		in.output = nil
+	}
+}
+
+// invoke runs one operation. The caller has acquired the instance.
+func (in *instance) invoke(cx *nola.Context, op string, payload []byte) ([]byte, error) {
+	in.begin(cx, op, payload)
+	in.stack[0], in.stack[1] = uint64(len(op)), uint64(len(payload))
+	err := in.guestCall.CallWithStack(in.callCtx(), in.stack[:])
+	defer in.end()
+	if err != nil {
+		return nil, in.trapError(op, err)
+	}
+	if in.tooLarge > 0 {
+		return nil, &nola.Error{Code: nola.CodeTooLarge,
+			Message: fmt.Sprintf("wasm %s: %s: result of %d bytes exceeds the limit of %d", in.mod.name, op, in.tooLarge, in.h.cfg.MaxResultBytes)}
+	}
+	if uint32(in.stack[0]) != 1 || in.hasErr {
+		msg := in.guestErr
+		if !in.hasErr {
+			msg = fmt.Sprintf("call to %q was unsuccessful", op)
+		}
+		return nil, &GuestError{Module: in.mod.name, Op: op, Message: msg}
+	}
+	return in.resp, nil
+}
+
+// trapError classifies an aborted execution and marks the instance for
+// discarding.
+func (in *instance) trapError(op string, err error) error {
+	in.aborted = true
+	in.h.countTrap()
+	te := &TrapError{Module: in.mod.name, Op: op, Kind: TrapRuntime, Message: firstLines(err.Error(), 1, 1024)}
+	var exit *sys.ExitError
+	switch {
+	case in.abort != nil:
+		te.Kind, te.Message = in.abort.kind, in.abort.msg
+		if te.Kind == TrapExit && len(in.output) > 0 {
+			te.Message += ": " + firstLines(string(in.output), 8, 2048)
+		}
+	case errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded || exit.ExitCode() == sys.ExitCodeContextCanceled):
+		te.Kind, te.Message = TrapDeadline, "interrupted: "+exit.Error()
+	}
+	in.h.log.Warn("wasm guest aborted", "module", in.mod.name, "actor", in.ref.ID, "op", op, "kind", string(te.Kind), "msg", te.Message)
+	return te
+}
+
+// fail aborts the guest's execution from a host function.
+func (in *instance) fail(kind TrapKind, format string, args ...any) {
+	in.abort = &abortError{kind: kind, msg: fmt.Sprintf(format, args...)}
+	panic(in.abort)
+}
+
+// refill is called when the guest's fuel runs out: it checks the budget
+// and the deadline, then gives another chunk.
+func (in *instance) refill() {
+	in.refills++
+	h := in.h
+	if in.refills*fuelChunk >= h.cfg.MaxFuel {
+		in.fail(TrapFuel, "ran %d checkpoints, the limit is %d", in.refills*fuelChunk, h.cfg.MaxFuel)
+	}
+	if now := h.rt.Mono(); now > in.deadline {
+		in.fail(TrapDeadline, "still running %v after the invocation's deadline", now-in.deadline)
+	}
+	in.fuel.Set(fuelChunk)
+}
+
+// countHostCall enforces MaxHostCalls.
+func (in *instance) countHostCall() {
+	in.hostCalls++
+	if in.hostCalls > in.h.cfg.MaxHostCalls {
+		in.fail(TrapHostCalls, "more than %d host calls in one invocation", in.h.cfg.MaxHostCalls)
+	}
+}
+
+// logMsg logs a guest message within the invocation's log budget.
+func (in *instance) logMsg(level slog.Level, msg string) {
+	if in.logBytes+len(msg) > in.h.cfg.MaxLogBytes {
+		in.dropped++
+		return
+	}
+	in.logBytes += len(msg)
+	in.h.log.Log(context.Background(), level, msg, "ns", in.ref.Namespace, "actor", in.ref.ID, "module", in.mod.name)
+}
+
+// capture keeps stdout/stderr output within the log budget.
+func (in *instance) capture(b []byte) {
+	room := in.h.cfg.MaxLogBytes - in.logBytes
+	if room <= 0 {
+		in.dropped++
+		return
+	}
+	if len(b) > room {
+		b = b[:room]
+		in.dropped++
+	}
+	in.logBytes += len(b)
+	in.output = append(in.output, b...)
+}
+
+func (in *instance) flushLogs() {
+	if len(in.output) > 0 {
+		in.h.log.Info("wasm guest output", "ns", in.ref.Namespace, "actor", in.ref.ID, "module", in.mod.name, "output", string(in.output))
+	}
+	if in.dropped > 0 {
+		in.h.log.Warn("wasm guest log output dropped", "ns", in.ref.Namespace, "actor", in.ref.ID, "module", in.mod.name, "dropped", in.dropped, "limit", in.h.cfg.MaxLogBytes)
+	}
+}

@@ -1,0 +1,771 @@
+// Package instrument rewrites a WASM module so that its execution can be
+// bounded cheaply and deterministically: fuel metering.
+//
+// The rewritten module has one more global, an exported mutable i32 named
+// FuelExport, and one more function, the refill function. A checkpoint is
+// inserted at the entry of every function and at the head of every loop:
+//
+//	global.get $fuel; i32.eqz; if; call $refill; end
+//	global.get $fuel; i32.const 1; i32.sub; global.set $fuel
+//
+// so every unbounded execution (a loop iterating, recursion) burns fuel.
+// When the fuel reaches zero the refill function calls the guest's own
+// import of wapc.__guest_request with the impossible arguments
+// (0xFFFFFFFF, 0xFFFFFFFF) — RefillPtr. The host recognizes them, checks the
+// invocation's budget and deadline, and either sets the fuel global again or
+// aborts the call. A legitimate __guest_request with those pointers could
+// only be for an empty operation and payload (anything else is out of
+// bounds), for which writing nothing is the same as ignoring the call.
+//
+// Nothing existing is renumbered: the new type, global and function are
+// appended after the existing ones (the module may import functions only), so calls, element segments, exports and
+// the name section stay valid. The guest cannot reach the new global: its
+// index did not exist when the original module was validated.
+//
+// Why not wazero's WithCloseOnContextDone: it starts a goroutine for every
+// call into the guest, which costs ~0.7 µs per invocation on our machines,
+// more than the rest of an invocation; the checkpoints cost a few
+// instructions per loop iteration and nothing per call. Fuel also bounds a
+// runaway guest under the deterministic simulator, where virtual time stands
+// still while a guest computes.
+package instrument
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+)
+
+// FuelExport is the name of the exported fuel global.
+const FuelExport = "__nola_fuel"
+
+// RefillPtr is the sentinel both pointer arguments of __guest_request carry
+// when the refill function calls it.
+const RefillPtr = 0xFFFFFFFF
+
+// Options tune the rewrite.
+type Options struct {
+	// InitialFuel is the fuel global's initial value (the budget before
+	// the first refill, covering start functions). Default 1<<20.
+	InitialFuel int32
+	// MaxMemoryPages caps the module's own memory: its declared maximum
+	// becomes min(declared, cap). Zero leaves it. A module whose minimum
+	// exceeds the cap is rejected.
+	MaxMemoryPages uint32
+}
+
+// ErrUnsupported is returned (wrapped) for modules the rewriter cannot
+// handle: malformed binaries, unknown opcodes, missing __guest_request.
+var ErrUnsupported = errors.New("instrument: unsupported module")
+
+func fail(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrUnsupported}, args...)...)
+}
+
+// Section IDs.
+const (
+	secCustom    = 0
+	secType      = 1
+	secImport    = 2
+	secFunction  = 3
+	secTable     = 4
+	secMemory    = 5
+	secGlobal    = 6
+	secExport    = 7
+	secStart     = 8
+	secElement   = 9
+	secCode      = 10
+	secData      = 11
+	secDataCount = 12
+	secTag       = 13
+)
+
+// rank orders sections as the binary format requires.
+func rank(id byte) int {
+	switch id {
+	case secType:
+		return 1
+	case secImport:
+		return 2
+	case secFunction:
+		return 3
+	case secTable:
+		return 4
+	case secMemory:
+		return 5
+	case secTag:
+		return 6
+	case secGlobal:
+		return 7
+	case secExport:
+		return 8
+	case secStart:
+		return 9
+	case secElement:
+		return 10
+	case secDataCount:
+		return 11
+	case secCode:
+		return 12
+	case secData:
+		return 13
+	}
+	return 0
+}
+
+type section struct {
+	id   byte
+	body []byte
+}
+
+// module is what the rewrite needs to know about the input.
+type module struct {
+	sections       []section
+	numTypes       uint32
+	voidType       int64 // index of the type () -> (), or -1
+	importedFuncs  uint32
+	definedFuncs   uint32
+	definedGlobals uint32
+	guestRequest   int64 // function index of wapc.__guest_request, or -1
+	exportNames    map[string]bool
+}
+
+// Fuel returns bin rewritten for fuel metering (see the package comment).
+func Fuel(bin []byte, opts Options) ([]byte, error) {
+	if opts.InitialFuel <= 0 {
+		opts.InitialFuel = 1 << 20
+	}
+	m, err := parse(bin)
+	if err != nil {
+		return nil, err
+	}
+	if m.guestRequest < 0 {
+		return nil, fail("the module does not import wapc.__guest_request")
+	}
+	if m.exportNames[FuelExport] {
+		return nil, fail("the module already exports %q", FuelExport)
+	}
+	fuelGlobal := m.definedGlobals
+	refillFunc := m.importedFuncs + m.definedFuncs
+	refillType := uint32(m.voidType)
+	addType := m.voidType < 0
+	if addType {
+		refillType = m.numTypes
+	}
+
+	checkpoint := checkpointCode(fuelGlobal, refillFunc)
+
+	out := append([]byte(nil), bin[:8]...)
+	need := map[byte]bool{secType: addType, secFunction: true, secGlobal: true, secExport: true, secCode: true}
+	emitted := map[byte]bool{}
+	emitNew := func(upTo int) {
+		for _, id := range []byte{secType, secFunction, secGlobal, secExport, secCode} {
+			if need[id] && !emitted[id] && rank(id) < upTo {
+				emitted[id] = true
+				var body []byte
+				switch id {
+				case secType:
+					body = appendVoidType(appendU32(nil, 1))
+				case secFunction:
+					body = appendU32(appendU32(nil, 1), refillType)
+				case secGlobal:
+					body = appendFuelGlobal(appendU32(nil, 1), opts.InitialFuel)
+				case secExport:
+					body = appendFuelExport(appendU32(nil, 1), fuelGlobal)
+				case secCode:
+					body = appendRefillBody(appendU32(nil, 1), uint32(m.guestRequest))
+				}
+				out = appendSection(out, id, body)
+			}
+		}
+	}
+	for _, s := range m.sections {
+		if s.id != secCustom {
+			emitNew(rank(s.id))
+		}
+		body := s.body
+		switch s.id {
+		case secType:
+			if addType {
+				body, err = appendToVector(body, func(b []byte) []byte { return appendVoidType(b) })
+			}
+		case secFunction:
+			body, err = appendToVector(body, func(b []byte) []byte { return appendU32(b, refillType) })
+		case secGlobal:
+			body, err = appendToVector(body, func(b []byte) []byte { return appendFuelGlobal(b, opts.InitialFuel) })
+		case secExport:
+			body, err = appendToVector(body, func(b []byte) []byte { return appendFuelExport(b, fuelGlobal) })
+		case secMemory:
+			body, err = capMemory(body, opts.MaxMemoryPages)
+		case secCode:
+			body, err = rewriteCode(body, checkpoint, uint32(m.guestRequest))
+		}
+		if err != nil {
+			return nil, err
+		}
+		emitted[s.id] = true
+		out = appendSection(out, s.id, body)
+	}
+	emitNew(1 << 30)
+	return out, nil
+}
+
+func checkpointCode(global, refill uint32) []byte {
+	var b []byte
+	b = append(b, 0x23) // global.get
+	b = appendU32(b, global)
+	b = append(b, 0x45, 0x04, 0x40, 0x10) // i32.eqz; if (empty); call
+	b = appendU32(b, refill)
+	b = append(b, 0x0B, 0x23) // end; global.get
+	b = appendU32(b, global)
+	b = append(b, 0x41, 0x01, 0x6B, 0x24) // i32.const 1; i32.sub; global.set
+	return appendU32(b, global)
+}
+
+func appendVoidType(b []byte) []byte { return append(b, 0x60, 0x00, 0x00) }
+
+func appendFuelGlobal(b []byte, initial int32) []byte {
+	b = append(b, 0x7F, 0x01, 0x41) // i32, mutable; init: i32.const
+	b = appendS64(b, int64(initial))
+	return append(b, 0x0B)
+}
+
+func appendFuelExport(b []byte, global uint32) []byte {
+	b = appendU32(b, uint32(len(FuelExport)))
+	b = append(b, FuelExport...)
+	b = append(b, 0x03) // global
+	return appendU32(b, global)
+}
+
+// appendRefillBody appends the refill function's body: one code entry.
+func appendRefillBody(b []byte, guestRequest uint32) []byte {
+	var body []byte
+	body = append(body, 0x00)             // no locals
+	body = append(body, 0x41, 0x7F)       // i32.const -1
+	body = append(body, 0x41, 0x7F, 0x10) // i32.const -1; call
+	body = appendU32(body, guestRequest)
+	body = append(body, 0x0B)
+	b = appendU32(b, uint32(len(body)))
+	return append(b, body...)
+}
+
+func appendSection(out []byte, id byte, body []byte) []byte {
+	out = append(out, id)
+	out = appendU32(out, uint32(len(body)))
+	return append(out, body...)
+}
+
+// appendToVector bumps the count of a vector section body and appends one
+// element after its last.
+func appendToVector(body []byte, elem func([]byte) []byte) ([]byte, error) {
+	r := reader{b: body}
+	n, err := r.u32()
+	if err != nil {
+		return nil, err
+	}
+	out := appendU32(nil, n+1)
+	out = append(out, body[r.pos:]...)
+	return elem(out), nil
+}
+
+func parse(bin []byte) (*module, error) {
+	if len(bin) < 8 || !bytes.Equal(bin[:4], []byte("\x00asm")) {
+		return nil, fail("not a WASM binary")
+	}
+	if !bytes.Equal(bin[4:8], []byte{1, 0, 0, 0}) {
+		return nil, fail("WASM binary version %x", bin[4:8])
+	}
+	m := &module{voidType: -1, guestRequest: -1, exportNames: map[string]bool{}}
+	r := reader{b: bin, pos: 8}
+	last := 0
+	for !r.done() {
+		id, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		size, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		body, err := r.bytes(int(size))
+		if err != nil {
+			return nil, err
+		}
+		if id != secCustom {
+			rk := rank(id)
+			if rk == 0 {
+				return nil, fail("unknown section %d", id)
+			}
+			if rk <= last {
+				return nil, fail("section %d out of order", id)
+			}
+			last = rk
+		}
+		m.sections = append(m.sections, section{id: id, body: body})
+		sr := reader{b: body}
+		switch id {
+		case secType:
+			err = m.parseTypes(&sr)
+		case secImport:
+			err = m.parseImports(&sr)
+		case secFunction:
+			m.definedFuncs, err = sr.u32()
+		case secGlobal:
+			m.definedGlobals, err = sr.u32()
+		case secExport:
+			err = m.parseExports(&sr)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *module) parseTypes(r *reader) error {
+	n, err := r.u32()
+	if err != nil {
+		return err
+	}
+	m.numTypes = n
+	for i := uint32(0); i < n; i++ {
+		form, err := r.byte()
+		if err != nil {
+			return err
+		}
+		if form != 0x60 {
+			return fail("type %d has form 0x%x (only function types are supported)", i, form)
+		}
+		np, err := r.u32()
+		if err != nil {
+			return err
+		}
+		if _, err := r.bytes(int(np)); err != nil {
+			return err
+		}
+		nr, err := r.u32()
+		if err != nil {
+			return err
+		}
+		if _, err := r.bytes(int(nr)); err != nil {
+			return err
+		}
+		if np == 0 && nr == 0 && m.voidType < 0 {
+			m.voidType = int64(i)
+		}
+	}
+	return nil
+}
+
+func (m *module) parseImports(r *reader) error {
+	n, err := r.u32()
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); i < n; i++ {
+		mod, err := r.name()
+		if err != nil {
+			return err
+		}
+		name, err := r.name()
+		if err != nil {
+			return err
+		}
+		kind, err := r.byte()
+		if err != nil {
+			return err
+		}
+		switch kind {
+		case 0x00: // function
+			if _, err := r.u32(); err != nil {
+				return err
+			}
+			if mod == "wapc" && name == "__guest_request" {
+				m.guestRequest = int64(m.importedFuncs)
+			}
+			m.importedFuncs++
+		case 0x01, 0x02, 0x03:
+			// nola's host provides functions only: a guest defines its
+			// own memory, tables and globals.
+			return fail("import %q.%q is a %s; only functions can be imported", mod, name, [...]string{"", "table", "memory", "global"}[kind])
+		default:
+			return fail("import %q.%q of kind %d", mod, name, kind)
+		}
+	}
+	return nil
+}
+
+func (m *module) parseExports(r *reader) error {
+	n, err := r.u32()
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); i < n; i++ {
+		name, err := r.name()
+		if err != nil {
+			return err
+		}
+		if _, err := r.byte(); err != nil {
+			return err
+		}
+		if _, err := r.u32(); err != nil {
+			return err
+		}
+		m.exportNames[name] = true
+	}
+	return nil
+}
+
+// capMemory lowers the declared maximum of defined memories to maxPages.
+func capMemory(body []byte, maxPages uint32) ([]byte, error) {
+	if maxPages == 0 {
+		return body, nil
+	}
+	r := reader{b: body}
+	n, err := r.u32()
+	if err != nil {
+		return nil, err
+	}
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n; i++ {
+		flags, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		if flags&^1 != 0 {
+			return nil, fail("memory %d has flags 0x%x (shared or 64-bit memories are not supported)", i, flags)
+		}
+		lo, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		hi := maxPages
+		if flags&1 != 0 {
+			if hi, err = r.u32(); err != nil {
+				return nil, err
+			}
+			hi = min(hi, maxPages)
+		}
+		if lo > maxPages {
+			return nil, fail("memory %d needs %d pages; the limit is %d", i, lo, maxPages)
+		}
+		out = appendU32(out, 1) // flags: a maximum follows
+		out = appendU32(out, lo)
+		out = appendU32(out, hi)
+	}
+	if !r.done() {
+		return nil, fail("trailing bytes in the memory section")
+	}
+	return out, nil
+}
+
+// rewriteCode inserts the checkpoints into every body of a code section and
+// appends the refill function's body.
+func rewriteCode(body, checkpoint []byte, guestRequest uint32) ([]byte, error) {
+	r := reader{b: body}
+	n, err := r.u32()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(body)+len(body)/8+64)
+	out = appendU32(out, n+1)
+	var fn []byte
+	for i := uint32(0); i < n; i++ {
+		size, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		code, err := r.bytes(int(size))
+		if err != nil {
+			return nil, err
+		}
+		fn, err = rewriteBody(fn[:0], code, checkpoint)
+		if err != nil {
+			return nil, fmt.Errorf("function body %d: %w", i, err)
+		}
+		out = appendU32(out, uint32(len(fn)))
+		out = append(out, fn...)
+	}
+	if !r.done() {
+		return nil, fail("trailing bytes in the code section")
+	}
+	return appendRefillBody(out, guestRequest), nil
+}
+
+func rewriteBody(out, code, checkpoint []byte) ([]byte, error) {
+	r := reader{b: code}
+	groups, err := r.u32()
+	if err != nil {
+		return nil, err
+	}
+	for g := uint32(0); g < groups; g++ {
+		if _, err := r.u32(); err != nil {
+			return nil, err
+		}
+		if _, err := r.valtype(); err != nil {
+			return nil, err
+		}
+	}
+	out = append(out, code[:r.pos]...)
+	out = append(out, checkpoint...)
+	copied := r.pos
+	for !r.done() {
+		op, err := r.instr()
+		if err != nil {
+			return nil, err
+		}
+		if op == 0x03 { // loop: checkpoint at its head
+			out = append(out, code[copied:r.pos]...)
+			out = append(out, checkpoint...)
+			copied = r.pos
+		}
+	}
+	return append(out, code[copied:]...), nil
+}
+
+// reader decodes the binary format.
+type reader struct {
+	b   []byte
+	pos int
+}
+
+func (r *reader) done() bool { return r.pos >= len(r.b) }
+
+func (r *reader) byte() (byte, error) {
+	if r.pos >= len(r.b) {
+		return 0, fail("unexpected end at offset %d", r.pos)
+	}
+	c := r.b[r.pos]
+	r.pos++
+	return c, nil
+}
+
+func (r *reader) bytes(n int) ([]byte, error) {
+	if n < 0 || n > len(r.b)-r.pos {
+		return nil, fail("unexpected end: %d bytes wanted at offset %d of %d", n, r.pos, len(r.b))
+	}
+	b := r.b[r.pos : r.pos+n]
+	r.pos += n
+	return b, nil
+}
+
+func (r *reader) u32() (uint32, error) {
+	var v uint64
+	for shift := uint(0); shift < 35; shift += 7 {
+		c, err := r.byte()
+		if err != nil {
+			return 0, err
+		}
+		v |= uint64(c&0x7F) << shift
+		if c&0x80 == 0 {
+			if v > 0xFFFFFFFF {
+				return 0, fail("u32 overflow at offset %d", r.pos)
+			}
+			return uint32(v), nil
+		}
+	}
+	return 0, fail("u32 too long at offset %d", r.pos)
+}
+
+// sleb skips a signed LEB128 of at most maxBits bits.
+func (r *reader) sleb(maxBits uint) error {
+	for shift := uint(0); shift < maxBits+7; shift += 7 {
+		c, err := r.byte()
+		if err != nil {
+			return err
+		}
+		if c&0x80 == 0 {
+			return nil
+		}
+	}
+	return fail("signed LEB128 too long at offset %d", r.pos)
+}
+
+func (r *reader) name() (string, error) {
+	n, err := r.u32()
+	if err != nil {
+		return "", err
+	}
+	b, err := r.bytes(int(n))
+	return string(b), err
+}
+
+func (r *reader) valtype() (byte, error) {
+	t, err := r.byte()
+	if err != nil {
+		return 0, err
+	}
+	switch t {
+	case 0x7F, 0x7E, 0x7D, 0x7C, 0x7B, 0x70, 0x6F:
+		return t, nil
+	}
+	return 0, fail("value type 0x%x", t)
+}
+
+func (r *reader) memarg() error {
+	align, err := r.u32()
+	if err != nil {
+		return err
+	}
+	if align&0x40 != 0 { // multi-memory: a memory index follows
+		if _, err := r.u32(); err != nil {
+			return err
+		}
+	}
+	_, err = r.u32()
+	return err
+}
+
+// instr skips one instruction and returns its opcode.
+func (r *reader) instr() (byte, error) {
+	op, err := r.byte()
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case op == 0x00, op == 0x01, op == 0x05, op == 0x0B, op == 0x0F, op == 0x1A, op == 0x1B,
+		op >= 0x45 && op <= 0xC4, op == 0xD1:
+		return op, nil
+	case op >= 0x02 && op <= 0x04: // block, loop, if: block type
+		return op, r.sleb(33)
+	case op == 0x0C, op == 0x0D, op == 0x10, op == 0x12, op == 0xD2,
+		op >= 0x20 && op <= 0x26, op == 0x3F, op == 0x40:
+		_, err = r.u32()
+		return op, err
+	case op == 0x0E: // br_table
+		n, err := r.u32()
+		if err != nil {
+			return op, err
+		}
+		for i := uint64(0); i <= uint64(n); i++ {
+			if _, err := r.u32(); err != nil {
+				return op, err
+			}
+		}
+		return op, nil
+	case op == 0x11, op == 0x13: // call_indirect, return_call_indirect
+		if _, err := r.u32(); err != nil {
+			return op, err
+		}
+		_, err = r.u32()
+		return op, err
+	case op == 0x1C: // select t*
+		n, err := r.u32()
+		if err != nil {
+			return op, err
+		}
+		for i := uint32(0); i < n; i++ {
+			if _, err := r.valtype(); err != nil {
+				return op, err
+			}
+		}
+		return op, nil
+	case op >= 0x28 && op <= 0x3E:
+		return op, r.memarg()
+	case op == 0x41:
+		return op, r.sleb(32)
+	case op == 0x42:
+		return op, r.sleb(64)
+	case op == 0x43:
+		_, err = r.bytes(4)
+		return op, err
+	case op == 0x44:
+		_, err = r.bytes(8)
+		return op, err
+	case op == 0xD0: // ref.null heaptype
+		return op, r.sleb(33)
+	case op == 0xFC:
+		return op, r.prefixFC()
+	case op == 0xFD:
+		return op, r.prefixFD()
+	case op == 0xFE:
+		return op, r.prefixFE()
+	}
+	return op, fail("opcode 0x%02x at offset %d", op, r.pos-1)
+}
+
+func (r *reader) prefixFC() error {
+	sub, err := r.u32()
+	if err != nil {
+		return err
+	}
+	n := 0
+	switch {
+	case sub <= 7:
+	case sub == 9, sub == 11, sub == 13, sub == 15, sub == 16, sub == 17:
+		n = 1
+	case sub == 8, sub == 10, sub == 12, sub == 14:
+		n = 2
+	default:
+		return fail("opcode 0xFC %d at offset %d", sub, r.pos)
+	}
+	for range n {
+		if _, err := r.u32(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *reader) prefixFD() error {
+	sub, err := r.u32()
+	if err != nil {
+		return err
+	}
+	switch {
+	case sub <= 11, sub == 92, sub == 93:
+		return r.memarg()
+	case sub == 12, sub == 13:
+		_, err = r.bytes(16)
+		return err
+	case sub >= 21 && sub <= 34:
+		_, err = r.byte()
+		return err
+	case sub >= 84 && sub <= 91:
+		if err := r.memarg(); err != nil {
+			return err
+		}
+		_, err = r.byte()
+		return err
+	case sub <= 0x113:
+		return nil
+	}
+	return fail("opcode 0xFD %d at offset %d", sub, r.pos)
+}
+
+func (r *reader) prefixFE() error {
+	sub, err := r.u32()
+	if err != nil {
+		return err
+	}
+	if sub == 0x03 { // atomic.fence
+		_, err = r.byte()
+		return err
+	}
+	if sub > 0x4E {
+		return fail("opcode 0xFE %d at offset %d", sub, r.pos)
+	}
+	return r.memarg()
+}
+
+func appendU32(b []byte, v uint32) []byte {
+	for {
+		c := byte(v & 0x7F)
+		v >>= 7
+		if v == 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
+
+func appendS64(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7F)
+		v >>= 7
+		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
+}
