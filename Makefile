@@ -25,5 +25,17 @@ bench:
 run:
 	$(GO) run ./examples/cluster
 
+# C guests of the WASM host (wasm/guests/c): rebuild the committed .wasm files
+# from source with clang and lld. .ci/run checks that this reproduces them.
+# Go guests need no target: tests build them with the Go toolchain.
+CLANG        ?= clang
+GUEST_CFLAGS := --target=wasm32 -O2 -mbulk-memory -nostdlib -Wl,--no-entry \
+                -Wl,--stack-first -Wl,-z,stack-size=16384
+guests:
+	@for src in wasm/guests/c/*.c; do \
+		echo "$(CLANG) $(GUEST_CFLAGS) -o $${src%.c}.wasm $$src"; \
+		$(CLANG) $(GUEST_CFLAGS) -o $${src%.c}.wasm $$src || exit 1; \
+	done
+
 clean:
 	rm -rf bin nola-data

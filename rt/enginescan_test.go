@@ -23,6 +23,10 @@ var engineDirs = []string{
 	"registry/memkv",
 	"registry/tuple",
 	"faultinject",
+	"registry/modules",
+	"wasm",
+	"wasm/abi",
+	"wasm/instrument",
 }
 
 // forbiddenCalls are package functions that reach real time or spawn
