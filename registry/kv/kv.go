@@ -75,7 +75,7 @@ type RangeRequest struct {
 	Limit int
 	// Rev reads at that revision; 0 means the latest.
 	Rev int64
-	// KeysOnly leaves Value empty.
+	// KeysOnly leaves Value empty, and Lease zero (as etcd does).
 	KeysOnly bool
 }
 

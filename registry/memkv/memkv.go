@@ -161,9 +161,12 @@ func (s *Store) readRev(rev int64) (int64, error) {
 }
 
 func toKV(key []byte, v version, keysOnly bool) kv.KeyValue {
-	out := kv.KeyValue{Key: key, CreateRev: v.createRev, ModRev: v.modRev, Version: v.ver, Lease: v.lease}
+	out := kv.KeyValue{Key: key, CreateRev: v.createRev, ModRev: v.modRev, Version: v.ver}
+	// As etcd's keys-only ranges (served from its index), leave out the
+	// value and the lease.
 	if !keysOnly {
 		out.Value = v.value
+		out.Lease = v.lease
 	}
 	return out
 }
@@ -342,7 +345,10 @@ func validate(t kv.Txn) error {
 			if i == j {
 				continue
 			}
-			if bytes.Equal(o.Key, p.Key) || (p.Kind == kv.OpDelete && p.End != nil &&
+			// A range delete conflicts with the keys it covers (none when
+			// empty), any other write with its own key.
+			ranged := p.Kind == kv.OpDelete && p.End != nil
+			if (!ranged && bytes.Equal(o.Key, p.Key)) || (ranged &&
 				bytes.Compare(o.Key, p.Key) >= 0 && bytes.Compare(o.Key, p.End) < 0) {
 				return fmt.Errorf("memkv: key %q written twice in one commit: %w", o.Key, kv.ErrInvalid)
 			}
