@@ -12,7 +12,7 @@ const (
 	// TrapRuntime is a WASM trap: unreachable, an out-of-bounds memory
 	// access, a stack overflow, a division by zero, ...
 	TrapRuntime TrapKind = "trap"
-	// TrapExit: the guest called proc_exit (a Go guest's panic does).
+	// TrapExit: the guest called proc_exit (os.Exit in a Go guest).
 	TrapExit TrapKind = "exit"
 	// TrapDeadline: the invocation ran past its deadline
 	// (Config.InvokeTimeout or the caller's deadline).
@@ -40,8 +40,9 @@ type TrapError struct {
 	// "wapc_init").
 	Op   string
 	Kind TrapKind
-	// Message is wazero's description of the trap, or what the guest
-	// wrote to stderr before exiting (a Go panic's message).
+	// Message is wazero's or the host's description, followed by what
+	// the guest wrote to stdout and stderr during the invocation (a Go
+	// panic's message and stack, for instance).
 	Message string
 }
 

@@ -96,6 +96,28 @@ func newEnv(t *testing.T, o envOpts) *env {
 	return e
 }
 
+// restartAll stops every server gracefully, closes their hosts and starts
+// fresh servers with fresh hosts.
+func (e *env) restartAll() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+	defer cancel()
+	if err := e.c.Shutdown(ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	for _, h := range e.hosts {
+		if err := h.Close(ctx); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	for i := range e.hosts {
+		if err := e.c.Restart(ctx, i); err != nil {
+			e.t.Fatal(err)
+		}
+		e.hosts[i].Attach(e.c.Server(i))
+	}
+}
+
 // put uploads a module.
 func (e *env) put(id string, bin []byte, opts modules.Options) {
 	e.t.Helper()

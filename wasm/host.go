@@ -200,8 +200,8 @@ type Stats struct {
 	// Compiled counts module compilations; Instances the live instances;
 	// Instantiated, Closed and Swept count instances created, closed, and
 	// closed by the sweep of dropped activations; Traps counts aborted
-	// guest executions.
-	Compiled, Instances, Instantiated, Closed, Swept, Traps int64
+	// guest executions; Running the guest executions in flight.
+	Compiled, Instances, Instantiated, Closed, Swept, Traps, Running int64
 }
 
 // New returns a Host. Close it after its server has stopped.
@@ -256,6 +256,7 @@ func (h *Host) Stats() Stats {
 	defer h.mu.Unlock()
 	s := h.stats
 	s.Instances = int64(len(h.live))
+	s.Running = h.busy.Load()
 	return s
 }
 

@@ -241,11 +241,12 @@ func (in *instance) trapError(op string, err error) error {
 	switch {
 	case in.abort != nil:
 		te.Kind, te.Message = in.abort.kind, in.abort.msg
-		if te.Kind == TrapExit && len(in.output) > 0 {
-			te.Message += ": " + firstLines(string(in.output), 8, 2048)
-		}
 	case errors.As(err, &exit) && (exit.ExitCode() == sys.ExitCodeDeadlineExceeded || exit.ExitCode() == sys.ExitCodeContextCanceled):
 		te.Kind, te.Message = TrapDeadline, "interrupted: "+exit.Error()
+	}
+	if len(in.output) > 0 {
+		// What the guest said before dying (a Go panic's message).
+		te.Message += "; guest output: " + firstLines(string(in.output), 8, 2048)
 	}
 	in.h.log.Warn("wasm guest aborted", "module", in.mod.name, "actor", in.ref.ID, "op", op, "kind", string(te.Kind), "msg", te.Message)
 	return te

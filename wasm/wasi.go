@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -103,6 +104,11 @@ func (h *Host) clockResGet(ctx context.Context, m api.Module, stack []uint64) {
 	stack[0] = errnoSuccess
 }
 
+// monoBase offsets the monotonic clocks guests see: the runtime's starts at
+// zero (under simulation, exactly), and Go's runtime refuses a nanotime of
+// zero.
+const monoBase = uint64(time.Second)
+
 // clockTimeGet serves the realtime clock from the runtime's wall clock and
 // every other clock from its monotonic clock.
 func (h *Host) clockTimeGet(ctx context.Context, m api.Module, stack []uint64) {
@@ -112,7 +118,7 @@ func (h *Host) clockTimeGet(ctx context.Context, m api.Module, stack []uint64) {
 	case 0:
 		v = uint64(h.rt.Now().UnixNano())
 	case 1, 2, 3:
-		v = uint64(h.rt.Mono())
+		v = monoBase + uint64(h.rt.Mono())
 	default:
 		stack[0] = errnoInval
 		return

@@ -3,7 +3,10 @@
  * instance survived.
  *
  *   "spin"     loops forever
- *   "recurse"  recurses forever (stack overflow)
+ *   "recurse"  recurses forever with frames in linear memory (C's shadow
+ *              stack overflows into an out-of-bounds access)
+ *   "deep"     recurses forever through an indirect call (wazero's stack
+ *              overflows)
  *   "bomb"     grows memory until it cannot, then writes to all of it
  *   "trap"     executes unreachable
  *   "big"      answers with as many bytes as the decimal payload says
@@ -21,6 +24,11 @@ static wapc_u32 recurse(wapc_u32 depth) {
 	return recurse(depth + 1) + frame[0];
 }
 
+static wapc_u32 deep(wapc_u32 depth);
+static wapc_u32 (*volatile deep_ptr)(wapc_u32) = deep;
+
+static wapc_u32 deep(wapc_u32 depth) { return deep_ptr(depth + 1) + 1; }
+
 int wapc_handle(wapc_buf op, wapc_buf payload) {
 	if (wapc_eq(op, "inc")) return wapc_ok_i64(n++);
 	if (wapc_eq(op, "get")) return wapc_ok_i64(n);
@@ -28,8 +36,11 @@ int wapc_handle(wapc_buf op, wapc_buf payload) {
 		for (;;) sink++;
 	}
 	if (wapc_eq(op, "recurse")) return wapc_ok_i64(recurse(0));
+	if (wapc_eq(op, "deep")) return wapc_ok_i64(deep(0));
 	if (wapc_eq(op, "bomb")) {
 		while (__builtin_wasm_memory_grow(0, 16) != (unsigned long)-1) {
+		}
+		while (__builtin_wasm_memory_grow(0, 1) != (unsigned long)-1) {
 		}
 		wapc_u32 pages = (wapc_u32)__builtin_wasm_memory_size(0);
 		volatile wapc_u8 *p = 0;
