@@ -65,7 +65,7 @@ type MemberConfig struct {
 	// cluster: for a quorum to form); default 30s.
 	StartTimeout time.Duration
 	// Logger receives etcd's logs; default: none.
-	Logger *zap.Logger
+	Logger *zap.Logger `json:"-"`
 }
 
 func (c MemberConfig) withDefaults() MemberConfig {
