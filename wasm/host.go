@@ -373,7 +373,7 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 	if err != nil {
 		return &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("WASM module %s/%s cannot run here: %v", k.ns, k.id, err)}
 	}
-	cm, err := h.wz.CompileModule(ctx, bin)
+	cm, err := modules.Compile(ctx, h.wz, bin)
 	if err == nil {
 		err = modules.CheckABI(cm)
 	}

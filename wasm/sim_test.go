@@ -256,3 +256,77 @@ func TestDeterministicReplayWASM(t *testing.T) {
 		}
 	}
 }
+
+// A WASM actor's timers fire on virtual time and stop when cancelled.
+func TestWASMTimersUnderSimulation(t *testing.T) {
+	bins := loadGuests(t, true)
+	runSim(t, 7, 1, bins, nil, func(e *simEnv) {
+		e.must("t", "echo-go", "timer", []byte("100ms"))
+		e.sleep(time.Second + 50*time.Millisecond)
+		n, err := strconv.Atoi(e.must("t", "echo-go", "ticks", nil))
+		if err != nil || n != 10 {
+			t.Fatalf("ticks after 1.05s of 100ms timer: %d (%v), want 10", n, err)
+		}
+		if got := e.must("t", "echo-go", "untimer", nil); got != "true" {
+			t.Fatalf("untimer = %s", got)
+		}
+		e.sleep(time.Second)
+		if got := e.must("t", "echo-go", "ticks", nil); got != "10" {
+			t.Fatalf("ticks after cancel = %s, want 10", got)
+		}
+	})
+}
+
+// Under simulation virtual time stands still while a guest computes: fuel
+// bounds a runaway guest, deterministically, and the server goes on.
+func TestFuelBoundsRunawayGuestUnderSimulation(t *testing.T) {
+	bins := loadGuests(t, false)
+	cfg := func(c *wasm.Config) { c.MaxFuel = 1 << 24 }
+	runSim(t, 3, 1, bins, cfg, func(e *simEnv) {
+		e.must("s", "hostile-c", "inc", nil)
+		_, err := e.invoke("s", "hostile-c", "spin", nil)
+		wantTrap(t, err, wasm.TrapFuel, "checkpoints")
+		if got := e.must("s", "hostile-c", "inc", nil); got != "0" {
+			t.Fatalf("after the trap: %s, want a fresh instance", got)
+		}
+		if got := e.must("b", "counter-c", "inc", nil); got != "0" {
+			t.Fatalf("bystander: %s", got)
+		}
+	})
+}
+
+// A fenced server drops its activations without deactivating them; the
+// host reclaims their instances once it creates new ones.
+func TestFencedActivationsInstancesAreReclaimed(t *testing.T) {
+	bins := loadGuests(t, false)
+	cfg := func(c *wasm.Config) { c.SweepInterval = time.Second }
+	runSim(t, 5, 1, bins, cfg, func(e *simEnv) {
+		for i := range 3 {
+			id := fmt.Sprintf("a%d", i)
+			e.must(id, "counter-c", "inc", nil)
+			e.must(id, "counter-c", "inc", nil)
+		}
+		h := e.hosts[0]
+		if s := h.Stats(); s.Instances != 3 {
+			t.Fatalf("before the fence: %+v", s)
+		}
+		inc := e.c.Server(0).Incarnation()
+		e.links[0].SetMode(faultinject.Down)
+		e.sleep(2 * simTTL)
+		e.links[0].SetMode(faultinject.Pass)
+		for e.c.Server(0).Incarnation() <= inc {
+			e.sleep(time.Second)
+		}
+		if s := h.Stats(); s.Instances != 3 || s.Closed != 0 {
+			t.Fatalf("the fence dropped the activations without closing instances: %+v", s)
+		}
+		for i := range 3 {
+			if got := e.must(fmt.Sprintf("a%d", i), "counter-c", "inc", nil); got != "0" {
+				t.Fatalf("a%d after the fence: %s, want a fresh activation", i, got)
+			}
+		}
+		if s := h.Stats(); s.Instances != 3 || s.Swept != 3 {
+			t.Fatalf("after reactivation: %+v, want the 3 old instances swept", s)
+		}
+	})
+}

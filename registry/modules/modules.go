@@ -121,7 +121,7 @@ func New(store kv.Store, cfg Config) *Store {
 	s := &Store{kv: store, keys: registry.NewKeyspace(cfg.Root), limits: cfg.Limits.withDefaults()}
 	s.chunk = 1 << 20
 	if l := store.Limits(); l.MaxRequestBytes > 0 {
-		s.chunk = min(s.chunk, l.MaxRequestBytes-requestOverhead)
+		s.chunk = min(s.chunk, l.MaxRequestBytes-min(requestOverhead, l.MaxRequestBytes/4))
 	}
 	if cfg.ChunkBytes > 0 {
 		s.chunk = min(s.chunk, cfg.ChunkBytes)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -54,7 +55,7 @@ func Validate(ctx context.Context, bin []byte, opts Options, l Limits) error {
 	// machine code: cheap enough for every upload.
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter().WithMemoryLimitPages(pages))
 	defer r.Close(ctx)
-	cm, err := r.CompileModule(ctx, bin)
+	cm, err := Compile(ctx, r, bin)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -65,35 +66,45 @@ func Validate(ctx context.Context, bin []byte, opts Options, l Limits) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if _, err := r.CompileModule(ctx, inst); err != nil {
+	if _, err := Compile(ctx, r, inst); err != nil {
 		return fmt.Errorf("%w: instrumented module does not validate: %v", ErrInvalid, err)
 	}
 	return nil
 }
 
+// Compile compiles bin with r, turning a panic inside wazero into an
+// error: wazero v1.12's validator panics on some malformed binaries
+// (found by FuzzFuel), and uploads are untrusted input.
+func Compile(ctx context.Context, r wazero.Runtime, bin []byte) (cm wazero.CompiledModule, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			cm, err = nil, fmt.Errorf("wazero panicked compiling the module: %v", p)
+		}
+	}()
+	return r.CompileModule(ctx, bin)
+}
+
 // CheckABI checks a compiled module's exports and imports against the waPC
 // ABI nola's host offers.
 func CheckABI(cm wazero.CompiledModule) error {
-	call, ok := cm.ExportedFunctions()[abi.GuestCall]
-	if !ok {
-		return fmt.Errorf("%w: does not export %s", ErrInvalid, abi.GuestCall)
-	}
-	if got := signature(call); got != "ii->i" {
-		return fmt.Errorf("%w: %s has signature %s, want ii->i", ErrInvalid, abi.GuestCall, got)
+	var errs []error
+	if call, ok := cm.ExportedFunctions()[abi.GuestCall]; !ok {
+		errs = append(errs, fmt.Errorf("does not export %s", abi.GuestCall))
+	} else if got := signature(call); got != "ii->i" {
+		errs = append(errs, fmt.Errorf("%s has signature %s, want ii->i", abi.GuestCall, got))
 	}
 	if _, ok := cm.ExportedMemories()[abi.Memory]; !ok {
-		return fmt.Errorf("%w: does not export its memory as %q", ErrInvalid, abi.Memory)
+		errs = append(errs, fmt.Errorf("does not export its memory as %q", abi.Memory))
 	}
 	if len(cm.ImportedMemories()) > 0 {
-		return fmt.Errorf("%w: imports a memory; a guest must define its own", ErrInvalid)
+		errs = append(errs, errors.New("imports a memory; a guest must define its own"))
 	}
 	for _, name := range []string{abi.WAPCInit, abi.Initialize} {
 		if f, ok := cm.ExportedFunctions()[name]; ok && signature(f) != "->" {
-			return fmt.Errorf("%w: %s has signature %s, want ->", ErrInvalid, name, signature(f))
+			errs = append(errs, fmt.Errorf("%s has signature %s, want ->", name, signature(f)))
 		}
 	}
 	hasRequest := false
-	var errs []error
 	for _, f := range cm.ImportedFunctions() {
 		mod, name, _ := f.Import()
 		var want abi.Signature
@@ -118,8 +129,12 @@ func CheckABI(cm wazero.CompiledModule) error {
 	if !hasRequest {
 		errs = append(errs, fmt.Errorf("does not import %s.%s", abi.ModuleWAPC, abi.GuestRequest))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	if len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(msgs, "; "))
 	}
 	return nil
 }
