@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/httpapi"
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
+)
+
+func TestCLIUsageAndExitCodes(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{nil, 2, "usage: nola"},
+		{[]string{"--help"}, 0, "commands:"},
+		{[]string{"frobnicate"}, 2, "unknown command"},
+		{[]string{"invoke"}, 2, "want NAMESPACE ACTOR OPERATION"},
+		{[]string{"invoke", "--help"}, 0, "usage: nola invoke"},
+		{[]string{"serve", "--help"}, 0, "-lease-ttl"},
+		{[]string{"serve", "--store", "carrier-pigeon"}, 2, "--store must be etcd or memory"},
+		{[]string{"serve", "--log-level", "loud"}, 2, "bad --log-level"},
+		{[]string{"module"}, 2, "usage: nola module"},
+		{[]string{"kv", "scan"}, 2, "want NAMESPACE ACTOR"},
+		{[]string{"bench", "--concurrency", "0"}, 2, "must be positive"},
+		{[]string{"invoke", "--server", "http://127.0.0.1:1", "--timeout", "2s", "ns", "a", "op"}, 1, "cannot connect"},
+	}
+	for _, c := range cases {
+		var out, errb bytes.Buffer
+		code := run(c.args, &out, &errb)
+		all := out.String() + errb.String()
+		if code != c.code || !strings.Contains(all, c.out) {
+			t.Errorf("nola %v: exit %d, output %q; want exit %d and %q", c.args, code, tail(all, 5), c.code, c.out)
+		}
+	}
+}
+
+// The client commands against a live in-process server.
+func TestCLIClientCommands(t *testing.T) {
+	r := rt.NewReal()
+	store := memkv.New(r, memkv.Options{})
+	defer store.Close()
+	hs := httptest.NewUnstartedServer(nil)
+	url := "http://" + hs.Listener.Addr().String()
+	tr := httpapi.NewTransport(httpapi.TransportOptions{})
+	srv, err := nola.NewServer(nola.ServerConfig{ID: "cli", Addr: url, Runtime: r, Store: store, Transport: tr, Types: actors.Types()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.SetLocal(url, srv)
+	hs.Config.Handler = httpapi.NewHandler(srv, httpapi.Options{})
+	hs.Start()
+	defer hs.Close()
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+	steps := []struct {
+		args []string
+		out  string
+	}{
+		{[]string{"invoke", "--type", "kvcounter", "ns", "a", "inc"}, "1\n"},
+		{[]string{"invoke", "ns", "a", "add", "41"}, "42\n"},
+		{[]string{"kv", "get", "ns", "a", "n"}, "42\n"},
+		{[]string{"kv", "scan", "ns", "a"}, `"text": "42"`},
+		{[]string{"kv", "scan", "--prefix", "x", "ns", "a"}, `"entries": []`},
+		{[]string{"actors", "list", "ns"}, `"type": "kvcounter"`},
+		{[]string{"cluster", "status"}, "answered by cli#1"},
+	}
+	for _, s := range steps {
+		var out, errb bytes.Buffer
+		args := append([]string{s.args[0]}, append([]string{"--server", url}, s.args[1:]...)...)
+		if sub := s.args[0]; sub == "kv" || sub == "actors" || sub == "cluster" {
+			args = append([]string{s.args[0], s.args[1], "--server", url}, s.args[2:]...)
+		}
+		if code := run(args, &out, &errb); code != 0 || !strings.Contains(out.String(), s.out) {
+			t.Errorf("nola %v: exit %d, out %q, err %q; want %q", s.args, code, out.String(), errb.String(), s.out)
+		}
+	}
+}
