@@ -101,9 +101,13 @@ func Check(ops []Op, budget time.Duration) (Report, error) {
 }
 
 // toPorcupine converts one object's operations. An indeterminate operation
-// returns after everything else in the partition: it may take effect at any
-// instant after its call, or never (then it is linearized last, where its
-// unknown output constrains nothing).
+// returns after everything else in the partition — it may take effect at
+// any instant after its call, or never (then it is linearized last, where
+// its unknown output constrains nothing) — unless its effect horizon is
+// known: then it may take effect only until then, or never (placed
+// anywhere in its window, an unknown output still constrains nothing, but
+// what happened after the window cannot depend on it... unless it took
+// effect inside it, which the model's nondeterminism covers).
 func toPorcupine(ops []Op) []porcupine.Operation {
 	var end int64
 	for _, o := range ops {
@@ -115,6 +119,9 @@ func toPorcupine(ops []Op) []porcupine.Operation {
 		outp := output{value: o.Value, found: o.Found || o.Kind != Register}
 		if o.Indeterminate {
 			ret = end + 1
+			if o.Horizon > 0 {
+				ret = max(o.Horizon, o.Call)
+			}
 			outp = output{unknown: true}
 		}
 		out[i] = porcupine.Operation{

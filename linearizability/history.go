@@ -71,6 +71,13 @@ type Op struct {
 	Call, Return int64
 	// Indeterminate marks an operation whose outcome is unknown.
 	Indeterminate bool
+	// Horizon, for an indeterminate operation, is the latest instant at
+	// which it can have taken effect, when something with a full view of
+	// the system knows it: a simulator that saw every message and task the
+	// operation caused end. Zero means unbounded (all a client knows).
+	// It narrows where the checker may place the operation; it never
+	// decides whether the operation happened.
+	Horizon int64
 	// Info is shown in the visualization (the error, the server…).
 	Info string
 }
@@ -110,6 +117,19 @@ func (h *History) Call(client int, object string, kind Kind, name, arg string, n
 	h.ops = append(h.ops, Op{Client: client, Object: object, Kind: kind, Name: name, Arg: arg, Call: now, Indeterminate: true})
 	return Pending{h: h, i: len(h.ops) - 1}
 }
+
+// ID identifies the operation within its history (see History.SetHorizon).
+func (p Pending) ID() int { return p.i }
+
+// SetHorizon records the effect horizon of operation id (see Op.Horizon).
+func (h *History) SetHorizon(id int, t int64) { h.ops[id].Horizon = t }
+
+// Get returns operation id as recorded so far.
+func (h *History) Get(id int) Op { return h.ops[id] }
+
+// Len returns the number of operations recorded, including those that did
+// not run.
+func (h *History) Len() int { return len(h.ops) }
 
 // Ok records a successful return with its result.
 func (p Pending) Ok(value string, found bool, now int64, info string) {

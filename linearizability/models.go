@@ -1,6 +1,7 @@
 package linearizability
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -37,6 +38,14 @@ func describe(in, out any) string {
 
 // Model returns the porcupine model of kind k, or false for Unchecked and
 // unknown kinds.
+//
+// Every model's state is the set of states the object may be in. An
+// operation of unknown outcome (indeterminate) may or may not have taken
+// effect, so it adds states instead of replacing them; an operation that
+// returned collapses the set to what its result proves. (When an
+// indeterminate operation's window is open-ended, porcupine can also place
+// it after everything else; when the window is bounded by a known horizon,
+// it must be placed inside, so "did not happen" must be a state.)
 func Model(k Kind) (porcupine.Model, bool) {
 	switch k {
 	case CounterWithReset:
@@ -49,49 +58,21 @@ func Model(k Kind) (porcupine.Model, bool) {
 	return porcupine.Model{}, false
 }
 
-// counterWithResetModel is an in-memory counter that may be reset to zero
-// between any two operations, because a fresh activation starts from fresh
-// memory. Its state is the set of values the counter may hold (several,
-// after an increment of unknown outcome: it happened on the current memory,
-// or after a reset). Resets need no state of their own: an operation may
-// always observe 0.
-//
-//	inc → v   allowed if v == 0 or v ∈ S;  S := {v+1}
-//	inc → ?   S := {s+1 : s ∈ S} ∪ {1}
-//	get → v   allowed if v == 0 or v ∈ S;  S := {v}
-//	get → ?   S unchanged
-func counterWithResetModel() porcupine.Model {
+// set is a sorted set of states.
+func set[T cmp.Ordered](xs ...T) []T {
+	slices.Sort(xs)
+	return slices.Compact(xs)
+}
+
+func intSetModel(init int64, step func(s []int64, i input, o output) (bool, []int64), describeState func([]int64) string) porcupine.Model {
 	return porcupine.Model{
-		Init: func() any { return []int64{0} },
+		Init: func() any { return []int64{init} },
 		Step: func(state, in, out any) (bool, any) {
-			s, i, o := state.([]int64), in.(input), out.(output)
-			switch i.name {
-			case "inc":
-				if o.unknown {
-					next := make([]int64, 0, len(s)+1)
-					next = append(next, 1)
-					for _, v := range s {
-						next = append(next, v+1)
-					}
-					slices.Sort(next)
-					return true, slices.Compact(next)
-				}
-				v, ok := parseInt(o)
-				if !ok || (v != 0 && !slices.Contains(s, v)) {
-					return false, s
-				}
-				return true, []int64{v + 1}
-			case "get":
-				if o.unknown {
-					return true, s
-				}
-				v, ok := parseInt(o)
-				if !ok || (v != 0 && !slices.Contains(s, v)) {
-					return false, s
-				}
-				return true, []int64{v}
+			ok, next := step(state.([]int64), in.(input), out.(output))
+			if !ok {
+				return false, state
 			}
-			return false, s
+			return true, next
 		},
 		Equal: func(a, b any) bool { return slices.Equal(a.([]int64), b.([]int64)) },
 		Hash: func(state any) uint64 {
@@ -102,88 +83,126 @@ func counterWithResetModel() porcupine.Model {
 			return h
 		},
 		DescribeOperation: describe,
-		DescribeState: func(state any) string {
-			s := state.([]int64)
-			parts := make([]string, len(s))
-			for i, v := range s {
-				parts[i] = strconv.FormatInt(v, 10)
-			}
-			return "n ∈ {" + strings.Join(parts, ",") + "} (or 0 after a reset)"
-		},
+		DescribeState:     func(state any) string { return describeState(state.([]int64)) },
 	}
+}
+
+func formatInts(s []int64) string {
+	parts := make([]string, len(s))
+	for i, v := range s {
+		parts[i] = strconv.FormatInt(v, 10)
+	}
+	return strings.Join(parts, ",")
+}
+
+// counterWithResetModel is an in-memory counter that may be reset to zero
+// between any two operations, because a fresh activation starts from fresh
+// memory. S is the set of values it may hold unless it was just reset;
+// resets need no state of their own, since any operation may observe 0.
+//
+//	inc → v   allowed if v == 0 or v ∈ S;  S := {v+1}
+//	inc → ?   S := S ∪ {s+1 : s ∈ S} ∪ {1}
+//	get → v   allowed if v == 0 or v ∈ S;  S := {v}
+//	get → ?   S unchanged
+func counterWithResetModel() porcupine.Model {
+	return intSetModel(0, func(s []int64, i input, o output) (bool, []int64) {
+		if o.unknown {
+			if i.name != "inc" {
+				return i.name == "get", s
+			}
+			next := append(slices.Clone(s), 1)
+			for _, v := range s {
+				next = append(next, v+1)
+			}
+			return true, set(next...)
+		}
+		v, ok := parseInt(o)
+		if !ok || (v != 0 && !slices.Contains(s, v)) {
+			return false, nil
+		}
+		switch i.name {
+		case "inc":
+			return true, []int64{v + 1}
+		case "get":
+			return true, []int64{v}
+		}
+		return false, nil
+	}, func(s []int64) string { return "n ∈ {" + formatInts(s) + "} (or 0 after a reset)" })
 }
 
 // counterModel is a durable counter: it starts at 0 and never resets.
 //
-//	inc → v   allowed if v == n+1;  n := v
-//	inc → ?   n := n+1
-//	get → v   allowed if v == n
-//
-// An indeterminate increment that did not happen is linearized after every
-// other operation (its return is open), where it changes nothing observed.
+//	inc → v   allowed if v−1 ∈ S;  S := {v}
+//	inc → ?   S := S ∪ {s+1 : s ∈ S}
+//	get → v   allowed if v ∈ S;    S := {v}
 func counterModel() porcupine.Model {
-	return porcupine.Model{
-		Init: func() any { return int64(0) },
-		Step: func(state, in, out any) (bool, any) {
-			n, i, o := state.(int64), in.(input), out.(output)
-			switch i.name {
-			case "inc":
-				if o.unknown {
-					return true, n + 1
-				}
-				v, ok := parseInt(o)
-				return ok && v == n+1, v
-			case "get":
-				if o.unknown {
-					return true, n
-				}
-				v, ok := parseInt(o)
-				return ok && v == n, n
+	return intSetModel(0, func(s []int64, i input, o output) (bool, []int64) {
+		if o.unknown {
+			if i.name != "inc" {
+				return i.name == "get", s
 			}
-			return false, n
-		},
-		Hash:              func(state any) uint64 { return uint64(state.(int64)) },
-		DescribeOperation: describe,
-		DescribeState:     func(state any) string { return "n = " + strconv.FormatInt(state.(int64), 10) },
-	}
+			next := slices.Clone(s)
+			for _, v := range s {
+				next = append(next, v+1)
+			}
+			return true, set(next...)
+		}
+		v, ok := parseInt(o)
+		if !ok {
+			return false, nil
+		}
+		switch i.name {
+		case "inc":
+			return slices.Contains(s, v-1), []int64{v}
+		case "get":
+			return slices.Contains(s, v), []int64{v}
+		}
+		return false, nil
+	}, func(s []int64) string { return "n ∈ {" + formatInts(s) + "}" })
 }
 
-// regState is one key of a map: absent, or holding a value.
-type regState struct {
-	value string
-	found bool
-}
-
-// registerModel is one key of a durable map, initially absent.
+// registerModel is one key of a durable map, initially absent. Its state is
+// the set of values the key may hold; "" stands for absent (the workload
+// never writes empty values).
 //
-//	put(x) → ok   v := x      (also when the outcome is unknown)
-//	get → x       allowed if x == v (∅ when absent)
+//	put(x) → ok   S := {x}
+//	put(x) → ?    S := S ∪ {x}
+//	get → x       allowed if x ∈ S;  S := {x}   (∅ when absent)
 func registerModel() porcupine.Model {
 	return porcupine.Model{
-		Init: func() any { return regState{} },
+		Init: func() any { return []string{""} },
 		Step: func(state, in, out any) (bool, any) {
-			s, i, o := state.(regState), in.(input), out.(output)
+			s, i, o := state.([]string), in.(input), out.(output)
 			switch i.name {
 			case "put":
-				if !o.unknown && o.value != "ok" {
-					return false, s
+				if o.unknown {
+					return true, set(append(slices.Clone(s), i.arg)...)
 				}
-				return true, regState{value: i.arg, found: true}
+				return o.value == "ok", []string{i.arg}
 			case "get":
 				if o.unknown {
 					return true, s
 				}
-				return o.found == s.found && (!o.found || o.value == s.value), s
+				v := ""
+				if o.found {
+					v = o.value
+				}
+				return slices.Contains(s, v), []string{v}
 			}
 			return false, s
 		},
+		Equal: func(a, b any) bool { return slices.Equal(a.([]string), b.([]string)) },
 		DescribeOperation: describe,
 		DescribeState: func(state any) string {
-			s := state.(regState)
-			if !s.found {
-				return "∅"
+			s := state.([]string)
+			parts := make([]string, len(s))
+			for i, v := range s {
+				parts[i] = strconv.Quote(v)
+				if v == "" {
+					parts[i] = "∅"
+				}
 			}
-			return strconv.Quote(s.value)
+			return "{" + strings.Join(parts, ", ") + "}"
 		},
 	}
 }

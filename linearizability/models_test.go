@@ -128,6 +128,51 @@ func TestIndeterminateTakesEffectLate(t *testing.T) {
 	}
 }
 
+// An indeterminate operation with a known horizon takes effect inside its
+// window or not at all.
+func TestIndeterminateHorizon(t *testing.T) {
+	base := func(last string) []Op {
+		return []Op{
+			{Client: 0, Object: "k", Kind: Counter, Name: "inc", Call: 0, Return: 1, Value: "1", Found: true},
+			{Client: 1, Object: "k", Kind: Counter, Name: "inc", Call: 2, Return: 3, Indeterminate: true, Horizon: 5},
+			{Client: 0, Object: "k", Kind: Counter, Name: "get", Call: 10, Return: 11, Value: last, Found: true},
+		}
+	}
+	if got := check(t, base("1")); got != Ok {
+		t.Fatalf("did not happen: got %s, want Ok", got)
+	}
+	if got := check(t, base("2")); got != Ok {
+		t.Fatalf("happened: got %s, want Ok", got)
+	}
+	// Not after its horizon: a later read cannot see it appear.
+	ops := append(base("1"), Op{Client: 0, Object: "k", Kind: Counter, Name: "get", Call: 20, Return: 21, Value: "2", Found: true})
+	if got := check(t, ops); got != Illegal {
+		t.Fatalf("effect after the horizon: got %s, want Illegal", got)
+	}
+	// Without a horizon the same history is fine.
+	ops[1].Horizon = 0
+	if got := check(t, ops); got != Ok {
+		t.Fatalf("open window: got %s, want Ok", got)
+	}
+	reg := []Op{
+		{Client: 0, Object: "r", Kind: Register, Name: "put", Arg: "a", Call: 0, Return: 1, Value: "ok", Found: true},
+		{Client: 1, Object: "r", Kind: Register, Name: "put", Arg: "b", Call: 2, Indeterminate: true, Horizon: 4},
+		{Client: 0, Object: "r", Kind: Register, Name: "get", Call: 10, Return: 11, Value: "a", Found: true},
+	}
+	if got := check(t, reg); got != Ok {
+		t.Fatalf("register write that did not happen: got %s, want Ok", got)
+	}
+	reg = append(reg, Op{Client: 0, Object: "r", Kind: Register, Name: "get", Call: 12, Return: 13, Value: "b", Found: true})
+	if got := check(t, reg); got != Illegal {
+		t.Fatalf("register write appearing after its horizon: got %s, want Illegal", got)
+	}
+}
+
+type regState struct {
+	value string
+	found bool
+}
+
 // genExecution draws a correct concurrent history of kind k: a sequential
 // execution of the real object (with resets for CounterWithReset) whose
 // operations are given intervals that contain their linearization points,
@@ -199,9 +244,16 @@ func genExecution(t *rapid.T, k Kind) []Op {
 		}
 		op.Return = point + int64(rapid.IntRange(0, 30).Draw(t, "after"))
 		if !happened {
-			// It did not take effect: its return is still unknown but
-			// nothing depends on it; keep the interval as drawn.
 			op.Value, op.Found = "", false
+		}
+		if op.Indeterminate && rapid.Bool().Draw(t, "bounded") {
+			// A simulator knows when its effects ended: at or after the
+			// point if it happened; anywhere after the call if not.
+			from := point
+			if !happened {
+				from = op.Call
+			}
+			op.Horizon = from + int64(rapid.IntRange(0, 30).Draw(t, "horizon"))
 		}
 		busyTill[c] = op.Return
 		ops = append(ops, op)

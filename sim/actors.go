@@ -1,0 +1,227 @@
+package sim
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/linearizability"
+	"github.com/nolaproject/nola/nola"
+)
+
+// ActorKind is one actor type the simulation can place in a cluster: how to
+// create it and how clients exercise it and check its history.
+//
+// This is the extension point for more actor implementations (WASM actors,
+// say): append a kind whose Factory instantiates the module and whose Op
+// and Decode speak its operations — a WASM counter with the in-memory
+// counter's semantics can reuse CounterOps and model CounterWithReset — and
+// pass the catalog in Options.Catalog.
+type ActorKind struct {
+	// Type is the actor type name registered on every server.
+	Type    string
+	Factory nola.Factory
+	// Weight is the kind's relative frequency among the checked actors;
+	// 0 keeps it out of the draw (helpers: callers, tickers).
+	Weight int
+	// Op draws one client operation on actor id; seq is unique per
+	// client, for unique written values.
+	Op func(r *rand.Rand, id string, client, seq int) Call
+	// Final is the read issued on id (or each of its objects) after the
+	// faults have healed, so that lost writes show; nil for none.
+	Final func(id string) []Call
+	// ViaCaller, if set, is an operation a caller actor may forward to
+	// this kind (actor-to-actor calls); its result is the same.
+	ViaCaller string
+}
+
+// Call is one operation as the client sends it and the history records
+// it.
+type Call struct {
+	Operation string
+	Payload   []byte
+	// Object, Kind, Name and Arg are recorded in the history.
+	Object string
+	Kind   linearizability.Kind
+	Name   string
+	Arg    string
+	// Decode turns a successful result into the history's value.
+	Decode func(result []byte) (value string, found bool)
+}
+
+func decodeNumber(b []byte) (string, bool) { return string(b), true }
+
+// CounterOps exercises an in-memory counter (examples/actors.Counter):
+// inc returns the value before the increment; memory resets with every
+// new activation.
+func CounterOps(r *rand.Rand, id string, _, _ int) Call {
+	op := "inc"
+	if r.IntN(6) == 0 {
+		op = "get"
+	}
+	return Call{Operation: op, Object: id, Kind: linearizability.CounterWithReset, Name: op, Decode: decodeNumber}
+}
+
+// KVCounterOps exercises a durable counter (examples/actors.KVCounter): inc
+// returns the value after the increment; it never resets.
+func KVCounterOps(r *rand.Rand, id string, _, _ int) Call {
+	op := "inc"
+	if r.IntN(4) == 0 {
+		op = "get"
+	}
+	return Call{Operation: op, Object: id, Kind: linearizability.Counter, Name: op, Decode: decodeNumber}
+}
+
+var regKeys = []string{"x", "y", "z"}
+
+// RegisterOps exercises a KVRegister: puts of unique values and gets on a
+// few keys, each key its own register in the history.
+func RegisterOps(r *rand.Rand, id string, client, seq int) Call {
+	key := regKeys[r.IntN(len(regKeys))]
+	c := Call{Object: id + "/" + key, Kind: linearizability.Register, Arg: ""}
+	if r.IntN(2) == 0 {
+		v := fmt.Sprintf("c%d.%d", client, seq)
+		c.Operation, c.Name, c.Arg, c.Payload = "put", "put", v, []byte(key+"="+v)
+		c.Decode = func(b []byte) (string, bool) { return string(b), true }
+		return c
+	}
+	c.Operation, c.Name, c.Payload = "get", "get", []byte(key)
+	c.Decode = func(b []byte) (string, bool) {
+		if len(b) == 0 {
+			return "", false
+		}
+		return string(b[1:]), true
+	}
+	return c
+}
+
+func registerFinal(id string) []Call {
+	out := make([]Call, len(regKeys))
+	for i, k := range regKeys {
+		out[i] = Call{Operation: "get", Payload: []byte(k), Object: id + "/" + k, Kind: linearizability.Register, Name: "get",
+			Decode: func(b []byte) (string, bool) {
+				if len(b) == 0 {
+					return "", false
+				}
+				return string(b[1:]), true
+			}}
+	}
+	return out
+}
+
+// TickerOps exercises a SimTicker: arm a periodic timer, read the tick
+// count, disarm. Timer-driven executions are what the oracle watches;
+// the history is kept for the record only.
+func TickerOps(r *rand.Rand, id string, _, _ int) Call {
+	c := Call{Object: id, Kind: linearizability.Unchecked, Decode: decodeNumber}
+	switch n := r.IntN(10); {
+	case n < 4:
+		period := time.Duration(50+r.IntN(400)) * time.Millisecond
+		c.Operation, c.Payload = "arm", []byte(period.String())
+	case n < 5:
+		c.Operation = "disarm"
+	default:
+		c.Operation = "ticks"
+	}
+	c.Name, c.Arg = c.Operation, string(c.Payload)
+	return c
+}
+
+// Catalog type names.
+const (
+	TypeCounter   = "counter"
+	TypeKVCounter = "kvcounter"
+	TypeRegister  = "kvreg"
+	TypeCaller    = "caller"
+	TypeTicker    = "ticker"
+)
+
+// DefaultCatalog returns the Go actor kinds: the in-memory counter, the
+// durable counter and the durable register (checked), and the caller and
+// ticker helpers.
+func DefaultCatalog() []ActorKind {
+	return []ActorKind{
+		{Type: TypeCounter, Factory: actors.NewCounter, Weight: 4, Op: CounterOps, ViaCaller: "inc",
+			Final: func(id string) []Call {
+				return []Call{{Operation: "get", Object: id, Kind: linearizability.CounterWithReset, Name: "get", Decode: decodeNumber}}
+			}},
+		{Type: TypeKVCounter, Factory: actors.NewKVCounter, Weight: 3, Op: KVCounterOps, ViaCaller: "inc",
+			Final: func(id string) []Call {
+				return []Call{{Operation: "get", Object: id, Kind: linearizability.Counter, Name: "get", Decode: decodeNumber}}
+			}},
+		{Type: TypeRegister, Factory: NewKVRegister, Weight: 3, Op: RegisterOps, Final: registerFinal},
+		{Type: TypeCaller, Factory: actors.NewCaller},
+		{Type: TypeTicker, Factory: NewTicker, Op: TickerOps},
+	}
+}
+
+// KVRegister is a map in the actor's durable KV: "put" with payload
+// "key=value" writes (and answers "ok"), "get" with payload "key" answers
+// "=" + value, or nothing when the key is absent.
+type KVRegister struct{}
+
+// NewKVRegister is KVRegister's factory.
+func NewKVRegister(nola.Ref) (nola.Actor, error) { return KVRegister{}, nil }
+
+// Invoke implements nola.Actor.
+func (KVRegister) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, error) {
+	switch op {
+	case "put":
+		k, v, ok := bytes.Cut(payload, []byte("="))
+		if !ok || len(k) == 0 {
+			return nil, fmt.Errorf("kvreg: put wants key=value, got %q", payload)
+		}
+		if err := ctx.Put(k, v); err != nil {
+			return nil, err
+		}
+		return []byte("ok"), nil
+	case "get":
+		v, found, err := ctx.Get(payload)
+		if err != nil {
+			return nil, err
+		}
+		if !found {
+			return nil, nil
+		}
+		return append([]byte("="), v...), nil
+	}
+	return nil, fmt.Errorf("kvreg: unknown operation %q", op)
+}
+
+// Ticker counts timer ticks in memory and mirrors the count into its KV
+// on every tick, so that timer-driven executions both run on the
+// activation and commit: "arm" sets a periodic timer (payload: a Go
+// duration), "disarm" cancels it, "ticks" returns the in-memory count.
+type Ticker struct{ ticks int64 }
+
+// NewTicker is Ticker's factory.
+func NewTicker(nola.Ref) (nola.Actor, error) { return &Ticker{}, nil }
+
+var ticksKey = []byte("ticks")
+
+// Invoke implements nola.Actor.
+func (t *Ticker) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, error) {
+	switch op {
+	case "arm":
+		d, err := time.ParseDuration(string(payload))
+		if err != nil {
+			return nil, fmt.Errorf("ticker: period %q: %w", payload, err)
+		}
+		if err := ctx.SetTimer("tick", d, d, "tick", nil); err != nil {
+			return nil, err
+		}
+		return strconv.AppendInt(nil, t.ticks, 10), nil
+	case "disarm":
+		ctx.CancelTimer("tick")
+		return strconv.AppendInt(nil, t.ticks, 10), nil
+	case "tick":
+		t.ticks++
+		return nil, ctx.Put(ticksKey, strconv.AppendInt(nil, t.ticks, 10))
+	case "ticks":
+		return strconv.AppendInt(nil, t.ticks, 10), nil
+	}
+	return nil, fmt.Errorf("ticker: unknown operation %q", op)
+}

@@ -1,0 +1,404 @@
+// Package sim is nola's deterministic simulator: the production engine
+// (package nola, the registry protocol, memkv) runs unchanged on the
+// deterministic runtime (rt/simrt) under a seeded fault schedule, while
+// clients record histories that are checked for linearizability (package
+// linearizability) and an internal oracle, which sees every activation,
+// execution and store commit, checks single activation and fencing
+// directly.
+//
+// A simulation is a seed: Generate(seed) draws the cluster, the workload
+// and the fault schedule, and Run executes it; the same seed replays the
+// same run, bit for bit (the world's trace hash proves it). See README.md.
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/nolaproject/nola/nola"
+)
+
+// Namespace is the namespace every simulated actor lives in.
+const Namespace = "sim"
+
+// LinkKind classifies a network link by its endpoints.
+type LinkKind uint8
+
+// The link kinds faults can target.
+const (
+	LinkClientServer LinkKind = iota
+	LinkServerServer
+	LinkServerStore
+	// LinkClientStore carries clients' registry reads and placements; only
+	// store outages affect it.
+	LinkClientStore
+)
+
+func (k LinkKind) String() string {
+	switch k {
+	case LinkClientServer:
+		return "client-server"
+	case LinkServerServer:
+		return "server-server"
+	case LinkServerStore:
+		return "server-store"
+	case LinkClientStore:
+		return "client-store"
+	}
+	return fmt.Sprintf("link(%d)", k)
+}
+
+// FaultKind is what a fault does.
+type FaultKind uint8
+
+// The faults.
+const (
+	// FaultCrash kills a server (its tasks, timers and memory) and starts
+	// a fresh process with the same ID after Dur.
+	FaultCrash FaultKind = iota
+	// FaultPause freezes a server's tasks and timers for Dur while time
+	// (and its clock) runs on: a GC or SIGSTOP pause, often longer than
+	// the lease.
+	FaultPause
+	// FaultPartition cuts links for Dur: between Server and the store, or
+	// Server and server Peer (-1: every other server), or Server and
+	// client Peer (-1: every client). With Buffer the messages are held
+	// and delivered when the partition heals (TCP retransmission), else
+	// dropped.
+	FaultPartition
+	// FaultDrift sets Server's clock rate to Rate for Dur.
+	FaultDrift
+	// FaultStoreDown makes the store answer every request with
+	// "unavailable" (nothing applied) for Dur.
+	FaultStoreDown
+	// FaultSlowLinks adds up to Extra latency to every message on links
+	// of kind Link touching Server for Dur.
+	FaultSlowLinks
+)
+
+func (k FaultKind) String() string {
+	return [...]string{"crash", "pause", "partition", "drift", "store-down", "slow-links"}[k]
+}
+
+// Fault is one entry of a fault schedule.
+type Fault struct {
+	At     time.Duration
+	Kind   FaultKind
+	Dur    time.Duration
+	Server int
+	Link   LinkKind
+	Peer   int
+	Buffer bool
+	Rate   float64
+	Extra  time.Duration
+}
+
+func (f Fault) String() string {
+	s := fmt.Sprintf("@%v %s", f.At.Round(time.Millisecond), f.Kind)
+	switch f.Kind {
+	case FaultCrash, FaultPause:
+		s += fmt.Sprintf(" s%d", f.Server)
+	case FaultPartition:
+		peer := "store"
+		switch f.Link {
+		case LinkServerServer:
+			peer = fmt.Sprintf("s%d", f.Peer)
+		case LinkClientServer:
+			peer = fmt.Sprintf("c%d", f.Peer)
+		}
+		if f.Peer < 0 && f.Link != LinkServerStore {
+			peer = "all " + f.Link.String()[:6] + "s"
+		}
+		mode := "drop"
+		if f.Buffer {
+			mode = "buffer"
+		}
+		s += fmt.Sprintf(" s%d|%s (%s)", f.Server, peer, mode)
+	case FaultDrift:
+		s += fmt.Sprintf(" s%d rate=%.3f", f.Server, f.Rate)
+	case FaultSlowLinks:
+		s += fmt.Sprintf(" s%d %s +%v", f.Server, f.Link, f.Extra.Round(time.Millisecond))
+	}
+	return s + fmt.Sprintf(" for %v", f.Dur.Round(time.Millisecond))
+}
+
+// ActorSpec is one actor of the workload.
+type ActorSpec struct {
+	ID   string
+	Type string
+}
+
+// NetParams shape the simulated network.
+type NetParams struct {
+	// Every message takes a latency drawn uniformly from [MinLatency,
+	// MaxLatency]; with probability SpikeProb it takes an extra delay up
+	// to SpikeMax (a retransmission, a stalled connection). Independent
+	// latencies reorder messages.
+	MinLatency, MaxLatency time.Duration
+	SpikeProb              float64
+	SpikeMax               time.Duration
+	// Loss is the probability that a message is lost.
+	Loss float64
+}
+
+// Config is everything a run depends on. Generate draws one from a seed;
+// rapid properties build their own.
+type Config struct {
+	Seed    uint64
+	Servers int
+	Clients int
+	// Actors are the checked actors; Callers and Tickers are helpers:
+	// actors that call other actors, and actors with timers.
+	Actors  []ActorSpec
+	Callers int
+	Tickers int
+	// Ops is the number of client operations, spread over Horizon.
+	Ops     int
+	Horizon time.Duration
+	// OpTimeout bounds one client operation (drawn per op up to it).
+	OpTimeout time.Duration
+
+	LeaseTTL    time.Duration
+	IdleTimeout time.Duration
+	Rho         float64
+	// Rates are the servers' initial clock rates, relative to the store's
+	// lease clock.
+	Rates []float64
+	Net   NetParams
+	// StoreTimeout bounds one store request seen from its caller (an etcd
+	// client's request timeout); HandlerTimeout bounds the server side of
+	// one invocation.
+	StoreTimeout, HandlerTimeout time.Duration
+
+	Faults    []Fault
+	Mutations nola.Mutations
+	// BeyondRho records that clocks were drawn beyond ρ (expect G1 to
+	// break).
+	BeyondRho bool
+
+	// Generated marks a configuration drawn by Generate: Seed and the
+	// options replay it (see Result.Repro).
+	Generated bool
+
+	// Catalog defines the actor types; nil means DefaultCatalog().
+	Catalog []ActorKind `json:"-"`
+}
+
+// Options steer Generate.
+type Options struct {
+	// Mutations are deliberate protocol bugs (non-vacuity tests).
+	Mutations nola.Mutations
+	// BeyondRho draws clock rates far below 1−ρ: servers' clocks run slow
+	// enough that their local deadline comes after the store's expiry.
+	BeyondRho bool
+	// Catalog replaces DefaultCatalog (to add WASM actor kinds).
+	Catalog []ActorKind
+}
+
+// MutationNames lists the names ParseOptions understands.
+var MutationNames = []string{"SkipDeadlineCheck", "SkipStoreFence", "IgnoreIncarnation", "TimerIgnoresFence", "BeyondRho"}
+
+// ParseOptions turns comma-separated mutation names (MutationNames) into
+// Options.
+func ParseOptions(names string) (Options, error) {
+	var o Options
+	for _, n := range strings.Split(names, ",") {
+		switch strings.TrimSpace(n) {
+		case "":
+		case "SkipDeadlineCheck":
+			o.Mutations.SkipDeadlineCheck = true
+		case "SkipStoreFence":
+			o.Mutations.SkipStoreFence = true
+		case "IgnoreIncarnation":
+			o.Mutations.IgnoreIncarnation = true
+		case "TimerIgnoresFence":
+			o.Mutations.TimerIgnoresFence = true
+		case "BeyondRho":
+			o.BeyondRho = true
+		default:
+			return o, fmt.Errorf("sim: unknown mutation %q (known: %s)", n, strings.Join(MutationNames, ", "))
+		}
+	}
+	return o, nil
+}
+
+// String names the options as ParseOptions reads them.
+func (o Options) String() string {
+	var names []string
+	m := o.Mutations
+	for i, on := range []bool{m.SkipDeadlineCheck, m.SkipStoreFence, m.IgnoreIncarnation, m.TimerIgnoresFence, o.BeyondRho} {
+		if on {
+			names = append(names, MutationNames[i])
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// Options returns the options a config was generated with.
+func (c *Config) Options() Options {
+	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho}
+}
+
+// Generate draws a configuration from seed: 2–5 servers, 1–8 clients, 1–20
+// checked actors plus helpers, 200–500 operations (plus final reads) and 5–12 faults.
+func Generate(seed uint64, opts Options) Config {
+	r := rand.New(rand.NewPCG(seed, 0x6e6f6c6173696d)) // "nolasim"
+	ttl := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}[r.IntN(3)]
+	c := Config{
+		Seed:           seed,
+		Servers:        2 + r.IntN(4),
+		Clients:        1 + r.IntN(8),
+		Callers:        r.IntN(3),
+		Tickers:        r.IntN(3),
+		Ops:            200 + r.IntN(301),
+		LeaseTTL:       ttl,
+		IdleTimeout:    ttl/2 + time.Duration(r.Int64N(int64(4*ttl))),
+		Rho:            0.01,
+		OpTimeout:      time.Duration(500+r.IntN(2000)) * time.Millisecond,
+		StoreTimeout:   time.Second,
+		HandlerTimeout: 3 * time.Second,
+		Mutations:      opts.Mutations,
+		BeyondRho:      opts.BeyondRho,
+		Catalog:        opts.Catalog,
+		Generated:      true,
+	}
+	c.Horizon = time.Duration(8+r.IntN(8)) * ttl
+	c.Net = NetParams{
+		MinLatency: time.Duration(50+r.IntN(200)) * time.Microsecond,
+		MaxLatency: time.Duration(1+r.IntN(5)) * time.Millisecond,
+		SpikeProb:  []float64{0, 0.001, 0.003, 0.01}[r.IntN(4)],
+		SpikeMax:   time.Duration(float64(ttl) * (0.2 + 2.3*r.Float64())),
+		Loss:       []float64{0, 0.001, 0.003, 0.01}[r.IntN(4)],
+	}
+	cat := c.catalog()
+	var weights []int
+	total := 0
+	for _, k := range cat {
+		weights = append(weights, k.Weight)
+		total += k.Weight
+	}
+	n := 1 + r.IntN(20)
+	for i := range n {
+		pick := r.IntN(total)
+		for j, w := range weights {
+			if pick < w {
+				c.Actors = append(c.Actors, ActorSpec{ID: fmt.Sprintf("a%d", i), Type: cat[j].Type})
+				break
+			}
+			pick -= w
+		}
+	}
+	for i := range c.Servers {
+		_ = i
+		c.Rates = append(c.Rates, rateWithin(r, c.Rho))
+	}
+	if opts.BeyondRho {
+		// At least one server's clock runs far slower than the store's.
+		for i := range c.Rates {
+			if i == 0 || r.IntN(2) == 0 {
+				c.Rates[i] = rateBeyond(r)
+			}
+		}
+	}
+	nf := 5 + r.IntN(8) // every one is injected (see sim.inject)
+	for range nf {
+		c.Faults = append(c.Faults, drawFault(r, &c))
+	}
+	sortFaults(c.Faults)
+	return c
+}
+
+// rateWithin draws a clock rate the protocol must tolerate: never slower
+// than 1−ρ relative to the store (assumption A3); faster is harmless.
+func rateWithin(r *rand.Rand, rho float64) float64 {
+	return 1 - rho + r.Float64()*4*rho
+}
+
+// rateBeyond draws a clock far slower than 1−ρ allows.
+func rateBeyond(r *rand.Rand) float64 { return 0.3 + 0.5*r.Float64() }
+
+func drawFault(r *rand.Rand, c *Config) Fault {
+	ttl := c.LeaseTTL
+	scale := func(lo, hi float64) time.Duration {
+		return time.Duration(float64(ttl) * (lo + (hi-lo)*r.Float64()))
+	}
+	f := Fault{
+		At:     time.Duration(float64(c.Horizon) * (0.05 + 0.8*r.Float64())),
+		Server: r.IntN(c.Servers),
+	}
+	switch w := r.IntN(14); {
+	case w < 2:
+		f.Kind, f.Dur = FaultCrash, scale(0.1, 2)
+	case w < 5:
+		f.Kind, f.Dur = FaultPause, scale(0.3, 3)
+	case w < 9:
+		f.Kind, f.Dur = FaultPartition, scale(0.3, 3)
+		f.Link = LinkKind(r.IntN(3))
+		f.Buffer = r.IntN(2) == 0
+		switch f.Link {
+		case LinkServerServer:
+			f.Peer = r.IntN(c.Servers+1) - 1
+			if f.Peer == f.Server {
+				f.Peer = -1
+			}
+		case LinkClientServer:
+			f.Peer = r.IntN(c.Clients+1) - 1
+		}
+	case w < 10:
+		f.Kind, f.Dur = FaultDrift, scale(1, 5)
+		f.Rate = rateWithin(r, c.Rho)
+		if c.BeyondRho {
+			f.Rate = rateBeyond(r)
+		}
+	case w < 11:
+		f.Kind, f.Dur = FaultStoreDown, scale(0.2, 1.5)
+	default:
+		f.Kind, f.Dur = FaultSlowLinks, scale(0.5, 2)
+		f.Link = LinkKind(r.IntN(3))
+		f.Extra = scale(0.1, 2.5)
+	}
+	return f
+}
+
+func sortFaults(fs []Fault) {
+	for i := 1; i < len(fs); i++ {
+		for j := i; j > 0 && fs[j].At < fs[j-1].At; j-- {
+			fs[j], fs[j-1] = fs[j-1], fs[j]
+		}
+	}
+}
+
+func (c *Config) catalog() []ActorKind {
+	if c.Catalog != nil {
+		return c.Catalog
+	}
+	return DefaultCatalog()
+}
+
+// Describe renders the configuration for a report.
+func (c *Config) Describe() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d: %d servers, %d clients, %d actors (+%d callers, %d tickers), %d ops over %v, TTL %v, idle %v, ρ %.3g, rates %.3f\n",
+		c.Seed, c.Servers, c.Clients, len(c.Actors), c.Callers, c.Tickers, c.Ops, c.Horizon, c.LeaseTTL, c.IdleTimeout, c.Rho, c.Rates)
+	fmt.Fprintf(&b, "  net: latency %v–%v, spikes %.3g up to %v, loss %.3g\n", c.Net.MinLatency, c.Net.MaxLatency, c.Net.SpikeProb, c.Net.SpikeMax.Round(time.Millisecond), c.Net.Loss)
+	if o := c.Options().String(); o != "" {
+		fmt.Fprintf(&b, "  mutations: %s\n", o)
+	}
+	types := map[string]int{}
+	for _, a := range c.Actors {
+		types[a.Type]++
+	}
+	fmt.Fprintf(&b, "  actors:")
+	for _, k := range c.catalog() {
+		if n := types[k.Type]; n > 0 {
+			fmt.Fprintf(&b, " %d %s", n, k.Type)
+		}
+	}
+	b.WriteString("\n  faults:\n")
+	for _, f := range c.Faults {
+		fmt.Fprintf(&b, "    %s\n", f)
+	}
+	return b.String()
+}

@@ -1,0 +1,382 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/registry/tuple"
+	"github.com/nolaproject/nola/rt/simrt"
+)
+
+// Oracle checks, with a view no deployment has, the two properties the
+// protocol exists for. It sees the engine's events (nola.Observer) and
+// every KV commit the store applies (through the server store links).
+//
+// The rules follow docs/proofs/single-activation.md. Activations of one
+// actor are ordered by their Activated event (confirmation order, since an
+// activation is reported only after its confirming commit and a final
+// liveness check). An invocation is linearized at its start check; its end
+// check is the output gate. The proof shows that every invocation on an
+// activation α starts and, if its result is released, ends before any
+// newer activation β of the same actor is confirmed. An invocation that
+// started on α before that and is still running when β starts (a zombie,
+// after a pause past the lease) is allowed as long as its result is
+// withheld (ExecEnd with released=false): nothing it did is observable —
+// its memory dies with α and its commits are fenced by the store.
+//
+//	G1.stale-start     an execution starts on α after a newer activation β
+//	                   of the same actor was activated;
+//	G1.release-overlap an execution on α releases its result after an
+//	                   execution on a newer activation β started;
+//	G1.dropped-start   an execution starts on an activation after it was
+//	                   dropped (fenced, evicted, crashed);
+//	G2.fenced-commit   a KV commit of actor A sent by incarnation (s, i) is
+//	                   applied by the store while (s, i) does not own A or
+//	                   its server record is gone or another incarnation's —
+//	                   its lease expired or was revoked, or A moved;
+//	G2.stale-commit    a KV commit sent by activation α is applied after a
+//	                   newer activation β of the same actor was activated
+//	                   (on another incarnation or the same one): β may
+//	                   have read or written since, and α's late write
+//	                   silently replaces what β wrote.
+//
+// The sender of a commit is identified when the server sends it: the
+// activation of the actor on that server and incarnation that is running
+// an execution (invocations of one activation are serialized, and a
+// server commits only from a live execution).
+//
+// Order is the order of events in the simulation (one task runs at a time),
+// not timestamps, so nothing is lost to equal virtual instants.
+type Oracle struct {
+	w      *simrt.World
+	store  *memkv.Store
+	keys   registry.Keyspace
+	seq    uint64
+	actors map[string]*actorTrack
+
+	violations []Violation
+	stats      OracleStats
+	// notes are the per-actor timelines drawn on HTML pages.
+	notes map[string][]note
+}
+
+// OracleStats counts what the oracle saw.
+type OracleStats struct {
+	Activations, Drops, Executions, Released, Withheld, TimerExecutions, Commits, StoreCommits int64
+}
+
+// Violation is one broken rule.
+type Violation struct {
+	Rule   string
+	Actor  string
+	At     time.Duration
+	Detail string
+}
+
+func (v Violation) String() string {
+	return fmt.Sprintf("%s %s @%v: %s", v.Rule, v.Actor, v.At, v.Detail)
+}
+
+type actKey struct {
+	server string
+	inc    int64
+	id     uint64
+}
+
+func (k actKey) String() string { return fmt.Sprintf("%s#%d/act%d", k.server, k.inc, k.id) }
+
+type activationTrack struct {
+	key         actKey
+	order       int // rank among the actor's activations
+	activatedAt time.Duration
+	dropped     bool
+	droppedAt   time.Duration
+	running     *execTrack
+}
+
+type execTrack struct {
+	op        string
+	timer     bool
+	startSeq  uint64
+	startAt   time.Duration
+	overtaken string // set when a newer activation started meanwhile
+}
+
+type actorTrack struct {
+	acts   map[actKey]*activationTrack
+	latest int // highest order so far
+}
+
+type note struct {
+	tag        string
+	start, end time.Duration
+	text       string
+	alarm      bool
+}
+
+func newOracle(w *simrt.World, store *memkv.Store) *Oracle {
+	return &Oracle{w: w, store: store, keys: registry.NewKeyspace("nola"), actors: map[string]*actorTrack{}, notes: map[string][]note{}}
+}
+
+var _ nola.Observer = (*Oracle)(nil)
+
+func (o *Oracle) violate(rule, actor, format string, args ...any) {
+	v := Violation{Rule: rule, Actor: actor, At: o.w.Now(), Detail: fmt.Sprintf(format, args...)}
+	o.violations = append(o.violations, v)
+	o.notes[actor] = append(o.notes[actor], note{tag: "oracle", start: v.At, end: v.At, text: rule, alarm: true})
+}
+
+func actorName(ev nola.ActivationEvent) string { return ev.ActorID }
+
+func keyOf(ev nola.ActivationEvent) actKey {
+	return actKey{server: ev.Server, inc: ev.Incarnation, id: ev.Activation}
+}
+
+func (o *Oracle) track(ev nola.ActivationEvent) (*actorTrack, *activationTrack) {
+	a := o.actors[actorName(ev)]
+	if a == nil {
+		a = &actorTrack{acts: map[actKey]*activationTrack{}}
+		o.actors[actorName(ev)] = a
+	}
+	return a, a.acts[keyOf(ev)]
+}
+
+// Activated implements nola.Observer.
+func (o *Oracle) Activated(ev nola.ActivationEvent) {
+	o.seq++
+	o.stats.Activations++
+	a, t := o.track(ev)
+	if t != nil {
+		o.violate("G1.reactivated", actorName(ev), "activation %s reported activated twice", keyOf(ev))
+		return
+	}
+	a.latest++
+	a.acts[keyOf(ev)] = &activationTrack{key: keyOf(ev), order: a.latest, activatedAt: o.w.Now()}
+}
+
+// Dropped implements nola.Observer.
+func (o *Oracle) Dropped(ev nola.ActivationEvent) {
+	o.seq++
+	o.stats.Drops++
+	_, t := o.track(ev)
+	if t == nil || t.dropped {
+		return
+	}
+	t.dropped, t.droppedAt = true, o.w.Now()
+	o.notes[actorName(ev)] = append(o.notes[actorName(ev)], note{tag: ev.Server, start: t.activatedAt, end: t.droppedAt, text: t.key.String()})
+}
+
+// ExecStart implements nola.Observer.
+func (o *Oracle) ExecStart(ev nola.ActivationEvent) {
+	o.seq++
+	o.stats.Executions++
+	if ev.Timer {
+		o.stats.TimerExecutions++
+	}
+	name := actorName(ev)
+	a, t := o.track(ev)
+	if t == nil {
+		o.violate("G1.unknown-activation", name, "execution %s on %s, which was never activated", ev.Operation, keyOf(ev))
+		return
+	}
+	if t.dropped {
+		o.violate("G1.dropped-start", name, "%s (timer=%v) started on %s, dropped at %v", ev.Operation, ev.Timer, t.key, t.droppedAt)
+	}
+	if t.order < a.latest {
+		newer := o.newest(a)
+		o.violate("G1.stale-start", name, "%s (timer=%v) started on %s (activated %v) after the newer %s was activated at %v",
+			ev.Operation, ev.Timer, t.key, t.activatedAt, newer.key, newer.activatedAt)
+	}
+	// Every execution still running on an older activation is overtaken:
+	// it must not release its result.
+	for _, other := range a.sorted() {
+		if other.order < t.order && other.running != nil && other.running.overtaken == "" {
+			other.running.overtaken = fmt.Sprintf("%s started on the newer %s at %v", ev.Operation, t.key, o.w.Now())
+		}
+	}
+	t.running = &execTrack{op: ev.Operation, timer: ev.Timer, startSeq: o.seq, startAt: o.w.Now()}
+}
+
+// ExecEnd implements nola.Observer.
+func (o *Oracle) ExecEnd(ev nola.ActivationEvent, released bool) {
+	o.seq++
+	name := actorName(ev)
+	_, t := o.track(ev)
+	if t == nil || t.running == nil {
+		o.violate("G1.unknown-execution", name, "execution %s ended on %s without a start", ev.Operation, keyOf(ev))
+		return
+	}
+	x := t.running
+	t.running = nil
+	if !released {
+		o.stats.Withheld++
+		return
+	}
+	o.stats.Released++
+	if x.overtaken != "" {
+		o.violate("G1.release-overlap", name, "%s (timer=%v) on %s started at %v and released its result at %v, but %s",
+			x.op, x.timer, t.key, x.startAt, o.w.Now(), x.overtaken)
+	}
+}
+
+// Committed implements nola.Observer.
+func (o *Oracle) Committed(nola.ActivationEvent) {
+	o.seq++
+	o.stats.Commits++
+}
+
+func (a *actorTrack) sorted() []*activationTrack {
+	out := make([]*activationTrack, 0, len(a.acts))
+	for _, t := range a.acts {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(x, y *activationTrack) int { return x.order - y.order })
+	return out
+}
+
+func (o *Oracle) newest(a *actorTrack) *activationTrack {
+	s := a.sorted()
+	return s[len(s)-1]
+}
+
+// beforeCommit runs on the store's node just before it applies a commit
+// sent by server sid under incarnation inc (no task runs in between). It
+// reads, for every actor whose KV the commit writes, whether (sid, inc)
+// owns it and is live in the store at this instant; the returned function
+// is called if the commit is applied and reports a violation if not.
+func (o *Oracle) beforeCommit(sid string, inc int64, senders map[string]actKey, t kv.Txn) func() {
+	type refusal struct{ id, why string }
+	var (
+		bad     []refusal
+		written []string
+	)
+	for _, op := range t.Ops {
+		ns, id, ok := o.kvActor(op.Key)
+		if !ok || slices.Contains(written, ns+"/"+id) {
+			continue
+		}
+		written = append(written, ns+"/"+id)
+		if why := o.notOwner(sid, inc, ns, id); why != "" {
+			bad = append(bad, refusal{id, why})
+		}
+	}
+	if len(written) == 0 {
+		return nil
+	}
+	return func() {
+		o.stats.StoreCommits++
+		for _, b := range bad {
+			o.violate("G2.fenced-commit", b.id, "KV commit sent by %s#%d applied at rev %d although %s", sid, inc, o.store.Rev(), b.why)
+		}
+		for _, id := range sortedKeys(senders) {
+			a := o.actors[id]
+			k := senders[id]
+			if a == nil || a.acts[k] == nil {
+				continue
+			}
+			if t := a.acts[k]; t.order < a.latest {
+				newer := o.newest(a)
+				o.violate("G2.stale-commit", id, "KV commit sent by %s (activated %v, dropped=%v at %v) applied at rev %d after the newer %s was activated at %v",
+					k, t.activatedAt, t.dropped, t.droppedAt, o.store.Rev(), newer.key, newer.activatedAt)
+			}
+		}
+	}
+}
+
+// senders identifies, when server sid sends a commit under incarnation
+// inc, the activation of each written actor that sends it: the one of
+// that server and incarnation running an execution (the latest, should
+// there be several — only a broken engine runs two).
+func (o *Oracle) senders(sid string, inc int64, t kv.Txn) map[string]actKey {
+	out := map[string]actKey{}
+	for _, op := range t.Ops {
+		_, id, ok := o.kvActor(op.Key)
+		if !ok {
+			continue
+		}
+		if _, done := out[id]; done {
+			continue
+		}
+		a := o.actors[id]
+		if a == nil {
+			continue
+		}
+		var best *activationTrack
+		for _, act := range a.sorted() {
+			if act.key.server == sid && act.key.inc == inc && act.running != nil {
+				best = act
+			}
+		}
+		if best != nil {
+			out[id] = best.key
+		}
+	}
+	return out
+}
+
+// kvActor parses an actor KV key (root, "kv", ns, id, key).
+func (o *Oracle) kvActor(key []byte) (ns, id string, ok bool) {
+	t, err := tuple.Unpack(key)
+	if err != nil || len(t) != 5 {
+		return "", "", false
+	}
+	if s, _ := t[1].(string); s != "kv" {
+		return "", "", false
+	}
+	ns, ok1 := t[2].(string)
+	id, ok2 := t[3].(string)
+	return ns, id, ok1 && ok2
+}
+
+// notOwner explains why (sid, inc) may not commit to (ns, id) now, or
+// returns "".
+func (o *Oracle) notOwner(sid string, inc int64, ns, id string) string {
+	ctx := context.Background()
+	if inc == 0 {
+		return "the server had no incarnation when it sent it"
+	}
+	srv, found, err := o.store.Get(ctx, o.keys.Server(sid), 0)
+	if err != nil {
+		return "reading the server record: " + err.Error()
+	}
+	if !found {
+		return fmt.Sprintf("the lease of %s#%d expired or was revoked (no server record)", sid, inc)
+	}
+	if rec, err := tuple.Unpack(srv.Value); err != nil || len(rec) == 0 || rec[0] != inc {
+		return fmt.Sprintf("the server record belongs to another incarnation (%v)", rec)
+	}
+	act, found, err := o.store.Get(ctx, o.keys.Actor(ns, id), 0)
+	if err != nil || !found {
+		return "the actor record is missing"
+	}
+	rec, err := tuple.Unpack(act.Value)
+	if err != nil || len(rec) != 3 || rec[1] != sid || rec[2] != inc {
+		return fmt.Sprintf("the actor is owned by %v", rec)
+	}
+	return ""
+}
+
+// finish closes the timelines of activations still alive at the end.
+func (o *Oracle) finish() {
+	names := make([]string, 0, len(o.actors))
+	for n := range o.actors {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		for _, t := range o.actors[n].sorted() {
+			if !t.dropped {
+				o.notes[n] = append(o.notes[n], note{tag: t.key.server, start: t.activatedAt, end: o.w.Now(), text: t.key.String()})
+			}
+		}
+	}
+}
+
+// Violations returns what the oracle found.
+func (o *Oracle) Violations() []Violation { return o.violations }

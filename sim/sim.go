@@ -1,0 +1,552 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/nolaproject/nola/linearizability"
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/rt/simrt"
+)
+
+// Stats describe one run.
+type Stats struct {
+	// Client operations: answered, certainly not run (retryable error),
+	// outcome unknown.
+	Ops, OK, Failed, Indeterminate int
+	// Faults counts the faults actually injected.
+	Faults int
+	// Fences and Activations are summed over every server process.
+	Fences, Activations int64
+	Net                 NetStats
+	Oracle              OracleStats
+	// Codes counts client errors by code.
+	Codes map[nola.Code]int
+}
+
+// Result is the outcome of one run.
+type Result struct {
+	Config Config
+	// Hash is the world's trace hash: equal for equal runs.
+	Hash    uint64
+	Steps   int64
+	Virtual time.Duration
+	Wall    time.Duration
+	History []linearizability.Op
+	Stats   Stats
+	// Violations are the oracle's findings; Lin is porcupine's verdict.
+	Violations []Violation
+	Lin        linearizability.Report
+	// Err reports a run that could not complete (deadlock, livelock,
+	// setup failure): a failure too.
+	Err error
+
+	notes map[string][]note
+}
+
+// Failed reports whether the run found a violation or broke.
+func (r *Result) Failed() bool {
+	return r.Err != nil || len(r.Violations) > 0 || r.Lin.Illegal > 0
+}
+
+// LinCheckBudget bounds porcupine's work on one object's history.
+const LinCheckBudget = 20 * time.Second
+
+// Run executes cfg on a fresh world and checks its history.
+func Run(cfg Config) *Result {
+	start := time.Now()
+	res := &Result{Config: cfg, Stats: Stats{Codes: map[nola.Code]int{}}}
+	w := simrt.New(cfg.Seed)
+	w.SetMaxSteps(100_000_000)
+	s := &sim{w: w, cfg: cfg, res: res, rng: w.Rand()}
+	err := w.Run(s.main)
+	res.Hash, res.Steps, res.Virtual = w.Hash(), w.Steps(), w.Now()
+	res.Err = errors.Join(err, s.err)
+	res.History = s.hist.Ops()
+	if s.oracle != nil {
+		res.Violations = s.oracle.Violations()
+		res.Stats.Oracle = s.oracle.stats
+		res.notes = s.oracle.notes
+		for _, n := range s.faultNotes {
+			for _, a := range cfg.Actors {
+				res.notes[a.ID] = append(res.notes[a.ID], n)
+			}
+		}
+	}
+	if s.net != nil {
+		res.Stats.Net = s.net.stats
+	}
+	lin, lerr := linearizability.Check(res.History, LinCheckBudget)
+	res.Lin = lin
+	res.Err = errors.Join(res.Err, lerr)
+	res.Wall = time.Since(start)
+	return res
+}
+
+// sim is one run in progress. Everything in it is touched only by the
+// world's tasks, one at a time.
+type sim struct {
+	w   *simrt.World
+	cfg Config
+	res *Result
+	rng *rand.Rand
+	err error
+
+	driver    *simrt.Node
+	storeNode *simrt.Node
+	store     *memkv.Store
+	net       *Network
+	oracle    *Oracle
+	types     map[string]nola.Factory
+	kinds     map[string]ActorKind
+
+	servers []*slot
+	clients []*clientSlot
+	hist    linearizability.History
+
+	faultNotes []note
+}
+
+// slot is one server: a node (the host) and the current server process.
+type slot struct {
+	i       int
+	name    string
+	node    *simrt.Node
+	link    *storeLink
+	srv     *nola.Server
+	crashed bool
+	rate    float64 // the base clock rate drift faults return to
+	// fences and activations of earlier processes.
+	fences, activations int64
+}
+
+type clientSlot struct {
+	name string
+	node *simrt.Node
+	cl   *nola.Client
+	seq  int
+}
+
+func (s *sim) fail(err error) {
+	s.err = errors.Join(s.err, err)
+}
+
+func (s *sim) main() {
+	cfg := s.cfg
+	w := s.w
+	ctx := context.Background()
+	s.driver = w.Node("driver")
+	s.storeNode = w.Node(storeName)
+	s.store = memkv.New(s.storeNode, memkv.Options{})
+	s.net = newNetwork(w, cfg.Net, cfg.HandlerTimeout)
+	s.oracle = newOracle(w, s.store)
+	s.types, s.kinds = map[string]nola.Factory{}, map[string]ActorKind{}
+	for _, k := range cfg.catalog() {
+		s.types[k.Type] = k.Factory
+		s.kinds[k.Type] = k
+	}
+	for _, a := range cfg.Actors {
+		if _, ok := s.kinds[a.Type]; !ok {
+			s.fail(fmt.Errorf("sim: actor %s has type %q, which is not in the catalog", a.ID, a.Type))
+			return
+		}
+	}
+
+	for i := range cfg.Servers {
+		sl := &slot{i: i, name: fmt.Sprintf("s%d", i), rate: 1}
+		sl.node = w.Node(sl.name)
+		if i < len(cfg.Rates) && cfg.Rates[i] > 0 {
+			sl.rate = cfg.Rates[i]
+		}
+		sl.node.SetRate(sl.rate)
+		sl.link = &storeLink{n: s.net, from: sl.name, node: sl.node, inner: s.store, storeNode: s.storeNode,
+			timeout: cfg.StoreTimeout, oracle: s.oracle, incarnation: func() int64 {
+				if sl.srv == nil {
+					return 0
+				}
+				return sl.srv.Incarnation()
+			}}
+		s.net.listen(sl.name, sl.node, nil)
+		s.servers = append(s.servers, sl)
+	}
+	started := s.driver.NewSema(0)
+	for _, sl := range s.servers {
+		sl.node.Go("start", func() {
+			defer started.Release()
+			s.startServer(sl)
+		})
+	}
+	for range s.servers {
+		if err := started.Acquire(ctx); err != nil {
+			s.fail(err)
+			return
+		}
+	}
+	if s.err != nil {
+		return
+	}
+
+	for j := range cfg.Clients {
+		c := &clientSlot{name: fmt.Sprintf("c%d", j)}
+		c.node = w.Node(c.name)
+		link := &storeLink{n: s.net, from: c.name, node: c.node, inner: s.store, storeNode: s.storeNode, timeout: cfg.StoreTimeout}
+		cl, err := nola.NewClient(nola.ClientConfig{Runtime: c.node, Store: link, Transport: s.net.Transport(c.name, c.node)})
+		if err != nil {
+			s.fail(err)
+			return
+		}
+		c.cl = cl
+		s.clients = append(s.clients, c)
+	}
+
+	done := s.driver.NewSema(0)
+	per, extra := cfg.Ops/cfg.Clients, cfg.Ops%cfg.Clients
+	for j, c := range s.clients {
+		n := per
+		if j < extra {
+			n++
+		}
+		c.node.Go("client", func() {
+			defer done.Release()
+			s.runClient(j, n)
+		})
+	}
+	nemesis := w.Node("nemesis")
+	nemesis.Go("nemesis", func() {
+		defer done.Release()
+		s.runNemesis(nemesis)
+	})
+	for range len(s.clients) + 1 {
+		if err := done.Acquire(ctx); err != nil {
+			s.fail(err)
+			return
+		}
+	}
+
+	// Heal everything, let leases settle, and read every object once more
+	// so that lost or resurrected writes show in the histories.
+	s.healAll()
+	_ = s.driver.Sleep(ctx, 2*cfg.LeaseTTL+time.Second)
+	s.finalReads()
+
+	s.setHorizons()
+	s.oracle.finish()
+	for _, sl := range s.servers {
+		if sl.srv != nil {
+			st := sl.srv.Stats()
+			sl.fences += st.Fences
+			sl.activations += st.Activated
+			sl.srv.Halt()
+		}
+		s.res.Stats.Fences += sl.fences
+		s.res.Stats.Activations += sl.activations
+	}
+}
+
+// startServer starts a fresh server process in sl. It runs as a task of
+// the slot's node, so a crash during registration kills it.
+func (s *sim) startServer(sl *slot) {
+	srv, err := nola.NewServer(nola.ServerConfig{
+		ID:          sl.name,
+		Addr:        Addr(sl.name),
+		Runtime:     sl.node,
+		Store:       sl.link,
+		Transport:   s.net.Transport(sl.name, sl.node),
+		Types:       s.types,
+		LeaseTTL:    s.cfg.LeaseTTL,
+		Rho:         s.cfg.Rho,
+		IdleTimeout: s.cfg.IdleTimeout,
+		Observer:    s.oracle,
+		Mutations:   s.cfg.Mutations,
+	})
+	if err != nil {
+		s.fail(fmt.Errorf("sim: server %s: %w", sl.name, err))
+		return
+	}
+	sl.srv = srv
+	s.net.listen(sl.name, sl.node, srv)
+	if err := srv.Start(context.Background()); err != nil {
+		s.fail(fmt.Errorf("sim: start %s: %w", sl.name, err))
+	}
+}
+
+// crash kills server i: its process (tasks, timers, memory) is gone; its
+// lease is left to expire.
+func (s *sim) crash(sl *slot) bool {
+	if sl.crashed {
+		return false
+	}
+	s.net.listen(sl.name, sl.node, nil)
+	if sl.srv != nil {
+		st := sl.srv.Stats()
+		sl.fences += st.Fences
+		sl.activations += st.Activated
+		sl.srv.Halt()
+		sl.srv = nil
+	}
+	sl.node.Crash()
+	sl.crashed = true
+	return true
+}
+
+// restart boots a new server process on a crashed host.
+func (s *sim) restart(sl *slot) {
+	if !sl.crashed {
+		return
+	}
+	sl.crashed = false
+	sl.node.Restart()
+	sl.node.Go("restart", func() { s.startServer(sl) })
+}
+
+func (s *sim) healAll() {
+	s.net.healAll()
+	for _, sl := range s.servers {
+		sl.node.Resume()
+		s.restart(sl)
+	}
+}
+
+func (s *sim) runNemesis(node *simrt.Node) {
+	ctx := context.Background()
+	var last time.Duration
+	for _, f := range s.cfg.Faults {
+		if d := f.At - s.w.Now(); d > 0 {
+			if err := node.Sleep(ctx, d); err != nil {
+				return
+			}
+		}
+		if applied, ok := s.inject(node, f); ok {
+			s.res.Stats.Faults++
+			s.faultNotes = append(s.faultNotes, note{tag: "nemesis", start: s.w.Now(), end: s.w.Now() + f.Dur, text: applied.String()})
+			s.w.Trace("nemesis " + applied.String())
+		}
+		last = max(last, f.At+f.Dur)
+	}
+	if d := last - s.w.Now(); d > 0 {
+		_ = node.Sleep(ctx, d+time.Millisecond)
+	}
+}
+
+// inject applies one fault and schedules its end; it returns the fault as
+// applied and whether it did anything.
+func (s *sim) inject(node *simrt.Node, f Fault) (Fault, bool) {
+	if f.Server < 0 || f.Server >= len(s.servers) {
+		return f, false
+	}
+	if f.Kind == FaultCrash || f.Kind == FaultPause {
+		// A crashed or paused host cannot crash or pause again: take the
+		// next one that can; if none can, cut the first from the store.
+		first := f.Server
+		f.Server = -1
+		for k := range len(s.servers) {
+			o := s.servers[(first+k)%len(s.servers)]
+			if !o.crashed && !o.node.Paused() {
+				f.Server = o.i
+				break
+			}
+		}
+		if f.Server < 0 {
+			f.Kind, f.Server, f.Link = FaultPartition, first, LinkServerStore
+		}
+	}
+	sl := s.servers[f.Server]
+	later := func(fn func()) { node.AfterFunc(f.Dur, "heal", fn) }
+	switch f.Kind {
+	case FaultCrash:
+		if !s.crash(sl) {
+			return f, false
+		}
+		later(func() { s.restart(sl) })
+	case FaultPause:
+		if sl.crashed || sl.node.Paused() {
+			return f, false
+		}
+		sl.node.Pause()
+		later(sl.node.Resume)
+	case FaultPartition:
+		switch f.Link {
+		case LinkServerStore:
+			s.net.partition(sl.name, storeName, f.Dur, f.Buffer)
+		case LinkServerServer:
+			for _, o := range s.servers {
+				if o != sl && (f.Peer < 0 || f.Peer == o.i) {
+					s.net.partition(sl.name, o.name, f.Dur, f.Buffer)
+				}
+			}
+		case LinkClientServer:
+			for j, c := range s.clients {
+				if f.Peer < 0 || f.Peer == j {
+					s.net.partition(sl.name, c.name, f.Dur, f.Buffer)
+				}
+			}
+		}
+	case FaultDrift:
+		sl.node.SetRate(f.Rate)
+		later(func() { sl.node.SetRate(sl.rate) })
+	case FaultStoreDown:
+		s.net.storeDown(f.Dur)
+	case FaultSlowLinks:
+		s.net.slowDown(sl.name, f.Link, f.Dur, f.Extra)
+	default:
+		return f, false
+	}
+	return f, true
+}
+
+// target is what a client operation is sent to.
+type target struct {
+	spec ActorSpec
+	kind ActorKind
+	via  string // a caller actor forwarding the operation, if any
+}
+
+func (s *sim) runClient(j, n int) {
+	c := s.clients[j]
+	ctx := context.Background()
+	pace := s.cfg.Horizon / time.Duration(max(n, 1))
+	for range n {
+		think := time.Duration(float64(pace) * (0.2 + 1.6*s.rng.Float64()))
+		if err := c.node.Sleep(ctx, think); err != nil {
+			return
+		}
+		t, call := s.draw(c, j)
+		timeout := time.Duration(float64(s.cfg.OpTimeout) * (0.5 + 0.5*s.rng.Float64()))
+		s.do(c, j, t, call, timeout)
+	}
+}
+
+// draw picks an actor (hot ones more often, so that clients collide) and
+// an operation on it.
+func (s *sim) draw(c *clientSlot, j int) (target, Call) {
+	c.seq++
+	if s.cfg.Tickers > 0 && s.rng.IntN(10) == 0 {
+		spec := ActorSpec{ID: fmt.Sprintf("ticker%d", s.rng.IntN(s.cfg.Tickers)), Type: TypeTicker}
+		k := s.kinds[TypeTicker]
+		return target{spec: spec, kind: k}, k.Op(s.rng, spec.ID, j, c.seq)
+	}
+	n := len(s.cfg.Actors)
+	i := min(s.rng.IntN(n), s.rng.IntN(n))
+	spec := s.cfg.Actors[i]
+	k := s.kinds[spec.Type]
+	call := k.Op(s.rng, spec.ID, j, c.seq)
+	t := target{spec: spec, kind: k}
+	if s.cfg.Callers > 0 && k.ViaCaller != "" && call.Operation == k.ViaCaller && s.rng.IntN(4) == 0 {
+		t.via = fmt.Sprintf("caller%d", s.rng.IntN(s.cfg.Callers))
+	}
+	return t, call
+}
+
+// do runs one client operation and records it.
+func (s *sim) do(c *clientSlot, j int, t target, call Call, timeout time.Duration) bool {
+	p := s.hist.Call(j, call.Object, call.Kind, call.Name, call.Arg, int64(s.w.Now()))
+	ctx, cancel := c.node.WithTimeout(withToken(context.Background(), p.ID()+1), timeout)
+	var (
+		b   []byte
+		err error
+	)
+	if t.via != "" {
+		b, err = c.cl.Invoke(ctx, Namespace, t.via, TypeCaller, "call", []byte(t.spec.Type+"/"+t.spec.ID+"/"+call.Operation))
+	} else {
+		b, err = c.cl.Invoke(ctx, Namespace, t.spec.ID, t.spec.Type, call.Operation, call.Payload)
+	}
+	cancel()
+	now := int64(s.w.Now())
+	st := &s.res.Stats
+	st.Ops++
+	via := ""
+	if t.via != "" {
+		via = " via " + t.via
+	}
+	switch {
+	case err == nil:
+		st.OK++
+		v, found := call.Decode(b)
+		p.Ok(v, found, now, "ok"+via)
+		return true
+	case nola.IsRetryable(err):
+		// Certainly did not run (see nola.Error.Retryable).
+		st.Failed++
+		st.Codes[nola.CodeOf(err)]++
+		p.Failed(now, err.Error())
+	default:
+		// Anything else may hide an effect: a timeout, an answer lost, a
+		// fence after the actor ran, an actor error after partial effects,
+		// even bad_request/too_large (raised after running when the
+		// actor's own result or KV write hits a limit). Indeterminate.
+		st.Indeterminate++
+		st.Codes[nola.CodeOf(err)]++
+		p.Indeterminate(now, err.Error()+via)
+	}
+	return false
+}
+
+// finalReads reads every checked object once more from a healed cluster,
+// retrying (each attempt is recorded) until one answers.
+func (s *sim) finalReads() {
+	c := s.clients[0]
+	for _, a := range s.cfg.Actors {
+		k := s.kinds[a.Type]
+		if k.Final == nil {
+			continue
+		}
+		for _, call := range k.Final(a.ID) {
+			for range 5 {
+				if s.do(c, 0, target{spec: a, kind: k}, call, 3*time.Second) {
+					break
+				}
+				_ = c.node.Sleep(context.Background(), s.cfg.LeaseTTL/2)
+			}
+		}
+	}
+}
+
+// setHorizons bounds, from the simulator's full view, when each
+// indeterminate operation may have taken effect (see effects).
+func (s *sim) setHorizons() {
+	for id := range s.hist.Len() {
+		op := s.hist.Get(id)
+		if !op.Indeterminate || op.Kind == "" || op.Kind == linearizability.Unchecked {
+			continue
+		}
+		at, started, alive := s.net.fx.horizon(id + 1)
+		switch {
+		case alive:
+			// Something it caused is still in flight: unbounded.
+		case !started:
+			// Nothing left the client: it cannot have taken effect.
+			s.hist.SetHorizon(id, max(op.Call, 1))
+		default:
+			s.hist.SetHorizon(id, max(int64(at), op.Call, 1))
+		}
+	}
+}
+
+// Summary is a one-line account of a run.
+func (r *Result) Summary() string {
+	verdict := "ok"
+	if r.Failed() {
+		verdict = "FAIL"
+	}
+	return fmt.Sprintf("seed %d %s: %d ops (%d ok, %d indeterminate, %d not run), %d faults, %d fences, %d oracle violations, %d/%d objects illegal (%d unknown), %v virtual, %d steps, %v wall",
+		r.Config.Seed, verdict, r.Stats.Ops, r.Stats.OK, r.Stats.Indeterminate, r.Stats.Failed, r.Stats.Faults, r.Stats.Fences,
+		len(r.Violations), r.Lin.Illegal, r.Lin.Checked, r.Lin.Unknown, r.Virtual.Round(time.Millisecond), r.Steps, r.Wall.Round(time.Millisecond))
+}
+
+// sortedCodes lists error codes in order, for reports.
+func (st Stats) sortedCodes() []nola.Code {
+	codes := make([]nola.Code, 0, len(st.Codes))
+	for c := range st.Codes {
+		codes = append(codes, c)
+	}
+	slices.Sort(codes)
+	return codes
+}
+
+var _ rt.Runtime = (*simrt.Node)(nil)

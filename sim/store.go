@@ -1,0 +1,165 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/rt/simrt"
+)
+
+// storeLink is one participant's connection to the store: a kv.Store whose
+// every request travels the simulated network to the store's node, runs
+// there against memkv, and whose answer travels back. A request lost on
+// the way, or whose answer is lost, or that the caller stops waiting for,
+// surfaces like a real one: kv.ErrIndeterminate (it may still be applied
+// later, when it arrives). A request the caller knows it could not send
+// (a connection error) fails with kv.ErrUnavailable: certainly not applied.
+//
+// Server links report every applied KV commit to the oracle with the
+// incarnation the server had when it sent the commit.
+type storeLink struct {
+	n         *Network
+	from      string
+	node      *simrt.Node
+	inner     *memkv.Store
+	storeNode *simrt.Node
+	timeout   time.Duration
+	// incarnation returns the sending server's current incarnation (0
+	// while it has none); nil for clients.
+	incarnation func() int64
+	oracle      *Oracle
+}
+
+var _ kv.Store = (*storeLink)(nil)
+
+type storeReply[T any] struct {
+	v   T
+	err error
+}
+
+// roundTrip sends one request; apply runs on the store's node when (if) it
+// arrives. tok is the client operation the request is an effect of (0:
+// none): the effect tracker follows it until it is applied or lost.
+func roundTrip[T any](l *storeLink, ctx context.Context, op string, tok int, apply func() (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	n := l.n
+	fut := rt.NewFuture[storeReply[T]](l.node)
+	answer := func(v T, err error) {
+		n.send(storeName, l.from, func() { fut.Resolve(storeReply[T]{v: v, err: err}, nil) }, nil)
+	}
+	n.fx.begin(tok)
+	sent := n.send(l.from, storeName, func() {
+		if n.storeIsDown() {
+			n.fx.end(tok)
+			answer(zero, fmt.Errorf("simstore: %s: no quorum: %w", op, kv.ErrUnavailable))
+			return
+		}
+		l.storeNode.Go("store", func() {
+			v, err := apply()
+			n.fx.end(tok)
+			answer(v, err)
+		})
+	}, func() { n.fx.end(tok) })
+	if !sent && n.rng.IntN(2) == 0 {
+		// The client noticed that it could not reach the store.
+		return zero, fmt.Errorf("simstore: %s from %s: connection failed: %w", op, l.from, kv.ErrUnavailable)
+	}
+	wctx, cancel := l.node.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	r, err := fut.Wait(wctx)
+	if err != nil {
+		return zero, fmt.Errorf("simstore: %s from %s: no answer: %w: %w", op, l.from, kv.ErrIndeterminate, err)
+	}
+	return r.v, r.err
+}
+
+func (l *storeLink) Get(ctx context.Context, key []byte, rev int64) (kv.KeyValue, bool, error) {
+	key = bytes.Clone(key)
+	type got struct {
+		kv    kv.KeyValue
+		found bool
+	}
+	r, err := roundTrip(l, ctx, "get", 0, func() (got, error) {
+		v, found, err := l.inner.Get(context.Background(), key, rev)
+		return got{v, found}, err
+	})
+	return r.kv, r.found, err
+}
+
+func (l *storeLink) Range(ctx context.Context, r kv.RangeRequest) (kv.RangeResult, error) {
+	r.Begin, r.End = bytes.Clone(r.Begin), bytes.Clone(r.End)
+	return roundTrip(l, ctx, "range", 0, func() (kv.RangeResult, error) {
+		return l.inner.Range(context.Background(), r)
+	})
+}
+
+func (l *storeLink) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, error) {
+	t = cloneTxn(t)
+	var (
+		inc     int64
+		senders map[string]actKey
+	)
+	if l.incarnation != nil && l.oracle != nil {
+		// The incarnation under which the server sends the commit: the
+		// engine checked it is live just before (no blocking in between);
+		// and the activations sending it.
+		inc = l.incarnation()
+		senders = l.oracle.senders(l.from, inc, t)
+	}
+	return roundTrip(l, ctx, "commit", tokenOf(ctx), func() (kv.CommitResult, error) {
+		var applied func()
+		if l.incarnation != nil && l.oracle != nil {
+			applied = l.oracle.beforeCommit(l.from, inc, senders, t)
+		}
+		res, err := l.inner.Commit(context.Background(), t)
+		if err == nil && res.Succeeded && applied != nil {
+			applied()
+		}
+		return res, err
+	})
+}
+
+func (l *storeLink) Grant(ctx context.Context, ttl time.Duration) (kv.LeaseID, error) {
+	return roundTrip(l, ctx, "grant", 0, func() (kv.LeaseID, error) {
+		return l.inner.Grant(context.Background(), ttl)
+	})
+}
+
+func (l *storeLink) KeepAlive(ctx context.Context, id kv.LeaseID) (time.Duration, error) {
+	return roundTrip(l, ctx, "keep-alive", 0, func() (time.Duration, error) {
+		return l.inner.KeepAlive(context.Background(), id)
+	})
+}
+
+func (l *storeLink) Revoke(ctx context.Context, id kv.LeaseID) error {
+	_, err := roundTrip(l, ctx, "revoke", 0, func() (struct{}, error) {
+		return struct{}{}, l.inner.Revoke(context.Background(), id)
+	})
+	return err
+}
+
+func (l *storeLink) Limits() kv.Limits { return l.inner.Limits() }
+
+// Close does not close the shared store.
+func (l *storeLink) Close() error { return nil }
+
+func cloneTxn(t kv.Txn) kv.Txn {
+	out := kv.Txn{Compares: make([]kv.Compare, len(t.Compares)), Ops: make([]kv.Op, len(t.Ops))}
+	for i, c := range t.Compares {
+		c.Key, c.End, c.Value = bytes.Clone(c.Key), bytes.Clone(c.End), bytes.Clone(c.Value)
+		out.Compares[i] = c
+	}
+	for i, o := range t.Ops {
+		o.Key, o.End, o.Value = bytes.Clone(o.Key), bytes.Clone(o.End), bytes.Clone(o.Value)
+		out.Ops[i] = o
+	}
+	return out
+}
