@@ -191,7 +191,7 @@ func registerModel() porcupine.Model {
 			}
 			return false, s
 		},
-		Equal: func(a, b any) bool { return slices.Equal(a.([]string), b.([]string)) },
+		Equal:             func(a, b any) bool { return slices.Equal(a.([]string), b.([]string)) },
 		DescribeOperation: describe,
 		DescribeState: func(state any) string {
 			s := state.([]string)
