@@ -85,6 +85,12 @@ func connect(ctx context.Context, cc clientv3.Config, opts Options, startup time
 	}
 	cc.DialOptions = append(cc.DialOptions, clientDialOptions()...)
 	cc.Logger = opts.Logger
+	// The client retries failed reads by itself until the request's
+	// deadline; a few quick retries ride out a cut connection, while a
+	// cluster without quorum fails reads at once and the caller decides.
+	if cc.MaxUnaryRetries == 0 {
+		cc.MaxUnaryRetries = 3
+	}
 	cc.Context = context.WithoutCancel(ctx)
 	if cc.DialTimeout <= 0 {
 		cc.DialTimeout = startup
