@@ -2,10 +2,12 @@ package nola
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"strings"
 
 	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/registry/kv"
 )
 
 // kvTxn is the implicit transaction of one invocation: reads see its own
@@ -151,6 +153,18 @@ func (t *kvTxn) flush(c *Context) error {
 		return c.broken
 	}
 	if err := a.srv.reg.CommitKV(c.ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes); err != nil {
+		if commitOutcomeUnknown(err) {
+			// The commit may still reach the store and be applied later
+			// (a slow link, a stalled connection), and its fence compares
+			// the incarnation only: under this incarnation, a newer
+			// activation of the actor would commit, then see its
+			// acknowledged writes replaced by this late one. End the
+			// incarnation: a new one registers only once this one's
+			// server record is gone, after which the late commit's fence
+			// fails. (Found by the simulator; see
+			// sim.TestLateCommitOfDroppedActivationIsNotApplied.)
+			a.srv.fenceIncarnation(a.inc, "KV commit outcome unknown")
+		}
 		c.broken = &commitError{err: wrapErr(err, false, "commit KV of %s", a.ref.ID)}
 		return c.broken
 	}
@@ -161,6 +175,16 @@ func (t *kvTxn) flush(c *Context) error {
 		a.remember(w.Key, w.Value, !w.Delete)
 	}
 	return nil
+}
+
+// commitOutcomeUnknown reports whether a failed commit may nevertheless
+// have been (or yet be) applied: anything but a definite refusal.
+func commitOutcomeUnknown(err error) bool {
+	if errors.Is(err, kv.ErrIndeterminate) {
+		return true
+	}
+	return !errors.Is(err, registry.ErrFenced) && !errors.Is(err, kv.ErrUnavailable) &&
+		!errors.Is(err, kv.ErrTooLarge) && !errors.Is(err, kv.ErrInvalid)
 }
 
 // commitError marks a failed commit: the activation's memory may now

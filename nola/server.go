@@ -313,6 +313,14 @@ func (s *Server) fence(l *leaseState, reason string) {
 	}
 }
 
+// fenceIncarnation ends incarnation inc now, if it is still the current
+// one (see the caller in kvTxn.flush).
+func (s *Server) fenceIncarnation(inc *registry.Incarnation, reason string) {
+	if l := s.lease.Load(); l != nil && l.inc == inc {
+		s.fence(l, reason)
+	}
+}
+
 // live returns the lease if inc is the current incarnation and its deadline
 // has not passed.
 func (s *Server) live(inc *registry.Incarnation) bool {
