@@ -26,5 +26,6 @@ func backends() []backend {
 			t.Cleanup(func() { _ = s.Close() })
 			return s
 		}},
+		{name: "etcd", open: openEtcd},
 	}
 }
