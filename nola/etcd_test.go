@@ -1,0 +1,124 @@
+package nola_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/etcdkv"
+	"github.com/nolaproject/nola/rt"
+)
+
+// etcdCluster starts n servers on the production runtime over a fresh
+// embedded etcd member (fsync on), with a short lease.
+func etcdCluster(t *testing.T, n int, leaseTTL time.Duration) *nola.Cluster {
+	t.Helper()
+	store, err := etcdkv.StartEmbedded(context.Background(), etcdkv.EmbeddedConfig{
+		MemberConfig: etcdkv.MemberConfig{Dir: t.TempDir()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rt.NewReal()
+	c, err := nola.NewCluster(context.Background(), nola.ClusterConfig{
+		Servers:       n,
+		Store:         store,
+		Runtime:       func(int) rt.Runtime { return r },
+		ClientRuntime: r,
+		Types:         actors.Types(),
+		Configure: func(_ int, cfg *nola.ServerConfig) {
+			cfg.LeaseTTL = leaseTTL
+		},
+	})
+	if err != nil {
+		_ = store.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := store.Close(); err != nil {
+			t.Errorf("close etcd: %v", err)
+		}
+		r.Wait()
+	})
+	return c
+}
+
+// A crashed server's lease expires in etcd, and its actors answer again
+// from another server: the in-memory counter from a fresh activation (a
+// reset to 0), the KV counters with every increment they acknowledged.
+func TestEtcdLeaseExpiryMovesActors(t *testing.T) {
+	c := etcdCluster(t, 3, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := c.Client()
+	for want := range 3 {
+		got, err := cl.Invoke(ctx, "etcd", "c", "counter", "inc", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != strconv.Itoa(want) {
+			t.Fatalf("counter answered %s, want %d", got, want)
+		}
+	}
+	victim := c.Host("etcd", "c")
+	if victim < 0 {
+		t.Fatal("the counter has no host")
+	}
+	// KV counters, until two of them live on the victim too.
+	kvActors, moved := 0, 0
+	for ; moved < 2; kvActors++ {
+		if kvActors == 30 {
+			t.Fatalf("placement put only %d of 30 actors on server %d", moved, victim)
+		}
+		id := fmt.Sprintf("k%d", kvActors)
+		for range 2 {
+			if _, err := cl.Invoke(ctx, "etcd", id, "kvcounter", "inc", nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c.Host("etcd", id) == victim {
+			moved++
+		}
+	}
+	c.Crash(victim)
+	start := time.Now()
+	var got []byte
+	for {
+		var err error
+		got, err = cl.Invoke(ctx, "etcd", "c", "counter", "inc", nil)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the counter never answered after its server crashed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("the counter answered again %v after its server crashed (lease TTL 2s)", time.Since(start).Round(time.Millisecond))
+	if host := c.Host("etcd", "c"); host < 0 || host == victim {
+		t.Fatalf("the counter answers from server %d; its old server was %d", host, victim)
+	}
+	if string(got) != "0" {
+		t.Fatalf("the reactivated counter answered %s, want 0 (a fresh activation)", got)
+	}
+	for i := range kvActors {
+		id := fmt.Sprintf("k%d", i)
+		got, err := cl.Invoke(ctx, "etcd", id, "kvcounter", "inc", nil)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if string(got) != "3" {
+			t.Fatalf("%s answered %s after the crash, want 3: its KV must survive", id, got)
+		}
+	}
+	t.Logf("%d of %d KV actors moved with the crashed server", moved, kvActors)
+}
