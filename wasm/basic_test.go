@@ -20,7 +20,7 @@ import (
 // fetch-and-add from 0, "get" reads; each actor has its own instance.
 func TestCounterGuests(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	e.putGuests(true)
+	e.putGuests("counter")
 	for _, typ := range []string{"counter-c", "counter-go", "counter"} {
 		for i := range 5 {
 			e.want("a-"+typ, typ, "inc", nil, strconv.Itoa(i))
@@ -36,7 +36,7 @@ func TestCounterGuests(t *testing.T) {
 // the loss of its activations.
 func TestKVCounterGuestsSurviveReactivation(t *testing.T) {
 	e := newEnv(t, envOpts{servers: 2})
-	e.putGuests(true)
+	e.putGuests("kvcounter")
 	for _, typ := range []string{"kvcounter-c", "kvcounter-go"} {
 		id := "k-" + typ
 		e.want(id, typ, "inc", nil, "1")
@@ -62,7 +62,7 @@ func TestKVCounterGuestsSurviveReactivation(t *testing.T) {
 // an error or traps.
 func TestGuestErrorsDiscardKVWrites(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	e.putGuests(true)
+	e.putGuests("echo")
 	for _, typ := range []string{"echo-c", "echo-go"} {
 		id := "e-" + typ
 		e.want(id, typ, "put", []byte("kept"), "")
@@ -91,7 +91,7 @@ func TestGuestErrorsDiscardKVWrites(t *testing.T) {
 // Unknown operations and unknown modules are typed errors.
 func TestUnknownOperationAndModule(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	e.putGuests(true)
+	e.putGuests("counter")
 	for _, typ := range []string{"counter-c", "counter-go"} {
 		_, err := e.invoke("u-"+typ, typ, "nope", nil)
 		ne := wantCode(t, err, nola.CodeActorError)
@@ -120,7 +120,7 @@ func TestGoTypeWinsOverModule(t *testing.T) {
 // Go and WASM actors call each other in every direction.
 func TestGoAndWASMCallEachOther(t *testing.T) {
 	e := newEnv(t, envOpts{servers: 2})
-	e.putGuests(true)
+	e.putGuests("counter", "caller")
 	// Go → WASM (C and Go guests).
 	e.want("g1", "caller", "call", []byte("counter-c/w1/inc"), "0")
 	e.want("g1", "caller", "call", []byte("counter-c/w1/inc"), "1")
@@ -151,7 +151,7 @@ func TestGoAndWASMCallEachOther(t *testing.T) {
 func TestGoGuestHostCalls(t *testing.T) {
 	logs := &captureHandler{}
 	e := newEnv(t, envOpts{host: func(c *wasm.Config) { c.Logger = logs.logger() }})
-	e.putGuests(true)
+	e.putGuests("echo")
 	e.want("h", "echo-go", "self", nil, ns+"/h/echo-go")
 	before := time.Now().UnixNano()
 	now, err := strconv.ParseInt(e.must("h", "echo-go", "now", nil), 10, 64)
@@ -179,7 +179,7 @@ func TestGoGuestHostCalls(t *testing.T) {
 // a fresh one.
 func TestIdleEvictionClosesInstances(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	e.putGuests(false)
+	e.putGuests()
 	for i := range 3 {
 		e.want("i"+strconv.Itoa(i), "counter-c", "inc", nil, "0")
 	}

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tetratelabs/wazero"
-
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/memkv"
@@ -20,9 +18,9 @@ import (
 
 const ns = "wasm"
 
-// cache shares compiled machine code between the tests' hosts: compiling
-// a Go guest takes ~0.5 s.
-var cache = sync.OnceValue(func() wazero.CompilationCache { return wazero.NewCompilationCache() })
+// cache shares compiled machine code between the tests' hosts (and, on
+// disk, between test runs): compiling a Go guest takes ~0.8 s.
+var cache = sync.OnceValue(wasmtest.CompilationCache)
 
 // env is an in-process cluster on the production runtime with a WASM host
 // per server.
@@ -126,17 +124,16 @@ func (e *env) put(id string, bin []byte, opts modules.Options) {
 	}
 }
 
-// putGuests uploads the C guests as "<name>-c" and, if goToo, the Go guests
-// as "<name>-go".
-func (e *env) putGuests(goToo bool) {
+// putGuests uploads the C guests as "<name>-c" and the named Go guests as
+// "<name>-go" (validating a Go guest takes a while: tests upload those
+// they use).
+func (e *env) putGuests(goGuests ...string) {
 	e.t.Helper()
 	for _, n := range wasmtest.CGuests {
 		e.put(n+"-c", wasmtest.C(e.t, n), modules.Options{})
 	}
-	if goToo {
-		for _, n := range wasmtest.GoGuests {
-			e.put(n+"-go", wasmtest.Go(e.t, n), modules.Options{})
-		}
+	for _, n := range goGuests {
+		e.put(n+"-go", wasmtest.Go(e.t, n), modules.Options{})
 	}
 }
 

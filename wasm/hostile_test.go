@@ -36,7 +36,7 @@ func TestHostileGuests(t *testing.T) {
 		c.MaxFuel = 1 << 26
 		c.Logger = logs.logger()
 	}})
-	e.putGuests(false)
+	e.putGuests()
 	e.put("hostile-small", wasmtest.C(t, "hostile"), modules.Options{MaxMemoryPages: 8})
 	h := e.hosts[0]
 	bystander := 0
@@ -139,7 +139,7 @@ func TestDeadlineInterruptsGuest(t *testing.T) {
 				c.MaxFuel = 1 << 62
 				c.ContextInterrupt = interrupt
 			}})
-			e.putGuests(false)
+			e.putGuests()
 			e.want("s", "hostile-c", "inc", nil, "0")
 			_, err := e.invoke("s", "hostile-c", "spin", nil)
 			wantTrap(t, err, wasm.TrapDeadline, "")
@@ -156,7 +156,7 @@ func TestCallerDeadlineInterruptsGuest(t *testing.T) {
 		c.InvokeTimeout = time.Hour
 		c.MaxFuel = 1 << 62
 	}})
-	e.putGuests(false)
+	e.putGuests()
 	e.want("s", "hostile-c", "inc", nil, "0")
 	ctx, cancel := context.WithTimeout(e.ctx, 200*time.Millisecond)
 	defer cancel()
@@ -179,7 +179,7 @@ func TestSpinningGuestDoesNotBlockOthers(t *testing.T) {
 		c.MaxFuel = 1 << 62
 		c.ContextInterrupt = true
 	}})
-	e.putGuests(false)
+	e.putGuests()
 	e.want("s", "hostile-c", "inc", nil, "0")
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()

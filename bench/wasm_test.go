@@ -1,0 +1,228 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/registry/modules"
+	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/wasmtest"
+)
+
+// wasmCluster starts n in-process servers on memkv with the production
+// runtime, each with a WASM host, and uploads the example guests as
+// "<name>-c" and "<name>-go" in namespace "bench".
+func wasmCluster(b *testing.B, n int, goGuests bool, host func(*wasm.Config)) *nola.Cluster {
+	b.Helper()
+	ctx := context.Background()
+	r := rt.NewReal()
+	store := memkv.New(r, memkv.Options{})
+	mods := modules.New(store, modules.Config{})
+	for _, g := range wasmtest.CGuests {
+		if _, err := mods.Put(ctx, "bench", g+"-c", wasmtest.C(b, g), modules.Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if goGuests {
+		for _, g := range wasmtest.GoGuests {
+			if _, err := mods.Put(ctx, "bench", g+"-go", wasmtest.Go(b, g), modules.Options{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	cache := wazero.NewCompilationCache()
+	hosts := make([]*wasm.Host, n)
+	c, err := nola.NewCluster(ctx, nola.ClusterConfig{
+		Servers: n, Store: store, Types: actors.Types(),
+		Runtime:       func(int) rt.Runtime { return r },
+		ClientRuntime: r,
+		Configure: func(i int, cfg *nola.ServerConfig) {
+			hc := wasm.Config{Runtime: r, Modules: mods, CompilationCache: cache}
+			if host != nil {
+				host(&hc)
+			}
+			h, err := wasm.New(ctx, hc)
+			if err != nil {
+				b.Fatal(err)
+			}
+			hosts[i] = h
+			cfg.Resolver = h
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i, h := range hosts {
+		h.Attach(c.Server(i))
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		_ = c.Shutdown(ctx)
+		for _, h := range hosts {
+			_ = h.Close(ctx)
+		}
+		_ = cache.Close(ctx)
+		_ = store.Close()
+	})
+	return c
+}
+
+// BenchmarkInvokeWASM: a warm WASM counter actor, one caller; the C and Go
+// guests, and the C guest with wazero's per-call context interruption for
+// comparison (fuel checkpoints enforce deadlines without it).
+func BenchmarkInvokeWASM(b *testing.B) {
+	for _, c := range []struct {
+		name, typ string
+		interrupt bool
+	}{
+		{"C", "counter-c", false},
+		{"Go", "counter-go", false},
+		{"C-ContextInterrupt", "counter-c", true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			cl := wasmCluster(b, 1, c.typ == "counter-go", func(h *wasm.Config) { h.ContextInterrupt = c.interrupt }).Client()
+			ctx := context.Background()
+			if _, err := cl.Invoke(ctx, "bench", "warm", c.typ, "inc", nil); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := cl.Invoke(ctx, "bench", "warm", c.typ, "inc", nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			opsPerSec(b)
+		})
+	}
+}
+
+// BenchmarkCreateThenInvokeWASM: a new WASM actor every iteration on a
+// 3-server cluster — placement, the ownership commit, confirmation,
+// instantiation and the first call.
+func BenchmarkCreateThenInvokeWASM(b *testing.B) {
+	for _, c := range []struct{ name, typ string }{{"C", "counter-c"}, {"Go", "counter-go"}} {
+		b.Run(c.name, func(b *testing.B) {
+			cl := wasmCluster(b, 3, c.typ == "counter-go", nil).Client()
+			ctx := context.Background()
+			// Compile the module on every server before timing.
+			for i := range 30 {
+				if _, err := cl.Invoke(ctx, "bench", "warmup"+strconv.Itoa(i), c.typ, "inc", nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				i++
+				if _, err := cl.Invoke(ctx, "bench", "new"+strconv.Itoa(i), c.typ, "inc", nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			opsPerSec(b)
+		})
+	}
+}
+
+// BenchmarkActorToActorWASM: a warm WASM caller calls a warm WASM counter
+// (C→C, Go→Go), and across kinds (C guest → Go actor, Go actor → C guest);
+// the figure is the whole client→caller→counter round trip.
+func BenchmarkActorToActorWASM(b *testing.B) {
+	for _, c := range []struct{ name, caller, target string }{
+		{"C-C", "caller-c", "counter-c/callee/inc"},
+		{"Go-Go", "caller-go", "counter-go/callee/inc"},
+		{"C-GoActor", "caller-c", "counter/callee/inc"},
+		{"GoActor-C", "caller", "counter-c/callee/inc"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			goGuests := strings.HasSuffix(c.caller, "-go") || strings.HasPrefix(c.target, "counter-go")
+			cl := wasmCluster(b, 1, goGuests, nil).Client()
+			ctx := context.Background()
+			payload := []byte(c.target)
+			if _, err := cl.Invoke(ctx, "bench", "caller", c.caller, "call", payload); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := cl.Invoke(ctx, "bench", "caller", c.caller, "call", payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+			opsPerSec(b)
+		})
+	}
+}
+
+// BenchmarkWASMIdleActorMemory activates a fixed number of counter actors
+// (C: 4000, Go: 150) on one server and reports what each idle activation
+// holds: Go heap (after GC) and resident memory, per actor, and how many
+// such actors fit in 4 GiB. The time per op is meaningless here.
+func BenchmarkWASMIdleActorMemory(b *testing.B) {
+	for _, c := range []struct {
+		name, typ string
+		n         int
+	}{{"C", "counter-c", 4000}, {"Go", "counter-go", 150}} {
+		var heap, rss float64
+		b.Run(c.name, func(b *testing.B) {
+			if heap == 0 {
+				heap, rss = idleActorMemory(b, c.typ, c.n)
+			}
+			for b.Loop() {
+			}
+			b.ReportMetric(heap, "heapB/actor")
+			b.ReportMetric(rss, "rssB/actor")
+			b.ReportMetric(float64(4<<30)/max(heap, rss), "actors/4GiB")
+		})
+	}
+}
+
+func idleActorMemory(b *testing.B, typ string, n int) (heap, rss float64) {
+	cl := wasmCluster(b, 1, typ == "counter-go", nil).Client()
+	ctx := context.Background()
+	// Warm: compile, and grow the engine's tables a first time.
+	for i := range 100 {
+		if _, err := cl.Invoke(ctx, "bench", fmt.Sprintf("warm%d", i), typ, "inc", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	h0, r0 := memNow()
+	for i := range n {
+		if _, err := cl.Invoke(ctx, "bench", fmt.Sprintf("idle%d", i), typ, "inc", nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	h1, r1 := memNow()
+	return float64(h1-h0) / float64(n), float64(r1-r0) / float64(n)
+}
+
+// memNow returns the live Go heap after a full GC and the process's
+// resident set size.
+func memNow() (heap, rss int64) {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	heap = int64(ms.HeapAlloc)
+	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 1 {
+			pages, _ := strconv.ParseInt(f[1], 10, 64)
+			rss = pages * int64(os.Getpagesize())
+		}
+	}
+	return heap, rss
+}
