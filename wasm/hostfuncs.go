@@ -92,7 +92,7 @@ func guestRequest(ctx context.Context, m api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	opPtr, payloadPtr := uint32(stack[0]), uint32(stack[1])
 	if opPtr == instrument.RefillPtr && payloadPtr == instrument.RefillPtr {
-		in.refill()
+		in.refill(m)
 		return
 	}
 	if len(in.op) > 0 && !m.Memory().WriteString(opPtr, in.op) {

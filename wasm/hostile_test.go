@@ -212,3 +212,47 @@ func TestSpinningGuestDoesNotBlockOthers(t *testing.T) {
 	}
 	e.want("s", "hostile-c", "inc", nil, "0")
 }
+
+// section encodes one WASM section.
+func section(id byte, body ...byte) []byte {
+	return append([]byte{id, byte(len(body))}, body...)
+}
+
+// spinningStart is a minimal waPC module whose start function loops
+// forever: the guest misbehaves before any invocation.
+func spinningStart() []byte {
+	b := []byte("\x00asm\x01\x00\x00\x00")
+	b = append(b, section(1, 3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0)...)
+	imp := []byte{1, 4}
+	imp = append(imp, "wapc"...)
+	imp = append(imp, 15)
+	imp = append(imp, "__guest_request"...)
+	b = append(b, section(2, append(imp, 0, 0)...)...)
+	b = append(b, section(3, 2, 1, 2)...)
+	b = append(b, section(5, 1, 0, 1)...)
+	exp := []byte{2, 6}
+	exp = append(exp, "memory"...)
+	exp = append(exp, 2, 0, 12)
+	exp = append(exp, "__guest_call"...)
+	b = append(b, section(7, append(exp, 0, 1)...)...)
+	b = append(b, section(8, 2)...)
+	return append(b, section(10, 2, 4, 0, 0x41, 1, 0x0b, 7, 0, 0x03, 0x40, 0x0c, 0, 0x0b, 0x0b)...)
+}
+
+// A guest that spins in its start function is stopped there; the
+// activation fails with the trap and the server goes on.
+func TestSpinningStartFunction(t *testing.T) {
+	e := newEnv(t, envOpts{host: func(c *wasm.Config) { c.MaxFuel = 1 << 24 }})
+	e.putGuests()
+	e.put("spinstart", spinningStart(), modules.Options{})
+	_, err := e.invoke("x", "spinstart", "go", nil)
+	wantTrap(t, err, wasm.TrapFuel, "checkpoints")
+	var te *wasm.TrapError
+	if errors.As(err, &te); te.Op != "instantiate" {
+		t.Fatalf("trap during %q, want instantiate", te.Op)
+	}
+	e.want("b", "counter-c", "inc", nil, "0")
+	if s := e.hosts[0].Stats(); s.Instances != 1 {
+		t.Fatalf("%d live instances, want only the bystander's", s.Instances)
+	}
+}

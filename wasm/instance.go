@@ -12,6 +12,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/wasm/instrument"
 )
 
 // Instance states.
@@ -260,7 +261,15 @@ func (in *instance) fail(kind TrapKind, format string, args ...any) {
 
 // refill is called when the guest's fuel runs out: it checks the budget
 // and the deadline, then gives another chunk.
-func (in *instance) refill() {
+func (in *instance) refill(m api.Module) {
+	if in.fuel == nil {
+		// A start function, running inside InstantiateModule.
+		g, ok := m.ExportedGlobal(instrument.FuelExport).(api.MutableGlobal)
+		if !ok {
+			in.fail(TrapABI, "the module lacks its fuel global")
+		}
+		in.fuel = g
+	}
 	in.refills++
 	h := in.h
 	if in.refills*fuelChunk >= h.cfg.MaxFuel {
