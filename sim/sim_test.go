@@ -1,0 +1,326 @@
+package sim
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// seedCount is how many seeds TestSeeds runs: NOLA_SIM_SEEDS, or 400
+// (fewer under -short and the race detector).
+func seedCount(t *testing.T) int {
+	if s := os.Getenv("NOLA_SIM_SEEDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			t.Fatalf("NOLA_SIM_SEEDS=%q: want a positive number", s)
+		}
+		return n
+	}
+	switch {
+	case raceEnabled:
+		return 40
+	case testing.Short():
+		return 100
+	}
+	return 400
+}
+
+// TestSeeds runs hundreds of generated simulations — random clusters,
+// workloads and fault schedules of the real engine — and checks every
+// history with porcupine and every event with the oracle. Any violation
+// fails the test with the seed's report, a one-line replay command and
+// the HTML history.
+func TestSeeds(t *testing.T) {
+	n := seedCount(t)
+	dir := DefaultHTMLDir()
+	var agg Aggregate
+	var oracle OracleStats
+	start := time.Now()
+	Sweep(1, n, 0, Options{}, func(r *Result) bool {
+		agg.Add(r)
+		o := r.Stats.Oracle
+		oracle.Activations += o.Activations
+		oracle.Executions += o.Executions
+		oracle.Withheld += o.Withheld
+		oracle.TimerExecutions += o.TimerExecutions
+		oracle.StoreCommits += o.StoreCommits
+		if r.Failed() {
+			files, err := r.WriteHTML(dir)
+			t.Errorf("%s\nreplay: %s\nHTML: %v %v", r.Report(), r.Repro(dir), files, err)
+		}
+		if r.Stats.Ops < 200 || r.Stats.Faults < 5 {
+			t.Errorf("seed %d: %d operations and %d faults, want at least 200 and 5", r.Config.Seed, r.Stats.Ops, r.Stats.Faults)
+		}
+		return false
+	})
+	t.Log(agg.Figures(time.Since(start)))
+	t.Logf("oracle: %d activations, %d executions (%d withheld by the output gate, %d timer-driven), %d KV commits applied; %d fences",
+		oracle.Activations, oracle.Executions, oracle.Withheld, oracle.TimerExecutions, oracle.StoreCommits, agg.Fences)
+	if agg.Runs != n {
+		t.Fatalf("%d runs, want %d", agg.Runs, n)
+	}
+	// The runs exercised what the checkers watch: a sweep where nothing
+	// moved, nothing timed out or nothing was fenced would prove little.
+	switch {
+	case agg.Fences == 0:
+		t.Error("no server ever fenced itself")
+	case agg.Indeterminate == 0:
+		t.Error("no operation had an unknown outcome")
+	case oracle.Withheld == 0:
+		t.Error("the output gate never withheld a result")
+	case oracle.TimerExecutions == 0:
+		t.Error("no timer ever fired")
+	case oracle.StoreCommits == 0:
+		t.Error("no KV commit was applied")
+	case agg.CheckedObjects == 0:
+		t.Error("porcupine checked nothing")
+	case oracle.Activations <= int64(agg.Runs)*2:
+		t.Errorf("only %d activations in %d runs: actors barely moved", oracle.Activations, agg.Runs)
+	}
+}
+
+// TestDeterminism re-runs 20 seeds and compares the full trace hash (every
+// scheduling decision, every traced event) and the histories.
+func TestDeterminism(t *testing.T) {
+	hashes := map[uint64]uint64{}
+	for seed := uint64(1); seed <= 20; seed++ {
+		cfg := Generate(seed, Options{})
+		a, b := Run(cfg), Run(cfg)
+		if a.Err != nil {
+			t.Fatalf("seed %d: %v", seed, a.Err)
+		}
+		if a.Hash != b.Hash || a.Steps != b.Steps || a.Virtual != b.Virtual {
+			t.Errorf("seed %d replayed differently: hash %x/%x, %d/%d steps, %v/%v virtual", seed, a.Hash, b.Hash, a.Steps, b.Steps, a.Virtual, b.Virtual)
+		}
+		if !slices.Equal(a.History, b.History) {
+			t.Errorf("seed %d: the histories differ", seed)
+		}
+		if other, dup := hashes[a.Hash]; dup {
+			t.Errorf("seeds %d and %d have the same trace hash %x", other, seed, a.Hash)
+		}
+		hashes[a.Hash] = seed
+	}
+}
+
+// maxMutationSeeds bounds the search for each mutation (the bound).
+const maxMutationSeeds = 200
+
+// TestMutationsAreCaught proves the checkers are not vacuous: each switch
+// that breaks one rule of the protocol (and clocks drifting beyond ρ) must
+// be caught — by porcupine or the oracle — within 200 seeds. It reports
+// how many seeds each took, and checks that the failing seed's replay
+// command and HTML history work.
+func TestMutationsAreCaught(t *testing.T) {
+	for _, name := range MutationNames {
+		t.Run(name, func(t *testing.T) {
+			opts, err := ParseOptions(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var first *Result
+			Sweep(1, maxMutationSeeds, 0, opts, func(r *Result) bool {
+				if r.Failed() && (first == nil || r.Config.Seed < first.Config.Seed) {
+					first = r
+				}
+				return first != nil
+			})
+			if first == nil {
+				t.Fatalf("mutation %s was not caught in %d seeds", name, maxMutationSeeds)
+			}
+			if first.Err != nil {
+				t.Fatalf("seed %d broke instead of reporting a violation: %v", first.Config.Seed, first.Err)
+			}
+			t.Logf("%s caught at seed %d (%d seeds needed) by %s", name, first.Config.Seed, first.Config.Seed, caughtBy(first))
+
+			// The repro line names the seed and the mutation, and the seed
+			// replays exactly.
+			dir := t.TempDir()
+			repro := first.Repro(dir)
+			if !strings.Contains(repro, fmt.Sprintf("-seed %d ", first.Config.Seed)) || !strings.Contains(repro, "-mutations "+name) {
+				t.Errorf("repro line %q lacks the seed or the mutation", repro)
+			}
+			again := Run(Generate(first.Config.Seed, opts))
+			if again.Hash != first.Hash || !again.Failed() {
+				t.Errorf("seed %d did not replay: hash %x vs %x, failed=%v", first.Config.Seed, again.Hash, first.Hash, again.Failed())
+			}
+			files, err := first.WriteHTML(dir)
+			if err != nil || len(files) == 0 {
+				t.Fatalf("HTML history: %v, %v", files, err)
+			}
+			b, err := os.ReadFile(files[0])
+			if err != nil || !strings.Contains(string(b), "<html") {
+				t.Errorf("HTML history %s unreadable (%v)", files[0], err)
+			}
+		})
+	}
+}
+
+func caughtBy(r *Result) string {
+	rules := map[string]int{}
+	for _, v := range r.Violations {
+		rules["oracle "+v.Rule]++
+	}
+	if r.Lin.Illegal > 0 {
+		rules["porcupine"] = r.Lin.Illegal
+	}
+	var parts []string
+	for _, k := range sortedKeys(rules) {
+		parts = append(parts, fmt.Sprintf("%s×%d", k, rules[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// drawConfig draws a small cluster and a fault schedule with rapid, so
+// that a failing schedule shrinks to a minimal one.
+func drawConfig(t *rapid.T, opts Options) Config {
+	ttl := rapid.SampledFrom([]time.Duration{time.Second, 2 * time.Second}).Draw(t, "ttl")
+	c := Config{
+		Seed:           rapid.Uint64().Draw(t, "seed"),
+		Servers:        rapid.IntRange(2, 4).Draw(t, "servers"),
+		Clients:        rapid.IntRange(1, 4).Draw(t, "clients"),
+		Callers:        rapid.IntRange(0, 1).Draw(t, "callers"),
+		Tickers:        rapid.IntRange(0, 1).Draw(t, "tickers"),
+		Ops:            200,
+		Horizon:        8 * ttl,
+		OpTimeout:      time.Second,
+		LeaseTTL:       ttl,
+		IdleTimeout:    2 * ttl,
+		Rho:            0.01,
+		StoreTimeout:   time.Second,
+		HandlerTimeout: 3 * time.Second,
+		Mutations:      opts.Mutations,
+		BeyondRho:      opts.BeyondRho,
+		Net: NetParams{
+			MinLatency: 100 * time.Microsecond,
+			MaxLatency: 2 * time.Millisecond,
+			SpikeProb:  rapid.SampledFrom([]float64{0, 0.003}).Draw(t, "spikes"),
+			SpikeMax:   ttl,
+			Loss:       rapid.SampledFrom([]float64{0, 0.003}).Draw(t, "loss"),
+		},
+	}
+	types := rapid.SliceOfN(rapid.SampledFrom([]string{TypeCounter, TypeKVCounter, TypeRegister}), 1, 6).Draw(t, "actors")
+	for i, typ := range types {
+		c.Actors = append(c.Actors, ActorSpec{ID: fmt.Sprintf("a%d", i), Type: typ})
+	}
+	for range c.Servers {
+		c.Rates = append(c.Rates, 1)
+	}
+	rate := rapid.Float64Range(1-c.Rho, 1+3*c.Rho)
+	if opts.BeyondRho {
+		rate = rapid.Float64Range(0.3, 0.8)
+	}
+	// rapid favours small draws (and shrinks towards them), so every
+	// field is laid out for its smallest value to still be a real fault:
+	// after the warm-up, longer than a lease, the most dangerous kinds
+	// and links first.
+	kinds := []FaultKind{FaultPause, FaultPartition, FaultCrash, FaultStoreDown, FaultSlowLinks, FaultDrift}
+	links := []LinkKind{LinkServerStore, LinkClientServer, LinkServerServer}
+	fault := rapid.Custom(func(t *rapid.T) Fault {
+		return Fault{
+			Kind:   rapid.SampledFrom(kinds).Draw(t, "kind"),
+			At:     ttl + time.Duration(rapid.Int64Range(0, int64(c.Horizon-2*ttl)).Draw(t, "at")),
+			Dur:    ttl*3/2 + time.Duration(rapid.Int64Range(0, int64(2*ttl)).Draw(t, "dur")),
+			Server: rapid.IntRange(0, c.Servers-1).Draw(t, "server"),
+			Link:   rapid.SampledFrom(links).Draw(t, "link"),
+			Peer:   rapid.IntRange(-1, c.Servers-1).Draw(t, "peer"),
+			Buffer: rapid.Bool().Draw(t, "buffer"),
+			Rate:   rate.Draw(t, "rate"),
+			Extra:  ttl/2 + time.Duration(rapid.Int64Range(0, int64(2*ttl)).Draw(t, "extra")),
+		}
+	})
+	c.Faults = rapid.SliceOfN(fault, 1, 10).Draw(t, "faults")
+	sortFaults(c.Faults)
+	return c
+}
+
+// TestRapidFaultSchedules: no schedule rapid can draw breaks linearizability
+// or the oracle's rules; a failure shrinks to a minimal schedule.
+func TestRapidFaultSchedules(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		cfg := drawConfig(t, Options{})
+		if r := Run(cfg); r.Failed() {
+			t.Fatalf("%s", r.Report())
+		}
+	})
+}
+
+// recordingTB lets a test run rapid.Check on a property that is expected
+// to fail, and inspect the outcome instead of failing.
+type recordingTB struct {
+	name   string
+	failed bool
+	log    []string
+}
+
+func (r *recordingTB) Helper()                   {}
+func (r *recordingTB) Name() string              { return r.name }
+func (r *recordingTB) Logf(f string, a ...any)   { r.log = append(r.log, fmt.Sprintf(f, a...)) }
+func (r *recordingTB) Log(a ...any)              { r.log = append(r.log, fmt.Sprint(a...)) }
+func (r *recordingTB) Skipf(f string, a ...any)  { r.Logf(f, a...) }
+func (r *recordingTB) Skip(a ...any)             { r.Log(a...) }
+func (r *recordingTB) SkipNow()                  {}
+func (r *recordingTB) Errorf(f string, a ...any) { r.failed = true; r.Logf(f, a...) }
+func (r *recordingTB) Error(a ...any)            { r.failed = true; r.Log(a...) }
+func (r *recordingTB) Fatalf(f string, a ...any) { r.failed = true; r.Logf(f, a...) }
+func (r *recordingTB) Fatal(a ...any)            { r.failed = true; r.Log(a...) }
+func (r *recordingTB) FailNow()                  { r.failed = true }
+func (r *recordingTB) Fail()                     { r.failed = true }
+func (r *recordingTB) Failed() bool              { return r.failed }
+
+// setFlag sets a command-line flag for the rest of a test.
+func setFlag(t *testing.T, name, value string) {
+	f := flag.Lookup(name)
+	if f == nil {
+		t.Fatalf("no flag %s", name)
+	}
+	old := f.Value.String()
+	if err := flag.Set(name, value); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = flag.Set(name, old) })
+}
+
+// TestRapidShrinksBrokenProtocol shows that the rapid property bites and
+// shrinks: with the deadline check switched off, rapid finds a failing
+// schedule and reduces it to a couple of faults.
+func TestRapidShrinksBrokenProtocol(t *testing.T) {
+	setFlag(t, "rapid.nofailfile", "true") // the failure is expected: leave no fail file
+	setFlag(t, "rapid.checks", "200")
+	if flag.Lookup("rapid.seed").Value.String() == "0" {
+		setFlag(t, "rapid.seed", "1") // reproducible
+	}
+	opts := Options{}
+	opts.Mutations.SkipDeadlineCheck = true
+	var (
+		last  *Config
+		found int
+	)
+	rec := &recordingTB{name: t.Name()}
+	rapid.Check(rec, func(rt *rapid.T) {
+		cfg := drawConfig(rt, opts)
+		if r := Run(cfg); r.Failed() {
+			found++
+			last = &cfg
+			rt.Fatalf("seed %d: %s", cfg.Seed, caughtBy(r))
+		}
+	})
+	if !rec.failed || last == nil {
+		t.Fatalf("rapid found no failing schedule with SkipDeadlineCheck:\n%s", strings.Join(rec.log, "\n"))
+	}
+	var faults []string
+	for _, f := range last.Faults {
+		faults = append(faults, f.String())
+	}
+	t.Logf("rapid ran %d failing schedules while shrinking; the minimal one: %d servers, %d clients, %d actors, faults %v",
+		found, last.Servers, last.Clients, len(last.Actors), faults)
+	if len(last.Faults) > 3 {
+		t.Errorf("the shrunk schedule still has %d faults: %v", len(last.Faults), faults)
+	}
+}
