@@ -163,7 +163,7 @@ func TestOracleStaleCommitOfSameIncarnation(t *testing.T) {
 		s.activated(a1)
 		s.start(a1)
 		senders := s.o.senders("s0", inc.Num, txn) // a1 sends a commit…
-		s.end(a1, false)                            // …whose outcome it never learns
+		s.end(a1, false)                           // …whose outcome it never learns
 		s.dropped(a1)
 		s.activated(a2)
 		s.start(a2)
