@@ -25,6 +25,13 @@ bench:
 run:
 	$(GO) run ./examples/cluster
 
+# Many more simulation seeds than go test runs, with progress (see sim/README.md):
+# make sim-long SEEDS=100000 [START=1] [MUTATIONS=SkipStoreFence]
+SEEDS ?= 10000
+START ?= 1
+sim-long:
+	$(GO) run ./sim/cmd/nolasim -seeds $(SEEDS) -start $(START) $(if $(MUTATIONS),-mutations $(MUTATIONS))
+
 # C guests of the WASM host (wasm/guests/c): rebuild the committed .wasm files
 # from source with clang and lld. .ci/run checks that this reproduces them.
 # Go guests need no target: tests build them with the Go toolchain.

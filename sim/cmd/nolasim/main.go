@@ -1,0 +1,125 @@
+// Command nolasim runs nola's deterministic simulations: many seeds with
+// progress (make sim-long), or one seed replayed exactly with its report and
+// HTML history.
+//
+//	go run ./sim/cmd/nolasim -seeds 10000            # sweep seeds 1…10000
+//	go run ./sim/cmd/nolasim -seed 42 -html /tmp/h   # replay one seed
+//	go run ./sim/cmd/nolasim -seed 42 -minimize      # shrink a failing seed
+//	go run ./sim/cmd/nolasim -seeds 200 -mutations SkipStoreFence
+//
+// It exits with status 1 if any run failed.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nolaproject/nola/sim"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "nolasim:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("nolasim", flag.ContinueOnError)
+	var (
+		seed      = fs.Uint64("seed", 0, "replay this one seed (0: sweep)")
+		seeds     = fs.Int("seeds", 1000, "number of seeds to sweep")
+		start     = fs.Uint64("start", 1, "first seed of the sweep")
+		workers   = fs.Int("workers", 0, "parallel runs (0: GOMAXPROCS)")
+		mutations = fs.String("mutations", "", "comma-separated protocol bugs to switch on: "+strings.Join(sim.MutationNames, ", "))
+		htmlDir   = fs.String("html", sim.DefaultHTMLDir(), "directory for HTML histories of failing runs (env "+sim.HTMLDirEnv+")")
+		every     = fs.Duration("progress", 5*time.Second, "progress line interval (wall time)")
+		verbose   = fs.Bool("v", false, "print every run's summary (with -seed: its configuration too)")
+		minimize  = fs.Bool("minimize", false, "with -seed: shrink the failing configuration")
+		maxFail   = fs.Int("max-failures", 10, "stop the sweep after this many failing seeds (0: never)")
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	opts, err := sim.ParseOptions(*mutations)
+	if err != nil {
+		return err
+	}
+	if *seed != 0 {
+		return replay(out, *seed, opts, *htmlDir, *verbose, *minimize)
+	}
+	return sweep(out, *start, *seeds, *workers, opts, *htmlDir, *every, *verbose, *maxFail)
+}
+
+func replay(out io.Writer, seed uint64, opts sim.Options, dir string, verbose, minimize bool) error {
+	cfg := sim.Generate(seed, opts)
+	r := sim.Run(cfg)
+	if verbose || r.Failed() {
+		fmt.Fprint(out, r.Report())
+	} else {
+		fmt.Fprintln(out, r.Summary())
+	}
+	fmt.Fprintf(out, "trace hash %016x\n", r.Hash)
+	if !r.Failed() {
+		return nil
+	}
+	files, err := r.WriteHTML(dir)
+	for _, f := range files {
+		fmt.Fprintln(out, "HTML:", f)
+	}
+	if err != nil {
+		return err
+	}
+	if minimize {
+		small, sr, runs := sim.Minimize(cfg, func(x *sim.Result) bool { return x.Failed() })
+		fmt.Fprintf(out, "\nminimized in %d runs:\n%s", runs, small.Describe())
+		fmt.Fprint(out, sr.Report())
+	}
+	return fmt.Errorf("seed %d failed", seed)
+}
+
+func sweep(out io.Writer, from uint64, n, workers int, opts sim.Options, dir string, every time.Duration, verbose bool, maxFail int) error {
+	var agg sim.Aggregate
+	began := time.Now()
+	last := began
+	if o := opts.String(); o != "" {
+		fmt.Fprintf(out, "mutations: %s\n", o)
+	}
+	var failed []uint64
+	sim.Sweep(from, n, workers, opts, func(r *sim.Result) bool {
+		agg.Add(r)
+		if verbose {
+			fmt.Fprintln(out, r.Summary())
+		}
+		if r.Failed() {
+			failed = append(failed, r.Config.Seed)
+			fmt.Fprintf(out, "\n%s", r.Report())
+			files, err := r.WriteHTML(dir)
+			for _, f := range files {
+				fmt.Fprintln(out, "HTML:", f)
+			}
+			if err != nil {
+				fmt.Fprintln(out, "HTML:", err)
+			}
+			fmt.Fprintf(out, "replay: %s\n\n", r.Repro(dir))
+		}
+		if now := time.Now(); now.Sub(last) >= every {
+			last = now
+			fmt.Fprintf(out, "[%5.0fs] %d/%d seeds, %.1f seeds/s, %.0f ops/s, violations so far: %d seeds (%d oracle, %d illegal objects)\n",
+				now.Sub(began).Seconds(), agg.Runs, n, float64(agg.Runs)/now.Sub(began).Seconds(),
+				float64(agg.Ops)/now.Sub(began).Seconds(), agg.Failed, agg.OracleViolations, agg.IllegalObjects)
+		}
+		return maxFail > 0 && len(failed) >= maxFail
+	})
+	fmt.Fprintln(out, agg.Figures(time.Since(began)))
+	fmt.Fprintf(out, "totals: %d ops (%d indeterminate), %d faults, %d fences, %.0f virtual seconds in %.1f wall seconds\n",
+		agg.Ops, agg.Indeterminate, agg.Faults, agg.Fences, agg.Virtual.Seconds(), time.Since(began).Seconds())
+	if len(failed) > 0 {
+		return fmt.Errorf("%d seeds failed: %v", len(failed), failed)
+	}
+	return nil
+}
