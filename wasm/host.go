@@ -63,6 +63,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/modules"
@@ -111,6 +112,13 @@ type Config struct {
 	// Hosts (wazero.NewCompilationCache): useful when one process runs
 	// many servers, as tests do.
 	CompilationCache wazero.CompilationCache
+	// HeapMemory puts instances' linear memory on the Go heap (wazero's
+	// default) instead of one anonymous mapping per instance (Linux; see
+	// mmapAllocator). The heap is faster to allocate from on some
+	// machines; mappings keep idle actors' untouched pages out of both the
+	// resident set and the Go heap, and give memory back when an instance
+	// closes.
+	HeapMemory bool
 	// ContextInterrupt additionally enables wazero's
 	// WithCloseOnContextDone, which interrupts a guest when the
 	// invocation's context ends — at the price of a goroutine per call
@@ -402,7 +410,11 @@ func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instan
 	in := &instance{h: h, mod: c, ref: ref}
 	in.state.Store(instBusy) // until initialized: the sweep leaves it alone
 	in.begin(cx, "", nil)
-	m, err := h.wz.InstantiateModule(in.callCtx(), c.cm, h.modCf)
+	ictx := in.callCtx()
+	if alloc := memoryAllocator(); alloc != nil && !h.cfg.HeapMemory {
+		ictx = experimental.WithMemoryAllocator(ictx, alloc)
+	}
+	m, err := h.wz.InstantiateModule(ictx, c.cm, h.modCf)
 	if err != nil {
 		defer in.end()
 		if in.abort != nil || in.ctxErr() != nil {

@@ -75,13 +75,28 @@ var _ context.Context = (*instance)(nil)
 func (in *instance) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (in *instance) Done() <-chan struct{}       { return nil }
 func (in *instance) Err() error                  { return nil }
-func (in *instance) Value(any) any               { return nil }
+func (in *instance) Value(key any) any {
+	if _, ok := key.(instanceKey); ok {
+		return in
+	}
+	return nil
+}
+
+// instanceKey finds the instance in a context derived from it.
+type instanceKey struct{}
 
 // interruptCtx is the call context with Config.ContextInterrupt: wazero
 // watches its Done channel.
 type interruptCtx struct {
 	context.Context
 	in *instance
+}
+
+func (c *interruptCtx) Value(key any) any {
+	if _, ok := key.(instanceKey); ok {
+		return c.in
+	}
+	return c.Context.Value(key)
 }
 
 // instanceOf recovers the instance from a host function's context.
@@ -91,6 +106,9 @@ func instanceOf(ctx context.Context) *instance {
 		return c
 	case *interruptCtx:
 		return c.in
+	}
+	if in, ok := ctx.Value(instanceKey{}).(*instance); ok {
+		return in
 	}
 	panic(&abortError{kind: TrapABI, msg: "host function called outside an invocation"})
 }
