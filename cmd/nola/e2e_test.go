@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 
 // startEtcdCluster starts an n-member etcd cluster in this process on free
 // loopback ports and returns its client endpoints.
-func startEtcdCluster(t *testing.T, n int) []string {
+func startEtcdCluster(t testing.TB, n int) []string {
 	t.Helper()
 	var peers []string
 	cfgs := make([]etcdkv.MemberConfig, n)
@@ -93,7 +93,7 @@ type proc struct {
 	log  *os.File
 }
 
-func startServe(t *testing.T, id string, endpoints []string, ttl time.Duration) *proc {
+func startServe(t testing.TB, id string, endpoints []string, ttl time.Duration) *proc {
 	t.Helper()
 	dir := t.TempDir()
 	ready := filepath.Join(dir, "ready")
