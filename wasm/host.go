@@ -346,7 +346,21 @@ func (h *Host) load(ctx context.Context, ns, id string) (*compiled, error) {
 	}
 	h.mu.Unlock()
 	if fresh {
-		c.err = h.compile(ctx, k, c)
+		h.compileOnce(ctx, k, c)
+	} else if _, err := c.ready.Wait(ctx); err != nil {
+		return nil, fmt.Errorf("wasm: waiting for module %s/%s to compile: %w", ns, id, err)
+	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	return c, nil
+}
+
+// compileOnce compiles c and resolves its future, whatever happens (a
+// simulated crash unwinds the task with runtime.Goexit).
+func (h *Host) compileOnce(ctx context.Context, k modKey, c *compiled) {
+	c.err = errors.New("wasm: compilation of " + c.name + " was abandoned")
+	defer func() {
 		if c.err != nil {
 			// Failures are not cached: the module may be uploaded
 			// later, or the store may come back.
@@ -355,13 +369,8 @@ func (h *Host) load(ctx context.Context, ns, id string) (*compiled, error) {
 			h.mu.Unlock()
 		}
 		c.ready.Resolve(struct{}{}, nil)
-	} else if _, err := c.ready.Wait(ctx); err != nil {
-		return nil, fmt.Errorf("wasm: waiting for module %s/%s to compile: %w", ns, id, err)
-	}
-	if c.err != nil {
-		return nil, c.err
-	}
-	return c, nil
+	}()
+	c.err = h.compile(ctx, k, c)
 }
 
 func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
@@ -553,12 +562,14 @@ func (a *actor) Invoke(cx *nola.Context, op string, payload []byte) ([]byte, err
 		a.in = in
 	}
 	in := a.in
-	res, err := in.invoke(cx, op, payload)
-	if in.release() {
-		// The execution was aborted: the instance is gone.
-		a.in = nil
-	}
-	return res, err
+	defer func() {
+		// Deferred: a simulated crash unwinds the task with Goexit.
+		if in.release() {
+			// The execution was aborted: the instance is gone.
+			a.in = nil
+		}
+	}()
+	return in.invoke(cx, op, payload)
 }
 
 // Deactivate closes the instance.

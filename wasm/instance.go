@@ -230,9 +230,9 @@ func (in *instance) end() {
 // invoke runs one operation. The caller has acquired the instance.
 func (in *instance) invoke(cx *nola.Context, op string, payload []byte) ([]byte, error) {
 	in.begin(cx, op, payload)
+	defer in.end()
 	in.stack[0], in.stack[1] = uint64(len(op)), uint64(len(payload))
 	err := in.guestCall.CallWithStack(in.callCtx(), in.stack[:])
-	defer in.end()
 	if err != nil {
 		return nil, in.trapError(op, err)
 	}
