@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -238,3 +239,16 @@ func (h *captureHandler) count(s string) int {
 func (h *captureHandler) has(s string) bool { return h.count(s) > 0 }
 
 func (h *captureHandler) logger() *slog.Logger { return slog.New(h) }
+
+// A Go guest sees no arguments, no environment and no file system.
+func TestGoGuestSandbox(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putGuests("echo")
+	got := e.must("sb", "echo-go", "sandbox", []byte("/etc/passwd"))
+	if !strings.HasPrefix(got, "args=0 env=0; read: ") || strings.Contains(got, ": ok") {
+		t.Fatalf("sandbox probe: %s", got)
+	}
+	if _, err := os.Stat("/tmp/nola-wasm-escape"); err == nil {
+		t.Fatal("the guest wrote a file on the host")
+	}
+}

@@ -4,7 +4,8 @@
 // fails on demand after a KV write ("fail"), panics ("panic"), writes to
 // stdout and stderr ("print"), reports the clock and its identity ("now",
 // "self"), scans its KV ("scan") and sets or cancels a timer ("timer",
-// "untimer"; the timer invokes "tick", counted by "ticks").
+// "untimer"; the timer invokes "tick", counted by "ticks") and probes its
+// sandbox ("sandbox": arguments, environment, files, directories).
 package main
 
 import (
@@ -74,6 +75,26 @@ func init() {
 		},
 		"tick":  func([]byte) ([]byte, error) { ticks++; return nil, nil },
 		"ticks": func([]byte) ([]byte, error) { return guest.Int(ticks), nil },
+		"sandbox": func(p []byte) ([]byte, error) {
+			var out []string
+			out = append(out, fmt.Sprintf("args=%d env=%d", len(os.Args), len(os.Environ())))
+			if _, err := os.ReadFile(string(p)); err != nil {
+				out = append(out, "read: "+err.Error())
+			} else {
+				out = append(out, "read: ok")
+			}
+			if _, err := os.ReadDir("/"); err != nil {
+				out = append(out, "readdir: "+err.Error())
+			} else {
+				out = append(out, "readdir: ok")
+			}
+			if err := os.WriteFile("/tmp/nola-wasm-escape", []byte("x"), 0o644); err != nil {
+				out = append(out, "write: "+err.Error())
+			} else {
+				out = append(out, "write: ok")
+			}
+			return []byte(strings.Join(out, "; ")), nil
+		},
 		"log": func(p []byte) ([]byte, error) {
 			guest.Log("warn", string(p))
 			guest.ConsoleLog(string(p))
