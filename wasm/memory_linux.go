@@ -57,7 +57,12 @@ func (m *mmapMemory) Reallocate(size uint64) []byte {
 
 func (m *mmapMemory) Free() {
 	if m.mapped {
-		_ = syscall.Munmap(m.buf)
+		if err := syscall.Munmap(m.buf); err != nil {
+			// munmap can fail if splitting the mapping would exceed
+			// vm.max_map_count: give the pages back at least (the
+			// address range stays reserved).
+			_ = syscall.Madvise(m.buf, syscall.MADV_DONTNEED)
+		}
 	}
 	m.buf, m.mapped = nil, false
 }
