@@ -112,7 +112,6 @@ func guestResponse(ctx context.Context, m api.Module, stack []uint64) {
 	}
 	b := in.read(m, "__guest_response", ptr, n)
 	in.resp = append(make([]byte, 0, len(b)), b...)
-	in.responded = true
 }
 
 func guestError(ctx context.Context, m api.Module, stack []uint64) {

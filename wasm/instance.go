@@ -52,7 +52,6 @@ type instance struct {
 	op        string
 	payload   []byte
 	resp      []byte
-	responded bool
 	tooLarge  int
 	guestErr  string
 	hasErr    bool
@@ -187,7 +186,7 @@ func (in *instance) closeModule() {
 func (in *instance) begin(cx *nola.Context, op string, payload []byte) {
 	h := in.h
 	in.cx, in.op, in.payload = cx, op, payload
-	in.resp, in.responded, in.tooLarge = nil, false, 0
+	in.resp, in.tooLarge = nil, 0
 	in.guestErr, in.hasErr = "", false
 	in.hostResp, in.hostErr = nil, ""
 	in.hostCalls, in.logBytes, in.dropped, in.refills = 0, 0, 0, 0
