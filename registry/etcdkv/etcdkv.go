@@ -78,6 +78,11 @@ type Options struct {
 	Prefix string
 	// Logger receives the etcd client's logs. Default: none.
 	Logger *zap.Logger
+	// GroupCommit sends concurrent commits together, as nested
+	// transactions of one etcd transaction (see group.go): fewer, larger
+	// requests when many actors commit at once. Each commit keeps its own
+	// compares and outcome.
+	GroupCommit bool
 }
 
 // LimitMargin is subtracted from etcd's request limit to account for the
@@ -113,6 +118,7 @@ type Store struct {
 	once    sync.Once
 	onClose func() error // runs after the client is closed (embedded member)
 	err     error
+	group   *batcher // nil unless Options.GroupCommit
 }
 
 var _ kv.Store = (*Store)(nil)
@@ -139,13 +145,17 @@ func (sentTracker) HandleConn(context.Context, stats.ConnStats)                 
 
 // newStore wraps a client created with clientDialOptions.
 func newStore(cli *clientv3.Client, opts Options, onClose func() error) *Store {
-	return &Store{
+	s := &Store{
 		cli:     cli,
 		leases:  clientv3.RetryLeaseClient(cli),
 		opts:    opts,
 		prefix:  []byte(opts.Prefix),
 		onClose: onClose,
 	}
+	if opts.GroupCommit {
+		s.group = newBatcher(s)
+	}
+	return s
 }
 
 // clientDialOptions are the gRPC options every Store's client needs.
@@ -168,6 +178,9 @@ func (s *Store) Close() error {
 		var errs []error
 		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, fmt.Errorf("etcdkv: close client: %w", err))
+		}
+		if s.group != nil {
+			s.group.wg.Wait() // batches in flight fail fast on the closed client
 		}
 		if s.onClose != nil {
 			if err := s.onClose(); err != nil {
@@ -477,6 +490,14 @@ func (s *Store) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, error) {
 	cmps, ops, err := s.Txn(t)
 	if err != nil {
 		return kv.CommitResult{}, err
+	}
+	if s.group != nil {
+		if s.closed.Load() {
+			return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w", kv.ErrClosed)
+		}
+		if p := batchable(t, cmps, ops, s.opts.Limits); p != nil {
+			return s.group.commit(ctx, p)
+		}
 	}
 	c, err := s.begin(ctx)
 	if err != nil {

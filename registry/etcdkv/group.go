@@ -1,0 +1,251 @@
+package etcdkv
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/nolaproject/nola/registry/kv"
+)
+
+// Group commit: concurrent commits are sent together as one etcd
+// transaction whose success branch holds each commit as a nested
+// transaction (etcd ≥3.3). Each nested transaction keeps its own compares
+// and takes its own branch: a commit whose compares fail (a fenced actor)
+// applies nothing and does not affect the others, which apply at one shared
+// revision.
+//
+// etcd evaluates every nested transaction's compares against the state
+// before the whole batch, so that batching is the same as running the
+// commits concurrently only if no commit writes what another one reads or
+// writes. A batch therefore never holds two commits whose keys overlap that
+// way; commits with range compares, range deletes, leases, or a size above
+// a quarter of the request limit are never batched. A failure of the whole
+// request (no quorum, a timeout) is every member's failure, with the same
+// meaning as for a lone commit.
+
+// GroupStats counts group commit's work.
+type GroupStats struct {
+	// Requests is the number of etcd requests sent by the batcher and
+	// Commits the number of commits they carried.
+	Requests, Commits int64
+	// MaxBatch is the largest batch sent.
+	MaxBatch int64
+}
+
+type pending struct {
+	cmps   []clientv3.Cmp
+	ops    []clientv3.Op
+	size   int
+	reads  []string // compared keys
+	writes []string // written keys
+	taken  bool
+	done   chan struct{}
+	res    kv.CommitResult
+	err    error
+}
+
+type batcher struct {
+	s           *Store
+	maxCommits  int
+	maxBytes    int
+	maxInflight int
+
+	mu       sync.Mutex
+	queue    []*pending
+	inflight int
+	wg       sync.WaitGroup
+
+	requests, commits, maxBatch atomic.Int64
+}
+
+func newBatcher(s *Store) *batcher {
+	return &batcher{
+		s:           s,
+		maxCommits:  max(1, s.opts.Limits.MaxOpsPerTxn),
+		maxBytes:    s.opts.Limits.MaxRequestBytes,
+		maxInflight: 4,
+	}
+}
+
+// GroupStats reports group commit's counters (zero when it is off).
+func (s *Store) GroupStats() GroupStats {
+	if s.group == nil {
+		return GroupStats{}
+	}
+	return GroupStats{Requests: s.group.requests.Load(), Commits: s.group.commits.Load(), MaxBatch: s.group.maxBatch.Load()}
+}
+
+// batchable returns the pending form of t, or nil if t must go alone.
+func batchable(t kv.Txn, cmps []clientv3.Cmp, ops []clientv3.Op, limits kv.Limits) *pending {
+	size := kv.RequestSize(t)
+	if len(ops) == 0 || len(ops) != len(t.Ops) || (limits.MaxRequestBytes > 0 && size > limits.MaxRequestBytes/4) {
+		return nil
+	}
+	p := &pending{cmps: cmps, ops: ops, size: size, done: make(chan struct{})}
+	for _, c := range t.Compares {
+		if c.End != nil {
+			return nil
+		}
+		p.reads = append(p.reads, string(c.Key))
+	}
+	seen := map[string]bool{}
+	for _, o := range t.Ops {
+		// A key written twice is etcd's "duplicate key" error, which
+		// would fail the whole batch: such a commit goes alone.
+		if o.End != nil || o.Lease != kv.NoLease || seen[string(o.Key)] {
+			return nil
+		}
+		seen[string(o.Key)] = true
+		p.writes = append(p.writes, string(o.Key))
+	}
+	return p
+}
+
+// commit queues p and waits for its outcome.
+func (b *batcher) commit(ctx context.Context, p *pending) (kv.CommitResult, error) {
+	if err := ctx.Err(); err != nil {
+		return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w", err)
+	}
+	b.mu.Lock()
+	b.queue = append(b.queue, p)
+	if b.inflight < b.maxInflight {
+		b.inflight++
+		b.wg.Add(1)
+		go b.flush() // ends when the queue is empty
+	}
+	b.mu.Unlock()
+	select {
+	case <-p.done:
+		return p.res, p.err
+	case <-ctx.Done():
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !p.taken {
+		// Never sent: take it back.
+		for i, q := range b.queue {
+			if q == p {
+				b.queue = append(b.queue[:i], b.queue[i+1:]...)
+				break
+			}
+		}
+		return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w (%w)", kv.ErrUnavailable, ctx.Err())
+	}
+	return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w (%w)", kv.ErrIndeterminate, ctx.Err())
+}
+
+// flush sends batches until the queue is empty.
+func (b *batcher) flush() {
+	defer b.wg.Done()
+	for {
+		b.mu.Lock()
+		batch := b.take()
+		if len(batch) == 0 {
+			b.inflight--
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		b.send(batch)
+	}
+}
+
+// take removes the next batch from the queue: pending commits in order,
+// skipping (for a later batch) any that conflict with those taken.
+func (b *batcher) take() []*pending {
+	var (
+		batch  []*pending
+		rest   []*pending
+		bytes  int
+		reads  = map[string]bool{}
+		writes = map[string]bool{}
+	)
+	for i, p := range b.queue {
+		if len(batch) == b.maxCommits {
+			rest = append(rest, b.queue[i:]...)
+			break
+		}
+		conflict := b.maxBytes > 0 && bytes+p.size+64 > b.maxBytes
+		for _, k := range p.writes {
+			conflict = conflict || reads[k] || writes[k]
+		}
+		for _, k := range p.reads {
+			conflict = conflict || writes[k]
+		}
+		if conflict {
+			rest = append(rest, p)
+			continue
+		}
+		for _, k := range p.writes {
+			writes[k] = true
+		}
+		for _, k := range p.reads {
+			reads[k] = true
+		}
+		bytes += p.size + 64
+		p.taken = true
+		batch = append(batch, p)
+	}
+	b.queue = rest
+	return batch
+}
+
+// send commits a batch as one etcd transaction and hands each member its
+// outcome.
+func (b *batcher) send(batch []*pending) {
+	s := b.s
+	b.requests.Add(1)
+	b.commits.Add(int64(len(batch)))
+	for {
+		m := b.maxBatch.Load()
+		if int64(len(batch)) <= m || b.maxBatch.CompareAndSwap(m, int64(len(batch))) {
+			break
+		}
+	}
+	deliver := func(p *pending, res kv.CommitResult, err error) {
+		p.res, p.err = res, err
+		close(p.done)
+	}
+	c, err := s.begin(context.Background())
+	if err != nil {
+		for _, p := range batch {
+			deliver(p, kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w", err))
+		}
+		return
+	}
+	defer c.cancel()
+	if len(batch) == 1 {
+		p := batch[0]
+		resp, err := s.cli.Txn(c.ctx).If(p.cmps...).Then(p.ops...).Commit()
+		if err != nil {
+			deliver(p, kv.CommitResult{}, s.fail(c, "commit", err, true))
+			return
+		}
+		deliver(p, kv.CommitResult{Succeeded: resp.Succeeded, Rev: resp.Header.Revision}, nil)
+		return
+	}
+	nested := make([]clientv3.Op, len(batch))
+	for i, p := range batch {
+		nested[i] = clientv3.OpTxn(p.cmps, p.ops, nil)
+	}
+	resp, err := s.cli.Txn(c.ctx).Then(nested...).Commit()
+	if err != nil {
+		err = s.fail(c, fmt.Sprintf("group commit of %d", len(batch)), err, true)
+		for _, p := range batch {
+			deliver(p, kv.CommitResult{}, err)
+		}
+		return
+	}
+	for i, p := range batch {
+		r := resp.Responses[i].GetResponseTxn()
+		if r == nil {
+			deliver(p, kv.CommitResult{}, fmt.Errorf("etcdkv: group commit: response %d is not a transaction", i))
+			continue
+		}
+		deliver(p, kv.CommitResult{Succeeded: r.Succeeded, Rev: resp.Header.Revision}, nil)
+	}
+}
