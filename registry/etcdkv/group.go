@@ -67,7 +67,7 @@ func newBatcher(s *Store) *batcher {
 		s:           s,
 		maxCommits:  max(1, s.opts.Limits.MaxOpsPerTxn),
 		maxBytes:    s.opts.Limits.MaxRequestBytes,
-		maxInflight: 4,
+		maxInflight: 1,
 	}
 }
 
