@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/wapc/wapc-go"
 	wapcwazero "github.com/wapc/wapc-go/engines/wazero"
 
@@ -33,12 +34,21 @@ func TestGuestsRunOnTheReferenceWAPCHost(t *testing.T) {
 		}
 		return []byte{}, nil
 	}
+	// wapc-go's default runtime, with the tests' compilation cache.
+	engine := wapcwazero.EngineWithRuntime(func(ctx context.Context) (wazero.Runtime, error) {
+		r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache()))
+		if _, err := wasi_snapshot_preview1.Instantiate(ctx, r); err != nil {
+			_ = r.Close(ctx)
+			return nil, err
+		}
+		return r, nil
+	})
 	for _, c := range []struct {
 		name string
 		bin  []byte
 	}{{"c", wasmtest.C(t, "counter")}, {"go", wasmtest.Go(t, "counter")}} {
 		t.Run("counter-"+c.name, func(t *testing.T) {
-			m, err := wapcwazero.Engine().New(ctx, host, c.bin, &wapc.ModuleConfig{})
+			m, err := engine.New(ctx, host, c.bin, &wapc.ModuleConfig{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +78,7 @@ func TestGuestsRunOnTheReferenceWAPCHost(t *testing.T) {
 	}{{"c", wasmtest.C(t, "caller")}, {"go", wasmtest.Go(t, "caller")}} {
 		t.Run("caller-"+c.name, func(t *testing.T) {
 			calls = nil
-			m, err := wapcwazero.Engine().New(ctx, host, c.bin, &wapc.ModuleConfig{})
+			m, err := engine.New(ctx, host, c.bin, &wapc.ModuleConfig{})
 			if err != nil {
 				t.Fatal(err)
 			}
