@@ -134,6 +134,27 @@ func FreeAddr() (string, error) {
 	return addr, nil
 }
 
+// FreeAddrs returns n distinct loopback addresses whose ports were free a
+// moment ago (all are held open until all are picked, so none repeats).
+func FreeAddrs(n int) ([]string, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	out := make([]string, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("etcdkv: find a free loopback port: %w", err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	return out, nil
+}
+
 // sanitize hides the data directory's path in etcd's error messages (errors
 // may travel to places that must not learn host paths) while keeping the
 // error chain for errors.Is.
@@ -219,16 +240,15 @@ func StartMember(ctx context.Context, cfg MemberConfig) (*Member, error) {
 	pick := cfg.ClientAddr == "" || cfg.PeerAddr == ""
 	for attempt := 0; ; attempt++ {
 		c := cfg
-		var err error
+		addrs, err := FreeAddrs(2)
+		if err != nil {
+			return nil, err
+		}
 		if c.ClientAddr == "" {
-			if c.ClientAddr, err = FreeAddr(); err != nil {
-				return nil, err
-			}
+			c.ClientAddr = addrs[0]
 		}
 		if c.PeerAddr == "" {
-			if c.PeerAddr, err = FreeAddr(); err != nil {
-				return nil, err
-			}
+			c.PeerAddr = addrs[1]
 		}
 		m, err := startMember(ctx, c)
 		if err != nil && pick && attempt < 5 && errors.Is(err, syscall.EADDRINUSE) {

@@ -150,20 +150,29 @@ func StartCluster(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.StartTimeout <= 0 {
 		opts.StartTimeout = 30 * time.Second
 	}
+	// Free ports are picked before the members bind them: another process
+	// may take one in between. Try again with new ports (and empty
+	// directories) then.
+	for attempt := 1; ; attempt++ {
+		c, err := startCluster(ctx, opts, attempt)
+		if err == nil || attempt == 3 || !errors.Is(err, syscall.EADDRINUSE) {
+			return c, err
+		}
+	}
+}
+
+func startCluster(ctx context.Context, opts Options, attempt int) (*Cluster, error) {
 	c := &Cluster{opts: opts, members: make([]*member, opts.Members)}
+	addrs, err := etcdkv.FreeAddrs(2 * opts.Members)
+	if err != nil {
+		return nil, err
+	}
 	var peers []string
 	for i := range c.members {
-		caddr, err := etcdkv.FreeAddr()
-		if err != nil {
-			return nil, err
-		}
-		paddr, err := etcdkv.FreeAddr()
-		if err != nil {
-			return nil, err
-		}
+		caddr, paddr := addrs[2*i], addrs[2*i+1]
 		name := fmt.Sprintf("m%d", i)
 		c.members[i] = &member{cfg: etcdkv.MemberConfig{
-			Dir:           filepath.Join(opts.Dir, name),
+			Dir:           filepath.Join(opts.Dir, fmt.Sprintf("try%d", attempt), name),
 			Name:          name,
 			ClientAddr:    caddr,
 			PeerAddr:      paddr,
@@ -258,6 +267,9 @@ func (c *Cluster) startMember(ctx context.Context, i int) error {
 	if err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		if strings.Contains(stderr.String(), "address already in use") {
+			err = errors.Join(err, syscall.EADDRINUSE)
+		}
 		return fmt.Errorf("etcdtest: member %d did not start: %w; its output: %s", i, err, stderr.String())
 	}
 	c.mu.Lock()
