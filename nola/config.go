@@ -82,6 +82,10 @@ type ServerConfig struct {
 	MaxActivations int
 	// TimerTimeout bounds one timer-triggered invocation (default 30s).
 	TimerTimeout time.Duration
+	// CommitTimeout bounds one KV commit (default 10s). Commits are not
+	// cancelled by their caller; one that times out has an unknown
+	// outcome and ends the server's incarnation (docs/architecture.md).
+	CommitTimeout time.Duration
 	// Limits bound names, payloads and KV entries.
 	Limits Limits
 	// Logger receives the server's logs (default: discard).
@@ -141,6 +145,9 @@ func (c *ServerConfig) validate() error {
 	}
 	if c.TimerTimeout <= 0 {
 		c.TimerTimeout = 30 * time.Second
+	}
+	if c.CommitTimeout <= 0 {
+		c.CommitTimeout = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

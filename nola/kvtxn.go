@@ -2,6 +2,7 @@ package nola
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -152,7 +153,12 @@ func (t *kvTxn) flush(c *Context) error {
 		c.broken = &commitError{err: err}
 		return c.broken
 	}
-	if err := a.srv.reg.CommitKV(c.ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes); err != nil {
+	// The commit does not inherit the caller's cancellation: a caller that
+	// gives up must not turn a commit into one of unknown outcome (which
+	// ends the incarnation, below). It is bounded by CommitTimeout instead.
+	cctx, cancel := a.srv.rt.WithTimeout(context.WithoutCancel(c.ctx), a.srv.cfg.CommitTimeout)
+	defer cancel()
+	if err := a.srv.reg.CommitKV(cctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes); err != nil {
 		if commitOutcomeUnknown(err) {
 			// The commit may still reach the store and be applied later
 			// (a slow link, a stalled connection), and its fence compares

@@ -22,7 +22,9 @@ import (
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/registry/modules"
 	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm"
 )
 
 type serveConfig struct {
@@ -129,7 +131,6 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		_, port, _ := net.SplitHostPort(addr)
 		c.id = host + "-" + port
 	}
-	log = log.With("server", c.id)
 
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -147,6 +148,18 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 
 	transport := httpapi.NewTransport(httpapi.TransportOptions{Token: c.adminToken, MaxResultBytes: c.maxResult})
 	defer transport.Close()
+	mods := modules.New(store, modules.Config{})
+	host, err := wasm.New(ctx, wasm.Config{Runtime: r, Modules: mods, Logger: log, MaxResultBytes: c.maxResult})
+	if err != nil {
+		return fmt.Errorf("WASM host: %w", err)
+	}
+	defer func() {
+		hctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := host.Close(hctx); err != nil {
+			log.Error("closing the WASM host", "err", err)
+		}
+	}()
 	srv, err := nola.NewServer(nola.ServerConfig{
 		ID:             c.id,
 		Addr:           c.advertise,
@@ -154,6 +167,7 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		Store:          store,
 		Transport:      transport,
 		Types:          actors.Types(),
+		Resolver:       host,
 		LeaseTTL:       c.leaseTTL,
 		IdleTimeout:    c.idleTimeout,
 		MaxActivations: c.maxActivations,
@@ -164,8 +178,10 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		return usageErr("%v", err)
 	}
 	transport.SetLocal(c.advertise, srv)
+	host.Attach(srv)
 	handler := httpapi.NewHandler(srv, httpapi.Options{
 		AdminToken: c.adminToken, NamespaceTokens: nsTokens,
+		Modules: httpapi.Modules(mods), MaxModuleBytes: mods.Limits().MaxModuleBytes,
 		Metrics: metrics, Pprof: c.pprof, Logger: log,
 	})
 	hs := &http.Server{

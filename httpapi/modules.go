@@ -1,0 +1,67 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/modules"
+)
+
+// Modules adapts the registry's module store to the API.
+func Modules(s *modules.Store) ModuleStore { return moduleStore{s} }
+
+type moduleStore struct{ s *modules.Store }
+
+func info(i modules.Info) ModuleInfo {
+	return ModuleInfo{Namespace: i.Namespace, ID: i.ID, Size: i.Size, SHA256: hex.EncodeToString(i.Hash[:])}
+}
+
+// moduleErr gives module store errors their API codes.
+func moduleErr(err error) error {
+	var ne *nola.Error
+	switch {
+	case err == nil || errors.As(err, &ne):
+		return err
+	case errors.Is(err, modules.ErrNotFound):
+		return &nola.Error{Code: codeNotFound, Message: err.Error()}
+	case errors.Is(err, modules.ErrTooLarge):
+		return &nola.Error{Code: nola.CodeTooLarge, Message: err.Error()}
+	case errors.Is(err, modules.ErrExists), errors.Is(err, modules.ErrInvalid):
+		return &nola.Error{Code: nola.CodeBadRequest, Message: err.Error()}
+	}
+	return err
+}
+
+func (m moduleStore) Put(ctx context.Context, ns, id string, wasm []byte) (ModuleInfo, bool, error) {
+	// A module that is already stored with these bytes is not created
+	// again; Put says so by answering its existing revision.
+	before, statErr := m.s.Stat(ctx, ns, id)
+	i, err := m.s.Put(ctx, ns, id, wasm, modules.Options{})
+	if err != nil {
+		return ModuleInfo{}, false, moduleErr(err)
+	}
+	created := statErr != nil || before.Rev != i.Rev
+	return info(i), created, nil
+}
+
+func (m moduleStore) Get(ctx context.Context, ns, id string) ([]byte, ModuleInfo, error) {
+	mod, err := m.s.Get(ctx, ns, id)
+	if err != nil {
+		return nil, ModuleInfo{}, moduleErr(err)
+	}
+	return mod.Bytes, info(mod.Info), nil
+}
+
+func (m moduleStore) List(ctx context.Context, ns string) ([]ModuleInfo, error) {
+	list, err := m.s.List(ctx, ns)
+	if err != nil {
+		return nil, moduleErr(err)
+	}
+	out := make([]ModuleInfo, 0, len(list))
+	for _, i := range list {
+		out = append(out, info(i))
+	}
+	return out, nil
+}
