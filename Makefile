@@ -4,7 +4,7 @@ PKGS    := ./...
 # Packages whose tests run real goroutines: they also run under -race.
 RACE_PKGS := ./rt/... ./registry/... ./nola/... ./faultinject/...
 
-.PHONY: test test-race vet lint bench run sim-long jepsen guests clean
+.PHONY: test test-race vet lint bench run run-embedded sim-long jepsen guests clean FORCE
 
 test: vet test-race
 	$(GO) test -count=1 -timeout 25m $(PKGS)
@@ -22,8 +22,19 @@ lint: vet
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./bench/...
 
-run:
+# make run: build nola, start `nola serve` on an embedded etcd, upload the
+# counter WASM module, call two actors, leave the server running.
+run: bin/nola
+	./examples/demo.sh
+
+# Three servers embedded in one Go process (the embedding API, no etcd).
+run-embedded:
 	$(GO) run ./examples/cluster
+
+bin/nola: FORCE
+	$(GO) build -o bin/nola ./cmd/nola
+
+FORCE:
 
 # Many more simulation seeds than go test runs, with progress (see sim/README.md):
 # make sim-long SEEDS=100000 [START=1] [MUTATIONS=SkipStoreFence]
