@@ -180,7 +180,7 @@ func (s *Store) Close() error {
 			errs = append(errs, fmt.Errorf("etcdkv: close client: %w", err))
 		}
 		if s.group != nil {
-			s.group.wg.Wait() // batches in flight fail fast on the closed client
+			s.group.close()
 		}
 		if s.onClose != nil {
 			if err := s.onClose(); err != nil {

@@ -63,7 +63,8 @@ type batcher struct {
 	mu       sync.Mutex
 	queue    []*pending
 	inflight int
-	wg       sync.WaitGroup
+	closed   bool
+	wg       sync.WaitGroup // flushers
 
 	requests, commits, maxBatch atomic.Int64
 }
@@ -117,6 +118,33 @@ func (b *batcher) commit(ctx context.Context, p *pending) (kv.CommitResult, erro
 		return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w", err)
 	}
 	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w", kv.ErrClosed)
+	}
+	if b.inflight == 0 && len(b.queue) == 0 {
+		// Idle: send it from this goroutine, with the caller's context,
+		// and hand whatever queued meanwhile to a flusher.
+		b.inflight++
+		p.taken = true
+		b.mu.Unlock()
+		b.send(ctx, []*pending{p})
+		b.mu.Lock()
+		switch {
+		case len(b.queue) > 0 && !b.closed:
+			b.wg.Add(1)
+			go b.flush() // ends when the queue is empty
+		default:
+			for _, q := range b.queue { // closed meanwhile: never sent
+				q.err = fmt.Errorf("etcdkv: commit: %w", kv.ErrClosed)
+				close(q.done)
+			}
+			b.queue = nil
+			b.inflight--
+		}
+		b.mu.Unlock()
+		return p.res, p.err
+	}
 	b.queue = append(b.queue, p)
 	if b.inflight < b.maxInflight {
 		b.inflight++
@@ -144,6 +172,15 @@ func (b *batcher) commit(ctx context.Context, p *pending) (kv.CommitResult, erro
 	return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w (%w)", kv.ErrIndeterminate, ctx.Err())
 }
 
+// close refuses new commits and waits for the flushers, whose requests
+// fail fast once the client is closed.
+func (b *batcher) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
 // flush sends batches until the queue is empty.
 func (b *batcher) flush() {
 	defer b.wg.Done()
@@ -156,7 +193,8 @@ func (b *batcher) flush() {
 			return
 		}
 		b.mu.Unlock()
-		b.send(batch)
+		// Not the context of any one commit: the batch is everyone's.
+		b.send(context.Background(), batch)
 	}
 }
 
@@ -202,7 +240,7 @@ func (b *batcher) take() []*pending {
 
 // send commits a batch as one etcd transaction and hands each member its
 // outcome.
-func (b *batcher) send(batch []*pending) {
+func (b *batcher) send(ctx context.Context, batch []*pending) {
 	s := b.s
 	b.requests.Add(1)
 	b.commits.Add(int64(len(batch)))
@@ -216,7 +254,7 @@ func (b *batcher) send(batch []*pending) {
 		p.res, p.err = res, err
 		close(p.done)
 	}
-	c, err := s.begin(context.Background())
+	c, err := s.begin(ctx)
 	if err != nil {
 		for _, p := range batch {
 			deliver(p, kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w", err))
