@@ -213,7 +213,7 @@ func BenchmarkEtcdKVInvokeVsRawPut(b *testing.B) {
 }
 
 func kvVsRaw(b *testing.B, m, n int, group bool, actorsN, round int) {
-	s := etcdStore(b, m, etcdkv.Options{GroupCommit: group})
+	s := etcdStore(b, m, etcdkv.Options{NoGroupCommit: !group})
 	c := kvCluster(b, s, actorsN)
 	cl, raw := c.Client(), s.Client()
 	ctx := context.Background()

@@ -33,10 +33,14 @@ func compact(ctx context.Context, s kv.Store, rev int64) error {
 	}).Compact(ctx, rev)
 }
 
-// The conformance suite against a real embedded etcd member (with fsync).
+// The conformance suite against a real embedded etcd member (with fsync),
+// with group commit off (every commit its own etcd transaction); the
+// default, with group commit on, is TestGroupCommitConformance.
 func TestConformance(t *testing.T) {
 	kvtest.Run(t, kvtest.Harness{
-		Open:    func(t *testing.T) kv.Store { return startEmbedded(t, etcdkv.EmbeddedConfig{}) },
+		Open: func(t *testing.T) kv.Store {
+			return startEmbedded(t, etcdkv.EmbeddedConfig{Options: etcdkv.Options{NoGroupCommit: true}})
+		},
 		Compact: compact,
 	})
 }

@@ -78,11 +78,11 @@ type Options struct {
 	Prefix string
 	// Logger receives the etcd client's logs. Default: none.
 	Logger *zap.Logger
-	// GroupCommit sends concurrent commits together, as nested
-	// transactions of one etcd transaction (see group.go): fewer, larger
-	// requests when many actors commit at once. Each commit keeps its own
-	// compares and outcome.
-	GroupCommit bool
+	// NoGroupCommit turns group commit off. By default concurrent commits
+	// are sent together, as nested transactions of one etcd transaction
+	// (see group.go): fewer, larger requests when many actors commit at
+	// once. Each commit keeps its own compares and outcome.
+	NoGroupCommit bool
 }
 
 // LimitMargin is subtracted from etcd's request limit to account for the
@@ -118,7 +118,7 @@ type Store struct {
 	once    sync.Once
 	onClose func() error // runs after the client is closed (embedded member)
 	err     error
-	group   *batcher // nil unless Options.GroupCommit
+	group   *batcher // nil with Options.NoGroupCommit
 }
 
 var _ kv.Store = (*Store)(nil)
@@ -152,7 +152,7 @@ func newStore(cli *clientv3.Client, opts Options, onClose func() error) *Store {
 		prefix:  []byte(opts.Prefix),
 		onClose: onClose,
 	}
-	if opts.GroupCommit {
+	if !opts.NoGroupCommit {
 		s.group = newBatcher(s)
 	}
 	return s

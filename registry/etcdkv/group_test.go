@@ -20,7 +20,7 @@ import (
 func TestGroupCommitConformance(t *testing.T) {
 	kvtest.Run(t, kvtest.Harness{
 		Open: func(t *testing.T) kv.Store {
-			return startEmbedded(t, etcdkv.EmbeddedConfig{Options: etcdkv.Options{GroupCommit: true}})
+			return startEmbedded(t, etcdkv.EmbeddedConfig{})
 		},
 		Compact:         compact,
 		SkipLeaseExpiry: true, // leases never go through the batcher
@@ -32,7 +32,7 @@ func TestGroupCommitConformance(t *testing.T) {
 // every other one applies in full — one commit's failed fence neither
 // fails nor leaks into another's.
 func TestGroupCommitIsolatesFences(t *testing.T) {
-	e := startEmbedded(t, etcdkv.EmbeddedConfig{Options: etcdkv.Options{GroupCommit: true}})
+	e := startEmbedded(t, etcdkv.EmbeddedConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := e.Commit(ctx, kv.Txn{Ops: []kv.Op{kv.Put([]byte("fence"), []byte("live"), kv.NoLease)}}); err != nil {
@@ -98,7 +98,7 @@ func TestGroupCommitIsolatesFences(t *testing.T) {
 // batched together: no increment is lost or doubled, and no batch is
 // refused for writing a key twice.
 func TestGroupCommitSeparatesConflicts(t *testing.T) {
-	e := startEmbedded(t, etcdkv.EmbeddedConfig{Options: etcdkv.Options{GroupCommit: true}})
+	e := startEmbedded(t, etcdkv.EmbeddedConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	const workers, each = 8, 25
@@ -154,7 +154,7 @@ func TestGroupCommitSeparatesConflicts(t *testing.T) {
 // commits, batched with a live server's, are all fenced; the live ones all
 // land.
 func TestGroupCommitZombieAmongLiveCommits(t *testing.T) {
-	e := startEmbedded(t, etcdkv.EmbeddedConfig{Options: etcdkv.Options{GroupCommit: true}})
+	e := startEmbedded(t, etcdkv.EmbeddedConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	reg := registry.New(e, rt.NewReal(), registry.Options{})
