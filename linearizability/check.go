@@ -103,11 +103,9 @@ func Check(ops []Op, budget time.Duration) (Report, error) {
 // toPorcupine converts one object's operations. An indeterminate operation
 // returns after everything else in the partition — it may take effect at
 // any instant after its call, or never (then it is linearized last, where
-// its unknown output constrains nothing) — unless its effect horizon is
-// known: then it may take effect only until then, or never (placed
-// anywhere in its window, an unknown output still constrains nothing, but
-// what happened after the window cannot depend on it... unless it took
-// effect inside it, which the model's nondeterminism covers).
+// its unknown output constrains nothing) — unless its effect window is
+// known (Onset, Horizon): then it is placed inside the window, and the
+// models' "did not happen" branch covers the rest.
 func toPorcupine(ops []Op) []porcupine.Operation {
 	var end int64
 	for _, o := range ops {
@@ -117,17 +115,21 @@ func toPorcupine(ops []Op) []porcupine.Operation {
 	for i, o := range ops {
 		ret := o.Return
 		outp := output{value: o.Value, found: o.Found || o.Kind != Register}
+		call := o.Call
 		if o.Indeterminate {
 			ret = end + 1
+			if o.Onset > 0 {
+				call = max(o.Onset, o.Call)
+			}
 			if o.Horizon > 0 {
-				ret = max(o.Horizon, o.Call)
+				ret = max(o.Horizon, call)
 			}
 			outp = output{unknown: true}
 		}
 		out[i] = porcupine.Operation{
 			ClientId: o.Client,
 			Input:    input{name: o.Name, arg: o.Arg},
-			Call:     o.Call,
+			Call:     call,
 			Output:   outp,
 			Return:   ret,
 			Metadata: o.Info,

@@ -71,13 +71,14 @@ type Op struct {
 	Call, Return int64
 	// Indeterminate marks an operation whose outcome is unknown.
 	Indeterminate bool
-	// Horizon, for an indeterminate operation, is the latest instant at
-	// which it can have taken effect, when something with a full view of
-	// the system knows it: a simulator that saw every message and task the
-	// operation caused end. Zero means unbounded (all a client knows).
-	// It narrows where the checker may place the operation; it never
-	// decides whether the operation happened.
-	Horizon int64
+	// Onset and Horizon, for an indeterminate operation, bound when it
+	// can have taken effect — not before Onset, not after Horizon — when
+	// something with a full view of the system knows it: a simulator that
+	// saw every instant the operation changed something. Zero leaves that
+	// side unbounded (all a client knows: after its call, at any time).
+	// They narrow where the checker may place the operation; they never
+	// decide whether it happened.
+	Onset, Horizon int64
 	// Info is shown in the visualization (the error, the server…).
 	Info string
 }
@@ -121,8 +122,11 @@ func (h *History) Call(client int, object string, kind Kind, name, arg string, n
 // ID identifies the operation within its history (see History.SetHorizon).
 func (p Pending) ID() int { return p.i }
 
-// SetHorizon records the effect horizon of operation id (see Op.Horizon).
-func (h *History) SetHorizon(id int, t int64) { h.ops[id].Horizon = t }
+// SetEffectWindow records when operation id can have taken effect (see
+// Op.Onset and Op.Horizon).
+func (h *History) SetEffectWindow(id int, onset, horizon int64) {
+	h.ops[id].Onset, h.ops[id].Horizon = onset, horizon
+}
 
 // Get returns operation id as recorded so far.
 func (h *History) Get(id int) Op { return h.ops[id] }

@@ -154,6 +154,12 @@ func TestIndeterminateHorizon(t *testing.T) {
 	if got := check(t, ops); got != Ok {
 		t.Fatalf("open window: got %s, want Ok", got)
 	}
+	// Nor before its onset: an earlier read cannot see it.
+	early := base("2")
+	early[1].Onset, early[1].Horizon = 15, 16
+	if got := check(t, early); got != Illegal {
+		t.Fatalf("effect before the onset: got %s, want Illegal", got)
+	}
 	reg := []Op{
 		{Client: 0, Object: "r", Kind: Register, Name: "put", Arg: "a", Call: 0, Return: 1, Value: "ok", Found: true},
 		{Client: 1, Object: "r", Kind: Register, Name: "put", Arg: "b", Call: 2, Indeterminate: true, Horizon: 4},
@@ -247,12 +253,13 @@ func genExecution(t *rapid.T, k Kind) []Op {
 			op.Value, op.Found = "", false
 		}
 		if op.Indeterminate && rapid.Bool().Draw(t, "bounded") {
-			// A simulator knows when its effects ended: at or after the
-			// point if it happened; anywhere after the call if not.
+			// A simulator knows when it took effect: a window around the
+			// point if it happened; anything after the call if not.
 			from := point
 			if !happened {
-				from = op.Call
+				from = op.Call + int64(rapid.IntRange(0, 30).Draw(t, "from"))
 			}
+			op.Onset = max(op.Call, from-int64(rapid.IntRange(0, 30).Draw(t, "onset")))
 			op.Horizon = from + int64(rapid.IntRange(0, 30).Draw(t, "horizon"))
 		}
 		busyTill[c] = op.Return

@@ -102,14 +102,15 @@ func (f Fault) String() string {
 		s += fmt.Sprintf(" s%d", f.Server)
 	case FaultPartition:
 		peer := "store"
-		switch f.Link {
-		case LinkServerServer:
+		switch {
+		case f.Link == LinkServerServer && f.Peer < 0:
+			peer = "all servers"
+		case f.Link == LinkServerServer:
 			peer = fmt.Sprintf("s%d", f.Peer)
-		case LinkClientServer:
+		case f.Link == LinkClientServer && f.Peer < 0:
+			peer = "all clients"
+		case f.Link == LinkClientServer:
 			peer = fmt.Sprintf("c%d", f.Peer)
-		}
-		if f.Peer < 0 && f.Link != LinkServerStore {
-			peer = "all " + f.Link.String()[:6] + "s"
 		}
 		mode := "drop"
 		if f.Buffer {
@@ -290,8 +291,7 @@ func Generate(seed uint64, opts Options) Config {
 			pick -= w
 		}
 	}
-	for i := range c.Servers {
-		_ = i
+	for range c.Servers {
 		c.Rates = append(c.Rates, rateWithin(r, c.Rho))
 	}
 	if opts.BeyondRho {

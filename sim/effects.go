@@ -4,55 +4,56 @@ import (
 	"context"
 	"time"
 
+	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/rt/simrt"
 )
 
-// effects follows, for every client operation, the messages and tasks it
-// caused that could still change something: requests to servers (and the
-// handlers they start, and their nested calls to other actors) and KV
-// commits sent to the store. When the last of them has ended — delivered
-// and finished, applied, or lost — the operation cannot take effect any
-// more: that instant is its effect horizon (linearizability.Op.Horizon).
+// effects records, for every client operation, the instants at which it
+// changed something an operation can observe: when an actor's Invoke began
+// serving it (an in-memory actor's state changes only there, under the
+// activation's lock) and when the store applied a KV commit it sent. The
+// first and the last bound its effect window (linearizability.Op.Onset and
+// Horizon); an operation with none had no effect, and its window is its
+// call.
 //
-// Only the simulator can know it; it narrows where porcupine may place an
-// indeterminate operation, which keeps the check fast and sharp, and never
-// decides whether the operation happened. An operation with anything still
-// alive at the end keeps an unbounded window.
+// Only the simulator can know this. It narrows where porcupine may place
+// an indeterminate operation — which keeps the check fast and sees late
+// effects — and never decides whether the operation happened: the models
+// still allow both.
 //
-// The token travels in contexts: the client's operation context, the
-// handler context the transport builds on the server, the actor's
-// nola.Context (whose Value reaches the handler's) for nested calls and KV
-// commits. Timer-driven executions carry none: timers are effects of no
-// client operation (ticker histories are not checked).
+// The operation's token travels in contexts: the client's operation
+// context, the handler context the transport builds on the server (see
+// transport.Invoke), the actor's nola.Context (whose Value reaches the
+// handler's) for nested calls and KV commits. Timer-driven executions carry
+// none: they are effects of no client operation (ticker histories are not
+// checked).
 type effects struct {
-	w    *simrt.World
-	live map[int]int
-	last map[int]time.Duration
+	w      *simrt.World
+	window map[int][2]time.Duration
 }
 
 func newEffects(w *simrt.World) *effects {
-	return &effects{w: w, live: map[int]int{}, last: map[int]time.Duration{}}
+	return &effects{w: w, window: map[int][2]time.Duration{}}
 }
 
-func (e *effects) begin(tok int) {
-	if tok != 0 {
-		e.live[tok]++
-		e.last[tok] = max(e.last[tok], e.w.Now())
+// effect records that operation tok takes effect now.
+func (e *effects) effect(tok int) {
+	if tok == 0 {
+		return
 	}
-}
-
-func (e *effects) end(tok int) {
-	if tok != 0 {
-		e.live[tok]--
-		e.last[tok] = max(e.last[tok], e.w.Now())
+	now := e.w.Now()
+	if win, ok := e.window[tok]; ok {
+		e.window[tok] = [2]time.Duration{win[0], max(win[1], now)}
+		return
 	}
+	e.window[tok] = [2]time.Duration{now, now}
 }
 
-// horizon returns the instant tok's last effect-capable message or task
-// ended, whether one was ever started, and whether any is still alive.
-func (e *effects) horizon(tok int) (at time.Duration, started, alive bool) {
-	at, started = e.last[tok]
-	return at, started, e.live[tok] > 0
+// span returns the first and last instants operation tok took effect, if
+// it ever did.
+func (e *effects) span(tok int) (first, last time.Duration, ok bool) {
+	win, ok := e.window[tok]
+	return win[0], win[1], ok
 }
 
 type tokenKey struct{}
@@ -67,4 +68,47 @@ func withToken(ctx context.Context, tok int) context.Context {
 func tokenOf(ctx context.Context) int {
 	tok, _ := ctx.Value(tokenKey{}).(int)
 	return tok
+}
+
+// traced wraps a factory so that every Invoke records its operation's
+// effect before running. The wrapper keeps the actor's lifecycle hooks.
+func (e *effects) traced(f nola.Factory) nola.Factory {
+	return func(ref nola.Ref) (nola.Actor, error) {
+		a, err := f(ref)
+		if err != nil || a == nil {
+			return a, err
+		}
+		t := tracedActor{inner: a, fx: e}
+		act, isAct := a.(nola.Activator)
+		deact, isDeact := a.(nola.Deactivator)
+		switch {
+		case isAct && isDeact:
+			return struct {
+				tracedActor
+				nola.Activator
+				nola.Deactivator
+			}{t, act, deact}, nil
+		case isAct:
+			return struct {
+				tracedActor
+				nola.Activator
+			}{t, act}, nil
+		case isDeact:
+			return struct {
+				tracedActor
+				nola.Deactivator
+			}{t, deact}, nil
+		}
+		return t, nil
+	}
+}
+
+type tracedActor struct {
+	inner nola.Actor
+	fx    *effects
+}
+
+func (t tracedActor) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, error) {
+	t.fx.effect(tokenOf(ctx))
+	return t.inner.Invoke(ctx, op, payload)
 }

@@ -228,15 +228,12 @@ func (t *transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 		b = bytes.Clone(b)
 		n.send(to, from, func() { fut.Resolve(reply{b: b, err: err}, nil) }, nil)
 	}
-	// The request and the handler it starts are effects of the client
-	// operation that caused them (if any): the tracker learns when the
-	// last of them ended.
+	// The client operation the request serves (if any) travels with it to
+	// the handler (see effects).
 	tok := tokenOf(ctx)
-	n.fx.begin(tok)
 	n.send(from, to, func() {
 		ep := n.servers[to]
 		if ep.h == nil {
-			n.fx.end(tok)
 			if n.rng.IntN(2) == 0 {
 				n.stats.Refused++
 				respond(nil, &nola.Error{Code: nola.CodeUnavailable, Message: "connection refused by " + addr, Retryable: true})
@@ -245,14 +242,12 @@ func (t *transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 		}
 		h, node := ep.h, ep.node
 		node.Go("handle", func() {
-			// Deferred: it runs even if a crash kills the task.
-			defer n.fx.end(tok)
 			hctx, cancel := node.WithTimeout(withToken(context.Background(), tok), n.handlerTimeout)
 			b, err := h.HandleInvoke(hctx, req)
 			cancel()
 			respond(b, asNolaError(err))
 		})
-	}, func() { n.fx.end(tok) })
+	}, nil)
 	r, err := fut.Wait(ctx)
 	if err != nil {
 		return nil, &nola.Error{Code: nola.CodeTimeout, Message: "no answer from " + addr + ": " + err.Error()}

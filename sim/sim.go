@@ -11,7 +11,6 @@ import (
 	"github.com/nolaproject/nola/linearizability"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/memkv"
-	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/rt/simrt"
 )
 
@@ -148,7 +147,7 @@ func (s *sim) main() {
 	s.oracle = newOracle(w, s.store)
 	s.types, s.kinds = map[string]nola.Factory{}, map[string]ActorKind{}
 	for _, k := range cfg.catalog() {
-		s.types[k.Type] = k.Factory
+		s.types[k.Type] = s.net.fx.traced(k.Factory)
 		s.kinds[k.Type] = k
 	}
 	for _, a := range cfg.Actors {
@@ -375,6 +374,9 @@ func (s *sim) inject(node *simrt.Node, f Fault) (Fault, bool) {
 		case LinkServerStore:
 			s.net.partition(sl.name, storeName, f.Dur, f.Buffer)
 		case LinkServerServer:
+			if f.Peer == f.Server {
+				f.Peer = -1 // cut from itself: read as from every other server
+			}
 			for _, o := range s.servers {
 				if o != sl && (f.Peer < 0 || f.Peer == o.i) {
 					s.net.partition(sl.name, o.name, f.Dur, f.Buffer)
@@ -515,15 +517,12 @@ func (s *sim) setHorizons() {
 		if !op.Indeterminate || op.Kind == "" || op.Kind == linearizability.Unchecked {
 			continue
 		}
-		at, started, alive := s.net.fx.horizon(id + 1)
-		switch {
-		case alive:
-			// Something it caused is still in flight: unbounded.
-		case !started:
-			// Nothing left the client: it cannot have taken effect.
-			s.hist.SetHorizon(id, max(op.Call, 1))
-		default:
-			s.hist.SetHorizon(id, max(int64(at), op.Call, 1))
+		if first, last, ok := s.net.fx.span(id + 1); ok {
+			s.hist.SetEffectWindow(id, max(int64(first), op.Call, 1), max(int64(last), op.Call, 1))
+		} else {
+			// It never took effect; it stays indeterminate, confined to
+			// its call.
+			s.hist.SetEffectWindow(id, max(op.Call, 1), max(op.Call, 1))
 		}
 	}
 }
@@ -548,5 +547,3 @@ func (st Stats) sortedCodes() []nola.Code {
 	slices.Sort(codes)
 	return codes
 }
-
-var _ rt.Runtime = (*simrt.Node)(nil)

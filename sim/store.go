@@ -43,9 +43,8 @@ type storeReply[T any] struct {
 }
 
 // roundTrip sends one request; apply runs on the store's node when (if) it
-// arrives. tok is the client operation the request is an effect of (0:
-// none): the effect tracker follows it until it is applied or lost.
-func roundTrip[T any](l *storeLink, ctx context.Context, op string, tok int, apply func() (T, error)) (T, error) {
+// arrives.
+func roundTrip[T any](l *storeLink, ctx context.Context, op string, apply func() (T, error)) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, err
@@ -55,19 +54,13 @@ func roundTrip[T any](l *storeLink, ctx context.Context, op string, tok int, app
 	answer := func(v T, err error) {
 		n.send(storeName, l.from, func() { fut.Resolve(storeReply[T]{v: v, err: err}, nil) }, nil)
 	}
-	n.fx.begin(tok)
 	sent := n.send(l.from, storeName, func() {
 		if n.storeIsDown() {
-			n.fx.end(tok)
 			answer(zero, fmt.Errorf("simstore: %s: no quorum: %w", op, kv.ErrUnavailable))
 			return
 		}
-		l.storeNode.Go("store", func() {
-			v, err := apply()
-			n.fx.end(tok)
-			answer(v, err)
-		})
-	}, func() { n.fx.end(tok) })
+		l.storeNode.Go("store", func() { answer(apply()) })
+	}, nil)
 	if !sent && n.rng.IntN(2) == 0 {
 		// The client noticed that it could not reach the store.
 		return zero, fmt.Errorf("simstore: %s from %s: connection failed: %w", op, l.from, kv.ErrUnavailable)
@@ -87,7 +80,7 @@ func (l *storeLink) Get(ctx context.Context, key []byte, rev int64) (kv.KeyValue
 		kv    kv.KeyValue
 		found bool
 	}
-	r, err := roundTrip(l, ctx, "get", 0, func() (got, error) {
+	r, err := roundTrip(l, ctx, "get", func() (got, error) {
 		v, found, err := l.inner.Get(context.Background(), key, rev)
 		return got{v, found}, err
 	})
@@ -96,7 +89,7 @@ func (l *storeLink) Get(ctx context.Context, key []byte, rev int64) (kv.KeyValue
 
 func (l *storeLink) Range(ctx context.Context, r kv.RangeRequest) (kv.RangeResult, error) {
 	r.Begin, r.End = bytes.Clone(r.Begin), bytes.Clone(r.End)
-	return roundTrip(l, ctx, "range", 0, func() (kv.RangeResult, error) {
+	return roundTrip(l, ctx, "range", func() (kv.RangeResult, error) {
 		return l.inner.Range(context.Background(), r)
 	})
 }
@@ -114,33 +107,38 @@ func (l *storeLink) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, erro
 		inc = l.incarnation()
 		senders = l.oracle.senders(l.from, inc, t)
 	}
-	return roundTrip(l, ctx, "commit", tokenOf(ctx), func() (kv.CommitResult, error) {
+	tok := tokenOf(ctx)
+	return roundTrip(l, ctx, "commit", func() (kv.CommitResult, error) {
 		var applied func()
 		if l.incarnation != nil && l.oracle != nil {
 			applied = l.oracle.beforeCommit(l.from, inc, senders, t)
 		}
 		res, err := l.inner.Commit(context.Background(), t)
-		if err == nil && res.Succeeded && applied != nil {
-			applied()
+		if err == nil && res.Succeeded {
+			// A durable effect of the client operation that sent it.
+			l.n.fx.effect(tok)
+			if applied != nil {
+				applied()
+			}
 		}
 		return res, err
 	})
 }
 
 func (l *storeLink) Grant(ctx context.Context, ttl time.Duration) (kv.LeaseID, error) {
-	return roundTrip(l, ctx, "grant", 0, func() (kv.LeaseID, error) {
+	return roundTrip(l, ctx, "grant", func() (kv.LeaseID, error) {
 		return l.inner.Grant(context.Background(), ttl)
 	})
 }
 
 func (l *storeLink) KeepAlive(ctx context.Context, id kv.LeaseID) (time.Duration, error) {
-	return roundTrip(l, ctx, "keep-alive", 0, func() (time.Duration, error) {
+	return roundTrip(l, ctx, "keep-alive", func() (time.Duration, error) {
 		return l.inner.KeepAlive(context.Background(), id)
 	})
 }
 
 func (l *storeLink) Revoke(ctx context.Context, id kv.LeaseID) error {
-	_, err := roundTrip(l, ctx, "revoke", 0, func() (struct{}, error) {
+	_, err := roundTrip(l, ctx, "revoke", func() (struct{}, error) {
 		return struct{}{}, l.inner.Revoke(context.Background(), id)
 	})
 	return err

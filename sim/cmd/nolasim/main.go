@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nolaproject/nola/linearizability"
 	"github.com/nolaproject/nola/sim"
 )
 
@@ -106,6 +107,13 @@ func sweep(out io.Writer, from uint64, n, workers int, opts sim.Options, dir str
 				fmt.Fprintln(out, "HTML:", err)
 			}
 			fmt.Fprintf(out, "replay: %s\n\n", r.Repro(dir))
+		}
+		if r.Lin.Unknown > 0 {
+			for _, v := range r.Lin.Verdicts {
+				if v.Result == linearizability.Unknown {
+					fmt.Fprintf(out, "seed %d: porcupine ran out of time on %s (%d ops, %d indeterminate): not checked\n", r.Config.Seed, v.Object, v.Ops, v.Indeterminate)
+				}
+			}
 		}
 		if now := time.Now(); now.Sub(last) >= every {
 			last = now
