@@ -159,6 +159,11 @@ func (b *batcher) commit(ctx context.Context, p *pending) (kv.CommitResult, erro
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	select {
+	case <-p.done: // the outcome arrived after all
+		return p.res, p.err
+	default:
+	}
 	if !p.taken {
 		// Never sent: take it back.
 		for i, q := range b.queue {
