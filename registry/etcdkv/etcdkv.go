@@ -11,7 +11,10 @@
 // Mapping onto etcd:
 //
 //   - Get and Range are linearizable etcd ranges, at the latest or a given
-//     revision; Commit is one etcd Txn (compares, then puts and deletes);
+//     revision; Commit is one etcd Txn (compares, then puts and deletes) —
+//     or, by default when commits arrive concurrently, a nested Txn of one
+//     etcd Txn shared with them, with its own compares and outcome (group
+//     commit, see group.go and docs/etcd.md);
 //   - leases are etcd leases; Grant rounds the TTL up to whole seconds (and
 //     etcd itself raises it to its minimum, 1.5 × the election timeout,
 //     2s with the default settings); KeepAlive is exactly one keep-alive
