@@ -10,6 +10,9 @@
 // may or may not have taken effect, at any instant after its call. It is
 // never dropped and never assumed. An operation that certainly did not run
 // (a retryable error) carries no information and is left out of the check.
+// A simulator, which sees when an operation took effect, may bound that
+// window (Op.Onset, Op.Horizon); the models keep allowing "it did not
+// happen", so the bound narrows the search without deciding the outcome.
 //
 // The models (see models.go):
 //   - CounterWithReset, for in-memory actors: "inc" returns the value before

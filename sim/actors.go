@@ -75,12 +75,14 @@ func KVCounterOps(r *rand.Rand, id string, _, _ int) Call {
 	return Call{Operation: op, Object: id, Kind: linearizability.Counter, Name: op, Decode: decodeNumber}
 }
 
-var regKeys = []string{"x", "y", "z"}
+// regKeys are the keys of every KVRegister the workload uses.
+func regKeys() []string { return []string{"x", "y", "z"} }
 
 // RegisterOps exercises a KVRegister: puts of unique values and gets on a
 // few keys, each key its own register in the history.
 func RegisterOps(r *rand.Rand, id string, client, seq int) Call {
-	key := regKeys[r.IntN(len(regKeys))]
+	keys := regKeys()
+	key := keys[r.IntN(len(keys))]
 	c := Call{Object: id + "/" + key, Kind: linearizability.Register, Arg: ""}
 	if r.IntN(2) == 0 {
 		v := fmt.Sprintf("c%d.%d", client, seq)
@@ -99,8 +101,9 @@ func RegisterOps(r *rand.Rand, id string, client, seq int) Call {
 }
 
 func registerFinal(id string) []Call {
-	out := make([]Call, len(regKeys))
-	for i, k := range regKeys {
+	keys := regKeys()
+	out := make([]Call, len(keys))
+	for i, k := range keys {
 		out[i] = Call{Operation: "get", Payload: []byte(k), Object: id + "/" + k, Kind: linearizability.Register, Name: "get",
 			Decode: func(b []byte) (string, bool) {
 				if len(b) == 0 {
@@ -200,8 +203,6 @@ type Ticker struct{ ticks int64 }
 // NewTicker is Ticker's factory.
 func NewTicker(nola.Ref) (nola.Actor, error) { return &Ticker{}, nil }
 
-var ticksKey = []byte("ticks")
-
 // Invoke implements nola.Actor.
 func (t *Ticker) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, error) {
 	switch op {
@@ -219,7 +220,7 @@ func (t *Ticker) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, e
 		return strconv.AppendInt(nil, t.ticks, 10), nil
 	case "tick":
 		t.ticks++
-		return nil, ctx.Put(ticksKey, strconv.AppendInt(nil, t.ticks, 10))
+		return nil, ctx.Put([]byte("ticks"), strconv.AppendInt(nil, t.ticks, 10))
 	case "ticks":
 		return strconv.AppendInt(nil, t.ticks, 10), nil
 	}

@@ -198,8 +198,11 @@ type Options struct {
 	Catalog []ActorKind
 }
 
-// MutationNames lists the names ParseOptions understands.
-var MutationNames = []string{"SkipDeadlineCheck", "SkipStoreFence", "IgnoreIncarnation", "TimerIgnoresFence", "BeyondRho"}
+// MutationNames lists the names ParseOptions understands: the switches of
+// nola.Mutations, then BeyondRho.
+func MutationNames() []string {
+	return []string{"SkipDeadlineCheck", "SkipStoreFence", "IgnoreIncarnation", "TimerIgnoresFence", "BeyondRho"}
+}
 
 // ParseOptions turns comma-separated mutation names (MutationNames) into
 // Options.
@@ -219,7 +222,7 @@ func ParseOptions(names string) (Options, error) {
 		case "BeyondRho":
 			o.BeyondRho = true
 		default:
-			return o, fmt.Errorf("sim: unknown mutation %q (known: %s)", n, strings.Join(MutationNames, ", "))
+			return o, fmt.Errorf("sim: unknown mutation %q (known: %s)", n, strings.Join(MutationNames(), ", "))
 		}
 	}
 	return o, nil
@@ -231,7 +234,7 @@ func (o Options) String() string {
 	m := o.Mutations
 	for i, on := range []bool{m.SkipDeadlineCheck, m.SkipStoreFence, m.IgnoreIncarnation, m.TimerIgnoresFence, o.BeyondRho} {
 		if on {
-			names = append(names, MutationNames[i])
+			names = append(names, MutationNames()[i])
 		}
 	}
 	return strings.Join(names, ",")

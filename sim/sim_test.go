@@ -118,7 +118,7 @@ const maxMutationSeeds = 200
 // how many seeds each took, and checks that the failing seed's replay
 // command and HTML history work.
 func TestMutationsAreCaught(t *testing.T) {
-	for _, name := range MutationNames {
+	for _, name := range MutationNames() {
 		t.Run(name, func(t *testing.T) {
 			opts, err := ParseOptions(name)
 			if err != nil {

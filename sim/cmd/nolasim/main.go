@@ -36,7 +36,7 @@ func run(args []string, out io.Writer) error {
 		seeds     = fs.Int("seeds", 1000, "number of seeds to sweep")
 		start     = fs.Uint64("start", 1, "first seed of the sweep")
 		workers   = fs.Int("workers", 0, "parallel runs (0: GOMAXPROCS)")
-		mutations = fs.String("mutations", "", "comma-separated protocol bugs to switch on: "+strings.Join(sim.MutationNames, ", "))
+		mutations = fs.String("mutations", "", "comma-separated protocol bugs to switch on: "+strings.Join(sim.MutationNames(), ", "))
 		htmlDir   = fs.String("html", sim.DefaultHTMLDir(), "directory for HTML histories of failing runs (env "+sim.HTMLDirEnv+")")
 		every     = fs.Duration("progress", 5*time.Second, "progress line interval (wall time)")
 		verbose   = fs.Bool("v", false, "print every run's summary (with -seed: its configuration too)")
