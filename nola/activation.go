@@ -45,7 +45,8 @@ type activation struct {
 	key      actorKey
 	ref      Ref
 	inc      *registry.Incarnation
-	ownerRec []byte // the actor record this incarnation owns: fences compare it
+	epoch    int64  // of the actor record (see registry.Bump)
+	ownerRec []byte // the actor record this activation owns: fences compare it
 
 	state     atomic.Int32
 	lastUsed  atomic.Int64 // monotonic nanos of the last invocation
@@ -230,7 +231,6 @@ func (s *Server) newActivation(t *table, key actorKey, typ string, inc *registry
 		key:       key,
 		ref:       Ref{Namespace: key.ns, ID: key.id, Type: typ},
 		inc:       inc,
-		ownerRec:  inc.OwnerRecord(typ),
 		activated: rt.NewFuture[struct{}](s.rt),
 		lock:      s.rt.NewSema(1),
 	}
@@ -255,10 +255,13 @@ func (s *Server) factory(ctx context.Context, ns, typ string) (Factory, error) {
 // runs its Activate hook. Nothing of the caller's invocation has run when it
 // fails, so its errors are retryable where the cause is.
 func (s *Server) activate(ctx context.Context, a *activation) error {
-	if n := s.activations.Load(); n > int64(s.cfg.MaxActivations) {
+	epoch, doubt := s.epochOf(a.inc, a.key)
+	if n := s.activations.Load(); n > int64(s.cfg.MaxActivations) && !doubt {
 		// Full: give the actor up so that placement puts it elsewhere.
-		if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type); err != nil {
+		if err := s.reg.ReleaseAt(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, epoch); err != nil {
 			s.log.Debug("release at capacity failed", "actor", a.key.id, "err", err)
+		} else {
+			s.setEpoch(a.inc, a.key, epochState{}, true)
 		}
 		return &Error{Code: CodeNotOwner, Retryable: true,
 			Message: fmt.Sprintf("server %s is at its activation limit (%d)", s.cfg.ID, s.cfg.MaxActivations)}
@@ -267,10 +270,21 @@ func (s *Server) activate(ctx context.Context, a *activation) error {
 	if err != nil {
 		return err
 	}
-	ok, err := s.reg.Confirm(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type)
+	var ok bool
+	if doubt {
+		// The last commit of this actor here has an unknown outcome:
+		// move the record to a new epoch so that commit can never land.
+		epoch, ok, err = s.reg.Bump(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type)
+		if err == nil && ok {
+			s.setEpoch(a.inc, a.key, epochState{epoch: epoch}, false)
+		}
+	} else {
+		ok, err = s.reg.ConfirmAt(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, epoch)
+	}
 	if err != nil {
 		return wrapErr(err, true, "confirm ownership of %s", a.key.id)
 	}
+	a.epoch, a.ownerRec = epoch, a.inc.OwnerRecordAt(a.ref.Type, epoch)
 	if !ok {
 		return &Error{Code: CodeNotOwner, Retryable: true,
 			Message: fmt.Sprintf("server %s#%d does not own %s/%s", s.cfg.ID, a.inc.Num, a.key.ns, a.key.id)}
@@ -698,8 +712,9 @@ func (s *Server) release(ctx context.Context, a *activation) error {
 	if !ready {
 		return nil
 	}
-	if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type); err != nil {
+	if err := s.reg.ReleaseAt(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, a.epoch); err != nil {
 		return wrapErr(err, false, "release %s", a.key.id)
 	}
+	s.setEpoch(a.inc, a.key, epochState{}, true)
 	return nil
 }

@@ -155,21 +155,21 @@ func (t *kvTxn) flush(c *Context) error {
 	}
 	// The commit does not inherit the caller's cancellation: a caller that
 	// gives up must not turn a commit into one of unknown outcome (which
-	// ends the incarnation, below). It is bounded by CommitTimeout instead.
+	// costs the next activation a Bump, below). It is bounded by
+	// CommitTimeout instead.
 	cctx, cancel := a.srv.rt.WithTimeout(context.WithoutCancel(c.ctx), a.srv.cfg.CommitTimeout)
 	defer cancel()
 	if err := a.srv.reg.CommitKV(cctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes); err != nil {
 		if commitOutcomeUnknown(err) {
 			// The commit may still reach the store and be applied later
-			// (a slow link, a stalled connection), and its fence compares
-			// the incarnation only: under this incarnation, a newer
-			// activation of the actor would commit, then see its
-			// acknowledged writes replaced by this late one. End the
-			// incarnation: a new one registers only once this one's
-			// server record is gone, after which the late commit's fence
-			// fails. (Found by the simulator; see
-			// sim.TestLateCommitOfDroppedActivationIsNotApplied.)
-			a.srv.fenceIncarnation(a.inc, "KV commit outcome unknown")
+			// (a slow link, a stalled connection). Its fence compares the
+			// incarnation and the actor record at this activation's
+			// epoch: a newer activation under the same epoch would commit
+			// and then see its acknowledged writes replaced by this late
+			// one. So the next activation bumps the epoch first, after
+			// which the late commit's fence fails. (Found by the
+			// simulator; see sim.TestLateCommitOfDroppedActivationIsNotApplied.)
+			a.srv.setEpoch(a.inc, a.key, epochState{epoch: a.epoch, doubt: true}, false)
 		}
 		c.broken = &commitError{err: wrapErr(err, false, "commit KV of %s", a.ref.ID)}
 		return c.broken

@@ -53,6 +53,49 @@ type leaseState struct {
 	inc      *registry.Incarnation
 	deadline atomic.Int64
 	sent     atomic.Int64
+
+	// epochs holds, for this incarnation, the actors whose record is not
+	// at placement's epoch 0 or whose last commit's outcome is unknown
+	// (they must Bump before they are activated again).
+	mu     sync.Mutex
+	epochs map[actorKey]epochState
+}
+
+type epochState struct {
+	epoch int64
+	doubt bool
+}
+
+// epochOf returns the epoch at which inc should confirm ownership of k, and
+// whether a Bump is needed first.
+func (s *Server) epochOf(inc *registry.Incarnation, k actorKey) (int64, bool) {
+	l := s.lease.Load()
+	if l == nil || l.inc != inc {
+		return 0, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.epochs[k]
+	return e.epoch, e.doubt
+}
+
+// setEpoch records k's epoch under inc; doubt marks that its next
+// activation must Bump first. forget drops the entry (epoch 0 again).
+func (s *Server) setEpoch(inc *registry.Incarnation, k actorKey, e epochState, forget bool) {
+	l := s.lease.Load()
+	if l == nil || l.inc != inc {
+		return // a later incarnation starts from placement's epoch
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if forget {
+		delete(l.epochs, k)
+		return
+	}
+	if l.epochs == nil {
+		l.epochs = map[actorKey]epochState{}
+	}
+	l.epochs[k] = e
 }
 
 // LeaseInfo describes the server's current lease.
@@ -310,14 +353,6 @@ func (s *Server) fence(l *leaseState, reason string) {
 	old := s.table.Swap(newTable())
 	for _, a := range old.sorted() {
 		s.drop(a, stateFenced)
-	}
-}
-
-// fenceIncarnation ends incarnation inc now, if it is still the current
-// one (see the caller in kvTxn.flush).
-func (s *Server) fenceIncarnation(inc *registry.Incarnation, reason string) {
-	if l := s.lease.Load(); l != nil && l.inc == inc {
-		s.fence(l, reason)
 	}
 }
 

@@ -137,24 +137,30 @@ type ActorRecord struct {
 	Type             string
 	Owner            string
 	OwnerIncarnation int64
+	// Epoch distinguishes successive activations of the actor under one
+	// incarnation when it matters: an owner bumps it (Registry.Bump)
+	// before reactivating an actor whose last commit has an unknown
+	// outcome, so that the late commit's fence fails. Placement writes 0.
+	Epoch int64
 }
 
 func (r ActorRecord) encode() []byte {
-	return tuple.Tuple{r.Type, r.Owner, r.OwnerIncarnation}.Pack()
+	return tuple.Tuple{r.Type, r.Owner, r.OwnerIncarnation, r.Epoch}.Pack()
 }
 
 func decodeActor(b []byte) (ActorRecord, error) {
 	t, err := tuple.Unpack(b)
-	if err != nil || len(t) != 3 {
+	if err != nil || len(t) != 4 {
 		return ActorRecord{}, fmt.Errorf("registry: malformed actor record: %v", err)
 	}
 	typ, ok1 := t[0].(string)
 	owner, ok2 := t[1].(string)
 	inc, ok3 := t[2].(int64)
-	if !ok1 || !ok2 || !ok3 {
+	epoch, ok4 := t[3].(int64)
+	if !ok1 || !ok2 || !ok3 || !ok4 {
 		return ActorRecord{}, fmt.Errorf("registry: malformed actor record")
 	}
-	return ActorRecord{Type: typ, Owner: owner, OwnerIncarnation: inc}, nil
+	return ActorRecord{Type: typ, Owner: owner, OwnerIncarnation: inc, Epoch: epoch}, nil
 }
 
 // Load is a server's load report.

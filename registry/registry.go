@@ -224,8 +224,11 @@ func (r *Registry) Deregister(ctx context.Context, inc *Incarnation) error {
 
 // OwnerRecord returns the exact bytes of an actor record of type typ owned by
 // this incarnation: what ownership confirmation and fences compare.
-func (inc *Incarnation) OwnerRecord(typ string) []byte {
-	return ActorRecord{Type: typ, Owner: inc.ServerID, OwnerIncarnation: inc.Num}.encode()
+func (inc *Incarnation) OwnerRecord(typ string) []byte { return inc.OwnerRecordAt(typ, 0) }
+
+// OwnerRecordAt is OwnerRecord at an epoch other than placement's 0.
+func (inc *Incarnation) OwnerRecordAt(typ string, epoch int64) []byte {
+	return ActorRecord{Type: typ, Owner: inc.ServerID, OwnerIncarnation: inc.Num, Epoch: epoch}.encode()
 }
 
 // Fence returns the compares that make a commit conditional on this
@@ -241,6 +244,11 @@ func (inc *Incarnation) Fence(actorKey, ownerRecord []byte) []kv.Compare {
 // Confirm checks, in one store transaction, that this incarnation is current
 // and owns actor (ns, id) of type typ. Only then may the server activate it.
 func (r *Registry) Confirm(ctx context.Context, inc *Incarnation, ns, id, typ string) (bool, error) {
+	return r.ConfirmAt(ctx, inc, ns, id, typ, 0)
+}
+
+// ConfirmAt is Confirm for an actor record at epoch (see Bump).
+func (r *Registry) ConfirmAt(ctx context.Context, inc *Incarnation, ns, id, typ string, epoch int64) (bool, error) {
 	if r.opts.UnsafeIgnoreIncarnation {
 		rec, found, err := r.Actor(ctx, ns, id)
 		if err != nil {
@@ -248,19 +256,57 @@ func (r *Registry) Confirm(ctx context.Context, inc *Incarnation, ns, id, typ st
 		}
 		return found && rec.Owner == inc.ServerID && rec.Type == typ, nil
 	}
-	res, err := r.store.Commit(ctx, kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), inc.OwnerRecord(typ))})
+	res, err := r.store.Commit(ctx, kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), inc.OwnerRecordAt(typ, epoch))})
 	if err != nil {
 		return false, fmt.Errorf("registry: confirm ownership of %s/%s: %w", ns, id, err)
 	}
 	return res.Succeeded, nil
 }
 
+// Bump confirms that this incarnation owns actor (ns, id) of type typ and
+// moves its record to the next epoch, in one fenced compare-and-swap. It
+// returns the new epoch, or ok=false if the incarnation does not own the
+// actor. Once Bump has succeeded no commit fenced on an earlier epoch can
+// apply: an owner calls it before reactivating an actor whose last commit
+// had an unknown outcome (that commit may still be on its way to the store).
+func (r *Registry) Bump(ctx context.Context, inc *Incarnation, ns, id, typ string) (epoch int64, ok bool, err error) {
+	key := r.keys.Actor(ns, id)
+	cur, found, err := r.store.Get(ctx, key, 0)
+	if err != nil {
+		return 0, false, fmt.Errorf("registry: bump %s/%s: %w", ns, id, err)
+	}
+	if !found {
+		return 0, false, nil
+	}
+	rec, err := decodeActor(cur.Value)
+	if err != nil {
+		return 0, false, err
+	}
+	if rec.Owner != inc.ServerID || rec.OwnerIncarnation != inc.Num || rec.Type != typ {
+		return 0, false, nil
+	}
+	rec.Epoch++
+	res, err := r.store.Commit(ctx, kv.Txn{
+		Compares: inc.Fence(key, cur.Value),
+		Ops:      []kv.Op{kv.Put(key, rec.encode(), kv.NoLease)},
+	})
+	if err != nil {
+		return 0, false, fmt.Errorf("registry: bump %s/%s: %w", ns, id, err)
+	}
+	return rec.Epoch, res.Succeeded, nil
+}
+
 // Release gives up ownership of an actor this incarnation owns (after
 // deactivating it), so that it can be placed anywhere at once.
 func (r *Registry) Release(ctx context.Context, inc *Incarnation, ns, id, typ string) error {
+	return r.ReleaseAt(ctx, inc, ns, id, typ, 0)
+}
+
+// ReleaseAt is Release for an actor record at epoch (see Bump).
+func (r *Registry) ReleaseAt(ctx context.Context, inc *Incarnation, ns, id, typ string, epoch int64) error {
 	key := r.keys.Actor(ns, id)
 	res, err := r.store.Commit(ctx, kv.Txn{
-		Compares: []kv.Compare{kv.ValueEquals(key, inc.OwnerRecord(typ))},
+		Compares: []kv.Compare{kv.ValueEquals(key, inc.OwnerRecordAt(typ, epoch))},
 		Ops:      []kv.Op{kv.Put(key, ActorRecord{Type: typ}.encode(), kv.NoLease)},
 	})
 	if err != nil {

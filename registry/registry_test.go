@@ -316,3 +316,50 @@ func TestCommitKVChecksLimitsBeforeTheStore(t *testing.T) {
 		}
 	})
 }
+
+// Bump moves the actor record to a new epoch: a commit fenced on the old one
+// (a late commit of a dropped activation) can no longer apply.
+func TestBumpFencesEarlierEpochs(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		inc := mustRegister(t, reg, "s1")
+		other := mustRegister(t, reg, "s2")
+		if _, err := reg.EnsureActivation(ctx, "ns", "b", "t"); err != nil {
+			t.Fatal(err)
+		}
+		owner := inc
+		if rec, _, _ := reg.Actor(ctx, "ns", "b"); rec.Owner == "s2" {
+			owner, other = other, inc
+		}
+		if _, ok, err := reg.Bump(ctx, other, "ns", "b", "t"); err != nil || ok {
+			t.Fatalf("a non-owner bumped: ok=%v err=%v", ok, err)
+		}
+		epoch, ok, err := reg.Bump(ctx, owner, "ns", "b", "t")
+		if err != nil || !ok || epoch != 1 {
+			t.Fatalf("Bump = %d %v %v, want epoch 1", epoch, ok, err)
+		}
+		late := []registry.KVWrite{{Key: []byte("k"), Value: []byte("late")}}
+		if err := reg.CommitKV(ctx, owner, "ns", "b", owner.OwnerRecord("t"), late); !errors.Is(err, registry.ErrFenced) {
+			t.Fatalf("commit at the old epoch: %v, want ErrFenced", err)
+		}
+		if ok, _ := reg.Confirm(ctx, owner, "ns", "b", "t"); ok {
+			t.Fatal("confirmed at the old epoch")
+		}
+		if ok, err := reg.ConfirmAt(ctx, owner, "ns", "b", "t", epoch); err != nil || !ok {
+			t.Fatalf("ConfirmAt(new epoch) = %v %v", ok, err)
+		}
+		now := []registry.KVWrite{{Key: []byte("k"), Value: []byte("now")}}
+		if err := reg.CommitKV(ctx, owner, "ns", "b", owner.OwnerRecordAt("t", epoch), now); err != nil {
+			t.Fatal(err)
+		}
+		if err := reg.Release(ctx, owner, "ns", "b", "t"); !errors.Is(err, registry.ErrFenced) {
+			t.Fatalf("release at the old epoch: %v", err)
+		}
+		if err := reg.ReleaseAt(ctx, owner, "ns", "b", "t", epoch); err != nil {
+			t.Fatal(err)
+		}
+		if v, _, _ := reg.GetKV(ctx, "ns", "b", []byte("k")); string(v) != "now" {
+			t.Fatalf("k = %q", v)
+		}
+	})
+}

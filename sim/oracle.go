@@ -356,7 +356,7 @@ func (o *Oracle) notOwner(sid string, inc int64, ns, id string) string {
 		return "the actor record is missing"
 	}
 	rec, err := tuple.Unpack(act.Value)
-	if err != nil || len(rec) != 3 || rec[1] != sid || rec[2] != inc {
+	if err != nil || len(rec) != 4 || rec[1] != sid || rec[2] != inc {
 		return fmt.Sprintf("the actor is owned by %v", rec)
 	}
 	return ""
