@@ -128,6 +128,25 @@ func (s *Server) HandleInvoke(ctx context.Context, req Request) ([]byte, error) 
 	if err := checkRequest(&req, s.cfg.Limits); err != nil {
 		return nil, err
 	}
+	return s.handle(ctx, &req)
+}
+
+// handleChecked serves a request from a Client of this process, which
+// validated its names' encoding: only emptiness and this server's own size
+// limits are checked again (the full check costs ~20 ns of the ~250 ns of an
+// in-process call). LocalNetwork uses it.
+func (s *Server) handleChecked(ctx context.Context, req Request) ([]byte, error) {
+	l := &s.cfg.Limits
+	if req.Namespace == "" || req.ActorID == "" || req.Operation == "" ||
+		len(req.Namespace) > l.MaxNameBytes || len(req.ActorID) > l.MaxNameBytes ||
+		len(req.ActorType) > l.MaxNameBytes || len(req.Operation) > l.MaxNameBytes ||
+		len(req.Payload) > l.MaxPayloadBytes {
+		return s.HandleInvoke(ctx, req) // for the precise error
+	}
+	return s.handle(ctx, &req)
+}
+
+func (s *Server) handle(ctx context.Context, req *Request) ([]byte, error) {
 	for _, id := range req.Chain {
 		if id == req.ActorID {
 			return nil, newErr(CodeBadRequest, false, nil,
@@ -135,11 +154,11 @@ func (s *Server) HandleInvoke(ctx context.Context, req Request) ([]byte, error) 
 		}
 	}
 	for {
-		a, err := s.lookup(ctx, &req)
+		a, err := s.lookup(ctx, req)
 		if err != nil {
 			return nil, err
 		}
-		res, err := s.invokeOn(ctx, a, &req, false)
+		res, err := s.invokeOn(ctx, a, req, false)
 		if err == errGone {
 			continue
 		}

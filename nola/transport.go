@@ -2,7 +2,9 @@ package nola
 
 import (
 	"context"
+	"maps"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nolaproject/nola/rt"
 )
@@ -45,8 +47,10 @@ type Transport interface {
 // runtime and the answer travels back through a future — the shape the
 // simulator uses, where a server's crash must kill its in-flight work.
 type LocalNetwork struct {
-	mu       sync.RWMutex
-	handlers map[string]localEndpoint
+	mu sync.Mutex // serializes Listen/Unlisten
+	// handlers is replaced, never modified, so calls read it without a
+	// lock (listening is rare, calls are not).
+	handlers atomic.Pointer[map[string]localEndpoint]
 	async    bool
 }
 
@@ -58,21 +62,28 @@ type localEndpoint struct {
 // NewLocalNetwork returns an empty network. async selects the task-per-
 // request mode described on LocalNetwork.
 func NewLocalNetwork(async bool) *LocalNetwork {
-	return &LocalNetwork{handlers: map[string]localEndpoint{}, async: async}
+	n := &LocalNetwork{async: async}
+	n.handlers.Store(&map[string]localEndpoint{})
+	return n
+}
+
+// update replaces the handler map with a modified copy.
+func (n *LocalNetwork) update(f func(map[string]localEndpoint)) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := maps.Clone(*n.handlers.Load())
+	f(m)
+	n.handlers.Store(&m)
 }
 
 // Listen attaches h at addr; r is the runtime of the process behind h.
 func (n *LocalNetwork) Listen(addr string, h Handler, r rt.Runtime) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.handlers[addr] = localEndpoint{h: h, rt: r}
+	n.update(func(m map[string]localEndpoint) { m[addr] = localEndpoint{h: h, rt: r} })
 }
 
 // Unlisten detaches addr: later calls fail as if the process were gone.
 func (n *LocalNetwork) Unlisten(addr string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	delete(n.handlers, addr)
+	n.update(func(m map[string]localEndpoint) { delete(m, addr) })
 }
 
 // Transport returns a transport whose callers run on r.
@@ -84,13 +95,15 @@ type localTransport struct {
 }
 
 func (t *localTransport) Invoke(ctx context.Context, addr string, req Request) ([]byte, error) {
-	t.n.mu.RLock()
-	ep, ok := t.n.handlers[addr]
-	t.n.mu.RUnlock()
+	ep, ok := (*t.n.handlers.Load())[addr]
 	if !ok {
 		return nil, &Error{Code: CodeUnavailable, Message: "no server listens at " + addr, Retryable: true}
 	}
 	if !t.n.async {
+		if s, ok := ep.h.(*Server); ok {
+			// In process, from a Client that validated the request.
+			return s.handleChecked(ctx, req)
+		}
 		return ep.h.HandleInvoke(ctx, req)
 	}
 	type result struct {
