@@ -218,10 +218,18 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 		sh.mu.Unlock()
 		s.activations.Add(1)
 		s.charge(a, activationBytes)
-
-		if err := s.activate(ctx, a); err != nil {
+		if s.table.Load() != t {
+			// A fence swapped the table between our load and our insert:
+			// its sweep of the old table may have missed this entry, and
+			// the next call would not find it. Start over on the new one.
+			a.activated.Resolve(struct{}{}, &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " was fenced"})
 			s.drop(a, stateFenced)
+			continue
+		}
+
+		if err := s.activate(ctx, a, req.Chain); err != nil {
 			a.activated.Resolve(struct{}{}, err)
+			s.drop(a, stateFenced)
 			return nil, err
 		}
 		if !a.state.CompareAndSwap(stateActivating, stateReady) {
@@ -273,40 +281,45 @@ func (s *Server) factory(ctx context.Context, ns, typ string) (Factory, error) {
 // activate confirms ownership under a's incarnation, builds the actor and
 // runs its Activate hook. Nothing of the caller's invocation has run when it
 // fails, so its errors are retryable where the cause is.
-func (s *Server) activate(ctx context.Context, a *activation) error {
-	epoch, doubt := s.epochOf(a.inc, a.key)
-	if n := s.activations.Load(); n > int64(s.cfg.MaxActivations) && !doubt {
-		// Full: give the actor up so that placement puts it elsewhere.
-		if err := s.reg.ReleaseAt(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, epoch); err != nil {
-			s.log.Debug("release at capacity failed", "actor", a.key.id, "err", err)
-		} else {
-			s.setEpoch(a.inc, a.key, epochState{}, true)
-		}
-		return &Error{Code: CodeNotOwner, Retryable: true,
-			Message: fmt.Sprintf("server %s is at its activation limit (%d)", s.cfg.ID, s.cfg.MaxActivations)}
-	}
+func (s *Server) activate(ctx context.Context, a *activation, chain []string) error {
 	factory, err := s.factory(ctx, a.key.ns, a.ref.Type)
 	if err != nil {
 		return err
 	}
-	var ok bool
-	if doubt {
+	var (
+		epoch int64
+		ok    bool
+	)
+	if s.inDoubt(a.inc, a.key, false) {
 		// The last commit of this actor here has an unknown outcome:
 		// move the record to a new epoch so that commit can never land.
-		epoch, ok, err = s.reg.Bump(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type)
-		if err == nil && ok {
-			s.setEpoch(a.inc, a.key, epochState{epoch: epoch}, false)
+		if epoch, ok, err = s.reg.Bump(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type); err == nil && ok {
+			s.inDoubt(a.inc, a.key, true)
 		}
 	} else {
-		ok, err = s.reg.ConfirmAt(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, epoch)
+		epoch, ok, err = s.reg.Confirm(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type)
 	}
 	if err != nil {
 		return wrapErr(err, true, "confirm ownership of %s", a.key.id)
 	}
-	a.epoch, a.ownerRec = epoch, a.inc.OwnerRecordAt(a.ref.Type, epoch)
 	if !ok {
 		return &Error{Code: CodeNotOwner, Retryable: true,
 			Message: fmt.Sprintf("server %s#%d does not own %s/%s", s.cfg.ID, a.inc.Num, a.key.ns, a.key.id)}
+	}
+	// The confirmation holds only if the lease was still valid when it
+	// answered (the read says who owns the actor; the lease says the
+	// incarnation was current).
+	if !s.live(a.inc) {
+		return &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " lost its lease during activation"}
+	}
+	a.epoch, a.ownerRec = epoch, a.inc.OwnerRecord(a.ref.Type, epoch)
+	if n := s.activations.Load(); n > int64(s.cfg.MaxActivations) {
+		// Full: give the actor up so that placement puts it elsewhere.
+		if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, epoch); err != nil {
+			s.log.Debug("release at capacity failed", "actor", a.key.id, "err", err)
+		}
+		return &Error{Code: CodeNotOwner, Retryable: true,
+			Message: fmt.Sprintf("server %s is at its activation limit (%d)", s.cfg.ID, s.cfg.MaxActivations)}
 	}
 	actor, err := safeFactory(factory, a.ref)
 	if err != nil {
@@ -317,7 +330,7 @@ func (s *Server) activate(ctx context.Context, a *activation) error {
 		if err := a.lock.Acquire(ctx); err != nil {
 			return wrapErr(err, false, "activate %s", a.key.id)
 		}
-		err := s.runHook(ctx, a, "activate", hook.Activate)
+		err := s.runHook(ctx, a, "activate", chain, hook.Activate)
 		a.lock.Release()
 		if err != nil {
 			return err
@@ -344,8 +357,8 @@ func safeFactory(f Factory, ref Ref) (a Actor, err error) {
 
 // runHook runs a lifecycle hook like an invocation (KV allowed, committed at
 // the end). The caller holds a.lock.
-func (s *Server) runHook(ctx context.Context, a *activation, name string, hook func(*Context) error) error {
-	cx := &Context{ctx: ctx, act: a}
+func (s *Server) runHook(ctx context.Context, a *activation, name string, chain []string, hook func(*Context) error) error {
+	cx := &Context{ctx: ctx, act: a, chain: chain}
 	defer cx.end()
 	err := callHook(hook, cx)
 	if err == nil {
@@ -712,7 +725,7 @@ func (s *Server) deactivate(a *activation) {
 	}
 	ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.TimerTimeout)
 	defer cancel()
-	if err := s.runHook(ctx, a, "deactivate", hook.Deactivate); err != nil {
+	if err := s.runHook(ctx, a, "deactivate", nil, hook.Deactivate); err != nil {
 		s.log.Warn("deactivate hook failed", "actor", a.key.id, "err", err)
 	}
 }
@@ -731,9 +744,8 @@ func (s *Server) release(ctx context.Context, a *activation) error {
 	if !ready {
 		return nil
 	}
-	if err := s.reg.ReleaseAt(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, a.epoch); err != nil {
+	if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, a.epoch); err != nil {
 		return wrapErr(err, false, "release %s", a.key.id)
 	}
-	s.setEpoch(a.inc, a.key, epochState{}, true)
 	return nil
 }

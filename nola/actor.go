@@ -163,19 +163,19 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 	if t == nil {
 		return nil, errOver()
 	}
-	if err := a.srv.effectAllowed(a); err != nil {
-		return nil, err
-	}
 	if err := t.flush(c); err != nil {
 		return nil, err
 	}
 	if c.chainOut == nil {
 		c.chainOut = append(append(make([]string, 0, len(c.chain)+1), c.chain...), a.ref.ID)
 	}
-	return a.srv.client.invoke(c, Request{
+	// The deadline is checked right before every send (the flush above,
+	// placement and retries all take time), not once up front.
+	gate := func() error { return a.srv.effectAllowed(a) }
+	return a.srv.client.invokeGated(c, Request{
 		Namespace: a.ref.Namespace, ActorID: actorID, ActorType: actorType,
 		Operation: op, Payload: payload, Chain: c.chainOut,
-	})
+	}, gate)
 }
 
 // SetTimer arranges for op(payload) to be invoked on this activation after

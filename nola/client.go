@@ -79,6 +79,12 @@ func (c *Client) Invoke(ctx context.Context, ns, id, typ, op string, payload []b
 func (c *Client) Do(ctx context.Context, req Request) ([]byte, error) { return c.invoke(ctx, req) }
 
 func (c *Client) invoke(ctx context.Context, req Request) ([]byte, error) {
+	return c.invokeGated(ctx, req, nil)
+}
+
+// invokeGated is invoke with a check run right before each send: an
+// actor's outgoing call must not leave after its server's lease deadline.
+func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error) ([]byte, error) {
 	if err := checkRequest(&req, c.limits); err != nil {
 		return nil, err
 	}
@@ -111,6 +117,11 @@ func (c *Client) invoke(ctx context.Context, req Request) ([]byte, error) {
 		}
 		sent := req
 		sent.ActorType = r.typ
+		if gate != nil {
+			if err := gate(); err != nil {
+				return nil, err
+			}
+		}
 		res, err := c.tr.Invoke(ctx, r.addr, sent)
 		if err == nil {
 			return res, nil

@@ -169,7 +169,7 @@ func (t *kvTxn) flush(c *Context) error {
 			// one. So the next activation bumps the epoch first, after
 			// which the late commit's fence fails. (Found by the
 			// simulator; see sim.TestLateCommitOfDroppedActivationIsNotApplied.)
-			a.srv.setEpoch(a.inc, a.key, epochState{epoch: a.epoch, doubt: true}, false)
+			a.srv.markDoubt(a.inc, a.key)
 		}
 		c.broken = &commitError{err: wrapErr(err, false, "commit KV of %s", a.ref.ID)}
 		return c.broken

@@ -54,48 +54,39 @@ type leaseState struct {
 	deadline atomic.Int64
 	sent     atomic.Int64
 
-	// epochs holds, for this incarnation, the actors whose record is not
-	// at placement's epoch 0 or whose last commit's outcome is unknown
-	// (they must Bump before they are activated again).
-	mu     sync.Mutex
-	epochs map[actorKey]epochState
+	// doubt holds the actors whose last commit under this incarnation has
+	// an unknown outcome: their next activation must Bump the epoch first.
+	mu    sync.Mutex
+	doubt map[actorKey]struct{}
 }
 
-type epochState struct {
-	epoch int64
-	doubt bool
-}
-
-// epochOf returns the epoch at which inc should confirm ownership of k, and
-// whether a Bump is needed first.
-func (s *Server) epochOf(inc *registry.Incarnation, k actorKey) (int64, bool) {
+// inDoubt reports whether k is in doubt under incarnation inc; clear takes
+// it out. markDoubt puts it in.
+func (s *Server) inDoubt(inc *registry.Incarnation, k actorKey, clear bool) bool {
 	l := s.lease.Load()
 	if l == nil || l.inc != inc {
-		return 0, false
+		return false // a later incarnation: its records are new anyway
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.epochs[k]
-	return e.epoch, e.doubt
+	_, in := l.doubt[k]
+	if clear {
+		delete(l.doubt, k)
+	}
+	return in
 }
 
-// setEpoch records k's epoch under inc; doubt marks that its next
-// activation must Bump first. forget drops the entry (epoch 0 again).
-func (s *Server) setEpoch(inc *registry.Incarnation, k actorKey, e epochState, forget bool) {
+func (s *Server) markDoubt(inc *registry.Incarnation, k actorKey) {
 	l := s.lease.Load()
 	if l == nil || l.inc != inc {
-		return // a later incarnation starts from placement's epoch
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if forget {
-		delete(l.epochs, k)
 		return
 	}
-	if l.epochs == nil {
-		l.epochs = map[actorKey]epochState{}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.doubt == nil {
+		l.doubt = map[actorKey]struct{}{}
 	}
-	l.epochs[k] = e
+	l.doubt[k] = struct{}{}
 }
 
 // LeaseInfo describes the server's current lease.
@@ -228,6 +219,9 @@ func (s *Server) Start(ctx context.Context) error {
 func (s *Server) register(ctx context.Context) error {
 	backoff := s.cfg.LeaseTTL / 20
 	for {
+		if s.stopped.Load() {
+			return &Error{Code: CodeUnavailable, Message: "server " + s.cfg.ID + " is stopped"}
+		}
 		if prev := s.fencedInc.Load(); prev != nil {
 			if err := s.reg.Deregister(ctx, prev); err == nil {
 				s.fencedInc.CompareAndSwap(prev, nil)
@@ -276,6 +270,9 @@ func (s *Server) heartbeat() {
 		}
 		l := s.lease.Load()
 		if l == nil {
+			if s.stopped.Load() {
+				return // Shutdown or Halt: never register again
+			}
 			if err := s.register(ctx); err != nil {
 				return
 			}
@@ -318,6 +315,9 @@ func (s *Server) heartbeat() {
 }
 
 func (s *Server) reportLoad(ctx context.Context, l *leaseState) {
+	// Bounded: a slow store must not hold up the keep-alives behind it.
+	ctx, cancel := s.rt.WithTimeout(ctx, s.cfg.LeaseTTL/12)
+	defer cancel()
 	err := s.reg.ReportLoad(ctx, l.inc, registry.Load{
 		Activations: s.activations.Load(),
 		Bytes:       s.memBytes.Load(),

@@ -137,10 +137,11 @@ type ActorRecord struct {
 	Type             string
 	Owner            string
 	OwnerIncarnation int64
-	// Epoch distinguishes successive activations of the actor under one
-	// incarnation when it matters: an owner bumps it (Registry.Bump)
-	// before reactivating an actor whose last commit has an unknown
-	// outcome, so that the late commit's fence fails. Placement writes 0.
+	// Epoch grows with every write of the record — placement, release,
+	// Bump — so a record's bytes never repeat and a fence on an earlier
+	// ownership never holds again. An owner bumps it before reactivating an
+	// actor whose last commit has an unknown outcome, so that the late
+	// commit's fence fails.
 	Epoch int64
 }
 

@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -49,17 +50,19 @@ func TestLocalDeadlineFailsBeyondRho(t *testing.T) {
 	}
 }
 
-// A random schedule of registrations, lease expiries, placements, releases
-// and commits from three servers, on memkv under the deterministic runtime.
-// After every step, at most one incarnation may confirm ownership of the
-// actor, and a commit by any incarnation that cannot confirm must fail.
+// A random schedule of registrations, lease expiries, placements, releases,
+// epoch bumps and commits from three servers, on memkv under the
+// deterministic runtime. After every step: at most one incarnation owns the
+// actor (its record names it and its server record is current); it can
+// commit and nobody else can; and no owner record that was ever superseded
+// holds again — replaying any earlier fence fails (epochs never repeat).
 func TestAtMostOneConfirmedOwner(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		seed := rapid.Uint64().Draw(rt, "seed")
 		steps := rapid.IntRange(5, 40).Draw(rt, "steps")
 		var actions []int
 		for range steps {
-			actions = append(actions, rapid.IntRange(0, 5).Draw(rt, "action"))
+			actions = append(actions, rapid.IntRange(0, 6).Draw(rt, "action"))
 		}
 		var servers []int
 		for range steps {
@@ -83,6 +86,28 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 		reg := registry.New(store, node, opts)
 		incs := make([]*registry.Incarnation, 3)
 		sid := func(i int) string { return fmt.Sprintf("s%d", i) }
+		type fence struct {
+			inc *registry.Incarnation
+			rec []byte
+		}
+		var (
+			past       []fence  // every owner record that held at some step
+			prev       []byte   // the record that held after the previous step
+			superseded [][]byte // records that held once and then stopped
+		)
+		current := func(inc *registry.Incarnation) bool {
+			members, err := reg.Servers(ctx)
+			if err != nil {
+				failure = err.Error()
+				return false
+			}
+			for _, m := range members {
+				if m.Record.ID == inc.ServerID && m.Record.Incarnation == inc.Num {
+					return true
+				}
+			}
+			return false
+		}
 		for step, act := range actions {
 			i := servers[step]
 			switch act {
@@ -108,9 +133,11 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 					failure = "ensure: " + err.Error()
 					return
 				}
-			case 3: // server i releases it
+			case 3: // server i releases it (if it owns it)
 				if incs[i] != nil {
-					_ = reg.Release(ctx, incs[i], "ns", "a", "t")
+					if e, ok, _ := reg.Confirm(ctx, incs[i], "ns", "a", "t"); ok {
+						_ = reg.Release(ctx, incs[i], "ns", "a", "t", e)
+					}
 				}
 			case 4: // server i leaves
 				if incs[i] != nil {
@@ -118,23 +145,32 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 				}
 			case 5: // a long pause: every lease may expire
 				_ = node.Sleep(ctx, 2*lease)
+			case 6: // server i bumps the epoch (as after an unknown commit)
+				if incs[i] != nil {
+					_, _, _ = reg.Bump(ctx, incs[i], "ns", "a", "t")
+				}
 			}
-			confirmed := 0
+			owners := 0
+			var holding []byte
 			for j, inc := range incs {
 				if inc == nil {
 					continue
 				}
-				ok, err := reg.Confirm(ctx, inc, "ns", "a", "t")
+				e, ok, err := reg.Confirm(ctx, inc, "ns", "a", "t")
 				if err != nil {
 					failure = err.Error()
 					return
 				}
+				owns := ok && current(inc)
+				rec := inc.OwnerRecord("t", e)
 				write := []registry.KVWrite{{Key: []byte("k"), Value: []byte(fmt.Sprint(step))}}
-				cerr := reg.CommitKV(ctx, inc, "ns", "a", inc.OwnerRecord("t"), write)
-				if ok {
-					confirmed++
+				cerr := reg.CommitKV(ctx, inc, "ns", "a", rec, write)
+				if owns {
+					owners++
+					holding = rec
+					past = append(past, fence{inc, rec})
 					if cerr != nil {
-						failure = fmt.Sprintf("step %d: confirmed owner %s#%d cannot commit: %v", step, sid(j), inc.Num, cerr)
+						failure = fmt.Sprintf("step %d: owner %s#%d cannot commit: %v", step, sid(j), inc.Num, cerr)
 						return
 					}
 				} else if !errors.Is(cerr, registry.ErrFenced) {
@@ -142,9 +178,32 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 					return
 				}
 			}
-			if confirmed > 1 {
-				failure = fmt.Sprintf("step %d: %d incarnations confirm ownership", step, confirmed)
+			if owners > 1 {
+				failure = fmt.Sprintf("step %d: %d incarnations own the actor", step, owners)
 				return
+			}
+			if !bytes.Equal(holding, prev) {
+				if prev != nil {
+					superseded = append(superseded, prev)
+				}
+				for _, old := range superseded {
+					if holding != nil && bytes.Equal(old, holding) {
+						failure = fmt.Sprintf("step %d: a superseded owner record holds again (an epoch repeated)", step)
+						return
+					}
+				}
+				prev = holding
+			}
+			// Every superseded fence must fail now.
+			for _, f := range past {
+				if bytes.Equal(f.rec, holding) {
+					continue
+				}
+				write := []registry.KVWrite{{Key: []byte("k"), Value: []byte("replayed")}}
+				if err := reg.CommitKV(ctx, f.inc, "ns", "a", f.rec, write); !errors.Is(err, registry.ErrFenced) {
+					failure = fmt.Sprintf("step %d: a superseded fence of %s#%d held again (err %v)", step, f.inc.ServerID, f.inc.Num, err)
+					return
+				}
 			}
 		}
 	})
@@ -160,6 +219,7 @@ func TestOwnershipCheckerCatchesBrokenProtocol(t *testing.T) {
 	for name, opts := range map[string]registry.Options{
 		"skip fence":         {UnsafeSkipFence: true},
 		"ignore incarnation": {UnsafeIgnoreIncarnation: true},
+		"reset epochs":       {UnsafeResetEpochs: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			w := simrt.New(99)

@@ -61,6 +61,9 @@ type Options struct {
 	// ownership by server ID alone.
 	UnsafeSkipFence         bool
 	UnsafeIgnoreIncarnation bool
+	// UnsafeResetEpochs makes placement and release write epoch 0, so an
+	// owner record can repeat (the ABA the epochs exist to prevent).
+	UnsafeResetEpochs bool
 }
 
 // Registry is a handle on the protocol, used by servers and clients. It is
@@ -222,12 +225,9 @@ func (r *Registry) Deregister(ctx context.Context, inc *Incarnation) error {
 	return nil
 }
 
-// OwnerRecord returns the exact bytes of an actor record of type typ owned by
-// this incarnation: what ownership confirmation and fences compare.
-func (inc *Incarnation) OwnerRecord(typ string) []byte { return inc.OwnerRecordAt(typ, 0) }
-
-// OwnerRecordAt is OwnerRecord at an epoch other than placement's 0.
-func (inc *Incarnation) OwnerRecordAt(typ string, epoch int64) []byte {
+// OwnerRecord returns the exact bytes of the record of an actor of type typ
+// owned by this incarnation at epoch: what fences compare.
+func (inc *Incarnation) OwnerRecord(typ string, epoch int64) []byte {
 	return ActorRecord{Type: typ, Owner: inc.ServerID, OwnerIncarnation: inc.Num, Epoch: epoch}.encode()
 }
 
@@ -241,26 +241,24 @@ func (inc *Incarnation) Fence(actorKey, ownerRecord []byte) []kv.Compare {
 	}
 }
 
-// Confirm checks, in one store transaction, that this incarnation is current
-// and owns actor (ns, id) of type typ. Only then may the server activate it.
-func (r *Registry) Confirm(ctx context.Context, inc *Incarnation, ns, id, typ string) (bool, error) {
-	return r.ConfirmAt(ctx, inc, ns, id, typ, 0)
-}
-
-// ConfirmAt is Confirm for an actor record at epoch (see Bump).
-func (r *Registry) ConfirmAt(ctx context.Context, inc *Incarnation, ns, id, typ string, epoch int64) (bool, error) {
-	if r.opts.UnsafeIgnoreIncarnation {
-		rec, found, err := r.Actor(ctx, ns, id)
-		if err != nil {
-			return false, fmt.Errorf("registry: confirm ownership of %s/%s: %w", ns, id, err)
-		}
-		return found && rec.Owner == inc.ServerID && rec.Type == typ, nil
-	}
-	res, err := r.store.Commit(ctx, kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), inc.OwnerRecordAt(typ, epoch))})
+// Confirm reads, linearizably, whether this incarnation owns actor (ns, id)
+// of type typ, and at which epoch. Only then may the server activate it,
+// and only while its own lease is still valid when the answer arrives: the
+// server record of a live lease is the one this incarnation wrote (records
+// are stable for an incarnation), so at the read's instant the incarnation
+// was current and owned the actor (docs/proofs/single-activation.md).
+func (r *Registry) Confirm(ctx context.Context, inc *Incarnation, ns, id, typ string) (epoch int64, ok bool, err error) {
+	rec, found, err := r.Actor(ctx, ns, id)
 	if err != nil {
-		return false, fmt.Errorf("registry: confirm ownership of %s/%s: %w", ns, id, err)
+		return 0, false, fmt.Errorf("registry: confirm ownership of %s/%s: %w", ns, id, err)
 	}
-	return res.Succeeded, nil
+	if !found || rec.Type != typ || rec.Owner != inc.ServerID {
+		return 0, false, nil
+	}
+	if rec.OwnerIncarnation != inc.Num && !r.opts.UnsafeIgnoreIncarnation {
+		return 0, false, nil
+	}
+	return rec.Epoch, true, nil
 }
 
 // Bump confirms that this incarnation owns actor (ns, id) of type typ and
@@ -296,18 +294,23 @@ func (r *Registry) Bump(ctx context.Context, inc *Incarnation, ns, id, typ strin
 	return rec.Epoch, res.Succeeded, nil
 }
 
-// Release gives up ownership of an actor this incarnation owns (after
-// deactivating it), so that it can be placed anywhere at once.
-func (r *Registry) Release(ctx context.Context, inc *Incarnation, ns, id, typ string) error {
-	return r.ReleaseAt(ctx, inc, ns, id, typ, 0)
+func (r *Registry) nextEpoch(e int64) int64 {
+	if r.opts.UnsafeResetEpochs {
+		return 0
+	}
+	return e + 1
 }
 
-// ReleaseAt is Release for an actor record at epoch (see Bump).
-func (r *Registry) ReleaseAt(ctx context.Context, inc *Incarnation, ns, id, typ string, epoch int64) error {
+// Release gives up ownership of an actor this incarnation owns at epoch
+// (after deactivating it), so that it can be placed anywhere at once. The
+// released record moves to the next epoch, like every change of owner:
+// epochs never repeat, so no fence of an earlier ownership can ever hold
+// again.
+func (r *Registry) Release(ctx context.Context, inc *Incarnation, ns, id, typ string, epoch int64) error {
 	key := r.keys.Actor(ns, id)
 	res, err := r.store.Commit(ctx, kv.Txn{
-		Compares: []kv.Compare{kv.ValueEquals(key, inc.OwnerRecordAt(typ, epoch))},
-		Ops:      []kv.Op{kv.Put(key, ActorRecord{Type: typ}.encode(), kv.NoLease)},
+		Compares: []kv.Compare{kv.ValueEquals(key, inc.OwnerRecord(typ, epoch))},
+		Ops:      []kv.Op{kv.Put(key, ActorRecord{Type: typ, Epoch: r.nextEpoch(epoch)}.encode(), kv.NoLease)},
 	})
 	if err != nil {
 		return fmt.Errorf("registry: release %s/%s: %w", ns, id, err)
@@ -327,7 +330,7 @@ type KVWrite struct {
 
 // CommitKV applies an actor's writes in one commit fenced on the
 // incarnation and its ownership of the actor. ownerRecord is what
-// inc.OwnerRecord returned for the actor's type. ErrFenced means nothing was
+// inc.OwnerRecord returned for the actor's type and epoch. ErrFenced means nothing was
 // written and the incarnation (or its ownership) is gone.
 func (r *Registry) CommitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite) error {
 	txn := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord), Ops: make([]kv.Op, len(writes))}
@@ -616,7 +619,8 @@ func (r *Registry) EnsureActivation(ctx context.Context, ns, id, typ string) (Pl
 			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, ErrNoServers)
 		}
 		cmps = append(cmps, kv.ValueEquals(r.keys.Server(m.Record.ID), m.record))
-		next := ActorRecord{Type: rec.Type, Owner: m.Record.ID, OwnerIncarnation: m.Record.Incarnation}
+		// A new owner means a new epoch: epochs never repeat.
+		next := ActorRecord{Type: rec.Type, Owner: m.Record.ID, OwnerIncarnation: m.Record.Incarnation, Epoch: r.nextEpoch(rec.Epoch)}
 		res, err := r.store.Commit(ctx, kv.Txn{Compares: cmps, Ops: []kv.Op{kv.Put(key, next.encode(), kv.NoLease)}})
 		if err != nil {
 			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, err)

@@ -26,6 +26,18 @@ func forEachBackend(t *testing.T, f func(t *testing.T, reg *registry.Registry)) 
 	}
 }
 
+// recordFor returns the owner record inc would fence on for actor (ns, id)
+// at the actor's current epoch: the strongest claim inc can make, whether or
+// not it owns the actor.
+func recordFor(t *testing.T, reg *registry.Registry, inc *registry.Incarnation, ns, id, typ string) []byte {
+	t.Helper()
+	rec, _, err := reg.Actor(context.Background(), ns, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inc.OwnerRecord(typ, rec.Epoch)
+}
+
 func mustRegister(t *testing.T, reg *registry.Registry, sid string) *registry.Incarnation {
 	t.Helper()
 	inc, err := reg.Register(context.Background(), sid, "addr-"+sid, ttl)
@@ -99,7 +111,7 @@ func TestEnsureActivationOwnershipAndFences(t *testing.T) {
 		}
 
 		confirm := func(inc *registry.Incarnation, typ string) bool {
-			ok, err := reg.Confirm(ctx, inc, "ns", "a", typ)
+			_, ok, err := reg.Confirm(ctx, inc, "ns", "a", typ)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,11 +122,11 @@ func TestEnsureActivationOwnershipAndFences(t *testing.T) {
 		}
 
 		write := []registry.KVWrite{{Key: []byte("k"), Value: []byte("v1")}}
-		if err := reg.CommitKV(ctx, owner, "ns", "a", owner.OwnerRecord("counter"), write); err != nil {
+		if err := reg.CommitKV(ctx, owner, "ns", "a", recordFor(t, reg, owner, "ns", "a", "counter"), write); err != nil {
 			t.Fatalf("owner's commit: %v", err)
 		}
 		steal := []registry.KVWrite{{Key: []byte("k"), Value: []byte("stolen")}}
-		if err := reg.CommitKV(ctx, other, "ns", "a", other.OwnerRecord("counter"), steal); !errors.Is(err, registry.ErrFenced) {
+		if err := reg.CommitKV(ctx, other, "ns", "a", recordFor(t, reg, other, "ns", "a", "counter"), steal); !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("non-owner's commit: %v, want ErrFenced", err)
 		}
 
@@ -130,7 +142,7 @@ func TestEnsureActivationOwnershipAndFences(t *testing.T) {
 		if confirm(owner, "counter") || !confirm(other, "counter") {
 			t.Fatal("ownership did not move with the placement")
 		}
-		if err := reg.CommitKV(ctx, owner, "ns", "a", owner.OwnerRecord("counter"), steal); !errors.Is(err, registry.ErrFenced) {
+		if err := reg.CommitKV(ctx, owner, "ns", "a", recordFor(t, reg, owner, "ns", "a", "counter"), steal); !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("zombie commit: %v, want ErrFenced", err)
 		}
 		v, found, err := reg.GetKV(ctx, "ns", "a", []byte("k"))
@@ -149,10 +161,13 @@ func TestReleaseLetsAnyServerTakeOver(t *testing.T) {
 			t.Fatalf("placement %+v %v", p, err)
 		}
 		s2 := mustRegister(t, reg, "s2")
-		if err := reg.Release(ctx, s2, "ns", "r", "counter"); !errors.Is(err, registry.ErrFenced) {
+		if err := reg.Release(ctx, s2, "ns", "r", "counter", 1); !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("release by a non-owner: %v, want ErrFenced", err)
 		}
-		if err := reg.Release(ctx, s1, "ns", "r", "counter"); err != nil {
+		if err := reg.Release(ctx, s1, "ns", "r", "counter", 0); !errors.Is(err, registry.ErrFenced) {
+			t.Fatalf("release at a past epoch: %v, want ErrFenced", err)
+		}
+		if err := reg.Release(ctx, s1, "ns", "r", "counter", 1); err != nil {
 			t.Fatal(err)
 		}
 		rec, found, err := reg.Actor(ctx, "ns", "r")
@@ -228,14 +243,14 @@ func TestScanKVOrderPrefixesAndOddBytes(t *testing.T) {
 		for _, k := range keys {
 			writes = append(writes, registry.KVWrite{Key: k, Value: append([]byte("v-"), k...)})
 		}
-		if err := reg.CommitKV(ctx, inc, "ns", "a", inc.OwnerRecord("t"), writes); err != nil {
+		if err := reg.CommitKV(ctx, inc, "ns", "a", recordFor(t, reg, inc, "ns", "a", "t"), writes); err != nil {
 			t.Fatal(err)
 		}
 		// Another actor's keys must never show up.
 		if _, err := reg.EnsureActivation(ctx, "ns", "a2", "t"); err != nil {
 			t.Fatal(err)
 		}
-		if err := reg.CommitKV(ctx, inc, "ns", "a2", inc.OwnerRecord("t"), writes[:2]); err != nil {
+		if err := reg.CommitKV(ctx, inc, "ns", "a2", recordFor(t, reg, inc, "ns", "a2", "t"), writes[:2]); err != nil {
 			t.Fatal(err)
 		}
 		all, more, err := reg.ScanKV(ctx, "ns", "a", nil, nil, 0)
@@ -303,7 +318,7 @@ func TestCommitKVChecksLimitsBeforeTheStore(t *testing.T) {
 		for i := range reg.KVLimits().MaxOpsPerTxn + 1 {
 			writes = append(writes, registry.KVWrite{Key: []byte(fmt.Sprint(i)), Value: []byte("v")})
 		}
-		err := reg.CommitKV(ctx, inc, "ns", "a", inc.OwnerRecord("t"), writes)
+		err := reg.CommitKV(ctx, inc, "ns", "a", recordFor(t, reg, inc, "ns", "a", "t"), writes)
 		if !errors.Is(err, kv.ErrTooLarge) {
 			t.Fatalf("oversized commit: %v, want ErrTooLarge", err)
 		}
@@ -318,45 +333,60 @@ func TestCommitKVChecksLimitsBeforeTheStore(t *testing.T) {
 }
 
 // Bump moves the actor record to a new epoch: a commit fenced on the old one
-// (a late commit of a dropped activation) can no longer apply.
-func TestBumpFencesEarlierEpochs(t *testing.T) {
+// (a late commit of a dropped activation) can no longer apply. Epochs never
+// repeat, whatever happens to the record: release and placement move them on
+// too, so an old fence never holds again (an ABA the review found when
+// placement wrote epoch 0 every time).
+func TestEpochsFenceEarlierOwnerships(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
 		ctx := context.Background()
 		inc := mustRegister(t, reg, "s1")
-		other := mustRegister(t, reg, "s2")
 		if _, err := reg.EnsureActivation(ctx, "ns", "b", "t"); err != nil {
 			t.Fatal(err)
 		}
-		owner := inc
-		if rec, _, _ := reg.Actor(ctx, "ns", "b"); rec.Owner == "s2" {
-			owner, other = other, inc
+		e0, ok, err := reg.Confirm(ctx, inc, "ns", "b", "t")
+		if err != nil || !ok {
+			t.Fatalf("Confirm = %v %v", ok, err)
 		}
+		stale := inc.OwnerRecord("t", e0)
+		other := mustRegister(t, reg, "s2")
 		if _, ok, err := reg.Bump(ctx, other, "ns", "b", "t"); err != nil || ok {
 			t.Fatalf("a non-owner bumped: ok=%v err=%v", ok, err)
 		}
-		epoch, ok, err := reg.Bump(ctx, owner, "ns", "b", "t")
-		if err != nil || !ok || epoch != 1 {
-			t.Fatalf("Bump = %d %v %v, want epoch 1", epoch, ok, err)
+		e1, ok, err := reg.Bump(ctx, inc, "ns", "b", "t")
+		if err != nil || !ok || e1 <= e0 {
+			t.Fatalf("Bump = %d %v %v, want an epoch after %d", e1, ok, err, e0)
 		}
 		late := []registry.KVWrite{{Key: []byte("k"), Value: []byte("late")}}
-		if err := reg.CommitKV(ctx, owner, "ns", "b", owner.OwnerRecord("t"), late); !errors.Is(err, registry.ErrFenced) {
+		if err := reg.CommitKV(ctx, inc, "ns", "b", stale, late); !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("commit at the old epoch: %v, want ErrFenced", err)
 		}
-		if ok, _ := reg.Confirm(ctx, owner, "ns", "b", "t"); ok {
-			t.Fatal("confirmed at the old epoch")
-		}
-		if ok, err := reg.ConfirmAt(ctx, owner, "ns", "b", "t", epoch); err != nil || !ok {
-			t.Fatalf("ConfirmAt(new epoch) = %v %v", ok, err)
+		if e, ok, err := reg.Confirm(ctx, inc, "ns", "b", "t"); err != nil || !ok || e != e1 {
+			t.Fatalf("Confirm after Bump = %d %v %v, want epoch %d", e, ok, err, e1)
 		}
 		now := []registry.KVWrite{{Key: []byte("k"), Value: []byte("now")}}
-		if err := reg.CommitKV(ctx, owner, "ns", "b", owner.OwnerRecordAt("t", epoch), now); err != nil {
+		if err := reg.CommitKV(ctx, inc, "ns", "b", inc.OwnerRecord("t", e1), now); err != nil {
 			t.Fatal(err)
 		}
-		if err := reg.Release(ctx, owner, "ns", "b", "t"); !errors.Is(err, registry.ErrFenced) {
+		if err := reg.Release(ctx, inc, "ns", "b", "t", e0); !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("release at the old epoch: %v", err)
 		}
-		if err := reg.ReleaseAt(ctx, owner, "ns", "b", "t", epoch); err != nil {
+		if err := reg.Release(ctx, inc, "ns", "b", "t", e1); err != nil {
 			t.Fatal(err)
+		}
+		// Placed again — possibly on the very same incarnation: neither old
+		// fence holds.
+		if err := reg.Deregister(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		p, err := reg.EnsureActivation(ctx, "ns", "b", "t")
+		if err != nil || p.ServerID != "s1" {
+			t.Fatalf("placement = %+v %v", p, err)
+		}
+		for _, rec := range [][]byte{stale, inc.OwnerRecord("t", e1)} {
+			if err := reg.CommitKV(ctx, inc, "ns", "b", rec, late); !errors.Is(err, registry.ErrFenced) {
+				t.Fatalf("an earlier ownership's fence held after release and re-placement: %v", err)
+			}
 		}
 		if v, _, _ := reg.GetKV(ctx, "ns", "b", []byte("k")); string(v) != "now" {
 			t.Fatalf("k = %q", v)

@@ -193,7 +193,7 @@ func TestGroupCommitZombieAmongLiveCommits(t *testing.T) {
 				inc, id = zombie, fmt.Sprintf("z%d", i/2)
 			}
 			for j := range 10 {
-				err := reg.CommitKV(ctx, inc, "ns", id, inc.OwnerRecord("t"), []registry.KVWrite{{Key: []byte(strconv.Itoa(j)), Value: []byte("v")}})
+				err := reg.CommitKV(ctx, inc, "ns", id, inc.OwnerRecord("t", 1), []registry.KVWrite{{Key: []byte(strconv.Itoa(j)), Value: []byte("v")}})
 				if err != nil {
 					errs[i] = err
 					return
