@@ -4,7 +4,7 @@ PKGS    := ./...
 # Packages whose tests run real goroutines: they also run under -race.
 RACE_PKGS := ./rt/... ./registry/... ./nola/... ./faultinject/... ./httpapi/... ./wasm/... ./sim/... ./linearizability/... ./cmd/...
 
-.PHONY: test test-race vet lint bench run run-embedded sim-long jepsen guests clean FORCE
+.PHONY: test test-race vet lint bench run run-embedded sim-long guests clean FORCE
 
 test: vet test-race
 	$(GO) test -count=1 -timeout 25m $(PKGS)

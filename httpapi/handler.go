@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry"
 )
 
 // ModuleStore is what the API needs of the WASM module store.
@@ -99,15 +100,18 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 	m.HandleFunc("GET /v1/cluster", h.admin(h.cluster))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	m.HandleFunc("GET /readyz", h.ready)
+	// Metrics and profiles need the admin token when one is set (the
+	// process's command line, in /debug/pprof/cmdline, may hold it);
+	// /healthz and /readyz stay open for orchestrators.
 	if opts.Metrics != nil {
-		m.Handle("GET /metrics", promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}))
+		m.HandleFunc("GET /metrics", h.admin(promhttp.HandlerFor(opts.Metrics, promhttp.HandlerOpts{}).ServeHTTP))
 	}
 	if opts.Pprof {
-		m.HandleFunc("/debug/pprof/", pprof.Index)
-		m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		m.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		m.HandleFunc("/debug/pprof/", h.admin(pprof.Index))
+		m.HandleFunc("/debug/pprof/cmdline", h.admin(pprof.Cmdline))
+		m.HandleFunc("/debug/pprof/profile", h.admin(pprof.Profile))
+		m.HandleFunc("/debug/pprof/symbol", h.admin(pprof.Symbol))
+		m.HandleFunc("/debug/pprof/trace", h.admin(pprof.Trace))
 	}
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeCodeError(w, codeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -186,7 +190,11 @@ func (h *Handler) callContext(r *http.Request) (context.Context, context.CancelF
 		if err != nil || ms <= 0 {
 			return nil, nil, &nola.Error{Code: nola.CodeBadRequest, Message: HeaderTimeout + " must be a positive integer (milliseconds)"}
 		}
-		d = min(time.Duration(ms)*time.Millisecond, h.opts.MaxTimeout)
+		// Compare in milliseconds first: a huge value would overflow.
+		d = h.opts.MaxTimeout
+		if ms < h.opts.MaxTimeout.Milliseconds() {
+			d = time.Duration(ms) * time.Millisecond
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), d)
 	return ctx, cancel, nil
@@ -354,32 +362,22 @@ func (h *Handler) scanKV(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	ns, id := r.PathValue("ns"), r.PathValue("id")
 	reg := h.srv.Registry()
-	var pairs []nola.KV
-	var more bool
+	var (
+		pairs []registry.KVPair
+		more  bool
+	)
 	if p, ok := q["prefix"]; ok {
-		ps, m, err := reg.ScanKVPrefix(ctx, ns, id, []byte(p[0]), limit)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		for _, x := range ps {
-			pairs = append(pairs, nola.KV{Key: x.Key, Value: x.Value})
-		}
-		more = m
+		pairs, more, err = reg.ScanKVPrefix(ctx, ns, id, []byte(p[0]), limit)
 	} else {
 		var end []byte
 		if e, ok := q["end"]; ok {
 			end = []byte(e[0])
 		}
-		ps, m, err := reg.ScanKV(ctx, ns, id, []byte(q.Get("start")), end, limit)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		for _, x := range ps {
-			pairs = append(pairs, nola.KV{Key: x.Key, Value: x.Value})
-		}
-		more = m
+		pairs, more, err = reg.ScanKV(ctx, ns, id, []byte(q.Get("start")), end, limit)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
 	}
 	out := KVScan{Entries: make([]KVEntry, 0, len(pairs)), More: more}
 	for _, p := range pairs {

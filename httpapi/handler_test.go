@@ -157,6 +157,16 @@ func TestErrorsKeepTheirCodes(t *testing.T) {
 		t.Error("not_owner must be retryable")
 	}
 
+	// A timeout header beyond the cap is capped, not overflowed into the
+	// past.
+	req0, _ := http.NewRequest(http.MethodPost, nodes[0].url+"/v1/ns/web/actors/x/invoke/inc", nil)
+	req0.Header.Set(httpapi.HeaderTimeout, "10000000000000")
+	if resp, err := http.DefaultClient.Do(req0); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("huge timeout header: %v %v", resp.StatusCode, err)
+	} else {
+		resp.Body.Close()
+	}
+
 	// A bad timeout header is a bad request, not a crash.
 	req, _ := http.NewRequest(http.MethodPost, nodes[0].url+"/v1/ns/web/actors/x/invoke/inc", nil)
 	req.Header.Set(httpapi.HeaderTimeout, "soon")
@@ -183,6 +193,7 @@ func TestTokensAndNamespaceIsolation(t *testing.T) {
 	nodes := startCluster(t, 1, httpapi.Options{
 		AdminToken:      "admin-secret",
 		NamespaceTokens: map[string]string{"alice-token": "alice"},
+		Pprof:           true,
 	})
 	u := nodes[0].url
 	status := func(method, path, token string) int {
@@ -214,6 +225,12 @@ func TestTokensAndNamespaceIsolation(t *testing.T) {
 		{"POST", "/v1/ns/bob/actors/a/invoke/inc?type=counter", "admin-secret", 200},
 		{"GET", "/v1/cluster", "admin-secret", 200},
 		{"GET", "/healthz", "", 200},
+		{"GET", "/readyz", "", 200},
+		{"GET", "/metrics", "", 401},
+		{"GET", "/metrics", "alice-token", 403},
+		{"GET", "/metrics", "admin-secret", 200},
+		{"GET", "/debug/pprof/cmdline", "", 401},
+		{"GET", "/debug/pprof/cmdline", "admin-secret", 200},
 	}
 	for _, c := range cases {
 		if got := status(c.method, c.path, c.token); got != c.want {

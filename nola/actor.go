@@ -68,7 +68,7 @@ type Context struct {
 
 // errOver is returned by a Context used after its invocation returned.
 func errOver() error {
-	return &Error{Code: CodeBadRequest, Message: "nola.Context used after its invocation returned"}
+	return ownErr(CodeBadRequest, "nola.Context used after its invocation returned")
 }
 
 // txn returns the invocation's KV transaction, or nil once it is over.

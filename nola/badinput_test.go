@@ -1,6 +1,7 @@
 package nola_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
 )
 
 func TestBadInputIsRejectedWithTypedErrors(t *testing.T) {
@@ -190,4 +193,58 @@ func TestContextUsedAfterItsInvocation(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 	})
+}
+
+func TestServerConfigRejectsNegativeValues(t *testing.T) {
+	base := func() nola.ServerConfig {
+		r := rt.NewReal()
+		return nola.ServerConfig{ID: "s", Addr: "a", Runtime: r, Store: memkv.New(r, memkv.Options{}),
+			Transport: nola.NewLocalNetwork(false).Transport(r)}
+	}
+	for name, mut := range map[string]func(*nola.ServerConfig){
+		"lease":      func(c *nola.ServerConfig) { c.LeaseTTL = -time.Second },
+		"idle":       func(c *nola.ServerConfig) { c.IdleTimeout = -1 },
+		"limit":      func(c *nola.ServerConfig) { c.MaxActivations = -5 },
+		"payload":    func(c *nola.ServerConfig) { c.Limits.MaxPayloadBytes = -1 },
+		"rho":        func(c *nola.ServerConfig) { c.Rho = 0.7 },
+		"margin":     func(c *nola.ServerConfig) { c.LeaseTTL, c.Margin = time.Second, 2*time.Second },
+		"no runtime": func(c *nola.ServerConfig) { c.Runtime = nil },
+	} {
+		cfg := base()
+		mut(&cfg)
+		if _, err := nola.NewServer(cfg); err == nil {
+			t.Errorf("%s: NewServer accepted %+v", name, cfg)
+		}
+	}
+	if _, err := nola.NewServer(base()); err != nil {
+		t.Fatalf("defaults rejected: %v", err)
+	}
+}
+
+// A deadline that passes while the client backs off between retryable
+// failures is a timeout, typed as such, and says nothing ran.
+func TestDeadlineDuringRetriesIsATypedTimeout(t *testing.T) {
+	r := rt.NewReal()
+	store := memkv.New(r, memkv.Options{})
+	reg := registry.New(store, r, registry.Options{})
+	if _, err := reg.Register(context.Background(), "s", "nowhere", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := nola.NewClient(nola.ClientConfig{Runtime: r, Store: store, Transport: alwaysNotOwner{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	_, err = cl.Invoke(ctx, "ns", "a", "t", "op", nil)
+	var ne *nola.Error
+	if !errors.As(err, &ne) || ne.Code != nola.CodeTimeout || !errors.Is(err, nola.ErrTimeout) || !ne.Retryable {
+		t.Fatalf("got %v (code %s), want a retryable timeout", err, nola.CodeOf(err))
+	}
+}
+
+type alwaysNotOwner struct{}
+
+func (alwaysNotOwner) Invoke(context.Context, string, nola.Request) ([]byte, error) {
+	return nil, &nola.Error{Code: nola.CodeNotOwner, Retryable: true, Message: "not here"}
 }

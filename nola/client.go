@@ -3,6 +3,7 @@ package nola
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -93,7 +94,10 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 	for attempt := 0; attempt < c.attempts; attempt++ {
 		if attempt > 1 {
 			if err := c.backoff(ctx, attempt); err != nil {
-				return nil, wrapErr(errors.Join(err, lastErr), false, "invoke %s/%s", req.Namespace, req.ActorID)
+				// The deadline passed between attempts: nothing ran (every
+				// earlier attempt failed retryably).
+				return nil, &Error{Code: CodeTimeout, Retryable: IsRetryable(lastErr), cause: err,
+					Message: fmt.Sprintf("invoke %s/%s: deadline passed while retrying after: %v", req.Namespace, req.ActorID, lastErr)}
 			}
 		}
 		r, ok := c.routes.get(key)
@@ -105,7 +109,7 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 			}
 			p, err := c.reg.EnsureActivation(ctx, req.Namespace, req.ActorID, req.ActorType)
 			if err != nil {
-				err = wrapErr(err, true, "place %s/%s", req.Namespace, req.ActorID)
+				err = wrapErr(err, true, "")
 				if IsRetryable(err) {
 					lastErr = err
 					continue
@@ -163,13 +167,7 @@ type routeShard struct {
 	m  map[actorKey]route
 }
 
-func (rc *routeCache) shard(k actorKey) *routeShard {
-	h := uint32(2166136261)
-	for i := 0; i < len(k.id); i++ {
-		h = (h ^ uint32(k.id[i])) * 16777619
-	}
-	return &rc.shards[h%nShards]
-}
+func (rc *routeCache) shard(k actorKey) *routeShard { return &rc.shards[k.hash()%nShards] }
 
 func (rc *routeCache) get(k actorKey) (route, bool) {
 	sh := rc.shard(k)

@@ -82,9 +82,11 @@ type ServerConfig struct {
 	MaxActivations int
 	// TimerTimeout bounds one timer-triggered invocation (default 30s).
 	TimerTimeout time.Duration
-	// CommitTimeout bounds one KV commit (default 10s). Commits are not
-	// cancelled by their caller; one that times out has an unknown
-	// outcome and ends the server's incarnation (docs/architecture.md).
+	// CommitTimeout bounds one KV commit (default 10s; a store may bound
+	// it further, etcdkv by its RequestTimeout of 5s). Commits are not
+	// cancelled by their caller; one that times out has an unknown outcome,
+	// and the actor's next activation bumps its epoch first
+	// (docs/architecture.md).
 	CommitTimeout time.Duration
 	// Limits bound names, payloads and KV entries.
 	Limits Limits
@@ -127,6 +129,17 @@ func (c *ServerConfig) validate() error {
 		return fmt.Errorf("nola: server config: nil Transport")
 	case c.Rho < 0 || c.Rho >= 0.5:
 		return fmt.Errorf("nola: server config: Rho %v outside [0, 0.5)", c.Rho)
+	case c.LeaseTTL < 0 || c.Margin < 0 || c.IdleTimeout < 0 || c.TimerTimeout < 0 || c.CommitTimeout < 0:
+		return fmt.Errorf("nola: server config: negative duration (LeaseTTL %v, Margin %v, IdleTimeout %v, TimerTimeout %v, CommitTimeout %v)",
+			c.LeaseTTL, c.Margin, c.IdleTimeout, c.TimerTimeout, c.CommitTimeout)
+	case c.MaxActivations < 0:
+		return fmt.Errorf("nola: server config: negative MaxActivations %d", c.MaxActivations)
+	case c.Limits.MaxNameBytes < 0 || c.Limits.MaxPayloadBytes < 0 || c.Limits.MaxResultBytes < 0 ||
+		c.Limits.MaxKVKeyBytes < 0 || c.Limits.MaxKVValueBytes < 0:
+		return fmt.Errorf("nola: server config: negative limit in %+v", c.Limits)
+	}
+	if c.Margin >= c.LeaseTTL && c.LeaseTTL > 0 {
+		return fmt.Errorf("nola: server config: Margin %v must be smaller than LeaseTTL %v", c.Margin, c.LeaseTTL)
 	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = 6 * time.Second
@@ -157,7 +170,11 @@ func (c *ServerConfig) validate() error {
 }
 
 // checkName validates a namespace, ID, type or operation name.
-func checkName(what, v string, l Limits, allowEmpty bool) error {
+func checkName(what, v string, l Limits, allowEmpty bool) *Error {
+	return checkNameEnc(what, v, l, allowEmpty, true)
+}
+
+func checkNameEnc(what, v string, l Limits, allowEmpty, encoding bool) *Error {
 	if v == "" {
 		if allowEmpty {
 			return nil
@@ -167,24 +184,28 @@ func checkName(what, v string, l Limits, allowEmpty bool) error {
 	if len(v) > l.MaxNameBytes {
 		return newErr(CodeBadRequest, false, nil, "%s of %d bytes exceeds the limit of %d", what, len(v), l.MaxNameBytes)
 	}
-	if !utf8.ValidString(v) {
+	if encoding && !utf8.ValidString(v) {
 		return newErr(CodeBadRequest, false, nil, "%s is not valid UTF-8", what)
 	}
 	return nil
 }
 
 // checkRequest validates an invocation before it goes anywhere.
-func checkRequest(req *Request, l Limits) error {
-	if err := checkName("namespace", req.Namespace, l, false); err != nil {
+func checkRequest(req *Request, l Limits) error { return checkRequestLimits(req, l, true) }
+
+// checkRequestLimits is checkRequest, with the names' UTF-8 check optional
+// (for requests this process's own Client validated).
+func checkRequestLimits(req *Request, l Limits, encoding bool) error {
+	if err := checkNameEnc("namespace", req.Namespace, l, false, encoding); err != nil {
 		return err
 	}
-	if err := checkName("actor ID", req.ActorID, l, false); err != nil {
+	if err := checkNameEnc("actor ID", req.ActorID, l, false, encoding); err != nil {
 		return err
 	}
-	if err := checkName("actor type", req.ActorType, l, true); err != nil {
+	if err := checkNameEnc("actor type", req.ActorType, l, true, encoding); err != nil {
 		return err
 	}
-	if err := checkName("operation", req.Operation, l, false); err != nil {
+	if err := checkNameEnc("operation", req.Operation, l, false, encoding); err != nil {
 		return err
 	}
 	if len(req.Payload) > l.MaxPayloadBytes {

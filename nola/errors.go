@@ -51,6 +51,9 @@ type Error struct {
 	// again as is.
 	Retryable bool
 	cause     error
+	// own marks a limit or misuse error raised by the failing invocation's
+	// own Context (not one that came back from a nested call).
+	own bool
 }
 
 func (e *Error) Error() string {
@@ -65,20 +68,27 @@ func (e *Error) Unwrap() error { return e.cause }
 
 // Is matches the sentinel of the same code.
 func (e *Error) Is(target error) bool {
-	t, ok := target.(*Error)
-	return ok && t.Message == "" && t.cause == nil && t.Code == e.Code
+	t, ok := target.(sentinel)
+	return ok && Code(t) == e.Code
 }
 
-// Sentinels for errors.Is.
+// sentinel is the type of the Err* values: a code and nothing else, so that
+// no one can change what errors.Is matches.
+type sentinel Code
+
+func (s sentinel) Error() string { return "nola: " + string(s) }
+
+// Sentinels for errors.Is: errors.Is(err, nola.ErrFenced) holds for every
+// *Error with CodeFenced.
 var (
-	ErrNotOwner    = &Error{Code: CodeNotOwner}
-	ErrFenced      = &Error{Code: CodeFenced}
-	ErrUnavailable = &Error{Code: CodeUnavailable}
-	ErrBadRequest  = &Error{Code: CodeBadRequest}
-	ErrTooLarge    = &Error{Code: CodeTooLarge}
-	ErrActorError  = &Error{Code: CodeActorError}
-	ErrTimeout     = &Error{Code: CodeTimeout}
-	ErrInternal    = &Error{Code: CodeInternal}
+	ErrNotOwner    error = sentinel(CodeNotOwner)
+	ErrFenced      error = sentinel(CodeFenced)
+	ErrUnavailable error = sentinel(CodeUnavailable)
+	ErrBadRequest  error = sentinel(CodeBadRequest)
+	ErrTooLarge    error = sentinel(CodeTooLarge)
+	ErrActorError  error = sentinel(CodeActorError)
+	ErrTimeout     error = sentinel(CodeTimeout)
+	ErrInternal    error = sentinel(CodeInternal)
 )
 
 func newErr(code Code, retryable bool, cause error, format string, args ...any) *Error {
@@ -113,7 +123,8 @@ func CodeOf(err error) Code {
 	return CodeInternal
 }
 
-// wrapErr turns an internal error into an *Error with context. Store
+// wrapErr turns an internal error into an *Error, prefixed by format when
+// given (registry and store errors already say what they were doing). Store
 // failures before anything ran are retryable when the store says nothing
 // was applied.
 func wrapErr(err error, retryable bool, format string, args ...any) error {
@@ -125,8 +136,24 @@ func wrapErr(err error, retryable bool, format string, args ...any) error {
 		return err
 	}
 	code := CodeOf(err)
-	msg := fmt.Sprintf(format, args...)
-	return &Error{Code: code, Message: msg + ": " + err.Error(), Retryable: retryable && code == CodeUnavailable, cause: err}
+	msg := err.Error()
+	if format != "" {
+		msg = fmt.Sprintf(format, args...) + ": " + msg
+	}
+	return &Error{Code: code, Message: msg, Retryable: retryable && code == CodeUnavailable, cause: err}
+}
+
+// InvocationError returns an error for a limit or misuse of the running
+// invocation itself, for actor runtimes built on nola (the WASM host: a
+// guest's result over the limit). Unlike an error an actor returns, which
+// reaches the caller as an actor_error, it keeps its code.
+func InvocationError(code Code, message string) error {
+	return &Error{Code: code, Message: message, own: true}
+}
+
+// ownErr is a limit or misuse error of the invocation's own Context.
+func ownErr(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...), own: true}
 }
 
 // IsRetryable reports whether err certainly left the operation undone, so

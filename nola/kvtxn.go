@@ -47,10 +47,10 @@ func (t *kvTxn) dirty() bool { return len(t.writes) > 0 }
 func (t *kvTxn) checkKey(c *Context, key []byte) error {
 	lim := c.act.srv.cfg.Limits
 	if len(key) == 0 {
-		return newErr(CodeBadRequest, false, nil, "KV key is empty")
+		return ownErr(CodeBadRequest, "KV key is empty")
 	}
 	if len(key) > lim.MaxKVKeyBytes {
-		return newErr(CodeTooLarge, false, nil, "KV key of %d bytes exceeds the limit of %d", len(key), lim.MaxKVKeyBytes)
+		return ownErr(CodeTooLarge, "KV key of %d bytes exceeds the limit of %d", len(key), lim.MaxKVKeyBytes)
 	}
 	return nil
 }
@@ -74,7 +74,7 @@ func (t *kvTxn) get(c *Context, key []byte) ([]byte, bool, error) {
 	}
 	v, found, err := a.srv.reg.GetKV(c.ctx, a.ref.Namespace, a.ref.ID, key)
 	if err != nil {
-		return nil, false, wrapErr(err, false, "read KV key of %s", a.ref.ID)
+		return nil, false, wrapErr(err, false, "")
 	}
 	a.remember(key, v, found)
 	if !found {
@@ -89,20 +89,21 @@ func (t *kvTxn) write(c *Context, key []byte, w pendingWrite) error {
 	}
 	lim := c.act.srv.cfg.Limits
 	if len(w.value) > lim.MaxKVValueBytes {
-		return newErr(CodeTooLarge, false, nil, "KV value of %d bytes exceeds the limit of %d", len(w.value), lim.MaxKVValueBytes)
+		return ownErr(CodeTooLarge, "KV value of %d bytes exceeds the limit of %d", len(w.value), lim.MaxKVValueBytes)
 	}
+	// Check the commit these writes will make against the store's limits
+	// now, so that an oversized one fails at Put and never half-builds.
+	b := c.act.kvBudget
 	old, replacing := t.writes[string(key)]
-	size := t.bytes + len(key) + len(w.value) + 16
+	size := t.bytes + b.WriteSize(key, w.value)
 	if replacing {
-		size -= len(key) + len(old.value) + 16
+		size -= b.WriteSize(key, old.value)
 	}
-	store := c.act.srv.reg.KVLimits()
-	if !replacing && store.MaxOpsPerTxn > 0 && len(t.writes)+1 > store.MaxOpsPerTxn {
-		return newErr(CodeTooLarge, false, nil, "more than %d KV writes in one invocation", store.MaxOpsPerTxn)
+	if !replacing && b.MaxWrites > 0 && len(t.writes)+1 > b.MaxWrites {
+		return ownErr(CodeTooLarge, "more than %d KV writes in one invocation", b.MaxWrites)
 	}
-	// Leave room for the fence's compares and the keys' prefixes.
-	if budget := store.MaxRequestBytes - 1024 - 64*(len(t.writes)+1); store.MaxRequestBytes > 0 && size > budget {
-		return newErr(CodeTooLarge, false, nil, "KV writes of one invocation exceed %d bytes", budget)
+	if b.MaxBytes > 0 && size > b.MaxBytes {
+		return ownErr(CodeTooLarge, "KV writes of one invocation exceed the store's %d bytes per commit", b.MaxBytes)
 	}
 	if t.writes == nil {
 		t.writes = map[string]pendingWrite{}
@@ -171,7 +172,7 @@ func (t *kvTxn) flush(c *Context) error {
 			// simulator; see sim.TestLateCommitOfDroppedActivationIsNotApplied.)
 			a.srv.markDoubt(a.inc, a.key)
 		}
-		c.broken = &commitError{err: wrapErr(err, false, "commit KV of %s", a.ref.ID)}
+		c.broken = &commitError{err: wrapErr(err, false, "")}
 		return c.broken
 	}
 	if o := a.srv.cfg.Observer; o != nil {
@@ -203,7 +204,7 @@ func (e *commitError) Unwrap() error { return e.err }
 func (t *kvTxn) scan(c *Context, start, end, prefix []byte, limit int) ([]KV, error) {
 	a := c.act
 	if limit < 0 {
-		return nil, newErr(CodeBadRequest, false, nil, "negative scan limit")
+		return nil, ownErr(CodeBadRequest, "negative scan limit")
 	}
 	inRange := func(k string) bool {
 		if prefix != nil {
@@ -232,7 +233,7 @@ func (t *kvTxn) scan(c *Context, start, end, prefix []byte, limit int) ([]KV, er
 		stored, _, err = a.srv.reg.ScanKV(c.ctx, a.ref.Namespace, a.ref.ID, start, end, fetch)
 	}
 	if err != nil {
-		return nil, wrapErr(err, false, "scan KV of %s", a.ref.ID)
+		return nil, wrapErr(err, false, "")
 	}
 	out := make([]KV, 0, len(stored)+len(pending))
 	for _, p := range stored {

@@ -26,10 +26,12 @@ func deadlineHolds(ttl time.Duration, rho float64, margin, latency time.Duration
 	return fenceAt <= expireAt
 }
 
-// The clock argument of rule 1 (docs/proofs/single-activation.md): if the
-// server's clock runs at least (1-ρ) as fast as the store's, whatever the
-// absolute rates and the network latency, the local deadline comes first.
-func TestLocalDeadlinePrecedesStoreExpiry(t *testing.T) {
+// The clock argument of rule 1 (docs/proofs/single-activation.md), as
+// algebra: if the server's clock runs at least (1-ρ) as fast as the store's,
+// whatever the absolute rates and the network latency, the deadline
+// LocalDeadline computes comes first. That the engine feeds it the right
+// t_send is checked by the simulator (drift within and beyond ρ).
+func TestLocalDeadlineFormulaPrecedesStoreExpiry(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		ttl := time.Duration(rapid.Int64Range(int64(time.Second), int64(time.Minute)).Draw(t, "ttl"))
 		rho := rapid.Float64Range(0, 0.3).Draw(t, "rho")

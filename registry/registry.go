@@ -11,6 +11,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -358,9 +359,34 @@ func (r *Registry) CommitKV(ctx context.Context, inc *Incarnation, ns, id string
 	return nil
 }
 
-// KVLimits returns how many writes and bytes one actor commit may carry once
-// the fence's compares are counted.
-func (r *Registry) KVLimits() kv.Limits { return r.store.Limits() }
+// KVBudget is what one fenced KV commit of an actor may carry, counted as
+// kv.CheckLimits counts it.
+type KVBudget struct {
+	// MaxWrites bounds the writes; MaxBytes bounds the sum of WriteSize
+	// over them (0: unbounded).
+	MaxWrites, MaxBytes int
+	prefixLen           int
+}
+
+// WriteSize is what writing value at key costs against MaxBytes: the
+// encoded store key, the value and the per-op overhead of kv.RequestSize.
+func (b KVBudget) WriteSize(key, value []byte) int {
+	// The tuple encoding adds a type byte, a terminator and one escape
+	// byte per zero byte.
+	return b.prefixLen + 2 + len(key) + bytes.Count(key, []byte{0}) + len(value) + 16
+}
+
+// KVBudget returns the budget of one fenced KV commit of actor (ns, id)
+// owned by inc with ownerRecord: the store's limits less the fence.
+func (r *Registry) KVBudget(inc *Incarnation, ns, id string, ownerRecord []byte) KVBudget {
+	l := r.store.Limits()
+	b := KVBudget{MaxWrites: l.MaxOpsPerTxn, prefixLen: len(r.keys.KVPrefix(ns, id))}
+	if l.MaxRequestBytes > 0 {
+		fence := kv.RequestSize(kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord)})
+		b.MaxBytes = max(1, l.MaxRequestBytes-fence)
+	}
+	return b
+}
 
 // GetKV reads one key of an actor's KV.
 func (r *Registry) GetKV(ctx context.Context, ns, id string, key []byte) ([]byte, bool, error) {

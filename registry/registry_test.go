@@ -314,20 +314,47 @@ func TestCommitKVChecksLimitsBeforeTheStore(t *testing.T) {
 		if _, err := reg.EnsureActivation(ctx, "ns", "a", "t"); err != nil {
 			t.Fatal(err)
 		}
+		rec := recordFor(t, reg, inc, "ns", "a", "t")
+		budget := reg.KVBudget(inc, "ns", "a", rec)
 		var writes []registry.KVWrite
-		for i := range reg.KVLimits().MaxOpsPerTxn + 1 {
+		for i := range budget.MaxWrites + 1 {
 			writes = append(writes, registry.KVWrite{Key: []byte(fmt.Sprint(i)), Value: []byte("v")})
 		}
-		err := reg.CommitKV(ctx, inc, "ns", "a", recordFor(t, reg, inc, "ns", "a", "t"), writes)
+		err := reg.CommitKV(ctx, inc, "ns", "a", rec, writes)
 		if !errors.Is(err, kv.ErrTooLarge) {
 			t.Fatalf("oversized commit: %v, want ErrTooLarge", err)
 		}
 		var le *kv.LimitError
-		if !errors.As(err, &le) || le.Limit != reg.KVLimits().MaxOpsPerTxn {
+		if !errors.As(err, &le) || le.Limit != budget.MaxWrites {
 			t.Fatalf("limit error does not say which limit: %v", err)
 		}
 		if got, _, _ := reg.ScanKV(ctx, "ns", "a", nil, nil, 0); len(got) != 0 {
 			t.Fatalf("%d keys written by a rejected commit", len(got))
+		}
+	})
+}
+
+// The engine checks writes against KVBudget at Put time; the budget must
+// agree exactly with the check CommitKV (and the store) apply: a commit that
+// fills it passes, one byte more does not.
+func TestKVBudgetMatchesTheCommitCheck(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		inc := mustRegister(t, reg, "s1")
+		id := "an actor with a long name and \x00 bytes"
+		if _, err := reg.EnsureActivation(ctx, "ns", id, "t"); err != nil {
+			t.Fatal(err)
+		}
+		rec := recordFor(t, reg, inc, "ns", id, "t")
+		b := reg.KVBudget(inc, "ns", id, rec)
+		key := []byte("k\x00\x00y")
+		fill := make([]byte, b.MaxBytes-b.WriteSize(key, nil))
+		if err := reg.CommitKV(ctx, inc, "ns", id, rec, []registry.KVWrite{{Key: key, Value: fill}}); err != nil {
+			t.Fatalf("a commit that fills the budget exactly: %v", err)
+		}
+		over := append(fill, 'x')
+		if err := reg.CommitKV(ctx, inc, "ns", id, rec, []registry.KVWrite{{Key: key, Value: over}}); !errors.Is(err, kv.ErrTooLarge) {
+			t.Fatalf("one byte over the budget: %v, want ErrTooLarge", err)
 		}
 	})
 }

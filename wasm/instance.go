@@ -236,8 +236,8 @@ func (in *instance) invoke(cx *nola.Context, op string, payload []byte) ([]byte,
 		return nil, in.trapError(op, err)
 	}
 	if in.tooLarge > 0 {
-		return nil, &nola.Error{Code: nola.CodeTooLarge,
-			Message: fmt.Sprintf("wasm %s: %s: result of %d bytes exceeds the limit of %d", in.mod.name, op, in.tooLarge, in.h.cfg.MaxResultBytes)}
+		return nil, nola.InvocationError(nola.CodeTooLarge,
+			fmt.Sprintf("wasm %s: %s: result of %d bytes exceeds the limit of %d", in.mod.name, op, in.tooLarge, in.h.cfg.MaxResultBytes))
 	}
 	if uint32(in.stack[0]) != 1 || in.hasErr {
 		msg := in.guestErr

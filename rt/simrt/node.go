@@ -42,7 +42,7 @@ func (n *Node) Mono() time.Duration {
 }
 
 // Now is Epoch plus the node's monotonic clock.
-func (n *Node) Now() time.Time { return Epoch.Add(n.Mono()) }
+func (n *Node) Now() time.Time { return Epoch().Add(n.Mono()) }
 
 // SetRate makes the node's clock run rate times as fast as virtual time from
 // now on (1 is exact; 1.01 is 1% fast). Clock-rate drift within the protocol's

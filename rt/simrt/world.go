@@ -34,7 +34,7 @@ import (
 
 // Epoch is the wall-clock instant at virtual time zero. Fixed, so that
 // timestamps in simulated records are reproducible.
-var Epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+func Epoch() time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC) }
 
 // World is one deterministic universe. It is driven by a single goroutine
 // (the one that calls Run); tasks run one at a time in between.

@@ -81,7 +81,7 @@ func TestTimeoutContextWakesWaiter(t *testing.T) {
 		s := n.NewSema(0)
 		ctx, cancel := n.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		if d, ok := ctx.Deadline(); !ok || d != Epoch.Add(3*time.Second) {
+		if d, ok := ctx.Deadline(); !ok || d != Epoch().Add(3*time.Second) {
 			t.Errorf("deadline = %v %v", d, ok)
 		}
 		err := s.Acquire(ctx)
