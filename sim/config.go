@@ -1,6 +1,7 @@
 // Package sim is nola's deterministic simulator: the production engine
-// (package nola, the registry protocol, memkv) runs unchanged on the
-// deterministic runtime (rt/simrt) under a seeded fault schedule, while
+// (package nola, the registry protocol, memkv, and the WASM host running
+// the C guests, mixed with Go actors) runs unchanged on the deterministic
+// runtime (rt/simrt) under a seeded fault schedule, while
 // clients record histories that are checked for linearizability (package
 // linearizability) and an internal oracle, which sees every activation,
 // execution and store commit, checks single activation and fencing
@@ -14,6 +15,7 @@ package sim
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -150,11 +152,13 @@ type Config struct {
 	Seed    uint64
 	Servers int
 	Clients int
-	// Actors are the checked actors; Callers and Tickers are helpers:
-	// actors that call other actors, and actors with timers.
-	Actors  []ActorSpec
-	Callers int
-	Tickers int
+	// Actors are the checked actors; Callers, WASMCallers and Tickers
+	// are helpers: actors that call other actors (Go actors.Caller, the C
+	// guest caller.wasm), and actors with timers.
+	Actors      []ActorSpec
+	Callers     int
+	WASMCallers int
+	Tickers     int
 	// Ops is the number of client operations, spread over Horizon.
 	Ops     int
 	Horizon time.Duration
@@ -183,7 +187,11 @@ type Config struct {
 	// options replay it (see Result.Repro).
 	Generated bool
 
-	// Catalog defines the actor types; nil means DefaultCatalog().
+	// GoGuests adds the Go guests' kinds (GoGuestKinds) to the default
+	// catalog.
+	GoGuests bool
+	// Catalog defines the actor types; nil means DefaultCatalog() (and
+	// GoGuestKinds() with GoGuests).
 	Catalog []ActorKind `json:"-"`
 }
 
@@ -194,7 +202,11 @@ type Options struct {
 	// BeyondRho draws clock rates far below 1−ρ: servers' clocks run slow
 	// enough that their local deadline comes after the store's expiry.
 	BeyondRho bool
-	// Catalog replaces DefaultCatalog (to add WASM actor kinds).
+	// GoGuests adds WASM actors built from the Go guests (GoGuestKinds)
+	// to the default catalog: off by default, they are slow (~3 ms per
+	// instance).
+	GoGuests bool
+	// Catalog replaces DefaultCatalog (to add actor kinds).
 	Catalog []ActorKind
 }
 
@@ -240,9 +252,10 @@ func (o Options) String() string {
 	return strings.Join(names, ",")
 }
 
-// Options returns the options a config was generated with.
+// Options returns the options a config was generated with (a custom
+// catalog excepted).
 func (c *Config) Options() Options {
-	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho}
+	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho, GoGuests: c.GoGuests}
 }
 
 // Generate draws a configuration from seed: 2–5 servers, 1–8 clients, 1–20
@@ -265,6 +278,7 @@ func Generate(seed uint64, opts Options) Config {
 		HandlerTimeout: 3 * time.Second,
 		Mutations:      opts.Mutations,
 		BeyondRho:      opts.BeyondRho,
+		GoGuests:       opts.GoGuests,
 		Catalog:        opts.Catalog,
 		Generated:      true,
 	}
@@ -310,6 +324,9 @@ func Generate(seed uint64, opts Options) Config {
 		c.Faults = append(c.Faults, drawFault(r, &c))
 	}
 	sortFaults(c.Faults)
+	if slices.ContainsFunc(cat, func(k ActorKind) bool { return k.Type == TypeWASMCaller }) {
+		c.WASMCallers = r.IntN(3)
+	}
 	return c
 }
 
@@ -377,17 +394,23 @@ func (c *Config) catalog() []ActorKind {
 	if c.Catalog != nil {
 		return c.Catalog
 	}
+	if c.GoGuests {
+		return append(DefaultCatalog(), GoGuestKinds()...)
+	}
 	return DefaultCatalog()
 }
 
 // Describe renders the configuration for a report.
 func (c *Config) Describe() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d: %d servers, %d clients, %d actors (+%d callers, %d tickers), %d ops over %v, TTL %v, idle %v, ρ %.3g, rates %.3f\n",
-		c.Seed, c.Servers, c.Clients, len(c.Actors), c.Callers, c.Tickers, c.Ops, c.Horizon, c.LeaseTTL, c.IdleTimeout, c.Rho, c.Rates)
+	fmt.Fprintf(&b, "seed %d: %d servers, %d clients, %d actors (+%d callers, %d WASM callers, %d tickers), %d ops over %v, TTL %v, idle %v, ρ %.3g, rates %.3f\n",
+		c.Seed, c.Servers, c.Clients, len(c.Actors), c.Callers, c.WASMCallers, c.Tickers, c.Ops, c.Horizon, c.LeaseTTL, c.IdleTimeout, c.Rho, c.Rates)
 	fmt.Fprintf(&b, "  net: latency %v–%v, spikes %.3g up to %v, loss %.3g\n", c.Net.MinLatency, c.Net.MaxLatency, c.Net.SpikeProb, c.Net.SpikeMax.Round(time.Millisecond), c.Net.Loss)
 	if o := c.Options().String(); o != "" {
 		fmt.Fprintf(&b, "  mutations: %s\n", o)
+	}
+	if c.GoGuests {
+		b.WriteString("  with Go guests\n")
 	}
 	types := map[string]int{}
 	for _, a := range c.Actors {

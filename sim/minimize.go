@@ -48,6 +48,7 @@ func Minimize(cfg Config, fails func(*Result) bool) (Config, *Result, int) {
 		// Helpers, clients, operations, network noise.
 		steps := []func(c *Config) bool{
 			func(c *Config) bool { return dec(&c.Callers, 0) },
+			func(c *Config) bool { return dec(&c.WASMCallers, 0) },
 			func(c *Config) bool { return dec(&c.Tickers, 0) },
 			func(c *Config) bool { return dec(&c.Clients, 1) },
 			func(c *Config) bool {

@@ -35,6 +35,9 @@ func (r *Result) Repro(dir string) string {
 	if o := r.Config.Options().String(); o != "" {
 		cmd += " -mutations " + o
 	}
+	if r.Config.GoGuests {
+		cmd += " -go-guests"
+	}
 	return cmd + " -html " + dir
 }
 
@@ -146,6 +149,8 @@ type Aggregate struct {
 	UnknownObjects, CheckedObjects     int
 	FirstFailure                       *Result
 	TimerExecutions, ReleasedExecution int64
+	// WASM sums the runs' WASM hosts.
+	WASM WASMStats
 }
 
 // Add folds one run in.
@@ -163,6 +168,7 @@ func (a *Aggregate) Add(r *Result) {
 	a.CheckedObjects += r.Lin.Checked
 	a.TimerExecutions += r.Stats.Oracle.TimerExecutions
 	a.ReleasedExecution += r.Stats.Oracle.Released
+	a.WASM.add(r.Stats.WASM)
 	if r.Failed() {
 		a.Failed++
 		if a.FirstFailure == nil || r.Config.Seed < a.FirstFailure.Config.Seed {

@@ -12,6 +12,7 @@ import (
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt/simrt"
+	"github.com/nolaproject/nola/wasm"
 )
 
 // Stats describe one run.
@@ -25,6 +26,8 @@ type Stats struct {
 	Fences, Activations int64
 	Net                 NetStats
 	Oracle              OracleStats
+	// WASM sums the servers' WASM hosts.
+	WASM WASMStats
 	// Codes counts client errors by code.
 	Codes map[nola.Code]int
 }
@@ -58,12 +61,16 @@ func (r *Result) Failed() bool {
 const LinCheckBudget = 20 * time.Second
 
 // Run executes cfg on a fresh world and checks its history.
-func Run(cfg Config) *Result {
+func Run(cfg Config) *Result { return run(cfg, process()) }
+
+// run executes cfg with sh's compilation cache and module uploads (tests
+// compare a cold cache with the process's).
+func run(cfg Config, sh *shared) *Result {
 	start := time.Now()
 	res := &Result{Config: cfg, Stats: Stats{Codes: map[nola.Code]int{}}}
 	w := simrt.New(cfg.Seed)
 	w.SetMaxSteps(100_000_000)
-	s := &sim{w: w, cfg: cfg, res: res, rng: w.Rand()}
+	s := &sim{w: w, cfg: cfg, res: res, rng: w.Rand(), shared: sh}
 	err := w.Run(s.main)
 	res.Hash, res.Steps, res.Virtual = w.Hash(), w.Steps(), w.Now()
 	res.Err = errors.Join(err, s.err)
@@ -80,6 +87,12 @@ func Run(cfg Config) *Result {
 	}
 	if s.net != nil {
 		res.Stats.Net = s.net.stats
+	}
+	// Every task has unwound: every instance must be closed by now (a
+	// crash, the final halt, or the sweep closed it).
+	res.Stats.WASM = s.wasmStats()
+	if n := res.Stats.WASM.Leaked; n > 0 {
+		res.Err = errors.Join(res.Err, fmt.Errorf("sim: %d WASM instances still open after the run", n))
 	}
 	lin, lerr := linearizability.Check(res.History, LinCheckBudget)
 	res.Lin = lin
@@ -104,6 +117,16 @@ type sim struct {
 	oracle    *Oracle
 	types     map[string]nola.Factory
 	kinds     map[string]ActorKind
+	// wasm: the run uses WASM kinds, so every server process gets a
+	// wasmProc (its host, created on demand); shared holds the compilation
+	// cache; hosts lists every host (for the stats); wasmCrashed counts the
+	// instances crashes took.
+	wasm        bool
+	shared      *shared
+	hosts       []*wasm.Host
+	wasmCrashed int64
+	// callers are the helper actors that forward client operations.
+	callers []ActorSpec
 
 	servers []*slot
 	clients []*clientSlot
@@ -119,6 +142,7 @@ type slot struct {
 	node    *simrt.Node
 	link    *storeLink
 	srv     *nola.Server
+	wasm    *wasmProc // the process's WASM side, if the run uses WASM kinds
 	crashed bool
 	rate    float64 // the base clock rate drift faults return to
 	// fences and activations of earlier processes.
@@ -147,8 +171,37 @@ func (s *sim) main() {
 	s.oracle = newOracle(w, s.store)
 	s.types, s.kinds = map[string]nola.Factory{}, map[string]ActorKind{}
 	for _, k := range cfg.catalog() {
-		s.types[k.Type] = s.net.fx.traced(k.Factory)
+		if k.Module == nil {
+			// WASM kinds are resolved by each server's host.
+			s.types[k.Type] = s.net.fx.traced(k.Factory)
+		}
 		s.kinds[k.Type] = k
+	}
+	for i := range cfg.Callers {
+		s.callers = append(s.callers, ActorSpec{ID: fmt.Sprintf("caller%d", i), Type: TypeCaller})
+	}
+	if _, ok := s.kinds[TypeWASMCaller]; ok {
+		for i := range cfg.WASMCallers {
+			s.callers = append(s.callers, ActorSpec{ID: fmt.Sprintf("wcaller%d", i), Type: TypeWASMCaller})
+		}
+	}
+	// The WASM kinds the run uses: servers get hosts only if there are
+	// any.
+	used := map[string]bool{}
+	for _, a := range cfg.Actors {
+		used[a.Type] = s.kinds[a.Type].Module != nil
+	}
+	for _, c := range s.callers {
+		used[c.Type] = s.kinds[c.Type].Module != nil
+	}
+	for _, on := range used {
+		s.wasm = s.wasm || on
+	}
+	if s.wasm {
+		if err := s.uploadModules(ctx, used); err != nil {
+			s.fail(err)
+			return
+		}
 	}
 	for _, a := range cfg.Actors {
 		if _, ok := s.kinds[a.Type]; !ok {
@@ -243,6 +296,7 @@ func (s *sim) main() {
 			sl.activations += st.Activated
 			sl.srv.Halt()
 		}
+		sl.wasm.close(false)
 		s.res.Stats.Fences += sl.fences
 		s.res.Stats.Activations += sl.activations
 	}
@@ -251,7 +305,7 @@ func (s *sim) main() {
 // startServer starts a fresh server process in sl. It runs as a task of
 // the slot's node, so a crash during registration kills it.
 func (s *sim) startServer(sl *slot) {
-	srv, err := nola.NewServer(nola.ServerConfig{
+	cfg := nola.ServerConfig{
 		ID:          sl.name,
 		Addr:        Addr(sl.name),
 		Runtime:     sl.node,
@@ -263,10 +317,20 @@ func (s *sim) startServer(sl *slot) {
 		IdleTimeout: s.cfg.IdleTimeout,
 		Observer:    s.oracle,
 		Mutations:   s.cfg.Mutations,
-	})
+	}
+	var proc *wasmProc
+	if s.wasm {
+		proc = &wasmProc{s: s, sl: sl}
+		cfg.Resolver = proc
+	}
+	srv, err := nola.NewServer(cfg)
 	if err != nil {
 		s.fail(fmt.Errorf("sim: server %s: %w", sl.name, err))
 		return
+	}
+	if proc != nil {
+		proc.srv = srv
+		sl.wasm = proc
 	}
 	sl.srv = srv
 	s.net.listen(sl.name, sl.node, srv)
@@ -290,6 +354,10 @@ func (s *sim) crash(sl *slot) bool {
 		sl.srv = nil
 	}
 	sl.node.Crash()
+	// The process's memory is gone: its WASM instances with it (those
+	// busy in a killed task close as it unwinds).
+	sl.wasm.close(true)
+	sl.wasm = nil
 	sl.crashed = true
 	return true
 }
@@ -406,7 +474,7 @@ func (s *sim) inject(node *simrt.Node, f Fault) (Fault, bool) {
 type target struct {
 	spec ActorSpec
 	kind ActorKind
-	via  string // a caller actor forwarding the operation, if any
+	via  ActorSpec // a caller actor forwarding the operation, if any
 }
 
 func (s *sim) runClient(j, n int) {
@@ -439,8 +507,8 @@ func (s *sim) draw(c *clientSlot, j int) (target, Call) {
 	k := s.kinds[spec.Type]
 	call := k.Op(s.rng, spec.ID, j, c.seq)
 	t := target{spec: spec, kind: k}
-	if s.cfg.Callers > 0 && k.ViaCaller != "" && call.Operation == k.ViaCaller && s.rng.IntN(4) == 0 {
-		t.via = fmt.Sprintf("caller%d", s.rng.IntN(s.cfg.Callers))
+	if len(s.callers) > 0 && k.ViaCaller != "" && call.Operation == k.ViaCaller && s.rng.IntN(4) == 0 {
+		t.via = s.callers[s.rng.IntN(len(s.callers))]
 	}
 	return t, call
 }
@@ -453,8 +521,8 @@ func (s *sim) do(c *clientSlot, j int, t target, call Call, timeout time.Duratio
 		b   []byte
 		err error
 	)
-	if t.via != "" {
-		b, err = c.cl.Invoke(ctx, Namespace, t.via, TypeCaller, "call", []byte(t.spec.Type+"/"+t.spec.ID+"/"+call.Operation))
+	if t.via.ID != "" {
+		b, err = c.cl.Invoke(ctx, Namespace, t.via.ID, t.via.Type, "call", []byte(t.spec.Type+"/"+t.spec.ID+"/"+call.Operation))
 	} else {
 		b, err = c.cl.Invoke(ctx, Namespace, t.spec.ID, t.spec.Type, call.Operation, call.Payload)
 	}
@@ -463,8 +531,8 @@ func (s *sim) do(c *clientSlot, j int, t target, call Call, timeout time.Duratio
 	st := &s.res.Stats
 	st.Ops++
 	via := ""
-	if t.via != "" {
-		via = " via " + t.via
+	if t.via.ID != "" {
+		via = " via " + t.via.ID
 	}
 	switch {
 	case err == nil:

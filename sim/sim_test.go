@@ -42,9 +42,16 @@ func TestSeeds(t *testing.T) {
 	dir := DefaultHTMLDir()
 	var agg Aggregate
 	var oracle OracleStats
+	var mixed, wasmOK, goOK int
 	start := time.Now()
 	Sweep(1, n, 0, Options{}, func(r *Result) bool {
 		agg.Add(r)
+		w, g := okOpsByRuntime(r)
+		wasmOK += w
+		goOK += g
+		if mixesGoAndWASM(r.Config) {
+			mixed++
+		}
 		o := r.Stats.Oracle
 		oracle.Activations += o.Activations
 		oracle.Executions += o.Executions
@@ -63,6 +70,8 @@ func TestSeeds(t *testing.T) {
 	t.Log(agg.Figures(time.Since(start)))
 	t.Logf("oracle: %d activations, %d executions (%d withheld by the output gate, %d timer-driven), %d KV commits applied; %d fences",
 		oracle.Activations, oracle.Executions, oracle.Withheld, oracle.TimerExecutions, oracle.StoreCommits, agg.Fences)
+	t.Logf("WASM: %d of %d seeds mix Go and WASM checked actors; %d answered client operations on WASM actors, %d on Go actors; %d hosts, %d compilations, %d instances (%d swept after a fence, %d taken by crashes), %d traps",
+		mixed, n, wasmOK, goOK, agg.WASM.Hosts, agg.WASM.Compiled, agg.WASM.Instantiated, agg.WASM.Swept, agg.WASM.Crashed, agg.WASM.Traps)
 	if agg.Runs != n {
 		t.Fatalf("%d runs, want %d", agg.Runs, n)
 	}
@@ -84,17 +93,90 @@ func TestSeeds(t *testing.T) {
 	case oracle.Activations <= int64(agg.Runs)*2:
 		t.Errorf("only %d activations in %d runs: actors barely moved", oracle.Activations, agg.Runs)
 	}
+	// WASM actors ran alongside Go actors, crashes and fences reclaimed
+	// their instances (every run checks that none is left open), and no
+	// guest trapped (the guests are well-behaved: a trap would be a host
+	// or engine fault).
+	switch {
+	case mixed < n/2:
+		t.Errorf("only %d of %d seeds mix Go and WASM checked actors", mixed, n)
+	case wasmOK < goOK/4:
+		t.Errorf("%d answered operations on WASM actors against %d on Go actors", wasmOK, goOK)
+	case agg.WASM.Swept == 0:
+		t.Error("no instance of a fenced activation was ever reclaimed")
+	case agg.WASM.Crashed == 0:
+		t.Error("no crash ever took a WASM instance")
+	case agg.WASM.Traps > 0:
+		t.Errorf("%d WASM guest executions trapped", agg.WASM.Traps)
+	case agg.WASM.Leaked > 0:
+		t.Errorf("%d WASM instances leaked", agg.WASM.Leaked)
+	}
+}
+
+// actorKinds maps each checked actor of a configuration to its kind.
+func actorKinds(cfg *Config) map[string]ActorKind {
+	byType := map[string]ActorKind{}
+	for _, k := range cfg.catalog() {
+		byType[k.Type] = k
+	}
+	out := map[string]ActorKind{}
+	for _, a := range cfg.Actors {
+		out[a.ID] = byType[a.Type]
+	}
+	return out
+}
+
+// okOpsByRuntime counts the answered client operations on checked WASM
+// and Go actors.
+func okOpsByRuntime(r *Result) (wasmOps, goOps int) {
+	kinds := actorKinds(&r.Config)
+	for _, op := range r.History {
+		id, _, _ := strings.Cut(op.Object, "/")
+		k, ok := kinds[id]
+		switch {
+		case op.Indeterminate || !ok:
+		case k.Module != nil:
+			wasmOps++
+		default:
+			goOps++
+		}
+	}
+	return wasmOps, goOps
+}
+
+// mixesGoAndWASM reports whether a configuration has checked actors of
+// both runtimes.
+func mixesGoAndWASM(cfg Config) bool {
+	var w, g bool
+	for _, k := range actorKinds(&cfg) {
+		w, g = w || k.Module != nil, g || k.Module == nil
+	}
+	return w && g
 }
 
 // TestDeterminism re-runs 20 seeds and compares the full trace hash (every
-// scheduling decision, every traced event) and the histories.
+// scheduling decision, every traced event) and the histories. Most of the
+// seeds run WASM actors; the first of those also runs with a cold
+// compilation cache of its own (no module compiled yet) and must not
+// notice.
 func TestDeterminism(t *testing.T) {
 	hashes := map[uint64]uint64{}
+	withWASM, cold := 0, false
 	for seed := uint64(1); seed <= 20; seed++ {
 		cfg := Generate(seed, Options{})
 		a, b := Run(cfg), Run(cfg)
 		if a.Err != nil {
 			t.Fatalf("seed %d: %v", seed, a.Err)
+		}
+		if a.Stats.WASM.Instantiated > 0 {
+			withWASM++
+			if !cold {
+				cold = true
+				c := run(cfg, newShared())
+				if c.Stats.WASM.Compiled == 0 || c.Hash != a.Hash || !slices.Equal(c.History, a.History) {
+					t.Errorf("seed %d with a cold compilation cache (%d compilations): hash %x, want %x", seed, c.Stats.WASM.Compiled, c.Hash, a.Hash)
+				}
+			}
 		}
 		if a.Hash != b.Hash || a.Steps != b.Steps || a.Virtual != b.Virtual {
 			t.Errorf("seed %d replayed differently: hash %x/%x, %d/%d steps, %v/%v virtual", seed, a.Hash, b.Hash, a.Steps, b.Steps, a.Virtual, b.Virtual)
@@ -107,58 +189,81 @@ func TestDeterminism(t *testing.T) {
 		}
 		hashes[a.Hash] = seed
 	}
+	if withWASM < 15 {
+		t.Errorf("only %d of 20 seeds ran WASM actors", withWASM)
+	}
 }
 
 // maxMutationSeeds bounds the search for each mutation (the bound).
 const maxMutationSeeds = 200
 
+// wasmOnlyCatalog is the default catalog with WASM checked actors only
+// (the helpers stay: Go and WASM callers, the Go ticker).
+func wasmOnlyCatalog() []ActorKind {
+	cat := DefaultCatalog()
+	for i := range cat {
+		if cat[i].Module == nil {
+			cat[i].Weight = 0
+		}
+	}
+	return cat
+}
+
 // TestMutationsAreCaught proves the checkers are not vacuous: each switch
 // that breaks one rule of the protocol (and clocks drifting beyond ρ) must
-// be caught — by porcupine or the oracle — within 200 seeds. It reports
-// how many seeds each took, and checks that the failing seed's replay
-// command and HTML history work.
+// be caught — by porcupine or the oracle — within 200 seeds, both in the
+// default mix of Go and WASM actors and with WASM checked actors only. It
+// reports how many seeds each took, and checks that the failing seed's
+// replay command and HTML history work.
 func TestMutationsAreCaught(t *testing.T) {
 	for _, name := range MutationNames() {
-		t.Run(name, func(t *testing.T) {
-			opts, err := ParseOptions(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var first *Result
-			Sweep(1, maxMutationSeeds, 0, opts, func(r *Result) bool {
-				if r.Failed() && (first == nil || r.Config.Seed < first.Config.Seed) {
-					first = r
+		for _, variant := range []string{"mixed", "wasm-only"} {
+			t.Run(name+"/"+variant, func(t *testing.T) {
+				opts, err := ParseOptions(name)
+				if err != nil {
+					t.Fatal(err)
 				}
-				return first != nil
-			})
-			if first == nil {
-				t.Fatalf("mutation %s was not caught in %d seeds", name, maxMutationSeeds)
-			}
-			if first.Err != nil {
-				t.Fatalf("seed %d broke instead of reporting a violation: %v", first.Config.Seed, first.Err)
-			}
-			t.Logf("%s caught at seed %d (%d seeds needed) by %s", name, first.Config.Seed, first.Config.Seed, caughtBy(first))
+				if variant == "wasm-only" {
+					opts.Catalog = wasmOnlyCatalog()
+				}
+				var first *Result
+				Sweep(1, maxMutationSeeds, 0, opts, func(r *Result) bool {
+					if r.Failed() && (first == nil || r.Config.Seed < first.Config.Seed) {
+						first = r
+					}
+					return first != nil
+				})
+				if first == nil {
+					t.Fatalf("mutation %s (%s) was not caught in %d seeds", name, variant, maxMutationSeeds)
+				}
+				if first.Err != nil {
+					t.Fatalf("seed %d broke instead of reporting a violation: %v", first.Config.Seed, first.Err)
+				}
+				t.Logf("%s (%s) caught at seed %d (%d seeds needed) by %s", name, variant, first.Config.Seed, first.Config.Seed, caughtBy(first))
 
-			// The repro line names the seed and the mutation, and the seed
-			// replays exactly.
-			dir := t.TempDir()
-			repro := first.Repro(dir)
-			if !strings.Contains(repro, fmt.Sprintf("-seed %d ", first.Config.Seed)) || !strings.Contains(repro, "-mutations "+name) {
-				t.Errorf("repro line %q lacks the seed or the mutation", repro)
-			}
-			again := Run(Generate(first.Config.Seed, opts))
-			if again.Hash != first.Hash || !again.Failed() {
-				t.Errorf("seed %d did not replay: hash %x vs %x, failed=%v", first.Config.Seed, again.Hash, first.Hash, again.Failed())
-			}
-			files, err := first.WriteHTML(dir)
-			if err != nil || len(files) == 0 {
-				t.Fatalf("HTML history: %v, %v", files, err)
-			}
-			b, err := os.ReadFile(files[0])
-			if err != nil || !strings.Contains(string(b), "<html") {
-				t.Errorf("HTML history %s unreadable (%v)", files[0], err)
-			}
-		})
+				// The seed replays exactly; with the default catalog, the
+				// repro line names the seed and the mutation.
+				dir := t.TempDir()
+				if opts.Catalog == nil {
+					repro := first.Repro(dir)
+					if !strings.Contains(repro, fmt.Sprintf("-seed %d ", first.Config.Seed)) || !strings.Contains(repro, "-mutations "+name) {
+						t.Errorf("repro line %q lacks the seed or the mutation", repro)
+					}
+				}
+				again := Run(Generate(first.Config.Seed, opts))
+				if again.Hash != first.Hash || !again.Failed() {
+					t.Errorf("seed %d did not replay: hash %x vs %x, failed=%v", first.Config.Seed, again.Hash, first.Hash, again.Failed())
+				}
+				files, err := first.WriteHTML(dir)
+				if err != nil || len(files) == 0 {
+					t.Fatalf("HTML history: %v, %v", files, err)
+				}
+				b, err := os.ReadFile(files[0])
+				if err != nil || !strings.Contains(string(b), "<html") {
+					t.Errorf("HTML history %s unreadable (%v)", files[0], err)
+				}
+			})
+		}
 	}
 }
 
@@ -186,6 +291,7 @@ func drawConfig(t *rapid.T, opts Options) Config {
 		Servers:        rapid.IntRange(2, 4).Draw(t, "servers"),
 		Clients:        rapid.IntRange(1, 4).Draw(t, "clients"),
 		Callers:        rapid.IntRange(0, 1).Draw(t, "callers"),
+		WASMCallers:    rapid.IntRange(0, 1).Draw(t, "wasm callers"),
 		Tickers:        rapid.IntRange(0, 1).Draw(t, "tickers"),
 		Ops:            200,
 		Horizon:        8 * ttl,
@@ -205,7 +311,7 @@ func drawConfig(t *rapid.T, opts Options) Config {
 			Loss:       rapid.SampledFrom([]float64{0, 0.003}).Draw(t, "loss"),
 		},
 	}
-	types := rapid.SliceOfN(rapid.SampledFrom([]string{TypeCounter, TypeKVCounter, TypeRegister}), 1, 6).Draw(t, "actors")
+	types := rapid.SliceOfN(rapid.SampledFrom([]string{TypeCounter, TypeKVCounter, TypeRegister, TypeWASMCounter, TypeWASMKVCounter}), 1, 6).Draw(t, "actors")
 	for i, typ := range types {
 		c.Actors = append(c.Actors, ActorSpec{ID: fmt.Sprintf("a%d", i), Type: typ})
 	}
@@ -323,4 +429,39 @@ func TestRapidShrinksBrokenProtocol(t *testing.T) {
 	if len(last.Faults) > 3 {
 		t.Errorf("the shrunk schedule still has %d faults: %v", len(last.Faults), faults)
 	}
+}
+
+// TestGoGuests runs a few seeds with the optional Go-guest kinds
+// (Options.GoGuests: WASM actors built from wasm/guests/go, ~3 ms per
+// instance) besides the default mix; it is skipped with -short and under
+// the race detector, where compiling a Go guest takes ~10 s.
+func TestGoGuests(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("Go guests are slow to compile and instantiate")
+	}
+	goTypes := map[string]bool{}
+	for _, k := range GoGuestKinds() {
+		goTypes[k.Type] = true
+	}
+	answered := 0
+	Sweep(1, 4, 0, Options{GoGuests: true}, func(r *Result) bool {
+		if r.Failed() {
+			t.Errorf("%s\nreplay: %s", r.Report(), r.Repro(DefaultHTMLDir()))
+		}
+		if !strings.Contains(r.Repro(""), " -go-guests") {
+			t.Errorf("repro line %q lacks -go-guests", r.Repro(""))
+		}
+		kinds := actorKinds(&r.Config)
+		for _, op := range r.History {
+			id, _, _ := strings.Cut(op.Object, "/")
+			if !op.Indeterminate && goTypes[kinds[id].Type] {
+				answered++
+			}
+		}
+		return false
+	})
+	if answered == 0 {
+		t.Error("no client operation on a Go guest was answered")
+	}
+	t.Logf("%d answered operations on Go guests", answered)
 }

@@ -6,6 +6,7 @@
 //	go run ./sim/cmd/nolasim -seed 42 -html /tmp/h   # replay one seed
 //	go run ./sim/cmd/nolasim -seed 42 -minimize      # shrink a failing seed
 //	go run ./sim/cmd/nolasim -seeds 200 -mutations SkipStoreFence
+//	go run ./sim/cmd/nolasim -seeds 100 -go-guests   # with Go WASM guests too
 //
 // It exits with status 1 if any run failed.
 package main
@@ -42,6 +43,7 @@ func run(args []string, out io.Writer) error {
 		verbose   = fs.Bool("v", false, "print every run's summary (with -seed: its configuration too)")
 		minimize  = fs.Bool("minimize", false, "with -seed: shrink the failing configuration")
 		maxFail   = fs.Int("max-failures", 10, "stop the sweep after this many failing seeds (0: never)")
+		goGuests  = fs.Bool("go-guests", false, "add WASM actors built from the Go guests (slow: ~3 ms per instance)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -50,6 +52,7 @@ func run(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	opts.GoGuests = *goGuests
 	if *seed != 0 {
 		return replay(out, *seed, opts, *htmlDir, *verbose, *minimize)
 	}
@@ -126,6 +129,10 @@ func sweep(out io.Writer, from uint64, n, workers int, opts sim.Options, dir str
 	fmt.Fprintln(out, agg.Figures(time.Since(began)))
 	fmt.Fprintf(out, "totals: %d ops (%d indeterminate), %d faults, %d fences, %.0f virtual seconds in %.1f wall seconds\n",
 		agg.Ops, agg.Indeterminate, agg.Faults, agg.Fences, agg.Virtual.Seconds(), time.Since(began).Seconds())
+	if w := agg.WASM; w.Hosts > 0 {
+		fmt.Fprintf(out, "WASM: %d hosts, %d compilations, %d instances (%d swept after fences, %d taken by crashes), %d traps, %d left open\n",
+			w.Hosts, w.Compiled, w.Instantiated, w.Swept, w.Crashed, w.Traps, w.Leaked)
+	}
 	if len(failed) > 0 {
 		return fmt.Errorf("%d seeds failed: %v", len(failed), failed)
 	}
