@@ -272,7 +272,8 @@ func (s *Server) factory(ctx context.Context, ns, typ string) (Factory, error) {
 	if s.cfg.Resolver != nil {
 		f, err := s.cfg.Resolver.Resolve(ctx, ns, typ)
 		if err != nil {
-			return nil, wrapErr(err, false, "resolve actor type %q", typ)
+			// Retryable if the store could not be reached: nothing ran.
+			return nil, wrapErr(err, true, "resolve actor type %q", typ)
 		}
 		return f, nil
 	}
