@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/internal/simtest"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/memkv"
@@ -16,8 +17,8 @@ import (
 )
 
 func TestBadInputIsRejectedWithTypedErrors(t *testing.T) {
-	runSim(t, 20, 2, nil, nil, func(e *simEnv) {
-		cl := e.c.Client()
+	runSim(t, 20, 2, nil, nil, func(e *simtest.Env) {
+		cl := e.C.Client()
 		long := strings.Repeat("x", 513)
 		cases := []struct {
 			name            string
@@ -35,7 +36,7 @@ func TestBadInputIsRejectedWithTypedErrors(t *testing.T) {
 			{"oversized payload", ns, "a", "echo", "echo", make([]byte, 4<<20+1), nola.CodeTooLarge},
 		}
 		for _, c := range cases {
-			ctx, cancel := e.driver.WithTimeout(e.ctx, 5*time.Second)
+			ctx, cancel := e.Driver.WithTimeout(e.Ctx, 5*time.Second)
 			_, err := cl.Invoke(ctx, c.ns, c.id, c.typ, c.op, c.payload)
 			cancel()
 			if nola.CodeOf(err) != c.code {
@@ -46,52 +47,52 @@ func TestBadInputIsRejectedWithTypedErrors(t *testing.T) {
 			}
 		}
 		// The same ID with another type is a mismatch, not a new actor.
-		e.mustInvoke("typed", "counter", "inc", nil)
-		_, err := e.invoke("typed", "kvcounter", "inc", nil)
+		e.MustInvoke("typed", "counter", "inc", nil)
+		_, err := e.Invoke("typed", "kvcounter", "inc", nil)
 		wantCode(t, err, nola.CodeBadRequest)
 		if !errors.Is(err, registry.ErrTypeMismatch) {
 			t.Errorf("type mismatch error %v does not wrap registry.ErrTypeMismatch", err)
 		}
 		// An empty type reaches the existing actor whatever its type.
-		if got := e.mustInvoke("typed", "", "inc", nil); got != "1" {
+		if got := e.MustInvoke("typed", "", "inc", nil); got != "1" {
 			t.Errorf("invoke without a type = %s, want 1", got)
 		}
 		// An empty type cannot create an actor.
-		_, err = e.invoke("never-created", "", "inc", nil)
+		_, err = e.Invoke("never-created", "", "inc", nil)
 		wantCode(t, err, nola.CodeBadRequest)
 	})
 }
 
 func TestActorErrorAndPanicDiscardWrites(t *testing.T) {
-	runSim(t, 21, 2, nil, nil, func(e *simEnv) {
-		e.mustInvoke("e", "echo", "put", []byte("good"))
+	runSim(t, 21, 2, nil, nil, func(e *simtest.Env) {
+		e.MustInvoke("e", "echo", "put", []byte("good"))
 
-		_, err := e.invoke("e", "echo", "fail", nil)
+		_, err := e.Invoke("e", "echo", "fail", nil)
 		wantCode(t, err, nola.CodeActorError)
 		if !strings.Contains(err.Error(), "asked to fail") {
 			t.Errorf("actor error %q lost the actor's message", err)
 		}
-		if got := e.mustInvoke("e", "echo", "get", nil); got != "good" {
+		if got := e.MustInvoke("e", "echo", "get", nil); got != "good" {
 			t.Fatalf("after a failed call KV holds %q, want the last committed value", got)
 		}
 
-		host := e.c.Host(ns, "e")
-		_, err = e.invoke("e", "echo", "panic", nil)
+		host := e.C.Host(ns, "e")
+		_, err = e.Invoke("e", "echo", "panic", nil)
 		wantCode(t, err, nola.CodeActorError)
 		if !strings.Contains(err.Error(), "asked to panic") {
 			t.Errorf("panic error %q lost the panic value", err)
 		}
-		if e.c.Server(host).Hosts(ns, "e") {
+		if e.C.Server(host).Hosts(ns, "e") {
 			t.Error("a panicking activation must be dropped: its memory is suspect")
 		}
-		if got := e.mustInvoke("e", "echo", "get", nil); got != "good" {
+		if got := e.MustInvoke("e", "echo", "get", nil); got != "good" {
 			t.Fatalf("after a panic KV holds %q, want the last committed value", got)
 		}
 		// The server keeps serving other actors and the same one.
-		if got := e.mustInvoke("other", "counter", "inc", nil); got != "0" {
+		if got := e.MustInvoke("other", "counter", "inc", nil); got != "0" {
 			t.Fatalf("other actor after a panic: %s", got)
 		}
-		if got := e.mustInvoke("e", "echo", "echo", []byte("hi")); got != "hi" {
+		if got := e.MustInvoke("e", "echo", "echo", []byte("hi")); got != "hi" {
 			t.Fatalf("echo after a panic: %q", got)
 		}
 	})
@@ -132,15 +133,15 @@ func TestKVCommitOverStoreLimitsWritesNothing(t *testing.T) {
 			return nil, fmt.Errorf("unknown op")
 		}), nil
 	}
-	runSim(t, 22, 1, types, nil, func(e *simEnv) {
+	runSim(t, 22, 1, types, nil, func(e *simtest.Env) {
 		for _, op := range []string{"many", "big", "bulk", "bigkey"} {
-			_, err := e.invoke("w", "writer", op, nil)
+			_, err := e.Invoke("w", "writer", op, nil)
 			wantCode(t, err, nola.CodeTooLarge)
-			if got := e.mustInvoke("w", "writer", "count", nil); got != "0" {
+			if got := e.MustInvoke("w", "writer", "count", nil); got != "0" {
 				t.Fatalf("after %s: %s keys written, want none", op, got)
 			}
 		}
-		if st := e.c.Server(0).Stats(); st.FailedCommits != 0 {
+		if st := e.C.Server(0).Stats(); st.FailedCommits != 0 {
 			t.Fatalf("limits must be enforced before the store sees the commit; %d commits failed", st.FailedCommits)
 		}
 	})
@@ -148,10 +149,10 @@ func TestKVCommitOverStoreLimitsWritesNothing(t *testing.T) {
 
 func TestResultOverLimitIsTooLarge(t *testing.T) {
 	configure := func(_ int, cfg *nola.ServerConfig) { cfg.Limits.MaxResultBytes = 10 }
-	runSim(t, 23, 1, nil, configure, func(e *simEnv) {
-		_, err := e.invoke("e", "echo", "echo", []byte("more than ten bytes"))
+	runSim(t, 23, 1, nil, configure, func(e *simtest.Env) {
+		_, err := e.Invoke("e", "echo", "echo", []byte("more than ten bytes"))
 		wantCode(t, err, nola.CodeTooLarge)
-		if got := e.mustInvoke("e", "echo", "echo", []byte("short")); got != "short" {
+		if got := e.MustInvoke("e", "echo", "echo", []byte("short")); got != "short" {
 			t.Fatalf("got %q", got)
 		}
 	})
@@ -187,9 +188,9 @@ func TestContextUsedAfterItsInvocation(t *testing.T) {
 			return nil, fmt.Errorf("unknown op")
 		}), nil
 	}
-	runSim(t, 24, 1, types, nil, func(e *simEnv) {
-		e.mustInvoke("k", "keeper", "keep", nil)
-		if got := e.mustInvoke("k", "keeper", "misuse", nil); got != "refused" {
+	runSim(t, 24, 1, types, nil, func(e *simtest.Env) {
+		e.MustInvoke("k", "keeper", "keep", nil)
+		if got := e.MustInvoke("k", "keeper", "misuse", nil); got != "refused" {
 			t.Fatalf("got %q", got)
 		}
 	})

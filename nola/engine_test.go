@@ -10,21 +10,22 @@ import (
 
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/faultinject"
+	"github.com/nolaproject/nola/internal/simtest"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry"
 )
 
 func TestOnDemandActivationAndStatePersists(t *testing.T) {
-	runSim(t, 1, 3, nil, nil, func(e *simEnv) {
-		if h := e.c.Host(ns, "a"); h != -1 {
+	runSim(t, 1, 3, nil, nil, func(e *simtest.Env) {
+		if h := e.C.Host(ns, "a"); h != -1 {
 			t.Fatalf("actor active on s%d before any call", h)
 		}
 		for want := 0; want < 5; want++ {
-			if got := e.mustInvoke("a", "counter", "inc", nil); got != strconv.Itoa(want) {
+			if got := e.MustInvoke("a", "counter", "inc", nil); got != strconv.Itoa(want) {
 				t.Fatalf("inc #%d = %s, want %d", want, got, want)
 			}
 		}
-		if e.c.Host(ns, "a") == -1 {
+		if e.C.Host(ns, "a") == -1 {
 			t.Fatal("actor not active after calls")
 		}
 	})
@@ -32,43 +33,43 @@ func TestOnDemandActivationAndStatePersists(t *testing.T) {
 
 func TestIdleEvictionResetsMemoryButNotKV(t *testing.T) {
 	configure := func(_ int, cfg *nola.ServerConfig) { cfg.IdleTimeout = time.Minute }
-	runSim(t, 2, 2, nil, configure, func(e *simEnv) {
+	runSim(t, 2, 2, nil, configure, func(e *simtest.Env) {
 		for range 3 {
-			e.mustInvoke("mem", "counter", "inc", nil)
-			e.mustInvoke("dur", "kvcounter", "inc", nil)
+			e.MustInvoke("mem", "counter", "inc", nil)
+			e.MustInvoke("dur", "kvcounter", "inc", nil)
 		}
-		host := e.c.Host(ns, "mem")
-		e.sleep(90 * time.Second)
-		if e.c.Host(ns, "mem") != -1 || e.c.Host(ns, "dur") != -1 {
+		host := e.C.Host(ns, "mem")
+		e.Sleep(90 * time.Second)
+		if e.C.Host(ns, "mem") != -1 || e.C.Host(ns, "dur") != -1 {
 			t.Fatal("idle actors still active after 1.5x the idle timeout")
 		}
-		if got := e.mustInvoke("mem", "counter", "inc", nil); got != "0" {
+		if got := e.MustInvoke("mem", "counter", "inc", nil); got != "0" {
 			t.Fatalf("in-memory counter after eviction = %s, want 0 (reset)", got)
 		}
-		if got := e.mustInvoke("dur", "kvcounter", "inc", nil); got != "4" {
+		if got := e.MustInvoke("dur", "kvcounter", "inc", nil); got != "4" {
 			t.Fatalf("KV counter after eviction = %s, want 4 (durable)", got)
 		}
-		if got := e.c.Host(ns, "mem"); got != host {
+		if got := e.C.Host(ns, "mem"); got != host {
 			t.Fatalf("reactivated on s%d, want s%d: eviction keeps ownership", got, host)
 		}
-		if ev := e.c.Server(host).Stats().Evicted; ev == 0 {
+		if ev := e.C.Server(host).Stats().Evicted; ev == 0 {
 			t.Fatal("server counted no evictions")
 		}
 	})
 }
 
 func TestActorToActorCalls(t *testing.T) {
-	runSim(t, 3, 3, nil, nil, func(e *simEnv) {
+	runSim(t, 3, 3, nil, nil, func(e *simtest.Env) {
 		// The target is not active yet: the call activates it.
 		for want := 0; want < 3; want++ {
-			got := e.mustInvoke("c1", "caller", "call", []byte("counter/target/inc"))
+			got := e.MustInvoke("c1", "caller", "call", []byte("counter/target/inc"))
 			if got != strconv.Itoa(want) {
 				t.Fatalf("call #%d = %s, want %d", want, got, want)
 			}
 		}
 		// An error inside the callee reaches the outer caller as an actor
 		// error of the outer call.
-		_, err := e.invoke("c2", "caller", "call", []byte("counter/target/nosuchop"))
+		_, err := e.Invoke("c2", "caller", "call", []byte("counter/target/nosuchop"))
 		wantCode(t, err, nola.CodeActorError)
 	})
 }
@@ -84,19 +85,19 @@ func TestCallCycleFailsInsteadOfDeadlocking(t *testing.T) {
 			return ctx.Invoke(string(payload), "ping", "ping", []byte(ref.ID))
 		}), nil
 	}
-	runSim(t, 4, 2, types, nil, func(e *simEnv) {
+	runSim(t, 4, 2, types, nil, func(e *simtest.Env) {
 		// a calls b, b calls a back: a is waiting on b, so this would
 		// deadlock; it must fail fast instead.
 		// The cycle is refused where it closes (b's call into a); b's
 		// failure reaches the client as an actor error of a, whose
 		// message names the cycle.
-		_, err := e.invoke("a", "ping", "ping", []byte("b"))
+		_, err := e.Invoke("a", "ping", "ping", []byte("b"))
 		wantCode(t, err, nola.CodeActorError)
 		if !strings.Contains(err.Error(), "call cycle") {
 			t.Fatalf("error %q does not name the cycle", err)
 		}
 		// A plain call still works afterwards.
-		if got := e.mustInvoke("a", "ping", "ping", nil); got != "pong from a" {
+		if got := e.MustInvoke("a", "ping", "ping", nil); got != "pong from a" {
 			t.Fatalf("got %q", got)
 		}
 	})
@@ -124,39 +125,39 @@ func TestTimersFireAndStopWithActivation(t *testing.T) {
 		}), nil
 	}
 	configure := func(_ int, cfg *nola.ServerConfig) { cfg.IdleTimeout = 20 * time.Second }
-	runSim(t, 5, 2, types, configure, func(e *simEnv) {
-		e.mustInvoke("tk", "kvticker", "start", nil)
-		e.sleep(5500 * time.Millisecond)
+	runSim(t, 5, 2, types, configure, func(e *simtest.Env) {
+		e.MustInvoke("tk", "kvticker", "start", nil)
+		e.Sleep(5500 * time.Millisecond)
 		// Reading reactivates nothing here: the actor is still active.
-		if got := e.mustInvoke("tk", "kvticker", "ticks", nil); got != "5" {
+		if got := e.MustInvoke("tk", "kvticker", "ticks", nil); got != "5" {
 			t.Fatalf("ticks after 5.5s = %s, want 5", got)
 		}
 		// Timers do not keep an activation alive: after the idle timeout
 		// it is evicted and its timer stops.
-		e.sleep(60 * time.Second)
-		if e.c.Host(ns, "tk") != -1 {
+		e.Sleep(60 * time.Second)
+		if e.C.Host(ns, "tk") != -1 {
 			t.Fatal("actor with only a timer was not evicted")
 		}
-		first := e.mustInvoke("tk", "kvticker", "ticks", nil)
+		first := e.MustInvoke("tk", "kvticker", "ticks", nil)
 		n, _ := strconv.Atoi(first)
 		if n < 20 || n > 30 {
 			t.Fatalf("ticks before eviction = %d, want about 25 (the last call plus the idle timeout)", n)
 		}
-		e.sleep(60 * time.Second)
-		if got := e.mustInvoke("tk", "kvticker", "ticks", nil); got != first {
+		e.Sleep(60 * time.Second)
+		if got := e.MustInvoke("tk", "kvticker", "ticks", nil); got != first {
 			t.Fatalf("ticks went from %s to %s after the activation went", first, got)
 		}
 	})
 }
 
 func TestPlacementSpreadsActors(t *testing.T) {
-	runSim(t, 6, 3, nil, nil, func(e *simEnv) {
+	runSim(t, 6, 3, nil, nil, func(e *simtest.Env) {
 		for i := range 100 {
-			e.mustInvoke(fmt.Sprintf("p%d", i), "counter", "inc", nil)
+			e.MustInvoke(fmt.Sprintf("p%d", i), "counter", "inc", nil)
 		}
 		counts := make([]int, 3)
 		for i := range 100 {
-			h := e.c.Host(ns, fmt.Sprintf("p%d", i))
+			h := e.C.Host(ns, fmt.Sprintf("p%d", i))
 			if h < 0 {
 				t.Fatalf("p%d not active", i)
 			}
@@ -171,46 +172,46 @@ func TestPlacementSpreadsActors(t *testing.T) {
 }
 
 func TestCrashReactivatesOnSurvivor(t *testing.T) {
-	runSim(t, 7, 3, nil, nil, func(e *simEnv) {
+	runSim(t, 7, 3, nil, nil, func(e *simtest.Env) {
 		for range 3 {
-			e.mustInvoke("x", "counter", "inc", nil)
-			e.mustInvoke("y", "kvcounter", "inc", nil)
+			e.MustInvoke("x", "counter", "inc", nil)
+			e.MustInvoke("y", "kvcounter", "inc", nil)
 		}
-		hx := e.c.Host(ns, "x")
-		e.crash(hx)
-		got, took, err := e.invokeUntil(3*simTTL, "x", "counter", "inc")
+		hx := e.C.Host(ns, "x")
+		e.Crash(hx)
+		got, took, err := e.InvokeUntil(3*simTTL, "x", "counter", "inc")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got != "0" {
 			t.Fatalf("counter after its server crashed = %s, want 0 (a new activation)", got)
 		}
-		if h := e.c.Host(ns, "x"); h == hx || h < 0 {
+		if h := e.C.Host(ns, "x"); h == hx || h < 0 {
 			t.Fatalf("reactivated on s%d, crashed server was s%d", h, hx)
 		}
 		if took > simTTL+2*time.Second {
 			t.Fatalf("reactivation took %v, want at most TTL (%v) + 2s", took, simTTL)
 		}
-		if got, _, err := e.invokeUntil(3*simTTL, "y", "kvcounter", "inc"); err != nil || got != "4" {
+		if got, _, err := e.InvokeUntil(3*simTTL, "y", "kvcounter", "inc"); err != nil || got != "4" {
 			t.Fatalf("KV counter after crash = %s, %v; want 4", got, err)
 		}
 	})
 }
 
 func TestInvocationsRejectedAfterLocalDeadline(t *testing.T) {
-	runSim(t, 8, 2, nil, nil, func(e *simEnv) {
-		e.mustInvoke("d", "counter", "inc", nil)
-		h := e.c.Host(ns, "d")
+	runSim(t, 8, 2, nil, nil, func(e *simtest.Env) {
+		e.MustInvoke("d", "counter", "inc", nil)
+		h := e.C.Host(ns, "d")
 		// Cut the host off from the store: its keep-alives fail.
-		e.links[h].SetMode(faultinject.Down)
+		e.Links[h].SetMode(faultinject.Down)
 		// Before the deadline it still serves in-memory actors.
-		if got, err := e.direct(h, "d", "counter", "inc"); err != nil || got != "1" {
+		if got, err := e.Direct(h, "d", "counter", "inc"); err != nil || got != "1" {
 			t.Fatalf("before the deadline: %q, %v", got, err)
 		}
-		e.sleep(simTTL)
-		_, err := e.direct(h, "d", "counter", "inc")
+		e.Sleep(simTTL)
+		_, err := e.Direct(h, "d", "counter", "inc")
 		wantCode(t, err, nola.CodeFenced)
-		if e.c.Server(h).Hosts(ns, "d") {
+		if e.C.Server(h).Hosts(ns, "d") {
 			t.Fatal("fenced server still holds the activation")
 		}
 	})
@@ -248,36 +249,36 @@ func pausedServerScenario(t *testing.T, mut nola.Mutations) (string, error) {
 	var served string
 	var staleErr error
 	configure := func(_ int, cfg *nola.ServerConfig) { cfg.Mutations = mut }
-	runSim(t, 9, 2, nil, configure, func(e *simEnv) {
+	runSim(t, 9, 2, nil, configure, func(e *simtest.Env) {
 		for range 4 {
-			e.mustInvoke("z", "counter", "inc", nil)
+			e.MustInvoke("z", "counter", "inc", nil)
 		}
-		old := e.c.Host(ns, "z")
+		old := e.C.Host(ns, "z")
 		other := 1 - old
-		oldInc := e.c.Server(old).Incarnation()
-		e.nodes[old].Pause()
-		got, _, err := e.invokeUntil(3*simTTL, "z", "counter", "inc")
+		oldInc := e.C.Server(old).Incarnation()
+		e.Nodes[old].Pause()
+		got, _, err := e.InvokeUntil(3*simTTL, "z", "counter", "inc")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got != "0" || !e.c.Server(other).Hosts(ns, "z") {
+		if got != "0" || !e.C.Server(other).Hosts(ns, "z") {
 			t.Fatalf("while s%d is paused: got %s, want 0 from s%d", old, got, other)
 		}
-		e.mustInvoke("z", "counter", "inc", nil) // 1
-		e.nodes[old].Resume()
+		e.MustInvoke("z", "counter", "inc", nil) // 1
+		e.Nodes[old].Resume()
 		// A stale client goes straight to the resumed server.
-		served, staleErr = e.direct(old, "z", "counter", "inc")
+		served, staleErr = e.Direct(old, "z", "counter", "inc")
 		if mut != (nola.Mutations{}) {
 			return
 		}
-		e.sleep(simTTL)
-		if inc := e.c.Server(old).Incarnation(); inc <= oldInc {
+		e.Sleep(simTTL)
+		if inc := e.C.Server(old).Incarnation(); inc <= oldInc {
 			t.Fatalf("resumed server's incarnation = %d, want > %d", inc, oldInc)
 		}
-		if e.c.Server(old).Hosts(ns, "z") {
+		if e.C.Server(old).Hosts(ns, "z") {
 			t.Fatal("resumed server still holds the old activation")
 		}
-		if got := e.mustInvoke("z", "counter", "inc", nil); got != "2" {
+		if got := e.MustInvoke("z", "counter", "inc", nil); got != "2" {
 			t.Fatalf("after resume: %s, want 2 from the live activation", got)
 		}
 	})
@@ -291,31 +292,31 @@ func pausedServerScenario(t *testing.T, mut nola.Mutations) (string, error) {
 // clock.
 func TestZombieKVCommitRejectedByStoreFence(t *testing.T) {
 	configure := func(_ int, cfg *nola.ServerConfig) { cfg.Mutations.SkipDeadlineCheck = true }
-	runSim(t, 10, 2, nil, configure, func(e *simEnv) {
+	runSim(t, 10, 2, nil, configure, func(e *simtest.Env) {
 		for range 3 {
-			e.mustInvoke("k", "kvcounter", "inc", nil)
+			e.MustInvoke("k", "kvcounter", "inc", nil)
 		}
-		zombie := e.c.Host(ns, "k")
-		e.links[zombie].SetMode(faultinject.DropKeepAlives)
-		e.sleep(2 * simTTL)
+		zombie := e.C.Host(ns, "k")
+		e.Links[zombie].SetMode(faultinject.DropKeepAlives)
+		e.Sleep(2 * simTTL)
 		// The store has expired the zombie's lease; a fresh client places
 		// the actor on the other server.
-		e.c.Client().Forget(ns, "k")
-		if got := e.mustInvoke("k", "kvcounter", "inc", nil); got != "4" {
+		e.C.Client().Forget(ns, "k")
+		if got := e.MustInvoke("k", "kvcounter", "inc", nil); got != "4" {
 			t.Fatalf("on the new owner: %s, want 4", got)
 		}
-		if h := e.c.Host(ns, "k"); h == zombie {
+		if h := e.C.Host(ns, "k"); h == zombie {
 			t.Fatal("actor stayed on the zombie")
 		}
-		if !e.c.Server(zombie).Hosts(ns, "k") {
+		if !e.C.Server(zombie).Hosts(ns, "k") {
 			t.Fatal("test setup: the zombie should still believe it hosts the actor")
 		}
-		_, err := e.direct(zombie, "k", "kvcounter", "inc")
+		_, err := e.Direct(zombie, "k", "kvcounter", "inc")
 		wantCode(t, err, nola.CodeFenced)
 		if !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("zombie commit error %v does not come from the store fence", err)
 		}
-		if got := e.mustInvoke("k", "kvcounter", "get", nil); got != "4" {
+		if got := e.MustInvoke("k", "kvcounter", "get", nil); got != "4" {
 			t.Fatalf("after the zombie's attempt the counter is %s, want 4", got)
 		}
 	})

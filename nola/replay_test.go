@@ -1,17 +1,15 @@
 package nola_test
 
 import (
-	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/internal/simtest"
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/registry/memkv"
-	"github.com/nolaproject/nola/rt"
-	"github.com/nolaproject/nola/rt/simrt"
 )
 
 // replay runs a 3-server cluster on the deterministic runtime with 4
@@ -21,83 +19,27 @@ import (
 // results.
 func replay(t *testing.T, seed uint64) (uint64, string) {
 	t.Helper()
-	w := simrt.New(seed)
-	w.SetMaxSteps(5_000_000)
 	var results []string
-	err := w.Run(func() {
-		ctx := context.Background()
-		store := memkv.New(w.Node("store"), memkv.Options{})
-		var nodes []*simrt.Node
-		for i := range 3 {
-			nodes = append(nodes, w.Node(fmt.Sprintf("s%d", i)))
-		}
-		driver := w.Node("driver")
-		c, err := nola.NewCluster(ctx, nola.ClusterConfig{
-			Servers: 3, Store: store, Async: true, Types: actors.Types(),
-			Runtime:       func(i int) rt.Runtime { return nodes[i] },
-			ClientRuntime: driver,
-			Configure:     func(_ int, cfg *nola.ServerConfig) { cfg.LeaseTTL = 3 * time.Second },
-		})
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		rng := w.Rand()
-		done := driver.NewSema(0)
-		const clients, perClient = 4, 75
-		crashAt := int(rng.Uint64N(perClient))
-		victim := int(rng.Uint64N(3))
-		for ci := range clients {
-			cn := w.Node(fmt.Sprintf("client%d", ci))
-			cl, err := nola.NewClient(nola.ClientConfig{Runtime: cn, Store: store, Transport: c.Network().Transport(cn)})
-			if err != nil {
-				t.Error(err)
-				return
+	hash := simtest.Run(t, simtest.Options{
+		Seed: seed, Servers: 3, Types: actors.Types(), TTL: 3 * time.Second, NS: "replay",
+		Configure: func(*simtest.Env, int, *nola.ServerConfig) {},
+	}, func(e *simtest.Env) {
+		results = e.Replay(4, 75, func(rng *rand.Rand) simtest.Call {
+			k := rng.Uint64N(6)
+			switch rng.Uint64N(3) {
+			case 0:
+				return simtest.Call{ID: fmt.Sprintf("a%d", k), Type: "counter", Op: "inc"}
+			case 1:
+				return simtest.Call{ID: fmt.Sprintf("kv-a%d", k), Type: "kvcounter", Op: "inc"}
 			}
-			cn.Go("client", func() {
-				defer done.Release()
-				for i := range perClient {
-					if ci == 0 && i == crashAt {
-						c.Crash(victim)
-						nodes[victim].Crash()
-						w.Trace(fmt.Sprintf("crash s%d", victim))
-					}
-					id := fmt.Sprintf("a%d", rng.Uint64N(6))
-					var typ, op string
-					var payload []byte
-					switch rng.Uint64N(3) {
-					case 0:
-						typ, op = "counter", "inc"
-					case 1:
-						typ, op = "kvcounter", "inc"
-						id = "kv-" + id
-					default:
-						typ, op = "caller", "call"
-						payload = []byte(fmt.Sprintf("counter/a%d/inc", rng.Uint64N(6)))
-						id = "caller-" + id
-					}
-					ictx, cancel := cn.WithTimeout(ctx, 2*time.Second)
-					b, err := cl.Invoke(ictx, "replay", id, typ, op, payload)
-					cancel()
-					r := fmt.Sprintf("c%d %s.%s -> %q %v @%v", ci, id, op, b, nola.CodeOf(err), cn.Mono())
-					results = append(results, r)
-					w.Trace(r)
-					_ = cn.Sleep(ctx, time.Duration(rng.Uint64N(200))*time.Millisecond)
-				}
-			})
-		}
-		for range clients {
-			_ = done.Acquire(ctx)
-		}
-		c.Halt()
+			return simtest.Call{ID: fmt.Sprintf("caller-a%d", k), Type: "caller", Op: "call",
+				Payload: fmt.Appendf(nil, "counter/a%d/inc", rng.Uint64N(6))}
+		})
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if len(results) != 300 {
 		t.Fatalf("seed %d: %d results, want 300", seed, len(results))
 	}
-	return w.Hash(), strings.Join(results, "\n")
+	return hash, strings.Join(results, "\n")
 }
 
 func TestDeterministicReplay(t *testing.T) {

@@ -1,9 +1,10 @@
 package wasm_test
 
 import (
-	"context"
 	"fmt"
-	"os"
+	"maps"
+	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,29 +12,19 @@ import (
 
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/faultinject"
+	"github.com/nolaproject/nola/internal/simtest"
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/registry/modules"
-	"github.com/nolaproject/nola/rt"
-	"github.com/nolaproject/nola/rt/simrt"
 	"github.com/nolaproject/nola/wasm"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 
-// simEnv is a cluster with WASM hosts on the deterministic runtime: each
-// server is its own node and reaches the store through its own
-// faultinject.Store.
+// simEnv is a simulated cluster (internal/simtest) whose servers each run a
+// WASM host, with the guests uploaded to the module store first.
 type simEnv struct {
-	t      *testing.T
-	w      *simrt.World
-	store  *memkv.Store
-	mods   *modules.Store
-	links  []*faultinject.Store
-	nodes  []*simrt.Node
-	hosts  []*wasm.Host
-	c      *nola.Cluster
-	driver *simrt.Node
-	ctx    context.Context
+	*simtest.Env
+	mods  *modules.Store
+	hosts []*wasm.Host
 }
 
 const simTTL = 6 * time.Second
@@ -57,100 +48,43 @@ func loadGuests(t *testing.T, goToo bool) guestBins {
 
 func runSim(t *testing.T, seed uint64, n int, bins guestBins, host func(*wasm.Config), body func(e *simEnv)) uint64 {
 	t.Helper()
-	w := simrt.New(seed)
-	if os.Getenv("NOLA_SIM_TRACE") != "" {
-		w.SetTraceWriter(os.Stderr)
-	}
-	w.SetMaxSteps(5_000_000)
-	err := w.Run(func() {
-		e := &simEnv{t: t, w: w, ctx: context.Background()}
-		e.driver = w.Node("driver")
-		e.store = memkv.New(w.Node("store"), memkv.Options{})
-		e.mods = modules.New(e.store, modules.Config{})
-		for _, id := range sortedIDs(bins) {
-			if _, err := e.mods.Put(e.ctx, "sim", id, bins[id], modules.Options{}); err != nil {
-				t.Errorf("put %s: %v", id, err)
-				return
+	se := &simEnv{hosts: make([]*wasm.Host, n)}
+	return simtest.Run(t, simtest.Options{
+		Seed: seed, Servers: n, Types: actors.Types(), TTL: simTTL, NS: "sim",
+		Setup: func(e *simtest.Env) {
+			se.mods = modules.New(e.Store, modules.Config{})
+			for _, id := range slices.Sorted(maps.Keys(bins)) {
+				if _, err := se.mods.Put(e.Ctx, "sim", id, bins[id], modules.Options{}); err != nil {
+					t.Fatalf("put %s: %v", id, err)
+				}
 			}
-		}
-		e.hosts = make([]*wasm.Host, n)
-		for i := range n {
-			e.nodes = append(e.nodes, w.Node(fmt.Sprintf("s%d", i)))
-			e.links = append(e.links, faultinject.NewStore(e.store))
-		}
-		c, err := nola.NewCluster(e.ctx, nola.ClusterConfig{
-			Servers: n, Store: e.store, Async: true, Types: actors.Types(),
-			Runtime:       func(i int) rt.Runtime { return e.nodes[i] },
-			ClientRuntime: e.driver,
-			Configure: func(i int, cfg *nola.ServerConfig) {
-				cfg.Store = e.links[i]
-				cfg.LeaseTTL = simTTL
-				hc := wasm.Config{Runtime: cfg.Runtime, Modules: e.mods, CompilationCache: cache()}
-				if host != nil {
-					host(&hc)
-				}
-				h, err := wasm.New(e.ctx, hc)
-				if err != nil {
-					t.Errorf("wasm host: %v", err)
-					return
-				}
-				e.hosts[i] = h
-				cfg.Resolver = h
-			},
-		})
-		if err != nil {
-			t.Errorf("start cluster: %v", err)
-			return
-		}
-		e.c = c
-		for i, h := range e.hosts {
-			h.Attach(c.Server(i))
-		}
-		body(e)
-		c.Halt()
-		for _, h := range e.hosts {
-			_ = h.Close(e.ctx)
-		}
+		},
+		Configure: func(e *simtest.Env, i int, cfg *nola.ServerConfig) {
+			hc := wasm.Config{Runtime: cfg.Runtime, Modules: se.mods, CompilationCache: cache()}
+			if host != nil {
+				host(&hc)
+			}
+			h, err := wasm.New(e.Ctx, hc)
+			if err != nil {
+				t.Fatalf("wasm host: %v", err)
+			}
+			se.hosts[i] = h
+			cfg.Resolver = h
+		},
+		Started: func(e *simtest.Env) {
+			for i, h := range se.hosts {
+				h.Attach(e.C.Server(i))
+			}
+		},
+		Teardown: func(e *simtest.Env) {
+			for _, h := range se.hosts {
+				_ = h.Close(e.Ctx)
+			}
+		},
+	}, func(e *simtest.Env) {
+		se.Env = e
+		body(se)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w.Hash()
-}
-
-func sortedIDs(b guestBins) []string {
-	var ids []string
-	for id := range b {
-		ids = append(ids, id)
-	}
-	for i := 1; i < len(ids); i++ {
-		for j := i; j > 0 && ids[j] < ids[j-1]; j-- {
-			ids[j], ids[j-1] = ids[j-1], ids[j]
-		}
-	}
-	return ids
-}
-
-func (e *simEnv) sleep(d time.Duration) {
-	if err := e.driver.Sleep(e.ctx, d); err != nil {
-		e.t.Fatalf("sleep: %v", err)
-	}
-}
-
-func (e *simEnv) invoke(id, typ, op string, payload []byte) (string, error) {
-	ctx, cancel := e.driver.WithTimeout(e.ctx, 5*time.Second)
-	defer cancel()
-	b, err := e.c.Client().Invoke(ctx, "sim", id, typ, op, payload)
-	return string(b), err
-}
-
-func (e *simEnv) must(id, typ, op string, payload []byte) string {
-	e.t.Helper()
-	v, err := e.invoke(id, typ, op, payload)
-	if err != nil {
-		e.t.Fatalf("invoke %s %s.%s: %v", typ, id, op, err)
-	}
-	return v
 }
 
 // replayWASM runs 3 servers on the deterministic runtime with 4 clients
@@ -162,60 +96,26 @@ func replayWASM(t *testing.T, seed uint64, bins guestBins) (uint64, string) {
 	t.Helper()
 	var results []string
 	hash := runSim(t, seed, 3, bins, nil, func(e *simEnv) {
-		rng := e.w.Rand()
-		done := e.driver.NewSema(0)
-		const clients, perClient = 4, 40
-		crashAt := int(rng.Uint64N(perClient))
-		victim := int(rng.Uint64N(3))
-		for ci := range clients {
-			cn := e.w.Node(fmt.Sprintf("client%d", ci))
-			cl, err := nola.NewClient(nola.ClientConfig{Runtime: cn, Store: e.store, Transport: e.c.Network().Transport(cn)})
-			if err != nil {
-				t.Error(err)
-				return
+		results = e.Replay(4, 40, func(rng *rand.Rand) simtest.Call {
+			k := rng.Uint64N(4)
+			switch rng.Uint64N(6) {
+			case 0:
+				return simtest.Call{ID: fmt.Sprintf("cc%d", k), Type: "counter-c", Op: "inc"}
+			case 1:
+				return simtest.Call{ID: fmt.Sprintf("cg%d", k), Type: "counter-go", Op: "inc"}
+			case 2:
+				return simtest.Call{ID: fmt.Sprintf("kc%d", k), Type: "kvcounter-c", Op: "inc"}
+			case 3:
+				return simtest.Call{ID: fmt.Sprintf("kg%d", k), Type: "kvcounter-go", Op: "inc"}
+			case 4:
+				// A C guest calls a Go actor.
+				return simtest.Call{ID: fmt.Sprintf("callc%d", k), Type: "caller-c", Op: "call",
+					Payload: fmt.Appendf(nil, "counter/g%d/inc", rng.Uint64N(4))}
 			}
-			cn.Go("client", func() {
-				defer done.Release()
-				for i := range perClient {
-					if ci == 0 && i == crashAt {
-						e.c.Crash(victim)
-						e.nodes[victim].Crash()
-						e.w.Trace(fmt.Sprintf("crash s%d", victim))
-					}
-					k := rng.Uint64N(4)
-					var id, typ, op string
-					var payload []byte
-					switch rng.Uint64N(6) {
-					case 0:
-						id, typ, op = fmt.Sprintf("cc%d", k), "counter-c", "inc"
-					case 1:
-						id, typ, op = fmt.Sprintf("cg%d", k), "counter-go", "inc"
-					case 2:
-						id, typ, op = fmt.Sprintf("kc%d", k), "kvcounter-c", "inc"
-					case 3:
-						id, typ, op = fmt.Sprintf("kg%d", k), "kvcounter-go", "inc"
-					case 4:
-						// A C guest calls a Go actor.
-						id, typ, op = fmt.Sprintf("callc%d", k), "caller-c", "call"
-						payload = fmt.Appendf(nil, "counter/g%d/inc", rng.Uint64N(4))
-					default:
-						// A Go actor calls a WASM actor.
-						id, typ, op = fmt.Sprintf("callgo%d", k), "caller", "call"
-						payload = fmt.Appendf(nil, "counter-go/cg%d/inc", rng.Uint64N(4))
-					}
-					ictx, cancel := cn.WithTimeout(e.ctx, 2*time.Second)
-					b, err := cl.Invoke(ictx, "sim", id, typ, op, payload)
-					cancel()
-					r := fmt.Sprintf("c%d %s.%s -> %q %v @%v", ci, id, op, b, nola.CodeOf(err), cn.Mono())
-					results = append(results, r)
-					e.w.Trace(r)
-					_ = cn.Sleep(e.ctx, time.Duration(rng.Uint64N(200))*time.Millisecond)
-				}
-			})
-		}
-		for range clients {
-			_ = done.Acquire(e.ctx)
-		}
+			// A Go actor calls a WASM actor.
+			return simtest.Call{ID: fmt.Sprintf("callgo%d", k), Type: "caller", Op: "call",
+				Payload: fmt.Appendf(nil, "counter-go/cg%d/inc", rng.Uint64N(4))}
+		})
 	})
 	if len(results) != 160 {
 		t.Fatalf("seed %d: %d results, want 160", seed, len(results))
@@ -261,17 +161,17 @@ func TestDeterministicReplayWASM(t *testing.T) {
 func TestWASMTimersUnderSimulation(t *testing.T) {
 	bins := loadGuests(t, true)
 	runSim(t, 7, 1, bins, nil, func(e *simEnv) {
-		e.must("t", "echo-go", "timer", []byte("100ms"))
-		e.sleep(time.Second + 50*time.Millisecond)
-		n, err := strconv.Atoi(e.must("t", "echo-go", "ticks", nil))
+		e.MustInvoke("t", "echo-go", "timer", []byte("100ms"))
+		e.Sleep(time.Second + 50*time.Millisecond)
+		n, err := strconv.Atoi(e.MustInvoke("t", "echo-go", "ticks", nil))
 		if err != nil || n != 10 {
 			t.Fatalf("ticks after 1.05s of 100ms timer: %d (%v), want 10", n, err)
 		}
-		if got := e.must("t", "echo-go", "untimer", nil); got != "true" {
+		if got := e.MustInvoke("t", "echo-go", "untimer", nil); got != "true" {
 			t.Fatalf("untimer = %s", got)
 		}
-		e.sleep(time.Second)
-		if got := e.must("t", "echo-go", "ticks", nil); got != "10" {
+		e.Sleep(time.Second)
+		if got := e.MustInvoke("t", "echo-go", "ticks", nil); got != "10" {
 			t.Fatalf("ticks after cancel = %s, want 10", got)
 		}
 	})
@@ -283,13 +183,13 @@ func TestFuelBoundsRunawayGuestUnderSimulation(t *testing.T) {
 	bins := loadGuests(t, false)
 	cfg := func(c *wasm.Config) { c.MaxFuel = 1 << 24 }
 	runSim(t, 3, 1, bins, cfg, func(e *simEnv) {
-		e.must("s", "hostile-c", "inc", nil)
-		_, err := e.invoke("s", "hostile-c", "spin", nil)
+		e.MustInvoke("s", "hostile-c", "inc", nil)
+		_, err := e.Invoke("s", "hostile-c", "spin", nil)
 		wantTrap(t, err, wasm.TrapFuel, "checkpoints")
-		if got := e.must("s", "hostile-c", "inc", nil); got != "0" {
+		if got := e.MustInvoke("s", "hostile-c", "inc", nil); got != "0" {
 			t.Fatalf("after the trap: %s, want a fresh instance", got)
 		}
-		if got := e.must("b", "counter-c", "inc", nil); got != "0" {
+		if got := e.MustInvoke("b", "counter-c", "inc", nil); got != "0" {
 			t.Fatalf("bystander: %s", got)
 		}
 	})
@@ -303,25 +203,25 @@ func TestFencedActivationsInstancesAreReclaimed(t *testing.T) {
 	runSim(t, 5, 1, bins, cfg, func(e *simEnv) {
 		for i := range 3 {
 			id := fmt.Sprintf("a%d", i)
-			e.must(id, "counter-c", "inc", nil)
-			e.must(id, "counter-c", "inc", nil)
+			e.MustInvoke(id, "counter-c", "inc", nil)
+			e.MustInvoke(id, "counter-c", "inc", nil)
 		}
 		h := e.hosts[0]
 		if s := h.Stats(); s.Instances != 3 {
 			t.Fatalf("before the fence: %+v", s)
 		}
-		inc := e.c.Server(0).Incarnation()
-		e.links[0].SetMode(faultinject.Down)
-		e.sleep(2 * simTTL)
-		e.links[0].SetMode(faultinject.Pass)
-		for e.c.Server(0).Incarnation() <= inc {
-			e.sleep(time.Second)
+		inc := e.C.Server(0).Incarnation()
+		e.Links[0].SetMode(faultinject.Down)
+		e.Sleep(2 * simTTL)
+		e.Links[0].SetMode(faultinject.Pass)
+		for e.C.Server(0).Incarnation() <= inc {
+			e.Sleep(time.Second)
 		}
 		if s := h.Stats(); s.Instances != 3 || s.Closed != 0 {
 			t.Fatalf("the fence dropped the activations without closing instances: %+v", s)
 		}
 		for i := range 3 {
-			if got := e.must(fmt.Sprintf("a%d", i), "counter-c", "inc", nil); got != "0" {
+			if got := e.MustInvoke(fmt.Sprintf("a%d", i), "counter-c", "inc", nil); got != "0" {
 				t.Fatalf("a%d after the fence: %s, want a fresh activation", i, got)
 			}
 		}
