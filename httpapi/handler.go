@@ -299,18 +299,26 @@ type ActorList struct {
 	More   bool         `json:"more"`
 }
 
-func (h *Handler) listActors(w http.ResponseWriter, r *http.Request) {
-	limit, err := intParam(r, "limit", 100, 1000)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if limit == 0 {
+// listCall prepares a listing endpoint: its limit (default 100, at most
+// maxLimit) and its context. ok is false if it already answered an error.
+func (h *Handler) listCall(w http.ResponseWriter, r *http.Request, maxLimit int) (ctx context.Context, cancel context.CancelFunc, limit int, ok bool) {
+	limit, err := intParam(r, "limit", 100, maxLimit)
+	if err == nil && limit == 0 {
 		limit = 100
 	}
-	ctx, cancel, err := h.callContext(r)
+	if err == nil {
+		ctx, cancel, err = h.callContext(r)
+	}
 	if err != nil {
 		writeError(w, err)
+		return nil, nil, 0, false
+	}
+	return ctx, cancel, limit, true
+}
+
+func (h *Handler) listActors(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel, limit, ok := h.listCall(w, r, 1000)
+	if !ok {
 		return
 	}
 	defer cancel()
@@ -345,17 +353,8 @@ type KVScan struct {
 
 // scanKV is the read-only admin view of an actor's KV.
 func (h *Handler) scanKV(w http.ResponseWriter, r *http.Request) {
-	limit, err := intParam(r, "limit", 100, 10000)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if limit == 0 {
-		limit = 100
-	}
-	ctx, cancel, err := h.callContext(r)
-	if err != nil {
-		writeError(w, err)
+	ctx, cancel, limit, ok := h.listCall(w, r, 10000)
+	if !ok {
 		return
 	}
 	defer cancel()
@@ -365,6 +364,7 @@ func (h *Handler) scanKV(w http.ResponseWriter, r *http.Request) {
 	var (
 		pairs []registry.KVPair
 		more  bool
+		err   error
 	)
 	if p, ok := q["prefix"]; ok {
 		pairs, more, err = reg.ScanKVPrefix(ctx, ns, id, []byte(p[0]), limit)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nolaproject/nola/httpapi"
@@ -56,6 +58,26 @@ func readPayload(arg string) ([]byte, error) {
 	return []byte(arg), nil
 }
 
+// subcommand checks that args start with one of subs and returns it; on
+// anything else it prints usage (and --help is not an error).
+func subcommand(args []string, stderr io.Writer, usage string, subs ...string) (string, error) {
+	if len(args) > 0 && slices.Contains(subs, args[0]) {
+		return args[0], nil
+	}
+	fmt.Fprintln(stderr, "usage: nola "+usage)
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		return "", flag.ErrHelp
+	}
+	return "", usageErr("want %s", strings.Join(subs, " or "))
+}
+
+// connect bounds ctx by the --timeout flag and returns a client of --server.
+func (c *clientFlags) connect(ctx context.Context) (context.Context, context.CancelFunc, *httpapi.Client) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	cl := c.client()
+	return ctx, func() { cancel(); cl.Close() }, cl
+}
+
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -81,10 +103,8 @@ func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
-	c := cf.client()
-	defer c.Close()
+	ctx, done, c := cf.connect(ctx)
+	defer done()
 	out, err := c.Invoke(ctx, fs.Arg(0), fs.Arg(1), *typ, fs.Arg(2), payload)
 	if err != nil {
 		return err
@@ -94,14 +114,10 @@ func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "put" && args[0] != "get" && args[0] != "list") {
-		fmt.Fprintln(stderr, "usage: nola module put NS ID FILE | get NS ID [FILE] | list NS")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return flag.ErrHelp
-		}
-		return usageErr("want put, get or list")
+	sub, err := subcommand(args, stderr, "module put NS ID FILE | get NS ID [FILE] | list NS", "put", "get", "list")
+	if err != nil {
+		return err
 	}
-	sub := args[0]
 	fs := newFlagSet("module "+sub, map[string]string{
 		"put":  "module put [flags] NAMESPACE MODULE-ID FILE.wasm",
 		"get":  "module get [flags] NAMESPACE MODULE-ID [OUT-FILE]",
@@ -112,10 +128,8 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
-	c := cf.client()
-	defer c.Close()
+	ctx, done, c := cf.connect(ctx)
+	defer done()
 	switch sub {
 	case "put":
 		if fs.NArg() != 3 {
@@ -164,14 +178,10 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || (args[0] != "get" && args[0] != "scan") {
-		fmt.Fprintln(stderr, "usage: nola kv get NS ACTOR KEY | scan [--prefix P | --start S --end E] NS ACTOR")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return flag.ErrHelp
-		}
-		return usageErr("want get or scan")
+	sub, err := subcommand(args, stderr, "kv get NS ACTOR KEY | scan [--prefix P | --start S --end E] NS ACTOR", "get", "scan")
+	if err != nil {
+		return err
 	}
-	sub := args[0]
 	fs := newFlagSet("kv "+sub, map[string]string{
 		"get":  "kv get [flags] NAMESPACE ACTOR KEY",
 		"scan": "kv scan [flags] NAMESPACE ACTOR",
@@ -185,10 +195,8 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
-	c := cf.client()
-	defer c.Close()
+	ctx, done, c := cf.connect(ctx)
+	defer done()
 	if sub == "get" {
 		if fs.NArg() != 3 {
 			fs.Usage()
@@ -222,12 +230,8 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func runActors(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "list" {
-		fmt.Fprintln(stderr, "usage: nola actors list [flags] NAMESPACE")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return flag.ErrHelp
-		}
-		return usageErr("want list")
+	if _, err := subcommand(args, stderr, "actors list [flags] NAMESPACE", "list"); err != nil {
+		return err
 	}
 	fs := newFlagSet("actors list", "actors list [flags] NAMESPACE", stderr)
 	var cf clientFlags
@@ -241,10 +245,8 @@ func runActors(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return usageErr("want NAMESPACE")
 	}
-	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
-	c := cf.client()
-	defer c.Close()
+	ctx, done, c := cf.connect(ctx)
+	defer done()
 	list, err := c.ListActors(ctx, fs.Arg(0), *after, *limit)
 	if err != nil {
 		return err
@@ -253,12 +255,8 @@ func runActors(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "status" {
-		fmt.Fprintln(stderr, "usage: nola cluster status [flags]")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return flag.ErrHelp
-		}
-		return usageErr("want status")
+	if _, err := subcommand(args, stderr, "cluster status [flags]", "status"); err != nil {
+		return err
 	}
 	fs := newFlagSet("cluster status", "cluster status [flags]", stderr)
 	var cf clientFlags
@@ -267,10 +265,8 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	defer cancel()
-	c := cf.client()
-	defer c.Close()
+	ctx, done, c := cf.connect(ctx)
+	defer done()
 	st, err := c.Cluster(ctx)
 	if err != nil {
 		return err
