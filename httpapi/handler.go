@@ -513,11 +513,16 @@ func (h *Handler) cluster(w http.ResponseWriter, r *http.Request) {
 	}
 	out := ClusterStatus{Servers: make([]ServerStatus, 0, len(members)), Self: h.self()}
 	for _, m := range members {
-		out.Servers = append(out.Servers, ServerStatus{
+		st := ServerStatus{
 			ID: m.Record.ID, Incarnation: m.Record.Incarnation, Addr: m.Record.Addr,
 			RegisteredAt: time.Unix(0, m.Record.RegisteredAt).UTC(),
 			Activations:  m.Load.Activations, MemoryBytes: m.Load.Bytes, Limit: m.Load.Limit,
-		})
+		}
+		if m.Record.ID == out.Self.ID && m.Record.Incarnation == out.Self.Incarnation {
+			// Our own row: live figures rather than the last load report.
+			st.Activations, st.MemoryBytes = out.Self.Stats.Activations, out.Self.Stats.MemoryBytes
+		}
+		out.Servers = append(out.Servers, st)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

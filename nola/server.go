@@ -128,7 +128,10 @@ type Stats struct {
 	Fences        int64
 	FailedCommits int64
 	Activations   int64
-	Incarnation   int64
+	// MemoryBytes estimates the memory held by activations (what load
+	// reports carry for placement's tie-break).
+	MemoryBytes int64
+	Incarnation int64
 }
 
 // NewServer validates cfg and returns a server; Start registers it.
@@ -189,6 +192,7 @@ func (s *Server) Stats() Stats {
 		Fences:        s.stats.fences.Load(),
 		FailedCommits: s.stats.failedCommits.Load(),
 		Activations:   s.activations.Load(),
+		MemoryBytes:   s.memBytes.Load(),
 		Incarnation:   s.Incarnation(),
 	}
 }
