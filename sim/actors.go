@@ -229,7 +229,15 @@ func (KVRegister) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, 
 // on every tick, so that timer-driven executions both run on the
 // activation and commit: "arm" sets a periodic timer (payload: a Go
 // duration), "disarm" cancels it, "ticks" returns the in-memory count.
+// Its Deactivate hook (eviction, graceful shutdown) records the count
+// under "last": a fenced commit of the hook, which runs under faults
+// too.
 type Ticker struct{ ticks int64 }
+
+// Deactivate implements nola.Deactivator.
+func (t *Ticker) Deactivate(ctx *nola.Context) error {
+	return ctx.Put([]byte("last"), strconv.AppendInt(nil, t.ticks, 10))
+}
 
 // NewTicker is Ticker's factory.
 func NewTicker(nola.Ref) (nola.Actor, error) { return &Ticker{}, nil }

@@ -14,6 +14,7 @@ package sim
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -78,10 +79,17 @@ const (
 	// FaultSlowLinks adds up to Extra latency to every message on links
 	// of kind Link touching Server for Dur.
 	FaultSlowLinks
+	// FaultStop stops Server gracefully — nola.Server.Shutdown: it stops
+	// serving, deactivates and releases every actor, revokes its lease —
+	// within a grace period of Dur/2, then ends the process; a fresh
+	// process with the same ID starts after Dur. A shutdown still running
+	// then (held up by a pause or an outage) is killed first, like a
+	// process that ignored its grace period.
+	FaultStop
 )
 
 func (k FaultKind) String() string {
-	return [...]string{"crash", "pause", "partition", "drift", "store-down", "slow-links"}[k]
+	return [...]string{"crash", "pause", "partition", "drift", "store-down", "slow-links", "stop"}[k]
 }
 
 // Fault is one entry of a fault schedule.
@@ -100,7 +108,7 @@ type Fault struct {
 func (f Fault) String() string {
 	s := fmt.Sprintf("@%v %s", f.At.Round(time.Millisecond), f.Kind)
 	switch f.Kind {
-	case FaultCrash, FaultPause:
+	case FaultCrash, FaultPause, FaultStop:
 		s += fmt.Sprintf(" s%d", f.Server)
 	case FaultPartition:
 		peer := "store"
@@ -167,7 +175,12 @@ type Config struct {
 
 	LeaseTTL    time.Duration
 	IdleTimeout time.Duration
-	Rho         float64
+	// MaxActivations caps each server's activations (0: the engine's
+	// default, never reached here). A small cap makes servers release
+	// actors they are asked to activate (placement then puts them
+	// elsewhere) and evict the least recently used.
+	MaxActivations int
+	Rho            float64
 	// Rates are the servers' initial clock rates, relative to the store's
 	// lease clock.
 	Rates []float64
@@ -186,6 +199,15 @@ type Config struct {
 	// Generated marks a configuration drawn by Generate: Seed and the
 	// options replay it (see Result.Repro).
 	Generated bool
+
+	// CheckBudget bounds porcupine's wall time per object (0:
+	// LinCheckBudget). It decides only whether a verdict comes in time,
+	// never which one.
+	CheckBudget time.Duration `json:"-"`
+
+	// traceOut, if set, receives the world's trace events as they happen
+	// (debugging; it does not change the run).
+	traceOut io.Writer
 
 	// GoGuests adds the Go guests' kinds (GoGuestKinds) to the default
 	// catalog.
@@ -208,6 +230,8 @@ type Options struct {
 	GoGuests bool
 	// Catalog replaces DefaultCatalog (to add actor kinds).
 	Catalog []ActorKind
+	// CheckBudget is Config.CheckBudget (0: LinCheckBudget).
+	CheckBudget time.Duration
 }
 
 // MutationNames lists the names ParseOptions understands: the switches of
@@ -255,11 +279,15 @@ func (o Options) String() string {
 // Options returns the options a config was generated with (a custom
 // catalog excepted).
 func (c *Config) Options() Options {
-	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho, GoGuests: c.GoGuests}
+	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho, GoGuests: c.GoGuests, CheckBudget: c.CheckBudget}
 }
 
 // Generate draws a configuration from seed: 2–5 servers, 1–8 clients, 1–20
-// checked actors plus helpers, 200–500 operations (plus final reads) and 5–12 faults.
+// checked actors plus helpers (in a quarter of the seeds each server holds
+// at most 2–4 activations, and there are more actors than the servers can
+// hold at once: up to twice as many), 200–500 operations (plus final
+// reads) and 5–12 faults (a graceful stop may bring a second fault that
+// meets its shutdown).
 func Generate(seed uint64, opts Options) Config {
 	r := rand.New(rand.NewPCG(seed, 0x6e6f6c6173696d)) // "nolasim"
 	ttl := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second}[r.IntN(3)]
@@ -280,9 +308,21 @@ func Generate(seed uint64, opts Options) Config {
 		BeyondRho:      opts.BeyondRho,
 		GoGuests:       opts.GoGuests,
 		Catalog:        opts.Catalog,
+		CheckBudget:    opts.CheckBudget,
 		Generated:      true,
 	}
 	c.Horizon = time.Duration(8+r.IntN(8)) * ttl
+	// Releases and evictions: a quarter of the seeds cap activations per
+	// server (releases at capacity, least-recently-used evictions), a
+	// sixth evict idle activations within a fraction of a lease. (Not
+	// more: activations that live briefly rarely outlive a fault, and the
+	// protocol bugs of the mutation tests need them to.)
+	if r.IntN(4) == 0 {
+		c.MaxActivations = 2 + r.IntN(3)
+	}
+	if r.IntN(6) == 0 {
+		c.IdleTimeout = ttl/20 + time.Duration(r.Int64N(int64(ttl/5)))
+	}
 	c.Net = NetParams{
 		MinLatency: time.Duration(50+r.IntN(200)) * time.Microsecond,
 		MaxLatency: time.Duration(1+r.IntN(5)) * time.Millisecond,
@@ -298,6 +338,12 @@ func Generate(seed uint64, opts Options) Config {
 		total += k.Weight
 	}
 	n := 1 + r.IntN(20)
+	if c.MaxActivations > 0 {
+		// More actors than the servers can hold at once, so that servers
+		// reach their cap (helpers come on top).
+		capacity := c.Servers * c.MaxActivations
+		n = max(n, capacity+1+r.IntN(capacity))
+	}
 	for i := range n {
 		pick := r.IntN(total)
 		for j, w := range weights {
@@ -321,7 +367,7 @@ func Generate(seed uint64, opts Options) Config {
 	}
 	nf := 5 + r.IntN(8) // every one is injected (see sim.inject)
 	for range nf {
-		c.Faults = append(c.Faults, drawFault(r, &c))
+		c.Faults = append(c.Faults, drawFault(r, &c)...)
 	}
 	sortFaults(c.Faults)
 	if slices.ContainsFunc(cat, func(k ActorKind) bool { return k.Type == TypeWASMCaller }) {
@@ -339,7 +385,9 @@ func rateWithin(r *rand.Rand, rho float64) float64 {
 // rateBeyond draws a clock far slower than 1−ρ allows.
 func rateBeyond(r *rand.Rand) float64 { return 0.3 + 0.5*r.Float64() }
 
-func drawFault(r *rand.Rand, c *Config) Fault {
+// drawFault draws one fault; a graceful stop comes, half of the time,
+// with a second fault that strikes while the server shuts down.
+func drawFault(r *rand.Rand, c *Config) []Fault {
 	ttl := c.LeaseTTL
 	scale := func(lo, hi float64) time.Duration {
 		return time.Duration(float64(ttl) * (lo + (hi-lo)*r.Float64()))
@@ -348,7 +396,7 @@ func drawFault(r *rand.Rand, c *Config) Fault {
 		At:     time.Duration(float64(c.Horizon) * (0.05 + 0.8*r.Float64())),
 		Server: r.IntN(c.Servers),
 	}
-	switch w := r.IntN(14); {
+	switch w := r.IntN(16); {
 	case w < 2:
 		f.Kind, f.Dur = FaultCrash, scale(0.1, 2)
 	case w < 5:
@@ -374,11 +422,44 @@ func drawFault(r *rand.Rand, c *Config) Fault {
 		}
 	case w < 11:
 		f.Kind, f.Dur = FaultStoreDown, scale(0.2, 1.5)
-	default:
+	case w < 14:
 		f.Kind, f.Dur = FaultSlowLinks, scale(0.5, 2)
 		f.Link = LinkKind(r.IntN(3))
 		f.Extra = scale(0.1, 2.5)
+	default:
+		f.Kind, f.Dur = FaultStop, scale(0.2, 2)
+		if r.IntN(2) == 0 {
+			return []Fault{f, duringStop(r, c, f, scale)}
+		}
 	}
+	return []Fault{f}
+}
+
+// duringStop draws a fault that meets stop's shutdown in progress: the
+// stopping server paused or killed a few messages into it, or its store
+// link cut, slowed or the store down from just before (releases and the
+// lease revocation then fail, time out or land late).
+func duringStop(r *rand.Rand, c *Config, stop Fault, scale func(lo, hi float64) time.Duration) Fault {
+	// A shutdown takes a store round trip per actor it releases: a few
+	// maximal latencies reach into it.
+	into := time.Duration(r.Int64N(int64(4*c.Net.MaxLatency) + 1))
+	before := time.Duration(r.Int64N(int64(c.LeaseTTL / 20)))
+	f := Fault{Server: stop.Server, At: stop.At + into}
+	switch r.IntN(5) {
+	case 0:
+		f.Kind, f.Dur = FaultPause, scale(0.3, 3)
+	case 1:
+		f.Kind, f.Dur = FaultCrash, scale(0.1, 1)
+	case 2:
+		f.Kind, f.Dur, f.At = FaultPartition, scale(0.3, 2), stop.At-before
+		f.Link, f.Buffer = LinkServerStore, r.IntN(2) == 0
+	case 3:
+		f.Kind, f.Dur, f.At = FaultStoreDown, scale(0.2, 1.5), stop.At-before
+	default:
+		f.Kind, f.Dur, f.At = FaultSlowLinks, scale(0.5, 2), stop.At-before
+		f.Link, f.Extra = LinkServerStore, scale(0.1, 2.5)
+	}
+	f.At = max(f.At, 0)
 	return f
 }
 
@@ -405,6 +486,9 @@ func (c *Config) Describe() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d: %d servers, %d clients, %d actors (+%d callers, %d WASM callers, %d tickers), %d ops over %v, TTL %v, idle %v, ρ %.3g, rates %.3f\n",
 		c.Seed, c.Servers, c.Clients, len(c.Actors), c.Callers, c.WASMCallers, c.Tickers, c.Ops, c.Horizon, c.LeaseTTL, c.IdleTimeout, c.Rho, c.Rates)
+	if c.MaxActivations > 0 {
+		fmt.Fprintf(&b, "  at most %d activations per server\n", c.MaxActivations)
+	}
 	fmt.Fprintf(&b, "  net: latency %v–%v, spikes %.3g up to %v, loss %.3g\n", c.Net.MinLatency, c.Net.MaxLatency, c.Net.SpikeProb, c.Net.SpikeMax.Round(time.Millisecond), c.Net.Loss)
 	if o := c.Options().String(); o != "" {
 		fmt.Fprintf(&b, "  mutations: %s\n", o)

@@ -30,6 +30,8 @@ import (
 type effects struct {
 	w      *simrt.World
 	window map[int][2]time.Duration
+	// deactivations counts the Deactivate hooks run (eviction, shutdown).
+	deactivations int64
 }
 
 func newEffects(w *simrt.World) *effects {
@@ -80,7 +82,11 @@ func (e *effects) traced(f nola.Factory) nola.Factory {
 		}
 		t := tracedActor{inner: a, fx: e}
 		act, isAct := a.(nola.Activator)
-		deact, isDeact := a.(nola.Deactivator)
+		var deact nola.Deactivator
+		d, isDeact := a.(nola.Deactivator)
+		if isDeact {
+			deact = countedDeactivator{inner: d, fx: e}
+		}
 		switch {
 		case isAct && isDeact:
 			return struct {
@@ -111,4 +117,15 @@ type tracedActor struct {
 func (t tracedActor) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, error) {
 	t.fx.effect(tokenOf(ctx))
 	return t.inner.Invoke(ctx, op, payload)
+}
+
+// countedDeactivator counts the Deactivate hooks that run.
+type countedDeactivator struct {
+	inner nola.Deactivator
+	fx    *effects
+}
+
+func (d countedDeactivator) Deactivate(ctx *nola.Context) error {
+	d.fx.deactivations++
+	return d.inner.Deactivate(ctx)
 }

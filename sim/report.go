@@ -38,6 +38,9 @@ func (r *Result) Repro(dir string) string {
 	if r.Config.GoGuests {
 		cmd += " -go-guests"
 	}
+	if b := r.Config.CheckBudget; b > 0 && b != LinCheckBudget {
+		cmd += " -check-budget " + b.String()
+	}
 	return cmd + " -html " + dir
 }
 
@@ -143,12 +146,20 @@ func sortedKeys[V any](m map[string]V) []string {
 type Aggregate struct {
 	Runs, Failed                       int
 	Ops, Indeterminate, Faults         int
-	Fences                             int64
+	Fences, Evictions, Deactivations   int64
 	Virtual, Wall, CPU                 time.Duration
 	OracleViolations, IllegalObjects   int
 	UnknownObjects, CheckedObjects     int
 	FirstFailure                       *Result
 	TimerExecutions, ReleasedExecution int64
+	// Graceful stops (finished, with errors, killed) and releases applied
+	// (at capacity, at stop), summed over the runs; CapacitySeeds and
+	// StopSeeds count the runs with at least one of each.
+	Stops, StopErrors, StopsKilled int
+	CapacityReleases, StopReleases int
+	CapacitySeeds, StopSeeds       int
+	// Inconclusive counts runs where porcupine gave up on some object.
+	Inconclusive int
 	// WASM sums the runs' WASM hosts.
 	WASM WASMStats
 }
@@ -160,6 +171,8 @@ func (a *Aggregate) Add(r *Result) {
 	a.Indeterminate += r.Stats.Indeterminate
 	a.Faults += r.Stats.Faults
 	a.Fences += r.Stats.Fences
+	a.Evictions += r.Stats.Evictions
+	a.Deactivations += r.Stats.Deactivations
 	a.Virtual += r.Virtual
 	a.CPU += r.Wall
 	a.OracleViolations += len(r.Violations)
@@ -169,6 +182,21 @@ func (a *Aggregate) Add(r *Result) {
 	a.TimerExecutions += r.Stats.Oracle.TimerExecutions
 	a.ReleasedExecution += r.Stats.Oracle.Released
 	a.WASM.add(r.Stats.WASM)
+	st := &r.Stats
+	a.Stops += st.Stops
+	a.StopErrors += st.StopErrors
+	a.StopsKilled += st.StopsKilled
+	a.CapacityReleases += st.CapacityReleases
+	a.StopReleases += st.StopReleases
+	if st.CapacityReleases > 0 {
+		a.CapacitySeeds++
+	}
+	if st.Stops+st.StopErrors > 0 {
+		a.StopSeeds++
+	}
+	if r.Inconclusive() {
+		a.Inconclusive++
+	}
 	if r.Failed() {
 		a.Failed++
 		if a.FirstFailure == nil || r.Config.Seed < a.FirstFailure.Config.Seed {
@@ -183,8 +211,34 @@ func (a *Aggregate) Figures(elapsed time.Duration) string {
 	if sec <= 0 || a.Runs == 0 {
 		return "no runs"
 	}
-	return fmt.Sprintf("%d seeds in %.1fs: %.2f seeds/s, %.0f simulated ops/s, %.1f virtual s per wall s, %.1f faults/seed, %.1f ops/seed, %.1f%% indeterminate; %d failed (%d oracle violations, %d illegal objects), %d/%d objects unknown",
-		a.Runs, sec, float64(a.Runs)/sec, float64(a.Ops)/sec, a.Virtual.Seconds()/sec,
-		float64(a.Faults)/float64(a.Runs), float64(a.Ops)/float64(a.Runs), 100*float64(a.Indeterminate)/float64(max(a.Ops, 1)),
-		a.Failed, a.OracleViolations, a.IllegalObjects, a.UnknownObjects, a.CheckedObjects)
+	runs := float64(a.Runs)
+	return fmt.Sprintf("%d seeds in %.1fs: %.2f seeds/s, %.0f simulated ops/s, %.1f virtual s per wall s, %.1f faults/seed, %.1f ops/seed, %.1f%% indeterminate; "+
+		"%.2f graceful stops/seed (%d finished, %d with errors, %d killed; in %d seeds), %.1f releases at capacity/seed (in %d seeds), %.2f releases at stop/seed; "+
+		"%d failed (%d oracle violations, %d illegal objects), %d/%d objects unknown (in %d seeds)",
+		a.Runs, sec, runs/sec, float64(a.Ops)/sec, a.Virtual.Seconds()/sec,
+		float64(a.Faults)/runs, float64(a.Ops)/runs, 100*float64(a.Indeterminate)/float64(max(a.Ops, 1)),
+		float64(a.Stops+a.StopErrors+a.StopsKilled)/runs, a.Stops, a.StopErrors, a.StopsKilled, a.StopSeeds,
+		float64(a.CapacityReleases)/runs, a.CapacitySeeds, float64(a.StopReleases)/runs,
+		a.Failed, a.OracleViolations, a.IllegalObjects, a.UnknownObjects, a.CheckedObjects, a.Inconclusive)
+}
+
+// Unchecked describes the objects porcupine gave up on (Inconclusive)
+// and how to replay the run, or returns "" if there are none.
+func (r *Result) Unchecked(dir string) string {
+	if !r.Inconclusive() {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d: porcupine gave up on %d of %d objects (budget %v each): their histories were NOT checked, so this run proves nothing about them:\n",
+		r.Config.Seed, r.Lin.Unknown, r.Lin.Checked, r.Config.budget())
+	for _, v := range r.Lin.Verdicts {
+		if v.Result == linearizability.Unknown {
+			fmt.Fprintf(&b, "  %s (%s): %d operations, %d indeterminate\n", v.Object, v.Kind, v.Ops, v.Indeterminate)
+		}
+	}
+	more := *r
+	more.Config.CheckBudget = 10 * r.Config.budget()
+	fmt.Fprintf(&b, "replay: %s\n(a loaded machine slows porcupine down; this replays the seed with ten times the budget — a history still unknown then is a finding in itself)\n",
+		more.Repro(dir))
+	return b.String()
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,6 +34,11 @@ type storeLink struct {
 	// while it has none); nil for clients.
 	incarnation func() int64
 	oracle      *Oracle
+	// released, on server links, counts each actor release that reaches
+	// the store, with whether the server was shutting down (stopping)
+	// when it sent it.
+	released func(atStop bool, res kv.CommitResult, err error)
+	stopping func() bool
 }
 
 var _ kv.Store = (*storeLink)(nil)
@@ -108,12 +114,29 @@ func (l *storeLink) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, erro
 		senders = l.oracle.senders(l.from, inc, t)
 	}
 	tok := tokenOf(ctx)
-	return roundTrip(l, ctx, "commit", func() (kv.CommitResult, error) {
+	// An owner's rewrite of an actor record (a release, an epoch bump) is
+	// checked by the oracle when applied; releases are counted.
+	var (
+		owner          ownerRewrite
+		isOwner        bool
+		atStop, gaveUp bool
+	)
+	if l.incarnation != nil && l.oracle != nil {
+		owner, isOwner = l.oracle.ownerWrite(l.from, t)
+		atStop = l.stopping != nil && l.stopping()
+	}
+	res, err := roundTrip(l, ctx, "commit", func() (kv.CommitResult, error) {
 		var applied func()
 		if l.incarnation != nil && l.oracle != nil {
 			applied = l.oracle.beforeCommit(l.from, inc, senders, t)
 		}
 		res, err := l.inner.Commit(context.Background(), t)
+		if isOwner && owner.release && l.released != nil {
+			l.released(atStop, res, err)
+		}
+		if isOwner && err == nil && res.Succeeded {
+			l.oracle.ownerWritten(owner, gaveUp, atStop)
+		}
 		if err == nil && res.Succeeded {
 			// A durable effect of the client operation that sent it.
 			l.n.fx.effect(tok)
@@ -123,6 +146,8 @@ func (l *storeLink) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, erro
 		}
 		return res, err
 	})
+	gaveUp = errors.Is(err, kv.ErrIndeterminate)
+	return res, err
 }
 
 func (l *storeLink) Grant(ctx context.Context, ttl time.Duration) (kv.LeaseID, error) {

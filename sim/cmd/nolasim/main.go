@@ -7,19 +7,22 @@
 //	go run ./sim/cmd/nolasim -seed 42 -minimize      # shrink a failing seed
 //	go run ./sim/cmd/nolasim -seeds 200 -mutations SkipStoreFence
 //	go run ./sim/cmd/nolasim -seeds 100 -go-guests   # with Go WASM guests too
+//	go run ./sim/cmd/nolasim -seed 42 -check-budget 5m   # porcupine's budget per object
 //
-// It exits with status 1 if any run failed.
+// It exits with status 1 if any run failed, or if porcupine gave up on any
+// object's history (its budget ran out: that history was not checked).
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/nolaproject/nola/linearizability"
 	"github.com/nolaproject/nola/sim"
 )
 
@@ -44,6 +47,7 @@ func run(args []string, out io.Writer) error {
 		minimize  = fs.Bool("minimize", false, "with -seed: shrink the failing configuration")
 		maxFail   = fs.Int("max-failures", 10, "stop the sweep after this many failing seeds (0: never)")
 		goGuests  = fs.Bool("go-guests", false, "add WASM actors built from the Go guests (slow: ~3 ms per instance)")
+		budget    = fs.Duration("check-budget", sim.LinCheckBudget, "porcupine's wall-time budget per object (a run whose budget runs out fails as unchecked)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -53,6 +57,10 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	opts.GoGuests = *goGuests
+	if *budget <= 0 {
+		return fmt.Errorf("-check-budget %v: want a positive duration", *budget)
+	}
+	opts.CheckBudget = *budget
 	if *seed != 0 {
 		return replay(out, *seed, opts, *htmlDir, *verbose, *minimize)
 	}
@@ -69,6 +77,10 @@ func replay(out io.Writer, seed uint64, opts sim.Options, dir string, verbose, m
 	}
 	fmt.Fprintf(out, "trace hash %016x\n", r.Hash)
 	if !r.Failed() {
+		if r.Inconclusive() {
+			fmt.Fprint(out, r.Unchecked(dir))
+			return fmt.Errorf("seed %d: porcupine gave up on %d objects: not checked", seed, r.Lin.Unknown)
+		}
 		return nil
 	}
 	files, err := r.WriteHTML(dir)
@@ -93,7 +105,7 @@ func sweep(out io.Writer, from uint64, n, workers int, opts sim.Options, dir str
 	if o := opts.String(); o != "" {
 		fmt.Fprintf(out, "mutations: %s\n", o)
 	}
-	var failed []uint64
+	var failed, unchecked []uint64
 	sim.Sweep(from, n, workers, opts, func(r *sim.Result) bool {
 		agg.Add(r)
 		if verbose {
@@ -111,20 +123,17 @@ func sweep(out io.Writer, from uint64, n, workers int, opts sim.Options, dir str
 			}
 			fmt.Fprintf(out, "replay: %s\n\n", r.Repro(dir))
 		}
-		if r.Lin.Unknown > 0 {
-			for _, v := range r.Lin.Verdicts {
-				if v.Result == linearizability.Unknown {
-					fmt.Fprintf(out, "seed %d: porcupine ran out of time on %s (%d ops, %d indeterminate): not checked\n", r.Config.Seed, v.Object, v.Ops, v.Indeterminate)
-				}
-			}
+		if r.Inconclusive() {
+			unchecked = append(unchecked, r.Config.Seed)
+			fmt.Fprintf(out, "\n%s\n", r.Unchecked(dir))
 		}
 		if now := time.Now(); now.Sub(last) >= every {
 			last = now
-			fmt.Fprintf(out, "[%5.0fs] %d/%d seeds, %.1f seeds/s, %.0f ops/s, violations so far: %d seeds (%d oracle, %d illegal objects)\n",
+			fmt.Fprintf(out, "[%5.0fs] %d/%d seeds, %.1f seeds/s, %.0f ops/s, violations so far: %d seeds (%d oracle, %d illegal objects), %d seeds unchecked\n",
 				now.Sub(began).Seconds(), agg.Runs, n, float64(agg.Runs)/now.Sub(began).Seconds(),
-				float64(agg.Ops)/now.Sub(began).Seconds(), agg.Failed, agg.OracleViolations, agg.IllegalObjects)
+				float64(agg.Ops)/now.Sub(began).Seconds(), agg.Failed, agg.OracleViolations, agg.IllegalObjects, agg.Inconclusive)
 		}
-		return maxFail > 0 && len(failed) >= maxFail
+		return maxFail > 0 && len(failed)+len(unchecked) >= maxFail
 	})
 	fmt.Fprintln(out, agg.Figures(time.Since(began)))
 	fmt.Fprintf(out, "totals: %d ops (%d indeterminate), %d faults, %d fences, %.0f virtual seconds in %.1f wall seconds\n",
@@ -133,8 +142,14 @@ func sweep(out io.Writer, from uint64, n, workers int, opts sim.Options, dir str
 		fmt.Fprintf(out, "WASM: %d hosts, %d compilations, %d instances (%d swept after fences, %d taken by crashes), %d traps, %d left open\n",
 			w.Hosts, w.Compiled, w.Instantiated, w.Swept, w.Crashed, w.Traps, w.Leaked)
 	}
+	slices.Sort(failed)
+	slices.Sort(unchecked)
+	var errs []error
 	if len(failed) > 0 {
-		return fmt.Errorf("%d seeds failed: %v", len(failed), failed)
+		errs = append(errs, fmt.Errorf("%d seeds failed: %v", len(failed), failed))
 	}
-	return nil
+	if len(unchecked) > 0 {
+		errs = append(errs, fmt.Errorf("%d seeds not fully checked (porcupine gave up on some object): %v", len(unchecked), unchecked))
+	}
+	return errors.Join(errs...)
 }
