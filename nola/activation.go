@@ -320,6 +320,14 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 		// Full: give the actor up so that placement puts it elsewhere.
 		if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, epoch); err != nil {
 			s.log.Debug("release at capacity failed", "actor", a.key.id, "err", err)
+			if !errors.Is(err, registry.ErrFenced) {
+				// The release may still land. Should this server activate
+				// the actor again meanwhile, the late release would leave
+				// it serving an actor the record says nobody owns: bump
+				// the epoch first, as after a commit of unknown outcome.
+				// (Found by the simulator.)
+				s.markDoubt(a.inc, a.key)
+			}
 		}
 		return &Error{Code: CodeNotOwner, Retryable: true,
 			Message: fmt.Sprintf("server %s is at its activation limit (%d)", s.cfg.ID, s.cfg.MaxActivations)}

@@ -88,9 +88,6 @@ type Violation struct {
 	Actor  string
 	At     time.Duration
 	Detail string
-	// Known names the known engine bug the violation is an instance of
-	// (e.g. KnownLateCapacityRelease), or is empty.
-	Known string
 }
 
 func (v Violation) String() string {
@@ -112,10 +109,6 @@ type activationTrack struct {
 	dropped     bool
 	droppedAt   time.Duration
 	running     *execTrack
-	// orphaned: a known engine bug (this value) took the actor record
-	// from under the live activation; the G1 violations that follow on
-	// it are that bug's consequences.
-	orphaned string
 }
 
 type execTrack struct {
@@ -205,13 +198,11 @@ func (o *Oracle) ExecStart(ev nola.ActivationEvent) {
 	}
 	if t.dropped {
 		o.violate("G1.dropped-start", name, "%s (timer=%v) started on %s, dropped at %v", ev.Operation, ev.Timer, t.key, t.droppedAt)
-		o.attribute(t)
 	}
 	if t.order < a.latest {
 		newer := o.newest(a)
 		o.violate("G1.stale-start", name, "%s (timer=%v) started on %s (activated %v) after the newer %s was activated at %v",
 			ev.Operation, ev.Timer, t.key, t.activatedAt, newer.key, newer.activatedAt)
-		o.attribute(t)
 	}
 	// Every execution still running on an older activation is overtaken:
 	// it must not release its result.
@@ -242,7 +233,6 @@ func (o *Oracle) ExecEnd(ev nola.ActivationEvent, released bool) {
 	if x.overtaken != "" {
 		o.violate("G1.release-overlap", name, "%s (timer=%v) on %s started at %v and released its result at %v, but %s",
 			x.op, x.timer, t.key, x.startAt, o.w.Now(), x.overtaken)
-		o.attribute(t)
 	}
 }
 
@@ -374,35 +364,8 @@ func (o *Oracle) ownerWritten(w ownerRewrite, late, atStop bool) {
 		}
 		o.violate("G1.release-live", w.id, "%s#%d %s the actor (applied at rev %d%s) while its activation %s (activated %v) was live",
 			w.sid, w.inc, what, o.store.Rev(), how, t.key, t.activatedAt)
-		if w.release && late && !atStop {
-			t.orphaned = KnownLateCapacityRelease
-			o.attribute(t)
-		}
 	}
 }
-
-// attribute labels the violation just reported on activation t with the
-// known bug that orphaned t, if any.
-func (o *Oracle) attribute(t *activationTrack) {
-	if t.orphaned == "" || len(o.violations) == 0 {
-		return
-	}
-	v := &o.violations[len(o.violations)-1]
-	v.Known = t.orphaned
-	v.Detail += " [known engine bug " + t.orphaned + "; see sim/README.md]"
-}
-
-// KnownLateCapacityRelease labels the violations of a known engine bug
-// (see sim/README.md and TestLateCapacityReleaseOfLiveActivation): a
-// server at its activation limit releases an actor it was asked to
-// activate; the release's outcome is unknown (the store did not answer in
-// time) and the engine ignores it; the next call activates the actor on
-// the same server at the same epoch (nothing bumped it); then the late
-// release lands and the record names no owner while that activation
-// serves — placement may start a second one elsewhere. The G1 violations
-// on that activation afterwards (G1.stale-start, G1.release-overlap,
-// G1.dropped-start) carry the label too: they are the bug's consequences.
-const KnownLateCapacityRelease = "late-capacity-release"
 
 // actActor parses an actor record key (root, "act", ns, id).
 func (o *Oracle) actActor(key []byte) (id string, ok bool) {

@@ -72,37 +72,6 @@ func (r *Result) Failed() bool {
 	return r.Err != nil || len(r.Violations) > 0 || r.Lin.Illegal > 0
 }
 
-// FailedBeyondKnownBugs is Failed, except that violations that are
-// instances of a known engine bug (Violation.Known) do not count: the
-// tests that must stay green until the engine is fixed use it; sweeps
-// (nolasim) report every violation.
-func (r *Result) FailedBeyondKnownBugs() bool {
-	if r.Err != nil || r.Lin.Illegal > 0 {
-		return true
-	}
-	for _, v := range r.Violations {
-		if v.Known == "" {
-			return true
-		}
-	}
-	return false
-}
-
-// KnownBugs counts the violations that are instances of known engine
-// bugs, by bug.
-func (r *Result) KnownBugs() map[string]int {
-	var out map[string]int
-	for _, v := range r.Violations {
-		if v.Known != "" {
-			if out == nil {
-				out = map[string]int{}
-			}
-			out[v.Known]++
-		}
-	}
-	return out
-}
-
 // Inconclusive reports whether porcupine gave up on some object's
 // history (its time budget ran out: Lin.Unknown): that history was not
 // checked, so the run proves nothing about it. It is not a violation

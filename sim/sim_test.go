@@ -53,24 +53,18 @@ type errorLogger interface {
 	Logf(format string, args ...any)
 }
 
-// checkSeed fails t for a run that found a violation (known engine bugs
-// aside: they are logged), broke, or left a history unchecked because
-// porcupine's budget ran out — a sweep with unchecked histories has not
-// passed. It returns the known bugs the run hit.
-func checkSeed(t errorLogger, r *Result, dir string) map[string]int {
+// checkSeed fails t for a run that found a violation, broke, or left a
+// history unchecked because porcupine's budget ran out — a sweep with
+// unchecked histories has not passed.
+func checkSeed(t errorLogger, r *Result, dir string) {
 	t.Helper()
-	if r.FailedBeyondKnownBugs() {
+	if r.Failed() {
 		files, err := r.WriteHTML(dir)
 		t.Errorf("%s\nreplay: %s\nHTML: %v %v", r.Report(), r.Repro(dir), files, err)
-	} else if known := r.KnownBugs(); known != nil {
-		for _, v := range r.Violations {
-			t.Logf("seed %d: known engine bug %s: %s (replay: %s)", r.Config.Seed, v.Known, v, r.Repro(dir))
-		}
 	}
 	if r.Inconclusive() {
 		t.Errorf("%s", r.Unchecked(dir))
 	}
-	return r.KnownBugs()
 }
 
 // TestSeeds runs hundreds of generated simulations — random clusters,
@@ -84,7 +78,6 @@ func TestSeeds(t *testing.T) {
 	var agg Aggregate
 	var oracle OracleStats
 	var mixed, wasmOK, goOK int
-	known := map[string][]uint64{}
 	start := time.Now()
 	Sweep(1, n, 0, Options{CheckBudget: seedBudget()}, func(r *Result) bool {
 		agg.Add(r)
@@ -100,9 +93,7 @@ func TestSeeds(t *testing.T) {
 		oracle.Withheld += o.Withheld
 		oracle.TimerExecutions += o.TimerExecutions
 		oracle.StoreCommits += o.StoreCommits
-		for bug := range checkSeed(t, r, dir) {
-			known[bug] = append(known[bug], r.Config.Seed)
-		}
+		checkSeed(t, r, dir)
 		if r.Stats.Ops < 200 || r.Stats.Faults < 5 {
 			t.Errorf("seed %d: %d operations and %d faults, want at least 200 and 5", r.Config.Seed, r.Stats.Ops, r.Stats.Faults)
 		}
@@ -111,10 +102,6 @@ func TestSeeds(t *testing.T) {
 	t.Log(agg.Figures(time.Since(start)))
 	t.Logf("oracle: %d activations, %d executions (%d withheld by the output gate, %d timer-driven), %d KV commits applied; %d fences, %d evictions, %d Deactivate hooks",
 		oracle.Activations, oracle.Executions, oracle.Withheld, oracle.TimerExecutions, oracle.StoreCommits, agg.Fences, agg.Evictions, agg.Deactivations)
-	for _, bug := range sortedKeys(known) {
-		slices.Sort(known[bug])
-		t.Logf("KNOWN ENGINE BUG %s hit in %d seeds %v (not counted as failures; see sim/README.md)", bug, len(known[bug]), known[bug])
-	}
 	t.Logf("WASM: %d of %d seeds mix Go and WASM checked actors; %d answered client operations on WASM actors, %d on Go actors; %d hosts, %d compilations, %d instances (%d swept after a fence, %d taken by crashes), %d traps",
 		mixed, n, wasmOK, goOK, agg.WASM.Hosts, agg.WASM.Compiled, agg.WASM.Instantiated, agg.WASM.Swept, agg.WASM.Crashed, agg.WASM.Traps)
 	if agg.Runs != n {
@@ -334,7 +321,7 @@ func TestMutationsAreCaught(t *testing.T) {
 				}
 				var first *Result
 				Sweep(1, maxMutationSeeds, 0, opts, func(r *Result) bool {
-					if r.FailedBeyondKnownBugs() && (first == nil || r.Config.Seed < first.Config.Seed) {
+					if r.Failed() && (first == nil || r.Config.Seed < first.Config.Seed) {
 						first = r
 					}
 					return first != nil
@@ -357,8 +344,8 @@ func TestMutationsAreCaught(t *testing.T) {
 					}
 				}
 				again := Run(Generate(first.Config.Seed, opts))
-				if again.Hash != first.Hash || !again.FailedBeyondKnownBugs() {
-					t.Errorf("seed %d did not replay: hash %x vs %x, failed=%v", first.Config.Seed, again.Hash, first.Hash, again.FailedBeyondKnownBugs())
+				if again.Hash != first.Hash || !again.Failed() {
+					t.Errorf("seed %d did not replay: hash %x vs %x, failed=%v", first.Config.Seed, again.Hash, first.Hash, again.Failed())
 				}
 				files, err := first.WriteHTML(dir)
 				if err != nil || len(files) == 0 {
@@ -458,7 +445,7 @@ func drawConfig(t *rapid.T, opts Options) Config {
 func TestRapidFaultSchedules(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		cfg := drawConfig(t, Options{})
-		if r := Run(cfg); r.FailedBeyondKnownBugs() {
+		if r := Run(cfg); r.Failed() {
 			t.Fatalf("%s", r.Report())
 		}
 	})
@@ -518,7 +505,7 @@ func TestRapidShrinksBrokenProtocol(t *testing.T) {
 	rec := &recordingTB{name: t.Name()}
 	rapid.Check(rec, func(rt *rapid.T) {
 		cfg := drawConfig(rt, opts)
-		if r := Run(cfg); r.FailedBeyondKnownBugs() {
+		if r := Run(cfg); r.Failed() {
 			found++
 			last = &cfg
 			rt.Fatalf("seed %d: %s", cfg.Seed, caughtBy(r))

@@ -3,7 +3,6 @@ package sim
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -15,20 +14,6 @@ import (
 	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/rt/simrt"
 )
-
-// Engine bugs the simulator found that are not fixed yet. Each test here
-// fails on the current engine; it is skipped unless NOLA_SIM_KNOWN_BUGS is
-// set, so that the suite stays green until the fix lands (then drop the
-// skip, and the bug's Known label in the oracle).
-//
-//	NOLA_SIM_KNOWN_BUGS=1 go test ./sim -run TestLateCapacityReleaseOfLiveActivation -v
-
-func skipKnownBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("NOLA_SIM_KNOWN_BUGS") == "" {
-		t.Skipf("known engine bug %s, not fixed yet (set NOLA_SIM_KNOWN_BUGS=1 to run; see sim/README.md)", bug)
-	}
-}
 
 // holdReleases, while armed, holds every actor release (a put of an actor
 // record naming no owner): it is not applied, and its caller is told the
@@ -66,7 +51,8 @@ func (h *holdReleases) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, e
 	return kv.CommitResult{}, fmt.Errorf("hold: no answer in time: %w", kv.ErrIndeterminate)
 }
 
-// KnownLateCapacityRelease (found by TestSeeds, seeds 15, 103, 217 and 261
+// Regression test for the second engine bug the simulator found (TestSeeds,
+// seeds 15, 103, 217 and 261
 // of 1–400, and by the nolasim sweep; see README.md). A server at its
 // activation limit releases an actor it was asked to activate
 // (activation.go, activate: reg.Release, whose error is only logged). If
@@ -78,9 +64,8 @@ func (h *holdReleases) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, e
 // Placement then starts a second activation elsewhere, and both serve an
 // in-memory actor: two counters, G1 broken. (A commit of unknown outcome
 // marks the actor in doubt, so that its next activation bumps the epoch;
-// a release of unknown outcome does not.)
+// a release of unknown outcome did not. Fixed: it does now.)
 func TestLateCapacityReleaseOfLiveActivation(t *testing.T) {
-	skipKnownBug(t, KnownLateCapacityRelease)
 	w := simrt.New(11)
 	err := w.Run(func() {
 		ctx := context.Background()
