@@ -45,9 +45,9 @@ type activation struct {
 	key      actorKey
 	ref      Ref
 	inc      *registry.Incarnation
-	epoch    int64  // of the actor record (see registry.Bump)
-	ownerRec []byte // the actor record this activation owns: fences compare it
-	kvBudget registry.KVBudget
+	epoch    int64              // of the actor record (see registry.Bump)
+	ownerRec []byte             // the actor record this activation owns: fences compare it
+	kvBudget *registry.KVBudget // computed on the first write (guarded by lock)
 
 	state     atomic.Int32
 	lastUsed  atomic.Int64 // monotonic nanos of the last invocation
@@ -315,7 +315,6 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 		return &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " lost its lease during activation"}
 	}
 	a.epoch, a.ownerRec = epoch, a.inc.OwnerRecord(a.ref.Type, epoch)
-	a.kvBudget = s.reg.KVBudget(a.inc, a.key.ns, a.key.id, a.ownerRec)
 	if n := s.activations.Load(); n > int64(s.cfg.MaxActivations) {
 		// Full: give the actor up so that placement puts it elsewhere.
 		if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, epoch); err != nil {
@@ -561,6 +560,16 @@ func (s *Server) drop(a *activation, st int32) {
 func (s *Server) charge(a *activation, n int64) {
 	atomic.AddInt64(&a.charged, n)
 	s.memBytes.Add(n)
+}
+
+// budget returns the activation's KV commit budget, computing it on first
+// use (most actors never write). The caller holds a.lock.
+func (a *activation) budget() registry.KVBudget {
+	if a.kvBudget == nil {
+		b := a.srv.reg.KVBudget(a.inc, a.key.ns, a.key.id, a.ownerRec)
+		a.kvBudget = &b
+	}
+	return *a.kvBudget
 }
 
 // remember caches a committed KV value (the owner is the only writer).

@@ -86,10 +86,20 @@ func (c *Client) invoke(ctx context.Context, req Request) ([]byte, error) {
 // invokeGated is invoke with a check run right before each send: an
 // actor's outgoing call must not leave after its server's lease deadline.
 func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error) ([]byte, error) {
-	if err := checkRequest(&req, c.limits); err != nil {
+	key := actorKey{req.Namespace, req.ActorID}
+	cached, cachedOK := c.routes.get(key)
+	if cachedOK && (req.ActorType == "" || req.ActorType == cached.typ) {
+		// A cached route means this client validated the namespace, ID
+		// and type before: only the rest of the request is new.
+		if err := checkName("operation", req.Operation, c.limits, false); err != nil {
+			return nil, err
+		}
+		if len(req.Payload) > c.limits.MaxPayloadBytes {
+			return nil, checkRequest(&req, c.limits)
+		}
+	} else if err := checkRequest(&req, c.limits); err != nil {
 		return nil, err
 	}
-	key := actorKey{req.Namespace, req.ActorID}
 	var lastErr error
 	for attempt := 0; attempt < c.attempts; attempt++ {
 		if attempt > 1 {
@@ -100,7 +110,10 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 					Message: fmt.Sprintf("invoke %s/%s: deadline passed while retrying after: %v", req.Namespace, req.ActorID, lastErr)}
 			}
 		}
-		r, ok := c.routes.get(key)
+		r, ok := cached, cachedOK
+		if attempt > 0 {
+			r, ok = c.routes.get(key)
+		}
 		if !ok || (req.ActorType != "" && r.typ != req.ActorType) {
 			if c.checkType != nil && req.ActorType != "" {
 				if err := c.checkType(ctx, req.Namespace, req.ActorType); err != nil {

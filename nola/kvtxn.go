@@ -93,7 +93,7 @@ func (t *kvTxn) write(c *Context, key []byte, w pendingWrite) error {
 	}
 	// Check the commit these writes will make against the store's limits
 	// now, so that an oversized one fails at Put and never half-builds.
-	b := c.act.kvBudget
+	b := c.act.budget()
 	old, replacing := t.writes[string(key)]
 	size := t.bytes + b.WriteSize(key, w.value)
 	if replacing {

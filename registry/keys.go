@@ -29,6 +29,20 @@ func (k Keyspace) key(parts ...any) []byte {
 	return tuple.Tuple(parts).AppendTo(bytes.Clone(k.root))
 }
 
+// strings builds root + string elements without boxing them (the hot keys:
+// every activation and commit builds some).
+func (k Keyspace) strings(extra int, parts ...string) []byte {
+	n := len(k.root) + extra
+	for _, p := range parts {
+		n += len(p) + 2
+	}
+	b := append(make([]byte, 0, n), k.root...)
+	for _, p := range parts {
+		b = tuple.AppendString(b, p)
+	}
+	return b
+}
+
 // Root returns the encoded root prefix.
 func (k Keyspace) Root() []byte { return k.root }
 
@@ -37,7 +51,7 @@ func (k Keyspace) Root() []byte { return k.root }
 func (k Keyspace) Sub(parts ...any) []byte { return k.key(parts...) }
 
 // Server is the key of a server's record.
-func (k Keyspace) Server(sid string) []byte { return k.key("srv", sid) }
+func (k Keyspace) Server(sid string) []byte { return k.strings(0, "srv", sid) }
 
 // Servers is the range of every server record.
 func (k Keyspace) Servers() (begin, end []byte) { return prefixRange(k.key("srv")) }
@@ -52,17 +66,17 @@ func (k Keyspace) Load(sid string) []byte { return k.key("load", sid) }
 func (k Keyspace) Loads() (begin, end []byte) { return prefixRange(k.key("load")) }
 
 // Actor is the key of an actor's record (type and owner).
-func (k Keyspace) Actor(ns, id string) []byte { return k.key("act", ns, id) }
+func (k Keyspace) Actor(ns, id string) []byte { return k.strings(0, "act", ns, id) }
 
 // Actors is the range of every actor record of a namespace.
 func (k Keyspace) Actors(ns string) (begin, end []byte) { return prefixRange(k.key("act", ns)) }
 
 // KVPrefix is the prefix of every KV key of an actor.
-func (k Keyspace) KVPrefix(ns, id string) []byte { return k.key("kv", ns, id) }
+func (k Keyspace) KVPrefix(ns, id string) []byte { return k.strings(0, "kv", ns, id) }
 
 // KV is the key of one KV entry of an actor.
 func (k Keyspace) KV(ns, id string, key []byte) []byte {
-	return tuple.AppendBytes(k.KVPrefix(ns, id), key)
+	return tuple.AppendBytes(k.strings(len(key)+2, "kv", ns, id), key)
 }
 
 // KVRange returns the store range holding the actor's user keys in
