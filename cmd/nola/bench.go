@@ -56,7 +56,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(clients) == 0 {
 		return usageErr("--servers is empty")
 	}
-	actorID := func(i int) string { return fmt.Sprintf("bench-%d", i%*nActors) }
+	actorID := func(i int) string { return fmt.Sprintf("bench-%s-%d", *typ, i%*nActors) }
 	if *warm {
 		for i := range *nActors {
 			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
