@@ -521,10 +521,12 @@ func (r *Registry) members(ctx context.Context) ([]Member, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The caller's copy is taken before the list is shared.
+	mine := slices.Clone(list)
 	r.mu.Lock()
 	r.servers, r.fetchedAt, r.fetched = list, r.rt.Mono(), true
 	r.mu.Unlock()
-	return slices.Clone(list), nil
+	return mine, nil
 }
 
 // notePlaced counts a placement on sid against the cached list.
