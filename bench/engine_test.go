@@ -42,16 +42,22 @@ func opsPerSec(b *testing.B) {
 
 // BenchmarkInvoke: a warm in-memory Go actor, one caller.
 func BenchmarkInvoke(b *testing.B) {
+	warmLoop(b, "warm", "counter", "inc", nil)
+}
+
+// warmLoop invokes one actor b.N times from one goroutine, after a first
+// (activating) call outside the timer.
+func warmLoop(b *testing.B, id, typ, op string, payload []byte) {
 	c := cluster(b, 1)
 	cl := c.Client()
 	ctx := context.Background()
-	if _, err := cl.Invoke(ctx, "bench", "warm", "counter", "inc", nil); err != nil {
+	if _, err := cl.Invoke(ctx, "bench", id, typ, op, payload); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := cl.Invoke(ctx, "bench", "warm", "counter", "inc", nil); err != nil {
+		if _, err := cl.Invoke(ctx, "bench", id, typ, op, payload); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -121,21 +127,7 @@ func BenchmarkCreateThenInvokeParallel(b *testing.B) {
 // BenchmarkActorToActor: a warm caller actor calls a warm counter actor;
 // the figure is the whole client→caller→counter round trip.
 func BenchmarkActorToActor(b *testing.B) {
-	c := cluster(b, 1)
-	cl := c.Client()
-	ctx := context.Background()
-	payload := []byte("counter/callee/inc")
-	if _, err := cl.Invoke(ctx, "bench", "caller", "caller", "call", payload); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := cl.Invoke(ctx, "bench", "caller", "caller", "call", payload); err != nil {
-			b.Fatal(err)
-		}
-	}
-	opsPerSec(b)
+	warmLoop(b, "caller", "caller", "call", []byte("counter/callee/inc"))
 }
 
 // BenchmarkActorToActorParallel: one caller/callee pair per goroutine.

@@ -409,14 +409,24 @@ func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
 	h.writeResult(w, v, nil)
 }
 
-func (h *Handler) putModule(w http.ResponseWriter, r *http.Request) {
+// moduleCall starts a module request: its context, or an error written to w
+// (no module store, bad timeout header) and ok false.
+func (h *Handler) moduleCall(w http.ResponseWriter, r *http.Request) (context.Context, context.CancelFunc, bool) {
 	if h.opts.Modules == nil {
 		writeCodeError(w, codeNotFound, "this server has no module store")
-		return
+		return nil, nil, false
 	}
 	ctx, cancel, err := h.callContext(r)
 	if err != nil {
 		writeError(w, err)
+		return nil, nil, false
+	}
+	return ctx, cancel, true
+}
+
+func (h *Handler) putModule(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel, ok := h.moduleCall(w, r)
+	if !ok {
 		return
 	}
 	defer cancel()
@@ -438,13 +448,8 @@ func (h *Handler) putModule(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) getModule(w http.ResponseWriter, r *http.Request) {
-	if h.opts.Modules == nil {
-		writeCodeError(w, codeNotFound, "this server has no module store")
-		return
-	}
-	ctx, cancel, err := h.callContext(r)
-	if err != nil {
-		writeError(w, err)
+	ctx, cancel, ok := h.moduleCall(w, r)
+	if !ok {
 		return
 	}
 	defer cancel()
@@ -453,13 +458,8 @@ func (h *Handler) getModule(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) listModules(w http.ResponseWriter, r *http.Request) {
-	if h.opts.Modules == nil {
-		writeCodeError(w, codeNotFound, "this server has no module store")
-		return
-	}
-	ctx, cancel, err := h.callContext(r)
-	if err != nil {
-		writeError(w, err)
+	ctx, cancel, ok := h.moduleCall(w, r)
+	if !ok {
 		return
 	}
 	defer cancel()
