@@ -160,22 +160,35 @@ type ActorRecord struct {
 }
 
 func (r ActorRecord) encode() []byte {
-	return tuple.Tuple{r.Type, r.Owner, r.OwnerIncarnation, r.Epoch}.Pack()
+	// Packed by hand (the same bytes as tuple.Tuple{…}.Pack()): placement
+	// and confirmation build one per call, and boxing four elements costs
+	// five allocations.
+	b := make([]byte, 0, len(r.Type)+len(r.Owner)+4+18)
+	b = tuple.AppendString(b, r.Type)
+	b = tuple.AppendString(b, r.Owner)
+	b = tuple.AppendInt(b, r.OwnerIncarnation)
+	return tuple.AppendInt(b, r.Epoch)
 }
 
 func decodeActor(b []byte) (ActorRecord, error) {
-	t, err := tuple.Unpack(b)
-	if err != nil || len(t) != 4 {
-		return ActorRecord{}, fmt.Errorf("registry: malformed actor record: %v", err)
+	var (
+		r   ActorRecord
+		err error
+	)
+	if r.Type, b, err = tuple.ReadString(b); err == nil {
+		if r.Owner, b, err = tuple.ReadString(b); err == nil {
+			if r.OwnerIncarnation, b, err = tuple.ReadInt(b); err == nil {
+				r.Epoch, b, err = tuple.ReadInt(b)
+			}
+		}
 	}
-	typ, ok1 := t[0].(string)
-	owner, ok2 := t[1].(string)
-	inc, ok3 := t[2].(int64)
-	epoch, ok4 := t[3].(int64)
-	if !ok1 || !ok2 || !ok3 || !ok4 {
-		return ActorRecord{}, fmt.Errorf("registry: malformed actor record")
+	if err == nil && len(b) != 0 {
+		err = fmt.Errorf("%w: %d trailing bytes", tuple.ErrInvalid, len(b))
 	}
-	return ActorRecord{Type: typ, Owner: owner, OwnerIncarnation: inc, Epoch: epoch}, nil
+	if err != nil {
+		return ActorRecord{}, fmt.Errorf("registry: malformed actor record: %w", err)
+	}
+	return r, nil
 }
 
 // Load is a server's load report.

@@ -277,6 +277,32 @@ func decodeInt(b []byte) (int64, []byte, error) {
 	return -int64(u), b[1+n:], nil
 }
 
+// ReadString decodes a string element at the start of b without building
+// a Tuple (the hot path of record decoding) and returns the rest of b.
+func ReadString(b []byte) (string, []byte, error) {
+	if len(b) == 0 || b[0] != codeString {
+		return "", nil, fmt.Errorf("%w: want a string element", ErrInvalid)
+	}
+	b = b[1:]
+	if i := bytes.IndexByte(b, 0); i >= 0 && (i+1 == len(b) || b[i+1] != escape) {
+		return string(b[:i]), b[i+1:], nil // no escaped zero: one allocation
+	}
+	v, rest, err := decodeEscaped(b)
+	if err != nil {
+		return "", nil, err
+	}
+	return string(v), rest, nil
+}
+
+// ReadInt decodes an integer element at the start of b and returns the rest
+// of b.
+func ReadInt(b []byte) (int64, []byte, error) {
+	if len(b) == 0 || b[0] < codeIntZero-8 || b[0] > codeIntZero+8 {
+		return 0, nil, fmt.Errorf("%w: want an integer element", ErrInvalid)
+	}
+	return decodeInt(b)
+}
+
 // PrefixEnd returns the first key after every key that starts with prefix:
 // the end of a range scan over prefix. It returns nil (no end) if prefix is
 // all 0xff bytes.

@@ -83,6 +83,35 @@ func TestAppendHelpersMatchPack(t *testing.T) {
 	}
 }
 
+// ReadString and ReadInt decode what Pack wrote, element by element, and
+// refuse an element of another type.
+func TestReadersMatchUnpack(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := rapid.String().Draw(t, "s")
+		n := rapid.Int64().Draw(t, "n")
+		b := Tuple{s, n}.Pack()
+		gotS, rest, err := ReadString(b)
+		if err != nil || gotS != s {
+			t.Fatalf("ReadString(%x) = %q, %v; want %q", b, gotS, err, s)
+		}
+		if _, _, err := ReadString(rest); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("ReadString of an integer element: err = %v, want ErrInvalid", err)
+		}
+		gotN, rest, err := ReadInt(rest)
+		if err != nil || gotN != n || len(rest) != 0 {
+			t.Fatalf("ReadInt = %d, %x, %v; want %d", gotN, rest, err, n)
+		}
+		if _, _, err := ReadInt(b); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("ReadInt of a string element: err = %v, want ErrInvalid", err)
+		}
+	})
+	for _, b := range [][]byte{nil, {codeString, 'a'}, {codeString, 'a', 0, escape}} {
+		if _, _, err := ReadString(b); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ReadString(%x) err = %v, want ErrInvalid", b, err)
+		}
+	}
+}
+
 func TestPrefixEnd(t *testing.T) {
 	if got := PrefixEnd([]byte{1, 2, 0xff}); !bytes.Equal(got, []byte{1, 3}) {
 		t.Fatalf("PrefixEnd = %x", got)
