@@ -149,6 +149,7 @@ const (
 	TypeWASMCounter   = "wasm-counter"
 	TypeWASMKVCounter = "wasm-kvcounter"
 	TypeWASMCaller    = "wasm-caller"
+	TypeWASMTicker    = "wasm-ticker"
 	// Go guests (wasm/guests/go), only with Options.GoGuests.
 	TypeGoGuestCounter   = "wasm-go-counter"
 	TypeGoGuestKVCounter = "wasm-go-kvcounter"
@@ -168,7 +169,8 @@ func kvCounterFinal(id string) []Call {
 // examples/actors.Counter: counter-with-reset) and kvcounter.wasm (a
 // counter in the actor's KV under "n", inc returning the new value, like
 // examples/actors.KVCounter: counter without reset). Helpers: the Go and
-// the C caller (actor-to-actor calls, Go↔WASM both ways) and the ticker.
+// the C caller (actor-to-actor calls, Go↔WASM both ways) and the Go and
+// the C ticker (ticker.wasm: timers set from WASM).
 func DefaultCatalog() []ActorKind {
 	return []ActorKind{
 		{Type: TypeCounter, Factory: actors.NewCounter, Weight: 3, Op: CounterOps, ViaCaller: "inc", Final: counterFinal},
@@ -179,6 +181,7 @@ func DefaultCatalog() []ActorKind {
 		{Type: TypeCaller, Factory: actors.NewCaller},
 		{Type: TypeWASMCaller, Module: CGuest("caller")},
 		{Type: TypeTicker, Factory: NewTicker, Op: TickerOps},
+		{Type: TypeWASMTicker, Module: CGuest("ticker"), Op: TickerOps},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nolaproject/nola/nola"
@@ -80,6 +81,9 @@ type Oracle struct {
 // OracleStats counts what the oracle saw.
 type OracleStats struct {
 	Activations, Drops, Executions, Released, Withheld, TimerExecutions, Commits, StoreCommits int64
+	// WASMTimerExecutions are the timer-driven executions of WASM tickers
+	// (timers a guest set through its host calls).
+	WASMTimerExecutions int64
 }
 
 // Violation is one broken rule.
@@ -189,6 +193,9 @@ func (o *Oracle) ExecStart(ev nola.ActivationEvent) {
 	o.stats.Executions++
 	if ev.Timer {
 		o.stats.TimerExecutions++
+		if strings.HasPrefix(ev.ActorID, wasmTickerPrefix) {
+			o.stats.WASMTimerExecutions++
+		}
 	}
 	name := actorName(ev)
 	a, t := o.track(ev)

@@ -67,6 +67,10 @@ type Result struct {
 	notes map[string][]note
 }
 
+// wasmTickerPrefix starts the IDs of WASM tickers (the oracle counts their
+// timer executions apart).
+const wasmTickerPrefix = "wticker"
+
 // Failed reports whether the run found a violation or broke.
 func (r *Result) Failed() bool {
 	return r.Err != nil || len(r.Violations) > 0 || r.Lin.Illegal > 0
@@ -162,6 +166,7 @@ type sim struct {
 	wasmCrashed int64
 	// callers are the helper actors that forward client operations.
 	callers []ActorSpec
+	tickers []ActorSpec // timer-driven helpers, Go and WASM alternating
 
 	servers []*slot
 	clients []*clientSlot
@@ -223,13 +228,22 @@ func (s *sim) main() {
 			s.callers = append(s.callers, ActorSpec{ID: fmt.Sprintf("wcaller%d", i), Type: TypeWASMCaller})
 		}
 	}
+	// Tickers alternate Go and WASM (the C guest ticker.wasm) when the
+	// catalog has both.
+	for i := range cfg.Tickers {
+		spec := ActorSpec{ID: fmt.Sprintf("ticker%d", i), Type: TypeTicker}
+		if _, ok := s.kinds[TypeWASMTicker]; ok && i%2 == 1 {
+			spec = ActorSpec{ID: fmt.Sprintf("%s%d", wasmTickerPrefix, i), Type: TypeWASMTicker}
+		}
+		s.tickers = append(s.tickers, spec)
+	}
 	// The WASM kinds the run uses: servers get hosts only if there are
 	// any.
 	used := map[string]bool{}
 	for _, a := range cfg.Actors {
 		used[a.Type] = s.kinds[a.Type].Module != nil
 	}
-	for _, c := range s.callers {
+	for _, c := range slices.Concat(s.callers, s.tickers) {
 		used[c.Type] = s.kinds[c.Type].Module != nil
 	}
 	for _, on := range used {
@@ -614,9 +628,9 @@ func (s *sim) runClient(j, n int) {
 // an operation on it.
 func (s *sim) draw(c *clientSlot, j int) (target, Call) {
 	c.seq++
-	if s.cfg.Tickers > 0 && s.rng.IntN(10) == 0 {
-		spec := ActorSpec{ID: fmt.Sprintf("ticker%d", s.rng.IntN(s.cfg.Tickers)), Type: TypeTicker}
-		k := s.kinds[TypeTicker]
+	if len(s.tickers) > 0 && s.rng.IntN(10) == 0 {
+		spec := s.tickers[s.rng.IntN(len(s.tickers))]
+		k := s.kinds[spec.Type]
 		return target{spec: spec, kind: k}, k.Op(s.rng, spec.ID, j, c.seq)
 	}
 	n := len(s.cfg.Actors)

@@ -92,6 +92,7 @@ func TestSeeds(t *testing.T) {
 		oracle.Executions += o.Executions
 		oracle.Withheld += o.Withheld
 		oracle.TimerExecutions += o.TimerExecutions
+		oracle.WASMTimerExecutions += o.WASMTimerExecutions
 		oracle.StoreCommits += o.StoreCommits
 		checkSeed(t, r, dir)
 		if r.Stats.Ops < 200 || r.Stats.Faults < 5 {
@@ -100,8 +101,8 @@ func TestSeeds(t *testing.T) {
 		return false
 	})
 	t.Log(agg.Figures(time.Since(start)))
-	t.Logf("oracle: %d activations, %d executions (%d withheld by the output gate, %d timer-driven), %d KV commits applied; %d fences, %d evictions, %d Deactivate hooks",
-		oracle.Activations, oracle.Executions, oracle.Withheld, oracle.TimerExecutions, oracle.StoreCommits, agg.Fences, agg.Evictions, agg.Deactivations)
+	t.Logf("oracle: %d activations, %d executions (%d withheld by the output gate, %d timer-driven, %d of them in WASM), %d KV commits applied; %d fences, %d evictions, %d Deactivate hooks",
+		oracle.Activations, oracle.Executions, oracle.Withheld, oracle.TimerExecutions, oracle.WASMTimerExecutions, oracle.StoreCommits, agg.Fences, agg.Evictions, agg.Deactivations)
 	t.Logf("WASM: %d of %d seeds mix Go and WASM checked actors; %d answered client operations on WASM actors, %d on Go actors; %d hosts, %d compilations, %d instances (%d swept after a fence, %d taken by crashes), %d traps",
 		mixed, n, wasmOK, goOK, agg.WASM.Hosts, agg.WASM.Compiled, agg.WASM.Instantiated, agg.WASM.Swept, agg.WASM.Crashed, agg.WASM.Traps)
 	if agg.Runs != n {
@@ -118,6 +119,8 @@ func TestSeeds(t *testing.T) {
 		t.Error("the output gate never withheld a result")
 	case oracle.TimerExecutions == 0:
 		t.Error("no timer ever fired")
+	case oracle.WASMTimerExecutions == 0:
+		t.Error("no timer set by a WASM guest ever fired")
 	case oracle.StoreCommits == 0:
 		t.Error("no KV commit was applied")
 	case agg.CheckedObjects == 0:

@@ -1,6 +1,7 @@
 package wasm_test
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -173,6 +174,35 @@ func TestWASMTimersUnderSimulation(t *testing.T) {
 		e.Sleep(time.Second)
 		if got := e.MustInvoke("t", "echo-go", "ticks", nil); got != "10" {
 			t.Fatalf("ticks after cancel = %s, want 10", got)
+		}
+	})
+}
+
+// The C guest's timers (wapc.h's wapc_timer_set/cancel) fire on virtual
+// time, each tick a fenced KV commit, and stop when disarmed; a malformed
+// period is the guest's typed error.
+func TestCTickerUnderSimulation(t *testing.T) {
+	bins := loadGuests(t, false)
+	runSim(t, 11, 1, bins, nil, func(e *simEnv) {
+		if got := e.MustInvoke("t", "ticker-c", "arm", []byte("100ms")); got != "0" {
+			t.Fatalf("arm = %s, want 0", got)
+		}
+		e.Sleep(time.Second + 50*time.Millisecond)
+		if got := e.MustInvoke("t", "ticker-c", "disarm", nil); got != "10" {
+			t.Fatalf("ticks after 1.05 s of a 100 ms timer = %s, want 10", got)
+		}
+		e.Sleep(time.Second)
+		if got := e.MustInvoke("t", "ticker-c", "ticks", nil); got != "10" {
+			t.Fatalf("ticks after disarm = %s, want 10", got)
+		}
+		v, found, err := e.C.Server(0).Registry().GetKV(e.Ctx, "sim", "t", []byte("ticks"))
+		if err != nil || !found || string(v) != "10" {
+			t.Fatalf("KV ticks = %q, %v, %v; want 10", v, found, err)
+		}
+		_, err = e.Invoke("t", "ticker-c", "arm", []byte("soon"))
+		var ae *nola.Error
+		if !errors.As(err, &ae) || ae.Code != nola.CodeActorError || !strings.Contains(ae.Message, "period like 250ms") {
+			t.Fatalf("arm with a bad period: %v, want the guest's actor error", err)
 		}
 	})
 }

@@ -32,7 +32,7 @@ func Root() string {
 
 // CGuests and GoGuests name the example guests.
 var (
-	CGuests  = []string{"counter", "kvcounter", "echo", "caller", "hostile"}
+	CGuests  = []string{"counter", "kvcounter", "echo", "caller", "hostile", "ticker"}
 	GoGuests = []string{"counter", "kvcounter", "echo", "caller"}
 )
 

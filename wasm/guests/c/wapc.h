@@ -286,6 +286,46 @@ static int wapc_kv_delete(wapc_buf key, wapc_buf *err) {
 	return 1;
 }
 
+/* wapc_put_u64_field writes v as an 8-byte little-endian field. */
+static wapc_u8 *wapc_put_u64_field(wapc_u8 *dst, wapc_u64 v) {
+	dst[0] = 8;
+	dst[1] = dst[2] = dst[3] = 0;
+	for (int i = 0; i < 8; i++) dst[4 + i] = (wapc_u8)(v >> (8 * i));
+	return dst + 12;
+}
+
+/* wapc_timer_set invokes op(payload) on this actor after delay_ns, then
+ * every period_ns if period_ns > 0, replacing a timer of the same name. The
+ * timer is gone with the activation. It returns 1, or 0 with *err set. */
+static int wapc_timer_set(wapc_buf name, wapc_u64 delay_ns, wapc_u64 period_ns, wapc_buf op,
+                          wapc_buf payload, wapc_buf *err) {
+	wapc_u32 n = wapc_field_size(name.len) + wapc_field_size(op.len) + wapc_field_size(payload.len) + 2 * 12;
+	wapc_u8 *req = (wapc_u8 *)wapc_alloc(n);
+	if (!req) {
+		*err = wapc_str("guest: out of memory");
+		return 0;
+	}
+	wapc_u8 *p = wapc_put_field(req, name);
+	p = wapc_put_field(p, op);
+	p = wapc_put_field(p, payload);
+	wapc_put_u64_field(wapc_put_u64_field(p, delay_ns), period_ns);
+	wapc_buf b = {req, n};
+	wapc_buf resp;
+	if (!wapc_host("timer", "set", b, &resp)) {
+		*err = resp;
+		return 0;
+	}
+	return 1;
+}
+
+/* wapc_timer_cancel stops the named timer: 1 if one was set, 0 if not, -1
+ * on error. */
+static int wapc_timer_cancel(wapc_buf name) {
+	wapc_buf resp;
+	if (!wapc_host("timer", "cancel", name, &resp)) return -1;
+	return resp.len == 1 && resp.ptr[0] == 1;
+}
+
 /* wapc_now returns the server's clock in unix nanoseconds (the simulated
  * one under simulation), or 0 on error. */
 static wapc_i64 wapc_now(void) {
