@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,12 +17,16 @@ import (
 // Client calls the public /v1 API of a nola server. Errors are *nola.Error,
 // as in-process.
 type Client struct {
-	base  string
-	token string
-	http  *http.Client
+	base    string
+	shown   string // base for messages: without credentials
+	baseErr error  // a server URL that can never work
+	token   string
+	http    *http.Client
 }
 
-// NewClient returns a client of the server at base ("http://host:port").
+// NewClient returns a client of the server at base ("http://host:port";
+// a bare "host:port" means http). A URL that cannot work (another scheme,
+// no host) makes every call fail with a bad_request error that says why.
 func NewClient(base, token string) *Client {
 	tr := &http.Transport{
 		Proxy:               nil,
@@ -30,16 +35,54 @@ func NewClient(base, token string) *Client {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Transport: tr}}
+	c := &Client{token: token, http: &http.Client{Transport: tr}}
+	c.base, c.shown, c.baseErr = serverURL(base)
+	return c
+}
+
+// serverURL checks and normalizes a server URL; shown is it without its
+// password, for messages.
+func serverURL(base string) (norm, shown string, err error) {
+	base = strings.TrimRight(strings.TrimSpace(base), "/")
+	if base != "" && !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	u, perr := url.Parse(base)
+	switch {
+	case base == "":
+		err = &nola.Error{Code: nola.CodeBadRequest, Message: "no server URL"}
+	case perr != nil:
+		err = &nola.Error{Code: nola.CodeBadRequest, Message: "bad server URL: " + redactParseError(perr)}
+	case u.Scheme != "http" && u.Scheme != "https":
+		err = &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("bad server URL: scheme %q (want http or https)", u.Scheme)}
+	case u.Host == "":
+		err = &nola.Error{Code: nola.CodeBadRequest, Message: "bad server URL: no host"}
+	}
+	if err != nil {
+		return "", "(bad URL)", err
+	}
+	return base, u.Redacted(), nil
+}
+
+// redactParseError is a URL parse error without the URL (it may hold a
+// password).
+func redactParseError(err error) string {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err.Error()
+	}
+	return "malformed"
 }
 
 // Close releases idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	if c.baseErr != nil {
+		return nil, c.baseErr
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 	if err != nil {
-		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "bad server URL: " + err.Error()}
+		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "bad request URL: " + redactParseError(err)}
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -47,7 +90,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (*htt
 	setTimeout(ctx, req)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, transportError(ctx, c.base, err)
+		return nil, transportError(ctx, c.shown, err)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
@@ -68,18 +111,35 @@ func (c *Client) getJSON(ctx context.Context, path string, out any) error {
 	return nil
 }
 
-func nsPath(ns string, parts ...string) string {
-	p := "/v1/ns/" + url.PathEscape(ns)
-	for _, s := range parts {
-		p += "/" + url.PathEscape(s)
+// nsPath builds /v1/ns/{ns}/{parts…}. Every element must be non-empty
+// (the server has no route for an empty one); "." and ".." are escaped,
+// or the server's path cleaning would resolve them.
+func nsPath(ns string, parts ...string) (string, error) {
+	p := "/v1/ns"
+	for i, s := range append([]string{ns}, parts...) {
+		switch s {
+		case "":
+			what := "the namespace"
+			if i > 0 {
+				what = "a name in the path after " + strconv.Quote(p)
+			}
+			return "", &nola.Error{Code: nola.CodeBadRequest, Message: what + " is empty"}
+		case ".", "..":
+			p += "/" + strings.ReplaceAll(s, ".", "%2E")
+		default:
+			p += "/" + url.PathEscape(s)
+		}
 	}
-	return p
+	return p, nil
 }
 
 // Invoke calls operation op of actor (ns, id) of type typ (empty: any
 // existing type) with payload.
 func (c *Client) Invoke(ctx context.Context, ns, id, typ, op string, payload []byte) ([]byte, error) {
-	path := nsPath(ns, "actors", id, "invoke", op)
+	path, err := nsPath(ns, "actors", id, "invoke", op)
+	if err != nil {
+		return nil, err
+	}
 	if typ != "" {
 		path += "?type=" + url.QueryEscape(typ)
 	}
@@ -93,7 +153,11 @@ func (c *Client) Invoke(ctx context.Context, ns, id, typ, op string, payload []b
 
 // PutModule uploads a WASM module.
 func (c *Client) PutModule(ctx context.Context, ns, id string, wasm []byte) (ModuleInfo, bool, error) {
-	resp, err := c.do(ctx, http.MethodPut, nsPath(ns, "modules", id), wasm)
+	path, err := nsPath(ns, "modules", id)
+	if err != nil {
+		return ModuleInfo{}, false, err
+	}
+	resp, err := c.do(ctx, http.MethodPut, path, wasm)
 	if err != nil {
 		return ModuleInfo{}, false, err
 	}
@@ -107,7 +171,11 @@ func (c *Client) PutModule(ctx context.Context, ns, id string, wasm []byte) (Mod
 
 // GetModule downloads a module's bytes.
 func (c *Client) GetModule(ctx context.Context, ns, id string) ([]byte, error) {
-	resp, err := c.do(ctx, http.MethodGet, nsPath(ns, "modules", id), nil)
+	path, err := nsPath(ns, "modules", id)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +188,11 @@ func (c *Client) ListModules(ctx context.Context, ns string) ([]ModuleInfo, erro
 	var out struct {
 		Modules []ModuleInfo `json:"modules"`
 	}
-	err := c.getJSON(ctx, nsPath(ns, "modules"), &out)
+	path, err := nsPath(ns, "modules")
+	if err != nil {
+		return nil, err
+	}
+	err = c.getJSON(ctx, path, &out)
 	return out.Modules, err
 }
 
@@ -134,15 +206,25 @@ func (c *Client) ListActors(ctx context.Context, ns, after string, limit int) (A
 	if limit > 0 {
 		q.Set("limit", fmt.Sprint(limit))
 	}
-	err := c.getJSON(ctx, nsPath(ns, "actors")+"?"+q.Encode(), &out)
+	path, err := nsPath(ns, "actors")
+	if err != nil {
+		return out, err
+	}
+	err = c.getJSON(ctx, path+"?"+q.Encode(), &out)
 	return out, err
 }
 
 // GetKV reads one key of an actor's KV; found is false for a missing key.
 func (c *Client) GetKV(ctx context.Context, ns, id, key string) (value []byte, found bool, err error) {
-	resp, err := c.do(ctx, http.MethodGet, nsPath(ns, "actors", id, "kv", key), nil)
+	path, err := nsPath(ns, "actors", id, "kv", key)
 	if err != nil {
-		if ne, ok := err.(*nola.Error); ok && ne.Code == codeNotFound {
+		return nil, false, err
+	}
+	resp, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		// Only the server's "no such key" means a missing key (not, say,
+		// an older server without this endpoint).
+		if ne, ok := err.(*nola.Error); ok && ne.Code == codeNotFound && ne.Message == msgNoSuchKey {
 			return nil, false, nil
 		}
 		return nil, false, err
@@ -170,7 +252,11 @@ func (c *Client) ScanKV(ctx context.Context, ns, id string, prefix *string, star
 		q.Set("limit", fmt.Sprint(limit))
 	}
 	var out KVScan
-	err := c.getJSON(ctx, nsPath(ns, "actors", id, "kv")+"?"+q.Encode(), &out)
+	path, err := nsPath(ns, "actors", id, "kv")
+	if err != nil {
+		return out, err
+	}
+	err = c.getJSON(ctx, path+"?"+q.Encode(), &out)
 	return out, err
 }
 

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -45,7 +47,10 @@ type Options struct {
 	// every call; it grants every namespace, the cluster view and the
 	// internal endpoint (servers send it to each other).
 	AdminToken string
-	// NamespaceTokens maps a token to the one namespace it grants.
+	// NamespaceTokens maps a token to the one namespace it grants. Any
+	// namespace token turns authentication on, with or without AdminToken;
+	// without one, the admin endpoints (and so forwarding between servers)
+	// are closed to everyone.
 	NamespaceTokens map[string]string
 	// Modules serves the /modules endpoints (nil: 404).
 	Modules ModuleStore
@@ -119,6 +124,10 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 	return h
 }
 
+// msgNoSuchKey is the message of a KV read of a missing key (the client
+// tells it from other not_found answers by it).
+const msgNoSuchKey = "no such key"
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
 // bearer returns the request's bearer token.
@@ -132,9 +141,9 @@ func bearer(r *http.Request) string {
 
 func tokenEqual(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
 
-// isAdmin reports whether the request may do anything.
+// isAdmin reports whether the request carries the admin token.
 func (h *Handler) isAdmin(r *http.Request) bool {
-	return h.opts.AdminToken == "" || tokenEqual(bearer(r), h.opts.AdminToken)
+	return h.opts.AdminToken != "" && tokenEqual(bearer(r), h.opts.AdminToken)
 }
 
 func (h *Handler) authRequired() bool {
@@ -187,6 +196,9 @@ func (h *Handler) callContext(r *http.Request) (context.Context, context.CancelF
 	d := h.opts.DefaultTimeout
 	if v := r.Header.Get(HeaderTimeout); v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
+		if errors.Is(err, strconv.ErrRange) && v[0] != '-' {
+			ms, err = math.MaxInt64, nil // capped below, as documented
+		}
 		if err != nil || ms <= 0 {
 			return nil, nil, &nola.Error{Code: nola.CodeBadRequest, Message: HeaderTimeout + " must be a positive integer (milliseconds)"}
 		}
@@ -200,11 +212,22 @@ func (h *Handler) callContext(r *http.Request) (context.Context, context.CancelF
 	return ctx, cancel, nil
 }
 
-func (h *Handler) readPayload(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+// readPayload reads the request body, at most limit bytes, within the
+// call's deadline: a client that stalls mid-body does not hold the
+// connection beyond it.
+func (h *Handler) readPayload(ctx context.Context, w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+	if d, ok := ctx.Deadline(); ok {
+		// Not every ResponseWriter supports it (then the server's own
+		// timeouts apply).
+		_ = http.NewResponseController(w).SetReadDeadline(d)
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, &nola.Error{Code: nola.CodeTooLarge, Message: fmt.Sprintf("request body exceeds %d bytes", limit)}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, &nola.Error{Code: nola.CodeTimeout, Message: "the request body did not arrive within the call's deadline"}
 	}
 	if err != nil {
 		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "reading the request body: " + err.Error()}
@@ -236,18 +259,18 @@ func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request) {
 		Namespace: q.Get("ns"), ActorID: q.Get("id"), ActorType: q.Get("type"),
 		Operation: q.Get("op"), Chain: q["chain"],
 	}
-	ctx, cancel, err := h.callContext(r)
-	if err != nil {
-		h.writeResult(w, nil, err)
-		return
-	}
-	defer cancel()
-	if req.Payload, err = h.readPayload(w, r, h.srv.Limits().MaxPayloadBytes); err != nil {
-		h.writeResult(w, nil, err)
-		return
-	}
-	b, err := h.srv.HandleInvoke(ctx, req)
-	h.met.observe("internal", start, err)
+	b, err := func() ([]byte, error) {
+		ctx, cancel, err := h.callContext(r)
+		if err != nil {
+			return nil, err
+		}
+		defer cancel()
+		if req.Payload, err = h.readPayload(ctx, w, r, h.srv.Limits().MaxPayloadBytes); err != nil {
+			return nil, err
+		}
+		return h.srv.HandleInvoke(ctx, req)
+	}()
+	h.met.observe("internal", start, err) // rejected calls count too
 	h.writeResult(w, b, err)
 }
 
@@ -256,19 +279,19 @@ func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request) {
 // if needed.
 func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	ctx, cancel, err := h.callContext(r)
-	if err != nil {
-		h.writeResult(w, nil, err)
-		return
-	}
-	defer cancel()
-	payload, err := h.readPayload(w, r, h.srv.Limits().MaxPayloadBytes)
-	if err != nil {
-		h.writeResult(w, nil, err)
-		return
-	}
-	b, err := h.srv.Client().Invoke(ctx, r.PathValue("ns"), r.PathValue("id"), r.URL.Query().Get("type"), r.PathValue("op"), payload)
-	h.met.observe("public", start, err)
+	b, err := func() ([]byte, error) {
+		ctx, cancel, err := h.callContext(r)
+		if err != nil {
+			return nil, err
+		}
+		defer cancel()
+		payload, err := h.readPayload(ctx, w, r, h.srv.Limits().MaxPayloadBytes)
+		if err != nil {
+			return nil, err
+		}
+		return h.srv.Client().Invoke(ctx, r.PathValue("ns"), r.PathValue("id"), r.URL.Query().Get("type"), r.PathValue("op"), payload)
+	}()
+	h.met.observe("public", start, err) // rejected calls count too
 	h.writeResult(w, b, err)
 }
 
@@ -403,7 +426,7 @@ func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !found {
-		writeCodeError(w, codeNotFound, "no such key")
+		writeCodeError(w, codeNotFound, msgNoSuchKey)
 		return
 	}
 	h.writeResult(w, v, nil)
@@ -430,7 +453,7 @@ func (h *Handler) putModule(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	b, err := h.readPayload(w, r, h.opts.MaxModuleBytes)
+	b, err := h.readPayload(ctx, w, r, h.opts.MaxModuleBytes)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -85,7 +85,8 @@ func (k Keyspace) KVRange(ns, id string, start, end []byte) (begin, stop []byte)
 	prefix := k.KVPrefix(ns, id)
 	begin = tuple.AppendBytes(bytes.Clone(prefix), start)
 	if end == nil {
-		return begin, tuple.PrefixEnd(prefix)
+		_, stop = tuple.ChildRange(prefix)
+		return begin, stop
 	}
 	return begin, tuple.AppendBytes(bytes.Clone(prefix), end)
 }
@@ -115,7 +116,8 @@ func UserKey(prefix, storeKey []byte) ([]byte, error) {
 	return b, nil
 }
 
-func prefixRange(p []byte) (begin, end []byte) { return p, tuple.PrefixEnd(p) }
+// prefixRange is the range of the children of the packed tuple p.
+func prefixRange(p []byte) (begin, end []byte) { return tuple.ChildRange(p) }
 
 // Record encodings. Each is a packed tuple: deterministic bytes, so that a
 // fence can compare a whole record for equality inside the store.

@@ -29,10 +29,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	typ := fs.String("type", "counter", "actor type (Go type or WASM module ID)")
 	op := fs.String("op", "inc", "operation")
 	payload := fs.String("payload", "", "payload of every call")
-	nActors := fs.Int("actors", 0, "distinct actors (default: one per caller)")
+	nActors := fs.Int("actors", 0, "distinct actors, dealt out to the callers (default: one per caller)")
 	warm := fs.Bool("warm", true, "call each actor once before measuring")
 	quiet := fs.Bool("quiet", false, "no progress lines")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *conc <= 0 || *dur <= 0 || *maxReq <= 0 {
@@ -85,12 +85,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		go func() {
 			defer wg.Done()
 			c := clients[w%len(clients)]
-			id := actorID(w)
+			// Caller w takes actors w, w+conc, w+2·conc, …: with at least
+			// as many actors as callers, no two callers share one.
+			var ids []string
+			for i := w; i < *nActors; i += *conc {
+				ids = append(ids, actorID(i))
+			}
+			if len(ids) == 0 {
+				ids = []string{actorID(w)}
+			}
 			local := make([]time.Duration, 0, 1<<16)
 			localCodes := map[nola.Code]int64{}
-			for runCtx.Err() == nil && issued.Add(1) <= *maxReq {
+			for k := 0; runCtx.Err() == nil && issued.Add(1) <= *maxReq; k++ {
 				t0 := time.Now()
-				_, err := c.Invoke(runCtx, *ns, id, *typ, *op, []byte(*payload))
+				_, err := c.Invoke(runCtx, *ns, ids[k%len(ids)], *typ, *op, []byte(*payload))
 				if runCtx.Err() != nil {
 					break // cut by the end of the run: not a failure
 				}
@@ -109,16 +117,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			mu.Unlock()
 		}()
 	}
+	finished := make(chan struct{}) // the callers are done
+	var progress sync.WaitGroup
 	if !*quiet {
-		wg.Add(1)
+		progress.Add(1)
 		go func() {
-			defer wg.Done()
+			defer progress.Done()
 			tick := time.NewTicker(time.Second)
 			defer tick.Stop()
 			last := int64(0)
 			for {
 				select {
-				case <-runCtx.Done():
+				case <-finished:
 					return
 				case <-tick.C:
 					n := done.Load()
@@ -130,6 +140,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	close(finished)
+	progress.Wait()
 	slices.Sort(lats)
 	pct := func(p float64) time.Duration {
 		if len(lats) == 0 {

@@ -33,6 +33,13 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		{[]string{"kv", "scan"}, 2, "want NAMESPACE ACTOR"},
 		{[]string{"bench", "--concurrency", "0"}, 2, "must be positive"},
 		{[]string{"invoke", "--server", "http://127.0.0.1:1", "--timeout", "2s", "ns", "a", "op"}, 1, "cannot connect"},
+		{[]string{"invoke", "--timeout", "0", "ns", "a", "op"}, 2, "must be positive"},
+		{[]string{"invoke", "--server", "ftp://127.0.0.1:1", "ns", "a", "op"}, 1, `scheme "ftp"`},
+		{[]string{"invoke", "--server", "127.0.0.1:1", "--timeout", "2s", "ns", "a", "op"}, 1, "cannot connect to http://127.0.0.1:1"},
+		{[]string{"serve", "--store", "memory", "--ns-token", "demo=t1"}, 2, "--ns-token needs --api-token"},
+		{[]string{"serve", "--store", "memory", "--api-token", "a", "--ns-token", "demo=t1", "--ns-token", "other=t1"}, 2, "one token given for namespaces"},
+		{[]string{"serve", "--lease-ttl", "0s"}, 2, "--lease-ttl must be at least 1s"},
+		{[]string{"serve", "--advertise", "foo"}, 2, "--advertise wants a URL"},
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer
@@ -41,6 +48,12 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		if code != c.code || !strings.Contains(all, c.out) {
 			t.Errorf("nola %v: exit %d, output %q; want exit %d and %q", c.args, code, tail(all, 5), c.code, c.out)
 		}
+	}
+	// A password in the server URL never reaches the output.
+	var out, errb bytes.Buffer
+	code := run([]string{"invoke", "--server", "http://nola:s3cret-pw@127.0.0.1:1", "--timeout", "2s", "ns", "a", "op"}, &out, &errb)
+	if all := out.String() + errb.String(); code != 1 || strings.Contains(all, "s3cret-pw") || !strings.Contains(all, "cannot connect") {
+		t.Errorf("invoke with a password in --server: exit %d, output %q", code, all)
 	}
 }
 

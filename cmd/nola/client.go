@@ -24,7 +24,26 @@ type clientFlags struct {
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.server, "server", envOr("NOLA_SERVER", "http://127.0.0.1:9090"), "server URL (env NOLA_SERVER)")
 	fs.StringVar(&c.token, "token", "", "API token (default: env NOLA_TOKEN)")
-	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "request timeout")
+	c.timeout = 30 * time.Second
+	fs.Var((*positiveDuration)(&c.timeout), "timeout", "request timeout (a `duration`)")
+}
+
+// positiveDuration is a duration flag that refuses zero and negative
+// values (a request with no time at all fails at once, confusingly).
+type positiveDuration time.Duration
+
+func (d *positiveDuration) String() string { return time.Duration(*d).String() }
+
+func (d *positiveDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if v <= 0 {
+		return fmt.Errorf("must be positive, got %v", v)
+	}
+	*d = positiveDuration(v)
+	return nil
 }
 
 func (c *clientFlags) client() *httpapi.Client {
@@ -89,7 +108,7 @@ func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var cf clientFlags
 	cf.register(fs)
 	typ := fs.String("type", "", "actor type (a Go type or a WASM module ID); required to create the actor")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() < 3 || fs.NArg() > 4 {
@@ -125,7 +144,7 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}[sub], stderr)
 	var cf clientFlags
 	cf.register(fs)
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	ctx, done, c := cf.connect(ctx)
@@ -192,7 +211,7 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	start := fs.String("start", "", "scan keys >= start")
 	end := fs.String("end", "", "scan keys < end (empty: to the last key)")
 	limit := fs.Int("limit", 100, "at most this many entries")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	ctx, done, c := cf.connect(ctx)
@@ -238,7 +257,7 @@ func runActors(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cf.register(fs)
 	after := fs.String("after", "", "list actors after this ID (paging)")
 	limit := fs.Int("limit", 100, "at most this many actors")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -262,7 +281,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var cf clientFlags
 	cf.register(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	ctx, done, c := cf.connect(ctx)

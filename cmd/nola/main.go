@@ -91,6 +91,16 @@ func usageErr(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
 }
 
+// parseFlags parses args; a bad flag is a usage error (exit 2), like a bad
+// argument. The flag package has printed the usage already.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	err := fs.Parse(args)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return err
+}
+
 // newFlagSet returns a flag set that prints its usage to stderr and
 // returns errors instead of exiting.
 func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -76,7 +77,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on a graceful shutdown")
 	fs.StringVar(&c.readyFile, "ready-file", "", "write the listen address to this file once serving (for scripts)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
@@ -86,11 +87,37 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if c.adminToken == "" {
 		c.adminToken = os.Getenv("NOLA_API_TOKEN")
 	}
+	if err := c.validate(); err != nil {
+		return err
+	}
 	log, err := newLogger(c.logLevel, c.logFormat, stderr)
 	if err != nil {
 		return usageErr("%v", err)
 	}
 	return serve(ctx, c, log)
+}
+
+// validate rejects flag values the server would misread or that could
+// not work, before anything starts.
+func (c *serveConfig) validate() error {
+	switch {
+	case c.leaseTTL < time.Second:
+		return usageErr("--lease-ttl must be at least 1s, got %v", c.leaseTTL)
+	case c.idleTimeout <= 0:
+		return usageErr("--idle-timeout must be positive, got %v", c.idleTimeout)
+	case c.shutdownTimeout <= 0:
+		return usageErr("--shutdown-timeout must be positive, got %v", c.shutdownTimeout)
+	case c.maxActivations <= 0 || c.maxPayload <= 0 || c.maxResult <= 0:
+		return usageErr("--max-activations, --max-payload-bytes and --max-result-bytes must be positive")
+	}
+	if c.advertise != "" {
+		u, err := url.Parse(c.advertise)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return usageErr("--advertise wants a URL like http://host:port, got %q", c.advertise)
+		}
+		c.advertise = strings.TrimSuffix(c.advertise, "/")
+	}
+	return nil
 }
 
 func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
@@ -115,7 +142,13 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		if !ok || ns == "" || tok == "" {
 			return usageErr("--ns-token wants NAMESPACE=TOKEN, got %q", t)
 		}
+		if prev, dup := nsTokens[tok]; dup {
+			return usageErr("--ns-token: one token given for namespaces %q and %q (a token grants one namespace)", prev, ns)
+		}
 		nsTokens[tok] = ns
+	}
+	if len(nsTokens) > 0 && c.adminToken == "" {
+		return usageErr("--ns-token needs --api-token: servers forward calls to each other with it")
 	}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {

@@ -143,11 +143,23 @@ func TestOpenBadTLSFiles(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "secret-ca.pem")
 	_, err := etcdkv.Open(context.Background(), etcdkv.ClientConfig{Endpoints: []string{"https://127.0.0.1:1"}, CAFile: missing})
-	if err == nil || !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("missing CA file: %v, want os.ErrNotExist", err)
+	if err == nil || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "the CA file") {
+		t.Fatalf("missing CA file: %v, want os.ErrNotExist naming the CA file", err)
 	}
 	if containsPath(err.Error(), dir) {
 		t.Fatalf("the error reveals a host path: %v", err)
+	}
+	garbage := filepath.Join(dir, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not PEM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = etcdkv.Open(context.Background(), etcdkv.ClientConfig{Endpoints: []string{"https://127.0.0.1:1"}, CertFile: garbage, KeyFile: missing})
+	if err == nil || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "the key file") || containsPath(err.Error(), dir) {
+		t.Fatalf("missing key file: %v, want os.ErrNotExist naming the key file", err)
+	}
+	_, err = etcdkv.Open(context.Background(), etcdkv.ClientConfig{Endpoints: []string{"https://127.0.0.1:1"}, CertFile: garbage, KeyFile: garbage})
+	if err == nil || !strings.Contains(err.Error(), "not valid") || containsPath(err.Error(), dir) {
+		t.Fatalf("unparsable certificate: %v, want an error saying the files are not valid", err)
 	}
 	_, err = etcdkv.Open(context.Background(), etcdkv.ClientConfig{Endpoints: []string{"https://127.0.0.1:1"}, CertFile: missing})
 	if !errors.Is(err, kv.ErrInvalid) {
@@ -307,4 +319,39 @@ func TestEmbeddedRestartKeepsData(t *testing.T) {
 	if _, _, err := e.Get(ctx, []byte("k"), 0); !errors.Is(err, kv.ErrUnavailable) {
 		t.Fatalf("get from a killed member: %v, want kv.ErrUnavailable", err)
 	}
+}
+
+// Open waits for a cluster that comes up during the startup time, even
+// when that is longer than one request's timeout (a member still starting
+// or electing a leader).
+func TestOpenWaitsForAStartingCluster(t *testing.T) {
+	addr, err := etcdkv.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		s   *etcdkv.Store
+		err error
+	}
+	opened := make(chan result, 1)
+	go func() {
+		s, err := etcdkv.Open(context.Background(), etcdkv.ClientConfig{
+			Endpoints: []string{"http://" + addr}, StartupTimeout: 30 * time.Second,
+			Options: etcdkv.Options{RequestTimeout: 300 * time.Millisecond},
+		})
+		opened <- result{s, err}
+	}()
+	time.Sleep(time.Second) // several request timeouts
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := etcdkv.StartEmbedded(ctx, etcdkv.EmbeddedConfig{MemberConfig: etcdkv.MemberConfig{Dir: t.TempDir(), ClientAddr: addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	r := <-opened
+	if r.err != nil {
+		t.Fatalf("Open gave up on a cluster that came up within its startup time: %v", r.err)
+	}
+	_ = r.s.Close()
 }

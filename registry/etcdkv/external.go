@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -69,10 +70,19 @@ func tlsConfig(cfg ClientConfig) (*tls.Config, error) {
 	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
 		return nil, fmt.Errorf("etcdkv: TLS: a client certificate needs both CertFile and KeyFile: %w", kv.ErrInvalid)
 	}
+	for _, f := range []struct{ what, path string }{{"CA", cfg.CAFile}, {"certificate", cfg.CertFile}, {"key", cfg.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.ReadFile(f.path); err != nil {
+			return nil, fmt.Errorf("etcdkv: TLS: cannot read the %s file: %w", f.what, pathErr(err))
+		}
+	}
 	info := transport.TLSInfo{CertFile: cfg.CertFile, KeyFile: cfg.KeyFile, TrustedCAFile: cfg.CAFile}
 	tc, err := info.ClientConfig()
 	if err != nil {
-		return nil, fmt.Errorf("etcdkv: TLS: cannot load the CA, certificate or key file: %w", pathErr(err))
+		// Readable but not usable: a bad PEM, a key that does not match.
+		return nil, fmt.Errorf("etcdkv: TLS: the CA, certificate or key file is not valid: %w", pathErr(err))
 	}
 	return tc, nil
 }
@@ -102,7 +112,7 @@ func connect(ctx context.Context, cc clientv3.Config, opts Options, startup time
 	s := newStore(cli, opts, onClose)
 	pctx, cancel := context.WithTimeout(ctx, startup)
 	defer cancel()
-	if _, err := s.Rev(pctx); err != nil {
+	if err := probe(pctx, s); err != nil {
 		s.closeClientOnly()
 		if errors.Is(err, kv.ErrUnavailable) || errors.Is(err, kv.ErrIndeterminate) {
 			return nil, fmt.Errorf("etcdkv: open: no etcd endpoint of %d answered within %v: %w (last error: %v)",
@@ -111,6 +121,25 @@ func connect(ctx context.Context, cc clientv3.Config, opts Options, startup time
 		return nil, fmt.Errorf("etcdkv: open: %w", err)
 	}
 	return s, nil
+}
+
+// probe reads the cluster's revision until it answers or ctx ends: one read
+// is cut by the request timeout, but a cluster that is still starting (or
+// electing a leader) gets the whole startup time.
+func probe(ctx context.Context, s *Store) error {
+	for {
+		_, err := s.Rev(ctx)
+		if err == nil || !(errors.Is(err, kv.ErrUnavailable) || errors.Is(err, kv.ErrIndeterminate)) {
+			return err
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 // closeClientOnly closes the client but not what onClose would stop (the

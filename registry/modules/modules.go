@@ -263,7 +263,7 @@ func (s *Store) putChunked(ctx context.Context, chunkOps []kv.Op, absent kv.Comp
 // deleteChunks removes the chunks of a module that lost the race for its
 // ID. Best effort: leftovers are harmless.
 func (s *Store) deleteChunks(ctx context.Context, prefix []byte) {
-	_, _ = s.kv.Commit(ctx, kv.Txn{Ops: []kv.Op{kv.DeleteRange(prefix, tuple.PrefixEnd(prefix))}})
+	_, _ = s.kv.Commit(ctx, kv.Txn{Ops: []kv.Op{kv.DeleteRange(tuple.ChildRange(prefix))}})
 }
 
 // Stat returns a module's manifest.
@@ -294,7 +294,8 @@ func (s *Store) Get(ctx context.Context, ns, id string) (*Module, error) {
 	// Read a few chunks per request so that no response is huge.
 	per := max(1, (4<<20)/max(1, info.ChunkBytes))
 	for next := 0; next < info.Chunks; {
-		res, err := s.kv.Range(ctx, kv.RangeRequest{Begin: chunkKey(prefix, next), End: tuple.PrefixEnd(prefix), Limit: per})
+		_, end := tuple.ChildRange(prefix)
+		res, err := s.kv.Range(ctx, kv.RangeRequest{Begin: chunkKey(prefix, next), End: end, Limit: per})
 		if err != nil {
 			return nil, fmt.Errorf("modules: get %s/%s: %w", ns, id, err)
 		}
@@ -320,14 +321,15 @@ func (s *Store) Get(ctx context.Context, ns, id string) (*Module, error) {
 
 // List returns the manifests of every module of a namespace, by ID.
 func (s *Store) List(ctx context.Context, ns string) ([]Info, error) {
-	begin := s.keys.Sub("mod", ns)
-	res, err := s.kv.Range(ctx, kv.RangeRequest{Begin: begin, End: tuple.PrefixEnd(begin), KeysOnly: true})
+	prefix := s.keys.Sub("mod", ns)
+	begin, end := tuple.ChildRange(prefix)
+	res, err := s.kv.Range(ctx, kv.RangeRequest{Begin: begin, End: end, KeysOnly: true})
 	if err != nil {
 		return nil, fmt.Errorf("modules: list %s: %w", ns, err)
 	}
 	var out []Info
 	for _, k := range res.KVs {
-		t, err := tuple.Unpack(k.Key[len(begin):])
+		t, err := tuple.Unpack(k.Key[len(prefix):])
 		if err != nil || len(t) != 2 || t[1] != "m" {
 			continue // a chunk, or a foreign key
 		}

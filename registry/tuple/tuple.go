@@ -303,6 +303,17 @@ func ReadInt(b []byte) (int64, []byte, error) {
 	return decodeInt(b)
 }
 
+// ChildRange returns the range of the keys that extend the packed tuple
+// prefix by one or more elements: [prefix+0x00, prefix+0xff). Unlike
+// [prefix, PrefixEnd(prefix)) it leaves out keys whose last element of
+// prefix merely continues (a string "a\x00b" packs as "a", 0x00, 0xff, "b":
+// a byte prefix of "a"'s children, but not one of them).
+func ChildRange(prefix []byte) (begin, end []byte) {
+	begin = append(append(make([]byte, 0, len(prefix)+1), prefix...), 0x00)
+	end = append(append(make([]byte, 0, len(prefix)+1), prefix...), escape)
+	return begin, end
+}
+
 // PrefixEnd returns the first key after every key that starts with prefix:
 // the end of a range scan over prefix. It returns nil (no end) if prefix is
 // all 0xff bytes.

@@ -194,3 +194,21 @@ func sign(v int) int {
 	}
 	return 0
 }
+
+// ChildRange holds the children of a packed tuple and nothing else, even
+// when a sibling's string continues the prefix with an escaped NUL.
+func TestChildRange(t *testing.T) {
+	prefix := Tuple{"ns", "a"}.Pack()
+	begin, end := ChildRange(prefix)
+	in := func(k []byte) bool { return bytes.Compare(k, begin) >= 0 && bytes.Compare(k, end) < 0 }
+	for _, child := range []Tuple{{"ns", "a", int64(0)}, {"ns", "a", []byte{}}, {"ns", "a", "z", int64(-5)}, {"ns", "a", []byte{0xff, 0}}} {
+		if !in(child.Pack()) {
+			t.Errorf("child %#v is outside ChildRange", child)
+		}
+	}
+	for _, other := range []Tuple{{"ns", "a"}, {"ns", "a\x00b"}, {"ns", "a\x00"}, {"ns", "b"}, {"ns", "`"}} {
+		if in(other.Pack()) {
+			t.Errorf("%#v is inside ChildRange of %#v", other, Tuple{"ns", "a"})
+		}
+	}
+}
