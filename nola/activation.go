@@ -197,6 +197,11 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 				return a, nil
 			case stateActivating:
 				if _, err := a.activated.Wait(ctx); err != nil {
+					if ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+						// The attempt ran on the first caller's context, and
+						// that caller gave up; ours still has time.
+						continue
+					}
 					return nil, wrapErr(err, false, "waiting for activation of %s", req.ActorID)
 				}
 			}
@@ -219,10 +224,12 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 		sh.mu.Unlock()
 		s.activations.Add(1)
 		s.charge(a, activationBytes)
-		if s.table.Load() != t {
-			// A fence swapped the table between our load and our insert:
-			// its sweep of the old table may have missed this entry, and
-			// the next call would not find it. Start over on the new one.
+		if s.table.Load() != t || s.stopped.Load() {
+			// A fence (or Shutdown) swapped the table between our load and
+			// our insert: its sweep of the old table may have missed this
+			// entry, and the next call would not find it. Or Shutdown
+			// began after our check, with our table already its new one,
+			// which it never releases. Start over (and stop).
 			a.activated.Resolve(struct{}{}, &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " was fenced"})
 			s.drop(a, stateFenced)
 			continue
@@ -374,6 +381,9 @@ func (s *Server) runHook(ctx context.Context, a *activation, name string, chain 
 	if err == nil {
 		err = a.txn.flush(cx)
 	}
+	if cx.broken != nil {
+		err = cx.broken // as in invokeOn: a failed commit fails the hook
+	}
 	if err != nil {
 		a.txn.reset()
 		if _, isPanic := err.(*panicError); isPanic {
@@ -439,9 +449,12 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 	if err == nil {
 		err = a.txn.flush(cx)
 	}
-	if cx.broken != nil && err == nil {
-		// The actor swallowed a failed commit; its memory may disagree
-		// with its KV, so the invocation fails with it.
+	if cx.broken != nil {
+		// A commit failed. Whatever the actor made of it (ignored it, or
+		// reported it as an error of its own, as WASM guests must), its
+		// memory and cache may disagree with its KV, and a commit of
+		// unknown outcome may still land: the activation must go, and the
+		// next one bump the epoch. So the commit's error wins.
 		err = cx.broken
 	}
 	end, live := s.liveAt(a.inc)
@@ -449,8 +462,14 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		// The output gate: the invocation ran past the deadline (a pause
 		// after the start check). Its reads may postdate another owner's
 		// writes, so its answer is withheld and the activation dropped.
-		err = &commitError{err: &Error{Code: CodeFenced,
-			Message: "server " + s.cfg.ID + " passed its lease deadline during the invocation"}}
+		gate := &Error{Code: CodeFenced, Retryable: true,
+			Message: "server " + s.cfg.ID + " passed its lease deadline during the invocation; it had no effect"}
+		if cx.effects {
+			// Its commits or calls stand: retrying would repeat them.
+			gate = &Error{Code: CodeTimeout,
+				Message: "server " + s.cfg.ID + " passed its lease deadline during the invocation; its effects stand but its answer is withheld"}
+		}
+		err = &commitError{err: gate}
 	}
 	cx.end()
 	if obs != nil {
@@ -579,6 +598,7 @@ func (a *activation) remember(key, value []byte, exists bool) {
 	}
 	if old, ok := a.cache[string(key)]; ok {
 		a.cacheBytes -= len(key) + len(old.value)
+		a.srv.charge(a, -int64(len(key)+len(old.value)))
 	}
 	if len(a.cache) >= maxCacheEntries || a.cacheBytes+len(key)+len(value) > maxCacheBytes {
 		a.srv.charge(a, -int64(a.cacheBytes))
@@ -668,6 +688,13 @@ func (s *Server) fireTimer(a *activation, t *actorTimer) {
 		return
 	}
 	ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.TimerTimeout)
+	// A timer armed by the Activate hook can fire before the activation
+	// is ready (the hook released its lock; lookup has not yet marked it
+	// ready): wait for that, or the firing would find it "dropped".
+	if _, err := a.activated.Wait(ctx); err != nil {
+		cancel()
+		return // the activation failed or went: its timers with it
+	}
 	req := Request{Namespace: a.key.ns, ActorID: a.key.id, ActorType: a.ref.Type, Operation: t.op, Payload: t.payload}
 	_, err := s.invokeOn(ctx, a, &req, true)
 	cancel()

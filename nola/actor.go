@@ -62,6 +62,9 @@ type Context struct {
 	// broken is set when a commit of this invocation failed: the
 	// invocation fails even if the actor ignored the error.
 	broken error
+	// effects is set once the invocation committed KV writes or sent a
+	// call: its failure can no longer mean "nothing happened".
+	effects bool
 	// over is set when the invocation returned.
 	over bool
 }
@@ -166,6 +169,7 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 	if err := t.flush(c); err != nil {
 		return nil, err
 	}
+	c.effects = true // conservatively: the call may reach its actor
 	if c.chainOut == nil {
 		c.chainOut = append(append(make([]string, 0, len(c.chain)+1), c.chain...), a.ref.ID)
 	}

@@ -18,8 +18,10 @@ const (
 	// invocation did not run; the client re-resolves and retries.
 	CodeNotOwner Code = "not_owner"
 	// CodeFenced: the server's lease lapsed or its ownership was lost. If
-	// Retryable, the invocation did not run; otherwise it ran but its
-	// effects (KV writes) were not committed.
+	// Retryable, the invocation had no effect; otherwise it ran and the
+	// store refused a commit of it: its writes since its last outgoing
+	// call were not committed (calls it made, and the writes committed
+	// before them, stand).
 	CodeFenced Code = "fenced"
 	// CodeUnavailable: the store, the server or the cluster cannot serve
 	// now (no quorum, no live server, activation limit). Retryable errors
@@ -33,7 +35,8 @@ const (
 	// CodeActorError: the actor returned an error or panicked. Its KV
 	// writes were discarded.
 	CodeActorError Code = "actor_error"
-	// CodeTimeout: the deadline passed; the outcome is unknown.
+	// CodeTimeout: a deadline passed (the call's, or the server's lease
+	// during the invocation); the outcome is unknown to the caller.
 	CodeTimeout Code = "timeout"
 	// CodeInternal: a bug or an unexpected store response.
 	CodeInternal Code = "internal"

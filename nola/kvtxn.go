@@ -144,6 +144,12 @@ func (t *kvTxn) sortedWrites() []registry.KVWrite {
 // flush commits the pending writes now, fenced. On failure they are
 // discarded and the error says why.
 func (t *kvTxn) flush(c *Context) error {
+	if c.broken != nil {
+		// A commit of this invocation failed: nothing after it may commit
+		// (the invocation fails as a whole), and no call may leave.
+		t.reset()
+		return c.broken
+	}
 	if !t.dirty() {
 		return nil
 	}
@@ -175,6 +181,7 @@ func (t *kvTxn) flush(c *Context) error {
 		c.broken = &commitError{err: wrapErr(err, false, "")}
 		return c.broken
 	}
+	c.effects = true
 	if o := a.srv.cfg.Observer; o != nil {
 		o.Committed(a.event("", false))
 	}

@@ -406,14 +406,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+		// Nothing may run once the store lease is gone (another server
+		// may then own our actors): give up the local lease first.
+		s.lease.Store(nil)
 		if err := s.reg.Deregister(ctx, l.inc); err != nil {
 			errs = append(errs, err)
 		}
-		s.lease.Store(nil)
 	}
 	s.cancel()
 	if err := s.tasks.Wait(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("nola: server %s: waiting for tasks: %w", s.cfg.ID, err))
+	}
+	// A registration that was in flight when we began may have succeeded
+	// since: end that incarnation too, or it stays placeable for a TTL.
+	if l := s.lease.Swap(nil); l != nil {
+		if err := s.reg.Deregister(ctx, l.inc); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	s.log.Info("shut down")
 	return errors.Join(errs...)
