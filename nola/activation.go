@@ -449,7 +449,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 	if err == nil {
 		err = a.txn.flush(cx)
 	}
-	if cx.broken != nil {
+	if cx.broken != nil && (err == nil || !s.cfg.Mutations.ActorErrorHidesFailedCommit) {
 		// A commit failed. Whatever the actor made of it (ignored it, or
 		// reported it as an error of its own, as WASM guests must), its
 		// memory and cache may disagree with its KV, and a commit of

@@ -113,6 +113,11 @@ type Mutations struct {
 	IgnoreIncarnation bool
 	// TimerIgnoresFence lets timers fire on a fenced activation.
 	TimerIgnoresFence bool
+	// ActorErrorHidesFailedCommit restores a bug a review found: a failed
+	// commit that the actor reports with an error of its own (as WASM
+	// guests must) keeps the activation, and later writes of the
+	// invocation still commit.
+	ActorErrorHidesFailedCommit bool
 }
 
 func (c *ServerConfig) validate() error {

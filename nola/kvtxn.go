@@ -144,7 +144,7 @@ func (t *kvTxn) sortedWrites() []registry.KVWrite {
 // flush commits the pending writes now, fenced. On failure they are
 // discarded and the error says why.
 func (t *kvTxn) flush(c *Context) error {
-	if c.broken != nil {
+	if c.broken != nil && !c.act.srv.cfg.Mutations.ActorErrorHidesFailedCommit {
 		// A commit of this invocation failed: nothing after it may commit
 		// (the invocation fails as a whole), and no call may leave.
 		t.reset()

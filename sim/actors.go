@@ -150,6 +150,8 @@ const (
 	TypeWASMKVCounter = "wasm-kvcounter"
 	TypeWASMCaller    = "wasm-caller"
 	TypeWASMTicker    = "wasm-ticker"
+	TypeWASMKVNotify  = "wasm-kvnotify"
+	TypeKVNotify      = "kvnotify"
 	// Go guests (wasm/guests/go), only with Options.GoGuests.
 	TypeGoGuestCounter   = "wasm-go-counter"
 	TypeGoGuestKVCounter = "wasm-go-kvcounter"
@@ -178,6 +180,8 @@ func DefaultCatalog() []ActorKind {
 		{Type: TypeRegister, Factory: NewKVRegister, Weight: 3, Op: RegisterOps, Final: registerFinal},
 		{Type: TypeWASMCounter, Module: CGuest("counter"), Weight: 3, Op: CounterOps, ViaCaller: "inc", Final: counterFinal},
 		{Type: TypeWASMKVCounter, Module: CGuest("kvcounter"), Weight: 2, Op: KVCounterOps, ViaCaller: "inc", Final: kvCounterFinal},
+		{Type: TypeKVNotify, Factory: NewKVNotify, Weight: 2, Op: KVCounterOps, Final: kvCounterFinal},
+		{Type: TypeWASMKVNotify, Module: CGuest("kvnotify"), Weight: 2, Op: KVCounterOps, Final: kvCounterFinal},
 		{Type: TypeCaller, Factory: actors.NewCaller},
 		{Type: TypeWASMCaller, Module: CGuest("caller")},
 		{Type: TypeTicker, Factory: NewTicker, Op: TickerOps},
@@ -193,6 +197,44 @@ func GoGuestKinds() []ActorKind {
 		{Type: TypeGoGuestCounter, Module: GoGuest("counter"), Weight: 2, Op: CounterOps, ViaCaller: "inc", Final: counterFinal},
 		{Type: TypeGoGuestKVCounter, Module: GoGuest("kvcounter"), Weight: 2, Op: KVCounterOps, ViaCaller: "inc", Final: kvCounterFinal},
 	}
+}
+
+// KVNotify is the Go twin of the C guest kvnotify.c: a durable counter
+// (KV key "n") whose "inc" commits the new value (the flush before an
+// outgoing call) and then calls the counter "notify-sink"; a failure of
+// either it reports with an error of its own, not the engine's, as much Go
+// code does and every WASM guest must. "get" returns the counter.
+type KVNotify struct{}
+
+// NewKVNotify is KVNotify's factory.
+func NewKVNotify(nola.Ref) (nola.Actor, error) { return KVNotify{}, nil }
+
+// Invoke implements nola.Actor.
+func (KVNotify) Invoke(ctx *nola.Context, op string, _ []byte) ([]byte, error) {
+	cur, _, err := ctx.Get([]byte("n"))
+	if err != nil {
+		return nil, err
+	}
+	var n int64
+	if len(cur) > 0 {
+		if n, err = strconv.ParseInt(string(cur), 10, 64); err != nil {
+			return nil, fmt.Errorf("kvnotify: stored value %q: %w", cur, err)
+		}
+	}
+	switch op {
+	case "get":
+		return strconv.AppendInt(nil, n, 10), nil
+	case "inc":
+		out := strconv.AppendInt(nil, n+1, 10)
+		if err := ctx.Put([]byte("n"), out); err != nil {
+			return nil, err
+		}
+		if _, err := ctx.Invoke("notify-sink", TypeCounter, "inc", nil); err != nil {
+			return nil, fmt.Errorf("kvnotify: notify failed: %v", err) // not %w, on purpose
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("kvnotify: unknown operation %q", op)
 }
 
 // KVRegister is a map in the actor's durable KV: "put" with payload

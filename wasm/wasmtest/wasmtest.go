@@ -32,7 +32,7 @@ func Root() string {
 
 // CGuests and GoGuests name the example guests.
 var (
-	CGuests  = []string{"counter", "kvcounter", "echo", "caller", "hostile", "ticker"}
+	CGuests  = []string{"counter", "kvcounter", "echo", "caller", "hostile", "ticker", "kvnotify"}
 	GoGuests = []string{"counter", "kvcounter", "echo", "caller"}
 )
 
