@@ -90,6 +90,21 @@ func (c *Context) Done() <-chan struct{}       { return c.ctx.Done() }
 func (c *Context) Err() error                  { return c.ctx.Err() }
 func (c *Context) Value(key any) any           { return c.ctx.Value(key) }
 
+// Limit bounds what is left of the invocation — its outgoing calls and
+// reads, and what Deadline and Done report — to d from now, until restore
+// is called (before the invocation returns). For hosts of other runtimes
+// that enforce a timeout of their own (the WASM host's InvokeTimeout).
+// Commits are not bounded by it: they never inherit cancellation.
+func (c *Context) Limit(d time.Duration) (restore func()) {
+	old := c.ctx
+	ctx, cancel := c.act.srv.rt.WithTimeout(old, d)
+	c.ctx = ctx
+	return func() {
+		cancel()
+		c.ctx = old
+	}
+}
+
 // Ref returns the actor's name.
 func (c *Context) Ref() Ref { return c.act.ref }
 

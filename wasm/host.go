@@ -420,16 +420,21 @@ func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instan
 	in.state.Store(instBusy) // until initialized: the sweep leaves it alone
 	in.begin(cx, "", nil)
 	ictx := in.callCtx()
+	var track *trackingAllocator
 	if alloc := memoryAllocator(); alloc != nil && !h.cfg.HeapMemory {
-		ictx = experimental.WithMemoryAllocator(ictx, alloc)
+		track = &trackingAllocator{inner: alloc}
+		ictx = experimental.WithMemoryAllocator(ictx, track)
 	}
 	m, err := h.wz.InstantiateModule(ictx, c.cm, h.modCf)
 	if err != nil {
 		defer in.end()
-		if in.abort != nil || in.ctxErr() != nil {
-			return nil, in.trapError("instantiate", err)
-		}
-		return nil, &nola.Error{Code: nola.CodeInternal, Message: fmt.Sprintf("wasm %s: instantiate: %v", c.name, firstLines(err.Error(), 1, 512))}
+		// wazero drops a module whose instantiation failed without
+		// closing it: its memory (our mapping) would never be freed.
+		track.freeAll()
+		// Validated modules only fail here by their own doing — a start
+		// function that traps, runs out of fuel or time, a data segment
+		// out of bounds — the guest's fault, like a trap in an invocation.
+		return nil, in.trapError("instantiate", err)
 	}
 	in.m = m
 	in.mem = m.Memory()

@@ -105,6 +105,7 @@ func guestRequest(ctx context.Context, m api.Module, stack []uint64) {
 
 func guestResponse(ctx context.Context, m api.Module, stack []uint64) {
 	in := instanceOf(ctx)
+	in.countAnswer("__guest_response")
 	ptr, n := uint32(stack[0]), uint32(stack[1])
 	if int64(n) > int64(in.h.cfg.MaxResultBytes) {
 		in.tooLarge = int(n)
@@ -116,6 +117,7 @@ func guestResponse(ctx context.Context, m api.Module, stack []uint64) {
 
 func guestError(ctx context.Context, m api.Module, stack []uint64) {
 	in := instanceOf(ctx)
+	in.countAnswer("__guest_error")
 	ptr, n := uint32(stack[0]), uint32(stack[1])
 	n = min(n, maxGuestString)
 	in.guestErr = string(in.read(m, "__guest_error", ptr, n))
@@ -136,9 +138,12 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 	payload := in.read(m, "__host_call: payload", uint32(stack[6]), uint32(stack[7]))
 	var resp []byte
 	var err error
-	if string(binding) != abi.Binding {
+	switch {
+	case in.pastDeadline():
+		err = &nola.Error{Code: nola.CodeTimeout, Message: "the invocation's deadline has passed"}
+	case string(binding) != abi.Binding:
 		err = &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("unknown waPC binding %q (nola's is %q)", binding, abi.Binding)}
-	} else {
+	default:
 		resp, err = in.dispatch(string(ns), string(op), payload)
 	}
 	if err != nil {
@@ -187,8 +192,12 @@ func hostError(ctx context.Context, m api.Module, stack []uint64) {
 func consoleLog(ctx context.Context, m api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	in.countHostCall()
+	if in.pastDeadline() {
+		in.dropped++
+		return
+	}
 	n := min(uint32(stack[1]), maxGuestString)
-	in.logMsg(slog.LevelInfo, string(in.read(m, "__console_log", uint32(stack[0]), n)))
+	in.logMsg(slog.LevelInfo, in.read(m, "__console_log", uint32(stack[0]), n))
 }
 
 // dispatch serves one nola host call through the invocation's context, so
@@ -197,6 +206,13 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 	cx := in.cx
 	if cx == nil {
 		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "host calls are not available here"}
+	}
+	if in.unlimit == nil {
+		// Host calls can block (a call to a slow actor, a slow store):
+		// bound them by this invocation's deadline, not only the
+		// caller's. Done on the first host call, so that invocations
+		// that make none pay nothing.
+		in.unlimit = cx.Limit(in.deadline - in.h.rt.Mono())
 	}
 	bad := func() ([]byte, error) {
 		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("unknown host call %s/%s", ns, op)}
@@ -301,7 +317,7 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 		default:
 			return bad()
 		}
-		in.logMsg(level, string(p))
+		in.logMsg(level, p)
 		return nil, nil
 
 	case abi.NSClock:

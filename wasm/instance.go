@@ -46,14 +46,17 @@ type instance struct {
 	lastSeen atomic.Int64  // lastUsed, published for the sweep
 
 	// Per invocation; touched only by the invoking task.
-	cx        *nola.Context
-	ictx      context.Context // with ContextInterrupt: the call's context
-	cancel    context.CancelFunc
-	op        string
-	payload   []byte
-	resp      []byte
-	tooLarge  int
-	guestErr  string
+	cx       *nola.Context
+	ictx     context.Context // with ContextInterrupt: the call's context
+	cancel   context.CancelFunc
+	op       string
+	payload  []byte
+	resp     []byte
+	tooLarge int
+	guestErr string
+	answers  int // __guest_response and __guest_error calls
+	// unlimit restores cx after dispatch bounded it by the deadline.
+	unlimit   func()
 	hasErr    bool
 	hostResp  []byte
 	hostErr   string
@@ -119,14 +122,6 @@ func (in *instance) callCtx() context.Context {
 	return in
 }
 
-// ctxErr reports the ContextInterrupt context's end, if any.
-func (in *instance) ctxErr() error {
-	if in.ictx != nil {
-		return in.ictx.Err()
-	}
-	return nil
-}
-
 func (in *instance) idleSince() time.Duration { return time.Duration(in.lastSeen.Load()) }
 
 // acquire marks the instance busy for an invocation; false if it is
@@ -186,7 +181,7 @@ func (in *instance) closeModule() {
 func (in *instance) begin(cx *nola.Context, op string, payload []byte) {
 	h := in.h
 	in.cx, in.op, in.payload = cx, op, payload
-	in.resp, in.tooLarge = nil, 0
+	in.resp, in.tooLarge, in.answers = nil, 0, 0
 	in.guestErr, in.hasErr = "", false
 	in.hostResp, in.hostErr = nil, ""
 	in.hostCalls, in.logBytes, in.dropped, in.refills = 0, 0, 0, 0
@@ -216,7 +211,15 @@ func (in *instance) end() {
 		in.cancel()
 		in.ictx, in.cancel = nil, nil
 	}
+	if in.unlimit != nil {
+		in.unlimit()
+		in.unlimit = nil
+	}
+	// The result and error message too: invoke has returned them (its
+	// return values are taken before this deferred call), and an idle
+	// instance must not pin up to MaxResultBytes.
 	in.cx, in.payload, in.hostResp = nil, nil, nil
+	in.resp, in.guestErr = nil, ""
 	// Do not keep a big invocation's buffers for the instance's life.
 	if cap(in.respBuf) > 64<<10 {
 		in.respBuf = nil
@@ -306,14 +309,33 @@ func (in *instance) countHostCall() {
 	}
 }
 
-// logMsg logs a guest message within the invocation's log budget.
-func (in *instance) logMsg(level slog.Level, msg string) {
+// pastDeadline reports whether the invocation's deadline has passed. Fuel
+// is burnt by guest code only, so host functions check the clock
+// themselves: past the deadline they do no work (a host call fails with
+// a timeout, a log line is dropped) or, where they cannot fail, trap.
+func (in *instance) pastDeadline() bool { return in.h.rt.Mono() > in.deadline }
+
+// maxAnswers bounds __guest_response and __guest_error calls in one
+// invocation (a guest answers once; each copies up to MaxResultBytes).
+const maxAnswers = 16
+
+// countAnswer enforces maxAnswers.
+func (in *instance) countAnswer(fn string) {
+	in.answers++
+	if in.answers > maxAnswers {
+		in.fail(TrapABI, "%s called more than %d times in one invocation", fn, maxAnswers)
+	}
+}
+
+// logMsg logs a guest message within the invocation's log budget (checked
+// before the message is copied out of guest memory).
+func (in *instance) logMsg(level slog.Level, msg []byte) {
 	if in.logBytes+len(msg) > in.h.cfg.MaxLogBytes {
 		in.dropped++
 		return
 	}
 	in.logBytes += len(msg)
-	in.h.log.Log(context.Background(), level, msg, "ns", in.ref.Namespace, "actor", in.ref.ID, "module", in.mod.name)
+	in.h.log.Log(context.Background(), level, string(msg), "ns", in.ref.Namespace, "actor", in.ref.ID, "module", in.mod.name)
 }
 
 // capture keeps stdout/stderr output within the log budget.

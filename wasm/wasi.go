@@ -129,6 +129,10 @@ func (h *Host) clockTimeGet(ctx context.Context, m api.Module, stack []uint64) {
 
 func (h *Host) randomGet(ctx context.Context, m api.Module, stack []uint64) {
 	in := instanceOf(ctx)
+	in.countHostCall()
+	if in.pastDeadline() {
+		in.fail(TrapDeadline, "random_get after the invocation's deadline")
+	}
 	buf := in.read(m, "random_get", uint32(stack[0]), uint32(stack[1]))
 	var w [8]byte
 	for i := 0; i < len(buf); i += 8 {

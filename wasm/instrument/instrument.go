@@ -32,6 +32,7 @@ package instrument
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 )
@@ -52,7 +53,15 @@ type Options struct {
 	// becomes min(declared, cap). Zero leaves it. A module whose minimum
 	// exceeds the cap is rejected.
 	MaxMemoryPages uint32
+	// MaxTableEntries caps every table the same way (wazero keeps a
+	// table's entries on the Go heap, 8 bytes each, and table.grow would
+	// otherwise reach 2^32 of them). Zero means DefaultMaxTableEntries.
+	MaxTableEntries uint32
 }
+
+// DefaultMaxTableEntries is the default table cap: 1 MiB of entries,
+// far more than compilers emit (Go guests' tables hold a few thousand).
+const DefaultMaxTableEntries = 1 << 17
 
 // ErrUnsupported is returned (wrapped) for modules the rewriter cannot
 // handle: malformed binaries, unknown opcodes, missing __guest_request.
@@ -197,6 +206,8 @@ func Fuel(bin []byte, opts Options) ([]byte, error) {
 			body, err = appendToVector(body, func(b []byte) []byte { return appendFuelExport(b, fuelGlobal) })
 		case secMemory:
 			body, err = capMemory(body, opts.MaxMemoryPages)
+		case secTable:
+			body, err = capTables(body, cmp.Or(opts.MaxTableEntries, DefaultMaxTableEntries))
 		case secCode:
 			body, err = rewriteCode(body, checkpoint, uint32(m.guestRequest))
 		}
@@ -455,6 +466,53 @@ func capMemory(body []byte, maxPages uint32) ([]byte, error) {
 	}
 	if !r.done() {
 		return nil, fail("trailing bytes in the memory section")
+	}
+	return out, nil
+}
+
+// capTables lowers the declared maximum of every table to maxEntries (and
+// gives one to tables that have none), so that table.grow fails in the
+// guest beyond it; a table whose minimum exceeds it is rejected.
+func capTables(body []byte, maxEntries uint32) ([]byte, error) {
+	r := reader{b: body}
+	n, err := r.u32()
+	if err != nil {
+		return nil, err
+	}
+	out := appendU32(nil, n)
+	for i := uint32(0); i < n; i++ {
+		refType, err := r.byte()
+		if err != nil {
+			return nil, err
+		}
+		flags, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		if flags&^1 != 0 {
+			return nil, fail("table %d has flags 0x%x", i, flags)
+		}
+		lo, err := r.u32()
+		if err != nil {
+			return nil, err
+		}
+		hi := maxEntries
+		if flags&1 != 0 {
+			if hi, err = r.u32(); err != nil {
+				return nil, err
+			}
+			hi = min(hi, maxEntries)
+		}
+		if lo > maxEntries {
+			return nil, fail("table %d needs %d entries; the limit is %d", i, lo, maxEntries)
+		}
+		out = append(out, refType)
+		out = appendU32(out, 1) // flags: a maximum follows
+		out = appendU32(out, lo)
+		out = appendU32(out, hi)
+	}
+	if !r.done() {
+		return nil, fail("trailing bytes in the table section")
 	}
 	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/nolaproject/nola/registry/modules"
 	"github.com/nolaproject/nola/wasm/instrument"
@@ -62,6 +63,7 @@ func TestCheckpointsBurnFuelAndRefill(t *testing.T) {
 	}
 	r := wazero.NewRuntime(ctx)
 	defer r.Close(ctx)
+	wasi_snapshot_preview1.MustInstantiate(ctx, r) // hostile imports random_get
 	refills := 0
 	var fuel api.MutableGlobal
 	op := "spin"

@@ -12,8 +12,22 @@
  *   "big"      answers with as many bytes as the decimal payload says
  *   "flood"    calls the host (clock.now) forever
  *   "logflood" logs forever
- *   "oob"      reads far out of bounds */
+ *   "oob"      reads far out of bounds
+ *   "rand"     fills 8 MiB with WASI random_get, as many times as the
+ *              decimal payload says (time spent in a host function)
+ *   "answers"  calls __guest_response with 4 MiB that many times
+ *   "biglog"   logs 8 MiB (far over the log budget) that many times */
 #include "wapc.h"
+
+__attribute__((import_module("wasi_snapshot_preview1"), import_name("random_get")))
+wapc_u32 random_get(wapc_u8 *buf, wapc_u32 len);
+
+/* repeat parses the payload as a count and allocates a buffer of size
+ * bytes; 0 if either fails. */
+static wapc_u8 *repeat(wapc_buf payload, wapc_u32 size, wapc_i64 *count) {
+	if (!wapc_parse_i64(payload, count) || *count < 0) return 0;
+	return (wapc_u8 *)wapc_alloc(size);
+}
 
 static wapc_i64 n;
 static volatile wapc_u32 sink;
@@ -61,6 +75,22 @@ int wapc_handle(wapc_buf op, wapc_buf payload) {
 	}
 	if (wapc_eq(op, "logflood")) {
 		for (;;) wapc_log("flood");
+	}
+	if (wapc_eq(op, "rand") || wapc_eq(op, "answers") || wapc_eq(op, "biglog")) {
+		wapc_u32 size = wapc_eq(op, "answers") ? 4u << 20 : 8u << 20;
+		wapc_i64 count;
+		wapc_u8 *p = repeat(payload, size, &count);
+		if (!p) return wapc_fail("hostile: bad count or out of memory");
+		wapc_buf b = {p, size}, out;
+		for (wapc_i64 i = 0; i < count; i++) {
+			if (wapc_eq(op, "rand"))
+				random_get(p, size);
+			else if (wapc_eq(op, "answers"))
+				__guest_response(p, size);
+			else
+				wapc_host("log", "info", b, &out);
+		}
+		return wapc_ok_i64(count);
 	}
 	if (wapc_eq(op, "oob")) {
 		volatile wapc_u8 *p = (volatile wapc_u8 *)0xFFFFFFF0u;
