@@ -13,8 +13,6 @@ import (
 
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/registry/memkv"
-	"github.com/nolaproject/nola/rt"
 )
 
 type armer struct{ fired *atomic.Int64 }
@@ -61,25 +59,9 @@ func TestTimerArmedInActivateHookFires(t *testing.T) {
 	types := actors.Types()
 	types["armer"] = func(nola.Ref) (nola.Actor, error) { return armer{&fired}, nil }
 	logs := &lockedBuf{}
-	r := rt.NewReal()
-	store := memkv.New(r, memkv.Options{})
-	c, err := nola.NewCluster(context.Background(), nola.ClusterConfig{
-		Servers: 1, Store: store, Runtime: func(int) rt.Runtime { return r }, ClientRuntime: r, Types: types,
-		Configure: func(_ int, cfg *nola.ServerConfig) {
-			cfg.LeaseTTL = 3 * time.Second
-			cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		},
+	c := realCluster(t, 1, types, func(cfg *nola.ServerConfig) {
+		cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = c.Shutdown(ctx)
-		_ = store.Close()
-		r.Wait()
-	}()
 	const n = 60000
 	for i := range n {
 		if _, err := c.Client().Invoke(context.Background(), "ns", fmt.Sprint("a", i), "armer", "noop", nil); err != nil {
@@ -127,21 +109,7 @@ func TestWaitersOutliveTheFirstCallersCancellation(t *testing.T) {
 	entered := make(chan struct{})
 	types := actors.Types()
 	types["slow"] = func(nola.Ref) (nola.Actor, error) { return slowActivator{entered, &first}, nil }
-	r := rt.NewReal()
-	store := memkv.New(r, memkv.Options{})
-	c, err := nola.NewCluster(context.Background(), nola.ClusterConfig{
-		Servers: 1, Store: store, Runtime: func(int) rt.Runtime { return r }, ClientRuntime: r, Types: types,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = c.Shutdown(ctx)
-		_ = store.Close()
-		r.Wait()
-	}()
+	c := realCluster(t, 1, types)
 	ctx1, cancel1 := context.WithCancel(context.Background())
 	firstErr := make(chan error, 1)
 	go func() {

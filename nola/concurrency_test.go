@@ -17,8 +17,8 @@ import (
 )
 
 // realCluster starts n servers on the production runtime (real goroutines,
-// real clock) over memkv.
-func realCluster(t *testing.T, n int, types map[string]nola.Factory) *nola.Cluster {
+// real clock) over memkv; configure, if given, adjusts each server.
+func realCluster(t *testing.T, n int, types map[string]nola.Factory, configure ...func(*nola.ServerConfig)) *nola.Cluster {
 	t.Helper()
 	r := rt.NewReal()
 	store := memkv.New(r, memkv.Options{})
@@ -30,6 +30,9 @@ func realCluster(t *testing.T, n int, types map[string]nola.Factory) *nola.Clust
 		Types:         types,
 		Configure: func(_ int, cfg *nola.ServerConfig) {
 			cfg.LeaseTTL = 3 * time.Second
+			for _, f := range configure {
+				f(cfg)
+			}
 		},
 	})
 	if err != nil {

@@ -432,48 +432,20 @@ func capMemory(body []byte, maxPages uint32) ([]byte, error) {
 	if maxPages == 0 {
 		return body, nil
 	}
-	r := reader{b: body}
-	n, err := r.u32()
-	if err != nil {
-		return nil, err
-	}
-	out := appendU32(nil, n)
-	for i := uint32(0); i < n; i++ {
-		flags, err := r.u32()
-		if err != nil {
-			return nil, err
-		}
-		if flags&^1 != 0 {
-			return nil, fail("memory %d has flags 0x%x (shared or 64-bit memories are not supported)", i, flags)
-		}
-		lo, err := r.u32()
-		if err != nil {
-			return nil, err
-		}
-		hi := maxPages
-		if flags&1 != 0 {
-			if hi, err = r.u32(); err != nil {
-				return nil, err
-			}
-			hi = min(hi, maxPages)
-		}
-		if lo > maxPages {
-			return nil, fail("memory %d needs %d pages; the limit is %d", i, lo, maxPages)
-		}
-		out = appendU32(out, 1) // flags: a maximum follows
-		out = appendU32(out, lo)
-		out = appendU32(out, hi)
-	}
-	if !r.done() {
-		return nil, fail("trailing bytes in the memory section")
-	}
-	return out, nil
+	return capVector(body, "memory", "pages", maxPages, 0)
 }
 
 // capTables lowers the declared maximum of every table to maxEntries (and
 // gives one to tables that have none), so that table.grow fails in the
 // guest beyond it; a table whose minimum exceeds it is rejected.
 func capTables(body []byte, maxEntries uint32) ([]byte, error) {
+	return capVector(body, "table", "entries", maxEntries, 1)
+}
+
+// capVector rewrites a memory or table section: each entry is prefix bytes
+// (a table's reference type) and limits, whose maximum becomes
+// min(declared, limit) — declared, so that growing fails in the guest.
+func capVector(body []byte, what, unit string, limit uint32, prefix int) ([]byte, error) {
 	r := reader{b: body}
 	n, err := r.u32()
 	if err != nil {
@@ -481,7 +453,7 @@ func capTables(body []byte, maxEntries uint32) ([]byte, error) {
 	}
 	out := appendU32(nil, n)
 	for i := uint32(0); i < n; i++ {
-		refType, err := r.byte()
+		pre, err := r.bytes(prefix)
 		if err != nil {
 			return nil, err
 		}
@@ -490,29 +462,29 @@ func capTables(body []byte, maxEntries uint32) ([]byte, error) {
 			return nil, err
 		}
 		if flags&^1 != 0 {
-			return nil, fail("table %d has flags 0x%x", i, flags)
+			return nil, fail("%s %d has flags 0x%x (shared or 64-bit ones are not supported)", what, i, flags)
 		}
 		lo, err := r.u32()
 		if err != nil {
 			return nil, err
 		}
-		hi := maxEntries
+		hi := limit
 		if flags&1 != 0 {
 			if hi, err = r.u32(); err != nil {
 				return nil, err
 			}
-			hi = min(hi, maxEntries)
+			hi = min(hi, limit)
 		}
-		if lo > maxEntries {
-			return nil, fail("table %d needs %d entries; the limit is %d", i, lo, maxEntries)
+		if lo > limit {
+			return nil, fail("%s %d needs %d %s; the limit is %d", what, i, lo, unit, limit)
 		}
-		out = append(out, refType)
+		out = append(out, pre...)
 		out = appendU32(out, 1) // flags: a maximum follows
 		out = appendU32(out, lo)
 		out = appendU32(out, hi)
 	}
 	if !r.done() {
-		return nil, fail("trailing bytes in the table section")
+		return nil, fail("trailing bytes in the %s section", what)
 	}
 	return out, nil
 }
