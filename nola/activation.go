@@ -230,14 +230,12 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 			// entry, and the next call would not find it. Or Shutdown
 			// began after our check, with our table already its new one,
 			// which it never releases. Start over (and stop).
-			a.activated.Resolve(struct{}{}, &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " was fenced"})
-			s.drop(a, stateFenced)
+			s.dropWith(a, stateFenced, &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " was fenced"})
 			continue
 		}
 
 		if err := s.activate(ctx, a, req.Chain); err != nil {
-			a.activated.Resolve(struct{}{}, err)
-			s.drop(a, stateFenced)
+			s.dropWith(a, stateFenced, err)
 			return nil, err
 		}
 		if !a.state.CompareAndSwap(stateActivating, stateReady) {
@@ -544,7 +542,12 @@ func (a *activation) call(cx *Context, op string, payload []byte) (res []byte, e
 
 // drop removes a from its table and kills it: no invocation runs on it
 // again, its timers stop. Ownership is untouched.
-func (s *Server) drop(a *activation, st int32) {
+func (s *Server) drop(a *activation, st int32) { s.dropWith(a, st, nil) }
+
+// dropWith is drop that resolves a pending activation attempt with err
+// (nil: "dropped"), after the entry left the table: a waiter that retries
+// then finds it gone instead of spinning on it.
+func (s *Server) dropWith(a *activation, st int32, err error) {
 	sh := a.tbl.shard(a.key)
 	sh.mu.Lock()
 	if sh.m[a.key] == a {
@@ -567,7 +570,10 @@ func (s *Server) drop(a *activation, st int32) {
 		a.mu.Unlock()
 	}
 	if prev == stateActivating {
-		a.activated.Resolve(struct{}{}, &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.key.id + " was dropped"})
+		if err == nil {
+			err = &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.key.id + " was dropped"}
+		}
+		a.activated.Resolve(struct{}{}, err)
 	} else if o := s.cfg.Observer; o != nil {
 		o.Dropped(a.event("", false))
 	}
@@ -687,14 +693,14 @@ func (s *Server) fireTimer(a *activation, t *actorTimer) {
 	if !current || (s.effectAllowed(a) != nil && !s.cfg.Mutations.TimerIgnoresFence) {
 		return
 	}
-	ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.TimerTimeout)
 	// A timer armed by the Activate hook can fire before the activation
-	// is ready (the hook released its lock; lookup has not yet marked it
-	// ready): wait for that, or the firing would find it "dropped".
-	if _, err := a.activated.Wait(ctx); err != nil {
-		cancel()
-		return // the activation failed or went: its timers with it
+	// is ready (the hook released its lock, or is still running; lookup
+	// has not yet marked it ready): wait for that — however long the hook
+	// takes — or the firing would find it "dropped".
+	if _, err := a.activated.Wait(s.ctx); err != nil {
+		return // the activation failed or went (or the server): its timers with it
 	}
+	ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.TimerTimeout)
 	req := Request{Namespace: a.key.ns, ActorID: a.key.id, ActorType: a.ref.Type, Operation: t.op, Payload: t.payload}
 	_, err := s.invokeOn(ctx, a, &req, true)
 	cancel()

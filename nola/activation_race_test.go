@@ -134,3 +134,88 @@ func TestWaitersOutliveTheFirstCallersCancellation(t *testing.T) {
 		t.Fatalf("the second caller failed with the first caller's cancellation: %v", err)
 	}
 }
+
+// slowTicker arms a periodic timer in Activate, then keeps activating for
+// longer than TimerTimeout (e.g. loading a lot of state).
+type slowTicker struct{ fired *atomic.Int64 }
+
+func (a slowTicker) Activate(ctx *nola.Context) error {
+	if err := ctx.SetTimer("t", 0, 20*time.Millisecond, "tick", nil); err != nil {
+		return err
+	}
+	time.Sleep(300 * time.Millisecond)
+	return nil
+}
+
+func (a slowTicker) Invoke(ctx *nola.Context, op string, _ []byte) ([]byte, error) {
+	if op == "tick" {
+		a.fired.Add(1)
+	}
+	return nil, nil
+}
+
+// A periodic timer armed in Activate keeps ticking once the activation is
+// ready, even if its first firing had to wait longer than TimerTimeout for
+// the hook (a first fix of the timer race waited with the timer's own
+// timeout, and the timer died without re-arming).
+func TestPeriodicTimerSurvivesSlowActivate(t *testing.T) {
+	var fired atomic.Int64
+	types := actors.Types()
+	types["slowticker"] = func(nola.Ref) (nola.Actor, error) { return slowTicker{&fired}, nil }
+	c := realCluster(t, 1, types, func(cfg *nola.ServerConfig) {
+		cfg.TimerTimeout = 100 * time.Millisecond
+	})
+	if _, err := c.Client().Invoke(context.Background(), "ns", "s", "slowticker", "noop", nil); err != nil {
+		t.Fatal(err)
+	}
+	for wait := time.Now().Add(time.Minute); fired.Load() == 0 && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := fired.Load(); got == 0 {
+		t.Fatalf("periodic timer armed in a slow Activate never ticked")
+	}
+}
+
+// Limit may run while another goroutine holds the Context (as net/http's
+// dialer does): readers see the bound or not, never a torn value (-race
+// proves it), and after restore the Context is unbounded again.
+func TestLimitIsSafeForConcurrentReaders(t *testing.T) {
+	types := actors.Types()
+	types["limiter"] = func(nola.Ref) (nola.Actor, error) {
+		return nola.FuncActor(func(cx *nola.Context, _ string, _ []byte) ([]byte, error) {
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						_, _ = cx.Deadline()
+						_ = cx.Err()
+					}
+				}
+			}()
+			for range 1000 {
+				restore := cx.Limit(time.Hour)
+				if d, ok := cx.Deadline(); !ok || time.Until(d) > time.Hour {
+					close(stop)
+					<-done
+					return nil, fmt.Errorf("limited deadline %v, %v", d, ok)
+				}
+				restore()
+			}
+			close(stop)
+			<-done
+			if _, ok := cx.Deadline(); ok {
+				return nil, fmt.Errorf("still bounded after restore")
+			}
+			return []byte("ok"), nil
+		}), nil
+	}
+	c := realCluster(t, 1, types)
+	if got, err := c.Client().Invoke(context.Background(), "ns", "l", "limiter", "op", nil); err != nil || string(got) != "ok" {
+		t.Fatalf("%q, %v", got, err)
+	}
+}

@@ -3,6 +3,7 @@ package nola
 import (
 	"context"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -59,6 +60,8 @@ type Context struct {
 	chain []string // callers waiting on this invocation
 	// chainOut is chain plus this actor, built on the first outgoing call.
 	chainOut []string
+	// limited, while set (Limit), bounds ctx.
+	limited atomic.Pointer[limitedCtx]
 	// broken is set when a commit of this invocation failed: the
 	// invocation fails even if the actor ignored the error.
 	broken error
@@ -68,6 +71,9 @@ type Context struct {
 	// over is set when the invocation returned.
 	over bool
 }
+
+// limitedCtx boxes a context for Context.limited.
+type limitedCtx struct{ context.Context }
 
 // errOver is returned by a Context used after its invocation returned.
 func errOver() error {
@@ -85,10 +91,18 @@ func (c *Context) txn() *kvTxn {
 var _ context.Context = (*Context)(nil)
 
 // Deadline, Done, Err and Value make Context a context.Context.
-func (c *Context) Deadline() (time.Time, bool) { return c.ctx.Deadline() }
-func (c *Context) Done() <-chan struct{}       { return c.ctx.Done() }
-func (c *Context) Err() error                  { return c.ctx.Err() }
-func (c *Context) Value(key any) any           { return c.ctx.Value(key) }
+func (c *Context) Deadline() (time.Time, bool) { return c.cur().Deadline() }
+func (c *Context) Done() <-chan struct{}       { return c.cur().Done() }
+func (c *Context) Err() error                  { return c.cur().Err() }
+func (c *Context) Value(key any) any           { return c.cur().Value(key) }
+
+// cur is the invocation's context, bounded by Limit while one is in force.
+func (c *Context) cur() context.Context {
+	if l := c.limited.Load(); l != nil {
+		return l.Context
+	}
+	return c.ctx
+}
 
 // Limit bounds what is left of the invocation — its outgoing calls and
 // reads, and what Deadline and Done report — to d from now, until restore
@@ -96,12 +110,13 @@ func (c *Context) Value(key any) any           { return c.ctx.Value(key) }
 // that enforce a timeout of their own (the WASM host's InvokeTimeout).
 // Commits are not bounded by it: they never inherit cancellation.
 func (c *Context) Limit(d time.Duration) (restore func()) {
-	old := c.ctx
-	ctx, cancel := c.act.srv.rt.WithTimeout(old, d)
-	c.ctx = ctx
+	ctx, cancel := c.act.srv.rt.WithTimeout(c.cur(), d)
+	// Atomically: code may have handed the Context to other goroutines
+	// (net/http's dialer reads it), which must see one or the other.
+	prev := c.limited.Swap(&limitedCtx{ctx})
 	return func() {
+		c.limited.Store(prev)
 		cancel()
-		c.ctx = old
 	}
 }
 

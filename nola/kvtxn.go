@@ -72,7 +72,7 @@ func (t *kvTxn) get(c *Context, key []byte) ([]byte, bool, error) {
 		}
 		return bytes.Clone(e.value), true, nil
 	}
-	v, found, err := a.srv.reg.GetKV(c.ctx, a.ref.Namespace, a.ref.ID, key)
+	v, found, err := a.srv.reg.GetKV(c.cur(), a.ref.Namespace, a.ref.ID, key)
 	if err != nil {
 		return nil, false, wrapErr(err, false, "")
 	}
@@ -235,9 +235,9 @@ func (t *kvTxn) scan(c *Context, start, end, prefix []byte, limit int) ([]KV, er
 		err    error
 	)
 	if prefix != nil {
-		stored, _, err = a.srv.reg.ScanKVPrefix(c.ctx, a.ref.Namespace, a.ref.ID, prefix, fetch)
+		stored, _, err = a.srv.reg.ScanKVPrefix(c.cur(), a.ref.Namespace, a.ref.ID, prefix, fetch)
 	} else {
-		stored, _, err = a.srv.reg.ScanKV(c.ctx, a.ref.Namespace, a.ref.ID, start, end, fetch)
+		stored, _, err = a.srv.reg.ScanKV(c.cur(), a.ref.Namespace, a.ref.ID, start, end, fetch)
 	}
 	if err != nil {
 		return nil, wrapErr(err, false, "")
