@@ -64,7 +64,7 @@ type Context struct {
 	limited atomic.Pointer[limitedCtx]
 	// broken is set when a commit of this invocation failed: the
 	// invocation fails even if the actor ignored the error.
-	broken error
+	broken *commitError
 	// effects is set once the invocation committed KV writes or sent a
 	// call: its failure can no longer mean "nothing happened".
 	effects bool
