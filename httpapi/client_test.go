@@ -22,21 +22,7 @@ func TestNamespaceTokensWithoutAdminTokenAreEnforced(t *testing.T) {
 	nodes := startCluster(t, 1, httpapi.Options{
 		NamespaceTokens: map[string]string{"alice-token": "alice"},
 	})
-	u := nodes[0].url
-	status := func(method, path, token string) int {
-		t.Helper()
-		req, _ := http.NewRequest(method, u+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	status := statusOf(t, nodes[0].url)
 	cases := []struct {
 		method, path, token string
 		want                int

@@ -197,21 +197,7 @@ func TestTokensAndNamespaceIsolation(t *testing.T) {
 		NamespaceTokens: map[string]string{"alice-token": "alice"},
 		Pprof:           true,
 	})
-	u := nodes[0].url
-	status := func(method, path, token string) int {
-		t.Helper()
-		req, _ := http.NewRequest(method, u+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	status := statusOf(t, nodes[0].url)
 	cases := []struct {
 		method, path, token string
 		want                int
@@ -308,5 +294,24 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	}
 	if code, _ := get("/v1/nope"); code != 404 {
 		t.Fatalf("unknown endpoint: %d", code)
+	}
+}
+
+// statusOf returns a function that sends an empty request to the server at
+// u, with token as its bearer token if set, and returns the HTTP status.
+func statusOf(t *testing.T, u string) func(method, path, token string) int {
+	return func(method, path, token string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, u+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
 	}
 }
