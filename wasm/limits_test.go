@@ -6,6 +6,7 @@ package wasm_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -153,31 +154,57 @@ func trappingInit(start bool) []byte {
 	}
 	b = append(b, revSection(10, []byte{2, 4, 0, 0x41, 1, 0x0b, 3, 0, 0x00, 0x0b})...)
 	if !start {
-		data := []byte{1, 0, 0x41}
-		data = append(data, revSLEB(70000)...)
-		data = append(data, 0x0b, 4, 'd', 'a', 't', 'a')
-		b = append(b, revSection(11, data)...)
+		b = append(b, dataSection(70000, 4)...)
 	}
 	return b
 }
 
-// A trap while instantiating (a start function's unreachable, or a data
-// segment out of bounds) is a TrapError, like the same trap in _initialize
-// or in an invocation (it was once an untyped internal error).
+// dataSection is a data section with one active segment of n bytes at off.
+func dataSection(off int64, n int) []byte {
+	data := []byte{1, 0, 0x41}
+	data = append(data, revSLEB(off)...)
+	data = append(data, 0x0b)
+	data = append(data, revU32(uint32(n))...)
+	data = append(data, make([]byte, n)...)
+	return revSection(11, data)
+}
+
+// Upload checks constant data segment offsets against the initial memory
+// (one page here), signed LEB128 and all.
+func TestDataSegmentsMustFitTheInitialMemory(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	for i, c := range []struct {
+		off int64
+		n   int
+		ok  bool
+	}{
+		{0, 4, true}, {65532, 4, true}, {65533, 4, false}, {65536, 0, true}, {65537, 0, false},
+		{-1, 1, false}, {-65536, 1, false}, {1 << 20, 1, false},
+	} {
+		bin := append(trappingInit(true)[:0:0], trappingInit(true)...)
+		bin = append(bin, dataSection(c.off, c.n)...)
+		_, err := e.mods.Put(e.ctx, ns, fmt.Sprintf("data%d", i), bin, modules.Options{})
+		if c.ok != (err == nil) {
+			t.Errorf("%d bytes at %d: %v, want ok=%v", c.n, c.off, err, c.ok)
+		}
+	}
+}
+
+// A trap while instantiating (a start function's unreachable) is a
+// TrapError, like the same trap in _initialize or in an invocation (it was
+// once an untyped internal error). A data segment outside the initial
+// memory, which would fail every instantiation, is refused at upload.
 func TestInstantiationTrapsAreTyped(t *testing.T) {
 	e := newEnv(t, envOpts{})
-	for _, start := range []bool{true, false} {
-		id := "datainit"
-		if start {
-			id = "starttrap"
-		}
-		e.put(id, trappingInit(start), modules.Options{})
-		_, err := e.invoke("x-"+id, id, "go", nil)
-		t.Logf("%s: %v", id, err)
-		var te *wasm.TrapError
-		if !errors.As(err, &te) || te.Kind != wasm.TrapRuntime {
-			t.Errorf("%s: got %v; want a TrapError of kind trap", id, err)
-		}
+	e.put("starttrap", trappingInit(true), modules.Options{})
+	_, err := e.invoke("x-starttrap", "starttrap", "go", nil)
+	var te *wasm.TrapError
+	if !errors.As(err, &te) || te.Kind != wasm.TrapRuntime {
+		t.Errorf("start function trap: got %v; want a TrapError of kind trap", err)
+	}
+	_, err = e.mods.Put(e.ctx, ns, "datainit", trappingInit(false), modules.Options{})
+	if !errors.Is(err, modules.ErrInvalid) || !strings.Contains(err.Error(), "lies outside the initial memory") {
+		t.Errorf("data segment out of bounds: %v; want it refused at upload", err)
 	}
 }
 

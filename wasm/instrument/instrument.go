@@ -154,6 +154,9 @@ func Fuel(bin []byte, opts Options) ([]byte, error) {
 	if m.exportNames[FuelExport] {
 		return nil, fail("the module already exports %q", FuelExport)
 	}
+	if err := checkData(m); err != nil {
+		return nil, err
+	}
 	fuelGlobal := m.definedGlobals
 	refillFunc := m.importedFuncs + m.definedFuncs
 	refillType := uint32(m.voidType)
@@ -427,6 +430,100 @@ func (m *module) parseExports(r *reader) error {
 	return nil
 }
 
+// checkData refuses active data segments that lie outside the initial
+// memory: instantiation would fail on every activation (wazero checks them
+// only then). Only constant offsets (i32.const) can be checked; a module
+// with any other offset expression is left to instantiation.
+func checkData(m *module) error {
+	var mem, data []byte
+	for _, s := range m.sections {
+		switch s.id {
+		case secMemory:
+			mem = s.body
+		case secData:
+			data = s.body
+		}
+	}
+	if data == nil {
+		return nil
+	}
+	var size uint64 // bytes of memory 0 at instantiation
+	if mem != nil {
+		r := reader{b: mem}
+		if n, err := r.u32(); err != nil || n == 0 {
+			return err
+		}
+		if _, err := r.u32(); err != nil { // flags
+			return err
+		}
+		lo, err := r.u32()
+		if err != nil {
+			return err
+		}
+		size = uint64(lo) << 16
+	}
+	r := reader{b: data}
+	n, err := r.u32()
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); i < n; i++ {
+		flags, err := r.u32()
+		if err != nil {
+			return err
+		}
+		switch flags {
+		case 1: // passive: placed by memory.init, checked then
+			if err := skipVec(&r); err != nil {
+				return err
+			}
+			continue
+		case 2:
+			if _, err := r.u32(); err != nil { // memory index
+				return err
+			}
+		case 0:
+		default:
+			return fail("data segment %d has flags %d", i, flags)
+		}
+		op, err := r.byte()
+		if err != nil {
+			return err
+		}
+		if op != 0x41 { // not i32.const: cannot evaluate here
+			return nil
+		}
+		off, err := r.s32()
+		if err != nil {
+			return err
+		}
+		if end, err := r.byte(); err != nil || end != 0x0B {
+			return nil // an extended constant expression
+		}
+		length, err := r.u32()
+		if err != nil {
+			return err
+		}
+		if uint64(uint32(off))+uint64(length) > size {
+			return fail("data segment %d (%d bytes at %d) lies outside the initial memory of %d bytes", i, length, uint32(off), size)
+		}
+		if _, err := r.bytes(int(length)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// skipVec skips a byte vector.
+func skipVec(r *reader) error {
+	n, err := r.u32()
+	if err != nil {
+		return err
+	}
+	_, err = r.bytes(int(n))
+	return err
+}
+
 // capMemory lowers the declared maximum of defined memories to maxPages.
 func capMemory(body []byte, maxPages uint32) ([]byte, error) {
 	if maxPages == 0 {
@@ -598,6 +695,29 @@ func (r *reader) u32() (uint32, error) {
 }
 
 // sleb skips a signed LEB128 of at most maxBits bits.
+// s32 reads a signed 32-bit LEB128 value.
+func (r *reader) s32() (int32, error) {
+	var v int64
+	var shift uint
+	for ; shift < 35; shift += 7 {
+		c, err := r.byte()
+		if err != nil {
+			return 0, err
+		}
+		v |= int64(c&0x7F) << shift
+		if c&0x80 == 0 {
+			if shift+7 < 64 && c&0x40 != 0 {
+				v |= -1 << (shift + 7)
+			}
+			if v < -1<<31 || v > 1<<31-1 {
+				return 0, fail("s32 overflow at offset %d", r.pos)
+			}
+			return int32(v), nil
+		}
+	}
+	return 0, fail("s32 too long at offset %d", r.pos)
+}
+
 func (r *reader) sleb(maxBits uint) error {
 	for shift := uint(0); shift < maxBits+7; shift += 7 {
 		c, err := r.byte()
