@@ -390,7 +390,10 @@ func (o *Oracle) actActor(key []byte) (id string, ok bool) {
 // senders identifies, when server sid sends a commit under incarnation
 // inc, the activation of each written actor that sends it: the one of
 // that server and incarnation running an execution (the latest, should
-// there be several — only a broken engine runs two).
+// there be several — only a broken engine runs two); failing that, the
+// latest live one of them, since lifecycle hooks commit without an
+// execution (a Deactivate hook runs before its activation is dropped). An
+// Activate hook's commit, before the activation is known, has no sender.
 func (o *Oracle) senders(sid string, inc int64, t kv.Txn) map[string]actKey {
 	out := map[string]actKey{}
 	for _, op := range t.Ops {
@@ -405,14 +408,23 @@ func (o *Oracle) senders(sid string, inc int64, t kv.Txn) map[string]actKey {
 		if a == nil {
 			continue
 		}
-		var best *activationTrack
+		var running, live *activationTrack
 		for _, act := range a.sorted() {
-			if act.key.server == sid && act.key.inc == inc && act.running != nil {
-				best = act
+			if act.key.server != sid || act.key.inc != inc {
+				continue
+			}
+			if act.running != nil {
+				running = act
+			}
+			if !act.dropped {
+				live = act
 			}
 		}
-		if best != nil {
-			out[id] = best.key
+		switch {
+		case running != nil:
+			out[id] = running.key
+		case live != nil:
+			out[id] = live.key
 		}
 	}
 	return out

@@ -266,3 +266,31 @@ func TestOracleCatchesBumpOfLiveActivation(t *testing.T) {
 		s.end(a1, true)
 	}), "G1.release-live", "G1.stale-start")
 }
+
+// A KV commit sent while no execution runs on the activation — a
+// Deactivate hook's (runHook reports no execution) — is attributed to the
+// live activation of that server and incarnation, so a late hook commit of
+// a dropped activation, applied after the epoch was bumped and a newer
+// activation of the same incarnation started (the bug class of
+// TestLateCommitOfDroppedActivationIsNotApplied, through a hook), is
+// reported. (Such commits once had no sender and went unchecked.)
+func TestOracleSeesLateHookCommit(t *testing.T) {
+	got := runOracle(t, func(s *oracleScript) {
+		inc, txn := s.setup("s0")
+		a1, a2 := ev("s0", inc.Num, 1), ev("s0", inc.Num, 2)
+		s.activated(a1)
+		s.start(a1)
+		s.end(a1, true)
+		// a1 is evicted: its Deactivate hook commits (no ExecStart)…
+		senders := s.o.senders("s0", inc.Num, txn)
+		s.dropped(a1)                           // …and the commit's outcome is unknown.
+		s.ownerCommit(inc, false, false, false) // the next activation bumps the epoch
+		s.activated(a2)
+		s.start(a2)
+		s.end(a2, true)
+		s.apply("s0", inc.Num, senders, txn) // the hook's late commit lands
+	})
+	if len(got) == 0 {
+		t.Errorf("oracle reported nothing for a commit of a dropped activation applied after an epoch bump and a newer activation (senders=∅, epoch not compared)")
+	}
+}

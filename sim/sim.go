@@ -23,6 +23,9 @@ type Stats struct {
 	Ops, OK, Failed, Indeterminate int
 	// Faults counts the faults actually injected.
 	Faults int
+	// FinalUnanswered counts final reads that no attempt got an answer
+	// to: those objects' final states went unchecked.
+	FinalUnanswered int
 	// Graceful stops (FaultStop): Stops finished their shutdown within
 	// the grace period, StopErrors finished it with an error (a release
 	// or the lease revocation failed: those actors wait for the lease to
@@ -699,11 +702,15 @@ func (s *sim) finalReads() {
 			continue
 		}
 		for _, call := range k.Final(a.ID) {
+			answered := false
 			for range 5 {
-				if s.do(c, 0, target{spec: a, kind: k}, call, 3*time.Second) {
+				if answered = s.do(c, 0, target{spec: a, kind: k}, call, 3*time.Second); answered {
 					break
 				}
 				_ = c.node.Sleep(context.Background(), s.cfg.LeaseTTL/2)
+			}
+			if !answered {
+				s.res.Stats.FinalUnanswered++
 			}
 		}
 	}

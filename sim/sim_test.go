@@ -65,6 +65,11 @@ func checkSeed(t errorLogger, r *Result, dir string) {
 	if r.Inconclusive() {
 		t.Errorf("%s", r.Unchecked(dir))
 	}
+	if r.Stats.FinalUnanswered > 0 {
+		// The object's final state went unread: what it would have shown
+		// was not checked.
+		t.Errorf("seed %d: %d final reads never answered after the faults healed\nreplay: %s", r.Config.Seed, r.Stats.FinalUnanswered, r.Repro(dir))
+	}
 }
 
 // TestSeeds runs hundreds of generated simulations — random clusters,
@@ -460,8 +465,15 @@ func drawConfig(t *rapid.T, opts Options) Config {
 func TestRapidFaultSchedules(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		cfg := drawConfig(t, Options{})
-		if r := Run(cfg); r.Failed() {
+		r := Run(cfg)
+		if r.Failed() {
 			t.Fatalf("%s", r.Report())
+		}
+		if r.Inconclusive() {
+			t.Fatalf("%s", r.Unchecked(os.TempDir()))
+		}
+		if r.Stats.FinalUnanswered > 0 {
+			t.Fatalf("%d final reads never answered after the faults healed:\n%s", r.Stats.FinalUnanswered, r.Report())
 		}
 	})
 }
