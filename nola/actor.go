@@ -205,7 +205,17 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 	}
 	// The deadline is checked right before every send (the flush above,
 	// placement and retries all take time), not once up front.
-	gate := func() error { return a.srv.effectAllowed(a) }
+	gate := func() error {
+		if !a.srv.cfg.Mutations.SkipCallGate {
+			if err := a.srv.effectAllowed(a); err != nil {
+				return err
+			}
+		}
+		if o := a.srv.cfg.Observer; o != nil {
+			o.CallSent(a.event(op, false))
+		}
+		return nil
+	}
 	return a.srv.client.invokeGated(c, Request{
 		Namespace: a.ref.Namespace, ActorID: actorID, ActorType: actorType,
 		Operation: op, Payload: payload, Chain: c.chainOut,

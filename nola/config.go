@@ -118,6 +118,9 @@ type Mutations struct {
 	// guests must) keeps the activation, and later writes of the
 	// invocation still commit.
 	ActorErrorHidesFailedCommit bool
+	// SkipCallGate sends outgoing calls without checking the lease
+	// deadline right before each send.
+	SkipCallGate bool
 }
 
 func (c *ServerConfig) validate() error {

@@ -17,6 +17,9 @@ type Observer interface {
 	ExecEnd(ev ActivationEvent, released bool)
 	// Committed: a fenced KV commit of this activation succeeded.
 	Committed(ev ActivationEvent)
+	// CallSent: an outgoing call of this activation (ev.Operation is the
+	// called operation) passed its gate and is being sent.
+	CallSent(ev ActivationEvent)
 }
 
 // ActivationEvent identifies an activation and what happened to it.

@@ -237,7 +237,7 @@ type Options struct {
 // MutationNames lists the names ParseOptions understands: the switches of
 // nola.Mutations, then BeyondRho.
 func MutationNames() []string {
-	return []string{"SkipDeadlineCheck", "SkipStoreFence", "IgnoreIncarnation", "TimerIgnoresFence", "ActorErrorHidesFailedCommit", "BeyondRho"}
+	return []string{"SkipDeadlineCheck", "SkipStoreFence", "IgnoreIncarnation", "TimerIgnoresFence", "ActorErrorHidesFailedCommit", "SkipCallGate", "BeyondRho"}
 }
 
 // ParseOptions turns comma-separated mutation names (MutationNames) into
@@ -257,6 +257,8 @@ func ParseOptions(names string) (Options, error) {
 			o.Mutations.TimerIgnoresFence = true
 		case "ActorErrorHidesFailedCommit":
 			o.Mutations.ActorErrorHidesFailedCommit = true
+		case "SkipCallGate":
+			o.Mutations.SkipCallGate = true
 		case "BeyondRho":
 			o.BeyondRho = true
 		default:
@@ -270,7 +272,7 @@ func ParseOptions(names string) (Options, error) {
 func (o Options) String() string {
 	var names []string
 	m := o.Mutations
-	for i, on := range []bool{m.SkipDeadlineCheck, m.SkipStoreFence, m.IgnoreIncarnation, m.TimerIgnoresFence, m.ActorErrorHidesFailedCommit, o.BeyondRho} {
+	for i, on := range []bool{m.SkipDeadlineCheck, m.SkipStoreFence, m.IgnoreIncarnation, m.TimerIgnoresFence, m.ActorErrorHidesFailedCommit, m.SkipCallGate, o.BeyondRho} {
 		if on {
 			names = append(names, MutationNames()[i])
 		}

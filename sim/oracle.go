@@ -80,7 +80,7 @@ type Oracle struct {
 
 // OracleStats counts what the oracle saw.
 type OracleStats struct {
-	Activations, Drops, Executions, Released, Withheld, TimerExecutions, Commits, StoreCommits int64
+	Activations, Drops, Executions, Released, Withheld, TimerExecutions, Commits, StoreCommits, Calls int64
 	// WASMTimerExecutions are the timer-driven executions of WASM tickers
 	// (timers a guest set through its host calls).
 	WASMTimerExecutions int64
@@ -240,6 +240,29 @@ func (o *Oracle) ExecEnd(ev nola.ActivationEvent, released bool) {
 	if x.overtaken != "" {
 		o.violate("G1.release-overlap", name, "%s (timer=%v) on %s started at %v and released its result at %v, but %s",
 			x.op, x.timer, t.key, x.startAt, o.w.Now(), x.overtaken)
+	}
+}
+
+// CallSent implements nola.Observer: an outgoing call may only leave the
+// current activation of its actor, while it runs (rules 3 and 4 of BRIEF
+// §3: every effect is checked against the deadline right before it).
+// Calls of an Activate hook, before its activation is known, are not
+// checked.
+func (o *Oracle) CallSent(ev nola.ActivationEvent) {
+	o.seq++
+	o.stats.Calls++
+	name := actorName(ev)
+	a, t := o.track(ev)
+	if t == nil {
+		return
+	}
+	if t.dropped {
+		o.violate("G1.dropped-call", name, "call %s sent by %s, dropped at %v", ev.Operation, t.key, t.droppedAt)
+	}
+	if t.order < a.latest {
+		newer := o.newest(a)
+		o.violate("G1.stale-call", name, "call %s sent by %s (activated %v) after the newer %s was activated at %v",
+			ev.Operation, t.key, t.activatedAt, newer.key, newer.activatedAt)
 	}
 }
 
