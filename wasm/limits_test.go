@@ -133,22 +133,30 @@ func TestTablesAreCapped(t *testing.T) {
 	}
 }
 
-// trappingInit is a minimal waPC module whose instantiation traps: with
-// start, its start function executes unreachable; otherwise an active data
-// segment lies past its one-page memory.
-func trappingInit(start bool) []byte {
+// startModule is the head of a minimal waPC module with memPages of
+// memory (memPages < 128), importing __guest_request and defining two
+// functions: __guest_call (exported) and a () -> () one (index 2), for
+// the caller's start and code sections.
+func startModule(memPages byte) []byte {
 	b := []byte("\x00asm\x01\x00\x00\x00")
 	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
 	imp := append([]byte{1}, revName("wapc")...)
 	imp = append(imp, revName("__guest_request")...)
 	b = append(b, revSection(2, append(imp, 0, 0))...)
 	b = append(b, revSection(3, []byte{2, 1, 2})...)
-	b = append(b, revSection(5, []byte{1, 0, 1})...)
+	b = append(b, revSection(5, []byte{1, 0, memPages})...)
 	exp := append([]byte{2}, revName("memory")...)
 	exp = append(exp, 2, 0)
 	exp = append(exp, revName("__guest_call")...)
 	exp = append(exp, 0, 1)
-	b = append(b, revSection(7, exp)...)
+	return append(b, revSection(7, exp)...)
+}
+
+// trappingInit is a minimal waPC module whose instantiation traps: with
+// start, its start function executes unreachable; otherwise an active data
+// segment lies past its one-page memory.
+func trappingInit(start bool) []byte {
+	b := startModule(1)
 	if start {
 		b = append(b, revSection(8, []byte{2})...)
 	}
@@ -211,18 +219,7 @@ func TestInstantiationTrapsAreTyped(t *testing.T) {
 // dirtyTrapStart is a minimal waPC module with a 64-page memory whose start
 // function fills all of it, then executes unreachable.
 func dirtyTrapStart() []byte {
-	b := []byte("\x00asm\x01\x00\x00\x00")
-	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
-	imp := append([]byte{1}, revName("wapc")...)
-	imp = append(imp, revName("__guest_request")...)
-	b = append(b, revSection(2, append(imp, 0, 0))...)
-	b = append(b, revSection(3, []byte{2, 1, 2})...)
-	b = append(b, revSection(5, []byte{1, 0, 64})...)
-	exp := append([]byte{2}, revName("memory")...)
-	exp = append(exp, 2, 0)
-	exp = append(exp, revName("__guest_call")...)
-	exp = append(exp, 0, 1)
-	b = append(b, revSection(7, exp)...)
+	b := startModule(64)
 	b = append(b, revSection(8, []byte{2})...)
 	start := []byte{0, 0x41, 0, 0x41}
 	start = append(start, revSLEB(0xAB)...)
