@@ -602,21 +602,24 @@ func (a *activation) remember(key, value []byte, exists bool) {
 	if a.cache == nil {
 		a.cache = map[string]cacheEntry{}
 	}
+	before := a.cacheBytes
 	if old, ok := a.cache[string(key)]; ok {
+		// Gone in any case: a value too big to cache must not leave the
+		// old one behind to be read.
+		delete(a.cache, string(key))
 		a.cacheBytes -= len(key) + len(old.value)
-		a.srv.charge(a, -int64(len(key)+len(old.value)))
 	}
 	if len(a.cache) >= maxCacheEntries || a.cacheBytes+len(key)+len(value) > maxCacheBytes {
-		a.srv.charge(a, -int64(a.cacheBytes))
 		clear(a.cache)
 		a.cacheBytes = 0
 	}
-	if len(key)+len(value) > maxCacheBytes {
-		return
+	if len(key)+len(value) <= maxCacheBytes {
+		a.cache[string(key)] = cacheEntry{value: value, exists: exists}
+		a.cacheBytes += len(key) + len(value)
 	}
-	a.cache[string(key)] = cacheEntry{value: value, exists: exists}
-	a.cacheBytes += len(key) + len(value)
-	a.srv.charge(a, int64(len(key)+len(value)))
+	if d := a.cacheBytes - before; d != 0 {
+		a.srv.charge(a, int64(d))
+	}
 }
 
 // actorTimer is one named timer of an activation.
@@ -697,8 +700,10 @@ func (s *Server) fireTimer(a *activation, t *actorTimer) {
 	// is ready (the hook released its lock, or is still running; lookup
 	// has not yet marked it ready): wait for that — however long the hook
 	// takes — or the firing would find it "dropped".
-	if _, err := a.activated.Wait(s.ctx); err != nil {
-		return // the activation failed or went (or the server): its timers with it
+	if a.state.Load() == stateActivating {
+		if _, err := a.activated.Wait(s.ctx); err != nil {
+			return // the activation failed or went (or the server): its timers with it
+		}
 	}
 	ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.TimerTimeout)
 	req := Request{Namespace: a.key.ns, ActorID: a.key.id, ActorType: a.ref.Type, Operation: t.op, Payload: t.payload}

@@ -351,3 +351,34 @@ func TestActivateHookIgnoringUnknownCommitFailsActivation(t *testing.T) {
 		}
 	})
 }
+
+// A value too big for the activation's KV cache (values may be up to 512
+// KiB, the cache holds 256) must not leave the cached old value behind: a
+// later read sees the new one.
+func TestBigValueReplacesCachedValue(t *testing.T) {
+	types := actors.Types()
+	types["big"] = func(nola.Ref) (nola.Actor, error) {
+		return nola.FuncActor(func(ctx *nola.Context, op string, payload []byte) ([]byte, error) {
+			switch op {
+			case "small":
+				return nil, ctx.Put([]byte("k"), []byte("small"))
+			case "big":
+				return nil, ctx.Put([]byte("k"), make([]byte, 300<<10))
+			case "len":
+				v, _, err := ctx.Get([]byte("k"))
+				return []byte(fmt.Sprint(len(v))), err
+			}
+			return nil, fmt.Errorf("unknown op %q", op)
+		}), nil
+	}
+	runSim(t, 107, 1, types, nil, func(e *simtest.Env) {
+		e.MustInvoke("b", "big", "small", nil)
+		if got := e.MustInvoke("b", "big", "len", nil); got != "5" {
+			t.Fatalf("len after small = %s", got)
+		}
+		e.MustInvoke("b", "big", "big", nil)
+		if got := e.MustInvoke("b", "big", "len", nil); got != fmt.Sprint(300<<10) {
+			t.Fatalf("len after a %d-byte write = %s: the cache served the old value", 300<<10, got)
+		}
+	})
+}

@@ -399,6 +399,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
+	deregister := func(l *leaseState) {
+		if err := s.reg.Deregister(ctx, l.inc); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if l := s.lease.Load(); l != nil {
 		old := s.table.Swap(newTable())
 		for _, a := range old.sorted() {
@@ -409,9 +414,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		// Nothing may run once the store lease is gone (another server
 		// may then own our actors): give up the local lease first.
 		s.lease.Store(nil)
-		if err := s.reg.Deregister(ctx, l.inc); err != nil {
-			errs = append(errs, err)
-		}
+		deregister(l)
 	}
 	s.cancel()
 	if err := s.tasks.Wait(ctx); err != nil {
@@ -420,9 +423,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// A registration that was in flight when we began may have succeeded
 	// since: end that incarnation too, or it stays placeable for a TTL.
 	if l := s.lease.Swap(nil); l != nil {
-		if err := s.reg.Deregister(ctx, l.inc); err != nil {
-			errs = append(errs, err)
-		}
+		deregister(l)
 	}
 	s.log.Info("shut down")
 	return errors.Join(errs...)

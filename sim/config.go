@@ -14,7 +14,6 @@ package sim
 
 import (
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -204,10 +203,6 @@ type Config struct {
 	// LinCheckBudget). It decides only whether a verdict comes in time,
 	// never which one.
 	CheckBudget time.Duration `json:"-"`
-
-	// traceOut, if set, receives the world's trace events as they happen
-	// (debugging; it does not change the run).
-	traceOut io.Writer
 
 	// GoGuests adds the Go guests' kinds (GoGuestKinds) to the default
 	// catalog.

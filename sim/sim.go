@@ -108,9 +108,6 @@ func run(cfg Config, sh *shared) *Result {
 	res := &Result{Config: cfg, Stats: Stats{Codes: map[nola.Code]int{}}}
 	w := simrt.New(cfg.Seed)
 	w.SetMaxSteps(100_000_000)
-	if cfg.traceOut != nil {
-		w.SetTraceWriter(cfg.traceOut)
-	}
 	s := &sim{w: w, cfg: cfg, res: res, rng: w.Rand(), shared: sh}
 	err := w.Run(s.main)
 	res.Hash, res.Steps, res.Virtual = w.Hash(), w.Steps(), w.Now()
@@ -359,13 +356,7 @@ func (s *sim) main() {
 	s.setHorizons()
 	s.oracle.finish()
 	for _, sl := range s.servers {
-		if sl.srv != nil {
-			st := sl.srv.Stats()
-			sl.fences += st.Fences
-			sl.activations += st.Activated
-			sl.evictions += st.Evicted
-			sl.srv.Halt()
-		}
+		sl.halt()
 		sl.wasm.close(false)
 		s.res.Stats.Fences += sl.fences
 		s.res.Stats.Activations += sl.activations
@@ -470,20 +461,26 @@ func (s *sim) crash(sl *slot) bool {
 func (s *sim) down(sl *slot, crashed bool) {
 	sl.stopping = nil
 	s.net.listen(sl.name, sl.node, nil)
-	if sl.srv != nil {
-		st := sl.srv.Stats()
-		sl.fences += st.Fences
-		sl.activations += st.Activated
-		sl.evictions += st.Evicted
-		sl.srv.Halt()
-		sl.srv = nil
-	}
+	sl.halt()
+	sl.srv = nil
 	sl.node.Crash()
 	// The process's memory is gone: its WASM instances with it (those
 	// busy in a killed task close as it unwinds).
 	sl.wasm.close(crashed)
 	sl.wasm = nil
 	sl.crashed = true
+}
+
+// halt stops the slot's server process, if any, keeping its counters.
+func (sl *slot) halt() {
+	if sl.srv == nil {
+		return
+	}
+	st := sl.srv.Stats()
+	sl.fences += st.Fences
+	sl.activations += st.Activated
+	sl.evictions += st.Evicted
+	sl.srv.Halt()
 }
 
 // restart boots a new server process on a crashed host.

@@ -200,19 +200,21 @@ func consoleLog(ctx context.Context, m api.Module, stack []uint64) {
 	in.logMsg(slog.LevelInfo, in.read(m, "__console_log", uint32(stack[0]), n))
 }
 
+// bound limits the rest of the invocation's host calls to its own deadline,
+// not only the caller's, before the first one that can block (a call to a
+// slow actor, a store read); invocations that make none pay nothing.
+func (in *instance) bound() {
+	if in.unlimit == nil {
+		in.unlimit = in.cx.Limit(in.deadline - in.h.rt.Mono())
+	}
+}
+
 // dispatch serves one nola host call through the invocation's context, so
 // that every effect is fenced exactly like a Go actor's.
 func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 	cx := in.cx
 	if cx == nil {
 		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "host calls are not available here"}
-	}
-	if in.unlimit == nil {
-		// Host calls can block (a call to a slow actor, a slow store):
-		// bound them by this invocation's deadline, not only the
-		// caller's. Done on the first host call, so that invocations
-		// that make none pay nothing.
-		in.unlimit = cx.Limit(in.deadline - in.h.rt.Mono())
 	}
 	bad := func() ([]byte, error) {
 		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("unknown host call %s/%s", ns, op)}
@@ -226,12 +228,14 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		in.bound()
 		// The callee may keep its payload: it must not alias guest memory.
 		return cx.Invoke(string(f[0]), string(f[1]), string(f[2]), bytes.Clone(f[3]))
 
 	case abi.NSKV:
 		switch op {
 		case abi.OpGet:
+			in.bound()
 			v, found, err := cx.Get(p)
 			if err != nil {
 				return nil, err
@@ -263,6 +267,7 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 			if len(f[1]) > 0 {
 				end = f[1]
 			}
+			in.bound()
 			kvs, err := cx.Scan(f[0], end, int(limit))
 			return in.encodeKVs(kvs, err)
 		case abi.OpScanPrefix:
@@ -274,6 +279,7 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
+			in.bound()
 			kvs, err := cx.ScanPrefix(f[0], int(limit))
 			return in.encodeKVs(kvs, err)
 		}

@@ -66,7 +66,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.etcdUser, "etcd-user", "", "etcd user (password from env NOLA_ETCD_PASSWORD)")
 	fs.StringVar(&c.etcdPeerListen, "etcd-listen", "", "client listen address of the embedded etcd (default: a free loopback port)")
 	fs.DurationVar(&c.leaseTTL, "lease-ttl", 6*time.Second, "server lease TTL; a crashed server's actors move after at most this long")
-	fs.DurationVar(&c.idleTimeout, "idle-timeout", 5*time.Minute, "evict activations idle this long")
+	c.idleTimeout = 5 * time.Minute
+	fs.Var((*positiveDuration)(&c.idleTimeout), "idle-timeout", "evict activations idle this `duration`")
 	fs.IntVar(&c.maxActivations, "max-activations", 1_000_000, "activation limit of this server")
 	fs.IntVar(&c.maxPayload, "max-payload-bytes", 4<<20, "largest invocation payload")
 	fs.IntVar(&c.maxResult, "max-result-bytes", 4<<20, "largest invocation result")
@@ -75,7 +76,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.adminToken, "api-token", "", "require this bearer token on every call (default: env NOLA_API_TOKEN); servers of a cluster must share it")
 	fs.Var(&c.nsTokens, "ns-token", "NAMESPACE=TOKEN: a token that grants one namespace (repeatable)")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/")
-	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "bound on a graceful shutdown")
+	c.shutdownTimeout = 30 * time.Second
+	fs.Var((*positiveDuration)(&c.shutdownTimeout), "shutdown-timeout", "bound on a graceful shutdown (a `duration`)")
 	fs.StringVar(&c.readyFile, "ready-file", "", "write the listen address to this file once serving (for scripts)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -103,10 +105,6 @@ func (c *serveConfig) validate() error {
 	switch {
 	case c.leaseTTL < time.Second:
 		return usageErr("--lease-ttl must be at least 1s, got %v", c.leaseTTL)
-	case c.idleTimeout <= 0:
-		return usageErr("--idle-timeout must be positive, got %v", c.idleTimeout)
-	case c.shutdownTimeout <= 0:
-		return usageErr("--shutdown-timeout must be positive, got %v", c.shutdownTimeout)
 	case c.maxActivations <= 0 || c.maxPayload <= 0 || c.maxResult <= 0:
 		return usageErr("--max-activations, --max-payload-bytes and --max-result-bytes must be positive")
 	}

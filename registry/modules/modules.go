@@ -293,8 +293,8 @@ func (s *Store) Get(ctx context.Context, ns, id string) (*Module, error) {
 	bin := make([]byte, 0, info.Size)
 	// Read a few chunks per request so that no response is huge.
 	per := max(1, (4<<20)/max(1, info.ChunkBytes))
+	_, end := tuple.ChildRange(prefix)
 	for next := 0; next < info.Chunks; {
-		_, end := tuple.ChildRange(prefix)
 		res, err := s.kv.Range(ctx, kv.RangeRequest{Begin: chunkKey(prefix, next), End: end, Limit: per})
 		if err != nil {
 			return nil, fmt.Errorf("modules: get %s/%s: %w", ns, id, err)

@@ -694,7 +694,6 @@ func (r *reader) u32() (uint32, error) {
 	return 0, fail("u32 too long at offset %d", r.pos)
 }
 
-// sleb skips a signed LEB128 of at most maxBits bits.
 // s32 reads a signed 32-bit LEB128 value.
 func (r *reader) s32() (int32, error) {
 	var v int64
@@ -718,6 +717,7 @@ func (r *reader) s32() (int32, error) {
 	return 0, fail("s32 too long at offset %d", r.pos)
 }
 
+// sleb skips a signed LEB128 of at most maxBits bits.
 func (r *reader) sleb(maxBits uint) error {
 	for shift := uint(0); shift < maxBits+7; shift += 7 {
 		c, err := r.byte()
