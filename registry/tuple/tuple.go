@@ -254,6 +254,12 @@ func decodeInt(b []byte) (int64, []byte, error) {
 	if len(b) < 1+n {
 		return 0, nil, fmt.Errorf("%w: truncated integer", ErrInvalid)
 	}
+	// Only the shortest encoding is accepted: a leading zero byte of the
+	// magnitude (0xff once complemented) would give a second byte string
+	// for the same integer, and with it two keys that decode alike.
+	if n > 0 && ((!neg && b[1] == 0) || (neg && b[1] == 0xff)) {
+		return 0, nil, fmt.Errorf("%w: non-canonical integer (leading zero byte)", ErrInvalid)
+	}
 	var buf [8]byte
 	copy(buf[8-n:], b[1:1+n])
 	u := binary.BigEndian.Uint64(buf[:])

@@ -212,3 +212,28 @@ func TestChildRange(t *testing.T) {
 		}
 	}
 }
+
+// An integer has exactly one encoding: a leading zero byte of the magnitude
+// (0xff for negatives) is refused, so distinct byte strings never decode to
+// the same tuple.
+func TestUnpackRejectsNonCanonicalIntegers(t *testing.T) {
+	for _, b := range []string{
+		"1500",               // 0 in one magnitude byte (canonical: 14)
+		"13ff",               // -0 in one byte
+		"160001",             // 1 in two bytes
+		"12ff00",             // -255 in two bytes
+		"1c0000000000000001", // 1 in eight bytes
+		"0cff00000000000000", // a negative in eight bytes with a leading 0xff
+	} {
+		raw, err := hex.DecodeString(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, err := Unpack(raw); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Unpack(%s) = %v, %v; want ErrInvalid", b, v, err)
+		}
+		if _, _, err := ReadInt(raw); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ReadInt(%s) err = %v, want ErrInvalid", b, err)
+		}
+	}
+}
