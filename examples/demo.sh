@@ -12,7 +12,7 @@ export NOLA_SERVER="http://$ADDR"
 mkdir -p "$DATA"
 rm -f "$DATA/ready"
 echo "== starting nola serve on $ADDR (embedded etcd in $DATA/etcd)"
-"$NOLA" serve --listen "$ADDR" --data-dir "$DATA" --ready-file "$DATA/ready" --log-level warn &
+"$NOLA" serve --listen "$ADDR" --data-dir "$DATA" --ready-file "$DATA/ready" --log-level warn --example-actors &
 pid=$!
 cleanup() {
 	if kill -0 "$pid" 2>/dev/null; then

@@ -103,7 +103,7 @@ func startServe(t testing.TB, id string, endpoints []string, ttl time.Duration) 
 	}
 	cmd := exec.Command(binary, "serve", "--id", id, "--listen", "127.0.0.1:0",
 		"--etcd-endpoints", strings.Join(endpoints, ","), "--lease-ttl", ttl.String(),
-		"--ready-file", ready, "--log-level", "debug")
+		"--ready-file", ready, "--log-level", "debug", "--example-actors")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -44,6 +44,7 @@ type serveConfig struct {
 	pprof                 bool
 	shutdownTimeout       time.Duration
 	readyFile             string
+	exampleActors         bool
 }
 
 type multiFlag []string
@@ -79,6 +80,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	c.shutdownTimeout = 30 * time.Second
 	fs.Var((*positiveDuration)(&c.shutdownTimeout), "shutdown-timeout", "bound on a graceful shutdown (a `duration`)")
 	fs.StringVar(&c.readyFile, "ready-file", "", "write the listen address to this file once serving (for scripts)")
+	fs.BoolVar(&c.exampleActors, "example-actors", false, "register the example Go actor types (counter, kvcounter, caller, echo, ticker) in every namespace; for demos and tests, not production")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -191,13 +193,17 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 			log.Error("closing the WASM host", "err", err)
 		}
 	}()
+	var types map[string]nola.Factory
+	if c.exampleActors {
+		types = actors.Types()
+	}
 	srv, err := nola.NewServer(nola.ServerConfig{
 		ID:             c.id,
 		Addr:           c.advertise,
 		Runtime:        r,
 		Store:          store,
 		Transport:      transport,
-		Types:          actors.Types(),
+		Types:          types,
 		Resolver:       host,
 		LeaseTTL:       c.leaseTTL,
 		IdleTimeout:    c.idleTimeout,
@@ -232,6 +238,13 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		return fmt.Errorf("start: %w", err)
 	}
 	log.Info("serving", "listen", addr, "advertise", c.advertise, "store", storeDesc(c), "lease_ttl", c.leaseTTL)
+	if c.adminToken == "" && !isLoopback(ln.Addr()) {
+		log.Warn("THIS SERVER IS OPEN: it listens beyond loopback without --api-token, so anyone who can reach " + addr +
+			" can call every actor, read every actor's KV and upload modules; set --api-token (or NOLA_API_TOKEN)")
+	}
+	if c.exampleActors {
+		log.Warn("--example-actors: the example Go actor types are callable in every namespace")
+	}
 	if c.readyFile != "" {
 		if err := os.WriteFile(c.readyFile, []byte(addr+"\n"), 0o644); err != nil {
 			log.Warn("writing the ready file", "err", err)
@@ -266,6 +279,14 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	r.Wait()
 	log.Info("stopped")
 	return nil
+}
+
+// isLoopback reports whether a listener's address accepts loopback
+// connections only (an unspecified address such as 0.0.0.0 or [::] accepts
+// every interface's).
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 func storeDesc(c serveConfig) string {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The HTTP API by hand: the same steps as `make run`, with curl, against a
-# running `nola serve` (default http://127.0.0.1:9090). See docs/http-api.md.
+# running `nola serve --example-actors` (default http://127.0.0.1:9090), e.g.
+# the one `make run` starts. See docs/http-api.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 S=${NOLA_SERVER:-http://127.0.0.1:9090}
