@@ -4,7 +4,7 @@ PKGS    := ./...
 # Packages whose tests run real goroutines: they also run under -race.
 RACE_PKGS := ./rt/... ./registry/... ./nola/... ./faultinject/... ./httpapi/... ./wasm/... ./sim/... ./linearizability/... ./cmd/...
 
-.PHONY: test test-race vet lint bench run run-embedded sim-long guests clean FORCE
+.PHONY: test test-race vet lint bench run run-embedded sim-long guests clean fuzz FORCE
 
 test: vet test-race
 	$(GO) test -count=1 -timeout 25m $(PKGS)
@@ -42,6 +42,19 @@ SEEDS ?= 10000
 START ?= 1
 sim-long:
 	$(GO) run ./sim/cmd/nolasim -seeds $(SEEDS) -start $(START) $(if $(MUTATIONS),-mutations $(MUTATIONS))
+
+# Every fuzz target of the module, FUZZTIME each (their seed corpora run as
+# ordinary tests in make test): make fuzz [FUZZTIME=5m] [FUZZ=FuzzUnpack]
+FUZZTIME ?= 1m
+FUZZ     ?= .
+fuzz:
+	@$(GO) test -list '^Fuzz' $(PKGS) 2>/dev/null | awk '/^Fuzz/ {f[n++]=$$1} /^ok/ {for (i=0;i<n;i++) print $$2, f[i]; n=0}' | \
+	while read pkg target; do \
+		echo "$$target" | grep -Eq -- '$(FUZZ)' || continue; \
+		echo "== $$pkg $$target ($(FUZZTIME))"; \
+		out=$$($(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$pkg" 2>&1); st=$$?; \
+		echo "$$out" | tail -4; [ $$st = 0 ] || exit 1; \
+	done
 
 # C guests of the WASM host (wasm/guests/c): rebuild the committed .wasm files
 # from source with clang and lld. .ci/run checks that this reproduces them.
