@@ -21,7 +21,7 @@ import (
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("bench", "bench [flags]", stderr)
 	servers := fs.String("servers", envOr("NOLA_SERVER", "http://127.0.0.1:9090"), "comma-separated server URLs; callers are spread over them")
-	token := fs.String("token", "", "API token (default: env NOLA_TOKEN)")
+	token := fs.String("token", "", "API token (default: env NOLA_API_TOKEN)")
 	conc := fs.Int("concurrency", 16, "concurrent callers")
 	dur := fs.Duration("duration", 10*time.Second, "how long to run")
 	maxReq := fs.Int64("requests", 10_000_000, "stop after this many requests in all")
@@ -43,7 +43,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	tok := *token
 	if tok == "" {
-		tok = envOr("NOLA_TOKEN", "")
+		tok = envOr("NOLA_API_TOKEN", os.Getenv("NOLA_TOKEN"))
 	}
 	var clients []*httpapi.Client
 	for _, s := range strings.Split(*servers, ",") {

@@ -23,7 +23,7 @@ type clientFlags struct {
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.server, "server", envOr("NOLA_SERVER", "http://127.0.0.1:9090"), "server URL (env NOLA_SERVER)")
-	fs.StringVar(&c.token, "token", "", "API token (default: env NOLA_TOKEN)")
+	fs.StringVar(&c.token, "token", "", "API token (default: env NOLA_API_TOKEN, the variable nola serve reads)")
 	c.timeout = 30 * time.Second
 	fs.Var((*positiveDuration)(&c.timeout), "timeout", "request timeout (a `duration`)")
 }
@@ -49,7 +49,10 @@ func (d *positiveDuration) Set(s string) error {
 func (c *clientFlags) client() *httpapi.Client {
 	tok := c.token
 	if tok == "" {
-		tok = os.Getenv("NOLA_TOKEN")
+		tok = os.Getenv("NOLA_API_TOKEN")
+	}
+	if tok == "" {
+		tok = os.Getenv("NOLA_TOKEN") // the name earlier versions read
 	}
 	return httpapi.NewClient(c.server, tok)
 }
@@ -128,7 +131,19 @@ func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	_, err = stdout.Write(append(out, '\n'))
+	return writeResult(stdout, out)
+}
+
+// writeResult writes a result exactly as the actor returned it, so that
+// `nola invoke … > file` round-trips binary results; on a terminal it adds
+// a newline, for the prompt's sake.
+func writeResult(w io.Writer, b []byte) error {
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			b = append(b, '\n')
+		}
+	}
+	_, err := w.Write(b)
 	return err
 }
 
@@ -228,8 +243,7 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if !found {
 			return fmt.Errorf("key %q not found", fs.Arg(2))
 		}
-		_, err = stdout.Write(append(v, '\n'))
-		return err
+		return writeResult(stdout, v)
 	}
 	if fs.NArg() != 2 {
 		fs.Usage()

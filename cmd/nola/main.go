@@ -7,6 +7,7 @@
 //	nola actors list NS        list a namespace's actors
 //	nola cluster status        servers, incarnations, leases, load
 //	nola bench                 drive load over HTTP and report latency
+//	nola version               print the version
 //
 // Every subcommand takes --help.
 package main
@@ -19,6 +20,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"syscall"
 )
 
@@ -40,6 +44,7 @@ func commands() []command {
 		{"actors", "list actors: nola actors list NS", runActors},
 		{"cluster", "cluster status: nola cluster status", runCluster},
 		{"bench", "drive load against a cluster and report throughput and latency", runBench},
+		{"version", "print nola's version", runVersion},
 	}
 }
 
@@ -93,12 +98,55 @@ func usageErr(format string, args ...any) error {
 
 // parseFlags parses args; a bad flag is a usage error (exit 2), like a bad
 // argument. The flag package has printed the usage already.
+//
+// Flags may come before, between or after the positional arguments (the
+// flag package alone stops at the first positional one, so `nola invoke ns
+// a inc --type t` would have sent "--type" as the payload); "--" ends the
+// flags, for a positional argument that starts with "-".
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	err := fs.Parse(args)
+	err := fs.Parse(interleaved(fs, args))
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 	return err
+}
+
+// interleaved moves every flag of args (with its value) before the
+// positional arguments, which keep their order after a "--".
+func interleaved(fs *flag.FlagSet, args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			pos = append(pos, args[i+1:]...)
+			i = len(args)
+		case len(a) < 2 || a[0] != '-':
+			pos = append(pos, a) // "-" alone is a positional (stdin)
+		default:
+			flags = append(flags, a)
+			name := strings.TrimLeft(a, "-")
+			if strings.Contains(name, "=") {
+				continue
+			}
+			// A flag that takes a value consumes the next argument; one
+			// that has none left is the last thing parsed, so the flag
+			// package reports it.
+			if f := fs.Lookup(name); f != nil && !isBoolFlag(f) {
+				if i+1 == len(args) {
+					return flags
+				}
+				i++
+				flags = append(flags, args[i])
+			}
+		}
+	}
+	return append(append(flags, "--"), pos...)
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // newFlagSet returns a flag set that prints its usage to stderr and
@@ -111,4 +159,35 @@ func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// runVersion prints the module version and, for a build from a checkout,
+// the commit it was built from.
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version", "version", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	version, rev, dirty := "(unknown)", "", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		version = bi.Main.Version
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	line := "nola " + version
+	if rev != "" {
+		line += " (commit " + rev
+		if dirty {
+			line += ", modified"
+		}
+		line += ")"
+	}
+	_, err := fmt.Fprintln(stdout, line+" "+runtime.Version())
+	return err
 }

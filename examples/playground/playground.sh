@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 S=${NOLA_SERVER:-http://127.0.0.1:9090}
 AUTH=()
-if [ -n "${NOLA_TOKEN:-}" ]; then AUTH=(-H "Authorization: Bearer $NOLA_TOKEN"); fi
+TOKEN=${NOLA_API_TOKEN:-${NOLA_TOKEN:-}}
+if [ -n "$TOKEN" ]; then AUTH=(-H "Authorization: Bearer $TOKEN"); fi
 run() { echo "\$ $*"; "$@"; echo; }
 
 run curl -sS "${AUTH[@]}" -X PUT --data-binary @wasm/guests/c/counter.wasm "$S/v1/ns/playground/modules/counter-wasm"
