@@ -1,0 +1,73 @@
+// Package nola is a linearizable virtual-actor engine: the servers that
+// host actors, the client that calls them by name, and the API a Go actor
+// is written against.
+//
+// # Actors
+//
+// An actor is state plus behaviour, named by a Ref (namespace, ID, type). It
+// exists once created, is activated on demand on some server, evicted when
+// idle and reactivated on the next call; callers never choose the server. A
+// Go actor implements Actor:
+//
+//	type Counter struct{ n int64 }
+//
+//	func (c *Counter) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, error) {
+//		c.n++
+//		return strconv.AppendInt(nil, c.n, 10), nil
+//	}
+//
+// and is registered as a Factory under a type name in ServerConfig.Types (or
+// resolved at run time by a TypeResolver, which is how WASM modules become
+// types). nola calls Invoke one call at a time per activation, so an actor
+// needs no locks for its own state. Optional interfaces add lifecycle hooks:
+// Activator (run on activation, e.g. to load state) and Deactivator (run
+// before a voluntary deactivation).
+//
+// # Guarantees
+//
+// G1, single activation: at any instant at most one activation of an actor
+// executes invocations, under crashes, partitions, message loss, process
+// pauses longer than the lease and clock-rate drift up to a stated bound. An
+// in-memory counter's callers see 0, 1, 2, … with resets to 0 when it is
+// reactivated, never two interleaved counters.
+//
+// G2, fenced durable KV: each actor has a transactional KV. An invocation's
+// reads see its own writes; its writes commit atomically when it returns,
+// in one store transaction that compares the server's incarnation and the
+// actor's ownership epoch, so a server whose lease lapsed can never commit.
+// The answer is released only after the commit (an output gate): an
+// acknowledged write is never lost, and a failed invocation commits nothing.
+//
+// G3, liveness: after a server dies its actors answer again within the
+// lease TTL plus detection plus one placement round trip.
+//
+// docs/proofs/single-activation.md in the repository argues each guarantee
+// and names the test that checks each step.
+//
+// # Calling actors
+//
+// A Client (ClientConfig) resolves an actor's owner through the registry,
+// placing the actor if it has no live owner, caches the route and retries
+// after re-resolving when a server answers that it is not the owner. Errors
+// are *Error values with a stable Code; Retryable is set only when the
+// operation certainly did not run, so a caller may retry those blindly and
+// must treat any other failure as "may have happened". Branch with
+// errors.Is(err, ErrFenced) and friends or CodeOf.
+//
+// Inside an invocation, *Context gives the actor its KV (Get, Put, Delete,
+// Scan, ScanPrefix), calls to other actors (Invoke; a cycle of calls fails
+// instead of deadlocking), timers (SetTimer, CancelTimer), the runtime's
+// clock and a logger. Every effect that leaves the activation is checked
+// against the server's lease deadline.
+//
+// # Servers and the runtime
+//
+// A Server (ServerConfig) joins the cluster through a kv.Store (etcd in
+// production: package registry/etcdkv; memkv in tests and the simulator)
+// and reaches the other servers through a Transport (HTTP in production:
+// package httpapi). Everything that involves time, randomness or goroutines
+// goes through the injected rt.Runtime, so the same engine runs on real
+// time (rt.NewReal) and, unchanged, in the deterministic simulator (package
+// sim, on rt/simrt). Cluster runs several servers in one process over a
+// LocalNetwork, for tests, examples and benchmarks.
+package nola
