@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -14,6 +15,16 @@ import (
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt"
 )
+
+// takenAddr returns a loopback address that a listener of this test holds.
+func takenAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().String()
+}
 
 func TestCLIUsageAndExitCodes(t *testing.T) {
 	cases := []struct {
@@ -28,6 +39,9 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		{[]string{"invoke", "--help"}, 0, "usage: nola invoke"},
 		{[]string{"serve", "--help"}, 0, "-lease-ttl"},
 		{[]string{"serve", "--store", "carrier-pigeon"}, 2, "--store must be etcd or memory"},
+		// Flags are checked before anything binds: a bad --store does not
+		// first take the port (the one given here is taken already).
+		{[]string{"serve", "--store", "carrier-pigeon", "--listen", takenAddr(t)}, 2, "--store must be etcd or memory"},
 		{[]string{"serve", "--log-level", "loud"}, 2, "bad --log-level"},
 		{[]string{"module"}, 2, "usage: nola module"},
 		{[]string{"kv", "scan"}, 2, "want NAMESPACE ACTOR"},

@@ -105,6 +105,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // not work, before anything starts.
 func (c *serveConfig) validate() error {
 	switch {
+	case c.store != "etcd" && c.store != "memory":
+		return usageErr("--store must be etcd or memory, not %q", c.store)
 	case c.leaseTTL < time.Second:
 		return usageErr("--lease-ttl must be at least 1s, got %v", c.leaseTTL)
 	case c.maxActivations <= 0 || c.maxPayload <= 0 || c.maxResult <= 0:
