@@ -106,9 +106,12 @@ func brief(err error) string {
 }
 
 // Compile is the package function Compile, run under the store's bound
-// on concurrent compilations (Config.MaxConcurrentCompiles).
+// on concurrent compilations (Config.MaxConcurrentCompiles). It waits for
+// its turn whatever ctx says, as compiling itself does (wazero does not
+// stop a compilation for its context), so that a caller never mistakes
+// a busy server for a bad module.
 func (s *Store) Compile(ctx context.Context, r wazero.Runtime, bin []byte) (wazero.CompiledModule, error) {
-	if err := s.compiles.Acquire(ctx); err != nil {
+	if err := s.compiles.Acquire(context.WithoutCancel(ctx)); err != nil {
 		return nil, fmt.Errorf("modules: waiting to compile: %w", err)
 	}
 	defer s.compiles.Release()

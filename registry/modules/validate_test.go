@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
 
+	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/registry/modules"
+	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/wasm/instrument"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
@@ -135,4 +139,69 @@ func FuzzValidate(f *testing.F) {
 			t.Fatalf("validating %d bytes allocated %d (bound %d)", len(bin), n, bound)
 		}
 	})
+}
+
+// countingRuntime records how many permits of its semaphores are held.
+type countingRuntime struct {
+	rt.Runtime
+	mu         sync.Mutex
+	held, peak int
+	acquired   int
+}
+
+func (c *countingRuntime) NewSema(n int) rt.Sema {
+	return &countingSema{Sema: c.Runtime.NewSema(n), c: c}
+}
+
+type countingSema struct {
+	rt.Sema
+	c *countingRuntime
+}
+
+func (s *countingSema) Acquire(ctx context.Context) error {
+	if err := s.Sema.Acquire(ctx); err != nil {
+		return err
+	}
+	s.c.mu.Lock()
+	s.c.held++
+	s.c.acquired++
+	s.c.peak = max(s.c.peak, s.c.held)
+	s.c.mu.Unlock()
+	return nil
+}
+
+func (s *countingSema) Release() {
+	s.c.mu.Lock()
+	s.c.held--
+	s.c.mu.Unlock()
+	s.Sema.Release()
+}
+
+// Validations (Put) and compilations (Store.Compile) hold one permit of
+// the store's compile semaphore each, at most MaxConcurrentCompiles at
+// once, and give it back whatever the outcome.
+func TestCompilesAreBounded(t *testing.T) {
+	ctx := context.Background()
+	cr := &countingRuntime{Runtime: rt.NewReal()}
+	ms := modules.New(newStore(t, kv.Limits{}), modules.Config{Runtime: cr, MaxConcurrentCompiles: 1})
+	counter := wasmtest.C(t, "counter")
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bin := counter
+			if i%2 == 1 {
+				bin = []byte(bomb)
+			}
+			_, _ = ms.Put(ctx, "ns", fmt.Sprint("m", i), bin, modules.Options{})
+			r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+			defer r.Close(ctx)
+			_, _ = ms.Compile(ctx, r, bin)
+		}()
+	}
+	wg.Wait()
+	if cr.acquired != 8 || cr.peak != 1 || cr.held != 0 {
+		t.Fatalf("acquired %d permits, at most %d at once, %d still held; want 8, 1, 0", cr.acquired, cr.peak, cr.held)
+	}
 }

@@ -23,9 +23,9 @@ type Limits struct {
 	MaxImports, MaxExports uint32
 	// MaxGlobals bounds the defined globals.
 	MaxGlobals uint32
-	// MaxTables bounds the defined tables; MaxTableEntries each one's
-	// minimum size (the table is allocated at that size per instance).
-	MaxTables, MaxTableEntries uint32
+	// MaxTables bounds the tables. (Their sizes cost nothing to compile;
+	// Fuel caps them for instantiation: Options.MaxTableEntries.)
+	MaxTables uint32
 	// MaxElementSegments bounds the element segments, MaxElementEntries
 	// their entries in total (wazero: ~50 B each at compile time, 8 B per
 	// instance).
@@ -62,7 +62,6 @@ func DefaultLimits() Limits {
 		MaxExports:         1 << 14,
 		MaxGlobals:         1 << 16,
 		MaxTables:          16,
-		MaxTableEntries:    DefaultMaxTableEntries,
 		MaxElementSegments: 1 << 14,
 		MaxElementEntries:  1 << 18,
 		MaxDataSegments:    1 << 18,
@@ -98,7 +97,6 @@ func (l Limits) withDefaults() Limits {
 	or(&l.MaxExports, d.MaxExports)
 	or(&l.MaxGlobals, d.MaxGlobals)
 	or(&l.MaxTables, d.MaxTables)
-	or(&l.MaxTableEntries, d.MaxTableEntries)
 	or(&l.MaxElementSegments, d.MaxElementSegments)
 	or(&l.MaxElementEntries, d.MaxElementEntries)
 	or(&l.MaxDataSegments, d.MaxDataSegments)
@@ -519,14 +517,8 @@ func (c *checker) table(r *reader) error {
 	if t != 0x70 && t != 0x6F {
 		return fail("table of type 0x%x", t)
 	}
-	lo, _, err := r.limits()
-	if err != nil {
-		return err
-	}
-	if lo > c.l.MaxTableEntries {
-		return overLimit("a table of %d entries; the limit is %d", lo, c.l.MaxTableEntries)
-	}
-	return nil
+	_, _, err = r.limits()
+	return err
 }
 
 // limits reads limits with flags 0 (minimum) or 1 (minimum, maximum).

@@ -121,7 +121,6 @@ func TestCheckEnforcesLimits(t *testing.T) {
 		"results":        {bin: mod(1, "\x01\x60\x00\x11"+strings.Repeat("\x7f", 17))},
 		"types":          {bin: mod(1, "\x02\x60\x00\x00\x60\x00\x00"), l: instrument.Limits{MaxTypes: 1}},
 		"globals":        {bin: mod(6, "\x02\x7f\x00\x41\x00\x0b\x7f\x00\x41\x00\x0b"), l: instrument.Limits{MaxGlobals: 1}},
-		"table size":     {bin: mod(4, "\x01\x70\x00"+ls(instrument.DefaultMaxTableEntries+1))},
 		"element total":  {bin: mod(9, "\x02\x01\x00\x02\x00\x00\x01\x00\x02\x00\x00"), l: instrument.Limits{MaxElementEntries: 3}},
 		"data segments":  {bin: mod(11, "\x02\x01\x00\x01\x00"), l: instrument.Limits{MaxDataSegments: 1}},
 	}
@@ -184,8 +183,8 @@ func TestGuestsAreWellWithinLimits(t *testing.T) {
 	l := instrument.Limits{
 		MaxTypes: d.MaxTypes / 4, MaxFunctions: d.MaxFunctions / 4, MaxImports: d.MaxImports / 4,
 		MaxExports: d.MaxExports / 4, MaxGlobals: d.MaxGlobals / 4, MaxTables: d.MaxTables / 4,
-		MaxTableEntries: d.MaxTableEntries / 4, MaxElementSegments: d.MaxElementSegments / 4,
-		MaxElementEntries: d.MaxElementEntries / 4, MaxDataSegments: d.MaxDataSegments / 4,
+		MaxElementSegments: d.MaxElementSegments / 4,
+		MaxElementEntries:  d.MaxElementEntries / 4, MaxDataSegments: d.MaxDataSegments / 4,
 		MaxParams: d.MaxParams / 4, MaxResults: d.MaxResults / 4, MaxFunctionBytes: d.MaxFunctionBytes / 4,
 		MaxLocals: d.MaxLocals / 4, MaxTotalLocals: d.MaxTotalLocals / 4,
 	}
