@@ -199,3 +199,27 @@ func TestGuestsAreWellWithinLimits(t *testing.T) {
 		}
 	}
 }
+
+// Check never panics, fails only with its typed errors, and allocates
+// nothing in proportion to what the input declares.
+func FuzzCheck(f *testing.F) {
+	for _, n := range wasmtest.CGuests {
+		f.Add(wasmtest.C(f, n))
+	}
+	f.Add([]byte(Bomb))
+	f.Add(mod(1, voidType, 3, oneFunc, 10, oneBody, 0, "\x04name\x00\x02\x01m\x01\x04\x01\x00\x01f\x02\x06\x01\x00\x01\x00\x01l"))
+	f.Add(mod(1, voidType, 3, oneFunc, 4, "\x01\x70\x00\x01", 9, "\x03\x00\x41\x00\x0b\x01\x00\x01\x00\x01\x00\x05\x70\x01\xd2\x00\x0b", 10, oneBody))
+	f.Add(mod(5, "\x01\x00\x01", 12, "\x02", 11, "\x02\x00\x41\x00\x0b\x01x\x01\x02yz"))
+	f.Fuzz(func(t *testing.T, bin []byte) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		err := instrument.Check(bin, instrument.Limits{})
+		runtime.ReadMemStats(&after)
+		if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10+2*uint64(len(bin)) {
+			t.Fatalf("checking %d bytes allocated %d", len(bin), n)
+		}
+		if err != nil && !errors.Is(err, instrument.ErrUnsupported) && !errors.Is(err, instrument.ErrLimit) {
+			t.Fatalf("untyped error: %v", err)
+		}
+	})
+}
