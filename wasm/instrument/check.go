@@ -160,15 +160,19 @@ func overLimit(format string, args ...any) error {
 //	                               itself (bounded by the bytes)
 //
 // The type section grows by append (bounded by the bytes, and MaxTypes),
-// as do the validator's br_table targets. After decoding, wazero's
+// as do the validator's br_table targets (the interpreter's make for them
+// runs after validation has read every target). After decoding, wazero's
 // validator and compilers allocate per function, per local and per value
 // pushed on their stacks; MaxFunctions, MaxTotalLocals, MaxFunctionBytes
-// and MaxResults bound those.
+// and MaxResults bound those. At instantiation wazero allocates tables at
+// their minimum size and memory at its minimum: Fuel caps both
+// (Options.MaxTableEntries, MaxMemoryPages).
 func Check(bin []byte, l Limits) error {
 	_, err := check(bin, l)
 	return err
 }
 
+// check is Check, returning what it counted.
 func check(bin []byte, l Limits) (*checker, error) {
 	l = l.withDefaults()
 	if len(bin) < 8 || string(bin[:4]) != "\x00asm" {
@@ -226,10 +230,6 @@ type checker struct {
 	elemEntries    uint64
 	totalLocals    uint64
 	totalLocalName uint64
-	// For tests and the figures in DefaultLimits' comment.
-	nTypes, nGlobals, nExports, nImports, nData uint32
-	maxBody                                     uint32
-	maxLocals                                   uint64
 }
 
 func (c *checker) section(id byte, r *reader) error {
@@ -280,7 +280,6 @@ func (c *checker) section(id byte, r *reader) error {
 		if err != nil {
 			return err
 		}
-		c.nGlobals = n
 		for range n {
 			if err := r.globalType(); err != nil {
 				return err
@@ -296,7 +295,6 @@ func (c *checker) section(id byte, r *reader) error {
 		if err != nil {
 			return err
 		}
-		c.nExports = n
 		for range n {
 			if err := skipVec(r); err != nil {
 				return err
@@ -439,7 +437,6 @@ func (c *checker) types(r *reader) error {
 	if err != nil {
 		return err
 	}
-	c.nTypes = n
 	for i := range n {
 		form, err := r.byte()
 		if err != nil {
@@ -472,7 +469,6 @@ func (c *checker) imports(r *reader) error {
 	if err != nil {
 		return err
 	}
-	c.nImports = n
 	for range n {
 		if err := skipVec(r); err != nil {
 			return err
@@ -702,7 +698,6 @@ func (c *checker) code(r *reader) error {
 				return overLimit("function body %d declares more than %d locals", i, c.l.MaxLocals)
 			}
 		}
-		c.maxBody, c.maxLocals = max(c.maxBody, size), max(c.maxLocals, locals)
 		if c.totalLocals += locals; c.totalLocals > c.l.MaxTotalLocals {
 			return overLimit("the functions declare more than %d locals in total", c.l.MaxTotalLocals)
 		}
@@ -719,7 +714,6 @@ func (c *checker) data(r *reader) error {
 	if err != nil {
 		return err
 	}
-	c.nData = n
 	for i := range n {
 		flags, err := r.u32()
 		if err != nil {
