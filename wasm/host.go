@@ -390,7 +390,7 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 	if err != nil {
 		return &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("WASM module %s/%s cannot run here: %v", k.ns, k.id, err)}
 	}
-	cm, err := modules.Compile(ctx, h.wz, bin)
+	cm, err := h.cfg.Modules.Compile(ctx, h.wz, bin)
 	if err == nil {
 		err = modules.CheckABI(cm)
 	}

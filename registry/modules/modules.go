@@ -38,6 +38,7 @@ import (
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/registry/tuple"
+	"github.com/nolaproject/nola/rt"
 )
 
 // Errors; test with errors.Is.
@@ -103,14 +104,24 @@ type Config struct {
 	// ChunkBytes overrides the chunk size (tests). Default: 1 MiB, or less
 	// if the store's request limit needs it.
 	ChunkBytes int
+	// MaxConcurrentCompiles bounds the validations (Put) and
+	// compilations (Store.Compile) that run at once; default 2. One
+	// compilation allocates up to ~70 bytes per byte of module, plus
+	// ~200 MiB for its worst function (see Validate).
+	MaxConcurrentCompiles int
+	// Runtime provides the semaphore behind MaxConcurrentCompiles
+	// (default rt.NewReal(); compilation never yields to the runtime, so
+	// a simulator's tasks never contend for it).
+	Runtime rt.Runtime
 }
 
 // Store is the module store. It is safe for concurrent use.
 type Store struct {
-	kv     kv.Store
-	keys   registry.Keyspace
-	limits Limits
-	chunk  int
+	kv       kv.Store
+	keys     registry.Keyspace
+	limits   Limits
+	chunk    int
+	compiles rt.Sema
 }
 
 // New returns a module store over store.
@@ -118,7 +129,14 @@ func New(store kv.Store, cfg Config) *Store {
 	if cfg.Root == "" {
 		cfg.Root = "nola"
 	}
-	s := &Store{kv: store, keys: registry.NewKeyspace(cfg.Root), limits: cfg.Limits.withDefaults()}
+	if cfg.Runtime == nil {
+		cfg.Runtime = rt.NewReal()
+	}
+	if cfg.MaxConcurrentCompiles <= 0 {
+		cfg.MaxConcurrentCompiles = 2
+	}
+	s := &Store{kv: store, keys: registry.NewKeyspace(cfg.Root), limits: cfg.Limits.withDefaults(),
+		compiles: cfg.Runtime.NewSema(cfg.MaxConcurrentCompiles)}
 	s.chunk = 1 << 20
 	if l := store.Limits(); l.MaxRequestBytes > 0 {
 		s.chunk = min(s.chunk, l.MaxRequestBytes-min(requestOverhead, l.MaxRequestBytes/4))
@@ -176,7 +194,12 @@ func (s *Store) Put(ctx context.Context, ns, id string, bin []byte, opts Options
 	} else if !errors.Is(err, ErrNotFound) {
 		return Info{}, err
 	}
-	if err := Validate(ctx, bin, opts, s.limits); err != nil {
+	if err := s.compiles.Acquire(ctx); err != nil {
+		return Info{}, fmt.Errorf("modules: put %s/%s: waiting to validate: %w", ns, id, err)
+	}
+	err := Validate(ctx, bin, opts, s.limits)
+	s.compiles.Release()
+	if err != nil {
 		return Info{}, err
 	}
 
@@ -195,7 +218,6 @@ func (s *Store) Put(ctx context.Context, ns, id string, bin []byte, opts Options
 
 	all := kv.Txn{Compares: []kv.Compare{absent}, Ops: append(append([]kv.Op(nil), chunkOps...), manifest)}
 	var res kv.CommitResult
-	var err error
 	if kv.CheckLimits(all, limits) == nil {
 		res, err = s.kv.Commit(ctx, all)
 	} else {

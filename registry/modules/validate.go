@@ -38,7 +38,21 @@ func (l Limits) withDefaults() Limits {
 // nothing but the waPC and WASI functions the host provides (package abi),
 // with their exact signatures; its initial memory within the page limit;
 // and accepted by the host's fuel instrumentation. Errors wrap ErrInvalid
-// or ErrTooLarge.
+// or ErrTooLarge (also for a module beyond instrument.DefaultLimits).
+//
+// Memory: instrument.Check runs first and allocates nothing in
+// proportion to what the module declares, so that wazero's decoder never
+// meets a count the bytes do not back. After it, compiling costs memory
+// roughly proportional to the module's size; BenchmarkCompileMemory
+// measures the worst cases wazero v1.12 allows within the default limits
+// (bytes allocated, twice-compiling Validate and the host's optimizing
+// compiler alike): ~70 B per byte of module for module-wide structures
+// (empty functions 67, element entries 72, globals 47, data segments 28;
+// a Go guest 54), plus the worst function's validator stack, up to ~170
+// MiB for a 1 MiB body of calls to a function with 4 results, plus ~130 B
+// per declared local (≤ 35 MiB for the 2^18 allowed). One compilation of
+// a 16 MiB module can thus allocate ~1.3 GiB at worst; Store bounds how
+// many run at once (Config.MaxConcurrentCompiles).
 func Validate(ctx context.Context, bin []byte, opts Options, l Limits) error {
 	l = l.withDefaults()
 	if len(bin) > l.MaxModuleBytes {
@@ -51,13 +65,22 @@ func Validate(ctx context.Context, bin []byte, opts Options, l Limits) error {
 	if opts.MaxMemoryPages > 0 {
 		pages = opts.MaxMemoryPages
 	}
+	// Before wazero sees the module: its decoder allocates in proportion
+	// to the counts the module declares (0xFFFFFFFF globals in 23 bytes
+	// asked for ~171 GB and killed the process).
+	if err := instrument.Check(bin, instrument.Limits{}); err != nil {
+		if errors.Is(err, instrument.ErrLimit) {
+			return fmt.Errorf("%w: %v", ErrTooLarge, err)
+		}
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
 	// The interpreter validates the whole module without generating
 	// machine code: cheap enough for every upload.
 	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter().WithMemoryLimitPages(pages))
 	defer r.Close(ctx)
 	cm, err := Compile(ctx, r, bin)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: %s", ErrInvalid, brief(err))
 	}
 	if err := CheckABI(cm); err != nil {
 		return err
@@ -67,15 +90,45 @@ func Validate(ctx context.Context, bin []byte, opts Options, l Limits) error {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if _, err := Compile(ctx, r, inst); err != nil {
-		return fmt.Errorf("%w: instrumented module does not validate: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: instrumented module does not validate: %s", ErrInvalid, brief(err))
 	}
 	return nil
 }
 
-// Compile compiles bin with r, turning a panic inside wazero into an
-// error: wazero v1.12's validator panics on some malformed binaries
-// (found by FuzzFuel), and uploads are untrusted input.
+// brief shortens an error for the uploader: wazero's can list every
+// value on the validator's stack (megabytes).
+func brief(err error) string {
+	const max = 1 << 10
+	if msg := err.Error(); len(msg) > max {
+		return msg[:max] + "…"
+	}
+	return err.Error()
+}
+
+// Compile is the package function Compile, run under the store's bound
+// on concurrent compilations (Config.MaxConcurrentCompiles). It waits for
+// its turn whatever ctx says, as compiling itself does (wazero does not
+// stop a compilation for its context), so that a caller never mistakes
+// a busy server for a bad module.
+func (s *Store) Compile(ctx context.Context, r wazero.Runtime, bin []byte) (wazero.CompiledModule, error) {
+	if err := s.compiles.Acquire(context.WithoutCancel(ctx)); err != nil {
+		return nil, fmt.Errorf("modules: waiting to compile: %w", err)
+	}
+	defer s.compiles.Release()
+	return Compile(ctx, r, bin)
+}
+
+// Compile compiles bin with r, after instrument.Check (with the limits of
+// an instrumented module): wazero's decoder allocates in proportion to
+// the counts a module declares, before it reads the bytes behind them.
+// It turns a panic inside wazero into an error: wazero v1.12's validator
+// panics on some malformed binaries (found by FuzzFuel), and uploads are
+// untrusted input. Every compilation of a module from the network goes
+// through here, including that of modules stored before Check existed.
 func Compile(ctx context.Context, r wazero.Runtime, bin []byte) (cm wazero.CompiledModule, err error) {
+	if err := instrument.Check(bin, instrument.DefaultLimits().Instrumented()); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			cm, err = nil, fmt.Errorf("wazero panicked compiling the module: %v", p)

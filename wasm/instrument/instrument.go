@@ -57,6 +57,8 @@ type Options struct {
 	// table's entries on the Go heap, 8 bytes each, and table.grow would
 	// otherwise reach 2^32 of them). Zero means DefaultMaxTableEntries.
 	MaxTableEntries uint32
+	// Limits bound the input module (see Check, which Fuel runs first).
+	Limits Limits
 }
 
 // DefaultMaxTableEntries is the default table cap: 1 MiB of entries,
@@ -143,6 +145,11 @@ type module struct {
 func Fuel(bin []byte, opts Options) ([]byte, error) {
 	if opts.InitialFuel <= 0 {
 		opts.InitialFuel = 1 << 20
+	}
+	// The walk below trusts no count either, but Check also bounds what
+	// wazero will allocate compiling the output.
+	if err := Check(bin, opts.Limits); err != nil {
+		return nil, err
 	}
 	m, err := parse(bin)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -144,15 +145,26 @@ func TestRejectsWhatItCannotRewrite(t *testing.T) {
 	}
 }
 
-// The rewriter never panics, whatever the input, and what it accepts from
-// a valid module it turns into a valid module.
+// The rewriter never panics, whatever the input, fails only with its
+// typed errors, allocates in proportion to the input (Check runs first),
+// and what it accepts from a valid module it turns into a valid module.
 func FuzzFuel(f *testing.F) {
 	for _, n := range wasmtest.CGuests {
 		f.Add(wasmtest.C(f, n))
 	}
+	f.Add([]byte(Bomb))
 	f.Fuzz(func(t *testing.T, bin []byte) {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		out, err := instrument.Fuel(bin, instrument.Options{MaxMemoryPages: 8})
+		runtime.ReadMemStats(&after)
+		if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20+16*uint64(len(bin)) {
+			t.Fatalf("rewriting %d bytes allocated %d", len(bin), n)
+		}
 		if err != nil {
+			if !errors.Is(err, instrument.ErrUnsupported) && !errors.Is(err, instrument.ErrLimit) {
+				t.Fatalf("untyped error: %v", err)
+			}
 			return
 		}
 		ctx := context.Background()
