@@ -36,11 +36,11 @@ var wantTrace = map[string]struct {
 	viol string
 	len  int
 }{
-	"SkipDeadlineCheck":     {"G1.superseded-live", 11},
+	"SkipDeadlineCheck":     {"G1.superseded-live", 10},
 	"SkipStoreFence":        {"G2.fenced-commit", 9},
 	"IgnoreIncarnation":     {"G1.superseded-live", 12},
 	"TimerIgnoresFence":     {"G1.dropped-start", 10},
-	"BeyondRho":             {"G1.superseded-live", 11},
+	"BeyondRho":             {"G1.superseded-live", 10},
 	"NoBumpAfterInDoubt":    {"G2.stale-commit", 10},
 	"ReleaseWithoutCompare": {"G1.release-live", 8},
 }

@@ -138,7 +138,7 @@ const recoverySteps = 80
 var recoveryOrder = []ActionKind{
 	AStoreApply, AReply, AFenceDeadline, AZombieEnd,
 	AWithhold, AEnd, ACommitSend, ACommitRefused, ACall, ACallRefused, ASetTimer, AShutdownEnd, ARestart, ARegister, AActivated, APlace,
-	AArrive, AKeepAlive, AExpire, ATick,
+	AArrive, AKeepAlive, ATick,
 }
 
 // Recover runs the fault-free recovery schedule from s and returns the
@@ -277,8 +277,14 @@ func (sc Scope) Expected() []Reach {
 	// keep-alive as it is sent (the adversarial case, doc.go) a server
 	// always passes its local deadline before its lease can expire, and
 	// fences on the deadline first. Mutations reach it.
-	out := []Reach{ReachDeadlineFence, ReachOutputGateWithheld, ReachCallSent, ReachPauseNewIncarnation}
-	if sc.Crashes > 0 {
+	out := []Reach{ReachDeadlineFence, ReachOutputGateWithheld}
+	if sc.History {
+		out = append(out, ReachPauseNewIncarnation)
+	}
+	if sc.Calls {
+		out = append(out, ReachCallSent)
+	}
+	if sc.Crashes > 0 && sc.History {
 		out = append(out, ReachReactivatedAfterCrash)
 	}
 	if sc.InDoubt > 0 {
@@ -287,7 +293,7 @@ func (sc Scope) Expected() []Reach {
 	if sc.Timers {
 		out = append(out, ReachTimerFired)
 	}
-	if sc.CapacityReleases > 0 || sc.Shutdowns > 0 {
+	if (sc.CapacityReleases > 0 || sc.Shutdowns > 0) && sc.History {
 		out = append(out, ReachReleaseReactivated)
 	}
 	if sc.Shutdowns > 0 {

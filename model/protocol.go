@@ -56,6 +56,7 @@ const (
 	planWriteCall
 	planTimer
 	numPlans
+	planWrite // planWriteCall without the call (Scope.Calls off)
 )
 
 // Srv is one server: its process (local state) and its records in the
@@ -84,9 +85,10 @@ type Srv struct {
 type ActorRec struct {
 	Exists, Owner, OInc, Ep uint8 // Owner: 0 none, else server index + 1
 	KV                      uint8 // the value (a counter: each commit writes base+1)
-	Acked                   uint8 // highest value acknowledged to a client
-	CrashFrom               uint8 // ghost: placed away from this crashed owner (index+1)
-	Released                uint8 // ghost: a release was applied since the last activation
+	// History ghosts (only with Scope.History): placed away from this
+	// crashed owner (index+1); a release was applied since the last
+	// activation.
+	CrashFrom, Released uint8
 }
 
 // Message kinds.
@@ -151,8 +153,12 @@ type Scope struct {
 	CapacityReleases int  // releases at capacity
 	Shutdowns        int  // graceful shutdowns
 	Timers           bool // executions may arm timers
-	Evictions        bool // idle eviction (any time an activation is idle)
-	Mutations        Mutations
+	Calls            bool // a writing execution then makes an outgoing call
+	// History keeps the ghost fields that the reachability properties
+	// "reactivated after a crash" and "release, then reactivation" need.
+	History   bool
+	Evictions bool // idle eviction (any time an activation is idle)
+	Mutations Mutations
 }
 
 // Time. One tick is one unit of the store's lease clock; server clocks
@@ -242,7 +248,6 @@ type ActionKind uint8
 // The transitions. Each names the engine function it abstracts.
 const (
 	ATick          ActionKind = iota + 1 // time passes one tick; X: bitmask of servers whose clock ran slow
-	AExpire                              // store: lease of S expires (Age ≥ L)
 	ARegister                            // Server.register: revoke the fenced lease, Registry.Register
 	AKeepAlive                           // heartbeat: KeepAlive round trip (X: 0 renewed, 1 lease lost → fence, 2 answer lost)
 	AFenceDeadline                       // heartbeat: local deadline passed → Server.fence
@@ -296,14 +301,24 @@ func (m *Model) drop(v *Srv, a int) {
 // whose sender was dropped lose their waiter.
 func (m *Model) fence(s *State, si int) {
 	v := &s.S[si]
-	v.Fenced = v.Reg
+	if m.sc.History {
+		v.Fenced = v.Reg // revoked when it registers again
+	} else if v.SRec == v.Reg {
+		// Without History the revocation of the fenced lease is folded
+		// into the fence: the store frees the actor earlier, which only
+		// gives other servers more behaviours.
+		v.SRec, v.Age = 0, 0
+	}
 	v.Reg, v.Rem, v.Doubt = 0, 0, 0
 	if m.sc.Mutations.IgnoreIncarnation {
 		return // the bug: activations outlive their incarnation
 	}
 	for a := 0; a < m.sc.Actors; a++ {
 		act := &v.Acts[a]
-		if act.Ph == phExec || act.Ph == phCommitting {
+		if (act.Ph == phExec || act.Ph == phCommitting) && m.sc.History {
+			// Without History the zombie is not kept: its next check
+			// fails whatever happens meanwhile, and that has no effect
+			// (its commit, if any, is an orphan request below).
 			v.Zomb[a] = act.Inc
 		}
 		if act.Ph == phCommitting || act.Ph == phReleasing {
@@ -388,8 +403,14 @@ func (m *Model) successors(s *State, faults bool, emit func(Action, *State, stri
 		t := *s
 		for i := 0; i < nS; i++ {
 			v := &t.S[i]
-			if v.SRec != 0 && v.Age < L {
-				v.Age++
+			if v.SRec != 0 {
+				// The store expires the lease exactly L after the last
+				// keep-alive it processed: the earliest A2 allows, the
+				// adversarial choice for G1 (a later expiry only gives the
+				// old owner more time to fence itself).
+				if v.Age++; v.Age >= L {
+					v.SRec, v.Age = 0, 0
+				}
 			}
 			if v.Up == 0 {
 				continue
@@ -404,13 +425,6 @@ func (m *Model) successors(s *State, faults bool, emit func(Action, *State, stri
 	for si := 0; si < nS; si++ {
 		v := &s.S[si]
 		sid := uint8(si + 1)
-		// Store: lease expiry, no earlier than L after the last keep-alive
-		// it processed.
-		if v.SRec != 0 && v.Age >= L {
-			t := *s
-			t.S[si].SRec, t.S[si].Age = 0, 0
-			emit(Action{Kind: AExpire, S: uint8(si)}, &t, "")
-		}
 		if v.Up == 0 {
 			// A new process under the same ID (any time later).
 			t := *s
@@ -537,7 +551,7 @@ func (m *Model) successors(s *State, faults bool, emit func(Action, *State, stri
 			if w.Exists == 1 {
 				w.Ep++
 			}
-			if w.Owner != 0 && s.S[w.Owner-1].Up == 0 {
+			if sc.History && w.Owner != 0 && s.S[w.Owner-1].Up == 0 {
 				w.CrashFrom = w.Owner
 			}
 			w.Exists, w.Owner, w.OInc = 1, uint8(ti+1), s.S[ti].SRec
@@ -590,7 +604,10 @@ func (m *Model) successors(s *State, faults bool, emit func(Action, *State, stri
 				if act := t.S[si].Acts[a]; act.Ph >= phReady && act.Ph <= phCommitting && act.Inc == mm.Inc {
 					viol = "G1.release-live"
 				}
-				r.Owner, r.OInc, r.Ep, r.Released = 0, 0, r.Ep+1, 1
+				r.Owner, r.OInc, r.Ep = 0, 0, r.Ep+1
+				if sc.History {
+					r.Released = 1
+				}
 			}
 			if mm.Fl&mfWaiting != 0 {
 				t.M[i].Kind = msgReleaseDone
@@ -735,11 +752,15 @@ func (m *Model) actorSteps(s *State, si, a int, sid uint8, faults bool, emit fun
 				if plan == planTimer && (timer || !sc.Timers) {
 					continue
 				}
+				eff := plan
+				if plan == planWriteCall && !sc.Calls {
+					eff = planWrite
+				}
 				t := *s
 				ta := &t.S[si].Acts[a]
-				ta.Ph, ta.Plan = phExec, plan
+				ta.Ph, ta.Plan = phExec, eff
 				ta.Fl &^= flWrote | flCalled | flSetTimer | flFromTimer | flOverlapped
-				x := plan
+				x := eff
 				if timer {
 					ta.Fl = ta.Fl&^flTimer | flFromTimer
 					x |= 0x80
@@ -769,7 +790,7 @@ func (m *Model) actorSteps(s *State, si, a int, sid uint8, faults bool, emit fun
 			lateEffect = "G1.effect-after-superseded"
 		}
 		switch {
-		case act.Plan == planWriteCall && act.Fl&flWrote == 0:
+		case (act.Plan == planWriteCall || act.Plan == planWrite) && act.Fl&flWrote == 0:
 			t := *s
 			if liveNow {
 				t.S[si].Acts[a].Ph = phCommitting
@@ -813,8 +834,12 @@ func (m *Model) actorSteps(s *State, si, a int, sid uint8, faults bool, emit fun
 			if act.Fl&flOverlapped != 0 {
 				viol = "G1.release-overlap"
 			}
-			if act.Fl&flWrote != 0 && act.KV > t.A[a].Acked {
-				t.A[a].Acked = act.KV
+			if act.Fl&flWrote != 0 && t.A[a].KV < act.KV && viol == "" {
+				// The write being acknowledged is not in the store. (Every
+				// applied commit is checked to build on the store's value,
+				// so the value never falls below an acknowledged one
+				// afterwards: no Acked field is needed.)
+				viol = "G2.ack-lost"
 			}
 			ta.Ph = phReady
 			ta.Fl &^= flWrote | flCalled | flSetTimer | flFromTimer | flOverlapped
@@ -834,9 +859,9 @@ func (m *Model) actorSteps(s *State, si, a int, sid uint8, faults bool, emit fun
 //	                    clock and incarnation (the proof's Lemma 3: when
 //	                    ownership moves, the old owner's deadline has
 //	                    passed or its incarnation ended).
-//	G2.ack-lost         the store's value is below the highest value
-//	                    acknowledged to a client (a write was lost, or KV
-//	                    was reset).
+//
+// G2.ack-lost (an acknowledged write not in the store) is checked on the
+// output gate's transition, G2.lost-write on every applied commit.
 func (m *Model) Invariant(s *State) string {
 	for si := 0; si < m.sc.Servers; si++ {
 		v := &s.S[si]
@@ -845,11 +870,6 @@ func (m *Model) Invariant(s *State) string {
 			if act.Ph >= phReady && act.Ph <= phCommitting && act.Fl&flSuperseded != 0 && m.live(v, act.Inc) {
 				return "G1.superseded-live"
 			}
-		}
-	}
-	for a := 0; a < m.sc.Actors; a++ {
-		if s.A[a].KV < s.A[a].Acked {
-			return "G2.ack-lost"
 		}
 	}
 	return ""
@@ -942,7 +962,7 @@ func (s *State) encode(b *[encLen]byte) {
 		}
 	}
 	for _, r := range s.A {
-		put(r.Exists, r.Owner, r.OInc, r.Ep, r.KV, r.Acked, r.CrashFrom, r.Released)
+		put(r.Exists, r.Owner, r.OInc, r.Ep, r.KV, r.CrashFrom, r.Released, 0)
 	}
 	for _, mm := range s.M {
 		put(mm.Kind, mm.S, mm.A, mm.Inc, mm.Ep, mm.Base, mm.Val, mm.Fl)

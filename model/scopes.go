@@ -11,17 +11,17 @@ import (
 // doc.go).
 func Scopes() []Scope {
 	return []Scope{
-		{Name: "2x1", Servers: 2, Actors: 1, MaxIncarnations: 2, MaxKV: 1, Crashes: 1, Losses: 1, InDoubt: 1, Timers: true, Evictions: true},
-		{Name: "2x1-release", Servers: 2, Actors: 1, MaxIncarnations: 2, MaxKV: 1, Crashes: 1, CapacityReleases: 1, Shutdowns: 1, Timers: true},
-		{Name: "3x1", Servers: 3, Actors: 1, MaxIncarnations: 2, MaxKV: 1, Crashes: 1, Losses: 1, InDoubt: 1},
-		{Name: "2x2", Servers: 2, Actors: 2, MaxIncarnations: 2, MaxKV: 1, Crashes: 1, Losses: 1, InDoubt: 1},
+		{Name: "2x1", Servers: 2, Actors: 1, MaxIncarnations: 2, Reregistrations: 1, MaxKV: 1, Crashes: 1, Losses: 1, InDoubt: 1, Timers: true, Evictions: true, Calls: true, History: true},
+		{Name: "2x1-release", Servers: 2, Actors: 1, MaxIncarnations: 2, Reregistrations: 1, MaxKV: 1, Crashes: 1, CapacityReleases: 1, Shutdowns: 1, Timers: true, Calls: true, History: true},
+		{Name: "3x1", Servers: 3, Actors: 1, MaxIncarnations: 2, Reregistrations: 1, MaxKV: 1, Crashes: 1, InDoubt: 1},
+		{Name: "2x2", Servers: 2, Actors: 2, MaxIncarnations: 2, Reregistrations: 1, MaxKV: 1, Crashes: 1, InDoubt: 1},
 	}
 }
 
 // SmallScope is the scope go test explores (a few seconds, with the
 // liveness check).
 func SmallScope() Scope {
-	return Scope{Name: "2x1-small", Servers: 2, Actors: 1, MaxIncarnations: 2, Reregistrations: 1, MaxKV: 1, Crashes: 1, InDoubt: 1, Timers: true}
+	return Scope{Name: "2x1-small", Servers: 2, Actors: 1, MaxIncarnations: 2, Reregistrations: 1, MaxKV: 1, Crashes: 1, InDoubt: 1, Timers: true, Calls: true, History: true}
 }
 
 // MutationCase is one broken rule and the scope that exposes it.
@@ -34,7 +34,7 @@ type MutationCase struct {
 // MutationCases are the non-vacuity cases: each must yield a
 // counterexample.
 func MutationCases() []MutationCase {
-	base := Scope{Servers: 2, Actors: 1, MaxIncarnations: 2, MaxKV: 2, Crashes: 1, Losses: 1, InDoubt: 1, CapacityReleases: 1, Timers: true}
+	base := Scope{Servers: 2, Actors: 1, MaxIncarnations: 2, MaxKV: 2, Crashes: 1, Losses: 1, InDoubt: 1, CapacityReleases: 1, Timers: true, Calls: true, History: true}
 	mk := func(name string, mu Mutations) MutationCase {
 		sc := base
 		sc.Name, sc.Mutations = "2x1+"+name, mu

@@ -6,7 +6,7 @@ import (
 )
 
 var actionNames = map[ActionKind]string{
-	ATick: "tick", AExpire: "store: lease expires", ARegister: "register",
+	ATick: "tick (leases L old expire)", ARegister: "register",
 	AKeepAlive:     "keep-alive",
 	AFenceDeadline: "fence: local deadline passed", ACrash: "CRASH", ARestart: "process restarts",
 	APlace: "placement: EnsureActivation", AArrive: "request arrives: activation inserted, Confirm/Bump read",
@@ -39,7 +39,7 @@ func (m *Model) Describe(a Action, s *State) string {
 			return n + " (slow clock: " + strings.Join(slow, ",") + ")"
 		}
 		return n
-	case AExpire, ARegister, AFenceDeadline, ACrash, ARestart, AShutdown, AShutdownEnd:
+	case ARegister, AFenceDeadline, ACrash, ARestart, AShutdown, AShutdownEnd:
 		return srvName(a.S) + ": " + n
 	case AKeepAlive:
 		return srvName(a.S) + ": " + n + [...]string{": lease renewed", ": lease lost → FENCE", ": store renewed it, answer LOST"}[a.X]
@@ -57,7 +57,7 @@ func (m *Model) Describe(a Action, s *State) string {
 		}
 		return fmt.Sprintf("%s/%s: %s → lease lost, dropped", srvName(a.S), actName(a.A), n)
 	case AStart:
-		plan := [...]string{"read", "write then call", "arm timer"}[a.X&0x7f]
+		plan := [...]string{"read", "write then call", "arm timer", "", "write"}[a.X&0x7f]
 		if a.X&0x80 != 0 {
 			return fmt.Sprintf("%s/%s: %s (timer; %s)", srvName(a.S), actName(a.A), n, plan)
 		}
@@ -112,7 +112,7 @@ func (m *Model) Summary(s *State) string {
 		if r.Owner != 0 {
 			owner = fmt.Sprintf("%s#%d", srvName(r.Owner-1), r.OInc)
 		}
-		fmt.Fprintf(&b, "%s[owner %s e%d kv=%d acked=%d] ", actName(uint8(a)), owner, r.Ep, r.KV, r.Acked)
+		fmt.Fprintf(&b, "%s[owner %s e%d kv=%d] ", actName(uint8(a)), owner, r.Ep, r.KV)
 	}
 	return strings.TrimSpace(b.String())
 }
