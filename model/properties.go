@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"time"
@@ -145,15 +146,51 @@ var recoveryOrder = []ActionKind{
 // number of steps after which every actor is callable (ok=false: not
 // within recoverySteps). Registrations are not bounded by the scope here:
 // the incarnation budget is a bound of the exploration, not a fault.
-func (m *Model) Recover(s State) (steps int, ok bool) { return m.recoverLog(s, nil) }
+func (m *Model) Recover(s State) (steps int, ok bool) { return m.recoverLog(s, nil, nil) }
 
-func (m *Model) recoverLog(s State, log func(Action, *State)) (steps int, ok bool) {
+// recoverMemo remembers states from which the recovery schedule is known
+// to succeed (every state on a successful run): most runs join one after a
+// few steps, which makes the check cheap.
+type recoverMemo struct {
+	seed1, seed2 maphash.Seed
+	ok           map[[2]uint64]struct{}
+	path         [][2]uint64
+}
+
+const memoLimit = 1 << 23
+
+func newRecoverMemo() *recoverMemo {
+	return &recoverMemo{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed(), ok: map[[2]uint64]struct{}{}}
+}
+
+func (r *recoverMemo) hash(s *State) [2]uint64 {
+	return [2]uint64{maphash.Comparable(r.seed1, *s), maphash.Comparable(r.seed2, *s)}
+}
+
+func (m *Model) recoverLog(s State, log func(Action, *State), memo *recoverMemo) (steps int, ok bool) {
+	if memo != nil {
+		memo.path = memo.path[:0]
+		defer func() {
+			if ok && len(memo.ok) < memoLimit {
+				for _, h := range memo.path {
+					memo.ok[h] = struct{}{}
+				}
+			}
+		}()
+	}
 	free := *m
 	free.sc.MaxIncarnations = 250
 	s.Rereg = 255
 	for steps = 0; steps <= recoverySteps; steps++ {
 		if m.callable(&s) {
 			return steps, true
+		}
+		if memo != nil {
+			h := memo.hash(&s)
+			if _, known := memo.ok[h]; known {
+				return steps, true // steps: a lower bound
+			}
+			memo.path = append(memo.path, h)
 		}
 		best, bestRank := State{}, len(recoveryOrder)
 		var bestAct Action
@@ -226,11 +263,12 @@ func Check(sc Scope, opts Options[State, Action], liveness bool) Report {
 		}
 	}
 	if liveness {
+		memo := newRecoverMemo()
 		opts.Visit = func(_ uint32, s *State) {
 			if rep.LiveFailed != nil {
 				return
 			}
-			n, ok := m.Recover(*s)
+			n, ok := m.recoverLog(*s, nil, memo)
 			rep.LiveChecked++
 			if !ok {
 				cp := *s
