@@ -55,7 +55,7 @@ func main() {
 		reps = append(reps, rep)
 		fmt.Print(rep.FormatReached())
 		if *liveness {
-			fmt.Printf("  liveness: %d states checked, recovery within %d steps\n", rep.LiveChecked, rep.LiveMaxSteps)
+			fmt.Printf("  liveness: %d states checked, each reaches a callable (or already verified) state within %d recovery steps\n", rep.LiveChecked, rep.LiveMaxSteps)
 		}
 		if rep.Violation != "" {
 			fmt.Print(model.New(sc).FormatTrace(rep.Violation, rep.Trace))
