@@ -4,7 +4,7 @@ PKGS    := ./...
 # Packages whose tests run real goroutines: they also run under -race.
 RACE_PKGS := ./rt/... ./registry/... ./nola/... ./faultinject/... ./httpapi/... ./wasm/... ./sim/... ./linearizability/... ./cmd/...
 
-.PHONY: test test-race vet lint bench run run-embedded sim-long guests clean fuzz FORCE
+.PHONY: test test-race vet lint bench run run-embedded sim-long model guests clean fuzz FORCE
 
 test: vet test-race
 	$(GO) test -count=1 -timeout 25m $(PKGS)
@@ -42,6 +42,15 @@ SEEDS ?= 10000
 START ?= 1
 sim-long:
 	$(GO) run ./sim/cmd/nolasim -seeds $(SEEDS) -start $(START) $(if $(MUTATIONS),-mutations $(MUTATIONS))
+
+# The protocol model (see model/README.md): each mutation's shortest
+# counterexample as a numbered trace, then every scope explored
+# exhaustively (progress on stderr; reachability, liveness, final table).
+# make model [SCOPE=2x1]
+SCOPE ?=
+model:
+	$(GO) run ./model/cmd/nolamodel -mutations
+	$(GO) run ./model/cmd/nolamodel $(if $(SCOPE),-scope $(SCOPE))
 
 # Every fuzz target of the module, FUZZTIME each (their seed corpora run as
 # ordinary tests in make test): make fuzz [FUZZTIME=5m] [FUZZ=FuzzUnpack]
