@@ -162,7 +162,7 @@ func run() error {
 // floor.
 func grows(vals []float64, frac, floor float64) (float64, bool) {
 	rest := vals[len(vals)/4:]
-	if len(rest) < 2 {
+	if len(rest) < 4 { // too few to tell
 		return 0, false
 	}
 	a, b := maxOf(rest[:len(rest)/2]), maxOf(rest[len(rest)/2:])
