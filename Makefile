@@ -4,7 +4,7 @@ PKGS    := ./...
 # Packages whose tests run real goroutines: they also run under -race.
 RACE_PKGS := ./rt/... ./registry/... ./nola/... ./faultinject/... ./httpapi/... ./wasm/... ./sim/... ./linearizability/... ./cmd/...
 
-.PHONY: test test-race vet lint bench run run-embedded sim-long model guests clean fuzz FORCE
+.PHONY: test test-race vet lint bench soak run run-embedded sim-long model guests clean fuzz FORCE
 
 test: vet test-race
 	$(GO) test -count=1 -timeout 25m $(PKGS)
@@ -21,6 +21,15 @@ lint: vet
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./bench/...
+
+# make soak [SOAK=10m] [SOAK_EVERY=10s]: one nola serve on an embedded etcd
+# under steady load (counter + kvcounter, 128 actors, 32 callers); samples
+# RSS, Go heap, goroutines, fds, etcd db and WAL size, and fails if any keeps
+# growing after warm-up (see docs/operations.md).
+SOAK       ?= 10m
+SOAK_EVERY ?= 10s
+soak: bin/nola
+	$(GO) run ./bench/soak -nola bin/nola -duration $(SOAK) -every $(SOAK_EVERY)
 
 # make run: build nola, start `nola serve` on an embedded etcd, upload the
 # counter WASM module, call two actors, leave the server running.

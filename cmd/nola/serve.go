@@ -45,6 +45,10 @@ type serveConfig struct {
 	shutdownTimeout       time.Duration
 	readyFile             string
 	exampleActors         bool
+	// etcd maintenance and namespace module quotas (store.go).
+	etcdQuota             int64
+	etcdMaintain          bool
+	nsModuleBytes, nsMods int64
 }
 
 type multiFlag []string
@@ -79,6 +83,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/")
 	c.shutdownTimeout = 30 * time.Second
 	fs.Var((*positiveDuration)(&c.shutdownTimeout), "shutdown-timeout", "bound on a graceful shutdown (a `duration`)")
+	addStoreFlags(fs, &c)
 	fs.StringVar(&c.readyFile, "ready-file", "", "write the listen address to this file once serving (for scripts)")
 	fs.BoolVar(&c.exampleActors, "example-actors", false, "register the example Go actor types (counter, kvcounter, caller, echo, ticker) in every namespace; for demos and tests, not production")
 	if err := parseFlags(fs, args); err != nil {
@@ -183,7 +188,7 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 
 	transport := httpapi.NewTransport(httpapi.TransportOptions{Token: c.adminToken, MaxResultBytes: c.maxResult})
 	defer transport.Close()
-	mods := modules.New(store, modules.Config{})
+	mods := modules.New(store, modules.Config{Quota: modules.Quota{MaxBytes: c.nsModuleBytes, MaxModules: c.nsMods}})
 	host, err := wasm.New(ctx, wasm.Config{Runtime: r, Modules: mods, Logger: log, MaxResultBytes: c.maxResult})
 	if err != nil {
 		return fmt.Errorf("WASM host: %w", err)

@@ -44,11 +44,25 @@ type MemberConfig struct {
 
 	// QuotaBytes is the backend size limit; default 2 GiB.
 	QuotaBytes int64
-	// SnapshotCount is the number of applied entries between snapshots;
-	// default 10000.
+	// SnapshotCount is the number of applied entries between snapshots to
+	// disk (after which older WAL files may be purged); default 10000.
 	SnapshotCount uint64
+	// SnapshotCatchUpEntries is how many applied raft entries the member
+	// keeps in memory after each in-memory snapshot (taken every 100
+	// entries), for slow followers to catch up from. Each entry holds a
+	// whole request (up to MaxRequestBytes), so this bounds the raft log's
+	// memory: about (SnapshotCatchUpEntries + 100) × the mean request.
+	// Default 100 for a single member (no followers), 1000 in a cluster
+	// (etcd's default is 5000: 7.5 GiB of 1.5 MiB requests).
+	SnapshotCatchUpEntries uint64
+	// MaxWALFiles and MaxSnapFiles bound the write-ahead log segments
+	// (64 MiB each, preallocated) and snapshot files kept; files still
+	// needed since the last snapshot are never purged. Defaults 2 and 2
+	// (etcd's are 5 and 5).
+	MaxWALFiles, MaxSnapFiles uint
 	// CompactionRetention is how many revisions of history automatic
-	// compaction keeps; default 10000.
+	// compaction keeps; default 1000. The store's maintenance (see
+	// Maintenance) also compacts by bytes.
 	CompactionRetention int64
 	// MaxTxnOps and MaxRequestBytes are etcd's request limits; defaults
 	// 128 and 1.5 MiB.
@@ -84,8 +98,20 @@ func (c MemberConfig) withDefaults() MemberConfig {
 	if c.SnapshotCount == 0 {
 		c.SnapshotCount = 10000
 	}
+	if c.SnapshotCatchUpEntries == 0 {
+		c.SnapshotCatchUpEntries = 100
+		if c.InitialCluster != "" {
+			c.SnapshotCatchUpEntries = 1000
+		}
+	}
+	if c.MaxWALFiles == 0 {
+		c.MaxWALFiles = 2
+	}
+	if c.MaxSnapFiles == 0 {
+		c.MaxSnapFiles = 2
+	}
 	if c.CompactionRetention <= 0 {
-		c.CompactionRetention = 10000
+		c.CompactionRetention = 1000
 	}
 	if c.MaxTxnOps == 0 {
 		c.MaxTxnOps = DefaultMaxTxnOps
@@ -284,6 +310,9 @@ func startMember(ctx context.Context, cfg MemberConfig) (*Member, error) {
 	}
 	ec.QuotaBackendBytes = cfg.QuotaBytes
 	ec.SnapshotCount = cfg.SnapshotCount
+	ec.SnapshotCatchUpEntries = cfg.SnapshotCatchUpEntries
+	ec.MaxWalFiles = cfg.MaxWALFiles
+	ec.MaxSnapFiles = cfg.MaxSnapFiles
 	ec.AutoCompactionMode = embed.CompactorModeRevision
 	ec.AutoCompactionRetention = strconv.FormatInt(cfg.CompactionRetention, 10)
 	ec.MaxTxnOps = cfg.MaxTxnOps
@@ -395,7 +424,9 @@ type EmbeddedConfig struct {
 // cfg.Dir, default ./nola-data/etcd; loopback listeners on free ports) and
 // returns a store connected to it. Close stops the store, then the member,
 // exactly once. A data directory that exists is reused: the member restarts
-// with its data.
+// with its data. Unless Options.NoMaintenance, the store maintains the
+// database (see Maintenance): a member left in etcd's NOSPACE alarm is
+// compacted, defragmented and disarmed before StartEmbedded returns.
 func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	mc := cfg.MemberConfig
 	if mc.InitialCluster != "" {
@@ -407,6 +438,9 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 			cfg.Limits.MaxOpsPerTxn = int(mc.MaxTxnOps)
 			cfg.Limits.MaxRequestBytes = int(mc.MaxRequestBytes) - LimitMargin
 		}
+	}
+	if cfg.Maintenance == nil && !cfg.NoMaintenance {
+		cfg.Maintenance = &Maintenance{QuotaBytes: mc.withDefaults().QuotaBytes}
 	}
 	m, err := StartMember(ctx, mc)
 	if err != nil {

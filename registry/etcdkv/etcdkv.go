@@ -86,6 +86,15 @@ type Options struct {
 	// (see group.go): fewer, larger requests when many actors commit at
 	// once. Each commit keeps its own compares and outcome.
 	NoGroupCommit bool
+	// Maintenance, when set, keeps the database below its quota: it
+	// compacts by bytes as well as revisions, defragments, and recovers
+	// from etcd's NOSPACE alarm (see Maintenance). StartEmbedded sets it
+	// unless told otherwise; for an external cluster it is opt-in, with
+	// that cluster's quota.
+	Maintenance *Maintenance
+	// NoMaintenance turns the embedded store's maintenance off (tests that
+	// need a full database).
+	NoMaintenance bool
 }
 
 // LimitMargin is subtracted from etcd's request limit to account for the
@@ -121,7 +130,8 @@ type Store struct {
 	once    sync.Once
 	onClose func() error // runs after the client is closed (embedded member)
 	err     error
-	group   *batcher // nil with Options.NoGroupCommit
+	group   *batcher    // nil with Options.NoGroupCommit
+	maint   *maintainer // nil without Options.Maintenance
 }
 
 var _ kv.Store = (*Store)(nil)
@@ -158,6 +168,9 @@ func newStore(cli *clientv3.Client, opts Options, onClose func() error) *Store {
 	if !opts.NoGroupCommit {
 		s.group = newBatcher(s)
 	}
+	if opts.Maintenance != nil && opts.Maintenance.QuotaBytes > 0 && !opts.NoMaintenance {
+		s.maint = newMaintainer(s, *opts.Maintenance)
+	}
 	return s
 }
 
@@ -178,6 +191,9 @@ func (s *Store) Limits() kv.Limits { return s.opts.Limits }
 func (s *Store) Close() error {
 	s.once.Do(func() {
 		s.closed.Store(true)
+		if s.maint != nil {
+			s.maint.close()
+		}
 		var errs []error
 		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, fmt.Errorf("etcdkv: close client: %w", err))
@@ -493,6 +509,13 @@ func (s *Store) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, error) {
 	cmps, ops, err := s.Txn(t)
 	if err != nil {
 		return kv.CommitResult{}, err
+	}
+	if s.maint != nil && len(ops) > 0 {
+		// Counted before sending: a commit that fails wrote nothing,
+		// which only makes the next compaction come early.
+		if err := s.maint.wrote(ctx, kv.RequestSize(t)); err != nil {
+			return kv.CommitResult{}, fmt.Errorf("%w (%w)", kv.ErrUnavailable, err)
+		}
 	}
 	if s.group != nil {
 		if s.closed.Load() {

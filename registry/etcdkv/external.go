@@ -120,6 +120,19 @@ func connect(ctx context.Context, cc clientv3.Config, opts Options, startup time
 		}
 		return nil, fmt.Errorf("etcdkv: open: %w", err)
 	}
+	if s.maint != nil {
+		// Start-up recovery: a database left full (the NOSPACE alarm)
+		// refuses every write, registration included; compact,
+		// defragment and disarm before anyone writes.
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		err := s.maint.pass(rctx, true)
+		cancel()
+		if err != nil {
+			s.closeClientOnly()
+			return nil, fmt.Errorf("etcdkv: open: start-up maintenance: %w", err)
+		}
+		s.maint.start()
+	}
 	return s, nil
 }
 

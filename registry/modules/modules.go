@@ -25,6 +25,20 @@
 // reassembly anyway. A writer that loses the race to a different module
 // deletes its own chunks; a writer that crashes mid-way leaves chunks
 // without a manifest, which a retry of the same bytes reuses.
+//
+// # Quotas
+//
+//	(root, "modq", ns) → usage: (format 1, bytes, modules)
+//
+// Each namespace may hold at most Quota.MaxBytes of modules and
+// Quota.MaxModules of them, so that one tenant cannot fill the store
+// (etcd refuses every write, of every namespace, once its database is
+// full). Put checks the usage record before writing any chunk, and the
+// commit that writes the manifest also compares the usage record's
+// revision and writes the new usage: the quota holds atomically with the
+// write, whatever the concurrency. A Put that loses that race re-reads the
+// usage and tries again. A namespace whose modules predate quotas has no
+// usage record; the first Put computes it from the manifests.
 package modules
 
 import (
@@ -53,7 +67,57 @@ var (
 	ErrTooLarge = errors.New("modules: module too large")
 	// ErrCorrupt: the stored chunks do not match the manifest.
 	ErrCorrupt = errors.New("modules: stored module is corrupt")
+	// ErrQuota: the namespace's module quota is used up. A *QuotaError
+	// also matches ErrTooLarge.
+	ErrQuota = errors.New("modules: namespace module quota exceeded")
 )
+
+// QuotaError reports which quota of a namespace a Put would exceed.
+type QuotaError struct {
+	Namespace string
+	// What is "bytes" or "modules"; Used, Adding and Limit are in its unit.
+	What                string
+	Used, Adding, Limit int64
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("modules: namespace %q quota: %d %s stored + %d would exceed the limit of %d; ask the operator to raise the namespace quota (nola serve --ns-module-bytes, --ns-modules)",
+		e.Namespace, e.Used, e.What, e.Adding, e.Limit)
+}
+
+// Is makes errors.Is(err, ErrQuota) and errors.Is(err, ErrTooLarge) hold.
+func (e *QuotaError) Is(target error) bool { return target == ErrQuota || target == ErrTooLarge }
+
+// Quota bounds what one namespace may store. Zero fields take defaults;
+// a negative field means no limit.
+type Quota struct {
+	// MaxBytes bounds the sum of the namespace's module sizes; default
+	// 256 MiB.
+	MaxBytes int64
+	// MaxModules bounds how many modules it holds; default 256.
+	MaxModules int64
+}
+
+// Default quotas.
+const (
+	DefaultQuotaBytes   = 256 << 20
+	DefaultQuotaModules = 256
+)
+
+func (q Quota) withDefaults() Quota {
+	if q.MaxBytes == 0 {
+		q.MaxBytes = DefaultQuotaBytes
+	}
+	if q.MaxModules == 0 {
+		q.MaxModules = DefaultQuotaModules
+	}
+	return q
+}
+
+// Usage is what a namespace's modules use of its quota.
+type Usage struct {
+	Bytes, Modules int64
+}
 
 // ExistsError reports that a different module holds the ID.
 type ExistsError struct {
@@ -113,6 +177,8 @@ type Config struct {
 	// (default rt.NewReal(); compilation never yields to the runtime, so
 	// a simulator's tasks never contend for it).
 	Runtime rt.Runtime
+	// Quota bounds each namespace's modules.
+	Quota Quota
 }
 
 // Store is the module store. It is safe for concurrent use.
@@ -120,6 +186,7 @@ type Store struct {
 	kv       kv.Store
 	keys     registry.Keyspace
 	limits   Limits
+	quota    Quota
 	chunk    int
 	compiles rt.Sema
 }
@@ -135,7 +202,7 @@ func New(store kv.Store, cfg Config) *Store {
 	if cfg.MaxConcurrentCompiles <= 0 {
 		cfg.MaxConcurrentCompiles = 2
 	}
-	s := &Store{kv: store, keys: registry.NewKeyspace(cfg.Root), limits: cfg.Limits.withDefaults(),
+	s := &Store{kv: store, keys: registry.NewKeyspace(cfg.Root), limits: cfg.Limits.withDefaults(), quota: cfg.Quota.withDefaults(),
 		compiles: cfg.Runtime.NewSema(cfg.MaxConcurrentCompiles)}
 	s.chunk = 1 << 20
 	if l := store.Limits(); l.MaxRequestBytes > 0 {
@@ -155,6 +222,11 @@ const requestOverhead = 8 << 10
 
 // Limits returns the limits Put enforces.
 func (s *Store) Limits() Limits { return s.limits }
+
+// Quota returns the per-namespace quota Put enforces.
+func (s *Store) Quota() Quota { return s.quota }
+
+func (s *Store) usageKey(ns string) []byte { return s.keys.Sub("modq", ns) }
 
 func (s *Store) manifestKey(ns, id string) []byte { return s.keys.Sub("mod", ns, id, "m") }
 
@@ -205,40 +277,155 @@ func (s *Store) Put(ctx context.Context, ns, id string, bin []byte, opts Options
 
 	info := Info{Namespace: ns, ID: id, Size: len(bin), Hash: hash, ChunkBytes: s.chunk, Options: opts}
 	info.Chunks = (len(bin) + s.chunk - 1) / s.chunk
-	mkey := s.manifestKey(ns, id)
 	prefix := s.chunkPrefix(ns, id, hash[:])
 	var chunkOps []kv.Op
 	for i := 0; i < info.Chunks; i++ {
 		end := min(len(bin), (i+1)*s.chunk)
 		chunkOps = append(chunkOps, kv.Put(chunkKey(prefix, i), bin[i*s.chunk:end], kv.NoLease))
 	}
-	manifest := kv.Put(mkey, encodeManifest(info), kv.NoLease)
+	// Each attempt re-reads the usage; an attempt fails only when another
+	// Put of this namespace committed meanwhile, so a few suffice unless
+	// uploads are relentless.
+	const attempts = 16
+	wrote := false // chunks of this Put may be in the store
+	for range attempts {
+		done, out, err := s.tryPut(ctx, info, chunkOps, &wrote)
+		if wrote && errors.Is(err, ErrQuota) {
+			// An earlier attempt wrote chunks, then lost the usage race
+			// and now finds the quota used up: remove them (uncounted
+			// chunks would be a way around the quota) — unless a
+			// manifest of this ID appeared, which may need them.
+			s.deleteOrphanChunks(ctx, s.manifestKey(ns, id), prefix)
+		}
+		if done || err != nil {
+			return out, err
+		}
+	}
+	return Info{}, fmt.Errorf("modules: put %s/%s: %d attempts lost to concurrent uploads in the namespace: %w",
+		ns, id, attempts, kv.ErrUnavailable)
+}
+
+// tryPut makes one attempt at storing a module: check the quota, write the
+// chunks, then the manifest and the new usage in one commit that requires
+// the manifest absent and the usage unchanged. done is false when the
+// usage changed meanwhile (try again).
+func (s *Store) tryPut(ctx context.Context, info Info, chunkOps []kv.Op, wrote *bool) (done bool, _ Info, _ error) {
+	ns, id := info.Namespace, info.ID
+	use, useRev, err := s.usage(ctx, ns)
+	if err != nil {
+		return false, Info{}, err
+	}
+	if err := s.checkQuota(ns, use, int64(info.Size)); err != nil {
+		return false, Info{}, err
+	}
+	next := Usage{Bytes: use.Bytes + int64(info.Size), Modules: use.Modules + 1}
+	mkey := s.manifestKey(ns, id)
 	absent := kv.Absent(mkey)
+	guards := []kv.Compare{absent, kv.ModRevEquals(s.usageKey(ns), useRev)}
+	final := []kv.Op{kv.Put(mkey, encodeManifest(info), kv.NoLease), kv.Put(s.usageKey(ns), encodeUsage(next), kv.NoLease)}
 	limits := s.kv.Limits()
 
-	all := kv.Txn{Compares: []kv.Compare{absent}, Ops: append(append([]kv.Op(nil), chunkOps...), manifest)}
+	all := kv.Txn{Compares: guards, Ops: append(append([]kv.Op(nil), chunkOps...), final...)}
 	var res kv.CommitResult
 	if kv.CheckLimits(all, limits) == nil {
 		res, err = s.kv.Commit(ctx, all)
 	} else {
-		res, err = s.putChunked(ctx, chunkOps, absent, manifest, limits)
+		*wrote = true
+		res, err = s.putChunked(ctx, chunkOps, absent, guards, final, limits)
 	}
 	if err != nil {
-		return Info{}, fmt.Errorf("modules: put %s/%s: %w", ns, id, err)
+		return false, Info{}, fmt.Errorf("modules: put %s/%s: %w", ns, id, err)
 	}
-	if !res.Succeeded {
-		// Someone else stored a module under this ID first.
-		existing, err := s.Stat(ctx, ns, id)
+	if res.Succeeded {
+		info.Rev = res.Rev
+		return true, info, nil
+	}
+	existing, err := s.Stat(ctx, ns, id)
+	if errors.Is(err, ErrNotFound) {
+		return false, Info{}, nil // the usage changed: try again
+	}
+	if err != nil {
+		return false, Info{}, err
+	}
+	// Someone else stored a module under this ID first.
+	if existing.Hash != info.Hash && *wrote {
+		s.deleteChunks(ctx, s.chunkPrefix(ns, id, info.Hash[:]))
+	}
+	out, err := s.same(ns, id, existing, info.Hash, info.Options)
+	return true, out, err
+}
+
+// checkQuota says whether adding a module of size bytes to a namespace
+// using use stays within the quota.
+func (s *Store) checkQuota(ns string, use Usage, size int64) error {
+	q := s.quota
+	if q.MaxModules >= 0 && use.Modules+1 > q.MaxModules {
+		return &QuotaError{Namespace: ns, What: "modules", Used: use.Modules, Adding: 1, Limit: q.MaxModules}
+	}
+	if q.MaxBytes >= 0 && use.Bytes+size > q.MaxBytes {
+		return &QuotaError{Namespace: ns, What: "bytes", Used: use.Bytes, Adding: size, Limit: q.MaxBytes}
+	}
+	return nil
+}
+
+// Usage returns what a namespace's modules use of its quota.
+func (s *Store) Usage(ctx context.Context, ns string) (Usage, error) {
+	u, _, err := s.usage(ctx, ns)
+	return u, err
+}
+
+// usage reads a namespace's usage record and its revision (0: absent, in
+// which case the usage is computed from the manifests).
+func (s *Store) usage(ctx context.Context, ns string) (Usage, int64, error) {
+	e, found, err := s.kv.Get(ctx, s.usageKey(ns), 0)
+	if err != nil {
+		return Usage{}, 0, fmt.Errorf("modules: read the usage of namespace %s: %w", ns, err)
+	}
+	if found {
+		u, err := decodeUsage(e.Value)
 		if err != nil {
-			return Info{}, err
+			return Usage{}, 0, fmt.Errorf("%w: usage record of namespace %s: %v", ErrCorrupt, ns, err)
 		}
-		if existing.Hash != hash {
-			s.deleteChunks(ctx, prefix)
-		}
-		return s.same(ns, id, existing, hash, opts)
+		return u, e.ModRev, nil
 	}
-	info.Rev = res.Rev
-	return info, nil
+	list, err := s.List(ctx, ns)
+	if err != nil {
+		return Usage{}, 0, err
+	}
+	var u Usage
+	for _, i := range list {
+		u.Bytes += int64(i.Size)
+		u.Modules++
+	}
+	return u, 0, nil
+}
+
+const usageFormat = 1
+
+func encodeUsage(u Usage) []byte {
+	return tuple.Tuple{int64(usageFormat), u.Bytes, u.Modules}.Pack()
+}
+
+func decodeUsage(b []byte) (Usage, error) {
+	t, err := tuple.Unpack(b)
+	if err != nil {
+		return Usage{}, err
+	}
+	if len(t) != 3 {
+		return Usage{}, fmt.Errorf("%d elements", len(t))
+	}
+	var n [3]int64
+	for i := range n {
+		v, ok := t[i].(int64)
+		if !ok {
+			return Usage{}, fmt.Errorf("element %d is %T", i, t[i])
+		}
+		n[i] = v
+	}
+	if n[0] != usageFormat || n[1] < 0 || n[2] < 0 {
+		return Usage{}, errors.New("bad fields")
+	}
+	return Usage{Bytes: n[1], Modules: n[2]}, nil
 }
 
 // same compares a stored manifest with a put's bytes and options.
@@ -250,8 +437,10 @@ func (s *Store) same(ns, id string, existing Info, hash [32]byte, opts Options) 
 }
 
 // putChunked writes the chunks in as many commits as the store's limits
-// need, then the manifest.
-func (s *Store) putChunked(ctx context.Context, chunkOps []kv.Op, absent kv.Compare, manifest kv.Op, limits kv.Limits) (kv.CommitResult, error) {
+// need (each requiring the manifest absent), then the final ops under
+// guards (and, when the store's per-commit limit allows, every chunk
+// present).
+func (s *Store) putChunked(ctx context.Context, chunkOps []kv.Op, absent kv.Compare, guards []kv.Compare, finalOps []kv.Op, limits kv.Limits) (kv.CommitResult, error) {
 	var batch []kv.Op
 	flush := func() (bool, error) {
 		if len(batch) == 0 {
@@ -273,13 +462,21 @@ func (s *Store) putChunked(ctx context.Context, chunkOps []kv.Op, absent kv.Comp
 	if ok, err := flush(); !ok || err != nil {
 		return kv.CommitResult{}, err
 	}
-	final := kv.Txn{Compares: []kv.Compare{absent}, Ops: []kv.Op{manifest}}
-	if limits.MaxOpsPerTxn == 0 || len(chunkOps)+1 <= limits.MaxOpsPerTxn {
+	final := kv.Txn{Compares: append([]kv.Compare(nil), guards...), Ops: finalOps}
+	if limits.MaxOpsPerTxn == 0 || len(chunkOps)+len(guards) <= limits.MaxOpsPerTxn {
 		for _, op := range chunkOps {
 			final.Compares = append(final.Compares, kv.Compare{Key: op.Key, Target: kv.TargetVersion, Op: kv.Greater, Num: 0})
 		}
 	}
 	return s.kv.Commit(ctx, final)
+}
+
+// deleteOrphanChunks removes chunks under prefix if no manifest holds the
+// ID (atomically: a concurrent Put of the same bytes whose manifest lands
+// first keeps them; one whose manifest lands later fails its compare on the
+// chunks and writes them again). Best effort.
+func (s *Store) deleteOrphanChunks(ctx context.Context, mkey, prefix []byte) {
+	_, _ = s.kv.Commit(ctx, kv.Txn{Compares: []kv.Compare{kv.Absent(mkey)}, Ops: []kv.Op{kv.DeleteRange(tuple.ChildRange(prefix))}})
 }
 
 // deleteChunks removes the chunks of a module that lost the race for its

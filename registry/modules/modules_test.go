@@ -300,3 +300,125 @@ func TestCorruptedModulesAreRejectedSafely(t *testing.T) {
 		t.Fatal("no mutant was rejected")
 	}
 }
+
+// Issue 10, finding 3: a tenant filled etcd with 118 modules of 16 MiB.
+// Each namespace now has a quota of module bytes and count; a Put past it
+// fails with a *QuotaError (ErrQuota and ErrTooLarge, so the API answers
+// too_large) before writing anything, and other namespaces are unaffected.
+func TestNamespaceQuotaOnBytesAndCount(t *testing.T) {
+	ctx := context.Background()
+	counter, echo := wasmtest.C(t, "counter"), wasmtest.C(t, "echo")
+	t.Run("bytes", func(t *testing.T) {
+		store := newStore(t, kv.Limits{})
+		ms := modules.New(store, modules.Config{Quota: modules.Quota{MaxBytes: int64(2*len(counter) + len(counter)/2)}})
+		for i := range 2 {
+			if _, err := ms.Put(ctx, "ns", fmt.Sprint("m", i), counter, modules.Options{}); err != nil {
+				t.Fatalf("put %d within the quota: %v", i, err)
+			}
+		}
+		_, err := ms.Put(ctx, "ns", "m2", counter, modules.Options{})
+		var qe *modules.QuotaError
+		if !errors.As(err, &qe) || qe.What != "bytes" || !errors.Is(err, modules.ErrQuota) || !errors.Is(err, modules.ErrTooLarge) {
+			t.Fatalf("put past the byte quota: %v, want a *QuotaError on bytes", err)
+		}
+		if _, err := ms.Stat(ctx, "ns", "m2"); !errors.Is(err, modules.ErrNotFound) {
+			t.Fatalf("refused module stored: %v", err)
+		}
+		// Nothing of the refused module was written.
+		begin := registry.NewKeyspace("nola").Sub("mod", "ns", "m2")
+		if res, _ := store.Range(ctx, kv.RangeRequest{Begin: begin, End: tuple.PrefixEnd(begin), KeysOnly: true}); len(res.KVs) != 0 {
+			t.Fatalf("%d keys of a refused module", len(res.KVs))
+		}
+		// Putting a stored module again is not a new module.
+		if _, err := ms.Put(ctx, "ns", "m0", counter, modules.Options{}); err != nil {
+			t.Fatalf("idempotent put at the quota: %v", err)
+		}
+		if _, err := ms.Put(ctx, "other", "m2", counter, modules.Options{}); err != nil {
+			t.Fatalf("another namespace: %v", err)
+		}
+		if u, err := ms.Usage(ctx, "ns"); err != nil || u != (modules.Usage{Bytes: int64(2 * len(counter)), Modules: 2}) {
+			t.Fatalf("usage %+v %v", u, err)
+		}
+	})
+	t.Run("count", func(t *testing.T) {
+		ms := modules.New(newStore(t, kv.Limits{}), modules.Config{Quota: modules.Quota{MaxModules: 1}})
+		if _, err := ms.Put(ctx, "ns", "a", counter, modules.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ms.Put(ctx, "ns", "b", echo, modules.Options{})
+		var qe *modules.QuotaError
+		if !errors.As(err, &qe) || qe.What != "modules" || qe.Limit != 1 {
+			t.Fatalf("second module: %v, want a *QuotaError on modules", err)
+		}
+		if !strings.Contains(err.Error(), "--ns-modules") {
+			t.Fatalf("the error does not say what to do: %v", err)
+		}
+	})
+}
+
+// The quota holds atomically with the write: concurrent uploads of
+// distinct modules (chunked, so that chunks are written before the
+// manifest) never store more than the quota, and refused uploads leave no
+// chunks behind.
+func TestConcurrentPutsRespectTheQuota(t *testing.T) {
+	ctx := context.Background()
+	store := newStore(t, kv.Limits{MaxOpsPerTxn: 128, MaxRequestBytes: 2 << 10})
+	const limit, writers = 5, 16
+	ms := modules.New(store, modules.Config{Quota: modules.Quota{MaxModules: limit}})
+	bin := wasmtest.C(t, "echo")
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = ms.Put(ctx, "ns", fmt.Sprint("m", i), bin, modules.Options{})
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, modules.ErrQuota):
+			t.Errorf("writer %d: %v, want success or ErrQuota", i, err)
+		}
+	}
+	list, err := ms.List(ctx, "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok != limit || len(list) != limit {
+		t.Fatalf("%d puts succeeded, %d modules stored; quota %d", ok, len(list), limit)
+	}
+	if u, _ := ms.Usage(ctx, "ns"); u.Modules != limit || u.Bytes != int64(limit*len(bin)) {
+		t.Fatalf("usage %+v", u)
+	}
+	begin := registry.NewKeyspace("nola").Sub("mod", "ns")
+	res, err := store.Range(ctx, kv.RangeRequest{Begin: begin, End: tuple.PrefixEnd(begin), KeysOnly: true})
+	if want := limit * (list[0].Chunks + 1); err != nil || len(res.KVs) != want {
+		t.Fatalf("%d keys under the namespace (%v), want %d: chunks of refused uploads left behind", len(res.KVs), err, want)
+	}
+}
+
+// Modules stored before quotas existed have no usage record: the first Put
+// counts them from their manifests.
+func TestQuotaCountsModulesStoredBeforeQuotas(t *testing.T) {
+	ctx := context.Background()
+	store := newStore(t, kv.Limits{})
+	ms := modules.New(store, modules.Config{Quota: modules.Quota{MaxModules: 2}})
+	counter := wasmtest.C(t, "counter")
+	for _, id := range []string{"a", "b"} {
+		if _, err := ms.Put(ctx, "ns", id, counter, modules.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	usageKey := registry.NewKeyspace("nola").Sub("modq", "ns")
+	if _, err := store.Commit(ctx, kv.Txn{Ops: []kv.Op{kv.Delete(usageKey)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms.Put(ctx, "ns", "c", counter, modules.Options{}); !errors.Is(err, modules.ErrQuota) {
+		t.Fatalf("third module without a usage record: %v, want ErrQuota", err)
+	}
+}
