@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/faultinject/exectrace"
 	"github.com/nolaproject/nola/httpapi"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/kv"
@@ -44,6 +45,7 @@ type serveConfig struct {
 	pprof                 bool
 	shutdownTimeout       time.Duration
 	readyFile             string
+	traceExecutions       string
 }
 
 type multiFlag []string
@@ -79,6 +81,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	c.shutdownTimeout = 30 * time.Second
 	fs.Var((*positiveDuration)(&c.shutdownTimeout), "shutdown-timeout", "bound on a graceful shutdown (a `duration`)")
 	fs.StringVar(&c.readyFile, "ready-file", "", "write the listen address to this file once serving (for scripts)")
+	fs.StringVar(&c.traceExecutions, "trace-executions", "", "append every activation and execution, stamped with CLOCK_MONOTONIC, to this `file` as JSON lines (for cmd/jepsen-lite's activation oracle; costs one write per event)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -191,6 +194,15 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 			log.Error("closing the WASM host", "err", err)
 		}
 	}()
+	var observer nola.Observer
+	if c.traceExecutions != "" {
+		tw, err := exectrace.Open(c.traceExecutions)
+		if err != nil {
+			return err
+		}
+		defer tw.Close()
+		observer = tw
+	}
 	srv, err := nola.NewServer(nola.ServerConfig{
 		ID:             c.id,
 		Addr:           c.advertise,
@@ -204,6 +216,7 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		MaxActivations: c.maxActivations,
 		Limits:         nola.Limits{MaxPayloadBytes: c.maxPayload, MaxResultBytes: c.maxResult},
 		Logger:         log,
+		Observer:       observer,
 	})
 	if err != nil {
 		return usageErr("%v", err)
