@@ -26,6 +26,9 @@ type FuncFault struct {
 	StartFn  func(ctx context.Context) error
 	StopFn   func(ctx context.Context) error
 	Resource []string // what it holds exclusively (processes, links)
+	// MinHold, if set, is the shortest hold Plan gives it (a pause must
+	// outlast the lease).
+	MinHold time.Duration
 }
 
 func (f *FuncFault) Kind() string                    { return f.K }
@@ -131,6 +134,9 @@ func Plan(seed uint64, span, gap, minHold, maxHold time.Duration, overlap int, c
 		}
 		live = slices.DeleteFunc(live, func(a active) bool { return a.end <= at })
 		pick := rng.IntN(len(candidates))
+		if mh := candidates[pick].MinHold; hold < mh {
+			hold = min(mh, span-at)
+		}
 		ok := len(live) < overlap
 		for _, a := range live {
 			for _, r := range candidates[pick].Resource {
