@@ -58,8 +58,7 @@ type actTrack struct {
 	running     int // index+1 of the open execution
 }
 
-// Check runs the oracle over the records of every server (in any order;
-// each server's records in log order). expected names the actors
+// Check runs the oracle over the records of every server, in any order. expected names the actors
 // ("ns/id") that must have executed at least once.
 //
 // Timestamps are CLOCK_MONOTONIC readings taken when each event was
@@ -81,6 +80,19 @@ type actTrack struct {
 // release look later, so the rules err on the side of reporting.
 func Check(recs []Record, expected []string) Result {
 	res := Result{Actors: map[string]ActorStats{}, Records: len(recs)}
+	// Log order is not event order: the engine resolves an activation
+	// before it reports it, so a waiting invocation may log its start
+	// first. The shared clock orders them.
+	recs = slices.Clone(recs)
+	slices.SortStableFunc(recs, func(a, b Record) int {
+		switch {
+		case a.T < b.T:
+			return -1
+		case a.T > b.T:
+			return 1
+		}
+		return 0
+	})
 	acts := map[string]map[actKey]*actTrack{}
 	for _, r := range recs {
 		name := r.Namespace + "/" + r.Actor

@@ -69,6 +69,12 @@ func TestCheckRules(t *testing.T) {
 		},
 		"G1.unknown": {rec(KindStart, "s0", 1, 9, 11, false)},
 	}
+	// Logged out of order (the engine reports an activation after waking
+	// its first invocation): the clock decides.
+	late := []Record{rec(KindStart, "s0", 1, 1, 11, false), rec(KindActivated, "s0", 1, 1, 10, false), rec(KindEnd, "s0", 1, 1, 12, true)}
+	if res := Check(late, []string{"ns/a"}); !res.Ok() {
+		t.Errorf("start logged before its activation: %+v", res)
+	}
 	for rule, recs := range cases {
 		res := Check(recs, nil)
 		if len(res.Violations) == 0 || res.Violations[0].Rule != rule {
