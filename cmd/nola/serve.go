@@ -46,6 +46,7 @@ type serveConfig struct {
 	shutdownTimeout       time.Duration
 	readyFile             string
 	traceExecutions       string
+	mutation              string
 }
 
 type multiFlag []string
@@ -82,6 +83,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var((*positiveDuration)(&c.shutdownTimeout), "shutdown-timeout", "bound on a graceful shutdown (a `duration`)")
 	fs.StringVar(&c.readyFile, "ready-file", "", "write the listen address to this file once serving (for scripts)")
 	fs.StringVar(&c.traceExecutions, "trace-executions", "", "append every activation and execution, stamped with CLOCK_MONOTONIC, to this `file` as JSON lines (for cmd/jepsen-lite's activation oracle; costs one write per event)")
+	addMutationFlag(fs, &c.mutation)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -194,6 +196,10 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 			log.Error("closing the WASM host", "err", err)
 		}
 	}()
+	mutations, err := parseMutations(c.mutation)
+	if err != nil {
+		return err
+	}
 	var observer nola.Observer
 	if c.traceExecutions != "" {
 		tw, err := exectrace.Open(c.traceExecutions)
@@ -217,6 +223,7 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		Limits:         nola.Limits{MaxPayloadBytes: c.maxPayload, MaxResultBytes: c.maxResult},
 		Logger:         log,
 		Observer:       observer,
+		Mutations:      mutations,
 	})
 	if err != nil {
 		return usageErr("%v", err)

@@ -174,6 +174,25 @@ func Run(ctx context.Context, t0 time.Time, steps []Step, candidates []*FuncFaul
 		log []Event
 		wg  sync.WaitGroup
 	)
+	// busy holds the resources of faults started and not yet healed: a
+	// plan step starts only once its resources are free in real time (a
+	// slow heal — a restart waiting for its process — must not let two
+	// faults on one resource overlap).
+	busy := map[string]int{}
+	freed := make(chan struct{}, 1)
+	isFree := func(res []string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range res {
+			if busy[r] > 0 {
+				return false
+			}
+		}
+		for _, r := range res {
+			busy[r]++
+		}
+		return true
+	}
 	record := func(e Event) {
 		mu.Lock()
 		log = append(log, e)
@@ -193,6 +212,15 @@ func Run(ctx context.Context, t0 time.Time, steps []Step, candidates []*FuncFaul
 			break
 		}
 		f := candidates[s.Fault]
+		for ctx.Err() == nil && !isFree(f.Resource) {
+			select {
+			case <-ctx.Done():
+			case <-freed:
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		e := Event{Kind: f.Kind(), Target: f.Target(), Start: time.Since(t0)}
 		if err := f.Start(ctx); err != nil {
 			e.StartErr = err.Error()
@@ -215,6 +243,15 @@ func Run(ctx context.Context, t0 time.Time, steps []Step, candidates []*FuncFaul
 			}
 			e.End = time.Since(t0)
 			record(e)
+			mu.Lock()
+			for _, r := range f.Resource {
+				busy[r]--
+			}
+			mu.Unlock()
+			select {
+			case freed <- struct{}{}:
+			default:
+			}
 		}()
 	}
 	wg.Wait()
