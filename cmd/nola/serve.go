@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/faultinject/exectrace"
 	"github.com/nolaproject/nola/httpapi"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/kv"
@@ -49,6 +50,8 @@ type serveConfig struct {
 	etcdQuota             int64
 	etcdMaintain          bool
 	nsModuleBytes, nsMods int64
+	traceExecutions       string
+	mutation              string
 }
 
 type multiFlag []string
@@ -86,6 +89,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	addStoreFlags(fs, &c)
 	fs.StringVar(&c.readyFile, "ready-file", "", "write the listen address to this file once serving (for scripts)")
 	fs.BoolVar(&c.exampleActors, "example-actors", false, "register the example Go actor types (counter, kvcounter, caller, echo, ticker) in every namespace; for demos and tests, not production")
+	fs.StringVar(&c.traceExecutions, "trace-executions", "", "append every activation and execution, stamped with CLOCK_MONOTONIC, to this `file` as JSON lines (for cmd/jepsen-lite's activation oracle; costs one write per event)")
+	addMutationFlag(fs, &c.mutation)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -204,6 +209,19 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	if c.exampleActors {
 		types = actors.Types()
 	}
+	mutations, err := parseMutations(c.mutation)
+	if err != nil {
+		return err
+	}
+	var observer nola.Observer
+	if c.traceExecutions != "" {
+		tw, err := exectrace.Open(c.traceExecutions)
+		if err != nil {
+			return err
+		}
+		defer tw.Close()
+		observer = tw
+	}
 	srv, err := nola.NewServer(nola.ServerConfig{
 		ID:             c.id,
 		Addr:           c.advertise,
@@ -217,6 +235,8 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		MaxActivations: c.maxActivations,
 		Limits:         nola.Limits{MaxPayloadBytes: c.maxPayload, MaxResultBytes: c.maxResult},
 		Logger:         log,
+		Observer:       observer,
+		Mutations:      mutations,
 	})
 	if err != nil {
 		return usageErr("%v", err)

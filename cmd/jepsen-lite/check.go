@@ -1,0 +1,181 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/nolaproject/nola/faultinject/exectrace"
+	"github.com/nolaproject/nola/linearizability"
+)
+
+// checkerResult is one checker's verdict.
+type checkerResult struct {
+	Name   string   `json:"name"`
+	Ok     bool     `json:"ok"`
+	Detail []string `json:"detail,omitempty"`
+	// PerActor is each actor's verdict line.
+	PerActor map[string]string `json:"per_actor,omitempty"`
+	// Pages are porcupine visualizations of failing actors (file names
+	// relative to the report).
+	Pages []string `json:"pages,omitempty"`
+}
+
+// checkLinearizable runs porcupine per actor; an actor with no operation
+// at all, or a check that ran out of budget, fails (no vacuous pass).
+func checkLinearizable(w *workload, out string, budget time.Duration) checkerResult {
+	res := checkerResult{Name: "linearizable (porcupine, per actor)", Ok: true, PerActor: map[string]string{}}
+	w.mu.Lock()
+	ops := w.hist.Ops()
+	w.mu.Unlock()
+	rep, err := linearizability.Check(ops, budget)
+	if err != nil {
+		res.Ok = false
+		res.Detail = append(res.Detail, err.Error())
+		return res
+	}
+	seen := map[string]bool{}
+	for _, v := range rep.Verdicts {
+		seen[v.Object] = true
+		okOps := v.Ops - v.Indeterminate
+		line := fmt.Sprintf("%s: %d ops (%d indeterminate)", v.Result, v.Ops, v.Indeterminate)
+		switch {
+		case v.Result == linearizability.Illegal:
+			res.Ok = false
+			page := "porcupine-" + linearizability.FileName(v.Object) + ".html"
+			if err := v.WriteHTML(filepath.Join(out, page), nil); err == nil {
+				res.Pages = append(res.Pages, page)
+			}
+			line = "NOT LINEARIZABLE: " + line + " — see " + page
+		case v.Result == linearizability.Unknown:
+			res.Ok = false
+			line = "UNKNOWN (check budget ran out): " + line
+		case okOps == 0:
+			res.Ok = false
+			line = "NO HISTORY: no call returned: " + line
+		}
+		res.PerActor[v.Object] = line
+	}
+	for _, a := range w.actors {
+		if !seen[a.String()] {
+			res.Ok = false
+			res.PerActor[a.String()] = "NO HISTORY: never called"
+		}
+	}
+	return res
+}
+
+// checkLostWrites: for every durable counter, the final read (after every
+// fault healed) must count every acknowledged increment — at least as
+// many as were acknowledged, and at least the largest value an
+// acknowledged increment returned — and nothing that was never attempted
+// — at most acknowledged + indeterminate. Two acknowledged increments
+// returning the same value mean one of them was lost.
+func checkLostWrites(w *workload, final map[string]int64, finalErr error) (checkerResult, int) {
+	res := checkerResult{Name: "no lost acknowledged write (durable actors)", Ok: true, PerActor: map[string]string{}}
+	lost := 0
+	if finalErr != nil {
+		res.Ok = false
+		res.Detail = append(res.Detail, finalErr.Error())
+	}
+	w.mu.Lock()
+	ops := slices.Clone(w.ops)
+	w.mu.Unlock()
+	for _, a := range w.actors {
+		if a.typ != "kvcounter" {
+			continue
+		}
+		name := a.String()
+		var acked, indet int64
+		var maxVal int64
+		vals := map[int64]int{}
+		for _, o := range ops {
+			if o.Actor != name || o.Op != "inc" {
+				continue
+			}
+			switch o.Outcome {
+			case outOK:
+				acked++
+				v, _ := strconv.ParseInt(o.Value, 10, 64)
+				maxVal = max(maxVal, v)
+				vals[v]++
+			case outIndet:
+				indet++
+			}
+		}
+		v, ok := final[name]
+		if !ok {
+			res.Ok = false
+			res.PerActor[name] = "NO FINAL READ"
+			continue
+		}
+		var bad []string
+		if v < acked || v < maxVal {
+			bad = append(bad, fmt.Sprintf("final %d < acknowledged (%d increments, largest result %d): %d lost", v, acked, maxVal, max(acked, maxVal)-v))
+			lost += int(max(acked, maxVal) - v)
+		}
+		if v > acked+indet {
+			bad = append(bad, fmt.Sprintf("final %d > acknowledged %d + indeterminate %d: a write nobody attempted", v, acked, indet))
+		}
+		for val, n := range vals {
+			if n > 1 {
+				bad = append(bad, fmt.Sprintf("%d acknowledged increments returned %d", n, val))
+				lost += n - 1
+			}
+		}
+		if acked == 0 {
+			bad = append(bad, "no acknowledged increment: nothing was checked")
+		}
+		if len(bad) > 0 {
+			res.Ok = false
+			res.PerActor[name] = fmt.Sprint(bad)
+		} else {
+			res.PerActor[name] = fmt.Sprintf("ok: final %d, %d acknowledged, %d indeterminate increments", v, acked, indet)
+		}
+	}
+	return res, lost
+}
+
+// checkActivations runs the real-process activation oracle over every
+// server's execution log.
+func checkActivations(w *workload, traces []string) (checkerResult, exectrace.Result) {
+	res := checkerResult{Name: "single activation (execution-trace oracle)", Ok: true, PerActor: map[string]string{}}
+	var recs []exectrace.Record
+	for _, t := range traces {
+		r, err := exectrace.ReadFile(t)
+		if err != nil {
+			res.Ok = false
+			res.Detail = append(res.Detail, err.Error())
+			continue
+		}
+		recs = append(recs, r...)
+	}
+	var expected []string
+	for _, a := range w.actors {
+		expected = append(expected, namespace+"/"+a.id)
+	}
+	for _, c := range w.callers {
+		expected = append(expected, namespace+"/"+c)
+	}
+	or := exectrace.Check(recs, expected)
+	if !or.Ok() {
+		res.Ok = false
+	}
+	for _, v := range or.Violations {
+		if len(res.Detail) < 50 {
+			res.Detail = append(res.Detail, v.String())
+		}
+	}
+	if n := len(or.Violations); n > 50 {
+		res.Detail = append(res.Detail, fmt.Sprintf("… %d violations in all", n))
+	}
+	for _, u := range or.Unchecked {
+		res.Detail = append(res.Detail, "NO HISTORY: "+u+" has no execution in any trace")
+	}
+	for name, st := range or.Actors {
+		res.PerActor[name] = fmt.Sprintf("%d activations on %v, %d executions (%d released)", st.Activations, st.Servers, st.Executions, st.Released)
+	}
+	return res, or
+}

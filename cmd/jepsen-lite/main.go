@@ -1,0 +1,181 @@
+// Command jepsen-lite attacks a real nola deployment — a real etcd cluster
+// and several `nola serve` processes on this machine — with real faults
+// (kill -9, SIGSTOP past the lease, partitions, latency and connection
+// loss on proxied links, etcd member kills and leader pauses) while
+// clients call hot actors over HTTP, then checks the histories: porcupine
+// per actor, no lost acknowledged write on durable actors, and an
+// activation oracle over the servers' execution traces. It writes a JSON
+// summary and a self-contained HTML report, and exits 0 only if every
+// checker passed. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	seed              uint64
+	runs              int
+	duration          time.Duration
+	members, servers  int
+	clients, hot      int
+	ttl, opTimeout    time.Duration
+	think             time.Duration
+	faultGap, maxHold time.Duration
+	overlap           int
+	nemeses           string
+	out               string
+	keep              bool
+	checkBudget       time.Duration
+	mutation          string
+	stopOnFail        bool
+}
+
+// exit codes
+const (
+	exitPass  = 0
+	exitFail  = 1
+	exitSetup = 2
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func parse(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("jepsen-lite", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `usage: jepsen-lite [flags]
+
+Starts a real etcd cluster and nola servers on this machine, attacks them
+with a seeded fault schedule while clients call hot actors, checks the
+histories and writes OUT/run-SEED/{report.html,summary.json}. Exit status:
+0 every checker passed, 1 a checker failed, 2 the run could not be set up.
+
+Flags:
+`)
+		fs.PrintDefaults()
+		fmt.Fprintf(stderr, "\nNemeses (--nemeses, comma-separated, or all / none):\n  %s\n", strings.Join(allNemeses, ", "))
+	}
+	fs.Uint64Var(&c.seed, "seed", 1, "seed of the fault schedule and the clients' choices (run i uses seed+i)")
+	fs.IntVar(&c.runs, "runs", 1, "number of runs (each a fresh cluster); a summary table follows")
+	fs.DurationVar(&c.duration, "duration", 60*time.Second, "workload duration of each run (faults are injected during it)")
+	fs.IntVar(&c.members, "etcd-members", 3, "etcd cluster size: 1, 3 or 5")
+	fs.IntVar(&c.servers, "servers", 3, "number of nola servers (3 to 5)")
+	fs.IntVar(&c.clients, "clients", 6, "concurrent clients")
+	fs.IntVar(&c.hot, "hot", 2, "hot actors per kind (counter, kvcounter, caller): few, on purpose")
+	fs.DurationVar(&c.ttl, "lease-ttl", 3*time.Second, "servers' lease TTL")
+	fs.DurationVar(&c.opTimeout, "op-timeout", 2*time.Second, "client timeout per call (a timeout is an indeterminate outcome)")
+	fs.DurationVar(&c.think, "think", 5*time.Millisecond, "pause between a client's calls")
+	fs.DurationVar(&c.faultGap, "fault-gap", 6*time.Second, "mean time between fault starts")
+	fs.DurationVar(&c.maxHold, "max-hold", 0, "longest fault (default: lease TTL + 4s)")
+	fs.IntVar(&c.overlap, "overlap", 2, "most faults active at once (on distinct targets)")
+	fs.StringVar(&c.nemeses, "nemeses", "all", "faults to draw from (see below)")
+	fs.StringVar(&c.out, "out", "jepsen-out", "report directory")
+	fs.BoolVar(&c.keep, "keep", false, "keep the data directories of etcd and the servers")
+	fs.DurationVar(&c.checkBudget, "check-budget", 20*time.Second, "porcupine time budget per actor (running out is a failure)")
+	fs.BoolVar(&c.stopOnFail, "stop-on-fail", false, "with --runs: stop after the first failing run")
+	addMutationFlag(fs, &c.mutation)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	switch {
+	case fs.NArg() != 0:
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	case c.members != 1 && c.members != 3 && c.members != 5:
+		return c, fmt.Errorf("--etcd-members must be 1, 3 or 5, got %d", c.members)
+	case c.servers < 2 || c.servers > 9:
+		return c, fmt.Errorf("--servers must be between 2 and 9, got %d", c.servers)
+	case c.clients < 1 || c.clients > 64 || c.hot < 1 || c.hot > 16:
+		return c, fmt.Errorf("--clients must be 1..64 and --hot 1..16")
+	case c.runs < 1 || c.runs > 1000:
+		return c, fmt.Errorf("--runs must be 1..1000")
+	case c.duration < 5*time.Second || c.duration > 2*time.Hour:
+		return c, fmt.Errorf("--duration must be between 5s and 2h")
+	case c.ttl < time.Second || c.opTimeout <= 0 || c.faultGap <= 0 || c.overlap < 1:
+		return c, fmt.Errorf("--lease-ttl must be ≥ 1s; --op-timeout, --fault-gap and --overlap positive")
+	}
+	if c.maxHold == 0 {
+		c.maxHold = c.ttl + 4*time.Second
+	}
+	if _, err := selectNemeses(c.nemeses); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c, err := parse(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitPass
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "jepsen-lite:", err)
+		return exitSetup
+	}
+	if err := os.MkdirAll(c.out, 0o755); err != nil {
+		fmt.Fprintln(stderr, "jepsen-lite:", err)
+		return exitSetup
+	}
+	bin, err := os.MkdirTemp("", "jepsen-lite-bin-")
+	if err != nil {
+		fmt.Fprintln(stderr, "jepsen-lite:", err)
+		return exitSetup
+	}
+	defer os.RemoveAll(bin)
+	tags := ""
+	if c.mutation != "" {
+		tags = mutationTag
+	}
+	fmt.Fprintln(stdout, "jepsen-lite: building nola and etcd …")
+	nolaBin, etcdBin, err := buildBinaries(ctx, bin, tags)
+	if err != nil {
+		fmt.Fprintln(stderr, "jepsen-lite:", err)
+		return exitSetup
+	}
+	var sums []*summary
+	code := exitPass
+	for i := range c.runs {
+		if ctx.Err() != nil {
+			break
+		}
+		s, err := runOnce(ctx, c, c.seed+uint64(i), nolaBin, etcdBin, stdout)
+		if err != nil {
+			fmt.Fprintf(stderr, "jepsen-lite: run seed %d: %v\n", c.seed+uint64(i), err)
+			return exitSetup
+		}
+		sums = append(sums, s)
+		if !s.Pass {
+			code = exitFail
+			if c.stopOnFail {
+				break
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintln(stderr, "jepsen-lite: interrupted; everything it started was stopped")
+		return exitSetup
+	}
+	if len(sums) > 1 {
+		printTable(stdout, sums)
+		if err := writeTotals(filepath.Join(c.out, "summary.json"), sums); err != nil {
+			fmt.Fprintln(stderr, "jepsen-lite:", err)
+		}
+	}
+	return code
+}

@@ -1,0 +1,17 @@
+//go:build !nolamutation
+
+package main
+
+import (
+	"flag"
+
+	"github.com/nolaproject/nola/nola"
+)
+
+const mutationsBuilt = false
+
+// addMutationFlag adds nothing: --unsafe-mutation exists only in builds
+// with -tags nolamutation (see mutation_on.go).
+func addMutationFlag(*flag.FlagSet, *string) {}
+
+func parseMutations(string) (nola.Mutations, error) { return nola.Mutations{}, nil }

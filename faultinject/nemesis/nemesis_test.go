@@ -1,0 +1,111 @@
+package nemesis
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"reflect"
+	"testing"
+	"time"
+)
+
+func echoServer(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func roundTrip(t *testing.T, c net.Conn, r *bufio.Reader) {
+	t.Helper()
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	line, err := r.ReadString('\n')
+	if err != nil || line != "ping\n" {
+		t.Fatalf("echo: %q %v", line, err)
+	}
+}
+
+func TestProxyCutHealResets(t *testing.T) {
+	p, err := NewProxy("127.0.0.1:0", echoServer(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r := bufio.NewReader(c)
+	roundTrip(t, c, r)
+	p.SetCut(true)
+	p.SetCut(false)
+	// A connection that lived through a cut is reset on heal.
+	if _, err := r.ReadString('\n'); err == nil {
+		t.Fatal("connection survived a partition")
+	}
+	c2, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	roundTrip(t, c2, bufio.NewReader(c2))
+}
+
+func TestProxyLossResets(t *testing.T) {
+	p, err := NewProxy("127.0.0.1:0", echoServer(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.SetLoss(1)
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("ping\n"))
+	if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+		t.Fatal("a chunk passed a link with loss 1")
+	}
+}
+
+func TestPlanIsSeeded(t *testing.T) {
+	cands := []*FuncFault{{K: "a", Resource: []string{"x"}}, {K: "b", Resource: []string{"y"}}, {K: "c", Resource: []string{"x", "y"}}}
+	a := Plan(7, time.Minute, 5*time.Second, time.Second, 8*time.Second, 2, cands)
+	b := Plan(7, time.Minute, 5*time.Second, time.Second, 8*time.Second, 2, cands)
+	c := Plan(8, time.Minute, 5*time.Second, time.Second, 8*time.Second, 2, cands)
+	if !reflect.DeepEqual(a, b) || reflect.DeepEqual(a, c) || len(a) == 0 {
+		t.Fatalf("plans: %v / %v / %v", a, b, c)
+	}
+	// No two overlapping steps share a resource.
+	for i, s := range a {
+		for j, o := range a {
+			if i != j && o.At < s.At+s.Hold && s.At < o.At+o.Hold {
+				for _, r := range cands[s.Fault].Resource {
+					for _, q := range cands[o.Fault].Resource {
+						if r == q {
+							t.Fatalf("steps %v and %v share %s", s, o, r)
+						}
+					}
+				}
+			}
+		}
+		if s.At+s.Hold > time.Minute {
+			t.Fatalf("step %v past the span", s)
+		}
+	}
+}
