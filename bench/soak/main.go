@@ -72,7 +72,7 @@ func run() error {
 	}
 	defer srvLog.Close()
 	srv := exec.Command(*bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"),
-		"--ready-file", ready, "--log-level", "warn", "--pprof")
+		"--ready-file", ready, "--log-level", "warn", "--pprof", "--example-actors")
 	srv.Stdout, srv.Stderr = srvLog, srvLog
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("start nola serve: %w", err)
