@@ -106,8 +106,7 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 			if err := c.backoff(ctx, attempt); err != nil {
 				// The deadline passed between attempts: nothing ran (every
 				// earlier attempt failed retryably).
-				return nil, &Error{Code: CodeTimeout, Retryable: IsRetryable(lastErr), cause: err,
-					Message: fmt.Sprintf("invoke %s/%s: deadline passed while retrying after: %v", req.Namespace, req.ActorID, lastErr)}
+				return nil, c.notSent(ctx, req, lastErr)
 			}
 		}
 		r, ok := cached, cachedOK
@@ -117,13 +116,21 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		if !ok || (req.ActorType != "" && r.typ != req.ActorType) {
 			if c.checkType != nil && req.ActorType != "" {
 				if err := c.checkType(ctx, req.Namespace, req.ActorType); err != nil {
+					if err = wrapBefore(err, ""); IsRetryable(err) && ctx.Err() != nil {
+						return nil, c.notSent(ctx, req, err)
+					}
 					return nil, err
 				}
 			}
 			p, err := c.reg.EnsureActivation(ctx, req.Namespace, req.ActorID, req.ActorType)
 			if err != nil {
-				err = wrapErr(err, true, "")
+				// Placement comes before any send: the invocation did not
+				// run, so a deadline here is a retryable timeout.
+				err = wrapBefore(err, "")
 				if IsRetryable(err) {
+					if ctx.Err() != nil {
+						return nil, c.notSent(ctx, req, err)
+					}
 					lastErr = err
 					continue
 				}
@@ -139,6 +146,9 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 				return nil, err
 			}
 		}
+		if ctx.Err() != nil {
+			return nil, c.notSent(ctx, req, lastErr)
+		}
 		res, err := c.tr.Invoke(ctx, r.addr, sent)
 		if err == nil {
 			return res, nil
@@ -152,8 +162,23 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		}
 		c.routes.drop(key, r)
 		lastErr = err
+		if ctx.Err() != nil {
+			// Every attempt failed retryably: nothing ran.
+			return nil, c.notSent(ctx, req, err)
+		}
 	}
 	return nil, lastErr
+}
+
+// notSent is the error of an invocation whose deadline passed (or whose
+// caller gave up) before it could have run anywhere: a timeout, retryable.
+// cause is the last failure, if any.
+func (c *Client) notSent(ctx context.Context, req Request, cause error) error {
+	msg := fmt.Sprintf("invoke %s/%s: deadline passed before the invocation was sent; it did not run", req.Namespace, req.ActorID)
+	if cause != nil {
+		msg += ": " + cause.Error()
+	}
+	return &Error{Code: CodeTimeout, Retryable: true, Message: msg, cause: ctx.Err()}
 }
 
 // backoff sleeps before attempt: 1ms doubling to 100ms, with jitter.
