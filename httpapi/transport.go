@@ -58,6 +58,12 @@ func (t *Transport) SetLocal(addr string, h nola.Handler) {
 
 var _ nola.Transport = (*Transport)(nil)
 
+// Direct reports whether calls to addr run in process (SetLocal): they
+// cannot hang on a paused peer, so the client does not watch their owner.
+func (t *Transport) Direct(addr string) bool {
+	return t.local != nil && strings.TrimRight(addr, "/") == t.localAddr
+}
+
 // NewTransport returns an HTTP transport with connection pooling sized for
 // many concurrent calls to few servers.
 func NewTransport(opts TransportOptions) *Transport {

@@ -25,6 +25,7 @@ type Client struct {
 	attempts  int
 	checkType func(ctx context.Context, ns, typ string) error
 	routes    routeCache
+	watch     ownerWatch
 }
 
 // ClientConfig configures a standalone client.
@@ -42,6 +43,12 @@ type ClientConfig struct {
 	// actor of a type no server can run. Servers' own clients check
 	// against the server's types.
 	CheckType func(ctx context.Context, ns, typ string) error
+	// OwnerCheckInterval is how often, while calls are in flight, the
+	// client checks that their owners still hold their leases, so that a
+	// call to a paused or cut-off owner ends (and its actor moves) about a
+	// lease TTL after the owner stopped, not at the call's deadline
+	// (default 250ms; negative: never). Servers' own clients use TTL/8.
+	OwnerCheckInterval time.Duration
 }
 
 // NewClient returns a client that is not part of a server.
@@ -52,6 +59,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{Root: cfg.Root})
 	c := newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits.withDefaults(), cfg.MaxAttempts)
 	c.checkType = cfg.CheckType
+	switch {
+	case cfg.OwnerCheckInterval < 0:
+		c.watch.interval = 0
+	case cfg.OwnerCheckInterval > 0:
+		c.watch.interval = cfg.OwnerCheckInterval
+	}
 	return c, nil
 }
 
@@ -60,11 +73,14 @@ func newClient(r rt.Runtime, reg *registry.Registry, tr Transport, l Limits, att
 		attempts = 8
 	}
 	c := &Client{rt: r, reg: reg, tr: tr, limits: l, attempts: attempts}
+	c.watch = ownerWatch{c: c, interval: defaultOwnerCheck}
 	for i := range c.routes.shards {
 		c.routes.shards[i].m = map[actorKey]route{}
 	}
 	return c
 }
+
+const defaultOwnerCheck = 250 * time.Millisecond
 
 // Registry returns the client's registry handle.
 func (c *Client) Registry() *registry.Registry { return c.reg }
@@ -113,6 +129,11 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		if attempt > 0 {
 			r, ok = c.routes.get(key)
 		}
+		if ok && c.watch.isDead(r.owner) {
+			// Its owner's lease is gone: place the actor afresh.
+			c.routes.drop(key, r)
+			ok = false
+		}
 		if !ok || (req.ActorType != "" && r.typ != req.ActorType) {
 			if c.checkType != nil && req.ActorType != "" {
 				if err := c.checkType(ctx, req.Namespace, req.ActorType); err != nil {
@@ -136,7 +157,7 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 				}
 				return nil, err
 			}
-			r = route{addr: p.Addr, typ: p.Type}
+			r = route{addr: p.Addr, typ: p.Type, owner: target{p.ServerID, p.Incarnation}}
 			c.routes.put(key, r)
 		}
 		sent := req
@@ -149,9 +170,20 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		if ctx.Err() != nil {
 			return nil, c.notSent(ctx, req, lastErr)
 		}
-		res, err := c.tr.Invoke(ctx, r.addr, sent)
+		res, gone, err := c.send(ctx, r, sent)
 		if err == nil {
 			return res, nil
+		}
+		if gone && ctx.Err() == nil {
+			// The owner's lease went while the call was in flight.
+			c.routes.drop(key, r)
+			if !IsRetryable(err) {
+				return nil, &Error{Code: CodeTimeout, cause: err, Message: fmt.Sprintf(
+					"invoke %s/%s: its owner %s#%d lost its lease while the call was in flight; outcome unknown",
+					req.Namespace, req.ActorID, r.owner.sid, r.owner.inc)}
+			}
+			lastErr = err
+			continue // never sent: place it again
 		}
 		if !IsRetryable(err) {
 			if code := CodeOf(err); code == CodeTimeout || code == CodeUnavailable {
@@ -181,6 +213,26 @@ func (c *Client) notSent(ctx context.Context, req Request, cause error) error {
 	return &Error{Code: CodeTimeout, Retryable: true, Message: msg, cause: ctx.Err()}
 }
 
+// send forwards req along r, watching r's owner (see ownerWatch) unless
+// the transport runs the call on this task. gone reports that the owner's
+// lease was found gone and the call cancelled because of it.
+func (c *Client) send(ctx context.Context, r route, req Request) (_ []byte, gone bool, _ error) {
+	if c.watch.interval <= 0 || r.owner.sid == "" {
+		res, err := c.tr.Invoke(ctx, r.addr, req)
+		return res, false, err
+	}
+	if d, ok := c.tr.(DirectTransport); ok && d.Direct(r.addr) {
+		res, err := c.tr.Invoke(ctx, r.addr, req)
+		return res, false, err
+	}
+	fctx, cancel := c.rt.WithCancel(ctx)
+	p := c.watch.begin(r.owner, cancel)
+	res, err := c.tr.Invoke(fctx, r.addr, req)
+	gone = c.watch.end(r.owner, p)
+	cancel()
+	return res, gone && err != nil, err
+}
+
 // backoff sleeps before attempt: 1ms doubling to 100ms, with jitter.
 func (c *Client) backoff(ctx context.Context, attempt int) error {
 	d := time.Millisecond << min(attempt-2, 7)
@@ -194,6 +246,7 @@ func (c *Client) Forget(ns, id string) { c.routes.drop(actorKey{ns, id}, route{}
 
 type route struct {
 	addr, typ string
+	owner     target // the incarnation placement named
 }
 
 type routeCache struct {
