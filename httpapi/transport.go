@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nolaproject/nola/nola"
@@ -55,6 +57,12 @@ func (t *Transport) SetLocal(addr string, h nola.Handler) {
 }
 
 var _ nola.Transport = (*Transport)(nil)
+
+// Direct reports whether calls to addr run in process (SetLocal): they
+// cannot hang on a paused peer, so the client does not watch their owner.
+func (t *Transport) Direct(addr string) bool {
+	return t.local != nil && strings.TrimRight(addr, "/") == t.localAddr
+}
 
 // NewTransport returns an HTTP transport with connection pooling sized for
 // many concurrent calls to few servers.
@@ -105,9 +113,15 @@ func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 		hreq.Header.Set("Authorization", "Bearer "+t.token)
 	}
 	setTimeout(ctx, hreq)
+	// Whether the request reached a connection: before that, a failure
+	// (even the deadline) certainly left it unsent.
+	var sent atomic.Bool
+	hreq = hreq.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { sent.Store(true) },
+	}))
 	resp, err := t.client.Do(hreq)
 	if err != nil {
-		return nil, transportError(ctx, addr, err)
+		return nil, forwardError(ctx, addr, err, sent.Load())
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -135,10 +149,21 @@ func readBody(r io.Reader, limit int) ([]byte, error) {
 }
 
 // transportError classifies a failed HTTP exchange. A request that never
-// left (the connection could not be made) certainly did not run: it is
-// retryable. Anything later has an unknown outcome.
+// left (the connection could not be made, or the deadline passed before it
+// had one) certainly did not run: it is retryable. Anything later has an
+// unknown outcome.
 func transportError(ctx context.Context, addr string, err error) error {
+	return forwardError(ctx, addr, err, true)
+}
+
+// forwardError is transportError knowing whether the request got a
+// connection (sent=false: it certainly did not leave).
+func forwardError(ctx context.Context, addr string, err error, sent bool) error {
 	if ctx.Err() != nil {
+		if !sent {
+			return &nola.Error{Code: nola.CodeTimeout, Retryable: true,
+				Message: "deadline passed before the request to " + addr + " was sent; it did not run"}
+		}
 		return &nola.Error{Code: nola.CodeTimeout, Message: "no answer from " + addr + " before the deadline"}
 	}
 	var op *net.OpError

@@ -202,7 +202,8 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 						// that caller gave up; ours still has time.
 						continue
 					}
-					return nil, wrapErr(err, false, "waiting for activation of %s", req.ActorID)
+					// Our invocation has not started: nothing ran.
+					return nil, wrapBefore(err, "waiting for activation of %s", req.ActorID)
 				}
 			}
 			continue
@@ -277,8 +278,9 @@ func (s *Server) factory(ctx context.Context, ns, typ string) (Factory, error) {
 	if s.cfg.Resolver != nil {
 		f, err := s.cfg.Resolver.Resolve(ctx, ns, typ)
 		if err != nil {
-			// Retryable if the store could not be reached: nothing ran.
-			return nil, wrapErr(err, true, "resolve actor type %q", typ)
+			// Nothing ran: retryable if the store could not be reached or
+			// the deadline passed.
+			return nil, wrapBefore(err, "resolve actor type %q", typ)
 		}
 		return f, nil
 	}
@@ -307,7 +309,7 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 		epoch, ok, err = s.reg.Confirm(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type)
 	}
 	if err != nil {
-		return wrapErr(err, true, "")
+		return wrapBefore(err, "")
 	}
 	if !ok {
 		return &Error{Code: CodeNotOwner, Retryable: true,
@@ -343,7 +345,7 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 	a.actor = actor
 	if hook, ok := actor.(Activator); ok {
 		if err := a.lock.Acquire(ctx); err != nil {
-			return wrapErr(err, false, "activate %s", a.key.id)
+			return wrapBefore(err, "activate %s", a.key.id)
 		}
 		err := s.runHook(ctx, a, "activate", chain, hook.Activate)
 		a.lock.Release()
@@ -415,7 +417,8 @@ func (cx *Context) end() { cx.over = true }
 // invokeOn runs one invocation on a, serialized with all others on a.
 func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, fromTimer bool) ([]byte, error) {
 	if err := a.lock.Acquire(ctx); err != nil {
-		return nil, wrapErr(err, false, "waiting for actor %s", a.key.id)
+		// Before the start check: the invocation did not run.
+		return nil, wrapBefore(err, "waiting for actor %s", a.key.id)
 	}
 	unfenced := fromTimer && s.cfg.Mutations.TimerIgnoresFence
 	switch st := a.state.Load(); {

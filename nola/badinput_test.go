@@ -222,28 +222,6 @@ func TestServerConfigRejectsNegativeValues(t *testing.T) {
 	}
 }
 
-// A deadline that passes while the client backs off between retryable
-// failures is a timeout, typed as such, and says nothing ran.
-func TestDeadlineDuringRetriesIsATypedTimeout(t *testing.T) {
-	r := rt.NewReal()
-	store := memkv.New(r, memkv.Options{})
-	reg := registry.New(store, r, registry.Options{})
-	if _, err := reg.Register(context.Background(), "s", "nowhere", time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := nola.NewClient(nola.ClientConfig{Runtime: r, Store: store, Transport: alwaysNotOwner{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
-	defer cancel()
-	_, err = cl.Invoke(ctx, "ns", "a", "t", "op", nil)
-	var ne *nola.Error
-	if !errors.As(err, &ne) || ne.Code != nola.CodeTimeout || !errors.Is(err, nola.ErrTimeout) || !ne.Retryable {
-		t.Fatalf("got %v (code %s), want a retryable timeout", err, nola.CodeOf(err))
-	}
-}
-
 type alwaysNotOwner struct{}
 
 func (alwaysNotOwner) Invoke(context.Context, string, nola.Request) ([]byte, error) {

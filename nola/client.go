@@ -25,6 +25,7 @@ type Client struct {
 	attempts  int
 	checkType func(ctx context.Context, ns, typ string) error
 	routes    routeCache
+	watch     ownerWatch
 }
 
 // ClientConfig configures a standalone client.
@@ -42,6 +43,12 @@ type ClientConfig struct {
 	// actor of a type no server can run. Servers' own clients check
 	// against the server's types.
 	CheckType func(ctx context.Context, ns, typ string) error
+	// OwnerCheckInterval is how often, while calls are in flight, the
+	// client checks that their owners still hold their leases, so that a
+	// call to a paused or cut-off owner ends (and its actor moves) about a
+	// lease TTL after the owner stopped, not at the call's deadline
+	// (default 250ms; negative: never). Servers' own clients use TTL/8.
+	OwnerCheckInterval time.Duration
 }
 
 // NewClient returns a client that is not part of a server.
@@ -52,6 +59,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{Root: cfg.Root})
 	c := newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits.withDefaults(), cfg.MaxAttempts)
 	c.checkType = cfg.CheckType
+	switch {
+	case cfg.OwnerCheckInterval < 0:
+		c.watch.interval = 0
+	case cfg.OwnerCheckInterval > 0:
+		c.watch.interval = cfg.OwnerCheckInterval
+	}
 	return c, nil
 }
 
@@ -60,11 +73,14 @@ func newClient(r rt.Runtime, reg *registry.Registry, tr Transport, l Limits, att
 		attempts = 8
 	}
 	c := &Client{rt: r, reg: reg, tr: tr, limits: l, attempts: attempts}
+	c.watch = ownerWatch{c: c, interval: defaultOwnerCheck}
 	for i := range c.routes.shards {
 		c.routes.shards[i].m = map[actorKey]route{}
 	}
 	return c
 }
+
+const defaultOwnerCheck = 250 * time.Millisecond
 
 // Registry returns the client's registry handle.
 func (c *Client) Registry() *registry.Registry { return c.reg }
@@ -106,30 +122,42 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 			if err := c.backoff(ctx, attempt); err != nil {
 				// The deadline passed between attempts: nothing ran (every
 				// earlier attempt failed retryably).
-				return nil, &Error{Code: CodeTimeout, Retryable: IsRetryable(lastErr), cause: err,
-					Message: fmt.Sprintf("invoke %s/%s: deadline passed while retrying after: %v", req.Namespace, req.ActorID, lastErr)}
+				return nil, c.notSent(ctx, req, lastErr)
 			}
 		}
 		r, ok := cached, cachedOK
 		if attempt > 0 {
 			r, ok = c.routes.get(key)
 		}
+		if ok && c.watch.isDead(r.owner) {
+			// Its owner's lease is gone: place the actor afresh.
+			c.routes.drop(key, r)
+			ok = false
+		}
 		if !ok || (req.ActorType != "" && r.typ != req.ActorType) {
 			if c.checkType != nil && req.ActorType != "" {
 				if err := c.checkType(ctx, req.Namespace, req.ActorType); err != nil {
+					if err = wrapBefore(err, ""); IsRetryable(err) && ctx.Err() != nil {
+						return nil, c.notSent(ctx, req, err)
+					}
 					return nil, err
 				}
 			}
 			p, err := c.reg.EnsureActivation(ctx, req.Namespace, req.ActorID, req.ActorType)
 			if err != nil {
-				err = wrapErr(err, true, "")
+				// Placement comes before any send: the invocation did not
+				// run, so a deadline here is a retryable timeout.
+				err = wrapBefore(err, "")
 				if IsRetryable(err) {
+					if ctx.Err() != nil {
+						return nil, c.notSent(ctx, req, err)
+					}
 					lastErr = err
 					continue
 				}
 				return nil, err
 			}
-			r = route{addr: p.Addr, typ: p.Type}
+			r = route{addr: p.Addr, typ: p.Type, owner: target{p.ServerID, p.Incarnation}}
 			c.routes.put(key, r)
 		}
 		sent := req
@@ -139,9 +167,23 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 				return nil, err
 			}
 		}
-		res, err := c.tr.Invoke(ctx, r.addr, sent)
+		if ctx.Err() != nil {
+			return nil, c.notSent(ctx, req, lastErr)
+		}
+		res, gone, err := c.send(ctx, r, sent)
 		if err == nil {
 			return res, nil
+		}
+		if gone && ctx.Err() == nil {
+			// The owner's lease went while the call was in flight.
+			c.routes.drop(key, r)
+			if !IsRetryable(err) {
+				return nil, &Error{Code: CodeTimeout, cause: err, Message: fmt.Sprintf(
+					"invoke %s/%s: its owner %s#%d lost its lease while the call was in flight; outcome unknown",
+					req.Namespace, req.ActorID, r.owner.sid, r.owner.inc)}
+			}
+			lastErr = err
+			continue // never sent: place it again
 		}
 		if !IsRetryable(err) {
 			if code := CodeOf(err); code == CodeTimeout || code == CodeUnavailable {
@@ -152,8 +194,43 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		}
 		c.routes.drop(key, r)
 		lastErr = err
+		if ctx.Err() != nil {
+			// Every attempt failed retryably: nothing ran.
+			return nil, c.notSent(ctx, req, err)
+		}
 	}
 	return nil, lastErr
+}
+
+// notSent is the error of an invocation whose deadline passed (or whose
+// caller gave up) before it could have run anywhere: a timeout, retryable.
+// cause is the last failure, if any.
+func (c *Client) notSent(ctx context.Context, req Request, cause error) error {
+	msg := fmt.Sprintf("invoke %s/%s: deadline passed before the invocation was sent; it did not run", req.Namespace, req.ActorID)
+	if cause != nil {
+		msg += ": " + cause.Error()
+	}
+	return &Error{Code: CodeTimeout, Retryable: true, Message: msg, cause: ctx.Err()}
+}
+
+// send forwards req along r, watching r's owner (see ownerWatch) unless
+// the transport runs the call on this task. gone reports that the owner's
+// lease was found gone and the call cancelled because of it.
+func (c *Client) send(ctx context.Context, r route, req Request) (_ []byte, gone bool, _ error) {
+	if c.watch.interval <= 0 || r.owner.sid == "" {
+		res, err := c.tr.Invoke(ctx, r.addr, req)
+		return res, false, err
+	}
+	if d, ok := c.tr.(DirectTransport); ok && d.Direct(r.addr) {
+		res, err := c.tr.Invoke(ctx, r.addr, req)
+		return res, false, err
+	}
+	fctx, cancel := c.rt.WithCancel(ctx)
+	p := c.watch.begin(r.owner, cancel)
+	res, err := c.tr.Invoke(fctx, r.addr, req)
+	gone = c.watch.end(r.owner, p)
+	cancel()
+	return res, gone && err != nil, err
 }
 
 // backoff sleeps before attempt: 1ms doubling to 100ms, with jitter.
@@ -169,6 +246,7 @@ func (c *Client) Forget(ns, id string) { c.routes.drop(actorKey{ns, id}, route{}
 
 type route struct {
 	addr, typ string
+	owner     target // the incarnation placement named
 }
 
 type routeCache struct {

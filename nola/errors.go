@@ -146,6 +146,25 @@ func wrapErr(err error, retryable bool, format string, args ...any) error {
 	return &Error{Code: code, Message: msg, Retryable: retryable && code == CodeUnavailable, cause: err}
 }
 
+// wrapBefore is wrapErr for a failure before the invocation could have
+// started (placement, activation, waiting for the actor's lock): nothing
+// ran, so a passed deadline or a cancelled caller is a retryable timeout,
+// not an unknown outcome. Other codes keep wrapErr's rule.
+func wrapBefore(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	w := wrapErr(err, true, format, args...).(*Error)
+	if w.Code == CodeTimeout {
+		w.Retryable = true
+	}
+	return w
+}
+
 // InvocationError returns an error for a limit or misuse of the running
 // invocation itself, for actor runtimes built on nola (the WASM host: a
 // guest's result over the limit). Unlike an error an actor returns, which

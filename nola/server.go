@@ -151,6 +151,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log: cfg.Logger.With("server", cfg.ID),
 	}
 	s.client = newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits, 0)
+	s.client.watch.interval = cfg.LeaseTTL / 8
 	s.client.checkType = func(ctx context.Context, ns, typ string) error {
 		_, err := s.factory(ctx, ns, typ)
 		return err

@@ -94,6 +94,10 @@ type localTransport struct {
 	rt rt.Runtime
 }
 
+// Direct reports whether calls run on the caller's task (not Async): they
+// cannot hang on a paused server.
+func (t *localTransport) Direct(string) bool { return !t.n.async }
+
 func (t *localTransport) Invoke(ctx context.Context, addr string, req Request) ([]byte, error) {
 	ep, ok := (*t.n.handlers.Load())[addr]
 	if !ok {

@@ -489,6 +489,33 @@ func (r *Registry) Servers(ctx context.Context) ([]Member, error) {
 	return out, nil
 }
 
+// ServerIncarnations returns, in one linearizable read, the incarnation
+// of every server whose record is in the store. A server absent from it,
+// or present with another incarnation, has lost the lease of every
+// incarnation it is not listed with: by the time the read answers, those
+// incarnations have fenced themselves (their local deadlines precede the
+// store's expiry; docs/proofs/single-activation.md, Lemma 2).
+func (r *Registry) ServerIncarnations(ctx context.Context) (map[string]int64, error) {
+	begin, end := r.keys.Servers()
+	srv, err := r.store.Range(ctx, kv.RangeRequest{Begin: begin, End: end})
+	if err != nil {
+		return nil, fmt.Errorf("registry: list servers: %w", err)
+	}
+	out := make(map[string]int64, len(srv.KVs))
+	for _, e := range srv.KVs {
+		sid, err := lastString(e.Key)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := decodeServer(sid, e.Value)
+		if err != nil {
+			return nil, err
+		}
+		out[sid] = rec.Incarnation
+	}
+	return out, nil
+}
+
 func lastString(key []byte) (string, error) {
 	t, err := tuple.Unpack(key)
 	if err != nil || len(t) == 0 {
