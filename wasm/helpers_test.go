@@ -25,7 +25,7 @@ var cache = sync.OnceValue(wasmtest.CompilationCache)
 // env is an in-process cluster on the production runtime with a WASM host
 // per server.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	r     *rt.Real
 	store *memkv.Store
 	mods  *modules.Store
@@ -40,7 +40,7 @@ type envOpts struct {
 	types   map[string]nola.Factory
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	if o.servers == 0 {
 		o.servers = 1
