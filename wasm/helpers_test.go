@@ -37,6 +37,7 @@ type env struct {
 type envOpts struct {
 	servers int
 	host    func(*wasm.Config)
+	server  func(*nola.ServerConfig)
 	types   map[string]nola.Factory
 }
 
@@ -58,6 +59,9 @@ func newEnv(t testing.TB, o envOpts) *env {
 		ClientRuntime: e.r,
 		Configure: func(i int, cfg *nola.ServerConfig) {
 			cfg.LeaseTTL = 3 * time.Second
+			if o.server != nil {
+				o.server(cfg)
+			}
 			hc := wasm.Config{Runtime: cfg.Runtime, Modules: e.mods, CompilationCache: cache()}
 			if o.host != nil {
 				o.host(&hc)
