@@ -389,6 +389,12 @@ func (s *Server) runHook(ctx context.Context, a *activation, name string, chain 
 		if _, isPanic := err.(*panicError); isPanic {
 			s.log.Error("actor hook panicked", "actor", a.key.id, "hook", name, "err", err)
 		}
+		var ne *Error
+		if errors.As(err, &ne) && ne.own {
+			// A limit of the hook's own (the WASM host's memory limit):
+			// keep its code, as invocationFailed does.
+			return &Error{Code: ne.Code, Message: a.key.id + ": " + name + ": " + ne.Message}
+		}
 		return actorError(a.key.id, fmt.Errorf("%s: %w", name, err))
 	}
 	return nil

@@ -48,6 +48,14 @@ type TypeResolver interface {
 	Resolve(ctx context.Context, ns, typ string) (Factory, error)
 }
 
+// MemoryReporter is implemented by a TypeResolver whose actors hold memory
+// the engine cannot see (the WASM host: linear memory). The server adds
+// MemoryBytes to its memory estimate (Stats.MemoryBytes) and to the load it
+// reports for placement.
+type MemoryReporter interface {
+	MemoryBytes() int64
+}
+
 // ServerConfig configures a Server. ID, Addr, Runtime, Store and Transport
 // are required; everything else has a default.
 type ServerConfig struct {

@@ -193,9 +193,19 @@ func (s *Server) Stats() Stats {
 		Fences:        s.stats.fences.Load(),
 		FailedCommits: s.stats.failedCommits.Load(),
 		Activations:   s.activations.Load(),
-		MemoryBytes:   s.memBytes.Load(),
+		MemoryBytes:   s.memoryBytes(),
 		Incarnation:   s.Incarnation(),
 	}
+}
+
+// memoryBytes estimates the memory held by activations: the engine's
+// share and what the resolver reports (WASM linear memory).
+func (s *Server) memoryBytes() int64 {
+	n := s.memBytes.Load()
+	if r, ok := s.cfg.Resolver.(MemoryReporter); ok {
+		n += r.MemoryBytes()
+	}
+	return n
 }
 
 // Start registers the server (retrying until ctx is done) and starts its
@@ -325,7 +335,7 @@ func (s *Server) reportLoad(ctx context.Context, l *leaseState) {
 	defer cancel()
 	err := s.reg.ReportLoad(ctx, l.inc, registry.Load{
 		Activations: s.activations.Load(),
-		Bytes:       s.memBytes.Load(),
+		Bytes:       s.memoryBytes(),
 		Limit:       int64(s.cfg.MaxActivations),
 	})
 	if errors.Is(err, registry.ErrFenced) {

@@ -25,7 +25,7 @@ var cache = sync.OnceValue(wasmtest.CompilationCache)
 // env is an in-process cluster on the production runtime with a WASM host
 // per server.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	r     *rt.Real
 	store *memkv.Store
 	mods  *modules.Store
@@ -37,10 +37,11 @@ type env struct {
 type envOpts struct {
 	servers int
 	host    func(*wasm.Config)
+	server  func(*nola.ServerConfig)
 	types   map[string]nola.Factory
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	if o.servers == 0 {
 		o.servers = 1
@@ -58,6 +59,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 		ClientRuntime: e.r,
 		Configure: func(i int, cfg *nola.ServerConfig) {
 			cfg.LeaseTTL = 3 * time.Second
+			if o.server != nil {
+				o.server(cfg)
+			}
 			hc := wasm.Config{Runtime: cfg.Runtime, Modules: e.mods, CompilationCache: cache()}
 			if o.host != nil {
 				o.host(&hc)

@@ -34,8 +34,15 @@
 // 2^20 checkpoints the host checks the invocation's deadline (the smaller
 // of Config.InvokeTimeout and the caller's deadline) and its fuel budget
 // (Config.MaxFuel) and aborts the guest past either. Memory is capped per
-// instance (Config.MaxMemoryPages, lowered per module by its options);
-// results by Config.MaxResultBytes; host calls per invocation by
+// instance (Config.MaxMemoryPages, lowered per module by its options) and
+// for all instances together (Config.MemoryLimit: linear memory plus
+// InstanceOverhead each, reserved before it is allocated). Past that
+// limit memory.grow returns -1 to the guest, and an invocation that then
+// fails, or an activation that does not fit, answers
+// nola.CodeUnavailable (nola.CodeTooLarge if the limit could never hold
+// it). The Host reports its memory to the server (MemoryBytes), which
+// counts it in its own estimate and load reports. Results by
+// Config.MaxResultBytes; host calls per invocation by
 // Config.MaxHostCalls; log output by Config.MaxLogBytes (excess is
 // dropped). A trap or an abort discards the instance (see TrapError); other
 // actors keep serving.
@@ -86,6 +93,11 @@ type Config struct {
 	// MaxMemoryPages caps each instance's linear memory in 64 KiB pages
 	// (default 256: 16 MiB).
 	MaxMemoryPages uint32
+	// MemoryLimit caps the memory of all instances together, in bytes:
+	// their linear memory plus InstanceOverhead each (default 4 GiB).
+	// Growth past it fails (memory.grow returns -1); an activation
+	// whose initial memory does not fit is refused.
+	MemoryLimit int64
 	// InvokeTimeout bounds one invocation of a guest (and its
 	// initialization), host calls included; the caller's deadline bounds
 	// it further. Default 10s. It is measured on the runtime's clock,
@@ -112,8 +124,7 @@ type Config struct {
 	// Hosts (wazero.NewCompilationCache): useful when one process runs
 	// many servers, as tests do.
 	CompilationCache wazero.CompilationCache
-	// HeapMemory puts instances' linear memory on the Go heap (wazero's
-	// default) instead of one anonymous mapping per instance (Linux; see
+	// HeapMemory puts instances' linear memory on the Go heap instead of one anonymous mapping per instance (Linux; see
 	// mmapAllocator). The heap is faster to allocate from on some
 	// machines; mappings keep idle actors' untouched pages out of both the
 	// resident set and the Go heap, and give memory back when an instance
@@ -142,6 +153,12 @@ func (c *Config) defaults() error {
 	if c.MaxMemoryPages > 65536 {
 		return fmt.Errorf("wasm: config: MaxMemoryPages %d exceeds 65536", c.MaxMemoryPages)
 	}
+	if c.MemoryLimit < 0 {
+		return fmt.Errorf("wasm: config: negative MemoryLimit %d", c.MemoryLimit)
+	}
+	if c.MemoryLimit == 0 {
+		c.MemoryLimit = DefaultMemoryLimit
+	}
 	if c.InvokeTimeout <= 0 {
 		c.InvokeTimeout = 10 * time.Second
 	}
@@ -163,6 +180,9 @@ func (c *Config) defaults() error {
 	return nil
 }
 
+// DefaultMemoryLimit is Config.MemoryLimit's default.
+const DefaultMemoryLimit = 4 << 30
+
 // fuelChunk is the fuel given per refill: the host looks at the clock and
 // the budget every fuelChunk checkpoints.
 const fuelChunk = 1 << 20
@@ -178,6 +198,7 @@ type Host struct {
 	isClosed atomic.Bool  // mirrors closed, for the invocation path
 	busy     atomic.Int64 // guest executions in flight
 	wzClose  sync.Once
+	mem      memBudget
 
 	mu        sync.Mutex
 	closed    bool
@@ -199,8 +220,9 @@ type compiled struct {
 	name       string // "ns/id", for errors
 	info       modules.Info
 	cm         wazero.CompiledModule
-	initialize bool // exports _initialize
-	wapcInit   bool // exports wapc_init
+	minBytes   int64 // initial size of its linear memory
+	initialize bool  // exports _initialize
+	wapcInit   bool  // exports wapc_init
 }
 
 // Stats counts a Host's work.
@@ -210,6 +232,9 @@ type Stats struct {
 	// closed by the sweep of dropped activations; Traps counts aborted
 	// guest executions; Running the guest executions in flight.
 	Compiled, Instances, Instantiated, Closed, Swept, Traps, Running int64
+	// MemoryBytes is the memory charged to live instances: their linear
+	// memory and InstanceOverhead each (see Config.MemoryLimit).
+	MemoryBytes int64
 }
 
 // New returns a Host. Close it after its server has stopped.
@@ -224,6 +249,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		rc = rc.WithCompilationCache(cfg.CompilationCache)
 	}
 	h := &Host{
+		mem:      memBudget{limit: cfg.MemoryLimit},
 		cfg:      cfg,
 		rt:       cfg.Runtime,
 		log:      cfg.Logger,
@@ -265,8 +291,16 @@ func (h *Host) Stats() Stats {
 	s := h.stats
 	s.Instances = int64(len(h.live))
 	s.Running = h.busy.Load()
+	s.MemoryBytes = h.mem.used.Load()
 	return s
 }
+
+// MemoryBytes returns the memory charged to live instances (linear memory
+// and InstanceOverhead each). It implements nola.MemoryReporter: the
+// server adds it to its memory estimate and load reports.
+func (h *Host) MemoryBytes() int64 { return h.mem.used.Load() }
+
+var _ nola.MemoryReporter = (*Host)(nil)
 
 // Close closes every instance and compiled module. Actors of this Host
 // fail afterwards; close it after its server has stopped.
@@ -398,6 +432,9 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 		return &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("WASM module %s/%s cannot run here: %v", k.ns, k.id, err)}
 	}
 	exports := cm.ExportedFunctions()
+	if mem := cm.ExportedMemories()[abi.Memory]; mem != nil { // CheckABI made sure
+		c.minBytes = int64(mem.Min()) * pageSize
+	}
 	_, c.initialize = exports[abi.Initialize]
 	_, c.wapcInit = exports[abi.WAPCInit]
 	c.info, c.cm = m.Info, cm
@@ -416,33 +453,38 @@ func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instan
 	if h.isClosed.Load() {
 		return nil, &nola.Error{Code: nola.CodeUnavailable, Message: "wasm host is closed", Retryable: true}
 	}
-	in := &instance{h: h, mod: c, ref: ref}
+	// Reserve the instance and its initial memory before wazero allocates
+	// them (it cannot see that first allocation fail).
+	if need := InstanceOverhead + c.minBytes; !h.mem.reserve(need) {
+		return nil, h.memoryError(c.name, "activation", need)
+	}
+	in := &instance{h: h, mod: c, ref: ref, overhead: InstanceOverhead}
 	in.state.Store(instBusy) // until initialized: the sweep leaves it alone
 	in.begin(cx, "", nil)
-	ictx := in.callCtx()
-	var track *trackingAllocator
-	if alloc := memoryAllocator(); alloc != nil && !h.cfg.HeapMemory {
-		track = &trackingAllocator{inner: alloc}
-		ictx = experimental.WithMemoryAllocator(ictx, track)
+	alloc := &budgetAllocator{b: &h.mem, in: in, prepaid: c.minBytes}
+	if !h.cfg.HeapMemory {
+		alloc.inner = memoryAllocator()
 	}
-	m, err := h.wz.InstantiateModule(ictx, c.cm, h.modCf)
+	m, err := h.wz.InstantiateModule(experimental.WithMemoryAllocator(in.callCtx(), alloc), c.cm, h.modCf)
 	if err != nil {
 		defer in.end()
 		// wazero drops a module whose instantiation failed without
 		// closing it: its memory (our mapping) would never be freed.
-		track.freeAll()
+		alloc.freeAll()
+		in.releaseOverhead()
 		// Validated modules only fail here by their own doing — a start
 		// function that traps, runs out of fuel or time, a data segment
 		// out of bounds — the guest's fault, like a trap in an invocation.
-		return nil, in.trapError("instantiate", err)
+		return nil, in.failed("instantiate", err)
 	}
+	alloc.settle()
 	in.m = m
 	in.mem = m.Memory()
 	in.guestCall = m.ExportedFunction(abi.GuestCall)
 	g, ok := m.ExportedGlobal(instrument.FuelExport).(api.MutableGlobal)
 	if !ok || in.guestCall == nil || in.mem == nil {
 		in.end()
-		_ = m.Close(context.Background())
+		in.close()
 		return nil, &nola.Error{Code: nola.CodeInternal, Message: "wasm " + c.name + ": instrumented module lacks its exports"}
 	}
 	in.fuel = g
@@ -450,7 +492,7 @@ func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instan
 	if h.closed {
 		h.mu.Unlock()
 		in.end()
-		_ = m.Close(context.Background())
+		in.close()
 		return nil, &nola.Error{Code: nola.CodeUnavailable, Message: "wasm host is closed", Retryable: true}
 	}
 	h.seq++
@@ -468,7 +510,7 @@ func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instan
 			continue
 		}
 		if err := m.ExportedFunction(f.name).CallWithStack(in.callCtx(), nil); err != nil {
-			terr := in.trapError(f.name, err)
+			terr := in.failed(f.name, err)
 			in.end()
 			in.close()
 			return nil, terr

@@ -40,6 +40,7 @@ type instance struct {
 	guestCall api.Function
 	fuel      api.MutableGlobal
 	stack     [2]uint64
+	overhead  int64 // InstanceOverhead, charged until the instance closes
 
 	state    atomic.Int32
 	lastUsed time.Duration // monotonic start of the last invocation
@@ -69,6 +70,9 @@ type instance struct {
 	deadline  time.Duration
 	abort     *abortError
 	aborted   bool
+	// refused is the largest linear memory size, in bytes, whose growth
+	// the Host's MemoryLimit refused during the invocation.
+	refused int64
 }
 
 var _ context.Context = (*instance)(nil)
@@ -172,10 +176,23 @@ func (in *instance) close() {
 
 func (in *instance) closeModule() {
 	if in.m != nil {
+		// Frees the linear memory, and its charge (budgetMemory.Free).
 		_ = in.m.Close(context.Background())
 	}
+	in.releaseOverhead()
 	in.h.forget(in)
 }
+
+// releaseOverhead returns the instance's InstanceOverhead to the Host's
+// memory budget, once.
+func (in *instance) releaseOverhead() {
+	in.h.mem.release(in.overhead)
+	in.overhead = 0
+}
+
+// refusedGrowth records that the memory budget refused to grow the
+// instance's linear memory to size bytes (memory.grow returns -1).
+func (in *instance) refusedGrowth(size int64) { in.refused = max(in.refused, size) }
 
 // begin prepares the per-invocation state.
 func (in *instance) begin(cx *nola.Context, op string, payload []byte) {
@@ -186,7 +203,7 @@ func (in *instance) begin(cx *nola.Context, op string, payload []byte) {
 	in.hostResp, in.hostErr = nil, ""
 	in.hostCalls, in.logBytes, in.dropped, in.refills = 0, 0, 0, 0
 	in.output = in.output[:0]
-	in.abort, in.aborted = nil, false
+	in.abort, in.aborted, in.refused = nil, false, 0
 	now := h.rt.Mono()
 	in.lastUsed = now
 	timeout := h.cfg.InvokeTimeout
@@ -236,7 +253,7 @@ func (in *instance) invoke(cx *nola.Context, op string, payload []byte) ([]byte,
 	in.stack[0], in.stack[1] = uint64(len(op)), uint64(len(payload))
 	err := in.guestCall.CallWithStack(in.callCtx(), in.stack[:])
 	if err != nil {
-		return nil, in.trapError(op, err)
+		return nil, in.failed(op, err)
 	}
 	if in.tooLarge > 0 {
 		return nil, nola.InvocationError(nola.CodeTooLarge,
@@ -247,9 +264,44 @@ func (in *instance) invoke(cx *nola.Context, op string, payload []byte) ([]byte,
 		if !in.hasErr {
 			msg = fmt.Sprintf("call to %q was unsuccessful", op)
 		}
+		if in.refused > 0 {
+			// Most likely the guest's answer to the refused memory: say
+			// so, with the code callers branch on.
+			return nil, in.h.memoryError(in.mod.name, op+" (the guest answered: "+firstLines(msg, 1, 256)+")", in.refused+InstanceOverhead)
+		}
 		return nil, &GuestError{Module: in.mod.name, Op: op, Message: msg}
 	}
 	return in.resp, nil
+}
+
+// failed is trapError for an aborted execution, unless the Host refused
+// the guest memory during it: then the trap (an out-of-memory abort, most
+// likely) answers with the memory error callers branch on.
+func (in *instance) failed(op string, err error) error {
+	terr := in.trapError(op, err)
+	if in.refused > 0 {
+		return in.h.memoryError(in.mod.name, op+" (the guest then aborted: "+terr.Error()+")", in.refused+InstanceOverhead)
+	}
+	return terr
+}
+
+// memoryError is the error of an activation or an invocation that needed
+// need bytes (its instance's linear memory plus InstanceOverhead) beyond
+// the Host's MemoryLimit: CodeTooLarge if the limit can never hold it,
+// CodeUnavailable (retry later, when idle actors have been evicted)
+// otherwise. Neither is marked retryable: an invocation may have had
+// effects before its memory ran out, and an automatic retry of a refused
+// activation would only spin against the same full server.
+func (h *Host) memoryError(module, what string, need int64) error {
+	used, limit := h.mem.used.Load(), h.mem.limit
+	if need > limit {
+		return nola.InvocationError(nola.CodeTooLarge, fmt.Sprintf(
+			"wasm %s: %s: needs %d bytes of WASM memory, more than this server's limit of %d (nola serve --wasm-memory-limit)",
+			module, what, need, limit))
+	}
+	return nola.InvocationError(nola.CodeUnavailable, fmt.Sprintf(
+		"wasm %s: %s: the actor's %d bytes of WASM memory do not fit: this server's limit of %d is reached (%d in use); retry later, or raise the limit (nola serve --wasm-memory-limit)",
+		module, what, need, limit, used))
 }
 
 // trapError classifies an aborted execution and marks the instance for

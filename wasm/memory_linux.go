@@ -68,28 +68,3 @@ func (m *mmapMemory) Free() {
 }
 
 func memoryAllocator() experimental.MemoryAllocator { return mmapAllocator{} }
-
-// trackingAllocator hands out its inner allocator's memories and remembers
-// them, so that an instantiation that fails (which wazero abandons without
-// closing the module) can free them.
-type trackingAllocator struct {
-	inner experimental.MemoryAllocator
-	mems  []experimental.LinearMemory
-}
-
-func (t *trackingAllocator) Allocate(capacity, max uint64) experimental.LinearMemory {
-	m := t.inner.Allocate(capacity, max)
-	t.mems = append(t.mems, m)
-	return m
-}
-
-// freeAll frees every memory handed out (nil-safe).
-func (t *trackingAllocator) freeAll() {
-	if t == nil {
-		return
-	}
-	for _, m := range t.mems {
-		m.Free()
-	}
-	t.mems = nil
-}

@@ -39,6 +39,7 @@ type serveConfig struct {
 	leaseTTL, idleTimeout time.Duration
 	maxActivations        int
 	maxPayload, maxResult int
+	wasmMemoryLimit       int64
 	logLevel, logFormat   string
 	adminToken            string
 	nsTokens              multiFlag
@@ -79,6 +80,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&c.maxActivations, "max-activations", 1_000_000, "activation limit of this server")
 	fs.IntVar(&c.maxPayload, "max-payload-bytes", 4<<20, "largest invocation payload")
 	fs.IntVar(&c.maxResult, "max-result-bytes", 4<<20, "largest invocation result")
+	fs.Int64Var(&c.wasmMemoryLimit, "wasm-memory-limit", wasm.DefaultMemoryLimit,
+		"`bytes` of memory all WASM actors of this server may hold together (linear memory plus 16 KiB each); past it their memory cannot grow and new WASM activations are refused")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.adminToken, "api-token", "", "require this bearer token on every call (default: env NOLA_API_TOKEN); servers of a cluster must share it")
@@ -121,6 +124,8 @@ func (c *serveConfig) validate() error {
 		return usageErr("--lease-ttl must be at least 1s, got %v", c.leaseTTL)
 	case c.maxActivations <= 0 || c.maxPayload <= 0 || c.maxResult <= 0:
 		return usageErr("--max-activations, --max-payload-bytes and --max-result-bytes must be positive")
+	case c.wasmMemoryLimit < wasm.InstanceOverhead:
+		return usageErr("--wasm-memory-limit must be at least %d bytes (one WASM instance), got %d", wasm.InstanceOverhead, c.wasmMemoryLimit)
 	}
 	if c.advertise != "" {
 		u, err := url.Parse(c.advertise)
@@ -194,7 +199,10 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	transport := httpapi.NewTransport(httpapi.TransportOptions{Token: c.adminToken, MaxResultBytes: c.maxResult})
 	defer transport.Close()
 	mods := modules.New(store, modules.Config{Quota: modules.Quota{MaxBytes: c.nsModuleBytes, MaxModules: c.nsMods}})
-	host, err := wasm.New(ctx, wasm.Config{Runtime: r, Modules: mods, Logger: log, MaxResultBytes: c.maxResult})
+	host, err := wasm.New(ctx, wasm.Config{
+		Runtime: r, Modules: mods, Logger: log, MaxResultBytes: c.maxResult,
+		MemoryLimit: c.wasmMemoryLimit,
+	})
 	if err != nil {
 		return fmt.Errorf("WASM host: %w", err)
 	}

@@ -1,0 +1,139 @@
+package wasm
+
+import (
+	"sync/atomic"
+
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+// InstanceOverhead is what the Host charges each instance besides its
+// linear memory: the instance's own structures (globals, tables, function
+// references, the waPC state). A C counter activation holds ~15 KB of Go
+// heap, the engine's share included.
+const InstanceOverhead = 16 << 10
+
+// pageSize is the size of a WebAssembly memory page.
+const pageSize = 64 << 10
+
+// memBudget bounds the memory of all instances of a Host together
+// (Config.MemoryLimit): their linear memory and InstanceOverhead each.
+// Memory is reserved before it is allocated, by compare-and-swap, so that
+// concurrent growths cannot pass the limit together.
+type memBudget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// reserve takes n bytes if they fit under the limit.
+func (b *memBudget) reserve(n int64) bool {
+	for {
+		u := b.used.Load()
+		if n > b.limit-u {
+			return false
+		}
+		if b.used.CompareAndSwap(u, u+n) {
+			return true
+		}
+	}
+}
+
+func (b *memBudget) release(n int64) { b.used.Add(-n) }
+
+// budgetAllocator gives one instantiation its linear memory, charged to the
+// Host's budget. The instantiation reserves the memory's initial size
+// (prepaid) beforehand, so that wazero's first allocation, which it cannot
+// see fail, always succeeds; every growth after that reserves its pages
+// first, and memory.grow returns -1 to the guest when they do not fit.
+type budgetAllocator struct {
+	b       *memBudget
+	in      *instance
+	inner   experimental.MemoryAllocator // nil: the Go heap
+	prepaid int64
+	mems    []*budgetMemory
+}
+
+var _ experimental.MemoryAllocator = (*budgetAllocator)(nil)
+
+func (a *budgetAllocator) Allocate(capacity, max uint64) experimental.LinearMemory {
+	var inner experimental.LinearMemory
+	if a.inner != nil {
+		inner = a.inner.Allocate(capacity, max)
+	} else {
+		inner = &heapMemory{max: max}
+	}
+	m := &budgetMemory{inner: inner, b: a.b, in: a.in, held: a.prepaid}
+	a.prepaid = 0
+	a.mems = append(a.mems, m)
+	return m
+}
+
+// settle gives back what the instantiation reserved and did not use.
+func (a *budgetAllocator) settle() {
+	a.b.release(a.prepaid)
+	a.prepaid = 0
+}
+
+// freeAll frees every memory handed out, for an instantiation that failed:
+// wazero drops such a module without closing it, so nothing else would.
+func (a *budgetAllocator) freeAll() {
+	for _, m := range a.mems {
+		m.Free()
+	}
+	a.mems = nil
+	a.settle()
+}
+
+// budgetMemory is a linear memory whose size is charged to a memBudget.
+// Reallocate runs on the guest's task (memory.grow) and Free when the
+// instance closes, never both at once.
+type budgetMemory struct {
+	inner experimental.LinearMemory
+	b     *memBudget
+	in    *instance
+	held  int64 // bytes charged
+}
+
+func (m *budgetMemory) Reallocate(size uint64) []byte {
+	grow := int64(size) - m.held
+	if grow > 0 {
+		if !m.b.reserve(grow) {
+			m.in.refusedGrowth(int64(size))
+			return nil
+		}
+		m.held += grow
+	}
+	buf := m.inner.Reallocate(size)
+	if buf == nil && grow > 0 {
+		m.b.release(grow)
+		m.held -= grow
+	}
+	return buf
+}
+
+func (m *budgetMemory) Free() {
+	m.inner.Free()
+	m.b.release(m.held)
+	m.held = 0
+}
+
+// heapMemory is linear memory on the Go heap, grown like wazero's own
+// allocator (doubling, up to the maximum).
+type heapMemory struct {
+	max uint64
+	buf []byte
+}
+
+func (m *heapMemory) Reallocate(size uint64) []byte {
+	if size > m.max {
+		return nil
+	}
+	if size > uint64(cap(m.buf)) {
+		nb := make([]byte, size, max(size, min(m.max, 2*uint64(cap(m.buf)))))
+		copy(nb, m.buf)
+		m.buf = nb
+	}
+	m.buf = m.buf[:size]
+	return m.buf
+}
+
+func (m *heapMemory) Free() { m.buf = nil }
