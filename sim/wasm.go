@@ -177,7 +177,7 @@ func (a *WASMStats) add(b WASMStats) {
 // guards included, into the run's store. A Put of the same bytes then
 // finds each module in place.
 func (s *sim) uploadModules(ctx context.Context, used map[string]bool) error {
-	mods := modules.New(s.store, modules.Config{Quota: noQuota})
+	mods := modules.New(s.store, modules.Config{Quota: noQuota()})
 	for _, k := range s.cfg.catalog() {
 		if k.Module == nil || !used[k.Type] {
 			continue
@@ -220,7 +220,7 @@ func (p *shared) uploadTxns(id string, bin []byte) ([]kv.Txn, error) {
 	defer scratch.Close()
 	rec := &recordingStore{Store: scratch}
 	var u upload
-	if _, err := modules.New(rec, modules.Config{Quota: noQuota}).Put(context.Background(), Namespace, id, bin, modules.Options{}); err != nil {
+	if _, err := modules.New(rec, modules.Config{Quota: noQuota()}).Put(context.Background(), Namespace, id, bin, modules.Options{}); err != nil {
 		u.err = fmt.Errorf("sim: upload module %s: %w", id, err)
 	}
 	u.txns = rec.txns
@@ -253,7 +253,7 @@ func (s *sim) newHost(sl *slot) (*wasm.Host, error) {
 		Runtime: sl.node,
 		// Modules are read over the server's store link: a fetch meets
 		// the faults like any of the server's store requests.
-		Modules:          modules.New(sl.link, modules.Config{Quota: noQuota}),
+		Modules:          modules.New(sl.link, modules.Config{Quota: noQuota()}),
 		CompilationCache: s.shared.cache,
 		// Look for instances of dropped activations once per lease TTL
 		// (production: once a minute, longer than most runs).
@@ -281,4 +281,4 @@ func (s *sim) wasmStats() WASMStats {
 
 // noQuota keeps no module usage record: the simulator replays recorded
 // upload transactions in any order, which a usage compare would refuse.
-var noQuota = modules.Quota{MaxBytes: -1, MaxModules: -1}
+func noQuota() modules.Quota { return modules.Quota{MaxBytes: -1, MaxModules: -1} }

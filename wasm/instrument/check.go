@@ -185,27 +185,9 @@ func check(bin []byte, l Limits) (*checker, error) {
 	r := reader{b: bin, pos: 8}
 	last := 0
 	for !r.done() {
-		id, err := r.byte()
+		id, body, err := nextSection(&r, &last)
 		if err != nil {
 			return nil, err
-		}
-		size, err := r.u32()
-		if err != nil {
-			return nil, err
-		}
-		body, err := r.bytes(int(size))
-		if err != nil {
-			return nil, fmt.Errorf("section %d: %w", id, err)
-		}
-		if id != secCustom {
-			rk := rank(id)
-			if rk == 0 {
-				return nil, fail("unknown section %d", id)
-			}
-			if rk <= last {
-				return nil, fail("section %d out of order", id)
-			}
-			last = rk
 		}
 		sr := &reader{b: body}
 		if err := c.section(id, sr); err != nil {

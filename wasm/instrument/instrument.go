@@ -300,27 +300,9 @@ func parse(bin []byte) (*module, error) {
 	r := reader{b: bin, pos: 8}
 	last := 0
 	for !r.done() {
-		id, err := r.byte()
+		id, body, err := nextSection(&r, &last)
 		if err != nil {
 			return nil, err
-		}
-		size, err := r.u32()
-		if err != nil {
-			return nil, err
-		}
-		body, err := r.bytes(int(size))
-		if err != nil {
-			return nil, err
-		}
-		if id != secCustom {
-			rk := rank(id)
-			if rk == 0 {
-				return nil, fail("unknown section %d", id)
-			}
-			if rk <= last {
-				return nil, fail("section %d out of order", id)
-			}
-			last = rk
 		}
 		m.sections = append(m.sections, section{id: id, body: body})
 		sr := reader{b: body}
@@ -925,4 +907,31 @@ func appendS64(b []byte, v int64) []byte {
 		}
 		b = append(b, c|0x80)
 	}
+}
+
+// nextSection reads the next section's header and body from r and checks
+// that its ID is known and in order after the last non-custom section
+// (whose rank *last holds, and which it updates).
+func nextSection(r *reader, last *int) (id byte, body []byte, err error) {
+	if id, err = r.byte(); err != nil {
+		return 0, nil, err
+	}
+	size, err := r.u32()
+	if err != nil {
+		return 0, nil, err
+	}
+	if body, err = r.bytes(int(size)); err != nil {
+		return 0, nil, fmt.Errorf("section %d: %w", id, err)
+	}
+	if id != secCustom {
+		rk := rank(id)
+		if rk == 0 {
+			return 0, nil, fail("unknown section %d", id)
+		}
+		if rk <= *last {
+			return 0, nil, fail("section %d out of order", id)
+		}
+		*last = rk
+	}
+	return id, body, nil
 }
