@@ -25,7 +25,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	token := fs.String("token", "", "API token (default: env NOLA_API_TOKEN)")
 	conc := fs.Int("concurrency", 16, "concurrent callers")
 	dur := fs.Duration("duration", 10*time.Second, "how long to run")
-	maxReq := fs.Int64("requests", 10_000_000, "stop after this many requests in all")
+	maxReq := fs.Int64("requests", 10_000_000, "stop after this many requests in all, dealt out evenly to the callers")
 	ns := fs.String("ns", "bench", "namespace")
 	typ := fs.String("type", "counter", "actor type (Go type or WASM module ID)")
 	op := fs.String("op", "inc", "operation")
@@ -74,7 +74,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var (
 		done   atomic.Int64
 		failed atomic.Int64
-		issued atomic.Int64
 		wg     sync.WaitGroup
 		mu     sync.Mutex
 		lats   []time.Duration
@@ -95,11 +94,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if len(ids) == 0 {
 				ids = []string{actorID(w)}
 			}
-			local := make([]time.Duration, 0, 1<<16)
+			// The request budget is dealt out too, so a caller that the
+			// scheduler favours cannot use up the others' share and leave
+			// their actors uncalled.
+			share := *maxReq / int64(*conc)
+			if int64(w) < *maxReq%int64(*conc) {
+				share++
+			}
+			local := make([]time.Duration, 0, min(share, 1<<16))
 			localCodes := map[nola.Code]int64{}
-			for k := 0; runCtx.Err() == nil && issued.Add(1) <= *maxReq; k++ {
+			for k := int64(0); runCtx.Err() == nil && k < share; k++ {
 				t0 := time.Now()
-				_, err := c.Invoke(runCtx, *ns, ids[k%len(ids)], *typ, *op, []byte(*payload))
+				_, err := c.Invoke(runCtx, *ns, ids[k%int64(len(ids))], *typ, *op, []byte(*payload))
 				if runCtx.Err() != nil {
 					break // cut by the end of the run: not a failure
 				}
