@@ -17,7 +17,12 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+# make lint: go.mod tidy, gofmt, go vet and staticcheck at a pinned version
+# (fetched through the module proxy on first use).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint: vet
+	$(GO) mod tidy -diff
+	$(GO) run $(STATICCHECK) $(PKGS)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./bench/...
