@@ -45,6 +45,8 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		{[]string{"serve", "--log-level", "loud"}, 2, "bad --log-level"},
 		{[]string{"module"}, 2, "usage: nola module"},
 		{[]string{"kv", "scan"}, 2, "want NAMESPACE ACTOR"},
+		// get takes no scan flags (they were once silently ignored).
+		{[]string{"kv", "get", "--prefix", "p", "ns", "a", "k"}, 2, "flag provided but not defined: -prefix"},
 		{[]string{"bench", "--concurrency", "0"}, 2, "must be positive"},
 		{[]string{"invoke", "--server", "http://127.0.0.1:1", "--timeout", "2s", "ns", "a", "op"}, 1, "cannot connect"},
 		{[]string{"invoke", "--timeout", "0", "ns", "a", "op"}, 2, "must be positive"},
@@ -55,6 +57,7 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		{[]string{"serve", "--lease-ttl", "0s"}, 2, "--lease-ttl must be at least 1s"},
 		{[]string{"serve", "--advertise", "foo"}, 2, "--advertise wants a URL"},
 		{[]string{"version"}, 0, "nola "},
+		{[]string{"invoke", "ns", "", "op"}, 2, "ACTOR is empty"},
 		{[]string{"invoke", "ns", "a", "op", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
 		{[]string{"invoke", "ns", "a", "op", "payload", "--timeout"}, 2, "flag needs an argument"},
 	}
@@ -104,6 +107,7 @@ func TestCLIClientCommands(t *testing.T) {
 	}{
 		{[]string{"invoke", "--type", "kvcounter", "ns", "a", "inc"}, "=1"},
 		{[]string{"invoke", "ns", "a", "add", "41"}, "=42"},
+		{[]string{"invoke", "ns", "never-created", "inc"}, "!pass --type TYPE to create it"},
 		// Flags after the positional arguments are flags, not the payload;
 		// "--" ends the flags for a payload that starts with "-".
 		{[]string{"invoke", "ns", "b", "add", "5", "--type", "kvcounter"}, "=5"},
@@ -123,6 +127,13 @@ func TestCLIClientCommands(t *testing.T) {
 		// "=x": the output is exactly x (results are written as the actor
 		// returned them, with no newline, so `> file` round-trips).
 		exact, isExact := strings.CutPrefix(s.out, "=")
+		if failure, isFailure := strings.CutPrefix(s.out, "!"); isFailure {
+			// "!x": the command fails and says x.
+			if code := run(args, &out, &errb); code != 1 || !strings.Contains(errb.String(), failure) {
+				t.Errorf("nola %v: exit %d, err %q; want exit 1 and %q", s.args, code, errb.String(), failure)
+			}
+			continue
+		}
 		if code := run(args, &out, &errb); code != 0 || (isExact && out.String() != exact) || (!isExact && !strings.Contains(out.String(), s.out)) {
 			t.Errorf("nola %v: exit %d, out %q, err %q; want %q", s.args, code, out.String(), errb.String(), s.out)
 		}

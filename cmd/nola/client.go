@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nolaproject/nola/httpapi"
+	"github.com/nolaproject/nola/nola"
 )
 
 // clientFlags are shared by the commands that talk to a server.
@@ -118,6 +119,11 @@ func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return usageErr("want NAMESPACE ACTOR OPERATION [PAYLOAD]")
 	}
+	for i, what := range []string{"NAMESPACE", "ACTOR", "OPERATION"} {
+		if fs.Arg(i) == "" {
+			return usageErr("%s is empty", what)
+		}
+	}
 	var payload []byte
 	if fs.NArg() == 4 {
 		var err error
@@ -129,6 +135,9 @@ func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer done()
 	out, err := c.Invoke(ctx, fs.Arg(0), fs.Arg(1), *typ, fs.Arg(2), payload)
 	if err != nil {
+		if *typ == "" && nola.CodeOf(err) == nola.CodeBadRequest && strings.Contains(err.Error(), "actor not found") {
+			return fmt.Errorf("%w\n(actor %s/%s does not exist yet: pass --type TYPE to create it)", err, fs.Arg(0), fs.Arg(1))
+		}
 		return err
 	}
 	return writeResult(stdout, out)
@@ -222,10 +231,16 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}[sub], stderr)
 	var cf clientFlags
 	cf.register(fs)
-	prefix := fs.String("prefix", "", "scan keys with this prefix")
-	start := fs.String("start", "", "scan keys >= start")
-	end := fs.String("end", "", "scan keys < end (empty: to the last key)")
-	limit := fs.Int("limit", 100, "at most this many entries")
+	// The scan flags exist only for scan: `kv get --prefix` is refused as
+	// an unknown flag instead of being silently ignored.
+	var prefix, start, end *string
+	var limit *int
+	if sub == "scan" {
+		prefix = fs.String("prefix", "", "scan keys with this prefix")
+		start = fs.String("start", "", "scan keys >= start")
+		end = fs.String("end", "", "scan keys < end (empty: to the last key)")
+		limit = fs.Int("limit", 100, "at most this many entries")
+	}
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
