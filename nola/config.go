@@ -84,6 +84,11 @@ type ServerConfig struct {
 	// deadline for scheduling delays (default LeaseTTL/50).
 	Rho    float64
 	Margin time.Duration
+	// KeepAliveWarn: a keep-alive round trip longer than this is logged
+	// as a warning (at most once a minute) and counted in
+	// Stats.KeepAlive.Slow. Default LeaseTTL/4: two round trips in a row
+	// of about LeaseTTL/3 each fence the server. Negative: never warn.
+	KeepAliveWarn time.Duration
 	// IdleTimeout evicts activations unused for that long (default 5m).
 	IdleTimeout time.Duration
 	// MaxActivations caps the activations of this server (default 1e6).
@@ -165,6 +170,9 @@ func (c *ServerConfig) validate() error {
 	}
 	if c.Margin <= 0 {
 		c.Margin = c.LeaseTTL / 50
+	}
+	if c.KeepAliveWarn == 0 {
+		c.KeepAliveWarn = c.LeaseTTL / 4
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 5 * time.Minute
