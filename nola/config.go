@@ -25,6 +25,13 @@ type Limits struct {
 	// store's limits (etcd: 128 writes, 1.5 MiB).
 	MaxKVKeyBytes   int
 	MaxKVValueBytes int
+	// MaxActorKVBytes bounds what one actor's KV holds: the sum of its
+	// keys' and values' lengths. A commit that would take the actor past
+	// it is refused (too_large, nothing written); commits that shrink the
+	// KV always pass. The count is kept in a usage record written by the
+	// same fenced commit (registry.CommitKVCounted). Zero (the default):
+	// no limit and no usage record, so commits cost nothing extra.
+	MaxActorKVBytes int64
 }
 
 func (l Limits) withDefaults() Limits {
@@ -156,7 +163,7 @@ func (c *ServerConfig) validate() error {
 	case c.MaxActivations < 0:
 		return fmt.Errorf("nola: server config: negative MaxActivations %d", c.MaxActivations)
 	case c.Limits.MaxNameBytes < 0 || c.Limits.MaxPayloadBytes < 0 || c.Limits.MaxResultBytes < 0 ||
-		c.Limits.MaxKVKeyBytes < 0 || c.Limits.MaxKVValueBytes < 0:
+		c.Limits.MaxKVKeyBytes < 0 || c.Limits.MaxKVValueBytes < 0 || c.Limits.MaxActorKVBytes < 0:
 		return fmt.Errorf("nola: server config: negative limit in %+v", c.Limits)
 	}
 	if c.Margin >= c.LeaseTTL && c.LeaseTTL > 0 {
