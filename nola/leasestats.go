@@ -42,7 +42,7 @@ const (
 	FenceDeadline FenceCause = "deadline_passed"
 )
 
-// FenceCauses lists every cause, in a fixed order (for exporters).
+// fenceCauses lists every cause, in a fixed order (for exporters).
 var fenceCauses = [...]FenceCause{FenceLeaseLost, FenceRecordReplaced, FenceKeepAliveTimeout, FenceStoreError, FenceDeadline}
 
 // FenceCauses returns every FenceCause, in a fixed order.
