@@ -29,7 +29,7 @@ func newMetrics(reg *prometheus.Registry, srv *nola.Server) *metrics {
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18),
 		}, []string{"path"}),
 	}
-	reg.MustRegister(m.calls, m.latency, &engineCollector{srv: srv})
+	reg.MustRegister(m.calls, m.latency, &engineCollector{srv: srv}, &leaseCollector{srv: srv})
 	return m
 }
 

@@ -600,7 +600,11 @@ func (s *Server) charge(a *activation, n int64) {
 // use (most actors never write). The caller holds a.lock.
 func (a *activation) budget() registry.KVBudget {
 	if a.kvBudget == nil {
-		b := a.srv.reg.KVBudget(a.inc, a.key.ns, a.key.id, a.ownerRec)
+		budget := a.srv.reg.KVBudget
+		if a.srv.cfg.Limits.MaxActorKVBytes > 0 {
+			budget = a.srv.reg.CountedKVBudget
+		}
+		b := budget(a.inc, a.key.ns, a.key.id, a.ownerRec)
 		a.kvBudget = &b
 	}
 	return *a.kvBudget

@@ -25,6 +25,13 @@ type Limits struct {
 	// store's limits (etcd: 128 writes, 1.5 MiB).
 	MaxKVKeyBytes   int
 	MaxKVValueBytes int
+	// MaxActorKVBytes bounds what one actor's KV holds: the sum of its
+	// keys' and values' lengths. A commit that would take the actor past
+	// it is refused (too_large, nothing written); commits that shrink the
+	// KV always pass. The count is kept in a usage record written by the
+	// same fenced commit (registry.CommitKVCounted). Zero (the default):
+	// no limit and no usage record, so commits cost nothing extra.
+	MaxActorKVBytes int64
 }
 
 func (l Limits) withDefaults() Limits {
@@ -84,6 +91,11 @@ type ServerConfig struct {
 	// deadline for scheduling delays (default LeaseTTL/50).
 	Rho    float64
 	Margin time.Duration
+	// KeepAliveWarn: a keep-alive round trip longer than this is logged
+	// as a warning (at most once a minute) and counted in
+	// Stats.KeepAlive.Slow. Default LeaseTTL/4: two round trips in a row
+	// of about LeaseTTL/3 each fence the server. Negative: never warn.
+	KeepAliveWarn time.Duration
 	// IdleTimeout evicts activations unused for that long (default 5m).
 	IdleTimeout time.Duration
 	// MaxActivations caps the activations of this server (default 1e6).
@@ -151,7 +163,7 @@ func (c *ServerConfig) validate() error {
 	case c.MaxActivations < 0:
 		return fmt.Errorf("nola: server config: negative MaxActivations %d", c.MaxActivations)
 	case c.Limits.MaxNameBytes < 0 || c.Limits.MaxPayloadBytes < 0 || c.Limits.MaxResultBytes < 0 ||
-		c.Limits.MaxKVKeyBytes < 0 || c.Limits.MaxKVValueBytes < 0:
+		c.Limits.MaxKVKeyBytes < 0 || c.Limits.MaxKVValueBytes < 0 || c.Limits.MaxActorKVBytes < 0:
 		return fmt.Errorf("nola: server config: negative limit in %+v", c.Limits)
 	}
 	if c.Margin >= c.LeaseTTL && c.LeaseTTL > 0 {
@@ -165,6 +177,9 @@ func (c *ServerConfig) validate() error {
 	}
 	if c.Margin <= 0 {
 		c.Margin = c.LeaseTTL / 50
+	}
+	if c.KeepAliveWarn == 0 {
+		c.KeepAliveWarn = c.LeaseTTL / 4
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 5 * time.Minute

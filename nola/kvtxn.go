@@ -17,6 +17,9 @@ import (
 type kvTxn struct {
 	writes map[string]pendingWrite
 	bytes  int
+	// use is the actor's KV usage after its last counted commit (nil: not
+	// read yet); kept across invocations, only with Limits.MaxActorKVBytes.
+	use *registry.KVUsage
 }
 
 type pendingWrite struct {
@@ -166,7 +169,7 @@ func (t *kvTxn) flush(c *Context) error {
 	// CommitTimeout instead.
 	cctx, cancel := a.srv.rt.WithTimeout(context.WithoutCancel(c.ctx), a.srv.cfg.CommitTimeout)
 	defer cancel()
-	if err := a.srv.reg.CommitKV(cctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes); err != nil {
+	if err := t.commit(c, cctx, writes); err != nil {
 		if commitOutcomeUnknown(err) {
 			// The commit may still reach the store and be applied later
 			// (a slow link, a stalled connection). Its fence compares the
@@ -191,15 +194,87 @@ func (t *kvTxn) flush(c *Context) error {
 	return nil
 }
 
+// commit sends the writes in one fenced commit; with an actor KV quota
+// it checks the quota first and moves the usage record in the same commit.
+func (t *kvTxn) commit(c *Context, ctx context.Context, writes []registry.KVWrite) error {
+	a := c.act
+	limit := a.srv.cfg.Limits.MaxActorKVBytes
+	if limit <= 0 {
+		return a.srv.reg.CommitKV(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes)
+	}
+	if t.use == nil {
+		use, err := a.srv.reg.ReadKVUsage(ctx, a.ref.Namespace, a.ref.ID)
+		if err != nil {
+			return &notSent{err}
+		}
+		t.use = &use
+	}
+	delta, err := t.delta(c, ctx, writes)
+	if err != nil {
+		return &notSent{err}
+	}
+	use := *t.use
+	if delta > 0 && use.Bytes+delta > limit {
+		return &registry.KVQuotaError{Namespace: a.ref.Namespace, ID: a.ref.ID, Used: use.Bytes, Adding: delta, Limit: limit}
+	}
+	// Whatever happens next, the count this activation holds may be
+	// stale: read it again unless the commit succeeds.
+	t.use = nil
+	next, err := a.srv.reg.CommitKVCounted(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes, use, max(0, use.Bytes+delta))
+	if err != nil {
+		return err
+	}
+	t.use = &next
+	return nil
+}
+
+// delta is how much the writes change the actor's KV usage. The size an
+// entry had comes from the cache (authoritative while the activation owns
+// the actor) or, for keys not cached, from the store.
+func (t *kvTxn) delta(c *Context, ctx context.Context, writes []registry.KVWrite) (int64, error) {
+	a := c.act
+	var d int64
+	for _, w := range writes {
+		if !w.Delete {
+			d += registry.EntrySize(w.Key, w.Value)
+		}
+		if e, ok := a.cache[string(w.Key)]; ok {
+			if e.exists {
+				d -= registry.EntrySize(w.Key, e.value)
+			}
+			continue
+		}
+		old, found, err := a.srv.reg.GetKV(ctx, a.ref.Namespace, a.ref.ID, w.Key)
+		if err != nil {
+			return 0, err
+		}
+		if found {
+			d -= registry.EntrySize(w.Key, old)
+		}
+	}
+	return d, nil
+}
+
 // commitOutcomeUnknown reports whether a failed commit may nevertheless
 // have been (or yet be) applied: anything but a definite refusal.
 func commitOutcomeUnknown(err error) bool {
 	if errors.Is(err, kv.ErrIndeterminate) {
 		return true
 	}
+	var early *notSent
+	if errors.As(err, &early) {
+		return false
+	}
 	return !errors.Is(err, registry.ErrFenced) && !errors.Is(err, kv.ErrUnavailable) &&
 		!errors.Is(err, kv.ErrTooLarge) && !errors.Is(err, kv.ErrInvalid)
 }
+
+// notSent marks a commit that failed before it was sent (reading the KV
+// usage for the quota): its outcome is known, nothing was written.
+type notSent struct{ err error }
+
+func (e *notSent) Error() string { return e.err.Error() }
+func (e *notSent) Unwrap() error { return e.err }
 
 // commitError marks a failed commit: the activation's memory may now
 // disagree with its KV, so the activation is discarded.

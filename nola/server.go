@@ -118,6 +118,7 @@ func (s *Server) Limits() Limits { return s.cfg.Limits }
 
 type serverStats struct {
 	invocations, activated, evicted, fences, failedCommits atomic.Int64
+	lease                                                  leaseStats
 }
 
 // Stats is a snapshot of a server's counters.
@@ -132,6 +133,9 @@ type Stats struct {
 	// reports carry for placement's tie-break).
 	MemoryBytes int64
 	Incarnation int64
+	// KeepAlive describes the lease keep-alives: round-trip latency,
+	// failures and fences by cause.
+	KeepAlive KeepAliveStats
 }
 
 // NewServer validates cfg and returns a server; Start registers it.
@@ -195,6 +199,7 @@ func (s *Server) Stats() Stats {
 		Activations:   s.activations.Load(),
 		MemoryBytes:   s.memoryBytes(),
 		Incarnation:   s.Incarnation(),
+		KeepAlive:     s.stats.lease.snapshot(),
 	}
 }
 
@@ -274,6 +279,9 @@ func (s *Server) heartbeat() {
 	period := s.cfg.LeaseTTL / 3
 	retry := s.cfg.LeaseTTL / 10
 	wait := period
+	// cause is what a fence at the local deadline would be blamed on: the
+	// outcome of the last keep-alive attempt of the current incarnation.
+	cause := FenceDeadline
 	for {
 		if l := s.lease.Load(); l != nil && !s.cfg.Mutations.SkipDeadlineCheck {
 			// Wake at the deadline at the latest, so that the server
@@ -291,18 +299,23 @@ func (s *Server) heartbeat() {
 			if err := s.register(ctx); err != nil {
 				return
 			}
-			wait = period
+			wait, cause = period, FenceDeadline
 			continue
 		}
 		sent := s.rt.Mono()
 		if sent >= time.Duration(l.deadline.Load()) && !s.cfg.Mutations.SkipDeadlineCheck {
-			s.fence(l, "local deadline passed")
+			s.fence(l, cause, "local deadline passed")
 			wait = 0
 			continue
 		}
 		kctx, cancel := s.rt.WithTimeout(ctx, max(period/10, min(period, time.Duration(l.deadline.Load())-sent)))
 		err := s.reg.KeepAlive(kctx, l.inc)
+		timedOut := kctx.Err() != nil && ctx.Err() == nil
 		cancel()
+		if ctx.Err() == nil {
+			s.keepAliveDone(sent, err)
+			cause = attemptCause(err, timedOut)
+		}
 		switch {
 		case err == nil:
 			next := int64(registry.LocalDeadline(sent, s.cfg.LeaseTTL, s.cfg.Rho, s.cfg.Margin))
@@ -313,7 +326,7 @@ func (s *Server) heartbeat() {
 			wait = period
 			s.reportLoad(ctx, l)
 		case errors.Is(err, registry.ErrLeaseLost):
-			s.fence(l, "lease lost")
+			s.fence(l, FenceLeaseLost, "lease lost")
 			wait = 0
 			continue
 		case ctx.Err() != nil:
@@ -323,7 +336,7 @@ func (s *Server) heartbeat() {
 			wait = retry
 		}
 		if s.rt.Mono() >= time.Duration(l.deadline.Load()) && !s.cfg.Mutations.SkipDeadlineCheck {
-			s.fence(l, "local deadline passed")
+			s.fence(l, cause, "local deadline passed")
 			wait = 0
 		}
 	}
@@ -341,7 +354,7 @@ func (s *Server) reportLoad(ctx context.Context, l *leaseState) {
 	if errors.Is(err, registry.ErrFenced) {
 		// Our server record is not ours any more (another process took
 		// the ID, or the lease expired in between).
-		s.fence(l, "server record replaced")
+		s.fence(l, FenceRecordReplaced, "server record replaced")
 		return
 	}
 	if err != nil {
@@ -352,13 +365,14 @@ func (s *Server) reportLoad(ctx context.Context, l *leaseState) {
 // fence ends incarnation l: no more serving under it, every activation
 // dropped (their in-memory state is lost, as in a crash; their deactivation
 // hooks do not run). The heartbeat registers a new incarnation.
-func (s *Server) fence(l *leaseState, reason string) {
+func (s *Server) fence(l *leaseState, cause FenceCause, reason string) {
 	if !s.lease.CompareAndSwap(l, nil) {
 		return
 	}
 	s.fencedInc.Store(l.inc)
 	s.stats.fences.Add(1)
-	s.log.Warn("fenced: dropping every activation", "incarnation", l.inc.Num, "reason", reason)
+	s.stats.lease.countFence(cause)
+	s.log.Warn("fenced: dropping every activation", "incarnation", l.inc.Num, "reason", reason, "cause", string(cause))
 	if s.rt.Tracing() {
 		s.rt.Trace(fmt.Sprintf("fence %s#%d %s", s.cfg.ID, l.inc.Num, reason))
 	}

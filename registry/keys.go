@@ -15,6 +15,7 @@ import (
 //	(root, "load", sid)         → (incarnation, activations, bytes, limit) leased
 //	(root, "act", ns, id)       → (type, owner sid, owner incarnation)
 //	(root, "kv", ns, id, key)   → the actor's value for key
+//	(root, "kvq", ns, id)       → the actor's KV usage in bytes (kvusage.go)
 //	(root, "mod", ns, module, …) → WASM modules (see the wasm package)
 type Keyspace struct {
 	root []byte

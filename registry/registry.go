@@ -334,7 +334,13 @@ type KVWrite struct {
 // inc.OwnerRecord returned for the actor's type and epoch. ErrFenced means nothing was
 // written and the incarnation (or its ownership) is gone.
 func (r *Registry) CommitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite) error {
-	txn := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord), Ops: make([]kv.Op, len(writes))}
+	return r.commitKV(ctx, inc, ns, id, ownerRecord, writes, nil, kv.Op{})
+}
+
+// commitKV is CommitKV with, when guard is set, one more compare and one
+// more write (the KV usage record: CommitKVCounted).
+func (r *Registry) commitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite, guard *kv.Compare, extra kv.Op) error {
+	txn := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord), Ops: make([]kv.Op, len(writes), len(writes)+1)}
 	if r.opts.UnsafeSkipFence {
 		txn.Compares = nil
 	}
@@ -345,6 +351,10 @@ func (r *Registry) CommitKV(ctx context.Context, inc *Incarnation, ns, id string
 		} else {
 			txn.Ops[i] = kv.Put(k, w.Value, kv.NoLease)
 		}
+	}
+	if guard != nil {
+		txn.Compares = append(txn.Compares, *guard)
+		txn.Ops = append(txn.Ops, extra)
 	}
 	if err := kv.CheckLimits(txn, r.store.Limits()); err != nil {
 		return fmt.Errorf("registry: commit KV of %s/%s: %w", ns, id, err)
@@ -379,11 +389,29 @@ func (b KVBudget) WriteSize(key, value []byte) int {
 // KVBudget returns the budget of one fenced KV commit of actor (ns, id)
 // owned by inc with ownerRecord: the store's limits less the fence.
 func (r *Registry) KVBudget(inc *Incarnation, ns, id string, ownerRecord []byte) KVBudget {
+	return r.kvBudget(inc, ns, id, ownerRecord, false)
+}
+
+// CountedKVBudget is KVBudget for CommitKVCounted: it leaves room for the
+// usage record's compare and write.
+func (r *Registry) CountedKVBudget(inc *Incarnation, ns, id string, ownerRecord []byte) KVBudget {
+	return r.kvBudget(inc, ns, id, ownerRecord, true)
+}
+
+func (r *Registry) kvBudget(inc *Incarnation, ns, id string, ownerRecord []byte, counted bool) KVBudget {
 	l := r.store.Limits()
 	b := KVBudget{MaxWrites: l.MaxOpsPerTxn, prefixLen: len(r.keys.KVPrefix(ns, id))}
+	fixed := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord)}
+	if counted {
+		o := r.countedOverhead(ns, id)
+		fixed.Compares = append(fixed.Compares, o.Compares...)
+		fixed.Ops = o.Ops
+		if b.MaxWrites > 0 {
+			b.MaxWrites = max(1, b.MaxWrites-len(o.Ops))
+		}
+	}
 	if l.MaxRequestBytes > 0 {
-		fence := kv.RequestSize(kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord)})
-		b.MaxBytes = max(1, l.MaxRequestBytes-fence)
+		b.MaxBytes = max(1, l.MaxRequestBytes-kv.RequestSize(fixed))
 	}
 	return b
 }
