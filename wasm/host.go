@@ -63,6 +63,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -138,6 +139,21 @@ type Config struct {
 	// cancellation (not only its deadline) to interrupt guests. Not
 	// deterministic: never under simulation.
 	ContextInterrupt bool
+
+	// GuestSlots bounds the guests that compute at once on this server
+	// (default runtime.GOMAXPROCS(0)); the others wait their turn in FIFO
+	// order, so that looping guests cannot starve other actors. A guest
+	// gives its slot up at the end of every slice (SliceFuel) and during
+	// host calls that can block (calls to actors, KV reads): calls nested
+	// to any depth never deadlock the pool. A guest that gets no slot
+	// before its deadline fails with nola.CodeTimeout. Negative: no bound
+	// (every guest runs at once, as before slots existed).
+	GuestSlots int
+	// SliceFuel is how many checkpoints (function entries and loop
+	// iterations) a guest runs between two looks at the clock, its fuel
+	// budget and the guests waiting for a slot (default 1<<18, about a
+	// millisecond of a tight loop).
+	SliceFuel uint64
 }
 
 func (c *Config) defaults() error {
@@ -177,15 +193,24 @@ func (c *Config) defaults() error {
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = time.Minute
 	}
+	if c.GuestSlots == 0 {
+		c.GuestSlots = runtime.GOMAXPROCS(0)
+	}
+	if c.SliceFuel == 0 {
+		c.SliceFuel = DefaultSliceFuel
+	}
+	if c.SliceFuel > 1<<30 {
+		// The fuel counter is an i32 global.
+		return fmt.Errorf("wasm: config: SliceFuel %d exceeds 2^30", c.SliceFuel)
+	}
 	return nil
 }
 
 // DefaultMemoryLimit is Config.MemoryLimit's default.
 const DefaultMemoryLimit = 4 << 30
 
-// fuelChunk is the fuel given per refill: the host looks at the clock and
-// the budget every fuelChunk checkpoints.
-const fuelChunk = 1 << 20
+// DefaultSliceFuel is Config.SliceFuel's default.
+const DefaultSliceFuel = 1 << 18
 
 // Host runs the WASM actors of one server. It is safe for concurrent use.
 type Host struct {
@@ -199,6 +224,10 @@ type Host struct {
 	busy     atomic.Int64 // guest executions in flight
 	wzClose  sync.Once
 	mem      memBudget
+	slots    slotPool
+	// executing counts the slots held, waiting the guests waiting for
+	// one, preempted the slices that ended with another guest waiting.
+	executing, waiting, preempted atomic.Int64
 
 	mu        sync.Mutex
 	closed    bool
@@ -232,6 +261,10 @@ type Stats struct {
 	// closed by the sweep of dropped activations; Traps counts aborted
 	// guest executions; Running the guest executions in flight.
 	Compiled, Instances, Instantiated, Closed, Swept, Traps, Running int64
+	// Executing counts the execution slots held (Config.GuestSlots),
+	// Waiting the executions waiting for one, Preempted the slices a
+	// guest ended by handing its slot to a waiting one.
+	Executing, Waiting, Preempted int64
 	// MemoryBytes is the memory charged to live instances: their linear
 	// memory and InstanceOverhead each (see Config.MemoryLimit).
 	MemoryBytes int64
@@ -256,6 +289,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		wz:       wazero.NewRuntimeWithConfig(ctx, rc),
 		compiled: map[modKey]*compiled{},
 		live:     map[*instance]struct{}{},
+	}
+	if cfg.GuestSlots > 0 {
+		h.slots = slotPool{sema: cfg.Runtime.NewSema(cfg.GuestSlots), n: cfg.GuestSlots}
 	}
 	// No start functions: the host runs _initialize and wapc_init itself.
 	// The sys context wazero builds per instance is unused (the host
@@ -292,6 +328,7 @@ func (h *Host) Stats() Stats {
 	s.Instances = int64(len(h.live))
 	s.Running = h.busy.Load()
 	s.MemoryBytes = h.mem.used.Load()
+	s.Executing, s.Waiting, s.Preempted = h.executing.Load(), h.waiting.Load(), h.preempted.Load()
 	return s
 }
 
@@ -420,7 +457,7 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 	if p := m.Options.MaxMemoryPages; p > 0 && p < pages {
 		pages = p
 	}
-	bin, err := instrument.Fuel(m.Bytes, instrument.Options{InitialFuel: fuelChunk, MaxMemoryPages: pages})
+	bin, err := instrument.Fuel(m.Bytes, instrument.Options{InitialFuel: int32(h.cfg.SliceFuel), MaxMemoryPages: pages})
 	if err != nil {
 		return &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("WASM module %s/%s cannot run here: %v", k.ns, k.id, err)}
 	}
@@ -461,6 +498,11 @@ func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instan
 	in := &instance{h: h, mod: c, ref: ref, overhead: InstanceOverhead}
 	in.state.Store(instBusy) // until initialized: the sweep leaves it alone
 	in.begin(cx, "", nil)
+	if _, err := in.takeSlot(); err != nil {
+		in.end()
+		in.releaseOverhead()
+		return nil, err
+	}
 	alloc := &budgetAllocator{b: &h.mem, in: in, prepaid: c.minBytes}
 	if !h.cfg.HeapMemory {
 		alloc.inner = memoryAllocator()
