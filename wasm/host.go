@@ -31,9 +31,13 @@
 //
 // Modules are rewritten for fuel metering (package instrument) when
 // compiled: every function entry and loop head is a checkpoint. Every
-// 2^20 checkpoints the host checks the invocation's deadline (the smaller
-// of Config.InvokeTimeout and the caller's deadline) and its fuel budget
-// (Config.MaxFuel) and aborts the guest past either. Memory is capped per
+// Config.SliceFuel checkpoints (a slice, default 2^18) the host checks the
+// invocation's deadline (the smaller of Config.InvokeTimeout and the
+// caller's deadline) and its fuel budget (Config.MaxFuel) and aborts the
+// guest past either. CPU is shared by execution slots
+// (Config.GuestSlots, see slots.go): a guest computes only while it holds
+// one, hands it to the oldest waiting guest at the end of each slice, and
+// gives it up during host calls that can block. Memory is capped per
 // instance (Config.MaxMemoryPages, lowered per module by its options) and
 // for all instances together (Config.MemoryLimit: linear memory plus
 // InstanceOverhead each, reserved before it is allocated). Past that
@@ -141,7 +145,9 @@ type Config struct {
 	ContextInterrupt bool
 
 	// GuestSlots bounds the guests that compute at once on this server
-	// (default runtime.GOMAXPROCS(0)); the others wait their turn in FIFO
+	// (default GOMAXPROCS-1, at least 1: one processor stays free for the
+	// network and the engine, which Go cannot schedule onto a processor
+	// that runs guest code until the guest calls the host); the others wait their turn in FIFO
 	// order, so that looping guests cannot starve other actors. A guest
 	// gives its slot up at the end of every slice (SliceFuel) and during
 	// host calls that can block (calls to actors, KV reads): calls nested
@@ -194,7 +200,7 @@ func (c *Config) defaults() error {
 		c.SweepInterval = time.Minute
 	}
 	if c.GuestSlots == 0 {
-		c.GuestSlots = runtime.GOMAXPROCS(0)
+		c.GuestSlots = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	if c.SliceFuel == 0 {
 		c.SliceFuel = DefaultSliceFuel

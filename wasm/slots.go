@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/rt"
@@ -98,7 +99,14 @@ func (in *instance) endSlice(after string) {
 	}
 	if waited {
 		in.h.preempted.Add(1)
+		return
 	}
+	// No guest was waiting, but goroutines that are no guests may be (the
+	// HTTP handler that carries the next invocation, the engine's own
+	// tasks): guest code is not Go code, and Go cannot preempt it, so it
+	// lets them have the processor here. Under the simulator this changes
+	// nothing: its tasks wait for the scheduler, not for a processor.
+	runtime.Gosched()
 }
 
 // offSlot runs f, a host call that may block, without the execution slot.
