@@ -662,8 +662,8 @@ func (a *activation) setTimer(name string, delay, period time.Duration, op strin
 		err.own = true
 		return err
 	}
-	if delay < 0 || period < 0 || (period > 0 && period < time.Millisecond) {
-		return ownErr(CodeBadRequest, "timer %q: delay must be >= 0 and period 0 or >= 1ms", name)
+	if delay < 0 || period < 0 || (period > 0 && period < s.cfg.MinTimerPeriod) {
+		return ownErr(CodeBadRequest, "timer %q: delay must be >= 0 and period 0 or at least this server's minimum of %v (nola serve --min-timer-period)", name, s.cfg.MinTimerPeriod)
 	}
 	if len(payload) > s.cfg.Limits.MaxPayloadBytes {
 		return ownErr(CodeTooLarge, "timer payload of %d bytes exceeds the limit of %d", len(payload), s.cfg.Limits.MaxPayloadBytes)
@@ -682,6 +682,8 @@ func (a *activation) setTimer(name string, delay, period time.Duration, op strin
 	}
 	if old := a.timers[name]; old != nil {
 		old.stop()
+	} else if len(a.timers) >= s.cfg.MaxTimersPerActor {
+		return ownErr(CodeTooLarge, "timer %q: the actor already has %d pending timers, this server's limit (cancel one first, or raise nola serve --max-timers-per-actor)", name, len(a.timers))
 	}
 	a.timers[name] = t
 	t.timer = s.rt.AfterFunc(delay, "timer "+name, func() { s.fireTimer(a, t) })

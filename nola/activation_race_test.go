@@ -140,7 +140,7 @@ func TestWaitersOutliveTheFirstCallersCancellation(t *testing.T) {
 type slowTicker struct{ fired *atomic.Int64 }
 
 func (a slowTicker) Activate(ctx *nola.Context) error {
-	if err := ctx.SetTimer("t", 0, 20*time.Millisecond, "tick", nil); err != nil {
+	if err := ctx.SetTimer("t", 0, 50*time.Millisecond, "tick", nil); err != nil {
 		return err
 	}
 	time.Sleep(300 * time.Millisecond)

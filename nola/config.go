@@ -102,6 +102,13 @@ type ServerConfig struct {
 	MaxActivations int
 	// TimerTimeout bounds one timer-triggered invocation (default 30s).
 	TimerTimeout time.Duration
+	// MinTimerPeriod is the shortest period a periodic timer may have
+	// (default 50ms): a shorter one is refused (CodeBadRequest), so that
+	// timers cannot turn into a busy loop of invocations and commits.
+	MinTimerPeriod time.Duration
+	// MaxTimersPerActor bounds the pending timers of one activation
+	// (default 64); setting one more is refused (CodeTooLarge).
+	MaxTimersPerActor int
 	// CommitTimeout bounds one KV commit (default 10s; a store may bound
 	// it further, etcdkv by its RequestTimeout of 5s). Commits are not
 	// cancelled by their caller; one that times out has an unknown outcome,
@@ -186,6 +193,12 @@ func (c *ServerConfig) validate() error {
 	}
 	if c.MaxActivations <= 0 {
 		c.MaxActivations = 1_000_000
+	}
+	if c.MinTimerPeriod <= 0 {
+		c.MinTimerPeriod = 50 * time.Millisecond
+	}
+	if c.MaxTimersPerActor <= 0 {
+		c.MaxTimersPerActor = 64
 	}
 	if c.TimerTimeout <= 0 {
 		c.TimerTimeout = 30 * time.Second

@@ -31,9 +31,13 @@
 //
 // Modules are rewritten for fuel metering (package instrument) when
 // compiled: every function entry and loop head is a checkpoint. Every
-// 2^20 checkpoints the host checks the invocation's deadline (the smaller
-// of Config.InvokeTimeout and the caller's deadline) and its fuel budget
-// (Config.MaxFuel) and aborts the guest past either. Memory is capped per
+// Config.SliceFuel checkpoints (a slice, default 2^18) the host checks the
+// invocation's deadline (the smaller of Config.InvokeTimeout and the
+// caller's deadline) and its fuel budget (Config.MaxFuel) and aborts the
+// guest past either. CPU is shared by execution slots
+// (Config.GuestSlots, see slots.go): a guest computes only while it holds
+// one, hands it to the oldest waiting guest at the end of each slice, and
+// gives it up during host calls that can block. Memory is capped per
 // instance (Config.MaxMemoryPages, lowered per module by its options) and
 // for all instances together (Config.MemoryLimit: linear memory plus
 // InstanceOverhead each, reserved before it is allocated). Past that
@@ -63,6 +67,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -138,6 +143,23 @@ type Config struct {
 	// cancellation (not only its deadline) to interrupt guests. Not
 	// deterministic: never under simulation.
 	ContextInterrupt bool
+
+	// GuestSlots bounds the guests that compute at once on this server
+	// (default GOMAXPROCS-1, at least 1: one processor stays free for the
+	// network and the engine, which Go cannot schedule onto a processor
+	// that runs guest code until the guest calls the host); the others wait their turn in FIFO
+	// order, so that looping guests cannot starve other actors. A guest
+	// gives its slot up at the end of every slice (SliceFuel) and during
+	// host calls that can block (calls to actors, KV reads): calls nested
+	// to any depth never deadlock the pool. A guest that gets no slot
+	// before its deadline fails with nola.CodeTimeout. Negative: no bound
+	// (every guest runs at once, as before slots existed).
+	GuestSlots int
+	// SliceFuel is how many checkpoints (function entries and loop
+	// iterations) a guest runs between two looks at the clock, its fuel
+	// budget and the guests waiting for a slot (default 1<<18, about a
+	// millisecond of a tight loop).
+	SliceFuel uint64
 }
 
 func (c *Config) defaults() error {
@@ -177,15 +199,24 @@ func (c *Config) defaults() error {
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = time.Minute
 	}
+	if c.GuestSlots == 0 {
+		c.GuestSlots = max(1, runtime.GOMAXPROCS(0)-1)
+	}
+	if c.SliceFuel == 0 {
+		c.SliceFuel = DefaultSliceFuel
+	}
+	if c.SliceFuel > 1<<30 {
+		// The fuel counter is an i32 global.
+		return fmt.Errorf("wasm: config: SliceFuel %d exceeds 2^30", c.SliceFuel)
+	}
 	return nil
 }
 
 // DefaultMemoryLimit is Config.MemoryLimit's default.
 const DefaultMemoryLimit = 4 << 30
 
-// fuelChunk is the fuel given per refill: the host looks at the clock and
-// the budget every fuelChunk checkpoints.
-const fuelChunk = 1 << 20
+// DefaultSliceFuel is Config.SliceFuel's default.
+const DefaultSliceFuel = 1 << 18
 
 // Host runs the WASM actors of one server. It is safe for concurrent use.
 type Host struct {
@@ -199,6 +230,10 @@ type Host struct {
 	busy     atomic.Int64 // guest executions in flight
 	wzClose  sync.Once
 	mem      memBudget
+	slots    slotPool
+	// executing counts the slots held, waiting the guests waiting for
+	// one, preempted the slices that ended with another guest waiting.
+	executing, waiting, preempted atomic.Int64
 
 	mu        sync.Mutex
 	closed    bool
@@ -232,6 +267,10 @@ type Stats struct {
 	// closed by the sweep of dropped activations; Traps counts aborted
 	// guest executions; Running the guest executions in flight.
 	Compiled, Instances, Instantiated, Closed, Swept, Traps, Running int64
+	// Executing counts the execution slots held (Config.GuestSlots),
+	// Waiting the executions waiting for one, Preempted the slices a
+	// guest ended by handing its slot to a waiting one.
+	Executing, Waiting, Preempted int64
 	// MemoryBytes is the memory charged to live instances: their linear
 	// memory and InstanceOverhead each (see Config.MemoryLimit).
 	MemoryBytes int64
@@ -256,6 +295,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		wz:       wazero.NewRuntimeWithConfig(ctx, rc),
 		compiled: map[modKey]*compiled{},
 		live:     map[*instance]struct{}{},
+	}
+	if cfg.GuestSlots > 0 {
+		h.slots = slotPool{sema: cfg.Runtime.NewSema(cfg.GuestSlots), n: cfg.GuestSlots}
 	}
 	// No start functions: the host runs _initialize and wapc_init itself.
 	// The sys context wazero builds per instance is unused (the host
@@ -292,6 +334,7 @@ func (h *Host) Stats() Stats {
 	s.Instances = int64(len(h.live))
 	s.Running = h.busy.Load()
 	s.MemoryBytes = h.mem.used.Load()
+	s.Executing, s.Waiting, s.Preempted = h.executing.Load(), h.waiting.Load(), h.preempted.Load()
 	return s
 }
 
@@ -420,7 +463,7 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 	if p := m.Options.MaxMemoryPages; p > 0 && p < pages {
 		pages = p
 	}
-	bin, err := instrument.Fuel(m.Bytes, instrument.Options{InitialFuel: fuelChunk, MaxMemoryPages: pages})
+	bin, err := instrument.Fuel(m.Bytes, instrument.Options{InitialFuel: int32(h.cfg.SliceFuel), MaxMemoryPages: pages})
 	if err != nil {
 		return &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("WASM module %s/%s cannot run here: %v", k.ns, k.id, err)}
 	}
@@ -461,6 +504,11 @@ func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instan
 	in := &instance{h: h, mod: c, ref: ref, overhead: InstanceOverhead}
 	in.state.Store(instBusy) // until initialized: the sweep leaves it alone
 	in.begin(cx, "", nil)
+	if _, err := in.takeSlot(); err != nil {
+		in.end()
+		in.releaseOverhead()
+		return nil, err
+	}
 	alloc := &budgetAllocator{b: &h.mem, in: in, prepaid: c.minBytes}
 	if !h.cfg.HeapMemory {
 		alloc.inner = memoryAllocator()

@@ -230,13 +230,24 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 		}
 		in.bound()
 		// The callee may keep its payload: it must not alias guest memory.
-		return cx.Invoke(string(f[0]), string(f[1]), string(f[2]), bytes.Clone(f[3]))
+		id, typ, callOp, payload := string(f[0]), string(f[1]), string(f[2]), bytes.Clone(f[3])
+		return offSlot(in, "a call to another actor", func() ([]byte, error) {
+			return cx.Invoke(id, typ, callOp, payload)
+		})
 
 	case abi.NSKV:
 		switch op {
 		case abi.OpGet:
 			in.bound()
-			v, found, err := cx.Get(p)
+			type got struct {
+				v     []byte
+				found bool
+			}
+			g, err := offSlot(in, "a KV read", func() (got, error) {
+				v, found, err := cx.Get(p)
+				return got{v, found}, err
+			})
+			v, found := g.v, g.found
 			if err != nil {
 				return nil, err
 			}
@@ -268,7 +279,7 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 				end = f[1]
 			}
 			in.bound()
-			kvs, err := cx.Scan(f[0], end, int(limit))
+			kvs, err := offSlot(in, "a KV scan", func() ([]nola.KV, error) { return cx.Scan(f[0], end, int(limit)) })
 			return in.encodeKVs(kvs, err)
 		case abi.OpScanPrefix:
 			f, err := abi.Fields(p, 2)
@@ -280,7 +291,7 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 				return nil, err
 			}
 			in.bound()
-			kvs, err := cx.ScanPrefix(f[0], int(limit))
+			kvs, err := offSlot(in, "a KV scan", func() ([]nola.KV, error) { return cx.ScanPrefix(f[0], int(limit)) })
 			return in.encodeKVs(kvs, err)
 		}
 		return bad()

@@ -70,6 +70,8 @@ type instance struct {
 	deadline  time.Duration
 	abort     *abortError
 	aborted   bool
+	// slot: the invocation holds an execution slot (Config.GuestSlots).
+	slot bool
 	// refused is the largest linear memory size, in bytes, whose growth
 	// the Host's MemoryLimit refused during the invocation.
 	refused int64
@@ -215,12 +217,13 @@ func (in *instance) begin(cx *nola.Context, op string, payload []byte) {
 		in.ictx, in.cancel = h.rt.WithTimeout(cx, timeout)
 	}
 	if in.fuel != nil {
-		in.fuel.Set(fuelChunk)
+		in.fuel.Set(h.cfg.SliceFuel)
 	}
 }
 
-// end drops the invocation's references.
+// end drops the invocation's references and its execution slot.
 func (in *instance) end() {
+	in.dropSlot()
 	if in.dropped > 0 || len(in.output) > 0 {
 		in.flushLogs()
 	}
@@ -250,6 +253,9 @@ func (in *instance) end() {
 func (in *instance) invoke(cx *nola.Context, op string, payload []byte) ([]byte, error) {
 	in.begin(cx, op, payload)
 	defer in.end()
+	if _, err := in.takeSlot(); err != nil {
+		return nil, err
+	}
 	in.stack[0], in.stack[1] = uint64(len(op)), uint64(len(payload))
 	err := in.guestCall.CallWithStack(in.callCtx(), in.stack[:])
 	if err != nil {
@@ -331,8 +337,9 @@ func (in *instance) fail(kind TrapKind, format string, args ...any) {
 	panic(in.abort)
 }
 
-// refill is called when the guest's fuel runs out: it checks the budget
-// and the deadline, then gives another chunk.
+// refill is called when the guest's fuel runs out, at the end of its
+// slice: it checks the budget and the deadline, lets a waiting guest run,
+// then gives another slice.
 func (in *instance) refill(m api.Module) {
 	if in.fuel == nil {
 		// A start function, running inside InstantiateModule.
@@ -344,13 +351,14 @@ func (in *instance) refill(m api.Module) {
 	}
 	in.refills++
 	h := in.h
-	if in.refills*fuelChunk >= h.cfg.MaxFuel {
-		in.fail(TrapFuel, "ran %d checkpoints, the limit is %d", in.refills*fuelChunk, h.cfg.MaxFuel)
+	if in.refills*h.cfg.SliceFuel >= h.cfg.MaxFuel {
+		in.fail(TrapFuel, "ran %d checkpoints, the limit is %d", in.refills*h.cfg.SliceFuel, h.cfg.MaxFuel)
 	}
 	if now := h.rt.Mono(); now > in.deadline {
 		in.fail(TrapDeadline, "still running %v after the invocation's deadline", now-in.deadline)
 	}
-	in.fuel.Set(fuelChunk)
+	in.endSlice("a slice")
+	in.fuel.Set(h.cfg.SliceFuel)
 }
 
 // countHostCall enforces MaxHostCalls.
@@ -358,6 +366,9 @@ func (in *instance) countHostCall() {
 	in.hostCalls++
 	if in.hostCalls > in.h.cfg.MaxHostCalls {
 		in.fail(TrapHostCalls, "more than %d host calls in one invocation", in.h.cfg.MaxHostCalls)
+	}
+	if in.hostCalls%hostCallsPerSlice == 0 {
+		in.endSlice("a slice of host calls")
 	}
 }
 

@@ -21,15 +21,19 @@ import (
 // time with a 1 ms pause between calls, while 0 or 4 other clients keep
 // actors running hostile-c's "spin" (an endless loop, cut at the 500 ms
 // InvokeTimeout and started again at once). It reports the bystander's
-// latency percentiles.
+// latency percentiles, with execution slots off (slots=-1: every guest
+// runs at once), at their default (slots=0: GOMAXPROCS-1) and at 2.
 //
 //	go test -run '^$' -bench BystanderLatency -benchtime 300x ./wasm/
 //
 // Figures (2 cores) are in bench/README.md.
 func BenchmarkBystanderLatency(b *testing.B) {
-	for _, loopers := range []int{0, 4} {
-		b.Run(fmt.Sprintf("loopers=%d", loopers), func(b *testing.B) {
-			e := newEnv(b, envOpts{host: func(c *wasm.Config) { c.InvokeTimeout = 500 * time.Millisecond }})
+	for _, c := range []struct {
+		loopers, slots int
+	}{{0, 0}, {4, -1}, {4, 0}, {4, 2}} {
+		loopers := c.loopers
+		b.Run(fmt.Sprintf("loopers=%d/slots=%d", loopers, c.slots), func(b *testing.B) {
+			e := newEnv(b, envOpts{host: func(hc *wasm.Config) { hc.InvokeTimeout = 500 * time.Millisecond; hc.GuestSlots = c.slots }})
 			e.putGuests()
 			hs := httptest.NewServer(httpapi.NewHandler(e.c.Server(0), httpapi.Options{}))
 			defer hs.Close()
