@@ -215,11 +215,30 @@ func (h *Handler) callContext(r *http.Request) (context.Context, context.CancelF
 // readPayload reads the request body, at most limit bytes, within the
 // call's deadline: a client that stalls mid-body does not hold the
 // connection beyond it.
+//
+// The read deadline is the connection's, not the request's: it must be
+// disarmed as soon as the body is read. Once the body is read, net/http
+// reads on in the background to notice the client going away; if that
+// read fails on our deadline (a call that runs past it), net/http cancels
+// the connection's context, which every later request on the keep-alive
+// connection inherits: they would all answer 504 at once (issue 10,
+// finding 2).
 func (h *Handler) readPayload(ctx context.Context, w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
-	if d, ok := ctx.Deadline(); ok {
+	if d, ok := ctx.Deadline(); ok && r.ContentLength != 0 { // 0: nothing to read, nothing to bound
 		// Not every ResponseWriter supports it (then the server's own
 		// timeouts apply).
-		_ = http.NewResponseController(w).SetReadDeadline(d)
+		rc := http.NewResponseController(w)
+		if rc.SetReadDeadline(d) == nil {
+			defer func() {
+				_ = rc.SetReadDeadline(time.Time{})
+				if !time.Now().Before(d) {
+					// The deadline may have fired in the background read
+					// before it was disarmed: do not keep a connection
+					// whose context may be cancelled.
+					w.Header().Set("Connection", "close")
+				}
+			}()
+		}
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 	var mbe *http.MaxBytesError
