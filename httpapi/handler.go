@@ -63,7 +63,16 @@ type Options struct {
 	DefaultTimeout, MaxTimeout time.Duration
 	// MaxModuleBytes bounds module uploads (default 16 MiB).
 	MaxModuleBytes int
-	Logger         *slog.Logger
+	// WriteTimeout bounds the writing of one response, from its first
+	// byte (default 60s): a client that stops reading is cut off then,
+	// and releases what its response holds. /debug/pprof/ is exempt (a
+	// trace streams for as long as asked).
+	WriteTimeout time.Duration
+	// MaxModuleDownloads bounds the module downloads served at once
+	// (default 4): each holds its module's bytes until the client has
+	// read them. Others wait, within their deadline.
+	MaxModuleDownloads int
+	Logger             *slog.Logger
 }
 
 // Handler serves the /v1 API of one nola server.
@@ -73,6 +82,8 @@ type Handler struct {
 	mux  *http.ServeMux
 	met  *metrics
 	log  *slog.Logger
+	// downloads holds a token per module download in progress.
+	downloads chan struct{}
 }
 
 // NewHandler returns the HTTP API of srv.
@@ -86,10 +97,17 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 	if opts.MaxModuleBytes <= 0 {
 		opts.MaxModuleBytes = 16 << 20
 	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 60 * time.Second
+	}
+	if opts.MaxModuleDownloads <= 0 {
+		opts.MaxModuleDownloads = 4
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{srv: srv, opts: opts, mux: http.NewServeMux(), log: opts.Logger}
+	h := &Handler{srv: srv, opts: opts, mux: http.NewServeMux(), log: opts.Logger,
+		downloads: make(chan struct{}, opts.MaxModuleDownloads)}
 	if opts.Metrics != nil {
 		h.met = newMetrics(opts.Metrics, srv)
 	}
@@ -128,7 +146,43 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 // tells it from other not_found answers by it).
 const msgNoSuchKey = "no such key"
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+		w = &boundedWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: h.opts.WriteTimeout}
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// boundedWriter arms the connection's write deadline when its response
+// starts: a client that does not read cannot hold the handler, and what
+// its response pins, beyond WriteTimeout (issue 10, finding 5). net/http
+// clears the deadline after each request.
+type boundedWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	armed   bool
+}
+
+func (w *boundedWriter) arm() {
+	if !w.armed {
+		w.armed = true
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
+}
+
+func (w *boundedWriter) WriteHeader(code int) { w.arm(); w.ResponseWriter.WriteHeader(code) }
+
+func (w *boundedWriter) Write(b []byte) (int, error) {
+	w.arm()
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush keeps streaming responses streaming through the wrapper.
+func (w *boundedWriter) Flush() { w.arm(); _ = w.rc.Flush() }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *boundedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // bearer returns the request's bearer token.
 func bearer(r *http.Request) string {
@@ -489,12 +543,23 @@ func (h *Handler) putModule(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, info)
 }
 
+// getModule sends a module's bytes. The store hands them over whole, so
+// the downloads in progress are bounded (MaxModuleDownloads), and each by
+// the write timeout: slow readers cannot pin more than that many modules.
 func (h *Handler) getModule(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel, ok := h.moduleCall(w, r)
 	if !ok {
 		return
 	}
 	defer cancel()
+	select {
+	case h.downloads <- struct{}{}:
+		defer func() { <-h.downloads }()
+	case <-ctx.Done():
+		h.writeResult(w, nil, &nola.Error{Code: nola.CodeTimeout, Retryable: true,
+			Message: fmt.Sprintf("%d module downloads in progress until the deadline; try again later", cap(h.downloads))})
+		return
+	}
 	b, _, err := h.opts.Modules.Get(ctx, r.PathValue("ns"), r.PathValue("id"))
 	h.writeResult(w, b, err)
 }
