@@ -63,7 +63,16 @@ type Options struct {
 	DefaultTimeout, MaxTimeout time.Duration
 	// MaxModuleBytes bounds module uploads (default 16 MiB).
 	MaxModuleBytes int
-	Logger         *slog.Logger
+	// WriteTimeout bounds the writing of one response, from its first
+	// byte (default 60s): a client that stops reading is cut off then,
+	// and releases what its response holds. /debug/pprof/ is exempt (a
+	// trace streams for as long as asked).
+	WriteTimeout time.Duration
+	// MaxModuleDownloads bounds the module downloads served at once
+	// (default 4): each holds its module's bytes until the client has
+	// read them. Others wait, within their deadline.
+	MaxModuleDownloads int
+	Logger             *slog.Logger
 }
 
 // Handler serves the /v1 API of one nola server.
@@ -73,6 +82,8 @@ type Handler struct {
 	mux  *http.ServeMux
 	met  *metrics
 	log  *slog.Logger
+	// downloads holds a token per module download in progress.
+	downloads chan struct{}
 }
 
 // NewHandler returns the HTTP API of srv.
@@ -86,10 +97,17 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 	if opts.MaxModuleBytes <= 0 {
 		opts.MaxModuleBytes = 16 << 20
 	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 60 * time.Second
+	}
+	if opts.MaxModuleDownloads <= 0 {
+		opts.MaxModuleDownloads = 4
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{srv: srv, opts: opts, mux: http.NewServeMux(), log: opts.Logger}
+	h := &Handler{srv: srv, opts: opts, mux: http.NewServeMux(), log: opts.Logger,
+		downloads: make(chan struct{}, opts.MaxModuleDownloads)}
 	if opts.Metrics != nil {
 		h.met = newMetrics(opts.Metrics, srv)
 	}
@@ -128,7 +146,43 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 // tells it from other not_found answers by it).
 const msgNoSuchKey = "no such key"
 
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+		w = &boundedWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: h.opts.WriteTimeout}
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// boundedWriter arms the connection's write deadline when its response
+// starts: a client that does not read cannot hold the handler, and what
+// its response pins, beyond WriteTimeout (issue 10, finding 5). net/http
+// clears the deadline after each request.
+type boundedWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	armed   bool
+}
+
+func (w *boundedWriter) arm() {
+	if !w.armed {
+		w.armed = true
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	}
+}
+
+func (w *boundedWriter) WriteHeader(code int) { w.arm(); w.ResponseWriter.WriteHeader(code) }
+
+func (w *boundedWriter) Write(b []byte) (int, error) {
+	w.arm()
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush keeps streaming responses streaming through the wrapper.
+func (w *boundedWriter) Flush() { w.arm(); _ = w.rc.Flush() }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *boundedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // bearer returns the request's bearer token.
 func bearer(r *http.Request) string {
@@ -215,11 +269,30 @@ func (h *Handler) callContext(r *http.Request) (context.Context, context.CancelF
 // readPayload reads the request body, at most limit bytes, within the
 // call's deadline: a client that stalls mid-body does not hold the
 // connection beyond it.
+//
+// The read deadline is the connection's, not the request's: it must be
+// disarmed as soon as the body is read. Once the body is read, net/http
+// reads on in the background to notice the client going away; if that
+// read fails on our deadline (a call that runs past it), net/http cancels
+// the connection's context, which every later request on the keep-alive
+// connection inherits: they would all answer 504 at once (issue 10,
+// finding 2).
 func (h *Handler) readPayload(ctx context.Context, w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
-	if d, ok := ctx.Deadline(); ok {
+	if d, ok := ctx.Deadline(); ok && r.ContentLength != 0 { // 0: nothing to read, nothing to bound
 		// Not every ResponseWriter supports it (then the server's own
 		// timeouts apply).
-		_ = http.NewResponseController(w).SetReadDeadline(d)
+		rc := http.NewResponseController(w)
+		if rc.SetReadDeadline(d) == nil {
+			defer func() {
+				_ = rc.SetReadDeadline(time.Time{})
+				if !time.Now().Before(d) {
+					// The deadline may have fired in the background read
+					// before it was disarmed: do not keep a connection
+					// whose context may be cancelled.
+					w.Header().Set("Connection", "close")
+				}
+			}()
+		}
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 	var mbe *http.MaxBytesError
@@ -470,12 +543,23 @@ func (h *Handler) putModule(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, info)
 }
 
+// getModule sends a module's bytes. The store hands them over whole, so
+// the downloads in progress are bounded (MaxModuleDownloads), and each by
+// the write timeout: slow readers cannot pin more than that many modules.
 func (h *Handler) getModule(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel, ok := h.moduleCall(w, r)
 	if !ok {
 		return
 	}
 	defer cancel()
+	select {
+	case h.downloads <- struct{}{}:
+		defer func() { <-h.downloads }()
+	case <-ctx.Done():
+		h.writeResult(w, nil, &nola.Error{Code: nola.CodeTimeout, Retryable: true,
+			Message: fmt.Sprintf("%d module downloads in progress until the deadline; try again later", cap(h.downloads))})
+		return
+	}
 	b, _, err := h.opts.Modules.Get(ctx, r.PathValue("ns"), r.PathValue("id"))
 	h.writeResult(w, b, err)
 }
