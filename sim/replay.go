@@ -131,6 +131,9 @@ func ScriptFromTrace(m *model.Model, trace []model.Step[model.State, model.Actio
 // ReplayResult is what a scripted run did.
 type ReplayResult struct {
 	Violations []Violation
+	// KV is each model actor's counter in the store at the end ("" if
+	// never written).
+	KV []string
 	// Trace is the world's trace (registrations, fences, activations).
 	Trace string
 }
@@ -229,6 +232,12 @@ func Replay(seed uint64, script []ScriptStep, mu nola.Mutations) (*ReplayResult,
 			fail("client: %w", err)
 			return
 		}
+		defer func() {
+			for a := range model.MaxActors {
+				v, _, _ := store.Get(ctx, oracle.keys.KV(Namespace, fmt.Sprintf("A%d", a+1), []byte("n")), 0)
+				res.KV = append(res.KV, string(v.Value))
+			}
+		}()
 		started := map[string]bool{} // "s/A" of executions started
 		var healAt time.Duration     // when the held store link heals
 		defer func() {

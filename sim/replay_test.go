@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/nolaproject/nola/model"
@@ -40,11 +41,22 @@ func TestReplaySkipStoreFenceCounterexample(t *testing.T) {
 		t.Fatalf("the engine with SkipStoreFence did not reproduce %s; violations %v\n%s", rep.Violation, bad.Violations, bad.Trace)
 	}
 	t.Logf("with the mutation: %v", bad.Violations)
+	if bad.KV[0] != "1" {
+		t.Fatalf("with the mutation the late commit should have landed: A1 = %q", bad.KV[0])
+	}
 	good, err := Replay(1, script, nola.Mutations{})
 	if err != nil {
 		t.Fatalf("clean replay: %v\n%s", err, good.Trace)
 	}
 	if len(good.Violations) > 0 {
 		t.Fatalf("the unmutated engine fails the same schedule: %v\n%s", good.Violations, good.Trace)
+	}
+	// The late commit reached the store and was refused (not lost on
+	// the way: the schedule is the same).
+	if good.KV[0] != "" {
+		t.Fatalf("without the mutation the late commit landed: A1 = %q", good.KV[0])
+	}
+	if !strings.Contains(good.Trace, "commit ok=false") {
+		t.Fatalf("without the mutation no commit was refused: the schedule did not deliver it\n%s", good.Trace)
 	}
 }
