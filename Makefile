@@ -4,10 +4,11 @@ PKGS    := ./...
 # Packages whose tests run real goroutines: they also run under -race.
 RACE_PKGS := ./rt/... ./registry/... ./nola/... ./faultinject/... ./httpapi/... ./wasm/... ./sim/... ./linearizability/... ./cmd/...
 
-.PHONY: test test-race vet lint bench soak run run-embedded sim-long model guests clean fuzz FORCE
+.PHONY: test test-race vet lint bench soak run run-embedded sim-long model guests clean fuzz jepsen jepsen-short jepsen-mutations FORCE
 
 test: vet test-race
 	$(GO) test -count=1 -timeout 25m $(PKGS)
+	$(MAKE) jepsen-short
 
 test-race:
 	$(GO) test -race -count=1 -timeout 20m $(RACE_PKGS)
@@ -35,6 +36,23 @@ SOAK       ?= 10m
 SOAK_EVERY ?= 10s
 soak: bin/nola
 	$(GO) run ./bench/soak -nola bin/nola -duration $(SOAK) -every $(SOAK_EVERY)
+
+# jepsen-lite (see cmd/jepsen-lite/README.md): real etcd and nola processes
+# on this machine under real faults, checked by porcupine, a lost-write
+# check and the execution-trace activation oracle. Exit 0 only if every
+# checker passed.
+# make jepsen-short: one 45 s run, every nemesis, ≤ 90 s wall (in make test).
+JEPSEN_SEED ?= 1
+jepsen-short:
+	$(GO) run ./cmd/jepsen-lite --seed $(JEPSEN_SEED) --duration 45s --out jepsen-out/short
+# make jepsen [JEPSEN_RUNS=5] [JEPSEN_DURATION=120s]: the long suite, every
+# nemesis, JEPSEN_RUNS runs on a 3-member etcd then JEPSEN_RUNS on a
+# 5-member etcd, a summary table after each.
+JEPSEN_RUNS     ?= 5
+JEPSEN_DURATION ?= 120s
+jepsen:
+	$(GO) run ./cmd/jepsen-lite --seed $(JEPSEN_SEED) --runs $(JEPSEN_RUNS) --duration $(JEPSEN_DURATION) --etcd-members 3 --out jepsen-out/long-3
+	$(GO) run ./cmd/jepsen-lite --seed $(JEPSEN_SEED) --runs $(JEPSEN_RUNS) --duration $(JEPSEN_DURATION) --etcd-members 5 --servers 5 --out jepsen-out/long-5
 
 # make run: build nola, start `nola serve` on an embedded etcd, upload the
 # counter WASM module, call two actors, leave the server running.

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nolaproject/nola/faultinject/exectrace"
@@ -59,9 +60,11 @@ func checkLinearizable(w *workload, out string, budget time.Duration) checkerRes
 		res.PerActor[v.Object] = line
 	}
 	for _, a := range w.actors {
-		if !seen[a.String()] {
-			res.Ok = false
-			res.PerActor[a.String()] = "NO HISTORY: never called"
+		for _, obj := range a.objects() {
+			if !seen[obj] {
+				res.Ok = false
+				res.PerActor[obj] = "NO HISTORY: never called"
+			}
 		}
 	}
 	return res
@@ -73,7 +76,12 @@ func checkLinearizable(w *workload, out string, budget time.Duration) checkerRes
 // acknowledged increment returned — and nothing that was never attempted
 // — at most acknowledged + indeterminate. Two acknowledged increments
 // returning the same value mean one of them was lost.
-func checkLostWrites(w *workload, final map[string]int64, finalErr error) (checkerResult, int) {
+//
+// For every key of a KV map, the final read must name a value some put
+// attempted (or nothing, if no put was acknowledged), and not one an
+// acknowledged put overwrote for sure: a put acknowledged after the
+// final value's put was acknowledged and started after it ended.
+func checkLostWrites(w *workload, final map[string]string, finalErr error) (checkerResult, int) {
 	res := checkerResult{Name: "no lost acknowledged write (durable actors)", Ok: true, PerActor: map[string]string{}}
 	lost := 0
 	if finalErr != nil {
@@ -84,7 +92,19 @@ func checkLostWrites(w *workload, final map[string]int64, finalErr error) (check
 	ops := slices.Clone(w.ops)
 	w.mu.Unlock()
 	for _, a := range w.actors {
-		if a.typ != "kvcounter" {
+		if !a.durable() {
+			continue
+		}
+		if !a.counter() {
+			for _, k := range mapKeys {
+				obj := a.String() + "/" + k
+				line, n := checkMapKey(ops, a.String(), k, final, obj)
+				lost += n
+				res.PerActor[obj] = line
+				if !strings.HasPrefix(line, "ok") {
+					res.Ok = false
+				}
+			}
 			continue
 		}
 		name := a.String()
@@ -105,7 +125,13 @@ func checkLostWrites(w *workload, final map[string]int64, finalErr error) (check
 				indet++
 			}
 		}
-		v, ok := final[name]
+		fv, ok := final[name]
+		v, err := strconv.ParseInt(fv, 10, 64)
+		if ok && err != nil {
+			res.Ok = false
+			res.PerActor[name] = fmt.Sprintf("final read %q is not a number", fv)
+			continue
+		}
 		if !ok {
 			res.Ok = false
 			res.PerActor[name] = "NO FINAL READ"
@@ -178,4 +204,48 @@ func checkActivations(w *workload, traces []string) (checkerResult, exectrace.Re
 		res.PerActor[name] = fmt.Sprintf("%d activations on %v, %d executions (%d released)", st.Activations, st.Servers, st.Executions, st.Released)
 	}
 	return res, or
+}
+
+// checkMapKey is the lost-write check of one map key; it returns the
+// verdict line and the number of lost acknowledged writes.
+func checkMapKey(ops []opRecord, actor, key string, final map[string]string, obj string) (string, int) {
+	v, ok := final[obj]
+	if !ok {
+		return "NO FINAL READ", 0
+	}
+	var src *opRecord
+	var acked, indet int
+	for i := range ops {
+		o := &ops[i]
+		if o.Actor != actor || o.Key != key || o.Op != "put" {
+			continue
+		}
+		switch o.Outcome {
+		case outOK:
+			acked++
+		case outIndet:
+			indet++
+		default:
+			continue
+		}
+		if o.Arg == v {
+			src = o
+		}
+	}
+	switch {
+	case acked == 0:
+		return "no acknowledged put: nothing was checked", 0
+	case v == "":
+		return fmt.Sprintf("final read found nothing after %d acknowledged puts: all lost", acked), acked
+	case src == nil:
+		return fmt.Sprintf("final value %q was never written", v), 0
+	}
+	if src.Outcome == outOK {
+		for _, o := range ops {
+			if o.Actor == actor && o.Key == key && o.Op == "put" && o.Outcome == outOK && o.Start > src.End {
+				return fmt.Sprintf("final value %q, but put %q started after it was acknowledged and was acknowledged too: lost", v, o.Arg), 1
+			}
+		}
+	}
+	return fmt.Sprintf("ok: final %q (%s), %d acknowledged, %d indeterminate puts", v, src.Outcome, acked, indet), 0
 }

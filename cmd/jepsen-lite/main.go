@@ -39,6 +39,7 @@ type config struct {
 	checkBudget       time.Duration
 	mutation          string
 	stopOnFail        bool
+	wasm              bool
 }
 
 // exit codes
@@ -78,7 +79,7 @@ Flags:
 	fs.IntVar(&c.members, "etcd-members", 3, "etcd cluster size: 1, 3 or 5")
 	fs.IntVar(&c.servers, "servers", 3, "number of nola servers (3 to 5)")
 	fs.IntVar(&c.clients, "clients", 6, "concurrent clients")
-	fs.IntVar(&c.hot, "hot", 2, "hot actors per kind (counter, kvcounter, caller): few, on purpose")
+	fs.IntVar(&c.hot, "hot", 2, "hot actors per kind (counter, kvcounter, kvmap, WASM kvcounter, caller): few, on purpose")
 	fs.DurationVar(&c.ttl, "lease-ttl", 3*time.Second, "servers' lease TTL")
 	fs.DurationVar(&c.opTimeout, "op-timeout", 2*time.Second, "client timeout per call (a timeout is an indeterminate outcome)")
 	fs.DurationVar(&c.think, "think", 5*time.Millisecond, "pause between a client's calls")
@@ -90,6 +91,7 @@ Flags:
 	fs.BoolVar(&c.keep, "keep", false, "keep the data directories of etcd and the servers")
 	fs.DurationVar(&c.checkBudget, "check-budget", 20*time.Second, "porcupine time budget per actor (running out is a failure)")
 	fs.BoolVar(&c.stopOnFail, "stop-on-fail", false, "with --runs: stop after the first failing run")
+	fs.BoolVar(&c.wasm, "wasm", true, "also call WASM durable counters of a module uploaded from "+wasmModule)
 	addMutationFlag(fs, &c.mutation)
 	if err := fs.Parse(args); err != nil {
 		return c, err

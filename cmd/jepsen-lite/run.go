@@ -143,8 +143,17 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 		seed, len(steps), span.Round(time.Second), cfg.duration, cfg.clients, cfg.hot)
 
 	t0 := time.Now()
-	w := newWorkload(t0, c.servers, cfg.hot, cfg.opTimeout)
+	w := newWorkload(t0, c.servers, cfg.hot, cfg.opTimeout, cfg.wasm)
 	defer w.close()
+	if cfg.wasm {
+		mod, err := os.ReadFile(wasmModule)
+		if err != nil {
+			return nil, fmt.Errorf("the WASM workload needs %s (run from the repository root, or --wasm=false): %w", wasmModule, err)
+		}
+		if err := w.uploadModule(ctx, mod); err != nil {
+			return nil, err
+		}
+	}
 	wctx, wcancel := context.WithTimeout(ctx, cfg.duration)
 	defer wcancel()
 

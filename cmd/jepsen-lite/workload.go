@@ -28,6 +28,8 @@ type opRecord struct {
 	Client  int    `json:"client"`
 	Actor   string `json:"actor"` // type/id
 	Op      string `json:"op"`
+	Key     string `json:"key,omitempty"` // map key (kvmap)
+	Arg     string `json:"arg,omitempty"` // value written (kvmap put)
 	Server  string `json:"server"`
 	Via     string `json:"via,omitempty"` // the caller actor, for actor→actor calls
 	Start   int64  `json:"start_ns"`
@@ -37,15 +39,48 @@ type opRecord struct {
 	Err     string `json:"err,omitempty"`
 }
 
+// wasmType is the actor type (the module ID) of the WASM durable counter,
+// uploaded from wasmModule before the workload starts.
+const (
+	wasmType   = "kvcounter-wasm"
+	wasmModule = "wasm/guests/c/kvcounter.wasm"
+)
+
+// mapKeys are the keys of every KV map actor (few, for contention).
+var mapKeys = []string{"a", "b", "c"}
+
 type actorRef struct{ typ, id string }
 
 func (a actorRef) String() string { return a.typ + "/" + a.id }
 
+// durable actors are checked for lost acknowledged writes.
+func (a actorRef) durable() bool { return a.typ != "counter" }
+
+// counter: the actor is a counter (inc/get), durable or in memory.
+func (a actorRef) counter() bool { return a.typ != "kvmap" }
+
 func (a actorRef) kind() linearizability.Kind {
-	if a.typ == "kvcounter" {
+	switch a.typ {
+	case "kvcounter", wasmType:
 		return linearizability.Counter
+	case "kvmap":
+		return linearizability.Register
 	}
 	return linearizability.CounterWithReset
+}
+
+// objects are the history objects of a: one per key for a map (a map of
+// registers whose operations each touch one key is linearizable iff
+// every key is: linearizability is local).
+func (a actorRef) objects() []string {
+	if a.typ != "kvmap" {
+		return []string{a.String()}
+	}
+	var out []string
+	for _, k := range mapKeys {
+		out = append(out, a.String()+"/"+k)
+	}
+	return out
 }
 
 type workload struct {
@@ -62,16 +97,37 @@ type workload struct {
 	ops  []opRecord
 }
 
-func newWorkload(t0 time.Time, servers []*server, hot int, timeout time.Duration) *workload {
+func newWorkload(t0 time.Time, servers []*server, hot int, timeout time.Duration, wasm bool) *workload {
 	w := &workload{t0: t0, servers: servers, timeout: timeout, callRatio: 0.2}
 	for _, s := range servers {
 		w.clients = append(w.clients, httpapi.NewClient(s.clientURL(), ""))
 	}
 	for i := range hot {
-		w.actors = append(w.actors, actorRef{"counter", "c" + strconv.Itoa(i)}, actorRef{"kvcounter", "k" + strconv.Itoa(i)})
-		w.callers = append(w.callers, "x"+strconv.Itoa(i))
+		n := strconv.Itoa(i)
+		w.actors = append(w.actors, actorRef{"counter", "c" + n}, actorRef{"kvcounter", "k" + n}, actorRef{"kvmap", "m" + n})
+		if wasm {
+			w.actors = append(w.actors, actorRef{wasmType, "w" + n})
+		}
+		w.callers = append(w.callers, "x"+n)
 	}
 	return w
+}
+
+// uploadModule uploads the WASM counter module through any server that
+// answers (before the faults start).
+func (w *workload) uploadModule(ctx context.Context, wasm []byte) error {
+	var err error
+	for range 3 {
+		for _, c := range w.clients {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, _, err = c.PutModule(cctx, namespace, wasmType, wasm)
+			cancel()
+			if err == nil {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("uploading the WASM module %s: %w", wasmModule, err)
 }
 
 func (w *workload) close() {
@@ -84,11 +140,20 @@ func (w *workload) now() int64 { return int64(time.Since(w.t0)) }
 
 // call invokes op on a through server si (directly, or via a caller actor)
 // and records it in the history.
-func (w *workload) call(ctx context.Context, client, si int, a actorRef, op, via string) opRecord {
+func (w *workload) call(ctx context.Context, client, si int, a actorRef, op, key, arg, via string) opRecord {
+	obj := a.String()
+	var payload []byte
+	if key != "" {
+		obj += "/" + key
+		payload = []byte(key)
+		if op == "put" {
+			payload = []byte(key + "=" + arg)
+		}
+	}
 	w.mu.Lock()
-	p := w.hist.Call(client, a.String(), a.kind(), op, "", w.now())
+	p := w.hist.Call(client, obj, a.kind(), op, arg, w.now())
 	w.mu.Unlock()
-	rec := opRecord{Client: client, Actor: a.String(), Op: op, Server: w.servers[si].id, Via: via}
+	rec := opRecord{Client: client, Actor: a.String(), Op: op, Key: key, Arg: arg, Server: w.servers[si].id, Via: via}
 	rec.Start = int64(time.Since(w.t0))
 	cctx, cancel := context.WithTimeout(ctx, w.timeout)
 	var (
@@ -96,7 +161,7 @@ func (w *workload) call(ctx context.Context, client, si int, a actorRef, op, via
 		err error
 	)
 	if via == "" {
-		b, err = w.clients[si].Invoke(cctx, namespace, a.id, a.typ, op, nil)
+		b, err = w.clients[si].Invoke(cctx, namespace, a.id, a.typ, op, payload)
 	} else {
 		b, err = w.clients[si].Invoke(cctx, namespace, via, "caller", "call", []byte(a.typ+"/"+a.id+"/"+op))
 	}
@@ -112,7 +177,8 @@ func (w *workload) call(ctx context.Context, client, si int, a actorRef, op, via
 	switch {
 	case err == nil:
 		rec.Outcome, rec.Value = outOK, string(b)
-		p.Ok(string(b), true, end, info)
+		// A map get answers nothing for a key never written.
+		p.Ok(string(b), !(a.typ == "kvmap" && op == "get" && len(b) == 0), end, info)
 	case nola.IsRetryable(err):
 		rec.Outcome, rec.Err = outFail, err.Error()
 		p.Failed(end, info+": "+err.Error())
@@ -128,17 +194,25 @@ func (w *workload) call(ctx context.Context, client, si int, a actorRef, op, via
 // incs mostly, some gets, some through caller actors.
 func (w *workload) run(ctx context.Context, client int, seed uint64, think time.Duration) {
 	rng := rand.New(rand.NewPCG(seed, uint64(client)))
-	for ctx.Err() == nil {
+	for seq := 0; ctx.Err() == nil; seq++ {
 		a := w.actors[rng.IntN(len(w.actors))]
-		op := "inc"
+		op, key, arg, via := "inc", "", "", ""
 		if rng.Float64() < 0.2 {
 			op = "get"
 		}
-		via := ""
-		if rng.Float64() < w.callRatio {
-			via = w.callers[rng.IntN(len(w.callers))]
+		if a.counter() {
+			if rng.Float64() < w.callRatio {
+				via = w.callers[rng.IntN(len(w.callers))]
+			}
+		} else {
+			key = mapKeys[rng.IntN(len(mapKeys))]
+			op = "get"
+			if rng.Float64() < 0.6 {
+				// Unique values: a read names the one write it saw.
+				op, arg = "put", fmt.Sprintf("%d.%d", client, seq)
+			}
 		}
-		w.call(ctx, client, rng.IntN(len(w.servers)), a, op, via)
+		w.call(ctx, client, rng.IntN(len(w.servers)), a, op, key, arg, via)
 		if think > 0 {
 			select {
 			case <-ctx.Done():
@@ -148,36 +222,42 @@ func (w *workload) run(ctx context.Context, client int, seed uint64, think time.
 	}
 }
 
-// finalReads reads every durable actor after the faults healed, retrying
-// through every server until one answers (bounded by limit). The reads
-// join the history; they feed the lost-write check.
-func (w *workload) finalReads(ctx context.Context, client int, limit time.Duration) (map[string]int64, error) {
-	out := map[string]int64{}
+// finalReads reads every durable object (counter, map key) after the
+// faults healed, retrying through every server until one answers (bounded
+// by limit). The reads join the history; they feed the lost-write check.
+func (w *workload) finalReads(ctx context.Context, client int, limit time.Duration) (map[string]string, error) {
+	out := map[string]string{}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var errs []error
 	for _, a := range w.actors {
-		if a.typ != "kvcounter" {
+		if !a.durable() {
 			continue
 		}
-		var last opRecord
-		for i := 0; ctx.Err() == nil; i++ {
-			last = w.call(ctx, client, i%len(w.servers), a, "get", "")
-			if last.Outcome == outOK {
-				v, err := strconv.ParseInt(last.Value, 10, 64)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("%s: final read %q", a, last.Value))
-				}
-				out[a.String()] = v
-				break
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(200 * time.Millisecond):
-			}
+		keys := []string{""}
+		if !a.counter() {
+			keys = mapKeys
 		}
-		if _, ok := out[a.String()]; !ok {
-			errs = append(errs, fmt.Errorf("%s: no final read within %v (last: %s)", a, limit, last.Err))
+		for _, k := range keys {
+			obj := a.String()
+			if k != "" {
+				obj += "/" + k
+			}
+			var last opRecord
+			for i := 0; ctx.Err() == nil; i++ {
+				last = w.call(ctx, client, i%len(w.servers), a, "get", k, "", "")
+				if last.Outcome == outOK {
+					out[obj] = last.Value
+					break
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+			if _, ok := out[obj]; !ok {
+				errs = append(errs, fmt.Errorf("%s: no final read within %v (last: %s)", obj, limit, last.Err))
+			}
 		}
 	}
 	return out, errors.Join(errs...)

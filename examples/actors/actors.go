@@ -20,6 +20,7 @@ func Types() map[string]nola.Factory {
 		"caller":    NewCaller,
 		"echo":      NewEcho,
 		"ticker":    NewTicker,
+		"kvmap":     NewKVMap,
 	}
 }
 
@@ -174,4 +175,35 @@ func (t *Ticker) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, e
 		return nil, nil
 	}
 	return nil, fmt.Errorf("ticker: unknown operation %q", op)
+}
+
+// KVMap is a map of registers kept in the actor's durable KV, one KV key
+// per map key: "put" with payload "<key>=<value>" stores value and answers
+// "ok"; "get" with payload "<key>" answers the value, or nothing when the
+// key was never written. Keys and values must be non-empty.
+type KVMap struct{}
+
+// NewKVMap is the KV map's factory.
+func NewKVMap(nola.Ref) (nola.Actor, error) { return KVMap{}, nil }
+
+// Invoke implements nola.Actor.
+func (KVMap) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, error) {
+	switch op {
+	case "get":
+		if len(payload) == 0 {
+			return nil, errors.New("kvmap: get: empty key")
+		}
+		v, _, err := ctx.Get(append([]byte("m/"), payload...))
+		return v, err
+	case "put":
+		k, v, ok := strings.Cut(string(payload), "=")
+		if !ok || k == "" || v == "" {
+			return nil, errors.New("kvmap: put: payload must be <key>=<value>, both non-empty")
+		}
+		if err := ctx.Put([]byte("m/"+k), []byte(v)); err != nil {
+			return nil, err
+		}
+		return []byte("ok"), nil
+	}
+	return nil, fmt.Errorf("kvmap: unknown operation %q", op)
 }
