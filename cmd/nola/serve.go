@@ -53,6 +53,13 @@ type serveConfig struct {
 	nsModuleBytes, nsMods int64
 	traceExecutions       string
 	mutation              string
+	// CPU isolation, timer limits, KV limits, lease health.
+	wasmSlots         int
+	minTimerPeriod    time.Duration
+	maxTimersPerActor int
+	actorKVBytes      int64
+	kvValueBytes      int
+	keepAliveWarn     time.Duration
 }
 
 type multiFlag []string
@@ -82,6 +89,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&c.maxResult, "max-result-bytes", 4<<20, "largest invocation result")
 	fs.Int64Var(&c.wasmMemoryLimit, "wasm-memory-limit", wasm.DefaultMemoryLimit,
 		"`bytes` of memory all WASM actors of this server may hold together (linear memory plus 16 KiB each); past it their memory cannot grow and new WASM activations are refused")
+	fs.IntVar(&c.wasmSlots, "wasm-slots", 0, "WASM guests computing at once on this server (0: GOMAXPROCS-1, at least 1; -1: no limit); the others wait in FIFO order")
+	fs.DurationVar(&c.minTimerPeriod, "min-timer-period", 50*time.Millisecond, "shortest period of a periodic actor timer; shorter ones are refused")
+	fs.IntVar(&c.maxTimersPerActor, "max-timers-per-actor", 64, "pending timers one activation may hold")
+	fs.Int64Var(&c.actorKVBytes, "actor-kv-bytes", 0, "bound on one actor's KV (keys + values, bytes; 0: no bound); keep it on once enabled (see docs/operations.md)")
+	fs.IntVar(&c.kvValueBytes, "kv-value-bytes", 512<<10, "largest KV value")
+	fs.DurationVar(&c.keepAliveWarn, "keepalive-warn", 0, "log a warning when a lease keep-alive takes longer (0: TTL/4; negative: never)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.adminToken, "api-token", "", "require this bearer token on every call (default: env NOLA_API_TOKEN); servers of a cluster must share it")
@@ -201,7 +214,7 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	mods := modules.New(store, modules.Config{Quota: modules.Quota{MaxBytes: c.nsModuleBytes, MaxModules: c.nsMods}})
 	host, err := wasm.New(ctx, wasm.Config{
 		Runtime: r, Modules: mods, Logger: log, MaxResultBytes: c.maxResult,
-		MemoryLimit: c.wasmMemoryLimit,
+		MemoryLimit: c.wasmMemoryLimit, GuestSlots: c.wasmSlots,
 	})
 	if err != nil {
 		return fmt.Errorf("WASM host: %w", err)
@@ -241,10 +254,14 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		LeaseTTL:       c.leaseTTL,
 		IdleTimeout:    c.idleTimeout,
 		MaxActivations: c.maxActivations,
-		Limits:         nola.Limits{MaxPayloadBytes: c.maxPayload, MaxResultBytes: c.maxResult},
-		Logger:         log,
-		Observer:       observer,
-		Mutations:      mutations,
+		Limits: nola.Limits{MaxPayloadBytes: c.maxPayload, MaxResultBytes: c.maxResult,
+			MaxActorKVBytes: c.actorKVBytes, MaxKVValueBytes: c.kvValueBytes},
+		MinTimerPeriod:    c.minTimerPeriod,
+		MaxTimersPerActor: c.maxTimersPerActor,
+		KeepAliveWarn:     c.keepAliveWarn,
+		Logger:            log,
+		Observer:          observer,
+		Mutations:         mutations,
 	})
 	if err != nil {
 		return usageErr("%v", err)
