@@ -235,28 +235,37 @@ func (c *Client) GetKV(ctx context.Context, ns, id, key string) (value []byte, f
 }
 
 // ScanKV lists an actor's KV entries by prefix (if prefix is non-nil) or in
-// [start, end).
+// [start, end): the first page (see ScanKVPage).
 func (c *Client) ScanKV(ctx context.Context, ns, id string, prefix *string, start, end string, limit int) (KVScan, error) {
-	q := url.Values{}
-	if prefix != nil {
-		q.Set("prefix", *prefix)
+	return c.ScanKVPage(ctx, ns, id, KVScanQuery{Prefix: prefix, Start: start, End: end, Limit: limit})
+}
+
+// ScanKVPage reads one page of an actor's KV. While the answer's More is
+// true, set q.Cursor to its Next (keeping the rest of q) for the next page.
+func (c *Client) ScanKVPage(ctx context.Context, ns, id string, q KVScanQuery) (KVScan, error) {
+	v := url.Values{}
+	if q.Prefix != nil {
+		v.Set("prefix", *q.Prefix)
 	} else {
-		if start != "" {
-			q.Set("start", start)
+		if q.Start != "" {
+			v.Set("start", q.Start)
 		}
-		if end != "" {
-			q.Set("end", end)
+		if q.End != "" {
+			v.Set("end", q.End)
 		}
 	}
-	if limit > 0 {
-		q.Set("limit", fmt.Sprint(limit))
+	if q.Cursor != "" {
+		v.Set("cursor", q.Cursor)
+	}
+	if q.Limit > 0 {
+		v.Set("limit", fmt.Sprint(q.Limit))
 	}
 	var out KVScan
 	path, err := nsPath(ns, "actors", id, "kv")
 	if err != nil {
 		return out, err
 	}
-	err = c.getJSON(ctx, path+"?"+q.Encode(), &out)
+	err = c.getJSON(ctx, path+"?"+v.Encode(), &out)
 	return out, err
 }
 

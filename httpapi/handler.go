@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -15,13 +14,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/registry"
 )
 
 // ModuleStore is what the API needs of the WASM module store.
@@ -72,7 +69,10 @@ type Options struct {
 	// (default 4): each holds its module's bytes until the client has
 	// read them. Others wait, within their deadline.
 	MaxModuleDownloads int
-	Logger             *slog.Logger
+	// MaxScanBytes bounds the size of one KV scan page (default 4 MiB;
+	// a page holds at least one entry, however large).
+	MaxScanBytes int
+	Logger       *slog.Logger
 }
 
 // Handler serves the /v1 API of one nola server.
@@ -99,6 +99,9 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 60 * time.Second
+	}
+	if opts.MaxScanBytes <= 0 {
+		opts.MaxScanBytes = 4 << 20
 	}
 	if opts.MaxModuleDownloads <= 0 {
 		opts.MaxModuleDownloads = 4
@@ -429,59 +432,6 @@ func (h *Handler) listActors(w http.ResponseWriter, r *http.Request) {
 			ID: a.ID, Type: a.Record.Type, Owner: a.Record.Owner,
 			Incarnation: a.Record.OwnerIncarnation, CreatedRev: a.CreateRev,
 		})
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// KVEntry is one entry in a KV scan. Value is base64; Text repeats it when it
-// is valid UTF-8, for people reading the output.
-type KVEntry struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
-	Text  string `json:"text,omitempty"`
-}
-
-// KVScan is the body of GET /v1/ns/{ns}/actors/{id}/kv.
-type KVScan struct {
-	Entries []KVEntry `json:"entries"`
-	More    bool      `json:"more"`
-}
-
-// scanKV is the read-only admin view of an actor's KV.
-func (h *Handler) scanKV(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel, limit, ok := h.listCall(w, r, 10000)
-	if !ok {
-		return
-	}
-	defer cancel()
-	q := r.URL.Query()
-	ns, id := r.PathValue("ns"), r.PathValue("id")
-	reg := h.srv.Registry()
-	var (
-		pairs []registry.KVPair
-		more  bool
-		err   error
-	)
-	if p, ok := q["prefix"]; ok {
-		pairs, more, err = reg.ScanKVPrefix(ctx, ns, id, []byte(p[0]), limit)
-	} else {
-		var end []byte
-		if e, ok := q["end"]; ok {
-			end = []byte(e[0])
-		}
-		pairs, more, err = reg.ScanKV(ctx, ns, id, []byte(q.Get("start")), end, limit)
-	}
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	out := KVScan{Entries: make([]KVEntry, 0, len(pairs)), More: more}
-	for _, p := range pairs {
-		e := KVEntry{Key: string(p.Key), Value: base64.StdEncoding.EncodeToString(p.Value)}
-		if utf8.Valid(p.Value) {
-			e.Text = string(p.Value)
-		}
-		out.Entries = append(out.Entries, e)
 	}
 	writeJSON(w, http.StatusOK, out)
 }
