@@ -45,6 +45,7 @@ var exemptDirs = map[string]string{
 	"model":                    "the protocol model checker, not engine code",
 	"sim":                      "the simulator harness that drives rt/simrt",
 	"internal/simtest":         "simulator test helpers",
+	"internal/tools":           "build-tagged pin of tools the repository builds",
 	"faultinject/exectrace":    "reads real processes' execution logs",
 	"faultinject/nemesis":      "attacks real processes and sockets",
 	"wasm/guest":               "guest SDK, compiled to WebAssembly",
