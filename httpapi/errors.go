@@ -39,6 +39,8 @@ func statusOf(code nola.Code) int {
 		return http.StatusForbidden
 	case codeNotFound:
 		return http.StatusNotFound
+	case codeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
 	}
 	return http.StatusInternalServerError
 }
@@ -48,6 +50,9 @@ const (
 	codeUnauthorized nola.Code = "unauthorized"
 	codeForbidden    nola.Code = "forbidden"
 	codeNotFound     nola.Code = "not_found"
+	// codeMethodNotAllowed: the path exists, the method does not (405,
+	// with Allow listing the methods that do).
+	codeMethodNotAllowed nola.Code = "method_not_allowed"
 )
 
 func writeError(w http.ResponseWriter, err error) {

@@ -140,6 +140,11 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 		m.HandleFunc("/debug/pprof/trace", h.admin(pprof.Trace))
 	}
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowedMethods(m, r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeCodeError(w, codeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path+"; allowed: "+strings.Join(allow, ", "))
+			return
+		}
 		writeCodeError(w, codeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return h
@@ -187,13 +192,42 @@ func (w *boundedWriter) Flush() { w.arm(); _ = w.rc.Flush() }
 // Unwrap lets http.ResponseController reach the connection.
 func (w *boundedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// bearer returns the request's bearer token.
-func bearer(r *http.Request) string {
-	a := r.Header.Get("Authorization")
-	if t, ok := strings.CutPrefix(a, "Bearer "); ok {
-		return t
+// allowedMethods lists the methods for which the mux has a route at r's
+// path other than the catch-all: the catch-all answers 405 with them, not
+// 404, when only the method is wrong.
+func allowedMethods(m *http.ServeMux, r *http.Request) []string {
+	var allow []string
+	for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch} {
+		if method == r.Method {
+			continue
+		}
+		probe := &http.Request{Method: method, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := m.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, method)
+		}
 	}
-	return ""
+	return allow
+}
+
+// bearer returns the request's bearer token. The scheme is
+// case-insensitive (RFC 7235 §2.1): "bearer x" is the token x.
+func bearer(r *http.Request) string {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimLeft(tok, " ")
+}
+
+// knownToken reports whether tok is the admin token or any namespace's.
+func (h *Handler) knownToken(tok string) bool {
+	known := h.opts.AdminToken != "" && tokenEqual(tok, h.opts.AdminToken)
+	for t := range h.opts.NamespaceTokens {
+		if tokenEqual(tok, t) {
+			known = true
+		}
+	}
+	return known
 }
 
 func tokenEqual(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
@@ -211,8 +245,10 @@ func (h *Handler) authRequired() bool {
 func (h *Handler) admin(f http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if h.authRequired() && !h.isAdmin(r) {
-			if bearer(r) == "" {
+			if tok := bearer(r); tok == "" {
 				writeCodeError(w, codeUnauthorized, "missing bearer token")
+			} else if !h.knownToken(tok) {
+				writeCodeError(w, codeUnauthorized, "unknown token")
 			} else {
 				writeCodeError(w, codeForbidden, "this token may not use this endpoint")
 			}
@@ -230,6 +266,10 @@ func (h *Handler) scoped(f http.HandlerFunc) http.HandlerFunc {
 			tok := bearer(r)
 			if tok == "" {
 				writeCodeError(w, codeUnauthorized, "missing bearer token")
+				return
+			}
+			if !h.knownToken(tok) {
+				writeCodeError(w, codeUnauthorized, "unknown token")
 				return
 			}
 			ns := r.PathValue("ns")

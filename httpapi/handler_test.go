@@ -203,7 +203,9 @@ func TestTokensAndNamespaceIsolation(t *testing.T) {
 		want                int
 	}{
 		{"POST", "/v1/ns/alice/actors/a/invoke/inc?type=counter", "", 401},
-		{"POST", "/v1/ns/alice/actors/a/invoke/inc?type=counter", "wrong", 403},
+		// A token nobody configured is not authenticated (401); a known
+		// token without the namespace is authenticated but refused (403).
+		{"POST", "/v1/ns/alice/actors/a/invoke/inc?type=counter", "wrong", 401},
 		{"POST", "/v1/ns/alice/actors/a/invoke/inc?type=counter", "alice-token", 200},
 		{"POST", "/v1/ns/bob/actors/a/invoke/inc?type=counter", "alice-token", 403},
 		{"GET", "/v1/ns/bob/actors", "alice-token", 403},
@@ -216,6 +218,7 @@ func TestTokensAndNamespaceIsolation(t *testing.T) {
 		{"GET", "/readyz", "", 200},
 		{"GET", "/metrics", "", 401},
 		{"GET", "/metrics", "alice-token", 403},
+		{"GET", "/metrics", "wrong", 401},
 		{"GET", "/metrics", "admin-secret", 200},
 		{"GET", "/debug/pprof/cmdline", "", 401},
 		{"GET", "/debug/pprof/cmdline", "admin-secret", 200},
@@ -223,6 +226,45 @@ func TestTokensAndNamespaceIsolation(t *testing.T) {
 	for _, c := range cases {
 		if got := status(c.method, c.path, c.token); got != c.want {
 			t.Errorf("%s %s with %q: HTTP %d, want %d", c.method, c.path, c.token, got, c.want)
+		}
+	}
+	// The scheme is case-insensitive (RFC 7235): "bearer" works too.
+	for _, scheme := range []string{"bearer", "BEARER", "Bearer"} {
+		req, _ := http.NewRequest("GET", nodes[0].url+"/v1/ns/alice/actors", nil)
+		req.Header.Set("Authorization", scheme+" alice-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("scheme %q: HTTP %d, want 200", scheme, resp.StatusCode)
+		}
+	}
+}
+
+// A wrong method on an existing path is 405 with Allow; an unknown path
+// stays 404.
+func TestWrongMethodIs405WithAllow(t *testing.T) {
+	nodes := startCluster(t, 1, httpapi.Options{})
+	for _, c := range []struct {
+		method, path string
+		want         int
+		allow        string
+	}{
+		{"GET", "/v1/ns/a/actors/x/invoke/inc", 405, "POST"},
+		{"DELETE", "/v1/cluster", 405, "GET, HEAD"},
+		{"POST", "/v1/no/such/thing", 404, ""},
+	} {
+		req, _ := http.NewRequest(c.method, nodes[0].url+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want || resp.Header.Get("Allow") != c.allow {
+			t.Errorf("%s %s: HTTP %d Allow %q (%s), want %d Allow %q", c.method, c.path, resp.StatusCode, resp.Header.Get("Allow"), body, c.want, c.allow)
 		}
 	}
 }
