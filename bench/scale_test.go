@@ -144,6 +144,18 @@ func populate(b *testing.B, cl *nola.Client, typ string, ids []string) (heapPer,
 	return float64(h1-h0) / float64(len(ids)), float64(r1-r0) / float64(len(ids))
 }
 
+// floorCounter is the floor's actor: a small struct in a map.
+type floorCounter struct{ n int64 }
+
+// floorMap is the floor's table of live actors.
+func floorMap(ids []string) map[string]*floorCounter {
+	m := make(map[string]*floorCounter, len(ids))
+	for _, id := range ids {
+		m[id] = &floorCounter{}
+	}
+	return m
+}
+
 // BenchmarkInvokeRandomLive: a warm call to an actor drawn at random among
 // N live ones, one caller. map-floor is the floor: a random lookup in a Go
 // map of N small structs behind a mutex, and an increment, over the same
@@ -153,12 +165,8 @@ func BenchmarkInvokeRandomLive(b *testing.B) {
 	for _, n := range scaleSizes {
 		ids, order := scaleIDs(n)
 		b.Run(fmt.Sprintf("map-floor/actors=%d", n), func(b *testing.B) {
-			type counter struct{ n int64 }
 			var mu sync.Mutex
-			m := make(map[string]*counter, n)
-			for _, id := range ids {
-				m[id] = &counter{}
-			}
+			m := floorMap(ids)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
@@ -203,19 +211,15 @@ func BenchmarkCreateThenInvokeAtScale(b *testing.B) {
 	for _, n := range scaleSizes {
 		ids, _ := scaleIDs(n)
 		b.Run(fmt.Sprintf("map-floor/actors=%d", n), func(b *testing.B) {
-			type counter struct{ n int64 }
 			var mu sync.Mutex
-			m := make(map[string]*counter, n)
-			for _, id := range ids {
-				m[id] = &counter{}
-			}
+			m := floorMap(ids)
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
 				id := "new-" + strconv.Itoa(i)
 				i++
 				mu.Lock()
-				c := &counter{}
+				c := &floorCounter{}
 				m[id] = c
 				c.n++
 				mu.Unlock()
