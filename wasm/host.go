@@ -504,7 +504,7 @@ func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instan
 	in := &instance{h: h, mod: c, ref: ref, overhead: InstanceOverhead}
 	in.state.Store(instBusy) // until initialized: the sweep leaves it alone
 	in.begin(cx, "", nil)
-	if _, err := in.takeSlot(); err != nil {
+	if _, err := in.takeSlot(false); err != nil {
 		in.end()
 		in.releaseOverhead()
 		return nil, err

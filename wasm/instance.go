@@ -253,7 +253,7 @@ func (in *instance) end() {
 func (in *instance) invoke(cx *nola.Context, op string, payload []byte) ([]byte, error) {
 	in.begin(cx, op, payload)
 	defer in.end()
-	if _, err := in.takeSlot(); err != nil {
+	if _, err := in.takeSlot(false); err != nil {
 		return nil, err
 	}
 	in.stack[0], in.stack[1] = uint64(len(op)), uint64(len(payload))

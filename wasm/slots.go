@@ -39,15 +39,20 @@ type slotPool struct {
 }
 
 // takeSlot waits, in FIFO order, for an execution slot, at most until the
-// invocation's deadline or the end of its caller's context. It reports
-// whether it had to wait. The caller holds no slot.
-func (in *instance) takeSlot() (waited bool, err error) {
+// invocation's deadline or the end of its caller's context. A guest that
+// ends its slice (preempted) and finds another waiting is counted in
+// Stats.Preempted before it queues, so the count is up to date as soon as
+// the guest it let in runs. The caller holds no slot.
+func (in *instance) takeSlot(preempted bool) (waited bool, err error) {
 	h := in.h
 	if h.slots.sema == nil || in.slot {
 		return false, nil
 	}
 	if !h.slots.sema.TryAcquire() {
 		waited = true
+		if preempted {
+			h.preempted.Add(1)
+		}
 		h.waiting.Add(1)
 		ctx, cancel := h.rt.WithTimeout(in.cx, in.deadline-h.rt.Mono())
 		err = h.slots.sema.Acquire(ctx)
@@ -81,7 +86,7 @@ func (in *instance) mustRetakeSlot(after string) {
 	if in.h.slots.sema == nil {
 		return
 	}
-	if _, err := in.takeSlot(); err != nil {
+	if _, err := in.takeSlot(false); err != nil {
 		in.fail(TrapDeadline, "waited past the invocation's deadline for an execution slot after %s (all %d are taken)", after, in.h.slots.n)
 	}
 }
@@ -93,12 +98,11 @@ func (in *instance) endSlice(after string) {
 		return
 	}
 	in.dropSlot()
-	waited, err := in.takeSlot()
+	waited, err := in.takeSlot(true)
 	if err != nil {
 		in.fail(TrapDeadline, "waited past the invocation's deadline for an execution slot after %s (all %d are taken)", after, in.h.slots.n)
 	}
 	if waited {
-		in.h.preempted.Add(1)
 		return
 	}
 	// No guest was waiting, but goroutines that are no guests may be (the
