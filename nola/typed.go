@@ -62,9 +62,12 @@ type opHandler struct {
 var _ Actor = (*Router)(nil)
 
 // Handle registers fn as the handler of operation op on r. It panics if op
-// is empty or already registered: both are programming errors, found the
-// first time the Factory runs.
+// is empty or already registered, or fn is nil: programming errors, found
+// the first time the Factory runs.
 func Handle[Req, Resp any](r *Router, op string, fn func(cx *Context, req Req) (Resp, error)) {
+	if fn == nil {
+		panic(fmt.Sprintf("nola: Router: nil handler for operation %q", op))
+	}
 	reqType := typeName[Req]()
 	r.add(op, opHandler{req: reflect.TypeFor[Req](), run: func(cx *Context, codec Codec, payload []byte) ([]byte, error) {
 		var req Req
@@ -91,6 +94,9 @@ func Handle[Req, Resp any](r *Router, op string, fn func(cx *Context, req Req) (
 // result as they are on the wire: for operations that carry opaque bytes
 // beside typed ones. It panics like Handle.
 func (r *Router) HandleRaw(op string, fn func(cx *Context, payload []byte) ([]byte, error)) {
+	if fn == nil {
+		panic(fmt.Sprintf("nola: Router: nil handler for operation %q", op))
+	}
 	r.add(op, opHandler{run: func(cx *Context, _ Codec, payload []byte) ([]byte, error) {
 		return fn(cx, payload)
 	}})

@@ -395,7 +395,15 @@ func TestRegistrationMistakesPanic(t *testing.T) {
 	}
 	var r nola.Router
 	nola.Handle(&r, "a", func(*nola.Context, int) (int, error) { return 0, nil })
-	mustPanic("duplicate", `operation "a" registered twice`, func() { r.HandleRaw("a", nil) })
+	raw := func(*nola.Context, []byte) ([]byte, error) { return nil, nil }
+	mustPanic("duplicate", `operation "a" registered twice`, func() { r.HandleRaw("a", raw) })
+	mustPanic("nil raw", `nil handler for operation "b"`, func() { r.HandleRaw("b", nil) })
+	mustPanic("nil typed", `nil handler for operation "c"`, func() {
+		nola.Handle[int, int](&r, "c", nil)
+	})
+	if got := strings.Join(r.Ops(), ","); got != "a" {
+		t.Fatalf("ops after the refused registrations = %q, want a", got)
+	}
 	mustPanic("empty", "empty operation name", func() {
 		nola.Handle(&r, "", func(*nola.Context, int) (int, error) { return 0, nil })
 	})
