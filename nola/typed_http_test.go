@@ -61,20 +61,20 @@ func TestTypedActorOverHTTP(t *testing.T) {
 	if status, body := post("get", ""); status != http.StatusOK || !bytes.Equal(body, []byte(`{"N":42}`)) {
 		t.Fatalf("raw POST get with no body = %d %s", status, body)
 	}
-	for _, c := range []struct{ op, body, want string }{
+	for _, tc := range []struct{ op, body, want string }{
 		{"reset", "", `unknown operation "reset" (known: add, get)`},
 		{"add", `{"By":"forty"}`, `operation "add": payload is not a valid json nola_test.Add`},
 	} {
-		status, body := post(c.op, c.body)
+		status, body := post(tc.op, tc.body)
 		var e struct {
 			Code    string `json:"code"`
 			Message string `json:"message"`
 		}
 		if status != http.StatusBadRequest || json.Unmarshal(body, &e) != nil || e.Code != "bad_request" {
-			t.Fatalf("POST %s %s = %d %s, want 400 bad_request", c.op, c.body, status, body)
+			t.Fatalf("POST %s %s = %d %s, want 400 bad_request", tc.op, tc.body, status, body)
 		}
-		if !strings.Contains(e.Message, c.want) {
-			t.Fatalf("POST %s: message %q, want it to contain %q", c.op, e.Message, c.want)
+		if !strings.Contains(e.Message, tc.want) {
+			t.Fatalf("POST %s: message %q, want it to contain %q", tc.op, e.Message, tc.want)
 		}
 	}
 	// The remote typed caller gets the same code.
