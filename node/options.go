@@ -74,8 +74,9 @@ type Options struct {
 	// calls to other servers, so that a flood of connections cannot make
 	// the process run out of descriptors. Negative: no bound.
 	MaxConns int
-	// Metrics is the registry served at /metrics; nola's and the Go
-	// runtime's collectors are added to it. Nil: a new registry.
+	// Metrics is the registry served at /metrics (admin token); nola's
+	// and the Go runtime's collectors are added to it, so two nodes in one
+	// process cannot share one. Nil: a new registry.
 	Metrics *prometheus.Registry
 	// Pprof serves /debug/pprof/.
 	Pprof bool
