@@ -9,6 +9,8 @@ import (
 	"github.com/nolaproject/nola/httpapi"
 	"github.com/nolaproject/nola/node"
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
 )
 
 // greeter is an app's own Go actor: it counts the greetings it gave.
@@ -48,4 +50,42 @@ func ExampleStart() {
 	// Output:
 	// hello ada #1
 	// hello bob #2
+}
+
+// Three nodes on one store are one cluster: a call entering through any of
+// them reaches the actor's one activation. Here the store is one
+// in-memory store shared in the process; separate processes would share an
+// etcd (Store.Endpoints, or one node's embedded etcd).
+func ExampleStart_cluster() {
+	ctx := context.Background()
+	store := memkv.New(rt.NewReal(), memkv.Options{})
+	defer store.Close()
+	var nodes []*node.Node
+	for i := range 3 {
+		n, err := node.Start(ctx, node.Options{
+			ID:    fmt.Sprintf("node%d", i),
+			Store: node.Store{KV: store},
+			Types: map[string]nola.Factory{
+				"greeter": func(nola.Ref) (nola.Actor, error) { return &greeter{}, nil },
+			},
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer n.Shutdown(ctx)
+		nodes = append(nodes, n)
+	}
+	for i, n := range nodes {
+		c := httpapi.NewClient(n.URL(), "")
+		out, err := c.Invoke(ctx, "demo", "g1", "greeter", "greet", []byte(fmt.Sprint("via node", i)))
+		c.Close()
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(string(out))
+	}
+	// Output:
+	// hello via node0 #1
+	// hello via node1 #2
+	// hello via node2 #3
 }
