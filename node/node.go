@@ -313,8 +313,10 @@ func (n *Node) Close() error {
 	n.stopOnce.Do(func() {
 		n.srv.Halt()
 		_ = n.hs.Close()
-		n.rt.Wait()
+		// The store first: an in-memory store's lease timers run on the
+		// node's runtime until it closes.
 		n.stopErr = n.release()
+		n.rt.Wait()
 		n.doneOnce.Do(func() { close(n.done) })
 	})
 	return n.stopErr
