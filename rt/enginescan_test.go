@@ -46,6 +46,8 @@ var exemptDirs = map[string]string{
 	"sim":                      "the simulator harness that drives rt/simrt",
 	"internal/simtest":         "simulator test helpers",
 	"internal/tools":           "build-tagged pin of tools the repository builds",
+	"internal/nodehook":        "carries test-only server settings to node.Start",
+	"node":                     "runs a networked server: listener, etcd, signals of the OS",
 	"faultinject/exectrace":    "reads real processes' execution logs",
 	"faultinject/nemesis":      "attacks real processes and sockets",
 	"wasm/guest":               "guest SDK, compiled to WebAssembly",

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -15,17 +13,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/faultinject/exectrace"
-	"github.com/nolaproject/nola/httpapi"
+	"github.com/nolaproject/nola/internal/nodehook"
+	"github.com/nolaproject/nola/node"
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/registry/kv"
-	"github.com/nolaproject/nola/registry/memkv"
-	"github.com/nolaproject/nola/registry/modules"
-	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/wasm"
 )
 
@@ -60,6 +52,7 @@ type serveConfig struct {
 	actorKVBytes      int64
 	kvValueBytes      int
 	keepAliveWarn     time.Duration
+	maxConns          int
 }
 
 type multiFlag []string
@@ -99,6 +92,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.adminToken, "api-token", "", "require this bearer token on every call (default: env NOLA_API_TOKEN); servers of a cluster must share it")
 	fs.Var(&c.nsTokens, "ns-token", "NAMESPACE=TOKEN: a token that grants one namespace (repeatable)")
+	fs.IntVar(&c.maxConns, "max-conns", 0, "HTTP connections served at once; more wait in the accept queue (0: from the file-descriptor limit, leaving room for etcd; -1: no bound)")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve /debug/pprof/")
 	c.shutdownTimeout = 30 * time.Second
 	fs.Var((*positiveDuration)(&c.shutdownTimeout), "shutdown-timeout", "bound on a graceful shutdown (a `duration`)")
@@ -137,6 +131,8 @@ func (c *serveConfig) validate() error {
 		return usageErr("--lease-ttl must be at least 1s, got %v", c.leaseTTL)
 	case c.maxActivations <= 0 || c.maxPayload <= 0 || c.maxResult <= 0:
 		return usageErr("--max-activations, --max-payload-bytes and --max-result-bytes must be positive")
+	case c.etcdQuota <= 0:
+		return usageErr("--etcd-quota-bytes must be positive, got %d", c.etcdQuota)
 	case c.wasmMemoryLimit < wasm.InstanceOverhead:
 		return usageErr("--wasm-memory-limit must be at least %d bytes (one WASM instance), got %d", wasm.InstanceOverhead, c.wasmMemoryLimit)
 	}
@@ -165,70 +161,12 @@ func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("bad --log-format %q (text or json)", format)
 }
 
+// serve runs a node with the flags' options until ctx ends, then shuts it
+// down gracefully (a second signal exits at once).
 func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
-	nsTokens := map[string]string{}
-	for _, t := range c.nsTokens {
-		ns, tok, ok := strings.Cut(t, "=")
-		if !ok || ns == "" || tok == "" {
-			return usageErr("--ns-token wants NAMESPACE=TOKEN, got %q", t)
-		}
-		if prev, dup := nsTokens[tok]; dup {
-			return usageErr("--ns-token: one token given for namespaces %q and %q (a token grants one namespace)", prev, ns)
-		}
-		nsTokens[tok] = ns
-	}
-	if len(nsTokens) > 0 && c.adminToken == "" {
-		return usageErr("--ns-token needs --api-token: servers forward calls to each other with it")
-	}
-	ln, err := net.Listen("tcp", c.listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", c.listen, err)
-	}
-	defer ln.Close()
-	addr := ln.Addr().String()
-	if c.advertise == "" {
-		c.advertise = "http://" + addr
-	}
-	if c.id == "" {
-		host, _ := os.Hostname()
-		_, port, _ := net.SplitHostPort(addr)
-		c.id = host + "-" + port
-	}
-
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	r := rt.NewReal()
-	store, closeStore, err := openStore(ctx, c, r, log)
+	opts, err := c.nodeOptions(log)
 	if err != nil {
 		return err
-	}
-	defer func() {
-		if err := closeStore(); err != nil {
-			log.Error("closing the store", "err", err)
-		}
-	}()
-	store = httpapi.InstrumentStore(store, metrics)
-
-	transport := httpapi.NewTransport(httpapi.TransportOptions{Token: c.adminToken, MaxResultBytes: c.maxResult})
-	defer transport.Close()
-	mods := modules.New(store, modules.Config{Quota: modules.Quota{MaxBytes: c.nsModuleBytes, MaxModules: c.nsMods}})
-	host, err := wasm.New(ctx, wasm.Config{
-		Runtime: r, Modules: mods, Logger: log, MaxResultBytes: c.maxResult,
-		MemoryLimit: c.wasmMemoryLimit, GuestSlots: c.wasmSlots,
-	})
-	if err != nil {
-		return fmt.Errorf("WASM host: %w", err)
-	}
-	defer func() {
-		hctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := host.Close(hctx); err != nil {
-			log.Error("closing the WASM host", "err", err)
-		}
-	}()
-	var types map[string]nola.Factory
-	if c.exampleActors {
-		types = actors.Types()
 	}
 	mutations, err := parseMutations(c.mutation)
 	if err != nil {
@@ -243,70 +181,30 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		defer tw.Close()
 		observer = tw
 	}
-	srv, err := nola.NewServer(nola.ServerConfig{
-		ID:             c.id,
-		Addr:           c.advertise,
-		Runtime:        r,
-		Store:          store,
-		Transport:      transport,
-		Types:          types,
-		Resolver:       host,
-		LeaseTTL:       c.leaseTTL,
-		IdleTimeout:    c.idleTimeout,
-		MaxActivations: c.maxActivations,
-		Limits: nola.Limits{MaxPayloadBytes: c.maxPayload, MaxResultBytes: c.maxResult,
-			MaxActorKVBytes: c.actorKVBytes, MaxKVValueBytes: c.kvValueBytes},
-		MinTimerPeriod:    c.minTimerPeriod,
-		MaxTimersPerActor: c.maxTimersPerActor,
-		KeepAliveWarn:     c.keepAliveWarn,
-		Logger:            log,
-		Observer:          observer,
-		Mutations:         mutations,
+	hctx := nodehook.Configure(ctx, func(cfg *nola.ServerConfig) {
+		cfg.Mutations = mutations
+		cfg.Observer = observer
 	})
+	n, err := node.Start(hctx, opts)
 	if err != nil {
-		return usageErr("%v", err)
-	}
-	transport.SetLocal(c.advertise, srv)
-	host.Attach(srv)
-	handler := httpapi.NewHandler(srv, httpapi.Options{
-		AdminToken: c.adminToken, NamespaceTokens: nsTokens,
-		Modules: httpapi.Modules(mods), MaxModuleBytes: mods.Limits().MaxModuleBytes,
-		Metrics: metrics, Pprof: c.pprof, Logger: log,
-	})
-	hs := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-
-	startCtx, cancel := context.WithTimeout(ctx, 2*c.leaseTTL+10*time.Second)
-	err = srv.Start(startCtx)
-	cancel()
-	if err != nil {
-		_ = hs.Close()
-		return fmt.Errorf("start: %w", err)
-	}
-	log.Info("serving", "listen", addr, "advertise", c.advertise, "store", storeDesc(c), "lease_ttl", c.leaseTTL)
-	if c.adminToken == "" && !isLoopback(ln.Addr()) {
-		log.Warn("THIS SERVER IS OPEN: it listens beyond loopback without --api-token, so anyone who can reach " + addr +
-			" can call every actor, read every actor's KV and upload modules; set --api-token (or NOLA_API_TOKEN)")
+		if _, bad := errors.AsType[*node.Error](err); bad {
+			return usageErr("%v", err)
+		}
+		return err
 	}
 	if c.exampleActors {
 		log.Warn("--example-actors: the example Go actor types are callable in every namespace")
 	}
 	if c.readyFile != "" {
-		if err := os.WriteFile(c.readyFile, []byte(addr+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(c.readyFile, []byte(n.Addr()+"\n"), 0o644); err != nil {
 			log.Warn("writing the ready file", "err", err)
 		}
 	}
 
 	select {
-	case err := <-served:
-		srv.Halt()
-		return fmt.Errorf("HTTP server stopped: %w", err)
+	case <-n.Done():
+		_ = n.Close()
+		return n.Err()
 	case <-ctx.Done():
 	}
 	// Graceful: a second signal exits at once.
@@ -320,46 +218,55 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 	}()
 	sctx, scancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 	defer scancel()
-	// Release first (in-flight invocations finish: release waits for each
-	// actor), so the actors move at once; then stop accepting and drain.
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := n.Shutdown(sctx); err != nil {
 		log.Error("graceful shutdown incomplete", "err", err)
 	}
-	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Error("HTTP shutdown", "err", err)
-	}
-	r.Wait()
 	log.Info("stopped")
 	return nil
 }
 
-// isLoopback reports whether a listener's address accepts loopback
-// connections only (an unspecified address such as 0.0.0.0 or [::] accepts
-// every interface's).
-func isLoopback(a net.Addr) bool {
-	ta, ok := a.(*net.TCPAddr)
-	return ok && ta.IP.IsLoopback()
-}
-
-func storeDesc(c serveConfig) string {
-	switch {
-	case c.store == "memory":
-		return "memory"
-	case c.etcdEndpoints != "":
-		return "etcd " + c.etcdEndpoints
+// nodeOptions turns the flags into node options.
+func (c *serveConfig) nodeOptions(log *slog.Logger) (node.Options, error) {
+	nsTokens := map[string]string{}
+	for _, t := range c.nsTokens {
+		ns, tok, ok := strings.Cut(t, "=")
+		if !ok || ns == "" || tok == "" {
+			return node.Options{}, usageErr("--ns-token wants NAMESPACE=TOKEN, got %q", t)
+		}
+		if prev, dup := nsTokens[tok]; dup {
+			return node.Options{}, usageErr("--ns-token: one token given for namespaces %q and %q (a token grants one namespace)", prev, ns)
+		}
+		nsTokens[tok] = ns
 	}
-	return "embedded etcd in " + c.dataDir
-}
-
-// openStore opens the registry store the flags ask for.
-func openStore(ctx context.Context, c serveConfig, r rt.Runtime, log *slog.Logger) (kv.Store, func() error, error) {
-	switch c.store {
-	case "memory":
-		log.Warn("using the in-memory store: state is lost on exit and other processes cannot join")
-		s := memkv.New(r, memkv.Options{})
-		return s, s.Close, nil
-	case "etcd":
-		return openEtcd(ctx, c, log)
+	if len(nsTokens) > 0 && c.adminToken == "" {
+		return node.Options{}, usageErr("--ns-token needs --api-token: servers forward calls to each other with it")
 	}
-	return nil, nil, usageErr("--store must be etcd or memory, not %q", c.store)
+	var types map[string]nola.Factory
+	if c.exampleActors {
+		types = actors.Types()
+	}
+	return node.Options{
+		ID:        c.id,
+		Listen:    c.listen,
+		Advertise: c.advertise,
+		Store:     c.storeOptions(),
+		Types:     types,
+		WASM: &node.WASMOptions{
+			MemoryLimit: c.wasmMemoryLimit, GuestSlots: c.wasmSlots,
+			ModuleBytes: c.nsModuleBytes, Modules: c.nsMods,
+		},
+		AdminToken:      c.adminToken,
+		NamespaceTokens: nsTokens,
+		LeaseTTL:        c.leaseTTL,
+		IdleTimeout:     c.idleTimeout,
+		MaxActivations:  c.maxActivations,
+		Limits: nola.Limits{MaxPayloadBytes: c.maxPayload, MaxResultBytes: c.maxResult,
+			MaxActorKVBytes: c.actorKVBytes, MaxKVValueBytes: c.kvValueBytes},
+		MinTimerPeriod:    c.minTimerPeriod,
+		MaxTimersPerActor: c.maxTimersPerActor,
+		KeepAliveWarn:     c.keepAliveWarn,
+		MaxConns:          c.maxConns,
+		Pprof:             c.pprof,
+		Logger:            log,
+	}, nil
 }

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
 	"flag"
-	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 
-	"github.com/nolaproject/nola/registry/etcdkv"
-	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/node"
 	"github.com/nolaproject/nola/registry/modules"
 )
 
@@ -24,46 +20,19 @@ func addStoreFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.Int64Var(&c.nsMods, "ns-modules", modules.DefaultQuotaModules, "modules each namespace may store (-1: no limit)")
 }
 
-// openEtcd connects to an external etcd cluster, or starts an embedded
-// single member in the data directory.
-func openEtcd(ctx context.Context, c serveConfig, log *slog.Logger) (kv.Store, func() error, error) {
-	if c.etcdQuota <= 0 {
-		return nil, nil, usageErr("--etcd-quota-bytes must be positive, got %d", c.etcdQuota)
+// storeOptions is the store the flags ask for: an external etcd cluster,
+// an embedded single member in the data directory, or memory. Every store
+// flag is passed on, so that node.Start refuses combinations that do not
+// fit (TLS files without endpoints, endpoints for the memory store).
+func (c *serveConfig) storeOptions() node.Store {
+	s := node.Store{
+		Kind: c.store, QuotaBytes: c.etcdQuota, DataDir: c.dataDir, EtcdListen: c.etcdPeerListen,
+		CAFile: c.etcdCA, CertFile: c.etcdCert, KeyFile: c.etcdKey, Maintain: c.etcdMaintain,
+		Username: c.etcdUser,
 	}
 	if c.etcdEndpoints != "" {
-		var eps []string
-		for _, e := range strings.Split(c.etcdEndpoints, ",") {
-			if e = strings.TrimSpace(e); e != "" {
-				eps = append(eps, e)
-			}
-		}
-		s, err := etcdkv.Open(ctx, etcdkv.ClientConfig{
-			Endpoints: eps,
-			CAFile:    c.etcdCA, CertFile: c.etcdCert, KeyFile: c.etcdKey,
-			Username: c.etcdUser, Password: os.Getenv("NOLA_ETCD_PASSWORD"),
-			Options: etcdkv.Options{Maintenance: maintenance(c)},
-		})
-		if err != nil {
-			return nil, nil, err
-		}
-		return s, s.Close, nil
+		s.Endpoints = strings.Split(c.etcdEndpoints, ",")
+		s.Password = os.Getenv("NOLA_ETCD_PASSWORD")
 	}
-	dir := filepath.Join(c.dataDir, "etcd")
-	log.Info("starting embedded etcd", "dir", dir)
-	e, err := etcdkv.StartEmbedded(ctx, etcdkv.EmbeddedConfig{
-		MemberConfig: etcdkv.MemberConfig{Dir: dir, ClientAddr: c.etcdPeerListen, QuotaBytes: c.etcdQuota},
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	log.Info("embedded etcd ready", "endpoints", strings.Join(e.Endpoints(), ","))
-	return e, e.Close, nil
-}
-
-// maintenance is the external store's maintenance, if asked for.
-func maintenance(c serveConfig) *etcdkv.Maintenance {
-	if !c.etcdMaintain {
-		return nil
-	}
-	return &etcdkv.Maintenance{QuotaBytes: c.etcdQuota}
+	return s
 }

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+)
+
+// Bad flag values are reported before the port is bound: the listen
+// address here is taken, so a server that bound first would report
+// "address already in use" instead.
+func TestBadServeFlagsBeforeListen(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--store", "bogus"}, "--store"},
+		{[]string{"--etcd-quota-bytes", "0"}, "--etcd-quota-bytes"},
+		{[]string{"--ns-token", "nsonly"}, "--ns-token"},
+		{[]string{"--ns-token", "ns=t"}, "--api-token"},
+		{[]string{"--store", "memory", "--etcd-endpoints", "127.0.0.1:2379"}, "Store.Endpoints"},
+		{[]string{"--etcd-ca", "ca.pem"}, "Store.Endpoints"},
+	} {
+		args := append([]string{"--listen", taken.Addr().String()}, c.args...)
+		err := runServe(context.Background(), args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "in use") {
+			t.Errorf("serve %v: err = %v, want one naming %s", c.args, err, c.want)
+		}
+		if !errors.Is(err, errUsage) {
+			t.Errorf("serve %v: err %T is not a usage error", c.args, err)
+		}
+	}
+}
