@@ -12,13 +12,53 @@ import (
 	"github.com/nolaproject/nola/rt"
 )
 
-// Activation states.
+// Activation states. An activation starts activating; stateEvicted and
+// stateFenced are final.
 const (
 	stateActivating int32 = iota
 	stateReady
 	stateEvicted // idle eviction or release: ownership may be kept
 	stateFenced  // the incarnation ended, or the activation broke
+	nStates
 )
+
+var stateNames = [nStates]string{"activating", "ready", "evicted", "fenced"}
+
+func stateName(st int32) string {
+	if st < 0 || st >= nStates {
+		return fmt.Sprintf("state(%d)", st)
+	}
+	return stateNames[st]
+}
+
+// transitions is the activation state machine: transitions[from][to] is set
+// for each legal edge. Activating goes to ready when the Activate hook and
+// the ownership confirmation succeeded, or is dropped (evicted by a
+// shutdown's release, fenced otherwise); a ready activation is dropped.
+// Nothing leaves a final state: a second drop of an activation finds it
+// final and does nothing (see dropWith).
+var transitions = [nStates][nStates]bool{
+	stateActivating: {stateReady: true, stateEvicted: true, stateFenced: true},
+	stateReady:      {stateEvicted: true, stateFenced: true},
+}
+
+func legalTransition(from, to int32) bool {
+	return from >= 0 && from < nStates && to >= 0 && to < nStates && transitions[from][to]
+}
+
+func finalState(st int32) bool { return st == stateEvicted || st == stateFenced }
+
+// transition moves a from one state to another by compare-and-swap. It
+// reports false, changing nothing, when a was not in from (another task
+// moved it first: the caller decides what losing that race means). Asking
+// for an edge the table lacks is a bug in the engine.
+func (a *activation) transition(from, to int32) bool {
+	if !legalTransition(from, to) {
+		a.srv.violated("activation %s/%s: illegal transition %s → %s", a.key.ns, a.key.id, stateName(from), stateName(to))
+		return false
+	}
+	return a.state.CompareAndSwap(from, to)
+}
 
 // activationBytes is the memory charged to an activation besides its KV
 // cache, for placement's memory tie-break.
@@ -95,11 +135,12 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 		epoch int64
 		ok    bool
 	)
-	if s.inDoubt(a.inc, a.key, false) {
+	if doubted, in := s.inDoubt(a.inc, a.key); in {
 		// The last commit of this actor here has an unknown outcome:
 		// move the record to a new epoch so that commit can never land.
 		if epoch, ok, err = s.reg.Bump(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type); err == nil && ok {
-			s.inDoubt(a.inc, a.key, true)
+			s.checkBumped(a.key, doubted, epoch)
+			s.clearDoubt(a.inc, a.key)
 		}
 	} else {
 		epoch, ok, err = s.reg.Confirm(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type)
@@ -128,7 +169,7 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 				// it serving an actor the record says nobody owns: bump
 				// the epoch first, as after a commit of unknown outcome.
 				// (Found by the simulator.)
-				s.markDoubt(a.inc, a.key)
+				s.markDoubt(a.inc, a.key, epoch)
 			}
 		}
 		return &Error{Code: CodeNotOwner, Retryable: true,
@@ -219,12 +260,23 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 		delete(sh.m, a.key)
 	}
 	sh.mu.Unlock()
-	prev := a.state.Swap(st)
-	if prev == stateEvicted || prev == stateFenced {
-		a.state.Store(prev)
+	if !finalState(st) {
+		s.violated("activation %s/%s: dropped to %s, not a final state", a.key.ns, a.key.id, stateName(st))
 		return
 	}
-	s.activations.Add(-1)
+	var prev int32
+	for {
+		prev = a.state.Load()
+		if finalState(prev) {
+			return // dropped already (a fence and an eviction raced)
+		}
+		if a.transition(prev, st) {
+			break
+		}
+	}
+	s.checkCount("activations", s.activations.Add(-1))
+	// The server's memory total is not asserted: a cache change racing
+	// with a fence's drop moves it below zero for an instant.
 	s.memBytes.Add(-atomic.LoadInt64(&a.charged))
 	if !s.cfg.Mutations.TimerIgnoresFence {
 		a.mu.Lock()
@@ -248,6 +300,6 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 }
 
 func (s *Server) charge(a *activation, n int64) {
-	atomic.AddInt64(&a.charged, n)
+	s.checkCount("memory charged to "+a.key.id, atomic.AddInt64(&a.charged, n))
 	s.memBytes.Add(n)
 }

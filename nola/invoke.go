@@ -106,10 +106,13 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 			sh.mu.Unlock()
 			continue
 		}
+		// Counted before the entry is visible: a fence that finds it
+		// and drops it at once must not take the counters below zero.
+		s.activations.Add(1)
+		a.charged = activationBytes
+		s.memBytes.Add(activationBytes)
 		sh.m[key] = a
 		sh.mu.Unlock()
-		s.activations.Add(1)
-		s.charge(a, activationBytes)
 		if s.table.Load() != t || s.stopped.Load() {
 			// A fence (or Shutdown) swapped the table between our load and
 			// our insert: its sweep of the old table may have missed this
@@ -124,7 +127,7 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 			s.dropWith(a, stateFenced, err)
 			return nil, err
 		}
-		if !a.state.CompareAndSwap(stateActivating, stateReady) {
+		if !a.transition(stateActivating, stateReady) {
 			err := &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " was fenced during activation", Retryable: true}
 			a.activated.Resolve(struct{}{}, err)
 			return nil, err

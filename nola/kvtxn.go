@@ -159,6 +159,7 @@ func (t *kvTxn) flush(c *Context) error {
 	a := c.act
 	writes := t.sortedWrites()
 	t.reset()
+	a.srv.checkWrites(a.key, writes)
 	if err := a.srv.effectAllowed(a); err != nil {
 		c.broken = &commitError{err: err}
 		return c.broken
@@ -179,7 +180,7 @@ func (t *kvTxn) flush(c *Context) error {
 			// one. So the next activation bumps the epoch first, after
 			// which the late commit's fence fails. (Found by the
 			// simulator; see sim.TestLateCommitOfDroppedActivationIsNotApplied.)
-			a.srv.markDoubt(a.inc, a.key)
+			a.srv.markDoubt(a.inc, a.key, a.epoch)
 		}
 		c.broken = &commitError{err: wrapErr(err, false, "")}
 		return c.broken
@@ -432,6 +433,7 @@ func (a *activation) remember(key, value []byte, exists bool) {
 		a.cache[string(key)] = cacheEntry{value: value, exists: exists}
 		a.cacheBytes += len(key) + len(value)
 	}
+	a.srv.checkCount("KV cache bytes of "+a.key.id, int64(a.cacheBytes))
 	if d := a.cacheBytes - before; d != 0 {
 		a.srv.charge(a, int64(d))
 	}

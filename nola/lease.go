@@ -19,9 +19,10 @@ type leaseState struct {
 	sent     atomic.Int64
 
 	// doubt holds the actors whose last commit under this incarnation has
-	// an unknown outcome: their next activation must Bump the epoch first.
+	// an unknown outcome, with the epoch it was made at: their next
+	// activation must Bump the epoch past it first.
 	mu    sync.Mutex
-	doubt map[actorKey]struct{}
+	doubt map[actorKey]int64
 }
 
 // LeaseInfo describes the server's current lease.
@@ -66,6 +67,9 @@ func (s *Server) register(ctx context.Context) error {
 			l.deadline.Store(int64(registry.LocalDeadline(inc.Sent, s.cfg.LeaseTTL, s.cfg.Rho, s.cfg.Margin)))
 			l.sent.Store(int64(inc.Sent))
 			s.lease.Store(l)
+			if prev := s.lastInc.Swap(inc.Num); inc.Num <= prev {
+				s.violated("registered as incarnation %d after incarnation %d", inc.Num, prev)
+			}
 			s.log.Info("registered", "incarnation", inc.Num)
 			if s.rt.Tracing() {
 				s.rt.Trace(fmt.Sprintf("register %s#%d", s.cfg.ID, inc.Num))
@@ -243,23 +247,33 @@ func (s *Server) effectAllowed(a *activation) error {
 	return nil
 }
 
-// inDoubt reports whether k is in doubt under incarnation inc; clear takes
-// it out. markDoubt puts it in.
-func (s *Server) inDoubt(inc *registry.Incarnation, k actorKey, clear bool) bool {
+// inDoubt reports whether k is in doubt under incarnation inc, and the
+// highest epoch a commit of unknown outcome was made at.
+func (s *Server) inDoubt(inc *registry.Incarnation, k actorKey) (epoch int64, in bool) {
 	l := s.lease.Load()
 	if l == nil || l.inc != inc {
-		return false // a later incarnation: its records are new anyway
+		return 0, false // a later incarnation: its records are new anyway
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, in := l.doubt[k]
-	if clear {
-		delete(l.doubt, k)
-	}
-	return in
+	epoch, in = l.doubt[k]
+	return epoch, in
 }
 
-func (s *Server) markDoubt(inc *registry.Incarnation, k actorKey) {
+// clearDoubt takes k out of doubt under inc, once its epoch moved on.
+func (s *Server) clearDoubt(inc *registry.Incarnation, k actorKey) {
+	l := s.lease.Load()
+	if l == nil || l.inc != inc {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.doubt, k)
+}
+
+// markDoubt puts k in doubt under inc: a commit (or release) made at epoch
+// has an unknown outcome.
+func (s *Server) markDoubt(inc *registry.Incarnation, k actorKey, epoch int64) {
 	l := s.lease.Load()
 	if l == nil || l.inc != inc {
 		return
@@ -267,7 +281,9 @@ func (s *Server) markDoubt(inc *registry.Incarnation, k actorKey) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.doubt == nil {
-		l.doubt = map[actorKey]struct{}{}
+		l.doubt = map[actorKey]int64{}
 	}
-	l.doubt[k] = struct{}{}
+	if old, in := l.doubt[k]; !in || epoch > old {
+		l.doubt[k] = epoch
+	}
 }

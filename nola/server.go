@@ -36,6 +36,10 @@ type Server struct {
 	nextActivation atomic.Uint64
 	memBytes       atomic.Int64
 	stats          serverStats
+	invariants     invariantMode // what a broken invariant does (invariant.go)
+	// lastInc is the number of this server's latest incarnation:
+	// registrations only move it up.
+	lastInc atomic.Int64
 
 	ctx    context.Context // cancelled by Shutdown/Halt: ends background tasks
 	cancel context.CancelFunc
@@ -86,6 +90,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		rt:  cfg.Runtime,
 		reg: reg,
 		log: cfg.Logger.With("server", cfg.ID),
+
+		invariants: invariantModeFor(cfg.Runtime, cfg.Mutations),
 	}
 	s.client = newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits, 0)
 	s.client.watch.interval = cfg.LeaseTTL / 8
