@@ -155,7 +155,7 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 	// The confirmation holds only if the lease was still valid when it
 	// answered (the read says who owns the actor; the lease says the
 	// incarnation was current).
-	if !s.live(a.inc) {
+	if !s.mayServe(a.inc) {
 		return &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " lost its lease during activation"}
 	}
 	a.epoch, a.ownerRec = epoch, a.inc.OwnerRecord(a.ref.Type, epoch)
@@ -190,7 +190,7 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 			return err
 		}
 	}
-	if !s.live(a.inc) {
+	if !s.mayServe(a.inc) {
 		return &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " lost its lease during activation"}
 	}
 	return nil

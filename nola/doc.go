@@ -86,7 +86,7 @@
 // Beside the path, each concern has a file of its own: activation.go (the
 // activation, its states and their transition table, activation and
 // drop), table.go (the sharded activation table), lease.go (registration,
-// keep-alive, self-fence, and the live/effectAllowed checks every effect
+// keep-alive, self-fence, and the mayServe/effectAllowed checks every effect
 // passes), timers.go, evict.go (idle sweep, eviction, release on shutdown),
 // ownerwatch.go (cancelling calls whose owner lost its lease), server.go
 // (the Server type and its lifecycle: NewServer, Start, Shutdown, Halt),

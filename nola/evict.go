@@ -64,7 +64,7 @@ func (s *Server) evict(a *activation, onlyIdle bool) {
 // deactivate runs the Deactivate hook, if any. The caller holds a.lock.
 func (s *Server) deactivate(a *activation) {
 	hook, ok := a.actor.(Deactivator)
-	if !ok || !s.live(a.inc) {
+	if !ok || !s.mayServe(a.inc) {
 		return
 	}
 	ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.TimerTimeout)

@@ -94,7 +94,7 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 			continue
 		}
 		l := s.lease.Load()
-		if l == nil || !s.live(l.inc) {
+		if l == nil || !s.mayServe(l.inc) {
 			return nil, s.notServing()
 		}
 		if req.ActorType == "" {
@@ -162,7 +162,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		return nil, &Error{Code: CodeFenced, Message: "activation of " + a.key.id + " was dropped", Retryable: true}
 	}
 	// Rule 3: run only under the current incarnation, before the deadline.
-	if _, ok := s.liveAt(a.inc); !ok && !unfenced {
+	if _, ok := s.mayServeAt(a.inc); !ok && !unfenced {
 		a.lock.Release()
 		return nil, &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " is past its lease deadline", Retryable: true}
 	}
@@ -189,7 +189,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		// next one bump the epoch. So the commit's error wins.
 		err = cx.broken
 	}
-	end, live := s.liveAt(a.inc)
+	end, live := s.mayServeAt(a.inc)
 	if err == nil && !live && !unfenced {
 		// The output gate: the invocation ran past the deadline (a pause
 		// after the start check). Its reads may postdate another owner's

@@ -216,16 +216,16 @@ func (s *Server) fence(l *leaseState, cause FenceCause, reason string) {
 	}
 }
 
-// live returns the lease if inc is the current incarnation and its deadline
-// has not passed.
-func (s *Server) live(inc *registry.Incarnation) bool {
-	_, ok := s.liveAt(inc)
+// mayServe reports whether the server may act for incarnation inc now: inc
+// is the current incarnation and its local deadline has not passed.
+func (s *Server) mayServe(inc *registry.Incarnation) bool {
+	_, ok := s.mayServeAt(inc)
 	return ok
 }
 
-// liveAt is live that also returns the clock reading it checked against
-// (zero if it did not need one).
-func (s *Server) liveAt(inc *registry.Incarnation) (time.Duration, bool) {
+// mayServeAt is mayServe that also returns the clock reading it checked
+// against (zero if it did not need one).
+func (s *Server) mayServeAt(inc *registry.Incarnation) (time.Duration, bool) {
 	l := s.lease.Load()
 	if l == nil {
 		return 0, false
@@ -241,7 +241,7 @@ func (s *Server) liveAt(inc *registry.Incarnation) (time.Duration, bool) {
 // (KV commit, outgoing call, timer): none may take effect after the local
 // deadline or under an old incarnation.
 func (s *Server) effectAllowed(a *activation) error {
-	if !s.live(a.inc) {
+	if !s.mayServe(a.inc) {
 		return &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " lost its lease; effect refused"}
 	}
 	return nil

@@ -77,7 +77,7 @@ type Stats struct {
 
 // NewServer validates cfg and returns a server; Start registers it.
 func NewServer(cfg ServerConfig) (*Server, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.checkAndFillDefaults(); err != nil {
 		return nil, err
 	}
 	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{
