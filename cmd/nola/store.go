@@ -10,7 +10,7 @@ import (
 
 	"github.com/nolaproject/nola/registry/etcdkv"
 	"github.com/nolaproject/nola/registry/kv"
-	"github.com/nolaproject/nola/registry/modules"
+	"github.com/nolaproject/nola/wasm/modules"
 )
 
 // addStoreFlags declares the flags of the etcd store's maintenance and of
