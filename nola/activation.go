@@ -93,6 +93,62 @@ type activation struct {
 	timers map[string]*actorTimer
 }
 
+// activateFirst makes the activation of key, for the first call that finds
+// none: it enters the table as activating (later calls wait for it), then
+// confirms ownership and runs the Activate hook; retry says to look the
+// actor up again.
+func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req *Request) (_ *activation, retry bool, _ error) {
+	sh := t.shard(key)
+	l := s.lease.Load()
+	if l == nil || !s.mayServe(l.inc) {
+		return nil, false, s.notServing()
+	}
+	if req.ActorType == "" {
+		return nil, false, newErr(CodeBadRequest, false, nil, "actor type is required to activate %s", req.ActorID)
+	}
+	a := s.newActivation(t, key, req.ActorType, l.inc)
+	sh.mu.Lock()
+	if sh.m[key] != nil {
+		sh.mu.Unlock()
+		return nil, true, nil // another call got there first
+	}
+	// Counted before the entry is visible: a fence that finds it
+	// and drops it at once must not take the counters below zero.
+	s.activations.Add(1)
+	a.charged = activationBytes
+	s.memBytes.Add(activationBytes)
+	sh.m[key] = a
+	sh.mu.Unlock()
+	if s.table.Load() != t || s.stopped.Load() {
+		// A fence (or Shutdown) swapped the table between our load and
+		// our insert: its sweep of the old table may have missed this
+		// entry, and the next call would not find it. Or Shutdown
+		// began after our check, with our table already its new one,
+		// which it never releases. Start over (and stop).
+		s.dropWith(a, stateFenced, &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " was fenced"})
+		return nil, true, nil
+	}
+	if err := s.activate(ctx, a, req.Chain); err != nil {
+		s.dropWith(a, stateFenced, err)
+		return nil, false, err
+	}
+	if !a.transition(stateActivating, stateReady) {
+		err := &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " was fenced during activation", Retryable: true}
+		a.activated.Resolve(struct{}{}, err)
+		return nil, false, err
+	}
+	a.lastUsed.Store(int64(s.rt.Mono()))
+	a.activated.Resolve(struct{}{}, nil)
+	s.stats.activated.Add(1)
+	if o := s.cfg.Observer; o != nil {
+		o.Activated(a.event("", false))
+	}
+	if s.rt.Tracing() {
+		s.rt.Trace(fmt.Sprintf("activate %s/%s on %s#%d", key.ns, key.id, s.cfg.ID, a.inc.Num))
+	}
+	return a, false, nil
+}
+
 func (s *Server) newActivation(t *table, key actorKey, typ string, inc *registry.Incarnation) *activation {
 	a := &activation{
 		id:        s.nextActivation.Add(1),

@@ -72,77 +72,46 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 		sh.mu.RLock()
 		a := sh.m[key]
 		sh.mu.RUnlock()
+		var (
+			retry bool
+			err   error
+		)
 		if a != nil {
-			// invokeOn checks the lease and deadline of a ready one.
-			switch a.state.Load() {
-			case stateReady:
-				if req.ActorType != "" && req.ActorType != a.ref.Type {
-					return nil, newErr(CodeBadRequest, false, nil, "actor %s is a %q, not a %q", req.ActorID, a.ref.Type, req.ActorType)
-				}
-				return a, nil
-			case stateActivating:
-				if _, err := a.activated.Wait(ctx); err != nil {
-					if ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-						// The attempt ran on the first caller's context, and
-						// that caller gave up; ours still has time.
-						continue
-					}
-					// Our invocation has not started: nothing ran.
-					return nil, wrapBefore(err, "waiting for activation of %s", req.ActorID)
-				}
-			}
-			continue
+			retry, err = s.awaitReady(ctx, a, req)
+		} else {
+			a, retry, err = s.activateFirst(ctx, t, key, req)
 		}
-		l := s.lease.Load()
-		if l == nil || !s.mayServe(l.inc) {
-			return nil, s.notServing()
-		}
-		if req.ActorType == "" {
-			return nil, newErr(CodeBadRequest, false, nil, "actor type is required to activate %s", req.ActorID)
-		}
-		a = s.newActivation(t, key, req.ActorType, l.inc)
-		sh.mu.Lock()
-		if sh.m[key] != nil {
-			sh.mu.Unlock()
-			continue
-		}
-		// Counted before the entry is visible: a fence that finds it
-		// and drops it at once must not take the counters below zero.
-		s.activations.Add(1)
-		a.charged = activationBytes
-		s.memBytes.Add(activationBytes)
-		sh.m[key] = a
-		sh.mu.Unlock()
-		if s.table.Load() != t || s.stopped.Load() {
-			// A fence (or Shutdown) swapped the table between our load and
-			// our insert: its sweep of the old table may have missed this
-			// entry, and the next call would not find it. Or Shutdown
-			// began after our check, with our table already its new one,
-			// which it never releases. Start over (and stop).
-			s.dropWith(a, stateFenced, &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " was fenced"})
-			continue
-		}
-
-		if err := s.activate(ctx, a, req.Chain); err != nil {
-			s.dropWith(a, stateFenced, err)
+		switch {
+		case err != nil:
 			return nil, err
+		case !retry:
+			return a, nil
 		}
-		if !a.transition(stateActivating, stateReady) {
-			err := &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " was fenced during activation", Retryable: true}
-			a.activated.Resolve(struct{}{}, err)
-			return nil, err
-		}
-		a.lastUsed.Store(int64(s.rt.Mono()))
-		a.activated.Resolve(struct{}{}, nil)
-		s.stats.activated.Add(1)
-		if o := s.cfg.Observer; o != nil {
-			o.Activated(a.event("", false))
-		}
-		if s.rt.Tracing() {
-			s.rt.Trace(fmt.Sprintf("activate %s/%s on %s#%d", key.ns, key.id, s.cfg.ID, a.inc.Num))
-		}
-		return a, nil
 	}
+}
+
+// awaitReady waits for an activation lookup found to be ready (another
+// call is activating it); retry says to look it up again.
+func (s *Server) awaitReady(ctx context.Context, a *activation, req *Request) (retry bool, _ error) {
+	// invokeOn checks the lease and deadline of a ready one.
+	switch a.state.Load() {
+	case stateReady:
+		if req.ActorType != "" && req.ActorType != a.ref.Type {
+			return false, newErr(CodeBadRequest, false, nil, "actor %s is a %q, not a %q", req.ActorID, a.ref.Type, req.ActorType)
+		}
+		return false, nil
+	case stateActivating:
+		if _, err := a.activated.Wait(ctx); err != nil {
+			if ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+				// The attempt ran on the first caller's context, and
+				// that caller gave up; ours still has time.
+				return true, nil
+			}
+			// Our invocation has not started: nothing ran.
+			return false, wrapBefore(err, "waiting for activation of %s", req.ActorID)
+		}
+	}
+	return true, nil
 }
 
 // invokeOn runs one invocation on a, serialized with all others on a.
