@@ -6,7 +6,7 @@ import (
 	"errors"
 
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/registry/modules"
+	"github.com/nolaproject/nola/wasm/modules"
 )
 
 // Modules adapts the registry's module store to the API.

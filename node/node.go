@@ -17,7 +17,7 @@ import (
 	"github.com/nolaproject/nola/httpapi"
 	"github.com/nolaproject/nola/internal/nodehook"
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/registry/modules"
+	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/wasm"
 )

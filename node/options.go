@@ -12,7 +12,7 @@ import (
 
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/kv"
-	"github.com/nolaproject/nola/registry/modules"
+	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm"
 )
 

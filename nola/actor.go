@@ -80,14 +80,6 @@ func errOver() error {
 	return ownErr(CodeBadRequest, "nola.Context used after its invocation returned")
 }
 
-// txn returns the invocation's KV transaction, or nil once it is over.
-func (c *Context) txn() *kvTxn {
-	if c.over {
-		return nil
-	}
-	return &c.act.txn
-}
-
 var _ context.Context = (*Context)(nil)
 
 // Deadline, Done, Err and Value make Context a context.Context.
@@ -131,60 +123,6 @@ func (c *Context) Logger() *slog.Logger {
 	return c.act.srv.log.With("ns", c.act.ref.Namespace, "actor", c.act.ref.ID)
 }
 
-// Get reads key from the actor's KV, seeing this invocation's own writes.
-// The returned slice is the caller's.
-func (c *Context) Get(key []byte) ([]byte, bool, error) {
-	t := c.txn()
-	if t == nil {
-		return nil, false, errOver()
-	}
-	return t.get(c, key)
-}
-
-// Put writes key=value. Writes commit together when the invocation returns
-// successfully (or before an outgoing call); an error or panic discards them.
-func (c *Context) Put(key, value []byte) error {
-	t := c.txn()
-	if t == nil {
-		return errOver()
-	}
-	return t.put(c, key, value)
-}
-
-// Delete removes key.
-func (c *Context) Delete(key []byte) error {
-	t := c.txn()
-	if t == nil {
-		return errOver()
-	}
-	return t.del(c, key)
-}
-
-// KV is one entry of an actor's KV.
-type KV struct {
-	Key, Value []byte
-}
-
-// Scan returns up to limit entries (0: no limit) with keys in [start, end),
-// end nil meaning to the last key, in key order, including this
-// invocation's own writes.
-func (c *Context) Scan(start, end []byte, limit int) ([]KV, error) {
-	t := c.txn()
-	if t == nil {
-		return nil, errOver()
-	}
-	return t.scan(c, start, end, nil, limit)
-}
-
-// ScanPrefix returns up to limit entries whose keys start with prefix.
-func (c *Context) ScanPrefix(prefix []byte, limit int) ([]KV, error) {
-	t := c.txn()
-	if t == nil {
-		return nil, errOver()
-	}
-	return t.scan(c, nil, nil, prefix, limit)
-}
-
 // Invoke calls another actor in the same namespace and waits for its
 // result. Pending KV writes are committed first (an output gate: no other
 // actor can observe an effect of this invocation that might still be
@@ -221,17 +159,3 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 		Operation: op, Payload: payload, Chain: c.chainOut,
 	}, gate)
 }
-
-// SetTimer arranges for op(payload) to be invoked on this activation after
-// delay, and then every period if period > 0. A timer with the same name
-// replaces the old one. Timers belong to the activation: they stop when it
-// is evicted, released or fenced, and they do not keep it from going idle.
-func (c *Context) SetTimer(name string, delay, period time.Duration, op string, payload []byte) error {
-	if c.over {
-		return errOver()
-	}
-	return c.act.setTimer(name, delay, period, op, payload)
-}
-
-// CancelTimer stops the named timer. It reports whether one was set.
-func (c *Context) CancelTimer(name string) bool { return !c.over && c.act.cancelTimer(name) }

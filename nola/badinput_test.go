@@ -1,7 +1,6 @@
 package nola_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -220,10 +219,4 @@ func TestServerConfigRejectsNegativeValues(t *testing.T) {
 	if _, err := nola.NewServer(base()); err != nil {
 		t.Fatalf("defaults rejected: %v", err)
 	}
-}
-
-type alwaysNotOwner struct{}
-
-func (alwaysNotOwner) Invoke(context.Context, string, nola.Request) ([]byte, error) {
-	return nil, &nola.Error{Code: nola.CodeNotOwner, Retryable: true, Message: "not here"}
 }

@@ -150,7 +150,9 @@ type Mutations struct {
 	SkipCallGate bool
 }
 
-func (c *ServerConfig) validate() error {
+// checkAndFillDefaults rejects an unusable configuration and fills in the
+// defaults of the fields left zero.
+func (c *ServerConfig) checkAndFillDefaults() error {
 	switch {
 	case c.ID == "":
 		return fmt.Errorf("nola: server config: empty ID")

@@ -70,4 +70,26 @@
 // time (rt.NewReal) and, unchanged, in the deterministic simulator (package
 // sim, on rt/simrt). Cluster runs several servers in one process over a
 // LocalNetwork, for tests, examples and benchmarks.
+//
+// # Reading the engine
+//
+// One invocation, from the HTTP API to the store, reads in five files:
+//
+//	httpapi/handler.go   invoke: the public endpoint hands the call to the Client
+//	client.go            Client.invokeGated: route cache, placement, send, retry
+//	invoke.go            Server.HandleInvoke → lookup (activating on first use)
+//	                     → invokeOn: lease check, the actor, output gate, failure
+//	kvtxn.go             the invocation's KV transaction: Context.Get/Put,
+//	                     flush and the fenced commit
+//	registry/registry.go CommitKV, Confirm, EnsureActivation: the protocol
+//
+// Beside the path, each concern has a file of its own: activation.go (the
+// activation, its states and their transition table, activation and
+// drop), table.go (the sharded activation table), lease.go (registration,
+// keep-alive, self-fence, and the mayServe/effectAllowed checks every effect
+// passes), timers.go, evict.go (idle sweep, eviction, release on shutdown),
+// ownerwatch.go (cancelling calls whose owner lost its lease), server.go
+// (the Server type and its lifecycle: NewServer, Start, Shutdown, Halt),
+// config.go (configuration and request validation) and errors.go (the
+// Error type and how failures are classified).
 package nola

@@ -1,7 +1,6 @@
 package nola_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -23,9 +22,9 @@ const (
 // failoverTrial runs one fault on the host of a counter in virtual time: a
 // client with the given owner-check interval calls it with a 3s deadline
 // until a call succeeds. It returns how long the first call after the
-// fault took, with its error, and the time from the fault to the first
-// success.
-func failoverTrial(t *testing.T, seed uint64, fault string, check time.Duration) (first time.Duration, firstErr error, recovered time.Duration) {
+// fault took, the time from the fault to the first success, and the
+// first call's error.
+func failoverTrial(t *testing.T, seed uint64, fault string, check time.Duration) (first, recovered time.Duration, firstErr error) {
 	simtest.Run(t, simtest.Options{Seed: seed, Servers: 2, TTL: failTTL, NS: ns, MaxSteps: 2_000_000, Types: actors.Types()},
 		func(e *simtest.Env) {
 			cl, err := nola.NewClient(nola.ClientConfig{Runtime: e.Driver, Store: e.Store,
@@ -63,7 +62,7 @@ func failoverTrial(t *testing.T, seed uint64, fault string, check time.Duration)
 				e.Nodes[h].Resume()
 			}
 		})
-	return first, firstErr, recovered
+	return first, recovered, firstErr
 }
 
 // A call forwarded to a paused owner ends about a lease TTL after the
@@ -74,7 +73,7 @@ func failoverTrial(t *testing.T, seed uint64, fault string, check time.Duration)
 // recovery took 3.1–4.9 s with a 2 s TTL and 3 s deadlines.)
 func TestCallToPausedOwnerEndsWhenItsLeaseGoes(t *testing.T) {
 	for seed := uint64(40); seed < 45; seed++ {
-		first, err, recovered := failoverTrial(t, seed, "pause", 0)
+		first, recovered, err := failoverTrial(t, seed, "pause", 0)
 		wantCode(t, err, nola.CodeTimeout)
 		if nola.IsRetryable(err) {
 			t.Fatalf("seed %d: the call to the paused owner answered %v, retryable; it may have run", seed, err)
@@ -101,7 +100,7 @@ func TestFailoverFigures(t *testing.T) {
 			var worst, sum time.Duration
 			const n = 10
 			for seed := uint64(100); seed < 100+n; seed++ {
-				_, _, r := failoverTrial(t, seed, fault, check)
+				_, r, _ := failoverTrial(t, seed, fault, check)
 				worst = max(worst, r)
 				sum += r
 			}
@@ -109,8 +108,8 @@ func TestFailoverFigures(t *testing.T) {
 			if check < 0 {
 				name = "before (owner checks off)"
 			}
-			t.Log(fmt.Sprintf("%-5s %-33s recovery mean %v max %v (TTL %v, call deadline %v)",
-				fault, name, (sum / n).Round(time.Millisecond), worst.Round(time.Millisecond), failTTL, failDeadline))
+			t.Logf("%-5s %-33s recovery mean %v max %v (TTL %v, call deadline %v)",
+				fault, name, (sum / n).Round(time.Millisecond), worst.Round(time.Millisecond), failTTL, failDeadline)
 		}
 	}
 }

@@ -159,6 +159,7 @@ func (t *kvTxn) flush(c *Context) error {
 	a := c.act
 	writes := t.sortedWrites()
 	t.reset()
+	a.srv.checkWrites(a.key, writes)
 	if err := a.srv.effectAllowed(a); err != nil {
 		c.broken = &commitError{err: err}
 		return c.broken
@@ -179,7 +180,7 @@ func (t *kvTxn) flush(c *Context) error {
 			// one. So the next activation bumps the epoch first, after
 			// which the late commit's fence fails. (Found by the
 			// simulator; see sim.TestLateCommitOfDroppedActivationIsNotApplied.)
-			a.srv.markDoubt(a.inc, a.key)
+			a.srv.markDoubt(a.inc, a.key, a.epoch)
 		}
 		c.broken = &commitError{err: wrapErr(err, false, "")}
 		return c.broken
@@ -334,4 +335,106 @@ func (t *kvTxn) scan(c *Context, start, end, prefix []byte, limit int) ([]KV, er
 		out = out[:limit]
 	}
 	return out, nil
+}
+
+// KV is one entry of an actor's KV.
+type KV struct {
+	Key, Value []byte
+}
+
+// txn returns the invocation's KV transaction, or nil once it is over.
+func (c *Context) txn() *kvTxn {
+	if c.over {
+		return nil
+	}
+	return &c.act.txn
+}
+
+// Get reads key from the actor's KV, seeing this invocation's own writes.
+// The returned slice is the caller's.
+func (c *Context) Get(key []byte) ([]byte, bool, error) {
+	t := c.txn()
+	if t == nil {
+		return nil, false, errOver()
+	}
+	return t.get(c, key)
+}
+
+// Put writes key=value. Writes commit together when the invocation returns
+// successfully (or before an outgoing call); an error or panic discards them.
+func (c *Context) Put(key, value []byte) error {
+	t := c.txn()
+	if t == nil {
+		return errOver()
+	}
+	return t.put(c, key, value)
+}
+
+// Delete removes key.
+func (c *Context) Delete(key []byte) error {
+	t := c.txn()
+	if t == nil {
+		return errOver()
+	}
+	return t.del(c, key)
+}
+
+// Scan returns up to limit entries (0: no limit) with keys in [start, end),
+// end nil meaning to the last key, in key order, including this
+// invocation's own writes.
+func (c *Context) Scan(start, end []byte, limit int) ([]KV, error) {
+	t := c.txn()
+	if t == nil {
+		return nil, errOver()
+	}
+	return t.scan(c, start, end, nil, limit)
+}
+
+// ScanPrefix returns up to limit entries whose keys start with prefix.
+func (c *Context) ScanPrefix(prefix []byte, limit int) ([]KV, error) {
+	t := c.txn()
+	if t == nil {
+		return nil, errOver()
+	}
+	return t.scan(c, nil, nil, prefix, limit)
+}
+
+// budget returns the activation's KV commit budget, computing it on first
+// use (most actors never write). The caller holds a.lock.
+func (a *activation) budget() registry.KVBudget {
+	if a.kvBudget == nil {
+		budget := a.srv.reg.KVBudget
+		if a.srv.cfg.Limits.MaxActorKVBytes > 0 {
+			budget = a.srv.reg.CountedKVBudget
+		}
+		b := budget(a.inc, a.key.ns, a.key.id, a.ownerRec)
+		a.kvBudget = &b
+	}
+	return *a.kvBudget
+}
+
+// remember caches a committed KV value (the owner is the only writer).
+func (a *activation) remember(key, value []byte, exists bool) {
+	if a.cache == nil {
+		a.cache = map[string]cacheEntry{}
+	}
+	before := a.cacheBytes
+	if old, ok := a.cache[string(key)]; ok {
+		// Gone in any case: a value too big to cache must not leave the
+		// old one behind to be read.
+		delete(a.cache, string(key))
+		a.cacheBytes -= len(key) + len(old.value)
+	}
+	if len(a.cache) >= maxCacheEntries || a.cacheBytes+len(key)+len(value) > maxCacheBytes {
+		clear(a.cache)
+		a.cacheBytes = 0
+	}
+	if len(key)+len(value) <= maxCacheBytes {
+		a.cache[string(key)] = cacheEntry{value: value, exists: exists}
+		a.cacheBytes += len(key) + len(value)
+	}
+	a.srv.checkCount("KV cache bytes of "+a.key.id, int64(a.cacheBytes))
+	if d := a.cacheBytes - before; d != 0 {
+		a.srv.charge(a, int64(d))
+	}
 }

@@ -40,10 +40,14 @@ const (
 	// the heartbeat itself ran late (the process was paused or starved of
 	// CPU).
 	FenceDeadline FenceCause = "deadline_passed"
+	// FenceInvariant: the engine found one of its invariants broken (a
+	// bug in nola) and fenced the server rather than serve from state it
+	// can no longer vouch for; the log says which.
+	FenceInvariant FenceCause = "invariant_violated"
 )
 
 // fenceCauses lists every cause, in a fixed order (for exporters).
-var fenceCauses = [...]FenceCause{FenceLeaseLost, FenceRecordReplaced, FenceKeepAliveTimeout, FenceStoreError, FenceDeadline}
+var fenceCauses = [...]FenceCause{FenceLeaseLost, FenceRecordReplaced, FenceKeepAliveTimeout, FenceStoreError, FenceDeadline, FenceInvariant}
 
 // FenceCauses returns every FenceCause, in a fixed order.
 func FenceCauses() []FenceCause { return append([]FenceCause(nil), fenceCauses[:]...) }

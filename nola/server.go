@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/rt"
@@ -37,6 +36,10 @@ type Server struct {
 	nextActivation atomic.Uint64
 	memBytes       atomic.Int64
 	stats          serverStats
+	invariants     invariantMode // what a broken invariant does (invariant.go)
+	// lastInc is the number of this server's latest incarnation:
+	// registrations only move it up.
+	lastInc atomic.Int64
 
 	ctx    context.Context // cancelled by Shutdown/Halt: ends background tasks
 	cancel context.CancelFunc
@@ -45,72 +48,6 @@ type Server struct {
 	mu      sync.Mutex // guards started/stopped transitions
 	started bool
 	stopped atomic.Bool
-}
-
-// leaseState is one incarnation, its local deadline and when the keep-alive
-// that set it was sent (monotonic nanos).
-type leaseState struct {
-	inc      *registry.Incarnation
-	deadline atomic.Int64
-	sent     atomic.Int64
-
-	// doubt holds the actors whose last commit under this incarnation has
-	// an unknown outcome: their next activation must Bump the epoch first.
-	mu    sync.Mutex
-	doubt map[actorKey]struct{}
-}
-
-// inDoubt reports whether k is in doubt under incarnation inc; clear takes
-// it out. markDoubt puts it in.
-func (s *Server) inDoubt(inc *registry.Incarnation, k actorKey, clear bool) bool {
-	l := s.lease.Load()
-	if l == nil || l.inc != inc {
-		return false // a later incarnation: its records are new anyway
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	_, in := l.doubt[k]
-	if clear {
-		delete(l.doubt, k)
-	}
-	return in
-}
-
-func (s *Server) markDoubt(inc *registry.Incarnation, k actorKey) {
-	l := s.lease.Load()
-	if l == nil || l.inc != inc {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.doubt == nil {
-		l.doubt = map[actorKey]struct{}{}
-	}
-	l.doubt[k] = struct{}{}
-}
-
-// LeaseInfo describes the server's current lease.
-type LeaseInfo struct {
-	// Incarnation is 0 while the server is fenced or stopped.
-	Incarnation int64
-	// Age is the time since the last successful keep-alive was sent.
-	Age time.Duration
-	// Valid reports whether the server may serve now (before its deadline).
-	Valid bool
-}
-
-// Lease returns the server's current lease.
-func (s *Server) Lease() LeaseInfo {
-	l := s.lease.Load()
-	if l == nil {
-		return LeaseInfo{}
-	}
-	now := s.rt.Mono()
-	return LeaseInfo{
-		Incarnation: l.inc.Num,
-		Age:         now - time.Duration(l.sent.Load()),
-		Valid:       now < time.Duration(l.deadline.Load()),
-	}
 }
 
 // Limits returns the server's effective limits.
@@ -140,7 +77,7 @@ type Stats struct {
 
 // NewServer validates cfg and returns a server; Start registers it.
 func NewServer(cfg ServerConfig) (*Server, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.checkAndFillDefaults(); err != nil {
 		return nil, err
 	}
 	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{
@@ -153,6 +90,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		rt:  cfg.Runtime,
 		reg: reg,
 		log: cfg.Logger.With("server", cfg.ID),
+
+		invariants: invariantModeFor(cfg.Runtime, cfg.Mutations),
 	}
 	s.client = newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits, 0)
 	s.client.watch.interval = cfg.LeaseTTL / 8
@@ -232,187 +171,6 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.tasks.Go("heartbeat "+s.cfg.ID, s.heartbeat)
 	s.tasks.Go("sweeper "+s.cfg.ID, s.sweeper)
-	return nil
-}
-
-// register starts a new incarnation, retrying with backoff.
-func (s *Server) register(ctx context.Context) error {
-	backoff := s.cfg.LeaseTTL / 20
-	for {
-		if s.stopped.Load() {
-			return &Error{Code: CodeUnavailable, Message: "server " + s.cfg.ID + " is stopped"}
-		}
-		if prev := s.fencedInc.Load(); prev != nil {
-			if err := s.reg.Deregister(ctx, prev); err == nil {
-				s.fencedInc.CompareAndSwap(prev, nil)
-			}
-		}
-		inc, err := s.reg.Register(ctx, s.cfg.ID, s.cfg.Addr, s.cfg.LeaseTTL)
-		if err == nil {
-			l := &leaseState{inc: inc}
-			l.deadline.Store(int64(registry.LocalDeadline(inc.Sent, s.cfg.LeaseTTL, s.cfg.Rho, s.cfg.Margin)))
-			l.sent.Store(int64(inc.Sent))
-			s.lease.Store(l)
-			s.log.Info("registered", "incarnation", inc.Num)
-			if s.rt.Tracing() {
-				s.rt.Trace(fmt.Sprintf("register %s#%d", s.cfg.ID, inc.Num))
-			}
-			s.reportLoad(ctx, l)
-			return nil
-		}
-		if errors.Is(err, registry.ErrServerIDInUse) {
-			s.log.Info("waiting for the previous incarnation's lease to expire", "err", err)
-		} else {
-			s.log.Warn("registration failed", "err", err)
-		}
-		if serr := s.rt.Sleep(ctx, backoff); serr != nil {
-			return wrapErr(errors.Join(serr, err), false, "server %s: register", s.cfg.ID)
-		}
-	}
-}
-
-// heartbeat keeps the lease alive every TTL/3, moves the local deadline
-// forward after each success, reports load, and fences the server when the
-// lease is gone or the deadline has passed; then it registers again.
-func (s *Server) heartbeat() {
-	ctx := s.ctx
-	period := s.cfg.LeaseTTL / 3
-	retry := s.cfg.LeaseTTL / 10
-	wait := period
-	// cause is what a fence at the local deadline would be blamed on: the
-	// outcome of the last keep-alive attempt of the current incarnation.
-	cause := FenceDeadline
-	for {
-		if l := s.lease.Load(); l != nil && !s.cfg.Mutations.SkipDeadlineCheck {
-			// Wake at the deadline at the latest, so that the server
-			// fences itself on time even if the store hangs.
-			wait = max(0, min(wait, time.Duration(l.deadline.Load())-s.rt.Mono()))
-		}
-		if err := s.rt.Sleep(ctx, wait); err != nil {
-			return
-		}
-		l := s.lease.Load()
-		if l == nil {
-			if s.stopped.Load() {
-				return // Shutdown or Halt: never register again
-			}
-			if err := s.register(ctx); err != nil {
-				return
-			}
-			wait, cause = period, FenceDeadline
-			continue
-		}
-		sent := s.rt.Mono()
-		if sent >= time.Duration(l.deadline.Load()) && !s.cfg.Mutations.SkipDeadlineCheck {
-			s.fence(l, cause, "local deadline passed")
-			wait = 0
-			continue
-		}
-		kctx, cancel := s.rt.WithTimeout(ctx, max(period/10, min(period, time.Duration(l.deadline.Load())-sent)))
-		err := s.reg.KeepAlive(kctx, l.inc)
-		timedOut := kctx.Err() != nil && ctx.Err() == nil
-		cancel()
-		if ctx.Err() == nil {
-			s.keepAliveDone(sent, err)
-			cause = attemptCause(err, timedOut)
-		}
-		switch {
-		case err == nil:
-			next := int64(registry.LocalDeadline(sent, s.cfg.LeaseTTL, s.cfg.Rho, s.cfg.Margin))
-			if next > l.deadline.Load() {
-				l.deadline.Store(next)
-				l.sent.Store(int64(sent))
-			}
-			wait = period
-			s.reportLoad(ctx, l)
-		case errors.Is(err, registry.ErrLeaseLost):
-			s.fence(l, FenceLeaseLost, "lease lost")
-			wait = 0
-			continue
-		case ctx.Err() != nil:
-			return
-		default:
-			s.log.Warn("keep-alive failed", "err", err)
-			wait = retry
-		}
-		if s.rt.Mono() >= time.Duration(l.deadline.Load()) && !s.cfg.Mutations.SkipDeadlineCheck {
-			s.fence(l, cause, "local deadline passed")
-			wait = 0
-		}
-	}
-}
-
-func (s *Server) reportLoad(ctx context.Context, l *leaseState) {
-	// Bounded: a slow store must not hold up the keep-alives behind it.
-	ctx, cancel := s.rt.WithTimeout(ctx, s.cfg.LeaseTTL/12)
-	defer cancel()
-	err := s.reg.ReportLoad(ctx, l.inc, registry.Load{
-		Activations: s.activations.Load(),
-		Bytes:       s.memoryBytes(),
-		Limit:       int64(s.cfg.MaxActivations),
-	})
-	if errors.Is(err, registry.ErrFenced) {
-		// Our server record is not ours any more (another process took
-		// the ID, or the lease expired in between).
-		s.fence(l, FenceRecordReplaced, "server record replaced")
-		return
-	}
-	if err != nil {
-		s.log.Debug("load report failed", "err", err)
-	}
-}
-
-// fence ends incarnation l: no more serving under it, every activation
-// dropped (their in-memory state is lost, as in a crash; their deactivation
-// hooks do not run). The heartbeat registers a new incarnation.
-func (s *Server) fence(l *leaseState, cause FenceCause, reason string) {
-	if !s.lease.CompareAndSwap(l, nil) {
-		return
-	}
-	s.fencedInc.Store(l.inc)
-	s.stats.fences.Add(1)
-	s.stats.lease.countFence(cause)
-	s.log.Warn("fenced: dropping every activation", "incarnation", l.inc.Num, "reason", reason, "cause", string(cause))
-	if s.rt.Tracing() {
-		s.rt.Trace(fmt.Sprintf("fence %s#%d %s", s.cfg.ID, l.inc.Num, reason))
-	}
-	if s.cfg.Mutations.IgnoreIncarnation {
-		return // the bug: activations outlive their incarnation
-	}
-	old := s.table.Swap(newTable())
-	for _, a := range old.sorted() {
-		s.drop(a, stateFenced)
-	}
-}
-
-// live returns the lease if inc is the current incarnation and its deadline
-// has not passed.
-func (s *Server) live(inc *registry.Incarnation) bool {
-	_, ok := s.liveAt(inc)
-	return ok
-}
-
-// liveAt is live that also returns the clock reading it checked against
-// (zero if it did not need one).
-func (s *Server) liveAt(inc *registry.Incarnation) (time.Duration, bool) {
-	l := s.lease.Load()
-	if l == nil {
-		return 0, false
-	}
-	if l.inc != inc && !s.cfg.Mutations.IgnoreIncarnation {
-		return 0, false
-	}
-	now := s.rt.Mono()
-	return now, s.cfg.Mutations.SkipDeadlineCheck || now < time.Duration(l.deadline.Load())
-}
-
-// effectAllowed is checked before every effect that leaves an activation
-// (KV commit, outgoing call, timer): none may take effect after the local
-// deadline or under an old incarnation.
-func (s *Server) effectAllowed(a *activation) error {
-	if !s.live(a.inc) {
-		return &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " lost its lease; effect refused"}
-	}
 	return nil
 }
 

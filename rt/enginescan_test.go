@@ -13,27 +13,11 @@ import (
 	"testing"
 )
 
-// engineDirs are the packages that must run unchanged under the simulator,
-// relative to the module root. Runtime implementations (rt, rt/simrt) and
-// real-network transports live elsewhere and are exempt.
-var engineDirs = []string{
-	"nola",
-	"registry",
-	"registry/kv",
-	"registry/memkv",
-	"registry/tuple",
-	"faultinject",
-	"registry/modules",
-	"wasm",
-	"wasm/abi",
-	"wasm/instrument",
-}
-
-// exemptDirs are the module's other packages, each with the reason it may
-// reach the real world. A package in neither list fails
-// TestEveryPackageIsClassified: a new package is scanned unless it is
-// exempted here, on purpose, with a reason. A path ending in "/" exempts
-// everything below it.
+// exemptDirs are the module's packages that are not engine code, each with
+// the reason it may reach the real world. Every other package holding a
+// non-test Go file is engine code and is scanned: the scan fails closed, so
+// a new package is held to the runtime unless it is exempted here, on
+// purpose, with a reason. A path ending in "/" exempts everything below it.
 var exemptDirs = map[string]string{
 	"rt":                       "the production runtime itself",
 	"rt/simrt":                 "the deterministic runtime itself",
@@ -58,6 +42,14 @@ var exemptDirs = map[string]string{
 	"examples/":                "example programs",
 	"model/cmd/":               "the model checker's command",
 	"sim/cmd/":                 "the simulator's command",
+}
+
+// mustScan are packages the scan must reach: a walk that finds no engine
+// (a moved module root, an exemption too broad) fails instead of passing
+// vacuously.
+var mustScan = []string{
+	"nola", "registry", "registry/kv", "registry/memkv", "registry/tuple",
+	"faultinject", "wasm", "wasm/abi", "wasm/instrument", "wasm/modules",
 }
 
 // forbiddenCalls are package functions that reach real time or spawn
@@ -155,14 +147,19 @@ func moduleRoot(t *testing.T) string {
 }
 
 // TestEngineUsesOnlyRuntime fails if engine code reaches time, randomness,
-// goroutines, channels or the network other than through rt.Runtime.
+// goroutines, channels or the network other than through rt.Runtime. Engine
+// code is every package of the module that exemptDirs does not exempt.
 func TestEngineUsesOnlyRuntime(t *testing.T) {
 	root := moduleRoot(t)
 	fset := token.NewFileSet()
 	files := 0
-	var violations []string
-	for _, d := range engineDirs {
-		matches, err := filepath.Glob(filepath.Join(root, d, "*.go"))
+	var violations, scanned []string
+	for _, d := range packageDirs(t, root) {
+		if exempt, _ := classify(d); exempt {
+			continue
+		}
+		scanned = append(scanned, d)
+		matches, err := filepath.Glob(filepath.Join(root, filepath.FromSlash(d), "*.go"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,8 +175,13 @@ func TestEngineUsesOnlyRuntime(t *testing.T) {
 			violations = append(violations, scanFile(fset, f)...)
 		}
 	}
+	for _, d := range mustScan {
+		if !slices.Contains(scanned, d) {
+			t.Errorf("package %s was not scanned (gone, moved or exempted?): update mustScan or exemptDirs", d)
+		}
+	}
 	if files < 15 {
-		t.Fatalf("scanned only %d files: the engine directory list is stale", files)
+		t.Fatalf("scanned only %d files in %v", files, scanned)
 	}
 	if len(violations) > 0 {
 		t.Fatalf("engine code bypasses the runtime:\n%s", strings.Join(violations, "\n"))
@@ -219,46 +221,41 @@ func packageDirs(t *testing.T, root string) []string {
 	return out
 }
 
-// classify says whether dir is scanned, exempt (and why), or neither.
-func classify(dir string) (scanned bool, exemptWhy string) {
-	if slices.Contains(engineDirs, dir) {
-		return true, ""
-	}
+// classify says whether dir is exempt from the scan, and why.
+func classify(dir string) (exempt bool, why string) {
 	if why, ok := exemptDirs[dir]; ok {
-		return false, why
+		return true, why
 	}
 	for prefix, why := range exemptDirs {
 		if strings.HasSuffix(prefix, "/") && strings.HasPrefix(dir, prefix) {
-			return false, why
+			return true, why
 		}
 	}
 	return false, ""
 }
 
-// TestEveryPackageIsClassified makes the determinism scan fail closed: a
-// package nobody classified is an error, not silently unscanned.
-func TestEveryPackageIsClassified(t *testing.T) {
+// TestScanFailsClosed checks the classification itself: an unknown
+// package is scanned, every exemption gives a reason, and no package the
+// scan must reach is exempt.
+func TestScanFailsClosed(t *testing.T) {
+	for _, d := range []string{"newpkg", "nola/newsub", "registry/newstore", "internal/newhelper"} {
+		if exempt, why := classify(d); exempt {
+			t.Errorf("classify(%s) = exempt (%q); an unknown package must be scanned", d, why)
+		}
+	}
+	for d, why := range exemptDirs {
+		if strings.TrimSpace(why) == "" {
+			t.Errorf("exemption of %s gives no reason", d)
+		}
+	}
+	for _, d := range mustScan {
+		if exempt, why := classify(d); exempt {
+			t.Errorf("%s must be scanned but is exempt: %s", d, why)
+		}
+	}
 	root := moduleRoot(t)
-	dirs := packageDirs(t, root)
-	if len(dirs) < 20 {
+	if dirs := packageDirs(t, root); len(dirs) < 20 {
 		t.Fatalf("found only %d packages under %s", len(dirs), root)
-	}
-	for _, d := range dirs {
-		if scanned, why := classify(d); !scanned && why == "" {
-			t.Errorf("package %s is neither scanned (engineDirs) nor exempt (exemptDirs, with a reason): classify it in rt/enginescan_test.go", d)
-		}
-	}
-	for _, d := range engineDirs {
-		if !slices.Contains(dirs, d) {
-			t.Errorf("engineDirs names %s, which holds no Go package", d)
-		}
-		if _, exempt := exemptDirs[d]; exempt {
-			t.Errorf("%s is both scanned and exempt", d)
-		}
-	}
-	// The check itself bites: an unknown package is unclassified.
-	if scanned, why := classify("newpkg"); scanned || why != "" {
-		t.Errorf("classify(newpkg) = %v, %q; want unclassified", scanned, why)
 	}
 }
 

@@ -13,16 +13,16 @@ import (
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/registry/memkv"
-	"github.com/nolaproject/nola/registry/modules"
 	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 
 // WASM actors in the simulation.
 //
 // A catalog entry with a Module is a WASM actor kind: before the workload
-// starts, the simulator uploads the modules a run uses (registry/modules,
+// starts, the simulator uploads the modules a run uses (wasm/modules,
 // written straight into memkv, not over the simulated network) as module
 // Type of Namespace. Every server process has its own wasm.Host on its
 // node's runtime, created when the process first resolves a WASM type,
@@ -170,7 +170,7 @@ func (a *WASMStats) add(b WASMStats) {
 // uploadModules uploads the modules the run uses into its store,
 // directly (the simulated network plays no part: this is setup, like an
 // operator uploading modules before the cluster serves them). The commits
-// are registry/modules' own: each module is uploaded once per process into
+// are wasm/modules' own: each module is uploaded once per process into
 // a scratch memkv (validation — two wazero compilations — is a pure
 // function of the bytes and would otherwise cost ~1 ms and 1 MB per seed),
 // and the transactions modules.Put committed there are committed again,

@@ -10,9 +10,9 @@ import (
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/memkv"
-	"github.com/nolaproject/nola/registry/modules"
 	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 

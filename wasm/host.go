@@ -1,5 +1,5 @@
 // Package wasm runs nola actors compiled to WebAssembly: modules uploaded
-// at runtime (package registry/modules), executed with wazero over the waPC
+// at runtime (package wasm/modules), executed with wazero over the waPC
 // protocol (package abi), mixed freely with Go actors.
 //
 // A Host is one server's WASM engine. It is the server's
@@ -78,10 +78,10 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/registry/modules"
 	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/wasm/abi"
 	"github.com/nolaproject/nola/wasm/instrument"
+	"github.com/nolaproject/nola/wasm/modules"
 )
 
 // Config configures a Host. Runtime and Modules are required; zero fields

@@ -16,8 +16,8 @@ import (
 
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/registry/modules"
 	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/modules"
 )
 
 // Host functions burn no fuel, so they check the clock themselves: a guest

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/registry/modules"
 	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 

@@ -15,8 +15,8 @@ import (
 	"github.com/nolaproject/nola/faultinject"
 	"github.com/nolaproject/nola/internal/simtest"
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/registry/modules"
 	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/nolaproject/nola/examples/actors"
-	"github.com/nolaproject/nola/registry/modules"
 	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 

@@ -11,8 +11,8 @@ import (
 	"github.com/nolaproject/nola/httpapi"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/memkv"
-	"github.com/nolaproject/nola/registry/modules"
 	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/nolaproject/nola/node"
-	"github.com/nolaproject/nola/registry/modules"
+	"github.com/nolaproject/nola/wasm/modules"
 )
 
 // addStoreFlags declares the flags of the etcd store's maintenance and of

@@ -53,7 +53,7 @@ type Limits struct {
 // locals per function and ~7,000 in all, its largest body ~29 KiB; a
 // test checks they pass a quarter of every limit), and low enough that
 // compiling a module costs memory roughly proportional to its size (see
-// registry/modules.Validate for the figures).
+// wasm/modules.Validate for the figures).
 func DefaultLimits() Limits {
 	return Limits{
 		MaxTypes:           1 << 15,

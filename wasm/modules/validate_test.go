@@ -15,9 +15,9 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"github.com/nolaproject/nola/registry/kv"
-	"github.com/nolaproject/nola/registry/modules"
 	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/wasm/instrument"
+	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 

@@ -13,9 +13,9 @@ import (
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/registry/memkv"
-	"github.com/nolaproject/nola/registry/modules"
 	"github.com/nolaproject/nola/registry/tuple"
 	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 
