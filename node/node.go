@@ -17,9 +17,9 @@ import (
 	"github.com/nolaproject/nola/httpapi"
 	"github.com/nolaproject/nola/internal/nodehook"
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/modules"
 )
 
 // Node is one running nola server: its HTTP API, its engine, its store

@@ -12,8 +12,8 @@ import (
 
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/kv"
-	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/modules"
 )
 
 // Options configure a node. The zero value is a usable development node:
@@ -129,7 +129,7 @@ type WASMOptions struct {
 	// at least 1; negative: no bound).
 	GuestSlots int
 	// ModuleBytes and Modules are each namespace's module quota (zero:
-	// the defaults of registry/modules; negative: no limit).
+	// the defaults of wasm/modules; negative: no limit).
 	ModuleBytes, Modules int64
 }
 
