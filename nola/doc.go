@@ -23,6 +23,21 @@
 // Activator (run on activation, e.g. to load state) and Deactivator (run
 // before a voluntary deactivation).
 //
+// # Typed actors
+//
+// The []byte interface is the wire format (and WASM's); a Go actor need not
+// see it. Embed a Router in the actor struct, register typed handlers with
+// Handle, and call them with Call, which encodes the request and decodes the
+// result with a Codec (JSONCodec unless WithCodec says otherwise):
+//
+//	nola.Handle(&a.Router, "add", a.Add) // func(*nola.Context, Add) (Count, error)
+//	got, err := nola.Call[Add, Count](ctx, client, ref, "add", Add{By: 2})
+//
+// An unknown operation or a payload that does not decode is a bad_request
+// wrapping *UnknownOpError or *DecodeError; Key gives typed KV values.
+// Client and an actor's *Context are both Callers, so the same Call works
+// from outside and from actor to actor.
+//
 // # Guarantees
 //
 // G1, single activation: at any instant at most one activation of an actor
