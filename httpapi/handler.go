@@ -155,6 +155,12 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 const msgNoSuchKey = "no such key"
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.URL.Path, "/") {
+		// "*" (or any target that is no path): the mux would answer a bare
+		// 400 with no body; every error of the API is an ErrorBody.
+		writeCodeError(w, nola.CodeBadRequest, "the request target must be a path")
+		return
+	}
 	if !strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
 		w = &boundedWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: h.opts.WriteTimeout}
 	}
