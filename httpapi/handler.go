@@ -597,9 +597,63 @@ type SelfStatus struct {
 	ID          string `json:"id"`
 	Incarnation int64  `json:"incarnation"`
 	// LeaseAgeMs is the time since its last successful keep-alive was sent.
-	LeaseAgeMs int64      `json:"lease_age_ms"`
-	Ready      bool       `json:"ready"`
-	Stats      nola.Stats `json:"stats"`
+	LeaseAgeMs int64          `json:"lease_age_ms"`
+	Ready      bool           `json:"ready"`
+	Stats      ServerCounters `json:"stats"`
+}
+
+// ServerCounters are a server's counters (nola.Stats) as the API names
+// them: snake_case like the rest of the JSON, whatever the Go names.
+type ServerCounters struct {
+	Invocations   int64 `json:"invocations"`
+	Activated     int64 `json:"activated"`
+	Evicted       int64 `json:"evicted"`
+	Fences        int64 `json:"fences"`
+	FailedCommits int64 `json:"failed_commits"`
+	Activations   int64 `json:"activations"`
+	MemoryBytes   int64 `json:"memory_bytes"`
+	Incarnation   int64 `json:"incarnation"`
+	// KeepAlive describes the lease keep-alives.
+	KeepAlive KeepAliveCounters `json:"keep_alive"`
+}
+
+// KeepAliveCounters describe the lease keep-alives: a latency histogram
+// (LatencyCounts[i] counts the round trips in bucket i, at most
+// LatencyBoundsMs[i]; the last count is those above every bound), failed
+// and slow attempts, and fences by cause.
+type KeepAliveCounters struct {
+	LatencyBoundsMs []float64        `json:"latency_bounds_ms"`
+	LatencyCounts   []int64          `json:"latency_counts"`
+	LatencyCount    int64            `json:"latency_count"`
+	LatencySumMs    float64          `json:"latency_sum_ms"`
+	Failures        int64            `json:"failures"`
+	Slow            int64            `json:"slow"`
+	FencesByCause   map[string]int64 `json:"fences_by_cause"`
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func counters(st nola.Stats) ServerCounters {
+	ka := st.KeepAlive
+	out := ServerCounters{
+		Invocations: st.Invocations, Activated: st.Activated, Evicted: st.Evicted,
+		Fences: st.Fences, FailedCommits: st.FailedCommits, Activations: st.Activations,
+		MemoryBytes: st.MemoryBytes, Incarnation: st.Incarnation,
+		KeepAlive: KeepAliveCounters{
+			LatencyBoundsMs: make([]float64, 0, len(ka.Latency.Bounds)),
+			LatencyCounts:   append([]int64{}, ka.Latency.Counts...),
+			LatencyCount:    ka.Latency.Count, LatencySumMs: ms(ka.Latency.Sum),
+			Failures: ka.Failures, Slow: ka.Slow,
+			FencesByCause: make(map[string]int64, len(ka.Fences)),
+		},
+	}
+	for _, b := range ka.Latency.Bounds {
+		out.KeepAlive.LatencyBoundsMs = append(out.KeepAlive.LatencyBoundsMs, ms(b))
+	}
+	for c, n := range ka.Fences {
+		out.KeepAlive.FencesByCause[string(c)] = n
+	}
+	return out
 }
 
 func (h *Handler) cluster(w http.ResponseWriter, r *http.Request) {
@@ -634,7 +688,7 @@ func (h *Handler) self() SelfStatus {
 	li := h.srv.Lease()
 	return SelfStatus{
 		ID: h.srv.ID(), Incarnation: li.Incarnation, LeaseAgeMs: li.Age.Milliseconds(),
-		Ready: li.Valid, Stats: h.srv.Stats(),
+		Ready: li.Valid, Stats: counters(h.srv.Stats()),
 	}
 }
 
