@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry"
 )
 
 // ModuleStore is what the API needs of the WASM module store.
@@ -161,10 +162,40 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeCodeError(w, nola.CodeBadRequest, "the request target must be a path")
 		return
 	}
+	if what := emptyName(r.URL.EscapedPath()); what != "" {
+		// The mux would redirect to the cleaned path ("//" → "/"), where
+		// the request means something else or nothing.
+		writeCodeError(w, nola.CodeBadRequest, "empty "+what)
+		return
+	}
 	if !strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
 		w = &boundedWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: h.opts.WriteTimeout}
 	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// emptyName names the empty element of a namespace path
+// (/v1/ns/{ns}/actors/{id}/invoke/{op}, /v1/ns/{ns}/modules/{id}, …), or
+// returns "" if there is none.
+func emptyName(p string) string {
+	rest, ok := strings.CutPrefix(p, "/v1/ns/")
+	if !ok {
+		return ""
+	}
+	segs := strings.Split(rest, "/")
+	switch {
+	case segs[0] == "":
+		return "namespace"
+	case len(segs) < 3:
+		return ""
+	case segs[1] == "actors" && segs[2] == "":
+		return "actor ID"
+	case segs[1] == "modules" && segs[2] == "" && len(segs) == 3:
+		return "module ID"
+	case segs[1] == "actors" && len(segs) == 5 && segs[3] == "invoke" && segs[4] == "":
+		return "operation"
+	}
+	return ""
 }
 
 // boundedWriter arms the connection's write deadline when its response
@@ -411,7 +442,14 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		return h.srv.Client().Invoke(ctx, r.PathValue("ns"), r.PathValue("id"), r.URL.Query().Get("type"), r.PathValue("op"), payload)
+		ns, id, typ := r.PathValue("ns"), r.PathValue("id"), r.URL.Query().Get("type")
+		b, err := h.srv.Client().Invoke(ctx, ns, id, typ, r.PathValue("op"), payload)
+		if typ == "" && errors.Is(err, registry.ErrActorNotFound) {
+			// The registry's wording says nothing of what to do.
+			err = &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf(
+				"actor %s/%s not found: to create it, name its type (?type=TYPE)", ns, id)}
+		}
+		return b, err
 	}()
 	h.met.observe("public", start, err) // rejected calls count too
 	h.writeResult(w, b, err)
