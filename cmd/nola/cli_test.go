@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +151,15 @@ func TestCLIClientCommands(t *testing.T) {
 		if code := run(args, &out, &errb); code != 0 || (isExact && out.String() != exact) || (!isExact && !strings.Contains(out.String(), s.out)) {
 			t.Errorf("nola %v: exit %d, out %q, err %q; want %q", s.args, code, out.String(), errb.String(), s.out)
 		}
+	}
+}
+
+// nola version names the module version (from the build information) and
+// the Go toolchain.
+func TestCLIVersion(t *testing.T) {
+	code, out, errs := cli("version")
+	if code != 0 || !regexp.MustCompile(`^nola \S+ (\(commit [0-9a-f]+(, modified)?\) )?`+regexp.QuoteMeta(runtime.Version())+"\n$").MatchString(out) {
+		t.Fatalf("nola version: exit %d, %q %q", code, out, errs)
 	}
 }
 

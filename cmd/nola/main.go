@@ -182,7 +182,9 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	version, rev, dirty := "(unknown)", "", false
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		version = bi.Main.Version
+		if version = bi.Main.Version; version == "" {
+			version = "(devel)" // a test binary
+		}
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
