@@ -20,6 +20,7 @@ import (
 
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/registry/modules"
 )
 
 // ModuleStore is what the API needs of the WASM module store.
@@ -29,6 +30,15 @@ type ModuleStore interface {
 	Put(ctx context.Context, ns, id string, wasm []byte) (info ModuleInfo, created bool, err error)
 	Get(ctx context.Context, ns, id string) ([]byte, ModuleInfo, error)
 	List(ctx context.Context, ns string) ([]ModuleInfo, error)
+}
+
+// ModuleStreamer is a ModuleStore that can send a module's bytes as it
+// reads them (Modules' store can): a download then holds about one chunk
+// of the module rather than all of it. start is called with the module's
+// description before the first byte; an error after it means w received
+// bytes that must be discarded.
+type ModuleStreamer interface {
+	Stream(ctx context.Context, ns, id string, start func(ModuleInfo), w io.Writer) error
 }
 
 // ModuleInfo describes a stored module.
@@ -577,9 +587,11 @@ func (h *Handler) putModule(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, info)
 }
 
-// getModule sends a module's bytes. The store hands them over whole, so
-// the downloads in progress are bounded (MaxModuleDownloads), and each by
-// the write timeout: slow readers cannot pin more than that many modules.
+// getModule sends a module's bytes: streamed, a chunk at a time, if the
+// store can (ModuleStreamer); otherwise the store hands them over whole.
+// Either way the downloads in progress are bounded (MaxModuleDownloads),
+// and each by the write timeout: slow readers cannot pin more than that
+// many chunks (or modules).
 func (h *Handler) getModule(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel, ok := h.moduleCall(w, r)
 	if !ok {
@@ -594,8 +606,36 @@ func (h *Handler) getModule(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("%d module downloads in progress until the deadline; try again later", cap(h.downloads))})
 		return
 	}
-	b, _, err := h.opts.Modules.Get(ctx, r.PathValue("ns"), r.PathValue("id"))
-	h.writeResult(w, b, err)
+	ns, id := r.PathValue("ns"), r.PathValue("id")
+	ms, ok := h.opts.Modules.(ModuleStreamer)
+	if !ok {
+		b, _, err := h.opts.Modules.Get(ctx, ns, id)
+		h.writeResult(w, b, err)
+		return
+	}
+	started := false
+	err := ms.Stream(ctx, ns, id, func(info ModuleInfo) {
+		started = true
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(info.Size))
+		w.WriteHeader(http.StatusOK)
+	}, w)
+	switch {
+	case err == nil:
+	case !started:
+		h.writeResult(w, nil, err)
+	default:
+		// Part of the body is sent: only cutting the connection short of
+		// its Content-Length tells the client that it is not the module.
+		// Corrupt bytes are worth a warning; a client gone or too slow
+		// (the write timeout) is not.
+		level := slog.LevelDebug
+		if errors.Is(err, modules.ErrCorrupt) {
+			level = slog.LevelWarn
+		}
+		h.log.Log(ctx, level, "module download cut short", "ns", ns, "id", id, "err", err)
+		panic(http.ErrAbortHandler)
+	}
 }
 
 func (h *Handler) listModules(w http.ResponseWriter, r *http.Request) {
