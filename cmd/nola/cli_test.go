@@ -268,3 +268,17 @@ func TestCLIKVScanPages(t *testing.T) {
 		t.Fatalf("pages hold %v, want m/a, m/b, m/c", keys)
 	}
 }
+
+// kv get's help lists the client flags only; scan's lists its own.
+func TestCLIKVHelp(t *testing.T) {
+	_, out, errs := cli("kv", "get", "--help")
+	if help := out + errs; !strings.Contains(help, "-server") || strings.Contains(help, "-prefix") || strings.Contains(help, "-cursor") {
+		t.Fatalf("kv get --help:\n%s", help)
+	}
+	_, out, errs = cli("kv", "scan", "--help")
+	for _, f := range []string{"-prefix", "-start", "-end", "-limit", "-cursor"} {
+		if !strings.Contains(out+errs, f) {
+			t.Errorf("kv scan --help lacks %s:\n%s", f, out+errs)
+		}
+	}
+}
