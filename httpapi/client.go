@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -119,11 +118,7 @@ func nsPath(ns string, parts ...string) (string, error) {
 	for i, s := range append([]string{ns}, parts...) {
 		switch s {
 		case "":
-			what := "the namespace"
-			if i > 0 {
-				what = "a name in the path after " + strconv.Quote(p)
-			}
-			return "", &nola.Error{Code: nola.CodeBadRequest, Message: what + " is empty"}
+			return "", &nola.Error{Code: nola.CodeBadRequest, Message: "empty " + pathName(i, parts)}
 		case ".", "..":
 			p += "/" + strings.ReplaceAll(s, ".", "%2E")
 		default:
@@ -131,6 +126,27 @@ func nsPath(ns string, parts ...string) (string, error) {
 		}
 	}
 	return p, nil
+}
+
+// pathName names element i of a namespace path for an error: the
+// namespace, or what the element before it says it is.
+func pathName(i int, parts []string) string {
+	if i == 0 {
+		return "namespace"
+	}
+	if i >= 2 {
+		switch parts[i-2] {
+		case "actors":
+			return "actor ID"
+		case "modules":
+			return "module ID"
+		case "invoke":
+			return "operation"
+		case "kv":
+			return "KV key"
+		}
+	}
+	return "path element"
 }
 
 // Invoke calls operation op of actor (ns, id) of type typ (empty: any

@@ -3,6 +3,8 @@ package httpapi_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -119,21 +121,52 @@ func TestRejectedInvocationsAreCounted(t *testing.T) {
 	}
 }
 
-// Empty names are refused by the client with a clear error (the server has
-// no route for an empty path element).
+// Empty names are refused by the client with an error that names them
+// (not a path problem: the server has no route for an empty element).
 func TestClientRefusesEmptyNames(t *testing.T) {
 	c := httpapi.NewClient("http://127.0.0.1:1", "")
 	defer c.Close()
 	for _, call := range []struct {
-		what string
+		want string
 		err  error
 	}{
-		{"namespace", func() error { _, err := c.Invoke(ctx(t), "", "a", "t", "op", nil); return err }()},
-		{"actor", func() error { _, err := c.Invoke(ctx(t), "ns", "", "t", "op", nil); return err }()},
-		{"key", func() error { _, _, err := c.GetKV(ctx(t), "ns", "a", ""); return err }()},
+		{"empty namespace", func() error { _, err := c.Invoke(ctx(t), "", "a", "t", "op", nil); return err }()},
+		{"empty actor ID", func() error { _, err := c.Invoke(ctx(t), "ns", "", "t", "op", nil); return err }()},
+		{"empty operation", func() error { _, err := c.Invoke(ctx(t), "ns", "a", "t", "", nil); return err }()},
+		{"empty KV key", func() error { _, _, err := c.GetKV(ctx(t), "ns", "a", ""); return err }()},
+		{"empty module ID", func() error { _, err := c.GetModule(ctx(t), "ns", ""); return err }()},
 	} {
-		if nola.CodeOf(call.err) != nola.CodeBadRequest || !strings.Contains(call.err.Error(), "is empty") {
-			t.Errorf("empty %s: %v, want bad_request saying it is empty", call.what, call.err)
+		var ne *nola.Error
+		if !errors.As(call.err, &ne) || ne.Code != nola.CodeBadRequest || ne.Message != call.want {
+			t.Errorf("%v, want bad_request %q", call.err, call.want)
+		}
+	}
+}
+
+// The server says which name is empty too, for callers other than the
+// client (it once redirected "actors//invoke" to a path that meant
+// something else), and an unknown actor called without a type is told how
+// to create it.
+func TestServerNamesEmptyAndUnknownActors(t *testing.T) {
+	nodes := startCluster(t, 1, httpapi.Options{})
+	for _, c := range []struct{ method, path, want string }{
+		{"POST", "/v1/ns/ns/actors//invoke/inc", "empty actor ID"},
+		{"POST", "/v1/ns//actors/a/invoke/inc", "empty namespace"},
+		{"POST", "/v1/ns/ns/actors/a/invoke/", "empty operation"},
+		{"GET", "/v1/ns/ns/actors//kv", "empty actor ID"},
+		{"POST", "/v1/ns/ns/actors/nobody/invoke/inc", "actor ns/nobody not found: to create it, name its type (?type=TYPE)"},
+	} {
+		req, _ := http.NewRequest(c.method, nodes[0].url+c.path, nil)
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body httpapi.ErrorBody
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 400 || body.Code != nola.CodeBadRequest || body.Message != c.want {
+			t.Errorf("%s %s: HTTP %d %+v (%v), want 400 %q", c.method, c.path, resp.StatusCode, body, err, c.want)
 		}
 	}
 }

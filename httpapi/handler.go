@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/wasm/modules"
 )
 
 // ModuleStore is what the API needs of the WASM module store.
@@ -28,6 +30,15 @@ type ModuleStore interface {
 	Put(ctx context.Context, ns, id string, wasm []byte) (info ModuleInfo, created bool, err error)
 	Get(ctx context.Context, ns, id string) ([]byte, ModuleInfo, error)
 	List(ctx context.Context, ns string) ([]ModuleInfo, error)
+}
+
+// ModuleStreamer is a ModuleStore that can send a module's bytes as it
+// reads them (Modules' store can): a download then holds about one chunk
+// of the module rather than all of it. start is called with the module's
+// description before the first byte; an error after it means w received
+// bytes that must be discarded.
+type ModuleStreamer interface {
+	Stream(ctx context.Context, ns, id string, start func(ModuleInfo), w io.Writer) error
 }
 
 // ModuleInfo describes a stored module.
@@ -155,10 +166,46 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 const msgNoSuchKey = "no such key"
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasPrefix(r.URL.Path, "/") {
+		// "*" (or any target that is no path): the mux would answer a bare
+		// 400 with no body; every error of the API is an ErrorBody.
+		writeCodeError(w, nola.CodeBadRequest, "the request target must be a path")
+		return
+	}
+	if what := emptyName(r.URL.EscapedPath()); what != "" {
+		// The mux would redirect to the cleaned path ("//" → "/"), where
+		// the request means something else or nothing.
+		writeCodeError(w, nola.CodeBadRequest, "empty "+what)
+		return
+	}
 	if !strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
 		w = &boundedWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: h.opts.WriteTimeout}
 	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// emptyName names the empty element of a namespace path
+// (/v1/ns/{ns}/actors/{id}/invoke/{op}, /v1/ns/{ns}/modules/{id}, …), or
+// returns "" if there is none.
+func emptyName(p string) string {
+	rest, ok := strings.CutPrefix(p, "/v1/ns/")
+	if !ok {
+		return ""
+	}
+	segs := strings.Split(rest, "/")
+	switch {
+	case segs[0] == "":
+		return "namespace"
+	case len(segs) < 3:
+		return ""
+	case segs[1] == "actors" && segs[2] == "":
+		return "actor ID"
+	case segs[1] == "modules" && segs[2] == "" && len(segs) == 3:
+		return "module ID"
+	case segs[1] == "actors" && len(segs) == 5 && segs[3] == "invoke" && segs[4] == "":
+		return "operation"
+	}
+	return ""
 }
 
 // boundedWriter arms the connection's write deadline when its response
@@ -405,7 +452,14 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		return h.srv.Client().Invoke(ctx, r.PathValue("ns"), r.PathValue("id"), r.URL.Query().Get("type"), r.PathValue("op"), payload)
+		ns, id, typ := r.PathValue("ns"), r.PathValue("id"), r.URL.Query().Get("type")
+		b, err := h.srv.Client().Invoke(ctx, ns, id, typ, r.PathValue("op"), payload)
+		if typ == "" && errors.Is(err, registry.ErrActorNotFound) {
+			// The registry's wording says nothing of what to do.
+			err = &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf(
+				"actor %s/%s not found: to create it, name its type (?type=TYPE)", ns, id)}
+		}
+		return b, err
 	}()
 	h.met.observe("public", start, err) // rejected calls count too
 	h.writeResult(w, b, err)
@@ -533,9 +587,11 @@ func (h *Handler) putModule(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, info)
 }
 
-// getModule sends a module's bytes. The store hands them over whole, so
-// the downloads in progress are bounded (MaxModuleDownloads), and each by
-// the write timeout: slow readers cannot pin more than that many modules.
+// getModule sends a module's bytes: streamed, a chunk at a time, if the
+// store can (ModuleStreamer); otherwise the store hands them over whole.
+// Either way the downloads in progress are bounded (MaxModuleDownloads),
+// and each by the write timeout: slow readers cannot pin more than that
+// many chunks (or modules).
 func (h *Handler) getModule(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel, ok := h.moduleCall(w, r)
 	if !ok {
@@ -550,8 +606,36 @@ func (h *Handler) getModule(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("%d module downloads in progress until the deadline; try again later", cap(h.downloads))})
 		return
 	}
-	b, _, err := h.opts.Modules.Get(ctx, r.PathValue("ns"), r.PathValue("id"))
-	h.writeResult(w, b, err)
+	ns, id := r.PathValue("ns"), r.PathValue("id")
+	ms, ok := h.opts.Modules.(ModuleStreamer)
+	if !ok {
+		b, _, err := h.opts.Modules.Get(ctx, ns, id)
+		h.writeResult(w, b, err)
+		return
+	}
+	started := false
+	err := ms.Stream(ctx, ns, id, func(info ModuleInfo) {
+		started = true
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.Itoa(info.Size))
+		w.WriteHeader(http.StatusOK)
+	}, w)
+	switch {
+	case err == nil:
+	case !started:
+		h.writeResult(w, nil, err)
+	default:
+		// Part of the body is sent: only cutting the connection short of
+		// its Content-Length tells the client that it is not the module.
+		// Corrupt bytes are worth a warning; a client gone or too slow
+		// (the write timeout) is not.
+		level := slog.LevelDebug
+		if errors.Is(err, modules.ErrCorrupt) {
+			level = slog.LevelWarn
+		}
+		h.log.Log(ctx, level, "module download cut short", "ns", ns, "id", id, "err", err)
+		panic(http.ErrAbortHandler)
+	}
 }
 
 func (h *Handler) listModules(w http.ResponseWriter, r *http.Request) {
@@ -591,9 +675,63 @@ type SelfStatus struct {
 	ID          string `json:"id"`
 	Incarnation int64  `json:"incarnation"`
 	// LeaseAgeMs is the time since its last successful keep-alive was sent.
-	LeaseAgeMs int64      `json:"lease_age_ms"`
-	Ready      bool       `json:"ready"`
-	Stats      nola.Stats `json:"stats"`
+	LeaseAgeMs int64          `json:"lease_age_ms"`
+	Ready      bool           `json:"ready"`
+	Stats      ServerCounters `json:"stats"`
+}
+
+// ServerCounters are a server's counters (nola.Stats) as the API names
+// them: snake_case like the rest of the JSON, whatever the Go names.
+type ServerCounters struct {
+	Invocations   int64 `json:"invocations"`
+	Activated     int64 `json:"activated"`
+	Evicted       int64 `json:"evicted"`
+	Fences        int64 `json:"fences"`
+	FailedCommits int64 `json:"failed_commits"`
+	Activations   int64 `json:"activations"`
+	MemoryBytes   int64 `json:"memory_bytes"`
+	Incarnation   int64 `json:"incarnation"`
+	// KeepAlive describes the lease keep-alives.
+	KeepAlive KeepAliveCounters `json:"keep_alive"`
+}
+
+// KeepAliveCounters describe the lease keep-alives: a latency histogram
+// (LatencyCounts[i] counts the round trips in bucket i, at most
+// LatencyBoundsMs[i]; the last count is those above every bound), failed
+// and slow attempts, and fences by cause.
+type KeepAliveCounters struct {
+	LatencyBoundsMs []float64        `json:"latency_bounds_ms"`
+	LatencyCounts   []int64          `json:"latency_counts"`
+	LatencyCount    int64            `json:"latency_count"`
+	LatencySumMs    float64          `json:"latency_sum_ms"`
+	Failures        int64            `json:"failures"`
+	Slow            int64            `json:"slow"`
+	FencesByCause   map[string]int64 `json:"fences_by_cause"`
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func counters(st nola.Stats) ServerCounters {
+	ka := st.KeepAlive
+	out := ServerCounters{
+		Invocations: st.Invocations, Activated: st.Activated, Evicted: st.Evicted,
+		Fences: st.Fences, FailedCommits: st.FailedCommits, Activations: st.Activations,
+		MemoryBytes: st.MemoryBytes, Incarnation: st.Incarnation,
+		KeepAlive: KeepAliveCounters{
+			LatencyBoundsMs: make([]float64, 0, len(ka.Latency.Bounds)),
+			LatencyCounts:   append([]int64{}, ka.Latency.Counts...),
+			LatencyCount:    ka.Latency.Count, LatencySumMs: ms(ka.Latency.Sum),
+			Failures: ka.Failures, Slow: ka.Slow,
+			FencesByCause: make(map[string]int64, len(ka.Fences)),
+		},
+	}
+	for _, b := range ka.Latency.Bounds {
+		out.KeepAlive.LatencyBoundsMs = append(out.KeepAlive.LatencyBoundsMs, ms(b))
+	}
+	for c, n := range ka.Fences {
+		out.KeepAlive.FencesByCause[string(c)] = n
+	}
+	return out
 }
 
 func (h *Handler) cluster(w http.ResponseWriter, r *http.Request) {
@@ -628,7 +766,7 @@ func (h *Handler) self() SelfStatus {
 	li := h.srv.Lease()
 	return SelfStatus{
 		ID: h.srv.ID(), Incarnation: li.Incarnation, LeaseAgeMs: li.Age.Milliseconds(),
-		Ready: li.Valid, Stats: h.srv.Stats(),
+		Ready: li.Valid, Stats: counters(h.srv.Stats()),
 	}
 }
 

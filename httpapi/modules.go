@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
 
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/wasm/modules"
@@ -52,6 +53,11 @@ func (m moduleStore) Get(ctx context.Context, ns, id string) ([]byte, ModuleInfo
 		return nil, ModuleInfo{}, moduleErr(err)
 	}
 	return mod.Bytes, info(mod.Info), nil
+}
+
+// Stream implements ModuleStreamer.
+func (m moduleStore) Stream(ctx context.Context, ns, id string, start func(ModuleInfo), w io.Writer) error {
+	return moduleErr(m.s.Stream(ctx, ns, id, func(i modules.Info) { start(info(i)) }, w))
 }
 
 func (m moduleStore) List(ctx context.Context, ns string) ([]ModuleInfo, error) {

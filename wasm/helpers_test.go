@@ -148,6 +148,33 @@ func (e *env) invoke(id, typ, op string, payload []byte) (string, error) {
 	return string(b), err
 }
 
+// invokeNoDeadline invokes with no deadline of the caller's, so that only
+// the host's limits can end the call. A minute is the failure bound, not a
+// synchronisation: a call still running then has no bound at all.
+func (e *env) invokeNoDeadline(id, typ, op string, payload []byte) (string, error) {
+	e.t.Helper()
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := e.c.Client().Invoke(ctx, ns, id, typ, op, payload)
+		done <- result{b, err}
+	}()
+	select {
+	case r := <-done:
+		return string(r.b), r.err
+	case <-time.After(time.Minute):
+		cancel()
+		<-done
+		e.t.Fatalf("invoke %s %s.%s: still running after a minute with no caller deadline", typ, id, op)
+		return "", nil
+	}
+}
+
 func (e *env) must(id, typ, op string, payload []byte) string {
 	e.t.Helper()
 	v, err := e.invoke(id, typ, op, payload)

@@ -16,11 +16,6 @@ import (
 	"github.com/nolaproject/nola/wasm/instrument"
 )
 
-const (
-	i32 = api.ValueTypeI32
-	i64 = api.ValueTypeI64
-)
-
 // maxGuestString bounds the error messages and host-call names the host
 // reads from a guest.
 const maxGuestString = 64 << 10

@@ -3,8 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +62,7 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		{[]string{"serve", "--lease-ttl", "0s"}, 2, "--lease-ttl must be at least 1s"},
 		{[]string{"serve", "--advertise", "foo"}, 2, "--advertise wants a URL"},
 		{[]string{"version"}, 0, "nola "},
-		{[]string{"invoke", "ns", "", "op"}, 2, "ACTOR is empty"},
+		{[]string{"invoke", "ns", "", "op"}, 2, "empty actor ID"},
 		{[]string{"invoke", "ns", "a", "op", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
 		{[]string{"invoke", "ns", "a", "op", "payload", "--timeout"}, 2, "flag needs an argument"},
 	}
@@ -77,30 +82,39 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 	}
 }
 
-// The client commands against a live in-process server.
-func TestCLIClientCommands(t *testing.T) {
+// startCLIServer runs one nola server with the example actors behind the
+// HTTP API on memkv and returns its URL.
+func startCLIServer(t *testing.T, opts httpapi.Options) string {
+	t.Helper()
 	r := rt.NewReal()
 	store := memkv.New(r, memkv.Options{})
-	defer store.Close()
+	t.Cleanup(func() { _ = store.Close() })
 	hs := httptest.NewUnstartedServer(nil)
 	url := "http://" + hs.Listener.Addr().String()
-	tr := httpapi.NewTransport(httpapi.TransportOptions{})
+	tr := httpapi.NewTransport(httpapi.TransportOptions{Token: opts.AdminToken})
 	srv, err := nola.NewServer(nola.ServerConfig{ID: "cli", Addr: url, Runtime: r, Store: store, Transport: tr, Types: actors.Types()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr.SetLocal(url, srv)
-	hs.Config.Handler = httpapi.NewHandler(srv, httpapi.Options{})
+	hs.Config.Handler = httpapi.NewHandler(srv, opts)
 	hs.Start()
-	defer hs.Close()
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
+	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-	}()
+		hs.Close()
+		tr.Close()
+	})
+	return url
+}
+
+// The client commands against a live in-process server.
+func TestCLIClientCommands(t *testing.T) {
+	url := startCLIServer(t, httpapi.Options{})
 	steps := []struct {
 		args []string
 		out  string
@@ -136,6 +150,135 @@ func TestCLIClientCommands(t *testing.T) {
 		}
 		if code := run(args, &out, &errb); code != 0 || (isExact && out.String() != exact) || (!isExact && !strings.Contains(out.String(), s.out)) {
 			t.Errorf("nola %v: exit %d, out %q, err %q; want %q", s.args, code, out.String(), errb.String(), s.out)
+		}
+	}
+}
+
+// nola version names the module version (from the build information) and
+// the Go toolchain.
+func TestCLIVersion(t *testing.T) {
+	code, out, errs := cli("version")
+	if code != 0 || !regexp.MustCompile(`^nola \S+ (\(commit [0-9a-f]+(, modified)?\) )?`+regexp.QuoteMeta(runtime.Version())+"\n$").MatchString(out) {
+		t.Fatalf("nola version: exit %d, %q %q", code, out, errs)
+	}
+}
+
+// cli runs nola with args and returns its exit code, stdout and stderr.
+func cli(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// A binary result written to a file (stdout not a terminal) is exactly
+// the actor's bytes: no newline is added, so `nola invoke … > file`
+// round-trips.
+func TestCLIBinaryResultRoundTrips(t *testing.T) {
+	url := startCLIServer(t, httpapi.Options{})
+	dir := t.TempDir()
+	payload := []byte{0xff, 0xfe, 0x00, 'x', 0x80, '\n', 0xc3} // not UTF-8, ends without a newline
+	in := filepath.Join(dir, "in.bin")
+	if err := os.WriteFile(in, payload, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	outPath := filepath.Join(dir, "out.bin")
+	out, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	code := run([]string{"invoke", "--server", url, "--type", "echo", "ns", "e", "echo", "@" + in}, out, &errb)
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 || !bytes.Equal(got, payload) {
+		t.Fatalf("exit %d (%s), file holds %x, want %x", code, errb.String(), got, payload)
+	}
+}
+
+// The CLI reads NOLA_API_TOKEN, the variable nola serve reads; NOLA_TOKEN
+// (the name earlier versions read) still works when it is unset; --token
+// wins over both. A token the server does not know is 401, not 403.
+func TestCLIReadsNOLAAPIToken(t *testing.T) {
+	url := startCLIServer(t, httpapi.Options{AdminToken: "right"})
+	invoke := func(extra ...string) (int, string, string) {
+		return cli(append([]string{"invoke", "--server", url, "--type", "counter"}, append(extra, "ns", "a", "inc")...)...)
+	}
+	t.Setenv("NOLA_TOKEN", "")
+	t.Setenv("NOLA_API_TOKEN", "right")
+	if code, _, errs := invoke(); code != 0 {
+		t.Fatalf("with NOLA_API_TOKEN: exit %d: %s", code, errs)
+	}
+	if code, _, errs := invoke("--token", "wrong"); code != 1 || !strings.Contains(errs, "unauthorized: unknown token") {
+		t.Fatalf("--token wrong over NOLA_API_TOKEN: exit %d: %s", code, errs)
+	}
+	t.Setenv("NOLA_API_TOKEN", "")
+	if code, _, errs := invoke(); code != 1 || !strings.Contains(errs, "missing bearer token") {
+		t.Fatalf("no token: exit %d: %s", code, errs)
+	}
+	t.Setenv("NOLA_TOKEN", "right")
+	if code, _, errs := invoke(); code != 0 {
+		t.Fatalf("with the deprecated NOLA_TOKEN: exit %d: %s", code, errs)
+	}
+	t.Setenv("NOLA_API_TOKEN", "wrong")
+	if code, _, errs := invoke(); code != 1 || !strings.Contains(errs, "unknown token") {
+		t.Fatalf("NOLA_API_TOKEN wins over NOLA_TOKEN: exit %d: %s", code, errs)
+	}
+}
+
+// `nola kv scan` pages: a cut-short page says (on stderr) how to get the
+// next one, and --cursor gets it, to the end.
+func TestCLIKVScanPages(t *testing.T) {
+	url := startCLIServer(t, httpapi.Options{})
+	for _, kv := range []string{"a=1", "b=2", "c=3"} {
+		if code, _, errs := cli("invoke", "--server", url, "--type", "kvmap", "ns", "m", "put", kv); code != 0 {
+			t.Fatalf("put %s: exit %d: %s", kv, code, errs)
+		}
+	}
+	var keys []string
+	cursor := ""
+	for page := 0; ; page++ {
+		if page > 3 {
+			t.Fatalf("more than 3 pages of one entry: %v", keys)
+		}
+		args := []string{"kv", "scan", "--server", url, "--prefix", "m/", "--limit", "1", "ns", "m"}
+		if cursor != "" {
+			args = append(args, "--cursor", cursor)
+		}
+		code, out, errs := cli(args...)
+		var scan httpapi.KVScan
+		if err := json.Unmarshal([]byte(out), &scan); code != 0 || err != nil || len(scan.Entries) != 1 {
+			t.Fatalf("page %d: exit %d, %v, out %q, err %q", page, code, err, out, errs)
+		}
+		keys = append(keys, scan.Entries[0].Key)
+		next, more := strings.CutPrefix(strings.TrimSpace(errs), "more entries: repeat with --cursor ")
+		if more != scan.More || (more && next != scan.Next) {
+			t.Fatalf("page %d: more=%v next=%q, stderr %q", page, scan.More, scan.Next, errs)
+		}
+		if !more {
+			break
+		}
+		cursor = next
+	}
+	if strings.Join(keys, ",") != "m/a,m/b,m/c" {
+		t.Fatalf("pages hold %v, want m/a, m/b, m/c", keys)
+	}
+}
+
+// kv get's help lists the client flags only; scan's lists its own.
+func TestCLIKVHelp(t *testing.T) {
+	_, out, errs := cli("kv", "get", "--help")
+	if help := out + errs; !strings.Contains(help, "-server") || strings.Contains(help, "-prefix") || strings.Contains(help, "-cursor") {
+		t.Fatalf("kv get --help:\n%s", help)
+	}
+	_, out, errs = cli("kv", "scan", "--help")
+	for _, f := range []string{"-prefix", "-start", "-end", "-limit", "-cursor"} {
+		if !strings.Contains(out+errs, f) {
+			t.Errorf("kv scan --help lacks %s:\n%s", f, out+errs)
 		}
 	}
 }

@@ -24,7 +24,7 @@ type clientFlags struct {
 
 func (c *clientFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.server, "server", envOr("NOLA_SERVER", "http://127.0.0.1:9090"), "server URL (env NOLA_SERVER)")
-	fs.StringVar(&c.token, "token", "", "API token (default: env NOLA_API_TOKEN, the variable nola serve reads)")
+	fs.StringVar(&c.token, "token", "", "API token (default: env NOLA_API_TOKEN, the variable nola serve reads; NOLA_TOKEN, deprecated, if that is unset)")
 	c.timeout = 30 * time.Second
 	fs.Var((*positiveDuration)(&c.timeout), "timeout", "request timeout (a `duration`)")
 }
@@ -119,9 +119,9 @@ func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fs.Usage()
 		return usageErr("want NAMESPACE ACTOR OPERATION [PAYLOAD]")
 	}
-	for i, what := range []string{"NAMESPACE", "ACTOR", "OPERATION"} {
+	for i, what := range []string{"namespace", "actor ID", "operation"} {
 		if fs.Arg(i) == "" {
-			return usageErr("%s is empty", what)
+			return usageErr("empty %s", what)
 		}
 	}
 	var payload []byte
@@ -135,8 +135,9 @@ func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer done()
 	out, err := c.Invoke(ctx, fs.Arg(0), fs.Arg(1), *typ, fs.Arg(2), payload)
 	if err != nil {
-		if *typ == "" && nola.CodeOf(err) == nola.CodeBadRequest && strings.Contains(err.Error(), "actor not found") {
-			return fmt.Errorf("%w\n(actor %s/%s does not exist yet: pass --type TYPE to create it)", err, fs.Arg(0), fs.Arg(1))
+		if *typ == "" && nola.CodeOf(err) == nola.CodeBadRequest && strings.Contains(err.Error(), "not found") {
+			// The server's hint names the HTTP parameter; this is the flag.
+			return fmt.Errorf("actor %s/%s does not exist yet: pass --type TYPE to create it", fs.Arg(0), fs.Arg(1))
 		}
 		return err
 	}
@@ -221,7 +222,7 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, err := subcommand(args, stderr, "kv get NS ACTOR KEY | scan [--prefix P | --start S --end E] NS ACTOR", "get", "scan")
+	sub, err := subcommand(args, stderr, "kv get NS ACTOR KEY | scan [--prefix P | --start S --end E] [--limit N] [--cursor C] NS ACTOR", "get", "scan")
 	if err != nil {
 		return err
 	}
@@ -233,13 +234,14 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cf.register(fs)
 	// The scan flags exist only for scan: `kv get --prefix` is refused as
 	// an unknown flag instead of being silently ignored.
-	var prefix, start, end *string
+	var prefix, start, end, cursor *string
 	var limit *int
 	if sub == "scan" {
 		prefix = fs.String("prefix", "", "scan keys with this prefix")
 		start = fs.String("start", "", "scan keys >= start")
 		end = fs.String("end", "", "scan keys < end (empty: to the last key)")
 		limit = fs.Int("limit", 100, "at most this many entries")
+		cursor = fs.String("cursor", "", "continue a scan: the \"next\" of the previous page (the other scan flags as they were)")
 	}
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
@@ -270,11 +272,19 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			p = prefix
 		}
 	})
-	scan, err := c.ScanKV(ctx, fs.Arg(0), fs.Arg(1), p, *start, *end, *limit)
+	scan, err := c.ScanKVPage(ctx, fs.Arg(0), fs.Arg(1), httpapi.KVScanQuery{
+		Prefix: p, Start: *start, End: *end, Limit: *limit, Cursor: *cursor})
 	if err != nil {
 		return err
 	}
-	return printJSON(stdout, scan)
+	if err := printJSON(stdout, scan); err != nil {
+		return err
+	}
+	if scan.More {
+		// On stderr, so that stdout stays one JSON document.
+		fmt.Fprintf(stderr, "more entries: repeat with --cursor %s\n", scan.Next)
+	}
+	return nil
 }
 
 func runActors(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -9,7 +9,19 @@
 //	nola bench                 drive load over HTTP and report latency
 //	nola version               print the version
 //
-// Every subcommand takes --help.
+// Every subcommand takes --help. Flags may come before or after the
+// positional arguments; "--" ends them (for a payload that starts with "-").
+//
+// The client commands reach --server (env NOLA_SERVER) with --token, or
+// else the token in NOLA_API_TOKEN, the variable nola serve reads its own
+// from; NOLA_TOKEN, which earlier versions read, is a deprecated fallback
+// used only when NOLA_API_TOKEN is unset.
+//
+// nola invoke and nola kv get write a result exactly as the actor returned
+// it, so `nola invoke … > file` round-trips binary results; only when
+// stdout is a terminal do they add a newline, for the prompt's sake.
+// nola kv scan prints one page as JSON; when there are more entries it says
+// on stderr how to get the next page (--cursor).
 package main
 
 import (
@@ -170,7 +182,9 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	version, rev, dirty := "(unknown)", "", false
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		version = bi.Main.Version
+		if version = bi.Main.Version; version == "" {
+			version = "(devel)" // a test binary
+		}
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":

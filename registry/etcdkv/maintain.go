@@ -203,12 +203,10 @@ func (m *maintainer) wrote(ctx context.Context, n int) error {
 
 // memberStatus is one member's database figures.
 type memberStatus struct {
-	endpoint     string
-	id           uint64
-	size, inUse  int64
-	rev          int64
-	leaderLocal  bool
-	statusFailed error
+	endpoint    string
+	id          uint64
+	size, inUse int64
+	rev         int64
 }
 
 func (m *maintainer) statuses(ctx context.Context) ([]memberStatus, error) {

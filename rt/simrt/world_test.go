@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -197,30 +198,34 @@ func TestDriftScalesClockAndTimers(t *testing.T) {
 	}
 }
 
-func TestFutureAndQueue(t *testing.T) {
+func TestFuture(t *testing.T) {
 	w := New(13)
 	err := w.Run(func() {
 		n := w.Node("n")
 		f := rt.NewFuture[int](n)
-		q := rt.NewQueue[int](n)
+		done := n.NewSema(0)
+		var mu sync.Mutex
+		sum := 0
 		for i := range 3 {
 			n.Go("waiter", func() {
 				v, err := f.Wait(context.Background())
 				if err != nil {
 					t.Error(err)
 				}
-				q.Push(v + i)
+				mu.Lock()
+				sum += v + i
+				mu.Unlock()
+				done.Release()
 			})
 		}
 		n.AfterFunc(time.Second, "resolver", func() { f.Resolve(10, nil) })
-		sum := 0
 		for range 3 {
-			v, err := q.Pop(context.Background())
-			if err != nil {
+			if err := done.Acquire(context.Background()); err != nil {
 				t.Error(err)
 			}
-			sum += v
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		if sum != 33 {
 			t.Errorf("sum = %d", sum)
 		}

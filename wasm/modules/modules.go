@@ -47,6 +47,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"unicode/utf8"
 
 	"github.com/nolaproject/nola/registry"
@@ -518,34 +519,69 @@ func (s *Store) Get(ctx context.Context, ns, id string) (*Module, error) {
 	if err != nil {
 		return nil, err
 	}
+	buf := bytes.NewBuffer(make([]byte, 0, info.Size))
+	// A few chunks per request, so that no response is huge.
+	if err := s.copyChunks(ctx, info, buf, 4<<20); err != nil {
+		return nil, err
+	}
+	return &Module{Info: info, Bytes: buf.Bytes()}, nil
+}
+
+// Stream writes a module's bytes to w as it reads them, a chunk at a time:
+// a download holds about one chunk, not the module. start, if non-nil, is
+// called with the manifest before the first byte (for a response's
+// headers). The bytes are verified against the manifest as they pass, so
+// an ErrCorrupt may come after some were written: the caller must then
+// discard what w received (a response: cut it short).
+func (s *Store) Stream(ctx context.Context, ns, id string, start func(Info), w io.Writer) error {
+	info, err := s.Stat(ctx, ns, id)
+	if err != nil {
+		return err
+	}
+	if start != nil {
+		start(info)
+	}
+	return s.copyChunks(ctx, info, w, info.ChunkBytes)
+}
+
+// copyChunks writes the chunks of info's module to w in order, reading
+// about batchBytes per store request, and checks size and hash at the end.
+func (s *Store) copyChunks(ctx context.Context, info Info, w io.Writer, batchBytes int) error {
+	ns, id := info.Namespace, info.ID
 	prefix := s.chunkPrefix(ns, id, info.Hash[:])
-	bin := make([]byte, 0, info.Size)
-	// Read a few chunks per request so that no response is huge.
-	per := max(1, (4<<20)/max(1, info.ChunkBytes))
+	per := max(1, batchBytes/max(1, info.ChunkBytes))
 	_, end := tuple.ChildRange(prefix)
+	h := sha256.New()
+	size := 0
 	for next := 0; next < info.Chunks; {
 		res, err := s.kv.Range(ctx, kv.RangeRequest{Begin: chunkKey(prefix, next), End: end, Limit: per})
 		if err != nil {
-			return nil, fmt.Errorf("modules: get %s/%s: %w", ns, id, err)
+			return fmt.Errorf("modules: get %s/%s: %w", ns, id, err)
 		}
 		if len(res.KVs) == 0 {
-			return nil, fmt.Errorf("%w: %s/%s: chunk %d of %d missing", ErrCorrupt, ns, id, next, info.Chunks)
+			return fmt.Errorf("%w: %s/%s: chunk %d of %d missing", ErrCorrupt, ns, id, next, info.Chunks)
 		}
 		for _, c := range res.KVs {
 			if !bytes.Equal(c.Key, chunkKey(prefix, next)) {
-				return nil, fmt.Errorf("%w: %s/%s: chunk %d of %d missing", ErrCorrupt, ns, id, next, info.Chunks)
+				return fmt.Errorf("%w: %s/%s: chunk %d of %d missing", ErrCorrupt, ns, id, next, info.Chunks)
 			}
-			bin = append(bin, c.Value...)
+			if size += len(c.Value); size > info.Size {
+				return fmt.Errorf("%w: %s/%s: chunks exceed the manifest's %d bytes", ErrCorrupt, ns, id, info.Size)
+			}
+			h.Write(c.Value)
+			if _, err := w.Write(c.Value); err != nil {
+				return fmt.Errorf("modules: get %s/%s: writing: %w", ns, id, err)
+			}
 			next++
 			if next == info.Chunks {
 				break
 			}
 		}
 	}
-	if len(bin) != info.Size || sha256.Sum256(bin) != info.Hash {
-		return nil, fmt.Errorf("%w: %s/%s: reassembled %d bytes do not match the manifest (%d bytes)", ErrCorrupt, ns, id, len(bin), info.Size)
+	if size != info.Size || !bytes.Equal(h.Sum(nil), info.Hash[:]) {
+		return fmt.Errorf("%w: %s/%s: reassembled %d bytes do not match the manifest (%d bytes)", ErrCorrupt, ns, id, size, info.Size)
 	}
-	return &Module{Info: info, Bytes: bin}, nil
+	return nil
 }
 
 // List returns the manifests of every module of a namespace, by ID.

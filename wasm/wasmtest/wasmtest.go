@@ -8,6 +8,7 @@ package wasmtest
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -124,7 +125,13 @@ func goTool() (string, error) {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p, nil
 	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	// go test puts its own GOROOT/bin first in PATH; GOROOT in the
+	// environment covers other callers that have no go in PATH.
+	root := os.Getenv("GOROOT")
+	if root == "" {
+		return "", errors.New("no go tool in PATH, and GOROOT is not set")
+	}
+	p := filepath.Join(root, "bin", "go")
 	if _, err := os.Stat(p); err != nil {
 		return "", fmt.Errorf("no go tool in PATH or GOROOT: %w", err)
 	}
