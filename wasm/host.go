@@ -160,6 +160,11 @@ type Config struct {
 	// budget and the guests waiting for a slot (default 1<<18, about a
 	// millisecond of a tight loop).
 	SliceFuel uint64
+	// KeepDataSegments loads modules with their data segments as written
+	// instead of merging nearby ones (instrument.CoalesceGap). Merging
+	// makes a standard-Go guest's instantiation an order of magnitude
+	// cheaper; this switch exists to measure that.
+	KeepDataSegments bool
 }
 
 func (c *Config) defaults() error {
@@ -463,7 +468,7 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 	if p := m.Options.MaxMemoryPages; p > 0 && p < pages {
 		pages = p
 	}
-	bin, err := instrument.Fuel(m.Bytes, instrument.Options{InitialFuel: int32(h.cfg.SliceFuel), MaxMemoryPages: pages})
+	bin, err := instrument.Fuel(m.Bytes, instrument.Options{InitialFuel: int32(h.cfg.SliceFuel), MaxMemoryPages: pages, NoCoalesce: h.cfg.KeepDataSegments})
 	if err != nil {
 		return &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("WASM module %s/%s cannot run here: %v", k.ns, k.id, err)}
 	}

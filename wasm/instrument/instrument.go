@@ -59,6 +59,9 @@ type Options struct {
 	MaxTableEntries uint32
 	// Limits bound the input module (see Check, which Fuel runs first).
 	Limits Limits
+	// NoCoalesce keeps the data segments as they are instead of merging
+	// nearby active ones (see CoalesceGap); for comparisons.
+	NoCoalesce bool
 }
 
 // DefaultMaxTableEntries is the default table cap: 1 MiB of entries,
@@ -220,6 +223,10 @@ func Fuel(bin []byte, opts Options) ([]byte, error) {
 			body, err = capTables(body, cmp.Or(opts.MaxTableEntries, DefaultMaxTableEntries))
 		case secCode:
 			body, err = rewriteCode(body, checkpoint, uint32(m.guestRequest))
+		case secData:
+			if !opts.NoCoalesce {
+				body = coalesceData(m, body)
+			}
 		}
 		if err != nil {
 			return nil, err
