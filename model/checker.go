@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"io"
 	"runtime"
+	"sync"
 	"time"
 )
 
@@ -39,13 +40,32 @@ type Options[S comparable, A any] struct {
 	// distinct states; 0: no bound. The scopes in Scopes never hit it.
 	MaxStates int
 	// Visit, if set, is called once per distinct state (canonical), with
-	// its index; used by the liveness check.
-	Visit func(idx uint32, s *S)
+	// its index and the worker (0 ≤ worker < Workers) calling it; used by
+	// the liveness check. Calls with different workers run concurrently.
+	Visit func(worker int, idx uint32, s *S)
 	// Label, if set, is called once per transition with its action, the
 	// (canonical) source state, the target state before canonicalisation
-	// and the source's BFS depth; the reachability check uses it.
+	// and the source's BFS depth; the reachability check uses it. It is
+	// called from the worker goroutines, concurrently.
 	Label func(a A, from, to *S, depth int)
+	// Workers expand each batch of the frontier in parallel (0:
+	// GOMAXPROCS). The result does not depend on it: the merge, which
+	// numbers new states, takes the workers' candidates in frontier order.
+	Workers int
 }
+
+// WorkerCount is the number of workers Explore uses for Options.Workers
+// = n.
+func WorkerCount(n int) int {
+	if n <= 0 {
+		return runtime.GOMAXPROCS(0)
+	}
+	return n
+}
+
+// batchSize is how many frontier states the workers expand between two
+// merges: it bounds the candidates held at once.
+const batchSize = 1 << 14
 
 // Result is what an exploration found.
 type Result[S comparable, A any] struct {
@@ -118,7 +138,7 @@ func Explore[S comparable, A any](sys System[S, A], opts Options[S, A]) Result[S
 	c.parent = append(c.parent, 0)
 	c.succIdx = append(c.succIdx, 0)
 	if opts.Visit != nil {
-		opts.Visit(0, &init)
+		opts.Visit(0, 0, &init)
 	}
 	if v := sys.Invariant(&init); v != "" {
 		res.Violation = v
@@ -128,25 +148,30 @@ func Explore[S comparable, A any](sys System[S, A], opts Options[S, A]) Result[S
 		s   S
 		idx uint32
 	}
-	frontier := []item{{init, 0}}
-	var next []item
-	lastProgress := time.Now()
-	var lastStates int64
-	depth := 0
-	violAt, violSucc := uint32(0), -1
-	for len(frontier) > 0 && res.Violation == "" {
-		next = next[:0]
-		for fi := range frontier {
-			it := &frontier[fi]
+	// A candidate is one transition of a frontier state, found by a
+	// worker: its violation, or its canonical target if that was not
+	// visited before the batch began (the target's invariant checked).
+	type cand struct {
+		s    S
+		h    key
+		from uint32
+		k    uint16
+		viol string // the transition's own
+		inv  string // the target's invariant
+	}
+	workers := WorkerCount(opts.Workers)
+	// expand runs in worker goroutines: Successors, Canon, hashing and
+	// the invariant are pure, and the visited set is only read (the merge
+	// below, which writes it, runs between batches).
+	expand := func(items []item, depth int, out *[]cand, trans *int64) {
+		for fi := range items {
+			it := &items[fi]
 			k := 0
-			sys.Successors(&it.s, func(a A, t *S, viol string) {
+			c.sys.Successors(&it.s, func(a A, t *S, viol string) {
 				k++
-				if res.Violation != "" && opts.StopAtViolation {
-					return
-				}
-				c.transitionsAll++
-				if viol != "" && res.Violation == "" {
-					res.Violation, violAt, violSucc = viol, it.idx, k-1
+				*trans++
+				if viol != "" {
+					*out = append(*out, cand{from: it.idx, k: uint16(k - 1), viol: viol})
 					return
 				}
 				if opts.Label != nil {
@@ -157,36 +182,96 @@ func Explore[S comparable, A any](sys System[S, A], opts Options[S, A]) Result[S
 				if _, seen := c.visited[h]; seen {
 					return
 				}
-				if opts.MaxStates > 0 && len(c.parent) >= opts.MaxStates {
-					res.Truncated = true
-					return
-				}
-				idx := uint32(len(c.parent))
-				c.visited[h] = idx
-				c.parent = append(c.parent, it.idx)
-				c.succIdx = append(c.succIdx, uint16(k-1))
-				if opts.Visit != nil {
-					opts.Visit(idx, &ct)
-				}
-				if v := sys.Invariant(&ct); v != "" && res.Violation == "" {
-					res.Violation, violAt, violSucc = v, idx, -1
-					return
-				}
-				next = append(next, item{ct, idx})
+				*out = append(*out, cand{s: ct, h: h, from: it.idx, k: uint16(k - 1), inv: sys.Invariant(&ct)})
 			})
-			if res.Violation != "" && opts.StopAtViolation {
-				break
+		}
+	}
+	frontier := []item{{init, 0}}
+	var next []item
+	lastProgress := time.Now()
+	var lastStates int64
+	depth := 0
+	violAt, violSucc := uint32(0), -1
+	outs := make([][]cand, workers)
+	trans := make([]int64, workers)
+	for len(frontier) > 0 && res.Violation == "" {
+		next = next[:0]
+		for b := 0; b < len(frontier) && res.Violation == "" && !res.Truncated; b += batchSize {
+			batch := frontier[b:min(b+batchSize, len(frontier))]
+			nextAt := len(next)
+			// Contiguous chunks, merged in order: the same candidates in
+			// the same order as one worker would produce.
+			chunk := (len(batch) + workers - 1) / workers
+			var wg sync.WaitGroup
+			for w := 0; w < workers; w++ {
+				lo, hi := min(w*chunk, len(batch)), min((w+1)*chunk, len(batch))
+				outs[w], trans[w] = outs[w][:0], 0
+				if lo == hi {
+					continue
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					expand(batch[lo:hi], depth, &outs[w], &trans[w])
+				}()
+			}
+			wg.Wait()
+			for w := 0; w < workers && res.Violation == "" && !res.Truncated; w++ {
+				c.transitionsAll += trans[w]
+				for ci := range outs[w] {
+					cd := &outs[w][ci]
+					if cd.viol != "" {
+						res.Violation, violAt, violSucc = cd.viol, cd.from, int(cd.k)
+						break
+					}
+					if _, seen := c.visited[cd.h]; seen {
+						continue // found twice within the batch
+					}
+					if opts.MaxStates > 0 && len(c.parent) >= opts.MaxStates {
+						res.Truncated = true
+						break
+					}
+					idx := uint32(len(c.parent))
+					c.visited[cd.h] = idx
+					c.parent = append(c.parent, cd.from)
+					c.succIdx = append(c.succIdx, cd.k)
+					if cd.inv != "" {
+						res.Violation, violAt, violSucc = cd.inv, idx, -1
+						break
+					}
+					next = append(next, item{cd.s, idx})
+				}
+			}
+			if opts.Visit != nil {
+				// The batch's new states, in contiguous chunks.
+				fresh := next[nextAt:]
+				chunk := (len(fresh) + workers - 1) / workers
+				var wg sync.WaitGroup
+				for w := 0; w < workers; w++ {
+					lo, hi := min(w*chunk, len(fresh)), min((w+1)*chunk, len(fresh))
+					if lo == hi {
+						continue
+					}
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := lo; i < hi; i++ {
+							opts.Visit(w, fresh[i].idx, &fresh[i].s)
+						}
+					}()
+				}
+				wg.Wait()
 			}
 			if opts.Progress != nil && time.Since(lastProgress) >= opts.ProgressEvery {
 				el := time.Since(lastProgress).Seconds()
 				n := int64(len(c.parent))
 				c.sampleMem(true)
 				fmt.Fprintf(opts.Progress, "  %10d states  %9.0f states/s  depth %3d  queue %9d  heap %5.0f MiB\n",
-					n, float64(n-lastStates)/el, depth, len(frontier)-fi+len(next), float64(c.peak)/(1<<20))
+					n, float64(n-lastStates)/el, depth, len(frontier)-b-len(batch)+len(next), float64(c.peak)/(1<<20))
 				lastProgress, lastStates = time.Now(), n
 			}
+			c.sampleMem(false)
 		}
-		c.sampleMem(false)
 		if len(next) > 0 {
 			depth++
 		}

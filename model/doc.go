@@ -21,7 +21,11 @@
 // state to the least encoding over all permutations of server and actor
 // identities (2–12 permutations in our scopes), relabelling every field
 // that refers to an identity (owners, message senders, in-doubt sets), and
-// sorts the multiset of messages in flight.
+// sorts the multiset of messages in flight. The encoding holds every field,
+// so the representative depends on the symmetry class alone; and since it
+// starts with the server blocks, which name no server, only the server
+// orders that sort those blocks are encoded in full (TestCanonPruningIsExact
+// compares this with the brute-force minimum).
 //
 // # The protocol model
 //

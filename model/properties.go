@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -257,27 +258,55 @@ func Check(sc Scope, opts Options[State, Action], liveness bool) Report {
 	for i := range rep.Reached {
 		rep.Reached[i] = -1
 	}
+	// Label runs in the checker's workers: the first depth of each
+	// situation is kept under a lock (taken only when one is reached).
+	var mu sync.Mutex
 	opts.Label = func(a Action, from, to *State, depth int) {
-		if r, ok := m.reached(a, from, to); ok && rep.Reached[r] < 0 {
-			rep.Reached[r] = depth + 1
+		if r, ok := m.reached(a, from, to); ok {
+			mu.Lock()
+			if rep.Reached[r] < 0 || depth+1 < rep.Reached[r] {
+				rep.Reached[r] = depth + 1
+			}
+			mu.Unlock()
 		}
 	}
+	// Liveness runs in the checker's workers, each with its own memo
+	// and counters, merged below.
+	type live struct {
+		memo         *recoverMemo
+		checked, max int64
+		failed       *State
+		failedIdx    uint32
+	}
+	var lives []live
+	var failedIdx uint32
 	if liveness {
-		memo := newRecoverMemo()
-		opts.Visit = func(_ uint32, s *State) {
-			if rep.LiveFailed != nil {
+		lives = make([]live, WorkerCount(opts.Workers))
+		for w := range lives {
+			lives[w].memo = newRecoverMemo()
+		}
+		opts.Visit = func(w int, idx uint32, s *State) {
+			l := &lives[w]
+			if l.failed != nil {
 				return
 			}
-			n, ok := m.recoverLog(*s, nil, memo)
-			rep.LiveChecked++
+			n, ok := m.recoverLog(*s, nil, l.memo)
+			l.checked++
 			if !ok {
 				cp := *s
-				rep.LiveFailed = &cp
+				l.failed, l.failedIdx = &cp, idx
 			}
-			rep.LiveMaxSteps = max(rep.LiveMaxSteps, int64(n))
+			l.max = max(l.max, int64(n))
 		}
 	}
 	res := Explore[State, Action](m, opts)
+	for _, l := range lives {
+		rep.LiveChecked += l.checked
+		rep.LiveMaxSteps = max(rep.LiveMaxSteps, l.max)
+		if l.failed != nil && (rep.LiveFailed == nil || l.failedIdx < failedIdx) {
+			rep.LiveFailed, failedIdx = l.failed, l.failedIdx
+		}
+	}
 	rep.States, rep.Transitions, rep.Depth = res.States, res.Transitions, res.Depth
 	rep.Wall, rep.PeakBytes, rep.Truncated = res.Wall, res.PeakBytes, res.Truncated
 	rep.Violation, rep.Trace = res.Violation, res.Trace

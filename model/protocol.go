@@ -369,15 +369,6 @@ func (m *Model) supersede(s *State, si, a int) {
 	}
 }
 
-func (m *Model) anyDown(s *State) bool {
-	for i := 0; i < m.sc.Servers; i++ {
-		if s.S[i].Up == 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // Successors enumerates every transition of s. faults=false (used by the
 // liveness check) leaves out every fault: crashes, losses, giving up,
 // capacity releases, shutdowns, evictions.
@@ -877,12 +868,35 @@ func (m *Model) Invariant(s *State) string {
 
 // Canon relabels servers and actors so that the state's encoding is the
 // least among all permutations: symmetric states share one representative.
+// The encoding is injective (every field of State is in it), so the
+// representative is a function of the symmetry class alone.
+//
+// Not every permutation needs encoding: the encoding starts with the
+// server blocks in order, and a server's block refers to no server
+// identity, so for each actor permutation only the server permutations
+// that sort the blocks can give the least encoding; ties (identical
+// servers) are all tried.
 func (m *Model) Canon(s *State) State {
 	var best State
 	var bestEnc, enc [encLen]byte
 	first := true
-	for _, p := range m.perms {
-		for _, q := range m.aperm {
+	nS := m.sc.Servers
+	for _, q := range m.aperm {
+		var blk [MaxServers][srvLen]byte
+		for i := 0; i < nS; i++ {
+			w := permuteServer(&s.S[i], q)
+			w.encodeBlock(blk[i][:])
+		}
+		sorted := blk
+		slices.SortFunc(sorted[:nS], func(x, y [srvLen]byte) int { return bytes.Compare(x[:], y[:]) })
+		for _, p := range m.perms {
+			ok := true
+			for i := 0; i < nS && ok; i++ {
+				ok = blk[i] == sorted[p[i]]
+			}
+			if !ok {
+				continue
+			}
 			t := m.permute(s, p, q)
 			t.encode(&enc)
 			if first || bytes.Compare(enc[:], bestEnc[:]) < 0 {
@@ -891,6 +905,32 @@ func (m *Model) Canon(s *State) State {
 		}
 	}
 	return best
+}
+
+// permuteServer is server v with actor a relabelled q[a].
+func permuteServer(v *Srv, q []int) Srv {
+	w := *v
+	w.Doubt, w.Ghost = permuteMask(v.Doubt, q), permuteMask(v.Ghost, q)
+	for a := range q {
+		w.Acts[q[a]] = v.Acts[a]
+		w.Zomb[q[a]] = v.Zomb[a]
+	}
+	return w
+}
+
+func permuteMask(b uint8, q []int) uint8 {
+	var o uint8
+	for a := range q {
+		if b&(1<<a) != 0 {
+			o |= 1 << q[a]
+		}
+	}
+	return o
+}
+
+func msgKey(x *Msg) uint64 {
+	return uint64(x.Kind)<<56 | uint64(x.S)<<48 | uint64(x.A)<<40 | uint64(x.Inc)<<32 |
+		uint64(x.Ep)<<24 | uint64(x.Base)<<16 | uint64(x.Val)<<8 | uint64(x.Fl)
 }
 
 // permute maps server i to p[i] and actor a to q[a].
@@ -902,24 +942,8 @@ func (m *Model) permute(s *State, p, q []int) State {
 		}
 		return uint8(p[x-1] + 1)
 	}
-	mask := func(b uint8) uint8 {
-		var o uint8
-		for a := range q {
-			if b&(1<<a) != 0 {
-				o |= 1 << q[a]
-			}
-		}
-		return o
-	}
 	for i := range p {
-		v := s.S[i]
-		w := v
-		w.Doubt, w.Ghost = mask(v.Doubt), mask(v.Ghost)
-		for a := range q {
-			w.Acts[q[a]] = v.Acts[a]
-			w.Zomb[q[a]] = v.Zomb[a]
-		}
-		t.S[p[i]] = w
+		t.S[p[i]] = permuteServer(&s.S[i], q)
 	}
 	for a := range q {
 		r := s.A[a]
@@ -937,7 +961,14 @@ func (m *Model) permute(s *State, p, q []int) State {
 	}
 	msgs := t.M[:n]
 	slices.SortFunc(msgs, func(x, y Msg) int {
-		return bytes.Compare([]byte{x.Kind, x.S, x.A, x.Inc, x.Ep, x.Base, x.Val, x.Fl}, []byte{y.Kind, y.S, y.A, y.Inc, y.Ep, y.Base, y.Val, y.Fl})
+		a, b := msgKey(&x), msgKey(&y)
+		switch {
+		case a < b:
+			return -1
+		case a > b:
+			return 1
+		}
+		return 0
 	})
 	return t
 }
@@ -945,27 +976,40 @@ func (m *Model) permute(s *State, p, q []int) State {
 const srvLen = 14 + 6*MaxActors
 const encLen = MaxServers*srvLen + MaxActors*8 + maxMsgs*8 + 6
 
+// encodeBlock writes server v's block of the encoding (srvLen bytes).
+func (v *Srv) encodeBlock(c []byte) {
+	c = c[:srvLen:srvLen]
+	c[0], c[1], c[2], c[3], c[4], c[5], c[6] = v.Up, v.Stop, v.Reg, uint8(v.Rem), v.Fenced, v.Doubt, v.Ghost
+	c[7], c[8], c[9], c[10], c[11] = v.SInc, v.SRec, v.Age, v.Acts[0].Plan, v.Acts[1].Plan
+	c[12], c[13] = 0, 0
+	for a := 0; a < MaxActors; a++ {
+		x := &v.Acts[a]
+		d := c[14+6*a : 20+6*a : 20+6*a]
+		d[0], d[1], d[2], d[3], d[4], d[5] = x.Ph, x.Inc, x.Ep, x.KV, x.Fl, v.Zomb[a]
+	}
+}
+
+// encode writes the state's bytes in a fixed order (the order Canon
+// compares permutations by). Written out field by field: Canon encodes
+// every permutation of every successor, and this is its inner loop.
 func (s *State) encode(b *[encLen]byte) {
 	o := 0
-	put := func(x ...uint8) {
-		for _, y := range x {
-			b[o] = y
-			o++
-		}
-	}
 	for i := range s.S {
-		v := &s.S[i]
-		put(v.Up, v.Stop, v.Reg, uint8(v.Rem), v.Fenced, v.Doubt, v.Ghost, v.SInc, v.SRec, v.Age, 0, 0, 0, 0)
-		for a := 0; a < MaxActors; a++ {
-			x := v.Acts[a]
-			put(x.Ph, x.Inc, x.Ep, x.KV, x.Fl, v.Zomb[a])
-		}
+		s.S[i].encodeBlock(b[o : o+srvLen])
+		o += srvLen
 	}
-	for _, r := range s.A {
-		put(r.Exists, r.Owner, r.OInc, r.Ep, r.KV, r.CrashFrom, r.Released, 0)
+	for i := range s.A {
+		r := &s.A[i]
+		c := b[o : o+8 : o+8]
+		c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7] = r.Exists, r.Owner, r.OInc, r.Ep, r.KV, r.CrashFrom, r.Released, 0
+		o += 8
 	}
-	for _, mm := range s.M {
-		put(mm.Kind, mm.S, mm.A, mm.Inc, mm.Ep, mm.Base, mm.Val, mm.Fl)
+	for i := range s.M {
+		mm := &s.M[i]
+		c := b[o : o+8 : o+8]
+		c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7] = mm.Kind, mm.S, mm.A, mm.Inc, mm.Ep, mm.Base, mm.Val, mm.Fl
+		o += 8
 	}
-	put(s.Crashes, s.Losses, s.Doubts, s.CapRel, s.Stops, s.Rereg)
+	c := b[o : o+6 : o+6]
+	c[0], c[1], c[2], c[3], c[4], c[5] = s.Crashes, s.Losses, s.Doubts, s.CapRel, s.Stops, s.Rereg
 }

@@ -207,6 +207,10 @@ type Config struct {
 	// GoGuests adds the Go guests' kinds (GoGuestKinds) to the default
 	// catalog.
 	GoGuests bool
+	// Refine runs the refinement check against the protocol model
+	// (model.Refiner) alongside the oracle; it observes only, so the run
+	// and its trace hash are the same either way.
+	Refine bool `json:"-"`
 	// Catalog defines the actor types; nil means DefaultCatalog() (and
 	// GoGuestKinds() with GoGuests).
 	Catalog []ActorKind `json:"-"`

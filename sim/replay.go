@@ -43,10 +43,18 @@ const (
 	ScriptExpire
 	// ScriptDeliver heals the server's store link: the held messages land.
 	ScriptDeliver
+	// ScriptFence cuts the server from the store (its keep-alives are
+	// lost) and waits until it fences itself at its local deadline.
+	ScriptFence
+	// ScriptTimerFires waits for the actor's timer to fire on the server
+	// (under TimerIgnoresFence, on the activation the fence dropped);
+	// without the mutation it never does, and the step just lets the
+	// timer's period pass.
+	ScriptTimerFires
 )
 
 func (o ScriptOp) String() string {
-	return [...]string{"?", "start", "tick", "invoke", "expire", "deliver"}[o]
+	return [...]string{"?", "start", "tick", "invoke", "expire", "deliver", "fence", "timer-fires"}[o]
 }
 
 // ScriptStep is one step of a schedule; Model is the model step it comes
@@ -56,13 +64,19 @@ type ScriptStep struct {
 	Server int
 	Actor  int
 	Hold   bool
-	Model  string
+	// Timer: the invocation arms a timer (a ticker's "arm", period
+	// timerPeriod) instead of writing.
+	Timer bool
+	Model string
 }
 
 func (s ScriptStep) String() string {
 	h := ""
 	if s.Hold {
 		h = " (hold store link at execution start)"
+	}
+	if s.Timer {
+		h += " (arm a timer)"
 	}
 	return fmt.Sprintf("%s s%d A%d%s  ← %s", s.Op, s.Server+1, s.Actor+1, h, s.Model)
 }
@@ -71,9 +85,16 @@ func (s ScriptStep) String() string {
 // handles the actions of the traces of SkipStoreFence-like runs
 // (registration, ticks, placement and activation on the only live server,
 // an execution, a commit in flight while a lease expires, its late
-// arrival); any other action is an error naming it, so that a model
-// change that alters the trace fails loudly rather than replaying
-// something else.
+// arrival) and of TimerIgnoresFence-like runs (an execution that arms a
+// timer, a lease that expires while the server is cut off, its fence at
+// the local deadline, the timer firing on the dropped activation); any
+// other action is an error naming it, so that a model change that alters
+// the trace fails loudly rather than replaying something else.
+//
+// The arming execution returns at once in the engine, where the model's
+// trace still has it running at the fence: the engine's schedule is the
+// model's with the execution's end moved before the tick, which the
+// model allows too (the timer is armed either way).
 func ScriptFromTrace(m *model.Model, trace []model.Step[model.State, model.Action]) ([]ScriptStep, error) {
 	var out []ScriptStep
 	prev := m.Init()
@@ -88,6 +109,13 @@ func ScriptFromTrace(m *model.Model, trace []model.Step[model.State, model.Actio
 			expired := false
 			for s := 0; s < m.Scope().Servers; s++ {
 				if prev.S[s].SRec != 0 && st.State.S[s].SRec == 0 {
+					if !held[uint8(s)] && i+1 < len(trace) && trace[i+1].Action.Kind == model.AFenceDeadline && int(trace[i+1].Action.S) == s {
+						// The server is cut off: its lease expires and it
+						// fences at its deadline (the next model step).
+						out = append(out, ScriptStep{Op: ScriptFence, Server: s, Model: desc})
+						expired = true
+						continue
+					}
 					if !held[uint8(s)] {
 						return nil, fmt.Errorf("step %s: a lease expires while its keep-alives flow", desc)
 					}
@@ -114,6 +142,19 @@ func ScriptFromTrace(m *model.Model, trace []model.Step[model.State, model.Actio
 			}
 			out[n].Hold = true
 			held[a.S] = true
+		case model.AFenceDeadline:
+			n := len(out) - 1
+			if n < 0 || out[n].Op != ScriptFence || out[n].Server != int(a.S) {
+				return nil, fmt.Errorf("step %s: a fence not right after its lease expired", desc)
+			}
+		case model.ASetTimer:
+			n := len(out) - 1
+			if n < 0 || out[n].Op != ScriptInvoke || out[n].Server != int(a.S) || a.X != 0 {
+				return nil, fmt.Errorf("step %s: a timer not armed right after its execution's start", desc)
+			}
+			out[n].Timer = true
+		case model.AGhostFire:
+			out = append(out, ScriptStep{Op: ScriptTimerFires, Server: int(a.S), Actor: int(a.A), Model: desc})
 		case model.AStoreApply:
 			if !held[a.S] {
 				return nil, fmt.Errorf("step %s: the request was not held", desc)
@@ -136,6 +177,8 @@ type ReplayResult struct {
 	KV []string
 	// Trace is the world's trace (registrations, fences, activations).
 	Trace string
+	// TimerFired: a ScriptTimerFires step saw the timer fire.
+	TimerFired bool
 }
 
 // Has reports whether the oracle found a violation of rule.
@@ -154,6 +197,10 @@ func (r *ReplayResult) Has(rule string) bool {
 const (
 	replayTTL = 2 * time.Second
 	holdFor   = 2 * replayTTL
+	// timerPeriod is the period of a scripted timer: it first fires after
+	// the fence that follows it in the script (the deadline is at most a
+	// lease away).
+	timerPeriod = 3 * replayTTL
 )
 
 // execHook is the oracle with a callback on execution starts.
@@ -214,7 +261,7 @@ func Replay(seed uint64, script []ScriptStep, mu nola.Mutations) (*ReplayResult,
 		oracle = newOracle(w, store)
 		hook := &execHook{Oracle: oracle}
 		driver := w.Node("driver")
-		types := map[string]nola.Factory{"kvcounter": actors.NewKVCounter}
+		types := map[string]nola.Factory{"kvcounter": actors.NewKVCounter, TypeTicker: NewTicker}
 		const maxServers = model.MaxServers
 		var srv [maxServers]*nola.Server
 		var nodes [maxServers]*simrt.Node
@@ -296,6 +343,10 @@ func Replay(seed uint64, script []ScriptStep, mu nola.Mutations) (*ReplayResult,
 				cnode.Go("invoke", func() {
 					cctx, cancel := cnode.WithTimeout(ctx, 10*replayTTL)
 					defer cancel()
+					if st.Timer {
+						_, _ = client.Invoke(cctx, Namespace, fmt.Sprintf("A%d", st.Actor+1), TypeTicker, "arm", []byte(timerPeriod.String()))
+						return
+					}
 					_, _ = client.Invoke(cctx, Namespace, fmt.Sprintf("A%d", st.Actor+1), "kvcounter", "inc", nil)
 				})
 				for range 1000 {
@@ -322,6 +373,36 @@ func Replay(seed uint64, script []ScriptStep, mu nola.Mutations) (*ReplayResult,
 					fail("step %v: the lease of %s never expired", st, name(i))
 					return
 				}
+			case ScriptFence:
+				net.partition(name(i), storeName, holdFor, false)
+				fenced := false
+				for range 1000 {
+					if srv[i] != nil && srv[i].Incarnation() == 0 {
+						fenced = true
+						break
+					}
+					_ = driver.Sleep(ctx, replayTTL/100)
+				}
+				if !fenced {
+					fail("step %v: %s never fenced itself", st, name(i))
+					return
+				}
+			case ScriptTimerFires:
+				actor := fmt.Sprintf("A%d", st.Actor+1)
+				fired := false
+				hook.onStart = func(ev nola.ActivationEvent) {
+					if ev.Timer && ev.ActorID == actor && ev.Server == name(i) {
+						fired = true
+					}
+				}
+				for range 2 * int(timerPeriod/(replayTTL/100)) {
+					if fired {
+						break
+					}
+					_ = driver.Sleep(ctx, replayTTL/100)
+				}
+				hook.onStart = nil
+				res.TimerFired = fired
 			case ScriptDeliver:
 				// The partition ends: every held message is delivered (a
 				// latency after the heal).

@@ -60,3 +60,49 @@ func TestReplaySkipStoreFenceCounterexample(t *testing.T) {
 		t.Fatalf("without the mutation no commit was refused: the schedule did not deliver it\n%s", good.Trace)
 	}
 }
+
+// TestReplayTimerIgnoresFenceCounterexample: the model's shortest
+// counterexample for TimerIgnoresFence — a timer armed, the server cut
+// off until it fences at its local deadline, the timer firing on the
+// dropped activation — replayed against the real engine with the same
+// mutation reproduces the model's G1.dropped-start; without the mutation
+// the fence stops the timer, and nothing fires.
+func TestReplayTimerIgnoresFenceCounterexample(t *testing.T) {
+	var mc model.MutationCase
+	for _, c := range model.MutationCases() {
+		if c.Name == "TimerIgnoresFence" {
+			mc = c
+		}
+	}
+	rep := model.Check(mc.Scope, model.Options[model.State, model.Action]{StopAtViolation: true}, false)
+	if rep.Violation != "G1.dropped-start" {
+		t.Fatalf("model: got %q, want G1.dropped-start", rep.Violation)
+	}
+	m := model.New(mc.Scope)
+	script, err := ScriptFromTrace(m, rep.Trace)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, m.FormatTrace(rep.Violation, rep.Trace))
+	}
+	for i, st := range script {
+		t.Logf("script %d: %v", i+1, st)
+	}
+	bad, err := Replay(1, script, nola.Mutations{TimerIgnoresFence: true})
+	if err != nil {
+		t.Fatalf("mutated replay: %v\n%s", err, bad.Trace)
+	}
+	if !bad.Has(rep.Violation) || !bad.TimerFired {
+		t.Fatalf("the engine with TimerIgnoresFence did not reproduce %s (timer fired: %v); violations %v\n%s", rep.Violation, bad.TimerFired, bad.Violations, bad.Trace)
+	}
+	t.Logf("with the mutation: %v", bad.Violations)
+	good, err := Replay(1, script, nola.Mutations{})
+	if err != nil {
+		t.Fatalf("clean replay: %v\n%s", err, good.Trace)
+	}
+	if len(good.Violations) > 0 || good.TimerFired {
+		t.Fatalf("the unmutated engine fails the same schedule (timer fired: %v): %v\n%s", good.TimerFired, good.Violations, good.Trace)
+	}
+	// The schedule did fence the server (the timer had its chance).
+	if !strings.Contains(good.Trace, "fence s0#1") {
+		t.Fatalf("without the mutation the server never fenced: the schedule did not run\n%s", good.Trace)
+	}
+}

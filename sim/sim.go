@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nolaproject/nola/linearizability"
+	"github.com/nolaproject/nola/model"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/registry/memkv"
@@ -66,6 +67,10 @@ type Result struct {
 	// Err reports a run that could not complete (deadlock, livelock,
 	// setup failure): a failure too.
 	Err error
+	// Refinement is the first step the protocol model rejected
+	// (Config.Refine; nil: none), RefStats what the check saw.
+	Refinement *model.RefError
+	RefStats   model.RefStats
 
 	notes map[string][]note
 }
@@ -76,7 +81,7 @@ const wasmTickerPrefix = "wticker"
 
 // Failed reports whether the run found a violation or broke.
 func (r *Result) Failed() bool {
-	return r.Err != nil || len(r.Violations) > 0 || r.Lin.Illegal > 0
+	return r.Err != nil || len(r.Violations) > 0 || r.Lin.Illegal > 0 || r.Refinement != nil
 }
 
 // Inconclusive reports whether porcupine gave up on some object's
@@ -123,6 +128,9 @@ func run(cfg Config, sh *shared) *Result {
 			}
 		}
 	}
+	if s.ref != nil {
+		res.Refinement, res.RefStats = s.ref.ref.Err(), s.ref.ref.Stats()
+	}
 	if s.net != nil {
 		res.Stats.Net = s.net.stats
 		res.Stats.Deactivations = s.net.fx.deactivations
@@ -154,6 +162,7 @@ type sim struct {
 	store     *memkv.Store
 	net       *Network
 	oracle    *Oracle
+	ref       *refinement // Config.Refine
 	types     map[string]nola.Factory
 	kinds     map[string]ActorKind
 	// wasm: the run uses WASM kinds, so every server process gets a
@@ -212,6 +221,9 @@ func (s *sim) main() {
 	s.store = memkv.New(s.storeNode, memkv.Options{})
 	s.net = newNetwork(w, cfg.Net, cfg.HandlerTimeout)
 	s.oracle = newOracle(w, s.store)
+	if cfg.Refine {
+		s.ref = newRefinement(s)
+	}
 	s.types, s.kinds = map[string]nola.Factory{}, map[string]ActorKind{}
 	for _, k := range cfg.catalog() {
 		if k.Module == nil {
@@ -289,6 +301,7 @@ func (s *sim) main() {
 				}
 			},
 			stopping: func() bool { return sl.stopping != nil && sl.stopping == sl.srv },
+			ref:      s.ref,
 		}
 		s.net.listen(sl.name, sl.node, nil)
 		s.servers = append(s.servers, sl)
@@ -313,7 +326,7 @@ func (s *sim) main() {
 	for j := range cfg.Clients {
 		c := &clientSlot{name: fmt.Sprintf("c%d", j)}
 		c.node = w.Node(c.name)
-		link := &storeLink{n: s.net, from: c.name, node: c.node, inner: s.store, storeNode: s.storeNode, timeout: cfg.StoreTimeout}
+		link := &storeLink{n: s.net, from: c.name, node: c.node, inner: s.store, storeNode: s.storeNode, timeout: cfg.StoreTimeout, ref: s.ref}
 		cl, err := nola.NewClient(nola.ClientConfig{Runtime: c.node, Store: link, Transport: s.net.Transport(c.name, c.node)})
 		if err != nil {
 			s.fail(err)
@@ -378,7 +391,7 @@ func (s *sim) startServer(sl *slot) {
 		Rho:            s.cfg.Rho,
 		IdleTimeout:    s.cfg.IdleTimeout,
 		MaxActivations: s.cfg.MaxActivations,
-		Observer:       s.oracle,
+		Observer:       s.observer(),
 		Mutations:      s.cfg.Mutations,
 	}
 	var proc *wasmProc
@@ -755,4 +768,13 @@ func (st Stats) sortedCodes() []nola.Code {
 	}
 	slices.Sort(codes)
 	return codes
+}
+
+// observer is what servers report their activations to: the oracle, and
+// the refinement check when it runs.
+func (s *sim) observer() nola.Observer {
+	if s.ref == nil {
+		return s.oracle
+	}
+	return observer{o: s.oracle, r: s.ref}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nolaproject/nola/model"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt"
@@ -39,6 +40,9 @@ type storeLink struct {
 	// when it sent it.
 	released func(atStop bool, res kv.CommitResult, err error)
 	stopping func() bool
+	// ref, if set, abstracts what the store applies into model steps
+	// (Config.Refine).
+	ref *refinement
 }
 
 var _ kv.Store = (*storeLink)(nil)
@@ -88,6 +92,9 @@ func (l *storeLink) Get(ctx context.Context, key []byte, rev int64) (kv.KeyValue
 	}
 	r, err := roundTrip(l, ctx, "get", func() (got, error) {
 		v, found, err := l.inner.Get(context.Background(), key, rev)
+		if l.ref != nil && rev == 0 {
+			l.ref.refRead(l, key, v, found, err)
+		}
 		return got{v, found}, err
 	})
 	return r.kv, r.found, err
@@ -125,12 +132,23 @@ func (l *storeLink) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, erro
 		owner, isOwner = l.oracle.ownerWrite(l.from, t)
 		atStop = l.stopping != nil && l.stopping()
 	}
+	var refApply func(bool)
+	if l.ref != nil {
+		var send *model.RefEvent
+		send, refApply = l.ref.refCommit(l, t)
+		if send != nil {
+			l.ref.step(*send)
+		}
+	}
 	res, err := roundTrip(l, ctx, "commit", func() (kv.CommitResult, error) {
 		var applied func()
 		if l.incarnation != nil && l.oracle != nil {
 			applied = l.oracle.beforeCommit(l.from, inc, senders, t)
 		}
 		res, err := l.inner.Commit(context.Background(), t)
+		if refApply != nil && err == nil {
+			refApply(res.Succeeded)
+		}
 		if isOwner && owner.release && l.released != nil {
 			l.released(atStop, res, err)
 		}
@@ -152,19 +170,31 @@ func (l *storeLink) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, erro
 
 func (l *storeLink) Grant(ctx context.Context, ttl time.Duration) (kv.LeaseID, error) {
 	return roundTrip(l, ctx, "grant", func() (kv.LeaseID, error) {
-		return l.inner.Grant(context.Background(), ttl)
+		id, err := l.inner.Grant(context.Background(), ttl)
+		if l.ref != nil {
+			l.ref.refLease(model.RefGrant, id, ttl, err)
+		}
+		return id, err
 	})
 }
 
 func (l *storeLink) KeepAlive(ctx context.Context, id kv.LeaseID) (time.Duration, error) {
 	return roundTrip(l, ctx, "keep-alive", func() (time.Duration, error) {
-		return l.inner.KeepAlive(context.Background(), id)
+		d, err := l.inner.KeepAlive(context.Background(), id)
+		if l.ref != nil {
+			l.ref.refLease(model.RefKeepAlive, id, 0, err)
+		}
+		return d, err
 	})
 }
 
 func (l *storeLink) Revoke(ctx context.Context, id kv.LeaseID) error {
 	_, err := roundTrip(l, ctx, "revoke", func() (struct{}, error) {
-		return struct{}{}, l.inner.Revoke(context.Background(), id)
+		err := l.inner.Revoke(context.Background(), id)
+		if l.ref != nil {
+			l.ref.refLease(model.RefRevoke, id, 0, err)
+		}
+		return struct{}{}, err
 	})
 	return err
 }

@@ -47,6 +47,7 @@ func run(args []string, out io.Writer) error {
 		minimize  = fs.Bool("minimize", false, "with -seed: shrink the failing configuration")
 		maxFail   = fs.Int("max-failures", 10, "stop the sweep after this many failing seeds (0: never)")
 		goGuests  = fs.Bool("go-guests", false, "add WASM actors built from the Go guests (slow: ~3 ms per instance)")
+		refine    = fs.Bool("refine", false, "with -seed: run the seed's short configuration (sim.RefineConfig) with the refinement check against the protocol model, as TestRefinement does")
 		budget    = fs.Duration("check-budget", sim.LinCheckBudget, "porcupine's wall-time budget per object (a run whose budget runs out fails as unchecked)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -62,14 +63,24 @@ func run(args []string, out io.Writer) error {
 	}
 	opts.CheckBudget = *budget
 	if *seed != 0 {
-		return replay(out, *seed, opts, *htmlDir, *verbose, *minimize)
+		return replay(out, *seed, opts, *htmlDir, *verbose, *minimize, *refine)
 	}
 	return sweep(out, *start, *seeds, *workers, opts, *htmlDir, *every, *verbose, *maxFail)
 }
 
-func replay(out io.Writer, seed uint64, opts sim.Options, dir string, verbose, minimize bool) error {
+func replay(out io.Writer, seed uint64, opts sim.Options, dir string, verbose, minimize, refine bool) error {
 	cfg := sim.Generate(seed, opts)
+	if refine {
+		cfg = sim.RefineConfig(seed, opts)
+	}
 	r := sim.Run(cfg)
+	if refine {
+		fmt.Fprintf(out, "refinement: %d steps checked", r.RefStats.Steps)
+		if r.Refinement != nil {
+			fmt.Fprintf(out, "; %v", r.Refinement)
+		}
+		fmt.Fprintln(out)
+	}
 	if verbose || r.Failed() {
 		fmt.Fprint(out, r.Report())
 	} else {
