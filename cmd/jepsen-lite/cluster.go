@@ -117,6 +117,8 @@ type clusterOptions struct {
 	ttl              time.Duration
 	seed             uint64
 	mutation         string
+	// embedded: one server on its own embedded etcd (members is 0).
+	embedded bool
 }
 
 // startCluster starts everything; on error the caller still calls stop.
@@ -202,10 +204,17 @@ func startCluster(ctx context.Context, c *cluster, o clusterOptions, nolaBin, et
 		}
 		s.trace = filepath.Join(c.logs, s.id+".trace.jsonl")
 		s.ready = filepath.Join(c.work, s.id+".ready")
-		args := []string{"serve", "--id", s.id, "--listen", s.addr, "--advertise", "http://" + s.peerPx.Addr(),
-			"--etcd-endpoints", strings.Join(eps, ","), "--lease-ttl", o.ttl.String(),
+		store := []string{"--etcd-endpoints", strings.Join(eps, ",")}
+		if o.embedded {
+			// Same data directory on every restart: what was acknowledged
+			// must be there after a kill -9.
+			store = []string{"--data-dir", filepath.Join(c.work, s.id+"-data")}
+		}
+		args := []string{"serve", "--id", s.id, "--listen", s.addr, "--advertise", "http://" + s.peerPx.Addr()}
+		args = append(args, store...)
+		args = append(args, "--lease-ttl", o.ttl.String(),
 			"--ready-file", s.ready, "--trace-executions", s.trace, "--log-level", "info",
-			"--shutdown-timeout", "5s", "--example-actors"}
+			"--shutdown-timeout", "5s", "--example-actors")
 		if o.mutation != "" {
 			args = append(args, "--unsafe-mutation", o.mutation)
 		}

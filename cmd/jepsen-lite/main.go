@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +41,7 @@ type config struct {
 	mutation          string
 	stopOnFail        bool
 	wasm              bool
+	embedded          bool
 }
 
 // exit codes
@@ -92,16 +94,28 @@ Flags:
 	fs.DurationVar(&c.checkBudget, "check-budget", 20*time.Second, "porcupine time budget per actor (running out is a failure)")
 	fs.BoolVar(&c.stopOnFail, "stop-on-fail", false, "with --runs: stop after the first failing run")
 	fs.BoolVar(&c.wasm, "wasm", true, "also call WASM durable counters of a module uploaded from "+wasmModule)
+	fs.BoolVar(&c.embedded, "embedded", false, "single-node scenario: one `nola serve` on its embedded etcd (fsync on), killed with -9 and restarted on the same data directory; --etcd-members and --servers are ignored, and --nemeses all means "+strings.Join(embeddedNemeses, ",")+" (the others have no target)")
 	addMutationFlag(fs, &c.mutation)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	if c.embedded {
+		c.members, c.servers = 0, 1
+		if c.nemeses == "all" {
+			c.nemeses = strings.Join(embeddedNemeses, ",")
+		}
+		for _, n := range strings.Split(c.nemeses, ",") {
+			if n = strings.TrimSpace(n); n != "" && n != "none" && !slices.Contains(embeddedNemeses, n) {
+				return c, fmt.Errorf("--embedded: nemesis %q has no target (have %s)", n, strings.Join(embeddedNemeses, ", "))
+			}
+		}
+	}
 	switch {
 	case fs.NArg() != 0:
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
-	case c.members != 1 && c.members != 3 && c.members != 5:
+	case !c.embedded && c.members != 1 && c.members != 3 && c.members != 5:
 		return c, fmt.Errorf("--etcd-members must be 1, 3 or 5, got %d", c.members)
-	case c.servers < 2 || c.servers > 9:
+	case !c.embedded && (c.servers < 2 || c.servers > 9):
 		return c, fmt.Errorf("--servers must be between 2 and 9, got %d", c.servers)
 	case c.clients < 1 || c.clients > 64 || c.hot < 1 || c.hot > 16:
 		return c, fmt.Errorf("--clients must be 1..64 and --hot 1..16")

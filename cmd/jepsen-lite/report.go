@@ -68,6 +68,9 @@ const modeDesc = "loopback + per-link TCP proxies (no root needed): clients→se
 func summarize(cfg config, seed uint64, w *workload, checks []checkerResult, faults []faultRecord, or exectrace.Result, lost int) *summary {
 	s := &summary{Seed: seed, Mode: modeDesc, Faults: faults, Checks: checks, FaultsByKind: map[string]int{},
 		Availability: map[string]float64{}, Recovery: map[string]recoveryStats{}, TraceRecords: or.Records, LostAcked: lost}
+	if cfg.embedded {
+		s.Mode = "embedded single node: one nola serve on its in-process etcd (fsync on), restarted on the same data directory after kill -9; " + modeDesc
+	}
 	s.Config.EtcdMembers, s.Config.Servers, s.Config.Clients, s.Config.Hot = cfg.members, cfg.servers, cfg.clients, cfg.hot
 	s.Config.Duration, s.Config.LeaseTTL, s.Config.Nemeses, s.Config.Mutation = cfg.duration.String(), cfg.ttl.String(), cfg.nemeses, cfg.mutation
 	s.Pass = true

@@ -27,8 +27,12 @@ func addMutationFlag(fs *flag.FlagSet, dst *string) {
 
 var allNemeses = []string{
 	"kill", "pause", "partition-etcd", "partition-peers", "partition-clients",
-	"latency-etcd", "loss-etcd", "etcd-kill", "etcd-leader-pause",
+	"latency-etcd", "stall-etcd", "loss-etcd", "etcd-kill", "etcd-leader-pause",
 }
+
+// embeddedNemeses are the faults of the single-node scenario (its etcd
+// lives in the server's process: no link to cut, no member to kill alone).
+var embeddedNemeses = []string{"kill", "pause", "partition-clients"}
 
 func selectNemeses(spec string) (map[string]bool, error) {
 	out := map[string]bool{}
@@ -68,6 +72,13 @@ func candidates(c *cluster, cfg config, chosen map[string]bool) []*nemesis.FuncF
 		add(nemesis.Cut("partition-peers", s.id, []*nemesis.Proxy{s.peerPx}, s.id))
 		add(nemesis.Cut("partition-clients", s.id, []*nemesis.Proxy{s.clientPx}, s.id))
 		add(nemesis.Slow("latency-etcd", s.id, s.etcdPx, 100*time.Millisecond, s.id))
+		// A stall: every byte to and from etcd arrives TTL+1.5s late, so
+		// the lease expires in etcd while requests the server sent in time
+		// are still on the way — a commit can reach etcd after the actor
+		// moved. Only the store's fence stops it (SkipStoreFence). The
+		// delay must stay below etcdkv's 5 s request timeout: past it the
+		// client's cancel follows the request in and etcd drops both.
+		add(nemesis.Slow("stall-etcd", s.id, s.etcdPx, cfg.ttl+1500*time.Millisecond, s.id))
 		add(nemesis.Lossy("loss-etcd", s.id, s.etcdPx, 0.05, s.id))
 	}
 	for _, m := range c.etcd {
@@ -103,7 +114,7 @@ func candidates(c *cluster, cfg config, chosen map[string]bool) []*nemesis.FuncF
 type faultRecord struct {
 	nemesis.Event
 	// Victims are the actors the target owned when the fault started (all
-	// actors for etcd faults).
+	// actors for etcd faults and in the embedded scenario).
 	Victims []string `json:"victims"`
 	// RecoveryNs: from the fault's start to the first successful call on a
 	// victim that started after it; HealNs: from the heal to the first
@@ -131,8 +142,12 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 			_ = os.RemoveAll(work)
 		}
 	}()
-	fmt.Fprintf(stdout, "jepsen-lite: seed %d: starting %d etcd members and %d nola servers (loopback, proxied links) …\n", seed, cfg.members, cfg.servers)
-	if err := startCluster(ctx, c, clusterOptions{members: cfg.members, servers: cfg.servers, ttl: cfg.ttl, seed: seed, mutation: cfg.mutation}, nolaBin, etcdBin); err != nil {
+	if cfg.embedded {
+		fmt.Fprintf(stdout, "jepsen-lite: seed %d: starting one nola server on its embedded etcd (loopback, proxied links) …\n", seed)
+	} else {
+		fmt.Fprintf(stdout, "jepsen-lite: seed %d: starting %d etcd members and %d nola servers (loopback, proxied links) …\n", seed, cfg.members, cfg.servers)
+	}
+	if err := startCluster(ctx, c, clusterOptions{members: cfg.members, servers: cfg.servers, ttl: cfg.ttl, seed: seed, mutation: cfg.mutation, embedded: cfg.embedded}, nolaBin, etcdBin); err != nil {
 		return nil, err
 	}
 	chosen, _ := selectNemeses(cfg.nemeses)
@@ -242,7 +257,8 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 	faults := make([]faultRecord, 0, len(events))
 	for _, e := range events {
 		fr := faultRecord{Event: e}
-		if strings.HasPrefix(e.Kind, "etcd") {
+		if strings.HasPrefix(e.Kind, "etcd") || cfg.embedded {
+			// The whole store (or, embedded, the only server) was hit.
 			for _, a := range w.actors {
 				fr.Victims = append(fr.Victims, a.id)
 			}

@@ -89,6 +89,7 @@ type workload struct {
 	clients   []*httpapi.Client
 	actors    []actorRef // checked actors
 	callers   []string   // caller actors (actor→actor calls)
+	tickers   []string   // ticker actors (timers; checked by the oracle only)
 	timeout   time.Duration
 	callRatio float64
 
@@ -109,6 +110,7 @@ func newWorkload(t0 time.Time, servers []*server, hot int, timeout time.Duration
 			w.actors = append(w.actors, actorRef{wasmType, "w" + n})
 		}
 		w.callers = append(w.callers, "x"+n)
+		w.tickers = append(w.tickers, "t"+n)
 	}
 	return w
 }
@@ -190,11 +192,47 @@ func (w *workload) call(ctx context.Context, client, si int, a actorRef, op, key
 	return rec
 }
 
+// tickerPeriod is the period of the ticker actors' timers: their ticks
+// are timer executions the activation oracle checks (a timer of a dropped
+// activation must never fire: TimerIgnoresFence).
+const tickerPeriod = "200ms"
+
+// callTicker starts (re-arms) or reads a ticker. Ticks live in memory and
+// have no model: these calls feed availability and the oracle, not
+// porcupine.
+func (w *workload) callTicker(ctx context.Context, client, si int, id string, start bool) {
+	op, payload := "ticks", []byte(nil)
+	if start {
+		op, payload = "start", []byte(tickerPeriod)
+	}
+	rec := opRecord{Client: client, Actor: "ticker/" + id, Op: op, Server: w.servers[si].id, Start: w.now()}
+	cctx, cancel := context.WithTimeout(ctx, w.timeout)
+	b, err := w.clients[si].Invoke(cctx, namespace, id, "ticker", op, payload)
+	cancel()
+	rec.End = w.now()
+	switch {
+	case err == nil:
+		rec.Outcome, rec.Value = outOK, string(b)
+	case nola.IsRetryable(err):
+		rec.Outcome, rec.Err = outFail, err.Error()
+	default:
+		rec.Outcome, rec.Err = outIndet, err.Error()
+	}
+	w.mu.Lock()
+	w.ops = append(w.ops, rec)
+	w.mu.Unlock()
+}
+
 // run drives one client until ctx ends: hot actors, random servers,
 // incs mostly, some gets, some through caller actors.
 func (w *workload) run(ctx context.Context, client int, seed uint64, think time.Duration) {
 	rng := rand.New(rand.NewPCG(seed, uint64(client)))
 	for seq := 0; ctx.Err() == nil; seq++ {
+		if rng.Float64() < 0.04 {
+			// A ticker: mostly re-arm it, so that a moved one ticks again.
+			w.callTicker(ctx, client, rng.IntN(len(w.servers)), w.tickers[rng.IntN(len(w.tickers))], rng.Float64() < 0.7)
+			continue
+		}
 		a := w.actors[rng.IntN(len(w.actors))]
 		op, key, arg, via := "inc", "", "", ""
 		if rng.Float64() < 0.2 {

@@ -32,6 +32,9 @@ type Result struct {
 	// vacuous pass is a failure.
 	Unchecked []string `json:"unchecked"`
 	Records   int      `json:"records"`
+	// LateReports counts activations whose first execution was stamped
+	// before their Activated report (see Check).
+	LateReports int `json:"late_activation_reports"`
 }
 
 // Ok reports whether every rule held and every expected actor was seen.
@@ -73,6 +76,16 @@ type actTrack struct {
 //	G1.unknown          an execution on an activation that was never
 //	                    reported activated.
 //
+// The engine marks an activation ready (and wakes the invocations waiting
+// for it) before it reports it, so a concurrent invocation may start, and
+// be stamped, before the Activated report is: on a real machine the
+// activating goroutine can be preempted between the two. So an activation
+// is known if any record of its process reports it, at any time, and it
+// counts as activated at the earlier of that report and its first start
+// (both are stamped after the moment it became ready, so the rules stay
+// as strict: an earlier activation time can only add stale starts). An
+// execution on an activation that no record ever reports is G1.unknown.
+//
 // An execution that never ended (SIGKILL) or whose result was withheld
 // (the output gate refused it past the deadline) made nothing observable
 // after its start, so only its start is checked. A report stamped late —
@@ -94,7 +107,12 @@ func Check(recs []Record, expected []string) Result {
 		return 0
 	})
 	acts := map[string]map[actKey]*actTrack{}
+	// First pass: every reported activation (the earliest report, records
+	// being in clock order).
 	for _, r := range recs {
+		if r.Kind != KindActivated {
+			continue
+		}
 		name := r.Namespace + "/" + r.Actor
 		k := actKey{r.Server, r.PID, r.Activation}
 		m := acts[name]
@@ -102,17 +120,25 @@ func Check(recs []Record, expected []string) Result {
 			m = map[actKey]*actTrack{}
 			acts[name] = m
 		}
-		t := m[k]
+		if m[k] == nil {
+			m[k] = &actTrack{key: k, activatedAt: r.T}
+		}
+	}
+	for _, r := range recs {
+		name := r.Namespace + "/" + r.Actor
+		k := actKey{r.Server, r.PID, r.Activation}
+		t := acts[name][k]
 		switch r.Kind {
-		case KindActivated:
-			if t == nil {
-				m[k] = &actTrack{key: k, activatedAt: r.T}
-			}
 		case KindStart:
 			if t == nil {
 				res.Violations = append(res.Violations, Violation{Rule: "G1.unknown", Actor: name, T: r.T,
 					Detail: fmt.Sprintf("%s started on %s, which was never reported activated", r.Op, k)})
 				continue
+			}
+			if r.T < t.activatedAt {
+				// Started before its activation's report was stamped.
+				t.activatedAt = r.T
+				res.LateReports++
 			}
 			t.execs = append(t.execs, exec{op: r.Op, start: r.T})
 			t.running = len(t.execs)

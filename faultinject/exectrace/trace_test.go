@@ -75,10 +75,34 @@ func TestCheckRules(t *testing.T) {
 	if res := Check(late, []string{"ns/a"}); !res.Ok() {
 		t.Errorf("start logged before its activation: %+v", res)
 	}
-	for rule, recs := range cases {
+	// Stamped before its report (the engine wakes waiting invocations
+	// before it reports the activation; see TestEngineStartLoggedBeforeActivation).
+	early := []Record{rec(KindStart, "s0", 1, 1, 9, false), rec(KindEnd, "s0", 1, 1, 12, true), rec(KindActivated, "s0", 1, 1, 10, false)}
+	if res := Check(early, []string{"ns/a"}); !res.Ok() || res.LateReports != 1 {
+		t.Errorf("start stamped before its activation's report: %+v", res)
+	}
+	// The activation time is the earlier of report and first start, so a
+	// stale start between the two is still caught.
+	cases["G1.stale-start (early start)"] = []Record{
+		rec(KindActivated, "s0", 1, 1, 10, false),
+		rec(KindStart, "s1", 2, 1, 20, false),
+		rec(KindStart, "s0", 1, 1, 25, false),
+		rec(KindActivated, "s1", 2, 1, 30, false),
+	}
+	// The seed-1 shape: other activations of the actor and its server are
+	// known, but not the one the start names.
+	cases["G1.unknown (missing activation)"] = []Record{
+		rec(KindActivated, "s1", 2, 14, 10, false),
+		rec(KindStart, "s1", 2, 14, 11, false),
+		rec(KindEnd, "s1", 2, 14, 12, true),
+		rec(KindActivated, "s1", 3, 15, 13, false), // same number, another process
+		rec(KindStart, "s1", 2, 15, 20, false),
+	}
+	for name, recs := range cases {
+		rule, _, _ := strings.Cut(name, " ")
 		res := Check(recs, nil)
 		if len(res.Violations) == 0 || res.Violations[0].Rule != rule {
-			t.Errorf("%s: got %+v", rule, res.Violations)
+			t.Errorf("%s: got %+v", name, res.Violations)
 		}
 	}
 	if res := Check(nil, []string{"ns/a"}); res.Ok() || len(res.Unchecked) != 1 {

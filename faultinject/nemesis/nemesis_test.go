@@ -109,3 +109,43 @@ func TestPlanIsSeeded(t *testing.T) {
 		}
 	}
 }
+
+// Bytes that entered a slow link before their sender hung up still reach
+// the other side, in order: how a delayed commit reaches the store late.
+func TestProxySlowDeliversAfterSenderLeft(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		got <- string(b)
+	}()
+	p, err := NewProxy("127.0.0.1:0", ln.Addr().String(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.SetDelay(50 * time.Millisecond)
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"one ", "two ", "three"} {
+		if _, err := c.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+	if s := <-got; s != "one two three" {
+		t.Fatalf("target got %q", s)
+	}
+}

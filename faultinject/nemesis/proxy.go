@@ -38,6 +38,7 @@ type Proxy struct {
 	rng     *rand.Rand
 	conns   map[*link]struct{}
 	closed  bool
+	closing chan struct{} // closed by Close
 	wg      sync.WaitGroup
 	accepts int64
 }
@@ -64,7 +65,7 @@ func NewProxy(listen, target string, seed uint64) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: target, conns: map[*link]struct{}{}, healed: make(chan struct{}),
+	p := &Proxy{ln: ln, target: target, conns: map[*link]struct{}{}, healed: make(chan struct{}), closing: make(chan struct{}),
 		rng: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))}
 	close(p.healed)
 	p.wg.Add(1)
@@ -118,6 +119,9 @@ func (p *Proxy) SetLoss(prob float64) {
 // Close stops the proxy and closes every connection.
 func (p *Proxy) Close() error {
 	p.mu.Lock()
+	if !p.closed {
+		close(p.closing)
+	}
 	p.closed = true
 	if p.cut {
 		p.cut = false
@@ -210,24 +214,74 @@ func (p *Proxy) serve(l *link) {
 	<-done
 }
 
+// chunk is bytes read from one side, due for the other at due.
+type chunk struct {
+	b   []byte
+	due time.Time
+	err error
+}
+
+// pipe copies src to dst. A reader stamps each chunk when it arrives and
+// queues it (bounded: backpressure as a slow link would give); the writer
+// forwards it once the delay set at arrival has passed. So latency is not
+// additive — a chunk waits d after it arrived, not d after the one before
+// it — and bytes that entered the link before the sender gave up still
+// reach the other side late, as on a slow network (a write held this way
+// is how a stale commit can reach etcd after its lease expired).
 func (p *Proxy) pipe(l *link, dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			d, ok := p.gate(l)
-			if !ok {
+	queue := make(chan chunk, 64)
+	stop := make(chan struct{})
+	var reader sync.WaitGroup
+	reader.Add(1)
+	go func() {
+		defer reader.Done()
+		defer close(queue)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			c := chunk{err: err}
+			if n > 0 {
+				c.b = append([]byte(nil), buf[:n]...)
+				p.mu.Lock()
+				c.due = time.Now().Add(p.delay)
+				p.mu.Unlock()
+			}
+			select {
+			case queue <- c:
+			case <-stop:
 				return
 			}
-			if d > 0 {
-				time.Sleep(d)
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			if err != nil {
 				return
 			}
 		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
+	}()
+	defer reader.Wait()
+	defer close(stop)
+	for c := range queue {
+		if len(c.b) > 0 {
+			if _, ok := p.gate(l); !ok {
+				l.close()
+				return
+			}
+			if w := time.Until(c.due); w > 0 {
+				t := time.NewTimer(w)
+				select {
+				case <-t.C:
+				case <-p.closing:
+					t.Stop()
+					l.close()
+					return
+				}
+			}
+			if _, werr := dst.Write(c.b); werr != nil {
+				l.close()
+				return
+			}
+		}
+		if c.err != nil {
+			if !errors.Is(c.err, io.EOF) {
+				l.close()
 				return
 			}
 			if tc, ok := dst.(*net.TCPConn); ok {
