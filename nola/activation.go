@@ -89,6 +89,14 @@ type activation struct {
 	cacheBytes int
 	charged    int64 // bytes added to srv.memBytes
 
+	// creating is set while the Creator hook's commit is due: the next
+	// commit carries registry.CommitOptions.Created, even without writes.
+	// args caches the creation arguments once read (argsRead). Guarded by
+	// lock.
+	creating bool
+	argsRead bool
+	args     []byte
+
 	mu     sync.Mutex // guards timers; never held across a blocking call
 	timers map[string]*actorTimer
 }
@@ -246,10 +254,62 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 			return err
 		}
 	}
+	if hook, ok := actor.(Creator); ok {
+		if err := s.runCreate(ctx, a, chain, hook); err != nil {
+			return err
+		}
+	}
 	if !s.mayServe(a.inc) {
 		return &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " lost its lease during activation"}
 	}
 	return nil
+}
+
+// runCreate runs a Creator's hook if the store says the actor is new. The
+// read comes after the ownership confirmation (or Bump) under the fence, so
+// it sees every commit of earlier activations that can ever land.
+func (s *Server) runCreate(ctx context.Context, a *activation, chain []string, hook Creator) error {
+	if err := a.lock.Acquire(ctx); err != nil {
+		return wrapBefore(err, "create %s", a.key.id)
+	}
+	defer a.lock.Release()
+	c, err := s.reg.ReadCreation(ctx, a.key.ns, a.key.id)
+	if err != nil {
+		return wrapBefore(err, "")
+	}
+	a.cacheArgs(c.Args)
+	if !c.Pending && !s.cfg.Mutations.CreateEveryActivation {
+		return nil
+	}
+	a.creating, a.kvBudget = c.Pending, nil
+	defer func() { a.creating, a.kvBudget = false, nil }()
+	return s.runHook(ctx, a, "create", chain, func(cx *Context) error {
+		if s.cfg.Mutations.CreateCommitsMarkerSeparately {
+			// The broken variant: the hook's writes commit on their own,
+			// and the marker only afterwards (below, in a second commit).
+			a.creating = false
+			if err := hook.Create(cx, c.Args); err != nil {
+				return err
+			}
+			if err := a.txn.flush(cx); err != nil {
+				return err
+			}
+			a.creating = true
+			return nil
+		}
+		return hook.Create(cx, c.Args)
+	})
+}
+
+// cacheArgs remembers the creation arguments (read once per activation).
+func (a *activation) cacheArgs(args []byte) {
+	if a.argsRead {
+		return
+	}
+	a.args, a.argsRead = args, true
+	if n := len(args); n > 0 {
+		a.srv.charge(a, int64(n))
+	}
 }
 
 func safeFactory(f Factory, ref Ref) (a Actor, err error) {

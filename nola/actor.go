@@ -24,6 +24,29 @@ type Activator interface {
 	Activate(ctx *Context) error
 }
 
+// Creator is implemented by actors with a creation hook. nola calls Create
+// once in the actor's life: at its first activation (after Activate), with
+// the creation arguments the creating call carried (Request.CreationArgs,
+// Client.Create; nil if none), before any invocation runs on it.
+//
+// Create runs like an invocation: its KV writes commit when it returns, and
+// the same fenced commit records that the actor has been created. So the
+// hook runs to a commit exactly once: if it fails, or its server crashes or
+// loses its lease before that commit, nothing of it stands and the next
+// activation runs it again; once the commit landed, no activation runs it
+// again. A hook that calls another actor commits that record before the
+// call leaves (an output gate, as for KV), so a call is never repeated; a
+// hook that fails after such a call is not run again either.
+//
+// An error fails the activation and the invocation that caused it; one
+// that Create returns every time leaves the actor unusable. Actors created
+// before they implemented Creator (or by a version of nola without creation
+// records) never see Create. The arguments stay readable for the actor's
+// life through Context.CreationArgs.
+type Creator interface {
+	Create(ctx *Context, args []byte) error
+}
+
 // Deactivator is implemented by actors that want to know when they are
 // evicted (idle) or released (rebalancing, graceful shutdown). It is not
 // called when the server crashes or fences itself: code that must survive

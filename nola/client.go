@@ -92,6 +92,39 @@ func (c *Client) Invoke(ctx context.Context, ns, id, typ, op string, payload []b
 	return c.invoke(ctx, Request{Namespace: ns, ActorID: id, ActorType: typ, Operation: op, Payload: payload})
 }
 
+// Create creates actor (ns, id) of type typ with creation arguments args
+// (nil: none), without invoking it, and reports whether this call created
+// it. The arguments are stored with the actor in the commit that creates
+// it; the actor's Creator hook receives them at its first activation (the
+// first invocation). If the actor exists already, nothing changes — its
+// arguments are those of the call that created it — and created is false;
+// an existing actor of another type is a bad_request.
+func (c *Client) Create(ctx context.Context, ns, id, typ string, args []byte) (created bool, _ error) {
+	if err := checkName("namespace", ns, c.limits, false); err != nil {
+		return false, err
+	}
+	if err := checkName("actor ID", id, c.limits, false); err != nil {
+		return false, err
+	}
+	if err := checkName("actor type", typ, c.limits, false); err != nil {
+		return false, err
+	}
+	if err := checkCreationArgs(args, c.limits); err != nil {
+		return false, err
+	}
+	if c.checkType != nil {
+		if err := c.checkType(ctx, ns, typ); err != nil {
+			return false, wrapBefore(err, "")
+		}
+	}
+	p, err := c.reg.EnsureActivationArgs(ctx, ns, id, typ, args)
+	if err != nil {
+		return false, wrapBefore(err, "")
+	}
+	c.routes.put(actorKey{ns, id}, route{addr: p.Addr, typ: p.Type, owner: target{p.ServerID, p.Incarnation}})
+	return p.Created, nil
+}
+
 // Do sends a prepared request.
 func (c *Client) Do(ctx context.Context, req Request) ([]byte, error) { return c.invoke(ctx, req) }
 
@@ -110,7 +143,7 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		if err := checkName("operation", req.Operation, c.limits, false); err != nil {
 			return nil, err
 		}
-		if len(req.Payload) > c.limits.MaxPayloadBytes {
+		if len(req.Payload) > c.limits.MaxPayloadBytes || len(req.CreationArgs) > c.limits.MaxCreationArgsBytes {
 			return nil, checkRequest(&req, c.limits)
 		}
 	} else if err := checkRequest(&req, c.limits); err != nil {
@@ -143,7 +176,7 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 					return nil, err
 				}
 			}
-			p, err := c.reg.EnsureActivation(ctx, req.Namespace, req.ActorID, req.ActorType)
+			p, err := c.reg.EnsureActivationArgs(ctx, req.Namespace, req.ActorID, req.ActorType, req.CreationArgs)
 			if err != nil {
 				// Placement comes before any send: the invocation did not
 				// run, so a deadline here is a retryable timeout.
@@ -162,6 +195,7 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		}
 		sent := req
 		sent.ActorType = r.typ
+		sent.CreationArgs = nil // stored by placement, or ignored
 		if gate != nil {
 			if err := gate(); err != nil {
 				return nil, err

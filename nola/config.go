@@ -32,6 +32,10 @@ type Limits struct {
 	// same fenced commit (registry.CommitKVCounted). Zero (the default):
 	// no limit and no usage record, so commits cost nothing extra.
 	MaxActorKVBytes int64
+	// MaxCreationArgsBytes bounds the creation arguments a call that
+	// creates an actor may carry (Request.CreationArgs, Client.Create);
+	// default 64 KiB. They are stored with the actor for its life.
+	MaxCreationArgsBytes int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -45,6 +49,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxResultBytes, 4<<20)
 	def(&l.MaxKVKeyBytes, 2<<10)
 	def(&l.MaxKVValueBytes, 512<<10)
+	def(&l.MaxCreationArgsBytes, 64<<10)
 	return l
 }
 
@@ -148,6 +153,13 @@ type Mutations struct {
 	// SkipCallGate sends outgoing calls without checking the lease
 	// deadline right before each send.
 	SkipCallGate bool
+	// CreateEveryActivation runs a Creator's hook at every activation,
+	// ignoring the store's record that it ran (the exactly-once guard).
+	CreateEveryActivation bool
+	// CreateCommitsMarkerSeparately commits a Creator hook's KV writes and
+	// the record that it ran in two commits instead of one: a crash
+	// between them runs the hook again over its own effects.
+	CreateCommitsMarkerSeparately bool
 }
 
 // checkAndFillDefaults rejects an unusable configuration and fills in the
@@ -172,7 +184,8 @@ func (c *ServerConfig) checkAndFillDefaults() error {
 	case c.MaxActivations < 0:
 		return fmt.Errorf("nola: server config: negative MaxActivations %d", c.MaxActivations)
 	case c.Limits.MaxNameBytes < 0 || c.Limits.MaxPayloadBytes < 0 || c.Limits.MaxResultBytes < 0 ||
-		c.Limits.MaxKVKeyBytes < 0 || c.Limits.MaxKVValueBytes < 0 || c.Limits.MaxActorKVBytes < 0:
+		c.Limits.MaxKVKeyBytes < 0 || c.Limits.MaxKVValueBytes < 0 || c.Limits.MaxActorKVBytes < 0 ||
+		c.Limits.MaxCreationArgsBytes < 0:
 		return fmt.Errorf("nola: server config: negative limit in %+v", c.Limits)
 	}
 	if c.Margin >= c.LeaseTTL && c.LeaseTTL > 0 {
@@ -256,6 +269,14 @@ func checkRequestLimits(req *Request, l Limits, encoding bool) error {
 	}
 	if len(req.Payload) > l.MaxPayloadBytes {
 		return newErr(CodeTooLarge, false, nil, "payload of %d bytes exceeds the limit of %d", len(req.Payload), l.MaxPayloadBytes)
+	}
+	return checkCreationArgs(req.CreationArgs, l)
+}
+
+// checkCreationArgs bounds creation arguments before they go anywhere.
+func checkCreationArgs(args []byte, l Limits) error {
+	if len(args) > l.MaxCreationArgsBytes {
+		return newErr(CodeTooLarge, false, nil, "creation arguments of %d bytes exceed the limit of %d", len(args), l.MaxCreationArgsBytes)
 	}
 	return nil
 }

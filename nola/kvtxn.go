@@ -153,10 +153,10 @@ func (t *kvTxn) flush(c *Context) error {
 		t.reset()
 		return c.broken
 	}
-	if !t.dirty() {
+	a := c.act
+	if !t.dirty() && !a.creating {
 		return nil
 	}
-	a := c.act
 	writes := t.sortedWrites()
 	t.reset()
 	a.srv.checkWrites(a.key, writes)
@@ -186,6 +186,11 @@ func (t *kvTxn) flush(c *Context) error {
 		return c.broken
 	}
 	c.effects = true
+	if a.creating {
+		// The creation is recorded: later commits (after an outgoing call
+		// of the hook) must not try again, and their budget is the usual.
+		a.creating, a.kvBudget = false, nil
+	}
 	if o := a.srv.cfg.Observer; o != nil {
 		o.Committed(a.event("", false))
 	}
@@ -200,8 +205,9 @@ func (t *kvTxn) flush(c *Context) error {
 func (t *kvTxn) commit(c *Context, ctx context.Context, writes []registry.KVWrite) error {
 	a := c.act
 	limit := a.srv.cfg.Limits.MaxActorKVBytes
+	opts := registry.CommitOptions{Created: a.creating}
 	if limit <= 0 {
-		return a.srv.reg.CommitKV(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes)
+		return a.srv.reg.CommitKVWith(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes, opts)
 	}
 	if t.use == nil {
 		use, err := a.srv.reg.ReadKVUsage(ctx, a.ref.Namespace, a.ref.ID)
@@ -221,7 +227,7 @@ func (t *kvTxn) commit(c *Context, ctx context.Context, writes []registry.KVWrit
 	// Whatever happens next, the count this activation holds may be
 	// stale: read it again unless the commit succeeds.
 	t.use = nil
-	next, err := a.srv.reg.CommitKVCounted(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes, use, max(0, use.Bytes+delta))
+	next, err := a.srv.reg.CommitKVCountedWith(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes, use, max(0, use.Bytes+delta), opts)
 	if err != nil {
 		return err
 	}
@@ -403,11 +409,8 @@ func (c *Context) ScanPrefix(prefix []byte, limit int) ([]KV, error) {
 // use (most actors never write). The caller holds a.lock.
 func (a *activation) budget() registry.KVBudget {
 	if a.kvBudget == nil {
-		budget := a.srv.reg.KVBudget
-		if a.srv.cfg.Limits.MaxActorKVBytes > 0 {
-			budget = a.srv.reg.CountedKVBudget
-		}
-		b := budget(a.inc, a.key.ns, a.key.id, a.ownerRec)
+		b := a.srv.reg.KVBudgetWith(a.inc, a.key.ns, a.key.id, a.ownerRec,
+			a.srv.cfg.Limits.MaxActorKVBytes > 0, registry.CommitOptions{Created: a.creating})
 		a.kvBudget = &b
 	}
 	return *a.kvBudget
@@ -437,4 +440,23 @@ func (a *activation) remember(key, value []byte, exists bool) {
 	if d := a.cacheBytes - before; d != 0 {
 		a.srv.charge(a, int64(d))
 	}
+}
+
+// CreationArgs returns the arguments the call that created the actor
+// carried (nil if it carried none), for any invocation of the actor's
+// life; a Creator receives them in Create as well. They are read from the
+// store once per activation. The returned slice is the caller's.
+func (c *Context) CreationArgs() ([]byte, error) {
+	if c.over {
+		return nil, errOver()
+	}
+	a := c.act
+	if !a.argsRead {
+		cr, err := a.srv.reg.ReadCreation(c.cur(), a.key.ns, a.key.id)
+		if err != nil {
+			return nil, wrapErr(err, false, "")
+		}
+		a.cacheArgs(cr.Args)
+	}
+	return bytes.Clone(a.args), nil
 }

@@ -23,6 +23,12 @@ type Request struct {
 	// waiting for this one, outermost first. A call into an actor on its
 	// own chain would wait for itself; it fails at once instead.
 	Chain []string
+	// CreationArgs are stored with the actor if this call creates it (it
+	// did not exist and ActorType names its type), and delivered to its
+	// Creator hook; ignored if the actor exists. Only the calling client
+	// uses them (placement creates the actor): transports do not carry
+	// them. Bounded by Limits.MaxCreationArgsBytes.
+	CreationArgs []byte
 }
 
 // Handler serves invocations; *Server is one.

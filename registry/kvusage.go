@@ -135,6 +135,12 @@ func (r *Registry) CountKV(ctx context.Context, ns, id string) (int64, error) {
 // ErrFenced means nothing was written: the incarnation or its ownership is
 // gone, or the record is not use any more (then ReadKVUsage again).
 func (r *Registry) CommitKVCounted(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite, use KVUsage, bytes int64) (KVUsage, error) {
+	return r.CommitKVCountedWith(ctx, inc, ns, id, ownerRecord, writes, use, bytes, CommitOptions{})
+}
+
+// CommitKVCountedWith is CommitKVCounted with options (the creation hook's
+// commit).
+func (r *Registry) CommitKVCountedWith(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite, use KVUsage, bytes int64, o CommitOptions) (KVUsage, error) {
 	if bytes < 0 {
 		return KVUsage{}, fmt.Errorf("registry: commit KV of %s/%s: negative usage %d: %w", ns, id, bytes, kv.ErrInvalid)
 	}
@@ -144,7 +150,7 @@ func (r *Registry) CommitKVCounted(ctx context.Context, inc *Incarnation, ns, id
 		guard = kv.ValueEquals(key, use.record)
 	}
 	next := encodeKVUsage(bytes)
-	if err := r.commitKV(ctx, inc, ns, id, ownerRecord, writes, &guard, kv.Put(key, next, kv.NoLease)); err != nil {
+	if err := r.commitKV(ctx, inc, ns, id, ownerRecord, writes, &guard, kv.Put(key, next, kv.NoLease), o); err != nil {
 		return KVUsage{}, err
 	}
 	return KVUsage{Bytes: bytes, record: next}, nil

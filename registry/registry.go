@@ -334,12 +334,17 @@ type KVWrite struct {
 // inc.OwnerRecord returned for the actor's type and epoch. ErrFenced means nothing was
 // written and the incarnation (or its ownership) is gone.
 func (r *Registry) CommitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite) error {
-	return r.commitKV(ctx, inc, ns, id, ownerRecord, writes, nil, kv.Op{})
+	return r.commitKV(ctx, inc, ns, id, ownerRecord, writes, nil, kv.Op{}, CommitOptions{})
+}
+
+// CommitKVWith is CommitKV with options (the creation hook's commit).
+func (r *Registry) CommitKVWith(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite, o CommitOptions) error {
+	return r.commitKV(ctx, inc, ns, id, ownerRecord, writes, nil, kv.Op{}, o)
 }
 
 // commitKV is CommitKV with, when guard is set, one more compare and one
-// more write (the KV usage record: CommitKVCounted).
-func (r *Registry) commitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite, guard *kv.Compare, extra kv.Op) error {
+// more write (the KV usage record: CommitKVCounted), and what o adds.
+func (r *Registry) commitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite, guard *kv.Compare, extra kv.Op, o CommitOptions) error {
 	txn := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord), Ops: make([]kv.Op, len(writes), len(writes)+1)}
 	if r.opts.UnsafeSkipFence {
 		txn.Compares = nil
@@ -355,6 +360,11 @@ func (r *Registry) commitKV(ctx context.Context, inc *Incarnation, ns, id string
 	if guard != nil {
 		txn.Compares = append(txn.Compares, *guard)
 		txn.Ops = append(txn.Ops, extra)
+	}
+	if o != (CommitOptions{}) {
+		cmps, ops := o.extras(r, ns, id)
+		txn.Compares = append(txn.Compares, cmps...)
+		txn.Ops = append(txn.Ops, ops...)
 	}
 	if err := kv.CheckLimits(txn, r.store.Limits()); err != nil {
 		return fmt.Errorf("registry: commit KV of %s/%s: %w", ns, id, err)
@@ -389,16 +399,18 @@ func (b KVBudget) WriteSize(key, value []byte) int {
 // KVBudget returns the budget of one fenced KV commit of actor (ns, id)
 // owned by inc with ownerRecord: the store's limits less the fence.
 func (r *Registry) KVBudget(inc *Incarnation, ns, id string, ownerRecord []byte) KVBudget {
-	return r.kvBudget(inc, ns, id, ownerRecord, false)
+	return r.KVBudgetWith(inc, ns, id, ownerRecord, false, CommitOptions{})
 }
 
 // CountedKVBudget is KVBudget for CommitKVCounted: it leaves room for the
 // usage record's compare and write.
 func (r *Registry) CountedKVBudget(inc *Incarnation, ns, id string, ownerRecord []byte) KVBudget {
-	return r.kvBudget(inc, ns, id, ownerRecord, true)
+	return r.KVBudgetWith(inc, ns, id, ownerRecord, true, CommitOptions{})
 }
 
-func (r *Registry) kvBudget(inc *Incarnation, ns, id string, ownerRecord []byte, counted bool) KVBudget {
+// KVBudgetWith is KVBudget (counted: CountedKVBudget) for a commit with
+// options o: it leaves room for what they add.
+func (r *Registry) KVBudgetWith(inc *Incarnation, ns, id string, ownerRecord []byte, counted bool, o CommitOptions) KVBudget {
 	l := r.store.Limits()
 	b := KVBudget{MaxWrites: l.MaxOpsPerTxn, prefixLen: len(r.keys.KVPrefix(ns, id))}
 	fixed := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord)}
@@ -406,9 +418,12 @@ func (r *Registry) kvBudget(inc *Incarnation, ns, id string, ownerRecord []byte,
 		o := r.countedOverhead(ns, id)
 		fixed.Compares = append(fixed.Compares, o.Compares...)
 		fixed.Ops = o.Ops
-		if b.MaxWrites > 0 {
-			b.MaxWrites = max(1, b.MaxWrites-len(o.Ops))
-		}
+	}
+	cmps, ops := o.extras(r, ns, id)
+	fixed.Compares = append(fixed.Compares, cmps...)
+	fixed.Ops = append(fixed.Ops, ops...)
+	if b.MaxWrites > 0 {
+		b.MaxWrites = max(1, b.MaxWrites-len(fixed.Ops))
 	}
 	if l.MaxRequestBytes > 0 {
 		b.MaxBytes = max(1, l.MaxRequestBytes-kv.RequestSize(fixed))
@@ -651,6 +666,16 @@ type Placement struct {
 // the absent or other-incarnation one that was read, and that the chosen
 // server's record is current.
 func (r *Registry) EnsureActivation(ctx context.Context, ns, id, typ string) (Placement, error) {
+	return r.EnsureActivationArgs(ctx, ns, id, typ, nil)
+}
+
+// EnsureActivationArgs is EnsureActivation that, if it creates the actor,
+// stores args as its creation arguments in the commit that creates it
+// (creation.go). If the actor exists, args are ignored: the first creation
+// wins, and Placement.Created is false. Bounding args is the caller's job
+// (nola.Limits.MaxCreationArgsBytes); the store's request limit is the
+// last resort.
+func (r *Registry) EnsureActivationArgs(ctx context.Context, ns, id, typ string, args []byte) (Placement, error) {
 	key := r.keys.Actor(ns, id)
 	for attempt := 0; attempt < 16; attempt++ {
 		cur, found, err := r.store.Get(ctx, key, 0)
@@ -704,7 +729,14 @@ func (r *Registry) EnsureActivation(ctx context.Context, ns, id, typ string) (Pl
 		cmps = append(cmps, kv.ValueEquals(r.keys.Server(m.Record.ID), m.record))
 		// A new owner means a new epoch: epochs never repeat.
 		next := ActorRecord{Type: rec.Type, Owner: m.Record.ID, OwnerIncarnation: m.Record.Incarnation, Epoch: r.nextEpoch(rec.Epoch)}
-		res, err := r.store.Commit(ctx, kv.Txn{Compares: cmps, Ops: []kv.Op{kv.Put(key, next.encode(), kv.NoLease)}})
+		ops := []kv.Op{kv.Put(key, next.encode(), kv.NoLease)}
+		if created {
+			// The creation records go with the record that creates the
+			// actor: the compare on the record's absence above makes this
+			// commit the only one that creates it.
+			ops = append(ops, r.creationOps(ns, id, args)...)
+		}
+		res, err := r.store.Commit(ctx, kv.Txn{Compares: cmps, Ops: ops})
 		if err != nil {
 			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, err)
 		}

@@ -135,6 +135,11 @@ func Absent(key []byte) Compare {
 	return Compare{Key: key, Target: TargetVersion, Op: Equal, Num: 0}
 }
 
+// Exists holds when key exists.
+func Exists(key []byte) Compare {
+	return Compare{Key: key, Target: TargetVersion, Op: Greater, Num: 0}
+}
+
 // ModRevEquals holds when key was last changed at rev (0: absent).
 func ModRevEquals(key []byte, rev int64) Compare {
 	return Compare{Key: key, Target: TargetModRev, Op: Equal, Num: rev}
