@@ -1,0 +1,109 @@
+package registry_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/registry/kv"
+)
+
+// The creating placement stores the arguments and the pending marker in
+// its commit; a later placement changes neither; the commit with
+// CommitOptions.Created ends the pending state together with its writes,
+// and a second such commit is refused (nothing written).
+func TestCreationRecords(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		inc := mustRegister(t, reg, "s1")
+		p, err := reg.EnsureActivationArgs(ctx, "ns", "a", "t", []byte("args-1"))
+		if err != nil || !p.Created {
+			t.Fatalf("create: %+v, %v", p, err)
+		}
+		if p, err = reg.EnsureActivationArgs(ctx, "ns", "a", "t", []byte("args-2")); err != nil || p.Created {
+			t.Fatalf("second placement: %+v, %v; want not created", p, err)
+		}
+		c, err := reg.ReadCreation(ctx, "ns", "a")
+		if err != nil || !c.Pending || string(c.Args) != "args-1" {
+			t.Fatalf("creation = %+v, %v; want pending with args-1", c, err)
+		}
+		rec := recordFor(t, reg, inc, "ns", "a", "t")
+		created := registry.CommitOptions{Created: true}
+		w := []registry.KVWrite{{Key: []byte("k"), Value: []byte("v")}}
+		if err := reg.CommitKVWith(ctx, inc, "ns", "a", rec, w, created); err != nil {
+			t.Fatal(err)
+		}
+		if c, err = reg.ReadCreation(ctx, "ns", "a"); err != nil || c.Pending || string(c.Args) != "args-1" {
+			t.Fatalf("after the creation commit: %+v, %v; want not pending, args kept", c, err)
+		}
+		again := []registry.KVWrite{{Key: []byte("k"), Value: []byte("again")}}
+		if err := reg.CommitKVWith(ctx, inc, "ns", "a", rec, again, created); !errors.Is(err, registry.ErrFenced) {
+			t.Fatalf("second creation commit: %v, want ErrFenced", err)
+		}
+		if v, _, _ := reg.GetKV(ctx, "ns", "a", []byte("k")); string(v) != "v" {
+			t.Errorf("refused creation commit wrote k=%q", v)
+		}
+		// No arguments: pending, nil args; a stale args record of an
+		// earlier life of the ID is removed by the creation.
+		stale := reg.Keys().CreationArgs("ns", "b")
+		if _, err := reg.Store().Commit(ctx, kv.Txn{Ops: []kv.Op{kv.Put(stale, []byte("old life"), kv.NoLease)}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.EnsureActivationArgs(ctx, "ns", "b", "t", nil); err != nil {
+			t.Fatal(err)
+		}
+		if c, err = reg.ReadCreation(ctx, "ns", "b"); err != nil || !c.Pending || c.Args != nil {
+			t.Fatalf("creation without args = %+v, %v", c, err)
+		}
+	})
+}
+
+// An actor ID whose encoding continues another's ("a" and "a\x00b": the
+// tuple escape) never sees the other's creation records.
+func TestCreationRangeIsTheActorsOwn(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		mustRegister(t, reg, "s1")
+		if _, err := reg.EnsureActivationArgs(ctx, "ns", "a\x00b", "t", []byte("intruder")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.EnsureActivation(ctx, "ns", "a", "t"); err != nil {
+			t.Fatal(err)
+		}
+		c, err := reg.ReadCreation(ctx, "ns", "a")
+		if err != nil || c.Args != nil || !c.Pending {
+			t.Fatalf("creation of a = %+v, %v; want pending, no args", c, err)
+		}
+	})
+}
+
+// The budget of the creation commit leaves room for the marker: the
+// largest commit it allows passes the store's limits.
+func TestCreationBudgetLeavesRoomForTheMarker(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		inc := mustRegister(t, reg, "s1")
+		if _, err := reg.EnsureActivation(ctx, "ns", "a", "t"); err != nil {
+			t.Fatal(err)
+		}
+		rec := recordFor(t, reg, inc, "ns", "a", "t")
+		created := registry.CommitOptions{Created: true}
+		plain := reg.KVBudget(inc, "ns", "a", rec)
+		b := reg.KVBudgetWith(inc, "ns", "a", rec, false, created)
+		if plain.MaxWrites > 0 && b.MaxWrites != plain.MaxWrites-1 {
+			t.Fatalf("creation budget %d writes, plain %d: want one fewer", b.MaxWrites, plain.MaxWrites)
+		}
+		if b.MaxWrites <= 0 {
+			t.Skip("the store has no op limit")
+		}
+		w := make([]registry.KVWrite, b.MaxWrites)
+		for i := range w {
+			w[i] = registry.KVWrite{Key: []byte{byte(i), 1}, Value: bytes.Repeat([]byte{1}, 8)}
+		}
+		if err := reg.CommitKVWith(ctx, inc, "ns", "a", rec, w, created); err != nil {
+			t.Fatalf("a creation commit within its budget: %v", err)
+		}
+	})
+}
