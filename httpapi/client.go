@@ -3,8 +3,10 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -76,12 +78,19 @@ func redactParseError(err error) string {
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	return c.doHeader(ctx, method, path, body, nil)
+}
+
+func (c *Client) doHeader(ctx context.Context, method, path string, body []byte, header http.Header) (*http.Response, error) {
 	if c.baseErr != nil {
 		return nil, c.baseErr
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, bytes.NewReader(body))
 	if err != nil {
 		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "bad request URL: " + redactParseError(err)}
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -152,6 +161,13 @@ func pathName(i int, parts []string) string {
 // Invoke calls operation op of actor (ns, id) of type typ (empty: any
 // existing type) with payload.
 func (c *Client) Invoke(ctx context.Context, ns, id, typ, op string, payload []byte) ([]byte, error) {
+	return c.InvokeCreating(ctx, ns, id, typ, op, payload, nil)
+}
+
+// InvokeCreating is Invoke that, if the call creates the actor, stores
+// args (nil: none) as its creation arguments (the Nola-Creation-Args
+// header). They are ignored if the actor exists.
+func (c *Client) InvokeCreating(ctx context.Context, ns, id, typ, op string, payload, args []byte) ([]byte, error) {
 	path, err := nsPath(ns, "actors", id, "invoke", op)
 	if err != nil {
 		return nil, err
@@ -159,12 +175,39 @@ func (c *Client) Invoke(ctx context.Context, ns, id, typ, op string, payload []b
 	if typ != "" {
 		path += "?type=" + url.QueryEscape(typ)
 	}
-	resp, err := c.do(ctx, http.MethodPost, path, payload)
+	var h http.Header
+	if args != nil {
+		h = http.Header{HeaderCreationArgs: {base64.StdEncoding.EncodeToString(args)}}
+	}
+	resp, err := c.doHeader(ctx, http.MethodPost, path, payload, h)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	return readBody(resp.Body, 64<<20)
+}
+
+// Create creates actor (ns, id) of type typ with creation arguments args,
+// without invoking it; created is false if the actor existed (then
+// nothing changed).
+func (c *Client) Create(ctx context.Context, ns, id, typ string, args []byte) (created bool, _ error) {
+	path, err := nsPath(ns, "actors", id)
+	if err != nil {
+		return false, err
+	}
+	if typ == "" {
+		return false, &nola.Error{Code: nola.CodeBadRequest, Message: "the actor's type is required to create it"}
+	}
+	resp, err := c.do(ctx, http.MethodPost, path+"?type="+url.QueryEscape(typ), args)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	var out CreateResult
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<10)).Decode(&out); err != nil {
+		return false, &nola.Error{Code: nola.CodeInternal, Message: "decoding the response: " + err.Error()}
+	}
+	return out.Created, nil
 }
 
 // PutModule uploads a WASM module.

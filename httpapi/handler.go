@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -128,6 +129,7 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 	m := h.mux
 	m.HandleFunc("POST /v1/internal/invoke", h.admin(h.internalInvoke))
 	m.HandleFunc("POST /v1/ns/{ns}/actors/{id}/invoke/{op}", h.scoped(h.invoke))
+	m.HandleFunc("POST /v1/ns/{ns}/actors/{id}", h.scoped(h.createActor))
 	m.HandleFunc("GET /v1/ns/{ns}/actors", h.scoped(h.listActors))
 	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv", h.scoped(h.scanKV))
 	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv/{key...}", h.scoped(h.getKV))
@@ -452,8 +454,15 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
+		args, err := h.creationArgsHeader(r)
+		if err != nil {
+			return nil, err
+		}
 		ns, id, typ := r.PathValue("ns"), r.PathValue("id"), r.URL.Query().Get("type")
-		b, err := h.srv.Client().Invoke(ctx, ns, id, typ, r.PathValue("op"), payload)
+		b, err := h.srv.Client().Do(ctx, nola.Request{
+			Namespace: ns, ActorID: id, ActorType: typ, Operation: r.PathValue("op"),
+			Payload: payload, CreationArgs: args,
+		})
 		if typ == "" && errors.Is(err, registry.ErrActorNotFound) {
 			// The registry's wording says nothing of what to do.
 			err = &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf(
@@ -463,6 +472,69 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 	}()
 	h.met.observe("public", start, err) // rejected calls count too
 	h.writeResult(w, b, err)
+}
+
+// creationArgsHeader decodes the Nola-Creation-Args header, refusing one
+// longer than the encoding of Limits.MaxCreationArgsBytes before decoding
+// it.
+func (h *Handler) creationArgsHeader(r *http.Request) ([]byte, error) {
+	v, ok := r.Header[HeaderCreationArgs]
+	if !ok {
+		return nil, nil
+	}
+	if len(v) != 1 {
+		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: HeaderCreationArgs + " given more than once"}
+	}
+	limit := h.srv.Limits().MaxCreationArgsBytes
+	if len(v[0]) > base64.StdEncoding.EncodedLen(limit) {
+		return nil, &nola.Error{Code: nola.CodeTooLarge, Message: fmt.Sprintf(
+			"%s: creation arguments over the limit of %d bytes (%d base64 characters)", HeaderCreationArgs, limit, base64.StdEncoding.EncodedLen(limit))}
+	}
+	b, err := base64.StdEncoding.DecodeString(v[0])
+	if err != nil {
+		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: HeaderCreationArgs + " must be standard, padded base64"}
+	}
+	return b, nil
+}
+
+// CreateResult is the body of POST /v1/ns/{ns}/actors/{id}.
+type CreateResult struct {
+	// Created is false if the actor existed: nothing changed, and its
+	// creation arguments are those of the call that created it.
+	Created bool `json:"created"`
+}
+
+// createActor creates an actor of ?type= with the body as its creation
+// arguments, without invoking it: 201 if this call created it, 200 if it
+// existed.
+func (h *Handler) createActor(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	created, err := func() (bool, error) {
+		ctx, cancel, err := h.callContext(r)
+		if err != nil {
+			return false, err
+		}
+		defer cancel()
+		typ := r.URL.Query().Get("type")
+		if typ == "" {
+			return false, &nola.Error{Code: nola.CodeBadRequest, Message: "the actor's type is required to create it (?type=TYPE)"}
+		}
+		args, err := h.readPayload(ctx, w, r, h.srv.Limits().MaxCreationArgsBytes)
+		if err != nil {
+			return false, err
+		}
+		return h.srv.Client().Create(ctx, r.PathValue("ns"), r.PathValue("id"), typ, args)
+	}()
+	h.met.observe("create", start, err)
+	if err != nil {
+		h.writeResult(w, nil, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, CreateResult{Created: created})
 }
 
 func intParam(r *http.Request, name string, def, maxV int) (int, error) {

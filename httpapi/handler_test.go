@@ -357,3 +357,70 @@ func statusOf(t *testing.T, u string) func(method, path, token string) int {
 		return resp.StatusCode
 	}
 }
+
+// Creation arguments over HTTP: POST …/actors/{id} creates with the body
+// (201, then 200 and nothing changed), the invoke header creates with its
+// arguments, and both are bounded before anything is stored.
+func TestCreateActorWithArgs(t *testing.T) {
+	nodes := startCluster(t, 2, httpapi.Options{})
+	c := httpapi.NewClient(nodes[1].url, "")
+	defer c.Close()
+	created, err := c.Create(ctx(t), "cr", "g1", "greeter", []byte("ada"))
+	if err != nil || !created {
+		t.Fatalf("create = %v, %v", created, err)
+	}
+	if created, err = c.Create(ctx(t), "cr", "g1", "greeter", []byte("bob")); err != nil || created {
+		t.Fatalf("second create = %v, %v; want existed", created, err)
+	}
+	if got, err := c.Invoke(ctx(t), "cr", "g1", "", "hello", nil); err != nil || string(got) != "hello, ada" {
+		t.Fatalf("hello = %q, %v", got, err)
+	}
+	got, err := c.InvokeCreating(ctx(t), "cr", "g2", "greeter", "hello", nil, []byte("\x00bin\xff"))
+	if err != nil || string(got) != "hello, \x00bin\xff" {
+		t.Fatalf("creating invoke = %q, %v", got, err)
+	}
+	if got, _ := c.Invoke(ctx(t), "cr", "g2", "", "args", nil); string(got) != "\x00bin\xff" {
+		t.Fatalf("args = %q", got)
+	}
+
+	// Raw requests: status codes and the bounds.
+	post := func(path string, body []byte, header http.Header) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, nodes[0].url+path, bytes.NewReader(body))
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("/v1/ns/cr/actors/g3?type=greeter", nil, nil); code != http.StatusCreated || !strings.Contains(body, `"created": true`) {
+		t.Errorf("create: %d %s", code, body)
+	}
+	if code, body := post("/v1/ns/cr/actors/g3?type=greeter", nil, nil); code != http.StatusOK || !strings.Contains(body, `"created": false`) {
+		t.Errorf("create again: %d %s", code, body)
+	}
+	if code, body := post("/v1/ns/cr/actors/g4", nil, nil); code != http.StatusBadRequest {
+		t.Errorf("create without type: %d %s", code, body)
+	}
+	big := bytes.Repeat([]byte("x"), 64<<10+1)
+	if code, body := post("/v1/ns/cr/actors/g5?type=greeter", big, nil); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized create: %d %s", code, body)
+	}
+	hdr := http.Header{httpapi.HeaderCreationArgs: {strings.Repeat("A", 87384+4)}}
+	if code, body := post("/v1/ns/cr/actors/g6/invoke/hello?type=greeter", nil, hdr); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized header: %d %s", code, body)
+	}
+	hdr = http.Header{httpapi.HeaderCreationArgs: {"not base64!"}}
+	if code, body := post("/v1/ns/cr/actors/g6/invoke/hello?type=greeter", nil, hdr); code != http.StatusBadRequest {
+		t.Errorf("malformed header: %d %s", code, body)
+	}
+	for _, id := range []string{"g5", "g6"} {
+		if _, found, err := nodes[0].srv.Registry().Actor(ctx(t), "cr", id); err != nil || found {
+			t.Errorf("refused creation of %s left a record (found=%v err=%v)", id, found, err)
+		}
+	}
+}

@@ -25,6 +25,9 @@ const (
 	HeaderTimeout = "Nola-Timeout-Ms"
 	// HeaderRetryable mirrors the error body's retryable flag.
 	HeaderRetryable = "Nola-Retryable"
+	// HeaderCreationArgs carries, base64 (standard, padded), the creation
+	// arguments of a public invoke that may create its actor.
+	HeaderCreationArgs = "Nola-Creation-Args"
 )
 
 // TransportOptions configure the HTTP transport.

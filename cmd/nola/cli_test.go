@@ -63,6 +63,11 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		{[]string{"serve", "--advertise", "foo"}, 2, "--advertise wants a URL"},
 		{[]string{"version"}, 0, "nola "},
 		{[]string{"invoke", "ns", "", "op"}, 2, "empty actor ID"},
+		{[]string{"actors", "create", "ns", "g"}, 2, "--type is required"},
+		{[]string{"actors", "create", "--type", "t", "ns"}, 2, "want NAMESPACE ACTOR"},
+		{[]string{"actors", "create", "--help"}, 0, "usage: nola actors create"},
+		{[]string{"invoke", "--creation-args", "x", "ns", "a", "op"}, 2, "--creation-args needs --type"},
+		{[]string{"invoke", "--type", "t", "--creation-args", "-", "ns", "a", "op", "-"}, 2, "cannot both be read from standard input"},
 		{[]string{"invoke", "ns", "a", "op", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
 		{[]string{"invoke", "ns", "a", "op", "payload", "--timeout"}, 2, "flag needs an argument"},
 	}
@@ -130,6 +135,11 @@ func TestCLIClientCommands(t *testing.T) {
 		{[]string{"kv", "scan", "ns", "a"}, `"text": "42"`},
 		{[]string{"kv", "scan", "--prefix", "x", "ns", "a"}, `"entries": []`},
 		{[]string{"actors", "list", "ns"}, `"type": "kvcounter"`},
+		{[]string{"actors", "create", "--type", "greeter", "ns", "g", "ada"}, `"created": true`},
+		{[]string{"actors", "create", "ns", "g", "bob", "--type", "greeter"}, `"created": false`},
+		{[]string{"invoke", "ns", "g", "hello"}, "=hello, ada"},
+		{[]string{"invoke", "--type", "greeter", "--creation-args", "eve", "ns", "g3", "hello"}, "=hello, eve"},
+		{[]string{"invoke", "--type", "greeter", "--creation-args", "mallory", "ns", "g3", "args"}, "=eve"},
 		{[]string{"cluster", "status"}, "answered by cli#1"},
 	}
 	for _, s := range steps {

@@ -112,6 +112,7 @@ func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var cf clientFlags
 	cf.register(fs)
 	typ := fs.String("type", "", "actor type (a Go type or a WASM module ID); required to create the actor")
+	argsFlag := fs.String("creation-args", "", "creation arguments (ARGS, @FILE or -) stored if this call creates the actor; ignored if it exists")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -124,16 +125,31 @@ func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return usageErr("empty %s", what)
 		}
 	}
-	var payload []byte
+	var payload, cargs []byte
 	if fs.NArg() == 4 {
 		var err error
 		if payload, err = readPayload(fs.Arg(3)); err != nil {
 			return err
 		}
 	}
+	if flagSet(fs, "creation-args") {
+		if *typ == "" {
+			return usageErr("--creation-args needs --type: only a call that names the type can create the actor")
+		}
+		if fs.NArg() == 4 && fs.Arg(3) == "-" && *argsFlag == "-" {
+			return usageErr("the payload and --creation-args cannot both be read from standard input")
+		}
+		var err error
+		if cargs, err = readPayload(*argsFlag); err != nil {
+			return err
+		}
+		if cargs == nil {
+			cargs = []byte{}
+		}
+	}
 	ctx, done, c := cf.connect(ctx)
 	defer done()
-	out, err := c.Invoke(ctx, fs.Arg(0), fs.Arg(1), *typ, fs.Arg(2), payload)
+	out, err := c.InvokeCreating(ctx, fs.Arg(0), fs.Arg(1), *typ, fs.Arg(2), payload, cargs)
 	if err != nil {
 		if *typ == "" && nola.CodeOf(err) == nola.CodeBadRequest && strings.Contains(err.Error(), "not found") {
 			// The server's hint names the HTTP parameter; this is the flag.
@@ -287,9 +303,20 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 func runActors(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if _, err := subcommand(args, stderr, "actors list [flags] NAMESPACE", "list"); err != nil {
+	sub, err := subcommand(args, stderr, "actors list|create [flags] NAMESPACE [ACTOR]", "list", "create")
+	if err != nil {
 		return err
+	}
+	if sub == "create" {
+		return runActorsCreate(ctx, args[1:], stdout, stderr)
 	}
 	fs := newFlagSet("actors list", "actors list [flags] NAMESPACE", stderr)
 	var cf clientFlags
@@ -310,6 +337,45 @@ func runActors(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	return printJSON(stdout, list)
+}
+
+// runActorsCreate creates an actor with creation arguments, without
+// invoking it, and prints whether it was created (it existed otherwise:
+// nothing changed, exit 0).
+func runActorsCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("actors create", "actors create --type TYPE [flags] NAMESPACE ACTOR [ARGS|@FILE|-]", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	typ := fs.String("type", "", "actor type (a Go type or a WASM module ID); required")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 || fs.NArg() > 3 {
+		fs.Usage()
+		return usageErr("want NAMESPACE ACTOR [ARGS]")
+	}
+	if *typ == "" {
+		return usageErr("--type is required: it is the type the actor is created with")
+	}
+	for i, what := range []string{"namespace", "actor ID"} {
+		if fs.Arg(i) == "" {
+			return usageErr("empty %s", what)
+		}
+	}
+	var cargs []byte
+	if fs.NArg() == 3 {
+		var err error
+		if cargs, err = readPayload(fs.Arg(2)); err != nil {
+			return err
+		}
+	}
+	ctx, done, c := cf.connect(ctx)
+	defer done()
+	created, err := c.Create(ctx, fs.Arg(0), fs.Arg(1), *typ, cargs)
+	if err != nil {
+		return err
+	}
+	return printJSON(stdout, httpapi.CreateResult{Created: created})
 }
 
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {

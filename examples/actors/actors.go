@@ -21,6 +21,7 @@ func Types() map[string]nola.Factory {
 		"echo":      NewEcho,
 		"ticker":    NewTicker,
 		"kvmap":     NewKVMap,
+		"greeter":   NewGreeter,
 	}
 }
 
@@ -206,4 +207,36 @@ func (KVMap) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, error
 		return []byte("ok"), nil
 	}
 	return nil, fmt.Errorf("kvmap: unknown operation %q", op)
+}
+
+// Greeter is a Creator: its creation arguments name whom it greets. Create
+// stores the name (default "world") in KV once, when the actor is created;
+// "hello" answers "hello, NAME"; "args" returns the creation arguments as
+// given.
+type Greeter struct{}
+
+// NewGreeter is the greeter's factory.
+func NewGreeter(nola.Ref) (nola.Actor, error) { return Greeter{}, nil }
+
+// Create implements nola.Creator.
+func (Greeter) Create(ctx *nola.Context, args []byte) error {
+	if len(args) == 0 {
+		args = []byte("world")
+	}
+	return ctx.Put([]byte("name"), args)
+}
+
+// Invoke implements nola.Actor.
+func (Greeter) Invoke(ctx *nola.Context, op string, _ []byte) ([]byte, error) {
+	switch op {
+	case "hello":
+		name, _, err := ctx.Get([]byte("name"))
+		if err != nil {
+			return nil, err
+		}
+		return append([]byte("hello, "), name...), nil
+	case "args":
+		return ctx.CreationArgs()
+	}
+	return nil, fmt.Errorf("greeter: unknown operation %q", op)
 }
