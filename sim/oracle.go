@@ -299,7 +299,7 @@ func (o *Oracle) beforeCommit(sid string, inc int64, senders map[string]actKey, 
 		written []string
 	)
 	for _, op := range t.Ops {
-		ns, id, ok := o.kvActor(op.Key)
+		ns, id, ok := o.fencedActor(op)
 		if !ok || slices.Contains(written, ns+"/"+id) {
 			continue
 		}
@@ -420,7 +420,7 @@ func (o *Oracle) actActor(key []byte) (id string, ok bool) {
 func (o *Oracle) senders(sid string, inc int64, t kv.Txn) map[string]actKey {
 	out := map[string]actKey{}
 	for _, op := range t.Ops {
-		_, id, ok := o.kvActor(op.Key)
+		_, id, ok := o.fencedActor(op)
 		if !ok {
 			continue
 		}
@@ -465,6 +465,32 @@ func (o *Oracle) kvActor(key []byte) (ns, id string, ok bool) {
 	ns, ok1 := t[2].(string)
 	id, ok2 := t[3].(string)
 	return ns, id, ok1 && ok2
+}
+
+// fencedActor names the actor whose owner-only state op writes: a KV
+// entry, or the creation marker that the commit of the actor's creation
+// hook deletes (registry/creation.go). Placement writes the marker too,
+// but as a put, and it is not an owner's write.
+func (o *Oracle) fencedActor(op kv.Op) (ns, id string, ok bool) {
+	if ns, id, ok := o.kvActor(op.Key); ok {
+		return ns, id, true
+	}
+	if op.Kind != kv.OpDelete {
+		return "", "", false
+	}
+	t, err := tuple.Unpack(op.Key)
+	if err != nil || len(t) != 5 || t[1] != "crt" || t[4] != "new" {
+		return "", "", false
+	}
+	ns, ok1 := t[2].(string)
+	id, ok2 := t[3].(string)
+	return ns, id, ok1 && ok2
+}
+
+// creationOf reports whether key is one of actor id's creation records.
+func (o *Oracle) creationOf(key []byte, id string) bool {
+	t, err := tuple.Unpack(key)
+	return err == nil && len(t) == 5 && t[1] == "crt" && t[3] == id
 }
 
 // notOwner explains why (sid, inc) may not commit to (ns, id) now, or

@@ -156,10 +156,11 @@ func (r *refinement) refCommit(l *storeLink, t kv.Txn) (send *model.RefEvent, ap
 			return nil, func(applied bool) { e.Applied = applied; r.step(e) }
 		}
 	}
-	// An actor record: placement, or its owner's bump or release.
-	if len(t.Ops) == 1 && t.Ops[0].Kind == kv.OpPut {
+	// An actor record: placement (which, creating the actor, writes its
+	// creation records too), or its owner's bump or release.
+	if len(t.Ops) >= 1 && t.Ops[0].Kind == kv.OpPut {
 		put := t.Ops[0]
-		if id, ok := o.actActor(put.Key); ok {
+		if id, ok := o.actActor(put.Key); ok && onlyCreation(o, id, t.Ops[1:]) {
 			owner, oinc, ep, ok := actorRecord(put.Value)
 			if !ok {
 				return nil, nil
@@ -186,7 +187,7 @@ func (r *refinement) refCommit(l *storeLink, t kv.Txn) (send *model.RefEvent, ap
 	}
 	actor := ""
 	for _, op := range t.Ops {
-		if _, id, ok := o.kvActor(op.Key); ok {
+		if _, id, ok := o.fencedActor(op); ok {
 			actor = id
 			break
 		}
@@ -208,6 +209,16 @@ func (r *refinement) refCommit(l *storeLink, t kv.Txn) (send *model.RefEvent, ap
 	return send, func(applied bool) {
 		r.step(model.RefEvent{Kind: model.RefCommitApply, Actor: actor, Msg: msg, Applied: applied})
 	}
+}
+
+// onlyCreation reports whether every op writes a creation record of id.
+func onlyCreation(o *Oracle, id string, ops []kv.Op) bool {
+	for _, op := range ops {
+		if !o.creationOf(op.Key, id) {
+			return false
+		}
+	}
+	return true
 }
 
 // refRead reports a server's read of an actor record, as the store

@@ -263,6 +263,7 @@ type compiled struct {
 	minBytes   int64 // initial size of its linear memory
 	initialize bool  // exports _initialize
 	wapcInit   bool  // exports wapc_init
+	create     bool  // exports nola_create: its actors are nola.Creators
 }
 
 // Stats counts a Host's work.
@@ -406,6 +407,13 @@ func (h *Host) Resolve(ctx context.Context, ns, typ string) (nola.Factory, error
 	if err != nil {
 		return nil, err
 	}
+	if c.create {
+		// Only guests with the hook are Creators: the engine reads the
+		// creation record at the first activation of those alone.
+		return func(ref nola.Ref) (nola.Actor, error) {
+			return &creatorActor{actor{h: h, mod: c, ref: ref}}, nil
+		}, nil
+	}
 	return func(ref nola.Ref) (nola.Actor, error) {
 		return &actor{h: h, mod: c, ref: ref}, nil
 	}, nil
@@ -485,6 +493,7 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 	}
 	_, c.initialize = exports[abi.Initialize]
 	_, c.wapcInit = exports[abi.WAPCInit]
+	_, c.create = exports[abi.CreateExport]
 	c.info, c.cm = m.Info, cm
 	h.mu.Lock()
 	h.stats.Compiled++
@@ -534,6 +543,9 @@ func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instan
 	in.m = m
 	in.mem = m.Memory()
 	in.guestCall = m.ExportedFunction(abi.GuestCall)
+	if c.create {
+		in.createCall = m.ExportedFunction(abi.CreateExport)
+	}
 	g, ok := m.ExportedGlobal(instrument.FuelExport).(api.MutableGlobal)
 	if !ok || in.guestCall == nil || in.mem == nil {
 		in.end()
@@ -650,6 +662,23 @@ func (a *actor) Activate(cx *nola.Context) error {
 // Invoke runs op on the instance; after a trap it first creates a fresh
 // one.
 func (a *actor) Invoke(cx *nola.Context, op string, payload []byte) ([]byte, error) {
+	return a.run(cx, func(in *instance) ([]byte, error) { return in.invoke(cx, op, payload) })
+}
+
+// creatorActor is the actor of a module that exports nola_create.
+type creatorActor struct{ actor }
+
+var _ nola.Creator = (*creatorActor)(nil)
+
+// Create calls the guest's nola_create with the creation arguments.
+func (a *creatorActor) Create(cx *nola.Context, args []byte) error {
+	_, err := a.run(cx, func(in *instance) ([]byte, error) { return nil, in.create(cx, args) })
+	return err
+}
+
+// run runs f on the instance, acquired; after a trap it first creates a
+// fresh one.
+func (a *actor) run(cx *nola.Context, f func(in *instance) ([]byte, error)) ([]byte, error) {
 	if a.in == nil || !a.in.acquire() {
 		a.in = nil
 		in, err := a.h.instantiate(cx, a.mod, a.ref)
@@ -669,7 +698,7 @@ func (a *actor) Invoke(cx *nola.Context, op string, payload []byte) ([]byte, err
 			a.in = nil
 		}
 	}()
-	return in.invoke(cx, op, payload)
+	return f(in)
 }
 
 // Deactivate closes the instance.

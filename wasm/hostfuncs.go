@@ -340,6 +340,10 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 		return in.respBuf, nil
 
 	case abi.NSSelf:
+		if op == abi.OpCreationArgs {
+			in.bound()
+			return offSlot(in, "a read of the creation arguments", cx.CreationArgs)
+		}
 		if op != abi.OpRef {
 			return bad()
 		}

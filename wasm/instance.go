@@ -12,6 +12,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/wasm/abi"
 	"github.com/nolaproject/nola/wasm/instrument"
 )
 
@@ -38,9 +39,11 @@ type instance struct {
 	m         api.Module
 	mem       api.Memory
 	guestCall api.Function
-	fuel      api.MutableGlobal
-	stack     [2]uint64
-	overhead  int64 // InstanceOverhead, charged until the instance closes
+	// createCall is the guest's nola_create (nil: it has none).
+	createCall api.Function
+	fuel       api.MutableGlobal
+	stack      [2]uint64
+	overhead   int64 // InstanceOverhead, charged until the instance closes
 
 	state    atomic.Int32
 	lastUsed time.Duration // monotonic start of the last invocation
@@ -251,31 +254,48 @@ func (in *instance) end() {
 
 // invoke runs one operation. The caller has acquired the instance.
 func (in *instance) invoke(cx *nola.Context, op string, payload []byte) ([]byte, error) {
+	return in.call(in.guestCall, cx, op, op, payload)
+}
+
+// create runs the guest's creation hook: nola_create, called as
+// __guest_call is, with an empty operation and args as the payload. The
+// caller has acquired the instance.
+func (in *instance) create(cx *nola.Context, args []byte) error {
+	if in.createCall == nil {
+		return &nola.Error{Code: nola.CodeInternal, Message: "wasm " + in.mod.name + ": creation hook missing from its instance"}
+	}
+	_, err := in.call(in.createCall, cx, abi.CreateExport, "", args)
+	return err
+}
+
+// call runs fn (__guest_call or nola_create) with op and payload; name
+// names the call in errors.
+func (in *instance) call(fn api.Function, cx *nola.Context, name, op string, payload []byte) ([]byte, error) {
 	in.begin(cx, op, payload)
 	defer in.end()
 	if _, err := in.takeSlot(false); err != nil {
 		return nil, err
 	}
 	in.stack[0], in.stack[1] = uint64(len(op)), uint64(len(payload))
-	err := in.guestCall.CallWithStack(in.callCtx(), in.stack[:])
+	err := fn.CallWithStack(in.callCtx(), in.stack[:])
 	if err != nil {
-		return nil, in.failed(op, err)
+		return nil, in.failed(name, err)
 	}
 	if in.tooLarge > 0 {
 		return nil, nola.InvocationError(nola.CodeTooLarge,
-			fmt.Sprintf("wasm %s: %s: result of %d bytes exceeds the limit of %d", in.mod.name, op, in.tooLarge, in.h.cfg.MaxResultBytes))
+			fmt.Sprintf("wasm %s: %s: result of %d bytes exceeds the limit of %d", in.mod.name, name, in.tooLarge, in.h.cfg.MaxResultBytes))
 	}
 	if uint32(in.stack[0]) != 1 || in.hasErr {
 		msg := in.guestErr
 		if !in.hasErr {
-			msg = fmt.Sprintf("call to %q was unsuccessful", op)
+			msg = fmt.Sprintf("call to %q was unsuccessful", name)
 		}
 		if in.refused > 0 {
 			// Most likely the guest's answer to the refused memory: say
 			// so, with the code callers branch on.
-			return nil, in.h.memoryError(in.mod.name, op+" (the guest answered: "+firstLines(msg, 1, 256)+")", in.refused+InstanceOverhead)
+			return nil, in.h.memoryError(in.mod.name, name+" (the guest answered: "+firstLines(msg, 1, 256)+")", in.refused+InstanceOverhead)
 		}
-		return nil, &GuestError{Module: in.mod.name, Op: op, Message: msg}
+		return nil, &GuestError{Module: in.mod.name, Op: name, Message: msg}
 	}
 	return in.resp, nil
 }

@@ -54,6 +54,24 @@
 //	  "now"          empty → i64 unix nanoseconds (8 bytes)
 //	namespace "self"
 //	  "ref"          empty → fields(namespace, actor_id, actor_type)
+//	  "creation_args" empty → the actor's creation arguments (raw; empty
+//	                 when it was created without any)
+//
+// # Creation hook
+//
+// A guest that exports
+//
+//	nola_create(operation_len i32, payload_len i32) -> i32   (1 ok, 0 error)
+//
+// has a creation hook (nola.Creator): it is called once in the actor's
+// life, at its first activation and before any invocation, exactly like
+// __guest_call with an empty operation and the creation arguments as the
+// payload (read with __guest_request; answer with __guest_response, whose
+// bytes are ignored, or __guest_error). Its KV writes commit with the
+// record that the actor has been created, so it runs to a commit exactly
+// once; an error fails the activation, and the next one calls it again.
+// A guest without the export never sees its creation; any guest can read
+// its arguments with self/creation_args.
 //
 // __console_log logs at info level. WASI (wasi_snapshot_preview1) is
 // offered only as far as a Go wasip1 guest needs to start: no files, no
@@ -76,24 +94,25 @@ const (
 	NSActor  = "actor"
 	OpInvoke = "invoke"
 
-	NSKV          = "kv"
-	OpGet         = "get"
-	OpPut         = "put"
-	OpDelete      = "delete"
-	OpScan        = "scan"
-	OpScanPrefix  = "scan_prefix"
-	NSTimer       = "timer"
-	OpSetTimer    = "set"
-	OpCancelTimer = "cancel"
-	NSLog         = "log"
-	NSClock       = "clock"
-	OpNow         = "now"
-	NSSelf        = "self"
-	OpRef         = "ref"
-	LevelDebug    = "debug"
-	LevelInfo     = "info"
-	LevelWarn     = "warn"
-	LevelError    = "error"
+	NSKV           = "kv"
+	OpGet          = "get"
+	OpPut          = "put"
+	OpDelete       = "delete"
+	OpScan         = "scan"
+	OpScanPrefix   = "scan_prefix"
+	NSTimer        = "timer"
+	OpSetTimer     = "set"
+	OpCancelTimer  = "cancel"
+	NSLog          = "log"
+	NSClock        = "clock"
+	OpNow          = "now"
+	NSSelf         = "self"
+	OpRef          = "ref"
+	OpCreationArgs = "creation_args"
+	LevelDebug     = "debug"
+	LevelInfo      = "info"
+	LevelWarn      = "warn"
+	LevelError     = "error"
 )
 
 // waPC import and export names.
@@ -111,6 +130,7 @@ const (
 	HostErrorLen    = "__host_error_len"
 	ConsoleLog      = "__console_log"
 	WAPCInit        = "wapc_init"
+	CreateExport    = "nola_create"
 	Initialize      = "_initialize"
 	Memory          = "memory"
 )

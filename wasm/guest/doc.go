@@ -21,6 +21,10 @@
 //
 //	func main() {}
 //
+// An actor with a creation hook (nola.Creator) exports nola_create itself
+// and serves it with Create; any actor reads its creation arguments with
+// CreationArgs.
+//
 // The package exports the waPC entry point __guest_call and wraps the host
 // calls of package abi: Invoke, KV access (inside the invocation's
 // transaction), timers, logging and the server's clock. Everything except

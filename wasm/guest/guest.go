@@ -100,6 +100,33 @@ func guestCall(opLen, payloadLen uint32) uint32 {
 	return 1
 }
 
+// Create serves the creation hook: call it from the actor's own export
+//
+//	//go:wasmexport nola_create
+//	func create(opLen, argsLen uint32) uint32 { return guest.Create(opLen, argsLen, onCreate) }
+//
+// nola calls nola_create once in the actor's life, at its first activation
+// and before any invocation, with the creation arguments the creating call
+// carried; f's KV writes commit with the record that the actor was created,
+// so it runs to a commit exactly once, and an error fails the activation
+// (the next one calls it again). The export is the opt-in: a module
+// without it never sees its creation.
+func Create(opLen, argsLen uint32, f func(args []byte) error) uint32 {
+	buf := make([]byte, opLen+argsLen)
+	guestRequest(ptr(buf[:opLen:opLen]), ptr(buf[opLen:]))
+	if err := f(buf[opLen:]); err != nil {
+		msg := err.Error()
+		guestError(sptr(msg), uint32(len(msg)))
+		return 0
+	}
+	guestResponse(nil, 0)
+	return 1
+}
+
+// CreationArgs returns the arguments the call that created the actor
+// carried (empty if none), from any invocation.
+func CreationArgs() ([]byte, error) { return Call(abi.NSSelf, abi.OpCreationArgs, nil) }
+
 // HostError is a failed host call: Code is nola's error code
 // ("actor_error", "bad_request", "fenced", ...).
 type HostError struct {

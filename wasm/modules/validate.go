@@ -146,6 +146,9 @@ func CheckABI(cm wazero.CompiledModule) error {
 	} else if got := signature(call); got != "ii->i" {
 		errs = append(errs, fmt.Errorf("%s has signature %s, want ii->i", abi.GuestCall, got))
 	}
+	if f, ok := cm.ExportedFunctions()[abi.CreateExport]; ok && signature(f) != "ii->i" {
+		errs = append(errs, fmt.Errorf("%s has signature %s, want ii->i (as %s)", abi.CreateExport, signature(f), abi.GuestCall))
+	}
 	if _, ok := cm.ExportedMemories()[abi.Memory]; !ok {
 		errs = append(errs, fmt.Errorf("does not export its memory as %q", abi.Memory))
 	}

@@ -33,8 +33,8 @@ func Root() string {
 
 // CGuests and GoGuests name the example guests.
 var (
-	CGuests  = []string{"counter", "kvcounter", "echo", "caller", "hostile", "ticker", "kvnotify"}
-	GoGuests = []string{"counter", "kvcounter", "echo", "caller"}
+	CGuests  = []string{"counter", "kvcounter", "echo", "caller", "hostile", "ticker", "kvnotify", "creator"}
+	GoGuests = []string{"counter", "kvcounter", "echo", "caller", "creator"}
 )
 
 // CompilationCache returns a wazero compilation cache kept on disk under

@@ -10,7 +10,8 @@
  *
  *   int wapc_handle(wapc_buf op, wapc_buf payload);
  *
- * which answers with wapc_ok(...) or wapc_fail(...). State that outlives an
+ * which answers with wapc_ok(...) or wapc_fail(...); an actor may also have a
+ * creation hook, wapc_create (see "the creation hook" below). State that outlives an
  * invocation lives in static variables (the instance's memory is the actor's
  * in-memory state); durable state goes through wapc_kv_*.
  *
@@ -226,6 +227,15 @@ static int wapc_host(const char *ns, const char *op, wapc_buf payload, wapc_buf 
 	return ok ? 1 : 0;
 }
 
+/* wapc_creation_args reads the actor's creation arguments (empty if it was
+ * created without any): 1 with *out set, 0 on error (*out holds the
+ * message). Any invocation may call it; a creation hook gets them as its
+ * argument. */
+static int wapc_creation_args(wapc_buf *out) {
+	wapc_buf none = {0, 0};
+	return wapc_host("self", "creation_args", none, out);
+}
+
 /* wapc_invoke calls op on another actor of the namespace. */
 static int wapc_invoke(wapc_buf id, wapc_buf type, wapc_buf op, wapc_buf payload, wapc_buf *out) {
 	wapc_u32 n = wapc_field_size(id.len) + wapc_field_size(type.len) + wapc_field_size(op.len) +
@@ -351,5 +361,31 @@ __attribute__((export_name("__guest_call"))) wapc_u32 __guest_call(wapc_u32 op_l
 	wapc_buf o = {op, op_len}, p = {payload, payload_len};
 	return wapc_handle(o, p) ? 1u : 0u;
 }
+
+/* ---- the creation hook (optional) ----
+ *
+ * An actor that defines WAPC_CREATE before including this header defines
+ *
+ *   int wapc_create(wapc_buf args);
+ *
+ * which nola calls once in the actor's life, at its first activation and
+ * before any invocation, with the creation arguments the creating call
+ * carried. Its KV writes commit together with the record that the actor was
+ * created, so it runs to a commit exactly once; wapc_fail fails the
+ * activation, and the next one calls it again. (The export nola_create is
+ * what tells the host the actor has the hook.) */
+#ifdef WAPC_CREATE
+int wapc_create(wapc_buf args);
+
+__attribute__((export_name("nola_create"))) wapc_u32 nola_create(wapc_u32 op_len, wapc_u32 payload_len) {
+	wapc__top = (wapc_u32)&__heap_base;
+	wapc_u8 *op = (wapc_u8 *)wapc_alloc(op_len);
+	wapc_u8 *payload = (wapc_u8 *)wapc_alloc(payload_len);
+	if (!op || !payload) return (wapc_u32)wapc_fail("guest: out of memory for the creation arguments");
+	__guest_request(op, payload);
+	wapc_buf p = {payload, payload_len};
+	return wapc_create(p) ? 1u : 0u;
+}
+#endif
 
 #endif

@@ -1,0 +1,58 @@
+package wasm_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"github.com/nolaproject/nola/wasm/wasmtest"
+)
+
+// A guest's creation hook (nola_create; wapc.h's wapc_create, the Go SDK's
+// guest.Create) gets the creation arguments once: they survive a crash of
+// the owner between the creation and the first activation, and a
+// reactivation on another server neither reruns the hook nor loses them
+// (self/creation_args).
+func TestGuestCreationHookRunsOnceAcrossCrashes(t *testing.T) {
+	bins := guestBins{"creator-c": wasmtest.C(t, "creator"), "creator-go": wasmtest.Go(t, "creator")}
+	for _, typ := range []string{"creator-c", "creator-go"} {
+		t.Run(typ, func(t *testing.T) {
+			runSim(t, 401, 3, bins, nil, func(e *simEnv) {
+				owner := func() int {
+					rec, ok, err := e.C.Client().Registry().Actor(context.Background(), "sim", "a")
+					if err != nil || !ok || rec.Owner == "" {
+						t.Fatalf("record %+v found=%v err=%v", rec, ok, err)
+					}
+					i, _ := strconv.Atoi(rec.Owner[1:])
+					return i
+				}
+				args := []byte("args\x00of " + typ)
+				created, err := e.C.Client().Create(e.Ctx, "sim", "a", typ, args)
+				if err != nil || !created {
+					t.Fatalf("create = %v, %v", created, err)
+				}
+				e.Crash(owner()) // before the first activation
+				if got, _, err := e.InvokeUntil(4*simTTL, "a", typ, "creates"); err != nil || got != "1" {
+					t.Fatalf("creates after the first activation = %q, %v; want 1", got, err)
+				}
+				e.Crash(owner()) // after it
+				if got, _, err := e.InvokeUntil(4*simTTL, "a", typ, "creates"); err != nil || got != "1" {
+					t.Fatalf("creates after a reactivation = %q, %v; want 1 (the hook ran again)", got, err)
+				}
+				if got := e.MustInvoke("a", typ, "given", nil); got != string(args) {
+					t.Errorf("the hook got %q, want %q", got, args)
+				}
+				if got := e.MustInvoke("a", typ, "args", nil); got != string(args) {
+					t.Errorf("self/creation_args = %q, want %q", got, args)
+				}
+				// An actor created without arguments reads none.
+				if _, err := e.C.Client().Create(e.Ctx, "sim", "b", typ, nil); err != nil {
+					t.Fatal(err)
+				}
+				if got := e.MustInvoke("b", typ, "args", nil); got != "" {
+					t.Errorf("creation args of an actor created without = %q", got)
+				}
+			})
+		})
+	}
+}
