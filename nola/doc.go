@@ -20,8 +20,10 @@
 // resolved at run time by a TypeResolver, which is how WASM modules become
 // types). nola calls Invoke one call at a time per activation, so an actor
 // needs no locks for its own state. Optional interfaces add lifecycle hooks:
-// Activator (run on activation, e.g. to load state) and Deactivator (run
-// before a voluntary deactivation).
+// Activator (run on activation, e.g. to load state), Creator (run once in
+// the actor's life, at its first activation, with the creation arguments
+// the creating call carried: Client.Create, Request.CreationArgs) and
+// Deactivator (run before a voluntary deactivation).
 //
 // # Typed actors
 //

@@ -16,6 +16,7 @@ import (
 //	(root, "act", ns, id)       → (type, owner sid, owner incarnation)
 //	(root, "kv", ns, id, key)   → the actor's value for key
 //	(root, "kvq", ns, id)       → the actor's KV usage in bytes (kvusage.go)
+//	(root, "crt", ns, id, …)    → its creation arguments and marker (creation.go)
 //	(root, "mod", ns, module, …) → WASM modules (see the wasm package)
 type Keyspace struct {
 	root []byte

@@ -98,7 +98,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var((*positiveDuration)(&c.shutdownTimeout), "shutdown-timeout", "bound on a graceful shutdown (a `duration`)")
 	addStoreFlags(fs, &c)
 	fs.StringVar(&c.readyFile, "ready-file", "", "write the listen address to this file once serving (for scripts)")
-	fs.BoolVar(&c.exampleActors, "example-actors", false, "register the example Go actor types (counter, kvcounter, caller, echo, ticker) in every namespace; for demos and tests, not production")
+	fs.BoolVar(&c.exampleActors, "example-actors", false, "register the example Go actor types (counter, kvcounter, caller, echo, ticker, kvmap, greeter) in every namespace; for demos and tests, not production")
 	fs.StringVar(&c.traceExecutions, "trace-executions", "", "append every activation and execution, stamped with CLOCK_MONOTONIC, to this `file` as JSON lines (for cmd/jepsen-lite's activation oracle; costs one write per event)")
 	addMutationFlag(fs, &c.mutation)
 	if err := parseFlags(fs, args); err != nil {
