@@ -55,6 +55,9 @@ type Call struct {
 	Arg    string
 	// Decode turns a successful result into the history's value.
 	Decode func(result []byte) (value string, found bool)
+	// CreationArgs go with the call (Request.CreationArgs): stored if it
+	// creates the actor.
+	CreationArgs []byte
 }
 
 func decodeNumber(b []byte) (string, bool) { return string(b), true }
@@ -156,6 +159,71 @@ const (
 	TypeGoGuestCounter   = "wasm-go-counter"
 	TypeGoGuestKVCounter = "wasm-go-kvcounter"
 )
+
+// KVCreator is a durable counter (KV key "n", inc returning the new value,
+// like examples/actors.KVCounter) whose Creator hook sets the counter to
+// its creation argument. Clients create it with "0", so its history is a
+// counter from 0 without reset — unless the hook ran twice (a second run
+// resets the counter: it goes back) or the arguments were lost (the hook
+// then starts it at kvCreatorLost: a value no history reaches).
+type KVCreator struct{}
+
+// kvCreatorLost is where a KVCreator created without arguments starts.
+const kvCreatorLost = "1000000000"
+
+// NewKVCreator is KVCreator's factory.
+func NewKVCreator(nola.Ref) (nola.Actor, error) { return KVCreator{}, nil }
+
+// Create implements nola.Creator.
+func (KVCreator) Create(ctx *nola.Context, args []byte) error {
+	if len(args) == 0 {
+		args = []byte(kvCreatorLost)
+	}
+	return ctx.Put([]byte("n"), args)
+}
+
+// Invoke implements nola.Actor.
+func (KVCreator) Invoke(ctx *nola.Context, op string, _ []byte) ([]byte, error) {
+	cur, _, err := ctx.Get([]byte("n"))
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.ParseInt(string(cur), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("kvcreator: stored value %q: %w", cur, err)
+	}
+	switch op {
+	case "get":
+		return strconv.AppendInt(nil, n, 10), nil
+	case "inc":
+		out := strconv.AppendInt(nil, n+1, 10)
+		return out, ctx.Put([]byte("n"), out)
+	}
+	return nil, fmt.Errorf("kvcreator: unknown operation %q", op)
+}
+
+// KVCreatorOps are KVCounterOps carrying the creation argument "0".
+func KVCreatorOps(r *rand.Rand, id string, client, seq int) Call {
+	c := KVCounterOps(r, id, client, seq)
+	c.CreationArgs = []byte("0")
+	return c
+}
+
+func kvCreatorFinal(id string) []Call {
+	c := kvCounterFinal(id)
+	c[0].CreationArgs = []byte("0")
+	return c
+}
+
+// TypeKVCreator is KVCreator's type (CreatorCatalog).
+const TypeKVCreator = "kvcreator"
+
+// CreatorCatalog is the default catalog plus KVCreator, for the creation
+// hook's tests (sim_test.go); the default catalog leaves it out so that
+// the seeds of every other test keep their workloads.
+func CreatorCatalog() []ActorKind {
+	return append(DefaultCatalog(), ActorKind{Type: TypeKVCreator, Factory: NewKVCreator, Weight: 3, Op: KVCreatorOps, Final: kvCreatorFinal})
+}
 
 func counterFinal(id string) []Call {
 	return []Call{{Operation: "get", Object: id, Kind: linearizability.CounterWithReset, Name: "get", Decode: decodeNumber}}

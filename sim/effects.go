@@ -87,6 +87,35 @@ func (e *effects) traced(f nola.Factory) nola.Factory {
 		if isDeact {
 			deact = countedDeactivator{inner: d, fx: e}
 		}
+		if cr, isCreate := a.(nola.Creator); isCreate {
+			// The creation hook passes through untouched (the engine
+			// decides by its presence whether to read creation records).
+			switch {
+			case isAct && isDeact:
+				return struct {
+					tracedActor
+					nola.Activator
+					nola.Deactivator
+					nola.Creator
+				}{t, act, deact, cr}, nil
+			case isAct:
+				return struct {
+					tracedActor
+					nola.Activator
+					nola.Creator
+				}{t, act, cr}, nil
+			case isDeact:
+				return struct {
+					tracedActor
+					nola.Deactivator
+					nola.Creator
+				}{t, deact, cr}, nil
+			}
+			return struct {
+				tracedActor
+				nola.Creator
+			}{t, cr}, nil
+		}
 		switch {
 		case isAct && isDeact:
 			return struct {

@@ -669,7 +669,8 @@ func (s *sim) do(c *clientSlot, j int, t target, call Call, timeout time.Duratio
 	if t.via.ID != "" {
 		b, err = c.cl.Invoke(ctx, Namespace, t.via.ID, t.via.Type, "call", []byte(t.spec.Type+"/"+t.spec.ID+"/"+call.Operation))
 	} else {
-		b, err = c.cl.Invoke(ctx, Namespace, t.spec.ID, t.spec.Type, call.Operation, call.Payload)
+		b, err = c.cl.Do(ctx, nola.Request{Namespace: Namespace, ActorID: t.spec.ID, ActorType: t.spec.Type,
+			Operation: call.Operation, Payload: call.Payload, CreationArgs: call.CreationArgs})
 	}
 	cancel()
 	now := int64(s.w.Now())
