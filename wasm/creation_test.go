@@ -3,8 +3,10 @@ package wasm_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 
@@ -54,5 +56,35 @@ func TestGuestCreationHookRunsOnceAcrossCrashes(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// createExportModule is a minimal waPC module (startModule's) that also
+// exports its () -> () function as nola_create: the wrong signature.
+func createExportModule() []byte {
+	b := []byte("\x00asm\x01\x00\x00\x00")
+	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
+	imp := append([]byte{1}, revName("wapc")...)
+	imp = append(imp, revName("__guest_request")...)
+	b = append(b, revSection(2, append(imp, 0, 0))...)
+	b = append(b, revSection(3, []byte{2, 1, 2})...)
+	b = append(b, revSection(5, []byte{1, 0, 1})...)
+	exp := append([]byte{3}, revName("memory")...)
+	exp = append(exp, 2, 0)
+	exp = append(exp, revName("__guest_call")...)
+	exp = append(exp, 0, 1)
+	exp = append(exp, revName("nola_create")...)
+	exp = append(exp, 0, 2)
+	b = append(b, revSection(7, exp)...)
+	return append(b, revSection(10, []byte{2, 4, 0, 0x41, 1, 0x0b, 2, 0, 0x0b})...)
+}
+
+// A module whose nola_create does not have __guest_call's signature is
+// refused at upload, with the reason.
+func TestCreateExportSignatureIsChecked(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	_, err := e.mods.Put(e.ctx, ns, "badcreate", createExportModule(), modules.Options{})
+	if err == nil || !strings.Contains(err.Error(), "nola_create has signature ->, want ii->i") {
+		t.Fatalf("upload of a module with nola_create () -> (): %v", err)
 	}
 }
