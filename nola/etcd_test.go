@@ -122,3 +122,48 @@ func TestEtcdLeaseExpiryMovesActors(t *testing.T) {
 	}
 	t.Logf("%d of %d KV actors moved with the crashed server", moved, kvActors)
 }
+
+// Creation arguments on real etcd: stored with the creating placement,
+// delivered to the greeter's creation hook once, kept across a crash of
+// the owner and a reactivation elsewhere; a second create changes nothing.
+func TestEtcdCreationArgs(t *testing.T) {
+	c := etcdCluster(t, 2, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := c.Client()
+	created, err := cl.Create(ctx, ns, "g", "greeter", []byte("ada"))
+	if err != nil || !created {
+		t.Fatalf("create = %v, %v", created, err)
+	}
+	if created, err = cl.Create(ctx, ns, "g", "greeter", []byte("bob")); err != nil || created {
+		t.Fatalf("second create = %v, %v", created, err)
+	}
+	if got, err := cl.Invoke(ctx, ns, "g", "greeter", "hello", nil); err != nil || string(got) != "hello, ada" {
+		t.Fatalf("hello = %q, %v", got, err)
+	}
+	rec, _, err := cl.Registry().Actor(ctx, ns, "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if c.Server(i).ID() == rec.Owner {
+			c.Crash(i)
+		}
+	}
+	for {
+		got, err := cl.Invoke(ctx, ns, "g", "greeter", "args", nil)
+		if err == nil {
+			if string(got) != "ada" {
+				t.Fatalf("args after failover = %q", got)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("no answer after the owner crashed: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if cr, err := cl.Registry().ReadCreation(ctx, ns, "g"); err != nil || cr.Pending {
+		t.Errorf("creation record after the hook ran: %+v, %v", cr, err)
+	}
+}
