@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/nolaproject/nola/internal/mutation"
 )
 
 // Actor is a Go actor's behaviour. nola calls Invoke for every operation sent
@@ -144,7 +146,7 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 	// The deadline is checked right before every send (the flush above,
 	// placement and retries all take time), not once up front.
 	gate := func() error {
-		if !a.srv.cfg.Mutations.SkipCallGate {
+		if !a.srv.cfg.Mutations.Has(mutation.SkipCallGate) {
 			if err := a.srv.effectAllowed(a); err != nil {
 				return err
 			}

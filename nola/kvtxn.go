@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
 )
@@ -147,7 +148,7 @@ func (t *kvTxn) sortedWrites() []registry.KVWrite {
 // flush commits the pending writes now, fenced. On failure they are
 // discarded and the error says why.
 func (t *kvTxn) flush(c *Context) error {
-	if c.broken != nil && !c.act.srv.cfg.Mutations.ActorErrorHidesFailedCommit {
+	if c.broken != nil && !c.act.srv.cfg.Mutations.Has(mutation.ActorErrorHidesFailedCommit) {
 		// A commit of this invocation failed: nothing after it may commit
 		// (the invocation fails as a whole), and no call may leave.
 		t.reset()

@@ -81,9 +81,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{
-		Root:                    cfg.Root,
-		UnsafeSkipFence:         cfg.Mutations.SkipStoreFence,
-		UnsafeIgnoreIncarnation: cfg.Mutations.IgnoreIncarnation,
+		Root:      cfg.Root,
+		Mutations: cfg.Mutations,
 	})
 	s := &Server{
 		cfg: cfg,

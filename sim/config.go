@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/internal/mutation"
 )
 
 // Namespace is the namespace every simulated actor lives in.
@@ -190,7 +190,7 @@ type Config struct {
 	StoreTimeout, HandlerTimeout time.Duration
 
 	Faults    []Fault
-	Mutations nola.Mutations
+	Mutations mutation.Set
 	// BeyondRho records that clocks were drawn beyond ρ (expect G1 to
 	// break).
 	BeyondRho bool
@@ -219,7 +219,7 @@ type Config struct {
 // Options steer Generate.
 type Options struct {
 	// Mutations are deliberate protocol bugs (non-vacuity tests).
-	Mutations nola.Mutations
+	Mutations mutation.Set
 	// BeyondRho draws clock rates far below 1−ρ: servers' clocks run slow
 	// enough that their local deadline comes after the store's expiry.
 	BeyondRho bool
@@ -233,10 +233,16 @@ type Options struct {
 	CheckBudget time.Duration
 }
 
-// MutationNames lists the names ParseOptions understands: the switches of
-// nola.Mutations, then BeyondRho.
+// MutationNames lists the names ParseOptions understands: the engine's
+// mutations (internal/mutation, the repository's one list), then BeyondRho.
 func MutationNames() []string {
-	return []string{"SkipDeadlineCheck", "SkipStoreFence", "IgnoreIncarnation", "TimerIgnoresFence", "ActorErrorHidesFailedCommit", "SkipCallGate", "BeyondRho"}
+	var names []string
+	for _, m := range mutation.All() {
+		if m.Engine() {
+			names = append(names, m.String())
+		}
+	}
+	return append(names, "BeyondRho")
 }
 
 // ParseOptions turns comma-separated mutation names (MutationNames) into
@@ -244,39 +250,33 @@ func MutationNames() []string {
 func ParseOptions(names string) (Options, error) {
 	var o Options
 	for _, n := range strings.Split(names, ",") {
-		switch strings.TrimSpace(n) {
-		case "":
-		case "SkipDeadlineCheck":
-			o.Mutations.SkipDeadlineCheck = true
-		case "SkipStoreFence":
-			o.Mutations.SkipStoreFence = true
-		case "IgnoreIncarnation":
-			o.Mutations.IgnoreIncarnation = true
-		case "TimerIgnoresFence":
-			o.Mutations.TimerIgnoresFence = true
-		case "ActorErrorHidesFailedCommit":
-			o.Mutations.ActorErrorHidesFailedCommit = true
-		case "SkipCallGate":
-			o.Mutations.SkipCallGate = true
-		case "BeyondRho":
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if n == "BeyondRho" {
 			o.BeyondRho = true
-		default:
+			continue
+		}
+		m, ok := mutation.Lookup(n)
+		if !ok || !m.Engine() {
 			return o, fmt.Errorf("sim: unknown mutation %q (known: %s)", n, strings.Join(MutationNames(), ", "))
 		}
+		o.Mutations = o.Mutations.With(m)
 	}
 	return o, nil
 }
 
 // String names the options as ParseOptions reads them.
 func (o Options) String() string {
-	var names []string
-	m := o.Mutations
-	for i, on := range []bool{m.SkipDeadlineCheck, m.SkipStoreFence, m.IgnoreIncarnation, m.TimerIgnoresFence, m.ActorErrorHidesFailedCommit, m.SkipCallGate, o.BeyondRho} {
-		if on {
-			names = append(names, MutationNames()[i])
+	s := o.Mutations.String()
+	if o.BeyondRho {
+		if s != "" {
+			s += ","
 		}
+		s += "BeyondRho"
 	}
-	return strings.Join(names, ",")
+	return s
 }
 
 // Options returns the options a config was generated with (a custom

@@ -12,6 +12,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/linearizability"
 )
 
@@ -524,7 +525,7 @@ func TestRapidShrinksBrokenProtocol(t *testing.T) {
 		setFlag(t, "rapid.seed", "1") // reproducible
 	}
 	opts := Options{}
-	opts.Mutations.SkipDeadlineCheck = true
+	opts.Mutations = opts.Mutations.With(mutation.SkipDeadlineCheck)
 	var (
 		last  *Config
 		found int
