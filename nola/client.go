@@ -82,9 +82,6 @@ func newClient(r rt.Runtime, reg *registry.Registry, tr Transport, l Limits, att
 
 const defaultOwnerCheck = 250 * time.Millisecond
 
-// Registry returns the client's registry handle.
-func (c *Client) Registry() *registry.Registry { return c.reg }
-
 // Invoke runs operation op with payload on actor (ns, id) of type typ,
 // creating the actor if it does not exist, and returns its result. An empty
 // typ invokes an existing actor of any type.

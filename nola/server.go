@@ -108,12 +108,6 @@ func (s *Server) ID() string { return s.cfg.ID }
 // Addr returns the server's address.
 func (s *Server) Addr() string { return s.cfg.Addr }
 
-// Registry returns the server's registry handle.
-func (s *Server) Registry() *Registry { return s.reg }
-
-// Registry is the protocol handle type, re-exported for embedders.
-type Registry = registry.Registry
-
 // Client returns a client that routes through this server's registry and
 // transport (the one its actors use to call other actors).
 func (s *Server) Client() *Client { return s.client }
