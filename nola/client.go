@@ -30,6 +30,8 @@ type Client struct {
 
 // ClientConfig configures a standalone client.
 type ClientConfig struct {
+	// Runtime is the client's clock, tasks and randomness (default: the
+	// real one).
 	Runtime   rt.Runtime
 	Store     kv.Store
 	Root      string
@@ -53,8 +55,11 @@ type ClientConfig struct {
 
 // NewClient returns a client that is not part of a server.
 func NewClient(cfg ClientConfig) (*Client, error) {
-	if cfg.Runtime == nil || cfg.Store == nil || cfg.Transport == nil {
-		return nil, errors.New("nola: client config: Runtime, Store and Transport are required")
+	if cfg.Store == nil || cfg.Transport == nil {
+		return nil, errors.New("nola: client config: Store and Transport are required")
+	}
+	if cfg.Runtime == nil {
+		cfg.Runtime = rt.NewReal()
 	}
 	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{Root: cfg.Root})
 	c := newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits.withDefaults(), cfg.MaxAttempts)

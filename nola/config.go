@@ -64,14 +64,15 @@ type MemoryReporter interface {
 	MemoryBytes() int64
 }
 
-// ServerConfig configures a Server. ID, Addr, Runtime, Store and Transport
-// are required; everything else has a default.
+// ServerConfig configures a Server. ID, Addr, Store and Transport are
+// required; everything else has a default.
 type ServerConfig struct {
 	// ID names the server in the registry; stable across restarts.
 	ID string
 	// Addr is where other servers and clients reach it.
 	Addr string
-	// Runtime is the server's clock, tasks and randomness.
+	// Runtime is the server's clock, tasks and randomness (default: the
+	// real one, rt.NewReal; the simulator passes its deterministic one).
 	Runtime rt.Runtime
 	// Store is the registry's store; Root prefixes nola's keys in it.
 	Store kv.Store
@@ -133,13 +134,14 @@ type ServerConfig struct {
 // checkAndFillDefaults rejects an unusable configuration and fills in the
 // defaults of the fields left zero.
 func (c *ServerConfig) checkAndFillDefaults() error {
+	if c.Runtime == nil {
+		c.Runtime = rt.NewReal()
+	}
 	switch {
 	case c.ID == "":
 		return fmt.Errorf("nola: server config: empty ID")
 	case c.Addr == "":
 		return fmt.Errorf("nola: server config: empty Addr")
-	case c.Runtime == nil:
-		return fmt.Errorf("nola: server config: nil Runtime")
 	case c.Store == nil:
 		return fmt.Errorf("nola: server config: nil Store")
 	case c.Transport == nil:
