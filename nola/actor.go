@@ -125,6 +125,13 @@ func (c *Context) Logger() *slog.Logger {
 	return c.act.srv.log.With("ns", c.act.ref.Namespace, "actor", c.act.ref.ID)
 }
 
+// Call calls the actor ref names, in this actor's namespace (ref.Namespace
+// empty or the actor's own), and waits for its result: Invoke with a
+// reference. nola.Call is its typed form.
+func (c *Context) Call(ref Ref, op string, payload []byte) ([]byte, error) {
+	return c.typedInvoke(nil, ref, op, payload)
+}
+
 // Invoke calls another actor in the same namespace and waits for its
 // result. Pending KV writes are committed first (an output gate: no other
 // actor can observe an effect of this invocation that might still be

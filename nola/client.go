@@ -87,9 +87,16 @@ func newClient(r rt.Runtime, reg *registry.Registry, tr Transport, l Limits, att
 
 const defaultOwnerCheck = 250 * time.Millisecond
 
-// Invoke runs operation op with payload on actor (ns, id) of type typ,
-// creating the actor if it does not exist, and returns its result. An empty
-// typ invokes an existing actor of any type.
+// Call runs operation op with payload on the actor ref names, creating it
+// (as a ref.Type) if it does not exist, and returns its result. An empty
+// ref.Type invokes an existing actor of any type. nola.Call is its typed
+// form.
+func (c *Client) Call(ctx context.Context, ref Ref, op string, payload []byte) ([]byte, error) {
+	return c.typedInvoke(ctx, ref, op, payload)
+}
+
+// Invoke is Call with the reference spelled out: operation op with payload
+// on actor (ns, id) of type typ.
 func (c *Client) Invoke(ctx context.Context, ns, id, typ, op string, payload []byte) ([]byte, error) {
 	return c.invoke(ctx, Request{Namespace: ns, ActorID: id, ActorType: typ, Operation: op, Payload: payload})
 }
