@@ -138,6 +138,12 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		if attempt > 0 {
 			r, ok = c.routes.get(key)
 		}
+		if ok && rt.Buggify(c.rt, "client.route-forgotten") {
+			// A route cache may lose any entry at any time (it is only
+			// a hint): resolve through the registry instead.
+			c.routes.drop(key, r)
+			ok = false
+		}
 		if ok && c.watch.isDead(r.owner) {
 			// Its owner's lease is gone: place the actor afresh.
 			c.routes.drop(key, r)

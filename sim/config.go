@@ -195,6 +195,13 @@ type Config struct {
 	// break).
 	BeyondRho bool
 
+	// Buggify turns on the engine's fault points (rt.Buggifier): rare
+	// but legal paths — a route forgotten, a commit delayed past the
+	// lease, an early idle sweep, an activation-table overflow — each on
+	// for the run or off, and firing, as the seed decides. Generate sets
+	// it in half the seeds.
+	Buggify bool
+
 	// Generated marks a configuration drawn by Generate: Seed and the
 	// options replay it (see Result.Repro).
 	Generated bool
@@ -315,6 +322,10 @@ func Generate(seed uint64, opts Options) Config {
 		Generated:      true,
 	}
 	c.Horizon = time.Duration(8+r.IntN(8)) * ttl
+	// Half the seeds buggify. The bit comes from the seed itself, not from
+	// r, so every other field of a seed's configuration is what it was
+	// before fault points existed.
+	c.Buggify = (seed*0x9e3779b97f4a7c15)>>63 == 1
 	// Releases and evictions: a quarter of the seeds cap activations per
 	// server (releases at capacity, least-recently-used evictions), a
 	// sixth evict idle activations within a fraction of a lease. (Not
@@ -495,6 +506,9 @@ func (c *Config) Describe() string {
 	fmt.Fprintf(&b, "  net: latency %v–%v, spikes %.3g up to %v, loss %.3g\n", c.Net.MinLatency, c.Net.MaxLatency, c.Net.SpikeProb, c.Net.SpikeMax.Round(time.Millisecond), c.Net.Loss)
 	if o := c.Options().String(); o != "" {
 		fmt.Fprintf(&b, "  mutations: %s\n", o)
+	}
+	if c.Buggify {
+		b.WriteString("  fault points (buggify) on\n")
 	}
 	if c.GoGuests {
 		b.WriteString("  with Go guests\n")
