@@ -419,7 +419,7 @@ func TestCreateActorWithArgs(t *testing.T) {
 		t.Errorf("malformed header: %d %s", code, body)
 	}
 	for _, id := range []string{"g5", "g6"} {
-		if _, found, err := nodes[0].srv.Registry().Actor(ctx(t), "cr", id); err != nil || found {
+		if _, found, err := nodes[0].srv.Inspector().Actor(ctx(t), "cr", id); err != nil || found {
 			t.Errorf("refused creation of %s left a record (found=%v err=%v)", id, found, err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/rt"
 )
@@ -278,13 +279,13 @@ func (s *Server) runCreate(ctx context.Context, a *activation, chain []string, h
 		return wrapBefore(err, "")
 	}
 	a.cacheArgs(c.Args)
-	if !c.Pending && !s.cfg.Mutations.CreateEveryActivation {
+	if !c.Pending && !s.cfg.Mutations.Has(mutation.CreateEveryActivation) {
 		return nil
 	}
 	a.creating, a.kvBudget = c.Pending, nil
 	defer func() { a.creating, a.kvBudget = false, nil }()
 	return s.runHook(ctx, a, "create", chain, func(cx *Context) error {
-		if s.cfg.Mutations.CreateCommitsMarkerSeparately {
+		if s.cfg.Mutations.Has(mutation.CreateCommitsMarkerSeparately) {
 			// The broken variant: the hook's writes commit on their own,
 			// and the marker only afterwards (below, in a second commit).
 			a.creating = false
@@ -394,7 +395,7 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 	// The server's memory total is not asserted: a cache change racing
 	// with a fence's drop moves it below zero for an instant.
 	s.memBytes.Add(-atomic.LoadInt64(&a.charged))
-	if !s.cfg.Mutations.TimerIgnoresFence {
+	if !s.cfg.Mutations.Has(mutation.TimerIgnoresFence) {
 		a.mu.Lock()
 		for _, t := range a.timers {
 			t.stop()

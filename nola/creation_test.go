@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/internal/simtest"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/kv"
@@ -93,7 +94,7 @@ func (f *faultOnce) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, erro
 // creationSim runs body on a three-server cluster with the creator type;
 // faults[i] is server i's store wrapper, armed by the creator's hook when
 // armed is set.
-func creationSim(t *testing.T, seed uint64, m nola.Mutations, lost bool, skip int32, body func(e *simtest.Env, faults []*faultOnce, armed *atomic.Bool)) {
+func creationSim(t *testing.T, seed uint64, m mutation.Set, lost bool, skip int32, body func(e *simtest.Env, faults []*faultOnce, armed *atomic.Bool)) {
 	t.Helper()
 	var armed atomic.Bool
 	faults := make([]*faultOnce, 3)
@@ -119,7 +120,7 @@ func creationSim(t *testing.T, seed uint64, m nola.Mutations, lost bool, skip in
 // ownerIndex is the index of the server that owns actor id.
 func ownerIndex(t *testing.T, e *simtest.Env, id string) int {
 	t.Helper()
-	rec, ok, err := e.C.Client().Registry().Actor(context.Background(), ns, id)
+	rec, ok, err := e.C.Client().Inspector().Actor(context.Background(), ns, id)
 	if err != nil || !ok || rec.Owner == "" {
 		t.Fatalf("actor %s: record %+v found=%v err=%v", id, rec, ok, err)
 	}
@@ -134,7 +135,7 @@ func ownerIndex(t *testing.T, e *simtest.Env, id string) int {
 // before the first activation, activates it, crashes the new owner after
 // that, activates it again, and returns how many times the creation hook
 // committed and what the actor saw.
-func createThenCrashes(t *testing.T, m nola.Mutations) (creates, given, args string) {
+func createThenCrashes(t *testing.T, m mutation.Set) (creates, given, args string) {
 	creationSim(t, 301, m, false, 0, func(e *simtest.Env, _ []*faultOnce, _ *atomic.Bool) {
 		created, err := e.C.Client().Create(e.Ctx, ns, "c", "creator", []byte("hello"))
 		if err != nil || !created {
@@ -162,7 +163,7 @@ func createThenCrashes(t *testing.T, m nola.Mutations) (creates, given, args str
 // activation, reach the creation hook once, and stay readable after a
 // reactivation elsewhere.
 func TestCreationArgsDeliveredOnceAcrossCrashes(t *testing.T) {
-	creates, given, args := createThenCrashes(t, nola.Mutations{})
+	creates, given, args := createThenCrashes(t, mutation.Set{})
 	if creates != "1" || given != "hello" || args != "hello" {
 		t.Errorf("creation hook committed %s times with %q, CreationArgs = %q; want once, hello, hello", creates, given, args)
 	}
@@ -171,7 +172,7 @@ func TestCreationArgsDeliveredOnceAcrossCrashes(t *testing.T) {
 // Non-vacuity: with the hook's record ignored, the same scenario runs it
 // again at the reactivation, and the test above would fail.
 func TestCreationGuardBrokenIsCaught(t *testing.T) {
-	creates, _, _ := createThenCrashes(t, nola.Mutations{CreateEveryActivation: true})
+	creates, _, _ := createThenCrashes(t, mutation.Of(mutation.CreateEveryActivation))
 	if creates == "1" {
 		t.Errorf("with CreateEveryActivation the hook committed once: the scenario cannot catch a broken guard")
 	}
@@ -180,7 +181,7 @@ func TestCreationGuardBrokenIsCaught(t *testing.T) {
 // hookFault runs the creation hook with its commit failing once, either
 // before it reaches the store or after it landed (its answer lost), then
 // activates the actor again and returns the creation count.
-func hookFault(t *testing.T, seed uint64, m nola.Mutations, lost bool, skip int32) (first error, creates string) {
+func hookFault(t *testing.T, seed uint64, m mutation.Set, lost bool, skip int32) (first error, creates string) {
 	creationSim(t, seed, m, lost, skip, func(e *simtest.Env, faults []*faultOnce, armed *atomic.Bool) {
 		armed.Store(true)
 		_, first = e.Invoke("h", "creator", "creates", nil)
@@ -203,7 +204,7 @@ func hookFault(t *testing.T, seed uint64, m nola.Mutations, lost bool, skip int3
 func TestCreationHookCommitFaults(t *testing.T) {
 	for _, lost := range []bool{false, true} {
 		t.Run(fmt.Sprintf("lost=%v", lost), func(t *testing.T) {
-			first, creates := hookFault(t, 302, nola.Mutations{}, lost, 0)
+			first, creates := hookFault(t, 302, mutation.Set{}, lost, 0)
 			if first == nil {
 				t.Fatal("the first invocation succeeded although its activation's creation commit failed")
 			}
@@ -220,7 +221,7 @@ func TestCreationHookCommitFaults(t *testing.T) {
 func TestCreationMarkerInSeparateCommitIsCaught(t *testing.T) {
 	// The fault lets the first commit (the hook's writes) pass and
 	// refuses the second (the marker).
-	_, creates := hookFault(t, 302, nola.Mutations{CreateCommitsMarkerSeparately: true}, false, 1)
+	_, creates := hookFault(t, 302, mutation.Of(mutation.CreateCommitsMarkerSeparately), false, 1)
 	if creates == "1" {
 		t.Errorf("with the marker committed separately the hook committed once: the fault scenario cannot catch it")
 	}
@@ -229,7 +230,7 @@ func TestCreationMarkerInSeparateCommitIsCaught(t *testing.T) {
 // The first creation wins: a later Create or creating call with other
 // arguments changes nothing and says so.
 func TestSecondCreateDoesNotOverwriteArgs(t *testing.T) {
-	creationSim(t, 303, nola.Mutations{}, false, 0, func(e *simtest.Env, _ []*faultOnce, _ *atomic.Bool) {
+	creationSim(t, 303, mutation.Set{}, false, 0, func(e *simtest.Env, _ []*faultOnce, _ *atomic.Bool) {
 		cl := e.C.Client()
 		ctx, cancel := e.Driver.WithTimeout(e.Ctx, 5*e.TTL)
 		defer cancel()
@@ -259,14 +260,14 @@ func TestSecondCreateDoesNotOverwriteArgs(t *testing.T) {
 // Creation arguments are bounded before anything is stored; an actor
 // created without any reads nil, and its hook gets nil.
 func TestCreationArgsBounds(t *testing.T) {
-	creationSim(t, 304, nola.Mutations{}, false, 0, func(e *simtest.Env, _ []*faultOnce, _ *atomic.Bool) {
+	creationSim(t, 304, mutation.Set{}, false, 0, func(e *simtest.Env, _ []*faultOnce, _ *atomic.Bool) {
 		cl := e.C.Client()
 		big := bytes.Repeat([]byte("x"), 64<<10+1)
 		_, err := cl.Create(e.Ctx, ns, "big", "creator", big)
 		wantCode(t, err, nola.CodeTooLarge)
 		_, err = cl.Do(e.Ctx, nola.Request{Namespace: ns, ActorID: "big", ActorType: "creator", Operation: "creates", CreationArgs: big})
 		wantCode(t, err, nola.CodeTooLarge)
-		if _, found, err := cl.Registry().Actor(e.Ctx, ns, "big"); err != nil || found {
+		if _, found, err := cl.Inspector().Actor(e.Ctx, ns, "big"); err != nil || found {
 			t.Errorf("refused creation left an actor record (found=%v, err=%v)", found, err)
 		}
 		if got := e.MustInvoke("plain", "creator", "args", nil); got != "" {

@@ -141,7 +141,7 @@ func TestEtcdCreationArgs(t *testing.T) {
 	if got, err := cl.Invoke(ctx, ns, "g", "greeter", "hello", nil); err != nil || string(got) != "hello, ada" {
 		t.Fatalf("hello = %q, %v", got, err)
 	}
-	rec, _, err := cl.Registry().Actor(ctx, ns, "g")
+	rec, _, err := cl.Inspector().Actor(ctx, ns, "g")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +163,7 @@ func TestEtcdCreationArgs(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if cr, err := cl.Registry().ReadCreation(ctx, ns, "g"); err != nil || cr.Pending {
+	if cr, err := cl.Inspector().Creation(ctx, ns, "g"); err != nil || cr.Pending {
 		t.Errorf("creation record after the hook ran: %+v, %v", cr, err)
 	}
 }

@@ -21,7 +21,7 @@ func TestGuestCreationHookRunsOnceAcrossCrashes(t *testing.T) {
 		t.Run(typ, func(t *testing.T) {
 			runSim(t, 401, 3, bins, nil, func(e *simEnv) {
 				owner := func() int {
-					rec, ok, err := e.C.Client().Registry().Actor(context.Background(), "sim", "a")
+					rec, ok, err := e.C.Client().Inspector().Actor(context.Background(), "sim", "a")
 					if err != nil || !ok || rec.Owner == "" {
 						t.Fatalf("record %+v found=%v err=%v", rec, ok, err)
 					}
