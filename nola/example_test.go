@@ -170,3 +170,29 @@ func ExampleCodeOf() {
 	// Output:
 	// bad_request true false
 }
+
+// greeter is a Creator: its creation arguments name whom it greets.
+type greeter struct{}
+
+func (greeter) Create(cx *nola.Context, args []byte) error { return cx.Put([]byte("name"), args) }
+
+func (greeter) Invoke(cx *nola.Context, _ string, _ []byte) ([]byte, error) {
+	name, _, err := cx.Get([]byte("name"))
+	return append([]byte("hello, "), name...), err
+}
+
+// Creation arguments are stored with the actor's creation; its Create
+// hook receives them once, at the first activation. A second create
+// changes nothing.
+func ExampleClient_Create() {
+	c, stop := newCluster(1, map[string]nola.Factory{
+		"greeter": func(nola.Ref) (nola.Actor, error) { return greeter{}, nil },
+	})
+	defer stop()
+	ctx := context.Background()
+	created, _ := c.Client().Create(ctx, "demo", "g", "greeter", []byte("ada"))
+	again, _ := c.Client().Create(ctx, "demo", "g", "greeter", []byte("bob"))
+	out, err := c.Client().Invoke(ctx, "demo", "g", "", "hello", nil)
+	fmt.Println(created, again, string(out), err)
+	// Output: true false hello, ada <nil>
+}
