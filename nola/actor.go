@@ -168,9 +168,9 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 //     gate: the outside world must never see an effect whose cause might
 //     still be rolled back);
 //   - it refuses, with CodeFenced, if the server is past its lease deadline
-//     or under another incarnation, or the activation was dropped (rule 3:
-//     a fenced activation must not act, whatever another owner does
-//     meanwhile);
+//     or no longer under the activation's incarnation (rule 3: a fenced
+//     activation must not act, whatever another owner does meanwhile; a
+//     fence, a crash or Halt drops the lease or changes the incarnation);
 //   - it refuses, with CodeTimeout, if the invocation's deadline has passed
 //     or its caller gave up.
 //
@@ -190,9 +190,6 @@ func (c *Context) ExternalEffect() error {
 	a := c.act
 	if err := a.srv.effectAllowed(a); err != nil {
 		return err
-	}
-	if st := a.state.Load(); st == stateEvicted || st == stateFenced {
-		return &Error{Code: CodeFenced, Message: "activation of " + a.key.id + " was dropped; effect refused"}
 	}
 	if err := c.cur().Err(); err != nil {
 		return &Error{Code: CodeTimeout, Message: "the invocation's deadline passed or its caller gave up; effect refused", cause: err}
