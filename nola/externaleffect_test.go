@@ -119,3 +119,21 @@ func TestExternalEffectRefusedWhenFenced(t *testing.T) {
 		e.Links[0].SetMode(faultinject.Pass)
 	})
 }
+
+// A caller that gave up ends the invocation's context: ExternalEffect then
+// refuses with a timeout, its deadline still far away.
+func TestExternalEffectRefusedWhenCallerGaveUp(t *testing.T) {
+	runEffectSim(t, 4, func(e *simtest.Env, a *effectActor) {
+		ctx, cancel := e.Driver.WithCancel(e.Ctx)
+		e.Driver.Go("caller", func() {
+			_, _ = e.C.Client().Invoke(ctx, ns, "g", "fx", "wait", nil)
+		})
+		if _, err := a.started.Wait(e.Ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		a.release.Resolve(struct{}{}, nil)
+		err, _ := a.gate.Wait(e.Ctx)
+		wantCode(t, err, nola.CodeTimeout)
+	})
+}
