@@ -178,7 +178,8 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 // an error. The check cannot reach into the outside system: an effect that
 // started before the lease deadline may still complete after it, as an
 // outgoing call may. After ExternalEffect succeeds the invocation counts as
-// having had effects, so a later failure is never reported as retryable.
+// having had effects: if it then passes the lease deadline its caller is
+// told its effects stand (CodeTimeout), not that it may retry.
 func (c *Context) ExternalEffect() error {
 	t := c.txn()
 	if t == nil {

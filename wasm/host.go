@@ -51,6 +51,15 @@
 // dropped). A trap or an abort discards the instance (see TrapError); other
 // actors keep serving.
 //
+// # Custom host functions
+//
+// Config.HostFunctions adds the embedder's own host calls, by waPC
+// namespace and operation (see HostFunction). Each call is an external
+// effect (nola.Context.ExternalEffect): the invocation's pending KV writes
+// commit first, and the call is refused to a fenced activation or past the
+// invocation's deadline; payload and result are bounded by
+// Config.MaxHostCallBytes.
+//
 // # Determinism
 //
 // Host functions reach time, randomness and the outside only through the
