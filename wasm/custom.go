@@ -72,6 +72,14 @@ func (e *HostFunctionError) Error() string {
 
 type hostFnKey struct{ ns, op string }
 
+// hostFn is a registered HostFunction with the names its errors use, built
+// once.
+type hostFn struct {
+	HostFunction
+	name string // "ns/op"
+	what string // for a slot wait that fails after the call
+}
+
 // CheckHostFunctions checks fns as New does: every entry names a namespace
 // and an operation of 1 to MaxHostNameBytes bytes, outside the namespaces
 // nola reserves (abi.Reserved), has a Func, and appears once. It returns a
@@ -81,11 +89,11 @@ func CheckHostFunctions(fns []HostFunction) error {
 	return err
 }
 
-func hostFunctionTable(fns []HostFunction) (map[hostFnKey]HostFunction, error) {
+func hostFunctionTable(fns []HostFunction) (map[hostFnKey]*hostFn, error) {
 	if len(fns) == 0 {
 		return nil, nil
 	}
-	t := make(map[hostFnKey]HostFunction, len(fns))
+	t := make(map[hostFnKey]*hostFn, len(fns))
 	for i := range fns {
 		f := &fns[i]
 		bad := func(format string, args ...any) error {
@@ -105,14 +113,15 @@ func hostFunctionTable(fns []HostFunction) (map[hostFnKey]HostFunction, error) {
 		if _, dup := t[k]; dup {
 			return nil, bad("registered twice; each namespace and operation may have one function")
 		}
-		t[k] = *f // a copy: the caller's slice may change later
+		name := f.Namespace + "/" + f.Operation
+		t[k] = &hostFn{HostFunction: *f, name: name, what: "host call " + name} // a copy: the caller's slice may change later
 	}
 	return t, nil
 }
 
 // callCustom serves a host call to the embedder's function f.
-func (in *instance) callCustom(f HostFunction, p []byte) ([]byte, error) {
-	name := f.Namespace + "/" + f.Operation
+func (in *instance) callCustom(f *hostFn, p []byte) ([]byte, error) {
+	name := f.name
 	limit := in.h.cfg.MaxHostCallBytes
 	if len(p) > limit {
 		return nil, &nola.Error{Code: nola.CodeTooLarge, Message: fmt.Sprintf(
@@ -126,7 +135,7 @@ func (in *instance) callCustom(f HostFunction, p []byte) ([]byte, error) {
 		return nil, err
 	}
 	call := HostCall{Namespace: f.Namespace, Operation: f.Operation, Payload: bytes.Clone(p), Ref: cx.Ref(), Context: cx}
-	res, err := offSlot(in, "host call "+name, func() ([]byte, error) { return in.runCustom(f, call) })
+	res, err := offSlot(in, f.what, func() ([]byte, error) { return in.runCustom(f, call) })
 	if err != nil {
 		return nil, err
 	}
@@ -140,12 +149,12 @@ func (in *instance) callCustom(f HostFunction, p []byte) ([]byte, error) {
 // runCustom calls f, turning a panic into an internal error for the guest:
 // a bug in the embedder's function must not abort other guests' calls to it
 // nor take the server down.
-func (in *instance) runCustom(f HostFunction, call HostCall) (res []byte, err error) {
+func (in *instance) runCustom(f *hostFn, call HostCall) (res []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			in.h.log.Error("wasm host function panicked", "ns", in.ref.Namespace, "actor", in.ref.ID,
-				"function", f.Namespace+"/"+f.Operation, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			res, err = nil, &nola.Error{Code: nola.CodeInternal, Message: "host function " + f.Namespace + "/" + f.Operation + " failed (see the server log)"}
+				"function", f.name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			res, err = nil, &nola.Error{Code: nola.CodeInternal, Message: "host function " + f.name + " failed (see the server log)"}
 		}
 	}()
 	return f.Func(call.Context, call)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -310,5 +311,41 @@ func TestFencedActivationNeverRunsHostFunction(t *testing.T) {
 			t.Fatalf("the invocation's error: %v, want the guest's fenced host error", m)
 		}
 		e.Links[0].SetMode(faultinject.Pass)
+	})
+}
+
+// BenchmarkHostFunction is one invocation of the hostfn C guest making
+// n calls of a trivial host function ("calls"), against the same guest's
+// KV-free "get" of an absent key as the baseline of one nola host call.
+func BenchmarkHostFunction(b *testing.B) {
+	e := newEnv(b, envOpts{host: func(c *wasm.Config) {
+		c.HostFunctions = []wasm.HostFunction{{Namespace: "test", Operation: "echo",
+			Func: func(_ context.Context, c wasm.HostCall) ([]byte, error) { return c.Payload, nil }}}
+	}})
+	e.put("hostfn-c", wasmtest.C(b, "hostfn"), modules.Options{})
+	for _, n := range []int{1, 10} {
+		var calls [][3]string
+		for range n {
+			calls = append(calls, [3]string{"test", "echo", "x"})
+		}
+		p := hostCalls(calls...)
+		b.Run(fmt.Sprintf("calls=%d", n), func(b *testing.B) {
+			e.must("bench", "hostfn-c", "calls", p)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.invoke("bench", "hostfn-c", "calls", p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("baseline-kv-get", func(b *testing.B) {
+		e.must("bench", "hostfn-c", "get", []byte("absent"))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := e.invoke("bench", "hostfn-c", "get", []byte("absent")); err != nil {
+				b.Fatal(err)
+			}
+		}
 	})
 }

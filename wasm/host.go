@@ -274,7 +274,7 @@ type Host struct {
 	stats     Stats
 
 	// custom holds Config.HostFunctions; read-only after New.
-	custom map[hostFnKey]HostFunction
+	custom map[hostFnKey]*hostFn
 }
 
 type modKey struct{ ns, id string }
