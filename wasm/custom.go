@@ -147,8 +147,9 @@ func (in *instance) callCustom(f *hostFn, p []byte) ([]byte, error) {
 }
 
 // runCustom calls f, turning a panic into an internal error for the guest:
-// a bug in the embedder's function must not abort other guests' calls to it
-// nor take the server down.
+// a bug in the embedder's function is an error the guest can handle, not a
+// trap that costs the actor its instance (wazero would recover the panic
+// and abort the guest).
 func (in *instance) runCustom(f *hostFn, call HostCall) (res []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
