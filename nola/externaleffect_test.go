@@ -34,7 +34,7 @@ func (a *effectActor) Invoke(cx *nola.Context, op string, _ []byte) ([]byte, err
 		}
 		// What the outside world sees once the gate opened.
 		r := cx.Ref()
-		v, found, err := a.env.C.Server(0).Registry().GetKV(context.Background(), r.Namespace, r.ID, []byte("k"))
+		v, found, err := a.env.C.Server(0).Inspector().GetKV(context.Background(), r.Namespace, r.ID, []byte("k"))
 		if err != nil {
 			return nil, err
 		}

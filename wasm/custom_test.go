@@ -163,7 +163,7 @@ func TestHostFunctionSeesCommittedKV(t *testing.T) {
 	e = hostFnEnv(t, []wasm.HostFunction{
 		{Namespace: "test", Operation: "read", Func: func(ctx context.Context, c wasm.HostCall) ([]byte, error) {
 			// The store itself, not the invocation's view of it.
-			v, found, err := e.c.Server(0).Registry().GetKV(ctx, c.Ref.Namespace, c.Ref.ID, c.Payload)
+			v, found, err := e.c.Server(0).Inspector().GetKV(ctx, c.Ref.Namespace, c.Ref.ID, c.Payload)
 			if err != nil || !found {
 				return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "not in the store"}
 			}
