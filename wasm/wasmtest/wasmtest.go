@@ -33,7 +33,7 @@ func Root() string {
 
 // CGuests and GoGuests name the example guests.
 var (
-	CGuests  = []string{"counter", "kvcounter", "echo", "caller", "hostile", "ticker", "kvnotify", "creator"}
+	CGuests  = []string{"counter", "kvcounter", "echo", "caller", "hostile", "ticker", "kvnotify", "hostfn", "creator"}
 	GoGuests = []string{"counter", "kvcounter", "echo", "caller", "creator"}
 )
 
