@@ -13,6 +13,7 @@ import (
 	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/internal/simtest"
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
 )
 
@@ -336,6 +337,31 @@ func TestTypedCreationArgs(t *testing.T) {
 		}
 		if c, err := e.C.Client().Inspector().Creation(e.Ctx, ns, "bad"); err != nil || !c.Pending {
 			t.Errorf("a hook that failed left the actor created: %+v, %v", c, err)
+		}
+	})
+}
+
+// With a KV quota, the creation hook's commit is a counted one: the usage
+// record moves in the same commit as the hook's writes and the marker.
+func TestCreationHookUnderKVQuota(t *testing.T) {
+	configure := func(_ int, cfg *nola.ServerConfig) { cfg.Limits.MaxActorKVBytes = 1 << 20 }
+	runSim(t, 306, 1, nil, configure, func(e *simtest.Env) {
+		if _, err := e.C.Client().Create(e.Ctx, ns, "q", "greeter", []byte("ada")); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.MustInvoke("q", "greeter", "hello", nil); got != "hello, ada" {
+			t.Fatalf("hello = %q", got)
+		}
+		in := e.C.Client().Inspector()
+		if use, err := in.KVUsage(e.Ctx, ns, "q"); err != nil || use.Bytes != int64(len("name")+len("ada")) {
+			t.Errorf("KV usage after the hook = %+v, %v; want 7", use, err)
+		}
+		// Stored, not computed: the hook's commit was a counted one.
+		if _, found, err := e.Store.Get(e.Ctx, registry.NewKeyspace("nola").KVUsage(ns, "q"), 0); err != nil || !found {
+			t.Errorf("no KV usage record after the hook's commit (found=%v, err=%v)", found, err)
+		}
+		if c, err := in.Creation(e.Ctx, ns, "q"); err != nil || c.Pending {
+			t.Errorf("creation after the hook = %+v, %v", c, err)
 		}
 	})
 }
