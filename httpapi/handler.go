@@ -537,7 +537,14 @@ func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	v, found, err := h.srv.Registry().GetKV(ctx, r.PathValue("ns"), r.PathValue("id"), []byte(r.PathValue("key")))
+	snap, err := h.srv.Registry().SnapshotKV(ctx, r.PathValue("ns"), r.PathValue("id"))
+	var (
+		v     []byte
+		found bool
+	)
+	if err == nil {
+		v, found, err = snap.Get(ctx, []byte(r.PathValue("key")))
+	}
 	if err != nil {
 		writeError(w, err)
 		return

@@ -113,9 +113,15 @@ func (h *Handler) scanKV(w http.ResponseWriter, r *http.Request) {
 	// most MaxKVValueBytes), but at least 16 entries, so that pages of
 	// small values do not take a store round trip per entry.
 	batch := max(16, h.opts.MaxScanBytes/max(1, h.srv.Limits().MaxKVValueBytes))
-	reg := h.srv.Registry()
+	// Every batch reads one snapshot: the record's generation at one
+	// revision, so a delete is seen whole or not at all (docs/deletion.md).
+	snap, err := h.srv.Registry().SnapshotKV(ctx, ns, id)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	fetch := func(from []byte, n int) ([]registry.KVPair, bool, error) {
-		return reg.ScanKV(ctx, ns, id, from, end, min(n, batch))
+		return snap.Scan(ctx, from, end, min(n, batch))
 	}
 	// The first batch is read before the answer starts, so that its
 	// errors have their status.

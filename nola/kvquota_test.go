@@ -47,11 +47,11 @@ func TestActorKVQuotaRefusesGrowthPastTheLimit(t *testing.T) {
 		}
 		wantUsage := func(want int64) {
 			t.Helper()
-			use, err := reg.ReadKVUsage(e.Ctx, ns, "q")
+			use, err := reg.ReadKVUsage(e.Ctx, ns, "q", 0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			counted, err := reg.CountKV(e.Ctx, ns, "q")
+			counted, err := reg.CountKV(e.Ctx, ns, "q", 0)
 			if err != nil {
 				t.Fatal(err)
 			}

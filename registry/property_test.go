@@ -137,8 +137,8 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 				}
 			case 3: // server i releases it (if it owns it)
 				if incs[i] != nil {
-					if e, ok, _ := reg.Confirm(ctx, incs[i], "ns", "a", "t"); ok {
-						_ = reg.Release(ctx, incs[i], "ns", "a", "t", e)
+					if e, _, ok, _ := reg.Confirm(ctx, incs[i], "ns", "a", "t"); ok {
+						_ = reg.Release(ctx, incs[i], "ns", "a", "t", e, 0)
 					}
 				}
 			case 4: // server i leaves
@@ -149,7 +149,7 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 				_ = node.Sleep(ctx, 2*lease)
 			case 6: // server i bumps the epoch (as after an unknown commit)
 				if incs[i] != nil {
-					_, _, _ = reg.Bump(ctx, incs[i], "ns", "a", "t")
+					_, _, _, _ = reg.Bump(ctx, incs[i], "ns", "a", "t")
 				}
 			}
 			owners := 0
@@ -158,13 +158,13 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 				if inc == nil {
 					continue
 				}
-				e, ok, err := reg.Confirm(ctx, inc, "ns", "a", "t")
+				e, _, ok, err := reg.Confirm(ctx, inc, "ns", "a", "t")
 				if err != nil {
 					failure = err.Error()
 					return
 				}
 				owns := ok && current(inc)
-				rec := inc.OwnerRecord("t", e)
+				rec := inc.OwnerRecord("t", e, 0)
 				write := []registry.KVWrite{{Key: []byte("k"), Value: []byte(fmt.Sprint(step))}}
 				cerr := reg.CommitKV(ctx, inc, "ns", "a", rec, write)
 				if owns {
