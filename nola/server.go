@@ -55,7 +55,7 @@ func (s *Server) Limits() Limits { return s.cfg.Limits }
 
 type serverStats struct {
 	invocations, activated, evicted, fences, failedCommits, deleted atomic.Int64
-	lease                                                  leaseStats
+	lease                                                           leaseStats
 }
 
 // Stats is a snapshot of a server's counters.
@@ -66,8 +66,8 @@ type Stats struct {
 	Fences        int64
 	FailedCommits int64
 	// Deleted counts the actors this server deleted (as their owner).
-	Deleted int64
-	Activations   int64
+	Deleted     int64
+	Activations int64
 	// MemoryBytes estimates the memory held by activations (what load
 	// reports carry for placement's tie-break).
 	MemoryBytes int64
