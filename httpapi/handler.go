@@ -128,6 +128,7 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 	m := h.mux
 	m.HandleFunc("POST /v1/internal/invoke", h.admin(h.internalInvoke))
 	m.HandleFunc("POST /v1/ns/{ns}/actors/{id}/invoke/{op}", h.scoped(h.invoke))
+	m.HandleFunc("DELETE /v1/ns/{ns}/actors/{id}", h.scoped(h.deleteActor))
 	m.HandleFunc("GET /v1/ns/{ns}/actors", h.scoped(h.listActors))
 	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv", h.scoped(h.scanKV))
 	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv/{key...}", h.scoped(h.getKV))
@@ -420,7 +421,7 @@ func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req := nola.Request{
 		Namespace: q.Get("ns"), ActorID: q.Get("id"), ActorType: q.Get("type"),
-		Operation: q.Get("op"), Chain: q["chain"],
+		Operation: q.Get("op"), Chain: q["chain"], Delete: q.Get("delete") == "1",
 	}
 	b, err := func() ([]byte, error) {
 		ctx, cancel, err := h.callContext(r)
@@ -463,6 +464,26 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 	}()
 	h.met.observe("public", start, err) // rejected calls count too
 	h.writeResult(w, b, err)
+}
+
+// deleteActor deletes an actor (docs/deletion.md): 204 once no invocation
+// can observe it any more, 404 (not_found) if it does not exist.
+func (h *Handler) deleteActor(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	err := func() error {
+		ctx, cancel, err := h.callContext(r)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		return h.srv.Client().Delete(ctx, r.PathValue("ns"), r.PathValue("id"))
+	}()
+	h.met.observe("delete", start, err)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func intParam(r *http.Request, name string, def, maxV int) (int, error) {
@@ -544,6 +565,8 @@ func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
 	)
 	if err == nil {
 		v, found, err = snap.Get(ctx, []byte(r.PathValue("key")))
+	} else if errors.Is(err, registry.ErrActorNotFound) {
+		err = nil // a missing (or deleted) actor has no keys
 	}
 	if err != nil {
 		writeError(w, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"unicode/utf8"
@@ -116,6 +117,12 @@ func (h *Handler) scanKV(w http.ResponseWriter, r *http.Request) {
 	// Every batch reads one snapshot: the record's generation at one
 	// revision, so a delete is seen whole or not at all (docs/deletion.md).
 	snap, err := h.srv.Registry().SnapshotKV(ctx, ns, id)
+	if errors.Is(err, registry.ErrActorNotFound) {
+		// As before deletion existed: an actor that does not exist (any
+		// more) has no keys.
+		writeJSON(w, http.StatusOK, KVScan{Entries: []KVEntry{}})
+		return
+	}
 	if err != nil {
 		writeError(w, err)
 		return
