@@ -49,7 +49,7 @@ func statusOf(code nola.Code) int {
 const (
 	codeUnauthorized nola.Code = "unauthorized"
 	codeForbidden    nola.Code = "forbidden"
-	codeNotFound     = nola.CodeNotFound
+	codeNotFound               = nola.CodeNotFound
 	// codeMethodNotAllowed: the path exists, the method does not (405,
 	// with Allow listing the methods that do).
 	codeMethodNotAllowed nola.Code = "method_not_allowed"
