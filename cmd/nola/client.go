@@ -288,8 +288,12 @@ func runKV(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func runActors(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if _, err := subcommand(args, stderr, "actors list [flags] NAMESPACE", "list"); err != nil {
+	sub, err := subcommand(args, stderr, "actors list|delete [flags] NAMESPACE [ACTOR]", "list", "delete")
+	if err != nil {
 		return err
+	}
+	if sub == "delete" {
+		return runActorsDelete(ctx, args[1:], stdout, stderr)
 	}
 	fs := newFlagSet("actors list", "actors list [flags] NAMESPACE", stderr)
 	var cf clientFlags
@@ -310,6 +314,34 @@ func runActors(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	return printJSON(stdout, list)
+}
+
+// runActorsDelete deletes one actor: once it returns, no invocation sees
+// the old actor or its KV, and a typed call creates a new, empty one
+// (docs/deletion.md).
+func runActorsDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("actors delete", "actors delete [flags] NAMESPACE ACTOR", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return usageErr("want NAMESPACE ACTOR")
+	}
+	for i, what := range []string{"namespace", "actor ID"} {
+		if fs.Arg(i) == "" {
+			return usageErr("empty %s", what)
+		}
+	}
+	ctx, done, c := cf.connect(ctx)
+	defer done()
+	if err := c.DeleteActor(ctx, fs.Arg(0), fs.Arg(1)); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "deleted %s/%s\n", fs.Arg(0), fs.Arg(1))
+	return nil
 }
 
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
