@@ -146,15 +146,54 @@ func (s *Server) handleDelete(ctx context.Context, req *Request) error {
 			a.lock.Release() // dropped meanwhile: look again
 			continue
 		}
-		err := s.deleteLocked(ctx, a, placeholder)
+		doubt := a.epoch
+		if !placeholder {
+			// Deactivate first, as a release does: put a placeholder in
+			// the activation's slot (calls keep waiting instead of
+			// activating the old life), then drop the activation. Its
+			// timers stop, and no execution of it can run again.
+			ph, ok := s.swapPlaceholder(a)
+			a.lock.Release()
+			if !ok {
+				continue // dropped meanwhile
+			}
+			a = ph
+		}
+		err := s.deleteHeld(ctx, a, doubt)
 		a.lock.Release()
 		return err
 	}
 }
 
-// deleteLocked commits the delete of a's actor, fenced on a's incarnation,
-// and drops a. The caller holds a.lock.
-func (s *Server) deleteLocked(ctx context.Context, a *activation, placeholder bool) error {
+// swapPlaceholder replaces the ready activation a (whose lock the caller
+// holds) in its table by a placeholder, whose lock it returns held, and
+// drops a.
+func (s *Server) swapPlaceholder(a *activation) (*activation, bool) {
+	ph := s.newActivation(a.tbl, a.key, "", a.inc)
+	if !ph.lock.TryAcquire() {
+		s.violated("activation %s/%s: a fresh placeholder's lock is taken", a.key.ns, a.key.id)
+		return nil, false
+	}
+	sh := a.tbl.shard(a.key)
+	sh.mu.Lock()
+	if sh.m[a.key] != a {
+		sh.mu.Unlock()
+		return nil, false
+	}
+	s.activations.Add(1)
+	ph.charged = activationBytes
+	s.memBytes.Add(activationBytes)
+	sh.m[a.key] = ph
+	sh.mu.Unlock()
+	s.dropWith(a, stateEvicted, nil)
+	return ph, true
+}
+
+// deleteHeld commits the delete of placeholder a's actor, fenced on a's
+// incarnation, and drops a, resolving the calls that waited on it with a
+// retryable error. The caller holds a.lock. doubt is the epoch the actor's
+// activation had (0: none), should the outcome be unknown.
+func (s *Server) deleteHeld(ctx context.Context, a *activation, doubt int64) error {
 	k := a.key
 	if !s.mayServe(a.inc) {
 		s.dropWith(a, stateFenced, nil)
@@ -166,10 +205,7 @@ func (s *Server) deleteLocked(ctx context.Context, a *activation, placeholder bo
 	start := s.rt.Mono()
 	_, err := s.reg.Delete(cctx, a.inc, k.ns, k.id)
 	cancel()
-	var drop error
-	if placeholder {
-		drop = errDeleted(k.id)
-	}
+	drop := errDeleted(k.id)
 	switch {
 	case err == nil:
 		s.dropWith(a, stateEvicted, drop)
@@ -195,7 +231,7 @@ func (s *Server) deleteLocked(ctx context.Context, a *activation, placeholder bo
 		// Unknown outcome: the tombstone may still land. The next
 		// activation here bumps the epoch first, so a late tombstone
 		// fails its compare (or has landed, and the bump fails).
-		s.markDoubt(a.inc, k, a.epoch)
+		s.markDoubt(a.inc, k, doubt)
 	}
 	s.dropWith(a, stateFenced, drop)
 	return werr
