@@ -93,14 +93,18 @@ func intSetModel(init []int64, step func(s []int64, i input, o output) (bool, []
 // inc and get treat as 0 (a typed call creates the actor afresh); the
 // register uses a deleted marker. Every model starts unsure whether the
 // actor exists (it may have been created before the history began).
+//
+// A typed call creates the actor when it is placed, before it is sent: a
+// call that then fails retryably ("did not run", left out of the history)
+// may still have created it. So an absent actor may come to exist, empty,
+// at any instant, and "delete → ok" is allowed from any state; what the
+// models check is that after a delete nothing of the old life is seen
+// again, and that "delete → ∅" only answers when the actor may be absent.
 
 const absent = -1
 
 // val is what inc and get see in state s: an absent actor reads as 0.
 func val(s int64) int64 { return max(s, 0) }
-
-// exists reports whether a state of s has the actor.
-func exists(s []int64) bool { return slices.ContainsFunc(s, func(v int64) bool { return v != absent }) }
 
 // deleteStep is the counters' delete.
 func deleteStep(s []int64, o output) (bool, []int64) {
@@ -108,7 +112,8 @@ func deleteStep(s []int64, o output) (bool, []int64) {
 	case o.unknown:
 		return true, set(append(slices.Clone(s), absent)...)
 	case o.found:
-		return exists(s) && o.value == "ok", []int64{absent}
+		// Existing, or created meanwhile by a call that did not run.
+		return o.value == "ok", []int64{absent}
 	}
 	return slices.Contains(s, absent), []int64{absent}
 }
@@ -133,8 +138,8 @@ func describeInts(s []int64) string {
 //	inc → ?     S := S ∪ {s+1 : s ∈ S} ∪ {1}
 //	get → v     allowed if v == 0 or v ∈ S;  S := {v}
 //	get → ?     S unchanged
-//	delete → ok allowed if the actor may exist; S := {deleted}
-//	delete → ∅  allowed if it may not;           S := {deleted}
+//	delete → ok S := {deleted} (always allowed: see above)
+//	delete → ∅  allowed if deleted ∈ S;  S := {deleted}
 //	delete → ?  S := S ∪ {deleted}
 func counterWithResetModel() porcupine.Model {
 	return intSetModel(set[int64](absent, 0), func(s []int64, i input, o output) (bool, []int64) {
@@ -240,8 +245,7 @@ func registerModel() porcupine.Model {
 				case o.unknown:
 					return true, set(append(slices.Clone(s), deleted)...)
 				case o.found:
-					live := slices.ContainsFunc(s, func(v string) bool { return v != deleted })
-					return live && o.value == "ok", []string{deleted}
+					return o.value == "ok", []string{deleted}
 				}
 				return slices.Contains(s, deleted), []string{deleted}
 			}

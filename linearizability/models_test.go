@@ -426,7 +426,10 @@ func TestDeleteHistories(t *testing.T) {
 	good := map[string][]Op{
 		"counter delete restarts": sequential(Counter, "k",
 			[3]string{"inc", "", "1"}, [3]string{"inc", "", "2"}, del("ok"), get("0"), [3]string{"inc", "", "1"}),
-		"counter delete twice":      sequential(Counter, "k", [3]string{"inc", "", "1"}, del("ok"), del("∅")),
+		"counter delete twice": sequential(Counter, "k", [3]string{"inc", "", "1"}, del("ok"), del("∅")),
+		// A typed call that failed retryably (left out) may have created
+		// the actor again in between.
+		"counter recreated unseen":  sequential(Counter, "k", [3]string{"inc", "", "1"}, del("ok"), del("ok"), get("0")),
 		"counter delete unknown":    sequential(Counter, "k", [3]string{"inc", "", "1"}, del("?"), [3]string{"inc", "", "2"}),
 		"counter delete unknown 2":  sequential(Counter, "k", [3]string{"inc", "", "1"}, del("?"), [3]string{"inc", "", "1"}),
 		"counter may pre-exist":     sequential(Counter, "k", del("ok"), del("∅")),
@@ -447,12 +450,10 @@ func TestDeleteHistories(t *testing.T) {
 		// The old life's KV seen after an acknowledged delete.
 		"counter survives delete":  sequential(Counter, "k", [3]string{"inc", "", "1"}, del("ok"), get("1")),
 		"counter old inc lands":    sequential(Counter, "k", [3]string{"inc", "", "1"}, del("ok"), [3]string{"inc", "", "2"}),
-		"counter second ok":        sequential(Counter, "k", [3]string{"inc", "", "1"}, del("ok"), del("ok")),
 		"counter exists not found": sequential(Counter, "k", [3]string{"inc", "", "1"}, del("∅")),
 		"reset counter old memory": sequential(CounterWithReset, "a", incs("0", "1", "2")[0], incs("0", "1", "2")[1],
 			del("ok"), incs("2")[0]),
 		"register survives delete": sequential(Register, "k", put("x", "ok"), del("ok"), get("x")),
-		"register found after ∅":   sequential(Register, "k", put("x", "ok"), del("ok"), del("ok")),
 	}
 	for name, ops := range bad {
 		t.Run(name, func(t *testing.T) {

@@ -194,6 +194,9 @@ type Config struct {
 	// BeyondRho records that clocks were drawn beyond ρ (expect G1 to
 	// break).
 	BeyondRho bool
+	// Deletes mixes actor deletes (Client.Delete) into the clients'
+	// operations on counters (docs/deletion.md).
+	Deletes bool
 
 	// Generated marks a configuration drawn by Generate: Seed and the
 	// options replay it (see Result.Repro).
@@ -223,6 +226,8 @@ type Options struct {
 	// BeyondRho draws clock rates far below 1−ρ: servers' clocks run slow
 	// enough that their local deadline comes after the store's expiry.
 	BeyondRho bool
+	// Deletes mixes actor deletes into the workload (Config.Deletes).
+	Deletes bool
 	// GoGuests adds WASM actors built from the Go guests (GoGuestKinds)
 	// to the default catalog: off by default, they are slow (~3 ms per
 	// instance).
@@ -236,7 +241,7 @@ type Options struct {
 // MutationNames lists the names ParseOptions understands: the switches of
 // nola.Mutations, then BeyondRho.
 func MutationNames() []string {
-	return []string{"SkipDeadlineCheck", "SkipStoreFence", "IgnoreIncarnation", "TimerIgnoresFence", "ActorErrorHidesFailedCommit", "SkipCallGate", "BeyondRho"}
+	return []string{"SkipDeadlineCheck", "SkipStoreFence", "IgnoreIncarnation", "TimerIgnoresFence", "ActorErrorHidesFailedCommit", "SkipCallGate", "DeleteSkipsGeneration", "BeyondRho"}
 }
 
 // ParseOptions turns comma-separated mutation names (MutationNames) into
@@ -258,6 +263,9 @@ func ParseOptions(names string) (Options, error) {
 			o.Mutations.ActorErrorHidesFailedCommit = true
 		case "SkipCallGate":
 			o.Mutations.SkipCallGate = true
+		case "DeleteSkipsGeneration":
+			// Only deletes can show it: it turns them on.
+			o.Mutations.DeleteSkipsGeneration, o.Deletes = true, true
 		case "BeyondRho":
 			o.BeyondRho = true
 		default:
@@ -271,7 +279,7 @@ func ParseOptions(names string) (Options, error) {
 func (o Options) String() string {
 	var names []string
 	m := o.Mutations
-	for i, on := range []bool{m.SkipDeadlineCheck, m.SkipStoreFence, m.IgnoreIncarnation, m.TimerIgnoresFence, m.ActorErrorHidesFailedCommit, m.SkipCallGate, o.BeyondRho} {
+	for i, on := range []bool{m.SkipDeadlineCheck, m.SkipStoreFence, m.IgnoreIncarnation, m.TimerIgnoresFence, m.ActorErrorHidesFailedCommit, m.SkipCallGate, m.DeleteSkipsGeneration, o.BeyondRho} {
 		if on {
 			names = append(names, MutationNames()[i])
 		}
@@ -282,7 +290,7 @@ func (o Options) String() string {
 // Options returns the options a config was generated with (a custom
 // catalog excepted).
 func (c *Config) Options() Options {
-	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho, GoGuests: c.GoGuests, CheckBudget: c.CheckBudget}
+	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho, Deletes: c.Deletes, GoGuests: c.GoGuests, CheckBudget: c.CheckBudget}
 }
 
 // Generate draws a configuration from seed: 2–5 servers, 1–8 clients, 1–20
@@ -309,6 +317,7 @@ func Generate(seed uint64, opts Options) Config {
 		HandlerTimeout: 3 * time.Second,
 		Mutations:      opts.Mutations,
 		BeyondRho:      opts.BeyondRho,
+		Deletes:        opts.Deletes,
 		GoGuests:       opts.GoGuests,
 		Catalog:        opts.Catalog,
 		CheckBudget:    opts.CheckBudget,
