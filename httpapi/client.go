@@ -181,6 +181,20 @@ func (c *Client) DeleteActor(ctx context.Context, ns, id string) error {
 	return resp.Body.Close()
 }
 
+// DeleteModule deletes a module (DELETE /v1/ns/{ns}/modules/{id}); while
+// actors of its type exist it fails with code "conflict".
+func (c *Client) DeleteModule(ctx context.Context, ns, id string) error {
+	path, err := nsPath(ns, "modules", id)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodDelete, path, nil)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
 // PutModule uploads a WASM module.
 func (c *Client) PutModule(ctx context.Context, ns, id string, wasm []byte) (ModuleInfo, bool, error) {
 	path, err := nsPath(ns, "modules", id)

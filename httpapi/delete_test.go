@@ -3,10 +3,15 @@ package httpapi_test
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/nolaproject/nola/httpapi"
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm/modules"
+	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 
 // DELETE through a server that does not own the actor: the delete travels
@@ -74,5 +79,46 @@ func TestDeleteActorOverHTTP(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Fatalf("DELETE b: HTTP %d, want %d", resp.StatusCode, want)
 		}
+	}
+}
+
+// DELETE of a module: refused (409 conflict) while an actor has its type,
+// done (204) once the actor is deleted; the ID cannot be used again.
+func TestDeleteModuleOverHTTP(t *testing.T) {
+	r := rt.NewReal()
+	store := memkv.New(r, memkv.Options{})
+	t.Cleanup(func() { _ = store.Close() })
+	ms := modules.New(store, modules.Config{})
+	nodes := startOn(t, r, store, 1, httpapi.Options{Modules: httpapi.Modules(ms)})
+	c := httpapi.NewClient(nodes[0].url, "")
+	defer c.Close()
+	bin := wasmtest.C(t, "counter")
+	if _, _, err := c.PutModule(ctx(t), "mns", "m", bin); err != nil {
+		t.Fatal(err)
+	}
+	// An actor of the module's type (placed directly: the Go-only test
+	// server has no WASM host to run it).
+	if _, err := nodes[0].srv.Registry().EnsureActivation(ctx(t), "mns", "user", "m"); err != nil {
+		t.Fatal(err)
+	}
+	err := c.DeleteModule(ctx(t), "mns", "m")
+	var ne *nola.Error
+	if !errors.As(err, &ne) || ne.Code != "conflict" || !strings.Contains(ne.Message, `"user"`) {
+		t.Fatalf("delete of a module in use: %v, want conflict naming the actor", err)
+	}
+	if err := c.DeleteActor(ctx(t), "mns", "user"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteModule(ctx(t), "mns", "m"); err != nil {
+		t.Fatalf("delete of an unused module: %v", err)
+	}
+	if _, err := c.GetModule(ctx(t), "mns", "m"); !errors.Is(err, nola.ErrNotFound) {
+		t.Fatalf("download after delete: %v, want not_found", err)
+	}
+	if _, _, err := c.PutModule(ctx(t), "mns", "m", bin); !errors.Is(err, nola.ErrBadRequest) {
+		t.Fatalf("upload under a deleted ID: %v, want bad_request", err)
+	}
+	if err := c.DeleteModule(ctx(t), "mns", "m"); !errors.Is(err, nola.ErrNotFound) {
+		t.Fatalf("second delete: %v, want not_found", err)
 	}
 }

@@ -41,6 +41,13 @@ type ModuleStreamer interface {
 	Stream(ctx context.Context, ns, id string, start func(ModuleInfo), w io.Writer) error
 }
 
+// ModuleDeleter is a ModuleStore that can delete modules (Modules' store
+// can): DELETE /v1/ns/{ns}/modules/{id} answers 405 without it. A module
+// whose type actors still have is refused (409, code conflict).
+type ModuleDeleter interface {
+	Delete(ctx context.Context, ns, id string) (ModuleInfo, error)
+}
+
 // ModuleInfo describes a stored module.
 type ModuleInfo struct {
 	Namespace string `json:"namespace"`
@@ -134,6 +141,9 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv/{key...}", h.scoped(h.getKV))
 	m.HandleFunc("PUT /v1/ns/{ns}/modules/{id}", h.scoped(h.putModule))
 	m.HandleFunc("GET /v1/ns/{ns}/modules/{id}", h.scoped(h.getModule))
+	if _, ok := opts.Modules.(ModuleDeleter); ok {
+		m.HandleFunc("DELETE /v1/ns/{ns}/modules/{id}", h.scoped(h.deleteModule))
+	}
 	m.HandleFunc("GET /v1/ns/{ns}/modules", h.scoped(h.listModules))
 	m.HandleFunc("GET /v1/cluster", h.admin(h.cluster))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
@@ -592,6 +602,20 @@ func (h *Handler) moduleCall(w http.ResponseWriter, r *http.Request) (context.Co
 		return nil, nil, false
 	}
 	return ctx, cancel, true
+}
+
+// deleteModule deletes a module no actor uses (docs/deletion.md).
+func (h *Handler) deleteModule(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel, ok := h.moduleCall(w, r)
+	if !ok {
+		return
+	}
+	defer cancel()
+	if _, err := h.opts.Modules.(ModuleDeleter).Delete(ctx, r.PathValue("ns"), r.PathValue("id")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (h *Handler) putModule(w http.ResponseWriter, r *http.Request) {

@@ -255,3 +255,8 @@ func (s KVSnapshot) ScanPrefix(ctx context.Context, prefix []byte, limit int) ([
 	begin, stop := s.r.keys.KVPrefixRange(s.ns, s.id, s.Generation, prefix)
 	return s.r.scan(ctx, s.ns, s.id, s.Generation, begin, stop, limit, s.Rev)
 }
+
+// DecodeActorRecord decodes a stored actor record, for other packages that
+// read the actor range themselves (the module store checks that no actor
+// of a module's type exists before deleting it).
+func DecodeActorRecord(b []byte) (ActorRecord, error) { return decodeActor(b) }

@@ -158,14 +158,15 @@ func writeResult(w io.Writer, b []byte) error {
 }
 
 func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, err := subcommand(args, stderr, "module put NS ID FILE | get NS ID [FILE] | list NS", "put", "get", "list")
+	sub, err := subcommand(args, stderr, "module put NS ID FILE | get NS ID [FILE] | list NS | delete NS ID", "put", "get", "list", "delete")
 	if err != nil {
 		return err
 	}
 	fs := newFlagSet("module "+sub, map[string]string{
-		"put":  "module put [flags] NAMESPACE MODULE-ID FILE.wasm",
-		"get":  "module get [flags] NAMESPACE MODULE-ID [OUT-FILE]",
-		"list": "module list [flags] NAMESPACE",
+		"put":    "module put [flags] NAMESPACE MODULE-ID FILE.wasm",
+		"get":    "module get [flags] NAMESPACE MODULE-ID [OUT-FILE]",
+		"list":   "module list [flags] NAMESPACE",
+		"delete": "module delete [flags] NAMESPACE MODULE-ID",
 	}[sub], stderr)
 	var cf clientFlags
 	cf.register(fs)
@@ -208,6 +209,16 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		_, err = stdout.Write(b)
 		return err
+	case "delete":
+		if fs.NArg() != 2 {
+			fs.Usage()
+			return usageErr("want NAMESPACE MODULE-ID")
+		}
+		if err := c.DeleteModule(ctx, fs.Arg(0), fs.Arg(1)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "module %s/%s deleted (its ID cannot be used again)\n", fs.Arg(0), fs.Arg(1))
+		return nil
 	default:
 		if fs.NArg() != 1 {
 			fs.Usage()

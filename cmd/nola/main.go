@@ -2,7 +2,7 @@
 //
 //	nola serve                 run a server (embedded etcd by default)
 //	nola invoke NS ID OP       call an actor
-//	nola module put|get|list   manage WASM modules
+//	nola module put|get|list|delete   manage WASM modules
 //	nola kv get|scan           read an actor's KV (read-only admin view)
 //	nola actors list NS        list a namespace's actors
 //	nola actors delete NS ID   delete an actor (its KV too)
