@@ -14,7 +14,7 @@ import (
 
 // openEtcd starts a fresh single-member etcd (fsync on) in a temporary
 // directory for one test; it starts in about a tenth of a second.
-func openEtcd(t *testing.T, _ rt.Runtime) kv.Store {
+func openEtcd(t testing.TB, _ rt.Runtime) kv.Store {
 	t.Helper()
 	e, err := etcdkv.StartEmbedded(context.Background(), etcdkv.EmbeddedConfig{
 		MemberConfig: etcdkv.MemberConfig{Dir: t.TempDir()},

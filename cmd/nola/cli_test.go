@@ -68,6 +68,7 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		{[]string{"actors", "delete", "ns"}, 2, "want NAMESPACE ACTOR"},
 		{[]string{"actors", "delete", "", "a"}, 2, "empty namespace"},
 		{[]string{"actors", "remove"}, 2, "want list or delete"},
+		{[]string{"module", "delete", "ns"}, 2, "want NAMESPACE MODULE-ID"},
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer
