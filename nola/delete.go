@@ -12,8 +12,9 @@ import (
 // Deletion (issue 14; docs/deletion.md). Once Delete returns nil, no
 // invocation observes the old activation or its KV: the record is a
 // tombstone, and the activation is gone — either it never existed, its
-// owner's incarnation had fenced itself, or the owner dropped it in the
-// same critical section that committed the tombstone.
+// owner's incarnation had fenced itself, or the owner dropped it before
+// committing the tombstone, while a placeholder held the actor's slot in
+// its table so that no call could activate the old life meanwhile.
 
 // Delete deletes actor (ns, id). Afterwards an untyped call answers that
 // the actor does not exist, and a typed call creates a new actor with an
