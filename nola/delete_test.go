@@ -1,6 +1,7 @@
 package nola_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -174,6 +175,34 @@ func TestDeleteWaitsForInFlightInvocation(t *testing.T) {
 		}
 		if _, err := e.Invoke("h", "", "get", nil); !errors.Is(err, registry.ErrActorNotFound) {
 			t.Fatalf("untyped call after delete: %v", err)
+		}
+	})
+}
+
+// BenchmarkDelete: one delete of an active actor through the engine
+// (in-process cluster of 3, memkv, real runtime): the owner swaps the
+// activation for a placeholder and commits the tombstone. Creating the
+// actor is not timed.
+//
+//	go test -run '^$' -bench Delete ./nola/
+func BenchmarkDelete(b *testing.B) {
+	c, stop := startTyped(3, actors.Types())
+	b.Cleanup(stop)
+	ctx := context.Background()
+	cl := c.Client()
+	i := 0
+	b.Run("active", func(b *testing.B) {
+		for b.Loop() {
+			i++
+			id := fmt.Sprint("d", i)
+			b.StopTimer()
+			if _, err := cl.Invoke(ctx, "bench", id, "kvcounter", "inc", nil); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if err := cl.Delete(ctx, "bench", id); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }
