@@ -206,3 +206,26 @@ func BenchmarkDelete(b *testing.B) {
 		}
 	})
 }
+
+// An actor whose owner crashed is deleted without it once the owner's
+// lease is gone (the incarnation has fenced itself by then); the actor
+// does not come back when another server takes over.
+func TestDeleteAfterOwnerCrash(t *testing.T) {
+	runSim(t, 6, 3, nil, nil, func(e *simtest.Env) {
+		for range 2 {
+			e.MustInvoke("a", "kvcounter", "inc", nil)
+		}
+		owner := e.C.Host(ns, "a")
+		e.Crash(owner)
+		e.Sleep(simTTL + time.Second)
+		if err := (deleteEnv{e}).del("a"); err != nil {
+			t.Fatalf("delete after the owner's lease expired: %v", err)
+		}
+		if _, err := e.Invoke("a", "", "get", nil); !errors.Is(err, registry.ErrActorNotFound) {
+			t.Fatalf("untyped call after delete: %v", err)
+		}
+		if got := e.MustInvoke("a", "kvcounter", "get", nil); got != "0" {
+			t.Fatalf("new life reads %s, want 0", got)
+		}
+	})
+}
