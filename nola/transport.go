@@ -23,6 +23,10 @@ type Request struct {
 	// waiting for this one, outermost first. A call into an actor on its
 	// own chain would wait for itself; it fails at once instead.
 	Chain []string
+	// Delete asks the receiving server, the actor's owner, to delete the
+	// actor (Client.Delete sends it); ActorType, Operation and Payload
+	// are unused.
+	Delete bool
 }
 
 // Handler serves invocations; *Server is one.

@@ -65,6 +65,10 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		{[]string{"invoke", "ns", "", "op"}, 2, "empty actor ID"},
 		{[]string{"invoke", "ns", "a", "op", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
 		{[]string{"invoke", "ns", "a", "op", "payload", "--timeout"}, 2, "flag needs an argument"},
+		{[]string{"actors", "delete", "ns"}, 2, "want NAMESPACE ACTOR"},
+		{[]string{"actors", "delete", "", "a"}, 2, "empty namespace"},
+		{[]string{"actors", "remove"}, 2, "want list or delete"},
+		{[]string{"module", "delete", "ns"}, 2, "want NAMESPACE MODULE-ID"},
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer
@@ -130,6 +134,11 @@ func TestCLIClientCommands(t *testing.T) {
 		{[]string{"kv", "scan", "ns", "a"}, `"text": "42"`},
 		{[]string{"kv", "scan", "--prefix", "x", "ns", "a"}, `"entries": []`},
 		{[]string{"actors", "list", "ns"}, `"type": "kvcounter"`},
+		{[]string{"actors", "delete", "ns", "a"}, "deleted ns/a"},
+		{[]string{"actors", "delete", "ns", "a"}, "!does not exist"},
+		{[]string{"invoke", "ns", "a", "get"}, "!pass --type TYPE to create it"},
+		{[]string{"kv", "get", "ns", "a", "n"}, `!key "n" not found`},
+		{[]string{"invoke", "--type", "kvcounter", "ns", "a", "inc"}, "=1"},
 		{[]string{"cluster", "status"}, "answered by cli#1"},
 	}
 	for _, s := range steps {
