@@ -210,6 +210,34 @@ func (c *Client) Create(ctx context.Context, ns, id, typ string, args []byte) (c
 	return out.Created, nil
 }
 
+// DeleteActor deletes an actor (DELETE /v1/ns/{ns}/actors/{id}). A missing
+// actor is an error with nola.CodeNotFound.
+func (c *Client) DeleteActor(ctx context.Context, ns, id string) error {
+	path, err := nsPath(ns, "actors", id)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodDelete, path, nil)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// DeleteModule deletes a module (DELETE /v1/ns/{ns}/modules/{id}); while
+// actors of its type exist it fails with code "conflict".
+func (c *Client) DeleteModule(ctx context.Context, ns, id string) error {
+	path, err := nsPath(ns, "modules", id)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodDelete, path, nil)
+	if err != nil {
+		return err
+	}
+	return resp.Body.Close()
+}
+
 // PutModule uploads a WASM module.
 func (c *Client) PutModule(ctx context.Context, ns, id string, wasm []byte) (ModuleInfo, bool, error) {
 	path, err := nsPath(ns, "modules", id)

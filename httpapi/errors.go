@@ -39,6 +39,8 @@ func statusOf(code nola.Code) int {
 		return http.StatusForbidden
 	case codeNotFound:
 		return http.StatusNotFound
+	case codeConflict:
+		return http.StatusConflict
 	case codeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
 	}
@@ -49,7 +51,10 @@ func statusOf(code nola.Code) int {
 const (
 	codeUnauthorized nola.Code = "unauthorized"
 	codeForbidden    nola.Code = "forbidden"
-	codeNotFound     nola.Code = "not_found"
+	codeNotFound               = nola.CodeNotFound
+	// codeConflict: the request conflicts with the stored state (a module
+	// that actors still use).
+	codeConflict nola.Code = "conflict"
 	// codeMethodNotAllowed: the path exists, the method does not (405,
 	// with Allow listing the methods that do).
 	codeMethodNotAllowed nola.Code = "method_not_allowed"

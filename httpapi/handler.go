@@ -42,6 +42,13 @@ type ModuleStreamer interface {
 	Stream(ctx context.Context, ns, id string, start func(ModuleInfo), w io.Writer) error
 }
 
+// ModuleDeleter is a ModuleStore that can delete modules (Modules' store
+// can): DELETE /v1/ns/{ns}/modules/{id} answers 405 without it. A module
+// whose type actors still have is refused (409, code conflict).
+type ModuleDeleter interface {
+	Delete(ctx context.Context, ns, id string) (ModuleInfo, error)
+}
+
 // ModuleInfo describes a stored module.
 type ModuleInfo struct {
 	Namespace string `json:"namespace"`
@@ -130,11 +137,15 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 	m.HandleFunc("POST /v1/internal/invoke", h.admin(h.internalInvoke))
 	m.HandleFunc("POST /v1/ns/{ns}/actors/{id}/invoke/{op}", h.scoped(h.invoke))
 	m.HandleFunc("POST /v1/ns/{ns}/actors/{id}", h.scoped(h.createActor))
+	m.HandleFunc("DELETE /v1/ns/{ns}/actors/{id}", h.scoped(h.deleteActor))
 	m.HandleFunc("GET /v1/ns/{ns}/actors", h.scoped(h.listActors))
 	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv", h.scoped(h.scanKV))
 	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv/{key...}", h.scoped(h.getKV))
 	m.HandleFunc("PUT /v1/ns/{ns}/modules/{id}", h.scoped(h.putModule))
 	m.HandleFunc("GET /v1/ns/{ns}/modules/{id}", h.scoped(h.getModule))
+	if _, ok := opts.Modules.(ModuleDeleter); ok {
+		m.HandleFunc("DELETE /v1/ns/{ns}/modules/{id}", h.scoped(h.deleteModule))
+	}
 	m.HandleFunc("GET /v1/ns/{ns}/modules", h.scoped(h.listModules))
 	m.HandleFunc("GET /v1/cluster", h.admin(h.cluster))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
@@ -422,7 +433,7 @@ func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req := nola.Request{
 		Namespace: q.Get("ns"), ActorID: q.Get("id"), ActorType: q.Get("type"),
-		Operation: q.Get("op"), Chain: q["chain"],
+		Operation: q.Get("op"), Chain: q["chain"], Delete: q.Get("delete") == "1",
 	}
 	b, err := func() ([]byte, error) {
 		ctx, cancel, err := h.callContext(r)
@@ -537,6 +548,26 @@ func (h *Handler) createActor(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, CreateResult{Created: created})
 }
 
+// deleteActor deletes an actor (docs/deletion.md): 204 once no invocation
+// can observe it any more, 404 (not_found) if it does not exist.
+func (h *Handler) deleteActor(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	err := func() error {
+		ctx, cancel, err := h.callContext(r)
+		if err != nil {
+			return err
+		}
+		defer cancel()
+		return h.srv.Client().Delete(ctx, r.PathValue("ns"), r.PathValue("id"))
+	}()
+	h.met.observe("delete", start, err)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 func intParam(r *http.Request, name string, def, maxV int) (int, error) {
 	v := r.URL.Query().Get(name)
 	if v == "" {
@@ -609,7 +640,16 @@ func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	v, found, err := h.srv.Inspector().GetKV(ctx, r.PathValue("ns"), r.PathValue("id"), []byte(r.PathValue("key")))
+	snap, err := h.srv.Inspector().SnapshotKV(ctx, r.PathValue("ns"), r.PathValue("id"))
+	var (
+		v     []byte
+		found bool
+	)
+	if err == nil {
+		v, found, err = snap.Get(ctx, []byte(r.PathValue("key")))
+	} else if errors.Is(err, registry.ErrActorNotFound) {
+		err = nil // a missing (or deleted) actor has no keys
+	}
 	if err != nil {
 		writeError(w, err)
 		return
@@ -634,6 +674,20 @@ func (h *Handler) moduleCall(w http.ResponseWriter, r *http.Request) (context.Co
 		return nil, nil, false
 	}
 	return ctx, cancel, true
+}
+
+// deleteModule deletes a module no actor uses (docs/deletion.md).
+func (h *Handler) deleteModule(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel, ok := h.moduleCall(w, r)
+	if !ok {
+		return
+	}
+	defer cancel()
+	if _, err := h.opts.Modules.(ModuleDeleter).Delete(ctx, r.PathValue("ns"), r.PathValue("id")); err != nil {
+		writeError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (h *Handler) putModule(w http.ResponseWriter, r *http.Request) {

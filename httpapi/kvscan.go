@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"unicode/utf8"
@@ -113,9 +114,21 @@ func (h *Handler) scanKV(w http.ResponseWriter, r *http.Request) {
 	// most MaxKVValueBytes), but at least 16 entries, so that pages of
 	// small values do not take a store round trip per entry.
 	batch := max(16, h.opts.MaxScanBytes/max(1, h.srv.Limits().MaxKVValueBytes))
-	reg := h.srv.Inspector()
+	// Every batch reads one snapshot: the record's generation at one
+	// revision, so a delete is seen whole or not at all (docs/deletion.md).
+	snap, err := h.srv.Inspector().SnapshotKV(ctx, ns, id)
+	if errors.Is(err, registry.ErrActorNotFound) {
+		// As before deletion existed: an actor that does not exist (any
+		// more) has no keys.
+		writeJSON(w, http.StatusOK, KVScan{Entries: []KVEntry{}})
+		return
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	fetch := func(from []byte, n int) ([]registry.KVPair, bool, error) {
-		return reg.ScanKV(ctx, ns, id, from, end, min(n, batch))
+		return snap.Scan(ctx, from, end, min(n, batch))
 	}
 	// The first batch is read before the answer starts, so that its
 	// errors have their status.

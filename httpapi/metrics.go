@@ -21,7 +21,7 @@ func newMetrics(reg *prometheus.Registry, srv *nola.Server) *metrics {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nola_invocations_total",
-			Help: "Invocations served over HTTP, by path (public: routed by this server; internal: run here) and result code.",
+			Help: "Invocations (and actor deletes) served over HTTP, by path (public: routed by this server; internal: run here; delete: actor deletes) and result code.",
 		}, []string{"path", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nola_invocation_seconds",

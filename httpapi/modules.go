@@ -29,8 +29,10 @@ func moduleErr(err error) error {
 		return &nola.Error{Code: codeNotFound, Message: err.Error()}
 	case errors.Is(err, modules.ErrTooLarge):
 		return &nola.Error{Code: nola.CodeTooLarge, Message: err.Error()}
-	case errors.Is(err, modules.ErrExists), errors.Is(err, modules.ErrInvalid):
+	case errors.Is(err, modules.ErrExists), errors.Is(err, modules.ErrInvalid), errors.Is(err, modules.ErrDeletedID):
 		return &nola.Error{Code: nola.CodeBadRequest, Message: err.Error()}
+	case errors.Is(err, modules.ErrInUse):
+		return &nola.Error{Code: codeConflict, Message: err.Error()}
 	}
 	return err
 }
@@ -58,6 +60,15 @@ func (m moduleStore) Get(ctx context.Context, ns, id string) ([]byte, ModuleInfo
 // Stream implements ModuleStreamer.
 func (m moduleStore) Stream(ctx context.Context, ns, id string, start func(ModuleInfo), w io.Writer) error {
 	return moduleErr(m.s.Stream(ctx, ns, id, func(i modules.Info) { start(info(i)) }, w))
+}
+
+// Delete implements ModuleDeleter.
+func (m moduleStore) Delete(ctx context.Context, ns, id string) (ModuleInfo, error) {
+	i, err := m.s.Delete(ctx, ns, id)
+	if err != nil {
+		return ModuleInfo{}, moduleErr(err)
+	}
+	return info(i), nil
 }
 
 func (m moduleStore) List(ctx context.Context, ns string) ([]ModuleInfo, error) {

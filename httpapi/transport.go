@@ -99,6 +99,9 @@ func InternalInvokeURL(addr string, req nola.Request) string {
 	for _, c := range req.Chain {
 		q.Add("chain", c)
 	}
+	if req.Delete {
+		q.Set("delete", "1")
+	}
 	return strings.TrimRight(addr, "/") + "/v1/internal/invoke?" + q.Encode()
 }
 

@@ -114,7 +114,8 @@ func toPorcupine(ops []Op) []porcupine.Operation {
 	out := make([]porcupine.Operation, len(ops))
 	for i, o := range ops {
 		ret := o.Return
-		outp := output{value: o.Value, found: o.Found || o.Kind != Register}
+		// Counters always answer a value, except a delete (not found: ∅).
+		outp := output{value: o.Value, found: o.Found || (o.Kind != Register && o.Name != "delete")}
 		call := o.Call
 		if o.Indeterminate {
 			ret = end + 1

@@ -64,9 +64,9 @@ func set[T cmp.Ordered](xs ...T) []T {
 	return slices.Compact(xs)
 }
 
-func intSetModel(init int64, step func(s []int64, i input, o output) (bool, []int64), describeState func([]int64) string) porcupine.Model {
+func intSetModel(init []int64, step func(s []int64, i input, o output) (bool, []int64), describeState func([]int64) string) porcupine.Model {
 	return porcupine.Model{
-		Init: func() any { return []int64{init} },
+		Init: func() any { return slices.Clone(init) },
 		Step: func(state, in, out any) (bool, any) {
 			ok, next := step(state.([]int64), in.(input), out.(output))
 			if !ok {
@@ -87,10 +87,44 @@ func intSetModel(init int64, step func(s []int64, i input, o output) (bool, []in
 	}
 }
 
-func formatInts(s []int64) string {
+// Deletion (issue 14). Every model also accepts "delete" of the whole
+// actor: → "ok" (Found) when the actor existed, → ∅ (not Found) when it did
+// not. The counters' states use absent (−1) for "no such actor", which
+// inc and get treat as 0 (a typed call creates the actor afresh); the
+// register uses a deleted marker. Every model starts unsure whether the
+// actor exists (it may have been created before the history began).
+//
+// A typed call creates the actor when it is placed, before it is sent: a
+// call that then fails retryably ("did not run", left out of the history)
+// may still have created it. So an absent actor may come to exist, empty,
+// at any instant, and "delete → ok" is allowed from any state; what the
+// models check is that after a delete nothing of the old life is seen
+// again, and that "delete → ∅" only answers when the actor may be absent.
+
+const absent = -1
+
+// val is what inc and get see in state s: an absent actor reads as 0.
+func val(s int64) int64 { return max(s, 0) }
+
+// deleteStep is the counters' delete.
+func deleteStep(s []int64, o output) (bool, []int64) {
+	switch {
+	case o.unknown:
+		return true, set(append(slices.Clone(s), absent)...)
+	case o.found:
+		// Existing, or created meanwhile by a call that did not run.
+		return o.value == "ok", []int64{absent}
+	}
+	return slices.Contains(s, absent), []int64{absent}
+}
+
+func describeInts(s []int64) string {
 	parts := make([]string, len(s))
 	for i, v := range s {
 		parts[i] = strconv.FormatInt(v, 10)
+		if v == absent {
+			parts[i] = "deleted"
+		}
 	}
 	return strings.Join(parts, ",")
 }
@@ -100,24 +134,30 @@ func formatInts(s []int64) string {
 // memory. S is the set of values it may hold unless it was just reset;
 // resets need no state of their own, since any operation may observe 0.
 //
-//	inc → v   allowed if v == 0 or v ∈ S;  S := {v+1}
-//	inc → ?   S := S ∪ {s+1 : s ∈ S} ∪ {1}
-//	get → v   allowed if v == 0 or v ∈ S;  S := {v}
-//	get → ?   S unchanged
+//	inc → v     allowed if v == 0 or v ∈ S;  S := {v+1}
+//	inc → ?     S := S ∪ {s+1 : s ∈ S} ∪ {1}
+//	get → v     allowed if v == 0 or v ∈ S;  S := {v}
+//	get → ?     S unchanged
+//	delete → ok S := {deleted} (always allowed: see above)
+//	delete → ∅  allowed if deleted ∈ S;  S := {deleted}
+//	delete → ?  S := S ∪ {deleted}
 func counterWithResetModel() porcupine.Model {
-	return intSetModel(0, func(s []int64, i input, o output) (bool, []int64) {
+	return intSetModel(set[int64](absent, 0), func(s []int64, i input, o output) (bool, []int64) {
+		if i.name == "delete" {
+			return deleteStep(s, o)
+		}
 		if o.unknown {
 			if i.name != "inc" {
 				return i.name == "get", s
 			}
 			next := append(slices.Clone(s), 1)
 			for _, v := range s {
-				next = append(next, v+1)
+				next = append(next, val(v)+1)
 			}
 			return true, set(next...)
 		}
 		v, ok := parseInt(o)
-		if !ok || (v != 0 && !slices.Contains(s, v)) {
+		if !ok || v < 0 || (v != 0 && !slices.Contains(s, v)) {
 			return false, nil
 		}
 		switch i.name {
@@ -127,23 +167,28 @@ func counterWithResetModel() porcupine.Model {
 			return true, []int64{v}
 		}
 		return false, nil
-	}, func(s []int64) string { return "n ∈ {" + formatInts(s) + "} (or 0 after a reset)" })
+	}, func(s []int64) string { return "n ∈ {" + describeInts(s) + "} (or 0 after a reset)" })
 }
 
-// counterModel is a durable counter: it starts at 0 and never resets.
+// counterModel is a durable counter: it starts at 0 and never resets,
+// except that a delete ends it (the next life starts at 0 again).
 //
-//	inc → v   allowed if v−1 ∈ S;  S := {v}
-//	inc → ?   S := S ∪ {s+1 : s ∈ S}
-//	get → v   allowed if v ∈ S;    S := {v}
+//	inc → v     allowed if v−1 ∈ S;  S := {v}
+//	inc → ?     S := S ∪ {s+1 : s ∈ S}
+//	get → v     allowed if v ∈ S;    S := {v}
+//	delete      as for counterWithResetModel
 func counterModel() porcupine.Model {
-	return intSetModel(0, func(s []int64, i input, o output) (bool, []int64) {
+	return intSetModel(set[int64](absent, 0), func(s []int64, i input, o output) (bool, []int64) {
+		if i.name == "delete" {
+			return deleteStep(s, o)
+		}
 		if o.unknown {
 			if i.name != "inc" {
 				return i.name == "get", s
 			}
 			next := slices.Clone(s)
 			for _, v := range s {
-				next = append(next, v+1)
+				next = append(next, val(v)+1)
 			}
 			return true, set(next...)
 		}
@@ -151,26 +196,34 @@ func counterModel() porcupine.Model {
 		if !ok {
 			return false, nil
 		}
+		seen := func(want int64) bool {
+			return slices.ContainsFunc(s, func(x int64) bool { return val(x) == want })
+		}
 		switch i.name {
 		case "inc":
-			return slices.Contains(s, v-1), []int64{v}
+			return seen(v - 1), []int64{v}
 		case "get":
-			return slices.Contains(s, v), []int64{v}
+			return seen(v), []int64{v}
 		}
 		return false, nil
-	}, func(s []int64) string { return "n ∈ {" + formatInts(s) + "}" })
+	}, func(s []int64) string { return "n ∈ {" + describeInts(s) + "}" })
 }
+
+// deleted is the register's state "the actor does not exist".
+const deleted = "\x00deleted"
 
 // registerModel is one key of a durable map, initially absent. Its state is
 // the set of values the key may hold; "" stands for absent (the workload
-// never writes empty values).
+// never writes empty values), deleted for "the whole actor is gone" (which
+// reads as absent).
 //
 //	put(x) → ok   S := {x}
 //	put(x) → ?    S := S ∪ {x}
-//	get → x       allowed if x ∈ S;  S := {x}   (∅ when absent)
+//	get → x       allowed if x ∈ S;  S := {x}   (∅ when absent or deleted)
+//	delete        as for the counters, with deleted for absent
 func registerModel() porcupine.Model {
 	return porcupine.Model{
-		Init: func() any { return []string{""} },
+		Init: func() any { return set("", deleted) },
 		Step: func(state, in, out any) (bool, any) {
 			s, i, o := state.([]string), in.(input), out.(output)
 			switch i.name {
@@ -183,11 +236,18 @@ func registerModel() porcupine.Model {
 				if o.unknown {
 					return true, s
 				}
-				v := ""
-				if o.found {
-					v = o.value
+				if !o.found {
+					return slices.Contains(s, "") || slices.Contains(s, deleted), []string{""}
 				}
-				return slices.Contains(s, v), []string{v}
+				return slices.Contains(s, o.value), []string{o.value}
+			case "delete":
+				switch {
+				case o.unknown:
+					return true, set(append(slices.Clone(s), deleted)...)
+				case o.found:
+					return o.value == "ok", []string{deleted}
+				}
+				return slices.Contains(s, deleted), []string{deleted}
 			}
 			return false, s
 		},
@@ -198,8 +258,11 @@ func registerModel() porcupine.Model {
 			parts := make([]string, len(s))
 			for i, v := range s {
 				parts[i] = strconv.Quote(v)
-				if v == "" {
+				switch v {
+				case "":
 					parts[i] = "∅"
+				case deleted:
+					parts[i] = "deleted"
 				}
 			}
 			return "{" + strings.Join(parts, ", ") + "}"

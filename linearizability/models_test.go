@@ -416,3 +416,50 @@ func TestHistoryRecording(t *testing.T) {
 		t.Fatalf("got %s, want Ok", got)
 	}
 }
+
+// Deletion: a delete ends the actor's life; the next one starts empty
+// (issue 14).
+func TestDeleteHistories(t *testing.T) {
+	del := func(v string) [3]string { return [3]string{"delete", "", v} }
+	get := func(v string) [3]string { return [3]string{"get", "", v} }
+	put := func(x, v string) [3]string { return [3]string{"put", x, v} }
+	good := map[string][]Op{
+		"counter delete restarts": sequential(Counter, "k",
+			[3]string{"inc", "", "1"}, [3]string{"inc", "", "2"}, del("ok"), get("0"), [3]string{"inc", "", "1"}),
+		"counter delete twice": sequential(Counter, "k", [3]string{"inc", "", "1"}, del("ok"), del("∅")),
+		// A typed call that failed retryably (left out) may have created
+		// the actor again in between.
+		"counter recreated unseen":  sequential(Counter, "k", [3]string{"inc", "", "1"}, del("ok"), del("ok"), get("0")),
+		"counter delete unknown":    sequential(Counter, "k", [3]string{"inc", "", "1"}, del("?"), [3]string{"inc", "", "2"}),
+		"counter delete unknown 2":  sequential(Counter, "k", [3]string{"inc", "", "1"}, del("?"), [3]string{"inc", "", "1"}),
+		"counter may pre-exist":     sequential(Counter, "k", del("ok"), del("∅")),
+		"counter never existed":     sequential(Counter, "k", del("∅"), [3]string{"inc", "", "1"}),
+		"reset counter after":       sequential(CounterWithReset, "a", incs("0", "1")[0], incs("0", "1")[1], del("ok"), incs("0")[0]),
+		"register delete clears":    sequential(Register, "k", put("x", "ok"), del("ok"), get("∅"), put("y", "ok"), get("y")),
+		"register delete unknown":   sequential(Register, "k", put("x", "ok"), del("?"), get("x"), del("ok")),
+		"register deleted no write": sequential(Register, "k", del("∅"), get("∅")),
+	}
+	for name, ops := range good {
+		t.Run(name, func(t *testing.T) {
+			if got := check(t, ops); got != Ok {
+				t.Fatalf("got %s, want Ok:\n%s", got, Format(ops))
+			}
+		})
+	}
+	bad := map[string][]Op{
+		// The old life's KV seen after an acknowledged delete.
+		"counter survives delete":  sequential(Counter, "k", [3]string{"inc", "", "1"}, del("ok"), get("1")),
+		"counter old inc lands":    sequential(Counter, "k", [3]string{"inc", "", "1"}, del("ok"), [3]string{"inc", "", "2"}),
+		"counter exists not found": sequential(Counter, "k", [3]string{"inc", "", "1"}, del("∅")),
+		"reset counter old memory": sequential(CounterWithReset, "a", incs("0", "1", "2")[0], incs("0", "1", "2")[1],
+			del("ok"), incs("2")[0]),
+		"register survives delete": sequential(Register, "k", put("x", "ok"), del("ok"), get("x")),
+	}
+	for name, ops := range bad {
+		t.Run(name, func(t *testing.T) {
+			if got := check(t, ops); got != Illegal {
+				t.Fatalf("got %s, want Illegal:\n%s", got, Format(ops))
+			}
+		})
+	}
+}

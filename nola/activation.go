@@ -75,6 +75,7 @@ type activation struct {
 	ref      Ref
 	inc      *registry.Incarnation
 	epoch    int64              // of the actor record (see registry.Bump)
+	gen      int64              // the actor's generation: which life's KV it reads (docs/deletion.md)
 	ownerRec []byte             // the actor record this activation owns: fences compare it
 	kvBudget *registry.KVBudget // computed on the first write (guarded by lock)
 
@@ -197,18 +198,18 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 		return err
 	}
 	var (
-		epoch int64
-		ok    bool
+		epoch, gen int64
+		ok         bool
 	)
 	if doubted, in := s.inDoubt(a.inc, a.key); in {
 		// The last commit of this actor here has an unknown outcome:
 		// move the record to a new epoch so that commit can never land.
-		if epoch, ok, err = s.reg.Bump(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type); err == nil && ok {
+		if epoch, gen, ok, err = s.reg.Bump(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type); err == nil && ok {
 			s.checkBumped(a.key, doubted, epoch)
 			s.clearDoubt(a.inc, a.key)
 		}
 	} else {
-		epoch, ok, err = s.reg.Confirm(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type)
+		epoch, gen, ok, err = s.reg.Confirm(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type)
 	}
 	if err != nil {
 		return wrapBefore(err, "")
@@ -223,10 +224,10 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 	if !s.mayServe(a.inc) {
 		return &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " lost its lease during activation"}
 	}
-	a.epoch, a.ownerRec = epoch, a.inc.OwnerRecord(a.ref.Type, epoch)
+	a.epoch, a.gen, a.ownerRec = epoch, gen, a.inc.OwnerRecord(a.ref.Type, epoch, gen)
 	if n := s.activations.Load(); n > int64(s.cfg.MaxActivations) {
 		// Full: give the actor up so that placement puts it elsewhere.
-		if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, epoch); err != nil {
+		if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, epoch, gen); err != nil {
 			s.log.Debug("release at capacity failed", "actor", a.key.id, "err", err)
 			if !errors.Is(err, registry.ErrFenced) {
 				// The release may still land. Should this server activate

@@ -122,6 +122,12 @@ type ServerConfig struct {
 	// and the actor's next activation bumps its epoch first
 	// (docs/architecture.md).
 	CommitTimeout time.Duration
+	// ReclaimInterval is how often the server sweeps the KV of deleted
+	// actors out of the store (default 30s; negative: never — another
+	// process must then call registry.Reclaim). It sweeps once at start-up
+	// too. Reclaim is garbage collection only: a deleted actor's KV is
+	// unreachable from the delete on (docs/deletion.md).
+	ReclaimInterval time.Duration
 	// Limits bound names, payloads and KV entries.
 	Limits Limits
 	// Logger receives the server's logs (default: discard).
@@ -177,6 +183,9 @@ func (c *ServerConfig) checkAndFillDefaults() error {
 	}
 	if c.KeepAliveWarn == 0 {
 		c.KeepAliveWarn = c.LeaseTTL / 4
+	}
+	if c.ReclaimInterval == 0 {
+		c.ReclaimInterval = 30 * time.Second
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = 5 * time.Minute

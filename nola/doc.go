@@ -74,6 +74,14 @@
 // must treat any other failure as "may have happened". Branch with
 // errors.Is(err, ErrFenced) and friends or CodeOf.
 //
+// Client.Delete deletes an actor through its owner, which stops the
+// activation before it commits a tombstone: once Delete returns, no
+// invocation observes the old activation or its KV, untyped calls answer
+// that the actor does not exist and a typed call creates a new, empty one.
+// The actor record's generation moves on with every delete, so a late
+// commit of the old life cannot land and the next life's KV starts empty
+// however large the old one was (docs/deletion.md).
+//
 // Inside an invocation, *Context gives the actor its KV (Get, Put, Delete,
 // Scan, ScanPrefix), calls to other actors (Call or Invoke; a cycle of
 // calls fails instead of deadlocking), timers (SetTimer, CancelTimer), the

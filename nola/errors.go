@@ -40,6 +40,9 @@ const (
 	CodeTimeout Code = "timeout"
 	// CodeInternal: a bug or an unexpected store response.
 	CodeInternal Code = "internal"
+	// CodeNotFound: the actor does not exist (Delete of a missing or
+	// deleted actor).
+	CodeNotFound Code = "not_found"
 )
 
 // Error is the error type of every nola API. Match a class with errors.Is
@@ -92,6 +95,7 @@ var (
 	ErrActorError  error = sentinel(CodeActorError)
 	ErrTimeout     error = sentinel(CodeTimeout)
 	ErrInternal    error = sentinel(CodeInternal)
+	ErrNotFound    error = sentinel(CodeNotFound)
 )
 
 func newErr(code Code, retryable bool, cause error, format string, args ...any) *Error {

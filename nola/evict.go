@@ -99,7 +99,7 @@ func (s *Server) release(ctx context.Context, a *activation) error {
 	if !ready {
 		return nil
 	}
-	if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, a.epoch); err != nil {
+	if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, a.epoch, a.gen); err != nil {
 		return wrapErr(err, false, "")
 	}
 	return nil

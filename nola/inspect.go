@@ -2,6 +2,7 @@ package nola
 
 import (
 	"context"
+	"errors"
 
 	"github.com/nolaproject/nola/registry"
 )
@@ -40,27 +41,65 @@ func (i Inspector) Creation(ctx context.Context, ns, id string) (registry.Creati
 	return i.reg.ReadCreation(ctx, ns, id)
 }
 
-// GetKV reads one key of actor (ns, id)'s KV.
+// SnapshotKV pins actor (ns, id)'s current life at one store revision:
+// reads through the snapshot see the record's generation at that revision,
+// so a delete is seen whole or not at all. registry.ErrActorNotFound: the
+// actor does not exist (or was deleted).
+func (i Inspector) SnapshotKV(ctx context.Context, ns, id string) (registry.KVSnapshot, error) {
+	return i.reg.SnapshotKV(ctx, ns, id)
+}
+
+// GetKV reads one key of actor (ns, id)'s KV (its current life); an actor
+// that does not exist has no keys.
 func (i Inspector) GetKV(ctx context.Context, ns, id string, key []byte) ([]byte, bool, error) {
-	return i.reg.GetKV(ctx, ns, id, key)
+	snap, err := i.reg.SnapshotKV(ctx, ns, id)
+	if errors.Is(err, registry.ErrActorNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return snap.Get(ctx, key)
 }
 
 // ScanKV reads at most limit keys of actor (ns, id)'s KV in [start, end)
 // (a nil end: to the last key); more reports whether the range goes on.
 func (i Inspector) ScanKV(ctx context.Context, ns, id string, start, end []byte, limit int) (pairs []registry.KVPair, more bool, err error) {
-	return i.reg.ScanKV(ctx, ns, id, start, end, limit)
+	snap, err := i.reg.SnapshotKV(ctx, ns, id)
+	if errors.Is(err, registry.ErrActorNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return snap.Scan(ctx, start, end, limit)
+}
+
+// generation is the generation of actor (ns, id)'s current life (0 if
+// it does not exist).
+func (i Inspector) generation(ctx context.Context, ns, id string) (int64, error) {
+	rec, _, err := i.reg.Actor(ctx, ns, id)
+	return rec.Generation, err
 }
 
 // KVUsage reads actor (ns, id)'s KV usage record (kept only by servers
 // with an actor KV quota).
 func (i Inspector) KVUsage(ctx context.Context, ns, id string) (registry.KVUsage, error) {
-	return i.reg.ReadKVUsage(ctx, ns, id)
+	gen, err := i.generation(ctx, ns, id)
+	if err != nil {
+		return registry.KVUsage{}, err
+	}
+	return i.reg.ReadKVUsage(ctx, ns, id, gen)
 }
 
 // CountKV counts actor (ns, id)'s KV bytes by scanning it (slow: for checks
 // of KVUsage).
 func (i Inspector) CountKV(ctx context.Context, ns, id string) (int64, error) {
-	return i.reg.CountKV(ctx, ns, id)
+	gen, err := i.generation(ctx, ns, id)
+	if err != nil {
+		return 0, err
+	}
+	return i.reg.CountKV(ctx, ns, id, gen)
 }
 
 // Servers lists the registered servers and their load.

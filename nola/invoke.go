@@ -16,6 +16,9 @@ var errGone = errors.New("activation gone")
 
 // HandleInvoke serves one invocation; it is the server's Handler.
 func (s *Server) HandleInvoke(ctx context.Context, req Request) ([]byte, error) {
+	if req.Delete {
+		return nil, s.checkedDelete(ctx, &req, true)
+	}
 	if err := checkRequest(&req, s.cfg.Limits); err != nil {
 		return nil, err
 	}
@@ -27,6 +30,9 @@ func (s *Server) HandleInvoke(ctx context.Context, req Request) ([]byte, error) 
 // server's limits (the UTF-8 scan is ~20 ns of a ~250 ns in-process call).
 // LocalNetwork uses it.
 func (s *Server) handleChecked(ctx context.Context, req Request) ([]byte, error) {
+	if req.Delete {
+		return nil, s.checkedDelete(ctx, &req, false)
+	}
 	if err := checkRequestLimits(&req, s.cfg.Limits, false); err != nil {
 		return nil, err
 	}

@@ -78,7 +78,7 @@ func (t *kvTxn) get(c *Context, key []byte) ([]byte, bool, error) {
 		}
 		return bytes.Clone(e.value), true, nil
 	}
-	v, found, err := a.srv.reg.GetKV(c.cur(), a.ref.Namespace, a.ref.ID, key)
+	v, found, err := a.srv.reg.GetKV(c.cur(), a.ref.Namespace, a.ref.ID, a.gen, key)
 	if err != nil {
 		return nil, false, wrapErr(err, false, "")
 	}
@@ -221,7 +221,7 @@ func (t *kvTxn) commit(c *Context, ctx context.Context, writes []registry.KVWrit
 		return a.srv.reg.CommitKVWith(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes, opts)
 	}
 	if t.use == nil {
-		use, err := a.srv.reg.ReadKVUsage(ctx, a.ref.Namespace, a.ref.ID)
+		use, err := a.srv.reg.ReadKVUsage(ctx, a.ref.Namespace, a.ref.ID, a.gen)
 		if err != nil {
 			return &notSent{err}
 		}
@@ -262,7 +262,7 @@ func (t *kvTxn) delta(c *Context, ctx context.Context, writes []registry.KVWrite
 			}
 			continue
 		}
-		old, found, err := a.srv.reg.GetKV(ctx, a.ref.Namespace, a.ref.ID, w.Key)
+		old, found, err := a.srv.reg.GetKV(ctx, a.ref.Namespace, a.ref.ID, a.gen, w.Key)
 		if err != nil {
 			return 0, err
 		}
@@ -328,9 +328,9 @@ func (t *kvTxn) scan(c *Context, start, end, prefix []byte, limit int) ([]KV, er
 		err    error
 	)
 	if prefix != nil {
-		stored, _, err = a.srv.reg.ScanKVPrefix(c.cur(), a.ref.Namespace, a.ref.ID, prefix, fetch)
+		stored, _, err = a.srv.reg.ScanKVPrefix(c.cur(), a.ref.Namespace, a.ref.ID, a.gen, prefix, fetch)
 	} else {
-		stored, _, err = a.srv.reg.ScanKV(c.cur(), a.ref.Namespace, a.ref.ID, start, end, fetch)
+		stored, _, err = a.srv.reg.ScanKV(c.cur(), a.ref.Namespace, a.ref.ID, a.gen, start, end, fetch)
 	}
 	if err != nil {
 		return nil, wrapErr(err, false, "")

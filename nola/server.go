@@ -54,8 +54,8 @@ type Server struct {
 func (s *Server) Limits() Limits { return s.cfg.Limits }
 
 type serverStats struct {
-	invocations, activated, evicted, fences, failedCommits atomic.Int64
-	lease                                                  leaseStats
+	invocations, activated, evicted, fences, failedCommits, deleted atomic.Int64
+	lease                                                           leaseStats
 }
 
 // Stats is a snapshot of a server's counters.
@@ -65,7 +65,9 @@ type Stats struct {
 	Evicted       int64
 	Fences        int64
 	FailedCommits int64
-	Activations   int64
+	// Deleted counts the actors this server deleted (as their owner).
+	Deleted     int64
+	Activations int64
 	// MemoryBytes estimates the memory held by activations (what load
 	// reports carry for placement's tie-break).
 	MemoryBytes int64
@@ -128,6 +130,7 @@ func (s *Server) Stats() Stats {
 		Evicted:       s.stats.evicted.Load(),
 		Fences:        s.stats.fences.Load(),
 		FailedCommits: s.stats.failedCommits.Load(),
+		Deleted:       s.stats.deleted.Load(),
 		Activations:   s.activations.Load(),
 		MemoryBytes:   s.memoryBytes(),
 		Incarnation:   s.Incarnation(),
@@ -164,6 +167,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.tasks.Go("heartbeat "+s.cfg.ID, s.heartbeat)
 	s.tasks.Go("sweeper "+s.cfg.ID, s.sweeper)
+	if s.cfg.ReclaimInterval > 0 {
+		s.tasks.Go("reclaimer "+s.cfg.ID, s.reclaimer)
+	}
 	return nil
 }
 

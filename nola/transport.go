@@ -29,6 +29,10 @@ type Request struct {
 	// uses them (placement creates the actor): transports do not carry
 	// them. Bounded by Limits.MaxCreationArgsBytes.
 	CreationArgs []byte
+	// Delete asks the receiving server, the actor's owner, to delete the
+	// actor (Client.Delete sends it); ActorType, Operation and Payload
+	// are unused.
+	Delete bool
 }
 
 // Handler serves invocations; *Server is one.

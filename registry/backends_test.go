@@ -15,13 +15,13 @@ type backend struct {
 	name string
 	// open returns a fresh, empty store whose leases run on r's clock (a
 	// real store ignores r) and registers its cleanup with t.
-	open func(t *testing.T, r rt.Runtime) kv.Store
+	open func(t testing.TB, r rt.Runtime) kv.Store
 }
 
 // backends lists the stores under test. New backends append themselves here.
 func backends() []backend {
 	return []backend{
-		{name: "memkv", open: func(t *testing.T, r rt.Runtime) kv.Store {
+		{name: "memkv", open: func(t testing.TB, r rt.Runtime) kv.Store {
 			s := memkv.New(r, memkv.Options{})
 			t.Cleanup(func() { _ = s.Close() })
 			return s

@@ -81,6 +81,15 @@ func (r *Registry) creationOps(ns, id string, args []byte) []kv.Op {
 	return []kv.Op{pending, kv.Put(r.keys.CreationArgs(ns, id), args, kv.NoLease)}
 }
 
+// deleteCreationOp removes an actor's creation records: part of the
+// commit that deletes it (delete.go). A range, so that it is one op
+// whatever records exist. (A new life's placement would overwrite them
+// anyway: this only reclaims their space.)
+func (r *Registry) deleteCreationOp(ns, id string) kv.Op {
+	begin, end := tuple.ChildRange(r.keys.CreationPrefix(ns, id))
+	return kv.DeleteRange(begin, end)
+}
+
 // CommitOptions add to a fenced KV commit.
 type CommitOptions struct {
 	// Created ends the actor's "new" state in the same commit: the commit

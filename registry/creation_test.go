@@ -42,7 +42,7 @@ func TestCreationRecords(t *testing.T) {
 		if err := reg.CommitKVWith(ctx, inc, "ns", "a", rec, again, created); !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("second creation commit: %v, want ErrFenced", err)
 		}
-		if v, _, _ := reg.GetKV(ctx, "ns", "a", []byte("k")); string(v) != "v" {
+		if v, _, _ := reg.GetKV(ctx, "ns", "a", 0, []byte("k")); string(v) != "v" {
 			t.Errorf("refused creation commit wrote k=%q", v)
 		}
 		// No arguments: pending, nil args; a stale args record of an
@@ -104,6 +104,31 @@ func TestCreationBudgetLeavesRoomForTheMarker(t *testing.T) {
 		}
 		if err := reg.CommitKVWith(ctx, inc, "ns", "a", rec, w, created); err != nil {
 			t.Fatalf("a creation commit within its budget: %v", err)
+		}
+	})
+}
+
+// Deleting an actor removes its creation records with the tombstone; its
+// next life is created with its own (here: none).
+func TestDeleteRemovesCreationRecords(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		inc := mustRegister(t, reg, "s1")
+		if _, err := reg.EnsureActivationArgs(ctx, "ns", "a", "t", []byte("first life")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Delete(ctx, inc, "ns", "a"); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := reg.ReadCreation(ctx, "ns", "a"); err != nil || c.Pending || c.Args != nil {
+			t.Fatalf("creation after delete = %+v, %v; want none", c, err)
+		}
+		p, err := reg.EnsureActivationArgs(ctx, "ns", "a", "t", nil)
+		if err != nil || !p.Created {
+			t.Fatalf("new life: %+v, %v", p, err)
+		}
+		if c, err := reg.ReadCreation(ctx, "ns", "a"); err != nil || !c.Pending || c.Args != nil {
+			t.Fatalf("creation of the new life = %+v, %v; want pending, no args", c, err)
 		}
 	})
 }

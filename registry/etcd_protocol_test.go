@@ -14,7 +14,7 @@ import (
 
 // openEtcd starts a fresh single-member etcd (fsync on) in a temporary
 // directory for one test; it starts in about a tenth of a second.
-func openEtcd(t *testing.T, _ rt.Runtime) kv.Store {
+func openEtcd(t testing.TB, _ rt.Runtime) kv.Store {
 	t.Helper()
 	e, err := etcdkv.StartEmbedded(context.Background(), etcdkv.EmbeddedConfig{
 		MemberConfig: etcdkv.MemberConfig{Dir: t.TempDir()},
@@ -54,8 +54,8 @@ func TestEtcdRejectsZombieCommit(t *testing.T) {
 			if err != nil || p.ServerID != "s1" {
 				t.Fatalf("placement %+v, %v", p, err)
 			}
-			epoch, ok, err := reg.Confirm(ctx, zombie, "ns", "a", "kvcounter")
-			owner := zombie.OwnerRecord("kvcounter", epoch)
+			epoch, _, ok, err := reg.Confirm(ctx, zombie, "ns", "a", "kvcounter")
+			owner := zombie.OwnerRecord("kvcounter", epoch, 0)
 			if err != nil || !ok {
 				t.Fatalf("confirm: %v, %v", ok, err)
 			}
@@ -99,7 +99,7 @@ func TestEtcdRejectsZombieCommit(t *testing.T) {
 			// Confirm is a read: it still says the record names the zombie
 			// (the engine's lease check refuses it). Any write the zombie
 			// fences on its server record fails, Bump included.
-			if _, ok, err := reg.Bump(ctx, zombie, "ns", "a", "kvcounter"); err != nil || ok {
+			if _, _, ok, err := reg.Bump(ctx, zombie, "ns", "a", "kvcounter"); err != nil || ok {
 				t.Fatalf("zombie bump: %v, %v; want false", ok, err)
 			}
 			after, err := store.(*etcdkv.Embedded).Rev(ctx)
@@ -109,11 +109,11 @@ func TestEtcdRejectsZombieCommit(t *testing.T) {
 			if after != before {
 				t.Fatalf("the rejected commits moved etcd's revision from %d to %d", before, after)
 			}
-			v, found, err := reg.GetKV(ctx, "ns", "a", []byte("n"))
+			v, found, err := reg.GetKV(ctx, "ns", "a", 0, []byte("n"))
 			if err != nil || !found || string(v) != "1" {
 				t.Fatalf("n = %q (found %v, %v), want the live commit's 1", v, found, err)
 			}
-			if _, found, _ := reg.GetKV(ctx, "ns", "a", []byte("other")); found {
+			if _, found, _ := reg.GetKV(ctx, "ns", "a", 0, []byte("other")); found {
 				t.Fatal("the zombie's second write landed")
 			}
 			// A new incarnation of the same server takes the actor over and
@@ -134,7 +134,7 @@ func TestEtcdRejectsZombieCommit(t *testing.T) {
 			if err := reg.CommitKV(ctx, zombie, "ns", "a", owner, []registry.KVWrite{{Key: []byte("n"), Value: []byte("zombie")}}); !errors.Is(err, registry.ErrFenced) {
 				t.Fatalf("zombie commit after takeover: %v, want registry.ErrFenced", err)
 			}
-			if v, _, _ := reg.GetKV(ctx, "ns", "a", []byte("n")); string(v) != "2" {
+			if v, _, _ := reg.GetKV(ctx, "ns", "a", 0, []byte("n")); string(v) != "2" {
 				t.Fatalf("n = %q, want 2", v)
 			}
 		})

@@ -13,8 +13,10 @@ import (
 //	(root, "srv", sid)          → (incarnation, address, registered-at)   leased
 //	(root, "inc", sid)          → last incarnation number of sid
 //	(root, "load", sid)         → (incarnation, activations, bytes, limit) leased
-//	(root, "act", ns, id)       → (type, owner sid, owner incarnation)
-//	(root, "kv", ns, id, key)   → the actor's value for key
+//	(root, "act", ns, id)       → (type, owner sid, owner incarnation, epoch[, generation])
+//	(root, "kv", ns, id, key)   → the actor's value for key (generation 0)
+//	(root, "kvg", ns, id, g, key) → the value for key of generation g > 0
+//	(root, "rcl", ns, id, g)    → reclaim marker of deleted generation g (docs/deletion.md)
 //	(root, "kvq", ns, id)       → the actor's KV usage in bytes (kvusage.go)
 //	(root, "crt", ns, id, …)    → its creation arguments and marker (creation.go)
 //	(root, "mod", ns, module, …) → WASM modules (see the wasm package)
@@ -73,18 +75,26 @@ func (k Keyspace) Actor(ns, id string) []byte { return k.strings(0, "act", ns, i
 // Actors is the range of every actor record of a namespace.
 func (k Keyspace) Actors(ns string) (begin, end []byte) { return prefixRange(k.key("act", ns)) }
 
-// KVPrefix is the prefix of every KV key of an actor.
-func (k Keyspace) KVPrefix(ns, id string) []byte { return k.strings(0, "kv", ns, id) }
-
-// KV is the key of one KV entry of an actor.
-func (k Keyspace) KV(ns, id string, key []byte) []byte {
-	return tuple.AppendBytes(k.strings(len(key)+2, "kv", ns, id), key)
+// KVPrefix is the prefix of every KV key of generation gen of an actor.
+// Generation 0 keeps the layout of records written before deletion
+// existed; every later generation has a prefix of its own, so that a new
+// life starts empty while the old one is still being reclaimed.
+func (k Keyspace) KVPrefix(ns, id string, gen int64) []byte {
+	if gen == 0 {
+		return k.strings(0, "kv", ns, id)
+	}
+	return tuple.AppendInt(k.strings(9, "kvg", ns, id), gen)
 }
 
-// KVRange returns the store range holding the actor's user keys in
-// [start, end); a nil end means "to the last key".
-func (k Keyspace) KVRange(ns, id string, start, end []byte) (begin, stop []byte) {
-	prefix := k.KVPrefix(ns, id)
+// KV is the key of one KV entry of generation gen of an actor.
+func (k Keyspace) KV(ns, id string, gen int64, key []byte) []byte {
+	return tuple.AppendBytes(k.KVPrefix(ns, id, gen), key)
+}
+
+// KVRange returns the store range holding the actor's user keys of
+// generation gen in [start, end); a nil end means "to the last key".
+func (k Keyspace) KVRange(ns, id string, gen int64, start, end []byte) (begin, stop []byte) {
+	prefix := k.KVPrefix(ns, id, gen)
 	begin = tuple.AppendBytes(bytes.Clone(prefix), start)
 	if end == nil {
 		_, stop = tuple.ChildRange(prefix)
@@ -93,14 +103,24 @@ func (k Keyspace) KVRange(ns, id string, start, end []byte) (begin, stop []byte)
 	return begin, tuple.AppendBytes(bytes.Clone(prefix), end)
 }
 
-// KVPrefixRange returns the store range of the actor's user keys that start
-// with userPrefix. The element is encoded without its terminator, which is a
-// prefix of the encoding of every key that starts with userPrefix.
-func (k Keyspace) KVPrefixRange(ns, id string, userPrefix []byte) (begin, end []byte) {
-	enc := tuple.AppendBytes(k.KVPrefix(ns, id), userPrefix)
+// KVPrefixRange returns the store range of the actor's user keys of
+// generation gen that start with userPrefix. The element is encoded without
+// its terminator, which is a prefix of the encoding of every key that
+// starts with userPrefix.
+func (k Keyspace) KVPrefixRange(ns, id string, gen int64, userPrefix []byte) (begin, end []byte) {
+	enc := tuple.AppendBytes(k.KVPrefix(ns, id, gen), userPrefix)
 	enc = enc[:len(enc)-1] // drop the terminating 0x00
 	return enc, tuple.PrefixEnd(enc)
 }
+
+// Reclaim is the key of the reclaim marker of generation gen of a deleted
+// actor.
+func (k Keyspace) Reclaim(ns, id string, gen int64) []byte {
+	return tuple.AppendInt(k.strings(9, "rcl", ns, id), gen)
+}
+
+// Reclaims is the range of every reclaim marker.
+func (k Keyspace) Reclaims() (begin, end []byte) { return prefixRange(k.key("rcl")) }
 
 // UserKey extracts an actor's user key from a store key under prefix.
 func UserKey(prefix, storeKey []byte) ([]byte, error) {
@@ -161,7 +181,17 @@ type ActorRecord struct {
 	// actor whose last commit has an unknown outcome, so that the late
 	// commit's fence fails.
 	Epoch int64
+	// Generation counts the actor's lives: a delete moves it on, so the
+	// next life's KV lives under a prefix of its own (docs/deletion.md).
+	// Stored as an optional trailing element: a record without it is
+	// generation 0, and generation 0 is encoded without it, so records
+	// written before deletion existed keep their exact bytes.
+	Generation int64
 }
+
+// Tombstone reports whether r is a deleted actor's record: no type, no
+// owner. Every lookup treats a tombstone as absent.
+func (r ActorRecord) Tombstone() bool { return r.Type == "" }
 
 func (r ActorRecord) encode() []byte {
 	// Packed by hand (the same bytes as tuple.Tuple{…}.Pack()): placement
@@ -171,7 +201,11 @@ func (r ActorRecord) encode() []byte {
 	b = tuple.AppendString(b, r.Type)
 	b = tuple.AppendString(b, r.Owner)
 	b = tuple.AppendInt(b, r.OwnerIncarnation)
-	return tuple.AppendInt(b, r.Epoch)
+	b = tuple.AppendInt(b, r.Epoch)
+	if r.Generation != 0 {
+		b = tuple.AppendInt(b, r.Generation)
+	}
+	return b
 }
 
 func decodeActor(b []byte) (ActorRecord, error) {
@@ -182,7 +216,14 @@ func decodeActor(b []byte) (ActorRecord, error) {
 	if r.Type, b, err = tuple.ReadString(b); err == nil {
 		if r.Owner, b, err = tuple.ReadString(b); err == nil {
 			if r.OwnerIncarnation, b, err = tuple.ReadInt(b); err == nil {
-				r.Epoch, b, err = tuple.ReadInt(b)
+				if r.Epoch, b, err = tuple.ReadInt(b); err == nil && len(b) != 0 {
+					r.Generation, b, err = tuple.ReadInt(b)
+					if err == nil && r.Generation <= 0 {
+						// Generation 0 is never encoded: the bytes must be
+						// canonical, since fences compare them.
+						err = fmt.Errorf("%w: generation %d", tuple.ErrInvalid, r.Generation)
+					}
+				}
 			}
 		}
 	}

@@ -17,18 +17,18 @@ func FuzzKVKey(f *testing.F) {
 	f.Add("ns", "a", []byte{0xff}, []byte{0x15, 0x00})
 	ks := NewKeyspace("nola")
 	f.Fuzz(func(t *testing.T, ns, id string, user, raw []byte) {
-		key := ks.KV(ns, id, user)
-		prefix := ks.KVPrefix(ns, id)
+		key := ks.KV(ns, id, 0, user)
+		prefix := ks.KVPrefix(ns, id, 0)
 		got, err := UserKey(prefix, key)
 		if err != nil || !bytes.Equal(got, user) {
 			t.Fatalf("UserKey(KV(%q, %q, %x)) = %x, %v", ns, id, user, got, err)
 		}
-		begin, end := ks.KVRange(ns, id, nil, nil)
+		begin, end := ks.KVRange(ns, id, 0, nil, nil)
 		if bytes.Compare(key, begin) < 0 || bytes.Compare(key, end) >= 0 {
 			t.Fatalf("KV key %x outside the actor's range [%x, %x)", key, begin, end)
 		}
 		if len(user) > 0 {
-			pb, pe := ks.KVPrefixRange(ns, id, user[:len(user)/2+1])
+			pb, pe := ks.KVPrefixRange(ns, id, 0, user[:len(user)/2+1])
 			if bytes.Compare(key, pb) < 0 || (pe != nil && bytes.Compare(key, pe) >= 0) {
 				t.Fatalf("KV key %x outside its prefix range [%x, %x)", key, pb, pe)
 			}
@@ -36,7 +36,7 @@ func FuzzKVKey(f *testing.F) {
 		// Arbitrary bytes under the prefix.
 		store := append(bytes.Clone(prefix), raw...)
 		if u, err := UserKey(prefix, store); err == nil {
-			if again := ks.KV(ns, id, u); !bytes.Equal(again, store) {
+			if again := ks.KV(ns, id, 0, u); !bytes.Equal(again, store) {
 				t.Fatalf("store key %x decodes to %x, which encodes to %x", store, u, again)
 			}
 		}

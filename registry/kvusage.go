@@ -83,7 +83,10 @@ func (k Keyspace) KVUsage(ns, id string) []byte { return k.strings(0, "kvq", ns,
 // ReadKVUsage returns actor (ns, id)'s KV usage. An actor without a usage
 // record (its KV predates counting, or it has none) gets it computed from
 // its entries; the first counted commit stores it.
-func (r *Registry) ReadKVUsage(ctx context.Context, ns, id string) (KVUsage, error) {
+//
+// The usage record is per actor, not per generation: a delete removes it in
+// its own commit, so the next life counts from zero.
+func (r *Registry) ReadKVUsage(ctx context.Context, ns, id string, gen int64) (KVUsage, error) {
 	e, found, err := r.store.Get(ctx, r.keys.KVUsage(ns, id), 0)
 	if err != nil {
 		return KVUsage{}, fmt.Errorf("registry: read KV usage of %s/%s: %w", ns, id, err)
@@ -95,18 +98,18 @@ func (r *Registry) ReadKVUsage(ctx context.Context, ns, id string) (KVUsage, err
 		}
 		return KVUsage{Bytes: n, record: e.Value}, nil
 	}
-	n, err := r.CountKV(ctx, ns, id)
+	n, err := r.CountKV(ctx, ns, id, gen)
 	return KVUsage{Bytes: n}, err
 }
 
 // countPage bounds the entries one read of CountKV returns.
 const countPage = 256
 
-// CountKV sums EntrySize over actor (ns, id)'s stored entries, reading
-// them a page at a time.
-func (r *Registry) CountKV(ctx context.Context, ns, id string) (int64, error) {
-	begin, end := r.keys.KVRange(ns, id, nil, nil)
-	prefix := r.keys.KVPrefix(ns, id)
+// CountKV sums EntrySize over the stored entries of generation gen of
+// actor (ns, id), reading them a page at a time.
+func (r *Registry) CountKV(ctx context.Context, ns, id string, gen int64) (int64, error) {
+	begin, end := r.keys.KVRange(ns, id, gen, nil, nil)
+	prefix := r.keys.KVPrefix(ns, id, gen)
 	var n int64
 	for rev := int64(0); ; {
 		res, err := r.store.Range(ctx, kv.RangeRequest{Begin: begin, End: end, Limit: countPage, Rev: rev})

@@ -24,7 +24,7 @@ func TestCommitKVCountedKeepsTheUsageExact(t *testing.T) {
 		if err := reg.CommitKV(ctx, inc, "ns", "a", rec, []registry.KVWrite{{Key: []byte("old"), Value: []byte("12345")}}); err != nil {
 			t.Fatal(err)
 		}
-		use, err := reg.ReadKVUsage(ctx, "ns", "a")
+		use, err := reg.ReadKVUsage(ctx, "ns", "a", 0)
 		if err != nil || use.Bytes != 8 {
 			t.Fatalf("computed usage %d, %v; want 8", use.Bytes, err)
 		}
@@ -32,7 +32,7 @@ func TestCommitKVCountedKeepsTheUsageExact(t *testing.T) {
 		if err != nil || next.Bytes != 11 {
 			t.Fatalf("counted commit: %+v, %v", next, err)
 		}
-		if got, err := reg.ReadKVUsage(ctx, "ns", "a"); err != nil || got.Bytes != 11 {
+		if got, err := reg.ReadKVUsage(ctx, "ns", "a", 0); err != nil || got.Bytes != 11 {
 			t.Fatalf("stored usage %d, %v; want 11", got.Bytes, err)
 		}
 		// A stale count (the one before the last commit) is refused.
@@ -40,7 +40,7 @@ func TestCommitKVCountedKeepsTheUsageExact(t *testing.T) {
 		if !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("commit from a stale count: %v, want ErrFenced", err)
 		}
-		if v, found, _ := reg.GetKV(ctx, "ns", "a", []byte("x")); found {
+		if v, found, _ := reg.GetKV(ctx, "ns", "a", 0, []byte("x")); found {
 			t.Fatalf("a refused counted commit wrote x = %q", v)
 		}
 		// The counted budget leaves room for the usage record.

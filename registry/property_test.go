@@ -54,7 +54,8 @@ func TestLocalDeadlineFailsBeyondRho(t *testing.T) {
 }
 
 // A random schedule of registrations, lease expiries, placements, releases,
-// epoch bumps and commits from three servers, on memkv under the
+// epoch bumps, deletes (by the owner, or by a client when no owner is
+// live) and commits from three servers, on memkv under the
 // deterministic runtime. After every step: at most one incarnation owns the
 // actor (its record names it and its server record is current); it can
 // commit and nobody else can; and no owner record that was ever superseded
@@ -65,7 +66,7 @@ func TestAtMostOneConfirmedOwner(t *testing.T) {
 		steps := rapid.IntRange(5, 40).Draw(rt, "steps")
 		var actions []int
 		for range steps {
-			actions = append(actions, rapid.IntRange(0, 6).Draw(rt, "action"))
+			actions = append(actions, rapid.IntRange(0, 8).Draw(rt, "action"))
 		}
 		var servers []int
 		for range steps {
@@ -138,8 +139,8 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 				}
 			case 3: // server i releases it (if it owns it)
 				if incs[i] != nil {
-					if e, ok, _ := reg.Confirm(ctx, incs[i], "ns", "a", "t"); ok {
-						_ = reg.Release(ctx, incs[i], "ns", "a", "t", e)
+					if e, g, ok, _ := reg.Confirm(ctx, incs[i], "ns", "a", "t"); ok {
+						_ = reg.Release(ctx, incs[i], "ns", "a", "t", e, g)
 					}
 				}
 			case 4: // server i leaves
@@ -150,8 +151,14 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 				_ = node.Sleep(ctx, 2*lease)
 			case 6: // server i bumps the epoch (as after an unknown commit)
 				if incs[i] != nil {
-					_, _, _ = reg.Bump(ctx, incs[i], "ns", "a", "t")
+					_, _, _, _ = reg.Bump(ctx, incs[i], "ns", "a", "t")
 				}
+			case 7: // server i deletes the actor (if it owns it)
+				if incs[i] != nil {
+					_, _ = reg.Delete(ctx, incs[i], "ns", "a")
+				}
+			case 8: // a client deletes it (only if no owner is live)
+				_, _ = reg.Delete(ctx, nil, "ns", "a")
 			}
 			owners := 0
 			var holding []byte
@@ -159,13 +166,13 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 				if inc == nil {
 					continue
 				}
-				e, ok, err := reg.Confirm(ctx, inc, "ns", "a", "t")
+				e, g, ok, err := reg.Confirm(ctx, inc, "ns", "a", "t")
 				if err != nil {
 					failure = err.Error()
 					return
 				}
 				owns := ok && current(inc)
-				rec := inc.OwnerRecord("t", e)
+				rec := inc.OwnerRecord("t", e, g)
 				write := []registry.KVWrite{{Key: []byte("k"), Value: []byte(fmt.Sprint(step))}}
 				cerr := reg.CommitKV(ctx, inc, "ns", "a", rec, write)
 				if owns {
@@ -231,7 +238,7 @@ func TestOwnershipCheckerCatchesBrokenProtocol(t *testing.T) {
 				actions := make([]int, 30)
 				servers := make([]int, 30)
 				for i := range actions {
-					actions[i], servers[i] = int(rng.IntN(6)), int(rng.IntN(3))
+					actions[i], servers[i] = int(rng.IntN(9)), int(rng.IntN(3))
 				}
 				if msg := runOwnershipSchedule(uint64(try), actions, servers, opts); msg != "" {
 					t.Logf("caught after %d schedules: %s", try+1, msg)

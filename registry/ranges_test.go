@@ -40,12 +40,12 @@ func TestNULInNamesStaysInsideItsRanges(t *testing.T) {
 			t.Fatal(err)
 		}
 		rec, _, _ := reg.Actor(ctx, "ns", id)
-		if err := reg.CommitKV(ctx, inc, "ns", id, inc.OwnerRecord("t", rec.Epoch),
+		if err := reg.CommitKV(ctx, inc, "ns", id, inc.OwnerRecord("t", rec.Epoch, 0),
 			[]registry.KVWrite{{Key: []byte("k"), Value: []byte(id)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	pairs, _, err := reg.ScanKV(ctx, "ns", "a", nil, nil, 0)
+	pairs, _, err := reg.ScanKV(ctx, "ns", "a", 0, nil, nil, 0)
 	if err != nil || len(pairs) != 1 {
 		t.Errorf("ScanKV of actor \"a\" = %d pairs, %v; want its 1 key (actor \"a\\x00x\" lives under its range)", len(pairs), err)
 	}

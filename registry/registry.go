@@ -1,7 +1,8 @@
 // Package registry implements nola's activation protocol over a kv.Store:
 // server registration with incarnations and leases, placement
-// (EnsureActivation), ownership confirmation, voluntary release and fenced
-// commits of actor KV. docs/architecture.md describes the protocol and
+// (EnsureActivation), ownership confirmation, voluntary release, fenced
+// commits of actor KV, and deletion (Delete, Reclaim: delete.go,
+// docs/deletion.md). docs/architecture.md describes the protocol and
 // docs/proofs/ argues why it keeps at most one activation per actor.
 //
 // Every decision is a compare inside the store's own commit; nothing here
@@ -46,6 +47,13 @@ var (
 	// ErrServerIDInUse: a live incarnation of the server ID is registered
 	// (another process, or a crashed one whose lease has not expired yet).
 	ErrServerIDInUse = errors.New("registry: server ID in use by a live incarnation")
+	// ErrOwned: a delete without an incarnation found the actor owned by a
+	// live incarnation; only that owner may delete it (it must stop the
+	// activation first). Nothing was written.
+	ErrOwned = errors.New("registry: actor has a live owner; delete it through the owner")
+	// ErrNotOwner: a delete by an incarnation that does not own the actor.
+	// Nothing was written.
+	ErrNotOwner = errors.New("registry: incarnation does not own the actor")
 )
 
 // Options configure a Registry.
@@ -61,8 +69,10 @@ type Options struct {
 	// non-vacuity tests only (internal: outside this module only the zero
 	// value can be set). The registry acts on SkipStoreFence (commit actor
 	// KV without fence compares), IgnoreIncarnation (confirm ownership by
-	// server ID alone) and ResetEpochs (placement and release write epoch
-	// 0, so an owner record can repeat: the ABA epochs exist to prevent).
+	// server ID alone), ResetEpochs (placement and release write epoch 0,
+	// so an owner record can repeat: the ABA epochs exist to prevent) and
+	// DeleteSkipsGeneration (a delete keeps the generation, so the next
+	// life shares the old life's KV prefix).
 	Mutations mutation.Set
 }
 
@@ -226,9 +236,10 @@ func (r *Registry) Deregister(ctx context.Context, inc *Incarnation) error {
 }
 
 // OwnerRecord returns the exact bytes of the record of an actor of type typ
-// owned by this incarnation at epoch: what fences compare.
-func (inc *Incarnation) OwnerRecord(typ string, epoch int64) []byte {
-	return ActorRecord{Type: typ, Owner: inc.ServerID, OwnerIncarnation: inc.Num, Epoch: epoch}.encode()
+// and generation gen owned by this incarnation at epoch: what fences
+// compare.
+func (inc *Incarnation) OwnerRecord(typ string, epoch, gen int64) []byte {
+	return ActorRecord{Type: typ, Owner: inc.ServerID, OwnerIncarnation: inc.Num, Epoch: epoch, Generation: gen}.encode()
 }
 
 // Fence returns the compares that make a commit conditional on this
@@ -242,46 +253,46 @@ func (inc *Incarnation) Fence(actorKey, ownerRecord []byte) []kv.Compare {
 }
 
 // Confirm reads, linearizably, whether this incarnation owns actor (ns, id)
-// of type typ, and at which epoch. Only then may the server activate it,
+// of type typ, and at which epoch and generation. Only then may the server activate it,
 // and only while its own lease is still valid when the answer arrives: the
 // server record of a live lease is the one this incarnation wrote (records
 // are stable for an incarnation), so at the read's instant the incarnation
 // was current and owned the actor (docs/proofs/single-activation.md).
-func (r *Registry) Confirm(ctx context.Context, inc *Incarnation, ns, id, typ string) (epoch int64, ok bool, err error) {
+func (r *Registry) Confirm(ctx context.Context, inc *Incarnation, ns, id, typ string) (epoch, gen int64, ok bool, err error) {
 	rec, found, err := r.Actor(ctx, ns, id)
 	if err != nil {
-		return 0, false, fmt.Errorf("registry: confirm ownership of %s/%s: %w", ns, id, err)
+		return 0, 0, false, fmt.Errorf("registry: confirm ownership of %s/%s: %w", ns, id, err)
 	}
 	if !found || rec.Type != typ || rec.Owner != inc.ServerID {
-		return 0, false, nil
+		return 0, 0, false, nil
 	}
 	if rec.OwnerIncarnation != inc.Num && !r.opts.Mutations.Has(mutation.IgnoreIncarnation) {
-		return 0, false, nil
+		return 0, 0, false, nil
 	}
-	return rec.Epoch, true, nil
+	return rec.Epoch, rec.Generation, true, nil
 }
 
 // Bump confirms that this incarnation owns actor (ns, id) of type typ and
 // moves its record to the next epoch, in one fenced compare-and-swap. It
-// returns the new epoch, or ok=false if the incarnation does not own the
+// returns the new epoch (and the generation), or ok=false if the incarnation does not own the
 // actor. Once Bump has succeeded no commit fenced on an earlier epoch can
 // apply: an owner calls it before reactivating an actor whose last commit
 // had an unknown outcome (that commit may still be on its way to the store).
-func (r *Registry) Bump(ctx context.Context, inc *Incarnation, ns, id, typ string) (epoch int64, ok bool, err error) {
+func (r *Registry) Bump(ctx context.Context, inc *Incarnation, ns, id, typ string) (epoch, gen int64, ok bool, err error) {
 	key := r.keys.Actor(ns, id)
 	cur, found, err := r.store.Get(ctx, key, 0)
 	if err != nil {
-		return 0, false, fmt.Errorf("registry: bump %s/%s: %w", ns, id, err)
+		return 0, 0, false, fmt.Errorf("registry: bump %s/%s: %w", ns, id, err)
 	}
 	if !found {
-		return 0, false, nil
+		return 0, 0, false, nil
 	}
 	rec, err := decodeActor(cur.Value)
 	if err != nil {
-		return 0, false, err
+		return 0, 0, false, err
 	}
 	if rec.Owner != inc.ServerID || rec.OwnerIncarnation != inc.Num || rec.Type != typ {
-		return 0, false, nil
+		return 0, 0, false, nil
 	}
 	rec.Epoch++
 	res, err := r.store.Commit(ctx, kv.Txn{
@@ -289,9 +300,9 @@ func (r *Registry) Bump(ctx context.Context, inc *Incarnation, ns, id, typ strin
 		Ops:      []kv.Op{kv.Put(key, rec.encode(), kv.NoLease)},
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("registry: bump %s/%s: %w", ns, id, err)
+		return 0, 0, false, fmt.Errorf("registry: bump %s/%s: %w", ns, id, err)
 	}
-	return rec.Epoch, res.Succeeded, nil
+	return rec.Epoch, rec.Generation, res.Succeeded, nil
 }
 
 func (r *Registry) nextEpoch(e int64) int64 {
@@ -306,11 +317,11 @@ func (r *Registry) nextEpoch(e int64) int64 {
 // released record moves to the next epoch, like every change of owner:
 // epochs never repeat, so no fence of an earlier ownership can ever hold
 // again.
-func (r *Registry) Release(ctx context.Context, inc *Incarnation, ns, id, typ string, epoch int64) error {
+func (r *Registry) Release(ctx context.Context, inc *Incarnation, ns, id, typ string, epoch, gen int64) error {
 	key := r.keys.Actor(ns, id)
 	res, err := r.store.Commit(ctx, kv.Txn{
-		Compares: []kv.Compare{kv.ValueEquals(key, inc.OwnerRecord(typ, epoch))},
-		Ops:      []kv.Op{kv.Put(key, ActorRecord{Type: typ, Epoch: r.nextEpoch(epoch)}.encode(), kv.NoLease)},
+		Compares: []kv.Compare{kv.ValueEquals(key, inc.OwnerRecord(typ, epoch, gen))},
+		Ops:      []kv.Op{kv.Put(key, ActorRecord{Type: typ, Epoch: r.nextEpoch(epoch), Generation: gen}.encode(), kv.NoLease)},
 	})
 	if err != nil {
 		return fmt.Errorf("registry: release %s/%s: %w", ns, id, err)
@@ -344,12 +355,18 @@ func (r *Registry) CommitKVWith(ctx context.Context, inc *Incarnation, ns, id st
 // commitKV is CommitKV with, when guard is set, one more compare and one
 // more write (the KV usage record: CommitKVCounted), and what o adds.
 func (r *Registry) commitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite, guard *kv.Compare, extra kv.Op, o CommitOptions) error {
+	// The writes go to the generation the fence names: a commit can never
+	// write one life's keys under another life's fence.
+	owned, err := decodeActor(ownerRecord)
+	if err != nil {
+		return fmt.Errorf("registry: commit KV of %s/%s: owner record: %w", ns, id, err)
+	}
 	txn := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord), Ops: make([]kv.Op, len(writes), len(writes)+1)}
 	if r.opts.Mutations.Has(mutation.SkipStoreFence) {
 		txn.Compares = nil
 	}
 	for i, w := range writes {
-		k := r.keys.KV(ns, id, w.Key)
+		k := r.keys.KV(ns, id, owned.Generation, w.Key)
 		if w.Delete {
 			txn.Ops[i] = kv.Delete(k)
 		} else {
@@ -411,7 +428,11 @@ func (r *Registry) CountedKVBudget(inc *Incarnation, ns, id string, ownerRecord 
 // options o: it leaves room for what they add.
 func (r *Registry) KVBudgetWith(inc *Incarnation, ns, id string, ownerRecord []byte, counted bool, o CommitOptions) KVBudget {
 	l := r.store.Limits()
-	b := KVBudget{MaxWrites: l.MaxOpsPerTxn, prefixLen: len(r.keys.KVPrefix(ns, id))}
+	var gen int64
+	if owned, err := decodeActor(ownerRecord); err == nil {
+		gen = owned.Generation // else commitKV refuses the record anyway
+	}
+	b := KVBudget{MaxWrites: l.MaxOpsPerTxn, prefixLen: len(r.keys.KVPrefix(ns, id, gen))}
 	fixed := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord)}
 	if counted {
 		o := r.countedOverhead(ns, id)
@@ -430,9 +451,11 @@ func (r *Registry) KVBudgetWith(inc *Incarnation, ns, id string, ownerRecord []b
 	return b
 }
 
-// GetKV reads one key of an actor's KV.
-func (r *Registry) GetKV(ctx context.Context, ns, id string, key []byte) ([]byte, bool, error) {
-	v, found, err := r.store.Get(ctx, r.keys.KV(ns, id, key), 0)
+// GetKV reads one key of generation gen of an actor's KV. The caller
+// knows the generation (it owns the actor); ReadKV is the read for anyone
+// else.
+func (r *Registry) GetKV(ctx context.Context, ns, id string, gen int64, key []byte) ([]byte, bool, error) {
+	v, found, err := r.store.Get(ctx, r.keys.KV(ns, id, gen, key), 0)
 	if err != nil {
 		return nil, false, fmt.Errorf("registry: read KV of %s/%s: %w", ns, id, err)
 	}
@@ -446,23 +469,23 @@ type KVPair struct {
 
 // ScanKV reads an actor's keys in [start, end) (end nil: to the last key),
 // at most limit of them (0: no limit). more reports a cut-off.
-func (r *Registry) ScanKV(ctx context.Context, ns, id string, start, end []byte, limit int) (pairs []KVPair, more bool, err error) {
-	begin, stop := r.keys.KVRange(ns, id, start, end)
-	return r.scan(ctx, ns, id, begin, stop, limit)
+func (r *Registry) ScanKV(ctx context.Context, ns, id string, gen int64, start, end []byte, limit int) (pairs []KVPair, more bool, err error) {
+	begin, stop := r.keys.KVRange(ns, id, gen, start, end)
+	return r.scan(ctx, ns, id, gen, begin, stop, limit, 0)
 }
 
 // ScanKVPrefix reads an actor's keys that start with prefix.
-func (r *Registry) ScanKVPrefix(ctx context.Context, ns, id string, prefix []byte, limit int) ([]KVPair, bool, error) {
-	begin, stop := r.keys.KVPrefixRange(ns, id, prefix)
-	return r.scan(ctx, ns, id, begin, stop, limit)
+func (r *Registry) ScanKVPrefix(ctx context.Context, ns, id string, gen int64, prefix []byte, limit int) ([]KVPair, bool, error) {
+	begin, stop := r.keys.KVPrefixRange(ns, id, gen, prefix)
+	return r.scan(ctx, ns, id, gen, begin, stop, limit, 0)
 }
 
-func (r *Registry) scan(ctx context.Context, ns, id string, begin, end []byte, limit int) ([]KVPair, bool, error) {
-	res, err := r.store.Range(ctx, kv.RangeRequest{Begin: begin, End: end, Limit: limit})
+func (r *Registry) scan(ctx context.Context, ns, id string, gen int64, begin, end []byte, limit int, rev int64) ([]KVPair, bool, error) {
+	res, err := r.store.Range(ctx, kv.RangeRequest{Begin: begin, End: end, Limit: limit, Rev: rev})
 	if err != nil {
 		return nil, false, fmt.Errorf("registry: scan KV of %s/%s: %w", ns, id, err)
 	}
-	prefix := r.keys.KVPrefix(ns, id)
+	prefix := r.keys.KVPrefix(ns, id, gen)
 	out := make([]KVPair, 0, len(res.KVs))
 	for _, e := range res.KVs {
 		k, err := UserKey(prefix, e.Key)
@@ -682,11 +705,15 @@ func (r *Registry) EnsureActivationArgs(ctx context.Context, ns, id, typ string,
 			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, err)
 		}
 		var rec ActorRecord
-		created := !found
 		if found {
 			if rec, err = decodeActor(cur.Value); err != nil {
 				return Placement{}, err
 			}
+		}
+		// A tombstone is a deleted actor: absent, except that a new life
+		// continues its epochs and takes its generation (docs/deletion.md).
+		created := !found || rec.Tombstone()
+		if !created {
 			if typ != "" && rec.Type != typ {
 				return Placement{}, fmt.Errorf("registry: place %s/%s as %q: it is a %q: %w", ns, id, typ, rec.Type, ErrTypeMismatch)
 			}
@@ -727,12 +754,13 @@ func (r *Registry) EnsureActivationArgs(ctx context.Context, ns, id, typ string,
 		}
 		cmps = append(cmps, kv.ValueEquals(r.keys.Server(m.Record.ID), m.record))
 		// A new owner means a new epoch: epochs never repeat.
-		next := ActorRecord{Type: rec.Type, Owner: m.Record.ID, OwnerIncarnation: m.Record.Incarnation, Epoch: r.nextEpoch(rec.Epoch)}
+		next := ActorRecord{Type: rec.Type, Owner: m.Record.ID, OwnerIncarnation: m.Record.Incarnation, Epoch: r.nextEpoch(rec.Epoch), Generation: rec.Generation}
 		ops := []kv.Op{kv.Put(key, next.encode(), kv.NoLease)}
 		if created {
 			// The creation records go with the record that creates the
-			// actor: the compare on the record's absence above makes this
-			// commit the only one that creates it.
+			// actor (or its new life, over a tombstone): the compare on the
+			// record's mod revision above makes this commit the only one
+			// that creates it.
 			ops = append(ops, r.creationOps(ns, id, args)...)
 		}
 		res, err := r.store.Commit(ctx, kv.Txn{Compares: cmps, Ops: ops})
@@ -758,33 +786,62 @@ type ActorInfo struct {
 }
 
 // ListActors returns up to limit actors of namespace ns whose IDs are >=
-// after (exclusive when after is non-empty), in ID order.
+// after (exclusive when after is non-empty), in ID order. Deleted actors
+// (tombstones) are left out.
 func (r *Registry) ListActors(ctx context.Context, ns, after string, limit int) ([]ActorInfo, bool, error) {
 	begin, end := r.keys.Actors(ns)
 	if after != "" {
 		begin = append(r.keys.Actor(ns, after), 0)
 	}
-	res, err := r.store.Range(ctx, kv.RangeRequest{Begin: begin, End: end, Limit: limit})
-	if err != nil {
-		return nil, false, fmt.Errorf("registry: list actors of %s: %w", ns, err)
-	}
-	out := make([]ActorInfo, 0, len(res.KVs))
-	for _, e := range res.KVs {
-		id, err := lastString(e.Key)
-		if err != nil {
-			return nil, false, err
+	var out []ActorInfo
+	for rev := int64(0); ; {
+		want := 0
+		if limit > 0 {
+			want = limit - len(out)
 		}
-		rec, err := decodeActor(e.Value)
+		res, err := r.store.Range(ctx, kv.RangeRequest{Begin: begin, End: end, Limit: want, Rev: rev})
 		if err != nil {
-			return nil, false, err
+			return nil, false, fmt.Errorf("registry: list actors of %s: %w", ns, err)
 		}
-		out = append(out, ActorInfo{Namespace: ns, ID: id, Record: rec, CreateRev: e.CreateRev})
+		rev = res.Rev // later pages at the same revision: one snapshot
+		for _, e := range res.KVs {
+			id, err := lastString(e.Key)
+			if err != nil {
+				return nil, false, err
+			}
+			rec, err := decodeActor(e.Value)
+			if err != nil {
+				return nil, false, err
+			}
+			if rec.Tombstone() {
+				continue
+			}
+			out = append(out, ActorInfo{Namespace: ns, ID: id, Record: rec, CreateRev: e.CreateRev})
+		}
+		// Tombstones skipped leave room: read on until the page is full
+		// or the range is done, so a page is never empty while More is.
+		if !res.More || len(res.KVs) == 0 || (limit > 0 && len(out) >= limit) {
+			if out == nil {
+				out = []ActorInfo{}
+			}
+			return out, res.More, nil
+		}
+		begin = append(bytes.Clone(res.KVs[len(res.KVs)-1].Key), 0)
 	}
-	return out, res.More, nil
 }
 
-// Actor returns the record of one actor.
+// Actor returns the record of one actor; a deleted actor (a tombstone) is
+// not found.
 func (r *Registry) Actor(ctx context.Context, ns, id string) (ActorRecord, bool, error) {
+	rec, found, err := r.actorRecord(ctx, ns, id)
+	if err != nil || !found || rec.Tombstone() {
+		return ActorRecord{}, false, err
+	}
+	return rec, true, nil
+}
+
+// actorRecord returns the stored record of an actor, tombstone or not.
+func (r *Registry) actorRecord(ctx context.Context, ns, id string) (ActorRecord, bool, error) {
 	e, found, err := r.store.Get(ctx, r.keys.Actor(ns, id), 0)
 	if err != nil || !found {
 		return ActorRecord{}, false, err

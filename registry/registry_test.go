@@ -35,7 +35,7 @@ func recordFor(t *testing.T, reg *registry.Registry, inc *registry.Incarnation, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return inc.OwnerRecord(typ, rec.Epoch)
+	return inc.OwnerRecord(typ, rec.Epoch, 0)
 }
 
 func mustRegister(t *testing.T, reg *registry.Registry, sid string) *registry.Incarnation {
@@ -111,7 +111,7 @@ func TestEnsureActivationOwnershipAndFences(t *testing.T) {
 		}
 
 		confirm := func(inc *registry.Incarnation, typ string) bool {
-			_, ok, err := reg.Confirm(ctx, inc, "ns", "a", typ)
+			_, _, ok, err := reg.Confirm(ctx, inc, "ns", "a", typ)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -145,7 +145,7 @@ func TestEnsureActivationOwnershipAndFences(t *testing.T) {
 		if err := reg.CommitKV(ctx, owner, "ns", "a", recordFor(t, reg, owner, "ns", "a", "counter"), steal); !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("zombie commit: %v, want ErrFenced", err)
 		}
-		v, found, err := reg.GetKV(ctx, "ns", "a", []byte("k"))
+		v, found, err := reg.GetKV(ctx, "ns", "a", 0, []byte("k"))
 		if err != nil || !found || string(v) != "v1" {
 			t.Fatalf("KV after fenced commits = %q %v %v, want v1", v, found, err)
 		}
@@ -161,13 +161,13 @@ func TestReleaseLetsAnyServerTakeOver(t *testing.T) {
 			t.Fatalf("placement %+v %v", p, err)
 		}
 		s2 := mustRegister(t, reg, "s2")
-		if err := reg.Release(ctx, s2, "ns", "r", "counter", 1); !errors.Is(err, registry.ErrFenced) {
+		if err := reg.Release(ctx, s2, "ns", "r", "counter", 1, 0); !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("release by a non-owner: %v, want ErrFenced", err)
 		}
-		if err := reg.Release(ctx, s1, "ns", "r", "counter", 0); !errors.Is(err, registry.ErrFenced) {
+		if err := reg.Release(ctx, s1, "ns", "r", "counter", 0, 0); !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("release at a past epoch: %v, want ErrFenced", err)
 		}
-		if err := reg.Release(ctx, s1, "ns", "r", "counter", 1); err != nil {
+		if err := reg.Release(ctx, s1, "ns", "r", "counter", 1, 0); err != nil {
 			t.Fatal(err)
 		}
 		rec, found, err := reg.Actor(ctx, "ns", "r")
@@ -253,7 +253,7 @@ func TestScanKVOrderPrefixesAndOddBytes(t *testing.T) {
 		if err := reg.CommitKV(ctx, inc, "ns", "a2", recordFor(t, reg, inc, "ns", "a2", "t"), writes[:2]); err != nil {
 			t.Fatal(err)
 		}
-		all, more, err := reg.ScanKV(ctx, "ns", "a", nil, nil, 0)
+		all, more, err := reg.ScanKV(ctx, "ns", "a", 0, nil, nil, 0)
 		if err != nil || more {
 			t.Fatal(err, more)
 		}
@@ -265,7 +265,7 @@ func TestScanKVOrderPrefixesAndOddBytes(t *testing.T) {
 				t.Fatalf("scan out of order at %d: %q then %q", i, all[i-1].Key, all[i].Key)
 			}
 		}
-		pre, _, err := reg.ScanKVPrefix(ctx, "ns", "a", []byte("ab"), 0)
+		pre, _, err := reg.ScanKVPrefix(ctx, "ns", "a", 0, []byte("ab"), 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,7 +277,7 @@ func TestScanKVOrderPrefixesAndOddBytes(t *testing.T) {
 		if fmt.Sprint(got) != want {
 			t.Fatalf("prefix ab = %v, want %s", got, want)
 		}
-		ranged, more, err := reg.ScanKV(ctx, "ns", "a", []byte("ab"), []byte("b"), 2)
+		ranged, more, err := reg.ScanKV(ctx, "ns", "a", 0, []byte("ab"), []byte("b"), 2)
 		if err != nil || len(ranged) != 2 || !more || string(ranged[0].Key) != "ab" {
 			t.Fatalf("range [ab,b) limit 2 = %q more=%v %v", ranged, more, err)
 		}
@@ -328,7 +328,7 @@ func TestCommitKVChecksLimitsBeforeTheStore(t *testing.T) {
 		if !errors.As(err, &le) || le.Limit != budget.MaxWrites {
 			t.Fatalf("limit error does not say which limit: %v", err)
 		}
-		if got, _, _ := reg.ScanKV(ctx, "ns", "a", nil, nil, 0); len(got) != 0 {
+		if got, _, _ := reg.ScanKV(ctx, "ns", "a", 0, nil, nil, 0); len(got) != 0 {
 			t.Fatalf("%d keys written by a rejected commit", len(got))
 		}
 	})
@@ -371,16 +371,16 @@ func TestEpochsFenceEarlierOwnerships(t *testing.T) {
 		if _, err := reg.EnsureActivation(ctx, "ns", "b", "t"); err != nil {
 			t.Fatal(err)
 		}
-		e0, ok, err := reg.Confirm(ctx, inc, "ns", "b", "t")
+		e0, _, ok, err := reg.Confirm(ctx, inc, "ns", "b", "t")
 		if err != nil || !ok {
 			t.Fatalf("Confirm = %v %v", ok, err)
 		}
-		stale := inc.OwnerRecord("t", e0)
+		stale := inc.OwnerRecord("t", e0, 0)
 		other := mustRegister(t, reg, "s2")
-		if _, ok, err := reg.Bump(ctx, other, "ns", "b", "t"); err != nil || ok {
+		if _, _, ok, err := reg.Bump(ctx, other, "ns", "b", "t"); err != nil || ok {
 			t.Fatalf("a non-owner bumped: ok=%v err=%v", ok, err)
 		}
-		e1, ok, err := reg.Bump(ctx, inc, "ns", "b", "t")
+		e1, _, ok, err := reg.Bump(ctx, inc, "ns", "b", "t")
 		if err != nil || !ok || e1 <= e0 {
 			t.Fatalf("Bump = %d %v %v, want an epoch after %d", e1, ok, err, e0)
 		}
@@ -388,17 +388,17 @@ func TestEpochsFenceEarlierOwnerships(t *testing.T) {
 		if err := reg.CommitKV(ctx, inc, "ns", "b", stale, late); !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("commit at the old epoch: %v, want ErrFenced", err)
 		}
-		if e, ok, err := reg.Confirm(ctx, inc, "ns", "b", "t"); err != nil || !ok || e != e1 {
+		if e, _, ok, err := reg.Confirm(ctx, inc, "ns", "b", "t"); err != nil || !ok || e != e1 {
 			t.Fatalf("Confirm after Bump = %d %v %v, want epoch %d", e, ok, err, e1)
 		}
 		now := []registry.KVWrite{{Key: []byte("k"), Value: []byte("now")}}
-		if err := reg.CommitKV(ctx, inc, "ns", "b", inc.OwnerRecord("t", e1), now); err != nil {
+		if err := reg.CommitKV(ctx, inc, "ns", "b", inc.OwnerRecord("t", e1, 0), now); err != nil {
 			t.Fatal(err)
 		}
-		if err := reg.Release(ctx, inc, "ns", "b", "t", e0); !errors.Is(err, registry.ErrFenced) {
+		if err := reg.Release(ctx, inc, "ns", "b", "t", e0, 0); !errors.Is(err, registry.ErrFenced) {
 			t.Fatalf("release at the old epoch: %v", err)
 		}
-		if err := reg.Release(ctx, inc, "ns", "b", "t", e1); err != nil {
+		if err := reg.Release(ctx, inc, "ns", "b", "t", e1, 0); err != nil {
 			t.Fatal(err)
 		}
 		// Placed again — possibly on the very same incarnation: neither old
@@ -410,12 +410,12 @@ func TestEpochsFenceEarlierOwnerships(t *testing.T) {
 		if err != nil || p.ServerID != "s1" {
 			t.Fatalf("placement = %+v %v", p, err)
 		}
-		for _, rec := range [][]byte{stale, inc.OwnerRecord("t", e1)} {
+		for _, rec := range [][]byte{stale, inc.OwnerRecord("t", e1, 0)} {
 			if err := reg.CommitKV(ctx, inc, "ns", "b", rec, late); !errors.Is(err, registry.ErrFenced) {
 				t.Fatalf("an earlier ownership's fence held after release and re-placement: %v", err)
 			}
 		}
-		if v, _, _ := reg.GetKV(ctx, "ns", "b", []byte("k")); string(v) != "now" {
+		if v, _, _ := reg.GetKV(ctx, "ns", "b", 0, []byte("k")); string(v) != "now" {
 			t.Fatalf("k = %q", v)
 		}
 	})

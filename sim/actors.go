@@ -58,6 +58,16 @@ type Call struct {
 	// CreationArgs go with the call (Request.CreationArgs): stored if it
 	// creates the actor.
 	CreationArgs []byte
+	// Delete makes the call a delete of the actor (Client.Delete), not
+	// an invocation.
+	Delete bool
+}
+
+// deletable reports whether the model of kind k checks deletes. A register
+// object is one key of an actor, and a delete changes every key at once:
+// a multi-object operation that per-object checking cannot judge.
+func deletable(k linearizability.Kind) bool {
+	return k == linearizability.Counter || k == linearizability.CounterWithReset
 }
 
 func decodeNumber(b []byte) (string, bool) { return string(b), true }

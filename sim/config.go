@@ -194,6 +194,9 @@ type Config struct {
 	// BeyondRho records that clocks were drawn beyond ρ (expect G1 to
 	// break).
 	BeyondRho bool
+	// Deletes mixes actor deletes (Client.Delete) into the clients'
+	// operations on counters (docs/deletion.md).
+	Deletes bool
 
 	// Buggify turns on the engine's fault points (rt.Buggifier): rare
 	// but legal paths — a route forgotten, a commit delayed past the
@@ -230,6 +233,8 @@ type Options struct {
 	// BeyondRho draws clock rates far below 1−ρ: servers' clocks run slow
 	// enough that their local deadline comes after the store's expiry.
 	BeyondRho bool
+	// Deletes mixes actor deletes into the workload (Config.Deletes).
+	Deletes bool
 	// GoGuests adds WASM actors built from the Go guests (GoGuestKinds)
 	// to the default catalog: off by default, they are slow (~3 ms per
 	// instance).
@@ -270,6 +275,9 @@ func ParseOptions(names string) (Options, error) {
 			return o, fmt.Errorf("sim: unknown mutation %q (known: %s)", n, strings.Join(MutationNames(), ", "))
 		}
 		o.Mutations = o.Mutations.With(m)
+		if m == mutation.DeleteSkipsGeneration {
+			o.Deletes = true // only deletes can show it
+		}
 	}
 	return o, nil
 }
@@ -289,7 +297,7 @@ func (o Options) String() string {
 // Options returns the options a config was generated with (a custom
 // catalog excepted).
 func (c *Config) Options() Options {
-	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho, GoGuests: c.GoGuests, CheckBudget: c.CheckBudget}
+	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho, Deletes: c.Deletes, GoGuests: c.GoGuests, CheckBudget: c.CheckBudget}
 }
 
 // Generate draws a configuration from seed: 2–5 servers, 1–8 clients, 1–20
@@ -316,6 +324,7 @@ func Generate(seed uint64, opts Options) Config {
 		HandlerTimeout: 3 * time.Second,
 		Mutations:      opts.Mutations,
 		BeyondRho:      opts.BeyondRho,
+		Deletes:        opts.Deletes,
 		GoGuests:       opts.GoGuests,
 		Catalog:        opts.Catalog,
 		CheckBudget:    opts.CheckBudget,

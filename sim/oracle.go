@@ -47,9 +47,12 @@ import (
 //	                   (on another incarnation or the same one): β may
 //	                   have read or written since, and α's late write
 //	                   silently replaces what β wrote;
+//	G2.deleted-life-commit a KV commit of generation g of actor A is
+//	                   applied while A's record names another generation:
+//	                   a commit of a deleted life landed (docs/deletion.md);
 //	G1.release-live    an owner (s, i) rewrites the record of an actor it
 //	                   owns — a release (at its activation limit, or when
-//	                   shutting down) or an epoch bump — and the store
+//	                   shutting down), an epoch bump or a delete — and the store
 //	                   applies it while an activation of that actor on
 //	                   (s, i) is live (activated, not dropped). The proof's
 //	                   Lemma 3 needs the activation dropped first: once
@@ -298,14 +301,20 @@ func (o *Oracle) beforeCommit(sid string, inc int64, senders map[string]actKey, 
 		bad     []refusal
 		written []string
 	)
+	var dead []refusal
 	for _, op := range t.Ops {
-		ns, id, ok := o.fencedActor(op)
-		if !ok || slices.Contains(written, ns+"/"+id) {
+		ns, id, gen, ok := o.fencedActor(op)
+		if !ok || op.End != nil || slices.Contains(written, ns+"/"+id) {
+			// A range delete is the reclaim of a deleted generation
+			// (registry.Reclaim), not an actor's commit.
 			continue
 		}
 		written = append(written, ns+"/"+id)
 		if why := o.notOwner(sid, inc, ns, id); why != "" {
 			bad = append(bad, refusal{id, why})
+		}
+		if cur, ok := o.generation(ns, id); ok && gen >= 0 && cur != gen {
+			dead = append(dead, refusal{id, fmt.Sprintf("it writes generation %d and the actor's record is at generation %d", gen, cur)})
 		}
 	}
 	if len(written) == 0 {
@@ -315,6 +324,9 @@ func (o *Oracle) beforeCommit(sid string, inc int64, senders map[string]actKey, 
 		o.stats.StoreCommits++
 		for _, b := range bad {
 			o.violate("G2.fenced-commit", b.id, "KV commit sent by %s#%d applied at rev %d although %s", sid, inc, o.store.Rev(), b.why)
+		}
+		for _, b := range dead {
+			o.violate("G2.deleted-life-commit", b.id, "KV commit sent by %s#%d applied at rev %d although %s", sid, inc, o.store.Rev(), b.why)
 		}
 		for _, id := range sortedKeys(senders) {
 			a := o.actors[id]
@@ -338,6 +350,7 @@ type ownerRewrite struct {
 	sid, id string
 	inc     int64
 	release bool
+	deleted bool // a delete's tombstone (not counted as a release)
 }
 
 // ownerWrite recognizes an owner's rewrite of an actor record: a commit
@@ -345,12 +358,25 @@ type ownerRewrite struct {
 // sid (registry.Release and Bump). Placements compare mod revisions and
 // are not rewrites by the owner.
 func (o *Oracle) ownerWrite(sid string, t kv.Txn) (ownerRewrite, bool) {
-	if len(t.Ops) != 1 || t.Ops[0].Kind != kv.OpPut {
-		return ownerRewrite{}, false
+	// The one put of an actor record (a delete writes a reclaim marker
+	// and drops the usage record besides).
+	var (
+		put   kv.Op
+		id    string
+		found bool
+	)
+	for _, op := range t.Ops {
+		if op.Kind != kv.OpPut {
+			continue
+		}
+		if a, ok := o.actActor(op.Key); ok {
+			if found {
+				return ownerRewrite{}, false
+			}
+			put, id, found = op, a, true
+		}
 	}
-	put := t.Ops[0]
-	id, ok := o.actActor(put.Key)
-	if !ok {
+	if !found {
 		return ownerRewrite{}, false
 	}
 	for _, c := range t.Compares {
@@ -358,13 +384,16 @@ func (o *Oracle) ownerWrite(sid string, t kv.Txn) (ownerRewrite, bool) {
 			continue
 		}
 		old, err := tuple.Unpack(c.Value)
-		if err != nil || len(old) != 4 || old[1] != sid {
+		if err != nil || !actorRecordLen(len(old)) || old[1] != sid {
 			continue
 		}
 		inc, _ := old[2].(int64)
 		next, err := tuple.Unpack(put.Value)
-		if err != nil || len(next) != 4 {
+		if err != nil || !actorRecordLen(len(next)) {
 			return ownerRewrite{}, false
+		}
+		if next[0] == "" {
+			return ownerRewrite{sid: sid, id: id, inc: inc, deleted: true}, true
 		}
 		return ownerRewrite{sid: sid, id: id, inc: inc, release: next[1] == ""}, true
 	}
@@ -381,8 +410,11 @@ func (o *Oracle) ownerWritten(w ownerRewrite, late, atStop bool) {
 		return
 	}
 	what := "bumped the epoch of"
-	if w.release {
+	switch {
+	case w.release:
 		what = "released"
+	case w.deleted:
+		what = "deleted"
 	}
 	how := ""
 	if late {
@@ -420,8 +452,8 @@ func (o *Oracle) actActor(key []byte) (id string, ok bool) {
 func (o *Oracle) senders(sid string, inc int64, t kv.Txn) map[string]actKey {
 	out := map[string]actKey{}
 	for _, op := range t.Ops {
-		_, id, ok := o.fencedActor(op)
-		if !ok {
+		_, id, _, ok := o.fencedActor(op)
+		if !ok || op.End != nil {
 			continue
 		}
 		if _, done := out[id]; done {
@@ -453,38 +485,67 @@ func (o *Oracle) senders(sid string, inc int64, t kv.Txn) map[string]actKey {
 	return out
 }
 
-// kvActor parses an actor KV key (root, "kv", ns, id, key).
-func (o *Oracle) kvActor(key []byte) (ns, id string, ok bool) {
+// kvActor parses an actor KV key: (root, "kv", ns, id, key) of generation
+// 0, (root, "kvg", ns, id, gen, key) of a later one.
+func (o *Oracle) kvActor(key []byte) (ns, id string, gen int64, ok bool) {
 	t, err := tuple.Unpack(key)
-	if err != nil || len(t) != 5 {
-		return "", "", false
+	if err != nil || len(t) < 5 {
+		return "", "", 0, false
 	}
-	if s, _ := t[1].(string); s != "kv" {
-		return "", "", false
+	switch s, _ := t[1].(string); {
+	case s == "kv" && len(t) == 5:
+	case s == "kvg" && len(t) == 6:
+		if gen, ok = t[4].(int64); !ok {
+			return "", "", 0, false
+		}
+	default:
+		return "", "", 0, false
 	}
 	ns, ok1 := t[2].(string)
 	id, ok2 := t[3].(string)
-	return ns, id, ok1 && ok2
+	return ns, id, gen, ok1 && ok2
+}
+
+// actorRecordLen: an actor record has four elements, five with a
+// generation.
+func actorRecordLen(n int) bool { return n == 4 || n == 5 }
+
+// generation reads the generation of actor (ns, id)'s record now.
+func (o *Oracle) generation(ns, id string) (int64, bool) {
+	act, found, err := o.store.Get(context.Background(), o.keys.Actor(ns, id), 0)
+	if err != nil || !found {
+		return 0, false
+	}
+	rec, err := tuple.Unpack(act.Value)
+	if err != nil || !actorRecordLen(len(rec)) {
+		return 0, false
+	}
+	if len(rec) == 5 {
+		g, _ := rec[4].(int64)
+		return g, true
+	}
+	return 0, true
 }
 
 // fencedActor names the actor whose owner-only state op writes: a KV
-// entry, or the creation marker that the commit of the actor's creation
-// hook deletes (registry/creation.go). Placement writes the marker too,
-// but as a put, and it is not an owner's write.
-func (o *Oracle) fencedActor(op kv.Op) (ns, id string, ok bool) {
-	if ns, id, ok := o.kvActor(op.Key); ok {
-		return ns, id, true
+// entry (of generation gen), or the creation marker that the commit of the
+// actor's creation hook deletes (registry/creation.go; gen -1: the marker
+// belongs to no generation). Placement writes the marker too, but as a
+// put, and it is not an owner's write.
+func (o *Oracle) fencedActor(op kv.Op) (ns, id string, gen int64, ok bool) {
+	if ns, id, gen, ok := o.kvActor(op.Key); ok {
+		return ns, id, gen, true
 	}
 	if op.Kind != kv.OpDelete {
-		return "", "", false
+		return "", "", 0, false
 	}
 	t, err := tuple.Unpack(op.Key)
 	if err != nil || len(t) != 5 || t[1] != "crt" || t[4] != "new" {
-		return "", "", false
+		return "", "", 0, false
 	}
 	ns, ok1 := t[2].(string)
 	id, ok2 := t[3].(string)
-	return ns, id, ok1 && ok2
+	return ns, id, -1, ok1 && ok2
 }
 
 // creationOf reports whether key is one of actor id's creation records.
@@ -515,7 +576,7 @@ func (o *Oracle) notOwner(sid string, inc int64, ns, id string) string {
 		return "the actor record is missing"
 	}
 	rec, err := tuple.Unpack(act.Value)
-	if err != nil || len(rec) != 4 || rec[1] != sid || rec[2] != inc {
+	if err != nil || !actorRecordLen(len(rec)) || rec[1] != sid || rec[2] != inc {
 		return fmt.Sprintf("the actor is owned by %v", rec)
 	}
 	return ""

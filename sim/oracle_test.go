@@ -130,7 +130,7 @@ func (s *oracleScript) setup(sid string) (*registry.Incarnation, kv.Txn) {
 	if _, err := reg.EnsureActivation(ctx, Namespace, "a", "kvcounter"); err != nil {
 		s.t.Fatal(err)
 	}
-	return inc, kv.Txn{Ops: []kv.Op{kv.Put(reg.Keys().KV(Namespace, "a", []byte("n")), []byte("1"), kv.NoLease)}}
+	return inc, kv.Txn{Ops: []kv.Op{kv.Put(reg.Keys().KV(Namespace, "a", 0, []byte("n")), []byte("1"), kv.NoLease)}}
 }
 
 // apply runs a commit as the store link does: the oracle's check around
@@ -196,9 +196,9 @@ func (s *oracleScript) ownerCommit(inc *registry.Incarnation, release, late, atS
 		s.t.Fatal(err)
 	}
 	if release {
-		err = reg.Release(ctx, inc, Namespace, "a", rec.Type, rec.Epoch)
+		err = reg.Release(ctx, inc, Namespace, "a", rec.Type, rec.Epoch, 0)
 	} else {
-		_, _, err = reg.Bump(ctx, inc, Namespace, "a", rec.Type)
+		_, _, _, err = reg.Bump(ctx, inc, Namespace, "a", rec.Type)
 	}
 	if err != nil || len(capture.txns) != 1 {
 		s.t.Fatalf("capturing the owner's commit: %v (%d commits)", err, len(capture.txns))

@@ -93,7 +93,7 @@ func TestEpochsDoNotRepeatAfterCapacityRelease(t *testing.T) {
 			t.Errorf("the held commit of an earlier epoch applied=%v err=%v after release and re-placement", res.Succeeded, err)
 		}
 		reg := registry.New(inner, driver, registry.Options{})
-		if n, _, _ := reg.GetKV(ctx, "ns", "a", []byte("n")); string(n) != "4" {
+		if n, _, _ := reg.GetKV(ctx, "ns", "a", 0, []byte("n")); string(n) != "4" {
 			t.Errorf("n = %q, want the acknowledged 4", n)
 		}
 	})

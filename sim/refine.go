@@ -125,7 +125,7 @@ func (x observer) CallSent(ev nola.ActivationEvent) {
 // epoch).
 func actorRecord(b []byte) (owner string, inc, epoch int64, ok bool) {
 	t, err := tuple.Unpack(b)
-	if err != nil || len(t) != 4 {
+	if err != nil || !actorRecordLen(len(t)) {
 		return "", 0, 0, false
 	}
 	owner, ok1 := t[1].(string)
@@ -187,7 +187,7 @@ func (r *refinement) refCommit(l *storeLink, t kv.Txn) (send *model.RefEvent, ap
 	}
 	actor := ""
 	for _, op := range t.Ops {
-		if _, id, ok := o.fencedActor(op); ok {
+		if _, id, _, ok := o.fencedActor(op); ok {
 			actor = id
 			break
 		}

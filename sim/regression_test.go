@@ -130,7 +130,7 @@ func TestLateCommitOfDroppedActivationIsNotApplied(t *testing.T) {
 			return
 		}
 		reg := registry.New(inner, driver, registry.Options{})
-		v, _, err := reg.GetKV(ctx, "ns", "a", []byte("n"))
+		v, _, err := reg.GetKV(ctx, "ns", "a", 0, []byte("n"))
 		if err != nil {
 			t.Error(err)
 			return

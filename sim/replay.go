@@ -282,7 +282,7 @@ func Replay(seed uint64, script []ScriptStep, mu mutation.Set) (*ReplayResult, e
 		}
 		defer func() {
 			for a := range model.MaxActors {
-				v, _, _ := store.Get(ctx, oracle.keys.KV(Namespace, fmt.Sprintf("A%d", a+1), []byte("n")), 0)
+				v, _, _ := store.Get(ctx, oracle.keys.KV(Namespace, fmt.Sprintf("A%d", a+1), 0, []byte("n")), 0)
 				res.KV = append(res.KV, string(v.Value))
 			}
 		}()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/linearizability"
 )
 
@@ -38,6 +39,9 @@ func (r *Result) Repro(dir string) string {
 	}
 	if r.Config.GoGuests {
 		cmd += " -go-guests"
+	}
+	if r.Config.Deletes && !r.Config.Mutations.Has(mutation.DeleteSkipsGeneration) {
+		cmd += " -deletes"
 	}
 	if b := r.Config.CheckBudget; b > 0 && b != LinCheckBudget {
 		cmd += " -check-budget " + b.String()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"time"
 
@@ -43,8 +44,10 @@ type Stats struct {
 	// Deactivations counts the Deactivate hooks run (evictions and
 	// graceful stops of actors that have one: the ticker).
 	Fences, Activations, Evictions, Deactivations int64
-	Net                                           NetStats
-	Oracle                                        OracleStats
+	// Deletes counts acknowledged actor deletes (Config.Deletes).
+	Deletes int
+	Net     NetStats
+	Oracle  OracleStats
 	// WASM sums the servers' WASM hosts.
 	WASM WASMStats
 	// Codes counts client errors by code.
@@ -115,6 +118,9 @@ func run(cfg Config, sh *shared) *Result {
 	start := time.Now()
 	res := &Result{Config: cfg, Stats: Stats{Codes: map[nola.Code]int{}}}
 	w := simrt.New(cfg.Seed)
+	if os.Getenv("NOLA_SIM_TRACE") != "" {
+		w.SetTraceWriter(os.Stderr)
+	}
 	w.SetMaxSteps(100_000_000)
 	if cfg.Buggify {
 		w.EnableBuggify()
@@ -659,6 +665,10 @@ func (s *sim) draw(c *clientSlot, j int) (target, Call) {
 	k := s.kinds[spec.Type]
 	call := k.Op(s.rng, spec.ID, j, c.seq)
 	t := target{spec: spec, kind: k}
+	if s.cfg.Deletes && deletable(call.Kind) && s.rng.IntN(12) == 0 {
+		// Drawn only with deletes on: other seeds keep their runs.
+		return t, Call{Object: call.Object, Kind: call.Kind, Name: "delete", Delete: true}
+	}
 	if len(s.callers) > 0 && k.ViaCaller != "" && call.Operation == k.ViaCaller && s.rng.IntN(4) == 0 {
 		t.via = s.callers[s.rng.IntN(len(s.callers))]
 	}
@@ -673,9 +683,14 @@ func (s *sim) do(c *clientSlot, j int, t target, call Call, timeout time.Duratio
 		b   []byte
 		err error
 	)
-	if t.via.ID != "" {
+	switch {
+	case call.Delete:
+		if err = c.cl.Delete(ctx, Namespace, t.spec.ID); err == nil {
+			b = []byte("ok")
+		}
+	case t.via.ID != "":
 		b, err = c.cl.Invoke(ctx, Namespace, t.via.ID, t.via.Type, "call", []byte(t.spec.Type+"/"+t.spec.ID+"/"+call.Operation))
-	} else {
+	default:
 		b, err = c.cl.Do(ctx, nola.Request{Namespace: Namespace, ActorID: t.spec.ID, ActorType: t.spec.Type,
 			Operation: call.Operation, Payload: call.Payload, CreationArgs: call.CreationArgs})
 	}
@@ -688,6 +703,16 @@ func (s *sim) do(c *clientSlot, j int, t target, call Call, timeout time.Duratio
 		via = " via " + t.via.ID
 	}
 	switch {
+	case err == nil && call.Delete:
+		st.OK++
+		st.Deletes++
+		p.Ok("ok", true, now, "deleted")
+		return true
+	case call.Delete && errors.Is(err, nola.ErrNotFound):
+		// A determinate answer: the actor did not exist.
+		st.OK++
+		p.Ok("", false, now, "not found")
+		return true
 	case err == nil:
 		st.OK++
 		v, found := call.Decode(b)

@@ -149,7 +149,7 @@ func (l *storeLink) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, erro
 		if refApply != nil && err == nil {
 			refApply(res.Succeeded)
 		}
-		if isOwner && owner.release && l.released != nil {
+		if isOwner && owner.release && !owner.deleted && l.released != nil {
 			l.released(atStop, res, err)
 		}
 		if isOwner && err == nil && res.Succeeded {

@@ -70,6 +70,10 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		{[]string{"invoke", "--type", "t", "--creation-args", "-", "ns", "a", "op", "-"}, 2, "cannot both be read from standard input"},
 		{[]string{"invoke", "ns", "a", "op", "--no-such-flag"}, 2, "flag provided but not defined: -no-such-flag"},
 		{[]string{"invoke", "ns", "a", "op", "payload", "--timeout"}, 2, "flag needs an argument"},
+		{[]string{"actors", "delete", "ns"}, 2, "want NAMESPACE ACTOR"},
+		{[]string{"actors", "delete", "", "a"}, 2, "empty namespace"},
+		{[]string{"actors", "remove"}, 2, "want list or delete"},
+		{[]string{"module", "delete", "ns"}, 2, "want NAMESPACE MODULE-ID"},
 	}
 	for _, c := range cases {
 		var out, errb bytes.Buffer
@@ -140,6 +144,11 @@ func TestCLIClientCommands(t *testing.T) {
 		{[]string{"invoke", "ns", "g", "hello"}, "=hello, ada"},
 		{[]string{"invoke", "--type", "greeter", "--creation-args", "eve", "ns", "g3", "hello"}, "=hello, eve"},
 		{[]string{"invoke", "--type", "greeter", "--creation-args", "mallory", "ns", "g3", "args"}, "=eve"},
+		{[]string{"actors", "delete", "ns", "a"}, "deleted ns/a"},
+		{[]string{"actors", "delete", "ns", "a"}, "!does not exist"},
+		{[]string{"invoke", "ns", "a", "get"}, "!pass --type TYPE to create it"},
+		{[]string{"kv", "get", "ns", "a", "n"}, `!key "n" not found`},
+		{[]string{"invoke", "--type", "kvcounter", "ns", "a", "inc"}, "=1"},
 		{[]string{"cluster", "status"}, "answered by cli#1"},
 	}
 	for _, s := range steps {

@@ -174,14 +174,15 @@ func writeResult(w io.Writer, b []byte) error {
 }
 
 func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, err := subcommand(args, stderr, "module put NS ID FILE | get NS ID [FILE] | list NS", "put", "get", "list")
+	sub, err := subcommand(args, stderr, "module put NS ID FILE | get NS ID [FILE] | list NS | delete NS ID", "put", "get", "list", "delete")
 	if err != nil {
 		return err
 	}
 	fs := newFlagSet("module "+sub, map[string]string{
-		"put":  "module put [flags] NAMESPACE MODULE-ID FILE.wasm",
-		"get":  "module get [flags] NAMESPACE MODULE-ID [OUT-FILE]",
-		"list": "module list [flags] NAMESPACE",
+		"put":    "module put [flags] NAMESPACE MODULE-ID FILE.wasm",
+		"get":    "module get [flags] NAMESPACE MODULE-ID [OUT-FILE]",
+		"list":   "module list [flags] NAMESPACE",
+		"delete": "module delete [flags] NAMESPACE MODULE-ID",
 	}[sub], stderr)
 	var cf clientFlags
 	cf.register(fs)
@@ -224,6 +225,16 @@ func runModule(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		_, err = stdout.Write(b)
 		return err
+	case "delete":
+		if fs.NArg() != 2 {
+			fs.Usage()
+			return usageErr("want NAMESPACE MODULE-ID")
+		}
+		if err := c.DeleteModule(ctx, fs.Arg(0), fs.Arg(1)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "module %s/%s deleted (its ID cannot be used again)\n", fs.Arg(0), fs.Arg(1))
+		return nil
 	default:
 		if fs.NArg() != 1 {
 			fs.Usage()
@@ -311,12 +322,15 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 }
 
 func runActors(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	sub, err := subcommand(args, stderr, "actors list|create [flags] NAMESPACE [ACTOR]", "list", "create")
+	sub, err := subcommand(args, stderr, "actors list|create|delete [flags] NAMESPACE [ACTOR]", "list", "create", "delete")
 	if err != nil {
 		return err
 	}
-	if sub == "create" {
+	switch sub {
+	case "create":
 		return runActorsCreate(ctx, args[1:], stdout, stderr)
+	case "delete":
+		return runActorsDelete(ctx, args[1:], stdout, stderr)
 	}
 	fs := newFlagSet("actors list", "actors list [flags] NAMESPACE", stderr)
 	var cf clientFlags
@@ -376,6 +390,34 @@ func runActorsCreate(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	return printJSON(stdout, httpapi.CreateResult{Created: created})
+}
+
+// runActorsDelete deletes one actor: once it returns, no invocation sees
+// the old actor or its KV, and a typed call creates a new, empty one
+// (docs/deletion.md).
+func runActorsDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("actors delete", "actors delete [flags] NAMESPACE ACTOR", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return usageErr("want NAMESPACE ACTOR")
+	}
+	for i, what := range []string{"namespace", "actor ID"} {
+		if fs.Arg(i) == "" {
+			return usageErr("empty %s", what)
+		}
+	}
+	ctx, done, c := cf.connect(ctx)
+	defer done()
+	if err := c.DeleteActor(ctx, fs.Arg(0), fs.Arg(1)); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "deleted %s/%s\n", fs.Arg(0), fs.Arg(1))
+	return nil
 }
 
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {

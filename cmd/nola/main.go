@@ -2,10 +2,11 @@
 //
 //	nola serve                 run a server (embedded etcd by default)
 //	nola invoke NS ID OP       call an actor
-//	nola module put|get|list   manage WASM modules
+//	nola module put|get|list|delete   manage WASM modules
 //	nola kv get|scan           read an actor's KV (read-only admin view)
 //	nola actors list NS        list a namespace's actors
 //	nola actors create NS ID   create an actor with creation arguments
+//	nola actors delete NS ID   delete an actor (its KV too)
 //	nola cluster status        servers, incarnations, leases, load
 //	nola bench                 drive load over HTTP and report latency
 //	nola version               print the version
@@ -54,7 +55,7 @@ func commands() []command {
 		{"invoke", "invoke an actor: nola invoke NS ID OP [PAYLOAD]", runInvoke},
 		{"module", "manage WASM modules: nola module put|get|list", runModule},
 		{"kv", "read an actor's KV: nola kv get|scan", runKV},
-		{"actors", "list or create actors: nola actors list NS | create --type T NS ID [ARGS]", runActors},
+		{"actors", "list, create or delete actors: nola actors list NS | create --type T NS ID [ARGS] | delete NS ID", runActors},
 		{"cluster", "cluster status: nola cluster status", runCluster},
 		{"bench", "drive load against a cluster and report throughput and latency", runBench},
 		{"version", "print nola's version", runVersion},

@@ -46,6 +46,10 @@ const (
 	// SkipCallGate sends outgoing calls without checking the lease deadline
 	// right before each send.
 	SkipCallGate
+	// DeleteSkipsGeneration makes a delete keep the actor's generation, so
+	// the next life shares the old life's KV prefix (docs/deletion.md).
+	// The simulator turns deletes on with it.
+	DeleteSkipsGeneration
 	// ResetEpochs makes placement and release write epoch 0, so an owner
 	// record can repeat (the ABA the epochs exist to prevent). Registry
 	// only: the registry's schedule checker catches it.
@@ -76,6 +80,8 @@ func (m M) String() string {
 		return "ActorErrorHidesFailedCommit"
 	case SkipCallGate:
 		return "SkipCallGate"
+	case DeleteSkipsGeneration:
+		return "DeleteSkipsGeneration"
 	case ResetEpochs:
 		return "ResetEpochs"
 	case CreateEveryActivation:

@@ -193,7 +193,7 @@ func TestGroupCommitZombieAmongLiveCommits(t *testing.T) {
 				inc, id = zombie, fmt.Sprintf("z%d", i/2)
 			}
 			for j := range 10 {
-				err := reg.CommitKV(ctx, inc, "ns", id, inc.OwnerRecord("t", 1), []registry.KVWrite{{Key: []byte(strconv.Itoa(j)), Value: []byte("v")}})
+				err := reg.CommitKV(ctx, inc, "ns", id, inc.OwnerRecord("t", 1, 0), []registry.KVWrite{{Key: []byte(strconv.Itoa(j)), Value: []byte("v")}})
 				if err != nil {
 					errs[i] = err
 					return
@@ -211,11 +211,11 @@ func TestGroupCommitZombieAmongLiveCommits(t *testing.T) {
 		}
 	}
 	for i := range actorsN {
-		pairs, _, err := reg.ScanKV(ctx, "ns", fmt.Sprintf("l%d", i), nil, nil, 0)
+		pairs, _, err := reg.ScanKV(ctx, "ns", fmt.Sprintf("l%d", i), 0, nil, nil, 0)
 		if err != nil || len(pairs) != 10 {
 			t.Fatalf("live actor l%d has %d keys (%v), want 10", i, len(pairs), err)
 		}
-		pairs, _, err = reg.ScanKV(ctx, "ns", fmt.Sprintf("z%d", i), nil, nil, 0)
+		pairs, _, err = reg.ScanKV(ctx, "ns", fmt.Sprintf("z%d", i), 0, nil, nil, 0)
 		if err != nil || len(pairs) != 0 {
 			t.Fatalf("zombie actor z%d has %d keys (%v), want none", i, len(pairs), err)
 		}

@@ -4,6 +4,7 @@
 // Modules are immutable. Putting the same bytes under an existing ID again
 // succeeds (idempotent); putting different bytes fails with an
 // *ExistsError (errors.Is(err, ErrExists)). A new version is a new ID.
+// Delete removes a module no actor uses; its ID is not reused.
 //
 // # Layout
 //
@@ -12,6 +13,7 @@
 //	(root, "mod", ns, id, "c", sha256, i) → chunk i of the module's bytes
 //	(root, "mod", ns, id, "m")            → manifest: (format 1, size, sha256,
 //	                                         chunks, chunk size, max pages)
+//	(root, "mod", ns, id, "d")            → the ID's module was deleted (delete.go)
 //
 // A module is split into chunks no larger than the store's request limit
 // allows (kv.Store.Limits; etcd's 1.5 MiB per request), at most 1 MiB each.
@@ -261,6 +263,11 @@ func (s *Store) Put(ctx context.Context, ns, id string, bin []byte, opts Options
 		return Info{}, err
 	}
 	hash := sha256.Sum256(bin)
+	if _, deleted, err := s.kv.Get(ctx, s.deletedKey(ns, id), 0); err != nil {
+		return Info{}, fmt.Errorf("modules: put %s/%s: %w", ns, id, err)
+	} else if deleted {
+		return Info{}, deletedError(ns, id)
+	}
 	// A module that is already there needs no validation.
 	if info, err := s.Stat(ctx, ns, id); err == nil {
 		return s.same(ns, id, info, hash, opts)
@@ -314,7 +321,8 @@ func (s *Store) tryPut(ctx context.Context, info Info, chunkOps []kv.Op, wrote *
 	ns, id := info.Namespace, info.ID
 	mkey := s.manifestKey(ns, id)
 	absent := kv.Absent(mkey)
-	guards := []kv.Compare{absent}
+	// A delete of the ID meanwhile leaves its marker: never reuse the ID.
+	guards := []kv.Compare{absent, kv.Absent(s.deletedKey(ns, id))}
 	final := []kv.Op{kv.Put(mkey, encodeManifest(info), kv.NoLease)}
 	// With no limit at all (both quota fields negative) no usage is kept:
 	// uploads in different namespaces' orders then write the same
@@ -353,6 +361,12 @@ func (s *Store) tryPut(ctx context.Context, info Info, chunkOps []kv.Op, wrote *
 	}
 	existing, err := s.Stat(ctx, ns, id)
 	if errors.Is(err, ErrNotFound) {
+		if _, deleted, derr := s.kv.Get(ctx, s.deletedKey(ns, id), 0); derr == nil && deleted {
+			if *wrote {
+				s.deleteChunks(ctx, s.chunkPrefix(ns, id, info.Hash[:]))
+			}
+			return false, Info{}, deletedError(ns, id)
+		}
 		return false, Info{}, nil // the usage changed: try again
 	}
 	if err != nil {

@@ -7,6 +7,7 @@
 //	go run ./sim/cmd/nolasim -seed 42 -minimize      # shrink a failing seed
 //	go run ./sim/cmd/nolasim -seeds 200 -mutations SkipStoreFence
 //	go run ./sim/cmd/nolasim -seeds 100 -go-guests   # with Go WASM guests too
+//	go run ./sim/cmd/nolasim -seeds 100 -deletes     # with actor deletes
 //	go run ./sim/cmd/nolasim -seed 42 -check-budget 5m   # porcupine's budget per object
 //
 // It exits with status 1 if any run failed, or if porcupine gave up on any
@@ -47,6 +48,7 @@ func run(args []string, out io.Writer) error {
 		minimize  = fs.Bool("minimize", false, "with -seed: shrink the failing configuration")
 		maxFail   = fs.Int("max-failures", 10, "stop the sweep after this many failing seeds (0: never)")
 		goGuests  = fs.Bool("go-guests", false, "add WASM actors built from the Go guests (slow: ~3 ms per instance)")
+		deletes   = fs.Bool("deletes", false, "mix actor deletes into the workload (docs/deletion.md)")
 		refine    = fs.Bool("refine", false, "with -seed: run the seed's short configuration (sim.RefineConfig) with the refinement check against the protocol model, as TestRefinement does")
 		budget    = fs.Duration("check-budget", sim.LinCheckBudget, "porcupine's wall-time budget per object (a run whose budget runs out fails as unchecked)")
 	)
@@ -58,6 +60,7 @@ func run(args []string, out io.Writer) error {
 		return err
 	}
 	opts.GoGuests = *goGuests
+	opts.Deletes = opts.Deletes || *deletes
 	if *budget <= 0 {
 		return fmt.Errorf("-check-budget %v: want a positive duration", *budget)
 	}
