@@ -72,7 +72,7 @@ func TestCLIUsageAndExitCodes(t *testing.T) {
 		{[]string{"invoke", "ns", "a", "op", "payload", "--timeout"}, 2, "flag needs an argument"},
 		{[]string{"actors", "delete", "ns"}, 2, "want NAMESPACE ACTOR"},
 		{[]string{"actors", "delete", "", "a"}, 2, "empty namespace"},
-		{[]string{"actors", "remove"}, 2, "want list or delete"},
+		{[]string{"actors", "remove"}, 2, "want list or create or delete"},
 		{[]string{"module", "delete", "ns"}, 2, "want NAMESPACE MODULE-ID"},
 	}
 	for _, c := range cases {
