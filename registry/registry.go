@@ -435,9 +435,9 @@ func (r *Registry) KVBudgetWith(inc *Incarnation, ns, id string, ownerRecord []b
 	b := KVBudget{MaxWrites: l.MaxOpsPerTxn, prefixLen: len(r.keys.KVPrefix(ns, id, gen))}
 	fixed := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord)}
 	if counted {
-		o := r.countedOverhead(ns, id)
-		fixed.Compares = append(fixed.Compares, o.Compares...)
-		fixed.Ops = o.Ops
+		co := r.countedOverhead(ns, id)
+		fixed.Compares = append(fixed.Compares, co.Compares...)
+		fixed.Ops = co.Ops
 	}
 	cmps, ops := o.extras(r, ns, id)
 	fixed.Compares = append(fixed.Compares, cmps...)
