@@ -129,7 +129,7 @@ func (c *Context) Logger() *slog.Logger {
 // empty or the actor's own), and waits for its result: Invoke with a
 // reference. nola.Call is its typed form.
 func (c *Context) Call(ref Ref, op string, payload []byte) ([]byte, error) {
-	return c.typedInvoke(nil, ref, op, payload)
+	return c.typedInvoke(c, ref, op, payload)
 }
 
 // Invoke calls another actor in the same namespace and waits for its
