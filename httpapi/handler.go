@@ -128,6 +128,7 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 	m := h.mux
 	m.HandleFunc("POST /v1/internal/invoke", h.admin(h.internalInvoke))
 	m.HandleFunc("POST /v1/ns/{ns}/actors/{id}/invoke/{op}", h.scoped(h.invoke))
+	m.HandleFunc("POST /v1/ns/{ns}/workers/{type}/{op}", h.scoped(h.callWorker))
 	m.HandleFunc("GET /v1/ns/{ns}/actors", h.scoped(h.listActors))
 	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv", h.scoped(h.scanKV))
 	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv/{key...}", h.scoped(h.getKV))
@@ -203,6 +204,10 @@ func emptyName(p string) string {
 	case segs[1] == "modules" && segs[2] == "" && len(segs) == 3:
 		return "module ID"
 	case segs[1] == "actors" && len(segs) == 5 && segs[3] == "invoke" && segs[4] == "":
+		return "operation"
+	case segs[1] == "workers" && segs[2] == "":
+		return "worker type"
+	case segs[1] == "workers" && len(segs) == 4 && segs[3] == "":
 		return "operation"
 	}
 	return ""
@@ -420,7 +425,7 @@ func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req := nola.Request{
 		Namespace: q.Get("ns"), ActorID: q.Get("id"), ActorType: q.Get("type"),
-		Operation: q.Get("op"), Chain: q["chain"],
+		Operation: q.Get("op"), Chain: q["chain"], Worker: q.Get("worker"),
 	}
 	b, err := func() ([]byte, error) {
 		ctx, cancel, err := h.callContext(r)
@@ -462,6 +467,26 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 		return b, err
 	}()
 	h.met.observe("public", start, err) // rejected calls count too
+	h.writeResult(w, b, err)
+}
+
+// callWorker is the public endpoint of stateless workers: the server that
+// receives the call runs it (no placement, no forwarding).
+func (h *Handler) callWorker(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	b, err := func() ([]byte, error) {
+		ctx, cancel, err := h.callContext(r)
+		if err != nil {
+			return nil, err
+		}
+		defer cancel()
+		payload, err := h.readPayload(ctx, w, r, h.srv.Limits().MaxPayloadBytes)
+		if err != nil {
+			return nil, err
+		}
+		return h.srv.Client().CallWorker(ctx, r.PathValue("ns"), r.PathValue("type"), r.PathValue("op"), payload)
+	}()
+	h.met.observe("worker", start, err) // rejected calls count too
 	h.writeResult(w, b, err)
 }
 

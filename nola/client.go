@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,6 +27,9 @@ type Client struct {
 	checkType func(ctx context.Context, ns, typ string) error
 	routes    routeCache
 	watch     ownerWatch
+	// local is the server this client belongs to, if any: worker calls
+	// run there (worker.go).
+	local *Server
 }
 
 // ClientConfig configures a standalone client.
@@ -290,4 +294,84 @@ func (rc *routeCache) drop(k actorKey, r route) {
 		delete(sh.m, k)
 	}
 	sh.mu.Unlock()
+}
+
+// CallWorker runs operation op of the stateless worker type typ in
+// namespace ns and returns its result. A server's own client (an actor's,
+// or the HTTP API's) runs it on that server; a standalone client sends it
+// to a live server chosen at random, and tries another when one answers
+// with a retryable error (unavailable, overloaded, shutting down). No
+// placement and no owner lookup are involved.
+func (c *Client) CallWorker(ctx context.Context, ns, typ, op string, payload []byte) ([]byte, error) {
+	req := Request{Namespace: ns, Worker: typ, Operation: op, Payload: payload}
+	if err := checkRequest(&req, c.limits); err != nil {
+		return nil, err
+	}
+	if c.local != nil {
+		return c.local.runWorker(ctx, &req, nil)
+	}
+	return c.sendWorker(ctx, req)
+}
+
+// sendWorker sends a worker request to some live server, retrying
+// retryable failures on others.
+func (c *Client) sendWorker(ctx context.Context, req Request) ([]byte, error) {
+	var (
+		lastErr  error
+		lastAddr string
+	)
+	for attempt := 0; attempt < c.attempts; attempt++ {
+		if attempt > 1 {
+			if err := c.backoff(ctx, attempt); err != nil {
+				return nil, c.notSentWorker(ctx, req, lastErr)
+			}
+		}
+		members, err := c.reg.CachedServers(ctx)
+		if err != nil {
+			err = wrapBefore(err, "call worker %s/%s: list servers", req.Namespace, req.Worker)
+			if !IsRetryable(err) {
+				return nil, err
+			}
+			lastErr = err
+			continue
+		}
+		if len(members) == 0 {
+			c.reg.ForgetServers()
+			lastErr = &Error{Code: CodeUnavailable, Retryable: true, cause: registry.ErrNoServers,
+				Message: fmt.Sprintf("call worker %s/%s: no live server", req.Namespace, req.Worker)}
+			continue
+		}
+		m := members[c.rt.Uint64()%uint64(len(members))]
+		if m.Record.Addr == lastAddr && len(members) > 1 {
+			// Do not retry where it just failed.
+			m = members[(slices.IndexFunc(members, func(x registry.Member) bool { return x.Record.Addr == lastAddr })+1)%len(members)]
+		}
+		if ctx.Err() != nil {
+			return nil, c.notSentWorker(ctx, req, lastErr)
+		}
+		res, err := c.tr.Invoke(ctx, m.Record.Addr, req)
+		if err == nil {
+			return res, nil
+		}
+		if !IsRetryable(err) {
+			return nil, err
+		}
+		if CodeOf(err) == CodeUnavailable {
+			c.reg.ForgetServers()
+		}
+		lastErr, lastAddr = err, m.Record.Addr
+		if ctx.Err() != nil {
+			return nil, c.notSentWorker(ctx, req, err)
+		}
+	}
+	return nil, lastErr
+}
+
+// notSentWorker is notSent for a worker call.
+func (c *Client) notSentWorker(ctx context.Context, req Request, cause error) error {
+	msg := fmt.Sprintf("call worker %s/%s: deadline passed before the call was sent; it did not run", req.Namespace, req.Worker)
+	if cause != nil {
+		msg += ": " + cause.Error()
+	}
+	return &Error{Code: CodeTimeout, Retryable: true, Message: msg, cause: ctx.Err()}
 }

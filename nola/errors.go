@@ -40,6 +40,10 @@ const (
 	CodeTimeout Code = "timeout"
 	// CodeInternal: a bug or an unexpected store response.
 	CodeInternal Code = "internal"
+	// CodeOverloaded: the server is running its limit of invocations of a
+	// worker type (ServerConfig.MaxWorkerInFlight). Always retryable: the
+	// invocation did not run; retry later, or elsewhere.
+	CodeOverloaded Code = "overloaded"
 )
 
 // Error is the error type of every nola API. Match a class with errors.Is
@@ -92,6 +96,7 @@ var (
 	ErrActorError  error = sentinel(CodeActorError)
 	ErrTimeout     error = sentinel(CodeTimeout)
 	ErrInternal    error = sentinel(CodeInternal)
+	ErrOverloaded  error = sentinel(CodeOverloaded)
 )
 
 func newErr(code Code, retryable bool, cause error, format string, args ...any) *Error {

@@ -23,6 +23,11 @@ type Request struct {
 	// waiting for this one, outermost first. A call into an actor on its
 	// own chain would wait for itself; it fails at once instead.
 	Chain []string
+	// Worker, if set, names a stateless worker type (ServerConfig.Workers):
+	// the request calls that worker on the server it is sent to, which runs
+	// it itself whatever the owners of actors; ActorID and ActorType are
+	// then empty.
+	Worker string
 }
 
 // Handler serves invocations; *Server is one.
