@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nolaproject/nola/registry"
@@ -30,7 +30,20 @@ type Client struct {
 	// local is the server this client belongs to, if any: worker calls
 	// run there (worker.go).
 	local *Server
+	// workerAddrs caches the live servers' addresses for a standalone
+	// client's worker calls, read without a lock.
+	workerAddrs atomic.Pointer[addrList]
 }
+
+// addrList is a snapshot of live servers' addresses and when it was taken.
+type addrList struct {
+	addrs []string
+	at    time.Duration
+}
+
+// workerAddrTTL bounds how stale the address list for worker calls may be
+// (the registry's own server list is cached for as long again).
+const workerAddrTTL = time.Second
 
 // ClientConfig configures a standalone client.
 type ClientConfig struct {
@@ -326,45 +339,66 @@ func (c *Client) sendWorker(ctx context.Context, req Request) ([]byte, error) {
 				return nil, c.notSentWorker(ctx, req, lastErr)
 			}
 		}
-		members, err := c.reg.CachedServers(ctx)
+		addrs, err := c.workerTargets(ctx)
 		if err != nil {
-			err = wrapBefore(err, "call worker %s/%s: list servers", req.Namespace, req.Worker)
 			if !IsRetryable(err) {
 				return nil, err
 			}
 			lastErr = err
 			continue
 		}
-		if len(members) == 0 {
-			c.reg.ForgetServers()
-			lastErr = &Error{Code: CodeUnavailable, Retryable: true, cause: registry.ErrNoServers,
-				Message: fmt.Sprintf("call worker %s/%s: no live server", req.Namespace, req.Worker)}
-			continue
+		i := int(c.rt.Uint64() % uint64(len(addrs)))
+		if addrs[i] == lastAddr && len(addrs) > 1 {
+			i = (i + 1) % len(addrs) // not where it just failed
 		}
-		m := members[c.rt.Uint64()%uint64(len(members))]
-		if m.Record.Addr == lastAddr && len(members) > 1 {
-			// Do not retry where it just failed.
-			m = members[(slices.IndexFunc(members, func(x registry.Member) bool { return x.Record.Addr == lastAddr })+1)%len(members)]
-		}
+		addr := addrs[i]
 		if ctx.Err() != nil {
 			return nil, c.notSentWorker(ctx, req, lastErr)
 		}
-		res, err := c.tr.Invoke(ctx, m.Record.Addr, req)
+		res, err := c.tr.Invoke(ctx, addr, req)
 		if err == nil {
 			return res, nil
 		}
 		if !IsRetryable(err) {
 			return nil, err
 		}
-		if CodeOf(err) == CodeUnavailable {
-			c.reg.ForgetServers()
+		if CodeOf(err) != CodeOverloaded {
+			// The server may be gone: list them afresh.
+			c.forgetWorkerTargets()
 		}
-		lastErr, lastAddr = err, m.Record.Addr
+		lastErr, lastAddr = err, addr
 		if ctx.Err() != nil {
 			return nil, c.notSentWorker(ctx, req, err)
 		}
 	}
 	return nil, lastErr
+}
+
+// workerTargets returns the addresses of the live servers (never empty).
+func (c *Client) workerTargets(ctx context.Context) ([]string, error) {
+	now := c.rt.Mono()
+	if l := c.workerAddrs.Load(); l != nil && now-l.at < workerAddrTTL {
+		return l.addrs, nil
+	}
+	members, err := c.reg.CachedServers(ctx)
+	if err != nil {
+		return nil, wrapBefore(err, "list servers")
+	}
+	if len(members) == 0 {
+		c.reg.ForgetServers()
+		return nil, &Error{Code: CodeUnavailable, Retryable: true, cause: registry.ErrNoServers, Message: "no live server"}
+	}
+	addrs := make([]string, len(members))
+	for i, m := range members {
+		addrs[i] = m.Record.Addr
+	}
+	c.workerAddrs.Store(&addrList{addrs: addrs, at: now})
+	return addrs, nil
+}
+
+func (c *Client) forgetWorkerTargets() {
+	c.workerAddrs.Store(nil)
+	c.reg.ForgetServers()
 }
 
 // notSentWorker is notSent for a worker call.

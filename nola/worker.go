@@ -129,9 +129,11 @@ func errNoState(what string) *Error {
 // (the WASM host) can hand a guest's KV or timer call to either context and
 // get a typed error, errors.Is(err, ErrNoState), rather than a crash; Go
 // workers should simply not call them.
-func (w *WorkerContext) Get(key []byte) ([]byte, bool, error) { return nil, false, errNoState("KV read") }
-func (w *WorkerContext) Put(key, value []byte) error          { return errNoState("KV write") }
-func (w *WorkerContext) Delete(key []byte) error              { return errNoState("KV delete") }
+func (w *WorkerContext) Get(key []byte) ([]byte, bool, error) {
+	return nil, false, errNoState("KV read")
+}
+func (w *WorkerContext) Put(key, value []byte) error { return errNoState("KV write") }
+func (w *WorkerContext) Delete(key []byte) error     { return errNoState("KV delete") }
 func (w *WorkerContext) Scan(start, end []byte, limit int) ([]KV, error) {
 	return nil, errNoState("KV scan")
 }
