@@ -130,6 +130,8 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 		Store:             store,
 		Transport:         transport,
 		Types:             p.Types,
+		Workers:           p.Workers,
+		MaxWorkerInFlight: p.MaxWorkerInFlight,
 		LeaseTTL:          p.LeaseTTL,
 		IdleTimeout:       p.IdleTimeout,
 		MaxActivations:    p.MaxActivations,

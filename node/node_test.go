@@ -68,6 +68,7 @@ func TestBadOptionsAreReportedBeforeBinding(t *testing.T) {
 		{"LeaseTTL", node.Options{LeaseTTL: 10 * time.Millisecond}},
 		{"Limits", node.Options{Limits: nola.Limits{MaxPayloadBytes: -1}}},
 		{"Types", node.Options{Types: map[string]nola.Factory{"x": nil}}},
+		{"Workers", node.Options{Workers: map[string]nola.WorkerFunc{"x": nil}}},
 		{"WASM.MemoryLimit", node.Options{WASM: &node.WASMOptions{MemoryLimit: 1}}},
 		{"Advertise", node.Options{Advertise: "ftp://x"}},
 		{"NamespaceTokens", node.Options{NamespaceTokens: map[string]string{"t": "ns"}}},
