@@ -404,8 +404,9 @@ func TestWorkerTypedCalls(t *testing.T) {
 }
 
 // Under the simulator an actor calling a worker that calls an actor is
-// deterministic and uses no bare goroutines (the engine scan checks the
-// code; this runs it).
+// deterministic (same seed, same trace hash) and uses no bare goroutines
+// (the engine scan checks the code; this runs it). The oracle sees the
+// worker's calls as calls of the actor that called it (CallSent).
 func TestWorkerUnderSimulation(t *testing.T) {
 	types := actors.Types()
 	types["front"] = func(nola.Ref) (nola.Actor, error) {
@@ -416,18 +417,26 @@ func TestWorkerUnderSimulation(t *testing.T) {
 	relay := func(wx *nola.WorkerContext, op string, p []byte) ([]byte, error) {
 		return wx.Invoke(string(p), "counter", "inc", nil)
 	}
-	runSim(t, 7, 3, types, func(_ int, cfg *nola.ServerConfig) {
-		cfg.Workers = map[string]nola.WorkerFunc{"relay": relay}
-	}, func(e *simtest.Env) {
-		for i, want := range []string{"0", "1", "2"} {
-			res, err := e.C.Client().Invoke(e.Ctx, ns, "f", "front", "x", []byte("ctr"))
-			if err != nil || string(res) != want {
-				t.Fatalf("call %d: %q, %v", i, res, err)
+	run := func() uint64 {
+		return simtest.Run(t, simtest.Options{
+			Seed: 7, Servers: 3, Types: types, TTL: simTTL, NS: ns, MaxSteps: 2_000_000,
+			Configure: func(_ *simtest.Env, _ int, cfg *nola.ServerConfig) {
+				cfg.Workers = map[string]nola.WorkerFunc{"relay": relay}
+			},
+		}, func(e *simtest.Env) {
+			for i, want := range []string{"0", "1", "2"} {
+				res, err := e.C.Client().Invoke(e.Ctx, ns, "f", "front", "x", []byte("ctr"))
+				if err != nil || string(res) != want {
+					t.Fatalf("call %d: %q, %v", i, res, err)
+				}
+				res, err = e.C.Client().CallWorker(e.Ctx, ns, "relay", "x", []byte("ctr2"))
+				if err != nil || string(res) != want {
+					t.Fatalf("client call %d: %q, %v", i, res, err)
+				}
 			}
-			res, err = e.C.Client().CallWorker(e.Ctx, ns, "relay", "x", []byte("ctr2"))
-			if err != nil || string(res) != want {
-				t.Fatalf("client call %d: %q, %v", i, res, err)
-			}
-		}
-	})
+		})
+	}
+	if h1, h2 := run(), run(); h1 != h2 || h1 == 0 {
+		t.Fatalf("trace hashes differ: %x, %x", h1, h2)
+	}
 }
