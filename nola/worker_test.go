@@ -440,3 +440,50 @@ func TestWorkerUnderSimulation(t *testing.T) {
 		t.Fatalf("trace hashes differ: %x, %x", h1, h2)
 	}
 }
+
+// A worker called by an actor sends on the actor's behalf: once the
+// actor's server has lost its lease (here: halted, as a crash would), the
+// worker's call to another actor is refused by the actor's lease gate
+// before it is sent, exactly as the actor's own call would be.
+func TestWorkerCallsPassTheCallersLeaseGate(t *testing.T) {
+	types := actors.Types()
+	types["front"] = func(nola.Ref) (nola.Actor, error) {
+		return nola.FuncActor(func(cx *nola.Context, op string, p []byte) ([]byte, error) {
+			return cx.CallWorker("halt-then-call", op, p)
+		}), nil
+	}
+	var srv *nola.Server
+	var sent atomic.Bool
+	c := realCluster(t, 1, types, func(cfg *nola.ServerConfig) {
+		cfg.Workers = map[string]nola.WorkerFunc{
+			"halt-then-call": func(wx *nola.WorkerContext, op string, p []byte) ([]byte, error) {
+				srv.Halt()
+				return wx.Invoke("ctr", "counter", "inc", nil)
+			},
+		}
+		cfg.Observer = callObserver{&sent}
+	})
+	srv = c.Server(0)
+	_, err := c.Client().Invoke(callCtx(t), ns, "f", "front", "x", nil)
+	if err == nil || !strings.Contains(err.Error(), "effect refused") {
+		t.Fatalf("call after the lease was lost: %v, want the lease gate's refusal", err)
+	}
+	if sent.Load() {
+		t.Fatal("the observer saw the refused call as sent")
+	}
+}
+
+// callObserver records whether any call passed its gate after the first
+// (the actor's call to the worker itself).
+type callObserver struct{ sent *atomic.Bool }
+
+func (callObserver) Activated(nola.ActivationEvent)     {}
+func (callObserver) Dropped(nola.ActivationEvent)       {}
+func (callObserver) ExecStart(nola.ActivationEvent)     {}
+func (callObserver) ExecEnd(nola.ActivationEvent, bool) {}
+func (callObserver) Committed(nola.ActivationEvent)     {}
+func (o callObserver) CallSent(ev nola.ActivationEvent) {
+	if ev.Operation == "inc" {
+		o.sent.Store(true)
+	}
+}
