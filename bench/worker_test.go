@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,42 +59,71 @@ func workerCluster(b *testing.B) *nola.Cluster {
 }
 
 // BenchmarkWorkerVsActor: the same function as a stateless worker and as
-// one actor, called by parallel callers (4 per -cpu), in one run. The
-// actor serializes every call through its single activation; the worker
-// runs them side by side. "local" is a server's own client (the path of
-// the HTTP API and of actors: no routing at all); "client" a standalone
-// client (picks a live server from the cached registry list, then the
-// transport). op "echo" measures the call path, "hash" a SHA-256 of 4 KiB
-// (≈ 2-3 µs of CPU) per call.
+// one actor, called by parallel callers (4 per GOMAXPROCS), interleaved in
+// one run so that every kind sees the same machine load: each iteration
+// runs one batch of each kind (every caller makes 64 calls) and times it.
+// The actor serializes every call through its single activation; the
+// worker runs them side by side. "worker-local" calls through a server's
+// own client (the path of the HTTP API and of actors: no routing at all);
+// "worker-client" through a standalone client (a live server picked from
+// the cached list, then the transport); "actor" through the standalone
+// client to one warm actor. op "echo" measures the call path, "hash" a
+// SHA-256 of 4 KiB per call. Reported: median calls/s of each kind over
+// the batches, and the median per-batch ratio worker-local / actor.
 func BenchmarkWorkerVsActor(b *testing.B) {
 	payload := bytes.Repeat([]byte("x"), 4<<10)
+	c := workerCluster(b)
+	local, standalone := c.Server(0).Client(), c.Client()
+	ctx := context.Background()
+	type kind struct {
+		name string
+		call func() error
+	}
+	var kinds []kind
 	for _, op := range []string{"echo", "hash"} {
-		c := workerCluster(b)
-		local, standalone := c.Server(0).Client(), c.Client()
-		ctx := context.Background()
-		if _, err := standalone.Invoke(ctx, "bench", "one", "fn", op, payload); err != nil {
+		if _, err := standalone.Invoke(ctx, "bench", "one-"+op, "fn", op, payload); err != nil {
 			b.Fatal(err)
 		}
-		calls := map[string]func() ([]byte, error){
-			"worker-local":  func() ([]byte, error) { return local.CallWorker(ctx, "bench", "fn", op, payload) },
-			"worker-client": func() ([]byte, error) { return standalone.CallWorker(ctx, "bench", "fn", op, payload) },
-			"actor-client":  func() ([]byte, error) { return standalone.Invoke(ctx, "bench", "one", "fn", op, payload) },
-		}
-		for _, name := range []string{"worker-local", "worker-client", "actor-client"} {
-			call := calls[name]
-			b.Run(op+"/"+name, func(b *testing.B) {
-				b.SetParallelism(4)
-				b.ReportAllocs()
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						if _, err := call(); err != nil {
-							b.Error(err)
+		kinds = append(kinds,
+			kind{op + "-worker-local", func() error { _, err := local.CallWorker(ctx, "bench", "fn", op, payload); return err }},
+			kind{op + "-worker-client", func() error { _, err := standalone.CallWorker(ctx, "bench", "fn", op, payload); return err }},
+			kind{op + "-actor", func() error { _, err := standalone.Invoke(ctx, "bench", "one-"+op, "fn", op, payload); return err }},
+		)
+	}
+	callers := 4 * runtime.GOMAXPROCS(0)
+	const perCaller = 64
+	rates := make([][]float64, len(kinds))
+	var ratios [2][]float64 // echo, hash: worker-local / actor
+	for b.Loop() {
+		per := make([]float64, len(kinds))
+		for i, k := range kinds {
+			var wg sync.WaitGroup
+			var failed atomic.Value
+			t0 := time.Now()
+			for range callers {
+				wg.Go(func() {
+					for range perCaller {
+						if err := k.call(); err != nil {
+							failed.Store(err)
 							return
 						}
 					}
 				})
-				opsPerSec(b)
-			})
+			}
+			wg.Wait()
+			if err, _ := failed.Load().(error); err != nil {
+				b.Fatal(err)
+			}
+			per[i] = float64(callers*perCaller) / time.Since(t0).Seconds()
+			rates[i] = append(rates[i], per[i])
 		}
+		ratios[0] = append(ratios[0], per[0]/per[2])
+		ratios[1] = append(ratios[1], per[3]/per[5])
 	}
+	median := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+	for i, k := range kinds {
+		b.ReportMetric(median(rates[i]), k.name+"-calls/s")
+	}
+	b.ReportMetric(median(ratios[0]), "echo-worker/actor")
+	b.ReportMetric(median(ratios[1]), "hash-worker/actor")
 }
