@@ -78,15 +78,17 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descIncarnation, prometheus.GaugeValue, float64(li.Incarnation))
 }
 
-// workerCollector exports each worker type's counters at scrape time.
+// workerCollector exports each worker type's counters at scrape time,
+// labelled by type and, for a namespace's WASM module, namespace (empty for
+// registered Go types, which serve every namespace).
 type workerCollector struct{ srv *nola.Server }
 
 var (
-	descWorkerCalls    = prometheus.NewDesc("nola_worker_calls_total", "Worker invocations run on this server (successful or not), by worker type.", []string{"worker"}, nil)
-	descWorkerErrors   = prometheus.NewDesc("nola_worker_errors_total", "Worker invocations that failed, by worker type.", []string{"worker"}, nil)
-	descWorkerRejected = prometheus.NewDesc("nola_worker_rejected_total", "Worker invocations refused at the concurrency limit (overloaded; they did not run), by worker type.", []string{"worker"}, nil)
-	descWorkerInFlight = prometheus.NewDesc("nola_worker_in_flight", "Worker invocations running now, by worker type.", []string{"worker"}, nil)
-	descWorkerLimit    = prometheus.NewDesc("nola_worker_max_in_flight", "The server's concurrency limit per worker type.", []string{"worker"}, nil)
+	descWorkerCalls    = prometheus.NewDesc("nola_worker_calls_total", "Worker invocations run on this server (successful or not), by worker type.", []string{"worker", "namespace"}, nil)
+	descWorkerErrors   = prometheus.NewDesc("nola_worker_errors_total", "Worker invocations that failed, by worker type.", []string{"worker", "namespace"}, nil)
+	descWorkerRejected = prometheus.NewDesc("nola_worker_rejected_total", "Worker invocations refused at the concurrency limit (overloaded; they did not run), by worker type.", []string{"worker", "namespace"}, nil)
+	descWorkerInFlight = prometheus.NewDesc("nola_worker_in_flight", "Worker invocations running now, by worker type.", []string{"worker", "namespace"}, nil)
+	descWorkerLimit    = prometheus.NewDesc("nola_worker_max_in_flight", "The server's concurrency limit per worker type.", []string{"worker", "namespace"}, nil)
 )
 
 func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -97,11 +99,11 @@ func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, w := range c.srv.WorkerStats() {
-		ch <- prometheus.MustNewConstMetric(descWorkerCalls, prometheus.CounterValue, float64(w.Calls), w.Type)
-		ch <- prometheus.MustNewConstMetric(descWorkerErrors, prometheus.CounterValue, float64(w.Errors), w.Type)
-		ch <- prometheus.MustNewConstMetric(descWorkerRejected, prometheus.CounterValue, float64(w.Rejected), w.Type)
-		ch <- prometheus.MustNewConstMetric(descWorkerInFlight, prometheus.GaugeValue, float64(w.InFlight), w.Type)
-		ch <- prometheus.MustNewConstMetric(descWorkerLimit, prometheus.GaugeValue, float64(w.MaxInFlight), w.Type)
+		ch <- prometheus.MustNewConstMetric(descWorkerCalls, prometheus.CounterValue, float64(w.Calls), w.Type, w.Namespace)
+		ch <- prometheus.MustNewConstMetric(descWorkerErrors, prometheus.CounterValue, float64(w.Errors), w.Type, w.Namespace)
+		ch <- prometheus.MustNewConstMetric(descWorkerRejected, prometheus.CounterValue, float64(w.Rejected), w.Type, w.Namespace)
+		ch <- prometheus.MustNewConstMetric(descWorkerInFlight, prometheus.GaugeValue, float64(w.InFlight), w.Type, w.Namespace)
+		ch <- prometheus.MustNewConstMetric(descWorkerLimit, prometheus.GaugeValue, float64(w.MaxInFlight), w.Type, w.Namespace)
 	}
 }
 

@@ -106,11 +106,11 @@ func TestWorkerOverHTTP(t *testing.T) {
 	}
 	metrics := scrape(t, nodes[0].url)
 	for _, want := range []string{
-		`nola_worker_in_flight{worker="hold"} 1`,
-		`nola_worker_rejected_total{worker="hold"} 1`,
-		`nola_worker_max_in_flight{worker="hold"} 1`,
-		`nola_worker_calls_total{worker="where"} 4`, // op, fail, x, x?type
-		`nola_worker_errors_total{worker="where"} 1`,
+		`nola_worker_in_flight{namespace="",worker="hold"} 1`,
+		`nola_worker_rejected_total{namespace="",worker="hold"} 1`,
+		`nola_worker_max_in_flight{namespace="",worker="hold"} 1`,
+		`nola_worker_calls_total{namespace="",worker="where"} 4`, // op, fail, x, x?type
+		`nola_worker_errors_total{namespace="",worker="where"} 1`,
 		`nola_invocations_total{code="overloaded",path="worker"} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
@@ -121,7 +121,7 @@ func TestWorkerOverHTTP(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(scrape(t, nodes[0].url), `nola_worker_in_flight{worker="hold"} 0`) {
+	if !strings.Contains(scrape(t, nodes[0].url), `nola_worker_in_flight{namespace="",worker="hold"} 0`) {
 		t.Error("in flight did not drop back to 0")
 	}
 }

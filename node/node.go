@@ -143,6 +143,7 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 	}
 	if host != nil {
 		cfg.Resolver = host
+		cfg.WorkerResolver = host // a namespace's modules are its worker types too
 	}
 	if f := nodehook.From(ctx); f != nil {
 		f(&cfg)

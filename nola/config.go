@@ -55,6 +55,15 @@ type TypeResolver interface {
 	Resolve(ctx context.Context, ns, typ string) (Factory, error)
 }
 
+// WorkerResolver supplies worker types that are not registered up front
+// (WASM modules of a namespace, run as stateless workers). ResolveWorker
+// returns an error wrapping ErrBadRequest for an unknown type. The function
+// it returns must be safe for concurrent use; the server keeps it for the
+// type (a module is immutable).
+type WorkerResolver interface {
+	ResolveWorker(ctx context.Context, ns, typ string) (WorkerFunc, error)
+}
+
 // MemoryReporter is implemented by a TypeResolver whose actors hold memory
 // the engine cannot see (the WASM host: linear memory). The server adds
 // MemoryBytes to its memory estimate (Stats.MemoryBytes) and to the load it
@@ -85,6 +94,9 @@ type ServerConfig struct {
 	// WorkerFunc). Worker types are a namespace of their own, apart from
 	// actor types; every server of a cluster should register the same ones.
 	Workers map[string]WorkerFunc
+	// WorkerResolver is consulted for worker types missing from Workers
+	// (the WASM host: a namespace's modules); nil: none.
+	WorkerResolver WorkerResolver
 	// MaxWorkerInFlight bounds the invocations of one worker type that
 	// this server runs at once (default DefaultMaxWorkerInFlight); one more
 	// is refused with CodeOverloaded (retryable: it did not run).

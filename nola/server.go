@@ -38,7 +38,8 @@ type Server struct {
 	stats          serverStats
 	invariants     invariantMode // what a broken invariant does (invariant.go)
 	// workers is the worker table, fixed at NewServer (worker.go).
-	workers map[string]*workerType
+	workers  map[string]*workerType
+	resolved resolvedWorkers // worker types from cfg.WorkerResolver
 	// lastInc is the number of this server's latest incarnation:
 	// registrations only move it up.
 	lastInc atomic.Int64

@@ -1,6 +1,7 @@
 package nola
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -48,10 +50,12 @@ const DefaultMaxWorkerInFlight = 1024
 // context.Context carrying the caller's deadline, calls to actors and to
 // other workers, the clock and a logger. It is valid only during the call.
 type WorkerContext struct {
-	ctx   context.Context
-	srv   *Server
-	ref   WorkerRef
-	chain []string
+	ctx context.Context
+	// limited, while set (Limit), bounds ctx.
+	limited atomic.Pointer[limitedCtx]
+	srv     *Server
+	ref     WorkerRef
+	chain   []string
 	// gate, if set, runs before each outgoing call: a worker called by an
 	// actor sends on that actor's behalf, so its calls pass the actor's
 	// lease gate exactly as the actor's own would.
@@ -62,10 +66,30 @@ type WorkerContext struct {
 var _ context.Context = (*WorkerContext)(nil)
 
 // Deadline, Done, Err and Value make WorkerContext a context.Context.
-func (w *WorkerContext) Deadline() (time.Time, bool) { return w.ctx.Deadline() }
-func (w *WorkerContext) Done() <-chan struct{}       { return w.ctx.Done() }
-func (w *WorkerContext) Err() error                  { return w.ctx.Err() }
-func (w *WorkerContext) Value(key any) any           { return w.ctx.Value(key) }
+func (w *WorkerContext) Deadline() (time.Time, bool) { return w.cur().Deadline() }
+func (w *WorkerContext) Done() <-chan struct{}       { return w.cur().Done() }
+func (w *WorkerContext) Err() error                  { return w.cur().Err() }
+func (w *WorkerContext) Value(key any) any           { return w.cur().Value(key) }
+
+func (w *WorkerContext) cur() context.Context {
+	if l := w.limited.Load(); l != nil {
+		return l.Context
+	}
+	return w.ctx
+}
+
+// Limit bounds what is left of the invocation — its outgoing calls and
+// what Deadline and Done report — to d from now, until restore is called
+// (before the invocation returns), as Context.Limit does for actors: for
+// hosts of other runtimes with a timeout of their own (the WASM host).
+func (w *WorkerContext) Limit(d time.Duration) (restore func()) {
+	ctx, cancel := w.srv.rt.WithTimeout(w.cur(), d)
+	prev := w.limited.Swap(&limitedCtx{ctx})
+	return func() {
+		w.limited.Store(prev)
+		cancel()
+	}
+}
 
 // Worker returns the worker's namespace and type.
 func (w *WorkerContext) Worker() WorkerRef { return w.ref }
@@ -148,6 +172,7 @@ func (w *WorkerContext) CancelTimer(name string) bool { return false }
 // workerType is one registered worker type on a server, with its counters.
 type workerType struct {
 	name string
+	ns   string // set for a resolved type: it belongs to one namespace
 	fn   WorkerFunc
 	max  int64
 	inFlight,
@@ -157,6 +182,10 @@ type workerType struct {
 // WorkerStats counts one worker type's invocations on one server.
 type WorkerStats struct {
 	Type string
+	// Namespace is set for a type a WorkerResolver supplied (a WASM
+	// module of that namespace); registered Go types serve every
+	// namespace.
+	Namespace string
 	// Calls counts invocations that ran (successful or not); Errors those
 	// of them that failed; Rejected those refused at the concurrency limit
 	// (CodeOverloaded), which did not run.
@@ -166,17 +195,77 @@ type WorkerStats struct {
 }
 
 // WorkerStats returns the counters of every worker type of the server,
-// sorted by type.
+// sorted by namespace and type.
 func (s *Server) WorkerStats() []WorkerStats {
 	out := make([]WorkerStats, 0, len(s.workers))
-	for _, w := range s.workers {
+	add := func(w *workerType) {
 		out = append(out, WorkerStats{
-			Type: w.name, Calls: w.calls.Load(), Errors: w.errors.Load(), Rejected: w.rejected.Load(),
+			Type: w.name, Namespace: w.ns, Calls: w.calls.Load(), Errors: w.errors.Load(), Rejected: w.rejected.Load(),
 			InFlight: w.inFlight.Load(), MaxInFlight: w.max,
 		})
 	}
-	slices.SortFunc(out, func(a, b WorkerStats) int { return strings.Compare(a.Type, b.Type) })
+	for _, w := range s.workers {
+		add(w)
+	}
+	s.resolved.mu.Lock()
+	for _, w := range s.resolved.m {
+		add(w)
+	}
+	s.resolved.mu.Unlock()
+	slices.SortFunc(out, func(a, b WorkerStats) int {
+		return cmp.Or(strings.Compare(a.Namespace, b.Namespace), strings.Compare(a.Type, b.Type))
+	})
 	return out
+}
+
+// maxResolvedWorkerTypes bounds the worker types a WorkerResolver may add
+// to one server (namespaces × modules); past it, new ones are refused.
+const maxResolvedWorkerTypes = 1 << 14
+
+// resolvedWorkers holds the worker types a WorkerResolver supplied, by
+// namespace and type: their functions and counters live as long as the
+// server.
+type resolvedWorkers struct {
+	mu sync.Mutex
+	m  map[actorKey]*workerType
+}
+
+// workerType returns the worker type typ of namespace ns: a registered Go
+// one, else one the WorkerResolver supplies.
+func (s *Server) workerType(ctx context.Context, ns, typ string) (*workerType, error) {
+	if wt := s.workers[typ]; wt != nil {
+		return wt, nil
+	}
+	if s.cfg.WorkerResolver == nil {
+		return nil, newErr(CodeBadRequest, false, nil,
+			"unknown worker type %q on server %s: register it in ServerConfig.Workers on every server", clip(typ), s.cfg.ID)
+	}
+	k := actorKey{ns, typ}
+	r := &s.resolved
+	r.mu.Lock()
+	wt := r.m[k]
+	r.mu.Unlock()
+	if wt != nil {
+		return wt, nil
+	}
+	fn, err := s.cfg.WorkerResolver.ResolveWorker(ctx, ns, typ)
+	if err != nil {
+		return nil, wrapBefore(err, "resolve worker type %q", clip(typ))
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if wt := r.m[k]; wt != nil {
+		return wt, nil // resolved concurrently: share its counters
+	}
+	if len(r.m) >= maxResolvedWorkerTypes {
+		return nil, newErr(CodeUnavailable, false, nil, "server %s holds its limit of %d resolved worker types", s.cfg.ID, maxResolvedWorkerTypes)
+	}
+	if r.m == nil {
+		r.m = map[actorKey]*workerType{}
+	}
+	wt = &workerType{name: typ, ns: ns, fn: fn, max: int64(s.cfg.MaxWorkerInFlight)}
+	r.m[k] = wt
+	return wt, nil
 }
 
 // newWorkerTypes builds the server's immutable worker table.
@@ -219,10 +308,9 @@ func (s *Server) runWorker(ctx context.Context, req *Request, gate func(op strin
 	if s.stopped.Load() {
 		return nil, s.notServing()
 	}
-	wt := s.workers[req.Worker]
-	if wt == nil {
-		return nil, newErr(CodeBadRequest, false, nil,
-			"unknown worker type %q on server %s: register it in ServerConfig.Workers on every server", clip(req.Worker), s.cfg.ID)
+	wt, err := s.workerType(ctx, req.Namespace, req.Worker)
+	if err != nil {
+		return nil, err
 	}
 	if n := wt.inFlight.Add(1); n > wt.max {
 		wt.inFlight.Add(-1)

@@ -494,7 +494,7 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 
 // instantiate creates an instance of c for the actor ref, running its
 // initialization with cx as the host calls' context.
-func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instance, error) {
+func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance, error) {
 	h.maybeSweep()
 	h.busy.Add(1)
 	defer h.doneBusy()

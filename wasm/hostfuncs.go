@@ -357,7 +357,7 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 		if op != abi.OpRef {
 			return bad()
 		}
-		r := cx.Ref()
+		r := in.ref // a worker's: its namespace and type, no ID
 		b := abi.AppendStringField(in.respBuf[:0], r.Namespace)
 		b = abi.AppendStringField(b, r.ID)
 		in.respBuf = abi.AppendStringField(b, r.Type)

@@ -1,8 +1,14 @@
 package wasm_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/nola"
@@ -30,4 +36,66 @@ func TestWASMActorCallsWorker(t *testing.T) {
 	if !strings.Contains(ne.Message, "bad_request") || !strings.Contains(ne.Message, "unknown worker type") {
 		t.Fatalf("unknown worker from a guest: %v", err)
 	}
+}
+
+// A namespace's WASM modules are callable as stateless workers: each
+// invocation runs on an instance of its own (pooled), concurrently; a
+// module's KV and timer calls fail with the typed no-state error, which
+// reaches the guest as a bad_request host error; a WASM actor calls a WASM
+// worker; unknown modules are bad requests; the calls are counted per
+// namespace and module.
+func TestWASMModuleAsWorker(t *testing.T) {
+	e := newEnv(t, envOpts{servers: 1})
+	e.putGuests("echo")
+	cl := e.c.Client()
+	call := func(typ, op, payload string) (string, error) {
+		b, err := cl.CallWorker(callCtx(t), ns, typ, op, []byte(payload))
+		return string(b), err
+	}
+	for _, typ := range []string{"echo-c", "echo-go"} {
+		if got, err := call(typ, "echo", "hi"); err != nil || got != "hi" {
+			t.Fatalf("%s: %q, %v", typ, got, err)
+		}
+	}
+	const n = 16
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			want := strconv.Itoa(i)
+			got, err := call("echo-c", "echo", want)
+			if err == nil && got != want {
+				err = fmt.Errorf("call %d answered %q", i, got)
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	for typ, op := range map[string][2]string{"echo-c": {"put", "x"}, "kvcounter-c": {"inc", ""}, "ticker-c": {"arm", "250ms"}} {
+		_, err := call(typ, op[0], op[1])
+		if err == nil || !strings.Contains(err.Error(), "bad_request") || !strings.Contains(err.Error(), "workers are stateless") {
+			t.Fatalf("%s %s as a worker: %v, want the no-state error", typ, op[0], err)
+		}
+	}
+	e.want("a1", "caller-c", "worker", []byte("echo-c/echo/from an actor"), "from an actor")
+	_, err := call("no-such-module", "echo", "")
+	wantCode(t, err, nola.CodeBadRequest)
+	var st nola.WorkerStats
+	for _, s := range e.c.Server(0).WorkerStats() {
+		if s.Namespace == ns && s.Type == "echo-c" {
+			st = s
+		}
+	}
+	if st.Calls != n+3 || st.Errors != 1 || st.InFlight != 0 {
+		t.Fatalf("echo-c worker stats %+v, want %d calls, 1 error", st, n+3)
+	}
+}
+
+func callCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
