@@ -2,6 +2,8 @@ package wasm
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -44,12 +46,24 @@ var (
 // sweep like those of evicted actors (Attach).
 func (h *Host) ResolveWorker(ctx context.Context, ns, typ string) (nola.WorkerFunc, error) {
 	c, err := h.load(ctx, ns, typ)
+	var mm *missingModule
+	if errors.As(err, &mm) {
+		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf(
+			"unknown worker type %q: no Go worker and no WASM module %q in namespace %q", typ, typ, ns)}
+	}
 	if err != nil {
 		return nil, err
 	}
 	p := &workerPool{h: h, mod: c, ref: nola.Ref{Namespace: ns, Type: typ}, max: max(1, h.cfg.GuestSlots)}
 	return p.invoke, nil
 }
+
+// missingModule is the error of a module that does not exist: a bad
+// request naming an actor type, which a worker resolution words as its own.
+type missingModule struct{ err *nola.Error }
+
+func (m *missingModule) Error() string { return m.err.Error() }
+func (m *missingModule) Unwrap() error { return m.err }
 
 // workerPool holds the idle instances of one worker module, at most max.
 type workerPool struct {

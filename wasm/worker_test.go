@@ -82,7 +82,9 @@ func TestWASMModuleAsWorker(t *testing.T) {
 	}
 	e.want("a1", "caller-c", "worker", []byte("echo-c/echo/from an actor"), "from an actor")
 	_, err := call("no-such-module", "echo", "")
-	wantCode(t, err, nola.CodeBadRequest)
+	if ne := wantCode(t, err, nola.CodeBadRequest); !strings.Contains(ne.Message, `unknown worker type "no-such-module"`) {
+		t.Fatalf("unknown module as a worker: %v", err)
+	}
 	var st nola.WorkerStats
 	for _, s := range e.c.Server(0).WorkerStats() {
 		if s.Namespace == ns && s.Type == "echo-c" {
