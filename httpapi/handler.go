@@ -703,6 +703,20 @@ type SelfStatus struct {
 	LeaseAgeMs int64          `json:"lease_age_ms"`
 	Ready      bool           `json:"ready"`
 	Stats      ServerCounters `json:"stats"`
+	// Workers counts each worker type's invocations on this server.
+	Workers []WorkerCounters `json:"workers"`
+}
+
+// WorkerCounters are one worker type's counters (nola.WorkerStats).
+type WorkerCounters struct {
+	Type string `json:"type"`
+	// Namespace is set for a namespace's WASM module.
+	Namespace   string `json:"namespace,omitempty"`
+	Calls       int64  `json:"calls"`
+	Errors      int64  `json:"errors"`
+	Rejected    int64  `json:"rejected"`
+	InFlight    int64  `json:"in_flight"`
+	MaxInFlight int64  `json:"max_in_flight"`
 }
 
 // ServerCounters are a server's counters (nola.Stats) as the API names
@@ -791,8 +805,17 @@ func (h *Handler) self() SelfStatus {
 	li := h.srv.Lease()
 	return SelfStatus{
 		ID: h.srv.ID(), Incarnation: li.Incarnation, LeaseAgeMs: li.Age.Milliseconds(),
-		Ready: li.Valid, Stats: counters(h.srv.Stats()),
+		Ready: li.Valid, Stats: counters(h.srv.Stats()), Workers: workerCounters(h.srv.WorkerStats()),
 	}
+}
+
+func workerCounters(ws []nola.WorkerStats) []WorkerCounters {
+	out := make([]WorkerCounters, len(ws))
+	for i, w := range ws {
+		out[i] = WorkerCounters{Type: w.Type, Namespace: w.Namespace, Calls: w.Calls, Errors: w.Errors,
+			Rejected: w.Rejected, InFlight: w.InFlight, MaxInFlight: w.MaxInFlight}
+	}
+	return out
 }
 
 // ready answers 200 only while the server holds a valid lease.

@@ -117,6 +117,19 @@ func TestWorkerOverHTTP(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	st, err := c.Cluster(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hold1 httpapi.WorkerCounters
+	for _, w := range st.Self.Workers {
+		if w.Type == "hold" {
+			hold1 = w
+		}
+	}
+	if hold1 != (httpapi.WorkerCounters{Type: "hold", Calls: 1, Rejected: 1, InFlight: 1, MaxInFlight: 1}) {
+		t.Errorf("cluster view of the hold worker: %+v (all: %+v)", hold1, st.Self.Workers)
+	}
 	close(hold)
 	if err := <-done; err != nil {
 		t.Fatal(err)
