@@ -48,7 +48,8 @@
 // it may call actors and other workers. Call it with Client.CallWorker,
 // Context.CallWorker (from an actor, which flushes the actor's writes and
 // lends the worker its call chain and lease gate), WorkerContext.CallWorker
-// or the typed CallWorker. A WorkerResolver supplies types at run time (the
+// or the typed CallWorker; WorkerRouter and HandleWorker give a worker typed
+// handlers. A WorkerResolver supplies types at run time (the
 // WASM host: a namespace's modules). MaxWorkerInFlight bounds the invocations of a
 // type running on one server: one more fails with CodeOverloaded
 // (retryable). Server.WorkerStats counts calls, errors, rejections and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -485,5 +486,48 @@ func (callObserver) Committed(nola.ActivationEvent)     {}
 func (o callObserver) CallSent(ev nola.ActivationEvent) {
 	if ev.Operation == "inc" {
 		o.sent.Store(true)
+	}
+}
+
+// A WorkerRouter dispatches typed operations of a worker; unknown
+// operations and undecodable payloads are the caller's bad requests.
+func TestWorkerRouter(t *testing.T) {
+	type sum struct{ A, B int }
+	var calc nola.WorkerRouter
+	nola.HandleWorker(&calc, "add", func(_ *nola.WorkerContext, s sum) (int, error) { return s.A + s.B, nil })
+	nola.HandleWorker(&calc, "fail", func(_ *nola.WorkerContext, _ struct{}) (int, error) { return 0, errors.New("no") })
+	c := realCluster(t, 1, actors.Types(), func(cfg *nola.ServerConfig) {
+		cfg.Workers = map[string]nola.WorkerFunc{"calc": calc.Invoke}
+	})
+	ctx := callCtx(t)
+	w := nola.WorkerRef{Namespace: ns, Type: "calc"}
+	if got, err := nola.CallWorker[sum, int](ctx, c.Client(), w, "add", sum{40, 2}); err != nil || got != 42 {
+		t.Fatalf("add: %d, %v", got, err)
+	}
+	_, err := nola.CallWorker[sum, int](ctx, c.Client(), w, "mul", sum{})
+	var ue *nola.UnknownOpError
+	if wantCode(t, err, nola.CodeBadRequest); !errors.As(err, &ue) || !slices.Equal(ue.Known, []string{"add", "fail"}) {
+		t.Fatalf("unknown op: %v", err)
+	}
+	_, err = c.Client().CallWorker(ctx, ns, "calc", "add", []byte("not json"))
+	var de *nola.DecodeError
+	if wantCode(t, err, nola.CodeBadRequest); !errors.As(err, &de) {
+		t.Fatalf("bad payload: %v", err)
+	}
+	_, err = nola.CallWorker[struct{}, int](ctx, c.Client(), w, "fail", struct{}{})
+	wantCode(t, err, nola.CodeActorError)
+	for name, f := range map[string]func(){
+		"nil":   func() { nola.HandleWorker[sum, int](&calc, "x", nil) },
+		"empty": func() { nola.HandleWorker(&calc, "", func(*nola.WorkerContext, sum) (int, error) { return 0, nil }) },
+		"dup":   func() { nola.HandleWorker(&calc, "add", func(*nola.WorkerContext, sum) (int, error) { return 0, nil }) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			f()
+		}()
 	}
 }
