@@ -38,6 +38,9 @@ func (r *Result) Repro(dir string) string {
 	if r.Config.GoGuests {
 		cmd += " -go-guests"
 	}
+	if r.Config.Workers {
+		cmd += " -relay-worker"
+	}
 	if b := r.Config.CheckBudget; b > 0 && b != LinCheckBudget {
 		cmd += " -check-budget " + b.String()
 	}
