@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/rt"
 )
@@ -334,7 +335,7 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 	// The server's memory total is not asserted: a cache change racing
 	// with a fence's drop moves it below zero for an instant.
 	s.memBytes.Add(-atomic.LoadInt64(&a.charged))
-	if !s.cfg.Mutations.TimerIgnoresFence {
+	if !s.cfg.Mutations.Has(mutation.TimerIgnoresFence) {
 		a.mu.Lock()
 		for _, t := range a.timers {
 			t.stop()

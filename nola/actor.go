@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/nolaproject/nola/internal/mutation"
 )
 
 // Actor is a Go actor's behaviour. nola calls Invoke for every operation sent
@@ -123,6 +125,13 @@ func (c *Context) Logger() *slog.Logger {
 	return c.act.srv.log.With("ns", c.act.ref.Namespace, "actor", c.act.ref.ID)
 }
 
+// Call calls the actor ref names, in this actor's namespace (ref.Namespace
+// empty or the actor's own), and waits for its result: Invoke with a
+// reference. nola.Call is its typed form.
+func (c *Context) Call(ref Ref, op string, payload []byte) ([]byte, error) {
+	return c.typedInvoke(nil, ref, op, payload)
+}
+
 // Invoke calls another actor in the same namespace and waits for its
 // result. Pending KV writes are committed first (an output gate: no other
 // actor can observe an effect of this invocation that might still be
@@ -153,7 +162,7 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 // worker it called sends on its behalf): no call leaves after the
 // server's lease deadline.
 func (a *activation) callGate(op string) error {
-	if !a.srv.cfg.Mutations.SkipCallGate {
+	if !a.srv.cfg.Mutations.Has(mutation.SkipCallGate) {
 		if err := a.srv.effectAllowed(a); err != nil {
 			return err
 		}
@@ -193,4 +202,48 @@ func (c *Context) CallWorker(workerType, op string, payload []byte) ([]byte, err
 		return nil, err
 	}
 	return a.srv.runWorker(c, &req, a.callGate)
+}
+
+// ExternalEffect is the gate before an effect nola cannot fence itself: a
+// call to an outside service, an embedder's WASM host function. It does
+// what Invoke does before a call leaves the activation, and nothing else:
+//
+//   - it commits the invocation's pending KV writes, fenced (an output
+//     gate: the outside world must never see an effect whose cause might
+//     still be rolled back);
+//   - it refuses, with CodeFenced, if the server is past its lease deadline
+//     or no longer under the activation's incarnation (rule 3: a fenced
+//     activation must not act, whatever another owner does meanwhile; a
+//     fence, a crash or Halt drops the lease or changes the incarnation);
+//   - it refuses, with CodeTimeout, if the invocation's deadline has passed
+//     or its caller gave up.
+//
+// Call it right before each such effect and skip the effect if it returns
+// an error. The check cannot reach into the outside system: an effect that
+// started before the lease deadline may still complete after it, as an
+// outgoing call may. After ExternalEffect succeeds the invocation counts as
+// having had effects: if it then passes the lease deadline its caller is
+// told its effects stand (CodeTimeout), not that it may retry.
+func (c *Context) ExternalEffect() error {
+	t := c.txn()
+	if t == nil {
+		return errOver()
+	}
+	if err := t.flush(c); err != nil {
+		return err
+	}
+	a := c.act
+	if err := a.srv.effectAllowed(a); err != nil {
+		return err
+	}
+	if err := c.cur().Err(); err != nil {
+		return &Error{Code: CodeTimeout, Message: "the invocation's deadline passed or its caller gave up; effect refused", cause: err}
+	}
+	if d, ok := c.cur().Deadline(); ok && !c.Now().Before(d) {
+		// The context's timer may not have fired yet (a simulated clock
+		// stands exactly at the deadline).
+		return &Error{Code: CodeTimeout, Message: "the invocation's deadline passed; effect refused"}
+	}
+	c.effects = true // conservatively: the effect may happen
+	return nil
 }

@@ -47,6 +47,8 @@ const workerAddrTTL = time.Second
 
 // ClientConfig configures a standalone client.
 type ClientConfig struct {
+	// Runtime is the client's clock, tasks and randomness (default: the
+	// real one).
 	Runtime   rt.Runtime
 	Store     kv.Store
 	Root      string
@@ -70,8 +72,11 @@ type ClientConfig struct {
 
 // NewClient returns a client that is not part of a server.
 func NewClient(cfg ClientConfig) (*Client, error) {
-	if cfg.Runtime == nil || cfg.Store == nil || cfg.Transport == nil {
-		return nil, errors.New("nola: client config: Runtime, Store and Transport are required")
+	if cfg.Store == nil || cfg.Transport == nil {
+		return nil, errors.New("nola: client config: Store and Transport are required")
+	}
+	if cfg.Runtime == nil {
+		cfg.Runtime = rt.NewReal()
 	}
 	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{Root: cfg.Root})
 	c := newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits.withDefaults(), cfg.MaxAttempts)
@@ -99,12 +104,16 @@ func newClient(r rt.Runtime, reg *registry.Registry, tr Transport, l Limits, att
 
 const defaultOwnerCheck = 250 * time.Millisecond
 
-// Registry returns the client's registry handle.
-func (c *Client) Registry() *registry.Registry { return c.reg }
+// Call runs operation op with payload on the actor ref names, creating it
+// (as a ref.Type) if it does not exist, and returns its result. An empty
+// ref.Type invokes an existing actor of any type. nola.Call is its typed
+// form.
+func (c *Client) Call(ctx context.Context, ref Ref, op string, payload []byte) ([]byte, error) {
+	return c.typedInvoke(ctx, ref, op, payload)
+}
 
-// Invoke runs operation op with payload on actor (ns, id) of type typ,
-// creating the actor if it does not exist, and returns its result. An empty
-// typ invokes an existing actor of any type.
+// Invoke is Call with the reference spelled out: operation op with payload
+// on actor (ns, id) of type typ.
 func (c *Client) Invoke(ctx context.Context, ns, id, typ, op string, payload []byte) ([]byte, error) {
 	return c.invoke(ctx, Request{Namespace: ns, ActorID: id, ActorType: typ, Operation: op, Payload: payload})
 }
@@ -145,6 +154,12 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		r, ok := cached, cachedOK
 		if attempt > 0 {
 			r, ok = c.routes.get(key)
+		}
+		if ok && rt.Buggify(c.rt, "client.route-forgotten") {
+			// A route cache may lose any entry at any time (it is only
+			// a hint): resolve through the registry instead.
+			c.routes.drop(key, r)
+			ok = false
 		}
 		if ok && c.watch.isDead(r.owner) {
 			// Its owner's lease is gone: place the actor afresh.
@@ -204,8 +219,12 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		}
 		if !IsRetryable(err) {
 			if code := CodeOf(err); code == CodeTimeout || code == CodeUnavailable {
-				// The server may be gone: resolve afresh next time.
+				// The server may be gone: resolve afresh next time. The
+				// error names the owner the call went to, whatever
+				// answered it: a caller several hops away learns which
+				// server did not answer.
 				c.routes.drop(key, r)
+				return nil, ownerErr(req, r, err)
 			}
 			return nil, err
 		}
@@ -217,6 +236,27 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		}
 	}
 	return nil, lastErr
+}
+
+// ownerErr wraps a timeout or unavailability of a call sent to r's owner
+// so that its message names the owner (server ID, incarnation, address);
+// code, retryability and cause stay the error's own.
+func ownerErr(req Request, r route, err error) error {
+	who := r.addr
+	if r.owner.sid != "" {
+		who = fmt.Sprintf("%s#%d at %s", r.owner.sid, r.owner.inc, r.addr)
+	}
+	msg := err.Error()
+	var ne *Error
+	if errors.As(err, &ne) {
+		if ne.Message == "" {
+			msg = string(ne.Code)
+		} else {
+			msg = ne.Message
+		}
+	}
+	return &Error{Code: CodeOf(err), Retryable: IsRetryable(err), cause: err,
+		Message: fmt.Sprintf("invoke %s/%s on its owner %s: %s", req.Namespace, req.ActorID, who, msg)}
 }
 
 // notSent is the error of an invocation whose deadline passed (or whose

@@ -84,9 +84,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{
-		Root:                    cfg.Root,
-		UnsafeSkipFence:         cfg.Mutations.SkipStoreFence,
-		UnsafeIgnoreIncarnation: cfg.Mutations.IgnoreIncarnation,
+		Root:      cfg.Root,
+		Mutations: cfg.Mutations,
 	})
 	s := &Server{
 		cfg: cfg,
@@ -113,12 +112,6 @@ func (s *Server) ID() string { return s.cfg.ID }
 
 // Addr returns the server's address.
 func (s *Server) Addr() string { return s.cfg.Addr }
-
-// Registry returns the server's registry handle.
-func (s *Server) Registry() *Registry { return s.reg }
-
-// Registry is the protocol handle type, re-exported for embedders.
-type Registry = registry.Registry
 
 // Client returns a client that routes through this server's registry and
 // transport (the one its actors use to call other actors).

@@ -211,7 +211,7 @@ func TestWorkerCalledFromActorAndCallingActors(t *testing.T) {
 		}), nil
 	}
 	var committedFirst atomic.Bool
-	var reg *nola.Registry // set once the cluster runs
+	var reg nola.Inspector // set once the cluster runs
 	workers := map[string]nola.WorkerFunc{
 		"relay": func(wx *nola.WorkerContext, op string, p []byte) ([]byte, error) {
 			switch op {
@@ -228,7 +228,7 @@ func TestWorkerCalledFromActorAndCallingActors(t *testing.T) {
 		},
 	}
 	c := realCluster(t, 2, types, func(cfg *nola.ServerConfig) { cfg.Workers = workers })
-	reg = c.Server(0).Registry()
+	reg = c.Server(0).Inspector()
 	ctx := callCtx(t)
 	cl := c.Client()
 	for i, want := range []string{"0", "1"} {
