@@ -7,11 +7,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/wasm"
 )
 
 // WASM actors (C and Go guests) call stateless workers through the
@@ -100,4 +102,23 @@ func callCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// Custom host functions serve actors only: the same module run as a
+// stateless worker gets a bad_request host error (HostCall names a calling
+// actor and hands over its KV, which a worker lacks), and the function
+// never runs.
+func TestWASMWorkerCannotCallCustomHostFunctions(t *testing.T) {
+	var ran atomic.Int64
+	e := hostFnEnv(t, []wasm.HostFunction{{Namespace: "test", Operation: "echo",
+		Func: func(_ context.Context, c wasm.HostCall) ([]byte, error) {
+			ran.Add(1)
+			return c.Payload, nil
+		}}}, nil)
+	e.want("a", "hostfn-c", "calls", hostCalls([3]string{"test", "echo", "hi"}), "hi")
+	_, err := e.c.Client().CallWorker(callCtx(t), ns, "hostfn-c", "calls", hostCalls([3]string{"test", "echo", "hi"}))
+	wantHostError(t, err, "custom host functions serve actors only")
+	if ran.Load() != 1 {
+		t.Fatalf("the function ran %d times, want once (for the actor)", ran.Load())
+	}
 }
