@@ -67,8 +67,9 @@ func workerCluster(b *testing.B) *nola.Cluster {
 // own client (the path of the HTTP API and of actors: no routing at all);
 // "worker-client" through a standalone client (a live server picked from
 // the cached list, then the transport); "actor" through the standalone
-// client to one warm actor. op "echo" measures the call path, "hash" a
-// SHA-256 of 4 KiB per call. Reported: median calls/s of each kind over
+// client to one warm actor; "direct" the function itself, called by the
+// same callers without nola (the ceiling). op "echo" measures the call
+// path, "hash" a SHA-256 of 4 KiB per call. Reported: median calls/s of each kind over
 // the batches, and the median per-batch ratio worker-local / actor.
 func BenchmarkWorkerVsActor(b *testing.B) {
 	payload := bytes.Repeat([]byte("x"), 4<<10)
@@ -88,6 +89,7 @@ func BenchmarkWorkerVsActor(b *testing.B) {
 			kind{op + "-worker-local", func() error { _, err := local.CallWorker(ctx, "bench", "fn", op, payload); return err }},
 			kind{op + "-worker-client", func() error { _, err := standalone.CallWorker(ctx, "bench", "fn", op, payload); return err }},
 			kind{op + "-actor", func() error { _, err := standalone.Invoke(ctx, "bench", "one-"+op, "fn", op, payload); return err }},
+			kind{op + "-direct", func() error { work(op, payload); return nil }},
 		)
 	}
 	callers := 4 * runtime.GOMAXPROCS(0)
@@ -118,7 +120,7 @@ func BenchmarkWorkerVsActor(b *testing.B) {
 			rates[i] = append(rates[i], per[i])
 		}
 		ratios[0] = append(ratios[0], per[0]/per[2])
-		ratios[1] = append(ratios[1], per[3]/per[5])
+		ratios[1] = append(ratios[1], per[4]/per[6])
 	}
 	median := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
 	for i, k := range kinds {
