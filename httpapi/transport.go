@@ -90,8 +90,12 @@ func (t *Transport) Close() { t.client.CloseIdleConnections() }
 func InternalInvokeURL(addr string, req nola.Request) string {
 	q := url.Values{}
 	q.Set("ns", req.Namespace)
-	q.Set("id", req.ActorID)
-	q.Set("type", req.ActorType)
+	if req.Worker != "" {
+		q.Set("worker", req.Worker)
+	} else {
+		q.Set("id", req.ActorID)
+		q.Set("type", req.ActorType)
+	}
 	q.Set("op", req.Operation)
 	for _, c := range req.Chain {
 		q.Add("chain", c)

@@ -152,21 +152,56 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 	}
 	// The deadline is checked right before every send (the flush above,
 	// placement and retries all take time), not once up front.
-	gate := func() error {
-		if !a.srv.cfg.Mutations.Has(mutation.SkipCallGate) {
-			if err := a.srv.effectAllowed(a); err != nil {
-				return err
-			}
-		}
-		if o := a.srv.cfg.Observer; o != nil {
-			o.CallSent(a.event(op, false))
-		}
-		return nil
-	}
 	return a.srv.client.invokeGated(c, Request{
 		Namespace: a.ref.Namespace, ActorID: actorID, ActorType: actorType,
 		Operation: op, Payload: payload, Chain: c.chainOut,
-	}, gate)
+	}, func() error { return a.callGate(op) })
+}
+
+// callGate is checked right before each call an activation sends (or a
+// worker it called sends on its behalf): no call leaves after the
+// server's lease deadline.
+func (a *activation) callGate(op string) error {
+	if !a.srv.cfg.Mutations.Has(mutation.SkipCallGate) {
+		if err := a.srv.effectAllowed(a); err != nil {
+			return err
+		}
+	}
+	if o := a.srv.cfg.Observer; o != nil {
+		o.CallSent(a.event(op, false))
+	}
+	return nil
+}
+
+// CallWorker calls a stateless worker of the actor's namespace and waits
+// for its result. The worker runs on this server, concurrently with any
+// other invocations of it; it is an outgoing call like Invoke: pending KV
+// writes are committed first, and the call — and every call the worker
+// makes on the actor's behalf — passes the actor's lease gate. A worker
+// that calls back into this actor fails with CodeBadRequest instead of
+// deadlocking.
+func (c *Context) CallWorker(workerType, op string, payload []byte) ([]byte, error) {
+	a := c.act
+	t := c.txn()
+	if t == nil {
+		return nil, errOver()
+	}
+	req := Request{Namespace: a.ref.Namespace, Worker: workerType, Operation: op, Payload: payload}
+	if err := checkRequest(&req, a.srv.cfg.Limits); err != nil {
+		return nil, err
+	}
+	if err := t.flush(c); err != nil {
+		return nil, err
+	}
+	c.effects = true // the worker may call actors
+	if c.chainOut == nil {
+		c.chainOut = append(append(make([]string, 0, len(c.chain)+1), c.chain...), a.ref.ID)
+	}
+	req.Chain = c.chainOut
+	if err := a.callGate(op); err != nil {
+		return nil, err
+	}
+	return a.srv.runWorker(c, &req, a.callGate)
 }
 
 // ExternalEffect is the gate before an effect nola cannot fence itself: a

@@ -24,6 +24,8 @@ type ClusterConfig struct {
 	// LocalNetwork).
 	Async bool
 	Types map[string]Factory
+	// Workers are the stateless worker types of every server.
+	Workers map[string]WorkerFunc
 	// Configure adjusts server i's config before it is created.
 	Configure func(i int, cfg *ServerConfig)
 }
@@ -131,6 +133,7 @@ func (c *Cluster) Restart(ctx context.Context, i int) error {
 		Store:     c.cfg.Store,
 		Transport: c.net.Transport(r),
 		Types:     c.cfg.Types,
+		Workers:   c.cfg.Workers,
 	}
 	if c.cfg.Configure != nil {
 		c.cfg.Configure(i, &cfg)

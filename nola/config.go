@@ -56,6 +56,15 @@ type TypeResolver interface {
 	Resolve(ctx context.Context, ns, typ string) (Factory, error)
 }
 
+// WorkerResolver supplies worker types that are not registered up front
+// (WASM modules of a namespace, run as stateless workers). ResolveWorker
+// returns an error wrapping ErrBadRequest for an unknown type. The function
+// it returns must be safe for concurrent use; the server keeps it for the
+// type (a module is immutable).
+type WorkerResolver interface {
+	ResolveWorker(ctx context.Context, ns, typ string) (WorkerFunc, error)
+}
+
 // MemoryReporter is implemented by a TypeResolver whose actors hold memory
 // the engine cannot see (the WASM host: linear memory). The server adds
 // MemoryBytes to its memory estimate (Stats.MemoryBytes) and to the load it
@@ -83,6 +92,17 @@ type ServerConfig struct {
 	Types map[string]Factory
 	// Resolver is consulted for types missing from Types.
 	Resolver TypeResolver
+	// Workers maps stateless worker type names to their functions (see
+	// WorkerFunc). Worker types are a namespace of their own, apart from
+	// actor types; every server of a cluster should register the same ones.
+	Workers map[string]WorkerFunc
+	// WorkerResolver is consulted for worker types missing from Workers
+	// (the WASM host: a namespace's modules); nil: none.
+	WorkerResolver WorkerResolver
+	// MaxWorkerInFlight bounds the invocations of one worker type that
+	// this server runs at once (default DefaultMaxWorkerInFlight); one more
+	// is refused with CodeOverloaded (retryable: it did not run).
+	MaxWorkerInFlight int
 
 	// LeaseTTL is the server's lease in the store (default 6s); it
 	// renews it every LeaseTTL/3. A crashed server's actors move after at
@@ -163,6 +183,9 @@ func (c *ServerConfig) checkAndFillDefaults() error {
 		c.Limits.MaxKVKeyBytes < 0 || c.Limits.MaxKVValueBytes < 0 || c.Limits.MaxActorKVBytes < 0:
 		return fmt.Errorf("nola: server config: negative limit in %+v", c.Limits)
 	}
+	if err := checkWorkers(c); err != nil {
+		return err
+	}
 	if c.Margin >= c.LeaseTTL && c.LeaseTTL > 0 {
 		return fmt.Errorf("nola: server config: Margin %v must be smaller than LeaseTTL %v", c.Margin, c.LeaseTTL)
 	}
@@ -198,6 +221,9 @@ func (c *ServerConfig) checkAndFillDefaults() error {
 	}
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = 10 * time.Second
+	}
+	if c.MaxWorkerInFlight <= 0 {
+		c.MaxWorkerInFlight = DefaultMaxWorkerInFlight
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -236,11 +262,20 @@ func checkRequestLimits(req *Request, l Limits, encoding bool) error {
 	if err := checkNameEnc("namespace", req.Namespace, l, false, encoding); err != nil {
 		return err
 	}
-	if err := checkNameEnc("actor ID", req.ActorID, l, false, encoding); err != nil {
-		return err
-	}
-	if err := checkNameEnc("actor type", req.ActorType, l, true, encoding); err != nil {
-		return err
+	if req.Worker != "" {
+		if req.ActorID != "" || req.ActorType != "" {
+			return newErr(CodeBadRequest, false, nil, "a worker call names no actor (actor ID %q, type %q)", clip(req.ActorID), clip(req.ActorType))
+		}
+		if err := checkNameEnc("worker type", req.Worker, l, false, encoding); err != nil {
+			return err
+		}
+	} else {
+		if err := checkNameEnc("actor ID", req.ActorID, l, false, encoding); err != nil {
+			return err
+		}
+		if err := checkNameEnc("actor type", req.ActorType, l, true, encoding); err != nil {
+			return err
+		}
 	}
 	if err := checkNameEnc("operation", req.Operation, l, false, encoding); err != nil {
 		return err

@@ -22,6 +22,9 @@ func (s *Server) HandleInvoke(ctx context.Context, req Request) ([]byte, error) 
 	if err := checkRequest(&req, s.cfg.Limits); err != nil {
 		return nil, err
 	}
+	if req.Worker != "" {
+		return s.handleWorker(ctx, &req)
+	}
 	return s.handle(ctx, &req)
 }
 
@@ -35,6 +38,9 @@ func (s *Server) handleChecked(ctx context.Context, req Request) ([]byte, error)
 	}
 	if err := checkRequestLimits(&req, s.cfg.Limits, false); err != nil {
 		return nil, err
+	}
+	if req.Worker != "" {
+		return s.handleWorker(ctx, &req)
 	}
 	return s.handle(ctx, &req)
 }

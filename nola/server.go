@@ -37,6 +37,9 @@ type Server struct {
 	memBytes       atomic.Int64
 	stats          serverStats
 	invariants     invariantMode // what a broken invariant does (invariant.go)
+	// workers is the worker table, fixed at NewServer (worker.go).
+	workers  map[string]*workerType
+	resolved resolvedWorkers // worker types from cfg.WorkerResolver
 	// lastInc is the number of this server's latest incarnation:
 	// registrations only move it up.
 	lastInc atomic.Int64
@@ -93,9 +96,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log: cfg.Logger.With("server", cfg.ID),
 
 		invariants: invariantModeFor(cfg.Runtime, cfg.Mutations),
+		workers:    newWorkerTypes(&cfg),
 	}
 	s.client = newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits, 0)
 	s.client.watch.interval = cfg.LeaseTTL / 8
+	s.client.local = s
 	s.client.checkType = func(ctx context.Context, ns, typ string) error {
 		_, err := s.factory(ctx, ns, typ)
 		return err

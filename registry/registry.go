@@ -816,3 +816,12 @@ func (r *Registry) actorRecord(ctx context.Context, ns, id string) (ActorRecord,
 	rec, err := decodeActor(e.Value)
 	return rec, err == nil, err
 }
+
+// CachedServers is Servers through a short-lived cache (the one placement
+// uses): for callers that only need some live server, such as stateless
+// worker calls. The list may be a moment stale; ForgetServers drops it.
+func (r *Registry) CachedServers(ctx context.Context) ([]Member, error) { return r.members(ctx) }
+
+// ForgetServers drops the cached server list, so the next CachedServers
+// reads the store (after a server answered that it is gone).
+func (r *Registry) ForgetServers() { r.invalidateServers() }

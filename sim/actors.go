@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nolaproject/nola/examples/actors"
@@ -146,6 +147,20 @@ func TickerOps(r *rand.Rand, id string, _, _ int) Call {
 	}
 	c.Name, c.Arg = c.Operation, string(c.Payload)
 	return c
+}
+
+// RelayWorker is the stateless worker of runs with Config.Workers: "call"
+// with payload "<type>/<id>/<op>" invokes op on that actor from whichever
+// server received the call, like a caller actor but with no activation of
+// its own.
+const RelayWorker = "relay"
+
+func relay(wx *nola.WorkerContext, op string, p []byte) ([]byte, error) {
+	parts := strings.SplitN(string(p), "/", 3)
+	if op != "call" || len(parts) != 3 {
+		return nil, fmt.Errorf("relay: want call <type>/<id>/<op>, got %s %q", op, p)
+	}
+	return wx.Invoke(parts[1], parts[0], parts[2], nil)
 }
 
 // Catalog type names.

@@ -217,6 +217,12 @@ type Config struct {
 	// GoGuests adds the Go guests' kinds (GoGuestKinds) to the default
 	// catalog.
 	GoGuests bool
+	// Workers registers the stateless worker RelayWorker on every server
+	// and sends some forwardable client operations through it (as others
+	// go through caller actors): a worker on a random live server calls
+	// the actor. Off by default, so that the default seeds' runs (and
+	// trace hashes) do not change.
+	Workers bool
 	// Refine runs the refinement check against the protocol model
 	// (model.Refiner) alongside the oracle; it observes only, so the run
 	// and its trace hash are the same either way.
@@ -239,6 +245,8 @@ type Options struct {
 	// to the default catalog: off by default, they are slow (~3 ms per
 	// instance).
 	GoGuests bool
+	// Workers is Config.Workers (nolasim -relay-worker).
+	Workers bool
 	// Catalog replaces DefaultCatalog (to add actor kinds).
 	Catalog []ActorKind
 	// CheckBudget is Config.CheckBudget (0: LinCheckBudget).
@@ -297,7 +305,7 @@ func (o Options) String() string {
 // Options returns the options a config was generated with (a custom
 // catalog excepted).
 func (c *Config) Options() Options {
-	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho, Deletes: c.Deletes, GoGuests: c.GoGuests, CheckBudget: c.CheckBudget}
+	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho, Deletes: c.Deletes, GoGuests: c.GoGuests, Workers: c.Workers, CheckBudget: c.CheckBudget}
 }
 
 // Generate draws a configuration from seed: 2–5 servers, 1–8 clients, 1–20
@@ -326,6 +334,7 @@ func Generate(seed uint64, opts Options) Config {
 		BeyondRho:      opts.BeyondRho,
 		Deletes:        opts.Deletes,
 		GoGuests:       opts.GoGuests,
+		Workers:        opts.Workers,
 		Catalog:        opts.Catalog,
 		CheckBudget:    opts.CheckBudget,
 		Generated:      true,
@@ -521,6 +530,9 @@ func (c *Config) Describe() string {
 	}
 	if c.GoGuests {
 		b.WriteString("  with Go guests\n")
+	}
+	if c.Workers {
+		b.WriteString("  with operations through the relay worker\n")
 	}
 	types := map[string]int{}
 	for _, a := range c.Actors {

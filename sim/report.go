@@ -43,6 +43,9 @@ func (r *Result) Repro(dir string) string {
 	if r.Config.Deletes && !r.Config.Mutations.Has(mutation.DeleteSkipsGeneration) {
 		cmd += " -deletes"
 	}
+	if r.Config.Workers {
+		cmd += " -relay-worker"
+	}
 	if b := r.Config.CheckBudget; b > 0 && b != LinCheckBudget {
 		cmd += " -check-budget " + b.String()
 	}

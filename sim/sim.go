@@ -50,6 +50,9 @@ type Stats struct {
 	Oracle  OracleStats
 	// WASM sums the servers' WASM hosts.
 	WASM WASMStats
+	// ViaWorker counts client operations sent through RelayWorker
+	// (Config.Workers).
+	ViaWorker int
 	// Codes counts client errors by code.
 	Codes map[nola.Code]int
 }
@@ -407,6 +410,9 @@ func (s *sim) startServer(sl *slot) {
 		Observer:       s.observer(),
 		Mutations:      s.cfg.Mutations,
 	}
+	if s.cfg.Workers {
+		cfg.Workers = map[string]nola.WorkerFunc{RelayWorker: relay}
+	}
 	var proc *wasmProc
 	if s.wasm {
 		proc = &wasmProc{s: s, sl: sl}
@@ -633,6 +639,8 @@ type target struct {
 	spec ActorSpec
 	kind ActorKind
 	via  ActorSpec // a caller actor forwarding the operation, if any
+	// viaWorker: RelayWorker forwards the operation (Config.Workers).
+	viaWorker bool
 }
 
 func (s *sim) runClient(j, n int) {
@@ -669,8 +677,14 @@ func (s *sim) draw(c *clientSlot, j int) (target, Call) {
 		// Drawn only with deletes on: other seeds keep their runs.
 		return t, Call{Object: call.Object, Kind: call.Kind, Name: "delete", Delete: true}
 	}
-	if len(s.callers) > 0 && k.ViaCaller != "" && call.Operation == k.ViaCaller && s.rng.IntN(4) == 0 {
-		t.via = s.callers[s.rng.IntN(len(s.callers))]
+	if (len(s.callers) > 0 || s.cfg.Workers) && k.ViaCaller != "" && call.Operation == k.ViaCaller && s.rng.IntN(4) == 0 {
+		// (Without Workers, exactly the draws of earlier versions: the
+		// default seeds replay unchanged.)
+		if s.cfg.Workers && (len(s.callers) == 0 || s.rng.IntN(2) == 0) {
+			t.viaWorker = true
+		} else {
+			t.via = s.callers[s.rng.IntN(len(s.callers))]
+		}
 	}
 	return t, call
 }
@@ -688,6 +702,9 @@ func (s *sim) do(c *clientSlot, j int, t target, call Call, timeout time.Duratio
 		if err = c.cl.Delete(ctx, Namespace, t.spec.ID); err == nil {
 			b = []byte("ok")
 		}
+	case t.viaWorker:
+		s.res.Stats.ViaWorker++
+		b, err = c.cl.CallWorker(ctx, Namespace, RelayWorker, "call", []byte(t.spec.Type+"/"+t.spec.ID+"/"+call.Operation))
 	case t.via.ID != "":
 		b, err = c.cl.Invoke(ctx, Namespace, t.via.ID, t.via.Type, "call", []byte(t.spec.Type+"/"+t.spec.ID+"/"+call.Operation))
 	default:
@@ -698,8 +715,11 @@ func (s *sim) do(c *clientSlot, j int, t target, call Call, timeout time.Duratio
 	st := &s.res.Stats
 	st.Ops++
 	via := ""
-	if t.via.ID != "" {
+	switch {
+	case t.via.ID != "":
 		via = " via " + t.via.ID
+	case t.viaWorker:
+		via = " via worker " + RelayWorker
 	}
 	switch {
 	case err == nil && call.Delete:

@@ -490,8 +490,8 @@ func (h *Host) compileOnce(ctx context.Context, k modKey, c *compiled) {
 func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 	m, err := h.cfg.Modules.Get(ctx, k.ns, k.id)
 	if errors.Is(err, modules.ErrNotFound) {
-		return &nola.Error{Code: nola.CodeBadRequest,
-			Message: fmt.Sprintf("unknown actor type %q: no Go type and no WASM module %q in namespace %q", k.id, k.id, k.ns)}
+		return &missingModule{&nola.Error{Code: nola.CodeBadRequest,
+			Message: fmt.Sprintf("unknown actor type %q: no Go type and no WASM module %q in namespace %q", k.id, k.id, k.ns)}}
 	}
 	if err != nil {
 		return fmt.Errorf("wasm: load module %s/%s: %w", k.ns, k.id, err)
@@ -526,7 +526,7 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 
 // instantiate creates an instance of c for the actor ref, running its
 // initialization with cx as the host calls' context.
-func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instance, error) {
+func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance, error) {
 	h.maybeSweep()
 	h.busy.Add(1)
 	defer h.doneBusy()

@@ -47,7 +47,7 @@ type instance struct {
 	lastSeen atomic.Int64  // lastUsed, published for the sweep
 
 	// Per invocation; touched only by the invoking task.
-	cx       *nola.Context
+	cx       hostContext
 	ictx     context.Context // with ContextInterrupt: the call's context
 	cancel   context.CancelFunc
 	op       string
@@ -197,7 +197,7 @@ func (in *instance) releaseOverhead() {
 func (in *instance) refusedGrowth(size int64) { in.refused = max(in.refused, size) }
 
 // begin prepares the per-invocation state.
-func (in *instance) begin(cx *nola.Context, op string, payload []byte) {
+func (in *instance) begin(cx hostContext, op string, payload []byte) {
 	h := in.h
 	in.cx, in.op, in.payload = cx, op, payload
 	in.resp, in.tooLarge, in.answers = nil, 0, 0
@@ -250,7 +250,7 @@ func (in *instance) end() {
 }
 
 // invoke runs one operation. The caller has acquired the instance.
-func (in *instance) invoke(cx *nola.Context, op string, payload []byte) ([]byte, error) {
+func (in *instance) invoke(cx hostContext, op string, payload []byte) ([]byte, error) {
 	in.begin(cx, op, payload)
 	defer in.end()
 	if _, err := in.takeSlot(false); err != nil {

@@ -30,6 +30,7 @@ type serveConfig struct {
 	etcdPeerListen        string
 	leaseTTL, idleTimeout time.Duration
 	maxActivations        int
+	maxWorkerInFlight     int
 	maxPayload, maxResult int
 	wasmMemoryLimit       int64
 	logLevel, logFormat   string
@@ -78,6 +79,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	c.idleTimeout = 5 * time.Minute
 	fs.Var((*positiveDuration)(&c.idleTimeout), "idle-timeout", "evict activations idle this `duration`")
 	fs.IntVar(&c.maxActivations, "max-activations", 1_000_000, "activation limit of this server")
+	fs.IntVar(&c.maxWorkerInFlight, "max-worker-in-flight", nola.DefaultMaxWorkerInFlight, "invocations of one worker type this server runs at once; more are refused as overloaded (429)")
 	fs.IntVar(&c.maxPayload, "max-payload-bytes", 4<<20, "largest invocation payload")
 	fs.IntVar(&c.maxResult, "max-result-bytes", 4<<20, "largest invocation result")
 	fs.Int64Var(&c.wasmMemoryLimit, "wasm-memory-limit", wasm.DefaultMemoryLimit,
@@ -98,7 +100,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var((*positiveDuration)(&c.shutdownTimeout), "shutdown-timeout", "bound on a graceful shutdown (a `duration`)")
 	addStoreFlags(fs, &c)
 	fs.StringVar(&c.readyFile, "ready-file", "", "write the listen address to this file once serving (for scripts)")
-	fs.BoolVar(&c.exampleActors, "example-actors", false, "register the example Go actor types (counter, kvcounter, caller, echo, ticker) in every namespace; for demos and tests, not production")
+	fs.BoolVar(&c.exampleActors, "example-actors", false, "register the example Go actor types (counter, kvcounter, caller, echo, ticker, kvmap) and workers (echo, sha256, count) in every namespace; for demos and tests, not production")
 	fs.StringVar(&c.traceExecutions, "trace-executions", "", "append every activation and execution, stamped with CLOCK_MONOTONIC, to this `file` as JSON lines (for cmd/jepsen-lite's activation oracle; costs one write per event)")
 	addMutationFlag(fs, &c.mutation)
 	if err := parseFlags(fs, args); err != nil {
@@ -129,8 +131,8 @@ func (c *serveConfig) validate() error {
 		return usageErr("--store must be etcd or memory, not %q", c.store)
 	case c.leaseTTL < time.Second:
 		return usageErr("--lease-ttl must be at least 1s, got %v", c.leaseTTL)
-	case c.maxActivations <= 0 || c.maxPayload <= 0 || c.maxResult <= 0:
-		return usageErr("--max-activations, --max-payload-bytes and --max-result-bytes must be positive")
+	case c.maxActivations <= 0 || c.maxPayload <= 0 || c.maxResult <= 0 || c.maxWorkerInFlight <= 0:
+		return usageErr("--max-activations, --max-worker-in-flight, --max-payload-bytes and --max-result-bytes must be positive")
 	case c.etcdQuota <= 0:
 		return usageErr("--etcd-quota-bytes must be positive, got %d", c.etcdQuota)
 	case c.wasmMemoryLimit < wasm.InstanceOverhead:
@@ -193,7 +195,7 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		return err
 	}
 	if c.exampleActors {
-		log.Warn("--example-actors: the example Go actor types are callable in every namespace")
+		log.Warn("--example-actors: the example Go actor types and workers are callable in every namespace")
 	}
 	if c.readyFile != "" {
 		if err := os.WriteFile(c.readyFile, []byte(n.Addr()+"\n"), 0o644); err != nil {
@@ -241,9 +243,12 @@ func (c *serveConfig) nodeOptions(log *slog.Logger) (node.Options, error) {
 	if len(nsTokens) > 0 && c.adminToken == "" {
 		return node.Options{}, usageErr("--ns-token needs --api-token: servers forward calls to each other with it")
 	}
-	var types map[string]nola.Factory
+	var (
+		types   map[string]nola.Factory
+		workers map[string]nola.WorkerFunc
+	)
 	if c.exampleActors {
-		types = actors.Types()
+		types, workers = actors.Types(), actors.Workers()
 	}
 	return node.Options{
 		ID:        c.id,
@@ -251,15 +256,17 @@ func (c *serveConfig) nodeOptions(log *slog.Logger) (node.Options, error) {
 		Advertise: c.advertise,
 		Store:     c.storeOptions(),
 		Types:     types,
+		Workers:   workers,
 		WASM: &node.WASMOptions{
 			MemoryLimit: c.wasmMemoryLimit, GuestSlots: c.wasmSlots,
 			ModuleBytes: c.nsModuleBytes, Modules: c.nsMods,
 		},
-		AdminToken:      c.adminToken,
-		NamespaceTokens: nsTokens,
-		LeaseTTL:        c.leaseTTL,
-		IdleTimeout:     c.idleTimeout,
-		MaxActivations:  c.maxActivations,
+		AdminToken:        c.adminToken,
+		NamespaceTokens:   nsTokens,
+		LeaseTTL:          c.leaseTTL,
+		IdleTimeout:       c.idleTimeout,
+		MaxActivations:    c.maxActivations,
+		MaxWorkerInFlight: c.maxWorkerInFlight,
 		Limits: nola.Limits{MaxPayloadBytes: c.maxPayload, MaxResultBytes: c.maxResult,
 			MaxActorKVBytes: c.actorKVBytes, MaxKVValueBytes: c.kvValueBytes},
 		MinTimerPeriod:    c.minTimerPeriod,
