@@ -21,7 +21,9 @@ import (
 
 // Header names shared by both sides.
 const (
-	// HeaderTimeout carries the caller's remaining time in milliseconds.
+	// HeaderTimeout carries the time the callee has, in milliseconds:
+	// the caller's remaining time less an answer margin (an eighth, at
+	// most 250ms; see setTimeout).
 	HeaderTimeout = "Nola-Timeout-Ms"
 	// HeaderRetryable mirrors the error body's retryable flag.
 	HeaderRetryable = "Nola-Retryable"

@@ -233,8 +233,13 @@ func (c *Context) ExternalEffect() error {
 		return err
 	}
 	a := c.act
-	if err := a.srv.effectAllowed(a); err != nil {
-		return err
+	if !a.srv.cfg.Mutations.Has(mutation.SkipCallGate) {
+		// The same gate as an outgoing call's (and the same mutation
+		// switches it off): an effect that leaves the activation must not
+		// leave after the lease deadline.
+		if err := a.srv.effectAllowed(a); err != nil {
+			return err
+		}
 	}
 	if err := c.cur().Err(); err != nil {
 		return &Error{Code: CodeTimeout, Message: "the invocation's deadline passed or its caller gave up; effect refused", cause: err}
@@ -245,5 +250,10 @@ func (c *Context) ExternalEffect() error {
 		return &Error{Code: CodeTimeout, Message: "the invocation's deadline passed; effect refused"}
 	}
 	c.effects = true // conservatively: the effect may happen
+	if o := a.srv.cfg.Observer; o != nil {
+		// To the oracle an external effect is an outgoing call: it may
+		// only leave the current activation while it runs.
+		o.CallSent(a.event("external-effect", false))
+	}
 	return nil
 }

@@ -17,7 +17,7 @@ type ClusterConfig struct {
 	Store   kv.Store
 	// Runtime returns the runtime of server i (under simulation each
 	// server is its own node); ClientRuntime is the cluster client's.
-	// Either left nil is the real runtime.
+	// Both left nil are the real runtime; setting only one is an error.
 	Runtime       func(i int) rt.Runtime
 	ClientRuntime rt.Runtime
 	// Async runs each request as a task of the target server (see
@@ -46,17 +46,18 @@ func NewCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	if cfg.Servers <= 0 || cfg.Store == nil {
 		return nil, errors.New("nola: cluster config: Servers > 0 and Store are required")
 	}
-	if cfg.Runtime == nil || cfg.ClientRuntime == nil {
+	switch {
+	case cfg.Runtime == nil && cfg.ClientRuntime == nil:
 		// Unset runtimes are one real runtime shared by the servers and
 		// the client (its clock is the same for all; its task count is
 		// the whole cluster's).
 		real := rt.NewReal()
-		if cfg.Runtime == nil {
-			cfg.Runtime = func(int) rt.Runtime { return real }
-		}
-		if cfg.ClientRuntime == nil {
-			cfg.ClientRuntime = real
-		}
+		cfg.Runtime = func(int) rt.Runtime { return real }
+		cfg.ClientRuntime = real
+	case cfg.Runtime == nil || cfg.ClientRuntime == nil:
+		// One of them set: a simulated world with a real client (or the
+		// reverse) would run real time and goroutines inside it.
+		return nil, errors.New("nola: cluster config: set both Runtime and ClientRuntime, or neither (the real runtime)")
 	}
 	c := &Cluster{cfg: cfg, net: NewLocalNetwork(cfg.Async), servers: make([]*Server, cfg.Servers)}
 	for i := range cfg.Servers {

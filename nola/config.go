@@ -160,6 +160,11 @@ type ServerConfig struct {
 // checkAndFillDefaults rejects an unusable configuration and fills in the
 // defaults of the fields left zero.
 func (c *ServerConfig) checkAndFillDefaults() error {
+	for _, m := range mutation.All() {
+		if c.Mutations.Has(m) && !m.Engine() {
+			return fmt.Errorf("nola: server config: mutation %s acts on registry schedules only, not on servers", m)
+		}
+	}
 	if c.Runtime == nil {
 		c.Runtime = rt.NewReal()
 	}

@@ -264,7 +264,10 @@ func (KVNotify) Invoke(ctx *nola.Context, op string, _ []byte) ([]byte, error) {
 
 // KVRegister is a map in the actor's durable KV: "put" with payload
 // "key=value" writes (and answers "ok"), "get" with payload "key" answers
-// "=" + value, or nothing when the key is absent.
+// "=" + value, or nothing when the key is absent. A put commits through
+// Context.ExternalEffect before it answers, as an actor that tells the
+// outside world about its write would: the oracle sees each such effect
+// (as an outgoing call) and checks it leaves only a live activation.
 type KVRegister struct{}
 
 // NewKVRegister is KVRegister's factory.
@@ -279,6 +282,9 @@ func (KVRegister) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, 
 			return nil, fmt.Errorf("kvreg: put wants key=value, got %q", payload)
 		}
 		if err := ctx.Put(k, v); err != nil {
+			return nil, err
+		}
+		if err := ctx.ExternalEffect(); err != nil {
 			return nil, err
 		}
 		return []byte("ok"), nil

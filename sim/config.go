@@ -190,7 +190,7 @@ type Config struct {
 	StoreTimeout, HandlerTimeout time.Duration
 
 	Faults    []Fault
-	Mutations mutation.Set
+	Mutations Mutations
 	// BeyondRho records that clocks were drawn beyond ρ (expect G1 to
 	// break).
 	BeyondRho bool
@@ -235,7 +235,7 @@ type Config struct {
 // Options steer Generate.
 type Options struct {
 	// Mutations are deliberate protocol bugs (non-vacuity tests).
-	Mutations mutation.Set
+	Mutations Mutations
 	// BeyondRho draws clock rates far below 1−ρ: servers' clocks run slow
 	// enough that their local deadline comes after the store's expiry.
 	BeyondRho bool
@@ -252,6 +252,18 @@ type Options struct {
 	// CheckBudget is Config.CheckBudget (0: LinCheckBudget).
 	CheckBudget time.Duration
 }
+
+// Mutations are deliberate protocol bugs switched on in a simulation
+// (ParseOptions reads them by name). The set they hold cannot be taken out
+// of the simulator: a program outside this module can run simulations with
+// mutations, but cannot switch one on in a server of its own.
+type Mutations struct{ set mutation.Set }
+
+// String lists the mutations' names, comma-separated.
+func (m Mutations) String() string { return m.set.String() }
+
+// Empty reports whether no mutation is on.
+func (m Mutations) Empty() bool { return m.set.Empty() }
 
 // MutationNames lists the names ParseOptions understands: the engine's
 // mutations (internal/mutation, the repository's one list), then BeyondRho.
@@ -282,7 +294,7 @@ func ParseOptions(names string) (Options, error) {
 		if !ok || !m.Engine() {
 			return o, fmt.Errorf("sim: unknown mutation %q (known: %s)", n, strings.Join(MutationNames(), ", "))
 		}
-		o.Mutations = o.Mutations.With(m)
+		o.Mutations.set = o.Mutations.set.With(m)
 		if m == mutation.DeleteSkipsGeneration {
 			o.Deletes = true // only deletes can show it
 		}

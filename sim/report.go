@@ -40,7 +40,7 @@ func (r *Result) Repro(dir string) string {
 	if r.Config.GoGuests {
 		cmd += " -go-guests"
 	}
-	if r.Config.Deletes && !r.Config.Mutations.Has(mutation.DeleteSkipsGeneration) {
+	if r.Config.Deletes && !r.Config.Mutations.set.Has(mutation.DeleteSkipsGeneration) {
 		cmd += " -deletes"
 	}
 	if r.Config.Workers {

@@ -408,7 +408,7 @@ func (s *sim) startServer(sl *slot) {
 		IdleTimeout:    s.cfg.IdleTimeout,
 		MaxActivations: s.cfg.MaxActivations,
 		Observer:       s.observer(),
-		Mutations:      s.cfg.Mutations,
+		Mutations:      s.cfg.Mutations.set,
 	}
 	if s.cfg.Workers {
 		cfg.Workers = map[string]nola.WorkerFunc{RelayWorker: relay}

@@ -544,7 +544,7 @@ func TestRapidShrinksBrokenProtocol(t *testing.T) {
 		setFlag(t, "rapid.seed", "1") // reproducible
 	}
 	opts := Options{}
-	opts.Mutations = opts.Mutations.With(mutation.SkipDeadlineCheck)
+	opts.Mutations.set = opts.Mutations.set.With(mutation.SkipDeadlineCheck)
 	var (
 		last  *Config
 		found int

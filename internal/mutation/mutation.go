@@ -52,7 +52,8 @@ const (
 	DeleteSkipsGeneration
 	// ResetEpochs makes placement and release write epoch 0, so an owner
 	// record can repeat (the ABA the epochs exist to prevent). Registry
-	// only: the registry's schedule checker catches it.
+	// only (servers refuse it): the registry's schedule checker catches
+	// it.
 	ResetEpochs
 
 	count
@@ -83,7 +84,8 @@ func (m M) String() string {
 
 // Engine reports whether the mutation acts in a running server, so that a
 // whole-system checker (the simulator, jepsen-lite) is expected to catch it.
-// ResetEpochs only acts on registry schedules driven directly.
+// ResetEpochs acts only on registry schedules driven directly
+// (registry.Options); nola.NewServer refuses it.
 func (m M) Engine() bool { return m < ResetEpochs }
 
 // All lists every mutation in declaration order.
