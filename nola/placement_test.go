@@ -1,0 +1,167 @@
+package nola_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/internal/simtest"
+	"github.com/nolaproject/nola/nola"
+)
+
+// blob is a Go actor that reports its size through nola.Sizer: "set n"
+// makes it hold n bytes (as far as accounting knows), "spin d" runs for d
+// of real time.
+type blob struct{ size int64 }
+
+func (b *blob) SizeBytes() int64 { return b.size }
+
+func (b *blob) Invoke(_ *nola.Context, op string, payload []byte) ([]byte, error) {
+	switch op {
+	case "set":
+		n, err := strconv.ParseInt(string(payload), 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		b.size = n
+	case "spin":
+		d, err := time.ParseDuration(string(payload))
+		if err != nil {
+			return nil, err
+		}
+		for start := time.Now(); time.Since(start) < d; {
+		}
+	}
+	return strconv.AppendInt(nil, b.size, 10), nil
+}
+
+func blobTypes() map[string]nola.Factory {
+	types := actors.Types()
+	types["blob"] = func(nola.Ref) (nola.Actor, error) { return &blob{}, nil }
+	return types
+}
+
+// An actor's Sizer figure is charged to its server on every invocation —
+// up, down, clamped — and uncharged when the activation goes.
+func TestSizerIsCharged(t *testing.T) {
+	runSim(t, 40, 1, blobTypes(), nil, func(e *simtest.Env) {
+		srv := e.C.Server(0)
+		base := func() int64 { return srv.Stats().MemoryBytes }
+		e.MustInvoke("other", "counter", "inc", nil)
+		perActivation := base() // the engine's share of one activation
+		for _, c := range []struct {
+			set  string
+			want int64
+		}{{"5000", 5000}, {"3000", 3000}, {"-7", 0}, {strconv.FormatInt(1<<50, 10), 1 << 40}, {"64", 64}} {
+			e.MustInvoke("b", "blob", "set", []byte(c.set))
+			if got := base() - 2*perActivation; got != c.want {
+				t.Fatalf("after set %s: %d bytes charged for the blob, want %d", c.set, got, c.want)
+			}
+		}
+		if err := srv.Shutdown(e.Ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := base(); got != 0 {
+			t.Fatalf("after shutdown %d bytes still charged", got)
+		}
+	})
+}
+
+// Invocation wall time is measured on the runtime's clock.
+func TestBusyTimeIsMeasured(t *testing.T) {
+	c := realCluster(t, 1, blobTypes())
+	ctx := context.Background()
+	before := c.Server(0).Stats().BusyNanos
+	for range 3 {
+		if _, err := c.Client().Invoke(ctx, ns, "spinner", "blob", "spin", []byte("2ms")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := time.Duration(c.Server(0).Stats().BusyNanos - before); got < 6*time.Millisecond {
+		t.Fatalf("3 invocations of 2ms each: %v busy, want at least 6ms", got)
+	}
+}
+
+// The original NOLA's bar: an actor that reports 64 MiB ends up alone on a
+// server. Three servers shed relative to the cluster mean; the small
+// actors that shared the big one's server are released, round by round
+// (at most MaxPerRound each), and placed elsewhere on their next call; the
+// big one has nowhere to go without putting another server over, so it
+// stays. The loop advances virtual time one shedding interval per round
+// and calls every actor, as clients would; it checks the end state, and
+// how many rounds it took is logged.
+func TestBigActorEndsUpAlone(t *testing.T) {
+	for seed := uint64(1); seed <= 4; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			bigActorAlone(t, seed, 0)
+		})
+	}
+}
+
+// With memory budgets instead of the mean: every server's budget is
+// 32 MiB, so the 64 MiB actor fits nowhere and the others leave it.
+func TestBigActorEndsUpAloneUnderBudget(t *testing.T) {
+	bigActorAlone(t, 7, 32<<20)
+}
+
+func bigActorAlone(t *testing.T, seed uint64, budget int64) {
+	const (
+		small    = 30
+		interval = 2 * time.Second
+	)
+	configure := func(_ int, cfg *nola.ServerConfig) {
+		cfg.MemoryBudget = budget
+		cfg.Shed = nola.ShedConfig{Interval: interval, MaxPerRound: 4}
+		if budget == 0 {
+			cfg.Shed.MeanFactor, cfg.Shed.MinBytes = 1.5, 1<<20
+		}
+	}
+	runSim(t, seed, 3, blobTypes(), configure, func(e *simtest.Env) {
+		callAll := func() {
+			for i := range small {
+				if _, _, err := e.InvokeUntil(10*time.Second, fmt.Sprint("c", i), "counter", "inc"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.MustInvoke("big", "blob", "get", nil)
+		}
+		callAll()
+		e.MustInvoke("big", "blob", "set", []byte(strconv.Itoa(64<<20)))
+		home := e.C.Host(ns, "big")
+		alone := func() (bool, int) {
+			n := 0
+			for i := range small {
+				if e.C.Host(ns, fmt.Sprint("c", i)) == home {
+					n++
+				}
+			}
+			return n == 0, n
+		}
+		if ok, n := alone(); ok || n == 0 {
+			t.Fatalf("big's server %d holds %d small actors at the start: the test shows nothing", home, n)
+		}
+		start := e.Driver.Mono()
+		for round := 1; ; round++ {
+			e.Sleep(interval)
+			callAll()
+			if h := e.C.Host(ns, "big"); h != home {
+				t.Fatalf("round %d: the 64 MiB actor moved from s%d to s%d", round, home, h)
+			}
+			ok, n := alone()
+			if ok {
+				var shed int64
+				for i := range 3 {
+					shed += e.C.Server(i).Stats().Shed
+				}
+				t.Logf("alone after %d rounds (%v virtual), %d activations shed", round, e.Driver.Mono()-start, shed)
+				break
+			}
+			if round == 20 {
+				t.Fatalf("after %d rounds %d small actors still share the 64 MiB actor's server", round, n)
+			}
+		}
+	})
+}
