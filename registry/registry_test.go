@@ -421,3 +421,52 @@ func TestEpochsFenceEarlierOwnerships(t *testing.T) {
 		}
 	})
 }
+
+// A release is a compare on the releasing incarnation's ownership: one that
+// arrives after the actor moved (its sender's lease ended and another
+// server placed it) changes nothing. With the compare skipped
+// (Options.UnsafeSkipReleaseCompare, the simulator's mutation) the same
+// late release clears the new owner's record, so placement could activate
+// the actor a second time while that owner serves: the check below fails
+// for it, which shows it is not vacuous.
+func TestLateReleaseCannotClearAnotherOwner(t *testing.T) {
+	for _, b := range backends() {
+		for _, unsafe := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/skip-compare=%v", b.name, unsafe), func(t *testing.T) {
+				r := rt.NewReal()
+				reg := registry.New(b.open(t, r), r, registry.Options{Root: "test-" + t.Name(), UnsafeSkipReleaseCompare: unsafe})
+				ctx := context.Background()
+				s1 := mustRegister(t, reg, "s1")
+				if p, err := reg.EnsureActivation(ctx, "ns", "a", "counter"); err != nil || p.ServerID != "s1" {
+					t.Fatalf("placement %+v %v", p, err)
+				}
+				rec, _, err := reg.Actor(ctx, "ns", "a")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := reg.Deregister(ctx, s1); err != nil {
+					t.Fatal(err)
+				}
+				mustRegister(t, reg, "s2")
+				if p, err := reg.EnsureActivation(ctx, "ns", "a", ""); err != nil || p.ServerID != "s2" {
+					t.Fatalf("placement after s1 left: %+v %v", p, err)
+				}
+				err = reg.Release(ctx, s1, "ns", "a", "counter", rec.Epoch)
+				after, _, rerr := reg.Actor(ctx, "ns", "a")
+				if rerr != nil {
+					t.Fatal(rerr)
+				}
+				stolen := after.Owner != "s2"
+				if unsafe {
+					if err != nil || !stolen {
+						t.Fatalf("mutation: release %v, owner %q: the mutation should clear s2's ownership", err, after.Owner)
+					}
+					return
+				}
+				if !errors.Is(err, registry.ErrFenced) || stolen {
+					t.Fatalf("late release: %v, owner %q; want ErrFenced and s2 still the owner", err, after.Owner)
+				}
+			})
+		}
+	}
+}
