@@ -116,12 +116,14 @@ func TestPlacementBoundedLoad(t *testing.T) {
 
 // Weights and ε must be finite and non-negative.
 func TestPlacementPolicyValidate(t *testing.T) {
-	for _, p := range []PlacementPolicy{{Activations: -1}, {Memory: math.NaN()}, {Epsilon: math.Inf(1)}} {
+	for _, p := range []PlacementPolicy{{Activations: -1}, {Memory: math.NaN()}, {Epsilon: math.Inf(1)}, {Epsilon: 0.5}} {
 		if p.Validate() == nil {
 			t.Errorf("%+v accepted", p)
 		}
 	}
-	if err := DefaultPlacement.Validate(); err != nil {
-		t.Fatal(err)
+	for _, p := range []PlacementPolicy{DefaultPlacement, {}, {CPU: 1}} {
+		if err := p.Validate(); err != nil {
+			t.Errorf("%+v: %v", p, err)
+		}
 	}
 }

@@ -696,12 +696,16 @@ type PlacementPolicy struct {
 // much (a sampled figure, noisier), with ε = 0.25.
 var DefaultPlacement = PlacementPolicy{Activations: 1, Memory: 1, CPU: 0.5, Epsilon: 0.25}
 
-// Validate reports a policy placement cannot use.
+// Validate reports a policy placement cannot use. The zero policy is
+// valid: it means DefaultPlacement.
 func (p PlacementPolicy) Validate() error {
 	for _, v := range []float64{p.Activations, p.Memory, p.CPU, p.Epsilon} {
 		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
 			return fmt.Errorf("registry: placement policy %+v: weights and epsilon must be finite and non-negative", p)
 		}
+	}
+	if p != (PlacementPolicy{}) && p.Activations+p.Memory+p.CPU == 0 {
+		return fmt.Errorf("registry: placement policy %+v: every weight is zero (leave the whole policy zero for the defaults)", p)
 	}
 	return nil
 }
