@@ -223,3 +223,45 @@ func TestPlacementSpreadsMixedSizes(t *testing.T) {
 		t.Fatalf("memory-aware placement (%.3f) spreads memory no better than count-only (%.3f)", defSum/draws, cntSum/draws)
 	}
 }
+
+// Shedding on the production runtime, under concurrent callers: server 0
+// has a tiny budget and sheds whenever placement (which learns its memory
+// only from load reports) has put more on it; server 1 has none and takes
+// what it sheds. Every call must succeed (a shed actor answers not_owner,
+// retryable, and the client places it again); under -race, shedding's
+// table swaps, size samples and releases race with invocations. It ends
+// when enough sheds happened (or after a bounded number of calls), not
+// after some time.
+func TestSheddingUnderConcurrentCalls(t *testing.T) {
+	c := realCluster(t, 2, blobTypes(), func(cfg *nola.ServerConfig) {
+		cfg.Shed = nola.ShedConfig{Interval: 5 * time.Millisecond, MaxPerRound: 2}
+		if cfg.ID == "s0" {
+			cfg.MemoryBudget = 8 << 10
+		}
+	})
+	ctx := context.Background()
+	const want = 10
+	sheds := func() int64 { return c.Server(0).Stats().Shed }
+	const workers, actorsPer = 4, 64
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := 0; sheds() < want && i < 200_000; i++ {
+				id := fmt.Sprintf("w%d-%d", w, i%actorsPer)
+				if _, err := c.Client().Invoke(ctx, ns, id, "blob", "set", []byte("2048")); err != nil {
+					errs <- fmt.Errorf("%s: %w", id, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sheds(); n < want {
+		t.Fatalf("%d sheds: server 0 hardly shed", n)
+	}
+}
