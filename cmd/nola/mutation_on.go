@@ -16,7 +16,7 @@ import (
 
 const mutationsBuilt = true
 
-var mutationNames = []string{"SkipDeadlineCheck", "SkipStoreFence", "IgnoreIncarnation", "TimerIgnoresFence", "ActorErrorHidesFailedCommit", "SkipCallGate"}
+var mutationNames = []string{"SkipDeadlineCheck", "SkipStoreFence", "IgnoreIncarnation", "TimerIgnoresFence", "ActorErrorHidesFailedCommit", "SkipCallGate", "SkipReleaseCompare"}
 
 func addMutationFlag(fs *flag.FlagSet, dst *string) {
 	fs.StringVar(dst, "unsafe-mutation", "", "TEST BUILD ONLY: break one protocol rule ("+strings.Join(mutationNames, ", ")+"; comma-separated)")
@@ -39,6 +39,8 @@ func parseMutations(spec string) (nola.Mutations, error) {
 			m.ActorErrorHidesFailedCommit = true
 		case "SkipCallGate":
 			m.SkipCallGate = true
+		case "SkipReleaseCompare":
+			m.SkipReleaseCompare = true
 		default:
 			return m, usageErr("--unsafe-mutation: unknown mutation %q (known: %s)", n, strings.Join(mutationNames, ", "))
 		}
