@@ -515,7 +515,7 @@ func (h *Handler) listActors(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	infos, more, err := h.srv.Registry().ListActors(ctx, r.PathValue("ns"), r.URL.Query().Get("after"), limit)
+	infos, more, err := h.srv.Inspector().ListActors(ctx, r.PathValue("ns"), r.URL.Query().Get("after"), limit)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -537,7 +537,7 @@ func (h *Handler) getKV(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	v, found, err := h.srv.Registry().GetKV(ctx, r.PathValue("ns"), r.PathValue("id"), []byte(r.PathValue("key")))
+	v, found, err := h.srv.Inspector().GetKV(ctx, r.PathValue("ns"), r.PathValue("id"), []byte(r.PathValue("key")))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -751,7 +751,7 @@ func (h *Handler) cluster(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	members, err := h.srv.Registry().Servers(ctx)
+	members, err := h.srv.Inspector().Servers(ctx)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -113,7 +113,7 @@ func (h *Handler) scanKV(w http.ResponseWriter, r *http.Request) {
 	// most MaxKVValueBytes), but at least 16 entries, so that pages of
 	// small values do not take a store round trip per entry.
 	batch := max(16, h.opts.MaxScanBytes/max(1, h.srv.Limits().MaxKVValueBytes))
-	reg := h.srv.Registry()
+	reg := h.srv.Inspector()
 	fetch := func(from []byte, n int) ([]registry.KVPair, bool, error) {
 		return reg.ScanKV(ctx, ns, id, from, end, min(n, batch))
 	}

@@ -122,13 +122,13 @@ type State struct {
 	Crashes, Losses, Doubts, CapRel, Stops, Rereg uint8
 }
 
-// Mutations break one rule each, as nola.Mutations and registry.Options'
-// Unsafe switches do in the engine (plus two the engine has no switch for).
+// Mutations break one rule each, as the engine's internal/mutation switches
+// of the same names do (plus two the engine has no switch for).
 type Mutations struct {
-	SkipDeadlineCheck bool // nola.Mutations.SkipDeadlineCheck
-	SkipStoreFence    bool // nola.Mutations.SkipStoreFence
-	IgnoreIncarnation bool // nola.Mutations.IgnoreIncarnation
-	TimerIgnoresFence bool // nola.Mutations.TimerIgnoresFence
+	SkipDeadlineCheck bool // mutation.SkipDeadlineCheck
+	SkipStoreFence    bool // mutation.SkipStoreFence
+	IgnoreIncarnation bool // mutation.IgnoreIncarnation
+	TimerIgnoresFence bool // mutation.TimerIgnoresFence
 	BeyondRho         bool // sim.Options.BeyondRho: clocks slower than 1−ρ
 	// NoBumpAfterInDoubt activates an in-doubt actor with Confirm instead
 	// of Bump (the engine before its epochs).

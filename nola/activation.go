@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/rt"
 )
@@ -346,7 +347,7 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 	// with a fence's drop moves it below zero for an instant.
 	s.memBytes.Add(-atomic.LoadInt64(&a.charged))
 	s.unchargeSize(a)
-	if !s.cfg.Mutations.TimerIgnoresFence {
+	if !s.cfg.Mutations.Has(mutation.TimerIgnoresFence) {
 		a.mu.Lock()
 		for _, t := range a.timers {
 			t.stop()

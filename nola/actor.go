@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
+
+	"github.com/nolaproject/nola/internal/mutation"
 )
 
 // Actor is a Go actor's behaviour. nola calls Invoke for every operation sent
@@ -137,6 +139,13 @@ func (c *Context) Logger() *slog.Logger {
 	return c.act.srv.log.With("ns", c.act.ref.Namespace, "actor", c.act.ref.ID)
 }
 
+// Call calls the actor ref names, in this actor's namespace (ref.Namespace
+// empty or the actor's own), and waits for its result: Invoke with a
+// reference. nola.Call is its typed form.
+func (c *Context) Call(ref Ref, op string, payload []byte) ([]byte, error) {
+	return c.typedInvoke(nil, ref, op, payload)
+}
+
 // Invoke calls another actor in the same namespace and waits for its
 // result. Pending KV writes are committed first (an output gate: no other
 // actor can observe an effect of this invocation that might still be
@@ -158,7 +167,7 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 	// The deadline is checked right before every send (the flush above,
 	// placement and retries all take time), not once up front.
 	gate := func() error {
-		if !a.srv.cfg.Mutations.SkipCallGate {
+		if !a.srv.cfg.Mutations.Has(mutation.SkipCallGate) {
 			if err := a.srv.effectAllowed(a); err != nil {
 				return err
 			}

@@ -202,13 +202,13 @@ func TestServerConfigRejectsNegativeValues(t *testing.T) {
 			Transport: nola.NewLocalNetwork(false).Transport(r)}
 	}
 	for name, mut := range map[string]func(*nola.ServerConfig){
-		"lease":      func(c *nola.ServerConfig) { c.LeaseTTL = -time.Second },
-		"idle":       func(c *nola.ServerConfig) { c.IdleTimeout = -1 },
-		"limit":      func(c *nola.ServerConfig) { c.MaxActivations = -5 },
-		"payload":    func(c *nola.ServerConfig) { c.Limits.MaxPayloadBytes = -1 },
-		"rho":        func(c *nola.ServerConfig) { c.Rho = 0.7 },
-		"margin":     func(c *nola.ServerConfig) { c.LeaseTTL, c.Margin = time.Second, 2*time.Second },
-		"no runtime": func(c *nola.ServerConfig) { c.Runtime = nil },
+		"lease":    func(c *nola.ServerConfig) { c.LeaseTTL = -time.Second },
+		"idle":     func(c *nola.ServerConfig) { c.IdleTimeout = -1 },
+		"limit":    func(c *nola.ServerConfig) { c.MaxActivations = -5 },
+		"payload":  func(c *nola.ServerConfig) { c.Limits.MaxPayloadBytes = -1 },
+		"rho":      func(c *nola.ServerConfig) { c.Rho = 0.7 },
+		"margin":   func(c *nola.ServerConfig) { c.LeaseTTL, c.Margin = time.Second, 2*time.Second },
+		"no store": func(c *nola.ServerConfig) { c.Store = nil },
 	} {
 		cfg := base()
 		mut(&cfg)

@@ -30,6 +30,8 @@ type Client struct {
 
 // ClientConfig configures a standalone client.
 type ClientConfig struct {
+	// Runtime is the client's clock, tasks and randomness (default: the
+	// real one).
 	Runtime   rt.Runtime
 	Store     kv.Store
 	Root      string
@@ -56,8 +58,11 @@ type ClientConfig struct {
 
 // NewClient returns a client that is not part of a server.
 func NewClient(cfg ClientConfig) (*Client, error) {
-	if cfg.Runtime == nil || cfg.Store == nil || cfg.Transport == nil {
-		return nil, errors.New("nola: client config: Runtime, Store and Transport are required")
+	if cfg.Store == nil || cfg.Transport == nil {
+		return nil, errors.New("nola: client config: Store and Transport are required")
+	}
+	if cfg.Runtime == nil {
+		cfg.Runtime = rt.NewReal()
 	}
 	if err := cfg.Placement.Validate(); err != nil {
 		return nil, fmt.Errorf("nola: client config: %w", err)
@@ -88,12 +93,16 @@ func newClient(r rt.Runtime, reg *registry.Registry, tr Transport, l Limits, att
 
 const defaultOwnerCheck = 250 * time.Millisecond
 
-// Registry returns the client's registry handle.
-func (c *Client) Registry() *registry.Registry { return c.reg }
+// Call runs operation op with payload on the actor ref names, creating it
+// (as a ref.Type) if it does not exist, and returns its result. An empty
+// ref.Type invokes an existing actor of any type. nola.Call is its typed
+// form.
+func (c *Client) Call(ctx context.Context, ref Ref, op string, payload []byte) ([]byte, error) {
+	return c.typedInvoke(ctx, ref, op, payload)
+}
 
-// Invoke runs operation op with payload on actor (ns, id) of type typ,
-// creating the actor if it does not exist, and returns its result. An empty
-// typ invokes an existing actor of any type.
+// Invoke is Call with the reference spelled out: operation op with payload
+// on actor (ns, id) of type typ.
 func (c *Client) Invoke(ctx context.Context, ns, id, typ, op string, payload []byte) ([]byte, error) {
 	return c.invoke(ctx, Request{Namespace: ns, ActorID: id, ActorType: typ, Operation: op, Payload: payload})
 }
@@ -134,6 +143,12 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		r, ok := cached, cachedOK
 		if attempt > 0 {
 			r, ok = c.routes.get(key)
+		}
+		if ok && rt.Buggify(c.rt, "client.route-forgotten") {
+			// A route cache may lose any entry at any time (it is only
+			// a hint): resolve through the registry instead.
+			c.routes.drop(key, r)
+			ok = false
 		}
 		if ok && c.watch.isDead(r.owner) {
 			// Its owner's lease is gone: place the actor afresh.

@@ -18,6 +18,7 @@ type ClusterConfig struct {
 	Store   kv.Store
 	// Runtime returns the runtime of server i (under simulation each
 	// server is its own node); ClientRuntime is the cluster client's.
+	// Either left nil is the real runtime.
 	Runtime       func(i int) rt.Runtime
 	ClientRuntime rt.Runtime
 	// Async runs each request as a task of the target server (see
@@ -44,8 +45,20 @@ type Cluster struct {
 
 // NewCluster creates and starts the servers.
 func NewCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
-	if cfg.Servers <= 0 || cfg.Store == nil || cfg.Runtime == nil || cfg.ClientRuntime == nil {
-		return nil, errors.New("nola: cluster config: Servers > 0, Store, Runtime and ClientRuntime are required")
+	if cfg.Servers <= 0 || cfg.Store == nil {
+		return nil, errors.New("nola: cluster config: Servers > 0 and Store are required")
+	}
+	if cfg.Runtime == nil || cfg.ClientRuntime == nil {
+		// Unset runtimes are one real runtime shared by the servers and
+		// the client (its clock is the same for all; its task count is
+		// the whole cluster's).
+		real := rt.NewReal()
+		if cfg.Runtime == nil {
+			cfg.Runtime = func(int) rt.Runtime { return real }
+		}
+		if cfg.ClientRuntime == nil {
+			cfg.ClientRuntime = real
+		}
 	}
 	c := &Cluster{cfg: cfg, net: NewLocalNetwork(cfg.Async), servers: make([]*Server, cfg.Servers)}
 	for i := range cfg.Servers {

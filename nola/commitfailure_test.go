@@ -20,7 +20,7 @@ import (
 // storeValue reads an actor's KV key straight from the shared store.
 func storeValue(t *testing.T, e *simtest.Env, id, key string) (string, bool) {
 	t.Helper()
-	v, found, err := e.C.Client().Registry().GetKV(context.Background(), ns, id, []byte(key))
+	v, found, err := e.C.Client().Inspector().GetKV(context.Background(), ns, id, []byte(key))
 	if err != nil {
 		t.Fatalf("read store: %v", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/rt"
@@ -64,14 +65,15 @@ type MemoryReporter interface {
 	MemoryBytes() int64
 }
 
-// ServerConfig configures a Server. ID, Addr, Runtime, Store and Transport
-// are required; everything else has a default.
+// ServerConfig configures a Server. ID, Addr, Store and Transport are
+// required; everything else has a default.
 type ServerConfig struct {
 	// ID names the server in the registry; stable across restarts.
 	ID string
 	// Addr is where other servers and clients reach it.
 	Addr string
-	// Runtime is the server's clock, tasks and randomness.
+	// Runtime is the server's clock, tasks and randomness (default: the
+	// real one, rt.NewReal; the simulator passes its deterministic one).
 	Runtime rt.Runtime
 	// Store is the registry's store; Root prefixes nola's keys in it.
 	Store kv.Store
@@ -137,47 +139,23 @@ type ServerConfig struct {
 	// simulator's oracle).
 	Observer Observer
 
-	// Mutations break one protocol rule each. They exist only so that the
-	// simulator can prove its checkers catch the resulting violations;
-	// never set them outside such tests.
-	Mutations Mutations
-}
-
-// Mutations are deliberate protocol bugs for non-vacuity tests.
-type Mutations struct {
-	// SkipDeadlineCheck serves and commits past the local lease deadline.
-	SkipDeadlineCheck bool
-	// SkipStoreFence commits actor KV without the fence compares.
-	SkipStoreFence bool
-	// IgnoreIncarnation keeps activations across re-registration and
-	// confirms ownership by server ID alone (the original NOLA's bug).
-	IgnoreIncarnation bool
-	// TimerIgnoresFence lets timers fire on a fenced activation.
-	TimerIgnoresFence bool
-	// ActorErrorHidesFailedCommit restores a bug a review found: a failed
-	// commit that the actor reports with an error of its own (as WASM
-	// guests must) keeps the activation, and later writes of the
-	// invocation still commit.
-	ActorErrorHidesFailedCommit bool
-	// SkipCallGate sends outgoing calls without checking the lease
-	// deadline right before each send.
-	SkipCallGate bool
-	// SkipReleaseCompare releases actors (shedding, shutdown, release at
-	// capacity) without the compare that the releasing incarnation still
-	// owns them: a late release clears another server's ownership.
-	SkipReleaseCompare bool
+	// Mutations break one protocol rule each, so that the repository's
+	// checkers can prove they catch the resulting violations. The type is
+	// internal: outside this module only the zero value (none) can be set.
+	Mutations mutation.Set
 }
 
 // checkAndFillDefaults rejects an unusable configuration and fills in the
 // defaults of the fields left zero.
 func (c *ServerConfig) checkAndFillDefaults() error {
+	if c.Runtime == nil {
+		c.Runtime = rt.NewReal()
+	}
 	switch {
 	case c.ID == "":
 		return fmt.Errorf("nola: server config: empty ID")
 	case c.Addr == "":
 		return fmt.Errorf("nola: server config: empty Addr")
-	case c.Runtime == nil:
-		return fmt.Errorf("nola: server config: nil Runtime")
 	case c.Store == nil:
 		return fmt.Errorf("nola: server config: nil Store")
 	case c.Transport == nil:

@@ -165,8 +165,9 @@ func TestServerDeadlineBeforeStartIsRetryable(t *testing.T) {
 		},
 		"slowstart": func(nola.Ref) (nola.Actor, error) { return &slowStart{entered: entered, release: release}, nil },
 	}
+	store := memkv.New(r, memkv.Options{})
 	c, err := nola.NewCluster(context.Background(), nola.ClusterConfig{
-		Servers: 1, Store: memkv.New(r, memkv.Options{}), Runtime: func(int) rt.Runtime { return r },
+		Servers: 1, Store: store, Runtime: func(int) rt.Runtime { return r },
 		ClientRuntime: r, Types: types,
 	})
 	if err != nil {
@@ -181,7 +182,9 @@ func TestServerDeadlineBeforeStartIsRetryable(t *testing.T) {
 	}
 
 	// Confirming ownership (the first store read of an activation).
-	p, err := s.Registry().EnsureActivation(context.Background(), ns, "x", "hold")
+	// (A protocol client of its own places the actor: nola exposes no
+	// registry handle.)
+	p, err := registry.New(store, r, registry.Options{}).EnsureActivation(context.Background(), ns, "x", "hold")
 	if err != nil || p.ServerID != s.ID() {
 		t.Fatalf("placement: %+v, %v", p, err)
 	}

@@ -62,18 +62,21 @@
 //
 // # Calling actors
 //
-// A Client (ClientConfig) resolves an actor's owner through the registry,
-// placing the actor if it has no live owner, caches the route and retries
-// after re-resolving when a server answers that it is not the owner. Errors
+// A Client (ClientConfig) calls an actor by reference —
+// client.Call(ctx, nola.Ref{Namespace: "demo", ID: "c1", Type: "counter"},
+// "inc", nil), or Invoke with the reference spelled out. It resolves the
+// actor's owner through the registry, places the actor if it has no live
+// owner, caches the route and retries after re-resolving when a server
+// answers that it is not the owner. Errors
 // are *Error values with a stable Code; Retryable is set only when the
 // operation certainly did not run, so a caller may retry those blindly and
 // must treat any other failure as "may have happened". Branch with
 // errors.Is(err, ErrFenced) and friends or CodeOf.
 //
 // Inside an invocation, *Context gives the actor its KV (Get, Put, Delete,
-// Scan, ScanPrefix), calls to other actors (Invoke; a cycle of calls fails
-// instead of deadlocking), timers (SetTimer, CancelTimer), the runtime's
-// clock and a logger. Every effect that leaves the activation is checked
+// Scan, ScanPrefix), calls to other actors (Call or Invoke; a cycle of
+// calls fails instead of deadlocking), timers (SetTimer, CancelTimer), the
+// runtime's clock and a logger. Every effect that leaves the activation is checked
 // against the server's lease deadline.
 //
 // # Servers and the runtime

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/faultinject"
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/internal/simtest"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry"
@@ -221,7 +222,7 @@ func TestInvocationsRejectedAfterLocalDeadline(t *testing.T) {
 // served its stale activation. Here it must come back as a new incarnation
 // with nothing from the old one.
 func TestPausedServerResumesAsNewIncarnation(t *testing.T) {
-	served, err := pausedServerScenario(t, nola.Mutations{})
+	served, err := pausedServerScenario(t, mutation.Set{})
 	if err == nil {
 		t.Fatalf("resumed server served the stale activation: %s", served)
 	}
@@ -234,7 +235,7 @@ func TestPausedServerResumesAsNewIncarnation(t *testing.T) {
 // (activations survive re-registration), the resumed server serves its stale
 // activation.
 func TestPausedServerScenarioCatchesBug23(t *testing.T) {
-	served, err := pausedServerScenario(t, nola.Mutations{IgnoreIncarnation: true})
+	served, err := pausedServerScenario(t, mutation.Of(mutation.IgnoreIncarnation))
 	// The stale activation was at 4 (it may also have run a call that was
 	// queued while it was paused): the live one is at 2.
 	if n, _ := strconv.Atoi(served); err != nil || n < 4 {
@@ -245,7 +246,7 @@ func TestPausedServerScenarioCatchesBug23(t *testing.T) {
 // pausedServerScenario: the host of a counter at 4 is paused past its lease;
 // the counter is reactivated on the other server; the host resumes and a
 // stale client calls it directly. It returns that call's answer.
-func pausedServerScenario(t *testing.T, mut nola.Mutations) (string, error) {
+func pausedServerScenario(t *testing.T, mut mutation.Set) (string, error) {
 	var served string
 	var staleErr error
 	configure := func(_ int, cfg *nola.ServerConfig) { cfg.Mutations = mut }
@@ -268,7 +269,7 @@ func pausedServerScenario(t *testing.T, mut nola.Mutations) (string, error) {
 		e.Nodes[old].Resume()
 		// A stale client goes straight to the resumed server.
 		served, staleErr = e.Direct(old, "z", "counter", "inc")
-		if mut != (nola.Mutations{}) {
+		if !mut.Empty() {
 			return
 		}
 		e.Sleep(simTTL)
@@ -291,7 +292,7 @@ func pausedServerScenario(t *testing.T, mut nola.Mutations) (string, error) {
 // rejected — by the compare inside the store's commit, which needs no
 // clock.
 func TestZombieKVCommitRejectedByStoreFence(t *testing.T) {
-	configure := func(_ int, cfg *nola.ServerConfig) { cfg.Mutations.SkipDeadlineCheck = true }
+	configure := func(_ int, cfg *nola.ServerConfig) { cfg.Mutations = mutation.Of(mutation.SkipDeadlineCheck) }
 	runSim(t, 10, 2, nil, configure, func(e *simtest.Env) {
 		for range 3 {
 			e.MustInvoke("k", "kvcounter", "inc", nil)

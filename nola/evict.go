@@ -5,6 +5,8 @@ import (
 	"context"
 	"slices"
 	"time"
+
+	"github.com/nolaproject/nola/rt"
 )
 
 // sweeper evicts idle activations, and the least recently used ones when
@@ -22,20 +24,29 @@ func (s *Server) sweeper() {
 func (s *Server) evictIdle() {
 	now := int64(s.rt.Mono())
 	idle := int64(s.cfg.IdleTimeout)
+	// An early sweep treats every activation not in use as idle: eviction
+	// is legal at any moment an activation is not executing.
+	early := rt.Buggify(s.rt, "sweep.early")
 	t := s.table.Load()
 	cands := t.collect(func(a *activation) bool {
-		return a.state.Load() == stateReady && now-a.lastUsed.Load() >= idle
+		return a.state.Load() == stateReady && (early || now-a.lastUsed.Load() >= idle)
 	})
 	for _, a := range cands {
-		s.evict(a, true)
+		s.evict(a, !early)
 	}
-	// Near the limit: evict the least recently used down to 80%.
+	// Near the limit: evict the least recently used down to 80%. An
+	// overflow (a fault point) evicts down to half of what is active.
 	limit := int64(s.cfg.MaxActivations)
-	if n := s.activations.Load(); n > limit*9/10 {
+	target := limit * 8 / 10
+	n := s.activations.Load()
+	if rt.Buggify(s.rt, "sweep.overflow") {
+		target = min(target, n/2)
+	}
+	if n > limit*9/10 || n > target {
 		all := t.collect(func(a *activation) bool { return a.state.Load() == stateReady })
 		slices.SortStableFunc(all, func(x, y *activation) int { return cmp.Compare(x.lastUsed.Load(), y.lastUsed.Load()) })
 		for _, a := range all {
-			if s.activations.Load() <= limit*8/10 {
+			if s.activations.Load() <= target {
 				break
 			}
 			s.evict(a, false)

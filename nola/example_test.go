@@ -28,14 +28,12 @@ func (c *counter) Invoke(_ *nola.Context, op string, _ []byte) ([]byte, error) {
 
 // newCluster starts servers in this process on an in-memory store.
 func newCluster(servers int, types map[string]nola.Factory) (*nola.Cluster, func()) {
-	r := rt.NewReal()
-	store := memkv.New(r, memkv.Options{})
+	store := memkv.New(rt.NewReal(), memkv.Options{})
+	// Runtimes left unset are the real one.
 	c, err := nola.NewCluster(context.Background(), nola.ClusterConfig{
-		Servers:       servers,
-		Store:         store,
-		Runtime:       func(int) rt.Runtime { return r },
-		ClientRuntime: r,
-		Types:         types,
+		Servers: servers,
+		Store:   store,
+		Types:   types,
 		// A short lease, so that the crash example moves its actor soon.
 		Configure: func(_ int, cfg *nola.ServerConfig) { cfg.LeaseTTL = time.Second },
 	})

@@ -13,12 +13,9 @@ import (
 // startTyped starts an in-process cluster of n servers on an in-memory
 // store for the typed examples.
 func startTyped(n int, types map[string]nola.Factory) (*nola.Cluster, func()) {
-	r := rt.NewReal()
-	store := memkv.New(r, memkv.Options{})
+	store := memkv.New(rt.NewReal(), memkv.Options{})
 	c, err := nola.NewCluster(context.Background(), nola.ClusterConfig{
 		Servers: n, Store: store, Types: types,
-		Runtime:       func(int) rt.Runtime { return r },
-		ClientRuntime: r,
 	})
 	if err != nil {
 		panic(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/rt"
 )
@@ -50,9 +51,9 @@ type simulatedNode interface {
 	Resume()
 }
 
-func invariantModeFor(r rt.Runtime, m Mutations) invariantMode {
+func invariantModeFor(r rt.Runtime, m mutation.Set) invariantMode {
 	switch {
-	case m != (Mutations{}):
+	case !m.Empty():
 		return invariantLog
 	case isSimulated(r):
 		return invariantPanic

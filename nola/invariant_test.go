@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt"
@@ -26,7 +27,7 @@ func invariantTypes() map[string]Factory {
 
 // simServer is a server on a simulated node, not started: enough to run the
 // assertions, which must panic there.
-func simServer(t *testing.T, m Mutations) *Server {
+func simServer(t *testing.T, m mutation.Set) *Server {
 	t.Helper()
 	node := simrt.New(1).Node("s1")
 	s, err := NewServer(ServerConfig{
@@ -94,13 +95,13 @@ func readyActivation(s *Server, id string) *activation {
 
 func TestInvariantModeFollowsTheRuntime(t *testing.T) {
 	node := simrt.New(1).Node("n")
-	if got := invariantModeFor(node, Mutations{}); got != invariantPanic {
+	if got := invariantModeFor(node, mutation.Set{}); got != invariantPanic {
 		t.Errorf("simulated node: mode %d, want panic", got)
 	}
-	if got := invariantModeFor(rt.NewReal(), Mutations{}); got != invariantFence {
+	if got := invariantModeFor(rt.NewReal(), mutation.Set{}); got != invariantFence {
 		t.Errorf("real runtime: mode %d, want fence", got)
 	}
-	if got := invariantModeFor(node, Mutations{TimerIgnoresFence: true}); got != invariantLog {
+	if got := invariantModeFor(node, mutation.Of(mutation.TimerIgnoresFence)); got != invariantLog {
 		t.Errorf("simulated node with a mutation: mode %d, want log", got)
 	}
 }
@@ -113,7 +114,7 @@ func TestTransitionTable(t *testing.T) {
 		{stateReady, stateEvicted}:      true,
 		{stateReady, stateFenced}:       true,
 	}
-	s := simServer(t, Mutations{})
+	s := simServer(t, mutation.Set{})
 	for from := int32(0); from < nStates; from++ {
 		for to := int32(0); to < nStates; to++ {
 			name := stateName(from) + "→" + stateName(to)
@@ -146,7 +147,7 @@ func TestTransitionTable(t *testing.T) {
 }
 
 func TestDropOfADroppedActivationIsANoOp(t *testing.T) {
-	s := simServer(t, Mutations{})
+	s := simServer(t, mutation.Set{})
 	a := readyActivation(s, "a")
 	s.activations.Store(1)
 	s.drop(a, stateEvicted)
@@ -161,7 +162,7 @@ func TestDropOfADroppedActivationIsANoOp(t *testing.T) {
 }
 
 func TestNegativeActivationCountPanicsUnderSimulation(t *testing.T) {
-	s := simServer(t, Mutations{})
+	s := simServer(t, mutation.Set{})
 	a := readyActivation(s, "a")
 	// The bug this catches: an activation dropped that was never
 	// counted (or counted once and dropped twice).
@@ -170,14 +171,14 @@ func TestNegativeActivationCountPanicsUnderSimulation(t *testing.T) {
 }
 
 func TestNegativeChargePanicsUnderSimulation(t *testing.T) {
-	s := simServer(t, Mutations{})
+	s := simServer(t, mutation.Set{})
 	a := readyActivation(s, "a")
 	s.charge(a, 10)
 	wantPanic(t, "memory charged to a is negative: -5", func() { s.charge(a, -15) })
 }
 
 func TestCommitWritesMustBeSortedAndUnique(t *testing.T) {
-	s := simServer(t, Mutations{})
+	s := simServer(t, mutation.Set{})
 	k := actorKey{"ns", "a"}
 	w := func(keys ...string) []registry.KVWrite {
 		out := make([]registry.KVWrite, len(keys))
@@ -203,7 +204,7 @@ func TestCommitWritesMustBeSortedAndUnique(t *testing.T) {
 }
 
 func TestBumpMustPassTheEpochInDoubt(t *testing.T) {
-	s := simServer(t, Mutations{})
+	s := simServer(t, mutation.Set{})
 	k := actorKey{"ns", "a"}
 	s.checkBumped(k, 4, 5)
 	wantPanic(t, "bumped to epoch 4, not past the epoch in doubt 4", func() { s.checkBumped(k, 4, 4) })
@@ -211,7 +212,7 @@ func TestBumpMustPassTheEpochInDoubt(t *testing.T) {
 }
 
 func TestDeliberateBugsOnlyLogViolations(t *testing.T) {
-	s := simServer(t, Mutations{TimerIgnoresFence: true})
+	s := simServer(t, mutation.Of(mutation.TimerIgnoresFence))
 	a := readyActivation(s, "a")
 	if a.transition(stateFenced, stateReady) {
 		t.Error("an illegal transition happened")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
 )
 
@@ -120,7 +121,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		// Before the start check: the invocation did not run.
 		return nil, wrapBefore(err, "waiting for actor %s", a.key.id)
 	}
-	unfenced := fromTimer && s.cfg.Mutations.TimerIgnoresFence
+	unfenced := fromTimer && s.cfg.Mutations.Has(mutation.TimerIgnoresFence)
 	switch st := a.state.Load(); {
 	case st == stateReady, unfenced:
 	case st == stateEvicted:
@@ -151,7 +152,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 	if err == nil {
 		err = a.txn.flush(cx)
 	}
-	if cx.broken != nil && (err == nil || !s.cfg.Mutations.ActorErrorHidesFailedCommit) {
+	if cx.broken != nil && (err == nil || !s.cfg.Mutations.Has(mutation.ActorErrorHidesFailedCommit)) {
 		// A commit failed. Whatever the actor made of it (ignored it, or
 		// reported it as an error of its own, as WASM guests must), its
 		// memory and cache may disagree with its KV, and a commit of

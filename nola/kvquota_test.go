@@ -39,7 +39,7 @@ func TestActorKVQuotaRefusesGrowthPastTheLimit(t *testing.T) {
 	const limit = 100
 	configure := func(_ int, cfg *nola.ServerConfig) { cfg.Limits.MaxActorKVBytes = limit }
 	runSim(t, 41, 2, types, configure, func(e *simtest.Env) {
-		reg := e.C.Server(0).Registry()
+		reg := e.C.Server(0).Inspector()
 		val := func(n int) []byte { return []byte(strings.Repeat("v", n)) }
 		put := func(key string, n int) error {
 			_, err := e.Invoke("q", "writer", "put:"+key, val(n))
@@ -47,7 +47,7 @@ func TestActorKVQuotaRefusesGrowthPastTheLimit(t *testing.T) {
 		}
 		wantUsage := func(want int64) {
 			t.Helper()
-			use, err := reg.ReadKVUsage(e.Ctx, ns, "q")
+			use, err := reg.KVUsage(e.Ctx, ns, "q")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,7 +88,7 @@ func TestActorKVQuotaRefusesGrowthPastTheLimit(t *testing.T) {
 		if _, _, err := e.InvokeUntil(3*simTTL, "q", "writer", "get:k1"); err != nil {
 			t.Fatal(err)
 		}
-		reg = e.C.Server(1 - h).Registry()
+		reg = e.C.Server(1 - h).Inspector()
 		wantCode(t, put("k2", 70), nola.CodeTooLarge) // 76 - 42 + 72 = 106
 		mustOK(put("k2", 64))                         // 76 - 42 + 66 = 100: exactly the limit
 		wantUsage(100)

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/rt"
 )
 
 // kvTxn is the implicit transaction of one invocation: reads see its own
@@ -147,7 +150,7 @@ func (t *kvTxn) sortedWrites() []registry.KVWrite {
 // flush commits the pending writes now, fenced. On failure they are
 // discarded and the error says why.
 func (t *kvTxn) flush(c *Context) error {
-	if c.broken != nil && !c.act.srv.cfg.Mutations.ActorErrorHidesFailedCommit {
+	if c.broken != nil && !c.act.srv.cfg.Mutations.Has(mutation.ActorErrorHidesFailedCommit) {
 		// A commit of this invocation failed: nothing after it may commit
 		// (the invocation fails as a whole), and no call may leave.
 		t.reset()
@@ -160,6 +163,14 @@ func (t *kvTxn) flush(c *Context) error {
 	writes := t.sortedWrites()
 	t.reset()
 	a.srv.checkWrites(a.key, writes)
+	if r := a.srv.rt; rt.Buggify(r, "kv.commit-delayed") {
+		// A commit may be slow to prepare (a GC pause, a loaded CPU): long
+		// enough, here, to outlive the lease, so that the gate below has to
+		// refuse it. (Delays after the gate are the network's: the
+		// simulator's links delay and reorder the commit itself, and the
+		// store's fence rejects it.)
+		_ = r.Sleep(c.ctx, time.Duration(1+r.Uint64()%3000)*time.Millisecond)
+	}
 	if err := a.srv.effectAllowed(a); err != nil {
 		c.broken = &commitError{err: err}
 		return c.broken

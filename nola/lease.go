@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
 )
 
@@ -100,7 +101,7 @@ func (s *Server) heartbeat() {
 	// outcome of the last keep-alive attempt of the current incarnation.
 	cause := FenceDeadline
 	for {
-		if l := s.lease.Load(); l != nil && !s.cfg.Mutations.SkipDeadlineCheck {
+		if l := s.lease.Load(); l != nil && !s.cfg.Mutations.Has(mutation.SkipDeadlineCheck) {
 			// Wake at the deadline at the latest, so that the server
 			// fences itself on time even if the store hangs.
 			wait = max(0, min(wait, time.Duration(l.deadline.Load())-s.rt.Mono()))
@@ -120,7 +121,7 @@ func (s *Server) heartbeat() {
 			continue
 		}
 		sent := s.rt.Mono()
-		if sent >= time.Duration(l.deadline.Load()) && !s.cfg.Mutations.SkipDeadlineCheck {
+		if sent >= time.Duration(l.deadline.Load()) && !s.cfg.Mutations.Has(mutation.SkipDeadlineCheck) {
 			s.fence(l, cause, "local deadline passed")
 			wait = 0
 			continue
@@ -152,7 +153,7 @@ func (s *Server) heartbeat() {
 			s.log.Warn("keep-alive failed", "err", err)
 			wait = retry
 		}
-		if s.rt.Mono() >= time.Duration(l.deadline.Load()) && !s.cfg.Mutations.SkipDeadlineCheck {
+		if s.rt.Mono() >= time.Duration(l.deadline.Load()) && !s.cfg.Mutations.Has(mutation.SkipDeadlineCheck) {
 			s.fence(l, cause, "local deadline passed")
 			wait = 0
 		}
@@ -212,7 +213,7 @@ func (s *Server) fence(l *leaseState, cause FenceCause, reason string) {
 	if s.rt.Tracing() {
 		s.rt.Trace(fmt.Sprintf("fence %s#%d %s", s.cfg.ID, l.inc.Num, reason))
 	}
-	if s.cfg.Mutations.IgnoreIncarnation {
+	if s.cfg.Mutations.Has(mutation.IgnoreIncarnation) {
 		return // the bug: activations outlive their incarnation
 	}
 	old := s.table.Swap(newTable())
@@ -235,11 +236,11 @@ func (s *Server) mayServeAt(inc *registry.Incarnation) (time.Duration, bool) {
 	if l == nil {
 		return 0, false
 	}
-	if l.inc != inc && !s.cfg.Mutations.IgnoreIncarnation {
+	if l.inc != inc && !s.cfg.Mutations.Has(mutation.IgnoreIncarnation) {
 		return 0, false
 	}
 	now := s.rt.Mono()
-	return now, s.cfg.Mutations.SkipDeadlineCheck || now < time.Duration(l.deadline.Load())
+	return now, s.cfg.Mutations.Has(mutation.SkipDeadlineCheck) || now < time.Duration(l.deadline.Load())
 }
 
 // effectAllowed is checked before every effect that leaves an activation

@@ -104,11 +104,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{
-		Root:                     cfg.Root,
-		Placement:                cfg.Placement,
-		UnsafeSkipReleaseCompare: cfg.Mutations.SkipReleaseCompare,
-		UnsafeSkipFence:          cfg.Mutations.SkipStoreFence,
-		UnsafeIgnoreIncarnation:  cfg.Mutations.IgnoreIncarnation,
+		Root:      cfg.Root,
+		Placement: cfg.Placement,
+		Mutations: cfg.Mutations,
 	})
 	s := &Server{
 		cfg: cfg,
@@ -133,12 +131,6 @@ func (s *Server) ID() string { return s.cfg.ID }
 
 // Addr returns the server's address.
 func (s *Server) Addr() string { return s.cfg.Addr }
-
-// Registry returns the server's registry handle.
-func (s *Server) Registry() *Registry { return s.reg }
-
-// Registry is the protocol handle type, re-exported for embedders.
-type Registry = registry.Registry
 
 // Client returns a client that routes through this server's registry and
 // transport (the one its actors use to call other actors).

@@ -3,6 +3,7 @@ package nola
 import (
 	"time"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/rt"
 )
 
@@ -93,7 +94,7 @@ func (s *Server) fireTimer(a *activation, t *actorTimer) {
 	a.mu.Lock()
 	current := !t.stopped && a.timers[t.name] == t
 	a.mu.Unlock()
-	if !current || (s.effectAllowed(a) != nil && !s.cfg.Mutations.TimerIgnoresFence) {
+	if !current || (s.effectAllowed(a) != nil && !s.cfg.Mutations.Has(mutation.TimerIgnoresFence)) {
 		return
 	}
 	// A timer armed by the Activate hook can fire before the activation

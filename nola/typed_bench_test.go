@@ -22,12 +22,12 @@ func BenchmarkTypedCall(b *testing.B) {
 	rawLoop := func(typ string) func(b *testing.B) {
 		return func(b *testing.B) {
 			payload := []byte("1")
-			if _, err := rawInvoke(ctx, cl, nola.Ref{Namespace: "bench", ID: "a-" + typ, Type: typ}, "add", payload); err != nil {
+			if _, err := cl.Call(ctx, nola.Ref{Namespace: "bench", ID: "a-" + typ, Type: typ}, "add", payload); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := rawInvoke(ctx, cl, nola.Ref{Namespace: "bench", ID: "a-" + typ, Type: typ}, "add", payload); err != nil {
+				if _, err := cl.Call(ctx, nola.Ref{Namespace: "bench", ID: "a-" + typ, Type: typ}, "add", payload); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -118,17 +118,17 @@ func BenchmarkTypedVsRawInterleaved(b *testing.B) {
 	one, jsonOne := []byte("1"), []byte(`{"By":1}`)
 	kinds := []func(){
 		func() {
-			if _, err := rawInvoke(ctx, cl, nola.Ref{Namespace: "bench", ID: "raw", Type: "raw"}, "add", one); err != nil {
+			if _, err := cl.Call(ctx, nola.Ref{Namespace: "bench", ID: "raw", Type: "raw"}, "add", one); err != nil {
 				b.Fatal(err)
 			}
 		},
 		func() {
-			if _, err := rawInvoke(ctx, cl, nola.Ref{Namespace: "bench", ID: "routed", Type: "routed"}, "add", one); err != nil {
+			if _, err := cl.Call(ctx, nola.Ref{Namespace: "bench", ID: "routed", Type: "routed"}, "add", one); err != nil {
 				b.Fatal(err)
 			}
 		},
 		func() {
-			if _, err := rawInvoke(ctx, cl, nola.Ref{Namespace: "bench", ID: "rawjson", Type: "tally"}, "add", jsonOne); err != nil {
+			if _, err := cl.Call(ctx, nola.Ref{Namespace: "bench", ID: "rawjson", Type: "tally"}, "add", jsonOne); err != nil {
 				b.Fatal(err)
 			}
 		},

@@ -114,11 +114,6 @@ func typedSim(t *testing.T, seed uint64, body func(e *simtest.Env, call func() (
 	})
 }
 
-// rawInvoke is the raw call of the typed layer's tests, in one place.
-func rawInvoke(ctx context.Context, cl *nola.Client, ref nola.Ref, op string, payload []byte) ([]byte, error) {
-	return cl.Invoke(ctx, ref.Namespace, ref.ID, ref.Type, op, payload)
-}
-
 func mustCode(t *testing.T, err error, code nola.Code) *nola.Error {
 	t.Helper()
 	var ne *nola.Error
@@ -141,17 +136,17 @@ func TestTypedCallsThroughTheCluster(t *testing.T) {
 			}
 		}
 		// A raw caller speaks the codec's encoding to the same actor.
-		raw, err := rawInvoke(ctx, cl, nola.Ref{Namespace: "typed", ID: "alice", Type: "wallet"}, "deposit", []byte(`{"amount":3}`))
+		raw, err := cl.Call(ctx, nola.Ref{Namespace: "typed", ID: "alice", Type: "wallet"}, "deposit", []byte(`{"amount":3}`))
 		if err != nil || string(raw) != `{"amount":15}` {
 			t.Fatalf("raw deposit = %s, %v", raw, err)
 		}
 		// An empty payload is the zero request.
-		raw, err = rawInvoke(ctx, cl, nola.Ref{Namespace: "typed", ID: "alice", Type: ""}, "balance", nil)
+		raw, err = cl.Call(ctx, nola.Ref{Namespace: "typed", ID: "alice", Type: ""}, "balance", nil)
 		if err != nil || string(raw) != `{"amount":15}` {
 			t.Fatalf("raw balance = %s, %v", raw, err)
 		}
 		// Raw handlers beside typed ones keep the bytes as they are.
-		raw, err = rawInvoke(ctx, cl, nola.Ref{Namespace: "typed", ID: "alice", Type: ""}, "echo", []byte{0, 0xff, 'x'})
+		raw, err = cl.Call(ctx, nola.Ref{Namespace: "typed", ID: "alice", Type: ""}, "echo", []byte{0, 0xff, 'x'})
 		if err != nil || !bytes.Equal(raw, []byte{0, 0xff, 'x'}) {
 			t.Fatalf("echo = %q, %v", raw, err)
 		}
@@ -192,7 +187,7 @@ func TestUnknownOperationListsTheKnownOnes(t *testing.T) {
 	typedSim(t, 2, func(e *simtest.Env, call func() (context.Context, func())) {
 		ctx, cancel := call()
 		defer cancel()
-		_, err := rawInvoke(ctx, e.C.Client(), nola.Ref{Namespace: "typed", ID: "w", Type: "wallet"}, "withdraw", nil)
+		_, err := e.C.Client().Call(ctx, nola.Ref{Namespace: "typed", ID: "w", Type: "wallet"}, "withdraw", nil)
 		ne := mustCode(t, err, nola.CodeBadRequest)
 		if !strings.Contains(ne.Message, `unknown operation "withdraw" (known: balance, deposit, echo, handled, remind, transfer)`) {
 			t.Fatalf("message %q does not list the known operations", ne.Message)
@@ -242,7 +237,7 @@ func TestUndecodablePayloadIsABadRequestNamingOpAndType(t *testing.T) {
 	typedSim(t, 3, func(e *simtest.Env, call func() (context.Context, func())) {
 		ctx, cancel := call()
 		defer cancel()
-		_, err := rawInvoke(ctx, e.C.Client(), nola.Ref{Namespace: "typed", ID: "w", Type: "wallet"}, "deposit", []byte(`{"amount":"ten"}`))
+		_, err := e.C.Client().Call(ctx, nola.Ref{Namespace: "typed", ID: "w", Type: "wallet"}, "deposit", []byte(`{"amount":"ten"}`))
 		ne := mustCode(t, err, nola.CodeBadRequest)
 		if !strings.Contains(ne.Message, "nola_test.depositReq") || !strings.Contains(ne.Message, `"deposit"`) {
 			t.Fatalf("caller's message %q does not name the op and type", ne.Message)
@@ -326,7 +321,7 @@ func TestPluggableCodec(t *testing.T) {
 		}
 		// The bytes on the wire are gob's, not JSON.
 		want, _ := gobCodec{}.Marshal(balanceResp{9})
-		raw, err := rawInvoke(ctx, e.C.Client(), nola.Ref{Namespace: "typed", ID: "g", Type: ""}, "balance", nil)
+		raw, err := e.C.Client().Call(ctx, nola.Ref{Namespace: "typed", ID: "g", Type: ""}, "balance", nil)
 		if err != nil || !bytes.Equal(raw, want) || json.Valid(raw) {
 			t.Fatalf("raw balance = %q, %v; want gob %q", raw, err, want)
 		}
@@ -469,6 +464,12 @@ func TestCallFromAnActorMisused(t *testing.T) {
 			nola.Handle(&r, "otherns", func(cx *nola.Context, _ struct{}) (balanceResp, error) {
 				return nola.Call[struct{}, balanceResp](cx, cx, nola.Ref{Namespace: "elsewhere", ID: "w", Type: "wallet"}, "balance", struct{}{})
 			})
+			r.HandleRaw("rawok", func(cx *nola.Context, _ []byte) ([]byte, error) {
+				return cx.Call(nola.Ref{ID: "w", Type: "wallet"}, "balance", nil)
+			})
+			r.HandleRaw("rawotherns", func(cx *nola.Context, _ []byte) ([]byte, error) {
+				return cx.Call(nola.Ref{Namespace: "elsewhere", ID: "w", Type: "wallet"}, "balance", nil)
+			})
 			nola.Handle(&r, "ok", func(cx *nola.Context, _ struct{}) (balanceResp, error) {
 				return nola.Call[struct{}, balanceResp](cx, cx, nola.Ref{Namespace: cx.Ref().Namespace, ID: "w", Type: "wallet"}, "balance", struct{}{})
 			})
@@ -479,17 +480,26 @@ func TestCallFromAnActorMisused(t *testing.T) {
 		ctx, cancel := e.Driver.WithTimeout(e.Ctx, 5*time.Second)
 		defer cancel()
 		cl := e.C.Client()
-		_, err := rawInvoke(ctx, cl, nola.Ref{Namespace: "typed", ID: "m", Type: "misuse"}, "otherctx", nil)
+		_, err := cl.Call(ctx, nola.Ref{Namespace: "typed", ID: "m", Type: "misuse"}, "otherctx", nil)
 		if ne := mustCode(t, err, nola.CodeBadRequest); !strings.Contains(ne.Message, "pass its *nola.Context as ctx") {
 			t.Fatalf("other ctx: %q", ne.Message)
 		}
-		_, err = rawInvoke(ctx, cl, nola.Ref{Namespace: "typed", ID: "m", Type: "misuse"}, "otherns", nil)
+		_, err = cl.Call(ctx, nola.Ref{Namespace: "typed", ID: "m", Type: "misuse"}, "otherns", nil)
 		if ne := mustCode(t, err, nola.CodeBadRequest); !strings.Contains(ne.Message, `namespace "elsewhere" is not the actor's own ("typed")`) {
 			t.Fatalf("other namespace: %q", ne.Message)
 		}
-		out, err := rawInvoke(ctx, cl, nola.Ref{Namespace: "typed", ID: "m", Type: "misuse"}, "ok", nil)
+		out, err := cl.Call(ctx, nola.Ref{Namespace: "typed", ID: "m", Type: "misuse"}, "ok", nil)
 		if err != nil || string(out) != `{"amount":0}` {
 			t.Fatalf("ok = %s, %v", out, err)
+		}
+		// The raw Ref form from inside an actor.
+		out, err = cl.Call(ctx, nola.Ref{Namespace: "typed", ID: "m", Type: "misuse"}, "rawok", nil)
+		if err != nil || string(out) != `{"amount":0}` {
+			t.Fatalf("rawok = %s, %v", out, err)
+		}
+		_, err = cl.Call(ctx, nola.Ref{Namespace: "typed", ID: "m", Type: "misuse"}, "rawotherns", nil)
+		if ne := mustCode(t, err, nola.CodeBadRequest); !strings.Contains(ne.Message, `namespace "elsewhere" is not the actor's own`) {
+			t.Fatalf("raw other namespace: %q", ne.Message)
 		}
 	})
 }
@@ -523,13 +533,13 @@ func TestKeyValueThatDoesNotDecode(t *testing.T) {
 		if n, err := get(); err != nil || n != -1 {
 			t.Fatalf("unset key = %d, %v; want not found", n, err)
 		}
-		if _, err := rawInvoke(ctx, cl, nola.Ref{Namespace: "typed", ID: "k", Type: "kv"}, "putraw", []byte("41")); err != nil {
+		if _, err := cl.Call(ctx, nola.Ref{Namespace: "typed", ID: "k", Type: "kv"}, "putraw", []byte("41")); err != nil {
 			t.Fatal(err)
 		}
 		if n, err := get(); err != nil || n != 41 {
 			t.Fatalf("key = %d, %v; want 41", n, err)
 		}
-		if _, err := rawInvoke(ctx, cl, nola.Ref{Namespace: "typed", ID: "k", Type: "kv"}, "putraw", []byte("forty-one")); err != nil {
+		if _, err := cl.Call(ctx, nola.Ref{Namespace: "typed", ID: "k", Type: "kv"}, "putraw", []byte("forty-one")); err != nil {
 			t.Fatal(err)
 		}
 		_, err := get()

@@ -10,6 +10,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt/simrt"
@@ -219,9 +220,9 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 // check switched off, random schedules find a violation quickly.
 func TestOwnershipCheckerCatchesBrokenProtocol(t *testing.T) {
 	for name, opts := range map[string]registry.Options{
-		"skip fence":         {UnsafeSkipFence: true},
-		"ignore incarnation": {UnsafeIgnoreIncarnation: true},
-		"reset epochs":       {UnsafeResetEpochs: true},
+		"skip fence":         {Mutations: mutation.Of(mutation.SkipStoreFence)},
+		"ignore incarnation": {Mutations: mutation.Of(mutation.IgnoreIncarnation)},
+		"reset epochs":       {Mutations: mutation.Of(mutation.ResetEpochs)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			w := simrt.New(99)

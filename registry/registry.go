@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/registry/tuple"
 	"github.com/nolaproject/nola/rt"
@@ -61,19 +62,15 @@ type Options struct {
 	// (PlacementPolicy; docs/placement.md). Zero: DefaultPlacement.
 	Placement PlacementPolicy
 
-	// UnsafeSkipFence and UnsafeIgnoreIncarnation break the protocol on
-	// purpose, for the simulator's non-vacuity tests only: the first
-	// commits actor KV without fence compares, the second confirms
-	// ownership by server ID alone.
-	UnsafeSkipFence         bool
-	UnsafeIgnoreIncarnation bool
-	// UnsafeResetEpochs makes placement and release write epoch 0, so an
-	// owner record can repeat (the ABA the epochs exist to prevent).
-	UnsafeResetEpochs bool
-	// UnsafeSkipReleaseCompare makes Release clear the owner without
-	// comparing the record to the releasing incarnation's ownership, so a
-	// late release can clear another server's ownership.
-	UnsafeSkipReleaseCompare bool
+	// Mutations break the protocol on purpose, for the checkers'
+	// non-vacuity tests only (internal: outside this module only the zero
+	// value can be set). The registry acts on SkipStoreFence (commit actor
+	// KV without fence compares), IgnoreIncarnation (confirm ownership by
+	// server ID alone), ResetEpochs (placement and release write epoch
+	// 0, so an owner record can repeat: the ABA epochs exist to prevent)
+	// and SkipReleaseCompare (release without the compare on the
+	// releasing incarnation's ownership).
+	Mutations mutation.Set
 }
 
 // Registry is a handle on the protocol, used by servers and clients. It is
@@ -266,7 +263,7 @@ func (r *Registry) Confirm(ctx context.Context, inc *Incarnation, ns, id, typ st
 	if !found || rec.Type != typ || rec.Owner != inc.ServerID {
 		return 0, false, nil
 	}
-	if rec.OwnerIncarnation != inc.Num && !r.opts.UnsafeIgnoreIncarnation {
+	if rec.OwnerIncarnation != inc.Num && !r.opts.Mutations.Has(mutation.IgnoreIncarnation) {
 		return 0, false, nil
 	}
 	return rec.Epoch, true, nil
@@ -306,7 +303,7 @@ func (r *Registry) Bump(ctx context.Context, inc *Incarnation, ns, id, typ strin
 }
 
 func (r *Registry) nextEpoch(e int64) int64 {
-	if r.opts.UnsafeResetEpochs {
+	if r.opts.Mutations.Has(mutation.ResetEpochs) {
 		return 0
 	}
 	return e + 1
@@ -320,7 +317,7 @@ func (r *Registry) nextEpoch(e int64) int64 {
 func (r *Registry) Release(ctx context.Context, inc *Incarnation, ns, id, typ string, epoch int64) error {
 	key := r.keys.Actor(ns, id)
 	cmps := []kv.Compare{kv.ValueEquals(key, inc.OwnerRecord(typ, epoch))}
-	if r.opts.UnsafeSkipReleaseCompare {
+	if r.opts.Mutations.Has(mutation.SkipReleaseCompare) {
 		cmps = nil
 	}
 	res, err := r.store.Commit(ctx, kv.Txn{
@@ -355,7 +352,7 @@ func (r *Registry) CommitKV(ctx context.Context, inc *Incarnation, ns, id string
 // more write (the KV usage record: CommitKVCounted).
 func (r *Registry) commitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite, guard *kv.Compare, extra kv.Op) error {
 	txn := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord), Ops: make([]kv.Op, len(writes), len(writes)+1)}
-	if r.opts.UnsafeSkipFence {
+	if r.opts.Mutations.Has(mutation.SkipStoreFence) {
 		txn.Compares = nil
 	}
 	for i, w := range writes {

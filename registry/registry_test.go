@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/rt"
@@ -425,7 +426,7 @@ func TestEpochsFenceEarlierOwnerships(t *testing.T) {
 // A release is a compare on the releasing incarnation's ownership: one that
 // arrives after the actor moved (its sender's lease ended and another
 // server placed it) changes nothing. With the compare skipped
-// (Options.UnsafeSkipReleaseCompare, the simulator's mutation) the same
+// (mutation.SkipReleaseCompare, the simulator's mutation) the same
 // late release clears the new owner's record, so placement could activate
 // the actor a second time while that owner serves: the check below fails
 // for it, which shows it is not vacuous.
@@ -434,7 +435,11 @@ func TestLateReleaseCannotClearAnotherOwner(t *testing.T) {
 		for _, unsafe := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/skip-compare=%v", b.name, unsafe), func(t *testing.T) {
 				r := rt.NewReal()
-				reg := registry.New(b.open(t, r), r, registry.Options{Root: "test-" + t.Name(), UnsafeSkipReleaseCompare: unsafe})
+				var muts mutation.Set
+				if unsafe {
+					muts = mutation.Of(mutation.SkipReleaseCompare)
+				}
+				reg := registry.New(b.open(t, r), r, registry.Options{Root: "test-" + t.Name(), Mutations: muts})
 				ctx := context.Background()
 				s1 := mustRegister(t, reg, "s1")
 				if p, err := reg.EnsureActivation(ctx, "ns", "a", "counter"); err != nil || p.ServerID != "s1" {

@@ -78,3 +78,23 @@ type Sema interface {
 
 // Since returns the monotonic time elapsed since start on r's clock.
 func Since(r Runtime, start time.Duration) time.Duration { return r.Mono() - start }
+
+// Buggifier is implemented by runtimes that can steer code into rare but
+// legal paths (FoundationDB's BUGGIFY): a route cache cleared, a commit
+// delayed, an idle sweep run early, a cache that overflows. Only the
+// deterministic runtime implements it, and only when the run asks for it,
+// so production code pays one interface check per point and never takes a
+// buggified path; under simulation the seed decides which points are on and
+// when they fire, so a failure a point provokes replays.
+type Buggifier interface {
+	// Buggify reports whether the fault point named point fires now.
+	Buggify(point string) bool
+}
+
+// Buggify reports whether fault point point fires now on r: always false
+// unless r is a Buggifier that says otherwise. Code under a point must be
+// correct either way — a point only makes a legal path likelier.
+func Buggify(r Runtime, point string) bool {
+	b, ok := r.(Buggifier)
+	return ok && b.Buggify(point)
+}

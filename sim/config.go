@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/nola"
 )
 
@@ -196,10 +197,17 @@ type Config struct {
 	StoreTimeout, HandlerTimeout time.Duration
 
 	Faults    []Fault
-	Mutations nola.Mutations
+	Mutations mutation.Set
 	// BeyondRho records that clocks were drawn beyond ρ (expect G1 to
 	// break).
 	BeyondRho bool
+
+	// Buggify turns on the engine's fault points (rt.Buggifier): rare
+	// but legal paths — a route forgotten, a commit delayed past the
+	// lease, an early idle sweep, an activation-table overflow — each on
+	// for the run or off, and firing, as the seed decides. Generate sets
+	// it in half the seeds.
+	Buggify bool
 
 	// Generated marks a configuration drawn by Generate: Seed and the
 	// options replay it (see Result.Repro).
@@ -225,7 +233,7 @@ type Config struct {
 // Options steer Generate.
 type Options struct {
 	// Mutations are deliberate protocol bugs (non-vacuity tests).
-	Mutations nola.Mutations
+	Mutations mutation.Set
 	// BeyondRho draws clock rates far below 1−ρ: servers' clocks run slow
 	// enough that their local deadline comes after the store's expiry.
 	BeyondRho bool
@@ -239,10 +247,16 @@ type Options struct {
 	CheckBudget time.Duration
 }
 
-// MutationNames lists the names ParseOptions understands: the switches of
-// nola.Mutations, then BeyondRho.
+// MutationNames lists the names ParseOptions understands: the engine's
+// mutations (internal/mutation, the repository's one list), then BeyondRho.
 func MutationNames() []string {
-	return []string{"SkipDeadlineCheck", "SkipStoreFence", "IgnoreIncarnation", "TimerIgnoresFence", "ActorErrorHidesFailedCommit", "SkipCallGate", "SkipReleaseCompare", "BeyondRho"}
+	var names []string
+	for _, m := range mutation.All() {
+		if m.Engine() {
+			names = append(names, m.String())
+		}
+	}
+	return append(names, "BeyondRho")
 }
 
 // ParseOptions turns comma-separated mutation names (MutationNames) into
@@ -250,41 +264,33 @@ func MutationNames() []string {
 func ParseOptions(names string) (Options, error) {
 	var o Options
 	for _, n := range strings.Split(names, ",") {
-		switch strings.TrimSpace(n) {
-		case "":
-		case "SkipDeadlineCheck":
-			o.Mutations.SkipDeadlineCheck = true
-		case "SkipStoreFence":
-			o.Mutations.SkipStoreFence = true
-		case "IgnoreIncarnation":
-			o.Mutations.IgnoreIncarnation = true
-		case "TimerIgnoresFence":
-			o.Mutations.TimerIgnoresFence = true
-		case "ActorErrorHidesFailedCommit":
-			o.Mutations.ActorErrorHidesFailedCommit = true
-		case "SkipCallGate":
-			o.Mutations.SkipCallGate = true
-		case "SkipReleaseCompare":
-			o.Mutations.SkipReleaseCompare = true
-		case "BeyondRho":
+		n = strings.TrimSpace(n)
+		if n == "" {
+			continue
+		}
+		if n == "BeyondRho" {
 			o.BeyondRho = true
-		default:
+			continue
+		}
+		m, ok := mutation.Lookup(n)
+		if !ok || !m.Engine() {
 			return o, fmt.Errorf("sim: unknown mutation %q (known: %s)", n, strings.Join(MutationNames(), ", "))
 		}
+		o.Mutations = o.Mutations.With(m)
 	}
 	return o, nil
 }
 
 // String names the options as ParseOptions reads them.
 func (o Options) String() string {
-	var names []string
-	m := o.Mutations
-	for i, on := range []bool{m.SkipDeadlineCheck, m.SkipStoreFence, m.IgnoreIncarnation, m.TimerIgnoresFence, m.ActorErrorHidesFailedCommit, m.SkipCallGate, m.SkipReleaseCompare, o.BeyondRho} {
-		if on {
-			names = append(names, MutationNames()[i])
+	s := o.Mutations.String()
+	if o.BeyondRho {
+		if s != "" {
+			s += ","
 		}
+		s += "BeyondRho"
 	}
-	return strings.Join(names, ",")
+	return s
 }
 
 // Options returns the options a config was generated with (a custom
@@ -323,6 +329,10 @@ func Generate(seed uint64, opts Options) Config {
 		Generated:      true,
 	}
 	c.Horizon = time.Duration(8+r.IntN(8)) * ttl
+	// Half the seeds buggify. The bit comes from the seed itself, not from
+	// r, so every other field of a seed's configuration is what it was
+	// before fault points existed.
+	c.Buggify = (seed*0x9e3779b97f4a7c15)>>63 == 1
 	// Releases and evictions: a quarter of the seeds cap activations per
 	// server (releases at capacity, least-recently-used evictions), a
 	// sixth evict idle activations within a fraction of a lease. (Not
@@ -549,6 +559,9 @@ func (c *Config) Describe() string {
 	fmt.Fprintf(&b, "  net: latency %v–%v, spikes %.3g up to %v, loss %.3g\n", c.Net.MinLatency, c.Net.MaxLatency, c.Net.SpikeProb, c.Net.SpikeMax.Round(time.Millisecond), c.Net.Loss)
 	if o := c.Options().String(); o != "" {
 		fmt.Fprintf(&b, "  mutations: %s\n", o)
+	}
+	if c.Buggify {
+		b.WriteString("  fault points (buggify) on\n")
 	}
 	if c.GoGuests {
 		b.WriteString("  with Go guests\n")

@@ -174,7 +174,7 @@ func TestOutgoingCallNotSentAfterDeadline(t *testing.T) {
 			return
 		}
 		defer c.Halt()
-		reg := c.Client().Registry()
+		reg := registry.New(inner, driver, registry.Options{})
 		src := ""
 		for _, id := range []string{"a", "b", "c", "d", "e", "f", "g", "h"} {
 			if p, err := reg.EnsureActivation(ctx, "ns", id, "src"); err == nil && p.ServerID == "s0" {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/model"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/kv"
@@ -244,7 +245,7 @@ func writesActorKV(t kv.Txn) bool {
 // network (fixed latencies, no loss: the script orders the messages),
 // store links and oracle. actors are the IDs of the model's actors (type
 // kvcounter: a writing operation is one fenced commit).
-func Replay(seed uint64, script []ScriptStep, mu nola.Mutations) (*ReplayResult, error) {
+func Replay(seed uint64, script []ScriptStep, mu mutation.Set) (*ReplayResult, error) {
 	w := simrt.New(seed)
 	var trace strings.Builder
 	w.SetTraceWriter(&trace)

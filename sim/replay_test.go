@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/model"
-	"github.com/nolaproject/nola/nola"
 )
 
 // TestReplaySkipStoreFenceCounterexample: the model's shortest
@@ -33,7 +33,7 @@ func TestReplaySkipStoreFenceCounterexample(t *testing.T) {
 	for i, st := range script {
 		t.Logf("script %d: %v", i+1, st)
 	}
-	bad, err := Replay(1, script, nola.Mutations{SkipStoreFence: true})
+	bad, err := Replay(1, script, mutation.Of(mutation.SkipStoreFence))
 	if err != nil {
 		t.Fatalf("mutated replay: %v\n%s", err, bad.Trace)
 	}
@@ -44,7 +44,7 @@ func TestReplaySkipStoreFenceCounterexample(t *testing.T) {
 	if bad.KV[0] != "1" {
 		t.Fatalf("with the mutation the late commit should have landed: A1 = %q", bad.KV[0])
 	}
-	good, err := Replay(1, script, nola.Mutations{})
+	good, err := Replay(1, script, mutation.Set{})
 	if err != nil {
 		t.Fatalf("clean replay: %v\n%s", err, good.Trace)
 	}
@@ -86,7 +86,7 @@ func TestReplayTimerIgnoresFenceCounterexample(t *testing.T) {
 	for i, st := range script {
 		t.Logf("script %d: %v", i+1, st)
 	}
-	bad, err := Replay(1, script, nola.Mutations{TimerIgnoresFence: true})
+	bad, err := Replay(1, script, mutation.Of(mutation.TimerIgnoresFence))
 	if err != nil {
 		t.Fatalf("mutated replay: %v\n%s", err, bad.Trace)
 	}
@@ -94,7 +94,7 @@ func TestReplayTimerIgnoresFenceCounterexample(t *testing.T) {
 		t.Fatalf("the engine with TimerIgnoresFence did not reproduce %s (timer fired: %v); violations %v\n%s", rep.Violation, bad.TimerFired, bad.Violations, bad.Trace)
 	}
 	t.Logf("with the mutation: %v", bad.Violations)
-	good, err := Replay(1, script, nola.Mutations{})
+	good, err := Replay(1, script, mutation.Set{})
 	if err != nil {
 		t.Fatalf("clean replay: %v\n%s", err, good.Trace)
 	}

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,6 +59,13 @@ func (r *Result) Report() string {
 		b.WriteString("client errors:")
 		for _, c := range r.Stats.sortedCodes() {
 			fmt.Fprintf(&b, " %s=%d", c, r.Stats.Codes[c])
+		}
+		b.WriteByte('\n')
+	}
+	if len(r.Buggified) > 0 {
+		b.WriteString("fault points fired:")
+		for _, p := range slices.Sorted(maps.Keys(r.Buggified)) {
+			fmt.Fprintf(&b, " %s=%d", p, r.Buggified[p])
 		}
 		b.WriteByte('\n')
 	}

@@ -75,6 +75,9 @@ type Result struct {
 	// (Config.Refine; nil: none), RefStats what the check saw.
 	Refinement *model.RefError
 	RefStats   model.RefStats
+	// Buggified counts the engine's fault points that fired
+	// (Config.Buggify), by name.
+	Buggified map[string]int
 
 	notes map[string][]note
 }
@@ -117,9 +120,13 @@ func run(cfg Config, sh *shared) *Result {
 	res := &Result{Config: cfg, Stats: Stats{Codes: map[nola.Code]int{}}}
 	w := simrt.New(cfg.Seed)
 	w.SetMaxSteps(100_000_000)
+	if cfg.Buggify {
+		w.EnableBuggify()
+	}
 	s := &sim{w: w, cfg: cfg, res: res, rng: w.Rand(), shared: sh}
 	err := w.Run(s.main)
 	res.Hash, res.Steps, res.Virtual = w.Hash(), w.Steps(), w.Now()
+	res.Buggified = w.Buggified()
 	res.Err = errors.Join(err, s.err)
 	res.History = s.hist.Ops()
 	if s.oracle != nil {

@@ -12,6 +12,7 @@ import (
 
 	"pgregory.net/rapid"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/linearizability"
 )
 
@@ -82,10 +83,17 @@ func TestSeeds(t *testing.T) {
 	dir := DefaultHTMLDir()
 	var agg Aggregate
 	var oracle OracleStats
-	var mixed, wasmOK, goOK int
+	var mixed, wasmOK, goOK, buggified int
+	fired := map[string]int{}
 	start := time.Now()
 	Sweep(1, n, 0, Options{CheckBudget: seedBudget()}, func(r *Result) bool {
 		agg.Add(r)
+		if r.Config.Buggify {
+			buggified++
+		}
+		for p, k := range r.Buggified {
+			fired[p] += k
+		}
 		w, g := okOpsByRuntime(r)
 		wasmOK += w
 		goOK += g
@@ -112,6 +120,18 @@ func TestSeeds(t *testing.T) {
 		mixed, n, wasmOK, goOK, agg.WASM.Hosts, agg.WASM.Compiled, agg.WASM.Instantiated, agg.WASM.Swept, agg.WASM.Crashed, agg.WASM.Traps)
 	if agg.Runs != n {
 		t.Fatalf("%d runs, want %d", agg.Runs, n)
+	}
+	// The engine's fault points (rt.Buggify) were on in about half the
+	// seeds, and every one of them fired: a point that never fires tests
+	// nothing.
+	t.Logf("fault points: on in %d of %d seeds, fired %v", buggified, n, fired)
+	if buggified < n/4 || buggified > n*3/4 {
+		t.Errorf("fault points on in %d of %d seeds, want about half", buggified, n)
+	}
+	for _, p := range []string{"client.route-forgotten", "kv.commit-delayed", "sweep.early", "sweep.overflow"} {
+		if n >= 50 && fired[p] == 0 {
+			t.Errorf("fault point %s never fired in %d seeds", p, n)
+		}
 	}
 	// The runs exercised what the checkers watch: a sweep where nothing
 	// moved, nothing timed out or nothing was fenced would prove little.
@@ -524,7 +544,7 @@ func TestRapidShrinksBrokenProtocol(t *testing.T) {
 		setFlag(t, "rapid.seed", "1") // reproducible
 	}
 	opts := Options{}
-	opts.Mutations.SkipDeadlineCheck = true
+	opts.Mutations = opts.Mutations.With(mutation.SkipDeadlineCheck)
 	var (
 		last  *Config
 		found int

@@ -195,7 +195,7 @@ func TestCTickerUnderSimulation(t *testing.T) {
 		if got := e.MustInvoke("t", "ticker-c", "ticks", nil); got != "10" {
 			t.Fatalf("ticks after disarm = %s, want 10", got)
 		}
-		v, found, err := e.C.Server(0).Registry().GetKV(e.Ctx, "sim", "t", []byte("ticks"))
+		v, found, err := e.C.Server(0).Inspector().GetKV(e.Ctx, "sim", "t", []byte("ticks"))
 		if err != nil || !found || string(v) != "10" {
 			t.Fatalf("KV ticks = %q, %v, %v; want 10", v, found, err)
 		}

@@ -5,7 +5,7 @@ package main
 import (
 	"flag"
 
-	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/internal/mutation"
 )
 
 const mutationsBuilt = false
@@ -14,4 +14,4 @@ const mutationsBuilt = false
 // with -tags nolamutation (see mutation_on.go).
 func addMutationFlag(*flag.FlagSet, *string) {}
 
-func parseMutations(string) (nola.Mutations, error) { return nola.Mutations{}, nil }
+func parseMutations(string) (mutation.Set, error) { return mutation.Set{}, nil }

@@ -28,17 +28,14 @@ func main() {
 func run() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	r := rt.NewReal()
-	store := memkv.New(r, memkv.Options{})
+	store := memkv.New(rt.NewReal(), memkv.Options{})
 	defer store.Close()
 	const ttl = 2 * time.Second
 	c, err := nola.NewCluster(ctx, nola.ClusterConfig{
-		Servers:       3,
-		Store:         store,
-		Runtime:       func(int) rt.Runtime { return r },
-		ClientRuntime: r,
-		Types:         actors.Types(),
-		Configure:     func(_ int, cfg *nola.ServerConfig) { cfg.LeaseTTL = ttl },
+		Servers:   3,
+		Store:     store,
+		Types:     actors.Types(),
+		Configure: func(_ int, cfg *nola.ServerConfig) { cfg.LeaseTTL = ttl },
 	})
 	if err != nil {
 		return err

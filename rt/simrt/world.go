@@ -56,6 +56,7 @@ type World struct {
 	cancelDirty bool
 
 	nodes    []*Node
+	bug      *buggify // nil: every fault point is off
 	hash     uint64
 	steps    int64
 	events   int64
