@@ -618,7 +618,8 @@ func (r *Registry) notePlaced(sid string) {
 //     the one a fresh server always is.
 //  3. The lowest score wins (PlacementPolicy.score), ties at random.
 func (r *Registry) choose(list []Member) (Member, bool) {
-	cands := make([]int, 0, len(list))
+	var buf [16]int // no allocation for clusters of up to 16 servers
+	cands := buf[:0]
 	for _, underBudget := range []bool{true, false} {
 		for i, m := range list {
 			n := m.Load.Activations + m.placed
