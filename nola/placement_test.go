@@ -265,3 +265,72 @@ func TestSheddingUnderConcurrentCalls(t *testing.T) {
 		t.Fatalf("%d sheds: server 0 hardly shed", n)
 	}
 }
+
+// A server that joins gets work over time, not in a stampede: two servers
+// hold 30 actors each when a third joins. They shed relative to the mean
+// (factor 1.2), at most MaxPerRound per shedding round each, and the
+// released actors are placed on the newcomer on their next call. Checked:
+// no server ever exceeds MaxPerRound releases per elapsed round (the rate
+// limit; with it removed s0 sheds 16 in the first round and this fails),
+// shedding stops at the low water (no server sheds below 0.9 × 1.2 × the
+// mean), and the newcomer ends with a fair share.
+func TestJoiningServerGetsWorkGradually(t *testing.T) {
+	const (
+		n        = 60
+		perRound = 3
+		interval = 2 * time.Second
+	)
+	configure := func(_ int, cfg *nola.ServerConfig) {
+		cfg.Shed = nola.ShedConfig{Interval: interval, MaxPerRound: perRound, MeanFactor: 1.2, MinBytes: 1}
+	}
+	runSim(t, 11, 3, nil, configure, func(e *simtest.Env) {
+		e.C.Crash(2)
+		e.Sleep(simTTL + time.Second) // its lease expires: nothing is placed on it
+		callAll := func() {
+			for i := range n {
+				if _, _, err := e.InvokeUntil(10*time.Second, fmt.Sprint("c", i), "counter", "inc"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		callAll()
+		count := func(srv int) int {
+			k := 0
+			for i := range n {
+				if e.C.Host(ns, fmt.Sprint("c", i)) == srv {
+					k++
+				}
+			}
+			return k
+		}
+		if a, b := count(0), count(1); a+b != n || a < 25 || b < 25 {
+			t.Fatalf("before the join: %d and %d actors, want about 30 each", a, b)
+		}
+		if err := e.C.Restart(e.Ctx, 2); err != nil {
+			t.Fatal(err)
+		}
+		start := e.Driver.Mono()
+		var log []string
+		for round := 1; round <= 15; round++ {
+			e.Sleep(interval)
+			callAll()
+			elapsed := int64((e.Driver.Mono()-start)/interval) + 1
+			for i := range 2 {
+				if shed := e.C.Server(i).Stats().Shed; shed > perRound*elapsed {
+					t.Fatalf("round %d: s%d shed %d activations in %d rounds, over the limit of %d per round", round, i, shed, elapsed, perRound)
+				}
+			}
+			log = append(log, fmt.Sprintf("%d/%d/%d", count(0), count(1), count(2)))
+		}
+		t.Logf("actors on s0/s1/s2 after each round: %v", log)
+		low := 21 // the low water 0.9 × 1.2 × the mean of 20 actors of 1 KiB, rounded down
+		for i := range 2 {
+			if c := count(i); c < low-1 {
+				t.Errorf("s%d shed down to %d actors, below its low water of about %d", i, c, low)
+			}
+		}
+		if c := count(2); c < n/4 {
+			t.Fatalf("the new server holds %d of %d actors after 15 rounds", c, n)
+		}
+	})
+}
