@@ -130,11 +130,24 @@ func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 	return readBody(resp.Body, t.maxResult)
 }
 
+// setTimeout tells the server how long it has: the caller's remaining time
+// less an answer margin (forwardMargin), so that a server that cannot
+// finish — because the owner it forwarded to is paused, say — answers
+// with what it knows before its caller gives up on it. Without the margin
+// both deadlines fall together, and the caller reports only that the
+// server it called did not answer, never which server further on did not.
 func setTimeout(ctx context.Context, r *http.Request) {
 	if d, ok := ctx.Deadline(); ok {
-		ms := time.Until(d).Milliseconds()
+		left := time.Until(d)
+		ms := (left - forwardMargin(left)).Milliseconds()
 		r.Header.Set(HeaderTimeout, strconv.FormatInt(max(ms, 1), 10))
 	}
+}
+
+// forwardMargin is the part of a caller's remaining time it keeps for the
+// answer to travel back: an eighth, at most 250ms.
+func forwardMargin(left time.Duration) time.Duration {
+	return min(left/8, 250*time.Millisecond)
 }
 
 func readBody(r io.Reader, limit int) ([]byte, error) {

@@ -112,6 +112,7 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 		host, err = wasm.New(ctx, wasm.Config{
 			Runtime: n.rt, Modules: mods, Logger: n.log, MaxResultBytes: maxResult,
 			MemoryLimit: w.MemoryLimit, GuestSlots: w.GuestSlots,
+			HostFunctions: w.HostFunctions, MaxHostCallBytes: w.MaxHostCallBytes,
 		})
 		if err != nil {
 			return fmt.Errorf("node: WASM host: %w", err)

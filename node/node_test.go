@@ -16,6 +16,7 @@ import (
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm"
 )
 
 // start starts a node and stops it gracefully at the test's end.
@@ -69,6 +70,9 @@ func TestBadOptionsAreReportedBeforeBinding(t *testing.T) {
 		{"Limits", node.Options{Limits: nola.Limits{MaxPayloadBytes: -1}}},
 		{"Types", node.Options{Types: map[string]nola.Factory{"x": nil}}},
 		{"WASM.MemoryLimit", node.Options{WASM: &node.WASMOptions{MemoryLimit: 1}}},
+		{"WASM.HostFunctions", node.Options{WASM: &node.WASMOptions{HostFunctions: []wasm.HostFunction{{Namespace: "kv", Operation: "get", Func: nopHostFn}}}}},
+		{"WASM.HostFunctions", node.Options{WASM: &node.WASMOptions{HostFunctions: []wasm.HostFunction{{Namespace: "app", Operation: "x"}}}}},
+		{"WASM.MaxHostCallBytes", node.Options{WASM: &node.WASMOptions{MaxHostCallBytes: -1}}},
 		{"Advertise", node.Options{Advertise: "ftp://x"}},
 		{"NamespaceTokens", node.Options{NamespaceTokens: map[string]string{"t": "ns"}}},
 		{"NamespaceTokens", node.Options{AdminToken: "a", NamespaceTokens: map[string]string{"a": "ns"}}},
@@ -187,3 +191,5 @@ func TestCloseThenShutdown(t *testing.T) {
 		t.Fatal("a closed node answered")
 	}
 }
+
+func nopHostFn(context.Context, wasm.HostCall) ([]byte, error) { return nil, nil }

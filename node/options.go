@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -139,6 +140,15 @@ type WASMOptions struct {
 	// ModuleBytes and Modules are each namespace's module quota (zero:
 	// the defaults of wasm/modules; negative: no limit).
 	ModuleBytes, Modules int64
+	// HostFunctions are the app's own host functions for its WASM
+	// guests (see wasm.HostFunction): every guest of the node may call
+	// them with waPC's __host_call by namespace and operation. Start
+	// refuses entries in nola's own namespaces, duplicates and empty
+	// names.
+	HostFunctions []wasm.HostFunction
+	// MaxHostCallBytes bounds the payload and the result of one call of
+	// a host function (0: wasm.DefaultMaxHostCallBytes, 1 MiB).
+	MaxHostCallBytes int
 }
 
 // Error is the error Start returns for options that cannot work. Start
@@ -253,6 +263,16 @@ func (p *prepared) checkServer() error {
 		}
 		if c.MemoryLimit < wasm.InstanceOverhead {
 			return badOption("WASM.MemoryLimit", "must be at least %d bytes (one WASM instance), got %d", wasm.InstanceOverhead, c.MemoryLimit)
+		}
+		if c.MaxHostCallBytes < 0 {
+			return badOption("WASM.MaxHostCallBytes", "must not be negative, got %d", c.MaxHostCallBytes)
+		}
+		if err := wasm.CheckHostFunctions(c.HostFunctions); err != nil {
+			var he *wasm.HostFunctionError
+			if errors.As(err, &he) {
+				return badOption("WASM.HostFunctions", "host function %q/%q: %s", he.Namespace, he.Operation, he.Problem)
+			}
+			return badOption("WASM.HostFunctions", "%v", err)
 		}
 		if c.ModuleBytes == 0 {
 			c.ModuleBytes = modules.DefaultQuotaBytes

@@ -182,3 +182,47 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 		Operation: op, Payload: payload, Chain: c.chainOut,
 	}, gate)
 }
+
+// ExternalEffect is the gate before an effect nola cannot fence itself: a
+// call to an outside service, an embedder's WASM host function. It does
+// what Invoke does before a call leaves the activation, and nothing else:
+//
+//   - it commits the invocation's pending KV writes, fenced (an output
+//     gate: the outside world must never see an effect whose cause might
+//     still be rolled back);
+//   - it refuses, with CodeFenced, if the server is past its lease deadline
+//     or no longer under the activation's incarnation (rule 3: a fenced
+//     activation must not act, whatever another owner does meanwhile; a
+//     fence, a crash or Halt drops the lease or changes the incarnation);
+//   - it refuses, with CodeTimeout, if the invocation's deadline has passed
+//     or its caller gave up.
+//
+// Call it right before each such effect and skip the effect if it returns
+// an error. The check cannot reach into the outside system: an effect that
+// started before the lease deadline may still complete after it, as an
+// outgoing call may. After ExternalEffect succeeds the invocation counts as
+// having had effects: if it then passes the lease deadline its caller is
+// told its effects stand (CodeTimeout), not that it may retry.
+func (c *Context) ExternalEffect() error {
+	t := c.txn()
+	if t == nil {
+		return errOver()
+	}
+	if err := t.flush(c); err != nil {
+		return err
+	}
+	a := c.act
+	if err := a.srv.effectAllowed(a); err != nil {
+		return err
+	}
+	if err := c.cur().Err(); err != nil {
+		return &Error{Code: CodeTimeout, Message: "the invocation's deadline passed or its caller gave up; effect refused", cause: err}
+	}
+	if d, ok := c.cur().Deadline(); ok && !c.Now().Before(d) {
+		// The context's timer may not have fired yet (a simulated clock
+		// stands exactly at the deadline).
+		return &Error{Code: CodeTimeout, Message: "the invocation's deadline passed; effect refused"}
+	}
+	c.effects = true // conservatively: the effect may happen
+	return nil
+}

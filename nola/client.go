@@ -208,8 +208,12 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		}
 		if !IsRetryable(err) {
 			if code := CodeOf(err); code == CodeTimeout || code == CodeUnavailable {
-				// The server may be gone: resolve afresh next time.
+				// The server may be gone: resolve afresh next time. The
+				// error names the owner the call went to, whatever
+				// answered it: a caller several hops away learns which
+				// server did not answer.
 				c.routes.drop(key, r)
+				return nil, ownerErr(req, r, err)
 			}
 			return nil, err
 		}
@@ -221,6 +225,27 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		}
 	}
 	return nil, lastErr
+}
+
+// ownerErr wraps a timeout or unavailability of a call sent to r's owner
+// so that its message names the owner (server ID, incarnation, address);
+// code, retryability and cause stay the error's own.
+func ownerErr(req Request, r route, err error) error {
+	who := r.addr
+	if r.owner.sid != "" {
+		who = fmt.Sprintf("%s#%d at %s", r.owner.sid, r.owner.inc, r.addr)
+	}
+	msg := err.Error()
+	var ne *Error
+	if errors.As(err, &ne) {
+		if ne.Message == "" {
+			msg = string(ne.Code)
+		} else {
+			msg = ne.Message
+		}
+	}
+	return &Error{Code: CodeOf(err), Retryable: IsRetryable(err), cause: err,
+		Message: fmt.Sprintf("invoke %s/%s on its owner %s: %s", req.Namespace, req.ActorID, who, msg)}
 }
 
 // notSent is the error of an invocation whose deadline passed (or whose

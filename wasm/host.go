@@ -51,6 +51,15 @@
 // dropped). A trap or an abort discards the instance (see TrapError); other
 // actors keep serving.
 //
+// # Custom host functions
+//
+// Config.HostFunctions adds the embedder's own host calls, by waPC
+// namespace and operation (see HostFunction). Each call is an external
+// effect (nola.Context.ExternalEffect): the invocation's pending KV writes
+// commit first, and the call is refused to a fenced activation or past the
+// invocation's deadline; payload and result are bounded by
+// Config.MaxHostCallBytes.
+//
 // # Determinism
 //
 // Host functions reach time, randomness and the outside only through the
@@ -165,6 +174,18 @@ type Config struct {
 	// makes a standard-Go guest's instantiation an order of magnitude
 	// cheaper; this switch exists to measure that.
 	KeepDataSegments bool
+
+	// HostFunctions are the embedder's host functions, called by guests
+	// with waPC's __host_call (binding "nola") by namespace and
+	// operation; see HostFunction. New refuses entries in nola's own
+	// namespaces (abi.Reserved), duplicates and empty names with a
+	// *HostFunctionError. A call to a function nobody registered fails
+	// with "bad_request: unknown host call ns/op".
+	HostFunctions []HostFunction
+	// MaxHostCallBytes bounds the payload and the result of one call of
+	// a HostFunction (default 1 MiB); past it the guest gets a
+	// "too_large: ..." host error.
+	MaxHostCallBytes int
 }
 
 func (c *Config) defaults() error {
@@ -210,6 +231,9 @@ func (c *Config) defaults() error {
 	if c.SliceFuel == 0 {
 		c.SliceFuel = DefaultSliceFuel
 	}
+	if c.MaxHostCallBytes <= 0 {
+		c.MaxHostCallBytes = DefaultMaxHostCallBytes
+	}
 	if c.SliceFuel > 1<<30 {
 		// The fuel counter is an i32 global.
 		return fmt.Errorf("wasm: config: SliceFuel %d exceeds 2^30", c.SliceFuel)
@@ -248,6 +272,9 @@ type Host struct {
 	lastSweep time.Duration
 	hosted    func(ns, id string) bool
 	stats     Stats
+
+	// custom holds Config.HostFunctions; read-only after New.
+	custom map[hostFnKey]*hostFn
 }
 
 type modKey struct{ ns, id string }
@@ -286,6 +313,10 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
+	custom, err := hostFunctionTable(cfg.HostFunctions)
+	if err != nil {
+		return nil, err
+	}
 	rc := wazero.NewRuntimeConfig().
 		WithMemoryLimitPages(cfg.MaxMemoryPages).
 		WithCloseOnContextDone(cfg.ContextInterrupt)
@@ -300,6 +331,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		wz:       wazero.NewRuntimeWithConfig(ctx, rc),
 		compiled: map[modKey]*compiled{},
 		live:     map[*instance]struct{}{},
+		custom:   custom,
 	}
 	if cfg.GuestSlots > 0 {
 		h.slots = slotPool{sema: cfg.Runtime.NewSema(cfg.GuestSlots), n: cfg.GuestSlots}

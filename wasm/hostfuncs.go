@@ -349,6 +349,9 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 		in.respBuf = abi.AppendStringField(b, r.Type)
 		return in.respBuf, nil
 	}
+	if f, ok := in.h.custom[hostFnKey{ns, op}]; ok {
+		return in.callCustom(f, p)
+	}
 	return bad()
 }
 

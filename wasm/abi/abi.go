@@ -96,6 +96,18 @@ const (
 	LevelError    = "error"
 )
 
+// Reserved reports whether nola keeps host call namespace ns for itself:
+// the namespaces of its own host calls (actor, kv, timer, log, clock,
+// self) and "nola", kept for later ones. An embedder's host functions
+// (wasm.Config.HostFunctions) may use any other.
+func Reserved(ns string) bool {
+	switch ns {
+	case NSActor, NSKV, NSTimer, NSLog, NSClock, NSSelf, "nola":
+		return true
+	}
+	return false
+}
+
 // waPC import and export names.
 const (
 	ModuleWAPC      = "wapc"

@@ -109,7 +109,10 @@ type HostError struct {
 
 func (e *HostError) Error() string { return e.Code + ": " + e.Message }
 
-// Call makes a raw nola host call.
+// Call makes a raw nola host call: one of nola's own (see package abi) or
+// one of the host functions the embedder registered
+// (wasm.Config.HostFunctions), by namespace and operation. A failure is a
+// *HostError.
 func Call(namespace, operation string, payload []byte) ([]byte, error) {
 	ok := hostCall(sptr(abi.Binding), uint32(len(abi.Binding)), sptr(namespace), uint32(len(namespace)),
 		sptr(operation), uint32(len(operation)), ptr(payload), uint32(len(payload)))

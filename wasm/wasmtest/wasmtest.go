@@ -33,7 +33,7 @@ func Root() string {
 
 // CGuests and GoGuests name the example guests.
 var (
-	CGuests  = []string{"counter", "kvcounter", "echo", "caller", "hostile", "ticker", "kvnotify"}
+	CGuests  = []string{"counter", "kvcounter", "echo", "caller", "hostile", "ticker", "kvnotify", "hostfn"}
 	GoGuests = []string{"counter", "kvcounter", "echo", "caller"}
 )
 

@@ -226,6 +226,30 @@ static int wapc_host(const char *ns, const char *op, wapc_buf payload, wapc_buf 
 	return ok ? 1 : 0;
 }
 
+/* wapc_host_call is wapc_host with the namespace and operation as byte
+ * strings: for host functions an embedder registered
+ * (wasm.Config.HostFunctions) under names the guest does not know at
+ * compile time. */
+static int wapc_host_call(wapc_buf ns, wapc_buf op, wapc_buf payload, wapc_buf *out) {
+	static const char binding[] = "nola";
+	wapc_u32 ok = __host_call((const wapc_u8 *)binding, sizeof(binding) - 1, ns.ptr, ns.len, op.ptr, op.len,
+	                          payload.ptr, payload.len);
+	wapc_u32 n = ok ? __host_response_len() : __host_error_len();
+	wapc_u8 *p = (wapc_u8 *)wapc_alloc(n ? n : 1);
+	out->ptr = p;
+	out->len = 0;
+	if (!p) {
+		*out = wapc_str("guest: out of memory for a host response");
+		return 0;
+	}
+	if (ok)
+		__host_response(p);
+	else
+		__host_error(p);
+	out->len = n;
+	return ok ? 1 : 0;
+}
+
 /* wapc_invoke calls op on another actor of the namespace. */
 static int wapc_invoke(wapc_buf id, wapc_buf type, wapc_buf op, wapc_buf payload, wapc_buf *out) {
 	wapc_u32 n = wapc_field_size(id.len) + wapc_field_size(type.len) + wapc_field_size(op.len) +
