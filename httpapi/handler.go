@@ -740,6 +740,11 @@ type ServerStatus struct {
 	Activations  int64     `json:"activations"`
 	MemoryBytes  int64     `json:"memory_bytes"`
 	Limit        int64     `json:"activation_limit"`
+	// From the load record's optional fields (zero from older servers).
+	HeapBytes    int64   `json:"heap_bytes"`
+	BusyRatio    float64 `json:"busy_ratio"`
+	Rate         float64 `json:"invocations_per_second"`
+	MemoryBudget int64   `json:"memory_budget"`
 }
 
 // ClusterStatus is the body of GET /v1/cluster.
@@ -783,6 +788,10 @@ type ServerCounters struct {
 	FailedCommits int64 `json:"failed_commits"`
 	Activations   int64 `json:"activations"`
 	MemoryBytes   int64 `json:"memory_bytes"`
+	HeapBytes     int64 `json:"heap_bytes"`
+	BusyNanos     int64 `json:"busy_nanos"`
+	Shed          int64 `json:"shed"`
+	ShedBytes     int64 `json:"shed_bytes"`
 	Incarnation   int64 `json:"incarnation"`
 	// KeepAlive describes the lease keep-alives.
 	KeepAlive KeepAliveCounters `json:"keep_alive"`
@@ -809,7 +818,8 @@ func counters(st nola.Stats) ServerCounters {
 	out := ServerCounters{
 		Invocations: st.Invocations, Activated: st.Activated, Evicted: st.Evicted,
 		Fences: st.Fences, FailedCommits: st.FailedCommits, Activations: st.Activations,
-		MemoryBytes: st.MemoryBytes, Incarnation: st.Incarnation,
+		MemoryBytes: st.MemoryBytes, HeapBytes: st.HeapBytes, BusyNanos: st.BusyNanos,
+		Shed: st.Shed, ShedBytes: st.ShedBytes, Incarnation: st.Incarnation,
 		KeepAlive: KeepAliveCounters{
 			LatencyBoundsMs: make([]float64, 0, len(ka.Latency.Bounds)),
 			LatencyCounts:   append([]int64{}, ka.Latency.Counts...),
@@ -845,6 +855,8 @@ func (h *Handler) cluster(w http.ResponseWriter, r *http.Request) {
 			ID: m.Record.ID, Incarnation: m.Record.Incarnation, Addr: m.Record.Addr,
 			RegisteredAt: time.Unix(0, m.Record.RegisteredAt).UTC(),
 			Activations:  m.Load.Activations, MemoryBytes: m.Load.Bytes, Limit: m.Load.Limit,
+			HeapBytes: m.Load.HeapBytes, BusyRatio: float64(m.Load.BusyPPM) / 1e6,
+			Rate: float64(m.Load.RateMilli) / 1e3, MemoryBudget: m.Load.Budget,
 		}
 		if m.Record.ID == out.Self.ID && m.Record.Incarnation == out.Self.Incarnation {
 			// Our own row: live figures rather than the last load report.

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/wasm"
 	"github.com/nolaproject/nola/wasm/modules"
@@ -67,6 +68,13 @@ type Options struct {
 	IdleTimeout time.Duration
 	// MaxActivations caps this server's activations (default 1e6).
 	MaxActivations int
+	// MemoryBudget, Shed and Placement are nola.ServerConfig's: the
+	// memory this server sheds activations above (0: none), how shedding
+	// is paced and whether it also sheds relative to the cluster mean,
+	// and the weights of placement's score (docs/placement.md).
+	MemoryBudget int64
+	Shed         nola.ShedConfig
+	Placement    registry.PlacementPolicy
 	// Limits bound names, payloads, results and KV entries (zero fields
 	// take nola's defaults).
 	Limits nola.Limits
@@ -241,8 +249,11 @@ func (p *prepared) checkServer() error {
 	case p.LeaseTTL < time.Second:
 		return badOption("LeaseTTL", "must be at least 1s, got %v", p.LeaseTTL)
 	}
-	if p.IdleTimeout < 0 || p.MaxActivations < 0 || p.MinTimerPeriod < 0 || p.MaxTimersPerActor < 0 || p.MaxWorkerInFlight < 0 {
-		return badOption("IdleTimeout, MaxActivations, MinTimerPeriod, MaxTimersPerActor, MaxWorkerInFlight", "must not be negative")
+	if p.IdleTimeout < 0 || p.MaxActivations < 0 || p.MinTimerPeriod < 0 || p.MaxTimersPerActor < 0 || p.MaxWorkerInFlight < 0 || p.MemoryBudget < 0 {
+		return badOption("IdleTimeout, MaxActivations, MinTimerPeriod, MaxTimersPerActor, MaxWorkerInFlight, MemoryBudget", "must not be negative")
+	}
+	if err := p.Placement.Validate(); err != nil {
+		return badOption("Placement", "%v", err)
 	}
 	l := p.Limits
 	if l.MaxNameBytes < 0 || l.MaxPayloadBytes < 0 || l.MaxResultBytes < 0 || l.MaxKVKeyBytes < 0 ||

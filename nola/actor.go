@@ -34,6 +34,20 @@ type Deactivator interface {
 	Deactivate(ctx *Context) error
 }
 
+// Sizer is implemented by actors that know how much memory they hold
+// (caches, buffers, loaded models). The server samples SizeBytes after the
+// activation's Activate hook and after each of its invocations, under the
+// same serialization as Invoke (so it may read the actor's state without
+// locks), and charges it to the activation: it counts in the server's
+// memory (Stats.MemoryBytes, the load report placement scores by) and in
+// which activations a server over its memory budget sheds first
+// (docs/placement.md). It must be cheap; a negative figure counts as 0 and
+// one above 1 TiB as 1 TiB. WASM actors implement it with their linear
+// memory.
+type Sizer interface {
+	SizeBytes() int64
+}
+
 // Factory creates the in-memory instance of an activation.
 type Factory func(ref Ref) (Actor, error)
 

@@ -68,6 +68,9 @@ type ClientConfig struct {
 	// lease TTL after the owner stopped, not at the call's deadline
 	// (default 250ms; negative: never). Servers' own clients use TTL/8.
 	OwnerCheckInterval time.Duration
+	// Placement weighs the load figures when this client places an actor
+	// (zero: registry.DefaultPlacement; docs/placement.md).
+	Placement registry.PlacementPolicy
 }
 
 // NewClient returns a client that is not part of a server.
@@ -78,7 +81,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Runtime == nil {
 		cfg.Runtime = rt.NewReal()
 	}
-	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{Root: cfg.Root})
+	if err := cfg.Placement.Validate(); err != nil {
+		return nil, fmt.Errorf("nola: client config: %w", err)
+	}
+	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{Root: cfg.Root, Placement: cfg.Placement})
 	c := newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits.withDefaults(), cfg.MaxAttempts)
 	c.checkType = cfg.CheckType
 	switch {

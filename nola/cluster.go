@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/rt"
 )
@@ -28,6 +29,9 @@ type ClusterConfig struct {
 	Workers map[string]WorkerFunc
 	// Configure adjusts server i's config before it is created.
 	Configure func(i int, cfg *ServerConfig)
+	// Placement is the cluster client's placement policy (zero:
+	// registry.DefaultPlacement).
+	Placement registry.PlacementPolicy
 }
 
 // Cluster is a set of servers in one process, for tests, examples and
@@ -68,6 +72,7 @@ func NewCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	}
 	cl, err := NewClient(ClientConfig{
 		Runtime: cfg.ClientRuntime, Store: cfg.Store, Transport: c.net.Transport(cfg.ClientRuntime),
+		Placement: cfg.Placement,
 		CheckType: func(ctx context.Context, ns, typ string) error {
 			// Every server of the cluster has the same types.
 			for i := range c.Size() {

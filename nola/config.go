@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nolaproject/nola/internal/mutation"
+	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/rt"
 )
@@ -145,6 +146,19 @@ type ServerConfig struct {
 	ReclaimInterval time.Duration
 	// Limits bound names, payloads and KV entries.
 	Limits Limits
+
+	// Placement weighs activations, memory and CPU when this server's
+	// registry handle places actors (its own actors' calls to others);
+	// zero: registry.DefaultPlacement. docs/placement.md.
+	Placement registry.PlacementPolicy
+	// MemoryBudget is the memory (Stats.MemoryBytes) this server aims to
+	// stay under: placement avoids it once there, and it sheds
+	// activations, largest first, while above (Shed). Zero: no budget.
+	MemoryBudget int64
+	// Shed paces shedding (releasing activations so that placement puts
+	// them elsewhere) and turns on shedding relative to the cluster mean;
+	// zero fields take defaults.
+	Shed ShedConfig
 	// Logger receives the server's logs (default: discard).
 	Logger *slog.Logger
 	// Observer, if set, sees activation, execution and commit events (the
@@ -184,11 +198,19 @@ func (c *ServerConfig) checkAndFillDefaults() error {
 			c.LeaseTTL, c.Margin, c.IdleTimeout, c.TimerTimeout, c.CommitTimeout)
 	case c.MaxActivations < 0:
 		return fmt.Errorf("nola: server config: negative MaxActivations %d", c.MaxActivations)
+	case c.MemoryBudget < 0:
+		return fmt.Errorf("nola: server config: negative MemoryBudget %d", c.MemoryBudget)
 	case c.Limits.MaxNameBytes < 0 || c.Limits.MaxPayloadBytes < 0 || c.Limits.MaxResultBytes < 0 ||
 		c.Limits.MaxKVKeyBytes < 0 || c.Limits.MaxKVValueBytes < 0 || c.Limits.MaxActorKVBytes < 0:
 		return fmt.Errorf("nola: server config: negative limit in %+v", c.Limits)
 	}
 	if err := checkWorkers(c); err != nil {
+		return err
+	}
+	if err := c.Placement.Validate(); err != nil {
+		return fmt.Errorf("nola: server config: %w", err)
+	}
+	if err := c.Shed.check(); err != nil {
 		return err
 	}
 	if c.Margin >= c.LeaseTTL && c.LeaseTTL > 0 {
@@ -234,6 +256,7 @@ func (c *ServerConfig) checkAndFillDefaults() error {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	c.Limits = c.Limits.withDefaults()
+	c.Shed = c.Shed.withDefaults(c.LeaseTTL)
 	return nil
 }
 

@@ -20,8 +20,9 @@
 // resolved at run time by a TypeResolver, which is how WASM modules become
 // types). nola calls Invoke one call at a time per activation, so an actor
 // needs no locks for its own state. Optional interfaces add lifecycle hooks:
-// Activator (run on activation, e.g. to load state) and Deactivator (run
-// before a voluntary deactivation).
+// Activator (run on activation, e.g. to load state), Deactivator (run
+// before a voluntary deactivation) and Sizer (the memory the actor holds,
+// which placement and shedding count: docs/placement.md).
 //
 // # Typed actors
 //
@@ -132,6 +133,9 @@
 // drop), table.go (the sharded activation table), lease.go (registration,
 // keep-alive, self-fence, and the mayServe/effectAllowed checks every effect
 // passes), timers.go, evict.go (idle sweep, eviction, release on shutdown),
+// accounting.go (what activations hold and cost: Sizer, busy time, the
+// load report's figures), shed.go (releasing activations of a server over
+// its memory budget or far above the cluster mean),
 // ownerwatch.go (cancelling calls whose owner lost its lease), worker.go
 // (stateless workers: no activation, run where called), server.go
 // (the Server type and its lifecycle: NewServer, Start, Shutdown, Halt),

@@ -144,7 +144,8 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		return nil, &Error{Code: CodeFenced, Message: "activation of " + a.key.id + " was dropped", Retryable: true}
 	}
 	// Rule 3: run only under the current incarnation, before the deadline.
-	if _, ok := s.mayServeAt(a.inc); !ok && !unfenced {
+	start, ok := s.mayServeAt(a.inc)
+	if !ok && !unfenced {
 		a.lock.Release()
 		return nil, &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " is past its lease deadline", Retryable: true}
 	}
@@ -172,6 +173,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		err = cx.broken
 	}
 	end, live := s.mayServeAt(a.inc)
+	s.account(a, start, end)
 	if err == nil && !live && !unfenced {
 		// The output gate: the invocation ran past the deadline (a pause
 		// after the start check). Its reads may postdate another owner's

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nolaproject/nola/internal/mutation"
+	"github.com/nolaproject/nola/nola"
 )
 
 // Namespace is the namespace every simulated actor lives in.
@@ -179,7 +180,13 @@ type Config struct {
 	// actors they are asked to activate (placement then puts them
 	// elsewhere) and evict the least recently used.
 	MaxActivations int
-	Rho            float64
+	// MemoryBudget and Shed turn on shedding (nola.ServerConfig): a
+	// server above its budget or far above the cluster's mean memory
+	// releases activations, largest first, so that placement moves them
+	// (release-then-place). Zero: no shedding, and no shedder task.
+	MemoryBudget int64
+	Shed         nola.ShedConfig
+	Rho          float64
 	// Rates are the servers' initial clock rates, relative to the store's
 	// lease clock.
 	Rates []float64
@@ -417,7 +424,49 @@ func Generate(seed uint64, opts Options) Config {
 	if slices.ContainsFunc(cat, func(k ActorKind) bool { return k.Type == TypeWASMCaller }) {
 		c.WASMCallers = r.IntN(3)
 	}
+	drawShedding(r, &c)
 	return c
+}
+
+// drawShedding turns shedding on in a third of the seeds (drawn last, so
+// that every draw above — and so every seed without shedding — is what it
+// was before shedding existed). Servers shed relative to the cluster mean
+// from the first byte (every activation counts 1 KiB and its KV cache, so
+// this moves the actors of servers holding more than their share), half of
+// the time also above a budget of 2–5 activations' worth, in rounds of
+// 1–4 releases every 0.25–1.25 TTL. Each such seed gets one more fault
+// aimed at the moves: a slow store link or a pause of one server,
+// starting at one of its shedding rounds, so that releases are delayed
+// past a lease, land late, or meet a fence.
+func drawShedding(r *rand.Rand, c *Config) {
+	if r.IntN(3) != 0 {
+		return
+	}
+	ttl := c.LeaseTTL
+	c.Shed = nola.ShedConfig{
+		Interval:    ttl/4 + time.Duration(r.Int64N(int64(ttl))),
+		MaxPerRound: 1 + r.IntN(4),
+		LowWater:    0.6 + 0.4*r.Float64(),
+		MeanFactor:  1.1 + r.Float64(),
+		MinBytes:    1,
+	}
+	if r.IntN(2) == 0 {
+		c.MemoryBudget = int64(2+r.IntN(4)) << 10
+	}
+	rounds := int64(c.Horizon / c.Shed.Interval)
+	f := Fault{
+		Server: r.IntN(c.Servers),
+		At:     time.Duration(1+r.Int64N(max(rounds-1, 1))) * c.Shed.Interval,
+		Dur:    time.Duration(float64(ttl) * (0.5 + 2*r.Float64())),
+	}
+	if r.IntN(2) == 0 {
+		f.Kind, f.Link = FaultSlowLinks, LinkServerStore
+		f.Extra = time.Duration(float64(ttl) * (0.5 + 2*r.Float64()))
+	} else {
+		f.Kind = FaultPause
+	}
+	c.Faults = append(c.Faults, f)
+	sortFaults(c.Faults)
 }
 
 // rateWithin draws a clock rate the protocol must tolerate: never slower
@@ -532,6 +581,10 @@ func (c *Config) Describe() string {
 		c.Seed, c.Servers, c.Clients, len(c.Actors), c.Callers, c.WASMCallers, c.Tickers, c.Ops, c.Horizon, c.LeaseTTL, c.IdleTimeout, c.Rho, c.Rates)
 	if c.MaxActivations > 0 {
 		fmt.Fprintf(&b, "  at most %d activations per server\n", c.MaxActivations)
+	}
+	if c.Shed != (nola.ShedConfig{}) || c.MemoryBudget > 0 {
+		fmt.Fprintf(&b, "  shedding: budget %d B, above %.2f× the mean, %d per round every %v, low water %.2f\n",
+			c.MemoryBudget, c.Shed.MeanFactor, c.Shed.MaxPerRound, c.Shed.Interval.Round(time.Millisecond), c.Shed.LowWater)
 	}
 	fmt.Fprintf(&b, "  net: latency %v–%v, spikes %.3g up to %v, loss %.3g\n", c.Net.MinLatency, c.Net.MaxLatency, c.Net.SpikeProb, c.Net.SpikeMax.Round(time.Millisecond), c.Net.Loss)
 	if o := c.Options().String(); o != "" {

@@ -46,8 +46,12 @@ type Stats struct {
 	Fences, Activations, Evictions, Deactivations int64
 	// Deletes counts acknowledged actor deletes (Config.Deletes).
 	Deletes int
-	Net     NetStats
-	Oracle  OracleStats
+	// Sheds counts the activations servers released by shedding (their
+	// releases are among CapacityReleases: the store link cannot tell
+	// them apart).
+	Sheds  int64
+	Net    NetStats
+	Oracle OracleStats
 	// WASM sums the servers' WASM hosts.
 	WASM WASMStats
 	// ViaWorker counts client operations sent through RelayWorker
@@ -214,7 +218,7 @@ type slot struct {
 	stopping *nola.Server
 	rate     float64 // the base clock rate drift faults return to
 	// fences, activations and evictions of earlier processes.
-	fences, activations, evictions int64
+	fences, activations, evictions, sheds int64
 }
 
 type clientSlot struct {
@@ -390,6 +394,7 @@ func (s *sim) main() {
 		s.res.Stats.Fences += sl.fences
 		s.res.Stats.Activations += sl.activations
 		s.res.Stats.Evictions += sl.evictions
+		s.res.Stats.Sheds += sl.sheds
 	}
 }
 
@@ -407,6 +412,8 @@ func (s *sim) startServer(sl *slot) {
 		Rho:            s.cfg.Rho,
 		IdleTimeout:    s.cfg.IdleTimeout,
 		MaxActivations: s.cfg.MaxActivations,
+		MemoryBudget:   s.cfg.MemoryBudget,
+		Shed:           s.cfg.Shed,
 		Observer:       s.observer(),
 		Mutations:      s.cfg.Mutations.set,
 	}
@@ -512,6 +519,7 @@ func (sl *slot) halt() {
 	sl.fences += st.Fences
 	sl.activations += st.Activated
 	sl.evictions += st.Evicted
+	sl.sheds += st.Shed
 	sl.srv.Halt()
 }
 
@@ -806,9 +814,9 @@ func (r *Result) Summary() string {
 		verdict = "UNCHECKED"
 	}
 	st := &r.Stats
-	return fmt.Sprintf("seed %d %s: %d ops (%d ok, %d indeterminate, %d not run), %d faults, %d fences, %d stops (%d with errors, %d killed), %d releases (%d at capacity, %d at stop, %d refused), %d oracle violations, %d/%d objects illegal (%d unknown), %v virtual, %d steps, %v wall",
+	return fmt.Sprintf("seed %d %s: %d ops (%d ok, %d indeterminate, %d not run), %d faults, %d fences, %d stops (%d with errors, %d killed), %d releases (%d at capacity or shed, %d at stop, %d refused), %d shed, %d oracle violations, %d/%d objects illegal (%d unknown), %v virtual, %d steps, %v wall",
 		r.Config.Seed, verdict, st.Ops, st.OK, st.Indeterminate, st.Failed, st.Faults, st.Fences,
-		st.Stops+st.StopErrors, st.StopErrors, st.StopsKilled, st.CapacityReleases+st.StopReleases, st.CapacityReleases, st.StopReleases, st.ReleasesRefused,
+		st.Stops+st.StopErrors, st.StopErrors, st.StopsKilled, st.CapacityReleases+st.StopReleases, st.CapacityReleases, st.StopReleases, st.ReleasesRefused, st.Sheds,
 		len(r.Violations), r.Lin.Illegal, r.Lin.Checked, r.Lin.Unknown, r.Virtual.Round(time.Millisecond), r.Steps, r.Wall.Round(time.Millisecond))
 }
 

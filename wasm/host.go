@@ -667,7 +667,19 @@ type actor struct {
 var (
 	_ nola.Activator   = (*actor)(nil)
 	_ nola.Deactivator = (*actor)(nil)
+	_ nola.Sizer       = (*actor)(nil)
 )
+
+// SizeBytes implements nola.Sizer: the instance's linear memory and
+// InstanceOverhead, what the Host's memory budget charges it. The server
+// calls it between invocations, so that a server over its memory budget
+// can shed its largest WASM actors first.
+func (a *actor) SizeBytes() int64 {
+	if a.in == nil {
+		return 0
+	}
+	return a.in.sizeBytes()
+}
 
 // Activate creates the instance.
 func (a *actor) Activate(cx *nola.Context) error {

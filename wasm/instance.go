@@ -159,6 +159,26 @@ func (in *instance) release() bool {
 	return gone
 }
 
+// sizeBytes is the instance's linear memory and overhead. It holds the
+// instance like an invocation does while it reads them, so that the sweep
+// or Host.Close cannot close it meanwhile; a busy or closed instance
+// reports 0.
+func (in *instance) sizeBytes() int64 {
+	if !in.acquire() {
+		return 0
+	}
+	n := in.overhead
+	if in.mem != nil {
+		n += int64(in.mem.Size())
+	}
+	in.state.Store(instIdle)
+	if in.h.isClosed.Load() {
+		in.close()
+	}
+	in.h.doneBusy()
+	return n
+}
+
 // reclaim closes an idle instance (the sweep, Host.Close).
 func (in *instance) reclaim() bool {
 	if !in.state.CompareAndSwap(instIdle, instClosed) {

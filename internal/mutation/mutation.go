@@ -50,6 +50,11 @@ const (
 	// the next life shares the old life's KV prefix (docs/deletion.md).
 	// The simulator turns deletes on with it.
 	DeleteSkipsGeneration
+	// SkipReleaseCompare releases actors (shedding, shutdown, release at
+	// capacity) without the compare that the releasing incarnation still
+	// owns them at its epoch: a late release clears another server's
+	// ownership.
+	SkipReleaseCompare
 	// ResetEpochs makes placement and release write epoch 0, so an owner
 	// record can repeat (the ABA the epochs exist to prevent). Registry
 	// only (servers refuse it): the registry's schedule checker catches
@@ -76,6 +81,8 @@ func (m M) String() string {
 		return "SkipCallGate"
 	case DeleteSkipsGeneration:
 		return "DeleteSkipsGeneration"
+	case SkipReleaseCompare:
+		return "SkipReleaseCompare"
 	case ResetEpochs:
 		return "ResetEpochs"
 	}
