@@ -143,6 +143,15 @@ func pathName(i int, parts []string) string {
 	if i == 0 {
 		return "namespace"
 	}
+	if parts[0] == "workers" {
+		// workers/{type}/{op}: by position, whatever the names are.
+		switch i {
+		case 2:
+			return "worker type"
+		case 3:
+			return "operation"
+		}
+	}
 	if i >= 2 {
 		switch parts[i-2] {
 		case "actors":
@@ -236,6 +245,21 @@ func (c *Client) DeleteModule(ctx context.Context, ns, id string) error {
 		return err
 	}
 	return resp.Body.Close()
+}
+
+// CallWorker runs operation op of the stateless worker type typ in
+// namespace ns on the server the client talks to.
+func (c *Client) CallWorker(ctx context.Context, ns, typ, op string, payload []byte) ([]byte, error) {
+	path, err := nsPath(ns, "workers", typ, op)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, path, payload)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return readBody(resp.Body, 64<<20)
 }
 
 // PutModule uploads a WASM module.

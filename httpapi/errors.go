@@ -33,6 +33,8 @@ func statusOf(code nola.Code) int {
 		return http.StatusGatewayTimeout
 	case nola.CodeActorError:
 		return http.StatusUnprocessableEntity // 422: the actor refused
+	case nola.CodeOverloaded:
+		return http.StatusTooManyRequests // 429: a worker's concurrency limit
 	case codeUnauthorized:
 		return http.StatusUnauthorized
 	case codeForbidden:

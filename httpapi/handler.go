@@ -138,6 +138,7 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 	m.HandleFunc("POST /v1/ns/{ns}/actors/{id}/invoke/{op}", h.scoped(h.invoke))
 	m.HandleFunc("POST /v1/ns/{ns}/actors/{id}", h.scoped(h.createActor))
 	m.HandleFunc("DELETE /v1/ns/{ns}/actors/{id}", h.scoped(h.deleteActor))
+	m.HandleFunc("POST /v1/ns/{ns}/workers/{type}/{op}", h.scoped(h.callWorker))
 	m.HandleFunc("GET /v1/ns/{ns}/actors", h.scoped(h.listActors))
 	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv", h.scoped(h.scanKV))
 	m.HandleFunc("GET /v1/ns/{ns}/actors/{id}/kv/{key...}", h.scoped(h.getKV))
@@ -216,6 +217,10 @@ func emptyName(p string) string {
 	case segs[1] == "modules" && segs[2] == "" && len(segs) == 3:
 		return "module ID"
 	case segs[1] == "actors" && len(segs) == 5 && segs[3] == "invoke" && segs[4] == "":
+		return "operation"
+	case segs[1] == "workers" && segs[2] == "":
+		return "worker type"
+	case segs[1] == "workers" && len(segs) == 4 && segs[3] == "":
 		return "operation"
 	}
 	return ""
@@ -433,7 +438,7 @@ func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	req := nola.Request{
 		Namespace: q.Get("ns"), ActorID: q.Get("id"), ActorType: q.Get("type"),
-		Operation: q.Get("op"), Chain: q["chain"], Delete: q.Get("delete") == "1",
+		Operation: q.Get("op"), Chain: q["chain"], Delete: q.Get("delete") == "1", Worker: q.Get("worker"),
 	}
 	b, err := func() ([]byte, error) {
 		ctx, cancel, err := h.callContext(r)
@@ -566,6 +571,26 @@ func (h *Handler) deleteActor(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// callWorker is the public endpoint of stateless workers: the server that
+// receives the call runs it (no placement, no forwarding).
+func (h *Handler) callWorker(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	b, err := func() ([]byte, error) {
+		ctx, cancel, err := h.callContext(r)
+		if err != nil {
+			return nil, err
+		}
+		defer cancel()
+		payload, err := h.readPayload(ctx, w, r, h.srv.Limits().MaxPayloadBytes)
+		if err != nil {
+			return nil, err
+		}
+		return h.srv.Client().CallWorker(ctx, r.PathValue("ns"), r.PathValue("type"), r.PathValue("op"), payload)
+	}()
+	h.met.observe("worker", start, err) // rejected calls count too
+	h.writeResult(w, b, err)
 }
 
 func intParam(r *http.Request, name string, def, maxV int) (int, error) {
@@ -787,6 +812,11 @@ type ServerStatus struct {
 	Activations  int64     `json:"activations"`
 	MemoryBytes  int64     `json:"memory_bytes"`
 	Limit        int64     `json:"activation_limit"`
+	// From the load record's optional fields (zero from older servers).
+	HeapBytes    int64   `json:"heap_bytes"`
+	BusyRatio    float64 `json:"busy_ratio"`
+	Rate         float64 `json:"invocations_per_second"`
+	MemoryBudget int64   `json:"memory_budget"`
 }
 
 // ClusterStatus is the body of GET /v1/cluster.
@@ -804,6 +834,20 @@ type SelfStatus struct {
 	LeaseAgeMs int64          `json:"lease_age_ms"`
 	Ready      bool           `json:"ready"`
 	Stats      ServerCounters `json:"stats"`
+	// Workers counts each worker type's invocations on this server.
+	Workers []WorkerCounters `json:"workers"`
+}
+
+// WorkerCounters are one worker type's counters (nola.WorkerStats).
+type WorkerCounters struct {
+	Type string `json:"type"`
+	// Namespace is set for a namespace's WASM module.
+	Namespace   string `json:"namespace,omitempty"`
+	Calls       int64  `json:"calls"`
+	Errors      int64  `json:"errors"`
+	Rejected    int64  `json:"rejected"`
+	InFlight    int64  `json:"in_flight"`
+	MaxInFlight int64  `json:"max_in_flight"`
 }
 
 // ServerCounters are a server's counters (nola.Stats) as the API names
@@ -816,6 +860,10 @@ type ServerCounters struct {
 	FailedCommits int64 `json:"failed_commits"`
 	Activations   int64 `json:"activations"`
 	MemoryBytes   int64 `json:"memory_bytes"`
+	HeapBytes     int64 `json:"heap_bytes"`
+	BusyNanos     int64 `json:"busy_nanos"`
+	Shed          int64 `json:"shed"`
+	ShedBytes     int64 `json:"shed_bytes"`
 	Incarnation   int64 `json:"incarnation"`
 	// KeepAlive describes the lease keep-alives.
 	KeepAlive KeepAliveCounters `json:"keep_alive"`
@@ -842,7 +890,8 @@ func counters(st nola.Stats) ServerCounters {
 	out := ServerCounters{
 		Invocations: st.Invocations, Activated: st.Activated, Evicted: st.Evicted,
 		Fences: st.Fences, FailedCommits: st.FailedCommits, Activations: st.Activations,
-		MemoryBytes: st.MemoryBytes, Incarnation: st.Incarnation,
+		MemoryBytes: st.MemoryBytes, HeapBytes: st.HeapBytes, BusyNanos: st.BusyNanos,
+		Shed: st.Shed, ShedBytes: st.ShedBytes, Incarnation: st.Incarnation,
 		KeepAlive: KeepAliveCounters{
 			LatencyBoundsMs: make([]float64, 0, len(ka.Latency.Bounds)),
 			LatencyCounts:   append([]int64{}, ka.Latency.Counts...),
@@ -878,6 +927,8 @@ func (h *Handler) cluster(w http.ResponseWriter, r *http.Request) {
 			ID: m.Record.ID, Incarnation: m.Record.Incarnation, Addr: m.Record.Addr,
 			RegisteredAt: time.Unix(0, m.Record.RegisteredAt).UTC(),
 			Activations:  m.Load.Activations, MemoryBytes: m.Load.Bytes, Limit: m.Load.Limit,
+			HeapBytes: m.Load.HeapBytes, BusyRatio: float64(m.Load.BusyPPM) / 1e6,
+			Rate: float64(m.Load.RateMilli) / 1e3, MemoryBudget: m.Load.Budget,
 		}
 		if m.Record.ID == out.Self.ID && m.Record.Incarnation == out.Self.Incarnation {
 			// Our own row: live figures rather than the last load report.
@@ -892,8 +943,17 @@ func (h *Handler) self() SelfStatus {
 	li := h.srv.Lease()
 	return SelfStatus{
 		ID: h.srv.ID(), Incarnation: li.Incarnation, LeaseAgeMs: li.Age.Milliseconds(),
-		Ready: li.Valid, Stats: counters(h.srv.Stats()),
+		Ready: li.Valid, Stats: counters(h.srv.Stats()), Workers: workerCounters(h.srv.WorkerStats()),
 	}
+}
+
+func workerCounters(ws []nola.WorkerStats) []WorkerCounters {
+	out := make([]WorkerCounters, len(ws))
+	for i, w := range ws {
+		out[i] = WorkerCounters{Type: w.Type, Namespace: w.Namespace, Calls: w.Calls, Errors: w.Errors,
+			Rejected: w.Rejected, InFlight: w.InFlight, MaxInFlight: w.MaxInFlight}
+	}
+	return out
 }
 
 // ready answers 200 only while the server holds a valid lease.

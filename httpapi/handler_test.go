@@ -38,18 +38,22 @@ func startCluster(t *testing.T, n int, opts httpapi.Options) []*node {
 	return startOn(t, r, store, n, opts)
 }
 
-func startOn(t *testing.T, r rt.Runtime, store kv.Store, n int, opts httpapi.Options) []*node {
+func startOn(t *testing.T, r rt.Runtime, store kv.Store, n int, opts httpapi.Options, configure ...func(*nola.ServerConfig)) []*node {
 	t.Helper()
 	var nodes []*node
 	for i := range n {
 		hs := httptest.NewUnstartedServer(nil)
 		url := "http://" + hs.Listener.Addr().String()
 		tr := httpapi.NewTransport(httpapi.TransportOptions{Token: opts.AdminToken})
-		srv, err := nola.NewServer(nola.ServerConfig{
+		cfg := nola.ServerConfig{
 			ID: fmt.Sprintf("h%d", i), Addr: url, Runtime: r, Store: store,
 			Transport: tr, Types: actors.Types(), LeaseTTL: 3 * time.Second,
 			Limits: nola.Limits{MaxPayloadBytes: 1 << 10},
-		})
+		}
+		for _, f := range configure {
+			f(&cfg)
+		}
+		srv, err := nola.NewServer(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,7 +329,8 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 		t.Fatalf("readyz %d while the lease is valid", code)
 	}
 	code, body := get("/metrics")
-	for _, want := range []string{"nola_activations 1", `nola_invocations_total{code="ok",path="public"} 1`, "nola_invocation_seconds_bucket", "nola_lease_age_seconds", "nola_fences_total 0"} {
+	for _, want := range []string{"nola_activations 1", `nola_invocations_total{code="ok",path="public"} 1`, "nola_invocation_seconds_bucket", "nola_lease_age_seconds", "nola_fences_total 0",
+		"nola_activation_memory_bytes 1024", "nola_heap_bytes", "nola_invocation_busy_seconds_total", "nola_invocation_rate", "nola_shed_total 0"} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -21,7 +21,7 @@ func newMetrics(reg *prometheus.Registry, srv *nola.Server) *metrics {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "nola_invocations_total",
-			Help: "Invocations (and actor deletes) served over HTTP, by path (public: routed by this server; internal: run here; delete: actor deletes) and result code.",
+			Help: "Invocations (and actor deletes) served over HTTP, by path (public: routed by this server; internal: run here; delete: actor deletes; worker: public worker calls) and result code.",
 		}, []string{"path", "code"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "nola_invocation_seconds",
@@ -29,7 +29,7 @@ func newMetrics(reg *prometheus.Registry, srv *nola.Server) *metrics {
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 18),
 		}, []string{"path"}),
 	}
-	reg.MustRegister(m.calls, m.latency, &engineCollector{srv: srv}, &leaseCollector{srv: srv})
+	reg.MustRegister(m.calls, m.latency, &engineCollector{srv: srv}, &leaseCollector{srv: srv}, &workerCollector{srv: srv})
 	return m
 }
 
@@ -57,10 +57,19 @@ var (
 	descExec        = prometheus.NewDesc("nola_executions_total", "Invocations executed on this server (including timers).", nil, nil)
 	descLeaseAge    = prometheus.NewDesc("nola_lease_age_seconds", "Time since the last successful keep-alive was sent.", nil, nil)
 	descIncarnation = prometheus.NewDesc("nola_incarnation", "Current incarnation number (0 while fenced).", nil, nil)
+	descMemory      = prometheus.NewDesc("nola_activation_memory_bytes", "Memory held by activations: engine share, Sizer figures, WASM linear memory (what placement and shedding use).", nil, nil)
+	descHeap        = prometheus.NewDesc("nola_heap_bytes", "Process heap as the runtime reports it.", nil, nil)
+	descBusy        = prometheus.NewDesc("nola_invocation_busy_seconds_total", "Wall time spent in invocations (actor code and KV commits).", nil, nil)
+	descBusyShare   = prometheus.NewDesc("nola_invocation_busy_ratio", "Busy share over the last load-report window (1 = one invocation running at all times).", nil, nil)
+	descRate        = prometheus.NewDesc("nola_invocation_rate", "Invocations per second over the last load-report window.", nil, nil)
+	descShed        = prometheus.NewDesc("nola_shed_total", "Activations released because the server was over its memory budget or far above the cluster mean.", nil, nil)
+	descShedBytes   = prometheus.NewDesc("nola_shed_bytes_total", "Memory held by the activations shed.", nil, nil)
+	descShedEpisode = prometheus.NewDesc("nola_shed_episodes_total", "Times shedding began (it goes on until the server is below its low water).", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descActivations, descActivated, descEvicted, descFences, descFailed, descExec, descLeaseAge, descIncarnation} {
+	for _, d := range []*prometheus.Desc{descActivations, descActivated, descEvicted, descFences, descFailed, descExec, descLeaseAge, descIncarnation,
+		descMemory, descHeap, descBusy, descBusyShare, descRate, descShed, descShedBytes, descShedEpisode} {
 		ch <- d
 	}
 }
@@ -76,6 +85,43 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descExec, prometheus.CounterValue, float64(st.Invocations))
 	ch <- prometheus.MustNewConstMetric(descLeaseAge, prometheus.GaugeValue, li.Age.Seconds())
 	ch <- prometheus.MustNewConstMetric(descIncarnation, prometheus.GaugeValue, float64(li.Incarnation))
+	ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(st.MemoryBytes))
+	ch <- prometheus.MustNewConstMetric(descHeap, prometheus.GaugeValue, float64(st.HeapBytes))
+	ch <- prometheus.MustNewConstMetric(descBusy, prometheus.CounterValue, float64(st.BusyNanos)/1e9)
+	ch <- prometheus.MustNewConstMetric(descBusyShare, prometheus.GaugeValue, float64(st.BusyPPM)/1e6)
+	ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, float64(st.RateMilli)/1e3)
+	ch <- prometheus.MustNewConstMetric(descShed, prometheus.CounterValue, float64(st.Shed))
+	ch <- prometheus.MustNewConstMetric(descShedBytes, prometheus.CounterValue, float64(st.ShedBytes))
+	ch <- prometheus.MustNewConstMetric(descShedEpisode, prometheus.CounterValue, float64(st.ShedEpisodes))
+}
+
+// workerCollector exports each worker type's counters at scrape time,
+// labelled by type and, for a namespace's WASM module, namespace (empty for
+// registered Go types, which serve every namespace).
+type workerCollector struct{ srv *nola.Server }
+
+var (
+	descWorkerCalls    = prometheus.NewDesc("nola_worker_calls_total", "Worker invocations run on this server (successful or not), by worker type.", []string{"worker", "namespace"}, nil)
+	descWorkerErrors   = prometheus.NewDesc("nola_worker_errors_total", "Worker invocations that failed, by worker type.", []string{"worker", "namespace"}, nil)
+	descWorkerRejected = prometheus.NewDesc("nola_worker_rejected_total", "Worker invocations refused at the concurrency limit (overloaded; they did not run), by worker type.", []string{"worker", "namespace"}, nil)
+	descWorkerInFlight = prometheus.NewDesc("nola_worker_in_flight", "Worker invocations running now, by worker type.", []string{"worker", "namespace"}, nil)
+	descWorkerLimit    = prometheus.NewDesc("nola_worker_max_in_flight", "The server's concurrency limit per worker type.", []string{"worker", "namespace"}, nil)
+)
+
+func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descWorkerCalls, descWorkerErrors, descWorkerRejected, descWorkerInFlight, descWorkerLimit} {
+		ch <- d
+	}
+}
+
+func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, w := range c.srv.WorkerStats() {
+		ch <- prometheus.MustNewConstMetric(descWorkerCalls, prometheus.CounterValue, float64(w.Calls), w.Type, w.Namespace)
+		ch <- prometheus.MustNewConstMetric(descWorkerErrors, prometheus.CounterValue, float64(w.Errors), w.Type, w.Namespace)
+		ch <- prometheus.MustNewConstMetric(descWorkerRejected, prometheus.CounterValue, float64(w.Rejected), w.Type, w.Namespace)
+		ch <- prometheus.MustNewConstMetric(descWorkerInFlight, prometheus.GaugeValue, float64(w.InFlight), w.Type, w.Namespace)
+		ch <- prometheus.MustNewConstMetric(descWorkerLimit, prometheus.GaugeValue, float64(w.MaxInFlight), w.Type, w.Namespace)
+	}
 }
 
 // InstrumentStore wraps a store so that commit latency and errors are

@@ -21,7 +21,9 @@ import (
 
 // Header names shared by both sides.
 const (
-	// HeaderTimeout carries the caller's remaining time in milliseconds.
+	// HeaderTimeout carries the time the callee has, in milliseconds:
+	// the caller's remaining time less an answer margin (an eighth, at
+	// most 250ms; see setTimeout).
 	HeaderTimeout = "Nola-Timeout-Ms"
 	// HeaderRetryable mirrors the error body's retryable flag.
 	HeaderRetryable = "Nola-Retryable"
@@ -93,8 +95,12 @@ func (t *Transport) Close() { t.client.CloseIdleConnections() }
 func InternalInvokeURL(addr string, req nola.Request) string {
 	q := url.Values{}
 	q.Set("ns", req.Namespace)
-	q.Set("id", req.ActorID)
-	q.Set("type", req.ActorType)
+	if req.Worker != "" {
+		q.Set("worker", req.Worker)
+	} else {
+		q.Set("id", req.ActorID)
+		q.Set("type", req.ActorType)
+	}
 	q.Set("op", req.Operation)
 	for _, c := range req.Chain {
 		q.Add("chain", c)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"strconv"
+	"strings"
 
 	"github.com/nolaproject/nola/httpapi"
 	"github.com/nolaproject/nola/node"
@@ -88,4 +89,33 @@ func ExampleStart_cluster() {
 	// hello via node0 #1
 	// hello via node1 #2
 	// hello via node2 #3
+}
+
+// A stateless worker: any server runs any number of its invocations at
+// once — here the one that received the call — with no placement and no
+// single activation. It has no KV and no timers; it may call actors.
+func ExampleStart_workers() {
+	ctx := context.Background()
+	n, err := node.Start(ctx, node.Options{
+		Store: node.Store{Kind: "memory"},
+		Workers: map[string]nola.WorkerFunc{
+			"shout": func(_ *nola.WorkerContext, _ string, payload []byte) ([]byte, error) {
+				return []byte(strings.ToUpper(string(payload)) + "!"), nil
+			},
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer n.Shutdown(ctx)
+
+	c := httpapi.NewClient(n.URL(), "")
+	defer c.Close()
+	out, err := c.CallWorker(ctx, "demo", "shout", "run", []byte("hello"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(out))
+	// Output:
+	// HELLO!
 }

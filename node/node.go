@@ -131,9 +131,14 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 		Store:             store,
 		Transport:         transport,
 		Types:             p.Types,
+		Workers:           p.Workers,
+		MaxWorkerInFlight: p.MaxWorkerInFlight,
 		LeaseTTL:          p.LeaseTTL,
 		IdleTimeout:       p.IdleTimeout,
 		MaxActivations:    p.MaxActivations,
+		MemoryBudget:      p.MemoryBudget,
+		Shed:              p.Shed,
+		Placement:         p.Placement,
 		Limits:            p.Limits,
 		MinTimerPeriod:    p.MinTimerPeriod,
 		MaxTimersPerActor: p.MaxTimersPerActor,
@@ -142,6 +147,7 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 	}
 	if host != nil {
 		cfg.Resolver = host
+		cfg.WorkerResolver = host // a namespace's modules are its worker types too
 	}
 	if f := nodehook.From(ctx); f != nil {
 		f(&cfg)

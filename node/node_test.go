@@ -69,6 +69,7 @@ func TestBadOptionsAreReportedBeforeBinding(t *testing.T) {
 		{"LeaseTTL", node.Options{LeaseTTL: 10 * time.Millisecond}},
 		{"Limits", node.Options{Limits: nola.Limits{MaxPayloadBytes: -1}}},
 		{"Types", node.Options{Types: map[string]nola.Factory{"x": nil}}},
+		{"Workers", node.Options{Workers: map[string]nola.WorkerFunc{"x": nil}}},
 		{"WASM.MemoryLimit", node.Options{WASM: &node.WASMOptions{MemoryLimit: 1}}},
 		{"WASM.HostFunctions", node.Options{WASM: &node.WASMOptions{HostFunctions: []wasm.HostFunction{{Namespace: "kv", Operation: "get", Func: nopHostFn}}}}},
 		{"WASM.HostFunctions", node.Options{WASM: &node.WASMOptions{HostFunctions: []wasm.HostFunction{{Namespace: "app", Operation: "x"}}}}},

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/wasm"
 	"github.com/nolaproject/nola/wasm/modules"
@@ -38,6 +39,15 @@ type Options struct {
 	// Types maps actor type names to Go factories: the app's actors.
 	// Each namespace may call every type listed here.
 	Types map[string]nola.Factory
+	// Workers maps stateless worker type names to Go functions (see
+	// nola.WorkerFunc): callable from HTTP (POST
+	// /v1/ns/{ns}/workers/{type}/{op}), clients and actors of every
+	// namespace, run by whichever server receives the call.
+	Workers map[string]nola.WorkerFunc
+	// MaxWorkerInFlight bounds the invocations of one worker type this
+	// server runs at once (default nola.DefaultMaxWorkerInFlight); more
+	// are refused as overloaded (HTTP 429, retryable).
+	MaxWorkerInFlight int
 	// WASM, if set, runs a WASM host: modules uploaded through the API
 	// become actor types of their namespace. Nil: no WASM and no
 	// /modules endpoints.
@@ -58,6 +68,13 @@ type Options struct {
 	IdleTimeout time.Duration
 	// MaxActivations caps this server's activations (default 1e6).
 	MaxActivations int
+	// MemoryBudget, Shed and Placement are nola.ServerConfig's: the
+	// memory this server sheds activations above (0: none), how shedding
+	// is paced and whether it also sheds relative to the cluster mean,
+	// and the weights of placement's score (docs/placement.md).
+	MemoryBudget int64
+	Shed         nola.ShedConfig
+	Placement    registry.PlacementPolicy
 	// Limits bound names, payloads, results and KV entries (zero fields
 	// take nola's defaults).
 	Limits nola.Limits
@@ -232,8 +249,11 @@ func (p *prepared) checkServer() error {
 	case p.LeaseTTL < time.Second:
 		return badOption("LeaseTTL", "must be at least 1s, got %v", p.LeaseTTL)
 	}
-	if p.IdleTimeout < 0 || p.MaxActivations < 0 || p.MinTimerPeriod < 0 || p.MaxTimersPerActor < 0 {
-		return badOption("IdleTimeout, MaxActivations, MinTimerPeriod, MaxTimersPerActor", "must not be negative")
+	if p.IdleTimeout < 0 || p.MaxActivations < 0 || p.MinTimerPeriod < 0 || p.MaxTimersPerActor < 0 || p.MaxWorkerInFlight < 0 || p.MemoryBudget < 0 {
+		return badOption("IdleTimeout, MaxActivations, MinTimerPeriod, MaxTimersPerActor, MaxWorkerInFlight, MemoryBudget", "must not be negative")
+	}
+	if err := p.Placement.Validate(); err != nil {
+		return badOption("Placement", "%v", err)
 	}
 	l := p.Limits
 	if l.MaxNameBytes < 0 || l.MaxPayloadBytes < 0 || l.MaxResultBytes < 0 || l.MaxKVKeyBytes < 0 ||
@@ -243,6 +263,11 @@ func (p *prepared) checkServer() error {
 	for name, f := range p.Types {
 		if name == "" || f == nil {
 			return badOption("Types", "an entry has an empty name or a nil factory")
+		}
+	}
+	for name, f := range p.Workers {
+		if name == "" || f == nil {
+			return badOption("Workers", "an entry has an empty name or a nil function")
 		}
 	}
 	if w := p.WASM; w != nil {

@@ -79,8 +79,15 @@ type activation struct {
 	ownerRec []byte             // the actor record this activation owns: fences compare it
 	kvBudget *registry.KVBudget // computed on the first write (guarded by lock)
 
-	state     atomic.Int32
-	lastUsed  atomic.Int64 // monotonic nanos of the last invocation
+	state    atomic.Int32
+	lastUsed atomic.Int64 // monotonic nanos of the last invocation
+	// size is what the actor reported through Sizer at the last sample
+	// (accounting.go); busy the wall time its invocations took, in
+	// nanoseconds. resolved marks an actor of a TypeResolver (its size is
+	// already part of the resolver's MemoryReporter figure).
+	size      atomic.Int64
+	busy      atomic.Int64
+	resolved  bool
 	activated *rt.Future[struct{}]
 
 	lock  rt.Sema
@@ -167,6 +174,7 @@ func (s *Server) newActivation(t *table, key actorKey, typ string, inc *registry
 		key:       key,
 		ref:       Ref{Namespace: key.ns, ID: key.id, Type: typ},
 		inc:       inc,
+		resolved:  s.cfg.Types[typ] == nil,
 		activated: rt.NewFuture[struct{}](s.rt),
 		lock:      s.rt.NewSema(1),
 	}
@@ -251,6 +259,9 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 			return wrapBefore(err, "activate %s", a.key.id)
 		}
 		err := s.runHook(ctx, a, "activate", chain, hook.Activate)
+		if err == nil {
+			s.sampleSize(a)
+		}
 		a.lock.Release()
 		if err != nil {
 			return err
@@ -396,6 +407,7 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 	// The server's memory total is not asserted: a cache change racing
 	// with a fence's drop moves it below zero for an instant.
 	s.memBytes.Add(-atomic.LoadInt64(&a.charged))
+	s.unchargeSize(a)
 	if !s.cfg.Mutations.Has(mutation.TimerIgnoresFence) {
 		a.mu.Lock()
 		for _, t := range a.timers {

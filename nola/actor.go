@@ -57,6 +57,20 @@ type Deactivator interface {
 	Deactivate(ctx *Context) error
 }
 
+// Sizer is implemented by actors that know how much memory they hold
+// (caches, buffers, loaded models). The server samples SizeBytes after the
+// activation's Activate hook and after each of its invocations, under the
+// same serialization as Invoke (so it may read the actor's state without
+// locks), and charges it to the activation: it counts in the server's
+// memory (Stats.MemoryBytes, the load report placement scores by) and in
+// which activations a server over its memory budget sheds first
+// (docs/placement.md). It must be cheap; a negative figure counts as 0 and
+// one above 1 TiB as 1 TiB. WASM actors implement it with their linear
+// memory.
+type Sizer interface {
+	SizeBytes() int64
+}
+
 // Factory creates the in-memory instance of an activation.
 type Factory func(ref Ref) (Actor, error)
 
@@ -152,7 +166,7 @@ func (c *Context) Logger() *slog.Logger {
 // empty or the actor's own), and waits for its result: Invoke with a
 // reference. nola.Call is its typed form.
 func (c *Context) Call(ref Ref, op string, payload []byte) ([]byte, error) {
-	return c.typedInvoke(nil, ref, op, payload)
+	return c.typedInvoke(c, ref, op, payload)
 }
 
 // Invoke calls another actor in the same namespace and waits for its
@@ -175,21 +189,56 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 	}
 	// The deadline is checked right before every send (the flush above,
 	// placement and retries all take time), not once up front.
-	gate := func() error {
-		if !a.srv.cfg.Mutations.Has(mutation.SkipCallGate) {
-			if err := a.srv.effectAllowed(a); err != nil {
-				return err
-			}
-		}
-		if o := a.srv.cfg.Observer; o != nil {
-			o.CallSent(a.event(op, false))
-		}
-		return nil
-	}
 	return a.srv.client.invokeGated(c, Request{
 		Namespace: a.ref.Namespace, ActorID: actorID, ActorType: actorType,
 		Operation: op, Payload: payload, Chain: c.chainOut,
-	}, gate)
+	}, func() error { return a.callGate(op) })
+}
+
+// callGate is checked right before each call an activation sends (or a
+// worker it called sends on its behalf): no call leaves after the
+// server's lease deadline.
+func (a *activation) callGate(op string) error {
+	if !a.srv.cfg.Mutations.Has(mutation.SkipCallGate) {
+		if err := a.srv.effectAllowed(a); err != nil {
+			return err
+		}
+	}
+	if o := a.srv.cfg.Observer; o != nil {
+		o.CallSent(a.event(op, false))
+	}
+	return nil
+}
+
+// CallWorker calls a stateless worker of the actor's namespace and waits
+// for its result. The worker runs on this server, concurrently with any
+// other invocations of it; it is an outgoing call like Invoke: pending KV
+// writes are committed first, and the call — and every call the worker
+// makes on the actor's behalf — passes the actor's lease gate. A worker
+// that calls back into this actor fails with CodeBadRequest instead of
+// deadlocking.
+func (c *Context) CallWorker(workerType, op string, payload []byte) ([]byte, error) {
+	a := c.act
+	t := c.txn()
+	if t == nil {
+		return nil, errOver()
+	}
+	req := Request{Namespace: a.ref.Namespace, Worker: workerType, Operation: op, Payload: payload}
+	if err := checkRequest(&req, a.srv.cfg.Limits); err != nil {
+		return nil, err
+	}
+	if err := t.flush(c); err != nil {
+		return nil, err
+	}
+	c.effects = true // the worker may call actors
+	if c.chainOut == nil {
+		c.chainOut = append(append(make([]string, 0, len(c.chain)+1), c.chain...), a.ref.ID)
+	}
+	req.Chain = c.chainOut
+	if err := a.callGate(op); err != nil {
+		return nil, err
+	}
+	return a.srv.runWorker(c, &req, a.callGate)
 }
 
 // ExternalEffect is the gate before an effect nola cannot fence itself: a
@@ -221,8 +270,13 @@ func (c *Context) ExternalEffect() error {
 		return err
 	}
 	a := c.act
-	if err := a.srv.effectAllowed(a); err != nil {
-		return err
+	if !a.srv.cfg.Mutations.Has(mutation.SkipCallGate) {
+		// The same gate as an outgoing call's (and the same mutation
+		// switches it off): an effect that leaves the activation must not
+		// leave after the lease deadline.
+		if err := a.srv.effectAllowed(a); err != nil {
+			return err
+		}
 	}
 	if err := c.cur().Err(); err != nil {
 		return &Error{Code: CodeTimeout, Message: "the invocation's deadline passed or its caller gave up; effect refused", cause: err}
@@ -233,5 +287,10 @@ func (c *Context) ExternalEffect() error {
 		return &Error{Code: CodeTimeout, Message: "the invocation's deadline passed; effect refused"}
 	}
 	c.effects = true // conservatively: the effect may happen
+	if o := a.srv.cfg.Observer; o != nil {
+		// To the oracle an external effect is an outgoing call: it may
+		// only leave the current activation while it runs.
+		o.CallSent(a.event("external-effect", false))
+	}
 	return nil
 }

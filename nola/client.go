@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nolaproject/nola/registry"
@@ -26,7 +27,23 @@ type Client struct {
 	checkType func(ctx context.Context, ns, typ string) error
 	routes    routeCache
 	watch     ownerWatch
+	// local is the server this client belongs to, if any: worker calls
+	// run there (worker.go).
+	local *Server
+	// workerAddrs caches the live servers' addresses for a standalone
+	// client's worker calls, read without a lock.
+	workerAddrs atomic.Pointer[addrList]
 }
+
+// addrList is a snapshot of live servers' addresses and when it was taken.
+type addrList struct {
+	addrs []string
+	at    time.Duration
+}
+
+// workerAddrTTL bounds how stale the address list for worker calls may be
+// (the registry's own server list is cached for as long again).
+const workerAddrTTL = time.Second
 
 // ClientConfig configures a standalone client.
 type ClientConfig struct {
@@ -51,6 +68,9 @@ type ClientConfig struct {
 	// lease TTL after the owner stopped, not at the call's deadline
 	// (default 250ms; negative: never). Servers' own clients use TTL/8.
 	OwnerCheckInterval time.Duration
+	// Placement weighs the load figures when this client places an actor
+	// (zero: registry.DefaultPlacement; docs/placement.md).
+	Placement registry.PlacementPolicy
 }
 
 // NewClient returns a client that is not part of a server.
@@ -61,7 +81,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Runtime == nil {
 		cfg.Runtime = rt.NewReal()
 	}
-	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{Root: cfg.Root})
+	if err := cfg.Placement.Validate(); err != nil {
+		return nil, fmt.Errorf("nola: client config: %w", err)
+	}
+	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{Root: cfg.Root, Placement: cfg.Placement})
 	c := newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits.withDefaults(), cfg.MaxAttempts)
 	c.checkType = cfg.CheckType
 	switch {
@@ -364,4 +387,105 @@ func (rc *routeCache) drop(k actorKey, r route) {
 		delete(sh.m, k)
 	}
 	sh.mu.Unlock()
+}
+
+// CallWorker runs operation op of the stateless worker type typ in
+// namespace ns and returns its result. A server's own client (an actor's,
+// or the HTTP API's) runs it on that server; a standalone client sends it
+// to a live server chosen at random, and tries another when one answers
+// with a retryable error (unavailable, overloaded, shutting down). No
+// placement and no owner lookup are involved.
+func (c *Client) CallWorker(ctx context.Context, ns, typ, op string, payload []byte) ([]byte, error) {
+	req := Request{Namespace: ns, Worker: typ, Operation: op, Payload: payload}
+	if err := checkRequest(&req, c.limits); err != nil {
+		return nil, err
+	}
+	if c.local != nil {
+		return c.local.runWorker(ctx, &req, nil)
+	}
+	return c.sendWorker(ctx, req)
+}
+
+// sendWorker sends a worker request to some live server, retrying
+// retryable failures on others.
+func (c *Client) sendWorker(ctx context.Context, req Request) ([]byte, error) {
+	var (
+		lastErr  error
+		lastAddr string
+	)
+	for attempt := 0; attempt < c.attempts; attempt++ {
+		if attempt > 1 {
+			if err := c.backoff(ctx, attempt); err != nil {
+				return nil, c.notSentWorker(ctx, req, lastErr)
+			}
+		}
+		addrs, err := c.workerTargets(ctx)
+		if err != nil {
+			if !IsRetryable(err) {
+				return nil, err
+			}
+			lastErr = err
+			continue
+		}
+		i := int(c.rt.Uint64() % uint64(len(addrs)))
+		if addrs[i] == lastAddr && len(addrs) > 1 {
+			i = (i + 1) % len(addrs) // not where it just failed
+		}
+		addr := addrs[i]
+		if ctx.Err() != nil {
+			return nil, c.notSentWorker(ctx, req, lastErr)
+		}
+		res, err := c.tr.Invoke(ctx, addr, req)
+		if err == nil {
+			return res, nil
+		}
+		if !IsRetryable(err) {
+			return nil, err
+		}
+		if CodeOf(err) != CodeOverloaded {
+			// The server may be gone: list them afresh.
+			c.forgetWorkerTargets()
+		}
+		lastErr, lastAddr = err, addr
+		if ctx.Err() != nil {
+			return nil, c.notSentWorker(ctx, req, err)
+		}
+	}
+	return nil, lastErr
+}
+
+// workerTargets returns the addresses of the live servers (never empty).
+func (c *Client) workerTargets(ctx context.Context) ([]string, error) {
+	now := c.rt.Mono()
+	if l := c.workerAddrs.Load(); l != nil && now-l.at < workerAddrTTL {
+		return l.addrs, nil
+	}
+	members, err := c.reg.CachedServers(ctx)
+	if err != nil {
+		return nil, wrapBefore(err, "list servers")
+	}
+	if len(members) == 0 {
+		c.reg.ForgetServers()
+		return nil, &Error{Code: CodeUnavailable, Retryable: true, cause: registry.ErrNoServers, Message: "no live server"}
+	}
+	addrs := make([]string, len(members))
+	for i, m := range members {
+		addrs[i] = m.Record.Addr
+	}
+	c.workerAddrs.Store(&addrList{addrs: addrs, at: now})
+	return addrs, nil
+}
+
+func (c *Client) forgetWorkerTargets() {
+	c.workerAddrs.Store(nil)
+	c.reg.ForgetServers()
+}
+
+// notSentWorker is notSent for a worker call.
+func (c *Client) notSentWorker(ctx context.Context, req Request, cause error) error {
+	msg := fmt.Sprintf("call worker %s/%s: deadline passed before the call was sent; it did not run", req.Namespace, req.Worker)
+	if cause != nil {
+		msg += ": " + cause.Error()
+	}
+	return &Error{Code: CodeTimeout, Retryable: true, Message: msg, cause: ctx.Err()}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/rt"
 )
@@ -17,15 +18,20 @@ type ClusterConfig struct {
 	Store   kv.Store
 	// Runtime returns the runtime of server i (under simulation each
 	// server is its own node); ClientRuntime is the cluster client's.
-	// Either left nil is the real runtime.
+	// Both left nil are the real runtime; setting only one is an error.
 	Runtime       func(i int) rt.Runtime
 	ClientRuntime rt.Runtime
 	// Async runs each request as a task of the target server (see
 	// LocalNetwork).
 	Async bool
 	Types map[string]Factory
+	// Workers are the stateless worker types of every server.
+	Workers map[string]WorkerFunc
 	// Configure adjusts server i's config before it is created.
 	Configure func(i int, cfg *ServerConfig)
+	// Placement is the cluster client's placement policy (zero:
+	// registry.DefaultPlacement).
+	Placement registry.PlacementPolicy
 }
 
 // Cluster is a set of servers in one process, for tests, examples and
@@ -44,17 +50,18 @@ func NewCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	if cfg.Servers <= 0 || cfg.Store == nil {
 		return nil, errors.New("nola: cluster config: Servers > 0 and Store are required")
 	}
-	if cfg.Runtime == nil || cfg.ClientRuntime == nil {
+	switch {
+	case cfg.Runtime == nil && cfg.ClientRuntime == nil:
 		// Unset runtimes are one real runtime shared by the servers and
 		// the client (its clock is the same for all; its task count is
 		// the whole cluster's).
 		real := rt.NewReal()
-		if cfg.Runtime == nil {
-			cfg.Runtime = func(int) rt.Runtime { return real }
-		}
-		if cfg.ClientRuntime == nil {
-			cfg.ClientRuntime = real
-		}
+		cfg.Runtime = func(int) rt.Runtime { return real }
+		cfg.ClientRuntime = real
+	case cfg.Runtime == nil || cfg.ClientRuntime == nil:
+		// One of them set: a simulated world with a real client (or the
+		// reverse) would run real time and goroutines inside it.
+		return nil, errors.New("nola: cluster config: set both Runtime and ClientRuntime, or neither (the real runtime)")
 	}
 	c := &Cluster{cfg: cfg, net: NewLocalNetwork(cfg.Async), servers: make([]*Server, cfg.Servers)}
 	for i := range cfg.Servers {
@@ -65,6 +72,7 @@ func NewCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	}
 	cl, err := NewClient(ClientConfig{
 		Runtime: cfg.ClientRuntime, Store: cfg.Store, Transport: c.net.Transport(cfg.ClientRuntime),
+		Placement: cfg.Placement,
 		CheckType: func(ctx context.Context, ns, typ string) error {
 			// Every server of the cluster has the same types.
 			for i := range c.Size() {
@@ -131,6 +139,7 @@ func (c *Cluster) Restart(ctx context.Context, i int) error {
 		Store:     c.cfg.Store,
 		Transport: c.net.Transport(r),
 		Types:     c.cfg.Types,
+		Workers:   c.cfg.Workers,
 	}
 	if c.cfg.Configure != nil {
 		c.cfg.Configure(i, &cfg)

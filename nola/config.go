@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nolaproject/nola/internal/mutation"
+	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/rt"
 )
@@ -61,6 +62,15 @@ type TypeResolver interface {
 	Resolve(ctx context.Context, ns, typ string) (Factory, error)
 }
 
+// WorkerResolver supplies worker types that are not registered up front
+// (WASM modules of a namespace, run as stateless workers). ResolveWorker
+// returns an error wrapping ErrBadRequest for an unknown type. The function
+// it returns must be safe for concurrent use; the server keeps it for the
+// type (a module is immutable).
+type WorkerResolver interface {
+	ResolveWorker(ctx context.Context, ns, typ string) (WorkerFunc, error)
+}
+
 // MemoryReporter is implemented by a TypeResolver whose actors hold memory
 // the engine cannot see (the WASM host: linear memory). The server adds
 // MemoryBytes to its memory estimate (Stats.MemoryBytes) and to the load it
@@ -88,6 +98,17 @@ type ServerConfig struct {
 	Types map[string]Factory
 	// Resolver is consulted for types missing from Types.
 	Resolver TypeResolver
+	// Workers maps stateless worker type names to their functions (see
+	// WorkerFunc). Worker types are a namespace of their own, apart from
+	// actor types; every server of a cluster should register the same ones.
+	Workers map[string]WorkerFunc
+	// WorkerResolver is consulted for worker types missing from Workers
+	// (the WASM host: a namespace's modules); nil: none.
+	WorkerResolver WorkerResolver
+	// MaxWorkerInFlight bounds the invocations of one worker type that
+	// this server runs at once (default DefaultMaxWorkerInFlight); one more
+	// is refused with CodeOverloaded (retryable: it did not run).
+	MaxWorkerInFlight int
 
 	// LeaseTTL is the server's lease in the store (default 6s); it
 	// renews it every LeaseTTL/3. A crashed server's actors move after at
@@ -130,6 +151,19 @@ type ServerConfig struct {
 	ReclaimInterval time.Duration
 	// Limits bound names, payloads and KV entries.
 	Limits Limits
+
+	// Placement weighs activations, memory and CPU when this server's
+	// registry handle places actors (its own actors' calls to others);
+	// zero: registry.DefaultPlacement. docs/placement.md.
+	Placement registry.PlacementPolicy
+	// MemoryBudget is the memory (Stats.MemoryBytes) this server aims to
+	// stay under: placement avoids it once there, and it sheds
+	// activations, largest first, while above (Shed). Zero: no budget.
+	MemoryBudget int64
+	// Shed paces shedding (releasing activations so that placement puts
+	// them elsewhere) and turns on shedding relative to the cluster mean;
+	// zero fields take defaults.
+	Shed ShedConfig
 	// Logger receives the server's logs (default: discard).
 	Logger *slog.Logger
 	// Observer, if set, sees activation, execution and commit events (the
@@ -145,6 +179,11 @@ type ServerConfig struct {
 // checkAndFillDefaults rejects an unusable configuration and fills in the
 // defaults of the fields left zero.
 func (c *ServerConfig) checkAndFillDefaults() error {
+	for _, m := range mutation.All() {
+		if c.Mutations.Has(m) && !m.Engine() {
+			return fmt.Errorf("nola: server config: mutation %s acts on registry schedules only, not on servers", m)
+		}
+	}
 	if c.Runtime == nil {
 		c.Runtime = rt.NewReal()
 	}
@@ -164,10 +203,21 @@ func (c *ServerConfig) checkAndFillDefaults() error {
 			c.LeaseTTL, c.Margin, c.IdleTimeout, c.TimerTimeout, c.CommitTimeout)
 	case c.MaxActivations < 0:
 		return fmt.Errorf("nola: server config: negative MaxActivations %d", c.MaxActivations)
+	case c.MemoryBudget < 0:
+		return fmt.Errorf("nola: server config: negative MemoryBudget %d", c.MemoryBudget)
 	case c.Limits.MaxNameBytes < 0 || c.Limits.MaxPayloadBytes < 0 || c.Limits.MaxResultBytes < 0 ||
 		c.Limits.MaxKVKeyBytes < 0 || c.Limits.MaxKVValueBytes < 0 || c.Limits.MaxActorKVBytes < 0 ||
 		c.Limits.MaxCreationArgsBytes < 0:
 		return fmt.Errorf("nola: server config: negative limit in %+v", c.Limits)
+	}
+	if err := checkWorkers(c); err != nil {
+		return err
+	}
+	if err := c.Placement.Validate(); err != nil {
+		return fmt.Errorf("nola: server config: %w", err)
+	}
+	if err := c.Shed.check(); err != nil {
+		return err
 	}
 	if c.Margin >= c.LeaseTTL && c.LeaseTTL > 0 {
 		return fmt.Errorf("nola: server config: Margin %v must be smaller than LeaseTTL %v", c.Margin, c.LeaseTTL)
@@ -205,10 +255,14 @@ func (c *ServerConfig) checkAndFillDefaults() error {
 	if c.CommitTimeout <= 0 {
 		c.CommitTimeout = 10 * time.Second
 	}
+	if c.MaxWorkerInFlight <= 0 {
+		c.MaxWorkerInFlight = DefaultMaxWorkerInFlight
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	c.Limits = c.Limits.withDefaults()
+	c.Shed = c.Shed.withDefaults(c.LeaseTTL)
 	return nil
 }
 
@@ -242,11 +296,20 @@ func checkRequestLimits(req *Request, l Limits, encoding bool) error {
 	if err := checkNameEnc("namespace", req.Namespace, l, false, encoding); err != nil {
 		return err
 	}
-	if err := checkNameEnc("actor ID", req.ActorID, l, false, encoding); err != nil {
-		return err
-	}
-	if err := checkNameEnc("actor type", req.ActorType, l, true, encoding); err != nil {
-		return err
+	if req.Worker != "" {
+		if req.ActorID != "" || req.ActorType != "" {
+			return newErr(CodeBadRequest, false, nil, "a worker call names no actor (actor ID %q, type %q)", clip(req.ActorID), clip(req.ActorType))
+		}
+		if err := checkNameEnc("worker type", req.Worker, l, false, encoding); err != nil {
+			return err
+		}
+	} else {
+		if err := checkNameEnc("actor ID", req.ActorID, l, false, encoding); err != nil {
+			return err
+		}
+		if err := checkNameEnc("actor type", req.ActorType, l, true, encoding); err != nil {
+			return err
+		}
 	}
 	if err := checkNameEnc("operation", req.Operation, l, false, encoding); err != nil {
 		return err

@@ -2,8 +2,10 @@ package nola
 
 import (
 	"context"
+	"strings"
 	"testing"
 
+	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt"
 )
@@ -39,5 +41,26 @@ func TestUnsetRuntimeIsTheRealOne(t *testing.T) {
 	}
 	if string(out) != "hi" {
 		t.Fatalf("echo answered %q", out)
+	}
+}
+
+// A registry-only mutation is refused by servers: it would act in every
+// placement of a running one.
+func TestServerRefusesRegistryOnlyMutations(t *testing.T) {
+	store := memkv.New(rt.NewReal(), memkv.Options{})
+	_, err := NewServer(ServerConfig{ID: "s1", Addr: "local://s1", Store: store, Transport: NewLocalNetwork(false).Transport(rt.NewReal()),
+		Mutations: mutation.Of(mutation.ResetEpochs)})
+	if err == nil || !strings.Contains(err.Error(), "ResetEpochs") {
+		t.Fatalf("NewServer with ResetEpochs: %v", err)
+	}
+}
+
+// A cluster with one runtime set and the other not is refused: a simulated
+// world must not get a real client, nor the reverse.
+func TestClusterRefusesHalfSetRuntimes(t *testing.T) {
+	store := memkv.New(rt.NewReal(), memkv.Options{})
+	_, err := NewCluster(context.Background(), ClusterConfig{Servers: 1, Store: store, ClientRuntime: rt.NewReal()})
+	if err == nil || !strings.Contains(err.Error(), "both Runtime and ClientRuntime") {
+		t.Fatalf("half-set runtimes: %v", err)
 	}
 }

@@ -22,8 +22,9 @@
 // needs no locks for its own state. Optional interfaces add lifecycle hooks:
 // Activator (run on activation, e.g. to load state), Creator (run once in
 // the actor's life, at its first activation, with the creation arguments
-// the creating call carried: Client.Create, Request.CreationArgs) and
-// Deactivator (run before a voluntary deactivation).
+// the creating call carried: Client.Create, Request.CreationArgs),
+// Deactivator (run before a voluntary deactivation) and Sizer (the memory
+// the actor holds, which placement and shedding count: docs/placement.md).
 //
 // # Typed actors
 //
@@ -39,6 +40,24 @@
 // wrapping *UnknownOpError or *DecodeError; Key gives typed KV values.
 // Client and an actor's *Context are both Callers, so the same Call works
 // from outside and from actor to actor.
+//
+// # Stateless workers
+//
+// A worker type is a function without single activation, registered in
+// ServerConfig.Workers as a WorkerFunc: any server runs any number of its
+// invocations concurrently — the one that received the call, with no
+// placement, no lease and no registry round trip. It has no KV and no
+// timers (its WorkerContext's KV and timer methods fail with ErrNoState);
+// it may call actors and other workers. Call it with Client.CallWorker,
+// Context.CallWorker (from an actor, which flushes the actor's writes and
+// lends the worker its call chain and lease gate), WorkerContext.CallWorker
+// or the typed CallWorker; WorkerRouter and HandleWorker give a worker typed
+// handlers. A WorkerResolver supplies types at run time (the
+// WASM host: a namespace's modules). MaxWorkerInFlight bounds the invocations of a
+// type running on one server: one more fails with CodeOverloaded
+// (retryable). Server.WorkerStats counts calls, errors, rejections and
+// in-flight invocations per type. docs/workers.md states the guarantees
+// and what is not guaranteed.
 //
 // # Guarantees
 //
@@ -116,7 +135,11 @@
 // drop), table.go (the sharded activation table), lease.go (registration,
 // keep-alive, self-fence, and the mayServe/effectAllowed checks every effect
 // passes), timers.go, evict.go (idle sweep, eviction, release on shutdown),
-// ownerwatch.go (cancelling calls whose owner lost its lease), server.go
+// accounting.go (what activations hold and cost: Sizer, busy time, the
+// load report's figures), shed.go (releasing activations of a server over
+// its memory budget or far above the cluster mean),
+// ownerwatch.go (cancelling calls whose owner lost its lease), worker.go
+// (stateless workers: no activation, run where called), server.go
 // (the Server type and its lifecycle: NewServer, Start, Shutdown, Halt),
 // config.go (configuration and request validation) and errors.go (the
 // Error type and how failures are classified).

@@ -322,3 +322,24 @@ func TestZombieKVCommitRejectedByStoreFence(t *testing.T) {
 		}
 	})
 }
+
+// The least-recently-used sweep starts only above 90% of MaxActivations
+// and then evicts down to 80%: at 90% exactly, nothing idle-fresh goes.
+// (A review found a fault-point change that started it above 80%.)
+func TestLRUSweepStartsAboveNinetyPercent(t *testing.T) {
+	configure := func(_ int, cfg *nola.ServerConfig) { cfg.MaxActivations, cfg.IdleTimeout = 10, time.Hour }
+	runSim(t, 3, 1, nil, configure, func(e *simtest.Env) {
+		for i := range 9 {
+			e.MustInvoke(fmt.Sprintf("c%d", i), "counter", "inc", nil)
+		}
+		e.Sleep(2 * time.Minute)
+		if ev := e.C.Server(0).Stats().Evicted; ev != 0 {
+			t.Fatalf("%d evictions at 9 of 10 activations, want none", ev)
+		}
+		e.MustInvoke("c9", "counter", "inc", nil)
+		e.Sleep(2 * time.Minute)
+		if ev := e.C.Server(0).Stats().Evicted; ev != 2 {
+			t.Fatalf("%d evictions at 10 of 10 activations, want 2 (down to 80%%)", ev)
+		}
+	})
+}

@@ -43,6 +43,10 @@ const (
 	// CodeNotFound: the actor does not exist (Delete of a missing or
 	// deleted actor).
 	CodeNotFound Code = "not_found"
+	// CodeOverloaded: the server is running its limit of invocations of a
+	// worker type (ServerConfig.MaxWorkerInFlight). Always retryable: the
+	// invocation did not run; retry later, or elsewhere.
+	CodeOverloaded Code = "overloaded"
 )
 
 // Error is the error type of every nola API. Match a class with errors.Is
@@ -96,6 +100,7 @@ var (
 	ErrTimeout     error = sentinel(CodeTimeout)
 	ErrInternal    error = sentinel(CodeInternal)
 	ErrNotFound    error = sentinel(CodeNotFound)
+	ErrOverloaded  error = sentinel(CodeOverloaded)
 )
 
 func newErr(code Code, retryable bool, cause error, format string, args ...any) *Error {

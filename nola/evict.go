@@ -39,10 +39,11 @@ func (s *Server) evictIdle() {
 	limit := int64(s.cfg.MaxActivations)
 	target := limit * 8 / 10
 	n := s.activations.Load()
-	if rt.Buggify(s.rt, "sweep.overflow") {
+	overflow := rt.Buggify(s.rt, "sweep.overflow")
+	if overflow {
 		target = min(target, n/2)
 	}
-	if n > limit*9/10 || n > target {
+	if n > limit*9/10 || (overflow && n > target) {
 		all := t.collect(func(a *activation) bool { return a.state.Load() == stateReady })
 		slices.SortStableFunc(all, func(x, y *activation) int { return cmp.Compare(x.lastUsed.Load(), y.lastUsed.Load()) })
 		for _, a := range all {

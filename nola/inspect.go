@@ -1,6 +1,7 @@
 package nola
 
 import (
+	"bytes"
 	"context"
 	"errors"
 
@@ -15,7 +16,9 @@ import (
 //
 // Reads are linearizable store reads, but an actor's KV may change the
 // moment after it is read: only the actor itself reads its KV inside its
-// own serialized history.
+// own serialized history. Keys and values returned are the caller's own
+// copies. Get an Inspector from Server.Inspector or Client.Inspector (the
+// zero value reads nothing).
 type Inspector struct{ reg *registry.Registry }
 
 // Inspector returns a read-only view of the server's registry.
@@ -59,7 +62,8 @@ func (i Inspector) GetKV(ctx context.Context, ns, id string, key []byte) ([]byte
 	if err != nil {
 		return nil, false, err
 	}
-	return snap.Get(ctx, key)
+	v, found, err := snap.Get(ctx, key)
+	return bytes.Clone(v), found, err
 }
 
 // ScanKV reads at most limit keys of actor (ns, id)'s KV in [start, end)
@@ -72,7 +76,11 @@ func (i Inspector) ScanKV(ctx context.Context, ns, id string, start, end []byte,
 	if err != nil {
 		return nil, false, err
 	}
-	return snap.Scan(ctx, start, end, limit)
+	pairs, more, err = snap.Scan(ctx, start, end, limit)
+	for i := range pairs {
+		pairs[i].Key, pairs[i].Value = bytes.Clone(pairs[i].Key), bytes.Clone(pairs[i].Value)
+	}
+	return pairs, more, err
 }
 
 // generation is the generation of actor (ns, id)'s current life (0 if

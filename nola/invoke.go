@@ -22,6 +22,9 @@ func (s *Server) HandleInvoke(ctx context.Context, req Request) ([]byte, error) 
 	if err := checkRequest(&req, s.cfg.Limits); err != nil {
 		return nil, err
 	}
+	if req.Worker != "" {
+		return s.handleWorker(ctx, &req)
+	}
 	return s.handle(ctx, &req)
 }
 
@@ -35,6 +38,9 @@ func (s *Server) handleChecked(ctx context.Context, req Request) ([]byte, error)
 	}
 	if err := checkRequestLimits(&req, s.cfg.Limits, false); err != nil {
 		return nil, err
+	}
+	if req.Worker != "" {
+		return s.handleWorker(ctx, &req)
 	}
 	return s.handle(ctx, &req)
 }
@@ -138,7 +144,8 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		return nil, &Error{Code: CodeFenced, Message: "activation of " + a.key.id + " was dropped", Retryable: true}
 	}
 	// Rule 3: run only under the current incarnation, before the deadline.
-	if _, ok := s.mayServeAt(a.inc); !ok && !unfenced {
+	start, ok := s.mayServeAt(a.inc)
+	if !ok && !unfenced {
 		a.lock.Release()
 		return nil, &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " is past its lease deadline", Retryable: true}
 	}
@@ -166,6 +173,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		err = cx.broken
 	}
 	end, live := s.mayServeAt(a.inc)
+	s.account(a, start, end)
 	if err == nil && !live && !unfenced {
 		// The output gate: the invocation ran past the deadline (a pause
 		// after the start check). Its reads may postdate another owner's

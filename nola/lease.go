@@ -164,10 +164,15 @@ func (s *Server) reportLoad(ctx context.Context, l *leaseState) {
 	// Bounded: a slow store must not hold up the keep-alives behind it.
 	ctx, cancel := s.rt.WithTimeout(ctx, s.cfg.LeaseTTL/12)
 	defer cancel()
+	busy, rate := s.rates(s.cfg.LeaseTTL / 4)
 	err := s.reg.ReportLoad(ctx, l.inc, registry.Load{
 		Activations: s.activations.Load(),
 		Bytes:       s.memoryBytes(),
 		Limit:       int64(s.cfg.MaxActivations),
+		HeapBytes:   s.heapBytes(),
+		BusyPPM:     busy,
+		RateMilli:   rate,
+		Budget:      s.cfg.MemoryBudget,
 	})
 	if errors.Is(err, registry.ErrFenced) {
 		// Our server record is not ours any more (another process took

@@ -34,12 +34,20 @@ type Server struct {
 
 	activations    atomic.Int64
 	nextActivation atomic.Uint64
-	memBytes       atomic.Int64
+	memBytes       atomic.Int64 // the engine's share: activationBytes and KV caches
+	acct           accounting   // Sizer figures, invocation time, rates (accounting.go)
 	stats          serverStats
 	invariants     invariantMode // what a broken invariant does (invariant.go)
+	// workers is the worker table, fixed at NewServer (worker.go).
+	workers  map[string]*workerType
+	resolved resolvedWorkers // worker types from cfg.WorkerResolver
 	// lastInc is the number of this server's latest incarnation:
 	// registrations only move it up.
 	lastInc atomic.Int64
+
+	// shedding is the hysteresis state of shedding; only the shedder
+	// task touches it.
+	shedding bool
 
 	ctx    context.Context // cancelled by Shutdown/Halt: ends background tasks
 	cancel context.CancelFunc
@@ -55,6 +63,7 @@ func (s *Server) Limits() Limits { return s.cfg.Limits }
 
 type serverStats struct {
 	invocations, activated, evicted, fences, failedCommits, deleted atomic.Int64
+	shed, shedBytes, shedEpisodes                                   atomic.Int64
 	lease                                                           leaseStats
 }
 
@@ -68,10 +77,27 @@ type Stats struct {
 	// Deleted counts the actors this server deleted (as their owner).
 	Deleted     int64
 	Activations int64
-	// MemoryBytes estimates the memory held by activations (what load
-	// reports carry for placement's tie-break).
+	// MemoryBytes is the memory held by activations: the engine's share
+	// (1 KiB each and their KV caches), what actors report through Sizer,
+	// and WASM linear memory with its instance overhead. Load reports
+	// carry it; placement scores by it; shedding compares it to
+	// ServerConfig.MemoryBudget.
 	MemoryBytes int64
-	Incarnation int64
+	// HeapBytes is the process heap as the runtime reports it (the
+	// simulator's runtime does not: there it is MemoryBytes).
+	HeapBytes int64
+	// BusyNanos is the wall time spent in invocations (actor code and
+	// their KV commits), on the runtime's clock.
+	BusyNanos int64
+	// BusyPPM and RateMilli are the busy share (parts per million of one
+	// invocation running at all times) and the invocation rate (per
+	// 1000 s) over the last load-report window.
+	BusyPPM, RateMilli int64
+	// Shed counts activations released because the server was over its
+	// memory budget or far above the cluster mean, ShedBytes what they
+	// held, ShedEpisodes the times shedding began (shed.go).
+	Shed, ShedBytes, ShedEpisodes int64
+	Incarnation                   int64
 	// KeepAlive describes the lease keep-alives: round-trip latency,
 	// failures and fences by cause.
 	KeepAlive KeepAliveStats
@@ -84,6 +110,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	reg := registry.New(cfg.Store, cfg.Runtime, registry.Options{
 		Root:      cfg.Root,
+		Placement: cfg.Placement,
 		Mutations: cfg.Mutations,
 	})
 	s := &Server{
@@ -93,9 +120,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log: cfg.Logger.With("server", cfg.ID),
 
 		invariants: invariantModeFor(cfg.Runtime, cfg.Mutations),
+		workers:    newWorkerTypes(&cfg),
 	}
 	s.client = newClient(cfg.Runtime, reg, cfg.Transport, cfg.Limits, 0)
 	s.client.watch.interval = cfg.LeaseTTL / 8
+	s.client.local = s
 	s.client.checkType = func(ctx context.Context, ns, typ string) error {
 		_, err := s.factory(ctx, ns, typ)
 		return err
@@ -124,7 +153,7 @@ func (s *Server) Incarnation() int64 {
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Invocations:   s.stats.invocations.Load(),
 		Activated:     s.stats.activated.Load(),
 		Evicted:       s.stats.evicted.Load(),
@@ -133,19 +162,16 @@ func (s *Server) Stats() Stats {
 		Deleted:       s.stats.deleted.Load(),
 		Activations:   s.activations.Load(),
 		MemoryBytes:   s.memoryBytes(),
+		HeapBytes:     s.heapBytes(),
+		BusyNanos:     s.acct.busy.Load(),
 		Incarnation:   s.Incarnation(),
 		KeepAlive:     s.stats.lease.snapshot(),
+		Shed:          s.stats.shed.Load(),
+		ShedBytes:     s.stats.shedBytes.Load(),
+		ShedEpisodes:  s.stats.shedEpisodes.Load(),
 	}
-}
-
-// memoryBytes estimates the memory held by activations: the engine's
-// share and what the resolver reports (WASM linear memory).
-func (s *Server) memoryBytes() int64 {
-	n := s.memBytes.Load()
-	if r, ok := s.cfg.Resolver.(MemoryReporter); ok {
-		n += r.MemoryBytes()
-	}
-	return n
+	st.BusyPPM, st.RateMilli = s.acct.last()
+	return st
 }
 
 // Start registers the server (retrying until ctx is done) and starts its
@@ -169,6 +195,9 @@ func (s *Server) Start(ctx context.Context) error {
 	s.tasks.Go("sweeper "+s.cfg.ID, s.sweeper)
 	if s.cfg.ReclaimInterval > 0 {
 		s.tasks.Go("reclaimer "+s.cfg.ID, s.reclaimer)
+	}
+	if s.shedEnabled() {
+		s.tasks.Go("shedder "+s.cfg.ID, s.shedder)
 	}
 	return nil
 }

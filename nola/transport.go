@@ -33,6 +33,11 @@ type Request struct {
 	// actor (Client.Delete sends it); ActorType, Operation and Payload
 	// are unused.
 	Delete bool
+	// Worker, if set, names a stateless worker type (ServerConfig.Workers):
+	// the request calls that worker on the server it is sent to, which runs
+	// it itself whatever the owners of actors; ActorID and ActorType are
+	// then empty.
+	Worker string
 }
 
 // Handler serves invocations; *Server is one.

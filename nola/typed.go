@@ -289,15 +289,93 @@ func (*Context) typedCodec() Codec { return JSONCodec{} }
 // Resp (CodeBadRequest wrapping a *DecodeError with Result set; the
 // operation ran).
 func Call[Req, Resp any](ctx context.Context, c Caller, ref Ref, op string, req Req) (Resp, error) {
+	return typedCall[Req, Resp](c.typedCodec(), ref.Namespace+"/"+ref.ID, op, req, func(payload []byte) ([]byte, error) {
+		return c.typedInvoke(ctx, ref, op, payload)
+	})
+}
+
+// CallWorker is Call for a stateless worker: it runs op of worker w with
+// req encoded by c's codec and decodes the result into a Resp. c is a
+// *Client, an actor's *Context or a worker's *WorkerContext (pass it as
+// ctx too), possibly wrapped by WithCodec; from a Context or WorkerContext,
+// w.Namespace may be empty (calls stay within the namespace). A CallerFunc
+// cannot call workers (CodeBadRequest).
+func CallWorker[Req, Resp any](ctx context.Context, c Caller, w WorkerRef, op string, req Req) (Resp, error) {
+	wc, ok := c.(workerCaller)
+	if !ok {
+		var zero Resp
+		return zero, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("nola.CallWorker: a %T cannot call workers; use a *nola.Client, *nola.Context or *nola.WorkerContext", c)}
+	}
+	return typedCall[Req, Resp](c.typedCodec(), w.Namespace+"/worker "+w.Type, op, req, func(payload []byte) ([]byte, error) {
+		return wc.typedCallWorker(ctx, w, op, payload)
+	})
+}
+
+// workerCaller is a Caller that can also call workers.
+type workerCaller interface {
+	typedCallWorker(ctx context.Context, w WorkerRef, op string, payload []byte) ([]byte, error)
+}
+
+func (c *Client) typedCallWorker(ctx context.Context, w WorkerRef, op string, payload []byte) ([]byte, error) {
+	return c.CallWorker(ctx, w.Namespace, w.Type, op, payload)
+}
+
+func (c *Context) typedCallWorker(ctx context.Context, w WorkerRef, op string, payload []byte) ([]byte, error) {
+	if ctx != nil && ctx != context.Context(c) {
+		return nil, ownErr(CodeBadRequest, "nola.CallWorker from an actor: pass its *nola.Context as ctx, not another context")
+	}
+	if w.Namespace != "" && w.Namespace != c.Ref().Namespace {
+		return nil, ownErr(CodeBadRequest, "nola.CallWorker from an actor: namespace %q is not the actor's own (%q); calls stay within a namespace", clip(w.Namespace), c.Ref().Namespace)
+	}
+	return c.CallWorker(w.Type, op, payload)
+}
+
+// typedInvoke makes a WorkerContext a Caller: nola.Call from a worker.
+func (w *WorkerContext) typedInvoke(ctx context.Context, ref Ref, op string, payload []byte) ([]byte, error) {
+	if err := w.typedCheck(ctx, ref.Namespace); err != nil {
+		return nil, err
+	}
+	return w.Invoke(ref.ID, ref.Type, op, payload)
+}
+
+func (w *WorkerContext) typedCallWorker(ctx context.Context, ref WorkerRef, op string, payload []byte) ([]byte, error) {
+	if err := w.typedCheck(ctx, ref.Namespace); err != nil {
+		return nil, err
+	}
+	return w.CallWorker(ref.Type, op, payload)
+}
+
+func (*WorkerContext) typedCodec() Codec { return JSONCodec{} }
+
+func (w *WorkerContext) typedCheck(ctx context.Context, ns string) error {
+	if ctx != nil && ctx != context.Context(w) {
+		return ownErr(CodeBadRequest, "a typed call from a worker: pass its *nola.WorkerContext as ctx, not another context")
+	}
+	if ns != "" && ns != w.ref.Namespace {
+		return ownErr(CodeBadRequest, "a typed call from a worker: namespace %q is not the worker's own (%q); calls stay within a namespace", clip(ns), w.ref.Namespace)
+	}
+	return nil
+}
+
+func (c codecCaller) typedCallWorker(ctx context.Context, w WorkerRef, op string, payload []byte) ([]byte, error) {
+	wc, ok := c.Caller.(workerCaller)
+	if !ok {
+		return nil, &Error{Code: CodeBadRequest, Message: fmt.Sprintf("nola.CallWorker: a %T cannot call workers", c.Caller)}
+	}
+	return wc.typedCallWorker(ctx, w, op, payload)
+}
+
+// typedCall encodes req, sends it and decodes the answer; target names
+// the callee in messages.
+func typedCall[Req, Resp any](codec Codec, target, op string, req Req, send func([]byte) ([]byte, error)) (Resp, error) {
 	var resp Resp
-	codec := c.typedCodec()
 	payload, err := encodeFrom(codec, req)
 	if err != nil {
 		return resp, &Error{Code: CodeBadRequest, cause: err, Message: fmt.Sprintf(
-			"call %s/%s operation %q: encode the %s request as %s: %s; nothing was sent",
-			ref.Namespace, ref.ID, op, typeName[Req](), codec.Name(), clip(err.Error()))}
+			"call %s operation %q: encode the %s request as %s: %s; nothing was sent",
+			target, op, typeName[Req](), codec.Name(), clip(err.Error()))}
 	}
-	out, err := c.typedInvoke(ctx, ref, op, payload)
+	out, err := send(payload)
 	if err != nil {
 		return resp, err
 	}

@@ -12,7 +12,7 @@ import (
 //
 //	(root, "srv", sid)          → (incarnation, address, registered-at)   leased
 //	(root, "inc", sid)          → last incarnation number of sid
-//	(root, "load", sid)         → (incarnation, activations, bytes, limit) leased
+//	(root, "load", sid)         → (incarnation, activations, bytes, limit, …) leased
 //	(root, "act", ns, id)       → (type, owner sid, owner incarnation, epoch[, generation])
 //	(root, "kv", ns, id, key)   → the actor's value for key (generation 0)
 //	(root, "kvg", ns, id, g, key) → the value for key of generation g > 0
@@ -236,34 +236,80 @@ func decodeActor(b []byte) (ActorRecord, error) {
 	return r, nil
 }
 
-// Load is a server's load report.
+// Load is a server's load report, published with every keep-alive and read
+// by placement (choose) and by shedding servers (the cluster mean).
+//
+// The record is a packed tuple of integers whose first four elements are
+// required and the rest optional and trailing: a record written by an
+// older server (four elements) decodes with the later fields zero, and
+// elements beyond those this version knows are ignored, so servers of two
+// versions can share a cluster during a rolling upgrade.
 type Load struct {
 	Incarnation int64
 	Activations int64
-	// Bytes estimates the memory held by activations.
+	// Bytes is the memory held by activations: the engine's share (1 KiB
+	// each and their KV caches), what actors report through nola.Sizer and
+	// WASM linear memory with its instance overhead.
 	Bytes int64
 	// Limit is the server's activation limit; placement skips full servers.
 	Limit int64
+
+	// Optional trailing fields (zero in a record of an older server).
+
+	// HeapBytes is the server process's heap as its runtime reports it
+	// (under simulation: the deterministic Bytes figure).
+	HeapBytes int64
+	// BusyPPM is the share of wall time spent running invocations since
+	// the previous report, in parts per million of one invocation running
+	// at all times (2e6: two at once on average).
+	BusyPPM int64
+	// RateMilli is the invocation rate since the previous report, in
+	// invocations per 1000 seconds.
+	RateMilli int64
+	// Budget is the server's memory budget in bytes (0: none): placement
+	// avoids a server whose Bytes reached it.
+	Budget int64
+}
+
+// loadFields is the number of elements this version writes; loadRequired
+// the number every record has.
+const (
+	loadFields   = 8
+	loadRequired = 4
+	// loadMaxFields bounds the elements a load record may carry, so that a
+	// malformed record cannot make placement decode an unbounded tuple.
+	loadMaxFields = 64
+)
+
+func (l *Load) fields() [loadFields]*int64 {
+	return [loadFields]*int64{&l.Incarnation, &l.Activations, &l.Bytes, &l.Limit, &l.HeapBytes, &l.BusyPPM, &l.RateMilli, &l.Budget}
 }
 
 func (l Load) encode() []byte {
-	return tuple.Tuple{l.Incarnation, l.Activations, l.Bytes, l.Limit}.Pack()
+	t := make(tuple.Tuple, 0, loadFields)
+	for _, f := range l.fields() {
+		t = append(t, *f)
+	}
+	return t.Pack()
 }
 
 func decodeLoad(b []byte) (Load, error) {
 	t, err := tuple.Unpack(b)
-	if err != nil || len(t) != 4 {
-		return Load{}, fmt.Errorf("registry: malformed load record: %v", err)
+	if err != nil || len(t) < loadRequired || len(t) > loadMaxFields {
+		return Load{}, fmt.Errorf("registry: malformed load record (%d elements): %v", len(t), err)
 	}
-	var out [4]int64
-	for i := range out {
+	var l Load
+	for i, f := range l.fields() {
+		if i >= len(t) {
+			break
+		}
 		v, ok := t[i].(int64)
 		if !ok {
-			return Load{}, fmt.Errorf("registry: malformed load record")
+			return Load{}, fmt.Errorf("registry: malformed load record: element %d is %T", i, t[i])
 		}
-		out[i] = v
+		*f = v
 	}
-	return Load{Incarnation: out[0], Activations: out[1], Bytes: out[2], Limit: out[3]}, nil
+	return l, nil
 }
 
 func encodeInt(v int64) []byte { return tuple.AppendInt(nil, v) }

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -65,14 +66,20 @@ type Options struct {
 	// is a compare on the chosen server's current record.
 	ServerListTTL time.Duration
 
+	// Placement weighs the load figures placement scores servers by
+	// (PlacementPolicy; docs/placement.md). Zero: DefaultPlacement.
+	Placement PlacementPolicy
+
 	// Mutations break the protocol on purpose, for the checkers'
 	// non-vacuity tests only (internal: outside this module only the zero
 	// value can be set). The registry acts on SkipStoreFence (commit actor
 	// KV without fence compares), IgnoreIncarnation (confirm ownership by
 	// server ID alone), ResetEpochs (placement and release write epoch 0,
-	// so an owner record can repeat: the ABA epochs exist to prevent) and
+	// so an owner record can repeat: the ABA epochs exist to prevent),
 	// DeleteSkipsGeneration (a delete keeps the generation, so the next
-	// life shares the old life's KV prefix).
+	// life shares the old life's KV prefix) and SkipReleaseCompare
+	// (release without the compare on the releasing incarnation's
+	// ownership).
 	Mutations mutation.Set
 }
 
@@ -99,6 +106,7 @@ func New(store kv.Store, r rt.Runtime, opts Options) *Registry {
 	if opts.ServerListTTL <= 0 {
 		opts.ServerListTTL = time.Second
 	}
+	opts.Placement = opts.Placement.withDefaults()
 	return &Registry{store: store, rt: r, keys: NewKeyspace(opts.Root), ttl: opts.ServerListTTL, opts: opts}
 }
 
@@ -319,8 +327,12 @@ func (r *Registry) nextEpoch(e int64) int64 {
 // again.
 func (r *Registry) Release(ctx context.Context, inc *Incarnation, ns, id, typ string, epoch, gen int64) error {
 	key := r.keys.Actor(ns, id)
+	cmps := []kv.Compare{kv.ValueEquals(key, inc.OwnerRecord(typ, epoch, gen))}
+	if r.opts.Mutations.Has(mutation.SkipReleaseCompare) {
+		cmps = nil
+	}
 	res, err := r.store.Commit(ctx, kv.Txn{
-		Compares: []kv.Compare{kv.ValueEquals(key, inc.OwnerRecord(typ, epoch, gen))},
+		Compares: cmps,
 		Ops:      []kv.Op{kv.Put(key, ActorRecord{Type: typ, Epoch: r.nextEpoch(epoch), Generation: gen}.encode(), kv.NoLease)},
 	})
 	if err != nil {
@@ -632,27 +644,59 @@ func (r *Registry) notePlaced(sid string) {
 	}
 }
 
-// choose picks the server for a new placement: fewest activations (counting
-// this registry's recent placements), then least memory, then at random.
-// Servers at their activation limit are skipped.
+// choose picks the server for a new placement (docs/placement.md):
+//
+//  1. Servers at their activation limit are skipped; so are servers whose
+//     memory reached their budget, unless every server's has.
+//  2. Bounded load: a server is eligible only while the placements this
+//     registry made on it since it fetched the list stay within
+//     ceil((1+ε)·(P+1)/n), P their total over the n candidates. Load
+//     reports lag placements by up to a keep-alive period; without the
+//     bound every placement of that window would go to the same server —
+//     the one a fresh server always is.
+//  3. The lowest score wins (PlacementPolicy.score), ties at random.
 func (r *Registry) choose(list []Member) (Member, bool) {
-	best := -1
-	ties := 0
-	for i, m := range list {
-		n := m.Load.Activations + m.placed
-		if m.Load.Limit > 0 && n >= m.Load.Limit {
+	var buf [16]int // no allocation for clusters of up to 16 servers
+	cands := buf[:0]
+	for _, underBudget := range []bool{true, false} {
+		for i, m := range list {
+			n := m.Load.Activations + m.placed
+			if m.Load.Limit > 0 && n >= m.Load.Limit {
+				continue
+			}
+			if underBudget && m.Load.Budget > 0 && m.Load.Bytes >= m.Load.Budget {
+				continue
+			}
+			cands = append(cands, i)
+		}
+		if len(cands) > 0 {
+			break
+		}
+	}
+	if len(cands) == 0 {
+		return Member{}, false
+	}
+	p := r.opts.Placement
+	var mean loadMean
+	var placed int64
+	for _, i := range cands {
+		mean.add(list[i])
+		placed += list[i].placed
+	}
+	mean.div(len(cands))
+	bound := int64(math.Ceil((1 + p.Epsilon) * float64(placed+1) / float64(len(cands))))
+	best, ties := -1, 0
+	var bestScore float64
+	for _, i := range cands {
+		m := list[i]
+		if m.placed+1 > bound {
 			continue
 		}
-		if best < 0 {
-			best, ties = i, 1
-			continue
-		}
-		b := list[best]
-		bn := b.Load.Activations + b.placed
+		sc := p.score(m, mean)
 		switch {
-		case n < bn || (n == bn && m.Load.Bytes < b.Load.Bytes):
-			best, ties = i, 1
-		case n == bn && m.Load.Bytes == b.Load.Bytes:
+		case best < 0 || sc < bestScore:
+			best, bestScore, ties = i, sc, 1
+		case sc == bestScore:
 			// Reservoir sampling keeps each tied server equally likely.
 			ties++
 			if r.rt.Uint64()%uint64(ties) == 0 {
@@ -660,10 +704,90 @@ func (r *Registry) choose(list []Member) (Member, bool) {
 			}
 		}
 	}
-	if best < 0 {
-		return Member{}, false
-	}
+	// The server with the fewest placements is always within the bound
+	// (it is at most the mean), so best is set.
 	return list[best], true
+}
+
+// PlacementPolicy weighs what placement scores a server by. A server's
+// score is
+//
+//	Activations·a/ā + Memory·b/b̄ + CPU·c/c̄
+//
+// over its activations a (with this registry's recent placements on it),
+// its memory b (activation memory, with the recent placements at the
+// server's mean size per activation) and its busy share c (wall time in
+// invocations), each divided by the mean over the candidate servers (a
+// term whose mean is zero counts zero); the lowest score wins. Dividing by
+// the cluster's means makes the terms unitless, so the weights say how
+// much each resource matters relative to the others whatever the scale.
+type PlacementPolicy struct {
+	Activations, Memory, CPU float64
+	// Epsilon is the bounded-load slack ε: no server receives more than
+	// ceil((1+ε)·mean) of one registry's placements within a list refresh.
+	Epsilon float64
+}
+
+// DefaultPlacement weighs activations and memory equally and CPU half as
+// much (a sampled figure, noisier), with ε = 0.25.
+var DefaultPlacement = PlacementPolicy{Activations: 1, Memory: 1, CPU: 0.5, Epsilon: 0.25}
+
+// Validate reports a policy placement cannot use. The zero policy is
+// valid: it means DefaultPlacement.
+func (p PlacementPolicy) Validate() error {
+	for _, v := range []float64{p.Activations, p.Memory, p.CPU, p.Epsilon} {
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("registry: placement policy %+v: weights and epsilon must be finite and non-negative", p)
+		}
+	}
+	if p != (PlacementPolicy{}) && p.Activations+p.Memory+p.CPU == 0 {
+		return fmt.Errorf("registry: placement policy %+v: every weight is zero (leave the whole policy zero for the defaults)", p)
+	}
+	return nil
+}
+
+func (p PlacementPolicy) withDefaults() PlacementPolicy {
+	if p == (PlacementPolicy{}) || p.Validate() != nil {
+		return DefaultPlacement
+	}
+	return p
+}
+
+// loadMean accumulates the means the score divides by.
+type loadMean struct{ acts, bytes, busy float64 }
+
+func (l *loadMean) add(m Member) {
+	l.acts += float64(m.Load.Activations + m.placed)
+	l.bytes += m.projectedBytes()
+	l.busy += float64(m.Load.BusyPPM)
+}
+
+func (l *loadMean) div(n int) {
+	l.acts /= float64(n)
+	l.bytes /= float64(n)
+	l.busy /= float64(n)
+}
+
+// projectedBytes is the member's memory with its recent placements
+// counted at its mean activation size (1 KiB if it reports none).
+func (m Member) projectedBytes() float64 {
+	per := float64(1 << 10)
+	if m.Load.Activations > 0 && m.Load.Bytes > 0 {
+		per = float64(m.Load.Bytes) / float64(m.Load.Activations)
+	}
+	return float64(m.Load.Bytes) + per*float64(m.placed)
+}
+
+func (p PlacementPolicy) score(m Member, mean loadMean) float64 {
+	term := func(w, v, mean float64) float64 {
+		if w == 0 || mean == 0 {
+			return 0
+		}
+		return w * v / mean
+	}
+	return term(p.Activations, float64(m.Load.Activations+m.placed), mean.acts) +
+		term(p.Memory, m.projectedBytes(), mean.bytes) +
+		term(p.CPU, float64(m.Load.BusyPPM), mean.busy)
 }
 
 // Placement says where an actor lives.
@@ -849,3 +973,12 @@ func (r *Registry) actorRecord(ctx context.Context, ns, id string) (ActorRecord,
 	rec, err := decodeActor(e.Value)
 	return rec, err == nil, err
 }
+
+// CachedServers is Servers through a short-lived cache (the one placement
+// uses): for callers that only need some live server, such as stateless
+// worker calls. The list may be a moment stale; ForgetServers drops it.
+func (r *Registry) CachedServers(ctx context.Context) ([]Member, error) { return r.members(ctx) }
+
+// ForgetServers drops the cached server list, so the next CachedServers
+// reads the store (after a server answered that it is gone).
+func (r *Registry) ForgetServers() { r.invalidateServers() }

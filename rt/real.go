@@ -3,6 +3,7 @@ package rt
 import (
 	"context"
 	"math/rand/v2"
+	"runtime/metrics"
 	"sync"
 	"time"
 )
@@ -24,6 +25,22 @@ func (r *Real) Mono() time.Duration { return time.Since(r.start) }
 func (r *Real) Uint64() uint64      { return rand.Uint64() }
 func (r *Real) Tracing() bool       { return false }
 func (r *Real) Trace(string)        {}
+
+var _ HeapReporter = (*Real)(nil)
+
+// heapMetric is the runtime/metrics sample HeapBytes reads: cheap (no
+// stop-the-world, unlike runtime.ReadMemStats).
+const heapMetric = "/memory/classes/heap/objects:bytes"
+
+// HeapBytes reports the bytes of live and not-yet-swept heap objects.
+func (r *Real) HeapBytes() int64 {
+	s := []metrics.Sample{{Name: heapMetric}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int64(s[0].Value.Uint64())
+}
 
 func (r *Real) AfterFunc(d time.Duration, _ string, f func()) Timer {
 	r.tasks.Add(1)

@@ -50,6 +50,14 @@ type Runtime interface {
 	Trace(event string)
 }
 
+// HeapReporter is implemented by a Runtime that can report the process's
+// heap (Real does; the simulator's does not, so that nothing about the
+// host's memory reaches a simulated run and its trace hash).
+type HeapReporter interface {
+	// HeapBytes is the memory held by live heap objects.
+	HeapBytes() int64
+}
+
 // Timer is a pending AfterFunc.
 type Timer interface {
 	// Stop prevents the timer from firing. It reports whether it did so.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nolaproject/nola/examples/actors"
@@ -149,6 +150,20 @@ func TickerOps(r *rand.Rand, id string, _, _ int) Call {
 	}
 	c.Name, c.Arg = c.Operation, string(c.Payload)
 	return c
+}
+
+// RelayWorker is the stateless worker of runs with Config.Workers: "call"
+// with payload "<type>/<id>/<op>" invokes op on that actor from whichever
+// server received the call, like a caller actor but with no activation of
+// its own.
+const RelayWorker = "relay"
+
+func relay(wx *nola.WorkerContext, op string, p []byte) ([]byte, error) {
+	parts := strings.SplitN(string(p), "/", 3)
+	if op != "call" || len(parts) != 3 {
+		return nil, fmt.Errorf("relay: want call <type>/<id>/<op>, got %s %q", op, p)
+	}
+	return wx.Invoke(parts[1], parts[0], parts[2], nil)
 }
 
 // Catalog type names.
@@ -317,7 +332,10 @@ func (KVNotify) Invoke(ctx *nola.Context, op string, _ []byte) ([]byte, error) {
 
 // KVRegister is a map in the actor's durable KV: "put" with payload
 // "key=value" writes (and answers "ok"), "get" with payload "key" answers
-// "=" + value, or nothing when the key is absent.
+// "=" + value, or nothing when the key is absent. A put commits through
+// Context.ExternalEffect before it answers, as an actor that tells the
+// outside world about its write would: the oracle sees each such effect
+// (as an outgoing call) and checks it leaves only a live activation.
 type KVRegister struct{}
 
 // NewKVRegister is KVRegister's factory.
@@ -332,6 +350,9 @@ func (KVRegister) Invoke(ctx *nola.Context, op string, payload []byte) ([]byte, 
 			return nil, fmt.Errorf("kvreg: put wants key=value, got %q", payload)
 		}
 		if err := ctx.Put(k, v); err != nil {
+			return nil, err
+		}
+		if err := ctx.ExternalEffect(); err != nil {
 			return nil, err
 		}
 		return []byte("ok"), nil

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nolaproject/nola/internal/mutation"
+	"github.com/nolaproject/nola/nola"
 )
 
 // Namespace is the namespace every simulated actor lives in.
@@ -179,7 +180,13 @@ type Config struct {
 	// actors they are asked to activate (placement then puts them
 	// elsewhere) and evict the least recently used.
 	MaxActivations int
-	Rho            float64
+	// MemoryBudget and Shed turn on shedding (nola.ServerConfig): a
+	// server above its budget or far above the cluster's mean memory
+	// releases activations, largest first, so that placement moves them
+	// (release-then-place). Zero: no shedding, and no shedder task.
+	MemoryBudget int64
+	Shed         nola.ShedConfig
+	Rho          float64
 	// Rates are the servers' initial clock rates, relative to the store's
 	// lease clock.
 	Rates []float64
@@ -190,7 +197,7 @@ type Config struct {
 	StoreTimeout, HandlerTimeout time.Duration
 
 	Faults    []Fault
-	Mutations mutation.Set
+	Mutations Mutations
 	// BeyondRho records that clocks were drawn beyond ρ (expect G1 to
 	// break).
 	BeyondRho bool
@@ -217,6 +224,12 @@ type Config struct {
 	// GoGuests adds the Go guests' kinds (GoGuestKinds) to the default
 	// catalog.
 	GoGuests bool
+	// Workers registers the stateless worker RelayWorker on every server
+	// and sends some forwardable client operations through it (as others
+	// go through caller actors): a worker on a random live server calls
+	// the actor. Off by default, so that the default seeds' runs (and
+	// trace hashes) do not change.
+	Workers bool
 	// Refine runs the refinement check against the protocol model
 	// (model.Refiner) alongside the oracle; it observes only, so the run
 	// and its trace hash are the same either way.
@@ -229,7 +242,7 @@ type Config struct {
 // Options steer Generate.
 type Options struct {
 	// Mutations are deliberate protocol bugs (non-vacuity tests).
-	Mutations mutation.Set
+	Mutations Mutations
 	// BeyondRho draws clock rates far below 1−ρ: servers' clocks run slow
 	// enough that their local deadline comes after the store's expiry.
 	BeyondRho bool
@@ -239,11 +252,25 @@ type Options struct {
 	// to the default catalog: off by default, they are slow (~3 ms per
 	// instance).
 	GoGuests bool
+	// Workers is Config.Workers (nolasim -relay-worker).
+	Workers bool
 	// Catalog replaces DefaultCatalog (to add actor kinds).
 	Catalog []ActorKind
 	// CheckBudget is Config.CheckBudget (0: LinCheckBudget).
 	CheckBudget time.Duration
 }
+
+// Mutations are deliberate protocol bugs switched on in a simulation
+// (ParseOptions reads them by name). The set they hold cannot be taken out
+// of the simulator: a program outside this module can run simulations with
+// mutations, but cannot switch one on in a server of its own.
+type Mutations struct{ set mutation.Set }
+
+// String lists the mutations' names, comma-separated.
+func (m Mutations) String() string { return m.set.String() }
+
+// Empty reports whether no mutation is on.
+func (m Mutations) Empty() bool { return m.set.Empty() }
 
 // MutationNames lists the names ParseOptions understands: the engine's
 // mutations (internal/mutation, the repository's one list), then BeyondRho.
@@ -274,7 +301,7 @@ func ParseOptions(names string) (Options, error) {
 		if !ok || !m.Engine() {
 			return o, fmt.Errorf("sim: unknown mutation %q (known: %s)", n, strings.Join(MutationNames(), ", "))
 		}
-		o.Mutations = o.Mutations.With(m)
+		o.Mutations.set = o.Mutations.set.With(m)
 		if m == mutation.DeleteSkipsGeneration {
 			o.Deletes = true // only deletes can show it
 		}
@@ -297,7 +324,7 @@ func (o Options) String() string {
 // Options returns the options a config was generated with (a custom
 // catalog excepted).
 func (c *Config) Options() Options {
-	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho, Deletes: c.Deletes, GoGuests: c.GoGuests, CheckBudget: c.CheckBudget}
+	return Options{Mutations: c.Mutations, BeyondRho: c.BeyondRho, Deletes: c.Deletes, GoGuests: c.GoGuests, Workers: c.Workers, CheckBudget: c.CheckBudget}
 }
 
 // Generate draws a configuration from seed: 2–5 servers, 1–8 clients, 1–20
@@ -326,6 +353,7 @@ func Generate(seed uint64, opts Options) Config {
 		BeyondRho:      opts.BeyondRho,
 		Deletes:        opts.Deletes,
 		GoGuests:       opts.GoGuests,
+		Workers:        opts.Workers,
 		Catalog:        opts.Catalog,
 		CheckBudget:    opts.CheckBudget,
 		Generated:      true,
@@ -396,7 +424,49 @@ func Generate(seed uint64, opts Options) Config {
 	if slices.ContainsFunc(cat, func(k ActorKind) bool { return k.Type == TypeWASMCaller }) {
 		c.WASMCallers = r.IntN(3)
 	}
+	drawShedding(r, &c)
 	return c
+}
+
+// drawShedding turns shedding on in a third of the seeds (drawn last, so
+// that every draw above — and so every seed without shedding — is what it
+// was before shedding existed). Servers shed relative to the cluster mean
+// from the first byte (every activation counts 1 KiB and its KV cache, so
+// this moves the actors of servers holding more than their share), half of
+// the time also above a budget of 2–5 activations' worth, in rounds of
+// 1–4 releases every 0.25–1.25 TTL. Each such seed gets one more fault
+// aimed at the moves: a slow store link or a pause of one server,
+// starting at one of its shedding rounds, so that releases are delayed
+// past a lease, land late, or meet a fence.
+func drawShedding(r *rand.Rand, c *Config) {
+	if r.IntN(3) != 0 {
+		return
+	}
+	ttl := c.LeaseTTL
+	c.Shed = nola.ShedConfig{
+		Interval:    ttl/4 + time.Duration(r.Int64N(int64(ttl))),
+		MaxPerRound: 1 + r.IntN(4),
+		LowWater:    0.6 + 0.4*r.Float64(),
+		MeanFactor:  1.1 + r.Float64(),
+		MinBytes:    1,
+	}
+	if r.IntN(2) == 0 {
+		c.MemoryBudget = int64(2+r.IntN(4)) << 10
+	}
+	rounds := int64(c.Horizon / c.Shed.Interval)
+	f := Fault{
+		Server: r.IntN(c.Servers),
+		At:     time.Duration(1+r.Int64N(max(rounds-1, 1))) * c.Shed.Interval,
+		Dur:    time.Duration(float64(ttl) * (0.5 + 2*r.Float64())),
+	}
+	if r.IntN(2) == 0 {
+		f.Kind, f.Link = FaultSlowLinks, LinkServerStore
+		f.Extra = time.Duration(float64(ttl) * (0.5 + 2*r.Float64()))
+	} else {
+		f.Kind = FaultPause
+	}
+	c.Faults = append(c.Faults, f)
+	sortFaults(c.Faults)
 }
 
 // rateWithin draws a clock rate the protocol must tolerate: never slower
@@ -512,6 +582,10 @@ func (c *Config) Describe() string {
 	if c.MaxActivations > 0 {
 		fmt.Fprintf(&b, "  at most %d activations per server\n", c.MaxActivations)
 	}
+	if c.Shed != (nola.ShedConfig{}) || c.MemoryBudget > 0 {
+		fmt.Fprintf(&b, "  shedding: budget %d B, above %.2f× the mean, %d per round every %v, low water %.2f\n",
+			c.MemoryBudget, c.Shed.MeanFactor, c.Shed.MaxPerRound, c.Shed.Interval.Round(time.Millisecond), c.Shed.LowWater)
+	}
 	fmt.Fprintf(&b, "  net: latency %v–%v, spikes %.3g up to %v, loss %.3g\n", c.Net.MinLatency, c.Net.MaxLatency, c.Net.SpikeProb, c.Net.SpikeMax.Round(time.Millisecond), c.Net.Loss)
 	if o := c.Options().String(); o != "" {
 		fmt.Fprintf(&b, "  mutations: %s\n", o)
@@ -521,6 +595,9 @@ func (c *Config) Describe() string {
 	}
 	if c.GoGuests {
 		b.WriteString("  with Go guests\n")
+	}
+	if c.Workers {
+		b.WriteString("  with operations through the relay worker\n")
 	}
 	types := map[string]int{}
 	for _, a := range c.Actors {

@@ -42,7 +42,7 @@ func TestCreatorsUnderTheSimulator(t *testing.T) {
 	}
 
 	var first *Result
-	Sweep(1, 200, 0, Options{Catalog: CreatorCatalog(), Mutations: mutation.Of(mutation.CreateEveryActivation)}, func(r *Result) bool {
+	Sweep(1, 200, 0, Options{Catalog: CreatorCatalog(), Mutations: Mutations{set: mutation.Of(mutation.CreateEveryActivation)}}, func(r *Result) bool {
 		if r.Failed() && (first == nil || r.Config.Seed < first.Config.Seed) {
 			first = r
 		}

@@ -60,6 +60,15 @@ import (
 //	                   actor elsewhere while the live one still serves, and
 //	                   a bump leaves it serving under a fence that no
 //	                   longer holds.
+//	G1.release-foreign a release sent by (s, i) — a commit that puts an
+//	                   actor record naming no owner — is applied while
+//	                   the record names another owner than (s, i), with
+//	                   i the incarnation the release compares (or, with
+//	                   no compare, the server's at the send). The
+//	                   release compare exists to make this impossible:
+//	                   clearing another owner's record lets placement
+//	                   activate the actor a second time while that
+//	                   owner's activation serves.
 //
 // The sender of a commit is identified when the server sends it: the
 // activation of the actor on that server and incarnation that is running
@@ -426,6 +435,42 @@ func (o *Oracle) ownerWritten(w ownerRewrite, late, atStop bool) {
 		}
 		o.violate("G1.release-live", w.id, "%s#%d %s the actor (applied at rev %d%s) while its activation %s (activated %v) was live",
 			w.sid, w.inc, what, o.store.Rev(), how, t.key, t.activatedAt)
+	}
+}
+
+// releaseCheck runs just before the store applies a commit of server sid
+// sent under incarnation inc. If the commit is a release (one put of an
+// actor record naming no owner), it reads the record as it stands and
+// returns a function that reports G1.release-foreign if the commit is
+// applied although the record names another owner than the releasing
+// incarnation: the one the release compares, or inc when it compares
+// nothing.
+func (o *Oracle) releaseCheck(sid string, inc int64, t kv.Txn) func() {
+	if len(t.Ops) != 1 || t.Ops[0].Kind != kv.OpPut {
+		return nil
+	}
+	put := t.Ops[0]
+	id, ok := o.actActor(put.Key)
+	if !ok {
+		return nil
+	}
+	if next, err := tuple.Unpack(put.Value); err != nil || len(next) != 4 || next[1] != "" {
+		return nil
+	}
+	if w, ok := o.ownerWrite(sid, t); ok {
+		inc = w.inc
+	}
+	cur, found, err := o.store.Get(context.Background(), put.Key, 0)
+	if err != nil || !found {
+		return nil
+	}
+	rec, err := tuple.Unpack(cur.Value)
+	if err != nil || len(rec) != 4 || rec[1] == "" || (rec[1] == sid && rec[2] == inc) {
+		return nil
+	}
+	return func() {
+		o.violate("G1.release-foreign", id, "a release sent by %s#%d was applied at rev %d while the actor was owned by %v#%v",
+			sid, inc, o.store.Rev(), rec[1], rec[2])
 	}
 }
 

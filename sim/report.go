@@ -40,8 +40,11 @@ func (r *Result) Repro(dir string) string {
 	if r.Config.GoGuests {
 		cmd += " -go-guests"
 	}
-	if r.Config.Deletes && !r.Config.Mutations.Has(mutation.DeleteSkipsGeneration) {
+	if r.Config.Deletes && !r.Config.Mutations.set.Has(mutation.DeleteSkipsGeneration) {
 		cmd += " -deletes"
+	}
+	if r.Config.Workers {
+		cmd += " -relay-worker"
 	}
 	if b := r.Config.CheckBudget; b > 0 && b != LinCheckBudget {
 		cmd += " -check-budget " + b.String()

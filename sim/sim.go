@@ -46,10 +46,17 @@ type Stats struct {
 	Fences, Activations, Evictions, Deactivations int64
 	// Deletes counts acknowledged actor deletes (Config.Deletes).
 	Deletes int
-	Net     NetStats
-	Oracle  OracleStats
+	// Sheds counts the activations servers released by shedding (their
+	// releases are among CapacityReleases: the store link cannot tell
+	// them apart).
+	Sheds  int64
+	Net    NetStats
+	Oracle OracleStats
 	// WASM sums the servers' WASM hosts.
 	WASM WASMStats
+	// ViaWorker counts client operations sent through RelayWorker
+	// (Config.Workers).
+	ViaWorker int
 	// Codes counts client errors by code.
 	Codes map[nola.Code]int
 }
@@ -211,7 +218,7 @@ type slot struct {
 	stopping *nola.Server
 	rate     float64 // the base clock rate drift faults return to
 	// fences, activations and evictions of earlier processes.
-	fences, activations, evictions int64
+	fences, activations, evictions, sheds int64
 }
 
 type clientSlot struct {
@@ -387,6 +394,7 @@ func (s *sim) main() {
 		s.res.Stats.Fences += sl.fences
 		s.res.Stats.Activations += sl.activations
 		s.res.Stats.Evictions += sl.evictions
+		s.res.Stats.Sheds += sl.sheds
 	}
 }
 
@@ -404,8 +412,13 @@ func (s *sim) startServer(sl *slot) {
 		Rho:            s.cfg.Rho,
 		IdleTimeout:    s.cfg.IdleTimeout,
 		MaxActivations: s.cfg.MaxActivations,
+		MemoryBudget:   s.cfg.MemoryBudget,
+		Shed:           s.cfg.Shed,
 		Observer:       s.observer(),
-		Mutations:      s.cfg.Mutations,
+		Mutations:      s.cfg.Mutations.set,
+	}
+	if s.cfg.Workers {
+		cfg.Workers = map[string]nola.WorkerFunc{RelayWorker: relay}
 	}
 	var proc *wasmProc
 	if s.wasm {
@@ -506,6 +519,7 @@ func (sl *slot) halt() {
 	sl.fences += st.Fences
 	sl.activations += st.Activated
 	sl.evictions += st.Evicted
+	sl.sheds += st.Shed
 	sl.srv.Halt()
 }
 
@@ -633,6 +647,8 @@ type target struct {
 	spec ActorSpec
 	kind ActorKind
 	via  ActorSpec // a caller actor forwarding the operation, if any
+	// viaWorker: RelayWorker forwards the operation (Config.Workers).
+	viaWorker bool
 }
 
 func (s *sim) runClient(j, n int) {
@@ -669,8 +685,14 @@ func (s *sim) draw(c *clientSlot, j int) (target, Call) {
 		// Drawn only with deletes on: other seeds keep their runs.
 		return t, Call{Object: call.Object, Kind: call.Kind, Name: "delete", Delete: true}
 	}
-	if len(s.callers) > 0 && k.ViaCaller != "" && call.Operation == k.ViaCaller && s.rng.IntN(4) == 0 {
-		t.via = s.callers[s.rng.IntN(len(s.callers))]
+	if (len(s.callers) > 0 || s.cfg.Workers) && k.ViaCaller != "" && call.Operation == k.ViaCaller && s.rng.IntN(4) == 0 {
+		// (Without Workers, exactly the draws of earlier versions: the
+		// default seeds replay unchanged.)
+		if s.cfg.Workers && (len(s.callers) == 0 || s.rng.IntN(2) == 0) {
+			t.viaWorker = true
+		} else {
+			t.via = s.callers[s.rng.IntN(len(s.callers))]
+		}
 	}
 	return t, call
 }
@@ -688,6 +710,9 @@ func (s *sim) do(c *clientSlot, j int, t target, call Call, timeout time.Duratio
 		if err = c.cl.Delete(ctx, Namespace, t.spec.ID); err == nil {
 			b = []byte("ok")
 		}
+	case t.viaWorker:
+		s.res.Stats.ViaWorker++
+		b, err = c.cl.CallWorker(ctx, Namespace, RelayWorker, "call", []byte(t.spec.Type+"/"+t.spec.ID+"/"+call.Operation))
 	case t.via.ID != "":
 		b, err = c.cl.Invoke(ctx, Namespace, t.via.ID, t.via.Type, "call", []byte(t.spec.Type+"/"+t.spec.ID+"/"+call.Operation))
 	default:
@@ -699,8 +724,11 @@ func (s *sim) do(c *clientSlot, j int, t target, call Call, timeout time.Duratio
 	st := &s.res.Stats
 	st.Ops++
 	via := ""
-	if t.via.ID != "" {
+	switch {
+	case t.via.ID != "":
 		via = " via " + t.via.ID
+	case t.viaWorker:
+		via = " via worker " + RelayWorker
 	}
 	switch {
 	case err == nil && call.Delete:
@@ -787,9 +815,9 @@ func (r *Result) Summary() string {
 		verdict = "UNCHECKED"
 	}
 	st := &r.Stats
-	return fmt.Sprintf("seed %d %s: %d ops (%d ok, %d indeterminate, %d not run), %d faults, %d fences, %d stops (%d with errors, %d killed), %d releases (%d at capacity, %d at stop, %d refused), %d oracle violations, %d/%d objects illegal (%d unknown), %v virtual, %d steps, %v wall",
+	return fmt.Sprintf("seed %d %s: %d ops (%d ok, %d indeterminate, %d not run), %d faults, %d fences, %d stops (%d with errors, %d killed), %d releases (%d at capacity or shed, %d at stop, %d refused), %d shed, %d oracle violations, %d/%d objects illegal (%d unknown), %v virtual, %d steps, %v wall",
 		r.Config.Seed, verdict, st.Ops, st.OK, st.Indeterminate, st.Failed, st.Faults, st.Fences,
-		st.Stops+st.StopErrors, st.StopErrors, st.StopsKilled, st.CapacityReleases+st.StopReleases, st.CapacityReleases, st.StopReleases, st.ReleasesRefused,
+		st.Stops+st.StopErrors, st.StopErrors, st.StopsKilled, st.CapacityReleases+st.StopReleases, st.CapacityReleases, st.StopReleases, st.ReleasesRefused, st.Sheds,
 		len(r.Violations), r.Lin.Illegal, r.Lin.Checked, r.Lin.Unknown, r.Virtual.Round(time.Millisecond), r.Steps, r.Wall.Round(time.Millisecond))
 }
 

@@ -544,7 +544,7 @@ func TestRapidShrinksBrokenProtocol(t *testing.T) {
 		setFlag(t, "rapid.seed", "1") // reproducible
 	}
 	opts := Options{}
-	opts.Mutations = opts.Mutations.With(mutation.SkipDeadlineCheck)
+	opts.Mutations.set = opts.Mutations.set.With(mutation.SkipDeadlineCheck)
 	var (
 		last  *Config
 		found int
@@ -603,4 +603,33 @@ func TestGoGuests(t *testing.T) {
 		t.Error("no client operation on a Go guest was answered")
 	}
 	t.Logf("%d answered operations on Go guests", answered)
+}
+
+// TestWorkers runs seeds with Options.Workers: some client operations go
+// through the stateless relay worker, on whichever live server the client
+// picks, under the default fault schedules; the oracle and porcupine
+// check them like every other operation. The repro line names the option.
+func TestWorkers(t *testing.T) {
+	seeds := 6
+	if testing.Short() {
+		seeds = 2
+	}
+	via, answered := 0, 0
+	Sweep(1, seeds, 0, Options{Workers: true}, func(r *Result) bool {
+		checkSeed(t, r, DefaultHTMLDir())
+		if !strings.Contains(r.Repro(""), " -relay-worker") {
+			t.Errorf("repro line %q lacks -relay-worker", r.Repro(""))
+		}
+		via += r.Stats.ViaWorker
+		for _, op := range r.History {
+			if !op.Indeterminate && strings.Contains(op.Info, "via worker") {
+				answered++
+			}
+		}
+		return false
+	})
+	if via == 0 || answered == 0 {
+		t.Fatalf("%d operations through the worker, %d of them answered: want some", via, answered)
+	}
+	t.Logf("%d operations through the relay worker, %d answered", via, answered)
 }

@@ -141,9 +141,10 @@ func (l *storeLink) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, erro
 		}
 	}
 	res, err := roundTrip(l, ctx, "commit", func() (kv.CommitResult, error) {
-		var applied func()
+		var applied, foreign func()
 		if l.incarnation != nil && l.oracle != nil {
 			applied = l.oracle.beforeCommit(l.from, inc, senders, t)
+			foreign = l.oracle.releaseCheck(l.from, inc, t)
 		}
 		res, err := l.inner.Commit(context.Background(), t)
 		if refApply != nil && err == nil {
@@ -160,6 +161,9 @@ func (l *storeLink) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, erro
 			l.n.fx.effect(tok)
 			if applied != nil {
 				applied()
+			}
+			if foreign != nil {
+				foreign()
 			}
 		}
 		return res, err

@@ -129,8 +129,14 @@ func (in *instance) callCustom(f *hostFn, p []byte) ([]byte, error) {
 	}
 	// Bounded by the invocation's own deadline before the gate, which
 	// then refuses a call past it.
+	cx, ok := in.cx.(*nola.Context)
+	if !ok {
+		// A stateless worker's invocation: HostCall names a calling actor
+		// and hands over its KV, and a worker has neither.
+		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf(
+			"host call %s: custom host functions serve actors only; a module run as a stateless worker cannot call them", name)}
+	}
 	in.bound()
-	cx := in.cx
 	if err := cx.ExternalEffect(); err != nil {
 		return nil, err
 	}

@@ -72,6 +72,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 			}
 			e.hosts[i] = h
 			cfg.Resolver = h
+			cfg.WorkerResolver = h
 		},
 	})
 	if err != nil {

@@ -498,8 +498,8 @@ func (h *Host) compileOnce(ctx context.Context, k modKey, c *compiled) {
 func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 	m, err := h.cfg.Modules.Get(ctx, k.ns, k.id)
 	if errors.Is(err, modules.ErrNotFound) {
-		return &nola.Error{Code: nola.CodeBadRequest,
-			Message: fmt.Sprintf("unknown actor type %q: no Go type and no WASM module %q in namespace %q", k.id, k.id, k.ns)}
+		return &missingModule{&nola.Error{Code: nola.CodeBadRequest,
+			Message: fmt.Sprintf("unknown actor type %q: no Go type and no WASM module %q in namespace %q", k.id, k.id, k.ns)}}
 	}
 	if err != nil {
 		return fmt.Errorf("wasm: load module %s/%s: %w", k.ns, k.id, err)
@@ -535,7 +535,7 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 
 // instantiate creates an instance of c for the actor ref, running its
 // initialization with cx as the host calls' context.
-func (h *Host) instantiate(cx *nola.Context, c *compiled, ref nola.Ref) (*instance, error) {
+func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance, error) {
 	h.maybeSweep()
 	h.busy.Add(1)
 	defer h.doneBusy()
@@ -679,7 +679,19 @@ type actor struct {
 var (
 	_ nola.Activator   = (*actor)(nil)
 	_ nola.Deactivator = (*actor)(nil)
+	_ nola.Sizer       = (*actor)(nil)
 )
+
+// SizeBytes implements nola.Sizer: the instance's linear memory and
+// InstanceOverhead, what the Host's memory budget charges it. The server
+// calls it between invocations, so that a server over its memory budget
+// can shed its largest WASM actors first.
+func (a *actor) SizeBytes() int64 {
+	if a.in == nil {
+		return 0
+	}
+	return a.in.sizeBytes()
+}
 
 // Activate creates the instance.
 func (a *actor) Activate(cx *nola.Context) error {

@@ -230,6 +230,20 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 			return cx.Invoke(id, typ, callOp, payload)
 		})
 
+	case abi.NSWorker:
+		if op != abi.OpCall {
+			return bad()
+		}
+		f, err := abi.Fields(p, 3)
+		if err != nil {
+			return nil, err
+		}
+		in.bound()
+		typ, callOp, payload := string(f[0]), string(f[1]), bytes.Clone(f[2])
+		return offSlot(in, "a call to a worker", func() ([]byte, error) {
+			return cx.CallWorker(typ, callOp, payload)
+		})
+
 	case abi.NSKV:
 		switch op {
 		case abi.OpGet:
@@ -341,13 +355,17 @@ func (in *instance) dispatch(ns, op string, p []byte) ([]byte, error) {
 
 	case abi.NSSelf:
 		if op == abi.OpCreationArgs {
+			ac, ok := cx.(*nola.Context)
+			if !ok {
+				return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "workers are stateless: they have no creation arguments"}
+			}
 			in.bound()
-			return offSlot(in, "a read of the creation arguments", cx.CreationArgs)
+			return offSlot(in, "a read of the creation arguments", ac.CreationArgs)
 		}
 		if op != abi.OpRef {
 			return bad()
 		}
-		r := cx.Ref()
+		r := in.ref // a worker's: its namespace and type, no ID
 		b := abi.AppendStringField(in.respBuf[:0], r.Namespace)
 		b = abi.AppendStringField(b, r.ID)
 		in.respBuf = abi.AppendStringField(b, r.Type)

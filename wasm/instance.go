@@ -50,7 +50,7 @@ type instance struct {
 	lastSeen atomic.Int64  // lastUsed, published for the sweep
 
 	// Per invocation; touched only by the invoking task.
-	cx       *nola.Context
+	cx       hostContext
 	ictx     context.Context // with ContextInterrupt: the call's context
 	cancel   context.CancelFunc
 	op       string
@@ -162,6 +162,26 @@ func (in *instance) release() bool {
 	return gone
 }
 
+// sizeBytes is the instance's linear memory and overhead. It holds the
+// instance like an invocation does while it reads them, so that the sweep
+// or Host.Close cannot close it meanwhile; a busy or closed instance
+// reports 0.
+func (in *instance) sizeBytes() int64 {
+	if !in.acquire() {
+		return 0
+	}
+	n := in.overhead
+	if in.mem != nil {
+		n += int64(in.mem.Size())
+	}
+	in.state.Store(instIdle)
+	if in.h.isClosed.Load() {
+		in.close()
+	}
+	in.h.doneBusy()
+	return n
+}
+
 // reclaim closes an idle instance (the sweep, Host.Close).
 func (in *instance) reclaim() bool {
 	if !in.state.CompareAndSwap(instIdle, instClosed) {
@@ -200,7 +220,7 @@ func (in *instance) releaseOverhead() {
 func (in *instance) refusedGrowth(size int64) { in.refused = max(in.refused, size) }
 
 // begin prepares the per-invocation state.
-func (in *instance) begin(cx *nola.Context, op string, payload []byte) {
+func (in *instance) begin(cx hostContext, op string, payload []byte) {
 	h := in.h
 	in.cx, in.op, in.payload = cx, op, payload
 	in.resp, in.tooLarge, in.answers = nil, 0, 0
@@ -253,7 +273,7 @@ func (in *instance) end() {
 }
 
 // invoke runs one operation. The caller has acquired the instance.
-func (in *instance) invoke(cx *nola.Context, op string, payload []byte) ([]byte, error) {
+func (in *instance) invoke(cx hostContext, op string, payload []byte) ([]byte, error) {
 	return in.call(in.guestCall, cx, op, op, payload)
 }
 
@@ -270,7 +290,7 @@ func (in *instance) create(cx *nola.Context, args []byte) error {
 
 // call runs fn (__guest_call or nola_create) with op and payload; name
 // names the call in errors.
-func (in *instance) call(fn api.Function, cx *nola.Context, name, op string, payload []byte) ([]byte, error) {
+func (in *instance) call(fn api.Function, cx hostContext, name, op string, payload []byte) ([]byte, error) {
 	in.begin(cx, op, payload)
 	defer in.end()
 	if _, err := in.takeSlot(false); err != nil {

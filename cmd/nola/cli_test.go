@@ -101,7 +101,7 @@ func startCLIServer(t *testing.T, opts httpapi.Options) string {
 	hs := httptest.NewUnstartedServer(nil)
 	url := "http://" + hs.Listener.Addr().String()
 	tr := httpapi.NewTransport(httpapi.TransportOptions{Token: opts.AdminToken})
-	srv, err := nola.NewServer(nola.ServerConfig{ID: "cli", Addr: url, Runtime: r, Store: store, Transport: tr, Types: actors.Types()})
+	srv, err := nola.NewServer(nola.ServerConfig{ID: "cli", Addr: url, Runtime: r, Store: store, Transport: tr, Types: actors.Types(), Workers: actors.Workers()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,11 +150,16 @@ func TestCLIClientCommands(t *testing.T) {
 		{[]string{"kv", "get", "ns", "a", "n"}, `!key "n" not found`},
 		{[]string{"invoke", "--type", "kvcounter", "ns", "a", "inc"}, "=1"},
 		{[]string{"cluster", "status"}, "answered by cli#1"},
+		{[]string{"workers", "call", "ns", "echo", "op", "hi"}, "=hi"},
+		{[]string{"workers", "call", "ns", "sha256", "op", "abc"}, "=ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+		{[]string{"workers", "call", "ns", "count", "op", "c1"}, "=0"},
+		{[]string{"workers", "call", "ns", "count", "op", "c1"}, "=1"},
+		{[]string{"workers", "call", "ns", "nope", "op"}, "!unknown worker type"},
 	}
 	for _, s := range steps {
 		var out, errb bytes.Buffer
 		args := append([]string{s.args[0]}, append([]string{"--server", url}, s.args[1:]...)...)
-		if sub := s.args[0]; sub == "kv" || sub == "actors" || sub == "cluster" {
+		if sub := s.args[0]; sub == "kv" || sub == "actors" || sub == "cluster" || sub == "workers" {
 			args = append([]string{s.args[0], s.args[1], "--server", url}, s.args[2:]...)
 		}
 		// "=x": the output is exactly x (results are written as the actor

@@ -160,6 +160,44 @@ func runInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return writeResult(stdout, out)
 }
 
+// runWorkers is "workers call": one invocation of a stateless worker, run
+// by the server --server names.
+func runWorkers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const use = "workers call [flags] NAMESPACE WORKER-TYPE OPERATION [PAYLOAD|@FILE|-]"
+	if _, err := subcommand(args, stderr, use, "call"); err != nil {
+		return err
+	}
+	fs := newFlagSet("workers call", use, stderr)
+	var cf clientFlags
+	cf.register(fs)
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() < 3 || fs.NArg() > 4 {
+		fs.Usage()
+		return usageErr("want NAMESPACE WORKER-TYPE OPERATION [PAYLOAD]")
+	}
+	for i, what := range []string{"namespace", "worker type", "operation"} {
+		if fs.Arg(i) == "" {
+			return usageErr("empty %s", what)
+		}
+	}
+	var payload []byte
+	if fs.NArg() == 4 {
+		var err error
+		if payload, err = readPayload(fs.Arg(3)); err != nil {
+			return err
+		}
+	}
+	ctx, done, c := cf.connect(ctx)
+	defer done()
+	out, err := c.CallWorker(ctx, fs.Arg(0), fs.Arg(1), fs.Arg(2), payload)
+	if err != nil {
+		return err
+	}
+	return writeResult(stdout, out)
+}
+
 // writeResult writes a result exactly as the actor returned it, so that
 // `nola invoke … > file` round-trips binary results; on a terminal it adds
 // a newline, for the prompt's sake.

@@ -2,6 +2,7 @@
 //
 //	nola serve                 run a server (embedded etcd by default)
 //	nola invoke NS ID OP       call an actor
+//	nola workers call NS T OP  call a stateless worker
 //	nola module put|get|list|delete   manage WASM modules
 //	nola kv get|scan           read an actor's KV (read-only admin view)
 //	nola actors list NS        list a namespace's actors
@@ -19,7 +20,7 @@
 // from; NOLA_TOKEN, which earlier versions read, is a deprecated fallback
 // used only when NOLA_API_TOKEN is unset.
 //
-// nola invoke and nola kv get write a result exactly as the actor returned
+// nola invoke, nola workers call and nola kv get write a result exactly as the actor returned
 // it, so `nola invoke … > file` round-trips binary results; only when
 // stdout is a terminal do they add a newline, for the prompt's sake.
 // nola kv scan prints one page as JSON; when there are more entries it says
@@ -53,6 +54,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run a nola server", runServe},
 		{"invoke", "invoke an actor: nola invoke NS ID OP [PAYLOAD]", runInvoke},
+		{"workers", "call a stateless worker: nola workers call NS TYPE OP [PAYLOAD]", runWorkers},
 		{"module", "manage WASM modules: nola module put|get|list", runModule},
 		{"kv", "read an actor's KV: nola kv get|scan", runKV},
 		{"actors", "list, create or delete actors: nola actors list NS | create --type T NS ID [ARGS] | delete NS ID", runActors},

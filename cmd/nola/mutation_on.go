@@ -25,6 +25,11 @@ func parseMutations(spec string) (mutation.Set, error) {
 	if err != nil {
 		return m, usageErr("--unsafe-mutation: %v", err)
 	}
+	for _, x := range mutation.All() {
+		if m.Has(x) && !x.Engine() {
+			return mutation.Set{}, usageErr("--unsafe-mutation: %s acts on registry schedules only, not on a server", x)
+		}
+	}
 	if !m.Empty() {
 		fmt.Println("WARNING: nola serve runs with the unsafe protocol mutation", m, "— its guarantees do not hold")
 	}

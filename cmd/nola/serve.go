@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/nolaproject/nola/internal/nodehook"
 	"github.com/nolaproject/nola/node"
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/wasm"
 )
 
@@ -30,6 +32,7 @@ type serveConfig struct {
 	etcdPeerListen        string
 	leaseTTL, idleTimeout time.Duration
 	maxActivations        int
+	maxWorkerInFlight     int
 	maxPayload, maxResult int
 	wasmMemoryLimit       int64
 	logLevel, logFormat   string
@@ -53,6 +56,12 @@ type serveConfig struct {
 	kvValueBytes      int
 	keepAliveWarn     time.Duration
 	maxConns          int
+	// Placement and shedding (docs/placement.md).
+	memoryBudget int64
+	shedMean     float64
+	shedInterval time.Duration
+	shedPerRound int
+	placeWeights string
 }
 
 type multiFlag []string
@@ -78,6 +87,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	c.idleTimeout = 5 * time.Minute
 	fs.Var((*positiveDuration)(&c.idleTimeout), "idle-timeout", "evict activations idle this `duration`")
 	fs.IntVar(&c.maxActivations, "max-activations", 1_000_000, "activation limit of this server")
+	fs.IntVar(&c.maxWorkerInFlight, "max-worker-in-flight", nola.DefaultMaxWorkerInFlight, "invocations of one worker type this server runs at once; more are refused as overloaded (429)")
+	fs.Int64Var(&c.memoryBudget, "memory-budget", 0, "`bytes` of activation memory (engine share, Sizer figures, WASM memory) this server sheds activations above, largest first, and placement avoids it (0: no budget)")
+	fs.Float64Var(&c.shedMean, "shed-mean-factor", 2, "also shed while holding more than this many times the cluster's mean activation memory, once above 16 MiB (0: off; otherwise at least 1)")
+	fs.DurationVar(&c.shedInterval, "shed-interval", 0, "time between shedding rounds (0: lease TTL / 2)")
+	fs.IntVar(&c.shedPerRound, "shed-per-round", 4, "most activations released per shedding round")
+	fs.StringVar(&c.placeWeights, "placement-weights", "", "placement score weights `activations,memory,cpu[,epsilon]` (default 1,1,0.5,0.25)")
 	fs.IntVar(&c.maxPayload, "max-payload-bytes", 4<<20, "largest invocation payload")
 	fs.IntVar(&c.maxResult, "max-result-bytes", 4<<20, "largest invocation result")
 	fs.Int64Var(&c.wasmMemoryLimit, "wasm-memory-limit", wasm.DefaultMemoryLimit,
@@ -98,7 +113,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var((*positiveDuration)(&c.shutdownTimeout), "shutdown-timeout", "bound on a graceful shutdown (a `duration`)")
 	addStoreFlags(fs, &c)
 	fs.StringVar(&c.readyFile, "ready-file", "", "write the listen address to this file once serving (for scripts)")
-	fs.BoolVar(&c.exampleActors, "example-actors", false, "register the example Go actor types (counter, kvcounter, caller, echo, ticker, kvmap, greeter) in every namespace; for demos and tests, not production")
+	fs.BoolVar(&c.exampleActors, "example-actors", false, "register the example Go actor types (counter, kvcounter, caller, echo, ticker, kvmap, greeter) and workers (echo, sha256, count) in every namespace; for demos and tests, not production")
 	fs.StringVar(&c.traceExecutions, "trace-executions", "", "append every activation and execution, stamped with CLOCK_MONOTONIC, to this `file` as JSON lines (for cmd/jepsen-lite's activation oracle; costs one write per event)")
 	addMutationFlag(fs, &c.mutation)
 	if err := parseFlags(fs, args); err != nil {
@@ -129,10 +144,14 @@ func (c *serveConfig) validate() error {
 		return usageErr("--store must be etcd or memory, not %q", c.store)
 	case c.leaseTTL < time.Second:
 		return usageErr("--lease-ttl must be at least 1s, got %v", c.leaseTTL)
-	case c.maxActivations <= 0 || c.maxPayload <= 0 || c.maxResult <= 0:
-		return usageErr("--max-activations, --max-payload-bytes and --max-result-bytes must be positive")
+	case c.maxActivations <= 0 || c.maxPayload <= 0 || c.maxResult <= 0 || c.maxWorkerInFlight <= 0:
+		return usageErr("--max-activations, --max-worker-in-flight, --max-payload-bytes and --max-result-bytes must be positive")
 	case c.etcdQuota <= 0:
 		return usageErr("--etcd-quota-bytes must be positive, got %d", c.etcdQuota)
+	case c.memoryBudget < 0 || c.shedInterval < 0 || c.shedPerRound <= 0:
+		return usageErr("--memory-budget and --shed-interval must not be negative, --shed-per-round must be positive")
+	case c.shedMean != 0 && !(c.shedMean >= 1 && c.shedMean <= 1e6):
+		return usageErr("--shed-mean-factor must be 0 (off) or between 1 and 1e6, got %v", c.shedMean)
 	case c.wasmMemoryLimit < wasm.InstanceOverhead:
 		return usageErr("--wasm-memory-limit must be at least %d bytes (one WASM instance), got %d", wasm.InstanceOverhead, c.wasmMemoryLimit)
 	}
@@ -193,7 +212,7 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 		return err
 	}
 	if c.exampleActors {
-		log.Warn("--example-actors: the example Go actor types are callable in every namespace")
+		log.Warn("--example-actors: the example Go actor types and workers are callable in every namespace")
 	}
 	if c.readyFile != "" {
 		if err := os.WriteFile(c.readyFile, []byte(n.Addr()+"\n"), 0o644); err != nil {
@@ -227,6 +246,10 @@ func serve(ctx context.Context, c serveConfig, log *slog.Logger) error {
 
 // nodeOptions turns the flags into node options.
 func (c *serveConfig) nodeOptions(log *slog.Logger) (node.Options, error) {
+	placement, err := parsePlacementWeights(c.placeWeights)
+	if err != nil {
+		return node.Options{}, err
+	}
 	nsTokens := map[string]string{}
 	for _, t := range c.nsTokens {
 		ns, tok, ok := strings.Cut(t, "=")
@@ -241,9 +264,12 @@ func (c *serveConfig) nodeOptions(log *slog.Logger) (node.Options, error) {
 	if len(nsTokens) > 0 && c.adminToken == "" {
 		return node.Options{}, usageErr("--ns-token needs --api-token: servers forward calls to each other with it")
 	}
-	var types map[string]nola.Factory
+	var (
+		types   map[string]nola.Factory
+		workers map[string]nola.WorkerFunc
+	)
 	if c.exampleActors {
-		types = actors.Types()
+		types, workers = actors.Types(), actors.Workers()
 	}
 	return node.Options{
 		ID:        c.id,
@@ -251,15 +277,20 @@ func (c *serveConfig) nodeOptions(log *slog.Logger) (node.Options, error) {
 		Advertise: c.advertise,
 		Store:     c.storeOptions(),
 		Types:     types,
+		Workers:   workers,
 		WASM: &node.WASMOptions{
 			MemoryLimit: c.wasmMemoryLimit, GuestSlots: c.wasmSlots,
 			ModuleBytes: c.nsModuleBytes, Modules: c.nsMods,
 		},
-		AdminToken:      c.adminToken,
-		NamespaceTokens: nsTokens,
-		LeaseTTL:        c.leaseTTL,
-		IdleTimeout:     c.idleTimeout,
-		MaxActivations:  c.maxActivations,
+		AdminToken:        c.adminToken,
+		NamespaceTokens:   nsTokens,
+		LeaseTTL:          c.leaseTTL,
+		IdleTimeout:       c.idleTimeout,
+		MaxActivations:    c.maxActivations,
+		MaxWorkerInFlight: c.maxWorkerInFlight,
+		MemoryBudget:      c.memoryBudget,
+		Shed:              nola.ShedConfig{MeanFactor: c.shedMean, Interval: c.shedInterval, MaxPerRound: c.shedPerRound},
+		Placement:         placement,
 		Limits: nola.Limits{MaxPayloadBytes: c.maxPayload, MaxResultBytes: c.maxResult,
 			MaxActorKVBytes: c.actorKVBytes, MaxKVValueBytes: c.kvValueBytes},
 		MinTimerPeriod:    c.minTimerPeriod,
@@ -269,4 +300,30 @@ func (c *serveConfig) nodeOptions(log *slog.Logger) (node.Options, error) {
 		Pprof:             c.pprof,
 		Logger:            log,
 	}, nil
+}
+
+// parsePlacementWeights reads --placement-weights: "a,m,c" or "a,m,c,ε";
+// empty means the defaults.
+func parsePlacementWeights(v string) (registry.PlacementPolicy, error) {
+	if v == "" {
+		return registry.PlacementPolicy{}, nil
+	}
+	parts := strings.Split(v, ",")
+	if len(parts) < 3 || len(parts) > 4 {
+		return registry.PlacementPolicy{}, usageErr("--placement-weights wants activations,memory,cpu[,epsilon], got %q", v)
+	}
+	vals := make([]float64, 4)
+	vals[3] = registry.DefaultPlacement.Epsilon
+	for i, p := range parts {
+		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil {
+			return registry.PlacementPolicy{}, usageErr("--placement-weights: %q is not a number", p)
+		}
+		vals[i] = f
+	}
+	pol := registry.PlacementPolicy{Activations: vals[0], Memory: vals[1], CPU: vals[2], Epsilon: vals[3]}
+	if err := pol.Validate(); err != nil || pol.Activations+pol.Memory+pol.CPU == 0 {
+		return registry.PlacementPolicy{}, usageErr("--placement-weights %q: weights and epsilon must be finite and non-negative, not all zero", v)
+	}
+	return pol, nil
 }

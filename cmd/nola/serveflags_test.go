@@ -28,6 +28,14 @@ func TestBadServeFlagsBeforeListen(t *testing.T) {
 		{[]string{"--ns-token", "ns=t"}, "--api-token"},
 		{[]string{"--store", "memory", "--etcd-endpoints", "127.0.0.1:2379"}, "Store.Endpoints"},
 		{[]string{"--etcd-ca", "ca.pem"}, "Store.Endpoints"},
+		{[]string{"--memory-budget", "-1"}, "--memory-budget"},
+		{[]string{"--shed-mean-factor", "0.5"}, "--shed-mean-factor"},
+		{[]string{"--shed-mean-factor", "NaN"}, "--shed-mean-factor"},
+		{[]string{"--shed-per-round", "0"}, "--shed-per-round"},
+		{[]string{"--store", "memory", "--placement-weights", "1,2"}, "--placement-weights"},
+		{[]string{"--store", "memory", "--placement-weights", "1,x,1"}, "--placement-weights"},
+		{[]string{"--store", "memory", "--placement-weights", "1,-1,1"}, "--placement-weights"},
+		{[]string{"--store", "memory", "--placement-weights", "0,0,0"}, "--placement-weights"},
 	} {
 		args := append([]string{"--listen", taken.Addr().String()}, c.args...)
 		err := runServe(context.Background(), args, io.Discard, io.Discard)

@@ -3,6 +3,8 @@
 package actors
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -11,6 +13,26 @@ import (
 
 	"github.com/nolaproject/nola/nola"
 )
+
+// Workers returns the example stateless workers, by type name: "echo"
+// answers its payload; "sha256" answers the hex SHA-256 of its payload;
+// "count" calls the counter actor named by its payload ("inc") and answers
+// what it answered, showing a worker calling an actor.
+func Workers() map[string]nola.WorkerFunc {
+	return map[string]nola.WorkerFunc{
+		"echo": func(_ *nola.WorkerContext, _ string, p []byte) ([]byte, error) { return p, nil },
+		"sha256": func(_ *nola.WorkerContext, _ string, p []byte) ([]byte, error) {
+			sum := sha256.Sum256(p)
+			return []byte(hex.EncodeToString(sum[:])), nil
+		},
+		"count": func(wx *nola.WorkerContext, _ string, p []byte) ([]byte, error) {
+			if len(p) == 0 {
+				return nil, errors.New("count: the payload names the counter actor")
+			}
+			return wx.Invoke(string(p), "counter", "inc", nil)
+		},
+	}
+}
 
 // Types returns the factories of every actor in this package, by type name.
 func Types() map[string]nola.Factory {

@@ -50,9 +50,15 @@ const (
 	// the next life shares the old life's KV prefix (docs/deletion.md).
 	// The simulator turns deletes on with it.
 	DeleteSkipsGeneration
+	// SkipReleaseCompare releases actors (shedding, shutdown, release at
+	// capacity) without the compare that the releasing incarnation still
+	// owns them at its epoch: a late release clears another server's
+	// ownership.
+	SkipReleaseCompare
 	// ResetEpochs makes placement and release write epoch 0, so an owner
 	// record can repeat (the ABA the epochs exist to prevent). Registry
-	// only: the registry's schedule checker catches it.
+	// only (servers refuse it): the registry's schedule checker catches
+	// it.
 	ResetEpochs
 	// CreateEveryActivation runs a Creator's hook at every activation,
 	// ignoring the store's record that it ran (the exactly-once guard).
@@ -82,6 +88,8 @@ func (m M) String() string {
 		return "SkipCallGate"
 	case DeleteSkipsGeneration:
 		return "DeleteSkipsGeneration"
+	case SkipReleaseCompare:
+		return "SkipReleaseCompare"
 	case ResetEpochs:
 		return "ResetEpochs"
 	case CreateEveryActivation:
@@ -94,10 +102,11 @@ func (m M) String() string {
 
 // Engine reports whether the mutation acts in a running server on every
 // workload, so that a whole-system checker (the simulator, jepsen-lite) is
-// expected to catch it. ResetEpochs only acts on registry schedules driven
-// directly; the creation hook's mutations only on actors with a creation
-// hook, which nola's creation tests and the simulator's CreatorCatalog
-// exercise (not its default workload).
+// expected to catch it. ResetEpochs acts only on registry schedules driven
+// directly (registry.Options); nola.NewServer refuses it. The creation
+// hook's mutations act only on actors with a creation hook, which nola's
+// creation tests and the simulator's CreatorCatalog exercise (not its
+// default workload).
 func (m M) Engine() bool { return m < ResetEpochs }
 
 // All lists every mutation in declaration order.

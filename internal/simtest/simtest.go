@@ -16,6 +16,7 @@ import (
 
 	"github.com/nolaproject/nola/faultinject"
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry"
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/rt/simrt"
@@ -44,6 +45,9 @@ type Options struct {
 	// is up; Teardown after the body, before the cluster halts.
 	Setup     func(e *Env)
 	Configure func(e *Env, i int, cfg *nola.ServerConfig)
+	// Placement is the Env's client's placement policy (zero: the
+	// default).
+	Placement registry.PlacementPolicy
 	Started   func(e *Env)
 	Teardown  func(e *Env)
 }
@@ -99,6 +103,7 @@ func Run(t TB, o Options, body func(e *Env)) uint64 {
 			ClientRuntime: e.Driver,
 			Async:         true,
 			Types:         o.Types,
+			Placement:     o.Placement,
 			Configure: func(i int, cfg *nola.ServerConfig) {
 				cfg.Store = e.Links[i]
 				cfg.LeaseTTL = o.TTL

@@ -7,8 +7,9 @@ import (
 
 // buggify decides the fault points of a World (rt.Buggifier). It draws from
 // its own PRNG, seeded from the world's seed, so that switching it on
-// changes a run only where a point fires: the scheduler's and the nodes'
-// random numbers stay those of the run without it.
+// changes a run only where a point fires: until one fires, the scheduler's
+// and the nodes' random numbers are those of the run without it (the code
+// under a point that fired may draw from them).
 type buggify struct {
 	rng *rand.Rand
 	// on holds each point's verdict, drawn the first time the point is

@@ -37,6 +37,10 @@
 //	namespace "actor"
 //	  "invoke"       fields(actor_id, actor_type, operation, payload)
 //	                 → the callee's result (raw bytes)
+//	namespace "worker"
+//	  "call"         fields(worker_type, operation, payload)
+//	                 → the stateless worker's result (raw bytes); it runs on
+//	                 this server; overloaded when at its concurrency limit
 //	namespace "kv"   (the invocation's implicit transaction)
 //	  "get"          key (raw)              → 0x01 value | 0x00 (absent)
 //	  "put"          fields(key, value)     → empty
@@ -93,6 +97,8 @@ const Binding = "nola"
 const (
 	NSActor  = "actor"
 	OpInvoke = "invoke"
+	NSWorker = "worker"
+	OpCall   = "call"
 
 	NSKV           = "kv"
 	OpGet          = "get"

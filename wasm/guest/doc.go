@@ -26,7 +26,7 @@
 // CreationArgs.
 //
 // The package exports the waPC entry point __guest_call and wraps the host
-// calls of package abi: Invoke, KV access (inside the invocation's
+// calls of package abi: Invoke, CallWorker (stateless workers), KV access (inside the invocation's
 // transaction), timers, logging and the server's clock. Everything except
 // this file builds only for GOOS=wasip1.
 package guest

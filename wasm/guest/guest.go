@@ -167,6 +167,16 @@ func Invoke(id, typ, op string, payload []byte) ([]byte, error) {
 	return Call(abi.NSActor, abi.OpInvoke, req)
 }
 
+// CallWorker calls op of the stateless worker type typ of the namespace
+// (it runs on this server, concurrently with its other invocations) and
+// returns its result. Pending KV writes commit first, as for Invoke.
+func CallWorker(typ, op string, payload []byte) ([]byte, error) {
+	req := abi.AppendStringField(nil, typ)
+	req = abi.AppendStringField(req, op)
+	req = abi.AppendField(req, payload)
+	return Call(abi.NSWorker, abi.OpCall, req)
+}
+
 // Get reads key from the actor's KV (seeing this invocation's writes).
 func Get(key []byte) (value []byte, found bool, err error) {
 	b, err := Call(abi.NSKV, abi.OpGet, key)

@@ -49,6 +49,7 @@ func run(args []string, out io.Writer) error {
 		maxFail   = fs.Int("max-failures", 10, "stop the sweep after this many failing seeds (0: never)")
 		goGuests  = fs.Bool("go-guests", false, "add WASM actors built from the Go guests (slow: ~3 ms per instance)")
 		deletes   = fs.Bool("deletes", false, "mix actor deletes into the workload (docs/deletion.md)")
+		viaWorker = fs.Bool("relay-worker", false, "send some client operations through a stateless relay worker")
 		refine    = fs.Bool("refine", false, "with -seed: run the seed's short configuration (sim.RefineConfig) with the refinement check against the protocol model, as TestRefinement does")
 		budget    = fs.Duration("check-budget", sim.LinCheckBudget, "porcupine's wall-time budget per object (a run whose budget runs out fails as unchecked)")
 	)
@@ -61,6 +62,7 @@ func run(args []string, out io.Writer) error {
 	}
 	opts.GoGuests = *goGuests
 	opts.Deletes = opts.Deletes || *deletes
+	opts.Workers = *viaWorker
 	if *budget <= 0 {
 		return fmt.Errorf("-check-budget %v: want a positive duration", *budget)
 	}

@@ -277,6 +277,21 @@ static int wapc_invoke(wapc_buf id, wapc_buf type, wapc_buf op, wapc_buf payload
 	return wapc_host("actor", "invoke", b, out);
 }
 
+/* wapc_call_worker calls op of a stateless worker type of the namespace. */
+static int wapc_call_worker(wapc_buf type, wapc_buf op, wapc_buf payload, wapc_buf *out) {
+	wapc_u32 n = wapc_field_size(type.len) + wapc_field_size(op.len) + wapc_field_size(payload.len);
+	wapc_u8 *req = (wapc_u8 *)wapc_alloc(n);
+	if (!req) {
+		*out = wapc_str("guest: out of memory");
+		return 0;
+	}
+	wapc_u8 *p = wapc_put_field(req, type);
+	p = wapc_put_field(p, op);
+	wapc_put_field(p, payload);
+	wapc_buf b = {req, n};
+	return wapc_host("worker", "call", b, out);
+}
+
 /* wapc_kv_get reads key: 1 found (*value set), 0 absent, -1 error (*value
  * holds the message). */
 static int wapc_kv_get(wapc_buf key, wapc_buf *value) {
