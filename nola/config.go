@@ -180,7 +180,7 @@ type ServerConfig struct {
 // defaults of the fields left zero.
 func (c *ServerConfig) checkAndFillDefaults() error {
 	for _, m := range mutation.All() {
-		if c.Mutations.Has(m) && !m.Engine() {
+		if c.Mutations.Has(m) && !m.Server() {
 			return fmt.Errorf("nola: server config: mutation %s acts on registry schedules only, not on servers", m)
 		}
 	}

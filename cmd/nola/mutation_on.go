@@ -26,7 +26,7 @@ func parseMutations(spec string) (mutation.Set, error) {
 		return m, usageErr("--unsafe-mutation: %v", err)
 	}
 	for _, x := range mutation.All() {
-		if m.Has(x) && !x.Engine() {
+		if m.Has(x) && !x.Server() {
 			return mutation.Set{}, usageErr("--unsafe-mutation: %s acts on registry schedules only, not on a server", x)
 		}
 	}

@@ -109,6 +109,10 @@ func (m M) String() string {
 // default workload).
 func (m M) Engine() bool { return m < ResetEpochs }
 
+// Server reports whether the mutation acts in a running server at all (on
+// some workload): every one but ResetEpochs. NewServer refuses the others.
+func (m M) Server() bool { return m != ResetEpochs }
+
 // All lists every mutation in declaration order.
 func All() []M {
 	out := make([]M, 0, count)
