@@ -88,3 +88,13 @@ func TestCreateExportSignatureIsChecked(t *testing.T) {
 		t.Fatalf("upload of a module with nola_create () -> (): %v", err)
 	}
 }
+
+// A worker has no creation arguments: the creator module run as a
+// stateless worker gets a bad_request host error for self/creation_args
+// (and its creation hook is never called: workers are not created).
+func TestWorkerHasNoCreationArgs(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.putGuests()
+	_, err := e.c.Client().CallWorker(callCtx(t), ns, "creator-c", "args", nil)
+	wantHostError(t, err, "workers are stateless: they have no creation arguments")
+}
