@@ -149,10 +149,12 @@ func (s *Server) handleDelete(ctx context.Context, req *Request) error {
 		}
 		doubt := a.epoch
 		if !placeholder {
-			// Deactivate first, as a release does: put a placeholder in
-			// the activation's slot (calls keep waiting instead of
-			// activating the old life), then drop the activation. Its
-			// timers stop, and no execution of it can run again.
+			// Out of the slot first, as a release does: put a placeholder
+			// in the activation's slot (calls keep waiting instead of
+			// activating the old life), then drop the activation (its
+			// Deactivate hook does not run: the life is ending, not
+			// moving). Its timers stop, and no execution of it can run
+			// again.
 			ph, ok := s.swapPlaceholder(a)
 			a.lock.Release()
 			if !ok {

@@ -258,7 +258,11 @@ func (s *Server) shedOne(ctx context.Context, a *activation) error {
 
 	s.deactivate(a)
 	s.drop(a, stateEvicted)
-	err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, a.epoch, a.gen)
+	// Bounded like every store call of the engine: the placeholder holds
+	// the actor's slot (and its callers) until the release returns.
+	rctx, cancel := s.rt.WithTimeout(ctx, s.cfg.CommitTimeout)
+	defer cancel()
+	err := s.reg.Release(rctx, a.inc, a.key.ns, a.key.id, a.ref.Type, a.epoch, a.gen)
 	if err != nil && !errors.Is(err, registry.ErrFenced) {
 		s.markDoubt(a.inc, a.key, a.epoch)
 	}

@@ -101,6 +101,11 @@ type Config struct {
 	Runtime rt.Runtime
 	// Modules is where modules are read from.
 	Modules *modules.Store
+	// ModuleRecheck bounds how long a compiled module is served from the
+	// host's cache without reading that it still exists (default 1s;
+	// negative: read every time): a deleted module stops resolving — no
+	// new actor of its type, no worker call — within this time.
+	ModuleRecheck time.Duration
 	// Logger receives guest logs and the host's own (default: discard).
 	Logger *slog.Logger
 
@@ -228,6 +233,9 @@ func (c *Config) defaults() error {
 	if c.GuestSlots == 0 {
 		c.GuestSlots = max(1, runtime.GOMAXPROCS(0)-1)
 	}
+	if c.ModuleRecheck == 0 {
+		c.ModuleRecheck = time.Second
+	}
 	if c.SliceFuel == 0 {
 		c.SliceFuel = DefaultSliceFuel
 	}
@@ -291,7 +299,14 @@ type compiled struct {
 	initialize bool  // exports _initialize
 	wapcInit   bool  // exports wapc_init
 	create     bool  // exports nola_create: its actors are nola.Creators
+
+	// checkedAt is when (the host's monotonic clock, ns) the module was
+	// last seen in the store: a cached compilation is served without a
+	// store read for Config.ModuleRecheck after that (see stillThere).
+	checkedAt atomic.Int64
 }
+
+
 
 // Stats counts a Host's work.
 type Stats struct {
@@ -475,7 +490,39 @@ func (h *Host) load(ctx context.Context, ns, id string) (*compiled, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
+	if !fresh {
+		if err := h.stillThere(ctx, k, c); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+// stillThere checks, at most once per Config.ModuleRecheck, that a cached
+// module was not deleted (modules.Store.Delete): a deleted module's
+// compilation is dropped and it resolves no more, so no new actor of its
+// type is created and no worker call runs it. (Activations that already
+// exist keep their instances; a module with actors cannot be deleted.)
+func (h *Host) stillThere(ctx context.Context, k modKey, c *compiled) error {
+	now := int64(h.rt.Mono())
+	if last := c.checkedAt.Load(); last != 0 && now-last < int64(h.cfg.ModuleRecheck) {
+		return nil
+	}
+	_, err := h.cfg.Modules.Stat(ctx, k.ns, k.id)
+	if errors.Is(err, modules.ErrNotFound) {
+		h.mu.Lock()
+		if h.compiled[k] == c {
+			delete(h.compiled, k)
+		}
+		h.mu.Unlock()
+		return &missingModule{&nola.Error{Code: nola.CodeBadRequest,
+			Message: fmt.Sprintf("unknown actor type %q: no Go type and no WASM module %q in namespace %q (it was deleted)", k.id, k.id, k.ns)}}
+	}
+	if err != nil {
+		return fmt.Errorf("wasm: check module %s/%s: %w", k.ns, k.id, err)
+	}
+	c.checkedAt.Store(now)
+	return nil
 }
 
 // compileOnce compiles c and resolves its future, whatever happens (a
@@ -527,6 +574,7 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 	_, c.wapcInit = exports[abi.WAPCInit]
 	_, c.create = exports[abi.CreateExport]
 	c.info, c.cm = m.Info, cm
+	c.checkedAt.Store(int64(h.rt.Mono()))
 	h.mu.Lock()
 	h.stats.Compiled++
 	h.mu.Unlock()

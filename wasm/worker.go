@@ -116,6 +116,16 @@ func (p *workerPool) put(in *instance) {
 }
 
 func (p *workerPool) invoke(wx *nola.WorkerContext, op string, payload []byte) (_ []byte, err error) {
+	// The server keeps resolved worker types: the module's deletion is
+	// noticed here (within Config.ModuleRecheck).
+	if err := p.h.stillThere(wx, modKey{p.ref.Namespace, p.ref.Type}, p.mod); err != nil {
+		var mm *missingModule
+		if errors.As(err, &mm) {
+			return nil, nola.InvocationError(nola.CodeBadRequest, fmt.Sprintf(
+				"unknown worker type %q: its WASM module in namespace %q was deleted", p.ref.Type, p.ref.Namespace))
+		}
+		return nil, err
+	}
 	in, err := p.take(wx)
 	if err != nil {
 		return nil, err

@@ -14,6 +14,8 @@ import (
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/modules"
+	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 
 // WASM actors (C and Go guests) call stateless workers through the
@@ -120,5 +122,37 @@ func TestWASMWorkerCannotCallCustomHostFunctions(t *testing.T) {
 	wantHostError(t, err, "custom host functions serve actors only")
 	if ran.Load() != 1 {
 		t.Fatalf("the function ran %d times, want once (for the actor)", ran.Load())
+	}
+}
+
+// A deleted module stops resolving on a server that has it compiled: no
+// worker call runs it and no new actor of its type is created (a review
+// found both still served from the host's cache).
+func TestDeletedModuleIsNotServedFromCache(t *testing.T) {
+	e := newEnv(t, envOpts{servers: 1, host: func(c *wasm.Config) { c.ModuleRecheck = -1 }})
+	e.put("echo-c", wasmtest.C(t, "echo"), modules.Options{})
+	cl := e.c.Client()
+	if _, err := cl.CallWorker(callCtx(t), ns, "echo-c", "echo", []byte("hi")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.invoke("old", "echo-c", "echo", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Delete(callCtx(t), ns, "old"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mods.Delete(e.ctx, ns, "echo-c"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := cl.CallWorker(callCtx(t), ns, "echo-c", "echo", []byte("after")); err == nil {
+		t.Errorf("a worker of the deleted module still ran: %q", b)
+	} else {
+		wantCode(t, err, nola.CodeBadRequest)
+	}
+	if got, err := e.invoke("new", "echo-c", "echo", []byte("x")); err == nil {
+		t.Errorf("a new actor of the deleted module's type ran: %q", got)
+	}
+	if _, found, err := cl.Inspector().Actor(callCtx(t), ns, "new"); err != nil || found {
+		t.Errorf("an actor record of the deleted type was created: found=%v, %v", found, err)
 	}
 }
