@@ -306,8 +306,6 @@ type compiled struct {
 	checkedAt atomic.Int64
 }
 
-
-
 // Stats counts a Host's work.
 type Stats struct {
 	// Compiled counts module compilations; Instances the live instances;
