@@ -459,17 +459,7 @@ func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request) {
 // to the actor's owner (itself or another server), placing the actor first
 // if needed.
 func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	b, err := func() ([]byte, error) {
-		ctx, cancel, err := h.callContext(r)
-		if err != nil {
-			return nil, err
-		}
-		defer cancel()
-		payload, err := h.readPayload(ctx, w, r, h.srv.Limits().MaxPayloadBytes)
-		if err != nil {
-			return nil, err
-		}
+	h.serveCall(w, r, "public", func(ctx context.Context, payload []byte) ([]byte, error) {
 		args, err := h.creationArgsHeader(r)
 		if err != nil {
 			return nil, err
@@ -485,8 +475,27 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 				"actor %s/%s not found: to create it, name its type (?type=TYPE)", ns, id)}
 		}
 		return b, err
+	})
+}
+
+// serveCall runs a public call endpoint: the call's deadline from the
+// timeout header, the payload read within it, then call; its result or
+// error is written and counted under path (rejected calls count too).
+func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, path string, call func(ctx context.Context, payload []byte) ([]byte, error)) {
+	start := time.Now()
+	b, err := func() ([]byte, error) {
+		ctx, cancel, err := h.callContext(r)
+		if err != nil {
+			return nil, err
+		}
+		defer cancel()
+		payload, err := h.readPayload(ctx, w, r, h.srv.Limits().MaxPayloadBytes)
+		if err != nil {
+			return nil, err
+		}
+		return call(ctx, payload)
 	}()
-	h.met.observe("public", start, err) // rejected calls count too
+	h.met.observe(path, start, err)
 	h.writeResult(w, b, err)
 }
 
@@ -576,21 +585,9 @@ func (h *Handler) deleteActor(w http.ResponseWriter, r *http.Request) {
 // callWorker is the public endpoint of stateless workers: the server that
 // receives the call runs it (no placement, no forwarding).
 func (h *Handler) callWorker(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	b, err := func() ([]byte, error) {
-		ctx, cancel, err := h.callContext(r)
-		if err != nil {
-			return nil, err
-		}
-		defer cancel()
-		payload, err := h.readPayload(ctx, w, r, h.srv.Limits().MaxPayloadBytes)
-		if err != nil {
-			return nil, err
-		}
+	h.serveCall(w, r, "worker", func(ctx context.Context, payload []byte) ([]byte, error) {
 		return h.srv.Client().CallWorker(ctx, r.PathValue("ns"), r.PathValue("type"), r.PathValue("op"), payload)
-	}()
-	h.met.observe("worker", start, err) // rejected calls count too
-	h.writeResult(w, b, err)
+	})
 }
 
 func intParam(r *http.Request, name string, def, maxV int) (int, error) {
