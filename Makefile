@@ -62,8 +62,9 @@ jepsen-embedded:
 # verdict) within JEPSEN_MUT_RUNS runs; the target fails if one is not.
 JEPSEN_MUT_RUNS ?= 3
 JEPSEN_MUTATIONS ?= SkipStoreFence IgnoreIncarnation SkipDeadlineCheck TimerIgnoresFence
-# the lease nemeses: the faults that make a server outlive its lease
-JEPSEN_MUT_NEMESES ?= stall-etcd,pause,partition-etcd
+# the lease nemeses (the faults that make a server outlive its lease) and
+# stale-owner, the round that makes a late commit visible (SkipStoreFence)
+JEPSEN_MUT_NEMESES ?= stall-etcd,pause,partition-etcd,stale-owner
 jepsen-mutations:
 	@set -e; for m in $(JEPSEN_MUTATIONS); do \
 	  rc=0; $(GO) run ./cmd/jepsen-lite --seed $(JEPSEN_SEED) --runs $(JEPSEN_MUT_RUNS) --stop-on-fail --duration 45s --nemeses $(JEPSEN_MUT_NEMESES) --unsafe-mutation $$m --out jepsen-out/mutation-$$m || rc=$$?; \

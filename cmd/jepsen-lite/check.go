@@ -145,11 +145,22 @@ func checkLostWrites(w *workload, final map[string]string, finalErr error) (chec
 		if v > acked+indet {
 			bad = append(bad, fmt.Sprintf("final %d > acknowledged %d + indeterminate %d: a write nobody attempted", v, acked, indet))
 		}
+		var dups []int64
 		for val, n := range vals {
 			if n > 1 {
-				bad = append(bad, fmt.Sprintf("%d acknowledged increments returned %d", n, val))
+				dups = append(dups, val)
 				lost += n - 1
 			}
+		}
+		if len(dups) > 0 {
+			// Bounded: a stale write can make hundreds of duplicates.
+			slices.Sort(dups)
+			var eg []string
+			for _, d := range dups[:min(len(dups), 5)] {
+				eg = append(eg, fmt.Sprintf("%d×%d", d, vals[d]))
+			}
+			bad = append(bad, fmt.Sprintf("%d values were returned by more than one acknowledged increment (value×times: %s%s)",
+				len(dups), strings.Join(eg, ", "), map[bool]string{true: ", …"}[len(dups) > 5]))
 		}
 		if acked == 0 {
 			bad = append(bad, "no acknowledged increment: nothing was checked")

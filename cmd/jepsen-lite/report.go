@@ -61,6 +61,8 @@ type summary struct {
 	// FirstViolationS is when (seconds into the run) the oracle saw its
 	// first violation, -1 if none.
 	FirstViolationS float64 `json:"first_oracle_violation_s"`
+	// StaleOwner lists the stale-owner nemesis's rounds.
+	StaleOwner []staleRound `json:"stale_owner_rounds,omitempty"`
 }
 
 const modeDesc = "loopback + per-link TCP proxies (no root needed): clients→server, server→server and server→etcd links are proxied; etcd peer links are direct"

@@ -28,6 +28,7 @@ func addMutationFlag(fs *flag.FlagSet, dst *string) {
 var allNemeses = []string{
 	"kill", "pause", "partition-etcd", "partition-peers", "partition-clients",
 	"latency-etcd", "stall-etcd", "loss-etcd", "etcd-kill", "etcd-leader-pause",
+	staleOwnerKind,
 }
 
 // embeddedNemeses are the faults of the single-node scenario (its etcd
@@ -56,7 +57,7 @@ func selectNemeses(spec string) (map[string]bool, error) {
 }
 
 // candidates lists every fault the run may inject.
-func candidates(c *cluster, cfg config, chosen map[string]bool) []*nemesis.FuncFault {
+func candidates(c *cluster, cfg config, chosen map[string]bool, so *staleOwner) []*nemesis.FuncFault {
 	var out []*nemesis.FuncFault
 	add := func(f *nemesis.FuncFault) {
 		if chosen[f.K] {
@@ -85,6 +86,9 @@ func candidates(c *cluster, cfg config, chosen map[string]bool) []*nemesis.FuncF
 		k := nemesis.Kill("etcd-kill", m.proc)
 		k.Resource = []string{"etcd"}
 		add(k)
+	}
+	if chosen[staleOwnerKind] && so != nil {
+		out = append(out, so.fault)
 	}
 	if chosen["etcd-leader-pause"] {
 		var victim *etcdMember
@@ -151,7 +155,11 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 		return nil, err
 	}
 	chosen, _ := selectNemeses(cfg.nemeses)
-	cands := candidates(c, cfg, chosen)
+	var so *staleOwner
+	if !cfg.embedded && chosen[staleOwnerKind] {
+		so = newStaleOwner(ctx, c, nil, cfg, seed, func(line string) { fmt.Fprintln(stdout, "  "+line) })
+	}
+	cands := candidates(c, cfg, chosen, so)
 	span := cfg.duration * 85 / 100
 	steps := nemesis.Plan(seed, span, cfg.faultGap, 2*time.Second, cfg.maxHold, cfg.overlap, cands)
 	fmt.Fprintf(stdout, "jepsen-lite: seed %d: %d faults planned over %v; workload %v with %d clients on %d hot actors per kind\n",
@@ -160,6 +168,17 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 	t0 := time.Now()
 	w := newWorkload(t0, c.servers, cfg.hot, cfg.opTimeout, cfg.wasm)
 	defer w.close()
+	if so != nil {
+		so.w = w
+		if slices.ContainsFunc(steps, func(s nemesis.Step) bool { return cands[s.Fault] == so.fault }) {
+			// The fence actor is checked like every durable actor, but
+			// only the stale-owner rounds call it.
+			w.actors = append(w.actors, fenceActor)
+			if err := so.warmUp(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if cfg.wasm {
 		mod, err := os.ReadFile(wasmModule)
 		if err != nil {
@@ -270,6 +289,9 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 		faults = append(faults, fr)
 	}
 	s := summarize(cfg, seed, w, checks, faults, oracle, lost)
+	if so != nil {
+		s.StaleOwner = so.results()
+	}
 	s.WallSeconds = time.Since(wall).Seconds()
 	if err := writeReport(out, s, w); err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -88,6 +89,7 @@ type workload struct {
 	servers   []*server
 	clients   []*httpapi.Client
 	actors    []actorRef // checked actors
+	picks     []actorRef // the actors clients pick from (not the fence actor)
 	callers   []string   // caller actors (actor→actor calls)
 	tickers   []string   // ticker actors (timers; checked by the oracle only)
 	timeout   time.Duration
@@ -112,6 +114,7 @@ func newWorkload(t0 time.Time, servers []*server, hot int, timeout time.Duration
 		w.callers = append(w.callers, "x"+n)
 		w.tickers = append(w.tickers, "t"+n)
 	}
+	w.picks = slices.Clone(w.actors)
 	return w
 }
 
@@ -233,7 +236,7 @@ func (w *workload) run(ctx context.Context, client int, seed uint64, think time.
 			w.callTicker(ctx, client, rng.IntN(len(w.servers)), w.tickers[rng.IntN(len(w.tickers))], rng.Float64() < 0.7)
 			continue
 		}
-		a := w.actors[rng.IntN(len(w.actors))]
+		a := w.picks[rng.IntN(len(w.picks))]
 		op, key, arg, via := "inc", "", "", ""
 		if rng.Float64() < 0.2 {
 			op = "get"

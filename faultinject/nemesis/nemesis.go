@@ -225,6 +225,9 @@ func Run(ctx context.Context, t0 time.Time, steps []Step, candidates []*FuncFaul
 		if err := f.Start(ctx); err != nil {
 			e.StartErr = err.Error()
 		}
+		// A fault may pick its target when it starts (the owner of an
+		// actor): log the one it hit.
+		e.Target = f.Target()
 		if onEvent != nil {
 			onEvent(e)
 		}
