@@ -27,8 +27,16 @@ import (
 //	server i ──E[i][j]──▶ etcd member j (server i's etcd endpoints)
 //
 // etcd members talk to each other directly (peer links are not proxied).
+//
+// In the network-namespace mode (netns set) every etcd member and server
+// runs in a namespace of its own, joined by a bridge: clients and servers
+// reach servers directly, etcd members reach each other directly, and
+// partitions and packet loss are nft rules in the namespaces. Only the
+// server→etcd links keep their proxy (E), which listens on the tool's
+// bridge address: latency and stalls need it (tc netem is not there).
 type cluster struct {
 	work, logs string
+	netns      *nemesis.Netns
 	etcd       []*etcdMember
 	servers    []*server
 	proxies    []*nemesis.Proxy
@@ -38,6 +46,7 @@ type cluster struct {
 type etcdMember struct {
 	name       string
 	clientAddr string
+	node       *nemesis.Node // netns mode
 	proc       *nemesis.Process
 }
 
@@ -49,11 +58,17 @@ type server struct {
 	etcdPx   []*nemesis.Proxy
 	trace    string
 	ready    string
+	node     *nemesis.Node // netns mode: no client or peer proxy
 	proc     *nemesis.Process
 }
 
 // clientURL is where clients call server s.
-func (s *server) clientURL() string { return "http://" + s.clientPx.Addr() }
+func (s *server) clientURL() string {
+	if s.clientPx == nil {
+		return "http://" + s.addr
+	}
+	return "http://" + s.clientPx.Addr()
+}
 
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -121,27 +136,38 @@ type clusterOptions struct {
 	embedded bool
 }
 
-// startCluster starts everything; on error the caller still calls stop.
+// startCluster starts everything (in c.netns's namespaces if set); on
+// error the caller still calls stop.
 func startCluster(ctx context.Context, c *cluster, o clusterOptions, nolaBin, etcdBin string) error {
 	c.ttl = o.ttl
 	var peers []string
 	type addrs struct{ client, peer string }
 	as := make([]addrs, o.members)
+	nodes := make([]*nemesis.Node, o.members)
 	for j := range o.members {
-		ca, err := freeAddr()
-		if err != nil {
-			return err
+		if c.netns != nil {
+			nd, err := c.netns.AddNode(ctx, fmt.Sprintf("etcd%d", j))
+			if err != nil {
+				return err
+			}
+			nodes[j] = nd
+			as[j] = addrs{nd.IP + ":2379", nd.IP + ":2380"}
+		} else {
+			ca, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			pa, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			as[j] = addrs{ca, pa}
 		}
-		pa, err := freeAddr()
-		if err != nil {
-			return err
-		}
-		as[j] = addrs{ca, pa}
-		peers = append(peers, fmt.Sprintf("m%d=http://%s", j, pa))
+		peers = append(peers, fmt.Sprintf("m%d=http://%s", j, as[j].peer))
 	}
 	for j := range o.members {
 		name := fmt.Sprintf("m%d", j)
-		m := &etcdMember{name: "etcd" + strconv.Itoa(j), clientAddr: as[j].client}
+		m := &etcdMember{name: "etcd" + strconv.Itoa(j), clientAddr: as[j].client, node: nodes[j]}
 		m.proc = &nemesis.Process{
 			Name: m.name, Path: etcdBin, Log: filepath.Join(c.logs, m.name+".log"),
 			Args: []string{
@@ -156,6 +182,9 @@ func startCluster(ctx context.Context, c *cluster, o clusterOptions, nolaBin, et
 			Ready: func(ctx context.Context, p *nemesis.Process) error {
 				return waitHTTP(ctx, p, "http://"+m.clientAddr+"/health", false)
 			},
+		}
+		if m.node != nil {
+			m.proc.Path, m.proc.Args = m.node.Command(m.proc.Path, m.proc.Args...)
 		}
 		c.etcd = append(c.etcd, m)
 	}
@@ -177,21 +206,32 @@ func startCluster(ctx context.Context, c *cluster, o clusterOptions, nolaBin, et
 	for i := range o.servers {
 		s := &server{id: "s" + strconv.Itoa(i)}
 		var err error
-		if s.addr, err = freeAddr(); err != nil {
+		listen := "127.0.0.1:0"
+		if c.netns != nil {
+			if s.node, err = c.netns.AddNode(ctx, s.id); err != nil {
+				return err
+			}
+			s.addr = s.node.IP + ":9090"
+			listen = c.netns.HostIP() + ":0"
+		} else if s.addr, err = freeAddr(); err != nil {
 			return err
 		}
 		px := func(target string) (*nemesis.Proxy, error) {
-			p, err := nemesis.NewProxy("127.0.0.1:0", target, o.seed*1000+uint64(len(c.proxies)))
+			p, err := nemesis.NewProxy(listen, target, o.seed*1000+uint64(len(c.proxies)))
 			if err == nil {
 				c.proxies = append(c.proxies, p)
 			}
 			return p, err
 		}
-		if s.clientPx, err = px(s.addr); err != nil {
-			return err
-		}
-		if s.peerPx, err = px(s.addr); err != nil {
-			return err
+		advertise := "http://" + s.addr
+		if c.netns == nil {
+			if s.clientPx, err = px(s.addr); err != nil {
+				return err
+			}
+			if s.peerPx, err = px(s.addr); err != nil {
+				return err
+			}
+			advertise = "http://" + s.peerPx.Addr()
 		}
 		var eps []string
 		for _, m := range c.etcd {
@@ -210,7 +250,7 @@ func startCluster(ctx context.Context, c *cluster, o clusterOptions, nolaBin, et
 			// must be there after a kill -9.
 			store = []string{"--data-dir", filepath.Join(c.work, s.id+"-data")}
 		}
-		args := []string{"serve", "--id", s.id, "--listen", s.addr, "--advertise", "http://" + s.peerPx.Addr()}
+		args := []string{"serve", "--id", s.id, "--listen", s.addr, "--advertise", advertise}
 		args = append(args, store...)
 		args = append(args, "--lease-ttl", o.ttl.String(),
 			"--ready-file", s.ready, "--trace-executions", s.trace, "--log-level", "info",
@@ -222,6 +262,9 @@ func startCluster(ctx context.Context, c *cluster, o clusterOptions, nolaBin, et
 			Ready: func(ctx context.Context, p *nemesis.Process) error {
 				return waitReadyFile(ctx, p, s.ready, 2*o.ttl+20*time.Second)
 			}}
+		if s.node != nil {
+			s.proc.Path, s.proc.Args = s.node.Command(s.proc.Path, s.proc.Args...)
+		}
 		c.servers = append(c.servers, s)
 	}
 	var wg sync.WaitGroup
@@ -307,6 +350,13 @@ func (c *cluster) stop() {
 	}
 	for _, p := range c.proxies {
 		_ = p.Close()
+	}
+	if c.netns != nil {
+		// After the processes: a process in a namespace keeps it alive.
+		if err := c.netns.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "jepsen-lite: cleaning up network namespaces:", err)
+		}
+		c.netns = nil
 	}
 }
 

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nolaproject/nola/faultinject/nemesis"
 )
 
 type config struct {
@@ -42,6 +44,7 @@ type config struct {
 	stopOnFail        bool
 	wasm              bool
 	embedded          bool
+	net               string
 }
 
 // exit codes
@@ -95,6 +98,7 @@ Flags:
 	fs.BoolVar(&c.stopOnFail, "stop-on-fail", false, "with --runs: stop after the first failing run")
 	fs.BoolVar(&c.wasm, "wasm", true, "also call WASM durable counters of a module uploaded from "+wasmModule)
 	fs.BoolVar(&c.embedded, "embedded", false, "single-node scenario: one `nola serve` on its embedded etcd (fsync on), killed with -9 and restarted on the same data directory; --etcd-members and --servers are ignored, and --nemeses all means "+strings.Join(embeddedNemeses, ",")+" (the others have no target)")
+	fs.StringVar(&c.net, "net", "auto", "network mode: netns (every etcd member and server in its own network namespace, partitions and packet loss by nft; needs root, ip and nft), loopback (loopback ports, partitions by TCP proxies) or auto (netns when it can be set up, else loopback; --embedded always runs on loopback)")
 	addMutationFlag(fs, &c.mutation)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -123,6 +127,10 @@ Flags:
 		return c, fmt.Errorf("--runs must be 1..1000")
 	case c.duration < 5*time.Second || c.duration > 2*time.Hour:
 		return c, fmt.Errorf("--duration must be between 5s and 2h")
+	case c.net != "auto" && c.net != "netns" && c.net != "loopback":
+		return c, fmt.Errorf("--net must be auto, netns or loopback, got %q", c.net)
+	case c.embedded && c.net == "netns":
+		return c, fmt.Errorf("--embedded runs on loopback only (its etcd lives in the server's process): drop --net netns")
 	case c.ttl < time.Second || c.opTimeout <= 0 || c.faultGap <= 0 || c.overlap < 1:
 		return c, fmt.Errorf("--lease-ttl must be ≥ 1s; --op-timeout, --fault-gap and --overlap positive")
 	}
@@ -163,6 +171,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "jepsen-lite:", err)
 		return exitSetup
+	}
+	if nemesis.NetnsAvailable() == nil {
+		// Namespaces of runs killed with -9 (which could not clean up).
+		if gone, err := nemesis.SweepNetns(ctx); len(gone) > 0 || err != nil {
+			fmt.Fprintf(stdout, "jepsen-lite: removed %d network namespaces of dead runs %v\n", len(gone), err)
+		}
 	}
 	var sums []*summary
 	code := exitPass

@@ -34,8 +34,11 @@ type summary struct {
 	Seed        uint64  `json:"seed"`
 	Pass        bool    `json:"pass"`
 	WallSeconds float64 `json:"wall_s"`
-	Mode        string  `json:"mode"`
-	Config      struct {
+	// Net is the network mode that ran: "netns" or "loopback"; Mode
+	// describes it.
+	Net    string `json:"net"`
+	Mode   string `json:"mode"`
+	Config struct {
 		EtcdMembers int    `json:"etcd_members"`
 		Servers     int    `json:"servers"`
 		Clients     int    `json:"clients"`
@@ -63,15 +66,23 @@ type summary struct {
 	FirstViolationS float64 `json:"first_oracle_violation_s"`
 	// StaleOwner lists the stale-owner nemesis's rounds.
 	StaleOwner []staleRound `json:"stale_owner_rounds,omitempty"`
+	// NotInjected lists chosen faults this mode could not inject.
+	NotInjected []string `json:"not_injected,omitempty"`
 }
 
-const modeDesc = "loopback + per-link TCP proxies (no root needed): clients→server, server→server and server→etcd links are proxied; etcd peer links are direct"
+const (
+	modeDesc  = "loopback + per-link TCP proxies (no root needed): clients→server, server→server and server→etcd links are proxied; etcd peer links are direct"
+	netnsDesc = "network namespaces: every etcd member and nola server in its own namespace, veth pairs to a bridge namespace; partitions (including etcd's own peer links) and single-packet loss are nft rules in the namespaces; server→etcd links go through TCP proxies on the tool's bridge address for latency and stalls"
+)
 
-func summarize(cfg config, seed uint64, w *workload, checks []checkerResult, faults []faultRecord, or exectrace.Result, lost int) *summary {
-	s := &summary{Seed: seed, Mode: modeDesc, Faults: faults, Checks: checks, FaultsByKind: map[string]int{},
+func summarize(cfg config, seed uint64, w *workload, checks []checkerResult, faults []faultRecord, or exectrace.Result, lost int, netns bool) *summary {
+	s := &summary{Seed: seed, Net: "loopback", Mode: modeDesc, Faults: faults, Checks: checks, FaultsByKind: map[string]int{},
 		Availability: map[string]float64{}, Recovery: map[string]recoveryStats{}, TraceRecords: or.Records, LostAcked: lost}
 	if cfg.embedded {
 		s.Mode = "embedded single node: one nola serve on its in-process etcd (fsync on), restarted on the same data directory after kill -9; " + modeDesc
+	}
+	if netns {
+		s.Net, s.Mode = "netns", netnsDesc
 	}
 	s.Config.EtcdMembers, s.Config.Servers, s.Config.Clients, s.Config.Hot = cfg.members, cfg.servers, cfg.clients, cfg.hot
 	s.Config.Duration, s.Config.LeaseTTL, s.Config.Nemeses, s.Config.Mutation = cfg.duration.String(), cfg.ttl.String(), cfg.nemeses, cfg.mutation

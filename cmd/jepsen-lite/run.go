@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,8 +29,12 @@ func addMutationFlag(fs *flag.FlagSet, dst *string) {
 var allNemeses = []string{
 	"kill", "pause", "partition-etcd", "partition-peers", "partition-clients",
 	"latency-etcd", "stall-etcd", "loss-etcd", "etcd-kill", "etcd-leader-pause",
-	staleOwnerKind,
+	staleOwnerKind, "etcd-partition", "etcd-leader-isolate",
 }
+
+// netnsOnly are the faults only the network-namespace mode can inject
+// (etcd's peer links are not proxied on loopback).
+var netnsOnly = []string{"etcd-partition", "etcd-leader-isolate"}
 
 // embeddedNemeses are the faults of the single-node scenario (its etcd
 // lives in the server's process: no link to cut, no member to kill alone).
@@ -59,9 +64,11 @@ func selectNemeses(spec string) (map[string]bool, error) {
 // candidates lists every fault the run may inject.
 func candidates(c *cluster, cfg config, chosen map[string]bool, so *staleOwner) []*nemesis.FuncFault {
 	var out []*nemesis.FuncFault
-	add := func(f *nemesis.FuncFault) {
-		if chosen[f.K] {
-			out = append(out, f)
+	add := func(fs ...*nemesis.FuncFault) {
+		for _, f := range fs {
+			if chosen[f.K] {
+				out = append(out, f)
+			}
 		}
 	}
 	for _, s := range c.servers {
@@ -69,9 +76,14 @@ func candidates(c *cluster, cfg config, chosen map[string]bool, so *staleOwner) 
 		p := nemesis.Pause("pause", s.proc)
 		p.MinHold = cfg.ttl + 1500*time.Millisecond
 		add(p)
-		add(nemesis.Cut("partition-etcd", s.id, s.etcdPx, s.id))
-		add(nemesis.Cut("partition-peers", s.id, []*nemesis.Proxy{s.peerPx}, s.id))
-		add(nemesis.Cut("partition-clients", s.id, []*nemesis.Proxy{s.clientPx}, s.id))
+		if c.netns != nil {
+			add(netnsCuts(c, s)...)
+		} else {
+			add(nemesis.Cut("partition-etcd", s.id, s.etcdPx, s.id))
+			add(nemesis.Cut("partition-peers", s.id, []*nemesis.Proxy{s.peerPx}, s.id))
+			add(nemesis.Cut("partition-clients", s.id, []*nemesis.Proxy{s.clientPx}, s.id))
+			add(nemesis.Lossy("loss-etcd", s.id, s.etcdPx, 0.05, s.id))
+		}
 		add(nemesis.Slow("latency-etcd", s.id, s.etcdPx, 100*time.Millisecond, s.id))
 		// A stall: every byte to and from etcd arrives TTL+1.5s late, so
 		// the lease expires in etcd while requests the server sent in time
@@ -80,7 +92,9 @@ func candidates(c *cluster, cfg config, chosen map[string]bool, so *staleOwner) 
 		// delay must stay below etcdkv's 5 s request timeout: past it the
 		// client's cancel follows the request in and etcd drops both.
 		add(nemesis.Slow("stall-etcd", s.id, s.etcdPx, cfg.ttl+1500*time.Millisecond, s.id))
-		add(nemesis.Lossy("loss-etcd", s.id, s.etcdPx, 0.05, s.id))
+	}
+	if c.netns != nil {
+		add(etcdCuts(c)...)
 	}
 	for _, m := range c.etcd {
 		k := nemesis.Kill("etcd-kill", m.proc)
@@ -146,10 +160,23 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 			_ = os.RemoveAll(work)
 		}
 	}()
+	mode := "loopback, proxied links"
+	if cfg.net == "netns" || (cfg.net == "auto" && !cfg.embedded) {
+		n, err := nemesis.NewNetns(ctx, strconv.FormatUint(seed, 10))
+		switch {
+		case err == nil:
+			c.netns = n
+			mode = "network namespaces " + n.Prefix() + "*, nft faults"
+		case cfg.net == "netns":
+			return nil, fmt.Errorf("--net netns: %w", err)
+		default:
+			fmt.Fprintf(stdout, "jepsen-lite: no network namespaces (%v): loopback mode\n", err)
+		}
+	}
 	if cfg.embedded {
-		fmt.Fprintf(stdout, "jepsen-lite: seed %d: starting one nola server on its embedded etcd (loopback, proxied links) …\n", seed)
+		fmt.Fprintf(stdout, "jepsen-lite: seed %d: starting one nola server on its embedded etcd (%s) …\n", seed, mode)
 	} else {
-		fmt.Fprintf(stdout, "jepsen-lite: seed %d: starting %d etcd members and %d nola servers (loopback, proxied links) …\n", seed, cfg.members, cfg.servers)
+		fmt.Fprintf(stdout, "jepsen-lite: seed %d: starting %d etcd members and %d nola servers (%s) …\n", seed, cfg.members, cfg.servers, mode)
 	}
 	if err := startCluster(ctx, c, clusterOptions{members: cfg.members, servers: cfg.servers, ttl: cfg.ttl, seed: seed, mutation: cfg.mutation, embedded: cfg.embedded}, nolaBin, etcdBin); err != nil {
 		return nil, err
@@ -160,6 +187,10 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 		so = newStaleOwner(ctx, c, nil, cfg, seed, func(line string) { fmt.Fprintln(stdout, "  "+line) })
 	}
 	cands := candidates(c, cfg, chosen, so)
+	skipped := notInjectable(c, chosen)
+	if len(skipped) > 0 {
+		fmt.Fprintf(stdout, "jepsen-lite: seed %d: not injected in this mode: %s\n", seed, strings.Join(skipped, ", "))
+	}
 	span := cfg.duration * 85 / 100
 	steps := nemesis.Plan(seed, span, cfg.faultGap, 2*time.Second, cfg.maxHold, cfg.overlap, cands)
 	fmt.Fprintf(stdout, "jepsen-lite: seed %d: %d faults planned over %v; workload %v with %d clients on %d hot actors per kind\n",
@@ -288,7 +319,8 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 		fr.RecoveryNs, fr.HealNs = recovery(w.ops, fr.Victims, int64(e.Start), int64(e.End))
 		faults = append(faults, fr)
 	}
-	s := summarize(cfg, seed, w, checks, faults, oracle, lost)
+	s := summarize(cfg, seed, w, checks, faults, oracle, lost, c.netns != nil)
+	s.NotInjected = skipped
 	if so != nil {
 		s.StaleOwner = so.results()
 	}

@@ -269,3 +269,12 @@ func (e Event) String() string {
 	}
 	return s
 }
+
+// Switch is a fault made of one function that turns it on (Start) and
+// off (Stop): an nft rule set in a namespace (Node.Cut and friends).
+func Switch(kind, target string, set func(ctx context.Context, on bool) error, resources ...string) *FuncFault {
+	return &FuncFault{K: kind, T: target, Resource: resources,
+		StartFn: func(ctx context.Context) error { return set(ctx, true) },
+		StopFn:  func(ctx context.Context) error { return set(ctx, false) },
+	}
+}
