@@ -181,6 +181,7 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 	if err := startCluster(ctx, c, clusterOptions{members: cfg.members, servers: cfg.servers, ttl: cfg.ttl, seed: seed, mutation: cfg.mutation, embedded: cfg.embedded}, nolaBin, etcdBin); err != nil {
 		return nil, err
 	}
+	netnsRun := c.netns != nil // c.stop forgets it
 	chosen, _ := selectNemeses(cfg.nemeses)
 	var so *staleOwner
 	if !cfg.embedded && chosen[staleOwnerKind] {
@@ -319,7 +320,7 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 		fr.RecoveryNs, fr.HealNs = recovery(w.ops, fr.Victims, int64(e.Start), int64(e.End))
 		faults = append(faults, fr)
 	}
-	s := summarize(cfg, seed, w, checks, faults, oracle, lost, c.netns != nil)
+	s := summarize(cfg, seed, w, checks, faults, oracle, lost, netnsRun)
 	s.NotInjected = skipped
 	if so != nil {
 		s.StaleOwner = so.results()
