@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -199,6 +201,9 @@ func checkActivations(w *workload, traces []string) (checkerResult, exectrace.Re
 	for _, t := range w.tickers {
 		expected = append(expected, namespace+"/"+t)
 	}
+	for _, g := range w.greeters {
+		expected = append(expected, namespace+"/"+g)
+	}
 	or := exectrace.Check(recs, expected)
 	if !or.Ok() {
 		res.Ok = false
@@ -267,4 +272,51 @@ func checkMapKey(ops []opRecord, actor, key string, final map[string]string, obj
 		}
 	}
 	return fmt.Sprintf("ok: final %q (%s), %d acknowledged, %d indeterminate puts", v, src.Outcome, acked, indet), 0
+}
+
+// checkAnswers checks the calls that have no model: every answer of a
+// greeter names the creation arguments it was created with, and every
+// answer of the stateless sha256 worker is the hash of its payload. Each
+// object must have answered at least once (no vacuous pass).
+func checkAnswers(w *workload) checkerResult {
+	res := checkerResult{Name: "right answers (creation arguments, stateless workers)", Ok: true, PerActor: map[string]string{}}
+	w.mu.Lock()
+	ops := slices.Clone(w.ops)
+	w.mu.Unlock()
+	want := map[string]func(o opRecord) string{
+		"worker/sha256": func(o opRecord) string {
+			sum := sha256.Sum256([]byte(o.Arg))
+			return hex.EncodeToString(sum[:])
+		},
+	}
+	for _, g := range w.greeters {
+		want["greeter/"+g] = func(opRecord) string { return "hello, " + greeterArgs(g) }
+	}
+	for obj, expect := range want {
+		var ok, wrong int
+		var first string
+		for _, o := range ops {
+			if o.Actor != obj || o.Outcome != outOK {
+				continue
+			}
+			ok++
+			if e := expect(o); o.Value != e {
+				wrong++
+				if first == "" {
+					first = fmt.Sprintf(" (first: %q, want %q, via %s at %.2fs)", o.Value, e, o.Server, time.Duration(o.Start).Seconds())
+				}
+			}
+		}
+		switch {
+		case ok == 0:
+			res.Ok = false
+			res.PerActor[obj] = "NO HISTORY: no call answered"
+		case wrong > 0:
+			res.Ok = false
+			res.PerActor[obj] = fmt.Sprintf("WRONG: %d of %d answers%s", wrong, ok, first)
+		default:
+			res.PerActor[obj] = fmt.Sprintf("ok: %d answers", ok)
+		}
+	}
+	return res
 }

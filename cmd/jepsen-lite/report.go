@@ -56,6 +56,8 @@ type summary struct {
 		Linearizability int `json:"linearizability"`
 		LostWrites      int `json:"lost_writes"`
 		Oracle          int `json:"oracle"`
+		// Answers: objects with a wrong answer (greeters, workers).
+		Answers int `json:"answers"`
 	} `json:"violations"`
 	LostAcked    int                      `json:"lost_acknowledged_writes"`
 	Availability map[string]float64       `json:"availability_pct"`
@@ -95,6 +97,13 @@ func summarize(cfg config, seed uint64, w *workload, checks []checkerResult, fau
 			for _, v := range c.PerActor {
 				if strings.HasPrefix(v, "NOT LINEARIZABLE") {
 					s.Violations.Linearizability++
+				}
+			}
+		}
+		if strings.HasPrefix(c.Name, "right answers") {
+			for _, v := range c.PerActor {
+				if strings.HasPrefix(v, "WRONG") {
+					s.Violations.Answers++
 				}
 			}
 		}

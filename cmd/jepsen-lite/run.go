@@ -303,7 +303,7 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 		traces = append(traces, s.trace)
 	}
 	act, oracle := checkActivations(w, traces)
-	checks = append(checks, lin, lw, act)
+	checks = append(checks, lin, lw, act, checkAnswers(w))
 
 	faults := make([]faultRecord, 0, len(events))
 	for _, e := range events {
@@ -333,8 +333,8 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 	if !s.Pass {
 		verdict = "FAIL"
 	}
-	fmt.Fprintf(stdout, "jepsen-lite: seed %d: %s in %.0fs — ops ok %d / failed %d / indeterminate %d; %d faults; violations: lin %d, lost %d, oracle %d\n",
-		seed, verdict, s.WallSeconds, s.Ops.OK, s.Ops.Failed, s.Ops.Indeterminate, len(faults), s.Violations.Linearizability, s.Violations.LostWrites, s.Violations.Oracle)
+	fmt.Fprintf(stdout, "jepsen-lite: seed %d: %s in %.0fs — ops ok %d / failed %d / indeterminate %d; %d faults; violations: lin %d, lost %d, oracle %d, answers %d\n",
+		seed, verdict, s.WallSeconds, s.Ops.OK, s.Ops.Failed, s.Ops.Indeterminate, len(faults), s.Violations.Linearizability, s.Violations.LostWrites, s.Violations.Oracle, s.Violations.Answers)
 	for _, ch := range checks {
 		mark := "ok  "
 		if !ch.Ok {

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,8 +55,14 @@ type actorRef struct{ typ, id string }
 
 func (a actorRef) String() string { return a.typ + "/" + a.id }
 
-// durable actors are checked for lost acknowledged writes.
-func (a actorRef) durable() bool { return a.typ != "counter" }
+// durable actors are checked for lost acknowledged writes (not the
+// deletable ones: a delete legitimately drops what was acknowledged).
+func (a actorRef) durable() bool { return a.typ != "counter" && !a.deletable() }
+
+// deletable actors ("kvcounter/dN") are also deleted by the workload, and
+// recreated empty by the next typed call; porcupine's counter model checks
+// that nothing of an old life is seen after a delete.
+func (a actorRef) deletable() bool { return a.typ == "kvcounter" && strings.HasPrefix(a.id, "d") }
 
 // counter: the actor is a counter (inc/get), durable or in memory.
 func (a actorRef) counter() bool { return a.typ != "kvmap" }
@@ -92,6 +99,7 @@ type workload struct {
 	picks     []actorRef // the actors clients pick from (not the fence actor)
 	callers   []string   // caller actors (actor→actor calls)
 	tickers   []string   // ticker actors (timers; checked by the oracle only)
+	greeters  []string   // greeter actors (creation arguments; answers checked)
 	timeout   time.Duration
 	callRatio float64
 
@@ -107,12 +115,13 @@ func newWorkload(t0 time.Time, servers []*server, hot int, timeout time.Duration
 	}
 	for i := range hot {
 		n := strconv.Itoa(i)
-		w.actors = append(w.actors, actorRef{"counter", "c" + n}, actorRef{"kvcounter", "k" + n}, actorRef{"kvmap", "m" + n})
+		w.actors = append(w.actors, actorRef{"counter", "c" + n}, actorRef{"kvcounter", "k" + n}, actorRef{"kvmap", "m" + n}, actorRef{"kvcounter", "d" + n})
 		if wasm {
 			w.actors = append(w.actors, actorRef{wasmType, "w" + n})
 		}
 		w.callers = append(w.callers, "x"+n)
 		w.tickers = append(w.tickers, "t"+n)
+		w.greeters = append(w.greeters, "g"+n)
 	}
 	w.picks = slices.Clone(w.actors)
 	return w
@@ -165,9 +174,12 @@ func (w *workload) call(ctx context.Context, client, si int, a actorRef, op, key
 		b   []byte
 		err error
 	)
-	if via == "" {
+	switch {
+	case op == "delete":
+		err = w.clients[si].DeleteActor(cctx, namespace, a.id)
+	case via == "":
 		b, err = w.clients[si].Invoke(cctx, namespace, a.id, a.typ, op, payload)
-	} else {
+	default:
 		b, err = w.clients[si].Invoke(cctx, namespace, via, "caller", "call", []byte(a.typ+"/"+a.id+"/"+op))
 	}
 	cancel()
@@ -180,6 +192,10 @@ func (w *workload) call(ctx context.Context, client, si int, a actorRef, op, key
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
+	case op == "delete" && (err == nil || nola.CodeOf(err) == nola.CodeNotFound):
+		// delete → ok (it existed) or ∅ (it did not).
+		rec.Outcome, rec.Value = outOK, map[bool]string{true: "ok"}[err == nil]
+		p.Ok(rec.Value, err == nil, end, info)
 	case err == nil:
 		rec.Outcome, rec.Value = outOK, string(b)
 		// A map get answers nothing for a key never written.
@@ -226,6 +242,47 @@ func (w *workload) callTicker(ctx context.Context, client, si int, id string, st
 	w.mu.Unlock()
 }
 
+// greeterArgs are greeter id's creation arguments: every answer of its
+// "hello" must name them (the actor is never deleted, so its one life
+// keeps the arguments of the call that created it, whichever it was).
+func greeterArgs(id string) string { return "args-of-" + id }
+
+// callGreeter calls a greeter, passing its creation arguments (used only
+// if this call creates it).
+func (w *workload) callGreeter(ctx context.Context, client, si int, id string) {
+	rec := opRecord{Client: client, Actor: "greeter/" + id, Op: "hello", Server: w.servers[si].id, Start: w.now()}
+	cctx, cancel := context.WithTimeout(ctx, w.timeout)
+	b, err := w.clients[si].InvokeCreating(cctx, namespace, id, "greeter", "hello", nil, []byte(greeterArgs(id)))
+	cancel()
+	w.record(rec, b, err)
+}
+
+// callWorker calls the stateless sha256 worker: no linearizability claim,
+// only that an answer is the right one.
+func (w *workload) callWorker(ctx context.Context, client, si int, payload string) {
+	rec := opRecord{Client: client, Actor: "worker/sha256", Op: "hash", Arg: payload, Server: w.servers[si].id, Start: w.now()}
+	cctx, cancel := context.WithTimeout(ctx, w.timeout)
+	b, err := w.clients[si].CallWorker(cctx, namespace, "sha256", "hash", []byte(payload))
+	cancel()
+	w.record(rec, b, err)
+}
+
+// record classifies a call that has no history object and logs it.
+func (w *workload) record(rec opRecord, b []byte, err error) {
+	rec.End = w.now()
+	switch {
+	case err == nil:
+		rec.Outcome, rec.Value = outOK, string(b)
+	case nola.IsRetryable(err):
+		rec.Outcome, rec.Err = outFail, err.Error()
+	default:
+		rec.Outcome, rec.Err = outIndet, err.Error()
+	}
+	w.mu.Lock()
+	w.ops = append(w.ops, rec)
+	w.mu.Unlock()
+}
+
 // run drives one client until ctx ends: hot actors, random servers,
 // incs mostly, some gets, some through caller actors.
 func (w *workload) run(ctx context.Context, client int, seed uint64, think time.Duration) {
@@ -236,13 +293,24 @@ func (w *workload) run(ctx context.Context, client int, seed uint64, think time.
 			w.callTicker(ctx, client, rng.IntN(len(w.servers)), w.tickers[rng.IntN(len(w.tickers))], rng.Float64() < 0.7)
 			continue
 		}
+		if r := rng.Float64(); r < 0.06 {
+			si := rng.IntN(len(w.servers))
+			if r < 0.03 {
+				w.callGreeter(ctx, client, si, w.greeters[rng.IntN(len(w.greeters))])
+			} else {
+				w.callWorker(ctx, client, si, fmt.Sprintf("%d.%d", client, seq))
+			}
+			continue
+		}
 		a := w.picks[rng.IntN(len(w.picks))]
 		op, key, arg, via := "inc", "", "", ""
-		if rng.Float64() < 0.2 {
+		if r := rng.Float64(); r < 0.2 {
 			op = "get"
+		} else if a.deletable() && r < 0.28 {
+			op = "delete"
 		}
 		if a.counter() {
-			if rng.Float64() < w.callRatio {
+			if op != "delete" && rng.Float64() < w.callRatio {
 				via = w.callers[rng.IntN(len(w.callers))]
 			}
 		} else {
