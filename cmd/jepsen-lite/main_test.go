@@ -33,3 +33,20 @@ func TestSelectNemeses(t *testing.T) {
 		t.Fatal("unknown nemesis accepted")
 	}
 }
+
+func TestParseNet(t *testing.T) {
+	for _, ok := range []string{"auto", "netns", "loopback"} {
+		if c, err := parse([]string{"--net", ok}, io.Discard); err != nil || c.net != ok {
+			t.Errorf("--net %s: %v %+v", ok, err, c)
+		}
+	}
+	if _, err := parse([]string{"--net", "tc"}, io.Discard); err == nil {
+		t.Error("--net tc accepted")
+	}
+	if _, err := parse([]string{"--embedded", "--net", "netns"}, io.Discard); err == nil {
+		t.Error("--embedded --net netns accepted (the embedded scenario runs on loopback)")
+	}
+	if _, err := parse([]string{"--embedded", "--net", "loopback"}, io.Discard); err != nil {
+		t.Error(err)
+	}
+}

@@ -2,6 +2,7 @@ package nemesis
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"reflect"
@@ -147,5 +148,16 @@ func TestProxySlowDeliversAfterSenderLeft(t *testing.T) {
 	c.Close()
 	if s := <-got; s != "one two three" {
 		t.Fatalf("target got %q", s)
+	}
+}
+
+// TestRunLogsTargetPickedAtStart: a fault that picks its target when it
+// starts (the owner of an actor, the etcd leader) is logged with it.
+func TestRunLogsTargetPickedAtStart(t *testing.T) {
+	f := &FuncFault{K: "k", T: "unknown", StopFn: func(context.Context) error { return nil }}
+	f.StartFn = func(context.Context) error { f.T = "s2"; return nil }
+	ev := Run(context.Background(), time.Now(), []Step{{At: 0, Hold: time.Millisecond}}, []*FuncFault{f}, nil)
+	if len(ev) != 1 || ev[0].Target != "s2" {
+		t.Fatalf("events %+v; want one on s2", ev)
 	}
 }
