@@ -1,7 +1,9 @@
 // Command jepsen-lite attacks a real nola deployment — a real etcd cluster
 // and several `nola serve` processes on this machine — with real faults
-// (kill -9, SIGSTOP past the lease, partitions, latency and connection
-// loss on proxied links, etcd member kills and leader pauses) while
+// (kill -9, SIGSTOP past the lease, partitions and packet loss — nft rules
+// between network namespaces when it runs as root, proxied loopback links
+// otherwise — latency and stalls on proxied links, etcd member kills,
+// leader pauses and quorum partitions, and a stale-owner round) while
 // clients call hot actors over HTTP, then checks the histories: porcupine
 // per actor, no lost acknowledged write on durable actors, and an
 // activation oracle over the servers' execution traces. It writes a JSON

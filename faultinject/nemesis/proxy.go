@@ -1,7 +1,9 @@
 // Package nemesis injects real faults into real processes: a TCP proxy per
-// link whose partitions, latency and connection loss the caller controls,
-// process kill/restart and pause/resume, and a seeded schedule that runs
-// them and logs each fault's start and end. cmd/jepsen-lite drives it.
+// link whose partitions, latency and connection loss the caller controls;
+// a private network of Linux network namespaces (Netns) whose partitions
+// and single-packet loss are nft rules; process kill/restart and
+// pause/resume; and a seeded schedule that runs them and logs each fault's
+// start and end. cmd/jepsen-lite drives it.
 //
 // Unlike the parent package faultinject (store wrappers that run under
 // the simulator), this package reaches real time, the network and
