@@ -67,11 +67,15 @@ JEPSEN_MUT_NEMESES ?= stall-etcd,pause,partition-etcd
 # SkipStoreFence needs a late commit that lands after a new owner wrote and
 # a reader that sees the store afterwards: the stale-owner rounds, alone.
 JEPSEN_FENCE_NEMESES ?= stale-owner
+# The tool runs as a binary, not through go run: go run turns every
+# non-zero exit into 1, and only 1 (a checker failed) means caught — 2 is
+# a run that could not be set up.
 jepsen-mutations:
+	$(GO) build -o bin/jepsen-lite ./cmd/jepsen-lite
 	@set -e; for m in $(JEPSEN_MUTATIONS); do \
 	  nem=$(JEPSEN_MUT_NEMESES); gap=6s; \
 	  if [ $$m = SkipStoreFence ]; then nem=$(JEPSEN_FENCE_NEMESES); gap=4s; fi; \
-	  rc=0; $(GO) run ./cmd/jepsen-lite --seed $(JEPSEN_SEED) --runs $(JEPSEN_MUT_RUNS) --stop-on-fail --duration 45s --nemeses $$nem --fault-gap $$gap --unsafe-mutation $$m --out jepsen-out/mutation-$$m || rc=$$?; \
+	  rc=0; bin/jepsen-lite --seed $(JEPSEN_SEED) --runs $(JEPSEN_MUT_RUNS) --stop-on-fail --duration 45s --nemeses $$nem --fault-gap $$gap --unsafe-mutation $$m --out jepsen-out/mutation-$$m || rc=$$?; \
 	  if [ $$rc -ne 1 ]; then echo "jepsen-mutations: $$m NOT caught (exit $$rc)"; exit 1; fi; \
 	  echo "jepsen-mutations: $$m caught"; \
 	done

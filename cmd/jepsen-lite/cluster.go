@@ -104,6 +104,15 @@ func etcdBinary(ctx context.Context) (string, error) {
 			}
 		}
 	}
+	if version == "unknown" {
+		// jepsen-lite does not link etcd's server, so its build info may
+		// not name it: ask the module (run from the repository).
+		if out, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Version}}", "go.etcd.io/etcd/server/v3").Output(); err == nil {
+			if v := strings.TrimSpace(string(out)); v != "" {
+				version = v
+			}
+		}
+	}
 	dir := os.Getenv("XDG_CACHE_HOME")
 	if dir == "" {
 		d, err := os.UserCacheDir()
