@@ -1,8 +1,12 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nolaproject/nola/faultinject/exectrace"
 )
 
 // TestCheckAnswers: right answers pass; one wrong greeting or hash, or an
@@ -50,5 +54,30 @@ func TestDeletableNotLostWriteChecked(t *testing.T) {
 	}
 	if !(actorRef{"kvcounter", "k0"}).durable() || (actorRef{"kvcounter", "k0"}).deletable() || !fenceActor.durable() {
 		t.Fatal("kvcounter/k0 and the fence actor must be lost-write checked")
+	}
+}
+
+// TestReportRendersModeAndRounds: the HTML report names the network mode,
+// the faults it could not inject and the stale-owner rounds.
+func TestReportRendersModeAndRounds(t *testing.T) {
+	dir := t.TempDir()
+	w := &workload{}
+	s := summarize(config{}, 1, w, nil, nil, exectrace.Result{}, 0, true)
+	s.NotInjected = []string{"etcd-partition (needs the netns mode)"}
+	s.StaleOwner = []staleRound{{Owner: "s0", NewOwner: "s1", NewAcked: 7, FreshRead: "3", Effective: true}}
+	if err := writeReport(dir, s, w); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"network namespaces", "etcd-partition (needs the netns mode)", "stale-owner rounds", "<td>s1</td>"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if s.Net != "netns" {
+		t.Errorf("net = %q", s.Net)
 	}
 }

@@ -363,6 +363,10 @@ var reportTmpl = template.Must(template.New("r").Funcs(template.FuncMap{
 {{range $k, $v := .S.Recovery}}<tr><td>{{$k}}</td><td>{{index $.S.Availability $k}}%</td><td>{{$v.N}}</td><td>{{$v.P50}}s / {{$v.Max}}s</td><td>{{$v.HealP50}}s / {{$v.HealMax}}s</td></tr>{{end}}</table>
 <table><tr><th>kind</th><th>target</th><th>start</th><th>end</th><th>victim actors</th><th>first ok after start</th><th>after heal</th><th>errors</th></tr>
 {{range .S.Faults}}<tr><td>{{.Kind}}</td><td>{{.Target}}</td><td>{{secs .Start}}s</td><td>{{secs .End}}s</td><td>{{.Victims}}</td><td>{{ns .RecoveryNs}}</td><td>{{ns .HealNs}}</td><td>{{.StartErr}} {{.StopErr}}</td></tr>{{end}}</table>
+{{if .S.NotInjected}}<p>Chosen but not injected in this mode: {{range .S.NotInjected}}{{.}}; {{end}}</p>{{end}}
+{{if .S.StaleOwner}}<h3>stale-owner rounds</h3>
+<table><tr><th>start</th><th>end</th><th>stalled owner</th><th>new owner (killed)</th><th>inc through the owner</th><th>acknowledged by the new owner before due</th><th>largest</th><th>fresh read</th><th>effective</th><th>note</th></tr>
+{{range .S.StaleOwner}}<tr><td>{{printf "%.1f" .StartS}}s</td><td>{{printf "%.1f" .EndS}}s</td><td>{{.Owner}}</td><td>{{.NewOwner}}</td><td>{{.StaleOutcome}}</td><td>{{.NewAcked}}</td><td>{{.LastAcked}}</td><td>{{.FreshRead}}</td><td>{{.Effective}}</td><td>{{.Note}}</td></tr>{{end}}</table>{{end}}
 <h2>Latency</h2>{{.Latency}}
 <h2>Throughput</h2>{{.Throughput}}
 <p>Fault windows are shaded (one colour per kind). Every call is in ops.json; the servers' logs and execution traces in logs/.</p>
