@@ -79,6 +79,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 		fmt.Fprintf(stderr, "\nNemeses (--nemeses, comma-separated, or all / none):\n  %s\n", strings.Join(allNemeses, ", "))
+		fmt.Fprintf(stderr, "%s need the netns mode (etcd's peer links). stale-owner holds every server for one\nround: it stalls the owner of kvcounter/f0 mid-commit, lets a new owner acknowledge, then kills\nit so a fresh activation reads the store (catches SkipStoreFence). See README.md.\n", strings.Join(netnsOnly, " and "))
 	}
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the fault schedule and the clients' choices (run i uses seed+i)")
 	fs.IntVar(&c.runs, "runs", 1, "number of runs (each a fresh cluster); a summary table follows")
