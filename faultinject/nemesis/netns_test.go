@@ -204,3 +204,17 @@ func TestSweepNetns(t *testing.T) {
 		t.Fatalf("after the sweep: %v", names)
 	}
 }
+
+// TestNetnsUnavailableWithoutTools: without ip and nft on PATH the
+// namespace mode says why and makes nothing (jepsen-lite then falls back
+// to loopback).
+func TestNetnsUnavailableWithoutTools(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	if err := NetnsAvailable(); err == nil {
+		t.Fatal("available without ip and nft")
+	}
+	if n, err := NewNetns(context.Background(), "none"); err == nil {
+		n.Close()
+		t.Fatal("NewNetns succeeded without ip and nft")
+	}
+}
