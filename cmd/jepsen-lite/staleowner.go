@@ -36,7 +36,9 @@ import (
 //  4. meanwhile two clients call inc through the other servers: once O's
 //     lease expired a new owner N activates, reads the store and
 //     acknowledges increments;
-//  5. stop calling before due, wait past it (the late commit has landed,
+//  5. stop calling 1.5 s before due (with 0.7 s, one round in four
+//     missed: the late commit landed while the new owner still wrote, and
+//     its next write hid it), wait past due (the late commit has landed,
 //     or was fenced), heal the stall;
 //  6. kill -9 N and read through the other servers: the next activation
 //     reads the store. With the fence the read counts every acknowledged
@@ -196,7 +198,7 @@ func (so *staleOwner) play(r *staleRound, oi int) {
 	}
 	defer heal()
 	due := time.Now().Add(so.stall)
-	stopAt := due.Add(-700 * time.Millisecond)
+	stopAt := due.Add(-1500 * time.Millisecond)
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
