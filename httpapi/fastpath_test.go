@@ -303,4 +303,3 @@ func equalSeries(a, b map[string]float64) bool {
 	}
 	return true
 }
-
