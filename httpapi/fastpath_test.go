@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -302,4 +303,80 @@ func equalSeries(a, b map[string]float64) bool {
 		}
 	}
 	return true
+}
+
+// internalRequestQuery is internalInvoke's reading of its query as it was.
+func internalRequestQuery(u *url.URL) nola.Request {
+	q := u.Query()
+	return nola.Request{
+		Namespace: q.Get("ns"), ActorID: q.Get("id"), ActorType: q.Get("type"),
+		Operation: q.Get("op"), Chain: q["chain"], Delete: q.Get("delete") == "1", Worker: q.Get("worker"),
+	}
+}
+
+func TestInternalRequestMatchesQuery(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	parts := []string{"ns", "id", "type", "op", "chain", "delete", "worker", "=", "&", ";", "1", "%31", "%zz", "+", "a", "n%73"}
+	cases := []string{"", "ns=a&id=b&type=c&op=d&chain=x&chain=y&delete=1", strings.Repeat("chain=c&", 120) + "ns=far"}
+	for range 30000 {
+		cases = append(cases, randomString(rng, parts, rng.IntN(16)))
+	}
+	for _, raw := range cases {
+		u := &url.URL{RawQuery: raw}
+		if got, want := internalRequest(u), internalRequestQuery(u); !reflect.DeepEqual(got, want) {
+			t.Fatalf("internalRequest(%q) = %+v, want %+v", raw, got, want)
+		}
+	}
+}
+
+// internalInvokeURLValues is InternalInvokeURL as it was, through url.Values.
+func internalInvokeURLValues(addr string, req nola.Request) string {
+	q := url.Values{}
+	q.Set("ns", req.Namespace)
+	if req.Worker != "" {
+		q.Set("worker", req.Worker)
+	} else {
+		q.Set("id", req.ActorID)
+		q.Set("type", req.ActorType)
+	}
+	q.Set("op", req.Operation)
+	for _, c := range req.Chain {
+		q.Add("chain", c)
+	}
+	if req.Delete {
+		q.Set("delete", "1")
+	}
+	return strings.TrimRight(addr, "/") + "/v1/internal/invoke?" + q.Encode()
+}
+
+func TestInternalInvokeURLMatchesEncode(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	parts := []string{"a", "é", " ", "&", "=", "%", "/", "+", "?", "#", ";"}
+	word := func() string { return randomString(rng, parts, rng.IntN(4)) }
+	for range 20000 {
+		req := nola.Request{Namespace: word(), ActorID: word(), ActorType: word(), Operation: word(), Delete: rng.IntN(2) == 0}
+		if rng.IntN(3) == 0 {
+			req.Worker = "w" + word()
+		}
+		for range rng.IntN(3) {
+			req.Chain = append(req.Chain, word())
+		}
+		got, want := InternalInvokeURL("http://h:1/", req), internalInvokeURLValues("http://h:1/", req)
+		if got != want {
+			t.Fatalf("InternalInvokeURL(%+v) = %q, want %q", req, got, want)
+		}
+		// And the server reads back what was sent.
+		u, err := url.Parse(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back := internalRequest(u)
+		sent := req
+		if sent.Worker != "" {
+			sent.ActorID, sent.ActorType = "", ""
+		}
+		if !reflect.DeepEqual(back, sent) {
+			t.Fatalf("read back %+v, sent %+v", back, sent)
+		}
+	}
 }
