@@ -131,11 +131,15 @@ func TestCallCtxReleased(t *testing.T) {
 		t.Fatalf("Err() = %v before release", err)
 	}
 	cc.release()
-	cancel() // the parent ending later changes nothing
-	if err := cc.Err(); !errors.Is(err, context.Canceled) {
+	if err := cc.Err(); err != context.Canceled {
 		t.Fatalf("Err() = %v after release, want Canceled", err)
 	}
-	waitDone(t, cc) // built after the end: closed at once
+	select {
+	case <-cc.Done(): // built after the end: closed at once
+	default:
+		t.Fatal("Done() is open after release")
+	}
+	cancel() // the parent ending later changes nothing
 	if err, cause := cc.Err(), context.Cause(cc); err != context.Canceled || cause != context.Canceled {
 		t.Fatalf("after Done: Err %v, Cause %v; want Canceled", err, cause)
 	}
