@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/metrics"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -211,49 +212,63 @@ func httpCall(c *http.Client, url string) error {
 	return nil
 }
 
+// httpLoad is a fixed set of callers, caller i posting to urls[i] over its
+// own keep-alive connection.
+type httpLoad struct {
+	c    *http.Client
+	urls []string
+}
+
+func newHTTPLoad(b *testing.B, callers int, url func(int) string) *httpLoad {
+	l := &httpLoad{c: &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: callers, DisableCompression: true, IdleConnTimeout: time.Minute,
+	}}, urls: make([]string, callers)}
+	b.Cleanup(l.c.CloseIdleConnections)
+	for i := range l.urls {
+		l.urls[i] = url(i)
+	}
+	// Warm-up outside any measurement: connections, activations, routes.
+	if err := l.run(int64(callers) * 20); err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+// run makes n calls, shared among the callers.
+func (l *httpLoad) run(n int64) error {
+	var (
+		next atomic.Int64
+		wg   sync.WaitGroup
+		fail atomic.Pointer[error]
+	)
+	for _, url := range l.urls {
+		wg.Go(func() {
+			for next.Add(1) <= n && fail.Load() == nil {
+				if err := httpCall(l.c, url); err != nil {
+					fail.CompareAndSwap(nil, &err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := fail.Load(); err != nil {
+		return *err
+	}
+	return nil
+}
+
 // runHTTPCallers makes b.N calls from callers goroutines, caller i posting
 // to url(i) over its own keep-alive connection, and reports the figures
 // described above BenchmarkHTTPPath. Every caller first makes warm-up
 // calls outside the timer (connection, activation, route caches).
 func runHTTPCallers(b *testing.B, callers int, url func(int) string) {
-	c := &http.Client{Transport: &http.Transport{
-		MaxIdleConnsPerHost: callers, DisableCompression: true, IdleConnTimeout: time.Minute,
-	}}
-	b.Cleanup(c.CloseIdleConnections)
-	urls := make([]string, callers)
-	for i := range urls {
-		urls[i] = url(i)
-	}
-	calls := func(n int64) error {
-		var (
-			next atomic.Int64
-			wg   sync.WaitGroup
-			fail atomic.Pointer[error]
-		)
-		for i := range callers {
-			wg.Go(func() {
-				for next.Add(1) <= n && fail.Load() == nil {
-					if err := httpCall(c, urls[i]); err != nil {
-						fail.CompareAndSwap(nil, &err)
-					}
-				}
-			})
-		}
-		wg.Wait()
-		if err := fail.Load(); err != nil {
-			return *err
-		}
-		return nil
-	}
-	if err := calls(int64(callers) * 20); err != nil {
-		b.Fatal(err)
-	}
+	l := newHTTPLoad(b, callers, url)
 	runtime.GC()
 	b.ReportAllocs()
 	gc0, cycles0 := gcStats()
 	cpu0 := procCPU()
 	b.ResetTimer()
-	if err := calls(int64(b.N)); err != nil {
+	if err := l.run(int64(b.N)); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
@@ -264,6 +279,85 @@ func runHTTPCallers(b *testing.B, callers int, url func(int) string) {
 	b.ReportMetric((gc1-gc0)*1e9/n, "gc-cpu-ns/op")
 	b.ReportMetric(float64(cycles1-cycles0)*1000/n, "gc/kop")
 	b.ReportMetric(n/b.Elapsed().Seconds(), "ops/s")
+}
+
+// BenchmarkHTTPPathInterleaved compares nola with the bare floor batch by
+// batch, on a machine shared with other jobs: both servers run in the
+// process, and each iteration times one batch of httpBatch calls against
+// each (in alternating order, after a full GC outside the timing, so that
+// each batch pays mostly for its own garbage). The figures are medians
+// over iterations: cpu-ratio and ops-ratio are the per-iteration ratios
+// of nola to the floor (process CPU per call; calls per second), the
+// cpu-ns figures each side's own and their difference. Load that changes
+// between sub-benchmarks shifts both sides of a ratio alike here, where
+// BenchmarkHTTPPath's separate sub-benchmarks see whatever load each ran
+// under. Reproduce:
+//
+//	go test -run '^$' -bench BenchmarkHTTPPathInterleaved -benchtime 20x ./bench/
+func BenchmarkHTTPPathInterleaved(b *testing.B) {
+	for _, callers := range httpCallers {
+		b.Run(fmt.Sprintf("nola-vs-bare/callers=%d", callers), func(b *testing.B) {
+			url := startBare(b, "")
+			nodes := startHTTPNodes(b, 1)
+			interleave(b,
+				newHTTPLoad(b, callers, func(int) string { return url + "/call" }),
+				newHTTPLoad(b, callers, func(i int) string { return invokeURL(nodes[0].URL(), i) }))
+		})
+		b.Run(fmt.Sprintf("forward-vs-bare-forward/callers=%d", callers), func(b *testing.B) {
+			urls := make([]string, 3)
+			urls[2] = startBare(b, "")
+			urls[1] = startBare(b, urls[2])
+			urls[0] = startBare(b, urls[1])
+			nodes := startHTTPNodes(b, 3)
+			entry := forwardEntries(b, nodes, callers)
+			interleave(b,
+				newHTTPLoad(b, callers, func(i int) string { return urls[i%2] + "/fwd" }),
+				newHTTPLoad(b, callers, func(i int) string { return invokeURL(entry[i], i) }))
+		})
+	}
+}
+
+const httpBatch = 400
+
+func interleave(b *testing.B, floor, subject *httpLoad) {
+	batch := func(l *httpLoad) (cpu, wall float64) {
+		runtime.GC()
+		c0, t0 := procCPU(), time.Now()
+		if err := l.run(httpBatch); err != nil {
+			b.Fatal(err)
+		}
+		return float64(procCPU()-c0) / httpBatch, float64(time.Since(t0)) / httpBatch
+	}
+	var cpuRatio, opsRatio, floorCPU, subjectCPU, extra []float64
+	b.ResetTimer()
+	for i := range b.N {
+		var fc, fw, sc, sw float64
+		if i%2 == 0 {
+			fc, fw = batch(floor)
+			sc, sw = batch(subject)
+		} else {
+			sc, sw = batch(subject)
+			fc, fw = batch(floor)
+		}
+		cpuRatio = append(cpuRatio, sc/fc)
+		opsRatio = append(opsRatio, fw/sw)
+		floorCPU, subjectCPU, extra = append(floorCPU, fc), append(subjectCPU, sc), append(extra, sc-fc)
+	}
+	b.StopTimer()
+	b.ReportMetric(httpMedian(cpuRatio), "cpu-ratio")
+	b.ReportMetric(httpMedian(opsRatio), "ops-ratio")
+	b.ReportMetric(httpMedian(floorCPU), "floor-cpu-ns/call")
+	b.ReportMetric(httpMedian(subjectCPU), "cpu-ns/call")
+	b.ReportMetric(httpMedian(extra), "extra-cpu-ns/call")
+}
+
+func httpMedian(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // procCPU is the CPU time the process used so far, user and system, on
