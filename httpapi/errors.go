@@ -1,5 +1,20 @@
 // Package httpapi is nola's versioned HTTP API (/v1) and the HTTP transport
 // that servers use to reach each other. docs/http-api.md documents it.
+//
+// # The call path
+//
+// A call through the public invoke endpoint costs about what net/http
+// itself costs for a request (bench/README.md, "HTTP path"), so the
+// handler does per call only what a call needs: its context is a callCtx,
+// which builds a real context.WithDeadline only if something waits on it
+// (a warm call served here does not); a body of declared size is read
+// into one buffer of that size, after the size is checked against the
+// limit; the result's headers are set from values made once; the
+// metrics series of successful calls are looked up once per path, not by
+// label values per call; path and query are read without splitting them
+// or building maps. Forwarding between servers writes the internal URL's
+// query directly and reads it back in one pass. Each shortcut is tested
+// against the code it replaced (fastpath_test.go).
 package httpapi
 
 import (

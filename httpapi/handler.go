@@ -11,6 +11,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -193,7 +194,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
-		w = &boundedWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: h.opts.WriteTimeout}
+		w = &boundedWriter{ResponseWriter: w, rc: *http.NewResponseController(w), timeout: h.opts.WriteTimeout}
 	}
 	h.mux.ServeHTTP(w, r)
 }
@@ -206,21 +207,27 @@ func emptyName(p string) string {
 	if !ok {
 		return ""
 	}
-	segs := strings.Split(rest, "/")
+	// The first five segments are all that is compared: cut them into an
+	// array rather than splitting the path (an allocation per request).
+	var segs [5]string
+	n := strings.Count(rest, "/") + 1
+	for i, tail := 0, rest; i < min(n, len(segs)); i++ {
+		segs[i], tail, _ = strings.Cut(tail, "/")
+	}
 	switch {
 	case segs[0] == "":
 		return "namespace"
-	case len(segs) < 3:
+	case n < 3:
 		return ""
 	case segs[1] == "actors" && segs[2] == "":
 		return "actor ID"
-	case segs[1] == "modules" && segs[2] == "" && len(segs) == 3:
+	case segs[1] == "modules" && segs[2] == "" && n == 3:
 		return "module ID"
-	case segs[1] == "actors" && len(segs) == 5 && segs[3] == "invoke" && segs[4] == "":
+	case segs[1] == "actors" && n == 5 && segs[3] == "invoke" && segs[4] == "":
 		return "operation"
 	case segs[1] == "workers" && segs[2] == "":
 		return "worker type"
-	case segs[1] == "workers" && len(segs) == 4 && segs[3] == "":
+	case segs[1] == "workers" && n == 4 && segs[3] == "":
 		return "operation"
 	}
 	return ""
@@ -232,7 +239,7 @@ func emptyName(p string) string {
 // clears the deadline after each request.
 type boundedWriter struct {
 	http.ResponseWriter
-	rc      *http.ResponseController
+	rc      http.ResponseController // a value: one allocation per request for both
 	timeout time.Duration
 	armed   bool
 }
@@ -355,6 +362,16 @@ func (h *Handler) scoped(f http.HandlerFunc) http.HandlerFunc {
 
 // callContext derives the call's context from the timeout header.
 func (h *Handler) callContext(r *http.Request) (context.Context, context.CancelFunc, error) {
+	cc, err := h.newCallCtx(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cc, cc.release, nil
+}
+
+// newCallCtx is callContext for the call endpoints, which release the
+// context themselves (a deferred cc.release() costs no closure).
+func (h *Handler) newCallCtx(r *http.Request) (*callCtx, error) {
 	d := h.opts.DefaultTimeout
 	if v := r.Header.Get(HeaderTimeout); v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
@@ -362,7 +379,7 @@ func (h *Handler) callContext(r *http.Request) (context.Context, context.CancelF
 			ms, err = math.MaxInt64, nil // capped below, as documented
 		}
 		if err != nil || ms <= 0 {
-			return nil, nil, &nola.Error{Code: nola.CodeBadRequest, Message: HeaderTimeout + " must be a positive integer (milliseconds)"}
+			return nil, &nola.Error{Code: nola.CodeBadRequest, Message: HeaderTimeout + " must be a positive integer (milliseconds)"}
 		}
 		// Compare in milliseconds first: a huge value would overflow.
 		d = h.opts.MaxTimeout
@@ -370,8 +387,7 @@ func (h *Handler) callContext(r *http.Request) (context.Context, context.CancelF
 			d = time.Duration(ms) * time.Millisecond
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), d)
-	return ctx, cancel, nil
+	return newCallCtx(r.Context(), d), nil
 }
 
 // readPayload reads the request body, at most limit bytes, within the
@@ -386,34 +402,53 @@ func (h *Handler) callContext(r *http.Request) (context.Context, context.CancelF
 // connection inherits: they would all answer 504 at once (issue 10,
 // finding 2).
 func (h *Handler) readPayload(ctx context.Context, w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
-	if d, ok := ctx.Deadline(); ok && r.ContentLength != 0 { // 0: nothing to read, nothing to bound
-		// Not every ResponseWriter supports it (then the server's own
-		// timeouts apply).
-		rc := http.NewResponseController(w)
-		if rc.SetReadDeadline(d) == nil {
-			defer func() {
-				_ = rc.SetReadDeadline(time.Time{})
-				if !time.Now().Before(d) {
-					// The deadline may have fired in the background read
-					// before it was disarmed: do not keep a connection
-					// whose context may be cancelled.
-					w.Header().Set("Connection", "close")
-				}
-			}()
+	d, armed := ctx.Deadline()
+	// 0: nothing to read, nothing to bound. Not every ResponseWriter
+	// supports the deadline (then the server's own timeouts apply).
+	rc := http.NewResponseController(w)
+	armed = armed && r.ContentLength != 0 && rc.SetReadDeadline(d) == nil
+	b, err := readRequestBody(w, r, limit)
+	if armed {
+		_ = rc.SetReadDeadline(time.Time{})
+		if !time.Now().Before(d) {
+			// The deadline may have fired in the background read before
+			// it was disarmed: do not keep a connection whose context may
+			// be cancelled.
+			w.Header().Set("Connection", "close")
 		}
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	if err == nil {
+		return b, nil
+	}
+	if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 		return nil, &nola.Error{Code: nola.CodeTooLarge, Message: fmt.Sprintf("request body exceeds %d bytes", limit)}
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil, &nola.Error{Code: nola.CodeTimeout, Message: "the request body did not arrive within the call's deadline"}
 	}
-	if err != nil {
-		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "reading the request body: " + err.Error()}
+	return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "reading the request body: " + err.Error()}
+}
+
+// maxSizedBody is the largest declared body readRequestBody allocates whole
+// before it arrives: a client that announces a large body and sends
+// nothing must not make the server hold that much for it.
+const maxSizedBody = 64 << 10
+
+// readRequestBody reads r's body, at most limit bytes. A body of declared length
+// within the limit (and maxSizedBody) is read into a buffer of exactly
+// that size — one allocation, where io.ReadAll starts at 512 bytes and
+// grows; any other goes through http.MaxBytesReader, which also has the
+// connection closed after a body over the limit.
+func readRequestBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= int64(min(limit, maxSizedBody)) {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, b); err != nil {
+			return nil, err
+		}
+		// net/http's body ends at its Content-Length: nothing is left.
+		return b, nil
 	}
-	return b, nil
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 }
 
 func (h *Handler) writeResult(w http.ResponseWriter, b []byte, err error) {
@@ -424,10 +459,32 @@ func (h *Handler) writeResult(w http.ResponseWriter, b []byte, err error) {
 		writeError(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	hdr := w.Header()
+	hdr["Content-Type"] = octetStream
+	hdr["Content-Length"] = contentLength(len(b))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b)
+}
+
+// octetStream is the Content-Type of every result, set without
+// canonicalizing the key or allocating the value per response (net/http
+// only reads header values; Set and Add replace or copy them).
+var octetStream = []string{"application/octet-stream"}
+
+// smallLengths holds the Content-Length values of results under 256
+// bytes, made once: most results are small.
+var smallLengths = func() (v [256][]string) {
+	for i := range v {
+		v[i] = []string{strconv.Itoa(i)}
+	}
+	return v
+}()
+
+func contentLength(n int) []string {
+	if n < len(smallLengths) {
+		return smallLengths[n]
+	}
+	return []string{strconv.Itoa(n)}
 }
 
 // internalInvoke runs an invocation on this server if it owns the actor:
@@ -435,23 +492,19 @@ func (h *Handler) writeResult(w http.ResponseWriter, b []byte, err error) {
 // client re-resolves.
 func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	q := r.URL.Query()
-	req := nola.Request{
-		Namespace: q.Get("ns"), ActorID: q.Get("id"), ActorType: q.Get("type"),
-		Operation: q.Get("op"), Chain: q["chain"], Delete: q.Get("delete") == "1", Worker: q.Get("worker"),
-	}
+	req := internalRequest(r.URL)
 	b, err := func() ([]byte, error) {
-		ctx, cancel, err := h.callContext(r)
+		cc, err := h.newCallCtx(r)
 		if err != nil {
 			return nil, err
 		}
-		defer cancel()
-		if req.Payload, err = h.readPayload(ctx, w, r, h.srv.Limits().MaxPayloadBytes); err != nil {
+		defer cc.release()
+		if req.Payload, err = h.readPayload(cc, w, r, h.srv.Limits().MaxPayloadBytes); err != nil {
 			return nil, err
 		}
-		return h.srv.HandleInvoke(ctx, req)
+		return h.srv.HandleInvoke(cc, req)
 	}()
-	h.met.observe("internal", start, err) // rejected calls count too
+	h.met.observe(pathInternal, start, err) // rejected calls count too
 	h.writeResult(w, b, err)
 }
 
@@ -459,12 +512,12 @@ func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request) {
 // to the actor's owner (itself or another server), placing the actor first
 // if needed.
 func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
-	h.serveCall(w, r, "public", func(ctx context.Context, payload []byte) ([]byte, error) {
+	h.serveCall(w, r, pathPublic, func(ctx context.Context, payload []byte) ([]byte, error) {
 		args, err := h.creationArgsHeader(r)
 		if err != nil {
 			return nil, err
 		}
-		ns, id, typ := r.PathValue("ns"), r.PathValue("id"), r.URL.Query().Get("type")
+		ns, id, typ := r.PathValue("ns"), r.PathValue("id"), queryValue(r.URL, "type")
 		b, err := h.srv.Client().Do(ctx, nola.Request{
 			Namespace: ns, ActorID: id, ActorType: typ, Operation: r.PathValue("op"),
 			Payload: payload, CreationArgs: args,
@@ -481,22 +534,106 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 // serveCall runs a public call endpoint: the call's deadline from the
 // timeout header, the payload read within it, then call; its result or
 // error is written and counted under path (rejected calls count too).
-func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, path string, call func(ctx context.Context, payload []byte) ([]byte, error)) {
+func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, path callPath, call func(ctx context.Context, payload []byte) ([]byte, error)) {
 	start := time.Now()
 	b, err := func() ([]byte, error) {
-		ctx, cancel, err := h.callContext(r)
+		cc, err := h.newCallCtx(r)
 		if err != nil {
 			return nil, err
 		}
-		defer cancel()
-		payload, err := h.readPayload(ctx, w, r, h.srv.Limits().MaxPayloadBytes)
+		defer cc.release()
+		payload, err := h.readPayload(cc, w, r, h.srv.Limits().MaxPayloadBytes)
 		if err != nil {
 			return nil, err
 		}
-		return call(ctx, payload)
+		return call(cc, payload)
 	}()
 	h.met.observe(path, start, err)
 	h.writeResult(w, b, err)
+}
+
+// internalRequest reads an internal invoke's query (InternalInvokeURL)
+// in one pass over it, by url.ParseQuery's rules, without building its
+// map: a pair with a semicolon or a bad escape is skipped, a key given
+// twice counts by its first value (chain by all of them). A query of many
+// pairs goes to url.ParseQuery itself, which also bounds their number.
+func internalRequest(u *url.URL) nola.Request {
+	raw := u.RawQuery
+	if strings.Count(raw, "&") >= 100 {
+		q := u.Query()
+		return nola.Request{
+			Namespace: q.Get("ns"), ActorID: q.Get("id"), ActorType: q.Get("type"),
+			Operation: q.Get("op"), Chain: q["chain"], Delete: q.Get("delete") == "1", Worker: q.Get("worker"),
+		}
+	}
+	var req nola.Request
+	var seen [6]bool // ns, id, type, op, delete, worker
+	first := func(i int, dst *string, v string) {
+		if !seen[i] {
+			seen[i], *dst = true, v
+		}
+	}
+	var del string
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		k, err := url.QueryUnescape(k)
+		if err != nil {
+			continue
+		}
+		if v, err = url.QueryUnescape(v); err != nil {
+			continue
+		}
+		switch k {
+		case "ns":
+			first(0, &req.Namespace, v)
+		case "id":
+			first(1, &req.ActorID, v)
+		case "type":
+			first(2, &req.ActorType, v)
+		case "op":
+			first(3, &req.Operation, v)
+		case "delete":
+			first(4, &del, v)
+		case "worker":
+			first(5, &req.Worker, v)
+		case "chain":
+			req.Chain = append(req.Chain, v)
+		}
+	}
+	req.Delete = del == "1"
+	return req
+}
+
+// queryValue is u.Query().Get(key) without building the query's map (an
+// allocation or three per call): the first value of key among the
+// query's pairs, by url.ParseQuery's rules — a pair with a semicolon or a
+// bad escape is skipped. A query of many pairs goes to url.ParseQuery
+// itself, which also bounds their number.
+func queryValue(u *url.URL, key string) string {
+	raw := u.RawQuery
+	if strings.Count(raw, "&") >= 100 {
+		return u.Query().Get(key)
+	}
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if k, err := url.QueryUnescape(k); err != nil || k != key {
+			continue
+		}
+		if v, err := url.QueryUnescape(v); err == nil {
+			return v
+		}
+	}
+	return ""
 }
 
 // creationArgsHeader decodes the Nola-Creation-Args header, refusing one
@@ -550,7 +687,7 @@ func (h *Handler) createActor(w http.ResponseWriter, r *http.Request) {
 		}
 		return h.srv.Client().Create(ctx, r.PathValue("ns"), r.PathValue("id"), typ, args)
 	}()
-	h.met.observe("create", start, err)
+	h.met.observe(pathCreate, start, err)
 	if err != nil {
 		h.writeResult(w, nil, err)
 		return
@@ -574,7 +711,7 @@ func (h *Handler) deleteActor(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		return h.srv.Client().Delete(ctx, r.PathValue("ns"), r.PathValue("id"))
 	}()
-	h.met.observe("delete", start, err)
+	h.met.observe(pathDelete, start, err)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -585,7 +722,7 @@ func (h *Handler) deleteActor(w http.ResponseWriter, r *http.Request) {
 // callWorker is the public endpoint of stateless workers: the server that
 // receives the call runs it (no placement, no forwarding).
 func (h *Handler) callWorker(w http.ResponseWriter, r *http.Request) {
-	h.serveCall(w, r, "worker", func(ctx context.Context, payload []byte) ([]byte, error) {
+	h.serveCall(w, r, pathWorker, func(ctx context.Context, payload []byte) ([]byte, error) {
 		return h.srv.Client().CallWorker(ctx, r.PathValue("ns"), r.PathValue("type"), r.PathValue("op"), payload)
 	})
 }

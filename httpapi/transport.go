@@ -46,8 +46,10 @@ type TransportOptions struct {
 // internal endpoint of the server at addr ("http://host:port"), which runs it
 // only if it owns the actor.
 type Transport struct {
-	client    *http.Client
-	token     string
+	client *http.Client
+	// auth is the Authorization header's value (nil without a token),
+	// made once rather than per call.
+	auth      []string
 	maxResult int
 	// local short-circuits calls to this process's own server.
 	localAddr string
@@ -85,30 +87,55 @@ func NewTransport(opts TransportOptions) *Transport {
 		TLSClientConfig:     opts.TLS,
 		ForceAttemptHTTP2:   false,
 	}
-	return &Transport{client: &http.Client{Transport: tr}, token: opts.Token, maxResult: opts.MaxResultBytes}
+	t := &Transport{client: &http.Client{Transport: tr}, maxResult: opts.MaxResultBytes}
+	if opts.Token != "" {
+		t.auth = []string{"Bearer " + opts.Token}
+	}
+	return t
 }
 
 // Close releases idle connections.
 func (t *Transport) Close() { t.client.CloseIdleConnections() }
 
 // InternalInvokeURL builds the internal invoke URL for req at addr.
+//
+// It writes what url.Values.Encode would (keys sorted: chain, delete,
+// id, ns, op, type, worker) into one buffer, without the map, the sort
+// and a string per pair.
 func InternalInvokeURL(addr string, req nola.Request) string {
-	q := url.Values{}
-	q.Set("ns", req.Namespace)
-	if req.Worker != "" {
-		q.Set("worker", req.Worker)
-	} else {
-		q.Set("id", req.ActorID)
-		q.Set("type", req.ActorType)
+	var b strings.Builder
+	addr = strings.TrimRight(addr, "/")
+	b.Grow(len(addr) + len("/v1/internal/invoke?ns=&id=&type=&op=") + len(req.Namespace) + len(req.ActorID) +
+		len(req.ActorType) + len(req.Operation) + len(req.Worker) + 16*len(req.Chain))
+	b.WriteString(addr)
+	b.WriteString("/v1/internal/invoke?")
+	sep := false
+	param := func(k, v string) {
+		if sep {
+			b.WriteByte('&')
+		}
+		sep = true
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(v))
 	}
-	q.Set("op", req.Operation)
 	for _, c := range req.Chain {
-		q.Add("chain", c)
+		param("chain", c)
 	}
 	if req.Delete {
-		q.Set("delete", "1")
+		param("delete", "1")
 	}
-	return strings.TrimRight(addr, "/") + "/v1/internal/invoke?" + q.Encode()
+	if req.Worker == "" {
+		param("id", req.ActorID)
+	}
+	param("ns", req.Namespace)
+	param("op", req.Operation)
+	if req.Worker != "" {
+		param("worker", req.Worker)
+	} else {
+		param("type", req.ActorType)
+	}
+	return b.String()
 }
 
 // Invoke implements nola.Transport.
@@ -116,31 +143,40 @@ func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 	if t.local != nil && strings.TrimRight(addr, "/") == t.localAddr {
 		return t.local.HandleInvoke(ctx, req)
 	}
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, InternalInvokeURL(addr, req), bytes.NewReader(req.Payload))
+	// Whether the request reached a connection: before that, a failure
+	// (even the deadline) certainly left it unsent. The trace is in the
+	// request's context from the start (WithContext would copy the
+	// request).
+	st := &sendTrace{}
+	st.trace.GotConn = st.gotConn
+	hreq, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, &st.trace), http.MethodPost,
+		InternalInvokeURL(addr, req), bytes.NewReader(req.Payload))
 	if err != nil {
 		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "bad server address " + addr}
 	}
-	hreq.Header.Set("Content-Type", "application/octet-stream")
-	if t.token != "" {
-		hreq.Header.Set("Authorization", "Bearer "+t.token)
+	hreq.Header["Content-Type"] = octetStream
+	if t.auth != nil {
+		hreq.Header["Authorization"] = t.auth
 	}
 	setTimeout(ctx, hreq)
-	// Whether the request reached a connection: before that, a failure
-	// (even the deadline) certainly left it unsent.
-	var sent atomic.Bool
-	hreq = hreq.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn: func(httptrace.GotConnInfo) { sent.Store(true) },
-	}))
 	resp, err := t.client.Do(hreq)
 	if err != nil {
-		return nil, forwardError(ctx, addr, err, sent.Load())
+		return nil, forwardError(ctx, addr, err, st.sent.Load())
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return nil, readError(resp)
 	}
-	return readBody(resp.Body, t.maxResult)
+	return readSized(resp.Body, resp.ContentLength, t.maxResult)
 }
+
+// sendTrace records whether a request got a connection.
+type sendTrace struct {
+	sent  atomic.Bool
+	trace httptrace.ClientTrace
+}
+
+func (s *sendTrace) gotConn(httptrace.GotConnInfo) { s.sent.Store(true) }
 
 // setTimeout tells the server how long it has: the caller's remaining time
 // less an answer margin (forwardMargin), so that a server that cannot
@@ -160,6 +196,20 @@ func setTimeout(ctx context.Context, r *http.Request) {
 // answer to travel back: an eighth, at most 250ms.
 func forwardMargin(left time.Duration) time.Duration {
 	return min(left/8, 250*time.Millisecond)
+}
+
+// readSized is readBody for a body that declares its length (n ≥ 0): one
+// buffer of that size if it is within the limit (and maxSizedBody),
+// where io.ReadAll starts at 512 bytes and grows.
+func readSized(r io.Reader, n int64, limit int) ([]byte, error) {
+	if n < 0 || n > int64(min(limit, maxSizedBody)) {
+		return readBody(r, limit)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nil, &nola.Error{Code: nola.CodeTimeout, Message: "reading the result: " + err.Error()}
+	}
+	return b, nil
 }
 
 func readBody(r io.Reader, limit int) ([]byte, error) {

@@ -1,0 +1,150 @@
+package httpapi
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// callCtx is a call's context: what context.WithDeadline(parent, deadline)
+// returns, made only when it is needed.
+//
+// A WithDeadline context costs every request about seven allocations and
+// a runtime timer armed and stopped (≈1 µs of the HTTP path, issue 16).
+// Most calls never need them: a warm call served by this server never
+// waits, so nothing calls Done, and only the deadline (Deadline) and
+// whether it passed (Err) are asked. callCtx answers those two itself,
+// and builds the real context — with the same parent, deadline and, if
+// it already ended, the same error — the first time Done or Value is
+// called (a call that waits for its actor, a forwarded call, Cause) and
+// delegates to it from then on.
+//
+// Before the real context exists, Err reads the clock: it reports
+// DeadlineExceeded from the deadline on, where a WithDeadline context
+// does once its timer has run, a moment later. Whatever Err reports first
+// stays, as with context.WithDeadline.
+type callCtx struct {
+	parent   context.Context
+	deadline time.Time
+	// real is the materialized context, set once.
+	real atomic.Pointer[derivedCtx]
+
+	mu sync.Mutex
+	// end records, before real exists, why the call ended (endNone while
+	// it runs).
+	end callEnd
+}
+
+type derivedCtx struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// callEnd is why a callCtx ended before its real context existed.
+type callEnd uint8
+
+const (
+	endNone     callEnd = iota
+	endDeadline         // the deadline passed
+	endParent           // the parent ended
+	endReleased         // release was called (the handler returned)
+)
+
+func newCallCtx(parent context.Context, d time.Duration) *callCtx {
+	return &callCtx{parent: parent, deadline: time.Now().Add(d)}
+}
+
+// Deadline implements context.Context.
+func (c *callCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// Done implements context.Context; it builds the real context.
+func (c *callCtx) Done() <-chan struct{} { return c.derived().ctx.Done() }
+
+// Value implements context.Context; it builds the real context, so that
+// what the standard library looks up through Value (context.Cause, the
+// parent links of contexts derived from this one) is a real context's.
+func (c *callCtx) Value(key any) any { return c.derived().ctx.Value(key) }
+
+// Err implements context.Context.
+func (c *callCtx) Err() error {
+	if d := c.real.Load(); d != nil {
+		return d.ctx.Err()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := c.real.Load(); d != nil {
+		return d.ctx.Err()
+	}
+	if c.end == endNone {
+		c.end = c.endedLocked()
+	}
+	switch c.end {
+	case endDeadline:
+		return context.DeadlineExceeded
+	case endParent:
+		return c.parent.Err()
+	case endReleased:
+		return context.Canceled
+	}
+	return nil
+}
+
+// endedLocked reports whether (and why) the call has ended by now.
+func (c *callCtx) endedLocked() callEnd {
+	switch {
+	case c.parent.Err() != nil:
+		return endParent
+	case !time.Now().Before(c.deadline):
+		return endDeadline
+	}
+	return endNone
+}
+
+// release ends the call, as a WithDeadline context's cancel does; the
+// handler defers it.
+func (c *callCtx) release() {
+	if d := c.real.Load(); d != nil {
+		d.cancel()
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := c.real.Load(); d != nil {
+		d.cancel()
+		return
+	}
+	if c.end == endNone {
+		if c.end = c.endedLocked(); c.end == endNone {
+			c.end = endReleased
+		}
+	}
+}
+
+// derived returns the real context, building it on first use in the state
+// Err has reported: running (a WithDeadline of the parent), or ended with
+// the same error.
+func (c *callCtx) derived() *derivedCtx {
+	if d := c.real.Load(); d != nil {
+		return d
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := c.real.Load(); d != nil {
+		return d
+	}
+	d := &derivedCtx{}
+	switch c.end {
+	case endNone, endParent:
+		// A parent that ended gives its error to the child at once.
+		d.ctx, d.cancel = context.WithDeadline(c.parent, c.deadline)
+	case endDeadline:
+		// Past the deadline, even if the parent ends too now.
+		d.ctx, d.cancel = context.WithDeadline(context.WithoutCancel(c.parent), c.deadline)
+	case endReleased:
+		d.ctx, d.cancel = context.WithCancel(context.WithoutCancel(c.parent))
+		d.cancel()
+	}
+	c.real.Store(d)
+	return d
+}

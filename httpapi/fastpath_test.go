@@ -1,0 +1,386 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nolaproject/nola/nola"
+)
+
+// The call path's shortcuts (issue 16, item 4) must answer exactly what
+// the code they replace answered.
+
+// randomString joins n pieces drawn from parts.
+func randomString(rng *rand.Rand, parts []string, n int) string {
+	var b strings.Builder
+	for range n {
+		b.WriteString(parts[rng.IntN(len(parts))])
+	}
+	return b.String()
+}
+
+var queryParts = []string{"type", "=", "&", ";", "%", "%2", "%41", "%7", "+", "x", "t%79pe", "ty", "pe", "%zz", "==", "echo"}
+
+func TestQueryValueMatchesParseQuery(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	cases := []string{"", "type=echo", "type=", "type", "&type=a&type=b", "type=a;b&type=c", "type=%zz&type=ok",
+		"t%79pe=x", "type=a+b%21", strings.Repeat("x=1&", 150) + "type=far"}
+	for range 20000 {
+		cases = append(cases, randomString(rng, queryParts, rng.IntN(12)))
+	}
+	for _, raw := range cases {
+		u := &url.URL{RawQuery: raw}
+		if got, want := queryValue(u, "type"), u.Query().Get("type"); got != want {
+			t.Fatalf("queryValue(%q) = %q, want %q (url.ParseQuery)", raw, got, want)
+		}
+	}
+}
+
+func FuzzQueryValue(f *testing.F) {
+	for _, s := range []string{"type=echo", "a=1&type=%41&type=b", "type=%zz;&type=+"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u := &url.URL{RawQuery: raw}
+		if got, want := queryValue(u, "type"), u.Query().Get("type"); got != want {
+			t.Fatalf("queryValue(%q) = %q, want %q", raw, got, want)
+		}
+	})
+}
+
+// emptyNameSplit is emptyName as it was, splitting the path.
+func emptyNameSplit(p string) string {
+	rest, ok := strings.CutPrefix(p, "/v1/ns/")
+	if !ok {
+		return ""
+	}
+	segs := strings.Split(rest, "/")
+	switch {
+	case segs[0] == "":
+		return "namespace"
+	case len(segs) < 3:
+		return ""
+	case segs[1] == "actors" && segs[2] == "":
+		return "actor ID"
+	case segs[1] == "modules" && segs[2] == "" && len(segs) == 3:
+		return "module ID"
+	case segs[1] == "actors" && len(segs) == 5 && segs[3] == "invoke" && segs[4] == "":
+		return "operation"
+	case segs[1] == "workers" && segs[2] == "":
+		return "worker type"
+	case segs[1] == "workers" && len(segs) == 4 && segs[3] == "":
+		return "operation"
+	}
+	return ""
+}
+
+func TestEmptyNameMatchesSplit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	parts := []string{"/", "/", "actors", "modules", "workers", "invoke", "a", "x/"}
+	seen := map[string]bool{}
+	for range 50000 {
+		p := "/v1/ns/" + randomString(rng, parts, rng.IntN(9))
+		got, want := emptyName(p), emptyNameSplit(p)
+		if got != want {
+			t.Fatalf("emptyName(%q) = %q, want %q", p, got, want)
+		}
+		seen[want] = true
+	}
+	for _, what := range []string{"", "namespace", "actor ID", "module ID", "operation", "worker type"} {
+		if !seen[what] {
+			t.Errorf("no generated path had answer %q: the comparison misses a case", what)
+		}
+	}
+}
+
+// waitDone waits for ctx to end; a context that never ends fails the test
+// when the test's own deadline nears, rather than after a guessed delay.
+func waitDone(t *testing.T, ctx context.Context) {
+	t.Helper()
+	limit := make(<-chan time.Time)
+	if d, ok := t.Deadline(); ok {
+		limit = time.After(time.Until(d) - 5*time.Second)
+	}
+	select {
+	case <-ctx.Done():
+	case <-limit:
+		t.Fatal("the context never ended")
+	}
+}
+
+func TestCallCtxReleased(t *testing.T) {
+	parent, cancel := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "v"))
+	defer cancel()
+	cc := newCallCtx(parent, time.Hour)
+	if d, ok := cc.Deadline(); !ok || time.Until(d) < 59*time.Minute {
+		t.Fatalf("Deadline() = %v, %v", d, ok)
+	}
+	if err := cc.Err(); err != nil {
+		t.Fatalf("Err() = %v before release", err)
+	}
+	cc.release()
+	if err := cc.Err(); err != context.Canceled {
+		t.Fatalf("Err() = %v after release, want Canceled", err)
+	}
+	select {
+	case <-cc.Done(): // built after the end: closed at once
+	default:
+		t.Fatal("Done() is open after release")
+	}
+	cancel() // the parent ending later changes nothing
+	if err, cause := cc.Err(), context.Cause(cc); err != context.Canceled || cause != context.Canceled {
+		t.Fatalf("after Done: Err %v, Cause %v; want Canceled", err, cause)
+	}
+	if v := cc.Value(ctxKey{}); v != "v" {
+		t.Fatalf("Value = %v, want the parent's", v)
+	}
+}
+
+type ctxKey struct{}
+
+func TestCallCtxDeadlinePassedWithoutDone(t *testing.T) {
+	parent, cancel := context.WithCancel(context.Background())
+	cc := newCallCtx(parent, -time.Millisecond)
+	if err := cc.Err(); err != context.DeadlineExceeded {
+		t.Fatalf("Err() = %v past the deadline, want DeadlineExceeded", err)
+	}
+	cancel()
+	// What Err reported first stays, now and once the real context exists.
+	if err := cc.Err(); err != context.DeadlineExceeded {
+		t.Fatalf("Err() = %v after the parent ended too", err)
+	}
+	waitDone(t, cc)
+	if err, cause := cc.Err(), context.Cause(cc); err != context.DeadlineExceeded || cause != context.DeadlineExceeded {
+		t.Fatalf("after Done: Err %v, Cause %v; want DeadlineExceeded", err, cause)
+	}
+	cc.release()
+	if err := cc.Err(); err != context.DeadlineExceeded {
+		t.Fatalf("Err() = %v after release", err)
+	}
+}
+
+func TestCallCtxParentEnds(t *testing.T) {
+	parent, cancel := context.WithCancel(context.Background())
+	cc := newCallCtx(parent, time.Hour)
+	derived, stop := context.WithCancel(cc) // as the engine's forwarding does
+	defer stop()
+	cancel()
+	waitDone(t, cc)
+	waitDone(t, derived)
+	if err := cc.Err(); err != context.Canceled {
+		t.Fatalf("Err() = %v, want the parent's Canceled", err)
+	}
+	cc.release()
+}
+
+func TestCallCtxTimerFiresOnceBuilt(t *testing.T) {
+	cc := newCallCtx(context.Background(), 20*time.Millisecond)
+	defer cc.release()
+	done := cc.Done()
+	select {
+	case <-done:
+		if err := cc.Err(); err != context.DeadlineExceeded {
+			t.Fatalf("closed before the deadline with %v", err)
+		}
+	default:
+	}
+	waitDone(t, cc)
+	if err := cc.Err(); err != context.DeadlineExceeded {
+		t.Fatalf("Err() = %v, want DeadlineExceeded", err)
+	}
+}
+
+func TestCallCtxReleaseEndsDerived(t *testing.T) {
+	cc := newCallCtx(context.Background(), time.Hour)
+	derived, stop := context.WithCancel(cc)
+	defer stop()
+	cc.release()
+	waitDone(t, derived)
+	if err := cc.Err(); err != context.Canceled {
+		t.Fatalf("Err() = %v after release, want Canceled", err)
+	}
+}
+
+// A call that never waits builds nothing: one allocation, the callCtx.
+func TestCallCtxWarmPathAllocatesOnce(t *testing.T) {
+	parent := context.Background()
+	allocs := testing.AllocsPerRun(1000, func() {
+		cc := newCallCtx(parent, time.Minute)
+		if _, ok := cc.Deadline(); !ok || cc.Err() != nil {
+			t.Fatal("a fresh call context ended")
+		}
+		cc.release()
+	})
+	if allocs > 1 {
+		t.Fatalf("%v allocations per call context that nobody waits on, want 1", allocs)
+	}
+}
+
+func TestReadRequestBodySized(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader([]byte("12345678")))
+	b, err := readRequestBody(httptest.NewRecorder(), r, 1<<10)
+	if err != nil || string(b) != "12345678" || cap(b) != 8 {
+		t.Fatalf("readRequestBody = %q (cap %d), %v; want the 8 bytes in an 8-byte buffer", b, cap(b), err)
+	}
+	// A body shorter than its Content-Length is an error, as with io.ReadAll.
+	r = httptest.NewRequest(http.MethodPost, "/", bytes.NewReader([]byte("123")))
+	r.ContentLength = 8
+	if _, err := readRequestBody(httptest.NewRecorder(), r, 1<<10); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("short body: %v, want unexpected EOF", err)
+	}
+	// Over the limit, declared or not: the bounded reader's error.
+	for _, declared := range []int64{2 << 10, -1} {
+		r = httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(make([]byte, 2<<10)))
+		r.ContentLength = declared
+		var mbe *http.MaxBytesError
+		if _, err := readRequestBody(httptest.NewRecorder(), r, 1<<10); !errors.As(err, &mbe) {
+			t.Fatalf("Content-Length %d over the limit: %v, want *http.MaxBytesError", declared, err)
+		}
+	}
+	// Declared beyond maxSizedBody but within the limit: read as it
+	// arrives, not allocated up front.
+	r = httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(make([]byte, 3)))
+	r.ContentLength = maxSizedBody + 1
+	if b, err := readRequestBody(httptest.NewRecorder(), r, 1<<20); err != nil || len(b) != 3 || cap(b) > maxSizedBody {
+		t.Fatalf("large declared body: %d bytes (cap %d), %v; want 3 read as they come", len(b), cap(b), err)
+	}
+}
+
+// Series appear as WithLabelValues made them: an ok series only once a
+// call succeeded.
+func TestMetricsSeriesMadeOnUse(t *testing.T) {
+	m := &metrics{
+		calls:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "c"}, []string{"path", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "l"}, []string{"path"}),
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.calls, m.latency)
+	series := func() map[string]float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, mf := range mfs {
+			for _, mt := range mf.GetMetric() {
+				name := mf.GetName()
+				for _, l := range mt.GetLabel() {
+					name += "," + l.GetValue()
+				}
+				out[name] = mt.GetCounter().GetValue() + float64(mt.GetHistogram().GetSampleCount())
+			}
+		}
+		return out
+	}
+	m.observe(pathPublic, time.Now(), &nola.Error{Code: nola.CodeBadRequest})
+	if got, want := series(), map[string]float64{"c,bad_request,public": 1, "l,public": 1}; !equalSeries(got, want) {
+		t.Fatalf("after one rejected call: %v, want %v", got, want)
+	}
+	m.observe(pathPublic, time.Now(), nil)
+	m.observe(pathPublic, time.Now(), nil)
+	m.observe(pathWorker, time.Now(), nil)
+	want := map[string]float64{"c,bad_request,public": 1, "c,ok,public": 2, "c,ok,worker": 1, "l,public": 3, "l,worker": 1}
+	if got := series(); !equalSeries(got, want) {
+		t.Fatalf("after three more: %v, want %v", got, want)
+	}
+}
+
+func equalSeries(a, b map[string]float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// internalRequestQuery is internalInvoke's reading of its query as it was.
+func internalRequestQuery(u *url.URL) nola.Request {
+	q := u.Query()
+	return nola.Request{
+		Namespace: q.Get("ns"), ActorID: q.Get("id"), ActorType: q.Get("type"),
+		Operation: q.Get("op"), Chain: q["chain"], Delete: q.Get("delete") == "1", Worker: q.Get("worker"),
+	}
+}
+
+func TestInternalRequestMatchesQuery(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	parts := []string{"ns", "id", "type", "op", "chain", "delete", "worker", "=", "&", ";", "1", "%31", "%zz", "+", "a", "n%73"}
+	cases := []string{"", "ns=a&id=b&type=c&op=d&chain=x&chain=y&delete=1", strings.Repeat("chain=c&", 120) + "ns=far"}
+	for range 30000 {
+		cases = append(cases, randomString(rng, parts, rng.IntN(16)))
+	}
+	for _, raw := range cases {
+		u := &url.URL{RawQuery: raw}
+		if got, want := internalRequest(u), internalRequestQuery(u); !reflect.DeepEqual(got, want) {
+			t.Fatalf("internalRequest(%q) = %+v, want %+v", raw, got, want)
+		}
+	}
+}
+
+// internalInvokeURLValues is InternalInvokeURL as it was, through url.Values.
+func internalInvokeURLValues(addr string, req nola.Request) string {
+	q := url.Values{}
+	q.Set("ns", req.Namespace)
+	if req.Worker != "" {
+		q.Set("worker", req.Worker)
+	} else {
+		q.Set("id", req.ActorID)
+		q.Set("type", req.ActorType)
+	}
+	q.Set("op", req.Operation)
+	for _, c := range req.Chain {
+		q.Add("chain", c)
+	}
+	if req.Delete {
+		q.Set("delete", "1")
+	}
+	return strings.TrimRight(addr, "/") + "/v1/internal/invoke?" + q.Encode()
+}
+
+func TestInternalInvokeURLMatchesEncode(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	parts := []string{"a", "é", " ", "&", "=", "%", "/", "+", "?", "#", ";"}
+	word := func() string { return randomString(rng, parts, rng.IntN(4)) }
+	for range 20000 {
+		req := nola.Request{Namespace: word(), ActorID: word(), ActorType: word(), Operation: word(), Delete: rng.IntN(2) == 0}
+		if rng.IntN(3) == 0 {
+			req.Worker = "w" + word()
+		}
+		for range rng.IntN(3) {
+			req.Chain = append(req.Chain, word())
+		}
+		got, want := InternalInvokeURL("http://h:1/", req), internalInvokeURLValues("http://h:1/", req)
+		if got != want {
+			t.Fatalf("InternalInvokeURL(%+v) = %q, want %q", req, got, want)
+		}
+		// And the server reads back what was sent.
+		u, err := url.Parse(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back := internalRequest(u)
+		sent := req
+		if sent.Worker != "" {
+			sent.ActorID, sent.ActorType = "", ""
+		}
+		if !reflect.DeepEqual(back, sent) {
+			t.Fatalf("read back %+v, sent %+v", back, sent)
+		}
+	}
+}
