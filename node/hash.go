@@ -91,7 +91,7 @@ func (n *Node) Router() *storeless.Router { return n.router }
 // negative, rounds in the background until the node closes.
 func (n *Node) startRouter(ctx context.Context, interval time.Duration) {
 	n.router.Round(ctx)
-	n.log.Warn("store-less mode (--registry hash): NOT linearizable and no durable KV; " +
+	n.log.Warn("store-less mode (--registry hash): NOT linearizable and no durable KV; "+
 		"servers that cannot see each other host the same actor twice", "members", n.router.Members().Live())
 	if interval < 0 {
 		return
