@@ -91,16 +91,23 @@ type cluster struct {
 // by a static list; membership rounds run only when the test calls round.
 func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, func(*node.Options) {})
+}
+
+func startClusterWith(t *testing.T, n int, opt func(*node.Options)) *cluster {
+	t.Helper()
 	c := &cluster{t: t, net: &testNet{cut: map[[2]string]bool{}}}
 	for _, a := range freeAddrs(t, n) {
 		c.urls = append(c.urls, "http://"+a)
 	}
 	for i := range n {
-		nd, err := node.Start(context.Background(), node.Options{
+		o := node.Options{
 			ID: fmt.Sprintf("s%d", i), Listen: strings.TrimPrefix(c.urls[i], "http://"),
 			Types: actors.Types(), Workers: actors.Workers(), LeaseTTL: 2 * time.Second,
 			Hash: &node.Hash{Peers: c.urls, Interval: -1, Probe: c.net.probe(c.urls[i])},
-		})
+		}
+		opt(&o)
+		nd, err := node.Start(context.Background(), o)
 		if err != nil {
 			t.Fatal(err)
 		}
