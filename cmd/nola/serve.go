@@ -74,7 +74,10 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve", "serve [flags]", stderr)
+	fs := newFlagSet("serve", "serve [flags]\n\n"+
+		"Runs a server. With the default --registry store, placement goes through the store (etcd) and is\n"+
+		"linearizable. --registry hash is STORE-LESS: NOT linearizable and NO durable KV (actor KV calls fail);\n"+
+		"two servers that cannot see each other both run the same actor. See docs/storeless.md.", stderr)
 	var c serveConfig
 	fs.StringVar(&c.id, "id", "", "server ID, stable across restarts (default: host name and listen port)")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:9090", "address to listen on")
