@@ -6,6 +6,7 @@ import (
 
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/storeless"
+	"github.com/nolaproject/nola/wasm/modules"
 )
 
 // Hash configures a store-less node (docs/storeless.md). It is NOT
@@ -58,7 +59,7 @@ func (p *prepared) checkHash() error {
 
 // newRouter builds the store-less router of a node whose server will use
 // transport for calls to other members.
-func (n *Node) newRouter(p *prepared, transport nola.Transport) (*storeless.Router, error) {
+func (n *Node) newRouter(p *prepared, transport nola.Transport, mods *modules.Store) (*storeless.Router, error) {
 	h := p.Hash
 	peers := make([]string, 0, len(h.Peers))
 	for _, u := range h.Peers {
@@ -73,8 +74,8 @@ func (n *Node) newRouter(p *prepared, transport nola.Transport) (*storeless.Rout
 		return nil, err
 	}
 	maxModule := 0
-	if p.WASM != nil {
-		maxModule = 16 << 20
+	if mods != nil {
+		maxModule = mods.Limits().MaxModuleBytes
 	}
 	return storeless.NewRouter(storeless.RouterConfig{
 		Members: m, Transport: transport, AdminToken: p.AdminToken,

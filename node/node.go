@@ -33,6 +33,7 @@ type Node struct {
 	addr, url string
 	srv       *nola.Server
 	router    *storeless.Router // store-less mode only
+	storeless bool              // Options.Hash: the store is private
 	hs        *http.Server
 	storeDesc string
 	// etcdEndpoints are the embedded etcd's, if it runs one.
@@ -97,6 +98,7 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 	if err := registerMetrics(metrics, n.ln); err != nil {
 		return err
 	}
+	n.storeless = p.Hash != nil
 	store, err := n.openStore(ctx, &p.Store)
 	if err != nil {
 		return err
@@ -128,7 +130,7 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 
 	var srvTransport nola.Transport = transport
 	if p.Hash != nil {
-		if n.router, err = n.newRouter(p, transport); err != nil {
+		if n.router, err = n.newRouter(p, transport, mods); err != nil {
 			return fmt.Errorf("node: %w", err)
 		}
 		srvTransport = n.router

@@ -58,7 +58,7 @@ type RouterConfig struct {
 	// client of its own).
 	HTTP http.RoundTripper
 	// MaxModuleBytes bounds a module upload the router copies to the
-	// other members (default 16 MiB).
+	// other members (default 16 MiB; the API's own bound, normally).
 	MaxModuleBytes int
 	// Interval is the time between membership rounds in Run (default 1s).
 	Interval time.Duration
@@ -369,14 +369,21 @@ func (r *Router) copyModule(next http.Handler) http.Handler {
 			writeErr(w, &nola.Error{Code: "forbidden", Message: HeaderForwarded + " is for servers of the cluster"})
 			return
 		}
-		body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, int64(r.cfg.MaxModuleBytes)))
-		if err != nil {
-			writeErr(w, &nola.Error{Code: nola.CodeTooLarge, Message: fmt.Sprintf("module upload: %v (at most %d bytes)", err, r.cfg.MaxModuleBytes)})
-			return
-		}
-		req.Body = io.NopCloser(bytes.NewReader(body))
+		// The API reads the body (after its own checks: a refused caller
+		// makes it read nothing) and bounds it; a copy is kept as it reads.
+		keep := &capped{max: r.cfg.MaxModuleBytes}
+		req.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.TeeReader(req.Body, keep), req.Body}
 		rec := &recorder{ResponseWriter: w, header: http.Header{}}
 		next.ServeHTTP(rec, req)
+		body := keep.buf.Bytes()
+		if keep.over {
+			r.cfg.Logger.Warn("store-less: module over the copy bound; not copied", "path", req.URL.Path, "bound", r.cfg.MaxModuleBytes)
+			rec.flush()
+			return
+		}
 		if rec.status/100 == 2 {
 			r.rememberModule(req.Method, req.URL.Path, body)
 			if !ok {
@@ -452,6 +459,22 @@ func (r *Router) send(ctx context.Context, method, member, uri string, body []by
 		return fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// capped keeps at most max bytes of what is written to it.
+type capped struct {
+	buf  bytes.Buffer
+	max  int
+	over bool
+}
+
+func (c *capped) Write(b []byte) (int, error) {
+	if c.over || c.buf.Len()+len(b) > c.max {
+		c.over = true
+		c.buf.Reset()
+		return len(b), nil
+	}
+	return c.buf.Write(b)
 }
 
 // recorder holds a response back until the copies are made, so that it
