@@ -62,7 +62,7 @@ func (tn *testNet) probe(from string) func(ctx context.Context, url string) erro
 
 // freeAddrs reserves n loopback ports (the peers' URLs must be known
 // before the nodes start).
-func freeAddrs(t *testing.T, n int) []string {
+func freeAddrs(t testing.TB, n int) []string {
 	t.Helper()
 	var out []string
 	var lns []net.Listener
@@ -81,7 +81,7 @@ func freeAddrs(t *testing.T, n int) []string {
 }
 
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	net   *testNet
 	urls  []string
 	nodes []*node.Node
@@ -89,12 +89,12 @@ type cluster struct {
 
 // startCluster starts n store-less nodes on loopback that know each other
 // by a static list; membership rounds run only when the test calls round.
-func startCluster(t *testing.T, n int) *cluster {
+func startCluster(t testing.TB, n int) *cluster {
 	t.Helper()
 	return startClusterWith(t, n, func(*node.Options) {})
 }
 
-func startClusterWith(t *testing.T, n int, opt func(*node.Options)) *cluster {
+func startClusterWith(t testing.TB, n int, opt func(*node.Options)) *cluster {
 	t.Helper()
 	c := &cluster{t: t, net: &testNet{cut: map[[2]string]bool{}}}
 	for _, a := range freeAddrs(t, n) {
