@@ -2,6 +2,9 @@ package node
 
 import (
 	"context"
+	"net"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/nolaproject/nola/nola"
@@ -53,6 +56,13 @@ func (p *prepared) checkHash() error {
 			return badOption("Hash.Peers", "%v", err)
 		}
 	}
+	if host, _, err := net.SplitHostPort(p.Listen); err == nil && p.Advertise == "" && p.Listen != "" {
+		if ip, perr := netip.ParseAddr(host); host == "" || (perr == nil && ip.IsUnspecified()) {
+			// Its own name would be http://0.0.0.0:…, which no peer uses:
+			// it would count itself twice and disagree with every view.
+			return badOption("Advertise", "a store-less node listening on %s needs Advertise: the URL the others know it by", p.Listen)
+		}
+	}
 	p.Store.Kind = "memory"
 	return nil
 }
@@ -72,6 +82,10 @@ func (n *Node) newRouter(p *prepared, transport nola.Transport, mods *modules.St
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(peers) > 0 && !slices.Contains(peers, m.Self()) {
+		n.log.Warn("store-less: this server's URL is not in the peer list; the others will not route to it unless DNS names it",
+			"self", m.Self(), "hint", "set --advertise to the URL the others are given")
 	}
 	maxModule := 0
 	if mods != nil {
