@@ -377,3 +377,39 @@ func TestPartitionTwoActivations(t *testing.T) {
 		t.Fatalf("the checker accepted two interleaved counters %v; store-less mode must show as not linearizable", got)
 	}
 }
+
+// Timers fire on the local activation, the actor's owner, whichever
+// server the call that set them came through.
+func TestTimersFireOnTheOwner(t *testing.T) {
+	c := startCluster(t, 3)
+	m := c.nodes[0].Router().Members()
+	owner := -1
+	for i, u := range c.urls {
+		if m.Owner("demo", "tick") == u {
+			owner = i
+		}
+	}
+	via := (owner + 1) % 3
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := c.client(via).Invoke(ctx, "demo", "tick", "ticker", "start", []byte("50ms")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		b, err := c.client((owner+2)%3).Invoke(ctx, "demo", "tick", "ticker", "ticks", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := strconv.Atoi(string(b)); n >= 2 {
+			break
+		}
+		select { // wait for the next tick, bounded by the test's deadline
+		case <-ctx.Done():
+			t.Fatal("the timer never fired twice")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if h := c.hosts("demo", "tick"); len(h) != 1 || h[0] != owner {
+		t.Fatalf("ticker hosted by %v, want only its owner %d", h, owner)
+	}
+}
