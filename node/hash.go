@@ -2,10 +2,13 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/storeless"
@@ -95,6 +98,23 @@ func (n *Node) newRouter(p *prepared, transport nola.Transport, mods *modules.St
 		Members: m, Transport: transport, AdminToken: p.AdminToken,
 		MaxModuleBytes: maxModule, Interval: h.Interval, Logger: n.log,
 	}), nil
+}
+
+// registerHashMetrics exposes the router's membership view and moves.
+func registerHashMetrics(m *prometheus.Registry, r *storeless.Router) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "nola_storeless_live_members", Help: "Store-less mode: live members in this server's view, itself included.",
+		}, func() float64 { return float64(len(r.Members().Live())) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "nola_storeless_moved_total", Help: "Store-less mode: activations released because their owner on the ring changed.",
+		}, func() float64 { return float64(r.Moved()) }),
+	} {
+		if err := m.Register(c); err != nil {
+			return fmt.Errorf("node: metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // Router is a store-less node's router (nil for a node with a store):

@@ -134,6 +134,9 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 			return fmt.Errorf("node: %w", err)
 		}
 		srvTransport = n.router
+		if err := registerHashMetrics(metrics, n.router); err != nil {
+			return err
+		}
 		n.storeDesc = "none (store-less, hash placement: NOT linearizable, no KV)"
 	}
 	cfg := nola.ServerConfig{

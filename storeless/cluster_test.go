@@ -298,6 +298,9 @@ func TestRejoinReleasesMovedActors(t *testing.T) {
 	if h := c.hosts("demo", id); len(h) != 0 {
 		t.Fatalf("after the heal the moved activation should be released; hosted by %v", h)
 	}
+	if got := c.nodes[0].Router().Moved(); got != 1 {
+		t.Fatalf("server 0 counts %d moves, want 1", got)
+	}
 	if got := inc(t, c.client(0), id); got != 0 {
 		t.Fatalf("after the move back: got %d, want 0", got)
 	}

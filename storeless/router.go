@@ -82,6 +82,8 @@ type Router struct {
 	// dirty asks the next round to look for activations to move even if
 	// the membership did not change (a release found its actor busy).
 	dirty atomic.Bool
+	// moved counts the activations Rebalance released.
+	moved atomic.Int64
 
 	modMu sync.Mutex
 	// modules are the module uploads this server holds, to copy to
@@ -235,11 +237,15 @@ func (r *Router) Rebalance(ctx context.Context) int {
 			moved++
 		}
 	}
+	r.moved.Add(int64(moved))
 	if moved > 0 {
 		r.cfg.Logger.Info("store-less: released actors whose owner moved", "released", moved, "members", len(r.m.Live()))
 	}
 	return moved
 }
+
+// Moved is how many activations Rebalance has released so far.
+func (r *Router) Moved() int64 { return r.moved.Load() }
 
 // Wrap puts the router in front of a server's HTTP API (next).
 func (r *Router) Wrap(next http.Handler) http.Handler {
