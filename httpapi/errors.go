@@ -50,6 +50,8 @@ func statusOf(code nola.Code) int {
 		return http.StatusUnprocessableEntity // 422: the actor refused
 	case nola.CodeOverloaded:
 		return http.StatusTooManyRequests // 429: a worker's concurrency limit
+	case nola.CodeUnsupported:
+		return http.StatusNotImplemented // 501: not in this server's mode (store-less: no KV)
 	case codeUnauthorized:
 		return http.StatusUnauthorized
 	case codeForbidden:

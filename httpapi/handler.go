@@ -92,7 +92,12 @@ type Options struct {
 	// MaxScanBytes bounds the size of one KV scan page (default 4 MiB;
 	// a page holds at least one entry, however large).
 	MaxScanBytes int
-	Logger       *slog.Logger
+	// Internal, if set, serves the internal (server-to-server) endpoint
+	// in place of the server's HandleInvoke. A store-less server's router
+	// (package storeless) is one: a call forwarded to it is placed and run
+	// here, whatever this server's registry says.
+	Internal nola.Handler
+	Logger   *slog.Logger
 }
 
 // Handler serves the /v1 API of one nola server.
@@ -501,6 +506,9 @@ func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request) {
 		defer cc.release()
 		if req.Payload, err = h.readPayload(cc, w, r, h.srv.Limits().MaxPayloadBytes); err != nil {
 			return nil, err
+		}
+		if h.opts.Internal != nil {
+			return h.opts.Internal.HandleInvoke(cc, req)
 		}
 		return h.srv.HandleInvoke(cc, req)
 	}()

@@ -46,6 +46,11 @@
 // node only, state lost at exit, for development and tests; several nodes
 // in one process can share one registry/memkv store through Store.KV.
 //
+// Options.Hash runs a node with no store at all (store-less mode, package
+// storeless, docs/storeless.md): NOT linearizable and no durable KV; nodes
+// find each other from Hash.Peers or DNS and place actors by consistent
+// hashing over the live ones. Node.Router drives its membership rounds.
+//
 // Every node of a cluster must give the same Types (a call may be placed
 // on any of them), the same AdminToken (nodes forward calls to each other
 // with it) and an ID that stays the same across restarts.

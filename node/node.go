@@ -18,6 +18,7 @@ import (
 	"github.com/nolaproject/nola/internal/nodehook"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/storeless"
 	"github.com/nolaproject/nola/wasm"
 	"github.com/nolaproject/nola/wasm/modules"
 )
@@ -31,6 +32,8 @@ type Node struct {
 	ln        *limitListener
 	addr, url string
 	srv       *nola.Server
+	router    *storeless.Router // store-less mode only
+	storeless bool              // Options.Hash: the store is private
 	hs        *http.Server
 	storeDesc string
 	// etcdEndpoints are the embedded etcd's, if it runs one.
@@ -95,6 +98,7 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 	if err := registerMetrics(metrics, n.ln); err != nil {
 		return err
 	}
+	n.storeless = p.Hash != nil
 	store, err := n.openStore(ctx, &p.Store)
 	if err != nil {
 		return err
@@ -124,12 +128,23 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 		})
 	}
 
+	var srvTransport nola.Transport = transport
+	if p.Hash != nil {
+		if n.router, err = n.newRouter(p, transport, mods); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		srvTransport = n.router
+		if err := registerHashMetrics(metrics, n.router); err != nil {
+			return err
+		}
+		n.storeDesc = "none (store-less, hash placement: NOT linearizable, no KV)"
+	}
 	cfg := nola.ServerConfig{
 		ID:                id,
 		Addr:              n.url,
 		Runtime:           n.rt,
 		Store:             store,
-		Transport:         transport,
+		Transport:         srvTransport,
 		Types:             p.Types,
 		Workers:           p.Workers,
 		MaxWorkerInFlight: p.MaxWorkerInFlight,
@@ -149,6 +164,9 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 		cfg.Resolver = host
 		cfg.WorkerResolver = host // a namespace's modules are its worker types too
 	}
+	if n.router != nil {
+		cfg.NoKV = storeless.NoKVMessage
+	}
 	if f := nodehook.From(ctx); f != nil {
 		f(&cfg)
 	}
@@ -161,6 +179,9 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 	if host != nil {
 		host.Attach(srv)
 	}
+	if n.router != nil {
+		n.router.Attach(srv)
+	}
 
 	hopts := httpapi.Options{
 		AdminToken: p.AdminToken, NamespaceTokens: p.NamespaceTokens,
@@ -170,8 +191,15 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 		hopts.Modules = httpapi.Modules(mods)
 		hopts.MaxModuleBytes = mods.Limits().MaxModuleBytes
 	}
+	var api http.Handler
+	if n.router != nil {
+		hopts.Internal = n.router
+		api = n.router.Wrap(httpapi.NewHandler(srv, hopts))
+	} else {
+		api = httpapi.NewHandler(srv, hopts)
+	}
 	n.hs = &http.Server{
-		Handler:           httpapi.NewHandler(srv, hopts),
+		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
@@ -186,6 +214,9 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 		_ = n.hs.Close()
 		n.rt.Wait()
 		return fmt.Errorf("node: start: %w", err)
+	}
+	if n.router != nil {
+		n.startRouter(ctx, p.Hash.Interval)
 	}
 	n.log.Info("serving", "id", id, "listen", n.addr, "advertise", n.url, "store", n.storeDesc,
 		"lease_ttl", p.LeaseTTL, "max_conns", maxConns)

@@ -194,3 +194,20 @@ func TestCloseThenShutdown(t *testing.T) {
 }
 
 func nopHostFn(context.Context, wasm.HostCall) ([]byte, error) { return nil, nil }
+
+// A store-less node listening on every interface must say which URL the
+// others know it by; a store and Hash together are refused.
+func TestHashOptionsChecked(t *testing.T) {
+	for _, o := range []node.Options{
+		{Listen: "0.0.0.0:0", Hash: &node.Hash{Peers: []string{"http://10.0.0.1:9090"}}},
+		{Listen: "[::]:0", Hash: &node.Hash{}},
+		{Store: node.Store{Endpoints: []string{"127.0.0.1:2379"}}, Hash: &node.Hash{}},
+		{Hash: &node.Hash{Peers: []string{"10.0.0.1:9090"}}},
+	} {
+		_, err := node.Start(context.Background(), o)
+		var ne *node.Error
+		if !errors.As(err, &ne) {
+			t.Errorf("Start(%+v) = %v, want *node.Error", o, err)
+		}
+	}
+}

@@ -35,6 +35,9 @@ type Options struct {
 	Advertise string
 	// Store is where the registry, actor KV and modules live.
 	Store Store
+	// Hash, if set, makes the node store-less (see Hash): NOT
+	// linearizable, no durable KV, no store; Store must be left empty.
+	Hash *Hash
 
 	// Types maps actor type names to Go factories: the app's actors.
 	// Each namespace may call every type listed here.
@@ -184,6 +187,9 @@ type prepared struct {
 // prepare checks o and fills its defaults; it touches nothing outside.
 func prepare(o Options) (*prepared, error) {
 	p := &prepared{Options: o}
+	if err := p.checkHash(); err != nil {
+		return nil, err
+	}
 	if err := p.checkStore(); err != nil {
 		return nil, err
 	}

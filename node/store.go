@@ -19,7 +19,9 @@ func (n *Node) openStore(ctx context.Context, s *Store) (kv.Store, error) {
 		n.storeDesc = "the app's store"
 		return s.KV, nil
 	case s.Kind == "memory":
-		n.log.Warn("using the in-memory store: state is lost on exit and other processes cannot join")
+		if !n.storeless {
+			n.log.Warn("using the in-memory store: state is lost on exit and other processes cannot join")
+		}
 		m := memkv.New(n.rt, memkv.Options{})
 		n.closers = append(n.closers, m.Close)
 		n.storeDesc = "memory"

@@ -164,6 +164,13 @@ type ServerConfig struct {
 	// them elsewhere) and turns on shedding relative to the cluster mean;
 	// zero fields take defaults.
 	Shed ShedConfig
+	// NoKV, if set, takes actor KV away: every Get, Put, Delete, Scan and
+	// ScanPrefix of an actor fails with CodeUnsupported (errors.Is
+	// ErrUnsupported) and this text as its message, which should say why
+	// and what to use instead. A store-less server (package storeless)
+	// sets it: its store is private to the process, so KV written there
+	// would vanish when the actor moves.
+	NoKV string
 	// Logger receives the server's logs (default: discard).
 	Logger *slog.Logger
 	// Observer, if set, sees activation, execution and commit events (the

@@ -118,6 +118,11 @@
 // sim, on rt/simrt). Cluster runs several servers in one process over a
 // LocalNetwork, for tests, examples and benchmarks.
 //
+// Store-less mode (package storeless) is built on three hooks, and none of
+// the guarantees above hold there: ServerConfig.NoKV takes actor KV away
+// (ErrUnsupported), and Server.HostedActors and Server.Release let a
+// routing layer move activations off a server when its hash ring changes.
+//
 // # Reading the engine
 //
 // One invocation, from the HTTP API to the store, reads in five files:

@@ -47,6 +47,10 @@ const (
 	// worker type (ServerConfig.MaxWorkerInFlight). Always retryable: the
 	// invocation did not run; retry later, or elsewhere.
 	CodeOverloaded Code = "overloaded"
+	// CodeUnsupported: this server does not offer the operation at all in
+	// the mode it runs in (a store-less server has no actor KV:
+	// ServerConfig.NoKV); retrying cannot help, another deployment can.
+	CodeUnsupported Code = "unsupported"
 )
 
 // Error is the error type of every nola API. Match a class with errors.Is
@@ -101,6 +105,7 @@ var (
 	ErrInternal    error = sentinel(CodeInternal)
 	ErrNotFound    error = sentinel(CodeNotFound)
 	ErrOverloaded  error = sentinel(CodeOverloaded)
+	ErrUnsupported error = sentinel(CodeUnsupported)
 )
 
 func newErr(code Code, retryable bool, cause error, format string, args ...any) *Error {

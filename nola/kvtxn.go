@@ -51,6 +51,9 @@ func (t *kvTxn) reset() {
 func (t *kvTxn) dirty() bool { return len(t.writes) > 0 }
 
 func (t *kvTxn) checkKey(c *Context, key []byte) error {
+	if err := noKV(c); err != nil {
+		return err
+	}
 	lim := c.act.srv.cfg.Limits
 	if len(key) == 0 {
 		return ownErr(CodeBadRequest, "KV key is empty")
@@ -301,7 +304,19 @@ type commitError struct{ err error }
 func (e *commitError) Error() string { return e.err.Error() }
 func (e *commitError) Unwrap() error { return e.err }
 
+// noKV is the error of every KV operation of a server without KV
+// (ServerConfig.NoKV), or nil.
+func noKV(c *Context) error {
+	if m := c.act.srv.cfg.NoKV; m != "" {
+		return &Error{Code: CodeUnsupported, own: true, Message: m}
+	}
+	return nil
+}
+
 func (t *kvTxn) scan(c *Context, start, end, prefix []byte, limit int) ([]KV, error) {
+	if err := noKV(c); err != nil {
+		return nil, err
+	}
 	a := c.act
 	if limit < 0 {
 		return nil, ownErr(CodeBadRequest, "negative scan limit")

@@ -237,7 +237,7 @@ func (p *shedPlan) destination(n int64) int {
 // a later activation here bumps its epoch first.
 func (s *Server) shedOne(ctx context.Context, a *activation) error {
 	if !a.lock.TryAcquire() {
-		return errors.New("busy") // running now: not idle enough to move this round
+		return errBusy // running now: not idle enough to move this round
 	}
 	defer a.lock.Release()
 	if a.state.Load() != stateReady || !s.mayServe(a.inc) {

@@ -22,6 +22,7 @@ var exemptDirs = map[string]string{
 	"rt":                       "the production runtime itself",
 	"rt/simrt":                 "the deterministic runtime itself",
 	"httpapi":                  "the real network transport and HTTP API",
+	"storeless":                "store-less mode: HTTP health probes, DNS and HTTP routing over the real network (not simulated; it gives no guarantee to check)",
 	"registry/etcdkv":          "the etcd store client and embedded etcd",
 	"registry/etcdkv/etcdtest": "starts real etcd for tests",
 	"registry/kvtest":          "store conformance suite, run by each store's tests",

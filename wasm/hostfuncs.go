@@ -143,6 +143,12 @@ func hostCall(ctx context.Context, m api.Module, stack []uint64) {
 	}
 	if err != nil {
 		in.hostResp, in.hostErr = nil, errorText(err)
+		if nola.CodeOf(err) == nola.CodeUnsupported && in.unsupported == "" {
+			var ne *nola.Error
+			if errors.As(err, &ne) {
+				in.unsupported = ne.Message
+			}
+		}
 		stack[0] = 0
 		return
 	}

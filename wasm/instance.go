@@ -78,6 +78,10 @@ type instance struct {
 	// refused is the largest linear memory size, in bytes, whose growth
 	// the Host's MemoryLimit refused during the invocation.
 	refused int64
+	// unsupported is the message of a host call this invocation made that
+	// the server does not offer (nola.CodeUnsupported: KV on a
+	// store-less server); a guest failing after it fails with that code.
+	unsupported string
 }
 
 var _ context.Context = (*instance)(nil)
@@ -228,7 +232,7 @@ func (in *instance) begin(cx hostContext, op string, payload []byte) {
 	in.hostResp, in.hostErr = nil, ""
 	in.hostCalls, in.logBytes, in.dropped, in.refills = 0, 0, 0, 0
 	in.output = in.output[:0]
-	in.abort, in.aborted, in.refused = nil, false, 0
+	in.abort, in.aborted, in.refused, in.unsupported = nil, false, 0, ""
 	now := h.rt.Mono()
 	in.lastUsed = now
 	timeout := h.cfg.InvokeTimeout
@@ -314,6 +318,12 @@ func (in *instance) call(fn api.Function, cx hostContext, name, op string, paylo
 			// Most likely the guest's answer to the refused memory: say
 			// so, with the code callers branch on.
 			return nil, in.h.memoryError(in.mod.name, name+" (the guest answered: "+firstLines(msg, 1, 256)+")", in.refused+InstanceOverhead)
+		}
+		if in.unsupported != "" {
+			// The guest's answer to a host call the server does not
+			// offer: keep the code callers branch on.
+			return nil, nola.InvocationError(nola.CodeUnsupported, fmt.Sprintf("wasm %s: %s: %s (the guest answered: %s)",
+				in.mod.name, name, in.unsupported, firstLines(msg, 1, 256)))
 		}
 		return nil, &GuestError{Module: in.mod.name, Op: name, Message: msg}
 	}

@@ -62,6 +62,10 @@ type serveConfig struct {
 	shedInterval time.Duration
 	shedPerRound int
 	placeWeights string
+	// Store-less mode (docs/storeless.md).
+	registry             string
+	peers, peersDNS      string
+	probeEvery, probeMax time.Duration
 }
 
 type multiFlag []string
@@ -70,7 +74,10 @@ func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve", "serve [flags]", stderr)
+	fs := newFlagSet("serve", "serve [flags]\n\n"+
+		"Runs a server. With the default --registry store, placement goes through the store (etcd) and is\n"+
+		"linearizable. --registry hash is STORE-LESS: NOT linearizable and NO durable KV (actor KV calls fail);\n"+
+		"two servers that cannot see each other both run the same actor. See docs/storeless.md.", stderr)
 	var c serveConfig
 	fs.StringVar(&c.id, "id", "", "server ID, stable across restarts (default: host name and listen port)")
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:9090", "address to listen on")
@@ -112,6 +119,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	c.shutdownTimeout = 30 * time.Second
 	fs.Var((*positiveDuration)(&c.shutdownTimeout), "shutdown-timeout", "bound on a graceful shutdown (a `duration`)")
 	addStoreFlags(fs, &c)
+	fs.StringVar(&c.registry, "registry", "store", "store: placement through the store, linearizable (the default); "+
+		"hash: STORE-LESS, NOT LINEARIZABLE, NO KV — servers find each other by --peers or --peers-dns and place actors by consistent hashing over the live ones; "+
+		"servers that cannot see each other both run the same actor, and actor KV calls fail (docs/storeless.md)")
+	fs.StringVar(&c.peers, "peers", "", "--registry hash: comma-separated `URLs` of the cluster's servers (this one may be among them)")
+	fs.StringVar(&c.peersDNS, "peers-dns", "", "--registry hash: `NAME:PORT` whose A/AAAA records are the servers, looked up every probe round")
+	fs.DurationVar(&c.probeEvery, "probe-interval", time.Second, "--registry hash: time between health probes of the other servers")
+	fs.DurationVar(&c.probeMax, "probe-timeout", time.Second, "--registry hash: bound on one health probe or DNS lookup")
 	fs.StringVar(&c.readyFile, "ready-file", "", "write the listen address to this file once serving (for scripts)")
 	fs.BoolVar(&c.exampleActors, "example-actors", false, "register the example Go actor types (counter, kvcounter, caller, echo, ticker, kvmap, greeter) and workers (echo, sha256, count) in every namespace; for demos and tests, not production")
 	fs.StringVar(&c.traceExecutions, "trace-executions", "", "append every activation and execution, stamped with CLOCK_MONOTONIC, to this `file` as JSON lines (for cmd/jepsen-lite's activation oracle; costs one write per event)")
@@ -139,6 +153,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // validate rejects flag values the server would misread or that could
 // not work, before anything starts.
 func (c *serveConfig) validate() error {
+	if err := c.validateHash(); err != nil {
+		return err
+	}
 	switch {
 	case c.store != "etcd" && c.store != "memory":
 		return usageErr("--store must be etcd or memory, not %q", c.store)
@@ -271,11 +288,16 @@ func (c *serveConfig) nodeOptions(log *slog.Logger) (node.Options, error) {
 	if c.exampleActors {
 		types, workers = actors.Types(), actors.Workers()
 	}
+	store, hash, err := c.hashOptions()
+	if err != nil {
+		return node.Options{}, err
+	}
 	return node.Options{
 		ID:        c.id,
 		Listen:    c.listen,
 		Advertise: c.advertise,
-		Store:     c.storeOptions(),
+		Store:     store,
+		Hash:      hash,
 		Types:     types,
 		Workers:   workers,
 		WASM: &node.WASMOptions{
