@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -269,4 +270,93 @@ func kvVsRaw(b *testing.B, m, n int, group bool, actorsN, round int) {
 		st := s.GroupStats()
 		b.ReportMetric(float64(st.Commits)/float64(max(1, st.Requests)), "commits/request")
 	}
+}
+
+// BenchmarkEtcdBulkCreate: creating never-seen actors through
+// Client.Create (placement with the creation records, no activation) from
+// 16 and 64 concurrent callers: how fast a fleet of actors can be created
+// (issue 16, item 5). Like BenchmarkEtcdKVInvokeVsRawPut it alternates
+// rounds on one store so that all see the same machine: Client.Create
+// (create), the read-then-commit placement it replaced
+// (registry.EnsureActivationArgs: read-first), and raw etcd puts of
+// distinct keys from as many callers (raw), the floor. b.N counts actors
+// created by Client.Create; the other two run as many operations.
+func BenchmarkEtcdBulkCreate(b *testing.B) {
+	for _, m := range benchMembers {
+		for _, n := range []int{16, 64} {
+			b.Run(fmt.Sprintf("members=%d/callers=%d", m, n), func(b *testing.B) { bulkCreate(b, m, n, 500) })
+		}
+	}
+}
+
+func bulkCreate(b *testing.B, m, n, round int) {
+	s := etcdStore(b, m, etcdkv.Options{})
+	c := kvCluster(b, s, 0)
+	cl, raw := c.Client(), s.Client()
+	reg := registry.New(s, rt.NewReal(), registry.Options{}) // the cluster's keyspace
+	ctx := context.Background()
+	var createTime, readFirstTime, rawTime time.Duration
+	var seq atomic.Int64
+	b.ResetTimer()
+	for done := 0; done < b.N; done += round {
+		ops := min(round, b.N-done)
+		rawTime += rounds(b, n, ops, func(_, _ int) error {
+			_, err := raw.Put(ctx, "raw/"+strconv.FormatInt(seq.Add(1), 10), "1")
+			return err
+		})
+		readFirstTime += rounds(b, n, ops, func(_, _ int) error {
+			p, err := reg.EnsureActivationArgs(ctx, "bench", "rf-"+strconv.FormatInt(seq.Add(1), 10), "kvcounter", nil)
+			if err == nil && !p.Created {
+				err = errors.New("read-first placement did not create the actor")
+			}
+			return err
+		})
+		createTime += rounds(b, n, ops, func(_, _ int) error {
+			created, err := cl.Create(ctx, "bench", "bulk-"+strconv.FormatInt(seq.Add(1), 10), "kvcounter", nil)
+			if err == nil && !created {
+				err = errors.New("Client.Create did not create the actor")
+			}
+			return err
+		})
+	}
+	b.StopTimer()
+	rate := func(d time.Duration) float64 { return float64(b.N) / d.Seconds() }
+	b.ReportMetric(rate(createTime), "create-ops/s")
+	b.ReportMetric(rate(readFirstTime), "read-first-ops/s")
+	b.ReportMetric(rate(rawTime), "raw-ops/s")
+	b.ReportMetric(100*rate(createTime)/rate(rawTime), "create/raw-%")
+	b.ReportMetric(rate(createTime)/rate(readFirstTime), "create/read-first-x")
+	st := s.GroupStats()
+	b.ReportMetric(float64(st.Commits)/float64(max(1, st.Requests)), "commits/request")
+}
+
+// rounds runs ops operations over n goroutines and returns how long they
+// took.
+func rounds(b *testing.B, n, ops int, op func(caller, i int) error) time.Duration {
+	b.Helper()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Pointer[error]
+	start := time.Now()
+	for c := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= ops {
+					return
+				}
+				if err := op(c, i); err != nil {
+					failed.Store(&err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		b.Fatal(*err)
+	}
+	return time.Since(start)
 }

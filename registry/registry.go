@@ -822,11 +822,48 @@ func (r *Registry) EnsureActivation(ctx context.Context, ns, id, typ string) (Pl
 // (nola.Limits.MaxCreationArgsBytes); the store's request limit is the
 // last resort.
 func (r *Registry) EnsureActivationArgs(ctx context.Context, ns, id, typ string, args []byte) (Placement, error) {
+	return r.place(ctx, ns, id, typ, args, false)
+}
+
+// CreateActor is EnsureActivationArgs for an actor the caller expects not
+// to exist yet (nola's Client.Create): it skips the read of the actor
+// record on its first attempt and commits the placement that creating an
+// absent actor takes — the very commit EnsureActivationArgs sends after
+// reading the record absent. One store round trip instead of two per
+// actor, and the commits of concurrent creations share etcd transactions
+// through group commit (etcdkv), each with its own compares.
+//
+// Why skipping the read is safe: the read is not what makes placement
+// safe. The commit is conditional on the actor record's mod revision
+// being 0 — the key is absent at the commit's own revision — and on the
+// chosen server's record, exactly as after a read that found it absent;
+// the store evaluates those compares atomically with the writes, whatever
+// was or was not read before (docs/proofs/single-activation.md, Lemma 3:
+// placement writes only under compares). If the guess is wrong (the actor
+// exists, is a tombstone, or the server record changed) the commit
+// applies nothing and placement goes on as EnsureActivationArgs does,
+// reading first. In a batch of such commits, one whose actor exists fails
+// its own compare and leaves the others' outcomes unchanged
+// (TestCreateActorBatchWithConflict).
+func (r *Registry) CreateActor(ctx context.Context, ns, id, typ string, args []byte) (Placement, error) {
+	return r.place(ctx, ns, id, typ, args, typ != "")
+}
+
+// place is EnsureActivationArgs; guessAbsent skips the first read and
+// assumes the actor record absent (CreateActor).
+func (r *Registry) place(ctx context.Context, ns, id, typ string, args []byte, guessAbsent bool) (Placement, error) {
 	key := r.keys.Actor(ns, id)
 	for attempt := 0; attempt < 16; attempt++ {
-		cur, found, err := r.store.Get(ctx, key, 0)
-		if err != nil {
-			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, err)
+		var (
+			cur   kv.KeyValue // absent: mod revision 0
+			found bool
+			err   error
+		)
+		guess := guessAbsent && attempt == 0
+		if !guess {
+			if cur, found, err = r.store.Get(ctx, key, 0); err != nil {
+				return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, err)
+			}
 		}
 		var rec ActorRecord
 		if found {
@@ -848,6 +885,9 @@ func (r *Registry) EnsureActivationArgs(ctx context.Context, ns, id, typ string,
 			rec.Type = typ
 		}
 		cmps := []kv.Compare{kv.ModRevEquals(key, cur.ModRev)}
+		if guess && r.opts.Mutations.Has(mutation.SkipCreateCompare) {
+			cmps = nil
+		}
 		if rec.Owner != "" {
 			skey := r.keys.Server(rec.Owner)
 			srv, ok, err := r.store.Get(ctx, skey, 0)
