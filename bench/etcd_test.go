@@ -360,3 +360,69 @@ func rounds(b *testing.B, n, ops int, op func(caller, i int) error) time.Duratio
 	}
 	return time.Since(start)
 }
+
+// BenchmarkEtcdGroupCommit isolates group commit's cost and gain (issue
+// 16, item 6): commits shaped like a KV invocation's (two value compares,
+// one put of a distinct key) on one etcd, through a store with group
+// commit on (on) and one with it off (off, a second client of the same
+// member), next to raw puts (raw), in alternating rounds so that all see
+// the same machine. on/off-% is the figure: ≥ 95% at one caller (nothing
+// to group must cost nothing), and above 100% with concurrency. b.N counts
+// the commits of each kind.
+func BenchmarkEtcdGroupCommit(b *testing.B) {
+	for _, n := range []int{1, 16} {
+		b.Run(fmt.Sprintf("members=1/callers=%d", n), func(b *testing.B) { groupVsOff(b, n, 50) })
+	}
+}
+
+func groupVsOff(b *testing.B, n, round int) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := etcdkv.StartEmbedded(ctx, etcdkv.EmbeddedConfig{MemberConfig: etcdkv.MemberConfig{Dir: b.TempDir()}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = e.Close() })
+	off, err := etcdkv.Open(ctx, etcdkv.ClientConfig{Endpoints: e.Endpoints(), Options: etcdkv.Options{NoGroupCommit: true}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = off.Close() })
+	on, raw := e.Store, e.Client()
+	fence1, fence2 := []byte("fence/server"), []byte("fence/actor")
+	if _, err := on.Commit(ctx, kv.Txn{Ops: []kv.Op{kv.Put(fence1, []byte("live"), kv.NoLease), kv.Put(fence2, []byte("owner"), kv.NoLease)}}); err != nil {
+		b.Fatal(err)
+	}
+	var seq atomic.Int64
+	commit := func(s kv.Store) func(_, _ int) error {
+		return func(_, _ int) error {
+			res, err := s.Commit(context.Background(), kv.Txn{
+				Compares: []kv.Compare{kv.ValueEquals(fence1, []byte("live")), kv.ValueEquals(fence2, []byte("owner"))},
+				Ops:      []kv.Op{kv.Put([]byte("kv/"+strconv.FormatInt(seq.Add(1), 10)), []byte("1"), kv.NoLease)},
+			})
+			if err == nil && !res.Succeeded {
+				err = errors.New("fenced commit refused")
+			}
+			return err
+		}
+	}
+	var onTime, offTime, rawTime time.Duration
+	b.ResetTimer()
+	for done := 0; done < b.N; done += round {
+		ops := min(round, b.N-done)
+		rawTime += rounds(b, n, ops, func(_, _ int) error {
+			_, err := raw.Put(context.Background(), "raw/"+strconv.FormatInt(seq.Add(1), 10), "1")
+			return err
+		})
+		offTime += rounds(b, n, ops, commit(off))
+		onTime += rounds(b, n, ops, commit(on))
+	}
+	b.StopTimer()
+	rate := func(d time.Duration) float64 { return float64(b.N) / d.Seconds() }
+	b.ReportMetric(rate(onTime), "on-ops/s")
+	b.ReportMetric(rate(offTime), "off-ops/s")
+	b.ReportMetric(rate(rawTime), "raw-ops/s")
+	b.ReportMetric(100*rate(onTime)/rate(offTime), "on/off-%")
+	st := on.GroupStats()
+	b.ReportMetric(float64(st.Commits)/float64(max(1, st.Requests)), "commits/request")
+}

@@ -123,26 +123,13 @@ func (b *batcher) commit(ctx context.Context, p *pending) (kv.CommitResult, erro
 		return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w", kv.ErrClosed)
 	}
 	if b.inflight == 0 && len(b.queue) == 0 {
-		// Idle: send it from this goroutine, with the caller's context,
-		// and hand whatever queued meanwhile to a flusher.
+		// Idle (it went idle since Store.Commit looked): send it from
+		// this goroutine, with the caller's context.
 		b.inflight++
 		p.taken = true
 		b.mu.Unlock()
 		b.send(ctx, []*pending{p})
-		b.mu.Lock()
-		switch {
-		case len(b.queue) > 0 && !b.closed:
-			b.wg.Add(1)
-			go b.flush() // ends when the queue is empty
-		default:
-			for _, q := range b.queue { // closed meanwhile: never sent
-				q.err = fmt.Errorf("etcdkv: commit: %w", kv.ErrClosed)
-				close(q.done)
-			}
-			b.queue = nil
-			b.inflight--
-		}
-		b.mu.Unlock()
+		b.idleDone()
 		return p.res, p.err
 	}
 	b.queue = append(b.queue, p)
@@ -175,6 +162,47 @@ func (b *batcher) commit(ctx context.Context, p *pending) (kv.CommitResult, erro
 		return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w (%w)", kv.ErrUnavailable, ctx.Err())
 	}
 	return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w (%w)", kv.ErrIndeterminate, ctx.Err())
+}
+
+// claimIdle reports whether nothing is queued or in flight and, if so,
+// marks a commit in flight: the caller sends its commit at once, alone,
+// then calls idleDone. This is the adaptive half of group commit: with
+// nothing to group (one caller, or a lull) a commit costs what it costs
+// with group commit off — no batch bookkeeping, no hand-off to another
+// goroutine — and commits only queue while one is already in flight, when
+// waiting for it is what they would do anyway (etcd applies one request
+// after another).
+func (b *batcher) claimIdle() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.inflight > 0 || len(b.queue) > 0 {
+		return false
+	}
+	b.inflight++
+	b.requests.Add(1) // a batch of one, as GroupStats counts it
+	b.commits.Add(1)
+	if b.maxBatch.Load() == 0 {
+		b.maxBatch.Store(1)
+	}
+	return true
+}
+
+// idleDone ends a commit sent after claimIdle: whatever queued meanwhile
+// goes to a flusher, which inherits the in-flight slot.
+func (b *batcher) idleDone() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.queue) > 0 && !b.closed {
+		b.wg.Add(1)
+		go b.flush() // ends when the queue is empty
+		return
+	}
+	for _, q := range b.queue { // closed meanwhile: never sent
+		q.err = fmt.Errorf("etcdkv: commit: %w", kv.ErrClosed)
+		close(q.done)
+	}
+	b.queue = nil
+	b.inflight--
 }
 
 // close refuses new commits and waits for the flushers, whose requests
