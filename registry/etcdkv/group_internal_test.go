@@ -3,6 +3,7 @@ package etcdkv
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -170,4 +171,53 @@ func TestCreateActorBatchWithConflictCatchesMissingCompare(t *testing.T) {
 		t.Fatal("the batch passed with the per-actor compare dropped")
 	}
 	t.Logf("caught: %s", msg)
+}
+
+// Adaptive group commit: an idle batcher lets a commit go alone
+// (claimIdle), refuses a second claim while that one is in flight, queues
+// commits that arrive meanwhile, and hands them to a flusher when the
+// claimant is done — after which it is idle again.
+func TestGroupCommitIdleClaim(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{MemberConfig: MemberConfig{Dir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.Close() }()
+	b := e.group
+	if !b.claimIdle() {
+		t.Fatal("an idle batcher refused the claim")
+	}
+	if b.claimIdle() {
+		t.Fatal("a second claim while one commit is in flight")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Commit(ctx, kv.Txn{Ops: []kv.Op{kv.Put([]byte("queued"), []byte("1"), kv.NoLease)}})
+		done <- err
+	}()
+	for queued := false; !queued; { // the commit must queue behind the claim
+		select {
+		case err := <-done:
+			t.Fatalf("the commit went out while another was in flight (err %v)", err)
+		default:
+		}
+		b.mu.Lock()
+		queued = len(b.queue) == 1
+		b.mu.Unlock()
+		runtime.Gosched()
+	}
+	b.idleDone()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := e.Get(ctx, []byte("queued"), 0); err != nil || !found {
+		t.Fatalf("queued commit: found=%v %v", found, err)
+	}
+	b.wg.Wait() // the flusher has gone
+	if !b.claimIdle() {
+		t.Fatal("not idle after the queue drained")
+	}
+	b.idleDone()
 }
