@@ -79,7 +79,8 @@ type Options struct {
 	// DeleteSkipsGeneration (a delete keeps the generation, so the next
 	// life shares the old life's KV prefix) and SkipReleaseCompare
 	// (release without the compare on the releasing incarnation's
-	// ownership).
+	// ownership) and SkipCreateCompare (CreateActor's read-free first
+	// attempt commits without the compare that the actor is absent).
 	Mutations mutation.Set
 }
 
@@ -936,8 +937,12 @@ func (r *Registry) place(ctx context.Context, ns, id, typ string, args []byte, g
 			return Placement{ServerID: m.Record.ID, Incarnation: m.Record.Incarnation, Addr: m.Record.Addr, Type: rec.Type, Created: created}, nil
 		}
 		// Someone raced us, or the chosen server's record changed: look
-		// again with a fresh server list.
-		r.invalidateServers()
+		// again with a fresh server list. After a refused guess the
+		// likely cause is that the actor exists: read it first, and
+		// refresh the list only if the next attempt fails too.
+		if !guess {
+			r.invalidateServers()
+		}
 	}
 	return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, ErrContention)
 }
