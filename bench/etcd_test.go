@@ -460,3 +460,57 @@ func median(xs []float64) float64 {
 	}
 	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
 }
+
+// BenchmarkEtcdBulkCreateMany: Client.CreateMany of 64 new actors per call
+// from 16 and 64 concurrent callers, alternating with rounds of as many raw
+// etcd puts from as many callers (the floor of BenchmarkEtcdBulkCreate).
+// b.N counts actors created.
+func BenchmarkEtcdBulkCreateMany(b *testing.B) {
+	const per = 64
+	for _, m := range benchMembers {
+		for _, n := range []int{16, 64} {
+			b.Run(fmt.Sprintf("members=%d/callers=%d", m, n), func(b *testing.B) {
+				s := etcdStore(b, m, etcdkv.Options{})
+				c := kvCluster(b, s, 0)
+				cl, raw := c.Client(), s.Client()
+				ctx := context.Background()
+				var createTime, rawTime time.Duration
+				var seq atomic.Int64
+				round := n * per
+				b.ResetTimer()
+				for done := 0; done < b.N; done += round {
+					ops := min(round, b.N-done)
+					rawTime += rounds(b, n, ops, func(_, _ int) error {
+						_, err := raw.Put(ctx, "raw/"+strconv.FormatInt(seq.Add(1), 10), "1")
+						return err
+					})
+					calls := (ops + per - 1) / per
+					createTime += rounds(b, n, calls, func(_, i int) error {
+						k := min(per, ops-i*per)
+						specs := make([]nola.CreateSpec, k)
+						for j := range specs {
+							specs[j] = nola.CreateSpec{ID: "many-" + strconv.FormatInt(seq.Add(1), 10), Type: "kvcounter"}
+						}
+						res, err := cl.CreateMany(ctx, "bench", specs)
+						if err != nil {
+							return err
+						}
+						for _, r := range res {
+							if r.Err != nil || !r.Created {
+								return fmt.Errorf("CreateMany: %+v", r)
+							}
+						}
+						return nil
+					})
+				}
+				b.StopTimer()
+				rate := func(d time.Duration) float64 { return float64(b.N) / d.Seconds() }
+				b.ReportMetric(rate(createTime), "create-ops/s")
+				b.ReportMetric(rate(rawTime), "raw-ops/s")
+				b.ReportMetric(100*rate(createTime)/rate(rawTime), "create/raw-%")
+				st := s.GroupStats()
+				b.ReportMetric(float64(st.Commits)/float64(max(1, st.Requests)), "commits/request")
+			})
+		}
+	}
+}

@@ -365,3 +365,60 @@ func TestCreationHookUnderKVQuota(t *testing.T) {
 		}
 	})
 }
+
+// CreateMany gives each actor Create's own outcome: new ones are created
+// with their arguments, an existing one is left as its first creation made
+// it, invalid ones fail alone. An oversized call fails whole, creating
+// nothing.
+func TestCreateMany(t *testing.T) {
+	creationSim(t, 305, mutation.Set{}, false, 0, func(e *simtest.Env, _ []*faultOnce, _ *atomic.Bool) {
+		cl := e.C.Client()
+		ctx, cancel := e.Driver.WithTimeout(e.Ctx, 5*e.TTL)
+		defer cancel()
+		if created, err := cl.Create(ctx, ns, "old", "creator", []byte("first")); err != nil || !created {
+			t.Fatalf("Create old: %v, %v", created, err)
+		}
+		var specs []nola.CreateSpec
+		for i := range 40 {
+			specs = append(specs, nola.CreateSpec{ID: fmt.Sprintf("m%d", i), Type: "creator", Args: []byte(fmt.Sprintf("a%d", i))})
+		}
+		specs = append(specs,
+			nola.CreateSpec{ID: "old", Type: "creator", Args: []byte("second")},
+			nola.CreateSpec{ID: "", Type: "creator"},
+			nola.CreateSpec{ID: "old", Type: "counter"},
+		)
+		res, err := cl.CreateMany(ctx, ns, specs)
+		if err != nil || len(res) != len(specs) {
+			t.Fatalf("CreateMany: %d results, %v", len(res), err)
+		}
+		for i := range 40 {
+			if !res[i].Created || res[i].Err != nil {
+				t.Fatalf("m%d: %+v, want created", i, res[i])
+			}
+		}
+		if r := res[40]; r.Created || r.Err != nil {
+			t.Errorf("existing actor: %+v, want not created, no error", r)
+		}
+		wantCode(t, res[41].Err, nola.CodeBadRequest)
+		wantCode(t, res[42].Err, nola.CodeBadRequest)
+		for _, i := range []int{0, 17, 39} {
+			if got := e.MustInvoke(fmt.Sprintf("m%d", i), "creator", "args", nil); got != fmt.Sprintf("a%d", i) {
+				t.Errorf("m%d's CreationArgs = %q", i, got)
+			}
+		}
+		if got := e.MustInvoke("old", "creator", "args", nil); got != "first" {
+			t.Errorf("old's CreationArgs = %q, want first", got)
+		}
+		many := make([]nola.CreateSpec, nola.MaxCreateMany+1)
+		for i := range many {
+			many[i] = nola.CreateSpec{ID: fmt.Sprintf("x%d", i), Type: "creator"}
+		}
+		_, err = cl.CreateMany(ctx, ns, many)
+		wantCode(t, err, nola.CodeBadRequest)
+		if _, found, err := cl.Inspector().Actor(ctx, ns, "x0"); err != nil || found {
+			t.Errorf("refused CreateMany created x0 (found=%v, err=%v)", found, err)
+		}
+		_, err = cl.CreateMany(ctx, "", specs[:1])
+		wantCode(t, err, nola.CodeBadRequest)
+	})
+}
