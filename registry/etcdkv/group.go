@@ -40,6 +40,7 @@ type pending struct {
 	cmps   []clientv3.Cmp
 	ops    []clientv3.Op
 	size   int
+	width  int      // max(compares, ops): what etcd's ops limit counts
 	reads  []string // compared keys
 	writes []string // written keys
 	taken  bool
@@ -92,7 +93,7 @@ func batchable(t kv.Txn, cmps []clientv3.Cmp, ops []clientv3.Op, limits kv.Limit
 	if len(ops) == 0 || len(ops) != len(t.Ops) || (limits.MaxRequestBytes > 0 && size > limits.MaxRequestBytes/4) {
 		return nil
 	}
-	p := &pending{cmps: cmps, ops: ops, size: size, done: make(chan struct{})}
+	p := &pending{cmps: cmps, ops: ops, size: size, width: max(len(t.Compares), len(t.Ops)), done: make(chan struct{})}
 	for _, c := range t.Compares {
 		if c.End != nil {
 			return nil
@@ -232,12 +233,21 @@ func (b *batcher) flush() {
 }
 
 // take removes the next batch from the queue: pending commits in order,
-// skipping (for a later batch) any that conflict with those taken.
+// skipping (for a later batch) any that conflict with those taken or that
+// would take the batch past etcd's operations limit.
+//
+// etcd checks a nested transaction against the limit less the operations
+// of the transaction holding it (v3rpc checkTxnRequest): a batch of k
+// commits is accepted only if k plus the widest member's compares or ops
+// stays within the limit. Otherwise etcd refuses the whole batch with
+// "too many operations", failing commits that are each within the limit
+// (found when 128 creations were batched: k = 128 left no room at all).
 func (b *batcher) take() []*pending {
 	var (
 		batch  []*pending
 		rest   []*pending
 		bytes  int
+		width  int // the widest member's compares or ops
 		reads  = map[string]bool{}
 		writes = map[string]bool{}
 	)
@@ -247,6 +257,8 @@ func (b *batcher) take() []*pending {
 			break
 		}
 		conflict := b.maxBytes > 0 && bytes+p.size+64 > b.maxBytes
+		// A batch of one goes as a plain transaction, with no nesting.
+		conflict = conflict || (len(batch) > 0 && len(batch)+1+max(width, p.width) > b.maxCommits)
 		for _, k := range p.writes {
 			conflict = conflict || reads[k] || writes[k]
 		}
@@ -264,6 +276,7 @@ func (b *batcher) take() []*pending {
 			reads[k] = true
 		}
 		bytes += p.size + 64
+		width = max(width, p.width)
 		p.taken = true
 		batch = append(batch, p)
 	}

@@ -221,3 +221,59 @@ func TestGroupCommitIdleClaim(t *testing.T) {
 	}
 	b.idleDone()
 }
+
+// Commits that are each within etcd's operations limit are never batched
+// past it: etcd counts a nested transaction's operations against the limit
+// less the batch's own (k commits of width w need k + w ≤ 128). Eight
+// commits of 124 puts each, queued together, must all land — batched at
+// most four at a time. Without the width rule take() puts all eight in
+// one batch and etcd refuses it whole ("too many operations in txn
+// request"), failing every one of them.
+func TestGroupCommitRespectsNestedOpsLimit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{MemberConfig: MemberConfig{Dir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.Close() }()
+	b := e.group
+	if !b.claimIdle() { // hold the batcher, so that the commits queue
+		t.Fatal("an idle batcher refused the claim")
+	}
+	const commits, width = 8, 124
+	errs := make(chan error, commits)
+	for c := range commits {
+		go func() {
+			ops := make([]kv.Op, width)
+			for i := range ops {
+				ops[i] = kv.Put([]byte(fmt.Sprintf("w/%d/%03d", c, i)), []byte("v"), kv.NoLease)
+			}
+			res, err := e.Commit(ctx, kv.Txn{Ops: ops})
+			if err == nil && !res.Succeeded {
+				err = fmt.Errorf("commit %d refused", c)
+			}
+			errs <- err
+		}()
+	}
+	for queued := false; !queued; {
+		b.mu.Lock()
+		queued = len(b.queue) == commits
+		b.mu.Unlock()
+		runtime.Gosched()
+	}
+	before := e.GroupStats()
+	b.idleDone()
+	for range commits {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := e.GroupStats()
+	if st.MaxBatch < 2 || st.MaxBatch > 128-width {
+		t.Fatalf("largest batch %d, want 2..%d", st.MaxBatch, 128-width)
+	}
+	if n := st.Requests - before.Requests; n < 2 {
+		t.Fatalf("%d commits of width %d went in %d request(s)", commits, width, n)
+	}
+}
