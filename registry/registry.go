@@ -1,6 +1,7 @@
 // Package registry implements nola's activation protocol over a kv.Store:
 // server registration with incarnations and leases, placement
-// (EnsureActivation), ownership confirmation, voluntary release, fenced
+// (EnsureActivation; CreateActor for creations, without a read first),
+// ownership confirmation, voluntary release, fenced
 // commits of actor KV, and deletion (Delete, Reclaim: delete.go,
 // docs/deletion.md). docs/architecture.md describes the protocol and
 // docs/proofs/ argues why it keeps at most one activation per actor.
