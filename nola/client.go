@@ -149,7 +149,12 @@ func (c *Client) Create(ctx context.Context, ns, id, typ string, args []byte) (c
 			return false, wrapBefore(err, "")
 		}
 	}
-	p, err := c.reg.EnsureActivationArgs(ctx, ns, id, typ, args)
+	// CreateActor, not EnsureActivationArgs: a caller creating actors
+	// expects them not to exist, so the placement is committed without
+	// reading the record first (one store round trip; concurrent creations
+	// share etcd transactions). An existing actor costs one refused commit
+	// more before the usual read.
+	p, err := c.reg.CreateActor(ctx, ns, id, typ, args)
 	if err != nil {
 		return false, wrapBefore(err, "")
 	}

@@ -132,3 +132,55 @@ func TestDeleteRemovesCreationRecords(t *testing.T) {
 		}
 	})
 }
+
+// CreateActor, which commits without reading first, ends as
+// EnsureActivationArgs would: a new actor is created with its records; an
+// existing one (its guess refused) is placed where it is, not created
+// again, its arguments unchanged; another type is a mismatch; a deleted
+// actor's new life continues its epochs and takes the next generation.
+func TestCreateActor(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		inc := mustRegister(t, reg, "s1")
+		p, err := reg.CreateActor(ctx, "ns", "a", "t", []byte("args-1"))
+		if err != nil || !p.Created || p.ServerID != "s1" || p.Incarnation != inc.Num || p.Type != "t" {
+			t.Fatalf("create: %+v, %v", p, err)
+		}
+		rec, found, err := reg.Actor(ctx, "ns", "a")
+		if err != nil || !found || rec.Owner != "s1" || rec.Epoch != 1 || rec.Generation != 0 {
+			t.Fatalf("record after create: %+v %v %v", rec, found, err)
+		}
+		before, _, err := reg.Store().Get(ctx, reg.Keys().Actor("ns", "a"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err = reg.CreateActor(ctx, "ns", "a", "t", []byte("args-2")); err != nil || p.Created || p.ServerID != "s1" {
+			t.Fatalf("second create: %+v, %v; want placed on s1, not created", p, err)
+		}
+		after, _, err := reg.Store().Get(ctx, reg.Keys().Actor("ns", "a"), 0)
+		if err != nil || after.ModRev != before.ModRev {
+			t.Fatalf("second create changed the record (mod rev %d → %d, %v)", before.ModRev, after.ModRev, err)
+		}
+		if c, err := reg.ReadCreation(ctx, "ns", "a"); err != nil || !c.Pending || string(c.Args) != "args-1" {
+			t.Fatalf("creation = %+v, %v; want the first creation's", c, err)
+		}
+		if _, err := reg.CreateActor(ctx, "ns", "a", "other", nil); !errors.Is(err, registry.ErrTypeMismatch) {
+			t.Fatalf("create as another type: %v, want ErrTypeMismatch", err)
+		}
+		if _, err := reg.CreateActor(ctx, "ns", "nope", "", nil); !errors.Is(err, registry.ErrActorNotFound) {
+			t.Fatalf("create without a type: %v, want ErrActorNotFound", err)
+		}
+		if _, err := reg.Delete(ctx, inc, "ns", "a"); err != nil {
+			t.Fatal(err)
+		}
+		if p, err = reg.CreateActor(ctx, "ns", "a", "t", nil); err != nil || !p.Created {
+			t.Fatalf("create over a tombstone: %+v, %v", p, err)
+		}
+		if rec, _, err = reg.Actor(ctx, "ns", "a"); err != nil || rec.Generation != 1 || rec.Epoch <= 1 {
+			t.Fatalf("new life: %+v, %v; want generation 1 and a later epoch", rec, err)
+		}
+		if c, err := reg.ReadCreation(ctx, "ns", "a"); err != nil || !c.Pending || c.Args != nil {
+			t.Fatalf("new life's creation = %+v, %v; want pending without args", c, err)
+		}
+	})
+}

@@ -55,7 +55,7 @@ func TestLocalDeadlineFailsBeyondRho(t *testing.T) {
 
 // A random schedule of registrations, lease expiries, placements, releases,
 // epoch bumps, deletes (by the owner, or by a client when no owner is
-// live) and commits from three servers, on memkv under the
+// live), creations without a read first (CreateActor) and commits from three servers, on memkv under the
 // deterministic runtime. After every step: at most one incarnation owns the
 // actor (its record names it and its server record is current); it can
 // commit and nobody else can; and no owner record that was ever superseded
@@ -66,7 +66,7 @@ func TestAtMostOneConfirmedOwner(t *testing.T) {
 		steps := rapid.IntRange(5, 40).Draw(rt, "steps")
 		var actions []int
 		for range steps {
-			actions = append(actions, rapid.IntRange(0, 8).Draw(rt, "action"))
+			actions = append(actions, rapid.IntRange(0, 9).Draw(rt, "action"))
 		}
 		var servers []int
 		for range steps {
@@ -159,6 +159,12 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 				}
 			case 8: // a client deletes it (only if no owner is live)
 				_, _ = reg.Delete(ctx, nil, "ns", "a")
+			case 9: // a client creates it, committing without a read first
+				if _, err := reg.CreateActor(ctx, "ns", "a", "t", nil); err != nil &&
+					!errors.Is(err, registry.ErrNoServers) {
+					failure = "create: " + err.Error()
+					return
+				}
 			}
 			owners := 0
 			var holding []byte
@@ -227,9 +233,10 @@ func runOwnershipSchedule(seed uint64, actions, servers []int, opts registry.Opt
 // check switched off, random schedules find a violation quickly.
 func TestOwnershipCheckerCatchesBrokenProtocol(t *testing.T) {
 	for name, opts := range map[string]registry.Options{
-		"skip fence":         {Mutations: mutation.Of(mutation.SkipStoreFence)},
-		"ignore incarnation": {Mutations: mutation.Of(mutation.IgnoreIncarnation)},
-		"reset epochs":       {Mutations: mutation.Of(mutation.ResetEpochs)},
+		"skip fence":          {Mutations: mutation.Of(mutation.SkipStoreFence)},
+		"ignore incarnation":  {Mutations: mutation.Of(mutation.IgnoreIncarnation)},
+		"reset epochs":        {Mutations: mutation.Of(mutation.ResetEpochs)},
+		"skip create compare": {Mutations: mutation.Of(mutation.SkipCreateCompare)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			w := simrt.New(99)
@@ -238,7 +245,7 @@ func TestOwnershipCheckerCatchesBrokenProtocol(t *testing.T) {
 				actions := make([]int, 30)
 				servers := make([]int, 30)
 				for i := range actions {
-					actions[i], servers[i] = int(rng.IntN(9)), int(rng.IntN(3))
+					actions[i], servers[i] = int(rng.IntN(10)), int(rng.IntN(3))
 				}
 				if msg := runOwnershipSchedule(uint64(try), actions, servers, opts); msg != "" {
 					t.Logf("caught after %d schedules: %s", try+1, msg)

@@ -1,6 +1,7 @@
 // Package registry implements nola's activation protocol over a kv.Store:
 // server registration with incarnations and leases, placement
-// (EnsureActivation), ownership confirmation, voluntary release, fenced
+// (EnsureActivation; CreateActor for creations, without a read first),
+// ownership confirmation, voluntary release, fenced
 // commits of actor KV, and deletion (Delete, Reclaim: delete.go,
 // docs/deletion.md). docs/architecture.md describes the protocol and
 // docs/proofs/ argues why it keeps at most one activation per actor.
@@ -79,7 +80,8 @@ type Options struct {
 	// DeleteSkipsGeneration (a delete keeps the generation, so the next
 	// life shares the old life's KV prefix) and SkipReleaseCompare
 	// (release without the compare on the releasing incarnation's
-	// ownership).
+	// ownership) and SkipCreateCompare (CreateActor's read-free first
+	// attempt commits without the compare that the actor is absent).
 	Mutations mutation.Set
 }
 
@@ -822,11 +824,48 @@ func (r *Registry) EnsureActivation(ctx context.Context, ns, id, typ string) (Pl
 // (nola.Limits.MaxCreationArgsBytes); the store's request limit is the
 // last resort.
 func (r *Registry) EnsureActivationArgs(ctx context.Context, ns, id, typ string, args []byte) (Placement, error) {
+	return r.place(ctx, ns, id, typ, args, false)
+}
+
+// CreateActor is EnsureActivationArgs for an actor the caller expects not
+// to exist yet (nola's Client.Create): it skips the read of the actor
+// record on its first attempt and commits the placement that creating an
+// absent actor takes — the very commit EnsureActivationArgs sends after
+// reading the record absent. One store round trip instead of two per
+// actor, and the commits of concurrent creations share etcd transactions
+// through group commit (etcdkv), each with its own compares.
+//
+// Why skipping the read is safe: the read is not what makes placement
+// safe. The commit is conditional on the actor record's mod revision
+// being 0 — the key is absent at the commit's own revision — and on the
+// chosen server's record, exactly as after a read that found it absent;
+// the store evaluates those compares atomically with the writes, whatever
+// was or was not read before (docs/proofs/single-activation.md, Lemma 3:
+// placement writes only under compares). If the guess is wrong (the actor
+// exists, is a tombstone, or the server record changed) the commit
+// applies nothing and placement goes on as EnsureActivationArgs does,
+// reading first. In a batch of such commits, one whose actor exists fails
+// its own compare and leaves the others' outcomes unchanged
+// (TestCreateActorBatchWithConflict).
+func (r *Registry) CreateActor(ctx context.Context, ns, id, typ string, args []byte) (Placement, error) {
+	return r.place(ctx, ns, id, typ, args, typ != "")
+}
+
+// place is EnsureActivationArgs; guessAbsent skips the first read and
+// assumes the actor record absent (CreateActor).
+func (r *Registry) place(ctx context.Context, ns, id, typ string, args []byte, guessAbsent bool) (Placement, error) {
 	key := r.keys.Actor(ns, id)
 	for attempt := 0; attempt < 16; attempt++ {
-		cur, found, err := r.store.Get(ctx, key, 0)
-		if err != nil {
-			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, err)
+		var (
+			cur   kv.KeyValue // absent: mod revision 0
+			found bool
+			err   error
+		)
+		guess := guessAbsent && attempt == 0
+		if !guess {
+			if cur, found, err = r.store.Get(ctx, key, 0); err != nil {
+				return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, err)
+			}
 		}
 		var rec ActorRecord
 		if found {
@@ -848,6 +887,9 @@ func (r *Registry) EnsureActivationArgs(ctx context.Context, ns, id, typ string,
 			rec.Type = typ
 		}
 		cmps := []kv.Compare{kv.ModRevEquals(key, cur.ModRev)}
+		if guess && r.opts.Mutations.Has(mutation.SkipCreateCompare) {
+			cmps = nil
+		}
 		if rec.Owner != "" {
 			skey := r.keys.Server(rec.Owner)
 			srv, ok, err := r.store.Get(ctx, skey, 0)
@@ -896,8 +938,12 @@ func (r *Registry) EnsureActivationArgs(ctx context.Context, ns, id, typ string,
 			return Placement{ServerID: m.Record.ID, Incarnation: m.Record.Incarnation, Addr: m.Record.Addr, Type: rec.Type, Created: created}, nil
 		}
 		// Someone raced us, or the chosen server's record changed: look
-		// again with a fresh server list.
-		r.invalidateServers()
+		// again with a fresh server list. After a refused guess the
+		// likely cause is that the actor exists: read it first, and
+		// refresh the list only if the next attempt fails too.
+		if !guess {
+			r.invalidateServers()
+		}
 	}
 	return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, ErrContention)
 }

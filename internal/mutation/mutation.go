@@ -67,6 +67,13 @@ const (
 	// the record that it ran in two commits instead of one: a failure
 	// between them runs the hook again over its own effects.
 	CreateCommitsMarkerSeparately
+	// SkipCreateCompare makes registry.CreateActor's first attempt (which
+	// does not read the actor record) commit without the compare that the
+	// record is absent: a creation overwrites an existing actor's owner,
+	// epoch and generation. It acts wherever CreateActor runs (nola's
+	// Client.Create), not on the simulator's default workload; the
+	// registry's schedule checker and its batch test catch it.
+	SkipCreateCompare
 
 	count
 )
@@ -96,6 +103,8 @@ func (m M) String() string {
 		return "CreateEveryActivation"
 	case CreateCommitsMarkerSeparately:
 		return "CreateCommitsMarkerSeparately"
+	case SkipCreateCompare:
+		return "SkipCreateCompare"
 	}
 	return fmt.Sprintf("mutation(%d)", uint8(m))
 }

@@ -521,10 +521,19 @@ func (s *Store) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, error) {
 		if s.closed.Load() {
 			return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w", kv.ErrClosed)
 		}
+		if s.group.claimIdle() {
+			defer s.group.idleDone()
+			return s.commitAlone(ctx, cmps, ops)
+		}
 		if p := batchable(t, cmps, ops, s.opts.Limits); p != nil {
 			return s.group.commit(ctx, p)
 		}
 	}
+	return s.commitAlone(ctx, cmps, ops)
+}
+
+// commitAlone sends one commit as its own etcd transaction.
+func (s *Store) commitAlone(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op) (kv.CommitResult, error) {
 	c, err := s.begin(ctx)
 	if err != nil {
 		return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w", err)

@@ -40,6 +40,7 @@ type pending struct {
 	cmps   []clientv3.Cmp
 	ops    []clientv3.Op
 	size   int
+	width  int      // max(compares, ops): what etcd's ops limit counts
 	reads  []string // compared keys
 	writes []string // written keys
 	taken  bool
@@ -92,7 +93,7 @@ func batchable(t kv.Txn, cmps []clientv3.Cmp, ops []clientv3.Op, limits kv.Limit
 	if len(ops) == 0 || len(ops) != len(t.Ops) || (limits.MaxRequestBytes > 0 && size > limits.MaxRequestBytes/4) {
 		return nil
 	}
-	p := &pending{cmps: cmps, ops: ops, size: size, done: make(chan struct{})}
+	p := &pending{cmps: cmps, ops: ops, size: size, width: max(len(t.Compares), len(t.Ops)), done: make(chan struct{})}
 	for _, c := range t.Compares {
 		if c.End != nil {
 			return nil
@@ -123,26 +124,13 @@ func (b *batcher) commit(ctx context.Context, p *pending) (kv.CommitResult, erro
 		return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w", kv.ErrClosed)
 	}
 	if b.inflight == 0 && len(b.queue) == 0 {
-		// Idle: send it from this goroutine, with the caller's context,
-		// and hand whatever queued meanwhile to a flusher.
+		// Idle (it went idle since Store.Commit looked): send it from
+		// this goroutine, with the caller's context.
 		b.inflight++
 		p.taken = true
 		b.mu.Unlock()
 		b.send(ctx, []*pending{p})
-		b.mu.Lock()
-		switch {
-		case len(b.queue) > 0 && !b.closed:
-			b.wg.Add(1)
-			go b.flush() // ends when the queue is empty
-		default:
-			for _, q := range b.queue { // closed meanwhile: never sent
-				q.err = fmt.Errorf("etcdkv: commit: %w", kv.ErrClosed)
-				close(q.done)
-			}
-			b.queue = nil
-			b.inflight--
-		}
-		b.mu.Unlock()
+		b.idleDone()
 		return p.res, p.err
 	}
 	b.queue = append(b.queue, p)
@@ -177,6 +165,47 @@ func (b *batcher) commit(ctx context.Context, p *pending) (kv.CommitResult, erro
 	return kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w (%w)", kv.ErrIndeterminate, ctx.Err())
 }
 
+// claimIdle reports whether nothing is queued or in flight and, if so,
+// marks a commit in flight: the caller sends its commit at once, alone,
+// then calls idleDone. This is the adaptive half of group commit: with
+// nothing to group (one caller, or a lull) a commit costs what it costs
+// with group commit off — no batch bookkeeping, no hand-off to another
+// goroutine — and commits only queue while one is already in flight, when
+// waiting for it is what they would do anyway (etcd applies one request
+// after another).
+func (b *batcher) claimIdle() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed || b.inflight > 0 || len(b.queue) > 0 {
+		return false
+	}
+	b.inflight++
+	b.requests.Add(1) // a batch of one, as GroupStats counts it
+	b.commits.Add(1)
+	if b.maxBatch.Load() == 0 {
+		b.maxBatch.Store(1)
+	}
+	return true
+}
+
+// idleDone ends a commit sent after claimIdle: whatever queued meanwhile
+// goes to a flusher, which inherits the in-flight slot.
+func (b *batcher) idleDone() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.queue) > 0 && !b.closed {
+		b.wg.Add(1)
+		go b.flush() // ends when the queue is empty
+		return
+	}
+	for _, q := range b.queue { // closed meanwhile: never sent
+		q.err = fmt.Errorf("etcdkv: commit: %w", kv.ErrClosed)
+		close(q.done)
+	}
+	b.queue = nil
+	b.inflight--
+}
+
 // close refuses new commits and waits for the flushers, whose requests
 // fail fast once the client is closed.
 func (b *batcher) close() {
@@ -204,12 +233,21 @@ func (b *batcher) flush() {
 }
 
 // take removes the next batch from the queue: pending commits in order,
-// skipping (for a later batch) any that conflict with those taken.
+// skipping (for a later batch) any that conflict with those taken or that
+// would take the batch past etcd's operations limit.
+//
+// etcd checks a nested transaction against the limit less the operations
+// of the transaction holding it (v3rpc checkTxnRequest): a batch of k
+// commits is accepted only if k plus the widest member's compares or ops
+// stays within the limit. Otherwise etcd refuses the whole batch with
+// "too many operations", failing commits that are each within the limit
+// (found when 128 creations were batched: k = 128 left no room at all).
 func (b *batcher) take() []*pending {
 	var (
 		batch  []*pending
 		rest   []*pending
 		bytes  int
+		width  int // the widest member's compares or ops
 		reads  = map[string]bool{}
 		writes = map[string]bool{}
 	)
@@ -219,6 +257,8 @@ func (b *batcher) take() []*pending {
 			break
 		}
 		conflict := b.maxBytes > 0 && bytes+p.size+64 > b.maxBytes
+		// A batch of one goes as a plain transaction, with no nesting.
+		conflict = conflict || (len(batch) > 0 && len(batch)+1+max(width, p.width) > b.maxCommits)
 		for _, k := range p.writes {
 			conflict = conflict || reads[k] || writes[k]
 		}
@@ -236,6 +276,7 @@ func (b *batcher) take() []*pending {
 			reads[k] = true
 		}
 		bytes += p.size + 64
+		width = max(width, p.width)
 		p.taken = true
 		batch = append(batch, p)
 	}

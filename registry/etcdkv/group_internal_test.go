@@ -1,0 +1,279 @@
+package etcdkv
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nolaproject/nola/internal/mutation"
+	"github.com/nolaproject/nola/registry"
+	"github.com/nolaproject/nola/registry/kv"
+	"github.com/nolaproject/nola/rt"
+)
+
+// oneBatch is a store whose first n batchable commits are held until all
+// n have arrived and then sent as one group-commit batch (the etcd
+// transaction group commit would send if they arrived together); later
+// commits go to the store as usual. Which commits share a batch is thereby
+// fixed by the test, not by timing.
+type oneBatch struct {
+	*Store
+	n int
+
+	mu    sync.Mutex
+	held  []*pending
+	extra int // commits that were not batchable
+}
+
+func (o *oneBatch) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, error) {
+	o.mu.Lock()
+	if len(o.held) == o.n {
+		o.mu.Unlock()
+		return o.Store.Commit(ctx, t)
+	}
+	cmps, ops, err := o.Txn(t)
+	if err != nil {
+		o.mu.Unlock()
+		return kv.CommitResult{}, err
+	}
+	p := batchable(t, cmps, ops, o.opts.Limits)
+	if p == nil {
+		o.extra++
+		o.mu.Unlock()
+		return o.Store.Commit(ctx, t)
+	}
+	p.taken = true
+	o.held = append(o.held, p)
+	if len(o.held) == o.n {
+		go o.group.send(context.Background(), o.held) // delivers to every member
+	}
+	o.mu.Unlock()
+	<-p.done
+	return p.res, p.err
+}
+
+// createBatch creates actors c0..c(n-2) and, in the same etcd
+// transaction, "x" again — an actor created (with arguments "first")
+// before — all through registry.CreateActor's read-free first attempt,
+// over a registry with opts. It returns what went wrong: the new actors
+// must all be created on the live server, at one shared revision (they
+// were one batch), with their creation records; x's creation must be
+// refused by its own compare and leave x exactly as it was.
+func createBatch(t *testing.T, opts registry.Options) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{MemberConfig: MemberConfig{Dir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.Close() }()
+	if e.group == nil {
+		t.Fatal("group commit is off")
+	}
+	r := rt.NewReal()
+	plain := registry.New(e.Store, r, registry.Options{})
+	if _, err := plain.Register(ctx, "s0", "addr-s0", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := plain.CreateActor(ctx, "ns", "x", "t", []byte("first")); err != nil || !p.Created {
+		t.Fatalf("create x: %+v, %v", p, err)
+	}
+	xKey := plain.Keys().Actor("ns", "x")
+	xBefore, _, err := e.Get(ctx, xKey, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 16
+	ob := &oneBatch{Store: e.Store, n: n}
+	reg := registry.New(ob, r, opts)
+	if _, err := reg.Servers(ctx); err != nil { // warm the list: no read inside the batch
+		t.Fatal(err)
+	}
+	ids := make([]string, n)
+	places := make([]registry.Placement, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		ids[i] = fmt.Sprintf("c%d", i)
+		args := []byte("args-" + ids[i])
+		if i == n-1 {
+			ids[i], args = "x", []byte("second")
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			places[i], errs[i] = reg.CreateActor(ctx, "ns", ids[i], "t", args)
+		}()
+	}
+	wg.Wait()
+	if ob.extra != 0 || len(ob.held) != n {
+		t.Fatalf("%d of the placements were batched (%d not batchable): the test proved nothing", len(ob.held), ob.extra)
+	}
+	var rev int64
+	for i, id := range ids {
+		if errs[i] != nil {
+			return fmt.Sprintf("create %s: %v", id, errs[i])
+		}
+		if id == "x" {
+			continue
+		}
+		p := places[i]
+		if !p.Created || p.ServerID != "s0" {
+			return fmt.Sprintf("create %s: %+v, want created on s0", id, p)
+		}
+		kvs, found, err := e.Get(ctx, reg.Keys().Actor("ns", id), 0)
+		if err != nil || !found {
+			return fmt.Sprintf("record of %s: found=%v %v", id, found, err)
+		}
+		if rev == 0 {
+			rev = kvs.ModRev
+		} else if kvs.ModRev != rev {
+			return fmt.Sprintf("%s created at revision %d, others at %d: not one batch", id, kvs.ModRev, rev)
+		}
+		if c, err := reg.ReadCreation(ctx, "ns", id); err != nil || !c.Pending || string(c.Args) != "args-"+id {
+			return fmt.Sprintf("creation records of %s: %+v %v", id, c, err)
+		}
+	}
+	if p := places[n-1]; p.Created || p.ServerID != "s0" {
+		return fmt.Sprintf("create of the existing x: %+v, want placed on s0 and not created", p)
+	}
+	xAfter, _, err := e.Get(ctx, xKey, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if xAfter.ModRev != xBefore.ModRev {
+		return fmt.Sprintf("x's record was rewritten (mod rev %d → %d)", xBefore.ModRev, xAfter.ModRev)
+	}
+	if c, err := reg.ReadCreation(ctx, "ns", "x"); err != nil || string(c.Args) != "first" {
+		return fmt.Sprintf("x's creation records: %+v %v, want the first creation's arguments", c, err)
+	}
+	return ""
+}
+
+// A batch of creations that holds one conflicting creation (of an actor
+// that exists): every other creation lands, the conflicting one is refused
+// by its own compare and then answers with the existing placement.
+func TestCreateActorBatchWithConflict(t *testing.T) {
+	if msg := createBatch(t, registry.Options{}); msg != "" {
+		t.Fatal(msg)
+	}
+}
+
+// Without the per-actor compare (SkipCreateCompare), the same batch
+// overwrites the existing actor: the test above is not vacuous.
+func TestCreateActorBatchWithConflictCatchesMissingCompare(t *testing.T) {
+	msg := createBatch(t, registry.Options{Mutations: mutation.Of(mutation.SkipCreateCompare)})
+	if msg == "" {
+		t.Fatal("the batch passed with the per-actor compare dropped")
+	}
+	t.Logf("caught: %s", msg)
+}
+
+// Adaptive group commit: an idle batcher lets a commit go alone
+// (claimIdle), refuses a second claim while that one is in flight, queues
+// commits that arrive meanwhile, and hands them to a flusher when the
+// claimant is done — after which it is idle again.
+func TestGroupCommitIdleClaim(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{MemberConfig: MemberConfig{Dir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.Close() }()
+	b := e.group
+	if !b.claimIdle() {
+		t.Fatal("an idle batcher refused the claim")
+	}
+	if b.claimIdle() {
+		t.Fatal("a second claim while one commit is in flight")
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Commit(ctx, kv.Txn{Ops: []kv.Op{kv.Put([]byte("queued"), []byte("1"), kv.NoLease)}})
+		done <- err
+	}()
+	for queued := false; !queued; { // the commit must queue behind the claim
+		select {
+		case err := <-done:
+			t.Fatalf("the commit went out while another was in flight (err %v)", err)
+		default:
+		}
+		b.mu.Lock()
+		queued = len(b.queue) == 1
+		b.mu.Unlock()
+		runtime.Gosched()
+	}
+	b.idleDone()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, found, err := e.Get(ctx, []byte("queued"), 0); err != nil || !found {
+		t.Fatalf("queued commit: found=%v %v", found, err)
+	}
+	b.wg.Wait() // the flusher has gone
+	if !b.claimIdle() {
+		t.Fatal("not idle after the queue drained")
+	}
+	b.idleDone()
+}
+
+// Commits that are each within etcd's operations limit are never batched
+// past it: etcd counts a nested transaction's operations against the limit
+// less the batch's own (k commits of width w need k + w ≤ 128). Eight
+// commits of 124 puts each, queued together, must all land — batched at
+// most four at a time. Without the width rule take() puts all eight in
+// one batch and etcd refuses it whole ("too many operations in txn
+// request"), failing every one of them.
+func TestGroupCommitRespectsNestedOpsLimit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{MemberConfig: MemberConfig{Dir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.Close() }()
+	b := e.group
+	if !b.claimIdle() { // hold the batcher, so that the commits queue
+		t.Fatal("an idle batcher refused the claim")
+	}
+	const commits, width = 8, 124
+	errs := make(chan error, commits)
+	for c := range commits {
+		go func() {
+			ops := make([]kv.Op, width)
+			for i := range ops {
+				ops[i] = kv.Put([]byte(fmt.Sprintf("w/%d/%03d", c, i)), []byte("v"), kv.NoLease)
+			}
+			res, err := e.Commit(ctx, kv.Txn{Ops: ops})
+			if err == nil && !res.Succeeded {
+				err = fmt.Errorf("commit %d refused", c)
+			}
+			errs <- err
+		}()
+	}
+	for queued := false; !queued; {
+		b.mu.Lock()
+		queued = len(b.queue) == commits
+		b.mu.Unlock()
+		runtime.Gosched()
+	}
+	before := e.GroupStats()
+	b.idleDone()
+	for range commits {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := e.GroupStats()
+	if st.MaxBatch < 2 || st.MaxBatch > 128-width {
+		t.Fatalf("largest batch %d, want 2..%d", st.MaxBatch, 128-width)
+	}
+	if n := st.Requests - before.Requests; n < 2 {
+		t.Fatalf("%d commits of width %d went in %d request(s)", commits, width, n)
+	}
+}
