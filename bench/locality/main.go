@@ -99,6 +99,8 @@ func run() error {
 		defer log.Close()
 		cmd := exec.Command(*bin, args...)
 		cmd.Stdout, cmd.Stderr = log, log
+		// The servers die with the harness, however it ends (Linux).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			return fmt.Errorf("start %s: %w", id, err)
 		}
