@@ -78,6 +78,10 @@ type instance struct {
 	// refused is the largest linear memory size, in bytes, whose growth
 	// the Host's MemoryLimit refused during the invocation.
 	refused int64
+	// pooled is what the instance counts in Host.idleWorker while it
+	// waits in a worker pool (0: it does not); swapped out exactly once,
+	// by the take that reuses it or by its close.
+	pooled atomic.Int64
 }
 
 var _ context.Context = (*instance)(nil)
@@ -205,8 +209,12 @@ func (in *instance) closeModule() {
 		_ = in.m.Close(context.Background())
 	}
 	in.releaseOverhead()
+	in.unpool()
 	in.h.forget(in)
 }
+
+// unpool stops counting the instance as an idle pooled worker.
+func (in *instance) unpool() { in.h.idleWorker.Add(-in.pooled.Swap(0)) }
 
 // releaseOverhead returns the instance's InstanceOverhead to the Host's
 // memory budget, once.
