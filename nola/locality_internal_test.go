@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
 )
 
 // Locality settings are validated: negative values, a hysteresis below 1
@@ -55,5 +58,29 @@ func TestEdgeTableIsBoundedAndDecays(t *testing.T) {
 	}
 	if n, _ := l.size(); n != 0 {
 		t.Fatalf("after 3 rounds without calls %d actors remain, want 0", n)
+	}
+}
+
+// BenchmarkSampleCall is the hot path's locality hook alone, after an
+// actor's successful outgoing call: off (one load and a branch), and on
+// with the default one call in 16 recorded (an atomic add per call; a
+// route lookup, a clock reading and the table's lock per sample).
+func BenchmarkSampleCall(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
+			store := memkv.New(rt.NewReal(), memkv.Options{})
+			net := NewLocalNetwork(false)
+			s, err := NewServer(ServerConfig{ID: "s1", Addr: "local://s1", Store: store, Transport: net.Transport(rt.NewReal()),
+				Types: invariantTypes(), Locality: LocalityConfig{Enabled: on}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.client.routes.put(actorKey{"ns", "callee"}, route{addr: "local://s2", typ: "t", owner: target{"s2", 1}})
+			a := &activation{id: 1, key: actorKey{"ns", "caller"}}
+			b.ReportAllocs()
+			for b.Loop() {
+				s.sampleCall(a, "callee")
+			}
+		})
 	}
 }
