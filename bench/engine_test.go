@@ -15,15 +15,19 @@ import (
 )
 
 // cluster starts n in-process servers on memkv with the production runtime.
-func cluster(b *testing.B, n int) *nola.Cluster {
+func cluster(b *testing.B, n int, configure ...func(int, *nola.ServerConfig)) *nola.Cluster {
 	b.Helper()
 	r := rt.NewReal()
 	store := memkv.New(r, memkv.Options{})
-	c, err := nola.NewCluster(context.Background(), nola.ClusterConfig{
+	cc := nola.ClusterConfig{
 		Servers: n, Store: store, Types: actors.Types(),
 		Runtime:       func(int) rt.Runtime { return r },
 		ClientRuntime: r,
-	})
+	}
+	if len(configure) > 0 {
+		cc.Configure = configure[0]
+	}
+	c, err := nola.NewCluster(context.Background(), cc)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -47,8 +51,8 @@ func BenchmarkInvoke(b *testing.B) {
 
 // warmLoop invokes one actor b.N times from one goroutine, after a first
 // (activating) call outside the timer.
-func warmLoop(b *testing.B, id, typ, op string, payload []byte) {
-	c := cluster(b, 1)
+func warmLoop(b *testing.B, id, typ, op string, payload []byte, configure ...func(int, *nola.ServerConfig)) {
+	c := cluster(b, 1, configure...)
 	cl := c.Client()
 	ctx := context.Background()
 	if _, err := cl.Invoke(ctx, "bench", id, typ, op, payload); err != nil {
@@ -149,6 +153,15 @@ func BenchmarkCreateThenInvokeParallel(b *testing.B) {
 // the figure is the whole client→caller→counter round trip.
 func BenchmarkActorToActor(b *testing.B) {
 	warmLoop(b, "caller", "caller", "call", []byte("counter/callee/inc"))
+}
+
+// BenchmarkActorToActorLocality is BenchmarkActorToActor with locality
+// sampling on (one call in 16 recorded in the edge table): the hot path's
+// cost of communication locality.
+func BenchmarkActorToActorLocality(b *testing.B) {
+	warmLoop(b, "caller", "caller", "call", []byte("counter/callee/inc"), func(_ int, cfg *nola.ServerConfig) {
+		cfg.Locality.Enabled = true
+	})
 }
 
 // BenchmarkActorToActorParallel: one caller/callee pair per goroutine.

@@ -153,6 +153,7 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 		MaxActivations:    p.MaxActivations,
 		MemoryBudget:      p.MemoryBudget,
 		Shed:              p.Shed,
+		Locality:          p.Locality,
 		Placement:         p.Placement,
 		Limits:            p.Limits,
 		MinTimerPeriod:    p.MinTimerPeriod,

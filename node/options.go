@@ -77,7 +77,9 @@ type Options struct {
 	// and the weights of placement's score (docs/placement.md).
 	MemoryBudget int64
 	Shed         nola.ShedConfig
-	Placement    registry.PlacementPolicy
+	// Locality is nola.ServerConfig's: communication-locality moves.
+	Locality  nola.LocalityConfig
+	Placement registry.PlacementPolicy
 	// Limits bound names, payloads, results and KV entries (zero fields
 	// take nola's defaults).
 	Limits nola.Limits

@@ -189,10 +189,14 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 	}
 	// The deadline is checked right before every send (the flush above,
 	// placement and retries all take time), not once up front.
-	return a.srv.client.invokeGated(c, Request{
+	res, err := a.srv.client.invokeGated(c, Request{
 		Namespace: a.ref.Namespace, ActorID: actorID, ActorType: actorType,
 		Operation: op, Payload: payload, Chain: c.chainOut,
 	}, func() error { return a.callGate(op) })
+	if err == nil {
+		a.srv.sampleCall(a, actorID) // communication locality (locality.go)
+	}
+	return res, err
 }
 
 // callGate is checked right before each call an activation sends (or a

@@ -171,6 +171,10 @@ type ServerConfig struct {
 	// sets it: its store is private to the process, so KV written there
 	// would vanish when the actor moves.
 	NoKV string
+	// Locality turns on and paces communication-locality moves: actors
+	// whose calls go mostly to another server are released towards it
+	// (locality.go, docs/placement.md). Off unless Locality.Enabled.
+	Locality LocalityConfig
 	// Logger receives the server's logs (default: discard).
 	Logger *slog.Logger
 	// Observer, if set, sees activation, execution and commit events (the
@@ -226,6 +230,9 @@ func (c *ServerConfig) checkAndFillDefaults() error {
 	if err := c.Shed.check(); err != nil {
 		return err
 	}
+	if err := c.Locality.check(); err != nil {
+		return err
+	}
 	if c.Margin >= c.LeaseTTL && c.LeaseTTL > 0 {
 		return fmt.Errorf("nola: server config: Margin %v must be smaller than LeaseTTL %v", c.Margin, c.LeaseTTL)
 	}
@@ -270,6 +277,7 @@ func (c *ServerConfig) checkAndFillDefaults() error {
 	}
 	c.Limits = c.Limits.withDefaults()
 	c.Shed = c.Shed.withDefaults(c.LeaseTTL)
+	c.Locality = c.Locality.withDefaults(c.LeaseTTL)
 	return nil
 }
 

@@ -142,7 +142,9 @@
 // passes), timers.go, evict.go (idle sweep, eviction, release on shutdown),
 // accounting.go (what activations hold and cost: Sizer, busy time, the
 // load report's figures), shed.go (releasing activations of a server over
-// its memory budget or far above the cluster mean),
+// its memory budget or far above the cluster mean), locality.go
+// (sampling actor-to-actor calls and moving actors towards the server
+// their calls go to, with a placement hint),
 // ownerwatch.go (cancelling calls whose owner lost its lease), worker.go
 // (stateless workers: no activation, run where called), server.go
 // (the Server type and its lifecycle: NewServer, Start, Shutdown, Halt),

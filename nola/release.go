@@ -22,7 +22,7 @@ func (s *Server) HostedActors() []Ref {
 // invocation: it was left alone; try again later.
 var ErrBusy = errors.New("nola: activation busy")
 
-// errBusy is shedOne's: the activation is running an invocation.
+// errBusy is releaseOne's: the activation is running an invocation.
 var errBusy = errors.New("busy")
 
 // Release moves actor (ns, id) off this server through the release path
@@ -41,7 +41,7 @@ func (s *Server) Release(ctx context.Context, ns, id string) (released bool, err
 	if a == nil || a.state.Load() != stateReady {
 		return false, nil
 	}
-	switch err := s.shedOne(ctx, a); {
+	switch err := s.releaseOne(ctx, a, ""); {
 	case err == nil:
 		return true, nil
 	case err == errGone:

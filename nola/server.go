@@ -48,6 +48,8 @@ type Server struct {
 	// shedding is the hysteresis state of shedding; only the shedder
 	// task touches it.
 	shedding bool
+	// loc is the communication-locality edge table (locality.go).
+	loc locality
 
 	ctx    context.Context // cancelled by Shutdown/Halt: ends background tasks
 	cancel context.CancelFunc
@@ -64,6 +66,7 @@ func (s *Server) Limits() Limits { return s.cfg.Limits }
 type serverStats struct {
 	invocations, activated, evicted, fences, failedCommits, deleted atomic.Int64
 	shed, shedBytes, shedEpisodes                                   atomic.Int64
+	localityMoves, localityRounds                                   atomic.Int64
 	lease                                                           leaseStats
 }
 
@@ -97,7 +100,13 @@ type Stats struct {
 	// memory budget or far above the cluster mean, ShedBytes what they
 	// held, ShedEpisodes the times shedding began (shed.go).
 	Shed, ShedBytes, ShedEpisodes int64
-	Incarnation                   int64
+	// LocalityMoves counts actors released towards the server most of
+	// their calls went to, LocalityRounds the rounds that looked for
+	// them; LocalityActors is the edge table's size and LocalityDropped
+	// the samples it had no room for (locality.go).
+	LocalityMoves, LocalityRounds, LocalityDropped int64
+	LocalityActors                                 int
+	Incarnation                                    int64
 	// KeepAlive describes the lease keep-alives: round-trip latency,
 	// failures and fences by cause.
 	KeepAlive KeepAliveStats
@@ -130,6 +139,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return err
 	}
 	s.table.Store(newTable())
+	s.loc.actors = map[actorKey]*callerEdges{}
+	if cfg.Locality.Enabled {
+		s.loc.every = uint64(cfg.Locality.SampleEvery)
+	}
 	return s, nil
 }
 
@@ -171,6 +184,8 @@ func (s *Server) Stats() Stats {
 		ShedEpisodes:  s.stats.shedEpisodes.Load(),
 	}
 	st.BusyPPM, st.RateMilli = s.acct.last()
+	st.LocalityMoves, st.LocalityRounds = s.stats.localityMoves.Load(), s.stats.localityRounds.Load()
+	st.LocalityActors, st.LocalityDropped = s.loc.size()
 	return st
 }
 
@@ -198,6 +213,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	if s.shedEnabled() {
 		s.tasks.Go("shedder "+s.cfg.ID, s.shedder)
+	}
+	if s.cfg.Locality.Enabled {
+		s.tasks.Go("locality "+s.cfg.ID, s.localityMover)
 	}
 	return nil
 }

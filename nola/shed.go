@@ -133,7 +133,7 @@ func (s *Server) shedRound(ctx context.Context) int {
 		if dest < 0 {
 			continue // it would put another server over: keep it
 		}
-		if err := s.shedOne(ctx, a); err != nil {
+		if err := s.releaseOne(ctx, a, ""); err != nil {
 			s.log.Debug("shed failed", "actor", a.key.id, "err", err)
 			if !s.mayServe(l.inc) {
 				break
@@ -226,7 +226,9 @@ func (p *shedPlan) destination(n int64) int {
 	return best
 }
 
-// shedOne releases a: it waits for a's running invocation, runs its
+// releaseOne moves a off this server, for shedding and for locality
+// (hint: the server the next placement should prefer, or ""): it skips a
+// running a's invocation (busy this round), runs its
 // Deactivate hook, drops it, and clears its ownership with a compare on
 // this incarnation's record at a's epoch (Registry.Release). Between the
 // drop and the release a placeholder entry holds a's place in the table,
@@ -235,7 +237,7 @@ func (p *shedPlan) destination(n int64) int {
 // clear (the activation the proof's Lemma 3 forbids to be live at the
 // release). A release of unknown outcome puts the actor in doubt, so that
 // a later activation here bumps its epoch first.
-func (s *Server) shedOne(ctx context.Context, a *activation) error {
+func (s *Server) releaseOne(ctx context.Context, a *activation, hint string) error {
 	if !a.lock.TryAcquire() {
 		return errBusy // running now: not idle enough to move this round
 	}
@@ -262,7 +264,7 @@ func (s *Server) shedOne(ctx context.Context, a *activation) error {
 	// the actor's slot (and its callers) until the release returns.
 	rctx, cancel := s.rt.WithTimeout(ctx, s.cfg.CommitTimeout)
 	defer cancel()
-	err := s.reg.Release(rctx, a.inc, a.key.ns, a.key.id, a.ref.Type, a.epoch, a.gen)
+	err := s.reg.ReleaseTo(rctx, a.inc, a.key.ns, a.key.id, a.ref.Type, a.epoch, a.gen, hint)
 	if err != nil && !errors.Is(err, registry.ErrFenced) {
 		s.markDoubt(a.inc, a.key, a.epoch)
 	}

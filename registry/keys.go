@@ -187,7 +187,19 @@ type ActorRecord struct {
 	// generation 0, and generation 0 is encoded without it, so records
 	// written before deletion existed keep their exact bytes.
 	Generation int64
+	// Hint names the server a released actor should preferably be placed
+	// on next (communication locality: docs/placement.md). Only a record
+	// without an owner carries one, and only as advice: placement takes it
+	// if that server is live, has room and is within bounded load, and
+	// writes the new owner with the same compares as any placement. Stored
+	// after the generation (then always present, even 0), so records
+	// without a hint keep their exact bytes.
+	Hint string
 }
+
+// maxHintLen bounds a hint: it is a server ID, which registration bounds
+// far below this; a longer one in a record is malformed.
+const maxHintLen = 1 << 10
 
 // Tombstone reports whether r is a deleted actor's record: no type, no
 // owner. Every lookup treats a tombstone as absent.
@@ -197,15 +209,33 @@ func (r ActorRecord) encode() []byte {
 	// Packed by hand (the same bytes as tuple.Tuple{…}.Pack()): placement
 	// and confirmation build one per call, and boxing four elements costs
 	// five allocations.
-	b := make([]byte, 0, len(r.Type)+len(r.Owner)+4+18)
+	b := make([]byte, 0, len(r.Type)+len(r.Owner)+len(r.Hint)+4+27)
 	b = tuple.AppendString(b, r.Type)
 	b = tuple.AppendString(b, r.Owner)
 	b = tuple.AppendInt(b, r.OwnerIncarnation)
 	b = tuple.AppendInt(b, r.Epoch)
-	if r.Generation != 0 {
+	if r.Generation != 0 || r.Hint != "" {
 		b = tuple.AppendInt(b, r.Generation)
 	}
+	if r.Hint != "" {
+		b = tuple.AppendString(b, r.Hint)
+	}
 	return b
+}
+
+// checkTrailing vets the optional elements of a decoded record: the bytes
+// must be canonical, since fences compare them, so generation 0 is encoded
+// only before a hint, and a hint only on a record without an owner.
+func (r ActorRecord) checkTrailing() error {
+	switch {
+	case r.Generation < 0 || (r.Generation == 0 && r.Hint == ""):
+		return fmt.Errorf("%w: generation %d", tuple.ErrInvalid, r.Generation)
+	case r.Hint != "" && r.Owner != "":
+		return fmt.Errorf("%w: placement hint on an owned record", tuple.ErrInvalid)
+	case len(r.Hint) > maxHintLen:
+		return fmt.Errorf("%w: placement hint of %d bytes", tuple.ErrInvalid, len(r.Hint))
+	}
+	return nil
 }
 
 func decodeActor(b []byte) (ActorRecord, error) {
@@ -218,10 +248,13 @@ func decodeActor(b []byte) (ActorRecord, error) {
 			if r.OwnerIncarnation, b, err = tuple.ReadInt(b); err == nil {
 				if r.Epoch, b, err = tuple.ReadInt(b); err == nil && len(b) != 0 {
 					r.Generation, b, err = tuple.ReadInt(b)
-					if err == nil && r.Generation <= 0 {
-						// Generation 0 is never encoded: the bytes must be
-						// canonical, since fences compare them.
-						err = fmt.Errorf("%w: generation %d", tuple.ErrInvalid, r.Generation)
+					if err == nil && len(b) != 0 {
+						if r.Hint, b, err = tuple.ReadString(b); err == nil && r.Hint == "" {
+							err = fmt.Errorf("%w: empty placement hint", tuple.ErrInvalid)
+						}
+					}
+					if err == nil {
+						err = r.checkTrailing()
 					}
 				}
 			}

@@ -21,12 +21,20 @@ func TestActorRecordCodec(t *testing.T) {
 			Epoch:            rapid.Int64().Draw(t, "epoch"),
 			Generation:       rapid.Int64Min(0).Draw(t, "gen"),
 		}
+		if r.Owner == "" {
+			// Only an ownerless (released) record carries a hint.
+			r.Hint = rapid.StringN(0, 8, -1).Draw(t, "hint")
+		}
 		got := r.encode()
 		// Generation 0 packs as the four-element record of before
-		// deletion existed; later generations append a fifth element.
+		// deletion existed; later generations append a fifth element,
+		// and a hint a sixth (with the generation then always present).
 		want := tuple.Tuple{r.Type, r.Owner, r.OwnerIncarnation, r.Epoch}
-		if r.Generation != 0 {
+		if r.Generation != 0 || r.Hint != "" {
 			want = append(want, r.Generation)
+		}
+		if r.Hint != "" {
+			want = append(want, r.Hint)
 		}
 		if !bytes.Equal(got, want.Pack()) {
 			t.Fatalf("encode(%+v) = %x, Pack = %x", r, got, want.Pack())
@@ -45,6 +53,11 @@ func TestActorRecordCodec(t *testing.T) {
 		(tuple.Tuple{"t", "s", int64(1), int64(2), int64(0)}).Pack(),
 		(tuple.Tuple{"t", "s", int64(1), int64(2), int64(-1)}).Pack(),
 		(tuple.Tuple{"t", "s", int64(1), int64(2), int64(3), int64(4)}).Pack(),
+		// A hint only on an ownerless record, never empty, never long.
+		(tuple.Tuple{"t", "s", int64(1), int64(2), int64(0), "s2"}).Pack(),
+		(tuple.Tuple{"t", "", int64(0), int64(2), int64(0), ""}).Pack(),
+		(tuple.Tuple{"t", "", int64(0), int64(2), int64(1), string(make([]byte, maxHintLen+1))}).Pack(),
+		(tuple.Tuple{"t", "", int64(0), int64(2), int64(1), "s2", "x"}).Pack(),
 	} {
 		if _, err := decodeActor(b); !errors.Is(err, tuple.ErrInvalid) {
 			t.Errorf("decodeActor(%x) err = %v, want a wrapped tuple.ErrInvalid", b, err)

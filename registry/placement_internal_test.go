@@ -20,7 +20,7 @@ func member(id string, l Load) Member {
 func place(r *Registry, list []Member, n int) map[string]int64 {
 	got := map[string]int64{}
 	for range n {
-		m, ok := r.choose(list)
+		m, _, ok := r.choose(list, "")
 		if !ok {
 			panic("no server")
 		}
@@ -47,20 +47,20 @@ func TestPlacementScore(t *testing.T) {
 		member("big", Load{Activations: 2, Bytes: 128 << 20}),
 		member("small", Load{Activations: 10, Bytes: 10 << 10}),
 	}
-	if m, _ := chooser(PlacementPolicy{}).choose(list); m.Record.ID != "small" {
+	if m, _, _ := chooser(PlacementPolicy{}).choose(list, ""); m.Record.ID != "small" {
 		t.Fatalf("default policy chose %s, want small (the other holds 128 MiB)", m.Record.ID)
 	}
-	if m, _ := chooser(PlacementPolicy{Activations: 1}).choose(list); m.Record.ID != "big" {
+	if m, _, _ := chooser(PlacementPolicy{Activations: 1}).choose(list, ""); m.Record.ID != "big" {
 		t.Fatalf("count-only policy chose %s, want big (fewer activations)", m.Record.ID)
 	}
 	busy := []Member{
 		member("hot", Load{Activations: 5, BusyPPM: 900_000}),
 		member("cold", Load{Activations: 5, BusyPPM: 1_000}),
 	}
-	if m, _ := chooser(PlacementPolicy{}).choose(busy); m.Record.ID != "cold" {
+	if m, _, _ := chooser(PlacementPolicy{}).choose(busy, ""); m.Record.ID != "cold" {
 		t.Fatalf("chose %s, want cold (less CPU)", m.Record.ID)
 	}
-	if m, _ := chooser(PlacementPolicy{Activations: 1, Memory: 1}).choose(busy); m.Record.ID == "" {
+	if m, _, _ := chooser(PlacementPolicy{Activations: 1, Memory: 1}).choose(busy, ""); m.Record.ID == "" {
 		t.Fatal("no choice")
 	}
 }
@@ -76,7 +76,7 @@ func TestPlacementAvoidsServersOverBudget(t *testing.T) {
 		t.Fatalf("placements %v: want none on the server over its budget", got)
 	}
 	list[1].Load.Bytes = 40 << 20
-	if _, ok := chooser(PlacementPolicy{}).choose(list); !ok {
+	if _, _, ok := chooser(PlacementPolicy{}).choose(list, ""); !ok {
 		t.Fatal("every server over budget: placement refused, want the best of them")
 	}
 }

@@ -328,6 +328,18 @@ func (r *Registry) nextEpoch(e int64) int64 {
 // epochs never repeat, so no fence of an earlier ownership can ever hold
 // again.
 func (r *Registry) Release(ctx context.Context, inc *Incarnation, ns, id, typ string, epoch, gen int64) error {
+	return r.ReleaseTo(ctx, inc, ns, id, typ, epoch, gen, "")
+}
+
+// ReleaseTo is Release leaving a placement hint in the released record:
+// the next placement of the actor prefers server hint if it is live, has
+// room and is within bounded load (choose). The hint is advice, never a
+// reservation: that placement writes its owner with the same compares as
+// any other, so a stale hint can cost balance, never correctness.
+func (r *Registry) ReleaseTo(ctx context.Context, inc *Incarnation, ns, id, typ string, epoch, gen int64, hint string) error {
+	if len(hint) > maxHintLen {
+		return fmt.Errorf("registry: release %s/%s: placement hint of %d bytes (at most %d)", ns, id, len(hint), maxHintLen)
+	}
 	key := r.keys.Actor(ns, id)
 	cmps := []kv.Compare{kv.ValueEquals(key, inc.OwnerRecord(typ, epoch, gen))}
 	if r.opts.Mutations.Has(mutation.SkipReleaseCompare) {
@@ -335,7 +347,7 @@ func (r *Registry) Release(ctx context.Context, inc *Incarnation, ns, id, typ st
 	}
 	res, err := r.store.Commit(ctx, kv.Txn{
 		Compares: cmps,
-		Ops:      []kv.Op{kv.Put(key, ActorRecord{Type: typ, Epoch: r.nextEpoch(epoch), Generation: gen}.encode(), kv.NoLease)},
+		Ops:      []kv.Op{kv.Put(key, ActorRecord{Type: typ, Epoch: r.nextEpoch(epoch), Generation: gen, Hint: hint}.encode(), kv.NoLease)},
 	})
 	if err != nil {
 		return fmt.Errorf("registry: release %s/%s: %w", ns, id, err)
@@ -656,8 +668,12 @@ func (r *Registry) notePlaced(sid string) {
 //     reports lag placements by up to a keep-alive period; without the
 //     bound every placement of that window would go to the same server —
 //     the one a fresh server always is.
-//  3. The lowest score wins (PlacementPolicy.score), ties at random.
-func (r *Registry) choose(list []Member) (Member, bool) {
+//  3. A hinted server (the record's Hint, left by a locality move) wins if
+//     it is a candidate, within the bound of 2, and within bounded load
+//     over the candidates' activations and memory (WithinBound).
+//  4. Otherwise the lowest score wins (PlacementPolicy.score), ties at
+//     random.
+func (r *Registry) choose(list []Member, hint string) (m Member, hinted, ok bool) {
 	var buf [16]int // no allocation for clusters of up to 16 servers
 	cands := buf[:0]
 	for _, underBudget := range []bool{true, false} {
@@ -676,7 +692,7 @@ func (r *Registry) choose(list []Member) (Member, bool) {
 		}
 	}
 	if len(cands) == 0 {
-		return Member{}, false
+		return Member{}, false, false
 	}
 	p := r.opts.Placement
 	var mean loadMean
@@ -687,6 +703,13 @@ func (r *Registry) choose(list []Member) (Member, bool) {
 	}
 	mean.div(len(cands))
 	bound := int64(math.Ceil((1 + p.Epsilon) * float64(placed+1) / float64(len(cands))))
+	if hint != "" {
+		for _, i := range cands {
+			if m := list[i]; m.Record.ID == hint && m.placed+1 <= bound && withinBound(list, cands, i, 0, p.Epsilon) {
+				return m, true, true
+			}
+		}
+	}
 	best, ties := -1, 0
 	var bestScore float64
 	for _, i := range cands {
@@ -708,7 +731,56 @@ func (r *Registry) choose(list []Member) (Member, bool) {
 	}
 	// The server with the fewest placements is always within the bound
 	// (it is at most the mean), so best is set.
-	return list[best], true
+	return list[best], false, true
+}
+
+// WithinBound reports whether server sid of list (a Servers answer) could
+// take one more activation of bytes bytes and stay within bounded load:
+// with it, its activations at most ceil((1+ε)·(A+1)/n); without it, its
+// memory at most (1+ε)·(B+bytes)/n (when any server reports memory), A and B the totals
+// over the n servers not at their activation limit, ε the policy's. A
+// locality move asks it before releasing an actor to sid, and placement
+// again before following the hint: locality must not pile a cluster's
+// actors onto one server (a hub everyone calls).
+func (p PlacementPolicy) WithinBound(list []Member, sid string, bytes int64) bool {
+	p = p.withDefaults()
+	var buf [16]int
+	cands := buf[:0]
+	at := -1
+	for i, m := range list {
+		if m.Load.Limit > 0 && m.Load.Activations+m.placed >= m.Load.Limit {
+			continue
+		}
+		if m.Record.ID == sid {
+			at = i
+		}
+		cands = append(cands, i)
+	}
+	return at >= 0 && withinBound(list, cands, at, bytes, p.Epsilon)
+}
+
+// withinBound is WithinBound over the candidates cands of list, for
+// list[at] (one of them) and an activation of bytes (0: its server's mean
+// size, or 1 KiB).
+func withinBound(list []Member, cands []int, at int, bytes int64, eps float64) bool {
+	var acts, mem float64
+	for _, i := range cands {
+		acts += float64(list[i].Load.Activations + list[i].placed)
+		mem += list[i].projectedBytes()
+	}
+	m := list[at]
+	n := float64(len(cands))
+	if float64(m.Load.Activations+m.placed+1) > math.Ceil((1+eps)*(acts+1)/n) {
+		return false
+	}
+	add := float64(bytes)
+	if bytes <= 0 {
+		add = m.perActivation()
+	}
+	// Before receiving it, the server holds at most (1+ε)× the mean
+	// memory after the move: like the ceiling of the count bound, a slack
+	// of one activation, so that small clusters can still pair actors up.
+	return mem == 0 || m.projectedBytes() <= (1+eps)*(mem+add)/n
 }
 
 // PlacementPolicy weighs what placement scores a server by. A server's
@@ -773,11 +845,16 @@ func (l *loadMean) div(n int) {
 // projectedBytes is the member's memory with its recent placements
 // counted at its mean activation size (1 KiB if it reports none).
 func (m Member) projectedBytes() float64 {
-	per := float64(1 << 10)
+	return float64(m.Load.Bytes) + m.perActivation()*float64(m.placed)
+}
+
+// perActivation is the member's mean memory per activation (1 KiB if it
+// reports none).
+func (m Member) perActivation() float64 {
 	if m.Load.Activations > 0 && m.Load.Bytes > 0 {
-		per = float64(m.Load.Bytes) / float64(m.Load.Activations)
+		return float64(m.Load.Bytes) / float64(m.Load.Activations)
 	}
-	return float64(m.Load.Bytes) + per*float64(m.placed)
+	return 1 << 10
 }
 
 func (p PlacementPolicy) score(m Member, mean loadMean) float64 {
@@ -801,6 +878,9 @@ type Placement struct {
 	Type string
 	// Created reports that this call created the actor.
 	Created bool
+	// Hinted reports that this call placed the actor on the server its
+	// released record hinted at (ReleaseTo).
+	Hinted bool
 }
 
 // EnsureActivation returns the server that owns actor (ns, id), placing it
@@ -913,7 +993,7 @@ func (r *Registry) place(ctx context.Context, ns, id, typ string, args []byte, g
 		if err != nil {
 			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, err)
 		}
-		m, ok := r.choose(list)
+		m, hinted, ok := r.choose(list, rec.Hint)
 		if !ok {
 			r.invalidateServers()
 			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, ErrNoServers)
@@ -935,7 +1015,7 @@ func (r *Registry) place(ctx context.Context, ns, id, typ string, args []byte, g
 		}
 		if res.Succeeded {
 			r.notePlaced(m.Record.ID)
-			return Placement{ServerID: m.Record.ID, Incarnation: m.Record.Incarnation, Addr: m.Record.Addr, Type: rec.Type, Created: created}, nil
+			return Placement{ServerID: m.Record.ID, Incarnation: m.Record.Incarnation, Addr: m.Record.Addr, Type: rec.Type, Created: created, Hinted: hinted}, nil
 		}
 		// Someone raced us, or the chosen server's record changed: look
 		// again with a fresh server list. After a refused guess the

@@ -475,3 +475,58 @@ func TestLateReleaseCannotClearAnotherOwner(t *testing.T) {
 		}
 	}
 }
+
+// A locality move releases an actor with a placement hint: the next
+// placement follows it while the hinted server is live and within
+// bounded load, and ignores it otherwise (advice, never a reservation).
+func TestReleaseHintGuidesTheNextPlacement(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		s1 := mustRegister(t, reg, "s1")
+		p, err := reg.EnsureActivation(ctx, "ns", "h", "counter")
+		if err != nil || p.ServerID != "s1" {
+			t.Fatalf("placement %+v %v", p, err)
+		}
+		s2, s3 := mustRegister(t, reg, "s2"), mustRegister(t, reg, "s3")
+		// s1 looks busiest, s3 not the lightest: without the hint s2 wins.
+		for inc, n := range map[*registry.Incarnation]int64{s1: 3, s2: 1, s3: 2} {
+			if err := reg.ReportLoad(ctx, inc, registry.Load{Activations: n, Bytes: n << 10}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		owner, epoch := s1, int64(1)
+		move := func(hint string) registry.Placement {
+			t.Helper()
+			if err := reg.ReleaseTo(ctx, owner, "ns", "h", "counter", epoch, 0, hint); err != nil {
+				t.Fatal(err)
+			}
+			if rec, _, err := reg.Actor(ctx, "ns", "h"); err != nil || rec.Hint != hint || rec.Owner != "" {
+				t.Fatalf("released record %+v %v, want hint %q and no owner", rec, err, hint)
+			}
+			reg.ForgetServers()
+			p, err := reg.EnsureActivation(ctx, "ns", "h", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, _, err := reg.Actor(ctx, "ns", "h")
+			if err != nil || rec.Hint != "" {
+				t.Fatalf("placed record %+v %v: an owned record carries no hint", rec, err)
+			}
+			owner, epoch = map[string]*registry.Incarnation{"s1": s1, "s2": s2, "s3": s3}[p.ServerID], rec.Epoch
+			return p
+		}
+		if p := move("s3"); p.ServerID != "s3" || !p.Hinted {
+			t.Fatalf("hinted at s3: placed %+v", p)
+		}
+		if p := move("s9"); p.ServerID != "s2" || p.Hinted {
+			t.Fatalf("hinted at a server that is not live: placed %+v, want s2 by score", p)
+		}
+		// s3 far above the others: following the hint would break bounded load.
+		if err := reg.ReportLoad(ctx, s3, registry.Load{Activations: 40, Bytes: 40 << 10}); err != nil {
+			t.Fatal(err)
+		}
+		if p := move("s3"); p.ServerID == "s3" || p.Hinted {
+			t.Fatalf("hinted at the overloaded s3: placed %+v, want elsewhere", p)
+		}
+	})
+}

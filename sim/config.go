@@ -186,7 +186,15 @@ type Config struct {
 	// (release-then-place). Zero: no shedding, and no shedder task.
 	MemoryBudget int64
 	Shed         nola.ShedConfig
-	Rho          float64
+	// Locality turns on communication-locality moves (nola.ServerConfig):
+	// actors whose calls go mostly to another server are released
+	// towards it, with a placement hint (release-then-place).
+	Locality nola.LocalityConfig
+	// ViaCallerOneIn sends one in this many operations that a caller may
+	// forward through one (0: 4). Locality seeds lower it: their callers'
+	// calls are the edges moves follow.
+	ViaCallerOneIn int
+	Rho            float64
 	// Rates are the servers' initial clock rates, relative to the store's
 	// lease clock.
 	Rates []float64
@@ -425,7 +433,56 @@ func Generate(seed uint64, opts Options) Config {
 		c.WASMCallers = r.IntN(3)
 	}
 	drawShedding(r, &c)
+	drawLocality(r, &c)
 	return c
+}
+
+// drawLocality turns locality moves on in a quarter of the seeds (drawn
+// after shedding, so that every seed without locality is what it was
+// before locality existed), tuned to move often: every call or one in 2
+// sampled, edges hot from 1–2 sampled calls, hysteresis 1–1.5, 1–3 moves
+// per round every 0.25–1.25 TTL, cooldown of half a round to one (idle
+// timeout at least three rounds). The callers'
+// forwarded calls make the edges (at least two callers, forwarding one or all of two operations they may). Like shedding, each such seed
+// gets one more fault aimed at a round: a slow store link or a pause of
+// one server, so that moves' releases are delayed past a lease, land
+// late, or meet a fence.
+func drawLocality(r *rand.Rand, c *Config) {
+	if r.IntN(4) != 0 {
+		return
+	}
+	ttl := c.LeaseTTL
+	interval := ttl/4 + time.Duration(r.Int64N(int64(ttl)))
+	c.Locality = nola.LocalityConfig{
+		Enabled:     true,
+		Interval:    interval,
+		SampleEvery: 1 + r.IntN(2),
+		MinCalls:    1 + r.Int64N(2),
+		Factor:      1 + r.Float64()/2,
+		MaxPerRound: 1 + r.IntN(3),
+		Cooldown:    interval/2 + time.Duration(r.Int64N(int64(interval/2))),
+	}
+	// Idle eviction restarts an actor's edges (a new activation): let
+	// callers live through a few rounds.
+	c.IdleTimeout = max(c.IdleTimeout, 3*interval)
+	// The callers' forwarded calls are the edges: at least two callers,
+	// and one or two in two of the operations they may forward.
+	c.Callers = max(c.Callers, 2)
+	c.ViaCallerOneIn = 1 + r.IntN(2)
+	rounds := int64(c.Horizon / interval)
+	f := Fault{
+		Server: r.IntN(c.Servers),
+		At:     time.Duration(1+r.Int64N(max(rounds-1, 1))) * interval,
+		Dur:    time.Duration(float64(ttl) * (0.5 + 2*r.Float64())),
+	}
+	if r.IntN(2) == 0 {
+		f.Kind, f.Link = FaultSlowLinks, LinkServerStore
+		f.Extra = time.Duration(float64(ttl) * (0.5 + 2*r.Float64()))
+	} else {
+		f.Kind = FaultPause
+	}
+	c.Faults = append(c.Faults, f)
+	sortFaults(c.Faults)
 }
 
 // drawShedding turns shedding on in a third of the seeds (drawn last, so
@@ -586,6 +643,10 @@ func (c *Config) Describe() string {
 		fmt.Fprintf(&b, "  shedding: budget %d B, above %.2f× the mean, %d per round every %v, low water %.2f\n",
 			c.MemoryBudget, c.Shed.MeanFactor, c.Shed.MaxPerRound, c.Shed.Interval.Round(time.Millisecond), c.Shed.LowWater)
 	}
+	if l := c.Locality; l.Enabled {
+		fmt.Fprintf(&b, "  locality: 1 in %d calls sampled, hot from %d, factor %.2f, %d per round every %v, cooldown %v\n",
+			l.SampleEvery, l.MinCalls, l.Factor, l.MaxPerRound, l.Interval.Round(time.Millisecond), l.Cooldown.Round(time.Millisecond))
+	}
 	fmt.Fprintf(&b, "  net: latency %v–%v, spikes %.3g up to %v, loss %.3g\n", c.Net.MinLatency, c.Net.MaxLatency, c.Net.SpikeProb, c.Net.SpikeMax.Round(time.Millisecond), c.Net.Loss)
 	if o := c.Options().String(); o != "" {
 		fmt.Fprintf(&b, "  mutations: %s\n", o)
@@ -614,4 +675,11 @@ func (c *Config) Describe() string {
 		fmt.Fprintf(&b, "    %s\n", f)
 	}
 	return b.String()
+}
+
+func (c *Config) viaCallerOneIn() int {
+	if c.ViaCallerOneIn <= 0 {
+		return 4
+	}
+	return c.ViaCallerOneIn
 }

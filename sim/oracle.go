@@ -552,8 +552,9 @@ func (o *Oracle) kvActor(key []byte) (ns, id string, gen int64, ok bool) {
 }
 
 // actorRecordLen: an actor record has four elements, five with a
-// generation.
-func actorRecordLen(n int) bool { return n == 4 || n == 5 }
+// generation, six with a placement hint after it (a locality move's
+// release: registry.ActorRecord.Hint).
+func actorRecordLen(n int) bool { return n >= 4 && n <= 6 }
 
 // generation reads the generation of actor (ns, id)'s record now.
 func (o *Oracle) generation(ns, id string) (int64, bool) {
@@ -565,7 +566,7 @@ func (o *Oracle) generation(ns, id string) (int64, bool) {
 	if err != nil || !actorRecordLen(len(rec)) {
 		return 0, false
 	}
-	if len(rec) == 5 {
+	if len(rec) >= 5 {
 		g, _ := rec[4].(int64)
 		return g, true
 	}

@@ -49,9 +49,12 @@ type Stats struct {
 	// Sheds counts the activations servers released by shedding (their
 	// releases are among CapacityReleases: the store link cannot tell
 	// them apart).
-	Sheds  int64
-	Net    NetStats
-	Oracle OracleStats
+	Sheds int64
+	// LocalityMoves counts the activations servers released towards the
+	// server most of their calls went to (also among CapacityReleases).
+	LocalityMoves int64
+	Net           NetStats
+	Oracle        OracleStats
 	// WASM sums the servers' WASM hosts.
 	WASM WASMStats
 	// ViaWorker counts client operations sent through RelayWorker
@@ -219,6 +222,7 @@ type slot struct {
 	rate     float64 // the base clock rate drift faults return to
 	// fences, activations and evictions of earlier processes.
 	fences, activations, evictions, sheds int64
+	localityMoves                         int64
 }
 
 type clientSlot struct {
@@ -395,6 +399,7 @@ func (s *sim) main() {
 		s.res.Stats.Activations += sl.activations
 		s.res.Stats.Evictions += sl.evictions
 		s.res.Stats.Sheds += sl.sheds
+		s.res.Stats.LocalityMoves += sl.localityMoves
 	}
 }
 
@@ -414,6 +419,7 @@ func (s *sim) startServer(sl *slot) {
 		MaxActivations: s.cfg.MaxActivations,
 		MemoryBudget:   s.cfg.MemoryBudget,
 		Shed:           s.cfg.Shed,
+		Locality:       s.cfg.Locality,
 		Observer:       s.observer(),
 		Mutations:      s.cfg.Mutations.set,
 	}
@@ -520,6 +526,7 @@ func (sl *slot) halt() {
 	sl.activations += st.Activated
 	sl.evictions += st.Evicted
 	sl.sheds += st.Shed
+	sl.localityMoves += st.LocalityMoves
 	sl.srv.Halt()
 }
 
@@ -685,7 +692,7 @@ func (s *sim) draw(c *clientSlot, j int) (target, Call) {
 		// Drawn only with deletes on: other seeds keep their runs.
 		return t, Call{Object: call.Object, Kind: call.Kind, Name: "delete", Delete: true}
 	}
-	if (len(s.callers) > 0 || s.cfg.Workers) && k.ViaCaller != "" && call.Operation == k.ViaCaller && s.rng.IntN(4) == 0 {
+	if (len(s.callers) > 0 || s.cfg.Workers) && k.ViaCaller != "" && call.Operation == k.ViaCaller && s.rng.IntN(s.cfg.viaCallerOneIn()) == 0 {
 		// (Without Workers, exactly the draws of earlier versions: the
 		// default seeds replay unchanged.)
 		if s.cfg.Workers && (len(s.callers) == 0 || s.rng.IntN(2) == 0) {

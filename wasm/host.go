@@ -267,7 +267,10 @@ type Host struct {
 	busy     atomic.Int64 // guest executions in flight
 	wzClose  sync.Once
 	mem      memBudget
-	slots    slotPool
+	// idleWorker is the part of mem.used held by idle pooled worker
+	// instances (worker.go): not activation memory.
+	idleWorker atomic.Int64
+	slots      slotPool
 	// executing counts the slots held, waiting the guests waiting for
 	// one, preempted the slices that ended with another guest waiting.
 	executing, waiting, preempted atomic.Int64
@@ -319,7 +322,9 @@ type Stats struct {
 	Executing, Waiting, Preempted int64
 	// MemoryBytes is the memory charged to live instances: their linear
 	// memory and InstanceOverhead each (see Config.MemoryLimit).
-	MemoryBytes int64
+	// IdleWorkerBytes is the part of it held by idle pooled worker
+	// instances, which Host.MemoryBytes leaves out.
+	MemoryBytes, IdleWorkerBytes int64
 }
 
 // New returns a Host. Close it after its server has stopped.
@@ -385,14 +390,19 @@ func (h *Host) Stats() Stats {
 	s.Instances = int64(len(h.live))
 	s.Running = h.busy.Load()
 	s.MemoryBytes = h.mem.used.Load()
+	s.IdleWorkerBytes = h.idleWorker.Load()
 	s.Executing, s.Waiting, s.Preempted = h.executing.Load(), h.waiting.Load(), h.preempted.Load()
 	return s
 }
 
 // MemoryBytes returns the memory charged to live instances (linear memory
-// and InstanceOverhead each). It implements nola.MemoryReporter: the
-// server adds it to its memory estimate and load reports.
-func (h *Host) MemoryBytes() int64 { return h.mem.used.Load() }
+// and InstanceOverhead each) except idle pooled worker instances: the
+// memory of activations (and of worker invocations in flight). It
+// implements nola.MemoryReporter: the server adds it to its memory
+// estimate and load reports, which shedding reads as activation memory —
+// a pool of idle workers must not make a server shed its actors. The
+// Host's MemoryLimit still counts every instance (Stats.MemoryBytes).
+func (h *Host) MemoryBytes() int64 { return max(h.mem.used.Load()-h.idleWorker.Load(), 0) }
 
 var _ nola.MemoryReporter = (*Host)(nil)
 

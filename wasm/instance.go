@@ -82,6 +82,10 @@ type instance struct {
 	// the server does not offer (nola.CodeUnsupported: KV on a
 	// store-less server); a guest failing after it fails with that code.
 	unsupported string
+	// pooled is what the instance counts in Host.idleWorker while it
+	// waits in a worker pool (0: it does not); swapped out exactly once,
+	// by the take that reuses it or by its close.
+	pooled atomic.Int64
 }
 
 var _ context.Context = (*instance)(nil)
@@ -209,8 +213,12 @@ func (in *instance) closeModule() {
 		_ = in.m.Close(context.Background())
 	}
 	in.releaseOverhead()
+	in.unpool()
 	in.h.forget(in)
 }
+
+// unpool stops counting the instance as an idle pooled worker.
+func (in *instance) unpool() { in.h.idleWorker.Add(-in.pooled.Swap(0)) }
 
 // releaseOverhead returns the instance's InstanceOverhead to the Host's
 // memory budget, once.

@@ -88,6 +88,7 @@ func (p *workerPool) take(wx *nola.WorkerContext) (*instance, error) {
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		if in.acquire() {
+			in.unpool()
 			return in, nil
 		}
 		// Swept or closed while idle: try the next.
@@ -132,9 +133,23 @@ func (p *workerPool) invoke(wx *nola.WorkerContext, op string, payload []byte) (
 	}
 	defer func() {
 		// Deferred: a simulated crash unwinds the task with Goexit.
+		// Counted as idle before it can be seen idle (by the sweep,
+		// which closes it, or a take): while it is busy its size is
+		// ours to read.
+		in.pool()
 		if !in.release() {
 			p.put(in)
 		}
 	}()
 	return in.invoke(wx, op, payload)
+}
+
+// pool counts the busy instance in (its overhead and linear memory) as an
+// idle pooled worker, for Host.MemoryBytes; take or close undoes it.
+func (in *instance) pool() {
+	n := in.overhead
+	if in.mem != nil {
+		n += int64(in.mem.Size())
+	}
+	in.h.idleWorker.Add(n - in.pooled.Swap(n))
 }

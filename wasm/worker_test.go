@@ -156,3 +156,30 @@ func TestDeletedModuleIsNotServedFromCache(t *testing.T) {
 		t.Errorf("an actor record of the deleted type was created: found=%v, %v", found, err)
 	}
 }
+
+// Idle pooled worker instances are not activation memory: the Host's
+// MemoryBytes (what the server reports and sheds by) leaves them out,
+// while its Stats (and MemoryLimit) count them; an actor's instance is
+// counted in both.
+func TestIdleWorkerInstancesAreNotActivationMemory(t *testing.T) {
+	e := newEnv(t, envOpts{servers: 1})
+	e.putGuests("echo")
+	h, srv := e.hosts[0], e.c.Server(0)
+	if b, err := e.c.Client().CallWorker(callCtx(t), ns, "echo-c", "echo", []byte("hi")); err != nil || string(b) != "hi" {
+		t.Fatalf("worker call: %q, %v", b, err)
+	}
+	st := h.Stats()
+	if st.Instances != 1 || st.IdleWorkerBytes < wasm.InstanceOverhead || st.MemoryBytes != st.IdleWorkerBytes {
+		t.Fatalf("after one worker call: %+v, want one pooled instance charged as idle worker memory", st)
+	}
+	if m := h.MemoryBytes(); m != 0 {
+		t.Fatalf("host reports %d bytes of activation memory with only an idle worker instance", m)
+	}
+	if m := srv.Stats().MemoryBytes; m != 0 {
+		t.Fatalf("server reports %d bytes with no activation", m)
+	}
+	e.want("a", "counter-c", "inc", nil, "0")
+	if m, st := h.MemoryBytes(), h.Stats(); m < wasm.InstanceOverhead || st.MemoryBytes != m+st.IdleWorkerBytes {
+		t.Fatalf("with one actor: MemoryBytes %d, stats %+v", m, st)
+	}
+}

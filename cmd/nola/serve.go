@@ -66,6 +66,11 @@ type serveConfig struct {
 	registry             string
 	peers, peersDNS      string
 	probeEvery, probeMax time.Duration
+	// Communication locality (docs/placement.md).
+	locality         bool
+	localityInterval time.Duration
+	localitySample   int
+	localityPerRound int
 }
 
 type multiFlag []string
@@ -99,6 +104,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&c.shedMean, "shed-mean-factor", 2, "also shed while holding more than this many times the cluster's mean activation memory, once above 16 MiB (0: off; otherwise at least 1)")
 	fs.DurationVar(&c.shedInterval, "shed-interval", 0, "time between shedding rounds (0: lease TTL / 2)")
 	fs.IntVar(&c.shedPerRound, "shed-per-round", 4, "most activations released per shedding round")
+	fs.BoolVar(&c.locality, "locality", true, "move actors that call each other across servers to one server (sampled calls, release plus placement hint; docs/placement.md)")
+	fs.DurationVar(&c.localityInterval, "locality-interval", 0, "time between locality rounds (0: lease TTL / 2)")
+	fs.IntVar(&c.localitySample, "locality-sample", 16, "sample one actor-to-actor call in this many for locality")
+	fs.IntVar(&c.localityPerRound, "locality-per-round", 2, "most actors moved per locality round")
 	fs.StringVar(&c.placeWeights, "placement-weights", "", "placement score weights `activations,memory,cpu[,epsilon]` (default 1,1,0.5,0.25)")
 	fs.IntVar(&c.maxPayload, "max-payload-bytes", 4<<20, "largest invocation payload")
 	fs.IntVar(&c.maxResult, "max-result-bytes", 4<<20, "largest invocation result")
@@ -167,6 +176,8 @@ func (c *serveConfig) validate() error {
 		return usageErr("--etcd-quota-bytes must be positive, got %d", c.etcdQuota)
 	case c.memoryBudget < 0 || c.shedInterval < 0 || c.shedPerRound <= 0:
 		return usageErr("--memory-budget and --shed-interval must not be negative, --shed-per-round must be positive")
+	case c.localityInterval < 0 || c.localitySample <= 0 || c.localitySample > 1<<20 || c.localityPerRound <= 0:
+		return usageErr("--locality-interval must not be negative, --locality-sample must be between 1 and %d, --locality-per-round positive", 1<<20)
 	case c.shedMean != 0 && !(c.shedMean >= 1 && c.shedMean <= 1e6):
 		return usageErr("--shed-mean-factor must be 0 (off) or between 1 and 1e6, got %v", c.shedMean)
 	case c.wasmMemoryLimit < wasm.InstanceOverhead:
@@ -312,7 +323,9 @@ func (c *serveConfig) nodeOptions(log *slog.Logger) (node.Options, error) {
 		MaxWorkerInFlight: c.maxWorkerInFlight,
 		MemoryBudget:      c.memoryBudget,
 		Shed:              nola.ShedConfig{MeanFactor: c.shedMean, Interval: c.shedInterval, MaxPerRound: c.shedPerRound},
-		Placement:         placement,
+		Locality: nola.LocalityConfig{Enabled: c.locality, Interval: c.localityInterval,
+			SampleEvery: c.localitySample, MaxPerRound: c.localityPerRound},
+		Placement: placement,
 		Limits: nola.Limits{MaxPayloadBytes: c.maxPayload, MaxResultBytes: c.maxResult,
 			MaxActorKVBytes: c.actorKVBytes, MaxKVValueBytes: c.kvValueBytes},
 		MinTimerPeriod:    c.minTimerPeriod,
