@@ -81,3 +81,65 @@ func TestReportRendersModeAndRounds(t *testing.T) {
 		t.Errorf("net = %q", s.Net)
 	}
 }
+
+// TestInconclusiveIsNotAViolation: a check that fails because it had
+// nothing to decide (no acknowledged write, no history, no final read)
+// fails the run with exitInconclusive, not exitFail — make
+// jepsen-mutations counts only exitFail as a caught mutation, so a run
+// whose porcupine budget ran out must not pass for a catch. A real
+// violation is exitFail.
+func TestInconclusiveIsNotAViolation(t *testing.T) {
+	k := actorRef{"kvcounter", "k0"}
+	m := actorRef{"kvmap", "m0"}
+	inc := func(v string) opRecord { return opRecord{Actor: k.String(), Op: "inc", Outcome: outOK, Value: v} }
+	put := func(arg string, start, end int64) opRecord {
+		return opRecord{Actor: m.String(), Op: "put", Key: "a", Arg: arg, Outcome: outOK, Start: start, End: end}
+	}
+	final := func(kv, mv string) map[string]string {
+		return map[string]string{k.String(): kv, m.String() + "/a": mv, m.String() + "/b": "", m.String() + "/c": ""}
+	}
+	noPuts := []opRecord{put("x", 0, 1)} // keys b and c: nothing to check
+	for name, c := range map[string]struct {
+		ops       []opRecord
+		final     map[string]string
+		violation bool
+	}{
+		"no acknowledged write": {nil, final("0", ""), false},
+		"no final read":         {append([]opRecord{inc("1")}, noPuts...), map[string]string{}, false},
+		"lost increment":        {append([]opRecord{inc("1"), inc("2")}, noPuts...), final("1", "x"), true},
+		"duplicate result":      {append([]opRecord{inc("1"), inc("1")}, noPuts...), final("2", "x"), true},
+		"overwritten put":       {[]opRecord{inc("1"), put("x", 0, 1), put("y", 2, 3)}, final("1", "x"), true},
+		"put never written":     {[]opRecord{inc("1"), put("x", 0, 1)}, final("1", "z"), true},
+	} {
+		w := &workload{actors: []actorRef{k, m}, ops: c.ops}
+		res, _ := checkLostWrites(w, c.final, nil)
+		if res.Ok {
+			t.Errorf("%s: passed: %v", name, res.PerActor)
+			continue
+		}
+		if res.Violation != c.violation {
+			t.Errorf("%s: violation = %v, want %v: %v", name, res.Violation, c.violation, res.PerActor)
+		}
+		s := summarize(config{}, 1, &workload{}, []checkerResult{res}, nil, exectrace.Result{}, 0, false)
+		want := exitInconclusive
+		if c.violation {
+			want = exitFail
+		}
+		if got := verdictCode(s); got != want {
+			t.Errorf("%s: exit %d, want %d", name, got, want)
+		}
+	}
+
+	// Answers: a wrong one is a violation, none at all is not.
+	w := &workload{greeters: []string{"g0"}, ops: []opRecord{{Actor: "greeter/g0", Outcome: outOK, Value: "hello, " + greeterArgs("g0")}}}
+	if r := checkAnswers(w); r.Ok || r.Violation {
+		t.Errorf("no worker answer: ok %v, violation %v", r.Ok, r.Violation)
+	}
+	w.ops = append(w.ops, opRecord{Actor: "worker/sha256", Outcome: outOK, Arg: "1", Value: "00"})
+	if r := checkAnswers(w); r.Ok || !r.Violation {
+		t.Errorf("wrong hash: ok %v, violation %v", r.Ok, r.Violation)
+	}
+	if verdictCode(&summary{Pass: true}) != exitPass {
+		t.Error("a pass is not exit 0")
+	}
+}
