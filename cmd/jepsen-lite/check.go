@@ -23,8 +23,8 @@ type checkerResult struct {
 	// that fails without it is inconclusive (a budget ran out, an object
 	// has no history, no final read answered): it fails the run too, but
 	// it caught nothing.
-	Violation bool `json:"violation"`
-	Detail []string `json:"detail,omitempty"`
+	Violation bool     `json:"violation"`
+	Detail    []string `json:"detail,omitempty"`
 	// PerActor is each actor's verdict line.
 	PerActor map[string]string `json:"per_actor,omitempty"`
 	// Pages are porcupine visualizations of failing actors (file names
