@@ -286,6 +286,30 @@ func checkMapKey(ops []opRecord, actor, key string, final map[string]string, obj
 	return fmt.Sprintf("ok: final %q (%s), %d acknowledged, %d indeterminate puts", v, src.Outcome, acked, indet), 0, false
 }
 
+// greeterLife is what every answer of greeter obj must be. Each call
+// passes creation arguments of its own (greeterCallArgs), and the greeter
+// is never deleted: one life, created by one call, so every answer must
+// name the arguments of that call — the same ones throughout, sent by a
+// call that had started before the first answer. An answer naming a later
+// call's arguments means a later call's arguments were stored or its
+// creation ran again.
+func greeterLife(ops []opRecord, obj string) func(opRecord) string {
+	var first *opRecord
+	for i := range ops {
+		if o := &ops[i]; o.Actor == obj && o.Outcome == outOK && (first == nil || o.End < first.End) {
+			first = o
+		}
+	}
+	if first != nil {
+		for _, o := range ops {
+			if o.Actor == obj && o.Start <= first.End && first.Value == "hello, "+o.Arg {
+				return func(opRecord) string { return first.Value }
+			}
+		}
+	}
+	return func(opRecord) string { return "hello, <the arguments of a call started before the first answer>" }
+}
+
 // checkAnswers checks the calls that have no model: every answer of a
 // greeter names the creation arguments it was created with, and every
 // answer of the stateless sha256 worker is the hash of its payload. Each
@@ -302,7 +326,7 @@ func checkAnswers(w *workload) checkerResult {
 		},
 	}
 	for _, g := range w.greeters {
-		want["greeter/"+g] = func(opRecord) string { return "hello, " + greeterArgs(g) }
+		want["greeter/"+g] = greeterLife(ops, "greeter/"+g)
 	}
 	for obj, expect := range want {
 		var ok, wrong int

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,20 +15,30 @@ import (
 func TestCheckAnswers(t *testing.T) {
 	hash := "6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b" // sha256("1")
 	base := func() *workload {
+		a1, a2 := greeterCallArgs("g0", 1, 1), greeterCallArgs("g0", 2, 5)
 		return &workload{greeters: []string{"g0"}, ops: []opRecord{
-			{Actor: "greeter/g0", Outcome: outOK, Value: "hello, " + greeterArgs("g0")},
-			{Actor: "greeter/g0", Outcome: outIndet},
+			// The call with a1 created g0 (indeterminate: it timed out).
+			{Actor: "greeter/g0", Arg: a1, Start: 0, End: 20, Outcome: outIndet},
+			{Actor: "greeter/g0", Arg: a2, Start: 5, End: 10, Outcome: outOK, Value: "hello, " + a1},
 			{Actor: "worker/sha256", Outcome: outOK, Arg: "1", Value: hash},
+			{Actor: "greeter/g0", Arg: greeterCallArgs("g0", 3, 9), Start: 30, End: 40, Outcome: outOK, Value: "hello, " + a1},
 		}}
 	}
 	if r := checkAnswers(base()); !r.Ok {
 		t.Fatalf("right answers failed: %v", r.PerActor)
 	}
 	for name, mutate := range map[string]func(w *workload){
-		"wrong greeting": func(w *workload) { w.ops[0].Value = "hello, world" },
+		"wrong greeting": func(w *workload) { w.ops[1].Value = "hello, world" },
 		"wrong hash":     func(w *workload) { w.ops[2].Arg = "2" },
-		"no greeting":    func(w *workload) { w.ops = w.ops[1:] },
-		"no worker call": func(w *workload) { w.ops = w.ops[:2] },
+		"no greeting":    func(w *workload) { w.ops = w.ops[2:3] },
+		"no worker call": func(w *workload) { w.ops = slices.Delete(w.ops, 2, 3) },
+		// A later answer names the arguments of the call it answers: they
+		// were stored, or the creation ran again with them.
+		"a later call's arguments": func(w *workload) { w.ops[3].Value = "hello, " + w.ops[3].Arg },
+		// The first answer names a call that started after it.
+		"arguments not sent yet": func(w *workload) {
+			w.ops[1].Value, w.ops[3].Value = "hello, "+w.ops[3].Arg, "hello, "+w.ops[3].Arg
+		},
 	} {
 		w := base()
 		mutate(w)
@@ -131,7 +142,8 @@ func TestInconclusiveIsNotAViolation(t *testing.T) {
 	}
 
 	// Answers: a wrong one is a violation, none at all is not.
-	w := &workload{greeters: []string{"g0"}, ops: []opRecord{{Actor: "greeter/g0", Outcome: outOK, Value: "hello, " + greeterArgs("g0")}}}
+	a := greeterCallArgs("g0", 0, 0)
+	w := &workload{greeters: []string{"g0"}, ops: []opRecord{{Actor: "greeter/g0", Arg: a, Outcome: outOK, Value: "hello, " + a}}}
 	if r := checkAnswers(w); r.Ok || r.Violation {
 		t.Errorf("no worker answer: ok %v, violation %v", r.Ok, r.Violation)
 	}
