@@ -273,7 +273,9 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 		return nil, ctx.Err()
 	}
 
-	// Heal: every process back (a fault that failed to heal is retried).
+	// Heal: every link and every process back (a fault that failed to
+	// heal is retried): a cut left in place would fail the final reads.
+	c.healLinks(ctx)
 	for _, s := range c.servers {
 		if !s.proc.Running() {
 			if err := s.proc.Start(ctx); err != nil {

@@ -318,6 +318,17 @@ func (nd *Node) SetLoss(ctx context.Context, on bool, svcs ...Service) error {
 	return nd.elements(ctx, on, "loss", services(svcs))
 }
 
+// Heal empties every fault set of the node: whatever a fault whose Stop
+// failed (an nft that timed out on a loaded machine) left in place is
+// lifted.
+func (nd *Node) Heal(ctx context.Context) error {
+	var b strings.Builder
+	for _, set := range []string{"cut", "rsvc", "lsvc", "loss"} {
+		fmt.Fprintf(&b, "flush set inet jepsenlite %s\n", set)
+	}
+	return nd.nft(ctx, b.String())
+}
+
 // Close deletes every namespace (their veths and nft tables go with
 // them) and the caller's veth. Processes still running in a namespace
 // keep it alive unnamed: stop them first.

@@ -140,6 +140,22 @@ func TestNetns(t *testing.T) {
 			t.Errorf("%s: not healed: %v", c.name, err)
 		}
 	}
+	// Heal lifts whatever a fault left behind (a Stop that failed).
+	if err := a.Cut(ctx, true, host); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CutLocal(ctx, true, Service{host, 7000}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dialEcho(addr); err == nil {
+		t.Error("cut link answers")
+	}
+	if err := a.Heal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dialEcho(addr); err != nil {
+		t.Errorf("not healed by Heal: %v", err)
+	}
 	// Loss: the rule exists and accepts elements (its effect is random).
 	if err := a.SetLoss(ctx, true, Service{host, 7000}); err != nil {
 		t.Fatal(err)
