@@ -73,8 +73,9 @@ JEPSEN_MUT_NEMESES ?= stall-etcd,pause,partition-etcd
 # DeleteSkipsGeneration needs no fault: the deletion workload exposes it.
 JEPSEN_FENCE_NEMESES ?= stale-owner
 # The tool runs as a binary, not through go run: go run turns every
-# non-zero exit into 1, and only 1 (a checker failed) means caught — 2 is
-# a run that could not be set up.
+# non-zero exit into 1, and only 1 (a checker found a violation) means
+# caught — 2 is a run that could not be set up, 3 a check that failed
+# without finding anything (a porcupine budget that ran out): not a catch.
 jepsen-mutations:
 	$(GO) build -o bin/jepsen-lite ./cmd/jepsen-lite
 	@set -e; for m in $(JEPSEN_MUTATIONS); do \

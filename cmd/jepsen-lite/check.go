@@ -16,9 +16,15 @@ import (
 
 // checkerResult is one checker's verdict.
 type checkerResult struct {
-	Name   string   `json:"name"`
-	Ok     bool     `json:"ok"`
-	Detail []string `json:"detail,omitempty"`
+	Name string `json:"name"`
+	Ok   bool   `json:"ok"`
+	// Violation: the checker found proof of a bug (a non-linearizable
+	// history, a lost write, a stale execution, a wrong answer). A check
+	// that fails without it is inconclusive (a budget ran out, an object
+	// has no history, no final read answered): it fails the run too, but
+	// it caught nothing.
+	Violation bool     `json:"violation"`
+	Detail    []string `json:"detail,omitempty"`
 	// PerActor is each actor's verdict line.
 	PerActor map[string]string `json:"per_actor,omitempty"`
 	// Pages are porcupine visualizations of failing actors (file names
@@ -46,7 +52,7 @@ func checkLinearizable(w *workload, out string, budget time.Duration) checkerRes
 		line := fmt.Sprintf("%s: %d ops (%d indeterminate)", v.Result, v.Ops, v.Indeterminate)
 		switch {
 		case v.Result == linearizability.Illegal:
-			res.Ok = false
+			res.Ok, res.Violation = false, true
 			page := "porcupine-" + linearizability.FileName(v.Object) + ".html"
 			if err := v.WriteHTML(filepath.Join(out, page), nil); err == nil {
 				res.Pages = append(res.Pages, page)
@@ -100,12 +106,13 @@ func checkLostWrites(w *workload, final map[string]string, finalErr error) (chec
 		if !a.counter() {
 			for _, k := range mapKeys {
 				obj := a.String() + "/" + k
-				line, n := checkMapKey(ops, a.String(), k, final, obj)
+				line, n, violation := checkMapKey(ops, a.String(), k, final, obj)
 				lost += n
 				res.PerActor[obj] = line
 				if !strings.HasPrefix(line, "ok") {
 					res.Ok = false
 				}
+				res.Violation = res.Violation || violation
 			}
 			continue
 		}
@@ -130,7 +137,7 @@ func checkLostWrites(w *workload, final map[string]string, finalErr error) (chec
 		fv, ok := final[name]
 		v, err := strconv.ParseInt(fv, 10, 64)
 		if ok && err != nil {
-			res.Ok = false
+			res.Ok, res.Violation = false, true
 			res.PerActor[name] = fmt.Sprintf("final read %q is not a number", fv)
 			continue
 		}
@@ -163,6 +170,9 @@ func checkLostWrites(w *workload, final map[string]string, finalErr error) (chec
 			}
 			bad = append(bad, fmt.Sprintf("%d values were returned by more than one acknowledged increment (value×times: %s%s)",
 				len(dups), strings.Join(eg, ", "), map[bool]string{true: ", …"}[len(dups) > 5]))
+		}
+		if len(bad) > 0 {
+			res.Violation = true
 		}
 		if acked == 0 {
 			bad = append(bad, "no acknowledged increment: nothing was checked")
@@ -208,6 +218,7 @@ func checkActivations(w *workload, traces []string) (checkerResult, exectrace.Re
 	if !or.Ok() {
 		res.Ok = false
 	}
+	res.Violation = len(or.Violations) > 0
 	for _, v := range or.Violations {
 		if len(res.Detail) < 50 {
 			res.Detail = append(res.Detail, v.String())
@@ -231,11 +242,12 @@ func checkActivations(w *workload, traces []string) (checkerResult, exectrace.Re
 }
 
 // checkMapKey is the lost-write check of one map key; it returns the
-// verdict line and the number of lost acknowledged writes.
-func checkMapKey(ops []opRecord, actor, key string, final map[string]string, obj string) (string, int) {
+// verdict line, the number of lost acknowledged writes and whether the
+// line is a violation (not merely nothing to check).
+func checkMapKey(ops []opRecord, actor, key string, final map[string]string, obj string) (string, int, bool) {
 	v, ok := final[obj]
 	if !ok {
-		return "NO FINAL READ", 0
+		return "NO FINAL READ", 0, false
 	}
 	var src *opRecord
 	var acked, indet int
@@ -258,20 +270,44 @@ func checkMapKey(ops []opRecord, actor, key string, final map[string]string, obj
 	}
 	switch {
 	case acked == 0:
-		return "no acknowledged put: nothing was checked", 0
+		return "no acknowledged put: nothing was checked", 0, false
 	case v == "":
-		return fmt.Sprintf("final read found nothing after %d acknowledged puts: all lost", acked), acked
+		return fmt.Sprintf("final read found nothing after %d acknowledged puts: all lost", acked), acked, true
 	case src == nil:
-		return fmt.Sprintf("final value %q was never written", v), 0
+		return fmt.Sprintf("final value %q was never written", v), 0, true
 	}
 	if src.Outcome == outOK {
 		for _, o := range ops {
 			if o.Actor == actor && o.Key == key && o.Op == "put" && o.Outcome == outOK && o.Start > src.End {
-				return fmt.Sprintf("final value %q, but put %q started after it was acknowledged and was acknowledged too: lost", v, o.Arg), 1
+				return fmt.Sprintf("final value %q, but put %q started after it was acknowledged and was acknowledged too: lost", v, o.Arg), 1, true
 			}
 		}
 	}
-	return fmt.Sprintf("ok: final %q (%s), %d acknowledged, %d indeterminate puts", v, src.Outcome, acked, indet), 0
+	return fmt.Sprintf("ok: final %q (%s), %d acknowledged, %d indeterminate puts", v, src.Outcome, acked, indet), 0, false
+}
+
+// greeterLife is what every answer of greeter obj must be. Each call
+// passes creation arguments of its own (greeterCallArgs), and the greeter
+// is never deleted: one life, created by one call, so every answer must
+// name the arguments of that call — the same ones throughout, sent by a
+// call that had started before the first answer. An answer naming a later
+// call's arguments means a later call's arguments were stored or its
+// creation ran again.
+func greeterLife(ops []opRecord, obj string) func(opRecord) string {
+	var first *opRecord
+	for i := range ops {
+		if o := &ops[i]; o.Actor == obj && o.Outcome == outOK && (first == nil || o.End < first.End) {
+			first = o
+		}
+	}
+	if first != nil {
+		for _, o := range ops {
+			if o.Actor == obj && o.Start <= first.End && first.Value == "hello, "+o.Arg {
+				return func(opRecord) string { return first.Value }
+			}
+		}
+	}
+	return func(opRecord) string { return "hello, <the arguments of a call started before the first answer>" }
 }
 
 // checkAnswers checks the calls that have no model: every answer of a
@@ -290,7 +326,7 @@ func checkAnswers(w *workload) checkerResult {
 		},
 	}
 	for _, g := range w.greeters {
-		want["greeter/"+g] = func(opRecord) string { return "hello, " + greeterArgs(g) }
+		want["greeter/"+g] = greeterLife(ops, "greeter/"+g)
 	}
 	for obj, expect := range want {
 		var ok, wrong int
@@ -312,7 +348,7 @@ func checkAnswers(w *workload) checkerResult {
 			res.Ok = false
 			res.PerActor[obj] = "NO HISTORY: no call answered"
 		case wrong > 0:
-			res.Ok = false
+			res.Ok, res.Violation = false, true
 			res.PerActor[obj] = fmt.Sprintf("WRONG: %d of %d answers%s", wrong, ok, first)
 		default:
 			res.PerActor[obj] = fmt.Sprintf("ok: %d answers", ok)

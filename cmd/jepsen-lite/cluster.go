@@ -336,6 +336,32 @@ func waitReadyFile(ctx context.Context, p *nemesis.Process, path string, limit t
 	}
 }
 
+// healLinks lifts every link fault: proxies back to normal and, in the
+// netns mode, every node's nft sets emptied (an nft heal can fail where a
+// proxy's cannot: a timeout on a loaded machine).
+func (c *cluster) healLinks(ctx context.Context) {
+	for _, p := range c.proxies {
+		p.SetCut(false)
+		p.SetDelay(0)
+		p.SetLoss(0)
+	}
+	var nodes []*nemesis.Node
+	for _, m := range c.etcd {
+		nodes = append(nodes, m.node)
+	}
+	for _, s := range c.servers {
+		nodes = append(nodes, s.node)
+	}
+	for _, nd := range nodes {
+		if nd == nil {
+			continue
+		}
+		if err := nd.Heal(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "jepsen-lite: healing", nd.Name+":", err)
+		}
+	}
+}
+
 // stop heals every link and kills every process (resuming paused ones
 // first, so that they die now).
 func (c *cluster) stop() {

@@ -51,10 +51,27 @@ type config struct {
 
 // exit codes
 const (
-	exitPass  = 0
+	exitPass = 0
+	// exitFail: a checker found a violation.
 	exitFail  = 1
 	exitSetup = 2
+	// exitInconclusive: a checker failed without finding a violation (a
+	// porcupine budget ran out, an object has no history, no final read
+	// answered). It fails make test like exitFail, but it is not a catch.
+	exitInconclusive = 3
 )
+
+// verdictCode is a run's exit code: exitPass, exitFail if a checker found
+// a violation, exitInconclusive if a checker failed without one.
+func verdictCode(s *summary) int {
+	switch {
+	case s.Pass:
+		return exitPass
+	case s.Violation:
+		return exitFail
+	}
+	return exitInconclusive
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -73,7 +90,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 Starts a real etcd cluster and nola servers on this machine, attacks them
 with a seeded fault schedule while clients call hot actors, checks the
 histories and writes OUT/run-SEED/{report.html,summary.json}. Exit status:
-0 every checker passed, 1 a checker failed, 2 the run could not be set up.
+0 every checker passed, 1 a checker found a violation, 2 the run could not
+be set up, 3 a checker failed without finding a violation (inconclusive: a
+porcupine budget ran out, an object has no history, no final read).
 
 Flags:
 `)
@@ -98,7 +117,7 @@ Flags:
 	fs.StringVar(&c.out, "out", "jepsen-out", "report directory")
 	fs.BoolVar(&c.keep, "keep", false, "keep the data directories of etcd and the servers")
 	fs.DurationVar(&c.checkBudget, "check-budget", 20*time.Second, "porcupine time budget per actor (running out is a failure)")
-	fs.BoolVar(&c.stopOnFail, "stop-on-fail", false, "with --runs: stop after the first failing run")
+	fs.BoolVar(&c.stopOnFail, "stop-on-fail", false, "with --runs: stop after the first run that found a violation (an inconclusive run does not stop it)")
 	fs.BoolVar(&c.wasm, "wasm", true, "also call WASM durable counters of a module uploaded from "+wasmModule)
 	fs.BoolVar(&c.embedded, "embedded", false, "single-node scenario: one `nola serve` on its embedded etcd (fsync on), killed with -9 and restarted on the same data directory; --etcd-members and --servers are ignored, and --nemeses all means "+strings.Join(embeddedNemeses, ",")+" (the others have no target)")
 	fs.StringVar(&c.net, "net", "auto", "network mode: netns (every etcd member and server in its own network namespace, partitions and packet loss by nft; needs root, ip and nft), loopback (loopback ports, partitions by TCP proxies) or auto (netns when it can be set up, else loopback; --embedded always runs on loopback)")
@@ -193,11 +212,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return exitSetup
 		}
 		sums = append(sums, s)
-		if !s.Pass {
+		switch verdictCode(s) {
+		case exitFail:
 			code = exitFail
-			if c.stopOnFail {
-				break
+		case exitInconclusive:
+			if code == exitPass {
+				code = exitInconclusive
 			}
+		}
+		if c.stopOnFail && s.Violation {
+			break
 		}
 	}
 	if ctx.Err() != nil {

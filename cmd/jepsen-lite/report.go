@@ -31,8 +31,12 @@ type recoveryStats struct {
 }
 
 type summary struct {
-	Seed        uint64  `json:"seed"`
-	Pass        bool    `json:"pass"`
+	Seed uint64 `json:"seed"`
+	Pass bool   `json:"pass"`
+	// Violation: a checker found proof of a bug. A run that fails without
+	// one is inconclusive (see checkerResult.Violation): it caught
+	// nothing, so make jepsen-mutations does not count it as a catch.
+	Violation   bool    `json:"violation"`
 	WallSeconds float64 `json:"wall_s"`
 	// Net is the network mode that ran: "netns" or "loopback"; Mode
 	// describes it.
@@ -91,6 +95,7 @@ func summarize(cfg config, seed uint64, w *workload, checks []checkerResult, fau
 	s.Pass = true
 	for _, c := range checks {
 		s.Pass = s.Pass && c.Ok
+		s.Violation = s.Violation || c.Violation
 	}
 	for _, c := range checks {
 		if strings.HasPrefix(c.Name, "linearizable") {

@@ -273,7 +273,9 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 		return nil, ctx.Err()
 	}
 
-	// Heal: every process back (a fault that failed to heal is retried).
+	// Heal: every link and every process back (a fault that failed to
+	// heal is retried): a cut left in place would fail the final reads.
+	c.healLinks(ctx)
 	for _, s := range c.servers {
 		if !s.proc.Running() {
 			if err := s.proc.Start(ctx); err != nil {
@@ -330,8 +332,11 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 		return nil, err
 	}
 	verdict := "PASS"
-	if !s.Pass {
+	switch verdictCode(s) {
+	case exitFail:
 		verdict = "FAIL"
+	case exitInconclusive:
+		verdict = "FAIL (inconclusive: no checker found a violation)"
 	}
 	fmt.Fprintf(stdout, "jepsen-lite: seed %d: %s in %.0fs — ops ok %d / failed %d / indeterminate %d; %d faults; violations: lin %d, lost %d, oracle %d, answers %d\n",
 		seed, verdict, s.WallSeconds, s.Ops.OK, s.Ops.Failed, s.Ops.Indeterminate, len(faults), s.Violations.Linearizability, s.Violations.LostWrites, s.Violations.Oracle, s.Violations.Answers)

@@ -242,17 +242,24 @@ func (w *workload) callTicker(ctx context.Context, client, si int, id string, st
 	w.mu.Unlock()
 }
 
-// greeterArgs are greeter id's creation arguments: every answer of its
-// "hello" must name them (the actor is never deleted, so its one life
-// keeps the arguments of the call that created it, whichever it was).
+// greeterArgs begins greeter id's creation arguments.
 func greeterArgs(id string) string { return "args-of-" + id }
 
-// callGreeter calls a greeter, passing its creation arguments (used only
-// if this call creates it).
-func (w *workload) callGreeter(ctx context.Context, client, si int, id string) {
-	rec := opRecord{Client: client, Actor: "greeter/" + id, Op: "hello", Server: w.servers[si].id, Start: w.now()}
+// greeterCallArgs are the creation arguments one call of greeter id
+// passes: unique per call, so that an answer names the call that created
+// the actor (the actor is never deleted: its one life keeps them, and
+// every answer of its "hello" must name the same ones; see greeterLife).
+func greeterCallArgs(id string, client, seq int) string {
+	return fmt.Sprintf("%s/%d.%d", greeterArgs(id), client, seq)
+}
+
+// callGreeter calls a greeter, passing creation arguments of its own
+// (used only if this call creates it).
+func (w *workload) callGreeter(ctx context.Context, client, seq, si int, id string) {
+	args := greeterCallArgs(id, client, seq)
+	rec := opRecord{Client: client, Actor: "greeter/" + id, Op: "hello", Arg: args, Server: w.servers[si].id, Start: w.now()}
 	cctx, cancel := context.WithTimeout(ctx, w.timeout)
-	b, err := w.clients[si].InvokeCreating(cctx, namespace, id, "greeter", "hello", nil, []byte(greeterArgs(id)))
+	b, err := w.clients[si].InvokeCreating(cctx, namespace, id, "greeter", "hello", nil, []byte(args))
 	cancel()
 	w.record(rec, b, err)
 }
@@ -296,7 +303,7 @@ func (w *workload) run(ctx context.Context, client int, seed uint64, think time.
 		if r := rng.Float64(); r < 0.06 {
 			si := rng.IntN(len(w.servers))
 			if r < 0.03 {
-				w.callGreeter(ctx, client, si, w.greeters[rng.IntN(len(w.greeters))])
+				w.callGreeter(ctx, client, seq, si, w.greeters[rng.IntN(len(w.greeters))])
 			} else {
 				w.callWorker(ctx, client, si, fmt.Sprintf("%d.%d", client, seq))
 			}

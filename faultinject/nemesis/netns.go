@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -53,7 +54,17 @@ type Node struct {
 }
 
 // NetnsAvailable reports why a Netns cannot be made here (nil: it can).
-func NetnsAvailable() error {
+func NetnsAvailable() error { return netnsProbe(context.Background()) }
+
+var probes atomic.Int64
+
+// netnsProbe checks root and the tools, then makes a namespace with a
+// veth pair and the nft table and deletes it: root with ip and nft is
+// not enough (a default Docker container has no CAP_SYS_ADMIN for ip
+// netns add; a kernel may lack nf_tables), and a mode picked on the tools
+// alone would fail halfway through setting up a run instead of falling
+// back to loopback.
+func netnsProbe(ctx context.Context) (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("not root")
 	}
@@ -62,7 +73,20 @@ func NetnsAvailable() error {
 			return fmt.Errorf("%s not installed", tool)
 		}
 	}
-	return nil
+	// A name SweepNetns recognises, should this process die mid-probe.
+	nd := &Node{Name: "probe", NS: fmt.Sprintf("%s%d-probe%d", NetnsPrefix, os.Getpid(), probes.Add(1))}
+	if err := run1(ctx, "ip", "netns", "add", nd.NS); err != nil {
+		return err
+	}
+	defer func() {
+		if derr := run1(context.Background(), "ip", "netns", "del", nd.NS); err == nil {
+			err = derr
+		}
+	}()
+	if err := run1(ctx, "ip", "-n", nd.NS, "link", "add", "v0", "type", "veth", "peer", "name", "v1"); err != nil {
+		return err
+	}
+	return nd.nft(ctx, fmt.Sprintf(nftTable, LossPercent, LossPercent))
 }
 
 // NewNetns makes the bridge namespace and the caller's veth for run
@@ -70,7 +94,7 @@ func NetnsAvailable() error {
 // machine). The subnet is a free /24 of 198.18.0.0/15, the range RFC
 // 2544 reserves for tests.
 func NewNetns(ctx context.Context, run string) (_ *Netns, err error) {
-	if err := NetnsAvailable(); err != nil {
+	if err := netnsProbe(ctx); err != nil {
 		return nil, err
 	}
 	pid := os.Getpid()
@@ -292,6 +316,17 @@ func (nd *Node) CutLocal(ctx context.Context, on bool, svcs ...Service) error {
 // remote services (on), or none (off).
 func (nd *Node) SetLoss(ctx context.Context, on bool, svcs ...Service) error {
 	return nd.elements(ctx, on, "loss", services(svcs))
+}
+
+// Heal empties every fault set of the node: whatever a fault whose Stop
+// failed (an nft that timed out on a loaded machine) left in place is
+// lifted.
+func (nd *Node) Heal(ctx context.Context) error {
+	var b strings.Builder
+	for _, set := range []string{"cut", "rsvc", "lsvc", "loss"} {
+		fmt.Fprintf(&b, "flush set inet jepsenlite %s\n", set)
+	}
+	return nd.nft(ctx, b.String())
 }
 
 // Close deletes every namespace (their veths and nft tables go with

@@ -140,6 +140,22 @@ func TestNetns(t *testing.T) {
 			t.Errorf("%s: not healed: %v", c.name, err)
 		}
 	}
+	// Heal lifts whatever a fault left behind (a Stop that failed).
+	if err := a.Cut(ctx, true, host); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CutLocal(ctx, true, Service{host, 7000}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dialEcho(addr); err == nil {
+		t.Error("cut link answers")
+	}
+	if err := a.Heal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := dialEcho(addr); err != nil {
+		t.Errorf("not healed by Heal: %v", err)
+	}
 	// Loss: the rule exists and accepts elements (its effect is random).
 	if err := a.SetLoss(ctx, true, Service{host, 7000}); err != nil {
 		t.Fatal(err)
@@ -216,5 +232,61 @@ func TestNetnsUnavailableWithoutTools(t *testing.T) {
 	if n, err := NewNetns(context.Background(), "none"); err == nil {
 		n.Close()
 		t.Fatal("NewNetns succeeded without ip and nft")
+	}
+}
+
+// TestNetnsAvailableProbes: root with ip and nft on PATH is not enough —
+// a container without CAP_SYS_ADMIN cannot add a namespace, and a kernel
+// without nf_tables rejects the table. NetnsAvailable must say so (so
+// that jepsen-lite falls back to loopback and the tests skip) instead of
+// letting NewNetns or AddNode fail halfway through a run. Each case puts
+// a failing stand-in for one tool first on PATH.
+func TestNetnsAvailableProbes(t *testing.T) {
+	needNetns(t)
+	ipPath, err := exec.LookPath("ip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nftPath, err := exec.LookPath("nft")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, fail := range map[string]string{
+		"no CAP_SYS_ADMIN": "ip",
+		"no nf_tables":     "nft",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			for tool, real := range map[string]string{"ip": ipPath, "nft": nftPath} {
+				script := "#!/bin/sh\nexec " + real + " \"$@\"\n"
+				switch {
+				case tool == fail && tool == "ip":
+					// What ip says in a default Docker container as root.
+					script = "#!/bin/sh\nif [ \"$1 $2\" = \"netns add\" ]; then echo 'mount --make-shared /run/netns failed: Operation not permitted' >&2; exit 1; fi\n" + script[len("#!/bin/sh\n"):]
+				case tool == fail:
+					script = "#!/bin/sh\necho 'Error: Could not process rule: Operation not supported' >&2\nexit 1\n"
+				}
+				if err := os.WriteFile(dir+"/"+tool, []byte(script), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+			if err := NetnsAvailable(); err == nil {
+				t.Fatalf("NetnsAvailable: nil with a failing %s", fail)
+			}
+			if n, err := NewNetns(context.Background(), "probe"); err == nil {
+				n.Close()
+				t.Fatalf("NewNetns succeeded with a failing %s", fail)
+			}
+			names, err := ListNetns(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range names {
+				if strings.HasPrefix(name, fmt.Sprintf("%s%d-", NetnsPrefix, os.Getpid())) {
+					t.Errorf("namespace %s left behind", name)
+				}
+			}
+		})
 	}
 }
