@@ -19,6 +19,11 @@ const cowMinBytes = 64 << 10
 // writes) or, where that is not possible, by copying data.
 type memImage struct {
 	data []byte
+	// runs are the parts of data copyInto writes: its pages that are not
+	// all zero (a fresh memory is zero already), merged when adjacent. A C
+	// guest's image is mostly the zeros of its stack, below its data:
+	// copying those would make pages resident for nothing.
+	runs []imageRun
 	file imageFile // the image as a sealed in-memory file (Linux), or none
 
 	closeOnce sync.Once
@@ -28,16 +33,44 @@ type memImage struct {
 // instances' memory lives in mappings and data is large enough).
 func newMemImage(data []byte, mapped bool) *memImage {
 	img := &memImage{data: data}
+	for off := 0; off < len(data); off += imagePage {
+		end := min(off+imagePage, len(data))
+		if !allZero(data[off:end]) {
+			if k := len(img.runs) - 1; k >= 0 && img.runs[k].end == off {
+				img.runs[k].end = end
+			} else {
+				img.runs = append(img.runs, imageRun{off, end})
+			}
+		}
+	}
 	if mapped && len(data) >= cowMinBytes && !noImageFile {
 		img.file = newImageFile(data)
 	}
 	return img
 }
 
+// imagePage is the granularity of imageRun: the smallest page size.
+const imagePage = 4 << 10
+
+// imageRun is the range [off, end) of a memImage's data.
+type imageRun struct{ off, end int }
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // copyInto writes the image at the start of a fresh, zeroed memory.
 func (img *memImage) copyInto(buf []byte) {
-	if img != nil {
-		copy(buf, img.data)
+	if img == nil {
+		return
+	}
+	for _, r := range img.runs {
+		copy(buf[r.off:r.end], img.data[r.off:r.end])
 	}
 }
 

@@ -4,11 +4,18 @@ package wasm
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"unsafe"
+
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm/modules"
+	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 
 // imagePattern is a memory image with no zero run a mapping bug could
@@ -140,5 +147,117 @@ func TestImageCopied(t *testing.T) {
 	noImageFile = false
 	if img := newMemImage(imagePattern(cowMinBytes-1), true); img.file.size != 0 {
 		t.Fatal("a small image got a memfd")
+	}
+}
+
+// freshMemory instantiates module id of a new Host configured by cfg (no
+// guest code runs: the host calls _initialize itself, later) and returns a
+// copy of its linear memory, whether the module has a memory image, and
+// whether the memory was mapped from the image's file.
+func freshMemory(t *testing.T, mods *modules.Store, cfg Config, id string) (mem []byte, image, mapped bool) {
+	t.Helper()
+	ctx := context.Background()
+	cfg.Runtime, cfg.Modules, cfg.CompilationCache = rt.NewReal(), mods, testCache()
+	h, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	c, err := h.load(ctx, "t", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.mem.reserve(c.minBytes) {
+		t.Fatal("budget")
+	}
+	m, err := h.newModule(&instance{h: h, mod: c}, c)
+	if err != nil {
+		t.Fatalf("%s: instantiate: %v", id, err)
+	}
+	defer m.Close(ctx)
+	b, ok := m.Memory().Read(0, m.Memory().Size())
+	if !ok {
+		t.Fatal("read memory")
+	}
+	return bytes.Clone(b), c.image != nil, mappedFrom(t, b)
+}
+
+var testCache = sync.OnceValue(wasmtest.CompilationCache)
+
+// A fresh instance's memory is byte for byte the same whether wazero
+// applies the data segments (as compiled, or merged) or the host places
+// the module's memory image (mapped copy-on-write, copied into a mapping,
+// copied onto the Go heap), for the committed C guests and the Go guests.
+func TestMemoryImageGivesIdenticalInitialMemory(t *testing.T) {
+	r := rt.NewReal()
+	mods := modules.New(memkv.New(r, memkv.Options{}), modules.Config{})
+	guests := map[string][]byte{}
+	for _, g := range wasmtest.CGuests {
+		guests[g+"-c"] = wasmtest.C(t, g)
+	}
+	for _, g := range []string{"counter", "echo"} {
+		guests[g+"-go"] = wasmtest.Go(t, g)
+	}
+	for id, bin := range guests {
+		if _, err := mods.Put(context.Background(), "t", id, bin, modules.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	modes := []struct {
+		name       string
+		cfg        Config
+		noFile     bool
+		image      bool
+		mappedIfGo bool
+	}{
+		{"segments merged", Config{NoMemoryImage: true}, false, false, false},
+		{"image copy-on-write", Config{}, false, true, true},
+		{"image copied (no memfd)", Config{}, true, true, false},
+		{"image on the heap", Config{HeapMemory: true}, false, true, false},
+	}
+	for id := range guests {
+		want, image, _ := freshMemory(t, mods, Config{KeepDataSegments: true}, id)
+		if image {
+			t.Fatalf("%s: KeepDataSegments built an image", id)
+		}
+		if !bytes.ContainsFunc(want, func(r rune) bool { return r != 0 }) && strings.HasSuffix(id, "-go") {
+			t.Fatalf("%s: the data segments wrote nothing", id)
+		}
+		for _, m := range modes {
+			noImageFile = m.noFile
+			got, image, mapped := freshMemory(t, mods, m.cfg, id)
+			noImageFile = false
+			if image != m.image {
+				t.Fatalf("%s, %s: module has an image: %v, want %v", id, m.name, image, m.image)
+			}
+			if isGo := strings.HasSuffix(id, "-go"); mapped != (m.mappedIfGo && isGo) {
+				t.Fatalf("%s, %s: memory mapped from the image's file: %v", id, m.name, mapped)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s, %s: initial memory differs from the data segments' (%d vs %d bytes)", id, m.name, len(got), len(want))
+			}
+		}
+	}
+}
+
+// Copying skips the image's zero pages: a fresh memory is zero there
+// already, and writing them would make them resident.
+func TestImageCopySkipsZeroPages(t *testing.T) {
+	data := make([]byte, 5*imagePage+10)
+	data[2*imagePage+7] = 1 // page 2
+	data[3*imagePage] = 2   // page 3
+	data[5*imagePage+9] = 3 // the partial last page
+	img := newMemImage(data, false)
+	want := []imageRun{{2 * imagePage, 4 * imagePage}, {5 * imagePage, 5*imagePage + 10}}
+	if fmt.Sprint(img.runs) != fmt.Sprint(want) {
+		t.Fatalf("runs %v, want %v", img.runs, want)
+	}
+	buf := bytes.Repeat([]byte{0xEE}, len(data)+1)
+	img.copyInto(buf)
+	if !bytes.Equal(buf[2*imagePage:4*imagePage], data[2*imagePage:4*imagePage]) || !bytes.Equal(buf[5*imagePage:len(data)], data[5*imagePage:]) {
+		t.Fatal("non-zero pages not copied")
+	}
+	if buf[0] != 0xEE || buf[imagePage] != 0xEE || buf[4*imagePage] != 0xEE || buf[len(data)] != 0xEE {
+		t.Fatal("zero pages (or bytes past the image) written")
 	}
 }
