@@ -201,21 +201,22 @@ func BenchmarkWASMIdleActorMemory(b *testing.B) {
 		n         int
 		heapMem   bool
 	}{{"C", "counter-c", 4000, false}, {"C-HeapMemory", "counter-c", 4000, true}, {"Go", "counter-go", 150, false}} {
-		var heap, rss float64
+		var heap, rss, pss float64
 		b.Run(c.name, func(b *testing.B) {
 			if heap == 0 {
-				heap, rss = idleActorMemory(b, c.typ, c.n, c.heapMem)
+				heap, rss, pss = idleActorMemory(b, c.typ, c.n, c.heapMem)
 			}
 			for b.Loop() {
 			}
 			b.ReportMetric(heap, "heapB/actor")
 			b.ReportMetric(rss, "rssB/actor")
+			b.ReportMetric(pss, "pssB/actor")
 			b.ReportMetric(float64(4<<30)/max(heap, rss), "actors/4GiB")
 		})
 	}
 }
 
-func idleActorMemory(b *testing.B, typ string, n int, heapMem bool) (heap, rss float64) {
+func idleActorMemory(b *testing.B, typ string, n int, heapMem bool) (heap, rss, pss float64) {
 	cl := wasmCluster(b, 1, typ == "counter-go", func(h *wasm.Config) { h.HeapMemory = heapMem }).Client()
 	ctx := context.Background()
 	// Warm: compile, and grow the engine's tables a first time.
@@ -225,13 +226,33 @@ func idleActorMemory(b *testing.B, typ string, n int, heapMem bool) (heap, rss f
 		}
 	}
 	h0, r0 := memNow()
+	p0 := pssNow()
 	for i := range n {
 		if _, err := cl.Invoke(ctx, "bench", fmt.Sprintf("idle%d", i), typ, "inc", nil); err != nil {
 			b.Fatal(err)
 		}
 	}
 	h1, r1 := memNow()
-	return float64(h1-h0) / float64(n), float64(r1-r0) / float64(n)
+	p1 := pssNow()
+	return float64(h1-h0) / float64(n), float64(r1-r0) / float64(n), float64(p1-p0) / float64(n)
+}
+
+// pssNow returns the process's proportional set size: resident pages,
+// each shared one divided by the number of mappings that share it. The
+// resident set size counts a page of a module's memory image once per
+// instance that maps it; PSS counts it once in all.
+func pssNow() int64 {
+	b, err := os.ReadFile("/proc/self/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // processCPU is the CPU time the process has used (user and system, all
