@@ -12,6 +12,8 @@ import (
 	"testing"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/wasm/modules"
@@ -82,7 +84,8 @@ func TestImageMappedCopyOnWrite(t *testing.T) {
 	if &ga[0] != &ba[0] || ga[5] != ^data[5] || ga[4*pageSize-1] != 9 || ga[len(data)+1] != 9 || !bytes.Equal(ga[6:len(data)], data[6:]) || ga[7*pageSize] != 0 {
 		t.Fatal("growth moved or lost the memory")
 	}
-	if _, err := os.NewFile(uintptr(img.file.fd), "image").WriteAt([]byte{1}, 0); err == nil {
+	// (Not through an *os.File: its finalizer would close the fd.)
+	if _, err := unix.Pwrite(img.file.fd, []byte{1}, 0); err == nil {
 		t.Fatal("the sealed image file accepted a write")
 	}
 	for _, m := range []interface{ Free() }{a, b, c} {
