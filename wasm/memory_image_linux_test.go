@@ -177,12 +177,22 @@ func freshMemory(t *testing.T, mods *modules.Store, cfg Config, id string) (mem 
 	if err != nil {
 		t.Fatalf("%s: instantiate: %v", id, err)
 	}
-	defer m.Close(ctx)
+	// Shared or not, the instance is charged its whole initial memory.
+	if used := h.mem.used.Load(); used != c.minBytes || int64(m.Memory().Size()) != c.minBytes {
+		t.Fatalf("%s: charged %d bytes for a memory of %d, want %d", id, used, m.Memory().Size(), c.minBytes)
+	}
 	b, ok := m.Memory().Read(0, m.Memory().Size())
 	if !ok {
 		t.Fatal("read memory")
 	}
-	return bytes.Clone(b), c.image != nil, mappedFrom(t, b)
+	mem, image, mapped = bytes.Clone(b), c.image != nil, mappedFrom(t, b)
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if used := h.mem.used.Load(); used != 0 {
+		t.Fatalf("%s: %d bytes still charged after close", id, used)
+	}
+	return mem, image, mapped
 }
 
 var testCache = sync.OnceValue(wasmtest.CompilationCache)
