@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt"
 	"github.com/nolaproject/nola/wasm/modules"
@@ -272,5 +273,66 @@ func TestImageCopySkipsZeroPages(t *testing.T) {
 	}
 	if buf[0] != 0xEE || buf[imagePage] != 0xEE || buf[4*imagePage] != 0xEE || buf[len(data)] != 0xEE {
 		t.Fatal("zero pages (or bytes past the image) written")
+	}
+}
+
+// A Go guest started from the copy-on-write image initializes, grows its
+// memory (the Go runtime does, at initialization) and runs; each instance
+// keeps its own state; the Host charges each its whole memory.
+func TestGoGuestRunsFromMappedImage(t *testing.T) {
+	ctx := context.Background()
+	mods := modules.New(memkv.New(rt.NewReal(), memkv.Options{}), modules.Config{})
+	if _, err := mods.Put(ctx, "t", "counter-go", wasmtest.Go(t, "counter"), modules.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(ctx, Config{Runtime: rt.NewReal(), Modules: mods, CompilationCache: testCache()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	c, err := h.load(ctx, "t", "counter-go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.image == nil || c.image.file.size == 0 {
+		t.Fatal("the Go guest has no mapped image")
+	}
+	var ins []*instance
+	for _, id := range []string{"a", "b"} {
+		in, err := h.instantiate(initCx{}, c, nola.Ref{Namespace: "t", ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.close()
+		buf, _ := in.mem.Read(0, in.mem.Size())
+		if int64(len(buf)) <= c.minBytes || !mappedFrom(t, buf) {
+			t.Fatalf("%s: memory of %d bytes (initial %d), mapped from the image: %v", id, len(buf), c.minBytes, mappedFrom(t, buf))
+		}
+		ins = append(ins, in)
+	}
+	inc := func(in *instance) string {
+		t.Helper()
+		if !in.acquire() {
+			t.Fatal("instance closed")
+		}
+		defer in.release()
+		out, err := in.invoke(initCx{}, "inc", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	first := inc(ins[0])
+	inc(ins[0])
+	third := inc(ins[0])
+	if got := inc(ins[1]); got != first || got == third {
+		t.Fatalf("second instance's first inc answered %q; the first's answered %q then %q", got, first, third)
+	}
+	var want int64
+	for _, in := range ins {
+		want += InstanceOverhead + int64(in.mem.Size())
+	}
+	if got := h.MemoryBytes(); got != want {
+		t.Fatalf("charged %d bytes, want %d (memories and overhead)", got, want)
 	}
 }
