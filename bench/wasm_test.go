@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,18 +117,23 @@ func BenchmarkInvokeWASM(b *testing.B) {
 // instantiation and the first call.
 func BenchmarkCreateThenInvokeWASM(b *testing.B) {
 	for _, c := range []struct {
-		name, typ  string
-		heap, keep bool
+		name, typ           string
+		heap, keep, noImage bool
 	}{
-		{"C", "counter-c", false, false}, {"C-HeapMemory", "counter-c", true, false},
+		{"C", "counter-c", false, false, false}, {"C-HeapMemory", "counter-c", true, false, false},
 		// Go-KeepDataSegments: the Go guest's ~30,800 data segments as
-		// the compiler wrote them, the comparison for Go (merged).
-		{"Go-KeepDataSegments", "counter-go", false, true}, {"Go", "counter-go", false, false},
+		// the compiler wrote them; Go-NoMemoryImage: merged, applied by
+		// wazero per instance; Go: one memory image per module, mapped
+		// copy-on-write.
+		{"Go-KeepDataSegments", "counter-go", false, true, false},
+		{"Go-NoMemoryImage", "counter-go", false, false, true},
+		{"Go", "counter-go", false, false, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			cl := wasmCluster(b, 3, c.typ == "counter-go", func(h *wasm.Config) {
 				h.HeapMemory = c.heap
 				h.KeepDataSegments = c.keep
+				h.NoMemoryImage = c.noImage
 			}).Client()
 			ctx := context.Background()
 			// Compile the module on every server before timing.
@@ -138,6 +144,7 @@ func BenchmarkCreateThenInvokeWASM(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0, flt0 := processCPU(), pageFaults()
 			i := 0
 			for b.Loop() {
 				i++
@@ -145,6 +152,8 @@ func BenchmarkCreateThenInvokeWASM(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(pageFaults()-flt0)/float64(b.N), "faults/op")
 			opsPerSec(b)
 		})
 	}
@@ -192,21 +201,22 @@ func BenchmarkWASMIdleActorMemory(b *testing.B) {
 		n         int
 		heapMem   bool
 	}{{"C", "counter-c", 4000, false}, {"C-HeapMemory", "counter-c", 4000, true}, {"Go", "counter-go", 150, false}} {
-		var heap, rss float64
+		var heap, rss, pss float64
 		b.Run(c.name, func(b *testing.B) {
 			if heap == 0 {
-				heap, rss = idleActorMemory(b, c.typ, c.n, c.heapMem)
+				heap, rss, pss = idleActorMemory(b, c.typ, c.n, c.heapMem)
 			}
 			for b.Loop() {
 			}
 			b.ReportMetric(heap, "heapB/actor")
 			b.ReportMetric(rss, "rssB/actor")
+			b.ReportMetric(pss, "pssB/actor")
 			b.ReportMetric(float64(4<<30)/max(heap, rss), "actors/4GiB")
 		})
 	}
 }
 
-func idleActorMemory(b *testing.B, typ string, n int, heapMem bool) (heap, rss float64) {
+func idleActorMemory(b *testing.B, typ string, n int, heapMem bool) (heap, rss, pss float64) {
 	cl := wasmCluster(b, 1, typ == "counter-go", func(h *wasm.Config) { h.HeapMemory = heapMem }).Client()
 	ctx := context.Background()
 	// Warm: compile, and grow the engine's tables a first time.
@@ -216,13 +226,54 @@ func idleActorMemory(b *testing.B, typ string, n int, heapMem bool) (heap, rss f
 		}
 	}
 	h0, r0 := memNow()
+	p0 := pssNow()
 	for i := range n {
 		if _, err := cl.Invoke(ctx, "bench", fmt.Sprintf("idle%d", i), typ, "inc", nil); err != nil {
 			b.Fatal(err)
 		}
 	}
 	h1, r1 := memNow()
-	return float64(h1-h0) / float64(n), float64(r1-r0) / float64(n)
+	p1 := pssNow()
+	return float64(h1-h0) / float64(n), float64(r1-r0) / float64(n), float64(p1-p0) / float64(n)
+}
+
+// pssNow returns the process's proportional set size: resident pages,
+// each shared one divided by the number of mappings that share it. The
+// resident set size counts a page of a module's memory image once per
+// instance that maps it; PSS counts it once in all.
+func pssNow() int64 {
+	b, err := os.ReadFile("/proc/self/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "Pss:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// processCPU is the CPU time the process has used (user and system, all
+// threads: the garbage collector's included). Per operation it is a
+// steadier figure than wall time on a machine other jobs are loading.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pageFaults counts the process's page faults (minor and major): memory
+// first touched, or written copy-on-write.
+func pageFaults() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Minflt + ru.Majflt
 }
 
 // memNow returns the live Go heap after a full GC and the process's

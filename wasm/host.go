@@ -18,7 +18,11 @@
 // activated actor gets its own instance, with its own linear memory, never
 // shared. An instance is created by the actor's Activate (running the
 // guest's _initialize and wapc_init, if exported, with host calls
-// available) and closed by its Deactivate (idle eviction, release).
+// available) and closed by its Deactivate (idle eviction, release). A new
+// instance's memory starts from the module's memory image, built once at
+// compilation from its data segments (instrument.Rewrite) and mapped
+// copy-on-write or copied (see memImage): a standard-Go guest's ~1.3 MB of
+// data is neither evaluated nor copied per instance.
 //
 // The engine does not call Deactivate when a server fences itself or
 // crashes. To bound what such dropped activations leave behind without
@@ -175,10 +179,20 @@ type Config struct {
 	// millisecond of a tight loop).
 	SliceFuel uint64
 	// KeepDataSegments loads modules with their data segments as written
-	// instead of merging nearby ones (instrument.CoalesceGap). Merging
-	// makes a standard-Go guest's instantiation an order of magnitude
-	// cheaper; this switch exists to measure that.
+	// instead of merging nearby ones (instrument.CoalesceGap) or taking
+	// them out into a memory image (see NoMemoryImage); this switch exists
+	// to measure what those gain.
 	KeepDataSegments bool
+	// NoMemoryImage keeps a module's (merged) data segments in it, for
+	// wazero to evaluate and copy into every new instance, instead of
+	// building the module's initial memory once at compilation
+	// (instrument.Rewrite) and placing that image into each instance's
+	// fresh memory: mapped copy-on-write from a sealed memfd when it is
+	// large and memory lives in mappings (Linux, not HeapMemory), else
+	// copied. The image makes a standard-Go guest's instance cheaper to
+	// create and smaller (its ~1.3 MB of data stays shared until written);
+	// this switch exists to measure that.
+	NoMemoryImage bool
 
 	// HostFunctions are the embedder's host functions, called by guests
 	// with waPC's __host_call (binding "nola") by namespace and
@@ -271,6 +285,9 @@ type Host struct {
 	// instances (worker.go): not activation memory.
 	idleWorker atomic.Int64
 	slots      slotPool
+	// images are the memory images with open files: a separate object,
+	// which their cleanups may reach without reaching the Host.
+	images *imageSet
 	// executing counts the slots held, waiting the guests waiting for
 	// one, preempted the slices that ended with another guest waiting.
 	executing, waiting, preempted atomic.Int64
@@ -302,6 +319,9 @@ type compiled struct {
 	initialize bool  // exports _initialize
 	wapcInit   bool  // exports wapc_init
 	create     bool  // exports nola_create: its actors are nola.Creators
+	// image is the initial memory its instances start from (the module
+	// has no active data segments left), or nil: the module keeps them.
+	image *memImage
 
 	// checkedAt is when (the host's monotonic clock, ns) the module was
 	// last seen in the store: a cached compilation is served without a
@@ -344,6 +364,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	h := &Host{
 		mem:      memBudget{limit: cfg.MemoryLimit},
+		images:   &imageSet{},
 		cfg:      cfg,
 		rt:       cfg.Runtime,
 		log:      cfg.Logger,
@@ -432,7 +453,13 @@ func (h *Host) Close(ctx context.Context) error {
 // guest runs: closing it under a running guest would unmap its code.
 func (h *Host) closeRuntime(ctx context.Context) error {
 	var err error
-	h.wzClose.Do(func() { err = h.wz.Close(ctx) })
+	h.wzClose.Do(func() {
+		err = h.wz.Close(ctx)
+		// No instantiation runs or can start (busy is 0, the Host
+		// closed): the images' files are no longer needed. Mappings
+		// of live instances keep their pages.
+		h.images.closeAll()
+	})
 	return err
 }
 
@@ -563,7 +590,11 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 	if p := m.Options.MaxMemoryPages; p > 0 && p < pages {
 		pages = p
 	}
-	bin, err := instrument.Fuel(m.Bytes, instrument.Options{InitialFuel: int32(h.cfg.SliceFuel), MaxMemoryPages: pages, NoCoalesce: h.cfg.KeepDataSegments})
+	rw, err := instrument.Rewrite(m.Bytes, instrument.Options{
+		InitialFuel: int32(h.cfg.SliceFuel), MaxMemoryPages: pages,
+		NoCoalesce: h.cfg.KeepDataSegments, MemoryImage: !h.cfg.KeepDataSegments && !h.cfg.NoMemoryImage,
+	})
+	bin := rw.Module
 	if err != nil {
 		return &nola.Error{Code: nola.CodeBadRequest, Message: fmt.Sprintf("WASM module %s/%s cannot run here: %v", k.ns, k.id, err)}
 	}
@@ -581,12 +612,73 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 	_, c.initialize = exports[abi.Initialize]
 	_, c.wapcInit = exports[abi.WAPCInit]
 	_, c.create = exports[abi.CreateExport]
+	if rw.Memory != nil {
+		if int64(len(rw.Memory.Data)) > c.minBytes { // instrument checked it
+			return &nola.Error{Code: nola.CodeInternal, Message: fmt.Sprintf("wasm %s: memory image of %d bytes exceeds the initial memory of %d", c.name, len(rw.Memory.Data), c.minBytes)}
+		}
+		c.image = newMemImage(rw.Memory.Data, !h.cfg.HeapMemory)
+		h.trackImage(c)
+	}
 	c.info, c.cm = m.Info, cm
 	c.checkedAt.Store(int64(h.rt.Mono()))
 	h.mu.Lock()
 	h.stats.Compiled++
 	h.mu.Unlock()
 	return nil
+}
+
+// trackImage makes sure c's memory image is closed: with the Host's
+// runtime (closeRuntime) or, for a compilation dropped before (a deleted
+// module), once nothing can instantiate it any more (c unreachable).
+func (h *Host) trackImage(c *compiled) {
+	if !h.images.add(c.image) {
+		return
+	}
+	// The cleanup must not reach c (or the Host, which reaches c).
+	set := h.images
+	runtime.AddCleanup(c, func(img *memImage) {
+		set.remove(img)
+		img.close()
+	}, c.image)
+}
+
+// imageSet holds a Host's open memory images.
+type imageSet struct {
+	mu     sync.Mutex
+	open   map[*memImage]struct{}
+	closed bool
+}
+
+// add tracks img; once the set is closed it closes img instead (a module
+// compiled after Close is never instantiated) and reports false.
+func (s *imageSet) add(img *memImage) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		img.close()
+		return false
+	}
+	if s.open == nil {
+		s.open = map[*memImage]struct{}{}
+	}
+	s.open[img] = struct{}{}
+	return true
+}
+
+func (s *imageSet) remove(img *memImage) {
+	s.mu.Lock()
+	delete(s.open, img)
+	s.mu.Unlock()
+}
+
+func (s *imageSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for img := range s.open {
+		img.close()
+	}
+	s.open = nil
 }
 
 // instantiate creates an instance of c for the actor ref, running its
@@ -611,23 +703,15 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 		in.releaseOverhead()
 		return nil, err
 	}
-	alloc := &budgetAllocator{b: &h.mem, in: in, prepaid: c.minBytes}
-	if !h.cfg.HeapMemory {
-		alloc.inner = memoryAllocator()
-	}
-	m, err := h.wz.InstantiateModule(experimental.WithMemoryAllocator(in.callCtx(), alloc), c.cm, h.modCf)
+	m, err := h.newModule(in, c)
 	if err != nil {
 		defer in.end()
-		// wazero drops a module whose instantiation failed without
-		// closing it: its memory (our mapping) would never be freed.
-		alloc.freeAll()
 		in.releaseOverhead()
 		// Validated modules only fail here by their own doing — a start
 		// function that traps, runs out of fuel or time, a data segment
 		// out of bounds — the guest's fault, like a trap in an invocation.
 		return nil, in.failed("instantiate", err)
 	}
-	alloc.settle()
 	in.m = m
 	in.mem = m.Memory()
 	in.guestCall = m.ExportedFunction(abi.GuestCall)
@@ -672,6 +756,26 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 	in.end()
 	in.state.Store(instIdle)
 	return in, nil
+}
+
+// newModule instantiates c's compiled module for in: its linear memory
+// from the Host's allocator, charged to the budget (the caller has
+// reserved c.minBytes), starting from c's memory image if it has one. It
+// runs the module's start function, if any, and nothing else of the guest.
+func (h *Host) newModule(in *instance, c *compiled) (api.Module, error) {
+	alloc := &budgetAllocator{b: &h.mem, in: in, img: c.image, prepaid: c.minBytes}
+	if !h.cfg.HeapMemory {
+		alloc.inner = memoryAllocator(c.image)
+	}
+	m, err := h.wz.InstantiateModule(experimental.WithMemoryAllocator(in.callCtx(), alloc), c.cm, h.modCf)
+	if err != nil {
+		// wazero drops a module whose instantiation failed without
+		// closing it: its memory (our mapping) would never be freed.
+		alloc.freeAll()
+		return nil, err
+	}
+	alloc.settle()
+	return m, nil
 }
 
 // maybeSweep closes, at most once per SweepInterval, the idle instances of

@@ -48,6 +48,7 @@ type budgetAllocator struct {
 	b       *memBudget
 	in      *instance
 	inner   experimental.MemoryAllocator // nil: the Go heap
+	img     *memImage                    // the module's memory image, or nil
 	prepaid int64
 	mems    []*budgetMemory
 }
@@ -59,7 +60,7 @@ func (a *budgetAllocator) Allocate(capacity, max uint64) experimental.LinearMemo
 	if a.inner != nil {
 		inner = a.inner.Allocate(capacity, max)
 	} else {
-		inner = &heapMemory{max: max}
+		inner = &heapMemory{max: max, img: a.img}
 	}
 	m := &budgetMemory{inner: inner, b: a.b, in: a.in, held: a.prepaid}
 	a.prepaid = 0
@@ -117,9 +118,11 @@ func (m *budgetMemory) Free() {
 }
 
 // heapMemory is linear memory on the Go heap, grown like wazero's own
-// allocator (doubling, up to the maximum).
+// allocator (doubling, up to the maximum). The module's memory image, if
+// any, is copied into its first allocation.
 type heapMemory struct {
 	max uint64
+	img *memImage
 	buf []byte
 }
 
@@ -129,7 +132,11 @@ func (m *heapMemory) Reallocate(size uint64) []byte {
 	}
 	if size > uint64(cap(m.buf)) {
 		nb := make([]byte, size, max(size, min(m.max, 2*uint64(cap(m.buf)))))
-		copy(nb, m.buf)
+		if m.buf == nil {
+			m.img.copyInto(nb)
+		} else {
+			copy(nb, m.buf)
+		}
 		m.buf = nb
 	}
 	m.buf = m.buf[:size]

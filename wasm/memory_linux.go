@@ -4,8 +4,10 @@ package wasm
 
 import (
 	"syscall"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
+	"golang.org/x/sys/unix"
 )
 
 // mmapAllocator backs each instance's linear memory with its own anonymous
@@ -17,46 +19,49 @@ import (
 // few resident pages, not a 64 KiB heap object that the Go GC counts (and,
 // once recycled, zeroes). If the kernel refuses a mapping, the memory
 // falls back to the Go heap.
-type mmapAllocator struct{}
+//
+// A module's memory image (memImage) is placed when the mapping is made:
+// its file mapped over the start of the reservation, copy-on-write, or
+// copied there.
+type mmapAllocator struct{ img *memImage }
 
 var _ experimental.MemoryAllocator = mmapAllocator{}
 
-func (mmapAllocator) Allocate(_, max uint64) experimental.LinearMemory {
-	return &mmapMemory{max: max}
+func (a mmapAllocator) Allocate(_, max uint64) experimental.LinearMemory {
+	return &mmapMemory{max: max, img: a.img, heap: heapMemory{max: max, img: a.img}}
 }
 
 type mmapMemory struct {
 	max    uint64
+	img    *memImage
 	buf    []byte
 	mapped bool
+	heap   heapMemory // the fallback
 }
 
 func (m *mmapMemory) Reallocate(size uint64) []byte {
 	if size > m.max {
 		return nil
 	}
-	if m.buf == nil && m.max > 0 {
+	if m.buf == nil && m.heap.buf == nil && m.max > 0 {
 		b, err := syscall.Mmap(-1, 0, int(m.max), syscall.PROT_READ|syscall.PROT_WRITE,
 			syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
 		if err == nil {
 			m.buf, m.mapped = b, true
+			if m.img != nil && !m.img.file.mapOver(b) {
+				m.img.copyInto(b)
+			}
 		}
 	}
 	if m.mapped {
 		return m.buf[:size]
 	}
-	// Go heap fallback: grow like wazero's own allocator.
-	if size > uint64(cap(m.buf)) {
-		nb := make([]byte, size, max(size, min(m.max, 2*uint64(cap(m.buf)))))
-		copy(nb, m.buf)
-		m.buf = nb
-	}
-	m.buf = m.buf[:size]
-	return m.buf
+	return m.heap.Reallocate(size)
 }
 
 func (m *mmapMemory) Free() {
 	if m.mapped {
+		// One munmap covers the image's mapping too.
 		if err := syscall.Munmap(m.buf); err != nil {
 			// munmap can fail if splitting the mapping would exceed
 			// vm.max_map_count: give the pages back at least (the
@@ -65,6 +70,61 @@ func (m *mmapMemory) Free() {
 		}
 	}
 	m.buf, m.mapped = nil, false
+	m.heap.Free()
 }
 
-func memoryAllocator() experimental.MemoryAllocator { return mmapAllocator{} }
+func memoryAllocator(img *memImage) experimental.MemoryAllocator { return mmapAllocator{img: img} }
+
+// imageFile is a memory image in a memfd sealed against any change, so
+// that every mapping of it sees the same bytes for the file's life.
+type imageFile struct {
+	fd   int   // valid when size > 0
+	size int64 // data's length rounded up to whole pages (the tail is zero)
+}
+
+// newImageFile returns data's file, or the zero imageFile (none) if the
+// kernel refuses one: instances then copy the image.
+func newImageFile(data []byte) imageFile {
+	fd, err := unix.MemfdCreate("nola-wasm-image", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return imageFile{}
+	}
+	page := int64(syscall.Getpagesize())
+	size := (int64(len(data)) + page - 1) / page * page
+	ok := unix.Ftruncate(fd, size) == nil
+	for off := 0; ok && off < len(data); {
+		n, err := unix.Pwrite(fd, data[off:], int64(off))
+		if err != nil || n <= 0 {
+			ok = false
+			break
+		}
+		off += n
+	}
+	if ok {
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE|unix.F_SEAL_SEAL)
+		ok = err == nil
+	}
+	if !ok {
+		_ = unix.Close(fd)
+		return imageFile{}
+	}
+	return imageFile{fd: fd, size: size}
+}
+
+// mapOver maps the file copy-on-write over the start of buf, a fresh
+// private mapping at least f.size long. It reports false if there is no
+// file or the kernel refuses (buf is then untouched).
+func (f imageFile) mapOver(buf []byte) bool {
+	if f.size == 0 || int64(len(buf)) < f.size {
+		return false
+	}
+	_, err := unix.MmapPtr(f.fd, 0, unsafe.Pointer(unsafe.SliceData(buf)), uintptr(f.size),
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_FIXED)
+	return err == nil
+}
+
+func (f imageFile) close() {
+	if f.size > 0 {
+		_ = unix.Close(f.fd)
+	}
+}

@@ -62,6 +62,22 @@ type Options struct {
 	// NoCoalesce keeps the data segments as they are instead of merging
 	// nearby active ones (see CoalesceGap); for comparisons.
 	NoCoalesce bool
+	// MemoryImage takes the active data segments out of the module into
+	// one Image of the initial memory (see Rewrite), when that is provably
+	// equivalent; otherwise they are merged as without it.
+	MemoryImage bool
+}
+
+// Rewritten is the result of Rewrite.
+type Rewritten struct {
+	// Module is the rewritten module.
+	Module []byte
+	// Memory, with Options.MemoryImage, is what the module's active data
+	// segments wrote into its memory, now absent from Module: whoever
+	// instantiates Module must write it at offset 0 of the fresh memory
+	// before any guest code (a start function included) runs. Nil when
+	// Module keeps its data segments (or has none).
+	Memory *Image
 }
 
 // DefaultMaxTableEntries is the default table cap: 1 MiB of entries,
@@ -145,27 +161,40 @@ type module struct {
 }
 
 // Fuel returns bin rewritten for fuel metering (see the package comment).
+// Options.MemoryImage is ignored: Fuel's output keeps its data.
 func Fuel(bin []byte, opts Options) ([]byte, error) {
+	opts.MemoryImage = false
+	r, err := Rewrite(bin, opts)
+	if err != nil {
+		return nil, err
+	}
+	return r.Module, nil
+}
+
+// Rewrite rewrites bin for fuel metering like Fuel and, with
+// Options.MemoryImage, also returns its initial memory image.
+func Rewrite(bin []byte, opts Options) (Rewritten, error) {
+	var res Rewritten
 	if opts.InitialFuel <= 0 {
 		opts.InitialFuel = 1 << 20
 	}
 	// The walk below trusts no count either, but Check also bounds what
 	// wazero will allocate compiling the output.
 	if err := Check(bin, opts.Limits); err != nil {
-		return nil, err
+		return res, err
 	}
 	m, err := parse(bin)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	if m.guestRequest < 0 {
-		return nil, fail("the module does not import wapc.__guest_request")
+		return res, fail("the module does not import wapc.__guest_request")
 	}
 	if m.exportNames[FuelExport] {
-		return nil, fail("the module already exports %q", FuelExport)
+		return res, fail("the module already exports %q", FuelExport)
 	}
 	if err := checkData(m); err != nil {
-		return nil, err
+		return res, err
 	}
 	fuelGlobal := m.definedGlobals
 	refillFunc := m.importedFuncs + m.definedFuncs
@@ -224,18 +253,30 @@ func Fuel(bin []byte, opts Options) ([]byte, error) {
 		case secCode:
 			body, err = rewriteCode(body, checkpoint, uint32(m.guestRequest))
 		case secData:
+			if opts.MemoryImage {
+				stripped, img, keep, ok := extractImage(m, body)
+				if ok {
+					res.Memory = img
+					if !keep {
+						continue
+					}
+					body = stripped
+					break
+				}
+			}
 			if !opts.NoCoalesce {
 				body = coalesceData(m, body)
 			}
 		}
 		if err != nil {
-			return nil, err
+			return res, err
 		}
 		emitted[s.id] = true
 		out = appendSection(out, s.id, body)
 	}
 	emitNew(1 << 30)
-	return out, nil
+	res.Module = out
+	return res, nil
 }
 
 func checkpointCode(global, refill uint32) []byte {

@@ -1,0 +1,338 @@
+//go:build linux
+
+package wasm
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm/modules"
+	"github.com/nolaproject/nola/wasm/wasmtest"
+)
+
+// imagePattern is a memory image with no zero run a mapping bug could
+// hide in.
+func imagePattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i>>12 + 1)
+	}
+	return b
+}
+
+// mappedFrom reports whether /proc/self/maps shows the image's memfd
+// mapped at buf's address.
+func mappedFrom(t *testing.T, buf []byte) bool {
+	t.Helper()
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := fmt.Sprintf("%x-", uintptr(unsafe.Pointer(unsafe.SliceData(buf))))
+	for _, l := range strings.Split(string(maps), "\n") {
+		if strings.HasPrefix(l, start) && strings.Contains(l, "memfd:nola-wasm-image") {
+			return true
+		}
+	}
+	return false
+}
+
+// A large image is mapped copy-on-write: every memory starts with its
+// bytes and zeros after them, writes stay private to their memory (a fresh
+// one still sees the image), growth keeps them, and the file cannot be
+// changed.
+func TestImageMappedCopyOnWrite(t *testing.T) {
+	data := imagePattern(200<<10 + 123) // not a whole number of pages
+	img := newMemImage(data, true)
+	if img.file.size == 0 {
+		t.Fatal("no memfd for the image: memfd_create refused?")
+	}
+	alloc := mmapAllocator{img: img}
+	a := alloc.Allocate(4*pageSize, 8*pageSize)
+	b := alloc.Allocate(4*pageSize, 8*pageSize)
+	ba, bb := a.Reallocate(4*pageSize), b.Reallocate(4*pageSize)
+	for name, buf := range map[string][]byte{"a": ba, "b": bb} {
+		if !bytes.Equal(buf[:len(data)], data) {
+			t.Fatalf("%s: memory does not start with the image", name)
+		}
+		if bytes.ContainsFunc(buf[len(data):], func(r rune) bool { return r != 0 }) {
+			t.Fatalf("%s: memory is not zero after the image", name)
+		}
+		if !mappedFrom(t, buf) {
+			t.Fatalf("%s: the image is not mapped from its memfd (copied instead?)", name)
+		}
+	}
+	ba[5], ba[len(data)+1], ba[4*pageSize-1] = ^data[5], 9, 9
+	if bb[5] != data[5] || bb[len(data)+1] != 0 {
+		t.Fatal("a write to one memory shows in another: the mapping is shared, not private")
+	}
+	c := alloc.Allocate(4*pageSize, 8*pageSize)
+	if bc := c.Reallocate(4 * pageSize); !bytes.Equal(bc[:len(data)], data) || bc[len(data)+1] != 0 {
+		t.Fatal("a fresh memory does not see the pristine image after a write to another")
+	}
+	ga := a.Reallocate(8 * pageSize)
+	if &ga[0] != &ba[0] || ga[5] != ^data[5] || ga[4*pageSize-1] != 9 || ga[len(data)+1] != 9 || !bytes.Equal(ga[6:len(data)], data[6:]) || ga[7*pageSize] != 0 {
+		t.Fatal("growth moved or lost the memory")
+	}
+	// (Not through an *os.File: its finalizer would close the fd.)
+	if _, err := unix.Pwrite(img.file.fd, []byte{1}, 0); err == nil {
+		t.Fatal("the sealed image file accepted a write")
+	}
+	for _, m := range []interface{ Free() }{a, b, c} {
+		m.Free()
+	}
+	img.close()
+	if img.file.size != 0 {
+		t.Fatal("close kept the file")
+	}
+	// Without its file an image is copied.
+	d := alloc.Allocate(4*pageSize, 8*pageSize)
+	defer d.Free()
+	if bd := d.Reallocate(4 * pageSize); !bytes.Equal(bd[:len(data)], data) || mappedFrom(t, bd) {
+		t.Fatal("after close: the image is not copied")
+	}
+}
+
+// Where the image has no file (small images, memfd refused, the Go heap),
+// it is copied into every memory.
+func TestImageCopied(t *testing.T) {
+	noImageFile = true
+	t.Cleanup(func() { noImageFile = false })
+	for name, c := range map[string]struct {
+		data  []byte
+		alloc func(*memImage) interface {
+			Reallocate(uint64) []byte
+			Free()
+		}
+	}{
+		"mapping, no memfd": {imagePattern(200 << 10), func(img *memImage) interface {
+			Reallocate(uint64) []byte
+			Free()
+		} {
+			return mmapAllocator{img: img}.Allocate(4*pageSize, 8*pageSize)
+		}},
+		"heap": {imagePattern(200 << 10), func(img *memImage) interface {
+			Reallocate(uint64) []byte
+			Free()
+		} {
+			return &heapMemory{max: 8 * pageSize, img: img}
+		}},
+	} {
+		img := newMemImage(c.data, name != "heap")
+		if img.file.size != 0 {
+			t.Fatalf("%s: image has a file", name)
+		}
+		m := c.alloc(img)
+		buf := m.Reallocate(4 * pageSize)
+		if !bytes.Equal(buf[:len(c.data)], c.data) || buf[len(c.data)] != 0 || mappedFrom(t, buf) {
+			t.Fatalf("%s: memory does not start with a copy of the image", name)
+		}
+		buf[0] = ^buf[0]
+		if g := m.Reallocate(8 * pageSize); g[0] != buf[0] || !bytes.Equal(g[1:len(c.data)], c.data[1:]) {
+			t.Fatalf("%s: growth lost the memory", name)
+		}
+		if c.data[0] == buf[0] {
+			t.Fatalf("%s: a write to the memory changed the image", name)
+		}
+		m.Free()
+	}
+	// Small images get no file even when allowed one.
+	noImageFile = false
+	if img := newMemImage(imagePattern(cowMinBytes-1), true); img.file.size != 0 {
+		t.Fatal("a small image got a memfd")
+	}
+}
+
+// freshMemory instantiates module id of a new Host configured by cfg (no
+// guest code runs: the host calls _initialize itself, later) and returns a
+// copy of its linear memory, whether the module has a memory image, and
+// whether the memory was mapped from the image's file.
+func freshMemory(t *testing.T, mods *modules.Store, cfg Config, id string) (mem []byte, image, mapped bool) {
+	t.Helper()
+	ctx := context.Background()
+	cfg.Runtime, cfg.Modules, cfg.CompilationCache = rt.NewReal(), mods, testCache()
+	h, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	c, err := h.load(ctx, "t", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.mem.reserve(c.minBytes) {
+		t.Fatal("budget")
+	}
+	m, err := h.newModule(&instance{h: h, mod: c}, c)
+	if err != nil {
+		t.Fatalf("%s: instantiate: %v", id, err)
+	}
+	// Shared or not, the instance is charged its whole initial memory.
+	if used := h.mem.used.Load(); used != c.minBytes || int64(m.Memory().Size()) != c.minBytes {
+		t.Fatalf("%s: charged %d bytes for a memory of %d, want %d", id, used, m.Memory().Size(), c.minBytes)
+	}
+	b, ok := m.Memory().Read(0, m.Memory().Size())
+	if !ok {
+		t.Fatal("read memory")
+	}
+	mem, image, mapped = bytes.Clone(b), c.image != nil, mappedFrom(t, b)
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if used := h.mem.used.Load(); used != 0 {
+		t.Fatalf("%s: %d bytes still charged after close", id, used)
+	}
+	return mem, image, mapped
+}
+
+var testCache = sync.OnceValue(wasmtest.CompilationCache)
+
+// A fresh instance's memory is byte for byte the same whether wazero
+// applies the data segments (as compiled, or merged) or the host places
+// the module's memory image (mapped copy-on-write, copied into a mapping,
+// copied onto the Go heap), for the committed C guests and the Go guests.
+func TestMemoryImageGivesIdenticalInitialMemory(t *testing.T) {
+	r := rt.NewReal()
+	mods := modules.New(memkv.New(r, memkv.Options{}), modules.Config{})
+	guests := map[string][]byte{}
+	for _, g := range wasmtest.CGuests {
+		guests[g+"-c"] = wasmtest.C(t, g)
+	}
+	for _, g := range []string{"counter", "echo"} {
+		guests[g+"-go"] = wasmtest.Go(t, g)
+	}
+	for id, bin := range guests {
+		if _, err := mods.Put(context.Background(), "t", id, bin, modules.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	modes := []struct {
+		name       string
+		cfg        Config
+		noFile     bool
+		image      bool
+		mappedIfGo bool
+	}{
+		{"segments merged", Config{NoMemoryImage: true}, false, false, false},
+		{"image copy-on-write", Config{}, false, true, true},
+		{"image copied (no memfd)", Config{}, true, true, false},
+		{"image on the heap", Config{HeapMemory: true}, false, true, false},
+	}
+	for id := range guests {
+		want, image, _ := freshMemory(t, mods, Config{KeepDataSegments: true}, id)
+		if image {
+			t.Fatalf("%s: KeepDataSegments built an image", id)
+		}
+		if !bytes.ContainsFunc(want, func(r rune) bool { return r != 0 }) && strings.HasSuffix(id, "-go") {
+			t.Fatalf("%s: the data segments wrote nothing", id)
+		}
+		for _, m := range modes {
+			noImageFile = m.noFile
+			got, image, mapped := freshMemory(t, mods, m.cfg, id)
+			noImageFile = false
+			if image != m.image {
+				t.Fatalf("%s, %s: module has an image: %v, want %v", id, m.name, image, m.image)
+			}
+			if isGo := strings.HasSuffix(id, "-go"); mapped != (m.mappedIfGo && isGo) {
+				t.Fatalf("%s, %s: memory mapped from the image's file: %v", id, m.name, mapped)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s, %s: initial memory differs from the data segments' (%d vs %d bytes)", id, m.name, len(got), len(want))
+			}
+		}
+	}
+}
+
+// Copying skips the image's zero pages: a fresh memory is zero there
+// already, and writing them would make them resident.
+func TestImageCopySkipsZeroPages(t *testing.T) {
+	data := make([]byte, 5*imagePage+10)
+	data[2*imagePage+7] = 1 // page 2
+	data[3*imagePage] = 2   // page 3
+	data[5*imagePage+9] = 3 // the partial last page
+	img := newMemImage(data, false)
+	want := []imageRun{{2 * imagePage, 4 * imagePage}, {5 * imagePage, 5*imagePage + 10}}
+	if fmt.Sprint(img.runs) != fmt.Sprint(want) {
+		t.Fatalf("runs %v, want %v", img.runs, want)
+	}
+	buf := bytes.Repeat([]byte{0xEE}, len(data)+1)
+	img.copyInto(buf)
+	if !bytes.Equal(buf[2*imagePage:4*imagePage], data[2*imagePage:4*imagePage]) || !bytes.Equal(buf[5*imagePage:len(data)], data[5*imagePage:]) {
+		t.Fatal("non-zero pages not copied")
+	}
+	if buf[0] != 0xEE || buf[imagePage] != 0xEE || buf[4*imagePage] != 0xEE || buf[len(data)] != 0xEE {
+		t.Fatal("zero pages (or bytes past the image) written")
+	}
+}
+
+// A Go guest started from the copy-on-write image initializes, grows its
+// memory (the Go runtime does, at initialization) and runs; each instance
+// keeps its own state; the Host charges each its whole memory.
+func TestGoGuestRunsFromMappedImage(t *testing.T) {
+	ctx := context.Background()
+	mods := modules.New(memkv.New(rt.NewReal(), memkv.Options{}), modules.Config{})
+	if _, err := mods.Put(ctx, "t", "counter-go", wasmtest.Go(t, "counter"), modules.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := New(ctx, Config{Runtime: rt.NewReal(), Modules: mods, CompilationCache: testCache()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	c, err := h.load(ctx, "t", "counter-go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.image == nil || c.image.file.size == 0 {
+		t.Fatal("the Go guest has no mapped image")
+	}
+	var ins []*instance
+	for _, id := range []string{"a", "b"} {
+		in, err := h.instantiate(initCx{}, c, nola.Ref{Namespace: "t", ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.close()
+		buf, _ := in.mem.Read(0, in.mem.Size())
+		if int64(len(buf)) <= c.minBytes || !mappedFrom(t, buf) {
+			t.Fatalf("%s: memory of %d bytes (initial %d), mapped from the image: %v", id, len(buf), c.minBytes, mappedFrom(t, buf))
+		}
+		ins = append(ins, in)
+	}
+	inc := func(in *instance) string {
+		t.Helper()
+		if !in.acquire() {
+			t.Fatal("instance closed")
+		}
+		defer in.release()
+		out, err := in.invoke(initCx{}, "inc", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	first := inc(ins[0])
+	inc(ins[0])
+	third := inc(ins[0])
+	if got := inc(ins[1]); got != first || got == third {
+		t.Fatalf("second instance's first inc answered %q; the first's answered %q then %q", got, first, third)
+	}
+	var want int64
+	for _, in := range ins {
+		want += InstanceOverhead + int64(in.mem.Size())
+	}
+	if got := h.MemoryBytes(); got != want {
+		t.Fatalf("charged %d bytes, want %d (memories and overhead)", got, want)
+	}
+}
