@@ -114,7 +114,7 @@ func (s *Server) awaitReady(ctx context.Context, a *activation, req *Request) (r
 		}
 		return false, nil
 	case stateActivating:
-		if _, err := a.activated.Wait(ctx); err != nil {
+		if err := a.waitActivated(ctx); err != nil {
 			if ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 				// The attempt ran on the first caller's context, and
 				// that caller gave up; ours still has time.
@@ -129,7 +129,7 @@ func (s *Server) awaitReady(ctx context.Context, a *activation, req *Request) (r
 
 // invokeOn runs one invocation on a, serialized with all others on a.
 func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, fromTimer bool) ([]byte, error) {
-	if err := a.lock.Acquire(ctx); err != nil {
+	if err := a.lock.Acquire(ctx, s.rt); err != nil {
 		// Before the start check: the invocation did not run.
 		return nil, wrapBefore(err, "waiting for actor %s", a.key.id)
 	}
