@@ -6,9 +6,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,6 +146,27 @@ func populate(b *testing.B, cl *nola.Client, typ string, ids []string) (heapPer,
 	return float64(h1-h0) / float64(len(ids)), float64(r1-r0) / float64(len(ids))
 }
 
+// cpuNow is the CPU time the process used so far, user and system, on
+// all threads: the collector's background workers and the servers' own
+// tasks included.
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuPerOp reports the process's CPU time per iteration since cpu0, as
+// cpu-ns/op. On a machine shared with other jobs the wall-clock ns/op of
+// a single caller mostly measures how often the caller was descheduled;
+// CPU time measures the work (the GC's included).
+func cpuPerOp(b *testing.B, cpu0 time.Duration) {
+	if b.N > 0 {
+		b.ReportMetric(float64(cpuNow()-cpu0)/float64(b.N), "cpu-ns/op")
+	}
+}
+
 // floorCounter is the floor's actor: a small struct in a map.
 type floorCounter struct{ n int64 }
 
@@ -160,7 +183,8 @@ func floorMap(ids []string) map[string]*floorCounter {
 // N live ones, one caller. map-floor is the floor: a random lookup in a Go
 // map of N small structs behind a mutex, and an increment, over the same
 // key sequence. Compare each go/ and wasm-c/ figure with map-floor at the
-// same N, from the same run.
+// same N, from the same run. cpu-ns/op (see cpuPerOp) is the figure to
+// compare on a loaded machine.
 func BenchmarkInvokeRandomLive(b *testing.B) {
 	for _, n := range scaleSizes {
 		ids, order := scaleIDs(n)
@@ -169,6 +193,7 @@ func BenchmarkInvokeRandomLive(b *testing.B) {
 			m := floorMap(ids)
 			b.ReportAllocs()
 			i := 0
+			cpu0 := cpuNow()
 			for b.Loop() {
 				id := ids[order[i&(len(order)-1)]]
 				i++
@@ -176,19 +201,29 @@ func BenchmarkInvokeRandomLive(b *testing.B) {
 				m[id].n++
 				mu.Unlock()
 			}
+			cpuPerOp(b, cpu0)
 			opsPerSec(b)
 		})
-		for _, kind := range []struct{ name, typ string }{{"go", "counter"}, {"wasm-c", "counter-c"}} {
+		// go-server calls through the server's own client — the path of
+		// the HTTP API and of actor-to-actor calls — where an actor the
+		// server hosts is found by one lookup in its table; go, through a
+		// standalone client (route cache, then the server's table).
+		for _, kind := range []struct{ name, typ string }{{"go", "counter"}, {"go-server", "counter"}, {"wasm-c", "counter-c"}} {
 			b.Run(fmt.Sprintf("%s/actors=%d", kind.name, n), func(b *testing.B) {
 				if kind.name == "wasm-c" && n > 100_000 && os.Getenv("NOLA_BENCH_WASM_1M") != "1" {
 					b.Skip("a million WASM instances need tens of GB; set NOLA_BENCH_WASM_1M=1 to run it")
 				}
-				cl := scaleCluster(b, kind.name == "wasm-c").Client()
+				c := scaleCluster(b, kind.name == "wasm-c")
+				cl := c.Client()
 				heapPer, rssPer := populate(b, cl, kind.typ, ids)
+				if kind.name == "go-server" {
+					cl = c.Server(0).Client()
+				}
 				ctx := context.Background()
 				b.ReportAllocs()
 				b.ResetTimer()
 				i := 0
+				cpu0 := cpuNow()
 				for b.Loop() {
 					id := ids[order[i&(len(order)-1)]]
 					i++
@@ -196,6 +231,7 @@ func BenchmarkInvokeRandomLive(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+				cpuPerOp(b, cpu0)
 				opsPerSec(b)
 				b.ReportMetric(heapPer, "heapB/actor")
 				b.ReportMetric(rssPer, "rssB/actor")
@@ -246,5 +282,40 @@ func BenchmarkCreateThenInvokeAtScale(b *testing.B) {
 				opsPerSec(b)
 			})
 		}
+	}
+}
+
+// BenchmarkGoLiveActorMemory: the memory a live Go actor costs — N=200000
+// counters activated through the cluster's client, heap (after a GC) and
+// RSS growth per actor. Everything the engine keeps per actor is in it:
+// the activation, its table entry, the client's route, and memkv's copy
+// of its registry records (the store is in process here; on etcd those
+// bytes are etcd's). With NOLA_BENCH_HEAPPROFILE=file it writes the heap
+// profile while the actors are live, to see where the bytes go (run with
+// -test.memprofilerate=512 for sites that allocate small objects):
+//
+//	go tool pprof -sample_index=inuse_space -top bench.test file
+func BenchmarkGoLiveActorMemory(b *testing.B) {
+	const n = 200_000
+	for b.Loop() {
+		b.StopTimer()
+		ids, _ := scaleIDs(n)
+		cl := scaleCluster(b, false).Client()
+		b.StartTimer()
+		heapPer, rssPer := populate(b, cl, "counter", ids)
+		b.StopTimer()
+		if path := os.Getenv("NOLA_BENCH_HEAPPROFILE"); path != "" {
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+		b.ReportMetric(heapPer, "heapB/actor")
+		b.ReportMetric(rssPer, "rssB/actor")
+		b.StartTimer()
 	}
 }

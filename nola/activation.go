@@ -67,47 +67,70 @@ const activationBytes = 1 << 10
 
 // activation is one live instance of an actor on this server, confirmed
 // under one incarnation. Invocations run one at a time under lock.
+//
+// Layout: the fields every warm invocation reads or writes (lookup,
+// invokeOn, account) are activationHot, first, within the activation's
+// first two cache lines; the rest (identity, ownership record, KV cache,
+// creation arguments, timers) is activationCold, after it. Both are
+// embedded by value — one object per activation, fields promoted — and
+// the activation is a whole number of 64-byte lines (320 bytes), so that
+// it lands in a size class whose slots start on a line boundary: a call
+// touches two lines of it, not three. With a million live actors each
+// line is a likely cache miss. TestActivationHotFields guards the layout:
+// a new field goes into activationCold unless every call reads it, and
+// one that takes the activation past 320 bytes needs padding of
+// activationCold to the next line (or a field less).
 type activation struct {
+	activationHot
+	activationCold
+}
+
+type activationHot struct {
+	state    atomic.Int32
+	resolved bool // an actor of a TypeResolver (its size is already part of the resolver's MemoryReporter figure)
+	// creating is set while the Creator hook's commit is due: the next
+	// commit carries registry.CommitOptions.Created, even without writes.
+	// argsRead says args (cold) holds the creation arguments. Guarded by
+	// lock. Not hot: here because they fit in state's padding.
+	creating bool
+	argsRead bool
+	lock     actLock // serializes invocations and hooks (actlock.go)
+	inc      *registry.Incarnation
+	actor    Actor
+	lastUsed atomic.Int64 // monotonic nanos of the last invocation
+	// busy is the wall time its invocations took, in nanoseconds; size
+	// what the actor reported through Sizer at the last sample
+	// (accounting.go).
+	busy atomic.Int64
+	size atomic.Int64
+	ref  Ref   // ref.Type is checked against every request's type
+	txn  kvTxn // the running invocation's writes (guarded by lock)
+}
+
+type activationCold struct {
 	id       uint64
 	srv      *Server
 	tbl      *table
 	key      actorKey
-	ref      Ref
-	inc      *registry.Incarnation
 	epoch    int64              // of the actor record (see registry.Bump)
 	gen      int64              // the actor's generation: which life's KV it reads (docs/deletion.md)
 	ownerRec []byte             // the actor record this activation owns: fences compare it
 	kvBudget *registry.KVBudget // computed on the first write (guarded by lock)
-
-	state    atomic.Int32
-	lastUsed atomic.Int64 // monotonic nanos of the last invocation
-	// size is what the actor reported through Sizer at the last sample
-	// (accounting.go); busy the wall time its invocations took, in
-	// nanoseconds. resolved marks an actor of a TypeResolver (its size is
-	// already part of the resolver's MemoryReporter figure).
-	size      atomic.Int64
-	busy      atomic.Int64
-	resolved  bool
-	activated *rt.Future[struct{}]
-
-	lock  rt.Sema
-	actor Actor
 	// Guarded by lock:
-	txn        kvTxn // the running invocation's writes
 	cache      map[string]cacheEntry
 	cacheBytes int
 	charged    int64 // bytes added to srv.memBytes
 
-	// creating is set while the Creator hook's commit is due: the next
-	// commit carries registry.CommitOptions.Created, even without writes.
 	// args caches the creation arguments once read (argsRead). Guarded by
 	// lock.
-	creating bool
-	argsRead bool
-	args     []byte
+	args []byte
 
-	mu     sync.Mutex // guards timers; never held across a blocking call
+	mu     sync.Mutex // guards timers and activated; never held across a blocking call
 	timers map[string]*actorTimer
+	// activated is made by the first call that waits for the activation
+	// to finish (most activations have no such waiter) and resolved, and
+	// dropped, when it leaves stateActivating (see waitActivated).
+	activated *rt.Future[struct{}]
 }
 
 // activateFirst makes the activation of key, for the first call that finds
@@ -151,11 +174,11 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 	}
 	if !a.transition(stateActivating, stateReady) {
 		err := &Error{Code: CodeFenced, Message: "server " + s.cfg.ID + " was fenced during activation", Retryable: true}
-		a.activated.Resolve(struct{}{}, err)
+		a.resolveActivated(err)
 		return nil, false, err
 	}
 	a.lastUsed.Store(int64(s.rt.Mono()))
-	a.activated.Resolve(struct{}{}, nil)
+	a.resolveActivated(nil)
 	s.stats.activated.Add(1)
 	if o := s.cfg.Observer; o != nil {
 		o.Activated(a.event("", false))
@@ -167,17 +190,10 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 }
 
 func (s *Server) newActivation(t *table, key actorKey, typ string, inc *registry.Incarnation) *activation {
-	a := &activation{
-		id:        s.nextActivation.Add(1),
-		srv:       s,
-		tbl:       t,
-		key:       key,
-		ref:       Ref{Namespace: key.ns, ID: key.id, Type: typ},
-		inc:       inc,
-		resolved:  s.cfg.Types[typ] == nil,
-		activated: rt.NewFuture[struct{}](s.rt),
-		lock:      s.rt.NewSema(1),
-	}
+	a := &activation{}
+	a.id, a.srv, a.tbl, a.key = s.nextActivation.Add(1), s, t, key
+	a.ref = Ref{Namespace: key.ns, ID: key.id, Type: typ}
+	a.inc, a.resolved = inc, s.cfg.Types[typ] == nil
 	return a
 }
 
@@ -255,7 +271,7 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 	}
 	a.actor = actor
 	if hook, ok := actor.(Activator); ok {
-		if err := a.lock.Acquire(ctx); err != nil {
+		if err := a.lock.Acquire(ctx, s.rt); err != nil {
 			return wrapBefore(err, "activate %s", a.key.id)
 		}
 		err := s.runHook(ctx, a, "activate", chain, hook.Activate)
@@ -282,7 +298,7 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 // read comes after the ownership confirmation (or Bump) under the fence, so
 // it sees every commit of earlier activations that can ever land.
 func (s *Server) runCreate(ctx context.Context, a *activation, chain []string, hook Creator) error {
-	if err := a.lock.Acquire(ctx); err != nil {
+	if err := a.lock.Acquire(ctx, s.rt); err != nil {
 		return wrapBefore(err, "create %s", a.key.id)
 	}
 	defer a.lock.Release()
@@ -420,7 +436,7 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 		if err == nil {
 			err = &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.key.id + " was dropped"}
 		}
-		a.activated.Resolve(struct{}{}, err)
+		a.resolveActivated(err)
 	} else if o := s.cfg.Observer; o != nil {
 		o.Dropped(a.event("", false))
 	}
@@ -432,4 +448,42 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 func (s *Server) charge(a *activation, n int64) {
 	s.checkCount("memory charged to "+a.key.id, atomic.AddInt64(&a.charged, n))
 	s.memBytes.Add(n)
+}
+
+// waitActivated waits until a, found activating, is no longer: nil once it
+// is ready, the failure of the attempt (a retryable error at least) if it
+// was dropped instead, or ctx's error. The future is made here, by the
+// first waiter: an activation nobody waits for never has one.
+func (a *activation) waitActivated(ctx context.Context) error {
+	a.mu.Lock()
+	switch st := a.state.Load(); {
+	case st == stateReady:
+		a.mu.Unlock()
+		return nil
+	case st != stateActivating:
+		a.mu.Unlock()
+		return &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.key.id + " was dropped"}
+	}
+	f := a.activated
+	if f == nil {
+		f = rt.NewFuture[struct{}](a.srv.rt)
+		a.activated = f
+	}
+	a.mu.Unlock()
+	_, err := f.Wait(ctx)
+	return err
+}
+
+// resolveActivated wakes the waiters of a's activation with its outcome
+// (nil: ready) and drops the future. The caller moved a out of
+// stateActivating first, so a waiter that comes later finds the new state
+// instead of a future.
+func (a *activation) resolveActivated(err error) {
+	a.mu.Lock()
+	f := a.activated
+	a.activated = nil
+	a.mu.Unlock()
+	if f != nil {
+		f.Resolve(struct{}{}, err)
+	}
 }

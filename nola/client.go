@@ -102,9 +102,7 @@ func newClient(r rt.Runtime, reg *registry.Registry, tr Transport, l Limits, att
 	}
 	c := &Client{rt: r, reg: reg, tr: tr, limits: l, attempts: attempts}
 	c.watch = ownerWatch{c: c, interval: defaultOwnerCheck}
-	for i := range c.routes.shards {
-		c.routes.shards[i].m = map[actorKey]route{}
-	}
+	c.routes.init()
 	return c
 }
 
@@ -173,6 +171,14 @@ func (c *Client) invoke(ctx context.Context, req Request) ([]byte, error) {
 // actor's outgoing call must not leave after its server's lease deadline.
 func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error) ([]byte, error) {
 	key := actorKey{req.Namespace, req.ActorID}
+	if c.local != nil && !req.Delete && req.Worker == "" {
+		// A server's own client (the HTTP API's, its actors'): an actor
+		// this server hosts runs here, found by one lookup in its table
+		// instead of a route lookup and then the table's.
+		if res, done, err := c.local.invokeResident(ctx, &req, c.limits, gate); done {
+			return res, err
+		}
+	}
 	cached, cachedOK := c.routes.get(key)
 	if cachedOK && (req.ActorType == "" || req.ActorType == cached.typ) {
 		// A cached route means this client validated the namespace, ID
@@ -351,13 +357,29 @@ type route struct {
 	owner     target // the incarnation placement named
 }
 
+// routeCache maps actors to routes. Its entries point to interned routes:
+// the actors placed on one server incarnation share one route value, so
+// an entry is a key and one pointer (40 bytes of map slot, three pointers
+// for the collector to follow) instead of a key and three strings and an
+// int (88 bytes, six pointers) — what a million cached routes cost in
+// memory and in GC marking work is most of the difference.
 type routeCache struct {
 	shards [nShards]routeShard
+
+	internMu sync.Mutex
+	interned map[route]*route
 }
 
 type routeShard struct {
 	mu sync.RWMutex
-	m  map[actorKey]route
+	m  map[actorKey]*route
+}
+
+func (rc *routeCache) init() {
+	for i := range rc.shards {
+		rc.shards[i].m = map[actorKey]*route{}
+	}
+	rc.interned = map[route]*route{}
 }
 
 func (rc *routeCache) shard(k actorKey) *routeShard { return &rc.shards[k.hash()%nShards] }
@@ -365,22 +387,49 @@ func (rc *routeCache) shard(k actorKey) *routeShard { return &rc.shards[k.hash()
 func (rc *routeCache) get(k actorKey) (route, bool) {
 	sh := rc.shard(k)
 	sh.mu.RLock()
-	r, ok := sh.m[k]
+	p := sh.m[k]
 	sh.mu.RUnlock()
-	return r, ok
+	if p == nil {
+		return route{}, false
+	}
+	return *p, true
 }
 
 // maxRoutesPerShard bounds the cache (64 shards: about a million routes).
 // A full shard is emptied: a forgotten route costs one registry read.
 const maxRoutesPerShard = 1 << 14
 
+// maxInterned bounds the interned routes: one per (server address,
+// incarnation, actor type) seen, so a few per live server; beyond it
+// (incarnations come and go) the set starts over. Interning only saves
+// memory, so starting over is always correct: routes already cached
+// keep their pointers, equal routes are compared by value.
+const maxInterned = 1 << 10
+
+// intern returns the shared copy of r. Interned routes are never
+// modified.
+func (rc *routeCache) intern(r route) *route {
+	rc.internMu.Lock()
+	defer rc.internMu.Unlock()
+	if p, ok := rc.interned[r]; ok {
+		return p
+	}
+	if len(rc.interned) >= maxInterned {
+		clear(rc.interned)
+	}
+	p := &r
+	rc.interned[r] = p
+	return p
+}
+
 func (rc *routeCache) put(k actorKey, r route) {
+	p := rc.intern(r)
 	sh := rc.shard(k)
 	sh.mu.Lock()
 	if len(sh.m) >= maxRoutesPerShard {
 		clear(sh.m)
 	}
-	sh.m[k] = r
+	sh.m[k] = p
 	sh.mu.Unlock()
 }
 
@@ -388,7 +437,7 @@ func (rc *routeCache) put(k actorKey, r route) {
 func (rc *routeCache) drop(k actorKey, r route) {
 	sh := rc.shard(k)
 	sh.mu.Lock()
-	if cur, ok := sh.m[k]; ok && (r == route{} || cur == r) {
+	if cur := sh.m[k]; cur != nil && (r == route{} || *cur == r) {
 		delete(sh.m, k)
 	}
 	sh.mu.Unlock()

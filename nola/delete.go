@@ -132,12 +132,12 @@ func (s *Server) handleDelete(ctx context.Context, req *Request) error {
 		}
 		if !placeholder && a.state.Load() == stateActivating {
 			// Another call is activating it: wait, then take it.
-			if _, err := a.activated.Wait(ctx); err != nil && ctx.Err() != nil {
+			if err := a.waitActivated(ctx); err != nil && ctx.Err() != nil {
 				return wrapBefore(ctx.Err(), "delete %s: waiting for its activation", key.id)
 			}
 			continue
 		}
-		if err := a.lock.Acquire(ctx); err != nil {
+		if err := a.lock.Acquire(ctx, s.rt); err != nil {
 			if placeholder {
 				s.dropWith(a, stateEvicted, errDeleted(key.id))
 			}

@@ -129,6 +129,8 @@
 //
 //	httpapi/handler.go   invoke: the public endpoint hands the call to the Client
 //	client.go            Client.invokeGated: route cache, placement, send, retry
+//	                     (a server's own client first tries its server's table:
+//	                     invokeResident)
 //	invoke.go            Server.HandleInvoke → lookup (activating on first use)
 //	                     → invokeOn: lease check, the actor, output gate, failure
 //	kvtxn.go             the invocation's KV transaction: Context.Get/Put,
@@ -136,8 +138,9 @@
 //	registry/registry.go CommitKV, Confirm, EnsureActivation: the protocol
 //
 // Beside the path, each concern has a file of its own: activation.go (the
-// activation, its states and their transition table, activation and
-// drop), table.go (the sharded activation table), lease.go (registration,
+// activation — hot fields first, in two cache lines —, its states and their
+// transition table, activation and drop), actlock.go (the activation's
+// embedded lock, upgraded to an rt.Sema on first contention), table.go (the sharded activation table), lease.go (registration,
 // keep-alive, self-fence, and the mayServe/effectAllowed checks every effect
 // passes), timers.go, evict.go (idle sweep, eviction, release on shutdown),
 // accounting.go (what activations hold and cost: Sizer, busy time, the

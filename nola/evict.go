@@ -88,7 +88,7 @@ func (s *Server) deactivate(a *activation) {
 
 // release deactivates a and gives up its ownership (graceful shutdown).
 func (s *Server) release(ctx context.Context, a *activation) error {
-	if err := a.lock.Acquire(ctx); err != nil {
+	if err := a.lock.Acquire(ctx, s.rt); err != nil {
 		return wrapErr(err, false, "release %s", a.key.id)
 	}
 	ready := a.state.Load() == stateReady

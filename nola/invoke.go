@@ -65,6 +65,56 @@ func (s *Server) handle(ctx context.Context, req *Request) ([]byte, error) {
 	}
 }
 
+// invokeResident runs req, from this server's own client, on the ready
+// activation this server's table holds for its actor, if there is one; done
+// is false when there is none (or it went before it ran req, or req failed
+// retryably — nothing ran), and the client routes req as usual. The checks
+// are those the route-cache path and handleChecked apply: the actor's
+// namespace and ID were validated when it was activated (a table key equals
+// them), its type is the activation's; the rest is checked against both the
+// client's limits and the server's. gate runs before the invocation, as
+// before a send.
+func (s *Server) invokeResident(ctx context.Context, req *Request, clientLimits Limits, gate func() error) (_ []byte, done bool, _ error) {
+	if s.stopped.Load() {
+		return nil, false, nil
+	}
+	key := actorKey{req.Namespace, req.ActorID}
+	sh := s.table.Load().shard(key)
+	sh.mu.RLock()
+	a := sh.m[key]
+	sh.mu.RUnlock()
+	if a == nil || a.state.Load() != stateReady || (req.ActorType != "" && req.ActorType != a.ref.Type) {
+		return nil, false, nil
+	}
+	for _, l := range [2]*Limits{&clientLimits, &s.cfg.Limits} {
+		if err := checkName("operation", req.Operation, *l, false); err != nil {
+			return nil, true, err
+		}
+		if len(req.Payload) > l.MaxPayloadBytes || len(req.CreationArgs) > l.MaxCreationArgsBytes {
+			return nil, true, checkRequest(req, *l)
+		}
+	}
+	for _, id := range req.Chain {
+		if id == req.ActorID {
+			return nil, true, newErr(CodeBadRequest, false, nil,
+				"call cycle: %s is waiting on a call that calls it back; it would deadlock", req.ActorID)
+		}
+	}
+	if gate != nil {
+		if err := gate(); err != nil {
+			return nil, true, err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, false, nil // the client's path reports it
+	}
+	res, err := s.invokeOn(ctx, a, req, false)
+	if err == errGone || (err != nil && IsRetryable(err)) {
+		return nil, false, nil
+	}
+	return res, true, err
+}
+
 func (s *Server) notServing() error {
 	if s.stopped.Load() {
 		return &Error{Code: CodeNotOwner, Message: "server " + s.cfg.ID + " is shutting down", Retryable: true}
@@ -114,7 +164,7 @@ func (s *Server) awaitReady(ctx context.Context, a *activation, req *Request) (r
 		}
 		return false, nil
 	case stateActivating:
-		if _, err := a.activated.Wait(ctx); err != nil {
+		if err := a.waitActivated(ctx); err != nil {
 			if ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 				// The attempt ran on the first caller's context, and
 				// that caller gave up; ours still has time.
@@ -129,7 +179,7 @@ func (s *Server) awaitReady(ctx context.Context, a *activation, req *Request) (r
 
 // invokeOn runs one invocation on a, serialized with all others on a.
 func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, fromTimer bool) ([]byte, error) {
-	if err := a.lock.Acquire(ctx); err != nil {
+	if err := a.lock.Acquire(ctx, s.rt); err != nil {
 		// Before the start check: the invocation did not run.
 		return nil, wrapBefore(err, "waiting for actor %s", a.key.id)
 	}

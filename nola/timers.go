@@ -102,7 +102,7 @@ func (s *Server) fireTimer(a *activation, t *actorTimer) {
 	// has not yet marked it ready): wait for that — however long the hook
 	// takes — or the firing would find it "dropped".
 	if a.state.Load() == stateActivating {
-		if _, err := a.activated.Wait(s.ctx); err != nil {
+		if err := a.waitActivated(s.ctx); err != nil {
 			return // the activation failed or went (or the server): its timers with it
 		}
 	}
