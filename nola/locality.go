@@ -146,7 +146,20 @@ func (s *Server) sampleCall(a *activation, id string) {
 	if l.every == 0 || l.calls.Add(1)%l.every != 0 {
 		return
 	}
-	r, ok := s.client.routes.get(actorKey{a.key.ns, id})
+	k := actorKey{a.key.ns, id}
+	// A call to an actor this server hosts went straight to its table
+	// entry (invokeResident) and left the route cache as it was, maybe
+	// naming the server the callee lived on before it moved here: ask the
+	// table first, or a pair that met would be pulled apart again.
+	sh := s.table.Load().shard(k)
+	sh.mu.RLock()
+	b := sh.m[k]
+	sh.mu.RUnlock()
+	if b != nil && b.state.Load() == stateReady {
+		l.record(a, s.cfg.ID, s.rt.Mono(), s.cfg.Locality.MaxActors)
+		return
+	}
+	r, ok := s.client.routes.get(k)
 	if !ok || r.owner.sid == "" {
 		return
 	}

@@ -39,13 +39,13 @@ func TestLocalityConfigCheck(t *testing.T) {
 func TestEdgeTableIsBoundedAndDecays(t *testing.T) {
 	l := locality{actors: map[actorKey]*callerEdges{}}
 	for i := range 10 {
-		a := &activation{id: uint64(i + 1), key: actorKey{"ns", string(rune('a' + i))}}
+		a := testActivation(uint64(i + 1), actorKey{"ns", string(rune('a' + i))})
 		l.record(a, "s1", 0, 4)
 	}
 	if n, dropped := l.size(); n != 4 || dropped != 6 {
 		t.Fatalf("table of 4: %d actors, %d dropped; want 4 and 6", n, dropped)
 	}
-	a := &activation{id: 1, key: actorKey{"ns", "a"}}
+	a := testActivation(1, actorKey{"ns", "a"})
 	for i := range maxPeers + 3 {
 		l.record(a, string(rune('A'+i)), 0, 4)
 	}
@@ -76,11 +76,19 @@ func BenchmarkSampleCall(b *testing.B) {
 				b.Fatal(err)
 			}
 			s.client.routes.put(actorKey{"ns", "callee"}, route{addr: "local://s2", typ: "t", owner: target{"s2", 1}})
-			a := &activation{id: 1, key: actorKey{"ns", "caller"}}
+			a := testActivation(1, actorKey{"ns", "caller"})
 			b.ReportAllocs()
 			for b.Loop() {
 				s.sampleCall(a, "callee")
 			}
 		})
 	}
+}
+
+// testActivation is a bare activation with its identity set (its fields
+// are promoted from embedded parts, which composite literals cannot name).
+func testActivation(id uint64, k actorKey) *activation {
+	a := &activation{}
+	a.id, a.key = id, k
+	return a
 }
