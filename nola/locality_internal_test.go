@@ -39,7 +39,7 @@ func TestLocalityConfigCheck(t *testing.T) {
 func TestEdgeTableIsBoundedAndDecays(t *testing.T) {
 	l := locality{actors: map[actorKey]*callerEdges{}}
 	for i := range 10 {
-		a := testActivation(uint64(i + 1), actorKey{"ns", string(rune('a' + i))})
+		a := testActivation(uint64(i+1), actorKey{"ns", string(rune('a' + i))})
 		l.record(a, "s1", 0, 4)
 	}
 	if n, dropped := l.size(); n != 4 || dropped != 6 {
