@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 
 	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/registry/tuple"
+	"github.com/nolaproject/nola/rt"
 )
 
 // KV usage (issue 10, finding 3).
@@ -304,9 +306,32 @@ func (r *Registry) ReadNamespaceKVUsage(ctx context.Context, ns string) (Namespa
 // bytes (see CommitKVQuota), which is all the quota loses to allotment.
 func grantSlack(limit int64) int64 { return min(64<<10, limit/32) }
 
-// quotaAttempts bounds the commits CommitKVQuota tries when other actors'
+// quotaAttempts bounds the commits CommitKVQuota tries when other servers'
 // grants keep changing the namespace record under it.
 const quotaAttempts = 16
+
+// grantStripes is the number of locks a registry's grants are serialized
+// by (namespaces hash onto them).
+const grantStripes = 64
+
+// grantLock returns the lock of namespace ns's grants in this registry.
+// Without it, the actors of one server growing at once contend for the
+// namespace record among themselves: group commit never batches two
+// commits that write one key, so each grant lands in a batch of its own,
+// after which every other one read a stale record and must retry
+// (measured: 16 actors each taking a grant every eighth call exhausted 16
+// attempts). With it, only servers contend, one grant each at a time.
+func (r *Registry) grantLock(ns string) rt.Sema {
+	h := fnv.New32a()
+	h.Write([]byte(ns))
+	i := h.Sum32() % grantStripes
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.grants[i] == nil {
+		r.grants[i] = r.rt.NewSema(1)
+	}
+	return r.grants[i]
+}
 
 // CommitKVQuota is CommitKVCounted under quotas: the writes change the
 // actor's bytes by delta (what the engine computed from the sizes they
@@ -337,6 +362,11 @@ func (r *Registry) CommitKVQuota(ctx context.Context, inc *Incarnation, ns, id s
 		// record is not touched (no contention).
 		return r.commitCounted(ctx, inc, ns, id, ownerRecord, writes, use, bytes, use.Granted, nil, o)
 	}
+	lock := r.grantLock(ns)
+	if err := lock.Acquire(ctx); err != nil {
+		return KVUsage{}, fmt.Errorf("registry: commit KV of %s/%s: waiting for the namespace's grants (%v): %w", ns, id, err, kv.ErrUnavailable)
+	}
+	defer lock.Release()
 	for range quotaAttempts {
 		cur, err := r.ReadNamespaceKVUsage(ctx, ns)
 		if err != nil {

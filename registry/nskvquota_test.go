@@ -215,12 +215,16 @@ func TestNamespaceKVGrantRacesAreDecidedByTheStore(t *testing.T) {
 			ctx := context.Background()
 			r := rt.NewReal()
 			keys := registry.NewKeyspace("test-" + t.Name())
-			store := &interleaving{Store: be.open(t, r), key: keys.NamespaceKVUsage("ns")}
+			base := be.open(t, r)
+			store := &interleaving{Store: base, key: keys.NamespaceKVUsage("ns")}
 			reg := registry.New(store, r, registry.Options{Root: "test-" + t.Name()})
+			// b writes through a registry of its own, as another server
+			// would: a registry serializes its own grants.
+			other := registry.New(base, r, registry.Options{Root: "test-" + t.Name()})
 			inc := registerForAnHour(t, reg, "s1")
 			const limit = 3200
 			q := registry.KVQuota{Namespace: limit}
-			a, b := newQuotaWriter(t, reg, inc, "ns", "a", q), newQuotaWriter(t, reg, inc, "ns", "b", q)
+			a, b := newQuotaWriter(t, reg, inc, "ns", "a", q), newQuotaWriter(t, other, inc, "ns", "b", q)
 			var hookErr error
 			store.mu.Lock()
 			store.hook = func() { hookErr = b.put(ctx, "k", 2000) } // grant 2100
@@ -242,45 +246,55 @@ func TestNamespaceKVGrantRacesAreDecidedByTheStore(t *testing.T) {
 }
 
 // Writers of two actors of one namespace race to its limit, on each
-// backend: whatever the interleaving, the namespace never holds more than
-// the limit, the allotment matches the grants, and the writers do get near
-// the limit (so the quota, not something else, stopped them).
+// backend, each through a registry of its own (as on two servers: one
+// registry serializes its own grants): whatever the interleaving, the
+// namespace never holds more than the limit, the allotment matches the
+// grants, and the writers do get near the limit (so the quota, not
+// something else, stopped them).
 func TestNamespaceKVQuotaHoldsUnderConcurrentWriters(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
-		ctx := context.Background()
-		const limit, size = 40000, 500 // slack 1250
-		q := registry.KVQuota{Namespace: limit}
-		inc := registerForAnHour(t, reg, "s1")
-		ws := []*quotaWriter{newQuotaWriter(t, reg, inc, "ns", "a", q), newQuotaWriter(t, reg, inc, "ns", "b", q)}
-		var wg sync.WaitGroup
-		errs := make([]error, len(ws))
-		for i, w := range ws {
-			wg.Go(func() {
-				for n := 0; ; n++ {
-					err := w.put(ctx, fmt.Sprintf("k%04d", n), size)
-					switch {
-					case errors.Is(err, registry.ErrKVQuota):
-						return
-					case errors.Is(err, registry.ErrContention):
-						n-- // nothing written: again
-					case err != nil:
-						errs[i] = err
-						return
-					}
+	for _, be := range backends() {
+		t.Run(be.name, func(t *testing.T) { concurrentWriters(t, be) })
+	}
+}
+
+func concurrentWriters(t *testing.T, be backend) {
+	ctx := context.Background()
+	r := rt.NewReal()
+	store := be.open(t, r)
+	opts := registry.Options{Root: "test-" + t.Name()}
+	reg, reg2 := registry.New(store, r, opts), registry.New(store, r, opts)
+	const limit, size = 40000, 500 // slack 1250
+	q := registry.KVQuota{Namespace: limit}
+	inc := registerForAnHour(t, reg, "s1")
+	ws := []*quotaWriter{newQuotaWriter(t, reg, inc, "ns", "a", q), newQuotaWriter(t, reg2, inc, "ns", "b", q)}
+	var wg sync.WaitGroup
+	errs := make([]error, len(ws))
+	for i, w := range ws {
+		wg.Go(func() {
+			for n := 0; ; n++ {
+				err := w.put(ctx, fmt.Sprintf("k%04d", n), size)
+				switch {
+				case errors.Is(err, registry.ErrKVQuota):
+					return
+				case errors.Is(err, registry.ErrContention):
+					n-- // nothing written: again
+				case err != nil:
+					errs[i] = err
+					return
 				}
-			})
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				t.Fatal(err)
 			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
 		}
-		total := checkAllotment(t, reg, "ns", limit, "a", "b")
-		// Each actor may hold up to its slack unused when refused.
-		if total < limit-2*(limit/32)-2*size {
-			t.Fatalf("writers stopped at %d of %d bytes", total, limit)
-		}
-		t.Logf("namespace bytes %d of %d (a %d, b %d entries)", total, limit, len(ws[0].sizes), len(ws[1].sizes))
-	})
+	}
+	total := checkAllotment(t, reg, "ns", limit, "a", "b")
+	// Each actor may hold up to its slack unused when refused.
+	if total < limit-2*(limit/32)-2*size {
+		t.Fatalf("writers stopped at %d of %d bytes", total, limit)
+	}
+	t.Logf("namespace bytes %d of %d (a %d, b %d entries)", total, limit, len(ws[0].sizes), len(ws[1].sizes))
 }

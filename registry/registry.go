@@ -96,6 +96,9 @@ type Registry struct {
 	servers   []Member
 	fetchedAt time.Duration
 	fetched   bool
+	// grants serialize this registry's namespace KV grants, by stripe of
+	// the namespace (created on first use, under mu): see CommitKVQuota.
+	grants [grantStripes]rt.Sema
 }
 
 // New returns a registry over store.
