@@ -265,7 +265,7 @@ func (p *prepared) checkServer() error {
 	}
 	l := p.Limits
 	if l.MaxNameBytes < 0 || l.MaxPayloadBytes < 0 || l.MaxResultBytes < 0 || l.MaxKVKeyBytes < 0 ||
-		l.MaxKVValueBytes < 0 || l.MaxActorKVBytes < 0 {
+		l.MaxKVValueBytes < 0 || l.MaxActorKVBytes < 0 || l.MaxNamespaceKVBytes < 0 {
 		return badOption("Limits", "must not be negative")
 	}
 	for name, f := range p.Types {

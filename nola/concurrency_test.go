@@ -39,9 +39,13 @@ func realCluster(t *testing.T, n int, types map[string]nola.Factory, configure .
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := c.Shutdown(ctx); err != nil {
+		// No deadline: a shutdown's time is proportional to its
+		// activations (tens of thousands, under -race, on a loaded machine
+		// take longer than any fixed bound — sorting them alone took over
+		// 10 s at a load average of 40), so the shutdown is bounded by its
+		// work, and one that hangs ends in the test binary's -timeout with
+		// every goroutine's stack.
+		if err := c.Shutdown(context.Background()); err != nil {
 			t.Errorf("shutdown: %v", err)
 		}
 		_ = store.Close()

@@ -34,10 +34,24 @@ type Limits struct {
 	// same fenced commit (registry.CommitKVCounted). Zero (the default):
 	// no limit and no usage record, so commits cost nothing extra.
 	MaxActorKVBytes int64
+	// MaxNamespaceKVBytes bounds what the KV of all the actors of one
+	// namespace holds (keys + values). Each actor holds a grant of it, a
+	// little above its bytes, taken and given back by its own fenced
+	// commits in the same commit that writes (registry.CommitKVQuota),
+	// so the bound holds however many servers write. A commit it has no
+	// room for is refused (too_large, nothing written); commits that
+	// shrink an actor's KV always pass. Zero (the default): no limit.
+	MaxNamespaceKVBytes int64
 	// MaxCreationArgsBytes bounds the creation arguments a call that
 	// creates an actor may carry (Request.CreationArgs, Client.Create);
 	// default 64 KiB. They are stored with the actor for its life.
 	MaxCreationArgsBytes int
+}
+
+// kvQuota is the KV quotas the registry holds commits to (zero: none, and
+// nothing is counted).
+func (l Limits) kvQuota() registry.KVQuota {
+	return registry.KVQuota{Actor: l.MaxActorKVBytes, Namespace: l.MaxNamespaceKVBytes}
 }
 
 func (l Limits) withDefaults() Limits {
@@ -218,7 +232,7 @@ func (c *ServerConfig) checkAndFillDefaults() error {
 		return fmt.Errorf("nola: server config: negative MemoryBudget %d", c.MemoryBudget)
 	case c.Limits.MaxNameBytes < 0 || c.Limits.MaxPayloadBytes < 0 || c.Limits.MaxResultBytes < 0 ||
 		c.Limits.MaxKVKeyBytes < 0 || c.Limits.MaxKVValueBytes < 0 || c.Limits.MaxActorKVBytes < 0 ||
-		c.Limits.MaxCreationArgsBytes < 0:
+		c.Limits.MaxNamespaceKVBytes < 0 || c.Limits.MaxCreationArgsBytes < 0:
 		return fmt.Errorf("nola: server config: negative limit in %+v", c.Limits)
 	}
 	if err := checkWorkers(c); err != nil {

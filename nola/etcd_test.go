@@ -55,19 +55,38 @@ func etcdCluster(t *testing.T, n int, leaseTTL time.Duration) *nola.Cluster {
 // A crashed server's lease expires in etcd, and its actors answer again
 // from another server: the in-memory counter from a fresh activation (a
 // reset to 0), the KV counters with every increment they acknowledged.
+//
+// On a loaded machine a starved server may pass its 2 s lease deadline in
+// the middle of a call, which then answers timeout of unknown outcome (and
+// the in-memory counter resets when the fenced server drops it): the
+// setup tolerates both, counting such increments as maybe applied, and the
+// final check allows exactly them.
 func TestEtcdLeaseExpiryMovesActors(t *testing.T) {
 	c := etcdCluster(t, 3, 2*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cl := c.Client()
-	for want := range 3 {
+	fences := func() (n int64) {
+		for i := range c.Size() {
+			if s := c.Server(i); s != nil {
+				n += s.Stats().Fences
+			}
+		}
+		return n
+	}
+	for want, f0 := 0, fences(); want < 3; {
 		got, err := cl.Invoke(ctx, "etcd", "c", "counter", "inc", nil)
+		if ofLoad(err) && ctx.Err() == nil {
+			continue // maybe applied: the next answer shows
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if string(got) != strconv.Itoa(want) {
+		n, _ := strconv.Atoi(string(got))
+		if n != want && fences() == f0 && n != want+1 {
 			t.Fatalf("counter answered %s, want %d", got, want)
 		}
+		want = n + 1
 	}
 	victim := c.Host("etcd", "c")
 	if victim < 0 {
@@ -75,13 +94,22 @@ func TestEtcdLeaseExpiryMovesActors(t *testing.T) {
 	}
 	// KV counters, until two of them live on the victim too.
 	kvActors, moved := 0, 0
+	unknown := map[string]int{} // increments of unknown outcome
 	for ; moved < 2; kvActors++ {
 		if kvActors == 30 {
 			t.Fatalf("placement put only %d of 30 actors on server %d", moved, victim)
 		}
 		id := fmt.Sprintf("k%d", kvActors)
-		for range 2 {
-			if _, err := cl.Invoke(ctx, "etcd", id, "kvcounter", "inc", nil); err != nil {
+		for acked := 0; acked < 2; {
+			_, err := cl.Invoke(ctx, "etcd", id, "kvcounter", "inc", nil)
+			switch {
+			case err == nil:
+				acked++
+			case ofLoad(err) && ctx.Err() == nil:
+				if !nola.IsRetryable(err) {
+					unknown[id]++
+				}
+			default:
 				t.Fatal(err)
 			}
 		}
@@ -113,11 +141,17 @@ func TestEtcdLeaseExpiryMovesActors(t *testing.T) {
 	for i := range kvActors {
 		id := fmt.Sprintf("k%d", i)
 		got, err := cl.Invoke(ctx, "etcd", id, "kvcounter", "inc", nil)
+		for ofLoad(err) && ctx.Err() == nil {
+			if !nola.IsRetryable(err) {
+				unknown[id]++
+			}
+			got, err = cl.Invoke(ctx, "etcd", id, "kvcounter", "inc", nil)
+		}
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}
-		if string(got) != "3" {
-			t.Fatalf("%s answered %s after the crash, want 3: its KV must survive", id, got)
+		if n, _ := strconv.Atoi(string(got)); n < 3 || n > 3+unknown[id] {
+			t.Fatalf("%s answered %s after the crash, want 3 (+%d of unknown outcome): its KV must survive", id, got, unknown[id])
 		}
 	}
 	t.Logf("%d of %d KV actors moved with the crashed server", moved, kvActors)
@@ -166,4 +200,15 @@ func TestEtcdCreationArgs(t *testing.T) {
 	if cr, err := cl.Inspector().Creation(ctx, ns, "g"); err != nil || cr.Pending {
 		t.Errorf("creation record after the hook ran: %+v, %v", cr, err)
 	}
+}
+
+// ofLoad reports whether a failed call failed the way a starved server
+// fails (a timeout, a fence, overload, unavailability), not the way a bug
+// does.
+func ofLoad(err error) bool {
+	switch nola.CodeOf(err) {
+	case nola.CodeTimeout, nola.CodeFenced, nola.CodeUnavailable, nola.CodeOverloaded, nola.CodeNotOwner:
+		return true
+	}
+	return false
 }

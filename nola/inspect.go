@@ -100,6 +100,12 @@ func (i Inspector) KVUsage(ctx context.Context, ns, id string) (registry.KVUsage
 	return i.reg.ReadKVUsage(ctx, ns, id, gen)
 }
 
+// NamespaceKVUsage reads namespace ns's KV allotment record (kept only by
+// servers with a namespace KV quota).
+func (i Inspector) NamespaceKVUsage(ctx context.Context, ns string) (registry.NamespaceKVUsage, error) {
+	return i.reg.ReadNamespaceKVUsage(ctx, ns)
+}
+
 // CountKV counts actor (ns, id)'s KV bytes by scanning it (slow: for checks
 // of KVUsage).
 func (i Inspector) CountKV(ctx context.Context, ns, id string) (int64, error) {

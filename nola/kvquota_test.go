@@ -113,3 +113,48 @@ func TestNoActorKVQuotaWritesNoUsage(t *testing.T) {
 		}
 	})
 }
+
+// The namespace KV quota bounds a namespace's actors together, on every
+// server: a write the namespace has no room for is refused with too_large
+// and a message naming the namespace quota, writes nothing, and fits again
+// once another actor of the namespace shrinks; other namespaces are not
+// affected.
+func TestNamespaceKVQuotaRefusesGrowthPastTheLimit(t *testing.T) {
+	types := actors.Types()
+	types["writer"] = func(nola.Ref) (nola.Actor, error) { return kvWriter{}, nil }
+	const limit = 3200 // grant slack 100
+	configure := func(_ int, cfg *nola.ServerConfig) { cfg.Limits.MaxNamespaceKVBytes = limit }
+	runSim(t, 43, 2, types, configure, func(e *simtest.Env) {
+		put := func(id, key string, n int) error {
+			_, err := e.Invoke(id, "writer", "put:"+key, []byte(strings.Repeat("v", n-len(key))))
+			return err
+		}
+		mustOK := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustOK(put("a", "k1", 1500))
+		mustOK(put("b", "k1", 1500))
+		err := put("b", "k2", 300) // 3000 + 100 slack held, 300 more needs 200
+		wantCode(t, err, nola.CodeTooLarge)
+		if !strings.Contains(err.Error(), "KV quota of namespace") || !strings.Contains(err.Error(), "--namespace-kv-bytes") {
+			t.Fatalf("namespace quota refusal does not say what to do: %v", err)
+		}
+		if got := e.MustInvoke("b", "writer", "get:k2", nil); got != "" {
+			t.Fatalf("a refused commit wrote k2 = %q", got)
+		}
+		// The actor's own grant still has its slack.
+		mustOK(put("b", "k2", 100))
+		// a shrinks on its server and gives grant back; b grows on its.
+		if _, err := e.Invoke("a", "writer", "del:k1", nil); err != nil {
+			t.Fatal(err)
+		}
+		mustOK(put("b", "k3", 1000))
+		use, err := e.C.Server(0).Inspector().NamespaceKVUsage(e.Ctx, ns)
+		if err != nil || use.Allotted > limit {
+			t.Fatalf("namespace allotment %+v, %v; limit %d", use, err, limit)
+		}
+	})
+}

@@ -21,7 +21,8 @@ type kvTxn struct {
 	writes map[string]pendingWrite
 	bytes  int
 	// use is the actor's KV usage after its last counted commit (nil: not
-	// read yet); kept across invocations, only with Limits.MaxActorKVBytes.
+	// read yet); kept across invocations, only with a KV quota
+	// (Limits.MaxActorKVBytes, Limits.MaxNamespaceKVBytes).
 	use *registry.KVUsage
 }
 
@@ -214,13 +215,13 @@ func (t *kvTxn) flush(c *Context) error {
 	return nil
 }
 
-// commit sends the writes in one fenced commit; with an actor KV quota
-// it checks the quota first and moves the usage record in the same commit.
+// commit sends the writes in one fenced commit; with a KV quota the
+// registry checks it and moves the usage records in the same commit.
 func (t *kvTxn) commit(c *Context, ctx context.Context, writes []registry.KVWrite) error {
 	a := c.act
-	limit := a.srv.cfg.Limits.MaxActorKVBytes
+	q := a.srv.cfg.Limits.kvQuota()
 	opts := registry.CommitOptions{Created: a.creating}
-	if limit <= 0 {
+	if q == (registry.KVQuota{}) {
 		return a.srv.reg.CommitKVWith(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes, opts)
 	}
 	if t.use == nil {
@@ -235,13 +236,11 @@ func (t *kvTxn) commit(c *Context, ctx context.Context, writes []registry.KVWrit
 		return &notSent{err}
 	}
 	use := *t.use
-	if delta > 0 && use.Bytes+delta > limit {
-		return &registry.KVQuotaError{Namespace: a.ref.Namespace, ID: a.ref.ID, Used: use.Bytes, Adding: delta, Limit: limit}
-	}
 	// Whatever happens next, the count this activation holds may be
-	// stale: read it again unless the commit succeeds.
+	// stale: read it again unless the commit succeeds. (A quota refusal
+	// leaves it valid, but one read per refusal costs little.)
 	t.use = nil
-	next, err := a.srv.reg.CommitKVCountedWith(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes, use, max(0, use.Bytes+delta), opts)
+	next, err := a.srv.reg.CommitKVQuota(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes, use, delta, q, opts)
 	if err != nil {
 		return err
 	}
@@ -287,7 +286,8 @@ func commitOutcomeUnknown(err error) bool {
 		return false
 	}
 	return !errors.Is(err, registry.ErrFenced) && !errors.Is(err, kv.ErrUnavailable) &&
-		!errors.Is(err, kv.ErrTooLarge) && !errors.Is(err, kv.ErrInvalid)
+		!errors.Is(err, kv.ErrTooLarge) && !errors.Is(err, kv.ErrInvalid) &&
+		!errors.Is(err, registry.ErrContention)
 }
 
 // notSent marks a commit that failed before it was sent (reading the KV
@@ -436,7 +436,7 @@ func (c *Context) ScanPrefix(prefix []byte, limit int) ([]KV, error) {
 func (a *activation) budget() registry.KVBudget {
 	if a.kvBudget == nil {
 		b := a.srv.reg.KVBudgetWith(a.inc, a.key.ns, a.key.id, a.ownerRec,
-			a.srv.cfg.Limits.MaxActorKVBytes > 0, registry.CommitOptions{Created: a.creating})
+			a.srv.cfg.Limits.kvQuota() != (registry.KVQuota{}), registry.CommitOptions{Created: a.creating})
 		a.kvBudget = &b
 	}
 	return *a.kvBudget

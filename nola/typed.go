@@ -68,8 +68,17 @@ func Handle[Req, Resp any](r *Router, op string, fn func(cx *Context, req Req) (
 	if fn == nil {
 		panic(fmt.Sprintf("nola: Router: nil handler for operation %q", op))
 	}
+	r.add(op, opHandler{req: reflect.TypeFor[Req](), run: typedHandler(op, fn)})
+}
+
+// typedHandler turns fn, a typed handler of operation op taking a context
+// of type C (*Context for actors, *WorkerContext for workers), into one on
+// the wire's bytes: the payload decodes with the codec (empty: the zero
+// request) and a failure to decode is the caller's bad_request; the result
+// encodes with it, and a failure to encode is the handler's error.
+func typedHandler[C, Req, Resp any](op string, fn func(C, Req) (Resp, error)) func(C, Codec, []byte) ([]byte, error) {
 	reqType := typeName[Req]()
-	r.add(op, opHandler{req: reflect.TypeFor[Req](), run: func(cx *Context, codec Codec, payload []byte) ([]byte, error) {
+	return func(cx C, codec Codec, payload []byte) ([]byte, error) {
 		var req Req
 		if len(payload) > 0 {
 			if err := decodeInto(codec, payload, &req); err != nil {
@@ -87,7 +96,7 @@ func Handle[Req, Resp any](r *Router, op string, fn func(cx *Context, req Req) (
 			return nil, fmt.Errorf("operation %q: encode the %s result as %s: %w", op, typeName[Resp](), codec.Name(), err)
 		}
 		return out, nil
-	}})
+	}
 }
 
 // HandleRaw registers fn as the handler of op on r, with the payload and

@@ -38,25 +38,7 @@ func HandleWorker[Req, Resp any](r *WorkerRouter, op string, fn func(wx *WorkerC
 	if r.ops == nil {
 		r.ops = map[string]func(*WorkerContext, Codec, []byte) ([]byte, error){}
 	}
-	reqType := typeName[Req]()
-	r.ops[op] = func(wx *WorkerContext, codec Codec, payload []byte) ([]byte, error) {
-		var req Req
-		if len(payload) > 0 {
-			if err := decodeInto(codec, payload, &req); err != nil {
-				de := &DecodeError{Op: op, Type: reqType, Codec: codec.Name(), Err: err}
-				return nil, &Error{Code: CodeBadRequest, Message: de.Error(), cause: de, own: true}
-			}
-		}
-		resp, err := fn(wx, req)
-		if err != nil {
-			return nil, err
-		}
-		out, err := encodeFrom(codec, resp)
-		if err != nil {
-			return nil, fmt.Errorf("operation %q: encode the %s result as %s: %w", op, typeName[Resp](), codec.Name(), err)
-		}
-		return out, nil
-	}
+	r.ops[op] = typedHandler(op, fn) // as Handle's: one decode and encode for both
 }
 
 // Invoke runs the handler of op: register it as the WorkerFunc.

@@ -71,6 +71,23 @@ func (r *Registry) Delete(ctx context.Context, inc *Incarnation, ns, id string) 
 				cmps = append(cmps, kv.ModRevEquals(skey, srv.ModRev))
 			}
 		}
+		// The actor's grant of its namespace's KV quota goes back when its
+		// KV is gone (reclaimBatch): the marker carries it, and the usage
+		// record it is read from must not change meanwhile.
+		ukey := r.keys.KVUsage(ns, id)
+		use, used, err := r.store.Get(ctx, ukey, 0)
+		if err != nil {
+			return ActorRecord{}, fmt.Errorf("registry: delete %s/%s: read KV usage: %w", ns, id, err)
+		}
+		var granted int64
+		if used {
+			cmps = append(cmps, kv.ValueEquals(ukey, use.Value))
+			if _, granted, err = decodeKVUsage(use.Value); err != nil {
+				return ActorRecord{}, fmt.Errorf("registry: delete %s/%s: malformed KV usage record: %w", ns, id, err)
+			}
+		} else {
+			cmps = append(cmps, kv.Absent(ukey))
+		}
 		next := rec.Generation + 1
 		if r.opts.Mutations.Has(mutation.DeleteSkipsGeneration) {
 			next = rec.Generation
@@ -78,8 +95,8 @@ func (r *Registry) Delete(ctx context.Context, inc *Incarnation, ns, id string) 
 		tomb := ActorRecord{Epoch: rec.Epoch + 1, Generation: next}
 		res, err := r.store.Commit(ctx, kv.Txn{Compares: cmps, Ops: []kv.Op{
 			kv.Put(key, tomb.encode(), kv.NoLease),
-			kv.Put(r.keys.Reclaim(ns, id, rec.Generation), encodeCursor(nil), kv.NoLease),
-			kv.Delete(r.keys.KVUsage(ns, id)),
+			kv.Put(r.keys.Reclaim(ns, id, rec.Generation), encodeMarker(nil, granted), kv.NoLease),
+			kv.Delete(ukey),
 			r.deleteCreationOp(ns, id),
 		}})
 		if err != nil {
@@ -97,19 +114,32 @@ func (r *Registry) Delete(ctx context.Context, inc *Incarnation, ns, id string) 
 }
 
 // A reclaim marker's value is the store key from which the generation's
-// remaining keys start (empty: from its first key).
-func encodeCursor(from []byte) []byte { return tuple.AppendBytes(nil, from) }
+// remaining keys start (empty: from its first key) and, when the actor held
+// a grant of its namespace's KV quota, that grant: (from) or (from,
+// granted).
+func encodeMarker(from []byte, granted int64) []byte {
+	b := tuple.AppendBytes(nil, from)
+	if granted > 0 {
+		b = tuple.AppendInt(b, granted)
+	}
+	return b
+}
 
-func decodeCursor(b []byte) ([]byte, error) {
+func decodeMarker(b []byte) (from []byte, granted int64, err error) {
 	t, err := tuple.Unpack(b)
-	if err != nil || len(t) != 1 {
-		return nil, fmt.Errorf("registry: malformed reclaim marker: %v", err)
+	if err != nil || len(t) < 1 || len(t) > 2 {
+		return nil, 0, fmt.Errorf("registry: malformed reclaim marker: %v", err)
 	}
 	c, ok := t[0].([]byte)
 	if !ok {
-		return nil, fmt.Errorf("registry: malformed reclaim marker")
+		return nil, 0, fmt.Errorf("registry: malformed reclaim marker")
 	}
-	return c, nil
+	if len(t) == 2 {
+		if granted, ok = t[1].(int64); !ok || granted <= 0 {
+			return nil, 0, fmt.Errorf("registry: malformed reclaim marker")
+		}
+	}
+	return c, granted, nil
 }
 
 // ReclaimStats says what a Reclaim call did.
@@ -166,7 +196,7 @@ func (r *Registry) reclaimBatch(ctx context.Context, m kv.KeyValue) (int, error)
 	if !ok1 || !ok2 || !ok3 {
 		return 0, fmt.Errorf("registry: malformed reclaim marker key")
 	}
-	from, err := decodeCursor(m.Value)
+	from, granted, err := decodeMarker(m.Value)
 	if err != nil {
 		return 0, err
 	}
@@ -189,11 +219,22 @@ func (r *Registry) reclaimBatch(ctx context.Context, m kv.KeyValue) (int, error)
 		stop := append(bytes.Clone(keys.KVs[n-1].Key), 0)
 		txn.Ops = append(txn.Ops, kv.DeleteRange(begin, stop))
 		if keys.More {
-			txn.Ops = append(txn.Ops, kv.Put(m.Key, encodeCursor(stop), kv.NoLease))
+			txn.Ops = append(txn.Ops, kv.Put(m.Key, encodeMarker(stop, granted), kv.NoLease))
 		}
 	}
 	if !keys.More {
 		txn.Ops = append(txn.Ops, kv.Delete(m.Key))
+		if granted > 0 {
+			// The last keys go: so does the grant, back to the namespace.
+			cur, err := r.ReadNamespaceKVUsage(ctx, ns)
+			if err != nil {
+				return 0, fmt.Errorf("registry: reclaim %s/%s#%d: %w", ns, id, gen, err)
+			}
+			nk := r.keys.NamespaceKVUsage(ns)
+			m := nsMove{from: cur}
+			txn.Compares = append(txn.Compares, m.guard(nk))
+			txn.Ops = append(txn.Ops, kv.Put(nk, encodeNamespaceKVUsage(max(0, cur.Allotted-granted)), kv.NoLease))
+		}
 	}
 	res, err := r.store.Commit(ctx, txn)
 	if err != nil {

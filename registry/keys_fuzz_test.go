@@ -53,6 +53,10 @@ func FuzzRecords(f *testing.F) {
 	f.Add(Load{Incarnation: 1, Activations: 2, Bytes: 3, Limit: 4}.encode())
 	f.Add(tuple.Tuple{int64(1), int64(2), int64(3), int64(4)}.Pack()) // an old record
 	f.Add(encodeInt(-42))
+	f.Add(encodeKVUsage(7, 0))
+	f.Add(encodeKVUsage(7, 9))
+	f.Add(encodeNamespaceKVUsage(12))
+	f.Add(encodeMarker([]byte("k"), 5))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := decodeActor(b); err == nil && !bytes.Equal(r.encode(), b) {
 			t.Fatalf("actor record %x decodes to %+v, which encodes to %x", b, r, r.encode())
@@ -67,6 +71,17 @@ func FuzzRecords(f *testing.F) {
 			if again, err := decodeLoad(l.encode()); err != nil || again != l {
 				t.Fatalf("load record %x decodes to %+v, which re-decodes to %+v (%v)", b, l, again, err)
 			}
+		}
+		// Usage records are compared byte for byte by the commits that
+		// move them: one value, one encoding.
+		if n, g, err := decodeKVUsage(b); err == nil && !bytes.Equal(encodeKVUsage(n, g), b) {
+			t.Fatalf("KV usage %x decodes to (%d, %d), which encodes to %x", b, n, g, encodeKVUsage(n, g))
+		}
+		if n, err := decodeNamespaceKVUsage(b); err == nil && !bytes.Equal(encodeNamespaceKVUsage(n), b) {
+			t.Fatalf("namespace KV usage %x decodes to %d, which encodes to %x", b, n, encodeNamespaceKVUsage(n))
+		}
+		if from, g, err := decodeMarker(b); err == nil && !bytes.Equal(encodeMarker(from, g), b) {
+			t.Fatalf("reclaim marker %x decodes to (%x, %d), which encodes to %x", b, from, g, encodeMarker(from, g))
 		}
 		if v, err := decodeInt(b); err == nil && !bytes.Equal(encodeInt(v), b) {
 			t.Fatalf("counter %x decodes to %d, which encodes to %x", b, v, encodeInt(v))

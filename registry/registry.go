@@ -98,6 +98,9 @@ type Registry struct {
 	servers   []Member
 	fetchedAt time.Duration
 	fetched   bool
+	// grants serialize this registry's namespace KV grants, by stripe of
+	// the namespace (created on first use, under mu): see CommitKVQuota.
+	grants [grantStripes]rt.Sema
 }
 
 // New returns a registry over store.
@@ -370,24 +373,24 @@ type KVWrite struct {
 // inc.OwnerRecord returned for the actor's type and epoch. ErrFenced means nothing was
 // written and the incarnation (or its ownership) is gone.
 func (r *Registry) CommitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite) error {
-	return r.commitKV(ctx, inc, ns, id, ownerRecord, writes, nil, kv.Op{}, CommitOptions{})
+	return r.commitKV(ctx, inc, ns, id, ownerRecord, writes, nil, nil, CommitOptions{})
 }
 
 // CommitKVWith is CommitKV with options (the creation hook's commit).
 func (r *Registry) CommitKVWith(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite, o CommitOptions) error {
-	return r.commitKV(ctx, inc, ns, id, ownerRecord, writes, nil, kv.Op{}, o)
+	return r.commitKV(ctx, inc, ns, id, ownerRecord, writes, nil, nil, o)
 }
 
-// commitKV is CommitKV with, when guard is set, one more compare and one
-// more write (the KV usage record: CommitKVCounted), and what o adds.
-func (r *Registry) commitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite, guard *kv.Compare, extra kv.Op, o CommitOptions) error {
+// commitKV is CommitKV with more compares and writes (the KV usage
+// records: CommitKVCounted), and what o adds.
+func (r *Registry) commitKV(ctx context.Context, inc *Incarnation, ns, id string, ownerRecord []byte, writes []KVWrite, guards []kv.Compare, extras []kv.Op, o CommitOptions) error {
 	// The writes go to the generation the fence names: a commit can never
 	// write one life's keys under another life's fence.
 	owned, err := decodeActor(ownerRecord)
 	if err != nil {
 		return fmt.Errorf("registry: commit KV of %s/%s: owner record: %w", ns, id, err)
 	}
-	txn := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord), Ops: make([]kv.Op, len(writes), len(writes)+1)}
+	txn := kv.Txn{Compares: inc.Fence(r.keys.Actor(ns, id), ownerRecord), Ops: make([]kv.Op, len(writes), len(writes)+len(extras))}
 	if r.opts.Mutations.Has(mutation.SkipStoreFence) {
 		txn.Compares = nil
 	}
@@ -399,10 +402,8 @@ func (r *Registry) commitKV(ctx context.Context, inc *Incarnation, ns, id string
 			txn.Ops[i] = kv.Put(k, w.Value, kv.NoLease)
 		}
 	}
-	if guard != nil {
-		txn.Compares = append(txn.Compares, *guard)
-		txn.Ops = append(txn.Ops, extra)
-	}
+	txn.Compares = append(txn.Compares, guards...)
+	txn.Ops = append(txn.Ops, extras...)
 	if o != (CommitOptions{}) {
 		cmps, ops := o.extras(r, ns, id)
 		txn.Compares = append(txn.Compares, cmps...)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -22,6 +23,12 @@ import (
 // exactly so on a kill and restart). Each actor has one sequential caller,
 // so the ledger can also check every answer against the writes
 // acknowledged before it.
+//
+// A loaded machine slows the run but cannot fail it: a call may end in a
+// timeout or a fence of unknown outcome (a starved server passes its 2 s
+// lease deadline mid-call and withholds the answer), which the ledger counts
+// as maybe applied, and the caller goes on. Only answers no load explains
+// fail the test (loadless, below), as does any write lost or invented.
 func TestEmbeddedKillRestartLosesNoAcknowledgedWrite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and kills nola processes")
@@ -65,7 +72,7 @@ func TestEmbeddedKillRestartLosesNoAcknowledgedWrite(t *testing.T) {
 						// The process is gone: the ledger classified the
 						// call (retryable or unknown); this caller is done.
 						return
-					case !nola.IsRetryable(err):
+					case loadless(err):
 						errs <- fmt.Errorf("%s: %w", id, err)
 						return
 					}
@@ -127,4 +134,21 @@ func TestEmbeddedKillRestartLosesNoAcknowledgedWrite(t *testing.T) {
 			t.Logf("%d acknowledged increments over %d SIGKILLs, %d of unknown outcome: %d lost, %d beyond the unknown ones", acked, phases-1, unknown, lost, extra)
 		}
 	}
+}
+
+// loadless reports whether a failed increment is one that no amount of load
+// or fencing explains: the ledger's own finding (a lost write, not a nola
+// error at all) or an answer that says the call itself was wrong or the
+// server broken. Timeouts, fences, overload and unavailability of unknown
+// outcome are what a starved server answers; the ledger counts them.
+func loadless(err error) bool {
+	var e *nola.Error
+	if !errors.As(err, &e) {
+		return true
+	}
+	switch e.Code {
+	case nola.CodeBadRequest, nola.CodeNotFound, nola.CodeTooLarge, nola.CodeActorError, nola.CodeInternal:
+		return true
+	}
+	return false
 }

@@ -53,6 +53,7 @@ type serveConfig struct {
 	minTimerPeriod    time.Duration
 	maxTimersPerActor int
 	actorKVBytes      int64
+	nsKVBytes         int64
 	kvValueBytes      int
 	keepAliveWarn     time.Duration
 	maxConns          int
@@ -117,6 +118,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&c.minTimerPeriod, "min-timer-period", 50*time.Millisecond, "shortest period of a periodic actor timer; shorter ones are refused")
 	fs.IntVar(&c.maxTimersPerActor, "max-timers-per-actor", 64, "pending timers one activation may hold")
 	fs.Int64Var(&c.actorKVBytes, "actor-kv-bytes", 0, "bound on one actor's KV (keys + values, bytes; 0: no bound); keep it on once enabled (see docs/operations.md)")
+	fs.Int64Var(&c.nsKVBytes, "namespace-kv-bytes", 0, "bound on the KV of all actors of one namespace (keys + values, bytes; 0: no bound); keep it on once enabled (see docs/operations.md)")
 	fs.IntVar(&c.kvValueBytes, "kv-value-bytes", 512<<10, "largest KV value")
 	fs.DurationVar(&c.keepAliveWarn, "keepalive-warn", 0, "log a warning when a lease keep-alive takes longer (0: TTL/4; negative: never)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -327,7 +329,7 @@ func (c *serveConfig) nodeOptions(log *slog.Logger) (node.Options, error) {
 			SampleEvery: c.localitySample, MaxPerRound: c.localityPerRound},
 		Placement: placement,
 		Limits: nola.Limits{MaxPayloadBytes: c.maxPayload, MaxResultBytes: c.maxResult,
-			MaxActorKVBytes: c.actorKVBytes, MaxKVValueBytes: c.kvValueBytes},
+			MaxActorKVBytes: c.actorKVBytes, MaxNamespaceKVBytes: c.nsKVBytes, MaxKVValueBytes: c.kvValueBytes},
 		MinTimerPeriod:    c.minTimerPeriod,
 		MaxTimersPerActor: c.maxTimersPerActor,
 		KeepAliveWarn:     c.keepAliveWarn,
