@@ -184,3 +184,34 @@ func TestCreateActor(t *testing.T) {
 		}
 	})
 }
+
+// Creating an actor that exists, on a cluster whose servers are all full:
+// nothing needs placing, so CreateActor answers with the existing
+// placement (created=false), as EnsureActivationArgs does — not
+// ErrNoServers from choosing a server for a guess that the actor is absent.
+func TestCreateActorExistingOnFullCluster(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		inc := mustRegister(t, reg, "s1")
+		if err := reg.ReportLoad(ctx, inc, registry.Load{Limit: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := reg.CreateActor(ctx, "ns", "a", "t", nil); err != nil || !p.Created {
+			t.Fatalf("create: %+v, %v", p, err)
+		}
+		// Full now, whether the list is the cached one (one placement
+		// counted on it) or a fresh one (one activation reported).
+		if err := reg.ReportLoad(ctx, inc, registry.Load{Activations: 1, Limit: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := reg.EnsureActivationArgs(ctx, "ns", "a", "t", nil); err != nil || p.Created || p.ServerID != "s1" {
+			t.Fatalf("place the existing actor: %+v, %v; want s1, not created", p, err)
+		}
+		if p, err := reg.CreateActor(ctx, "ns", "a", "t", nil); err != nil || p.Created || p.ServerID != "s1" {
+			t.Fatalf("create the existing actor on a full cluster: %+v, %v; want s1, not created", p, err)
+		}
+		if _, err := reg.CreateActor(ctx, "ns", "b", "t", nil); !errors.Is(err, registry.ErrNoServers) {
+			t.Fatalf("create a new actor on a full cluster: %v, want ErrNoServers", err)
+		}
+	})
+}

@@ -916,6 +916,11 @@ func (r *Registry) place(ctx context.Context, ns, id, typ string, args []byte, g
 		m, ok := r.choose(list)
 		if !ok {
 			r.invalidateServers()
+			if guess {
+				// No server to create it on, but it may exist: an
+				// existing actor needs no server (read it first).
+				continue
+			}
 			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, ErrNoServers)
 		}
 		cmps = append(cmps, kv.ValueEquals(r.keys.Server(m.Record.ID), m.record))
