@@ -844,7 +844,8 @@ func (r *Registry) EnsureActivationArgs(ctx context.Context, ns, id, typ string,
 // placement writes only under compares). If the guess is wrong (the actor
 // exists, is a tombstone, or the server record changed) the commit
 // applies nothing and placement goes on as EnsureActivationArgs does,
-// reading first. In a batch of such commits, one whose actor exists fails
+// reading first; so does a first attempt that finds no server to choose
+// (an existing actor needs none). In a batch of such commits, one whose actor exists fails
 // its own compare and leaves the others' outcomes unchanged
 // (TestCreateActorBatchWithConflict).
 func (r *Registry) CreateActor(ctx context.Context, ns, id, typ string, args []byte) (Placement, error) {
