@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/nolaproject/nola/registry"
@@ -181,6 +183,84 @@ func TestCreateActor(t *testing.T) {
 		}
 		if c, err := reg.ReadCreation(ctx, "ns", "a"); err != nil || !c.Pending || c.Args != nil {
 			t.Fatalf("new life's creation = %+v, %v; want pending without args", c, err)
+		}
+	})
+}
+
+// Creating an actor that exists, on a cluster whose servers are all full:
+// nothing needs placing, so CreateActor answers with the existing
+// placement (created=false), as EnsureActivationArgs does — not
+// ErrNoServers from choosing a server for a guess that the actor is absent.
+func TestCreateActorExistingOnFullCluster(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		inc := mustRegister(t, reg, "s1")
+		if err := reg.ReportLoad(ctx, inc, registry.Load{Limit: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := reg.CreateActor(ctx, "ns", "a", "t", nil); err != nil || !p.Created {
+			t.Fatalf("create: %+v, %v", p, err)
+		}
+		// Full now, whether the list is the cached one (one placement
+		// counted on it) or a fresh one (one activation reported).
+		if err := reg.ReportLoad(ctx, inc, registry.Load{Activations: 1, Limit: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := reg.EnsureActivationArgs(ctx, "ns", "a", "t", nil); err != nil || p.Created || p.ServerID != "s1" {
+			t.Fatalf("place the existing actor: %+v, %v; want s1, not created", p, err)
+		}
+		if p, err := reg.CreateActor(ctx, "ns", "a", "t", nil); err != nil || p.Created || p.ServerID != "s1" {
+			t.Fatalf("create the existing actor on a full cluster: %+v, %v; want s1, not created", p, err)
+		}
+		if _, err := reg.CreateActor(ctx, "ns", "b", "t", nil); !errors.Is(err, registry.ErrNoServers) {
+			t.Fatalf("create a new actor on a full cluster: %v, want ErrNoServers", err)
+		}
+	})
+}
+
+// Concurrent creations of one actor, read-free first attempts all (through
+// etcd's group commit, which must put them in different batches): exactly
+// one reports created, all place it on the same owner, and the creation
+// arguments are the winner's.
+func TestCreateActorConcurrentOneWinner(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, reg *registry.Registry) {
+		ctx := context.Background()
+		mustRegister(t, reg, "s1")
+		mustRegister(t, reg, "s2")
+		const n = 16
+		places := make([]registry.Placement, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				places[i], errs[i] = reg.CreateActor(ctx, "ns", "a", "t", []byte(fmt.Sprintf("args-%d", i)))
+			}()
+		}
+		wg.Wait()
+		winner := -1
+		for i := range n {
+			if errs[i] != nil {
+				t.Fatalf("create %d: %v", i, errs[i])
+			}
+			if places[i].Created {
+				if winner >= 0 {
+					t.Fatalf("creations %d and %d both created the actor", winner, i)
+				}
+				winner = i
+			}
+		}
+		if winner < 0 {
+			t.Fatal("no creation created the actor")
+		}
+		for i := range n {
+			if places[i].ServerID != places[winner].ServerID || places[i].Incarnation != places[winner].Incarnation {
+				t.Fatalf("create %d placed on %+v, the winner on %+v", i, places[i], places[winner])
+			}
+		}
+		if c, err := reg.ReadCreation(ctx, "ns", "a"); err != nil || string(c.Args) != fmt.Sprintf("args-%d", winner) {
+			t.Fatalf("creation = %+v, %v; want the winner's (%d) arguments", c, err, winner)
 		}
 	})
 }

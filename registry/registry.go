@@ -925,7 +925,8 @@ func (r *Registry) EnsureActivationArgs(ctx context.Context, ns, id, typ string,
 // placement writes only under compares). If the guess is wrong (the actor
 // exists, is a tombstone, or the server record changed) the commit
 // applies nothing and placement goes on as EnsureActivationArgs does,
-// reading first. In a batch of such commits, one whose actor exists fails
+// reading first; so does a first attempt that finds no server to choose
+// (an existing actor needs none). In a batch of such commits, one whose actor exists fails
 // its own compare and leaves the others' outcomes unchanged
 // (TestCreateActorBatchWithConflict).
 func (r *Registry) CreateActor(ctx context.Context, ns, id, typ string, args []byte) (Placement, error) {
@@ -997,6 +998,11 @@ func (r *Registry) place(ctx context.Context, ns, id, typ string, args []byte, g
 		m, hinted, ok := r.choose(list, rec.Hint)
 		if !ok {
 			r.invalidateServers()
+			if guess {
+				// No server to create it on, but it may exist: an
+				// existing actor needs no server (read it first).
+				continue
+			}
 			return Placement{}, fmt.Errorf("registry: place %s/%s: %w", ns, id, ErrNoServers)
 		}
 		cmps = append(cmps, kv.ValueEquals(r.keys.Server(m.Record.ID), m.record))
