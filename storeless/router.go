@@ -110,7 +110,10 @@ func NewRouter(cfg RouterConfig) *Router {
 		}
 	}
 	r := &Router{cfg: cfg, m: cfg.Members, marker: cfg.AdminToken, modules: map[string][]byte{},
-		client: &http.Client{Transport: cfg.HTTP, Timeout: 30 * time.Second}}
+		client: &http.Client{Transport: cfg.HTTP, Timeout: 30 * time.Second,
+			// A copy carries the admin token twice (mark and bearer):
+			// never follow a member's redirect to another host with it.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	if r.marker == "" {
 		r.marker = "1"
 	}
