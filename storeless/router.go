@@ -125,6 +125,14 @@ func NewRouter(cfg RouterConfig) *Router {
 	return r
 }
 
+// CloseIdleConnections closes the idle keep-alive connections of the
+// router's forwarding client and of its members' probes: each holds two
+// goroutines until the peer closes it, so a node that stops calls this.
+func (r *Router) CloseIdleConnections() {
+	r.client.CloseIdleConnections()
+	r.m.cfg.HTTPClient.CloseIdleConnections()
+}
+
 // Attach gives the router the server it routes for.
 func (r *Router) Attach(s *nola.Server) { r.srv.Store(s) }
 

@@ -63,3 +63,27 @@ func TestModuleCopyDoesNotFollowRedirects(t *testing.T) {
 		t.Fatalf("the copy followed the member's redirect and sent %v to another host", leaked)
 	}
 }
+
+// countingRT is a RoundTripper that counts CloseIdleConnections calls.
+type countingRT struct {
+	http.RoundTripper
+	closed int
+}
+
+func (c *countingRT) CloseIdleConnections() { c.closed++ }
+
+// A stopping node closes the idle connections of forwarding and probes:
+// each keep-alive connection to a peer holds goroutines until the peer
+// closes it, which a peer that keeps running never does.
+func TestCloseIdleConnections(t *testing.T) {
+	probes, fwd := &countingRT{}, &countingRT{}
+	m, err := NewMembers(MembersConfig{Self: "http://127.0.0.1:1", HTTPClient: &http.Client{Transport: probes}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewRouter(RouterConfig{Members: m, HTTP: fwd})
+	r.CloseIdleConnections()
+	if probes.closed != 1 || fwd.closed != 1 {
+		t.Fatalf("idle connections closed: probes %d, forwarding %d times; want 1 each", probes.closed, fwd.closed)
+	}
+}
