@@ -54,6 +54,9 @@ type Members struct {
 	mu    sync.Mutex // serializes rounds
 	peers map[string]*peer
 	dns   []string // last successful lookup's members
+	// selfWarned: the DNS records were found not to name Self (warned
+	// once, until they do).
+	selfWarned bool
 }
 
 type peer struct {
@@ -201,6 +204,7 @@ func (m *Members) candidates(ctx context.Context) []string {
 				u := d.Scheme + "://" + net.JoinHostPort(a.Unmap().String(), strconv.Itoa(d.Port))
 				m.dns = append(m.dns, u)
 			}
+			m.checkSelfListed()
 		}
 	}
 	seen := map[string]bool{m.cfg.Self: true}
@@ -217,6 +221,20 @@ func (m *Members) candidates(ctx context.Context) []string {
 		out = append(out, u)
 	}
 	return out
+}
+
+// checkSelfListed warns when the DNS records (and the static list) do not
+// name Self: the others then know this server by another URL (its IP, if
+// --advertise names a host), so its ring holds it twice and differs from
+// every other view, and actors run twice while membership is stable.
+func (m *Members) checkSelfListed() {
+	listed := len(m.dns) == 0 || slices.Contains(m.dns, m.cfg.Self) || slices.Contains(m.cfg.Peers, m.cfg.Self)
+	if !listed && !m.selfWarned {
+		m.cfg.Logger.Warn("store-less: this server's URL is not among the DNS records; the others know it by another name, "+
+			"so views differ and actors run twice", "self", m.cfg.Self, "records", m.dns,
+			"hint", "set --advertise to http(s)://IP:PORT, the address the records give")
+	}
+	m.selfWarned = !listed
 }
 
 // ring places actors by rendezvous (highest random weight) hashing: an

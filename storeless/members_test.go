@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -182,5 +183,34 @@ func TestProbeHysteresis(t *testing.T) {
 	mu.Unlock()
 	if m.Round(ctx); len(m.Live()) != 2 {
 		t.Fatal("a good probe did not bring the member back")
+	}
+}
+
+// A server whose URL the DNS records do not give (it advertises a host
+// name, the records are IPs) would hold itself twice in its ring: it
+// warns, once, and not when the records name it.
+func TestDNSWithoutSelfWarns(t *testing.T) {
+	for _, tc := range []struct {
+		self string
+		warn bool
+	}{{"http://nola-0.local:9090", true}, {"http://10.0.0.1:9090", false}} {
+		var logs strings.Builder
+		m, err := NewMembers(MembersConfig{
+			Self: tc.self,
+			DNS:  &DNSName{Host: "nola.local", Port: 9090, Scheme: "http"},
+			LookupIP: func(context.Context, string) ([]netip.Addr, error) {
+				return []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")}, nil
+			},
+			Probe:  func(context.Context, string) error { return nil },
+			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Round(context.Background())
+		m.Round(context.Background())
+		if n := strings.Count(logs.String(), "not among the DNS records"); (n == 1) != tc.warn || n > 1 {
+			t.Errorf("self %s: %d warnings, want warn=%v (once):\n%s", tc.self, n, tc.warn, logs.String())
+		}
 	}
 }

@@ -110,7 +110,10 @@ func NewRouter(cfg RouterConfig) *Router {
 		}
 	}
 	r := &Router{cfg: cfg, m: cfg.Members, marker: cfg.AdminToken, modules: map[string][]byte{},
-		client: &http.Client{Transport: cfg.HTTP, Timeout: 30 * time.Second}}
+		client: &http.Client{Transport: cfg.HTTP, Timeout: 30 * time.Second,
+			// A copy carries the admin token twice (mark and bearer):
+			// never follow a member's redirect to another host with it.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	if r.marker == "" {
 		r.marker = "1"
 	}
@@ -120,6 +123,14 @@ func NewRouter(cfg RouterConfig) *Router {
 		ErrorHandler: r.proxyError,
 	}
 	return r
+}
+
+// CloseIdleConnections closes the idle keep-alive connections of the
+// router's forwarding client and of its members' probes: each holds two
+// goroutines until the peer closes it, so a node that stops calls this.
+func (r *Router) CloseIdleConnections() {
+	r.client.CloseIdleConnections()
+	r.m.cfg.HTTPClient.CloseIdleConnections()
 }
 
 // Attach gives the router the server it routes for.

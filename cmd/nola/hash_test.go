@@ -66,9 +66,12 @@ func TestHashRegistryProcesses(t *testing.T) {
 		ln.Close()
 	}
 	var procs []*proc
+	// A generous probe timeout: two slow probes in a row on a loaded
+	// machine would take a live member out and reset counters the test
+	// checks; the killed process refuses connections at once anyway.
 	for i, u := range urls {
 		procs = append(procs, startServeArgs(t, fmt.Sprintf("h%d", i), "--listen", strings.TrimPrefix(u, "http://"),
-			"--registry", "hash", "--peers", strings.Join(urls, ","), "--probe-interval", "50ms", "--probe-timeout", "500ms"))
+			"--registry", "hash", "--peers", strings.Join(urls, ","), "--probe-interval", "50ms", "--probe-timeout", "5s"))
 	}
 	for _, p := range procs {
 		waitLog(t, p, "store-less member up", 2)
