@@ -384,3 +384,27 @@ func TestInternalInvokeURLMatchesEncode(t *testing.T) {
 		}
 	}
 }
+
+// A parent with an earlier deadline bounds the call, as it bounds a
+// context.WithDeadline of it: Deadline reports the parent's (the read
+// deadline of the body and the time a forwarded call is given come from
+// it), and Err reports the end at the parent's deadline before anything
+// waited.
+func TestCallCtxParentDeadlineEarlier(t *testing.T) {
+	parent, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	want, _ := parent.Deadline()
+	real, stop := context.WithDeadline(parent, time.Now().Add(time.Hour))
+	defer stop()
+	if d, _ := real.Deadline(); !d.Equal(want) {
+		t.Fatalf("context.WithDeadline reports %v, want the parent's %v", d, want)
+	}
+	cc := newCallCtx(parent, time.Hour)
+	defer cc.release()
+	if d, ok := cc.Deadline(); !ok || !d.Equal(want) {
+		t.Fatalf("Deadline() = %v, %v; want the parent's earlier %v", d, ok, want)
+	}
+	if d, _ := cc.derived().ctx.Deadline(); !d.Equal(want) {
+		t.Fatalf("the built context's deadline is %v, want %v", d, want)
+	}
+}
