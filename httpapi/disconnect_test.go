@@ -1,7 +1,9 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -65,5 +67,33 @@ func TestClientDisconnectEndsCall(t *testing.T) {
 		}
 	case <-bound:
 		t.Fatal("the call did not end when its client went away")
+	}
+}
+
+// A body declared over the payload limit is refused at once, 413 with the
+// connection closed, rather than waited for until the call's deadline
+// (and then answered 504, as if the client were merely slow).
+func TestDeclaredOversizeBodyRefusedAtOnce(t *testing.T) {
+	nodes := startCluster(t, 1, httpapi.Options{}) // 1 KiB payloads
+	conn, err := net.Dial("tcp", strings.TrimPrefix(nodes[0].url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A hang bound, not a timing assertion: the call's deadline is two
+	// minutes away.
+	_ = conn.SetDeadline(time.Now().Add(time.Minute))
+	req := "POST /v1/ns/n/actors/a/invoke/echo?type=echo HTTP/1.1\r\nHost: x\r\n" +
+		httpapi.HeaderTimeout + ": 120000\r\nContent-Length: 1025\r\n\r\nonly this much"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a body declared over the limit: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !resp.Close {
+		t.Fatalf("answer %d (close %v), want 413 with the connection closed", resp.StatusCode, resp.Close)
 	}
 }
