@@ -52,7 +52,14 @@ const (
 )
 
 func newCallCtx(parent context.Context, d time.Duration) *callCtx {
-	return &callCtx{parent: parent, deadline: time.Now().Add(d)}
+	deadline := time.Now().Add(d)
+	// An earlier deadline of the parent bounds the call, as it does a
+	// context.WithDeadline of it (which reports the parent's then): the
+	// body's read deadline and a forwarded call's time come from Deadline.
+	if pd, ok := parent.Deadline(); ok && pd.Before(deadline) {
+		deadline = pd
+	}
+	return &callCtx{parent: parent, deadline: deadline}
 }
 
 // Deadline implements context.Context.

@@ -384,3 +384,77 @@ func TestInternalInvokeURLMatchesEncode(t *testing.T) {
 		}
 	}
 }
+
+// A parent with an earlier deadline bounds the call, as it bounds a
+// context.WithDeadline of it: Deadline reports the parent's (the read
+// deadline of the body and the time a forwarded call is given come from
+// it), and Err reports the end at the parent's deadline before anything
+// waited.
+func TestCallCtxParentDeadlineEarlier(t *testing.T) {
+	parent, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	want, _ := parent.Deadline()
+	real, stop := context.WithDeadline(parent, time.Now().Add(time.Hour))
+	defer stop()
+	if d, _ := real.Deadline(); !d.Equal(want) {
+		t.Fatalf("context.WithDeadline reports %v, want the parent's %v", d, want)
+	}
+	cc := newCallCtx(parent, time.Hour)
+	defer cc.release()
+	if d, ok := cc.Deadline(); !ok || !d.Equal(want) {
+		t.Fatalf("Deadline() = %v, %v; want the parent's earlier %v", d, ok, want)
+	}
+	if d, _ := cc.derived().ctx.Deadline(); !d.Equal(want) {
+		t.Fatalf("the built context's deadline is %v, want %v", d, want)
+	}
+}
+
+// The internal endpoint reads its query as url.ParseQuery did, whatever
+// arrives: duplicated, missing, badly escaped or semicolon pairs.
+func FuzzInternalRequest(f *testing.F) {
+	for _, s := range []string{
+		"", "ns=a&id=b&type=c&op=d", "chain=x&chain=y&delete=1&id=a&ns=n&op=o&type=t",
+		"ns=a&ns=b&id=%zz&id=c&delete=0&delete=1", "ns=a;b&ns=c", "id=%E2%82%AC&type=%2F%3F%23%26%3D&op=+",
+		"worker=w&ns=n&op=o&id=ignored", "&&=&ns&id=", "n%73=x&%69d=y", "chain=&chain=%00&chain=%FF",
+		strings.Repeat("chain=c&", 99) + "ns=edge", strings.Repeat("chain=c&", 100) + "ns=far",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		u := &url.URL{RawQuery: raw}
+		if got, want := internalRequest(u), internalRequestQuery(u); !reflect.DeepEqual(got, want) {
+			t.Fatalf("internalRequest(%q) = %+v, want %+v", raw, got, want)
+		}
+	})
+}
+
+// What InternalInvokeURL writes is what url.Values wrote, and the
+// internal endpoint reads the request back, for any names (reserved and
+// non-ASCII bytes, invalid UTF-8 included).
+func FuzzInternalInvokeURL(f *testing.F) {
+	f.Add("ns", "id", "type", "op", "", "c1", true)
+	f.Add("n s/é", "a&b=c", "t?#%", "o+p;", "", "", false)
+	f.Add("\x00\xff", "%zz", "€", "", "w/ ?", "\u2028", true)
+	f.Add("", "", "", "", "", "", false)
+	f.Fuzz(func(t *testing.T, ns, id, typ, op, worker, chain string, del bool) {
+		req := nola.Request{Namespace: ns, ActorID: id, ActorType: typ, Operation: op, Worker: worker, Delete: del}
+		if chain != "" {
+			req.Chain = []string{chain, chain + "2"}
+		}
+		got, want := InternalInvokeURL("http://h:1/", req), internalInvokeURLValues("http://h:1/", req)
+		if got != want {
+			t.Fatalf("InternalInvokeURL(%+v) = %q, want %q", req, got, want)
+		}
+		u, err := url.Parse(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent := req
+		if sent.Worker != "" {
+			sent.ActorID, sent.ActorType = "", ""
+		}
+		if back := internalRequest(u); !reflect.DeepEqual(back, sent) {
+			t.Fatalf("read back %+v, sent %+v", back, sent)
+		}
+	})
+}

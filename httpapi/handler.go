@@ -443,8 +443,16 @@ const maxSizedBody = 64 << 10
 // within the limit (and maxSizedBody) is read into a buffer of exactly
 // that size — one allocation, where io.ReadAll starts at 512 bytes and
 // grows; any other goes through http.MaxBytesReader, which also has the
-// connection closed after a body over the limit.
+// connection closed after a body over the limit. A body declared over the
+// limit is refused before any of it is read: waiting for it would hold the
+// connection until the call's deadline only to answer 504.
 func readRequestBody(w http.ResponseWriter, r *http.Request, limit int) ([]byte, error) {
+	if r.ContentLength > int64(limit) {
+		// Its bytes stay unread: the connection cannot carry another
+		// request.
+		w.Header().Set("Connection", "close")
+		return nil, &http.MaxBytesError{Limit: int64(limit)}
+	}
 	if n := r.ContentLength; n >= 0 && n <= int64(min(limit, maxSizedBody)) {
 		b := make([]byte, n)
 		if _, err := io.ReadFull(r.Body, b); err != nil {
