@@ -1014,6 +1014,7 @@ type ServerCounters struct {
 	BusyNanos     int64 `json:"busy_nanos"`
 	Shed          int64 `json:"shed"`
 	ShedBytes     int64 `json:"shed_bytes"`
+	LocalityMoves int64 `json:"locality_moves"`
 	Incarnation   int64 `json:"incarnation"`
 	// KeepAlive describes the lease keep-alives.
 	KeepAlive KeepAliveCounters `json:"keep_alive"`
@@ -1041,7 +1042,7 @@ func counters(st nola.Stats) ServerCounters {
 		Invocations: st.Invocations, Activated: st.Activated, Evicted: st.Evicted,
 		Fences: st.Fences, FailedCommits: st.FailedCommits, Activations: st.Activations,
 		MemoryBytes: st.MemoryBytes, HeapBytes: st.HeapBytes, BusyNanos: st.BusyNanos,
-		Shed: st.Shed, ShedBytes: st.ShedBytes, Incarnation: st.Incarnation,
+		Shed: st.Shed, ShedBytes: st.ShedBytes, LocalityMoves: st.LocalityMoves, Incarnation: st.Incarnation,
 		KeepAlive: KeepAliveCounters{
 			LatencyBoundsMs: make([]float64, 0, len(ka.Latency.Bounds)),
 			LatencyCounts:   append([]int64{}, ka.Latency.Counts...),

@@ -330,7 +330,7 @@ func TestHealthReadinessAndMetrics(t *testing.T) {
 	}
 	code, body := get("/metrics")
 	for _, want := range []string{"nola_activations 1", `nola_invocations_total{code="ok",path="public"} 1`, "nola_invocation_seconds_bucket", "nola_lease_age_seconds", "nola_fences_total 0",
-		"nola_activation_memory_bytes 1024", "nola_heap_bytes", "nola_invocation_busy_seconds_total", "nola_invocation_rate", "nola_shed_total 0"} {
+		"nola_activation_memory_bytes 1024", "nola_heap_bytes", "nola_invocation_busy_seconds_total", "nola_invocation_rate", "nola_shed_total 0", "nola_locality_moves_total 0"} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -101,11 +101,12 @@ var (
 	descShed        = prometheus.NewDesc("nola_shed_total", "Activations released because the server was over its memory budget or far above the cluster mean.", nil, nil)
 	descShedBytes   = prometheus.NewDesc("nola_shed_bytes_total", "Memory held by the activations shed.", nil, nil)
 	descShedEpisode = prometheus.NewDesc("nola_shed_episodes_total", "Times shedding began (it goes on until the server is below its low water).", nil, nil)
+	descLocality    = prometheus.NewDesc("nola_locality_moves_total", "Actors released towards the server most of their calls went to (communication locality; a move restarts an in-memory actor).", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descActivations, descActivated, descEvicted, descFences, descFailed, descExec, descLeaseAge, descIncarnation,
-		descMemory, descHeap, descBusy, descBusyShare, descRate, descShed, descShedBytes, descShedEpisode} {
+		descMemory, descHeap, descBusy, descBusyShare, descRate, descShed, descShedBytes, descShedEpisode, descLocality} {
 		ch <- d
 	}
 }
@@ -129,6 +130,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descShed, prometheus.CounterValue, float64(st.Shed))
 	ch <- prometheus.MustNewConstMetric(descShedBytes, prometheus.CounterValue, float64(st.ShedBytes))
 	ch <- prometheus.MustNewConstMetric(descShedEpisode, prometheus.CounterValue, float64(st.ShedEpisodes))
+	ch <- prometheus.MustNewConstMetric(descLocality, prometheus.CounterValue, float64(st.LocalityMoves))
 }
 
 // workerCollector exports each worker type's counters at scrape time,

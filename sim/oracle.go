@@ -454,7 +454,10 @@ func (o *Oracle) releaseCheck(sid string, inc int64, t kv.Txn) func() {
 	if !ok {
 		return nil
 	}
-	if next, err := tuple.Unpack(put.Value); err != nil || len(next) != 4 || next[1] != "" {
+	// Any shape of released record (a generation, a locality move's
+	// hint), but not a tombstone: a delete may take over from a dead
+	// owner, under its own compares (docs/deletion.md).
+	if next, err := tuple.Unpack(put.Value); err != nil || !actorRecordLen(len(next)) || next[1] != "" || next[0] == "" {
 		return nil
 	}
 	if w, ok := o.ownerWrite(sid, t); ok {
@@ -465,7 +468,7 @@ func (o *Oracle) releaseCheck(sid string, inc int64, t kv.Txn) func() {
 		return nil
 	}
 	rec, err := tuple.Unpack(cur.Value)
-	if err != nil || len(rec) != 4 || rec[1] == "" || (rec[1] == sid && rec[2] == inc) {
+	if err != nil || !actorRecordLen(len(rec)) || rec[1] == "" || (rec[1] == sid && rec[2] == inc) {
 		return nil
 	}
 	return func() {

@@ -97,3 +97,7 @@ func BenchmarkInstantiate(b *testing.B) {
 		})
 	}
 }
+
+// testCache is one compilation cache for the package's tests and
+// benchmarks (on every platform: this file has no build constraint).
+var testCache = sync.OnceValue(wasmtest.CompilationCache)

@@ -44,7 +44,7 @@ func newMemImage(data []byte, mapped bool) *memImage {
 		}
 	}
 	if mapped && len(data) >= cowMinBytes && !noImageFile {
-		img.file = newImageFile(data)
+		img.file = newImageFile(data, img.runs)
 	}
 	return img
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"unsafe"
 
@@ -196,8 +195,6 @@ func freshMemory(t *testing.T, mods *modules.Store, cfg Config, id string) (mem 
 	return mem, image, mapped
 }
 
-var testCache = sync.OnceValue(wasmtest.CompilationCache)
-
 // A fresh instance's memory is byte for byte the same whether wazero
 // applies the data segments (as compiled, or merged) or the host places
 // the module's memory image (mapped copy-on-write, copied into a mapping,
@@ -334,5 +331,40 @@ func TestGoGuestRunsFromMappedImage(t *testing.T) {
 	}
 	if got := h.MemoryBytes(); got != want {
 		t.Fatalf("charged %d bytes, want %d (memories and overhead)", got, want)
+	}
+}
+
+// The image's file holds pages only where the image is not zero: an image
+// is as long as its last segment's end, and a module can put one byte at
+// the end of its whole initial memory (16 MiB by default). Written as
+// zeros, that memory would be resident in the file for every such
+// module, charged to no budget; left as holes, it reads as zeros all the
+// same.
+func TestImageFileSkipsZeroPages(t *testing.T) {
+	const size = 4 << 20
+	data := make([]byte, size)
+	data[0], data[size-1] = 1, 2
+	img := newMemImage(data, true)
+	defer img.close()
+	if img.file.size == 0 {
+		t.Skip("no memfd here")
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(img.file.fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	if held := st.Blocks * 512; held > 4*imagePage {
+		t.Fatalf("the image file holds %d bytes for an image of 2 non-zero bytes", held)
+	}
+	buf, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(buf)
+	if !img.file.mapOver(buf) {
+		t.Fatal("not mapped")
+	}
+	if !bytes.Equal(buf, data) {
+		t.Fatal("the mapped image differs from the image")
 	}
 }

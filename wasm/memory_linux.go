@@ -83,8 +83,12 @@ type imageFile struct {
 }
 
 // newImageFile returns data's file, or the zero imageFile (none) if the
-// kernel refuses one: instances then copy the image.
-func newImageFile(data []byte) imageFile {
+// kernel refuses one: instances then copy the image. Only runs (data's
+// pages that are not all zero) are written: the rest of the file stays
+// holes, which read as zeros and hold no memory — an image is as long as
+// its last segment's end, which a module may put at the end of its whole
+// initial memory.
+func newImageFile(data []byte, runs []imageRun) imageFile {
 	fd, err := unix.MemfdCreate("nola-wasm-image", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return imageFile{}
@@ -92,13 +96,15 @@ func newImageFile(data []byte) imageFile {
 	page := int64(syscall.Getpagesize())
 	size := (int64(len(data)) + page - 1) / page * page
 	ok := unix.Ftruncate(fd, size) == nil
-	for off := 0; ok && off < len(data); {
-		n, err := unix.Pwrite(fd, data[off:], int64(off))
-		if err != nil || n <= 0 {
-			ok = false
-			break
+	for _, r := range runs {
+		for off := r.off; ok && off < r.end; {
+			n, err := unix.Pwrite(fd, data[off:r.end], int64(off))
+			if err != nil || n <= 0 {
+				ok = false
+				break
+			}
+			off += n
 		}
-		off += n
 	}
 	if ok {
 		_, err = unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE|unix.F_SEAL_SEAL)

@@ -11,6 +11,6 @@ func memoryAllocator(*memImage) experimental.MemoryAllocator { return nil }
 // imageFile: none outside Linux; instances copy the image.
 type imageFile struct{}
 
-func newImageFile([]byte) imageFile   { return imageFile{} }
-func (imageFile) mapOver([]byte) bool { return false }
-func (imageFile) close()              {}
+func newImageFile([]byte, []imageRun) imageFile { return imageFile{} }
+func (imageFile) mapOver([]byte) bool           { return false }
+func (imageFile) close()                        {}

@@ -105,7 +105,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&c.shedMean, "shed-mean-factor", 2, "also shed while holding more than this many times the cluster's mean activation memory, once above 16 MiB (0: off; otherwise at least 1)")
 	fs.DurationVar(&c.shedInterval, "shed-interval", 0, "time between shedding rounds (0: lease TTL / 2)")
 	fs.IntVar(&c.shedPerRound, "shed-per-round", 4, "most activations released per shedding round")
-	fs.BoolVar(&c.locality, "locality", true, "move actors that call each other across servers to one server (sampled calls, release plus placement hint; docs/placement.md)")
+	fs.BoolVar(&c.locality, "locality", true, "move actors that call each other across servers to one server (sampled calls, release plus placement hint; a moved in-memory actor restarts fresh, as when shed; docs/placement.md)")
 	fs.DurationVar(&c.localityInterval, "locality-interval", 0, "time between locality rounds (0: lease TTL / 2)")
 	fs.IntVar(&c.localitySample, "locality-sample", 16, "sample one actor-to-actor call in this many for locality")
 	fs.IntVar(&c.localityPerRound, "locality-per-round", 2, "most actors moved per locality round")

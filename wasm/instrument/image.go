@@ -18,8 +18,8 @@ type Image struct {
 // keep reports whether the section is still needed (it has passive
 // segments, or the module has a data count section); ok is false, with
 // body untouched, when the image cannot be proven equivalent: a segment
-// for another memory, an offset other than a plain i32.const, or a module
-// without a memory.
+// for another memory, an offset other than a plain i32.const, a module
+// without a memory, or an image over maxSparseImage that is mostly zeros.
 //
 // Without a data count section no instruction names a segment
 // (memory.init and data.drop require that section), so the active
@@ -32,6 +32,15 @@ type Image struct {
 // The caller has already checked (checkData) that every active segment
 // lies inside the initial memory, so instantiations that failed before
 // still fail (at the check) and none that succeeded fails now.
+// maxSparseImage is the longest image built for segments that cover less
+// than a quarter of it. The image is as long as the last segment's end: a
+// module of a few bytes can put one at the end of its whole initial
+// memory (up to Options.MaxMemoryPages), and that image would be
+// allocated at compilation and held for the module's life, for 2 bytes of
+// data. A C guest's image (its stack's zeros below its data) is some
+// 16 KiB, a standard-Go guest's 1.3 MB of mostly data.
+const maxSparseImage = 1 << 20
+
 func extractImage(m *module, body []byte) (out []byte, image *Image, keep, ok bool) {
 	var hasMemory, dataCount bool
 	for _, s := range m.sections {
@@ -57,8 +66,8 @@ func extractImage(m *module, body []byte) (out []byte, image *Image, keep, ok bo
 		return body, nil, true, false
 	}
 	var segs []seg
-	var passive [][]byte // encoded passive segments, in order
-	var size uint64
+	var passive [][]byte   // encoded passive segments, in order
+	var size, total uint64 // the image's length, the segments' bytes
 	for i := uint32(0); i < n; i++ {
 		start := r.pos
 		flags, err := r.u32()
@@ -104,9 +113,15 @@ func extractImage(m *module, body []byte) (out []byte, image *Image, keep, ok bo
 		if length > 0 {
 			segs = append(segs, seg{off: uint32(off), data: data})
 			size = max(size, uint64(uint32(off))+uint64(length))
+			total += uint64(length)
 		}
 	}
 	if !r.done() {
+		return body, nil, true, false
+	}
+	if size > maxSparseImage && size > 4*total {
+		// Mostly zeros: segments cost their own bytes, the image its
+		// whole length, allocated now and kept with the module.
 		return body, nil, true, false
 	}
 	img := &Image{Data: make([]byte, size)}

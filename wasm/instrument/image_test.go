@@ -162,3 +162,30 @@ func FuzzImage(f *testing.F) {
 		}
 	})
 }
+
+// An image as long as the whole initial memory for a segment or two at its
+// end is not built: its bytes would be allocated at compilation and held
+// for the module's life, charged to no instance's budget — 16 MiB (the
+// default per-instance cap; up to 4 GiB by configuration) for a module of
+// a few dozen bytes. Such a module keeps its segments, which cost their
+// own bytes only.
+func TestImageMostlyZerosNotBuilt(t *testing.T) {
+	const pages = 256
+	mem := "\x01\x00\x80\x02" // one memory, min 256 pages (16 MiB)
+	bin := mod(5, mem, 11, dataSection(active(0, "a"), active(pages<<16-1, "z")))
+	out, img, err := instrument.ImageOnly(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img != nil {
+		t.Fatalf("an image of %d bytes for 2 bytes of data", len(img.Data))
+	}
+	if !bytes.Equal(out, bin) {
+		t.Fatal("no image, yet the module changed")
+	}
+	// Dense data that large still makes one.
+	big := string(bytes.Repeat([]byte{1}, 2<<20))
+	if _, img, err := instrument.ImageOnly(mod(5, mem, 11, dataSection(active(1<<20, big)))); err != nil || img == nil {
+		t.Fatalf("dense 2 MiB segment: image %v, err %v", img != nil, err)
+	}
+}

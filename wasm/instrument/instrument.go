@@ -64,7 +64,8 @@ type Options struct {
 	NoCoalesce bool
 	// MemoryImage takes the active data segments out of the module into
 	// one Image of the initial memory (see Rewrite), when that is provably
-	// equivalent; otherwise they are merged as without it.
+	// equivalent and the image is not mostly zeros beyond 1 MiB (it is
+	// allocated at compilation); otherwise they are merged as without it.
 	MemoryImage bool
 }
 
