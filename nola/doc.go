@@ -129,6 +129,8 @@
 //
 //	httpapi/handler.go   invoke: the public endpoint hands the call to the Client
 //	client.go            Client.invokeGated: route cache, placement, send, retry
+//	                     (a server's own client first tries its server's table:
+//	                     invokeResident)
 //	invoke.go            Server.HandleInvoke → lookup (activating on first use)
 //	                     → invokeOn: lease check, the actor, output gate, failure
 //	kvtxn.go             the invocation's KV transaction: Context.Get/Put,

@@ -147,10 +147,10 @@ func (s *Server) sampleCall(a *activation, id string) {
 		return
 	}
 	k := actorKey{a.key.ns, id}
-	// A callee this server hosts is local whatever the route cache says:
-	// its entry may still name the server the callee lived on before it
-	// moved here. Ask the table first, or a pair that met could be pulled
-	// apart again.
+	// A call to an actor this server hosts went straight to its table
+	// entry (invokeResident) and left the route cache as it was, maybe
+	// naming the server the callee lived on before it moved here: ask the
+	// table first, or a pair that met would be pulled apart again.
 	sh := s.table.Load().shard(k)
 	sh.mu.RLock()
 	b := sh.m[k]
