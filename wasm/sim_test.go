@@ -137,10 +137,14 @@ func TestDeterministicReplayWASM(t *testing.T) {
 	if h1 == h3 || r1 == r3 {
 		t.Fatalf("seeds 4242 and 4243 gave the same trace %x", h1)
 	}
-	// The run did real work: every kind of actor answered with numbers
-	// (the crash makes some calls fail until the lease expires).
+	// The runs did real work: every kind of actor answered with numbers.
+	// Counted over both seeds: the crash leaves the victim's actors
+	// unavailable for the rest of a run (its lease, simTTL, outlives
+	// it), and which actors a seed places on the victim shifts with any
+	// change to the engine's schedule — in one seed every actor of a kind
+	// may sit there, in two that is far less likely.
 	ok := map[string]int{}
-	for _, line := range strings.Split(r1, "\n") {
+	for _, line := range strings.Split(r1+"\n"+r3, "\n") {
 		i := strings.Index(line, `-> "`)
 		if i < 0 {
 			continue
@@ -153,7 +157,7 @@ func TestDeterministicReplayWASM(t *testing.T) {
 	}
 	for _, f := range []string{"cc", "cg", "kc", "kg", "callc", "callgo"} {
 		if ok[f] < 3 {
-			t.Fatalf("only %d calls of kind %s returned a number (%v):\n%s", ok[f], f, ok, r1)
+			t.Fatalf("only %d calls of kind %s returned a number (%v):\n%s\n---\n%s", ok[f], f, ok, r1, r3)
 		}
 	}
 }
