@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -203,13 +204,21 @@ func BenchmarkInvokeRandomLive(b *testing.B) {
 			cpuPerOp(b, cpu0)
 			opsPerSec(b)
 		})
-		for _, kind := range []struct{ name, typ string }{{"go", "counter"}, {"wasm-c", "counter-c"}} {
+		// go-server calls through the server's own client — the path of
+		// the HTTP API and of actor-to-actor calls — where an actor the
+		// server hosts is found by one lookup in its table; go, through a
+		// standalone client (route cache, then the server's table).
+		for _, kind := range []struct{ name, typ string }{{"go", "counter"}, {"go-server", "counter"}, {"wasm-c", "counter-c"}} {
 			b.Run(fmt.Sprintf("%s/actors=%d", kind.name, n), func(b *testing.B) {
 				if kind.name == "wasm-c" && n > 100_000 && os.Getenv("NOLA_BENCH_WASM_1M") != "1" {
 					b.Skip("a million WASM instances need tens of GB; set NOLA_BENCH_WASM_1M=1 to run it")
 				}
-				cl := scaleCluster(b, kind.name == "wasm-c").Client()
+				c := scaleCluster(b, kind.name == "wasm-c")
+				cl := c.Client()
 				heapPer, rssPer := populate(b, cl, kind.typ, ids)
+				if kind.name == "go-server" {
+					cl = c.Server(0).Client()
+				}
 				ctx := context.Background()
 				b.ReportAllocs()
 				b.ResetTimer()
@@ -273,5 +282,40 @@ func BenchmarkCreateThenInvokeAtScale(b *testing.B) {
 				opsPerSec(b)
 			})
 		}
+	}
+}
+
+// BenchmarkGoLiveActorMemory: the memory a live Go actor costs — N=200000
+// counters activated through the cluster's client, heap (after a GC) and
+// RSS growth per actor. Everything the engine keeps per actor is in it:
+// the activation, its table entry, the client's route, and memkv's copy
+// of its registry records (the store is in process here; on etcd those
+// bytes are etcd's). With NOLA_BENCH_HEAPPROFILE=file it writes the heap
+// profile while the actors are live, to see where the bytes go (run with
+// -test.memprofilerate=512 for sites that allocate small objects):
+//
+//	go tool pprof -sample_index=inuse_space -top bench.test file
+func BenchmarkGoLiveActorMemory(b *testing.B) {
+	const n = 200_000
+	for b.Loop() {
+		b.StopTimer()
+		ids, _ := scaleIDs(n)
+		cl := scaleCluster(b, false).Client()
+		b.StartTimer()
+		heapPer, rssPer := populate(b, cl, "counter", ids)
+		b.StopTimer()
+		if path := os.Getenv("NOLA_BENCH_HEAPPROFILE"); path != "" {
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
+		b.ReportMetric(heapPer, "heapB/actor")
+		b.ReportMetric(rssPer, "rssB/actor")
+		b.StartTimer()
 	}
 }

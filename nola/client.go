@@ -171,6 +171,14 @@ func (c *Client) invoke(ctx context.Context, req Request) ([]byte, error) {
 // actor's outgoing call must not leave after its server's lease deadline.
 func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error) ([]byte, error) {
 	key := actorKey{req.Namespace, req.ActorID}
+	if c.local != nil && !req.Delete && req.Worker == "" {
+		// A server's own client (the HTTP API's, its actors'): an actor
+		// this server hosts runs here, found by one lookup in its table
+		// instead of a route lookup and then the table's.
+		if res, done, err := c.local.invokeResident(ctx, &req, c.limits, gate); done {
+			return res, err
+		}
+	}
 	cached, cachedOK := c.routes.get(key)
 	if cachedOK && (req.ActorType == "" || req.ActorType == cached.typ) {
 		// A cached route means this client validated the namespace, ID

@@ -65,6 +65,56 @@ func (s *Server) handle(ctx context.Context, req *Request) ([]byte, error) {
 	}
 }
 
+// invokeResident runs req, from this server's own client, on the ready
+// activation this server's table holds for its actor, if there is one; done
+// is false when there is none (or it went before it ran req, or req failed
+// retryably — nothing ran), and the client routes req as usual. The checks
+// are those the route-cache path and handleChecked apply: the actor's
+// namespace and ID were validated when it was activated (a table key equals
+// them), its type is the activation's; the rest is checked against both the
+// client's limits and the server's. gate runs before the invocation, as
+// before a send.
+func (s *Server) invokeResident(ctx context.Context, req *Request, clientLimits Limits, gate func() error) (_ []byte, done bool, _ error) {
+	if s.stopped.Load() {
+		return nil, false, nil
+	}
+	key := actorKey{req.Namespace, req.ActorID}
+	sh := s.table.Load().shard(key)
+	sh.mu.RLock()
+	a := sh.m[key]
+	sh.mu.RUnlock()
+	if a == nil || a.state.Load() != stateReady || (req.ActorType != "" && req.ActorType != a.ref.Type) {
+		return nil, false, nil
+	}
+	for _, l := range [2]*Limits{&clientLimits, &s.cfg.Limits} {
+		if err := checkName("operation", req.Operation, *l, false); err != nil {
+			return nil, true, err
+		}
+		if len(req.Payload) > l.MaxPayloadBytes || len(req.CreationArgs) > l.MaxCreationArgsBytes {
+			return nil, true, checkRequest(req, *l)
+		}
+	}
+	for _, id := range req.Chain {
+		if id == req.ActorID {
+			return nil, true, newErr(CodeBadRequest, false, nil,
+				"call cycle: %s is waiting on a call that calls it back; it would deadlock", req.ActorID)
+		}
+	}
+	if gate != nil {
+		if err := gate(); err != nil {
+			return nil, true, err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, false, nil // the client's path reports it
+	}
+	res, err := s.invokeOn(ctx, a, req, false)
+	if err == errGone || (err != nil && IsRetryable(err)) {
+		return nil, false, nil
+	}
+	return res, true, err
+}
+
 func (s *Server) notServing() error {
 	if s.stopped.Load() {
 		return &Error{Code: CodeNotOwner, Message: "server " + s.cfg.ID + " is shutting down", Retryable: true}
