@@ -221,33 +221,7 @@ func kvVsRaw(b *testing.B, m, n int, group bool, actorsN, round int) {
 	ctx := context.Background()
 	var kvTime, rawTime time.Duration
 	var seq atomic.Int64
-	run := func(ops int, op func(caller, i int) error) time.Duration {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		var failed atomic.Pointer[error]
-		start := time.Now()
-		for c := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= ops {
-						return
-					}
-					if err := op(c, i); err != nil {
-						failed.Store(&err)
-						return
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		if err := failed.Load(); err != nil {
-			b.Fatal(*err)
-		}
-		return time.Since(start)
-	}
+	run := func(ops int, op func(caller, i int) error) time.Duration { return rounds(b, n, ops, op) }
 	b.ResetTimer()
 	for done := 0; done < b.N; done += round {
 		ops := min(round, b.N-done)
