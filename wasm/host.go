@@ -22,7 +22,11 @@
 // instance's memory starts from the module's memory image, built once at
 // compilation from its data segments (instrument.Rewrite) and mapped
 // copy-on-write or copied (see memImage): a standard-Go guest's ~1.3 MB of
-// data is neither evaluated nor copied per instance.
+// data is neither evaluated nor copied per instance. Better still, once one
+// instance of a module has initialized without an effecting host call, the
+// module's later instances start from a snapshot of that instance's memory
+// and globals and run no initialization at all (see snapshot.go;
+// Config.NoSnapshot turns it off).
 //
 // The engine does not call Deactivate when a server fences itself or
 // crashes. To bound what such dropped activations leave behind without

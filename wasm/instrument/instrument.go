@@ -212,12 +212,17 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	fuelGlobal := m.definedGlobals
 	var facts codeFacts
 	if opts.ExportGlobals {
-		res.Snapshot.Globals = m.mutableGlobals
 		for _, g := range m.mutableGlobals {
 			if m.exportNames[g.Name] {
-				return res, fail("the module already exports %q", g.Name)
+				// Not ours to rename: no snapshot, the module as is.
+				opts.ExportGlobals = false
+				res.Snapshot.Refused = fmt.Sprintf("the module already exports %q", g.Name)
+				break
 			}
 		}
+	}
+	if opts.ExportGlobals {
+		res.Snapshot.Globals = m.mutableGlobals
 	}
 	addExports := func(b []byte) []byte {
 		b = appendFuelExport(b, fuelGlobal)
@@ -313,6 +318,9 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	res.Module = out
 	if opts.ExportGlobals {
 		res.Snapshot.Refused = snapshotRefusal(m, &facts)
+	}
+	if res.Snapshot.Refused != "" {
+		res.Snapshot.Globals = nil
 	}
 	return res, nil
 }
