@@ -56,6 +56,7 @@ func BenchmarkInstantiate(b *testing.B) {
 		{"Go-SnapshotCopied", "counter", true, Config{}, true},
 		{"Go-HeapMemory", "counter", true, Config{HeapMemory: true}, false},
 		{"Go-NoSnapshot", "counter", true, Config{NoSnapshot: true}, false},
+		{"Go-NoSnapshot-HeapMemory", "counter", true, Config{NoSnapshot: true, HeapMemory: true}, false},
 		{"Go-NoSnapshot-ImageCopied", "counter", true, Config{NoSnapshot: true}, true},
 		{"Go-NoMemoryImage", "counter", true, Config{NoMemoryImage: true, NoSnapshot: true}, false},
 	} {
