@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/wasm"
 	"github.com/nolaproject/nola/wasm/modules"
 )
@@ -261,6 +262,38 @@ func TestSnapshotRefusedForOtherState(t *testing.T) {
 			e.want("b", "m", "x", nil, answer(1))
 			if s := e.hosts[0].SnapshotStatus(ns, "m"); s != tc.want {
 				t.Fatalf("snapshot %q, want %q", s, tc.want)
+			}
+		})
+	}
+}
+
+// An activation that does not fit under the Host's MemoryLimit fails
+// with the same code whether it would start from the snapshot (refused
+// before instantiation: it reserves the snapshot's whole memory) or
+// initialize itself (refused when initialization grows the memory), and
+// the actor already there keeps counting.
+func TestSnapshotMemoryLimitSameCode(t *testing.T) {
+	for _, noSnap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoSnapshot=%v", noSnap), func(t *testing.T) {
+			// Room for one Go counter (~3 MB after initialization),
+			// not two.
+			e := newEnv(t, envOpts{host: func(c *wasm.Config) {
+				c.NoSnapshot, c.MemoryLimit = noSnap, 9<<19
+			}})
+			e.putGuests("counter")
+			e.want("one", "counter-go", "inc", nil, "0")
+			_, err := e.invoke("two", "counter-go", "inc", nil)
+			ne := wantCode(t, err, nola.CodeUnavailable)
+			if !strings.Contains(ne.Message, "WASM memory") {
+				t.Fatalf("refusal %q does not name the WASM memory", ne.Message)
+			}
+			e.want("one", "counter-go", "inc", nil, "1")
+			want := "ready"
+			if noSnap {
+				want = "refused: Config.NoSnapshot"
+			}
+			if s := e.hosts[0].SnapshotStatus(ns, "counter-go"); s != want {
+				t.Fatalf("snapshot %q, want %q", s, want)
 			}
 		})
 	}
