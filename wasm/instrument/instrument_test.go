@@ -176,6 +176,14 @@ func FuzzFuel(f *testing.F) {
 		if _, err := modules.Compile(ctx, r, out); err != nil {
 			t.Fatalf("valid module became invalid: %v", err)
 		}
+		// So does it with its globals exported for a snapshot.
+		rw, err := instrument.Rewrite(bin, instrument.Options{MaxMemoryPages: 8, MemoryImage: true, ExportGlobals: true})
+		if err != nil {
+			t.Fatalf("rewrite with ExportGlobals failed where Fuel did not: %v", err)
+		}
+		if _, err := modules.Compile(ctx, r, rw.Module); err != nil {
+			t.Fatalf("valid module became invalid with ExportGlobals: %v", err)
+		}
 		if bytes.Equal(out, bin) {
 			t.Fatal("nothing was rewritten")
 		}
