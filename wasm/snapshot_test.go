@@ -306,3 +306,35 @@ func TestSnapshotMemoryLimitSameCode(t *testing.T) {
 		})
 	}
 }
+
+// What the Go runtime read at start-up is shared by the instances started
+// from one snapshot: math/rand/v2's top-level generator (seeded from
+// random_get once, at start-up) draws the same number in each, while
+// crypto/rand reads random_get on every call and differs. Without
+// snapshots both differ. This is the documented price of the snapshot
+// (docs/wasm.md).
+func TestSnapshotSharesStartupRandomness(t *testing.T) {
+	for _, noSnap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoSnapshot=%v", noSnap), func(t *testing.T) {
+			e := newEnv(t, envOpts{host: func(c *wasm.Config) { c.NoSnapshot = noSnap }})
+			e.putGuests("echo")
+			var maths, cryptos []string
+			for _, id := range []string{"r1", "r2", "r3"} {
+				var m, c string
+				if _, err := fmt.Sscanf(e.must(id, "echo-go", "rand", nil), "math=%s crypto=%s", &m, &c); err != nil {
+					t.Fatal(err)
+				}
+				maths, cryptos = append(maths, m), append(cryptos, c)
+			}
+			if cryptos[0] == cryptos[1] || cryptos[1] == cryptos[2] {
+				t.Fatalf("crypto/rand repeated across actors: %v", cryptos)
+			}
+			// r1 initialized itself (the snapshot's source); r2 and r3
+			// started from its snapshot.
+			same := maths[1] == maths[2] && maths[0] == maths[1]
+			if same != !noSnap {
+				t.Fatalf("math/rand draws %v: same in every instance = %v, want %v", maths, same, !noSnap)
+			}
+		})
+	}
+}
