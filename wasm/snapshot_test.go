@@ -125,8 +125,9 @@ func TestSnapshotAnswersLikeInitializing(t *testing.T) {
 // first word to 100 and its mutable global to 50, calling __console_log
 // ("init") first if logs; __guest_call increments both and answers them
 // (8 bytes, little-endian). tableGrow adds a table that __guest_call
-// grows; start makes _initialize the start function as well.
-func initModule(logs, tableGrow, start bool) []byte {
+// grows; start makes _initialize the start function as well; traps makes
+// _initialize trap (unreachable) at its end.
+func initModule(logs, tableGrow, start bool, traps ...bool) []byte {
 	b := []byte("\x00asm\x01\x00\x00\x00")
 	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
 	imp := []byte{3}
@@ -162,6 +163,9 @@ func initModule(logs, tableGrow, start bool) []byte {
 	init := []byte{0, 0x41, 0, 0x41, 0xe4, 0, 0x36, 2, 0, 0x41, 50, 0x24, 0}
 	if logs {
 		init = append(init, 0x41, 16, 0x41, 4, 0x10, 2)
+	}
+	if len(traps) > 0 && traps[0] {
+		init = append(init, 0x00)
 	}
 	init = append(init, 0x0b)
 	code := []byte{2}
@@ -334,6 +338,29 @@ func TestSnapshotSharesStartupRandomness(t *testing.T) {
 			same := maths[1] == maths[2] && maths[0] == maths[1]
 			if same != !noSnap {
 				t.Fatalf("math/rand draws %v: same in every instance = %v, want %v", maths, same, !noSnap)
+			}
+		})
+	}
+}
+
+// A module whose initialization traps behaves as without snapshots: every
+// activation fails with the trap (none is skipped by a snapshot of a
+// failed initialization), and the module stays without one.
+func TestSnapshotTrappingInit(t *testing.T) {
+	for _, noSnap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoSnapshot=%v", noSnap), func(t *testing.T) {
+			e := newEnv(t, envOpts{host: func(c *wasm.Config) { c.NoSnapshot = noSnap }})
+			e.put("m", initModule(false, false, false, true), modules.Options{})
+			for _, id := range []string{"a", "b"} {
+				_, err := e.invoke(id, "m", "x", nil)
+				wantTrap(t, err, wasm.TrapRuntime, "unreachable")
+			}
+			want := "pending"
+			if noSnap {
+				want = "refused: Config.NoSnapshot"
+			}
+			if s := e.hosts[0].SnapshotStatus(ns, "m"); s != want {
+				t.Fatalf("snapshot %q, want %q", s, want)
 			}
 		})
 	}
