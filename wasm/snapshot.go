@@ -122,11 +122,11 @@ func (s *snapState) ready() *snapshot {
 	return s.snap.Load()
 }
 
-// SnapshotStatus reports, for tests and operators, whether module id of
-// namespace ns (compiled on this Host) starts its instances from a
-// post-initialization snapshot: "ready", "pending" (no instance has
-// initialized yet), or "refused: <why>"; "" if it is not compiled here.
-func (h *Host) SnapshotStatus(ns, id string) string {
+// snapshotStatus reports whether module id of namespace ns (compiled on
+// this Host) starts its instances from a post-initialization snapshot:
+// "ready", "pending" (no instance has initialized yet), or
+// "refused: <why>"; "" if it is not compiled here. The tests read it.
+func (h *Host) snapshotStatus(ns, id string) string {
 	h.mu.Lock()
 	c := h.compiled[modKey{ns, id}]
 	h.mu.Unlock()
