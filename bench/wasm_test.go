@@ -117,23 +117,28 @@ func BenchmarkInvokeWASM(b *testing.B) {
 // instantiation and the first call.
 func BenchmarkCreateThenInvokeWASM(b *testing.B) {
 	for _, c := range []struct {
-		name, typ           string
-		heap, keep, noImage bool
+		name, typ                   string
+		heap, keep, noImage, noSnap bool
 	}{
-		{"C", "counter-c", false, false, false}, {"C-HeapMemory", "counter-c", true, false, false},
+		{"C", "counter-c", false, false, false, false}, {"C-HeapMemory", "counter-c", true, false, false, false},
 		// Go-KeepDataSegments: the Go guest's ~30,800 data segments as
 		// the compiler wrote them; Go-NoMemoryImage: merged, applied by
-		// wazero per instance; Go: one memory image per module, mapped
-		// copy-on-write.
-		{"Go-KeepDataSegments", "counter-go", false, true, false},
-		{"Go-NoMemoryImage", "counter-go", false, false, true},
-		{"Go", "counter-go", false, false, false},
+		// wazero per instance; Go-NoSnapshot: one memory image per
+		// module, mapped copy-on-write, each instance initializing
+		// itself; Go: instances started from the module's
+		// post-initialization snapshot (mapped copy-on-write too).
+		{"Go-KeepDataSegments", "counter-go", false, true, false, true},
+		{"Go-NoMemoryImage", "counter-go", false, false, true, true},
+		{"Go-NoSnapshot", "counter-go", false, false, false, true},
+		{"Go", "counter-go", false, false, false, false},
+		{"Go-HeapMemory", "counter-go", true, false, false, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			cl := wasmCluster(b, 3, c.typ == "counter-go", func(h *wasm.Config) {
 				h.HeapMemory = c.heap
 				h.KeepDataSegments = c.keep
 				h.NoMemoryImage = c.noImage
+				h.NoSnapshot = c.noSnap
 			}).Client()
 			ctx := context.Background()
 			// Compile the module on every server before timing.
@@ -197,14 +202,19 @@ func BenchmarkActorToActorWASM(b *testing.B) {
 // heap. The time per op is meaningless here.
 func BenchmarkWASMIdleActorMemory(b *testing.B) {
 	for _, c := range []struct {
-		name, typ string
-		n         int
-		heapMem   bool
-	}{{"C", "counter-c", 4000, false}, {"C-HeapMemory", "counter-c", 4000, true}, {"Go", "counter-go", 150, false}} {
+		name, typ       string
+		n               int
+		heapMem, noSnap bool
+	}{
+		{"C", "counter-c", 4000, false, false}, {"C-HeapMemory", "counter-c", 4000, true, false},
+		{"Go", "counter-go", 150, false, false}, {"Go-NoSnapshot", "counter-go", 150, false, true},
+	} {
 		var heap, rss, pss float64
 		b.Run(c.name, func(b *testing.B) {
 			if heap == 0 {
-				heap, rss, pss = idleActorMemory(b, c.typ, c.n, c.heapMem)
+				heap, rss, pss = idleActorMemory(b, c.typ, c.n, func(h *wasm.Config) {
+					h.HeapMemory, h.NoSnapshot = c.heapMem, c.noSnap
+				})
 			}
 			for b.Loop() {
 			}
@@ -216,8 +226,8 @@ func BenchmarkWASMIdleActorMemory(b *testing.B) {
 	}
 }
 
-func idleActorMemory(b *testing.B, typ string, n int, heapMem bool) (heap, rss, pss float64) {
-	cl := wasmCluster(b, 1, typ == "counter-go", func(h *wasm.Config) { h.HeapMemory = heapMem }).Client()
+func idleActorMemory(b *testing.B, typ string, n int, host func(*wasm.Config)) (heap, rss, pss float64) {
+	cl := wasmCluster(b, 1, typ == "counter-go", host).Client()
 	ctx := context.Background()
 	// Warm: compile, and grow the engine's tables a first time.
 	for i := range 100 {

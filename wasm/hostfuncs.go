@@ -26,7 +26,7 @@ func (h *Host) instantiateHostModules(ctx context.Context) error {
 	b := h.wz.NewHostModuleBuilder(abi.ModuleWAPC)
 	def := func(name string, f api.GoModuleFunc) {
 		params, results := types(abi.WAPCImports[name])
-		b.NewFunctionBuilder().WithGoModuleFunction(f, params, results).Export(name)
+		b.NewFunctionBuilder().WithGoModuleFunction(effecting(abi.ModuleWAPC, name, f), params, results).Export(name)
 	}
 	def(abi.GuestRequest, guestRequest)
 	def(abi.GuestResponse, guestResponse)

@@ -66,13 +66,17 @@ type instance struct {
 	hostErr   string
 	respBuf   []byte
 	hostCalls int
-	logBytes  int
-	dropped   int
-	output    []byte // captured stdout/stderr
-	refills   uint64
-	deadline  time.Duration
-	abort     *abortError
-	aborted   bool
+	// effects counts the invocation's host calls that have effects
+	// outside the instance (see effecting): a snapshot is taken only of
+	// an initialization without any.
+	effects  int
+	logBytes int
+	dropped  int
+	output   []byte // captured stdout/stderr
+	refills  uint64
+	deadline time.Duration
+	abort    *abortError
+	aborted  bool
 	// slot: the invocation holds an execution slot (Config.GuestSlots).
 	slot bool
 	// refused is the largest linear memory size, in bytes, whose growth
@@ -238,7 +242,7 @@ func (in *instance) begin(cx hostContext, op string, payload []byte) {
 	in.resp, in.tooLarge, in.answers = nil, 0, 0
 	in.guestErr, in.hasErr = "", false
 	in.hostResp, in.hostErr = nil, ""
-	in.hostCalls, in.logBytes, in.dropped, in.refills = 0, 0, 0, 0
+	in.hostCalls, in.logBytes, in.dropped, in.refills, in.effects = 0, 0, 0, 0, 0
 	in.output = in.output[:0]
 	in.abort, in.aborted, in.refused, in.unsupported = nil, false, 0, ""
 	now := h.rt.Mono()

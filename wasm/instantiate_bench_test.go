@@ -39,8 +39,10 @@ var benchMods = sync.OnceValue(func() *modules.Store {
 })
 
 // BenchmarkInstantiate creates one instance of a guest per iteration —
-// memory, the image or the data segments, tables, _initialize — and closes
-// it: the WASM part of creating an actor, without the engine's placement.
+// memory, the image or the data segments, tables, _initialize (or the
+// module's snapshot) — and closes it: the WASM part of creating an actor,
+// without the engine's placement. The snapshot is taken by the first
+// instantiation, before the timed loop.
 func BenchmarkInstantiate(b *testing.B) {
 	for _, c := range []struct {
 		name, guest string
@@ -51,8 +53,12 @@ func BenchmarkInstantiate(b *testing.B) {
 		{"C", "counter", false, Config{}, false},
 		{"C-NoMemoryImage", "counter", false, Config{NoMemoryImage: true}, false},
 		{"Go", "counter", true, Config{}, false},
-		{"Go-ImageCopied", "counter", true, Config{}, true},
-		{"Go-NoMemoryImage", "counter", true, Config{NoMemoryImage: true}, false},
+		{"Go-SnapshotCopied", "counter", true, Config{}, true},
+		{"Go-HeapMemory", "counter", true, Config{HeapMemory: true}, false},
+		{"Go-NoSnapshot", "counter", true, Config{NoSnapshot: true}, false},
+		{"Go-NoSnapshot-HeapMemory", "counter", true, Config{NoSnapshot: true, HeapMemory: true}, false},
+		{"Go-NoSnapshot-ImageCopied", "counter", true, Config{NoSnapshot: true}, true},
+		{"Go-NoMemoryImage", "counter", true, Config{NoMemoryImage: true, NoSnapshot: true}, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
@@ -82,6 +88,12 @@ func BenchmarkInstantiate(b *testing.B) {
 				b.Fatal(err)
 			}
 			ref := nola.Ref{Namespace: "t", ID: "a"}
+			// The first instance takes the module's snapshot.
+			in, err := h.instantiate(initCx{}, mod, ref)
+			if err != nil {
+				b.Fatal(err)
+			}
+			in.close()
 			b.ReportAllocs()
 			cpu0, flt0 := rusage()
 			for b.Loop() {

@@ -130,6 +130,13 @@ func (m *heapMemory) Reallocate(size uint64) []byte {
 	if size > m.max {
 		return nil
 	}
+	if m.buf == nil && m.img != nil {
+		// A snapshot's image can be longer than the initial memory (the
+		// instance grows to it at once): room for all of it.
+		nb := make([]byte, size, max(size, uint64(len(m.img.data))))
+		m.img.copyInto(nb[:cap(nb)])
+		m.buf = nb
+	}
 	if size > uint64(cap(m.buf)) {
 		nb := make([]byte, size, max(size, min(m.max, 2*uint64(cap(m.buf)))))
 		if m.buf == nil {

@@ -2,12 +2,13 @@ package wasm
 
 import "sync"
 
-// cowMinBytes is the smallest memory image mapped copy-on-write rather
-// than copied into each instance. Mapping costs two system calls and a
-// second kernel mapping per instance (vm.max_map_count bounds those, 65530
-// by default), so it pays only for large images: a standard-Go guest's
-// ~1.3 MB, not a C guest's few hundred bytes, which one memmove places
-// faster.
+// cowMinBytes is the least data (non-zero pages) of a memory image mapped
+// copy-on-write rather than copied into each instance. Mapping costs two
+// system calls and a second kernel mapping per instance (vm.max_map_count
+// bounds those, 65530 by default), so it pays only for large images: a
+// standard-Go guest's ~1.3 MB (its snapshot's ~1.6 MB of 3 MB), not a C guest's few
+// hundred bytes, which one memmove places faster — nor a C guest's
+// snapshot, a whole 64 KiB page of memory that is mostly zeros.
 const cowMinBytes = 64 << 10
 
 // memImage is a module's initial linear memory, what its active data
@@ -43,7 +44,11 @@ func newMemImage(data []byte, mapped bool) *memImage {
 			}
 		}
 	}
-	if mapped && len(data) >= cowMinBytes && !noImageFile {
+	n := 0
+	for _, r := range img.runs {
+		n += r.end - r.off
+	}
+	if mapped && n >= cowMinBytes && !noImageFile {
 		img.file = newImageFile(data, img.runs)
 	}
 	return img

@@ -173,7 +173,7 @@ func freshMemory(t *testing.T, mods *modules.Store, cfg Config, id string) (mem 
 	if !h.mem.reserve(c.minBytes) {
 		t.Fatal("budget")
 	}
-	m, err := h.newModule(&instance{h: h, mod: c}, c)
+	m, err := h.newModule(&instance{h: h, mod: c}, c, nil)
 	if err != nil {
 		t.Fatalf("%s: instantiate: %v", id, err)
 	}

@@ -52,12 +52,17 @@ func (h *Host) instantiateWASI(ctx context.Context) (api.Module, error) {
 		params, results := types(abi.WASIImports[name])
 		f := impl[name]
 		if f == nil {
+			// A stub: it answers an error and does nothing else, so
+			// it is no effect (a Go guest's start-up calls
+			// fd_fdstat_set_flags on its standard descriptors).
 			switch name[:2] {
 			case "fd", "so":
 				f = errno(errnoBadf)
 			default:
 				f = errno(errnoNotcapable)
 			}
+		} else {
+			f = effecting(abi.ModuleWASI, name, f)
 		}
 		b.NewFunctionBuilder().WithGoModuleFunction(f, params, results).Export(name)
 	}

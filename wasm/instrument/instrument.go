@@ -67,6 +67,12 @@ type Options struct {
 	// equivalent and the image is not mostly zeros beyond 1 MiB (it is
 	// allocated at compilation); otherwise they are merged as without it.
 	MemoryImage bool
+	// ExportGlobals exports every mutable global the module defines
+	// (GlobalExport names them) and reports, in Rewritten.Snapshot,
+	// whether an instance's state after its initialization is wholly its
+	// linear memory and those globals: what a host needs to start later
+	// instances from a snapshot of one (see Snapshot).
+	ExportGlobals bool
 }
 
 // Rewritten is the result of Rewrite.
@@ -79,6 +85,9 @@ type Rewritten struct {
 	// before any guest code (a start function included) runs. Nil when
 	// Module keeps its data segments (or has none).
 	Memory *Image
+	// Snapshot, with Options.ExportGlobals, describes the module's
+	// mutable state for a post-initialization snapshot.
+	Snapshot Snapshot
 }
 
 // DefaultMaxTableEntries is the default table cap: 1 MiB of entries,
@@ -159,6 +168,9 @@ type module struct {
 	definedGlobals uint32
 	guestRequest   int64 // function index of wapc.__guest_request, or -1
 	exportNames    map[string]bool
+	// mutableGlobals are the defined mutable globals, by index.
+	mutableGlobals []Global
+	hasStart       bool
 }
 
 // Fuel returns bin rewritten for fuel metering (see the package comment).
@@ -198,6 +210,33 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 		return res, err
 	}
 	fuelGlobal := m.definedGlobals
+	var facts codeFacts
+	if opts.ExportGlobals {
+		for _, g := range m.mutableGlobals {
+			if m.exportNames[g.Name] {
+				// Not ours to rename: no snapshot, the module as is.
+				opts.ExportGlobals = false
+				res.Snapshot.Refused = fmt.Sprintf("the module already exports %q", g.Name)
+				break
+			}
+		}
+	}
+	if opts.ExportGlobals {
+		res.Snapshot.Globals = m.mutableGlobals
+	}
+	addExports := func(b []byte) []byte {
+		b = appendFuelExport(b, fuelGlobal)
+		if opts.ExportGlobals {
+			for _, g := range m.mutableGlobals {
+				b = appendGlobalExport(b, g.Name, g.Index)
+			}
+		}
+		return b
+	}
+	exportCount := uint32(1)
+	if opts.ExportGlobals {
+		exportCount += uint32(len(m.mutableGlobals))
+	}
 	refillFunc := m.importedFuncs + m.definedFuncs
 	refillType := uint32(m.voidType)
 	addType := m.voidType < 0
@@ -223,7 +262,7 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 				case secGlobal:
 					body = appendFuelGlobal(appendU32(nil, 1), opts.InitialFuel)
 				case secExport:
-					body = appendFuelExport(appendU32(nil, 1), fuelGlobal)
+					body = addExports(appendU32(nil, exportCount))
 				case secCode:
 					body = appendRefillBody(appendU32(nil, 1), uint32(m.guestRequest))
 				}
@@ -246,13 +285,13 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 		case secGlobal:
 			body, err = appendToVector(body, func(b []byte) []byte { return appendFuelGlobal(b, opts.InitialFuel) })
 		case secExport:
-			body, err = appendToVector(body, func(b []byte) []byte { return appendFuelExport(b, fuelGlobal) })
+			body, err = appendToVectorN(body, exportCount, addExports)
 		case secMemory:
 			body, err = capMemory(body, opts.MaxMemoryPages)
 		case secTable:
 			body, err = capTables(body, cmp.Or(opts.MaxTableEntries, DefaultMaxTableEntries))
 		case secCode:
-			body, err = rewriteCode(body, checkpoint, uint32(m.guestRequest))
+			body, err = rewriteCode(body, checkpoint, uint32(m.guestRequest), &facts)
 		case secData:
 			if opts.MemoryImage {
 				stripped, img, keep, ok := extractImage(m, body)
@@ -277,6 +316,12 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	}
 	emitNew(1 << 30)
 	res.Module = out
+	if opts.ExportGlobals {
+		res.Snapshot.Refused = snapshotRefusal(m, &facts)
+	}
+	if res.Snapshot.Refused != "" {
+		res.Snapshot.Globals = nil
+	}
 	return res, nil
 }
 
@@ -298,6 +343,13 @@ func appendFuelGlobal(b []byte, initial int32) []byte {
 	b = append(b, 0x7F, 0x01, 0x41) // i32, mutable; init: i32.const
 	b = appendS64(b, int64(initial))
 	return append(b, 0x0B)
+}
+
+func appendGlobalExport(b []byte, name string, global uint32) []byte {
+	b = appendU32(b, uint32(len(name)))
+	b = append(b, name...)
+	b = append(b, 0x03) // global
+	return appendU32(b, global)
 }
 
 func appendFuelExport(b []byte, global uint32) []byte {
@@ -328,14 +380,22 @@ func appendSection(out []byte, id byte, body []byte) []byte {
 // appendToVector bumps the count of a vector section body and appends one
 // element after its last.
 func appendToVector(body []byte, elem func([]byte) []byte) ([]byte, error) {
+	return appendToVectorN(body, 1, elem)
+}
+
+// appendToVectorN appends k elements (elems appends them all).
+func appendToVectorN(body []byte, k uint32, elems func([]byte) []byte) ([]byte, error) {
 	r := reader{b: body}
 	n, err := r.u32()
 	if err != nil {
 		return nil, err
 	}
-	out := appendU32(nil, n+1)
+	if uint64(n)+uint64(k) > 1<<32-1 {
+		return nil, fail("vector of %d elements overflows", n)
+	}
+	out := appendU32(nil, n+k)
 	out = append(out, body[r.pos:]...)
-	return elem(out), nil
+	return elems(out), nil
 }
 
 func parse(bin []byte) (*module, error) {
@@ -363,7 +423,9 @@ func parse(bin []byte) (*module, error) {
 		case secFunction:
 			m.definedFuncs, err = sr.u32()
 		case secGlobal:
-			m.definedGlobals, err = sr.u32()
+			err = m.parseGlobals(&sr)
+		case secStart:
+			m.hasStart = true
 		case secExport:
 			err = m.parseExports(&sr)
 		}
@@ -626,7 +688,7 @@ func capVector(body []byte, what, unit string, limit uint32, prefix int) ([]byte
 
 // rewriteCode inserts the checkpoints into every body of a code section and
 // appends the refill function's body.
-func rewriteCode(body, checkpoint []byte, guestRequest uint32) ([]byte, error) {
+func rewriteCode(body, checkpoint []byte, guestRequest uint32, facts *codeFacts) ([]byte, error) {
 	r := reader{b: body}
 	n, err := r.u32()
 	if err != nil {
@@ -644,7 +706,7 @@ func rewriteCode(body, checkpoint []byte, guestRequest uint32) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		fn, err = rewriteBody(fn[:0], code, checkpoint)
+		fn, err = rewriteBody(fn[:0], code, checkpoint, facts)
 		if err != nil {
 			return nil, fmt.Errorf("function body %d: %w", i, err)
 		}
@@ -657,7 +719,7 @@ func rewriteCode(body, checkpoint []byte, guestRequest uint32) ([]byte, error) {
 	return appendRefillBody(out, guestRequest), nil
 }
 
-func rewriteBody(out, code, checkpoint []byte) ([]byte, error) {
+func rewriteBody(out, code, checkpoint []byte, facts *codeFacts) ([]byte, error) {
 	r := reader{b: code}
 	groups, err := r.u32()
 	if err != nil {
@@ -679,6 +741,7 @@ func rewriteBody(out, code, checkpoint []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
+		facts.note(op, r.fc)
 		if op == 0x03 { // loop: checkpoint at its head
 			out = append(out, code[copied:r.pos]...)
 			out = append(out, checkpoint...)
@@ -692,6 +755,7 @@ func rewriteBody(out, code, checkpoint []byte) ([]byte, error) {
 type reader struct {
 	b   []byte
 	pos int
+	fc  uint32 // the sub-opcode of the last 0xFC instruction
 }
 
 func (r *reader) done() bool { return r.pos >= len(r.b) }
@@ -877,6 +941,7 @@ func (r *reader) prefixFC() error {
 	if err != nil {
 		return err
 	}
+	r.fc = sub
 	n := 0
 	switch {
 	case sub <= 7:

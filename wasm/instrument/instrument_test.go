@@ -28,7 +28,7 @@ func TestGuestsInstrumentAndValidate(t *testing.T) {
 	}
 	bins["echo.go"] = wasmtest.Go(t, "echo")
 	for name, bin := range bins {
-		out, err := instrument.Fuel(bin, instrument.Options{MaxMemoryPages: 40})
+		out, err := instrument.Fuel(bin, instrument.Options{MaxMemoryPages: 64})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -44,8 +44,8 @@ func TestGuestsInstrumentAndValidate(t *testing.T) {
 			t.Fatalf("%s: %d exported functions, want %d", name, got, want)
 		}
 		mem := cm.ExportedMemories()["memory"]
-		if max, ok := mem.Max(); !ok || max != 40 {
-			t.Fatalf("%s: memory max %d (%v), want 40", name, max, ok)
+		if max, ok := mem.Max(); !ok || max != 64 {
+			t.Fatalf("%s: memory max %d (%v), want 64", name, max, ok)
 		}
 		// Instrumenting twice is refused: the export exists.
 		if _, err := instrument.Fuel(out, instrument.Options{}); !errors.Is(err, instrument.ErrUnsupported) {
@@ -175,6 +175,14 @@ func FuzzFuel(f *testing.F) {
 		}
 		if _, err := modules.Compile(ctx, r, out); err != nil {
 			t.Fatalf("valid module became invalid: %v", err)
+		}
+		// So does it with its globals exported for a snapshot.
+		rw, err := instrument.Rewrite(bin, instrument.Options{MaxMemoryPages: 8, MemoryImage: true, ExportGlobals: true})
+		if err != nil {
+			t.Fatalf("rewrite with ExportGlobals failed where Fuel did not: %v", err)
+		}
+		if _, err := modules.Compile(ctx, r, rw.Module); err != nil {
+			t.Fatalf("valid module became invalid with ExportGlobals: %v", err)
 		}
 		if bytes.Equal(out, bin) {
 			t.Fatal("nothing was rewritten")

@@ -4,13 +4,16 @@
 // fails on demand after a KV write ("fail"), panics ("panic"), writes to
 // stdout and stderr ("print"), reports the clock and its identity ("now",
 // "self"), scans its KV ("scan") and sets or cancels a timer ("timer",
-// "untimer"; the timer invokes "tick", counted by "ticks") and probes its
-// sandbox ("sandbox": arguments, environment, files, directories).
+// "untimer"; the timer invokes "tick", counted by "ticks"), probes its
+// sandbox ("sandbox": arguments, environment, files, directories) and
+// draws random numbers ("rand": math/rand/v2's and crypto/rand's).
 package main
 
 import (
+	crand "crypto/rand"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"time"
@@ -72,6 +75,9 @@ func init() {
 		"untimer": func([]byte) ([]byte, error) {
 			ok, err := guest.CancelTimer("tick")
 			return []byte(fmt.Sprint(ok)), err
+		},
+		"rand": func([]byte) ([]byte, error) {
+			return []byte(fmt.Sprintf("math=%x crypto=%s", rand.Uint64(), crand.Text())), nil
 		},
 		"tick":  func([]byte) ([]byte, error) { ticks++; return nil, nil },
 		"ticks": func([]byte) ([]byte, error) { return guest.Int(ticks), nil },
