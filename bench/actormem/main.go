@@ -30,6 +30,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,6 +70,8 @@ func main() {
 
 type config struct {
 	bin, kind, etcd string
+	module          string
+	profileRate     int
 	n, conc, warm   int
 	timeout         time.Duration
 	settle          time.Duration
@@ -85,6 +88,8 @@ func run() error {
 	flag.IntVar(&c.warm, "warm", 200, "actors activated before the baseline (compilation, first table growth)")
 	flag.DurationVar(&c.timeout, "timeout", 30*time.Minute, "bound on the whole run")
 	flag.DurationVar(&c.settle, "settle", 5*time.Second, "wait after the last activation before sampling (scavenger, lease rounds)")
+	flag.StringVar(&c.module, "module", "", "with --kind wasm-c or wasm-go: upload this module file instead of the example counter (it must answer \"inc\")")
+	flag.IntVar(&c.profileRate, "memprofilerate", 4096, "the server's runtime.MemProfileRate (GODEBUG=memprofilerate): one sampled allocation per this many bytes, for the heap profile's breakdown")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory (logs, heap profiles)")
 	flag.Parse()
 	switch {
@@ -92,8 +97,10 @@ func run() error {
 		return fmt.Errorf("--kind must be go, wasm-c or wasm-go, not %q", c.kind)
 	case c.etcd != "embedded" && c.etcd != "external":
 		return fmt.Errorf("--etcd must be embedded or external, not %q", c.etcd)
-	case c.n <= 0 || c.n > 5_000_000 || c.conc <= 0 || c.conc > 4096 || c.warm < 0:
-		return errors.New("--n must be in 1..5000000, --concurrency in 1..4096, --warm not negative")
+	case c.n <= 0 || c.n > 5_000_000 || c.conc <= 0 || c.conc > 4096 || c.warm < 0 || c.profileRate <= 0:
+		return errors.New("--n must be in 1..5000000, --concurrency in 1..4096, --warm not negative, --memprofilerate positive")
+	case c.module != "" && c.kind == "go":
+		return errors.New("--module needs --kind wasm-c or wasm-go")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
@@ -150,6 +157,7 @@ func measure(ctx context.Context, c config, dir string) error {
 	defer log.Close()
 	srv := exec.Command(c.bin, args...)
 	srv.Stdout, srv.Stderr = log, log
+	srv.Env = append(os.Environ(), fmt.Sprintf("GODEBUG=memprofilerate=%d", c.profileRate))
 	srv.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := srv.Start(); err != nil {
 		return fmt.Errorf("start nola serve: %w", err)
@@ -168,7 +176,7 @@ func measure(ctx context.Context, c config, dir string) error {
 	switch c.kind {
 	case "wasm-c":
 		typ = "counter-c"
-		mod, err := os.ReadFile(filepath.Join(wasmtest.Root(), "wasm", "guests", "c", "counter.wasm"))
+		mod, err := os.ReadFile(cmp.Or(c.module, filepath.Join(wasmtest.Root(), "wasm", "guests", "c", "counter.wasm")))
 		if err != nil {
 			return err
 		}
@@ -177,7 +185,13 @@ func measure(ctx context.Context, c config, dir string) error {
 		}
 	case "wasm-go":
 		typ = "counter-go"
-		mod, err := wasmtest.BuildGo("counter")
+		var mod []byte
+		var err error
+		if c.module != "" {
+			mod, err = os.ReadFile(c.module)
+		} else {
+			mod, err = wasmtest.BuildGo("counter")
+		}
 		if err != nil {
 			return err
 		}
@@ -226,12 +240,31 @@ func measure(ctx context.Context, c config, dir string) error {
 	}
 	live := float64(s1.live - s0.live)
 	report(s0, s1, live, c.etcd == "external")
-	fmt.Println("\nheap profile, after minus baseline (inuse_space, flat; the server samples one allocation per 512 KiB):")
-	top := exec.CommandContext(ctx, "go", "tool", "pprof", "-sample_index=inuse_space", "-top", "-nodecount=25",
-		"-diff_base="+s0.heapProfile, s1.heapProfile)
-	top.Stdout, top.Stderr = os.Stdout, os.Stderr
-	_ = top.Run()
+	fmt.Printf("\nheap profile, after minus baseline (inuse_space, flat; the server samples one allocation per %d bytes):\n", c.profileRate)
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-sample_index=inuse_space", "-top", "-nodecount=30",
+		"-unit=B", "-diff_base="+s0.heapProfile, s1.heapProfile).Output()
+	if err != nil {
+		return fmt.Errorf("go tool pprof: %w", err)
+	}
+	printProfile(out, live)
 	return nil
+}
+
+// printProfile prints pprof -top -unit=B's table as bytes per actor.
+func printProfile(out []byte, n float64) {
+	fmt.Printf("  %10s %10s  %s\n", "flat B/act", "cum B/act", "function")
+	for _, l := range strings.Split(string(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 6 || !strings.HasSuffix(f[0], "B") {
+			continue
+		}
+		flat, err1 := strconv.ParseFloat(strings.TrimSuffix(f[0], "B"), 64)
+		cum, err2 := strconv.ParseFloat(strings.TrimSuffix(f[3], "B"), 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		fmt.Printf("  %10.0f %10.0f  %s\n", flat/n, cum/n, strings.Join(f[5:], " "))
+	}
 }
 
 // activate calls "inc" on n actors prefix0…prefix(n-1) from conc callers
@@ -275,15 +308,15 @@ func activate(ctx context.Context, cl *httpapi.Client, typ, prefix string, n, co
 }
 
 type snap struct {
-	rss, pss, anon, maps        float64
-	nrCount, nrSize, nrRSS      float64
-	memfdCount, memfdRSS        float64
-	heapInuse, heapSys, heapRel float64
-	goSys, stack, actMem        float64
-	live                        int64
-	etcdRSS, etcdPSS, dbSize    float64
-	keys, keyBytes, valBytes    float64
-	heapProfile                 string
+	rss, pss, anon, maps                   float64
+	nrCount, nrSize, nrRSS                 float64
+	memfdCount, memfdRSS                   float64
+	heapInuse, heapSys, heapRel, heapAlloc float64
+	goSys, stack, actMem                   float64
+	live                                   int64
+	etcdRSS, etcdPSS, dbSize               float64
+	keys, keyBytes, valBytes               float64
+	heapProfile                            string
 }
 
 func sample(ctx context.Context, base string, pid, etcdPID int, external bool, ec *clientv3.Client, prof string) (snap, error) {
@@ -299,6 +332,7 @@ func sample(ctx context.Context, base string, pid, etcdPID int, external bool, e
 		return s, err
 	}
 	s.heapInuse, s.heapSys, s.heapRel = m["go_memstats_heap_inuse_bytes"], m["go_memstats_heap_sys_bytes"], m["go_memstats_heap_released_bytes"]
+	s.heapAlloc = m["go_memstats_heap_alloc_bytes"]
 	s.goSys, s.stack, s.actMem = m["go_memstats_sys_bytes"], m["go_memstats_stack_inuse_bytes"], m["nola_activation_memory_bytes"]
 	s.live = int64(m["nola_activations"])
 	r := rollup(pid)
@@ -348,6 +382,7 @@ func report(a, b snap, n float64, external bool) {
 	row("PSS", a.pss, b.pss)
 	row("anonymous", a.anon, b.anon)
 	row("Go heap in use (after GC)", a.heapInuse, b.heapInuse)
+	row("Go heap live objects (after GC)", a.heapAlloc, b.heapAlloc)
 	row("Go heap mapped, not released", a.heapSys-a.heapRel, b.heapSys-b.heapRel)
 	row("Go runtime, all mapped (sys)", a.goSys, b.goSys)
 	row("goroutine stacks", a.stack, b.stack)
