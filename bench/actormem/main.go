@@ -314,6 +314,7 @@ type snap struct {
 	heapInuse, heapSys, heapRel, heapAlloc float64
 	goSys, stack, actMem                   float64
 	live                                   int64
+	activated, evicted, shed               float64
 	etcdRSS, etcdPSS, dbSize               float64
 	keys, keyBytes, valBytes               float64
 	heapProfile                            string
@@ -335,6 +336,7 @@ func sample(ctx context.Context, base string, pid, etcdPID int, external bool, e
 	s.heapAlloc = m["go_memstats_heap_alloc_bytes"]
 	s.goSys, s.stack, s.actMem = m["go_memstats_sys_bytes"], m["go_memstats_stack_inuse_bytes"], m["nola_activation_memory_bytes"]
 	s.live = int64(m["nola_activations"])
+	s.activated, s.evicted, s.shed = m["nola_activated_total"], m["nola_evictions_total"], m["nola_shed_total"]
 	r := rollup(pid)
 	s.rss, s.pss, s.anon = r["Rss:"], r["Pss:"], r["Anonymous:"]
 	s.maps, s.nrCount, s.nrSize, s.nrRSS, s.memfdCount, s.memfdRSS = smaps(pid)
@@ -377,6 +379,9 @@ func report(a, b snap, n float64, external bool) {
 	}
 	fmt.Printf("\n%d more live activations (nola_activations %d -> %d)\n", int64(n), a.live, b.live)
 	fmt.Printf("  %-46s %17s %17s %14s\n", "", "baseline", "after", "per actor")
+	cnt("activated (nola_activated_total)", a.activated, b.activated)
+	cnt("evicted (nola_evictions_total)", a.evicted, b.evicted)
+	cnt("shed (nola_shed_total)", a.shed, b.shed)
 	fmt.Println("nola serve process:")
 	row("RSS", a.rss, b.rss)
 	row("PSS", a.pss, b.pss)
