@@ -139,10 +139,12 @@ func measure(ctx context.Context, c config, dir string) error {
 		defer stop()
 		etcdPID, etcdURL = pid, "http://"+addrs[1]
 	}
+	// Above 90% of --max-activations the server evicts the least
+	// recently used down to 80%: keep the count well below.
 	limit := max(int64(c.n+c.warm+1000)*4<<20, 4<<30) // never the bound: each instance is charged its linear memory + 16 KiB
 	args := []string{"serve", "--listen", addrs[0], "--ready-file", filepath.Join(dir, "ready"),
 		"--log-level", "warn", "--pprof", "--example-actors", "--locality=false",
-		"--idle-timeout", "10h", "--max-activations", fmt.Sprint(c.n + c.warm + 1000),
+		"--idle-timeout", "10h", "--max-activations", fmt.Sprint(max(1_000_000, 2*(c.n+c.warm))),
 		"--wasm-memory-limit", fmt.Sprint(limit)}
 	if etcdURL != "" {
 		args = append(args, "--etcd-endpoints", etcdURL)
