@@ -76,6 +76,7 @@ type config struct {
 	timeout         time.Duration
 	settle          time.Duration
 	keep            bool
+	releaseEvery    int
 }
 
 func run() error {
@@ -90,6 +91,7 @@ func run() error {
 	flag.DurationVar(&c.settle, "settle", 5*time.Second, "wait after the last activation before sampling (scavenger, lease rounds)")
 	flag.StringVar(&c.module, "module", "", "with --kind wasm-c or wasm-go: upload this module file instead of the example counter (it must answer \"inc\")")
 	flag.IntVar(&c.profileRate, "memprofilerate", 4096, "the server's runtime.MemProfileRate (GODEBUG=memprofilerate): one sampled allocation per this many bytes, for the heap profile's breakdown")
+	flag.IntVar(&c.releaseEvery, "release-every", 0, "after the measurement, delete every this-many-th actor (0: none) and count the server's mappings, then activate as many new ones: freed linear memories split the kernel's merged mappings (vm.max_map_count)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory (logs, heap profiles)")
 	flag.Parse()
 	switch {
@@ -99,6 +101,8 @@ func run() error {
 		return fmt.Errorf("--etcd must be embedded or external, not %q", c.etcd)
 	case c.n <= 0 || c.n > 5_000_000 || c.conc <= 0 || c.conc > 4096 || c.warm < 0 || c.profileRate <= 0:
 		return errors.New("--n must be in 1..5000000, --concurrency in 1..4096, --warm not negative, --memprofilerate positive")
+	case c.releaseEvery < 0:
+		return errors.New("--release-every must not be negative")
 	case c.module != "" && c.kind == "go":
 		return errors.New("--module needs --kind wasm-c or wasm-go")
 	}
@@ -249,6 +253,44 @@ func measure(ctx context.Context, c config, dir string) error {
 		return fmt.Errorf("go tool pprof: %w", err)
 	}
 	printProfile(out, live)
+	if c.releaseEvery > 0 {
+		return release(ctx, c, cl, typ, base, pid, s1)
+	}
+	return nil
+}
+
+// release deletes every c.releaseEvery-th actor, then activates as many
+// new ones, printing the server's mappings after each step: each linear
+// memory freed from the middle of a merged run of them splits the
+// kernel's mapping, and a new instance's reservation may fill the hole.
+func release(ctx context.Context, c config, cl *httpapi.Client, typ, base string, pid int, s1 snap) error {
+	var ids []string
+	for i := 0; i < c.n; i += c.releaseEvery {
+		ids = append(ids, "a"+strconv.Itoa(i))
+	}
+	failed, err := parallel(ctx, len(ids), c.conc, func(ctx context.Context, i int) error {
+		return cl.DeleteActor(ctx, ns, ids[i])
+	})
+	if err != nil {
+		return fmt.Errorf("deleting: %w", err)
+	}
+	if err := waitLive(ctx, base, -1); err != nil { // the server still answers
+		return err
+	}
+	sleep(ctx, c.settle)
+	m, _ := metrics(ctx, base)
+	maps, nr, _, nrRSS, _, _ := smaps(pid)
+	fmt.Printf("\ndeleted %d actors (every %d-th, %d failed): %v live; mappings %.0f -> %.0f (MAP_NORESERVE %.0f -> %.0f, resident %.1f -> %.1f MB); server alive: %v\n",
+		len(ids), c.releaseEvery, failed, m["nola_activations"], s1.maps, maps, s1.nrCount, nr, s1.nrRSS/(1<<20), nrRSS/(1<<20), syscall.Kill(pid, 0) == nil)
+	errs, err := activate(ctx, cl, typ, "b", len(ids), c.conc)
+	if err != nil {
+		fmt.Println("re-activating:", err)
+	}
+	sleep(ctx, c.settle)
+	m, _ = metrics(ctx, base)
+	maps2, nr2, _, nrRSS2, _, _ := smaps(pid)
+	fmt.Printf("activated %d new ones (%d failed): %v live; mappings %.0f (MAP_NORESERVE %.0f, resident %.1f MB); server alive: %v\n",
+		len(ids), errs, m["nola_activations"], maps2, nr2, nrRSS2/(1<<20), syscall.Kill(pid, 0) == nil)
 	return nil
 }
 
@@ -271,8 +313,18 @@ func printProfile(out []byte, n float64) {
 
 // activate calls "inc" on n actors prefix0…prefix(n-1) from conc callers
 // (each call creates and activates its actor) and returns how many
-// failed; it gives up after 100 failures.
+// failed.
 func activate(ctx context.Context, cl *httpapi.Client, typ, prefix string, n, conc int) (int64, error) {
+	return parallel(ctx, n, conc, func(ctx context.Context, i int) error {
+		_, err := cl.Invoke(ctx, ns, prefix+strconv.Itoa(i), typ, "inc", nil)
+		return err
+	})
+}
+
+// parallel runs f(0)…f(n-1) from conc goroutines, each call bounded to
+// 30 s, and returns how many failed; it gives up after 100 failures, or
+// if more than 1% fail.
+func parallel(ctx context.Context, n, conc int, f func(context.Context, int) error) (int64, error) {
 	var (
 		next, failed atomic.Int64
 		first        error
@@ -287,7 +339,7 @@ func activate(ctx context.Context, cl *httpapi.Client, typ, prefix string, n, co
 					return
 				}
 				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				_, err := cl.Invoke(cctx, ns, prefix+strconv.FormatInt(i, 10), typ, "inc", nil)
+				err := f(cctx, int(i))
 				cancel()
 				if err != nil {
 					failed.Add(1)
@@ -298,13 +350,13 @@ func activate(ctx context.Context, cl *httpapi.Client, typ, prefix string, n, co
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
-		return failed.Load(), fmt.Errorf("activating: %w", err)
+		return failed.Load(), err
 	}
 	if f := failed.Load(); f >= 100 || (f > 0 && f*100 > int64(n)) {
-		return f, fmt.Errorf("%d activations failed, the first: %w", f, first)
+		return f, fmt.Errorf("%d calls failed, the first: %w", f, first)
 	}
 	if first != nil {
-		fmt.Println("first activation error:", first)
+		fmt.Println("first error:", first)
 	}
 	return failed.Load(), nil
 }
@@ -388,6 +440,11 @@ func report(a, b snap, n float64, external bool) {
 	row("RSS", a.rss, b.rss)
 	row("PSS", a.pss, b.pss)
 	row("anonymous", a.anon, b.anon)
+	// Idle heap not yet returned to the OS moves with the scavenger's
+	// timing (a baseline taken right after compiling a large module holds
+	// a lot): PSS without it is the steadier figure.
+	idle := func(x snap) float64 { return x.heapSys - x.heapInuse - x.heapRel }
+	row("PSS without idle heap not yet returned", a.pss-idle(a), b.pss-idle(b))
 	row("Go heap in use (after GC)", a.heapInuse, b.heapInuse)
 	row("Go heap live objects (after GC)", a.heapAlloc, b.heapAlloc)
 	row("Go heap mapped, not released", a.heapSys-a.heapRel, b.heapSys-b.heapRel)
