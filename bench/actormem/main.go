@@ -259,7 +259,8 @@ func measure(ctx context.Context, c config, dir string) error {
 	return nil
 }
 
-// release deletes every c.releaseEvery-th actor, then activates as many
+// release deletes every c.releaseEvery-th actor, waits for the WASM
+// Host's sweep to close their instances, then activates as many
 // new ones, printing the server's mappings after each step: each linear
 // memory freed from the middle of a merged run of them splits the
 // kernel's mapping, and a new instance's reservation may fill the hole.
@@ -274,7 +275,11 @@ func release(ctx context.Context, c config, cl *httpapi.Client, typ, base string
 	if err != nil {
 		return fmt.Errorf("deleting: %w", err)
 	}
-	if err := waitLive(ctx, base, -1); err != nil { // the server still answers
+	// A deleted actor's activation is dropped without Deactivate: the
+	// Host's sweep closes its instance once it has been idle for the
+	// sweep interval (1 min), at the next instantiation.
+	sleep(ctx, 65*time.Second)
+	if _, err := activate(ctx, cl, typ, "trigger", 1, 1); err != nil {
 		return err
 	}
 	sleep(ctx, c.settle)
