@@ -10,8 +10,9 @@
 //   - its Go heap in use after a collection (fetching /debug/pprof/heap
 //     with gc=1 runs one; /metrics go_memstats_heap_inuse_bytes after it);
 //   - the mappings WASM linear memories live in (the kernel marks
-//     MAP_NORESERVE mappings "nr" in smaps; the Go runtime makes none), their
-//     count, reserved size and resident part, against vm.max_map_count;
+//     MAP_NORESERVE mappings "nr" in smaps; the Go runtime makes none),
+//     their count, reserved size and resident part, and all mappings
+//     against vm.max_map_count;
 //   - the heap profile's difference (go tool pprof -diff_base), which names
 //     the allocations: wazero's instance, the activation, the route table;
 //   - etcd's RSS and its database file, and the registry's keys and bytes.
@@ -41,6 +42,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -284,7 +286,8 @@ func release(ctx context.Context, c config, cl *httpapi.Client, typ, base string
 	}
 	sleep(ctx, c.settle)
 	m, _ := metrics(ctx, base)
-	maps, nr, _, nrRSS, _, _ := smaps(pid)
+	ms := smaps(pid)
+	maps, nr, nrRSS := ms.maps, ms.nrCount, ms.nrRSS
 	fmt.Printf("\ndeleted %d actors (every %d-th, %d failed): %v live; mappings %.0f -> %.0f (MAP_NORESERVE %.0f -> %.0f, resident %.1f -> %.1f MB); server alive: %v\n",
 		len(ids), c.releaseEvery, failed, m["nola_activations"], s1.maps, maps, s1.nrCount, nr, s1.nrRSS/(1<<20), nrRSS/(1<<20), syscall.Kill(pid, 0) == nil)
 	errs, err := activate(ctx, cl, typ, "b", len(ids), c.conc)
@@ -293,7 +296,8 @@ func release(ctx context.Context, c config, cl *httpapi.Client, typ, base string
 	}
 	sleep(ctx, c.settle)
 	m, _ = metrics(ctx, base)
-	maps2, nr2, _, nrRSS2, _, _ := smaps(pid)
+	ms = smaps(pid)
+	maps2, nr2, nrRSS2 := ms.maps, ms.nrCount, ms.nrRSS
 	fmt.Printf("activated %d new ones (%d failed): %v live; mappings %.0f (MAP_NORESERVE %.0f, resident %.1f MB); server alive: %v\n",
 		len(ids), errs, m["nola_activations"], maps2, nr2, nrRSS2/(1<<20), syscall.Kill(pid, 0) == nil)
 	return nil
@@ -367,9 +371,8 @@ func parallel(ctx context.Context, n, conc int, f func(context.Context, int) err
 }
 
 type snap struct {
-	rss, pss, anon, maps                   float64
-	nrCount, nrSize, nrRSS                 float64
-	memfdCount, memfdRSS                   float64
+	rss, pss, anon float64
+	mapStats
 	heapInuse, heapSys, heapRel, heapAlloc float64
 	goSys, stack, actMem                   float64
 	live                                   int64
@@ -398,7 +401,7 @@ func sample(ctx context.Context, base string, pid, etcdPID int, external bool, e
 	s.activated, s.evicted, s.shed = m["nola_activated_total"], m["nola_evictions_total"], m["nola_shed_total"]
 	r := rollup(pid)
 	s.rss, s.pss, s.anon = r["Rss:"], r["Pss:"], r["Anonymous:"]
-	s.maps, s.nrCount, s.nrSize, s.nrRSS, s.memfdCount, s.memfdRSS = smaps(pid)
+	s.mapStats = smaps(pid)
 	if external {
 		e := rollup(etcdPID)
 		s.etcdRSS, s.etcdPSS = e["Rss:"], e["Pss:"]
@@ -488,18 +491,31 @@ func rollup(pid int) map[string]float64 {
 	return out
 }
 
-// smaps walks /proc/PID/smaps: every mapping, and those of WASM linear
-// memories (VmFlags "nr": MAP_NORESERVE, which only the wasm package's
-// allocator asks for) and of memory images (memfd "nola-wasm-image").
-// Adjacent anonymous mappings with the same flags are one mapping to the
-// kernel, so nrCount can be far below the number of instances.
-func smaps(pid int) (maps, nrCount, nrSize, nrRSS, memfdCount, memfdRSS float64) {
+// mapStats counts a process's mappings (/proc/PID/smaps): all of them,
+// the MAP_NORESERVE ones (VmFlags "nr": WASM linear memories, which the
+// wasm package's allocator reserves so; besides them only a few of glibc's
+// malloc arenas, a page or so resident each, which the difference between
+// two samples removes) and those of memory images (memfd
+// "nola-wasm-image"). Adjacent anonymous
+// mappings with the same flags are one mapping to the kernel, so nrCount
+// can be far below the number of instances. Sizes are bytes.
+type mapStats struct {
+	maps, nrCount, nrSize, nrRSS float64
+	memfdCount, memfdRSS         float64
+}
+
+func smaps(pid int) mapStats {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
 	if err != nil {
-		return
+		return mapStats{}
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return parseSmaps(f)
+}
+
+func parseSmaps(r io.Reader) mapStats {
+	var m mapStats
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var size, rss float64
 	memfd := false
@@ -510,28 +526,26 @@ func smaps(pid int) (maps, nrCount, nrSize, nrRSS, memfdCount, memfdRSS float64)
 			continue
 		}
 		switch {
-		case strings.Contains(fs[0], "-") && !strings.HasSuffix(fs[0], ":"):
-			maps++
-			memfd = strings.Contains(l, "nola-wasm-image")
-		case fs[0] == "Size:":
+		case !strings.HasSuffix(fs[0], ":"): // a mapping's first line: "start-end perms offset dev inode [path]"
+			m.maps++
+			memfd = strings.Contains(l, "/memfd:nola-wasm-image")
+		case fs[0] == "Size:" && len(fs) > 1:
 			size, _ = strconv.ParseFloat(fs[1], 64)
-		case fs[0] == "Rss:":
+		case fs[0] == "Rss:" && len(fs) > 1:
 			rss, _ = strconv.ParseFloat(fs[1], 64)
 			if memfd {
-				memfdCount++
-				memfdRSS += rss * 1024
+				m.memfdCount++
+				m.memfdRSS += rss * 1024
 			}
 		case fs[0] == "VmFlags:":
-			for _, fl := range fs[1:] {
-				if fl == "nr" {
-					nrCount++
-					nrSize += size * 1024
-					nrRSS += rss * 1024
-				}
+			if slices.Contains(fs[1:], "nr") {
+				m.nrCount++
+				m.nrSize += size * 1024
+				m.nrRSS += rss * 1024
 			}
 		}
 	}
-	return
+	return m
 }
 
 func metrics(ctx context.Context, base string) (map[string]float64, error) {
