@@ -684,9 +684,11 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, cs *callStat
 	)
 	d, err := h.callTimeout(r)
 	if err == nil {
-		cc := new(callCtx)
+		var cc *callCtx
 		if cs != nil {
 			cc = &cs.cc
+		} else {
+			cc = new(callCtx)
 		}
 		cc.init(r.Context(), start, d)
 		b, err = h.runCall(cc, w, r, call)
