@@ -206,7 +206,7 @@ func timeoutMillis(ctx context.Context) (ms int64, ok bool) {
 		return 0, false
 	}
 	left := time.Until(d)
-	return max((left-forwardMargin(left)).Milliseconds(), 1), true
+	return max((left - forwardMargin(left)).Milliseconds(), 1), true
 }
 
 // forwardMargin is the part of a caller's remaining time it keeps for the
