@@ -193,9 +193,9 @@ const msgNoSuchKey = "no such key"
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
-		// The call endpoints, without the mux: its match of the invoke
-		// pattern allocates the three path values, and the two writers'
-		// state is one allocation here (callState).
+		// The call endpoints, without the mux (its match of the invoke
+		// pattern allocates the three path values), their response
+		// writer and context in one allocation (callState).
 		p := r.URL.EscapedPath()
 		if p == "/v1/internal/invoke" {
 			cs := h.newCallState(w)
@@ -246,9 +246,9 @@ func (h *Handler) newCallState(w http.ResponseWriter) *callState {
 // the form the mux routes without a redirect and never the other way:
 // literal segments spelled as in the pattern, no empty, "." or ".."
 // segment (which the mux would clean away), no trailing slash (nor a
-// segment that unescapes to one). ok is
-// false for every other path, which then goes to the mux. The values are
-// unescaped as the mux unescapes them (an invalid escape stays as it is).
+// segment that unescapes to one). ok is false for every other path, which
+// then goes to the mux. The values are unescaped as the mux unescapes
+// them (an invalid escape stays as it is).
 func invokeRoute(p string) (ns, id, op string, ok bool) {
 	rest, ok := strings.CutPrefix(p, "/v1/ns/")
 	if !ok {
