@@ -61,7 +61,7 @@ import (
 // httpPayload is the 8-byte body of every call; the answer has 8 bytes too.
 var httpPayload = []byte("12345678")
 
-var httpCallers = []int{8, 64}
+var httpCallers = []int{8, 16, 64}
 
 func BenchmarkHTTPPath(b *testing.B) {
 	for _, callers := range httpCallers {

@@ -34,6 +34,9 @@ type callCtx struct {
 	// end records, before real exists, why the call ended (endNone while
 	// it runs).
 	end callEnd
+	// ended is set once end is not endNone: Err of a running call reads
+	// it, the parent and the clock without taking mu.
+	ended atomic.Bool
 }
 
 type derivedCtx struct {
@@ -52,14 +55,22 @@ const (
 )
 
 func newCallCtx(parent context.Context, d time.Duration) *callCtx {
-	deadline := time.Now().Add(d)
+	c := &callCtx{}
+	c.init(parent, time.Now(), d)
+	return c
+}
+
+// init readies a zero callCtx for a call of d from now (the clock reading
+// the caller already has: the handler's start time).
+func (c *callCtx) init(parent context.Context, now time.Time, d time.Duration) {
+	deadline := now.Add(d)
 	// An earlier deadline of the parent bounds the call, as it does a
 	// context.WithDeadline of it (which reports the parent's then): the
 	// body's read deadline and a forwarded call's time come from Deadline.
 	if pd, ok := parent.Deadline(); ok && pd.Before(deadline) {
 		deadline = pd
 	}
-	return &callCtx{parent: parent, deadline: deadline}
+	c.parent, c.deadline = parent, deadline
 }
 
 // Deadline implements context.Context.
@@ -78,13 +89,17 @@ func (c *callCtx) Err() error {
 	if d := c.real.Load(); d != nil {
 		return d.ctx.Err()
 	}
+	if !c.ended.Load() && c.endedAt(time.Now()) == endNone {
+		// Running: nothing to record (the common case, without the lock).
+		return nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if d := c.real.Load(); d != nil {
 		return d.ctx.Err()
 	}
 	if c.end == endNone {
-		c.end = c.endedLocked()
+		c.setEndLocked(c.endedAt(time.Now()))
 	}
 	switch c.end {
 	case endDeadline:
@@ -97,20 +112,33 @@ func (c *callCtx) Err() error {
 	return nil
 }
 
-// endedLocked reports whether (and why) the call has ended by now.
-func (c *callCtx) endedLocked() callEnd {
+// endedAt reports whether (and why) the call has ended at now.
+func (c *callCtx) endedAt(now time.Time) callEnd {
 	switch {
 	case c.parent.Err() != nil:
 		return endParent
-	case !time.Now().Before(c.deadline):
+	case !now.Before(c.deadline):
 		return endDeadline
 	}
 	return endNone
 }
 
-// release ends the call, as a WithDeadline context's cancel does; the
-// handler defers it.
-func (c *callCtx) release() {
+// setEndLocked records why the call ended (e may be endNone: still
+// running).
+func (c *callCtx) setEndLocked(e callEnd) {
+	c.end = e
+	if e != endNone {
+		c.ended.Store(true)
+	}
+}
+
+// release ends the call, as a WithDeadline context's cancel does.
+func (c *callCtx) release() { c.releaseAt(time.Now()) }
+
+// releaseAt is release with the clock read at now (the handler reads it
+// once for the release, its latency metric and the response's write
+// deadline).
+func (c *callCtx) releaseAt(now time.Time) {
 	if d := c.real.Load(); d != nil {
 		d.cancel()
 		return
@@ -122,8 +150,8 @@ func (c *callCtx) release() {
 		return
 	}
 	if c.end == endNone {
-		if c.end = c.endedLocked(); c.end == endNone {
-			c.end = endReleased
+		if c.setEndLocked(c.endedAt(now)); c.end == endNone {
+			c.setEndLocked(endReleased)
 		}
 	}
 }

@@ -5,14 +5,21 @@
 //
 // A call through the public invoke endpoint costs about what net/http
 // itself costs for a request (bench/README.md, "HTTP path"), so the
-// handler does per call only what a call needs: its context is a callCtx,
-// which builds a real context.WithDeadline only if something waits on it
-// (a warm call served here does not); a body of declared size is read
-// into one buffer of that size, after the size is checked against the
-// limit; the result's headers are set from values made once; the
-// metrics series of successful calls are looked up once per path, not by
-// label values per call; path and query are read without splitting them
-// or building maps. Forwarding between servers writes the internal URL's
+// handler does per call only what a call needs. The two call endpoints
+// are routed by ServeHTTP itself when their path is in canonical form
+// (invokeRoute; any other form goes to the mux, which answers it as
+// before): the mux's match would allocate the path values. A call's
+// response writer and context are one allocation (callState); the
+// context is a callCtx, which builds a real context.WithDeadline only if
+// something waits on it (a warm call served here does not). The clock is
+// read once at each end of a call, for the deadline, the latency metric,
+// the context's release and the response's write deadline. A body of
+// declared size is read into one buffer of that size, after the size is
+// checked against the limit, under a read deadline that net/http itself
+// clears when the body reaches its end; the result's headers are set from
+// values made once; the metrics series of successful calls are looked up
+// once per path, not by label values per call; the query is read without
+// building maps. Forwarding between servers writes the internal URL's
 // query directly and reads it back in one pass. Each shortcut is tested
 // against the code it replaced (fastpath_test.go).
 package httpapi

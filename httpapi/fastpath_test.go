@@ -16,7 +16,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
 )
 
 // The call path's shortcuts (issue 16, item 4) must answer exactly what
@@ -284,13 +287,13 @@ func TestMetricsSeriesMadeOnUse(t *testing.T) {
 		}
 		return out
 	}
-	m.observe(pathPublic, time.Now(), &nola.Error{Code: nola.CodeBadRequest})
+	m.observe(pathPublic, time.Now(), time.Now(), &nola.Error{Code: nola.CodeBadRequest})
 	if got, want := series(), map[string]float64{"c,bad_request,public": 1, "l,public": 1}; !equalSeries(got, want) {
 		t.Fatalf("after one rejected call: %v, want %v", got, want)
 	}
-	m.observe(pathPublic, time.Now(), nil)
-	m.observe(pathPublic, time.Now(), nil)
-	m.observe(pathWorker, time.Now(), nil)
+	m.observe(pathPublic, time.Now(), time.Now(), nil)
+	m.observe(pathPublic, time.Now(), time.Now(), nil)
+	m.observe(pathWorker, time.Now(), time.Now(), nil)
 	want := map[string]float64{"c,bad_request,public": 1, "c,ok,public": 2, "c,ok,worker": 1, "l,public": 3, "l,worker": 1}
 	if got := series(); !equalSeries(got, want) {
 		t.Fatalf("after three more: %v, want %v", got, want)
@@ -457,4 +460,142 @@ func FuzzInternalInvokeURL(f *testing.F) {
 			t.Fatalf("read back %+v, sent %+v", back, sent)
 		}
 	})
+}
+
+// muxRoute is what the API's mux makes of a POST to the escaped path p:
+// the pattern it routes to and, for the invoke pattern, its path values;
+// redirect is set if it answers with a redirect instead.
+func muxRoute(t testing.TB, h *Handler, p string) (pattern, ns, id, op string, redirect, valid bool) {
+	t.Helper()
+	// As net/http's server parses a request target.
+	u, err := url.ParseRequestURI(p)
+	if err != nil {
+		return "", "", "", "", false, false // no request reaches a handler with this path
+	}
+	r := &http.Request{Method: http.MethodPost, URL: u, Host: "h", Header: http.Header{}}
+	_, pattern = h.mux.Handler(r)
+	// Handler neither sets the path values nor says whether it redirects:
+	// serve the request through a mux with the invoke pattern alone (and
+	// a catch-all, as the API's) to learn both.
+	m := http.NewServeMux()
+	m.HandleFunc(invokePattern, func(_ http.ResponseWriter, r *http.Request) {
+		ns, id, op = r.PathValue("ns"), r.PathValue("id"), r.PathValue("op")
+	})
+	m.HandleFunc("/", func(http.ResponseWriter, *http.Request) {})
+	rec := httptest.NewRecorder()
+	m.ServeHTTP(rec, r)
+	redirect = rec.Code == http.StatusTemporaryRedirect || rec.Code == http.StatusMovedPermanently
+	return pattern, ns, id, op, redirect, true
+}
+
+const invokePattern = "POST /v1/ns/{ns}/actors/{id}/invoke/{op}"
+
+// checkInvokeRoute fails if invokeRoute takes a path the mux would not
+// route to the invoke endpoint with the same values. It reports whether
+// invokeRoute took p.
+func checkInvokeRoute(t testing.TB, h *Handler, p string) bool {
+	t.Helper()
+	u, err := url.ParseRequestURI(p)
+	if err != nil {
+		return false // no request reaches a handler with this path
+	}
+	ns, id, op, ok := invokeRoute(u.EscapedPath())
+	if !ok {
+		return false
+	}
+	pattern, mns, mid, mop, redirect, _ := muxRoute(t, h, p)
+	if redirect || pattern != invokePattern || ns != mns || id != mid || op != mop {
+		t.Fatalf("invokeRoute(%q) = %q, %q, %q; the mux: pattern %q (redirect %v), values %q, %q, %q",
+			p, ns, id, op, pattern, redirect, mns, mid, mop)
+	}
+	return true
+}
+
+// ServeHTTP routes the invoke endpoint itself: only paths the mux routes
+// there, with the values the mux gives, and the usual ones among them.
+func TestInvokeRouteMatchesMux(t *testing.T) {
+	h := NewHandler(nil, Options{})
+	for _, p := range []string{"/v1/ns/a/actors/b/invoke/c", "/v1/ns/a%2Fb/actors/%41/invoke/op%20x", "/v1/ns/%2E%2E/actors/b/invoke/c?x=1"} {
+		if !checkInvokeRoute(t, h, p) {
+			t.Errorf("invokeRoute refuses %q, which the mux routes to the invoke endpoint", p)
+		}
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	parts := []string{"/", "/", "/", "actors", "invoke", "a", ".", "..", "%2E", "%2F", "%41", "%zz", "%", "act%6Frs", "x", "kv", "workers", "modules"}
+	took := 0
+	for range 20000 {
+		p := "/v1/ns/" + randomString(rng, parts, rng.IntN(10))
+		if rng.IntN(2) == 0 {
+			p = "/v1/ns/" + randomString(rng, parts[5:], 1+rng.IntN(2)) + "/actors/" + randomString(rng, parts[5:], 1+rng.IntN(2)) +
+				"/invoke/" + randomString(rng, parts, rng.IntN(3))
+		}
+		if checkInvokeRoute(t, h, p) {
+			took++
+		}
+	}
+	if took < 1000 {
+		t.Fatalf("invokeRoute took only %d of the generated paths: the comparison tests little", took)
+	}
+}
+
+func FuzzInvokeRoute(f *testing.F) {
+	for _, s := range []string{"/v1/ns/a/actors/b/invoke/c", "/v1/ns/a/actors/b/invoke/c/", "/v1/ns/./actors/b/invoke/c",
+		"/v1/ns/a/act%6Frs/b/invoke/c", "/v1/ns/%2E%2E/actors/b%2F/invoke/%41", "/v1/ns/a/actors//invoke/c", "/v1/ns/a/actors/b/invoke/%zz", "/v1/ns/a/actors/b/invoke/%2F", "/v1/ns/%2f/actors/b/invoke/c"} {
+		f.Add(s)
+	}
+	h := NewHandler(nil, Options{})
+	f.Fuzz(func(t *testing.T, p string) {
+		if !strings.HasPrefix(p, "/") {
+			return
+		}
+		checkInvokeRoute(t, h, p)
+	})
+}
+
+// ServeHTTP routes a canonical invoke path itself, with fewer allocations
+// than the mux's route for the same request (as ServeHTTP routed it
+// before: a boundedWriter, then the mux), and the same answer.
+func TestInvokeRouteSkipsMuxAllocations(t *testing.T) {
+	r := rt.NewReal()
+	store := memkv.New(r, memkv.Options{})
+	defer store.Close()
+	const addr = "http://127.0.0.1:1"
+	tr := NewTransport(TransportOptions{})
+	srv, err := nola.NewServer(nola.ServerConfig{ID: "a", Addr: addr, Runtime: r, Store: store, Transport: tr,
+		Types: actors.Types(), LeaseTTL: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.SetLocal(addr, srv)
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+	h := NewHandler(srv, Options{})
+	call := func(viaMux bool) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/v1/ns/a/actors/e/invoke/echo?type=echo", strings.NewReader("12345678"))
+		w := httptest.NewRecorder()
+		if viaMux {
+			h.mux.ServeHTTP(&boundedWriter{ResponseWriter: w, rc: *http.NewResponseController(w), timeout: time.Minute}, req)
+		} else {
+			h.ServeHTTP(w, req)
+		}
+		return w
+	}
+	for _, viaMux := range []bool{false, true} {
+		if w := call(viaMux); w.Code != http.StatusOK || w.Body.String() != "12345678" || w.Header().Get("Content-Type") != "application/octet-stream" {
+			t.Fatalf("via the mux %v: %d %q %v", viaMux, w.Code, w.Body, w.Header())
+		}
+	}
+	direct := testing.AllocsPerRun(200, func() { call(false) })
+	viaMux := testing.AllocsPerRun(200, func() { call(true) })
+	// The mux's three path values, and the writer and context in one.
+	if direct > viaMux-4 {
+		t.Fatalf("a call by ServeHTTP's own route made %v allocations, by the mux %v: want at least 4 fewer", direct, viaMux)
+	}
+	t.Logf("allocations per call (request and recorder included): direct %v, mux %v", direct, viaMux)
 }

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
@@ -13,6 +14,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -140,8 +142,12 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 		h.met = newMetrics(opts.Metrics, srv)
 	}
 	m := h.mux
-	m.HandleFunc("POST /v1/internal/invoke", h.admin(h.internalInvoke))
-	m.HandleFunc("POST /v1/ns/{ns}/actors/{id}/invoke/{op}", h.scoped(h.invoke))
+	// ServeHTTP routes the two call endpoints itself (invokeRoute) when
+	// their paths are in canonical form; the mux serves every other form.
+	m.HandleFunc("POST /v1/internal/invoke", h.admin(func(w http.ResponseWriter, r *http.Request) { h.internalInvoke(w, r, nil) }))
+	m.HandleFunc("POST /v1/ns/{ns}/actors/{id}/invoke/{op}", h.scoped(func(w http.ResponseWriter, r *http.Request) {
+		h.invoke(w, r, nil, r.PathValue("ns"), r.PathValue("id"), r.PathValue("op"))
+	}))
 	m.HandleFunc("POST /v1/ns/{ns}/actors/{id}", h.scoped(h.createActor))
 	m.HandleFunc("DELETE /v1/ns/{ns}/actors/{id}", h.scoped(h.deleteActor))
 	m.HandleFunc("POST /v1/ns/{ns}/workers/{type}/{op}", h.scoped(h.callWorker))
@@ -186,6 +192,26 @@ func NewHandler(srv *nola.Server, opts Options) *Handler {
 const msgNoSuchKey = "no such key"
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost {
+		// The call endpoints, without the mux (its match of the invoke
+		// pattern allocates the three path values), their response
+		// writer and context in one allocation (callState).
+		p := r.URL.EscapedPath()
+		if p == "/v1/internal/invoke" {
+			cs := h.newCallState(w)
+			if h.allowAdmin(&cs.bw, r) {
+				h.internalInvoke(&cs.bw, r, cs)
+			}
+			return
+		}
+		if ns, id, op, ok := invokeRoute(p); ok {
+			cs := h.newCallState(w)
+			if h.allowNamespace(&cs.bw, r, ns) {
+				h.invoke(&cs.bw, r, cs, ns, id, op)
+			}
+			return
+		}
+	}
 	if !strings.HasPrefix(r.URL.Path, "/") {
 		// "*" (or any target that is no path): the mux would answer a bare
 		// 400 with no body; every error of the API is an ErrorBody.
@@ -202,6 +228,64 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w = &boundedWriter{ResponseWriter: w, rc: *http.NewResponseController(w), timeout: h.opts.WriteTimeout}
 	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// callState is what one call through a call endpoint needs beside the
+// request: its response writer and its context, allocated together.
+type callState struct {
+	bw boundedWriter
+	cc callCtx
+}
+
+func (h *Handler) newCallState(w http.ResponseWriter) *callState {
+	return &callState{bw: boundedWriter{ResponseWriter: w, rc: *http.NewResponseController(w), timeout: h.opts.WriteTimeout}}
+}
+
+// invokeRoute matches an escaped path against the public invoke pattern,
+// POST /v1/ns/{ns}/actors/{id}/invoke/{op}, as the mux would, but only in
+// the form the mux routes without a redirect and never the other way:
+// literal segments spelled as in the pattern, no empty, "." or ".."
+// segment (which the mux would clean away), no trailing slash (nor a
+// segment that unescapes to one). ok is false for every other path, which
+// then goes to the mux. The values are unescaped as the mux unescapes
+// them (an invalid escape stays as it is).
+func invokeRoute(p string) (ns, id, op string, ok bool) {
+	rest, ok := strings.CutPrefix(p, "/v1/ns/")
+	if !ok {
+		return "", "", "", false
+	}
+	ns, rest, _ = strings.Cut(rest, "/")
+	if rest, ok = strings.CutPrefix(rest, "actors/"); !ok {
+		return "", "", "", false
+	}
+	id, rest, _ = strings.Cut(rest, "/")
+	if op, ok = strings.CutPrefix(rest, "invoke/"); !ok || strings.IndexByte(op, '/') >= 0 {
+		return "", "", "", false
+	}
+	for _, seg := range [3]string{ns, id, op} {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", "", "", false
+		}
+	}
+	ns, id, op = pathValue(ns), pathValue(id), pathValue(op)
+	if ns == "/" || id == "/" || op == "/" {
+		// "%2F": the mux takes a segment that unescapes to "/" for a
+		// trailing slash, which no single wildcard matches.
+		return "", "", "", false
+	}
+	return ns, id, op, true
+}
+
+// pathValue unescapes a path segment as the mux does for a wildcard's
+// value: an invalid escape leaves the segment as it is.
+func pathValue(seg string) string {
+	if strings.IndexByte(seg, '%') < 0 {
+		return seg
+	}
+	if v, err := url.PathUnescape(seg); err == nil {
+		return v
+	}
+	return seg
 }
 
 // emptyName names the empty element of a namespace path
@@ -251,8 +335,16 @@ type boundedWriter struct {
 
 func (w *boundedWriter) arm() {
 	if !w.armed {
+		w.armAt(time.Now())
+	}
+}
+
+// armAt arms the write deadline from now, a clock reading the caller has
+// just taken (a call's end), unless it is armed.
+func (w *boundedWriter) armAt(now time.Time) {
+	if !w.armed {
 		w.armed = true
-		_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+		_ = w.rc.SetWriteDeadline(now.Add(w.timeout))
 	}
 }
 
@@ -321,62 +413,78 @@ func (h *Handler) authRequired() bool {
 // admin guards endpoints that need the admin token.
 func (h *Handler) admin(f http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if h.authRequired() && !h.isAdmin(r) {
-			if tok := bearer(r); tok == "" {
-				writeCodeError(w, codeUnauthorized, "missing bearer token")
-			} else if !h.knownToken(tok) {
-				writeCodeError(w, codeUnauthorized, "unknown token")
-			} else {
-				writeCodeError(w, codeForbidden, "this token may not use this endpoint")
-			}
-			return
+		if h.allowAdmin(w, r) {
+			f(w, r)
 		}
-		f(w, r)
 	}
+}
+
+// allowAdmin reports whether r may use an admin endpoint; if not, it has
+// answered the error.
+func (h *Handler) allowAdmin(w http.ResponseWriter, r *http.Request) bool {
+	if !h.authRequired() || h.isAdmin(r) {
+		return true
+	}
+	if tok := bearer(r); tok == "" {
+		writeCodeError(w, codeUnauthorized, "missing bearer token")
+	} else if !h.knownToken(tok) {
+		writeCodeError(w, codeUnauthorized, "unknown token")
+	} else {
+		writeCodeError(w, codeForbidden, "this token may not use this endpoint")
+	}
+	return false
 }
 
 // scoped guards namespace endpoints: the admin token, or a token of the
 // namespace in the path.
 func (h *Handler) scoped(f http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if h.authRequired() && !h.isAdmin(r) {
-			tok := bearer(r)
-			if tok == "" {
-				writeCodeError(w, codeUnauthorized, "missing bearer token")
-				return
-			}
-			if !h.knownToken(tok) {
-				writeCodeError(w, codeUnauthorized, "unknown token")
-				return
-			}
-			ns := r.PathValue("ns")
-			allowed := false
-			for t, tns := range h.opts.NamespaceTokens {
-				if tokenEqual(tok, t) && tns == ns {
-					allowed = true
-				}
-			}
-			if !allowed {
-				writeCodeError(w, codeForbidden, "this token does not grant namespace "+strconv.Quote(ns))
-				return
-			}
+		if h.allowNamespace(w, r, r.PathValue("ns")) {
+			f(w, r)
 		}
-		f(w, r)
 	}
+}
+
+// allowNamespace reports whether r may use namespace ns (the admin token,
+// or a token of ns); if not, it has answered the error.
+func (h *Handler) allowNamespace(w http.ResponseWriter, r *http.Request, ns string) bool {
+	if !h.authRequired() || h.isAdmin(r) {
+		return true
+	}
+	tok := bearer(r)
+	if tok == "" {
+		writeCodeError(w, codeUnauthorized, "missing bearer token")
+		return false
+	}
+	if !h.knownToken(tok) {
+		writeCodeError(w, codeUnauthorized, "unknown token")
+		return false
+	}
+	allowed := false
+	for t, tns := range h.opts.NamespaceTokens {
+		if tokenEqual(tok, t) && tns == ns {
+			allowed = true
+		}
+	}
+	if !allowed {
+		writeCodeError(w, codeForbidden, "this token does not grant namespace "+strconv.Quote(ns))
+	}
+	return allowed
 }
 
 // callContext derives the call's context from the timeout header.
 func (h *Handler) callContext(r *http.Request) (context.Context, context.CancelFunc, error) {
-	cc, err := h.newCallCtx(r)
+	d, err := h.callTimeout(r)
 	if err != nil {
 		return nil, nil, err
 	}
+	cc := newCallCtx(r.Context(), d)
 	return cc, cc.release, nil
 }
 
-// newCallCtx is callContext for the call endpoints, which release the
-// context themselves (a deferred cc.release() costs no closure).
-func (h *Handler) newCallCtx(r *http.Request) (*callCtx, error) {
+// callTimeout is the call's time: the timeout header's (capped at
+// MaxTimeout), or DefaultTimeout without one.
+func (h *Handler) callTimeout(r *http.Request) (time.Duration, error) {
 	d := h.opts.DefaultTimeout
 	if v := r.Header.Get(HeaderTimeout); v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
@@ -384,7 +492,7 @@ func (h *Handler) newCallCtx(r *http.Request) (*callCtx, error) {
 			ms, err = math.MaxInt64, nil // capped below, as documented
 		}
 		if err != nil || ms <= 0 {
-			return nil, &nola.Error{Code: nola.CodeBadRequest, Message: HeaderTimeout + " must be a positive integer (milliseconds)"}
+			return 0, &nola.Error{Code: nola.CodeBadRequest, Message: HeaderTimeout + " must be a positive integer (milliseconds)"}
 		}
 		// Compare in milliseconds first: a huge value would overflow.
 		d = h.opts.MaxTimeout
@@ -392,7 +500,7 @@ func (h *Handler) newCallCtx(r *http.Request) (*callCtx, error) {
 			d = time.Duration(ms) * time.Millisecond
 		}
 	}
-	return newCallCtx(r.Context(), d), nil
+	return d, nil
 }
 
 // readPayload reads the request body, at most limit bytes, within the
@@ -413,7 +521,7 @@ func (h *Handler) readPayload(ctx context.Context, w http.ResponseWriter, r *htt
 	rc := http.NewResponseController(w)
 	armed = armed && r.ContentLength != 0 && rc.SetReadDeadline(d) == nil
 	b, err := readRequestBody(w, r, limit)
-	if armed {
+	if armed && !(err == nil && clearsOnEOF(r)) {
 		_ = rc.SetReadDeadline(time.Time{})
 		if !time.Now().Before(d) {
 			// The deadline may have fired in the background read before
@@ -433,6 +541,28 @@ func (h *Handler) readPayload(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "reading the request body: " + err.Error()}
 }
+
+// clearsOnEOF reports whether net/http itself cleared the connection's
+// read deadline when r's body, now read to its end without error, reached
+// it: for HTTP/1 its server body (*http.body, of the type
+// http.ReadRequest makes) starts the background read there, and clears
+// the deadline first (net/http's connReader.startBackgroundRead), so the
+// read cannot fail on it. Clearing it again would cost a second deadline
+// update per call. Any other body — HTTP/2's, one behind
+// "Expect: 100-continue", one a middleware replaced — is cleared here.
+// TestOverrunDoesNotPoisonKeepAlive fails if net/http stops clearing it.
+func clearsOnEOF(r *http.Request) bool {
+	return r.ProtoMajor == 1 && serverBody != nil && reflect.TypeOf(r.Body) == serverBody
+}
+
+// serverBody is the type of net/http's HTTP/1 request bodies.
+var serverBody = func() reflect.Type {
+	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx")))
+	if err != nil {
+		return nil
+	}
+	return reflect.TypeOf(r.Body)
+}()
 
 // maxSizedBody is the largest declared body readRequestBody allocates whole
 // before it arrives: a client that announces a large body and sends
@@ -502,40 +632,31 @@ func contentLength(n int) []string {
 
 // internalInvoke runs an invocation on this server if it owns the actor:
 // the server-to-server path. A non-owner answers not_owner and the calling
-// client re-resolves.
-func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+// client re-resolves. cs is the call's state if ServeHTTP made it (w is
+// then &cs.bw), or nil.
+func (h *Handler) internalInvoke(w http.ResponseWriter, r *http.Request, cs *callState) {
 	req := internalRequest(r.URL)
-	b, err := func() ([]byte, error) {
-		cc, err := h.newCallCtx(r)
-		if err != nil {
-			return nil, err
-		}
-		defer cc.release()
-		if req.Payload, err = h.readPayload(cc, w, r, h.srv.Limits().MaxPayloadBytes); err != nil {
-			return nil, err
-		}
+	h.serveCall(w, r, cs, pathInternal, func(ctx context.Context, payload []byte) ([]byte, error) {
+		req.Payload = payload
 		if h.opts.Internal != nil {
-			return h.opts.Internal.HandleInvoke(cc, req)
+			return h.opts.Internal.HandleInvoke(ctx, req)
 		}
-		return h.srv.HandleInvoke(cc, req)
-	}()
-	h.met.observe(pathInternal, start, err) // rejected calls count too
-	h.writeResult(w, b, err)
+		return h.srv.HandleInvoke(ctx, req)
+	})
 }
 
 // invoke is the public endpoint: any server accepts any call and routes it
 // to the actor's owner (itself or another server), placing the actor first
-// if needed.
-func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
-	h.serveCall(w, r, pathPublic, func(ctx context.Context, payload []byte) ([]byte, error) {
+// if needed. cs is as for internalInvoke.
+func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, cs *callState, ns, id, op string) {
+	h.serveCall(w, r, cs, pathPublic, func(ctx context.Context, payload []byte) ([]byte, error) {
 		args, err := h.creationArgsHeader(r)
 		if err != nil {
 			return nil, err
 		}
-		ns, id, typ := r.PathValue("ns"), r.PathValue("id"), queryValue(r.URL, "type")
+		typ := queryValue(r.URL, "type")
 		b, err := h.srv.Client().Do(ctx, nola.Request{
-			Namespace: ns, ActorID: id, ActorType: typ, Operation: r.PathValue("op"),
+			Namespace: ns, ActorID: id, ActorType: typ, Operation: op,
 			Payload: payload, CreationArgs: args,
 		})
 		if typ == "" && errors.Is(err, registry.ErrActorNotFound) {
@@ -547,25 +668,51 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// serveCall runs a public call endpoint: the call's deadline from the
-// timeout header, the payload read within it, then call; its result or
-// error is written and counted under path (rejected calls count too).
-func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, path callPath, call func(ctx context.Context, payload []byte) ([]byte, error)) {
+// serveCall runs a call endpoint: the call's deadline from the timeout
+// header, the payload read within it, then call; its result or error is
+// written and counted under path (rejected calls count too). cs holds
+// the call's context (a new one if nil).
+//
+// The clock is read twice: at the start (the deadline and the latency
+// metric's start) and at the end (the context's release, the latency,
+// and the start of the response's write deadline).
+func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, cs *callState, path callPath, call func(ctx context.Context, payload []byte) ([]byte, error)) {
 	start := time.Now()
-	b, err := func() ([]byte, error) {
-		cc, err := h.newCallCtx(r)
-		if err != nil {
-			return nil, err
+	var (
+		b   []byte
+		end time.Time
+	)
+	d, err := h.callTimeout(r)
+	if err == nil {
+		var cc *callCtx
+		if cs != nil {
+			cc = &cs.cc
+		} else {
+			cc = new(callCtx)
 		}
-		defer cc.release()
-		payload, err := h.readPayload(cc, w, r, h.srv.Limits().MaxPayloadBytes)
-		if err != nil {
-			return nil, err
-		}
-		return call(cc, payload)
-	}()
-	h.met.observe(path, start, err)
+		cc.init(r.Context(), start, d)
+		b, err = h.runCall(cc, w, r, call)
+		end = time.Now()
+		cc.releaseAt(end)
+	} else {
+		end = time.Now()
+	}
+	h.met.observe(path, start, end, err)
+	if bw, ok := w.(*boundedWriter); ok {
+		bw.armAt(end)
+	}
 	h.writeResult(w, b, err)
+}
+
+// runCall reads the payload within cc's deadline and runs call. A call
+// that panics leaves cc unreleased: the request's context, its parent,
+// ends with the handler (net/http cancels it), and cc with it.
+func (h *Handler) runCall(cc *callCtx, w http.ResponseWriter, r *http.Request, call func(ctx context.Context, payload []byte) ([]byte, error)) ([]byte, error) {
+	payload, err := h.readPayload(cc, w, r, h.srv.Limits().MaxPayloadBytes)
+	if err != nil {
+		return nil, err
+	}
+	return call(cc, payload)
 }
 
 // internalRequest reads an internal invoke's query (InternalInvokeURL)
@@ -703,7 +850,7 @@ func (h *Handler) createActor(w http.ResponseWriter, r *http.Request) {
 		}
 		return h.srv.Client().Create(ctx, r.PathValue("ns"), r.PathValue("id"), typ, args)
 	}()
-	h.met.observe(pathCreate, start, err)
+	h.met.observe(pathCreate, start, time.Now(), err)
 	if err != nil {
 		h.writeResult(w, nil, err)
 		return
@@ -727,7 +874,7 @@ func (h *Handler) deleteActor(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		return h.srv.Client().Delete(ctx, r.PathValue("ns"), r.PathValue("id"))
 	}()
-	h.met.observe(pathDelete, start, err)
+	h.met.observe(pathDelete, start, time.Now(), err)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -738,7 +885,7 @@ func (h *Handler) deleteActor(w http.ResponseWriter, r *http.Request) {
 // callWorker is the public endpoint of stateless workers: the server that
 // receives the call runs it (no placement, no forwarding).
 func (h *Handler) callWorker(w http.ResponseWriter, r *http.Request) {
-	h.serveCall(w, r, pathWorker, func(ctx context.Context, payload []byte) ([]byte, error) {
+	h.serveCall(w, r, nil, pathWorker, func(ctx context.Context, payload []byte) ([]byte, error) {
 		return h.srv.Client().CallWorker(ctx, r.PathValue("ns"), r.PathValue("type"), r.PathValue("op"), payload)
 	})
 }

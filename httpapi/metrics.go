@@ -58,7 +58,8 @@ func newMetrics(reg *prometheus.Registry, srv *nola.Server) *metrics {
 	return m
 }
 
-func (m *metrics) observe(path callPath, start time.Time, err error) {
+// observe counts a call that ran from start to end.
+func (m *metrics) observe(path callPath, start, end time.Time, err error) {
 	if m == nil {
 		return
 	}
@@ -67,7 +68,7 @@ func (m *metrics) observe(path callPath, start time.Time, err error) {
 	} else {
 		(*cached(&m.ok[path], func() prometheus.Counter { return m.calls.WithLabelValues(path.String(), "ok") })).Inc()
 	}
-	(*cached(&m.seconds[path], func() prometheus.Observer { return m.latency.WithLabelValues(path.String()) })).Observe(time.Since(start).Seconds())
+	(*cached(&m.seconds[path], func() prometheus.Observer { return m.latency.WithLabelValues(path.String()) })).Observe(end.Sub(start).Seconds())
 }
 
 // cached returns *p, storing mk() there first if it is unset. Two

@@ -149,8 +149,9 @@ func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 	// request).
 	st := &sendTrace{}
 	st.trace.GotConn = st.gotConn
+	st.body.Reset(req.Payload)
 	hreq, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, &st.trace), http.MethodPost,
-		InternalInvokeURL(addr, req), bytes.NewReader(req.Payload))
+		InternalInvokeURL(addr, req), &st.body)
 	if err != nil {
 		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "bad server address " + addr}
 	}
@@ -158,7 +159,10 @@ func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 	if t.auth != nil {
 		hreq.Header["Authorization"] = t.auth
 	}
-	setTimeout(ctx, hreq)
+	if ms, ok := timeoutMillis(ctx); ok {
+		st.timeout[0] = strconv.FormatInt(ms, 10)
+		hreq.Header[HeaderTimeout] = st.timeout[:]
+	}
 	resp, err := t.client.Do(hreq)
 	if err != nil {
 		return nil, forwardError(ctx, addr, err, st.sent.Load())
@@ -170,10 +174,14 @@ func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 	return readSized(resp.Body, resp.ContentLength, t.maxResult)
 }
 
-// sendTrace records whether a request got a connection.
+// sendTrace records whether a request got a connection. It also holds
+// the request's body reader and timeout header value: one allocation for
+// the three.
 type sendTrace struct {
-	sent  atomic.Bool
-	trace httptrace.ClientTrace
+	sent    atomic.Bool
+	trace   httptrace.ClientTrace
+	body    bytes.Reader
+	timeout [1]string
 }
 
 func (s *sendTrace) gotConn(httptrace.GotConnInfo) { s.sent.Store(true) }
@@ -185,11 +193,20 @@ func (s *sendTrace) gotConn(httptrace.GotConnInfo) { s.sent.Store(true) }
 // both deadlines fall together, and the caller reports only that the
 // server it called did not answer, never which server further on did not.
 func setTimeout(ctx context.Context, r *http.Request) {
-	if d, ok := ctx.Deadline(); ok {
-		left := time.Until(d)
-		ms := (left - forwardMargin(left)).Milliseconds()
-		r.Header.Set(HeaderTimeout, strconv.FormatInt(max(ms, 1), 10))
+	if ms, ok := timeoutMillis(ctx); ok {
+		r.Header.Set(HeaderTimeout, strconv.FormatInt(ms, 10))
 	}
+}
+
+// timeoutMillis is the value of the timeout header for ctx (setTimeout);
+// ok is false if ctx has no deadline.
+func timeoutMillis(ctx context.Context) (ms int64, ok bool) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0, false
+	}
+	left := time.Until(d)
+	return max((left - forwardMargin(left)).Milliseconds(), 1), true
 }
 
 // forwardMargin is the part of a caller's remaining time it keeps for the
