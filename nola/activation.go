@@ -94,6 +94,13 @@ type activationHot struct {
 	// lock. Not hot: here because they fit in state's padding.
 	creating bool
 	argsRead bool
+
+	// placeholder marks an entry that only holds an actor's slot while
+	// a release or delete commits (swapPlaceholder, shed.go): it is no activation,
+	// so it is never counted in Server.activations. Set before the entry
+	// is visible, never changed.
+	placeholder bool
+
 	lock     actLock // serializes invocations and hooks (actlock.go)
 	inc      *registry.Incarnation
 	actor    Actor
@@ -419,7 +426,9 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 			break
 		}
 	}
-	s.checkCount("activations", s.activations.Add(-1))
+	if !a.placeholder {
+		s.checkCount("activations", s.activations.Add(-1))
+	}
 	// The server's memory total is not asserted: a cache change racing
 	// with a fence's drop moves it below zero for an instant.
 	s.memBytes.Add(-atomic.LoadInt64(&a.charged))

@@ -103,8 +103,9 @@ func errDeleted(id string) error {
 
 // handleDelete serves Request.Delete: this server should own the actor. It
 // takes the actor's slot in the activation table — the ready activation
-// under its lock, or a placeholder that holds concurrent calls back — so
-// that no invocation of the old life runs from the delete's commit on.
+// under its lock, swapped for a placeholder, or a placeholder in the empty
+// slot — so that no invocation of the old life runs from the delete's
+// commit on: calls that arrive meanwhile wait on the placeholder.
 func (s *Server) handleDelete(ctx context.Context, req *Request) error {
 	key := actorKey{req.Namespace, req.ActorID}
 	for {
@@ -116,116 +117,80 @@ func (s *Server) handleDelete(ctx context.Context, req *Request) error {
 		sh := t.shard(key)
 		sh.mu.Lock()
 		a := sh.m[key]
-		placeholder := a == nil
-		if placeholder {
-			a = s.newActivation(t, key, "", l.inc)
-			s.activations.Add(1)
-			a.charged = activationBytes
-			s.memBytes.Add(activationBytes)
-			sh.m[key] = a
+		if a == nil {
+			ph := s.newPlaceholder(t, key, "", l.inc)
+			sh.m[key] = ph
+			sh.mu.Unlock()
+			if s.table.Load() != t || s.stopped.Load() {
+				// As in activateFirst: a fence swapped the table under us.
+				s.removePlaceholder(ph, stateFenced, &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " was fenced"})
+				continue
+			}
+			return s.deleteHeld(ctx, ph, 0)
 		}
 		sh.mu.Unlock()
-		if placeholder && (s.table.Load() != t || s.stopped.Load()) {
-			// As in activateFirst: a fence swapped the table under us.
-			s.dropWith(a, stateFenced, &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " was fenced"})
-			continue
-		}
-		if !placeholder && a.state.Load() == stateActivating {
-			// Another call is activating it: wait, then take it.
+		if a.state.Load() == stateActivating {
+			// Another call is activating it (or another delete or release
+			// holds its slot): wait, then look again.
 			if err := a.waitActivated(ctx); err != nil && ctx.Err() != nil {
 				return wrapBefore(ctx.Err(), "delete %s: waiting for its activation", key.id)
 			}
 			continue
 		}
 		if err := a.lock.Acquire(ctx, s.rt); err != nil {
-			if placeholder {
-				s.dropWith(a, stateEvicted, errDeleted(key.id))
-			}
 			return wrapBefore(err, "delete %s: waiting for the actor", key.id)
 		}
-		if !placeholder && a.state.Load() != stateReady {
+		if a.state.Load() != stateReady {
 			a.lock.Release() // dropped meanwhile: look again
 			continue
 		}
+		// Out of the slot first, as a release does; its Deactivate hook
+		// does not run: the life is ending, not moving. Its timers stop,
+		// and no execution of it can run again.
 		doubt := a.epoch
-		if !placeholder {
-			// Out of the slot first, as a release does: put a placeholder
-			// in the activation's slot (calls keep waiting instead of
-			// activating the old life), then drop the activation (its
-			// Deactivate hook does not run: the life is ending, not
-			// moving). Its timers stop, and no execution of it can run
-			// again.
-			ph, ok := s.swapPlaceholder(a)
-			a.lock.Release()
-			if !ok {
-				continue // dropped meanwhile
-			}
-			a = ph
-		}
-		err := s.deleteHeld(ctx, a, doubt)
+		ph, ok := s.swapPlaceholder(a, false)
 		a.lock.Release()
-		return err
+		if !ok {
+			continue // dropped meanwhile
+		}
+		return s.deleteHeld(ctx, ph, doubt)
 	}
 }
 
-// swapPlaceholder replaces the ready activation a (whose lock the caller
-// holds) in its table by a placeholder, whose lock it returns held, and
-// drops a.
-func (s *Server) swapPlaceholder(a *activation) (*activation, bool) {
-	ph := s.newActivation(a.tbl, a.key, "", a.inc)
-	if !ph.lock.TryAcquire() {
-		s.violated("activation %s/%s: a fresh placeholder's lock is taken", a.key.ns, a.key.id)
-		return nil, false
-	}
-	sh := a.tbl.shard(a.key)
-	sh.mu.Lock()
-	if sh.m[a.key] != a {
-		sh.mu.Unlock()
-		return nil, false
-	}
-	s.activations.Add(1)
-	ph.charged = activationBytes
-	s.memBytes.Add(activationBytes)
-	sh.m[a.key] = ph
-	sh.mu.Unlock()
-	s.dropWith(a, stateEvicted, nil)
-	return ph, true
-}
-
-// deleteHeld commits the delete of placeholder a's actor, fenced on a's
-// incarnation, and drops a, resolving the calls that waited on it with a
-// retryable error. The caller holds a.lock. doubt is the epoch the actor's
-// activation had (0: none), should the outcome be unknown.
-func (s *Server) deleteHeld(ctx context.Context, a *activation, doubt int64) error {
-	k := a.key
-	if !s.mayServe(a.inc) {
-		s.dropWith(a, stateFenced, nil)
+// deleteHeld commits the delete of placeholder ph's actor, fenced on ph's
+// incarnation, and removes ph, resolving the calls that waited on it with
+// a retryable error. doubt is the epoch the actor's activation had (0:
+// none), should the outcome be unknown.
+func (s *Server) deleteHeld(ctx context.Context, ph *activation, doubt int64) error {
+	k := ph.key
+	if !s.mayServe(ph.inc) {
+		s.removePlaceholder(ph, stateFenced, nil)
 		return &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " is past its lease deadline"}
 	}
 	// Like a KV commit: not cancelled by the caller, so that giving up
 	// does not turn into an unknown outcome needlessly.
 	cctx, cancel := s.rt.WithTimeout(context.WithoutCancel(ctx), s.cfg.CommitTimeout)
 	start := s.rt.Mono()
-	_, err := s.reg.Delete(cctx, a.inc, k.ns, k.id)
+	_, err := s.reg.Delete(cctx, ph.inc, k.ns, k.id)
 	cancel()
 	drop := errDeleted(k.id)
 	switch {
 	case err == nil:
-		s.dropWith(a, stateEvicted, drop)
+		s.removePlaceholder(ph, stateEvicted, drop)
 		s.stats.deleted.Add(1)
 		if s.rt.Tracing() {
-			s.rt.Trace(fmt.Sprintf("delete %s/%s on %s#%d in %v", k.ns, k.id, s.cfg.ID, a.inc.Num, time.Duration(s.rt.Mono()-start)))
+			s.rt.Trace(fmt.Sprintf("delete %s/%s on %s#%d in %v", k.ns, k.id, s.cfg.ID, ph.inc.Num, time.Duration(s.rt.Mono()-start)))
 		}
 		return nil
 	case errors.Is(err, registry.ErrActorNotFound):
-		s.dropWith(a, stateEvicted, drop)
+		s.removePlaceholder(ph, stateEvicted, drop)
 		return notFound(k.ns, k.id)
 	case errors.Is(err, registry.ErrNotOwner):
-		s.dropWith(a, stateFenced, drop)
+		s.removePlaceholder(ph, stateFenced, drop)
 		return &Error{Code: CodeNotOwner, Retryable: true,
-			Message: fmt.Sprintf("server %s#%d does not own %s/%s", s.cfg.ID, a.inc.Num, k.ns, k.id)}
+			Message: fmt.Sprintf("server %s#%d does not own %s/%s", s.cfg.ID, ph.inc.Num, k.ns, k.id)}
 	case errors.Is(err, registry.ErrFenced):
-		s.dropWith(a, stateFenced, drop)
+		s.removePlaceholder(ph, stateFenced, drop)
 		s.checkLease()
 		return &Error{Code: CodeFenced, Retryable: true, Message: "delete of " + k.id + " was fenced: " + err.Error(), cause: err}
 	}
@@ -234,9 +199,9 @@ func (s *Server) deleteHeld(ctx context.Context, a *activation, doubt int64) err
 		// Unknown outcome: the tombstone may still land. The next
 		// activation here bumps the epoch first, so a late tombstone
 		// fails its compare (or has landed, and the bump fails).
-		s.markDoubt(a.inc, k, doubt)
+		s.markDoubt(ph.inc, k, doubt)
 	}
-	s.dropWith(a, stateFenced, drop)
+	s.removePlaceholder(ph, stateFenced, drop)
 	return werr
 }
 

@@ -231,12 +231,12 @@ func (p *shedPlan) destination(n int64) int {
 // running a's invocation (busy this round), runs its
 // Deactivate hook, drops it, and clears its ownership with a compare on
 // this incarnation's record at a's epoch (Registry.Release). Between the
-// drop and the release a placeholder entry holds a's place in the table,
-// as an activation attempt would: a call arriving meanwhile waits for it
-// instead of activating a anew on the ownership the release is about to
-// clear (the activation the proof's Lemma 3 forbids to be live at the
-// release). A release of unknown outcome puts the actor in doubt, so that
-// a later activation here bumps its epoch first.
+// drop and the release a placeholder holds a's place in the table
+// (swapPlaceholder): a call arriving meanwhile waits for it instead of
+// activating a anew on the ownership the release is about to clear (the
+// activation the proof's Lemma 3 forbids to be live at the release). A
+// release of unknown outcome puts the actor in doubt, so that a later
+// activation here bumps its epoch first.
 func (s *Server) releaseOne(ctx context.Context, a *activation, hint string) error {
 	if !a.lock.TryAcquire() {
 		return errBusy // running now: not idle enough to move this round
@@ -245,21 +245,12 @@ func (s *Server) releaseOne(ctx context.Context, a *activation, hint string) err
 	if a.state.Load() != stateReady || !s.mayServe(a.inc) {
 		return errGone
 	}
-	ph := s.newActivation(a.tbl, a.key, a.ref.Type, a.inc)
-	sh := a.tbl.shard(a.key)
-	sh.mu.Lock()
-	if sh.m[a.key] != a {
-		sh.mu.Unlock()
+	ph, ok := s.swapPlaceholder(a, true)
+	if !ok {
 		return errGone
 	}
-	s.activations.Add(1) // the placeholder's, as activateFirst counts one
-	sh.m[a.key] = ph
-	sh.mu.Unlock()
 	moved := &Error{Code: CodeNotOwner, Retryable: true, Message: a.key.id + " moved off server " + s.cfg.ID}
-	defer s.dropWith(ph, stateEvicted, moved)
-
-	s.deactivate(a)
-	s.drop(a, stateEvicted)
+	defer s.removePlaceholder(ph, stateEvicted, moved)
 	// Bounded like every store call of the engine: the placeholder holds
 	// the actor's slot (and its callers) until the release returns.
 	rctx, cancel := s.rt.WithTimeout(ctx, s.cfg.CommitTimeout)
@@ -269,4 +260,57 @@ func (s *Server) releaseOne(ctx context.Context, a *activation, hint string) err
 		s.markDoubt(a.inc, a.key, a.epoch)
 	}
 	return err
+}
+
+// Placeholders. A release (releaseOne) or a delete (handleDelete) ends an
+// activation's life before the store commit that makes the end visible:
+// meanwhile a placeholder holds the actor's slot in the table, as an
+// activation attempt would (state activating), so that calls wait for the
+// commit instead of activating the old life anew. A placeholder is not an
+// activation: it is not counted in Server.activations (dropWith skips it),
+// charges no memory, and is never ready, so none of the figures a server
+// reports — Stats, the load record placement reads, HostedActors — and
+// neither the activation limit nor the sweeper's target see it. Its lock
+// is held from its making to its removal.
+
+// newPlaceholder makes a placeholder for key in table t, its lock held.
+// The caller puts it in the table.
+func (s *Server) newPlaceholder(t *table, key actorKey, typ string, inc *registry.Incarnation) *activation {
+	ph := s.newActivation(t, key, typ, inc)
+	ph.placeholder = true
+	if !ph.lock.TryAcquire() {
+		s.violated("activation %s/%s: a fresh placeholder's lock is taken", key.ns, key.id)
+	}
+	return ph
+}
+
+// swapPlaceholder replaces the ready activation a, whose lock the caller
+// holds, by a placeholder in its table, runs a's Deactivate hook if
+// deactivate (a release moves the actor; a delete ends it), and drops a.
+// It returns the placeholder, its lock held, for removePlaceholder; ok is
+// false, and nothing changed, if a was no longer in its table.
+func (s *Server) swapPlaceholder(a *activation, deactivate bool) (ph *activation, ok bool) {
+	ph = s.newPlaceholder(a.tbl, a.key, a.ref.Type, a.inc)
+	sh := a.tbl.shard(a.key)
+	sh.mu.Lock()
+	if sh.m[a.key] != a {
+		sh.mu.Unlock()
+		ph.lock.Release()
+		return nil, false
+	}
+	sh.m[a.key] = ph
+	sh.mu.Unlock()
+	if deactivate {
+		s.deactivate(a)
+	}
+	s.drop(a, stateEvicted)
+	return ph, true
+}
+
+// removePlaceholder takes ph out of its table (unless a fence did first),
+// resolves the calls that waited on it with err (nil: a retryable
+// "dropped"), and releases its lock.
+func (s *Server) removePlaceholder(ph *activation, st int32, err error) {
+	s.dropWith(ph, st, err)
+	ph.lock.Release()
 }

@@ -340,11 +340,7 @@ func waitReadyFile(ctx context.Context, p *nemesis.Process, path string, limit t
 // netns mode, every node's nft sets emptied (an nft heal can fail where a
 // proxy's cannot: a timeout on a loaded machine).
 func (c *cluster) healLinks(ctx context.Context) {
-	for _, p := range c.proxies {
-		p.SetCut(false)
-		p.SetDelay(0)
-		p.SetLoss(0)
-	}
+	c.resetProxies()
 	var nodes []*nemesis.Node
 	for _, m := range c.etcd {
 		nodes = append(nodes, m.node)
@@ -362,14 +358,19 @@ func (c *cluster) healLinks(ctx context.Context) {
 	}
 }
 
-// stop heals every link and kills every process (resuming paused ones
-// first, so that they die now).
-func (c *cluster) stop() {
+// resetProxies puts every proxy back to forwarding at full speed.
+func (c *cluster) resetProxies() {
 	for _, p := range c.proxies {
 		p.SetCut(false)
 		p.SetDelay(0)
 		p.SetLoss(0)
 	}
+}
+
+// stop heals every link and kills every process (resuming paused ones
+// first, so that they die now).
+func (c *cluster) stop() {
+	c.resetProxies()
 	var procs []*nemesis.Process
 	for _, s := range c.servers {
 		procs = append(procs, s.proc)

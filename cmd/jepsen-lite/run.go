@@ -101,8 +101,14 @@ func candidates(c *cluster, cfg config, chosen map[string]bool, so *staleOwner) 
 		k.Resource = []string{"etcd"}
 		add(k)
 	}
-	if chosen[staleOwnerKind] && so != nil {
-		out = append(out, so.fault)
+	if so != nil && staleOwnerApplies(cfg, chosen, len(c.servers)) {
+		// Weighted: Plan draws candidates uniformly, and a round holds
+		// every server and the store, so it starts only where no other
+		// fault is active. As one entry among dozens of per-server faults
+		// it was hardly ever planned (staleOwnerWeight).
+		for range staleOwnerWeight(len(c.servers)) {
+			out = append(out, so.fault)
+		}
 	}
 	if chosen["etcd-leader-pause"] {
 		var victim *etcdMember
@@ -126,6 +132,28 @@ func candidates(c *cluster, cfg config, chosen map[string]bool, so *staleOwner) 
 		})
 	}
 	return out
+}
+
+// staleOwnerApplies reports whether a stale-owner round can run: it was
+// chosen, and the cluster has an owner to stall and a second server to
+// take the fence actor over (not the embedded scenario). The fence actor
+// is a kvcounter, one of the example actors every server of the tool
+// registers (--example-actors).
+func staleOwnerApplies(cfg config, chosen map[string]bool, servers int) bool {
+	return chosen[staleOwnerKind] && !cfg.embedded && servers >= 2
+}
+
+// staleOwnerWeight is how many times the stale-owner round is entered
+// among the candidates: three times the servers, so that about half of
+// the default 45 s runs plan one (Plan drops a draw of it whenever
+// another fault is active then, which is most of the time). Entered once,
+// 6 seeds of 40 planned one (TestScheduleDrawsStaleOwner).
+func staleOwnerWeight(servers int) int { return 3 * servers }
+
+// planFaults is the run's seeded fault schedule over cands.
+func planFaults(seed uint64, cfg config, cands []*nemesis.FuncFault) []nemesis.Step {
+	span := cfg.duration * 85 / 100
+	return nemesis.Plan(seed, span, cfg.faultGap, 2*time.Second, cfg.maxHold, cfg.overlap, cands)
 }
 
 // faultRecord is a fault as the report shows it, with who was hit.
@@ -184,7 +212,7 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 	netnsRun := c.netns != nil // c.stop forgets it
 	chosen, _ := selectNemeses(cfg.nemeses)
 	var so *staleOwner
-	if !cfg.embedded && chosen[staleOwnerKind] {
+	if staleOwnerApplies(cfg, chosen, len(c.servers)) {
 		so = newStaleOwner(ctx, c, nil, cfg, seed, func(line string) { fmt.Fprintln(stdout, "  "+line) })
 	}
 	cands := candidates(c, cfg, chosen, so)
@@ -193,7 +221,7 @@ func runOnce(ctx context.Context, cfg config, seed uint64, nolaBin, etcdBin stri
 		fmt.Fprintf(stdout, "jepsen-lite: seed %d: not injected in this mode: %s\n", seed, strings.Join(skipped, ", "))
 	}
 	span := cfg.duration * 85 / 100
-	steps := nemesis.Plan(seed, span, cfg.faultGap, 2*time.Second, cfg.maxHold, cfg.overlap, cands)
+	steps := planFaults(seed, cfg, cands)
 	fmt.Fprintf(stdout, "jepsen-lite: seed %d: %d faults planned over %v; workload %v with %d clients on %d hot actors per kind\n",
 		seed, len(steps), span.Round(time.Second), cfg.duration, cfg.clients, cfg.hot)
 

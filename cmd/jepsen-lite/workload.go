@@ -228,18 +228,7 @@ func (w *workload) callTicker(ctx context.Context, client, si int, id string, st
 	cctx, cancel := context.WithTimeout(ctx, w.timeout)
 	b, err := w.clients[si].Invoke(cctx, namespace, id, "ticker", op, payload)
 	cancel()
-	rec.End = w.now()
-	switch {
-	case err == nil:
-		rec.Outcome, rec.Value = outOK, string(b)
-	case nola.IsRetryable(err):
-		rec.Outcome, rec.Err = outFail, err.Error()
-	default:
-		rec.Outcome, rec.Err = outIndet, err.Error()
-	}
-	w.mu.Lock()
-	w.ops = append(w.ops, rec)
-	w.mu.Unlock()
+	w.record(rec, b, err)
 }
 
 // greeterArgs begins greeter id's creation arguments.

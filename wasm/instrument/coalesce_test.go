@@ -164,15 +164,18 @@ func TestCoalescedGoGuestsHaveTheSameInitialMemory(t *testing.T) {
 	}
 }
 
-func TestCoalesceSynthetic(t *testing.T) {
-	ctx := context.Background()
-	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
-	defer r.Close(ctx)
+// syntheticCase is a small hand-built module and how many data segments
+// coalescing leaves of it.
+type syntheticCase struct {
+	bin  []byte
+	segs int // segments after coalescing
+}
+
+// syntheticCases are the modules of TestCoalesceSynthetic, also
+// FuzzCoalesce's seeds.
+func syntheticCases() map[string]syntheticCase {
 	big := string(bytes.Repeat([]byte{0xAB}, 100))
-	for name, tc := range map[string]struct {
-		bin  []byte
-		segs int // segments after coalescing
-	}{
+	return map[string]syntheticCase{
 		"adjacent":                    {mod(5, onePage, 11, dataSection(active(0, "ab"), active(2, "cd"), active(4, "ef"))), 1},
 		"small gap":                   {mod(5, onePage, 11, dataSection(active(10, "ab"), active(12+instrument.CoalesceGap, "cd"))), 1},
 		"gap too large":               {mod(5, onePage, 11, dataSection(active(10, "ab"), active(13+instrument.CoalesceGap, "cd"))), 2},
@@ -189,7 +192,46 @@ func TestCoalesceSynthetic(t *testing.T) {
 		"passive":       {mod(5, onePage, 11, dataSection(active(0, "a"), "\x01\x01p", active(1, "b"))), 3},
 		"data count":    {mod(5, onePage, 12, "\x02", 11, dataSection(active(0, "a"), active(1, "b"))), 2},
 		"global offset": {mod(5, onePage, 6, "\x01\x7f\x00\x41\x08\x0b", 11, dataSection(active(0, "a"), "\x00\x23\x00\x0b\x01g", active(1, "b"))), 3},
-	} {
+	}
+}
+
+// goLike is a module shaped like a Go guest's data, in a few hundred
+// bytes instead of megabytes: n short segments at ascending offsets over
+// two pages, with gaps below and above CoalesceGap and a few overlaps,
+// beside an imported function and one function body (so that
+// instantiation stubs an import, as for a real guest).
+func goLike(n int) []byte {
+	segs := make([]string, 0, n)
+	off := int32(16)
+	for i := range n {
+		data := string(bytes.Repeat([]byte{byte('a' + i%26)}, 1+i%7))
+		segs = append(segs, active(off, data))
+		switch i % 5 {
+		case 0:
+			off += int32(len(data)) // adjacent
+		case 1:
+			off += int32(len(data) + instrument.CoalesceGap) // small gap
+		case 2:
+			off += int32(len(data) + instrument.CoalesceGap + 1 + i) // too large
+		case 3:
+			off += int32(len(data)) - 2 // overlaps the next
+		default:
+			off += 300
+		}
+	}
+	imp := "\x01" + ls(3) + "env" + ls(1) + "f" + "\x00\x00" // env.f: func type 0
+	return mod(1, voidType, 2, imp, 3, oneFunc, 5, "\x01\x00\x02", 10, oneBody, 11, dataSection(segs...))
+}
+
+func TestCoalesceSynthetic(t *testing.T) {
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer r.Close(ctx)
+	cases := syntheticCases()
+	// Each run of five segments ends in two gaps too large to bridge:
+	// two segments of every five remain.
+	cases["go-like"] = syntheticCase{goLike(200), 80}
+	for name, tc := range cases {
 		out, err := instrument.CoalesceOnly(tc.bin)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -225,14 +267,19 @@ func TestCoalesceSynthetic(t *testing.T) {
 // same initial memory (or fails to instantiate exactly when the original
 // does).
 func FuzzCoalesce(f *testing.F) {
-	for _, n := range wasmtest.CGuests {
-		f.Add(wasmtest.C(f, n))
+	// Small seeds only: every seed runs through the interpreter's compile
+	// and instantiation twice before fuzzing starts, and a real guest (a
+	// Go guest is megabytes: ~6 s on a loaded machine) held the worker
+	// there for the whole run. The real guests are checked by
+	// TestCoalescedGoGuestsHaveTheSameInitialMemory; goLike has their
+	// shape in a few kilobytes.
+	for _, tc := range syntheticCases() {
+		f.Add(tc.bin)
 	}
-	for _, n := range wasmtest.GoGuests {
-		f.Add(wasmtest.Go(f, n))
+	for _, n := range []int{10, 60, 200} {
+		f.Add(goLike(n))
 	}
 	f.Add(mod(5, onePage, 11, dataSection(active(0, "abc"), active(50, "zz"), active(1, "q"))))
-	f.Add(mod(5, onePage, 11, dataSection(active(0, "a"), "\x01\x01p", active(1, "b"))))
 	ctx := context.Background()
 	// 256 pages (16 MiB) bounds what one input can make wazero allocate;
 	// a module needing more fails to compile, before and after alike.
