@@ -313,6 +313,10 @@ func (r *Router) Wrap(next http.Handler) http.Handler {
 	mux.Handle("/", next)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		p := req.URL.EscapedPath()
+		if p == "/v1/cluster" && req.Method == http.MethodGet {
+			r.cluster(w, req, next)
+			return
+		}
 		if !strings.HasPrefix(p, "/v1/ns/") || strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") {
 			// Not ours, or not a clean path: the API answers it (its
 			// own checks refuse what the mux would redirect).
@@ -321,6 +325,52 @@ func (r *Router) Wrap(next http.Handler) http.Handler {
 		}
 		mux.ServeHTTP(w, req)
 	})
+}
+
+// cluster answers GET /v1/cluster with the ring's view added: the API's
+// answer (its own checks, and its servers: the private registry, where
+// this server is alone) gets one more server per other live member (addr
+// and id its URL, no counters: they are not known here) and "members",
+// every candidate's probe state. Fields are only added, so clients of
+// the default mode's shape still read it.
+func (r *Router) cluster(w http.ResponseWriter, req *http.Request, next http.Handler) {
+	rec := &recorder{ResponseWriter: w, header: http.Header{}}
+	next.ServeHTTP(rec, req)
+	var body map[string]json.RawMessage
+	if rec.status != http.StatusOK || json.Unmarshal(rec.body.Bytes(), &body) != nil {
+		rec.flush()
+		return
+	}
+	var servers []map[string]any
+	_ = json.Unmarshal(body["servers"], &servers)
+	status := r.m.Status()
+	for _, st := range status {
+		if st.Self || !st.Live {
+			continue
+		}
+		servers = append(servers, map[string]any{"id": st.URL, "addr": st.URL, "member": true})
+	}
+	for _, s := range servers {
+		if s["addr"] == r.m.Self() {
+			s["member"] = true
+		}
+	}
+	sb, err1 := json.Marshal(servers)
+	mb, err2 := json.Marshal(status)
+	if err1 != nil || err2 != nil {
+		rec.flush()
+		return
+	}
+	body["servers"], body["members"] = sb, mb
+	out, err := json.Marshal(body)
+	if err != nil {
+		rec.flush()
+		return
+	}
+	rec.body.Reset()
+	rec.body.Write(out)
+	rec.header.Del("Content-Length")
+	rec.flush()
 }
 
 func refuse(msg string) http.Handler {
