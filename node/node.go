@@ -135,8 +135,9 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 		}
 		srvTransport = n.router
 		// Runs after the membership rounds stop (closers run in reverse):
-		// idle connections to peers would hold goroutines past Close.
-		n.closers = append(n.closers, func() error { n.router.CloseIdleConnections(); return nil })
+		// background module pushes and idle connections to peers would hold
+		// goroutines past Close.
+		n.closers = append(n.closers, func() error { n.router.Close(); return nil })
 		if err := registerHashMetrics(metrics, n.router); err != nil {
 			return err
 		}

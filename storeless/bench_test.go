@@ -3,8 +3,12 @@ package storeless_test
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"testing"
 
+	"github.com/nolaproject/nola/httpapi"
 	"github.com/nolaproject/nola/storeless"
 )
 
@@ -30,26 +34,34 @@ func BenchmarkOwner(b *testing.B) {
 	}
 }
 
-// BenchmarkHTTPCall: a warm counter over HTTP, called through its owner
-// and through another server (one proxy hop).
+// BenchmarkHTTPCall: a warm counter over HTTP, called through its owner,
+// through another server (one proxy hop), and through a bare
+// httputil.ReverseProxy in front of the owner (the floor of any HTTP
+// hop, to tell the router's cost from the hop's). Rounds interleave the
+// three, so that load changes hit them alike.
 func BenchmarkHTTPCall(b *testing.B) {
 	c := startCluster(b, 2)
 	owner := 0
 	if c.nodes[0].Router().Members().Owner("demo", "bench") != c.urls[0] {
 		owner = 1
 	}
-	for _, via := range []struct {
+	target, _ := url.Parse(c.urls[owner])
+	bare := httptest.NewServer(httputil.NewSingleHostReverseProxy(target))
+	defer bare.Close()
+	vias := []struct {
 		name string
-		i    int
-	}{{"owner", owner}, {"proxied", 1 - owner}} {
-		b.Run(via.name, func(b *testing.B) {
-			cl := c.client(via.i)
-			ctx := context.Background()
-			for b.Loop() {
-				if _, err := cl.Invoke(ctx, "demo", "bench", "counter", "inc", nil); err != nil {
-					b.Fatal(err)
+		cl   *httpapi.Client
+	}{{"owner", c.client(owner)}, {"proxied", c.client(1 - owner)}, {"bareproxy", httpapi.NewClient(bare.URL, "")}}
+	for round := range 3 {
+		for _, via := range vias {
+			b.Run(fmt.Sprintf("%s/round=%d", via.name, round), func(b *testing.B) {
+				ctx := context.Background()
+				for b.Loop() {
+					if _, err := via.cl.Invoke(ctx, "demo", "bench", "counter", "inc", nil); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }

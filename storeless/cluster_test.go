@@ -2,6 +2,7 @@ package storeless_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,7 @@ import (
 	"github.com/nolaproject/nola/linearizability"
 	"github.com/nolaproject/nola/node"
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/storeless"
 )
 
 // net is a test network: probes between servers whose pair is cut fail,
@@ -414,5 +416,55 @@ func TestTimersFireOnTheOwner(t *testing.T) {
 	}
 	if h := c.hosts("demo", "tick"); len(h) != 1 || h[0] != owner {
 		t.Fatalf("ticker hosted by %v, want only its owner %d", h, owner)
+	}
+}
+
+// GET /v1/cluster shows the ring's members and their probe state, not
+// only the private registry (where each server is alone); the default
+// mode's fields are still there.
+func TestClusterShowsRingMembers(t *testing.T) {
+	c := startCluster(t, 3)
+	c.net.setCut(c.urls[0], c.urls[2], true)
+	c.round()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := c.client(0).Cluster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, s := range st.Servers {
+		addrs = append(addrs, s.Addr)
+	}
+	if fmt.Sprint(addrs) != fmt.Sprint([]string{c.urls[0], c.urls[1]}) && fmt.Sprint(addrs) != fmt.Sprint([]string{c.urls[1], c.urls[0]}) {
+		t.Fatalf("servers = %v, want server 0 and 1 (2 is cut off)", addrs)
+	}
+	if st.Self.ID == "" {
+		t.Fatalf("self status lost: %+v", st.Self)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.urls[0]+"/v1/cluster", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Members []storeless.MemberStatus `json:"members"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{c.urls[0]: true, c.urls[1]: true, c.urls[2]: false}
+	if len(body.Members) != 3 {
+		t.Fatalf("members = %+v, want 3", body.Members)
+	}
+	for _, m := range body.Members {
+		live, ok := want[m.URL]
+		if !ok || m.Live != live || m.Self != (m.URL == c.urls[0]) {
+			t.Fatalf("member %+v: want live=%v self=%v", m, live, m.URL == c.urls[0])
+		}
+		if !live && (m.Failures < 2 || !strings.Contains(m.LastError, "partitioned")) {
+			t.Fatalf("cut member %+v: want its probe failures and error", m)
+		}
 	}
 }

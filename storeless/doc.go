@@ -16,7 +16,10 @@
 // front of the HTTP API (public calls proxied to the owner, KV reads,
 // actor lists and deletes answered 501, module uploads copied to every
 // member). Members is the membership view; Router.Round runs one probe
-// round and releases the activations whose owner moved.
+// round and releases the activations whose owner moved, and asks the
+// background pusher (push.go) to reconcile the modules of members that
+// joined: never inside the round, so a hung member cannot stall failure
+// detection. Router.Close stops the pushes.
 //
 // docs/storeless.md describes the mode for operators.
 package storeless

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,8 +49,9 @@ type MembersConfig struct {
 // a partition they do), and then they place the same actor on different
 // servers. That is why store-less mode is not linearizable.
 type Members struct {
-	cfg  MembersConfig
-	ring atomic.Pointer[ring]
+	cfg    MembersConfig
+	ring   atomic.Pointer[ring]
+	status atomic.Pointer[[]MemberStatus] // after the last round
 
 	mu    sync.Mutex // serializes rounds
 	peers map[string]*peer
@@ -62,6 +64,40 @@ type Members struct {
 type peer struct {
 	live  bool
 	fails int
+	err   string // the last failed probe's error, "" after a good one
+}
+
+// MemberStatus is one candidate's probe state in this server's view
+// (GET /v1/cluster shows them).
+type MemberStatus struct {
+	URL  string `json:"url"`
+	Self bool   `json:"self,omitempty"`
+	Live bool   `json:"live"`
+	// Failures is how many probes in a row failed; LastError is the last
+	// failure's error (both zero after a good probe).
+	Failures  int    `json:"probe_failures"`
+	LastError string `json:"last_probe_error,omitempty"`
+}
+
+// Status lists the candidates and their probe state, Self first, then
+// sorted by URL.
+// It is the state after the last round: it does not wait for one in
+// progress.
+func (m *Members) Status() []MemberStatus {
+	if st := m.status.Load(); st != nil {
+		return slices.Clone(*st)
+	}
+	return []MemberStatus{{URL: m.cfg.Self, Self: true, Live: true}}
+}
+
+// snapshotStatus stores Status's answer; Round calls it with mu held.
+func (m *Members) snapshotStatus() {
+	out := []MemberStatus{{URL: m.cfg.Self, Self: true, Live: true}}
+	for u, p := range m.peers {
+		out = append(out, MemberStatus{URL: u, Live: p.live, Failures: p.fails, LastError: p.err})
+	}
+	slices.SortFunc(out[1:], func(a, b MemberStatus) int { return strings.Compare(a.URL, b.URL) })
+	m.status.Store(&out)
 }
 
 // NewMembers returns a view in which only Self is live; Round probes the
@@ -162,9 +198,10 @@ func (m *Members) Round(ctx context.Context) (joined []string, changed bool) {
 				joined = append(joined, u)
 				m.cfg.Logger.Info("store-less member up", "member", u)
 			}
-			p.live, p.fails = true, 0
+			p.live, p.fails, p.err = true, 0, ""
 		} else {
 			p.fails++
+			p.err = clip(results[i].Error())
 			if p.live && p.fails >= m.cfg.FailAfter {
 				p.live = false
 				m.cfg.Logger.Warn("store-less member down", "member", u, "err", results[i])
@@ -181,6 +218,7 @@ func (m *Members) Round(ctx context.Context) (joined []string, changed bool) {
 		}
 	}
 	m.peers = next
+	m.snapshotStatus()
 	slices.Sort(live)
 	changed = !slices.Equal(live, m.ring.Load().urls)
 	if changed {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,7 +63,14 @@ type RouterConfig struct {
 	MaxModuleBytes int
 	// Interval is the time between membership rounds in Run (default 1s).
 	Interval time.Duration
-	Logger   *slog.Logger
+	// PushTimeout bounds one module push to a member that joined
+	// (default 10s); a failed push is retried PushRetries times (default
+	// 3; negative: never), after PushBackoff (default 200ms), doubling.
+	// Pushes run in the background, never in a round.
+	PushTimeout time.Duration
+	PushRetries int
+	PushBackoff time.Duration
+	Logger      *slog.Logger
 }
 
 // Router makes a server with a private in-process registry part of a
@@ -89,6 +97,11 @@ type Router struct {
 	// modules are the module uploads this server holds, to copy to
 	// members that join later: path → bytes.
 	modules map[string][]byte
+	// deleted are the module paths deleted here (or by a copy), oldest
+	// first, to delete on members that were down at the time.
+	deleted []string
+
+	push *pusher
 }
 
 // NewRouter returns a router; Attach gives it its server before use.
@@ -101,6 +114,18 @@ func NewRouter(cfg RouterConfig) *Router {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PushTimeout <= 0 {
+		cfg.PushTimeout = defaultPushTimeout
+	}
+	switch {
+	case cfg.PushRetries == 0:
+		cfg.PushRetries = defaultPushRetries
+	case cfg.PushRetries < 0:
+		cfg.PushRetries = 0
+	}
+	if cfg.PushBackoff <= 0 {
+		cfg.PushBackoff = defaultPushBackoff
 	}
 	if cfg.HTTP == nil {
 		cfg.HTTP = &http.Transport{
@@ -122,8 +147,21 @@ func NewRouter(cfg RouterConfig) *Router {
 		Transport:    cfg.HTTP,
 		ErrorHandler: r.proxyError,
 	}
+	r.push = newPusher(r, cfg.PushTimeout, cfg.PushRetries, cfg.PushBackoff)
 	return r
 }
+
+// Close stops the background module pushes (waiting for their
+// goroutines) and closes idle connections. The router must not be used
+// after.
+func (r *Router) Close() {
+	r.push.close()
+	r.CloseIdleConnections()
+}
+
+// WaitPushes returns once no module push to a member is in progress (or
+// ctx ends): tests wait on it instead of sleeping.
+func (r *Router) WaitPushes(ctx context.Context) error { return r.push.wait(ctx) }
 
 // CloseIdleConnections closes the idle keep-alive connections of the
 // router's forwarding client and of its members' probes: each holds two
@@ -208,7 +246,7 @@ func (r *Router) Round(ctx context.Context) (changed bool) {
 		r.Rebalance(ctx)
 	}
 	for _, u := range joined {
-		r.pushModules(ctx, u)
+		r.push.kick(u) // in the background: a hung member must not stall the rounds
 	}
 	return changed
 }
@@ -233,6 +271,9 @@ func (r *Router) Run(ctx context.Context) {
 // is left for the next round. It returns how many it released.
 func (r *Router) Rebalance(ctx context.Context) int {
 	srv := r.srv.Load()
+	if srv == nil { // not attached yet: it hosts nothing
+		return 0
+	}
 	self, moved := r.m.Self(), 0
 	for _, ref := range srv.HostedActors() {
 		if r.m.Owner(ref.Namespace, ref.ID) == self {
@@ -272,6 +313,10 @@ func (r *Router) Wrap(next http.Handler) http.Handler {
 	mux.Handle("/", next)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		p := req.URL.EscapedPath()
+		if p == "/v1/cluster" && req.Method == http.MethodGet {
+			r.cluster(w, req, next)
+			return
+		}
 		if !strings.HasPrefix(p, "/v1/ns/") || strings.Contains(p, "//") || strings.Contains(p, "/./") || strings.Contains(p, "/../") {
 			// Not ours, or not a clean path: the API answers it (its
 			// own checks refuse what the mux would redirect).
@@ -280,6 +325,52 @@ func (r *Router) Wrap(next http.Handler) http.Handler {
 		}
 		mux.ServeHTTP(w, req)
 	})
+}
+
+// cluster answers GET /v1/cluster with the ring's view added: the API's
+// answer (its own checks, and its servers: the private registry, where
+// this server is alone) gets one more server per other live member (addr
+// and id its URL, no counters: they are not known here) and "members",
+// every candidate's probe state. Fields are only added, so clients of
+// the default mode's shape still read it.
+func (r *Router) cluster(w http.ResponseWriter, req *http.Request, next http.Handler) {
+	rec := &recorder{ResponseWriter: w, header: http.Header{}}
+	next.ServeHTTP(rec, req)
+	var body map[string]json.RawMessage
+	if rec.status != http.StatusOK || json.Unmarshal(rec.body.Bytes(), &body) != nil {
+		rec.flush()
+		return
+	}
+	var servers []map[string]any
+	_ = json.Unmarshal(body["servers"], &servers)
+	status := r.m.Status()
+	for _, st := range status {
+		if st.Self || !st.Live {
+			continue
+		}
+		servers = append(servers, map[string]any{"id": st.URL, "addr": st.URL, "member": true})
+	}
+	for _, s := range servers {
+		if s["addr"] == r.m.Self() {
+			s["member"] = true
+		}
+	}
+	sb, err1 := json.Marshal(servers)
+	mb, err2 := json.Marshal(status)
+	if err1 != nil || err2 != nil {
+		rec.flush()
+		return
+	}
+	body["servers"], body["members"] = sb, mb
+	out, err := json.Marshal(body)
+	if err != nil {
+		rec.flush()
+		return
+	}
+	rec.body.Reset()
+	rec.body.Write(out)
+	rec.header.Del("Content-Length")
+	rec.flush()
 }
 
 func refuse(msg string) http.Handler {
@@ -417,9 +508,29 @@ func (r *Router) rememberModule(method, path string, body []byte) {
 	defer r.modMu.Unlock()
 	if method == http.MethodDelete {
 		delete(r.modules, path)
+		if !slices.Contains(r.deleted, path) {
+			if len(r.deleted) == maxTombstones {
+				r.cfg.Logger.Warn("store-less: too many module deletions to remember; the oldest is no longer pushed to rejoining members",
+					"path", r.deleted[0], "limit", maxTombstones)
+				r.deleted = r.deleted[1:]
+			}
+			r.deleted = append(r.deleted, path)
+		}
 		return
 	}
 	r.modules[path] = body
+}
+
+// moduleSet is a copy of the modules this server holds and of the
+// deletions it remembers.
+func (r *Router) moduleSet() (mods map[string][]byte, deleted []string) {
+	r.modMu.Lock()
+	defer r.modMu.Unlock()
+	mods = make(map[string][]byte, len(r.modules))
+	for p, b := range r.modules {
+		mods[p] = b
+	}
+	return mods, slices.Clone(r.deleted)
 }
 
 // copyToMembers sends req's method, path and body to every other live
@@ -437,22 +548,6 @@ func (r *Router) copyToMembers(req *http.Request, body []byte) (copied, total in
 		copied++
 	}
 	return copied, total
-}
-
-// pushModules copies every module this server holds to a member that
-// just joined (uploads are idempotent: identical bytes are no change).
-func (r *Router) pushModules(ctx context.Context, member string) {
-	r.modMu.Lock()
-	mods := make(map[string][]byte, len(r.modules))
-	for p, b := range r.modules {
-		mods[p] = b
-	}
-	r.modMu.Unlock()
-	for p, b := range mods {
-		if err := r.send(ctx, http.MethodPut, member, p, b); err != nil {
-			r.cfg.Logger.Warn("store-less: copying a module to a joining member failed", "member", member, "path", p, "err", err)
-		}
-	}
 }
 
 func (r *Router) send(ctx context.Context, method, member, uri string, body []byte) error {
@@ -473,10 +568,15 @@ func (r *Router) send(ctx context.Context, method, member, uri string, body []by
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
+		return &statusError{code: resp.StatusCode}
 	}
 	return nil
 }
+
+// statusError is a member's non-2xx answer to a copy.
+type statusError struct{ code int }
+
+func (e *statusError) Error() string { return fmt.Sprintf("HTTP %d", e.code) }
 
 // capped keeps at most max bytes of what is written to it.
 type capped struct {

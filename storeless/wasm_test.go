@@ -151,3 +151,58 @@ func TestUnreachableOwnerIsRetryable(t *testing.T) {
 		t.Fatalf("after the view changed: got %d, want 0", got)
 	}
 }
+
+func moduleStatus(t *testing.T, url, token, ns, id string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url+"/v1/ns/"+ns+"/modules/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// A module deleted while a member was cut off is deleted on that member
+// when it rejoins, and the rejoiner's copy is not pushed back: a deletion
+// is final (a deleted ID cannot be uploaded again), so it wins.
+func TestDeletionReachesRejoiningMember(t *testing.T) {
+	const token = "admin-token"
+	c := startClusterWith(t, 3, func(o *node.Options) {
+		o.WASM = &node.WASMOptions{}
+		o.AdminToken = token
+	})
+	if got := putModule(t, c.urls[0], token, "w", "gone", wasmtest.C(t, "counter")); got != "2/2" {
+		t.Fatalf("copied to %q, want 2/2", got)
+	}
+	putModule(t, c.urls[0], token, "w", "kept", wasmtest.C(t, "counter"))
+	c.net.setCut(c.urls[0], c.urls[2], true)
+	c.net.setCut(c.urls[1], c.urls[2], true)
+	c.round()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := httpapi.NewClient(c.urls[0], token).DeleteModule(ctx, "w", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if got := moduleStatus(t, c.urls[2], token, "w", "gone"); got != http.StatusOK {
+		t.Fatalf("cut-off server: HTTP %d, want 200 (it missed the delete)", got)
+	}
+	c.net.setCut(c.urls[0], c.urls[2], false)
+	c.net.setCut(c.urls[1], c.urls[2], false)
+	c.round()
+	for _, nd := range c.nodes {
+		if err := nd.Router().WaitPushes(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range c.urls {
+		if got := moduleStatus(t, c.urls[i], token, "w", "gone"); got != http.StatusNotFound {
+			t.Errorf("server %d after the rejoin: deleted module answers HTTP %d, want 404", i, got)
+		}
+		if got := moduleStatus(t, c.urls[i], token, "w", "kept"); got != http.StatusOK {
+			t.Errorf("server %d after the rejoin: kept module answers HTTP %d, want 200", i, got)
+		}
+	}
+}
