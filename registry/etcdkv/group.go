@@ -25,7 +25,8 @@ import (
 // way; commits with range compares, range deletes, leases, or a size above
 // a quarter of the request limit are never batched. A failure of the whole
 // request (no quorum, a timeout) is every member's failure, with the same
-// meaning as for a lone commit.
+// meaning as for a lone commit. A compare every member makes is sent once,
+// for the whole batch (see hoist).
 
 // GroupStats counts group commit's work.
 type GroupStats struct {
