@@ -357,3 +357,35 @@ func TestGroupCommitHoistsSharedCompares(t *testing.T) {
 		}
 	}
 }
+
+// hoist sends at most len(batch) compares for the batch, so that the
+// batch transaction stays as wide as take's operations-limit rule assumes,
+// and leaves every compare it did not hoist with its member.
+func TestHoistIsBoundedByBatchSize(t *testing.T) {
+	s := &Store{}
+	member := func(keys ...string) *pending {
+		var tx kv.Txn
+		for _, k := range keys {
+			tx.Compares = append(tx.Compares, kv.Absent([]byte(k)))
+		}
+		tx.Ops = []kv.Op{kv.Put([]byte("w-"+keys[len(keys)-1]), []byte("v"), kv.NoLease)}
+		cmps, ops, err := s.Txn(tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return batchable(tx, cmps, ops, kv.Limits{})
+	}
+	batch := []*pending{member("a", "b", "c", "x"), member("a", "b", "c", "y")}
+	common, rest := hoist(batch)
+	if len(common) != len(batch) {
+		t.Fatalf("%d compares hoisted for a batch of %d", len(common), len(batch))
+	}
+	for i, r := range rest {
+		if len(r) != 2 { // "c" (over the bound) and the member's own
+			t.Fatalf("member %d keeps %d compares, want 2", i, len(r))
+		}
+	}
+	if common, _ := hoist([]*pending{member("a"), member("b")}); common != nil {
+		t.Fatalf("hoisted %d compares no two members share", len(common))
+	}
+}
