@@ -307,6 +307,7 @@ func bulkCreate(b *testing.B, m, n, round int) {
 	b.ReportMetric(rate(createTime)/rate(readFirstTime), "create/read-first-x")
 	st := s.GroupStats()
 	b.ReportMetric(float64(st.Commits)/float64(max(1, st.Requests)), "commits/request")
+	b.ReportMetric(float64(st.Hoisted)/float64(max(1, st.Requests)), "hoisted-compares/request")
 }
 
 // rounds runs ops operations over n goroutines and returns how long they

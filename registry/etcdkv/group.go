@@ -25,7 +25,8 @@ import (
 // way; commits with range compares, range deletes, leases, or a size above
 // a quarter of the request limit are never batched. A failure of the whole
 // request (no quorum, a timeout) is every member's failure, with the same
-// meaning as for a lone commit.
+// meaning as for a lone commit. A compare every member makes is sent once,
+// for the whole batch (see hoist).
 
 // GroupStats counts group commit's work.
 type GroupStats struct {
@@ -34,6 +35,9 @@ type GroupStats struct {
 	Requests, Commits int64
 	// MaxBatch is the largest batch sent.
 	MaxBatch int64
+	// Hoisted counts compares sent once for a whole batch instead of
+	// once per member (see hoist).
+	Hoisted int64
 }
 
 type pending struct {
@@ -42,6 +46,7 @@ type pending struct {
 	size   int
 	width  int      // max(compares, ops): what etcd's ops limit counts
 	reads  []string // compared keys
+	cmpIDs []string // cmpID of each compare, in cmps' order
 	writes []string // written keys
 	taken  bool
 	done   chan struct{}
@@ -67,7 +72,7 @@ type batcher struct {
 	closed   bool
 	wg       sync.WaitGroup // flushers
 
-	requests, commits, maxBatch atomic.Int64
+	requests, commits, maxBatch, hoisted atomic.Int64
 }
 
 func newBatcher(s *Store) *batcher {
@@ -84,7 +89,7 @@ func (s *Store) GroupStats() GroupStats {
 	if s.group == nil {
 		return GroupStats{}
 	}
-	return GroupStats{Requests: s.group.requests.Load(), Commits: s.group.commits.Load(), MaxBatch: s.group.maxBatch.Load()}
+	return GroupStats{Requests: s.group.requests.Load(), Commits: s.group.commits.Load(), MaxBatch: s.group.maxBatch.Load(), Hoisted: s.group.hoisted.Load()}
 }
 
 // batchable returns the pending form of t, or nil if t must go alone.
@@ -99,6 +104,7 @@ func batchable(t kv.Txn, cmps []clientv3.Cmp, ops []clientv3.Op, limits kv.Limit
 			return nil
 		}
 		p.reads = append(p.reads, string(c.Key))
+		p.cmpIDs = append(p.cmpIDs, cmpID(c))
 	}
 	seen := map[string]bool{}
 	for _, o := range t.Ops {
@@ -111,6 +117,63 @@ func batchable(t kv.Txn, cmps []clientv3.Cmp, ops []clientv3.Op, limits kv.Limit
 		p.writes = append(p.writes, string(o.Key))
 	}
 	return p
+}
+
+// cmpID is a compare's identity: two compares with the same cmpID are
+// the same test and, evaluated against the same state, give the same
+// answer.
+func cmpID(c kv.Compare) string {
+	return fmt.Sprintf("%d/%d/%d/%q/%q", c.Target, c.Op, c.Num, c.Key, c.Value)
+}
+
+// hoist returns the compares that every member of batch makes (as
+// cmpIDs, with batch[0]'s clientv3 form) and each member's compares less
+// those. Every nested transaction's compares are evaluated against the
+// state before the whole batch, so a compare all members make has one
+// answer for all of them: sent once, as the batch transaction's own
+// compare, it fails every member exactly when each member's copy would
+// have failed it. This is what makes creations cheap in etcd: each
+// creation compares the record of the server it places the actor on, the
+// same record for all creations placed there, and etcd reads the key once
+// per compare. Hoisting is limited to len(batch) compares so that the
+// batch transaction's width stays len(batch), the figure take's
+// operations-limit rule assumes.
+func hoist(batch []*pending) (common []clientv3.Cmp, rest [][]clientv3.Cmp) {
+	if len(batch) < 2 {
+		return nil, nil
+	}
+	shared := map[string]bool{}
+	for _, id := range batch[0].cmpIDs {
+		shared[id] = true
+	}
+	for _, p := range batch[1:] {
+		mine := map[string]bool{}
+		for _, id := range p.cmpIDs {
+			if shared[id] {
+				mine[id] = true
+			}
+		}
+		shared = mine
+		if len(shared) == 0 {
+			return nil, nil
+		}
+	}
+	sent := map[string]bool{}
+	for i, id := range batch[0].cmpIDs {
+		if shared[id] && !sent[id] && len(common) < len(batch) {
+			sent[id] = true
+			common = append(common, batch[0].cmps[i])
+		}
+	}
+	rest = make([][]clientv3.Cmp, len(batch))
+	for j, p := range batch {
+		for i, id := range p.cmpIDs {
+			if !sent[id] {
+				rest[j] = append(rest[j], p.cmps[i])
+			}
+		}
+	}
+	return common, rest
 }
 
 // commit queues p and waits for its outcome.
@@ -318,15 +381,29 @@ func (b *batcher) send(ctx context.Context, batch []*pending) {
 		deliver(p, kv.CommitResult{Succeeded: resp.Succeeded, Rev: resp.Header.Revision}, nil)
 		return
 	}
+	common, rest := hoist(batch)
 	nested := make([]clientv3.Op, len(batch))
 	for i, p := range batch {
-		nested[i] = clientv3.OpTxn(p.cmps, p.ops, nil)
+		cmps := p.cmps
+		if common != nil {
+			cmps = rest[i]
+		}
+		nested[i] = clientv3.OpTxn(cmps, p.ops, nil)
 	}
-	resp, err := s.cli.Txn(c.ctx).Then(nested...).Commit()
+	resp, err := s.cli.Txn(c.ctx).If(common...).Then(nested...).Commit()
 	if err != nil {
 		err = s.fail(c, fmt.Sprintf("group commit of %d", len(batch)), err, true)
 		for _, p := range batch {
 			deliver(p, kv.CommitResult{}, err)
+		}
+		return
+	}
+	b.hoisted.Add(int64(len(common)))
+	if !resp.Succeeded {
+		// A hoisted compare failed: it fails every member, as each
+		// member's own copy would have.
+		for _, p := range batch {
+			deliver(p, kv.CommitResult{Succeeded: false, Rev: resp.Header.Revision}, nil)
 		}
 		return
 	}

@@ -277,3 +277,115 @@ func TestGroupCommitRespectsNestedOpsLimit(t *testing.T) {
 		t.Fatalf("%d commits of width %d went in %d request(s)", commits, width, n)
 	}
 }
+
+// sendBatch sends txns as one group-commit batch, as take would have
+// formed it, and returns each member's outcome.
+func sendBatch(t *testing.T, e *Embedded, txns []kv.Txn) []kv.CommitResult {
+	t.Helper()
+	batch := make([]*pending, len(txns))
+	for i, tx := range txns {
+		cmps, ops, err := e.Txn(tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if batch[i] = batchable(tx, cmps, ops, e.opts.Limits); batch[i] == nil {
+			t.Fatalf("txn %d is not batchable", i)
+		}
+		batch[i].taken = true
+	}
+	e.group.send(context.Background(), batch)
+	res := make([]kv.CommitResult, len(batch))
+	for i, p := range batch {
+		<-p.done
+		if p.err != nil {
+			t.Fatalf("member %d: %v", i, p.err)
+		}
+		res[i] = p.res
+	}
+	return res
+}
+
+// A compare every member of a batch makes is sent once, for the whole
+// batch (hoist), and must mean what it meant in each member: when it
+// holds, each member still answers to its own other compares; when it
+// fails, every member fails and nothing is written. A hoist that dropped
+// the shared compare from the members without sending it for the batch
+// fails the second half; one that sent a member's own compare for the
+// batch fails the first.
+func TestGroupCommitHoistsSharedCompares(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e, err := StartEmbedded(ctx, EmbeddedConfig{MemberConfig: MemberConfig{Dir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = e.Close() }()
+	if _, err := e.Commit(ctx, kv.Txn{Ops: []kv.Op{
+		kv.Put([]byte("server"), []byte("live"), kv.NoLease),
+		kv.Put([]byte("taken"), []byte("1"), kv.NoLease),
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	create := func(server, id string) kv.Txn {
+		return kv.Txn{
+			Compares: []kv.Compare{kv.Absent([]byte(id)), kv.ValueEquals([]byte("server"), []byte(server))},
+			Ops:      []kv.Op{kv.Put([]byte(id), []byte(server), kv.NoLease)},
+		}
+	}
+	before := e.GroupStats().Hoisted
+	res := sendBatch(t, e, []kv.Txn{create("live", "a"), create("live", "taken"), create("live", "b")})
+	if !res[0].Succeeded || res[1].Succeeded || !res[2].Succeeded {
+		t.Fatalf("shared compare holds: outcomes %v %v %v, want true false true", res[0].Succeeded, res[1].Succeeded, res[2].Succeeded)
+	}
+	if h := e.GroupStats().Hoisted - before; h != 1 {
+		t.Fatalf("%d compares hoisted, want the shared one", h)
+	}
+	res = sendBatch(t, e, []kv.Txn{create("gone", "c"), create("gone", "d")})
+	for i, r := range res {
+		if r.Succeeded {
+			t.Fatalf("member %d succeeded although the shared compare fails", i)
+		}
+	}
+	for _, k := range []string{"c", "d"} {
+		if _, found, err := e.Get(ctx, []byte(k), 0); err != nil || found {
+			t.Fatalf("%s: found=%v %v, want not written", k, found, err)
+		}
+	}
+	for _, k := range []string{"a", "b"} {
+		if _, found, err := e.Get(ctx, []byte(k), 0); err != nil || !found {
+			t.Fatalf("%s: found=%v %v, want written", k, found, err)
+		}
+	}
+}
+
+// hoist sends at most len(batch) compares for the batch, so that the
+// batch transaction stays as wide as take's operations-limit rule assumes,
+// and leaves every compare it did not hoist with its member.
+func TestHoistIsBoundedByBatchSize(t *testing.T) {
+	s := &Store{}
+	member := func(keys ...string) *pending {
+		var tx kv.Txn
+		for _, k := range keys {
+			tx.Compares = append(tx.Compares, kv.Absent([]byte(k)))
+		}
+		tx.Ops = []kv.Op{kv.Put([]byte("w-"+keys[len(keys)-1]), []byte("v"), kv.NoLease)}
+		cmps, ops, err := s.Txn(tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return batchable(tx, cmps, ops, kv.Limits{})
+	}
+	batch := []*pending{member("a", "b", "c", "x"), member("a", "b", "c", "y")}
+	common, rest := hoist(batch)
+	if len(common) != len(batch) {
+		t.Fatalf("%d compares hoisted for a batch of %d", len(common), len(batch))
+	}
+	for i, r := range rest {
+		if len(r) != 2 { // "c" (over the bound) and the member's own
+			t.Fatalf("member %d keeps %d compares, want 2", i, len(r))
+		}
+	}
+	if common, _ := hoist([]*pending{member("a"), member("b")}); common != nil {
+		t.Fatalf("hoisted %d compares no two members share", len(common))
+	}
+}
