@@ -153,6 +153,10 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 	if req.ActorType == "" {
 		return nil, false, newErr(CodeBadRequest, false, nil, "actor type is required to activate %s", req.ActorID)
 	}
+	// The key lives as long as the activation (and its table entry):
+	// own its bytes rather than keep the caller's strings — often
+	// substrings of a whole HTTP request line or path.
+	key = key.owned()
 	a := s.newActivation(t, key, req.ActorType, l.inc)
 	sh.mu.Lock()
 	if sh.m[key] != nil {

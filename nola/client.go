@@ -429,7 +429,11 @@ func (rc *routeCache) put(k actorKey, r route) {
 	if len(sh.m) >= maxRoutesPerShard {
 		clear(sh.m)
 	}
-	sh.m[k] = p
+	if _, ok := sh.m[k]; ok {
+		sh.m[k] = p // the entry keeps the key it owns already
+	} else {
+		sh.m[k.owned()] = p
+	}
 	sh.mu.Unlock()
 }
 

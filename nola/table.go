@@ -3,10 +3,25 @@ package nola
 import (
 	"cmp"
 	"slices"
+	"strings"
 	"sync"
 )
 
 type actorKey struct{ ns, id string }
+
+// owned returns k with its own copy of its bytes, in one allocation. Keys
+// kept for as long as an actor is live (table and route-cache entries)
+// must not alias the caller's strings: an ID sliced out of an HTTP request
+// line would keep the whole line alive (about 60 bytes per actor measured
+// through nola serve).
+func (k actorKey) owned() actorKey {
+	if k.ns == "" || k.id == "" {
+		// Concatenation with "" may return the other operand itself.
+		return actorKey{strings.Clone(k.ns), strings.Clone(k.id)}
+	}
+	b := k.ns + k.id
+	return actorKey{b[:len(k.ns)], b[len(k.ns):]}
+}
 
 func (k actorKey) compare(o actorKey) int {
 	if c := cmp.Compare(k.ns, o.ns); c != 0 {

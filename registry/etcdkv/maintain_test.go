@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nolaproject/nola/registry/etcdkv"
 	"github.com/nolaproject/nola/registry/kv"
@@ -13,6 +14,12 @@ import (
 
 // A small quota, so that a few hundred large writes fill it.
 const smallQuota = 64 << 20
+
+// slowWrites bounds each 500 KB write of these tests: far above the 5 s
+// default, which a write waiting behind a defragmentation can take under
+// -race on a loaded 2-core machine (it failed there as "outcome unknown
+// (context deadline exceeded)"). What is tested is NOSPACE, not speed.
+const slowWrites = 2 * time.Minute
 
 func smallMember(dir string) etcdkv.MemberConfig {
 	return etcdkv.MemberConfig{Dir: dir, QuotaBytes: smallQuota, UnsafeNoFsync: true}
@@ -44,14 +51,14 @@ func TestSustainedLargeWritesNeverReachNoSpace(t *testing.T) {
 	ctx := context.Background()
 	const writes = 600
 	t.Run("control: no maintenance", func(t *testing.T) {
-		e := startEmbedded(t, etcdkv.EmbeddedConfig{MemberConfig: smallMember(t.TempDir()), Options: etcdkv.Options{NoMaintenance: true}})
+		e := startEmbedded(t, etcdkv.EmbeddedConfig{MemberConfig: smallMember(t.TempDir()), Options: etcdkv.Options{NoMaintenance: true, RequestTimeout: slowWrites}})
 		n, err := overwrite(ctx, e, writes)
 		if !isNoSpace(err) || !errors.Is(err, kv.ErrUnavailable) {
 			t.Fatalf("after %d writes: %v, want etcd's NOSPACE as kv.ErrUnavailable", n, err)
 		}
 	})
 	t.Run("maintained", func(t *testing.T) {
-		e := startEmbedded(t, etcdkv.EmbeddedConfig{MemberConfig: smallMember(t.TempDir())})
+		e := startEmbedded(t, etcdkv.EmbeddedConfig{MemberConfig: smallMember(t.TempDir()), Options: etcdkv.Options{RequestTimeout: slowWrites}})
 		if n, err := overwrite(ctx, e, writes); err != nil {
 			t.Fatalf("write %d of %d failed: %v (maintenance %+v)", n, writes, err, e.MaintenanceStats())
 		}
@@ -69,7 +76,7 @@ func TestSustainedLargeWritesNeverReachNoSpace(t *testing.T) {
 func TestStartRecoversFromNoSpaceAlarm(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	noMaint := etcdkv.Options{NoMaintenance: true}
+	noMaint := etcdkv.Options{NoMaintenance: true, RequestTimeout: slowWrites}
 
 	e, err := etcdkv.StartEmbedded(ctx, etcdkv.EmbeddedConfig{MemberConfig: smallMember(dir), Options: noMaint})
 	if err != nil {
@@ -97,7 +104,7 @@ func TestStartRecoversFromNoSpaceAlarm(t *testing.T) {
 	}
 
 	// With recovery (the default) it starts writable.
-	e = startEmbedded(t, etcdkv.EmbeddedConfig{MemberConfig: smallMember(dir)})
+	e = startEmbedded(t, etcdkv.EmbeddedConfig{MemberConfig: smallMember(dir), Options: etcdkv.Options{RequestTimeout: slowWrites}})
 	if st := e.MaintenanceStats(); st.AlarmsDisarmed != 1 {
 		t.Fatalf("start-up maintenance: %+v, want one alarm disarmed", st)
 	}
@@ -111,7 +118,7 @@ func TestStartRecoversFromNoSpaceAlarm(t *testing.T) {
 func TestStartWithLiveDataOverQuotaSaysSo(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	e, err := etcdkv.StartEmbedded(ctx, etcdkv.EmbeddedConfig{MemberConfig: smallMember(dir), Options: etcdkv.Options{NoMaintenance: true}})
+	e, err := etcdkv.StartEmbedded(ctx, etcdkv.EmbeddedConfig{MemberConfig: smallMember(dir), Options: etcdkv.Options{NoMaintenance: true, RequestTimeout: slowWrites}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +133,7 @@ func TestStartWithLiveDataOverQuotaSaysSo(t *testing.T) {
 	if !isNoSpace(werr) {
 		t.Fatalf("filling with live data: %v", werr)
 	}
-	e, err = etcdkv.StartEmbedded(ctx, etcdkv.EmbeddedConfig{MemberConfig: smallMember(dir)})
+	e, err = etcdkv.StartEmbedded(ctx, etcdkv.EmbeddedConfig{MemberConfig: smallMember(dir), Options: etcdkv.Options{RequestTimeout: slowWrites}})
 	if err == nil {
 		_ = e.Close()
 		t.Fatal("start-up succeeded with a full database")

@@ -1,0 +1,78 @@
+package nola
+
+import (
+	"context"
+	"testing"
+	"unsafe"
+
+	"github.com/nolaproject/nola/registry/memkv"
+	"github.com/nolaproject/nola/rt"
+)
+
+// within reports whether s's bytes lie inside line's.
+func within(s, line string) bool {
+	if len(s) == 0 {
+		return false
+	}
+	p, b := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(line)))
+	return p >= b && p < b+uintptr(len(line))
+}
+
+// An actor's table entry, its activation and a client's cached route own
+// their keys: an ID sliced out of a larger string (an HTTP path or request
+// line) must not keep that string alive for as long as the actor lives.
+func TestLiveKeysDoNotAliasTheCallersStrings(t *testing.T) {
+	ctx := context.Background()
+	r := rt.NewReal()
+	store := memkv.New(r, memkv.Options{})
+	defer store.Close()
+	c, err := NewCluster(ctx, ClusterConfig{
+		Servers: 1, Store: store, Types: residentTypes(),
+		Runtime: func(int) rt.Runtime { return r }, ClientRuntime: r,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Shutdown(ctx)
+	// A fresh (heap) string per call, as a parsed request path is.
+	line := string([]byte("POST /v1/ns/ns/actors/some-actor/invoke/inc HTTP/1.1"))
+	ns, id := line[12:14], line[22:32]
+	if ns != "ns" || id != "some-actor" {
+		t.Fatalf("test slicing: %q %q", ns, id)
+	}
+	if got, err := c.Client().Invoke(ctx, ns, id, "counter", "inc", nil); err != nil || string(got) != "1" {
+		t.Fatalf("invoke: %q, %v", got, err)
+	}
+	srv := c.Server(0)
+	key := actorKey{"ns", "some-actor"}
+	sh := srv.table.Load().shard(key)
+	sh.mu.RLock()
+	var keys []actorKey
+	var a *activation
+	for k, v := range sh.m {
+		if k == key {
+			keys, a = append(keys, k), v
+		}
+	}
+	sh.mu.RUnlock()
+	if a == nil {
+		t.Fatal("no activation in the table")
+	}
+	keys = append(keys, a.key, actorKey{a.ref.Namespace, a.ref.ID})
+	rs := c.Client().routes.shard(key)
+	rs.mu.Lock()
+	for k := range rs.m {
+		if k == key {
+			keys = append(keys, k)
+		}
+	}
+	rs.mu.Unlock()
+	if len(keys) != 4 {
+		t.Fatalf("found %d of the 4 keys (table, activation, ref, route)", len(keys))
+	}
+	for i, k := range keys {
+		if within(k.ns, line) || within(k.id, line) {
+			t.Errorf("key %d (%q/%q) aliases the caller's string", i, k.ns, k.id)
+		}
+	}
+}
