@@ -556,6 +556,11 @@ func FuzzInvokeRoute(f *testing.F) {
 // than the mux's route for the same request (as ServeHTTP routed it
 // before: a boundedWriter, then the mux), and the same answer.
 func TestInvokeRouteSkipsMuxAllocations(t *testing.T) {
+	if raceEnabled {
+		// The margin is 4 allocations exactly; the race detector's
+		// random sync.Pool drops move either count by one now and then.
+		t.Skip("allocation counts vary under the race detector")
+	}
 	r := rt.NewReal()
 	store := memkv.New(r, memkv.Options{})
 	defer store.Close()
