@@ -429,3 +429,48 @@ func TestSnapshotNotOfRefusedGrowth(t *testing.T) {
 		})
 	}
 }
+
+// manyGlobalsModule is a minimal waPC module with n mutable i32 globals
+// and an _initialize that does nothing; __guest_call answers "ok".
+func manyGlobalsModule(n uint32) []byte {
+	b := []byte("\x00asm\x01\x00\x00\x00")
+	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
+	imp := []byte{2}
+	for _, name := range []string{"__guest_request", "__guest_response"} {
+		imp = append(imp, revName("wapc")...)
+		imp = append(imp, revName(name)...)
+		imp = append(imp, 0, 0)
+	}
+	b = append(b, revSection(2, imp)...)
+	b = append(b, revSection(3, []byte{2, 1, 2})...)
+	b = append(b, revSection(5, []byte{1, 0, 1})...)
+	globals := revU32(n)
+	for range n {
+		globals = append(globals, 0x7f, 1, 0x41, 0, 0x0b)
+	}
+	b = append(b, revSection(6, globals)...)
+	exp := []byte{3}
+	exp = append(append(exp, revName("memory")...), 2, 0)
+	exp = append(append(exp, revName("__guest_call")...), 0, 2)
+	exp = append(append(exp, revName("_initialize")...), 0, 3)
+	b = append(b, revSection(7, exp)...)
+	call := []byte{0, 0x41, 0, 0x41, 2, 0x10, 1, 0x41, 1, 0x0b}
+	code := []byte{2}
+	code = append(append(code, revU32(uint32(len(call)))...), call...)
+	code = append(code, 2, 0, 0x0b)
+	b = append(b, revSection(10, code)...)
+	return append(b, revSection(11, []byte{1, 0, 0x41, 0, 0x0b, 2, 'o', 'k'})...)
+}
+
+// A module with more mutable globals than exports a host compiles (valid,
+// and stored, without snapshots) still runs: it gets no snapshot instead
+// of its rewrite exceeding the export limit ("cannot run here").
+func TestSnapshotManyGlobalsStillRuns(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.put("m", manyGlobalsModule(20000), modules.Options{})
+	e.want("a", "m", "x", nil, "ok")
+	e.want("b", "m", "x", nil, "ok")
+	if s := e.hosts[0].SnapshotStatus(ns, "m"); !strings.HasPrefix(s, "refused: its 20000 mutable globals") {
+		t.Fatalf("snapshot %q, want it refused for its globals", s)
+	}
+}
