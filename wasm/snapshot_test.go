@@ -474,3 +474,30 @@ func TestSnapshotManyGlobalsStillRuns(t *testing.T) {
 		t.Fatalf("snapshot %q, want it refused for its globals", s)
 	}
 }
+
+// Many first activations at once: one takes the snapshot, the others
+// initialize themselves or start from it, and every one answers as an
+// initialized instance (run with -race).
+func TestSnapshotConcurrentFirstActivations(t *testing.T) {
+	e, _ := snapEnv(t, initModule(false, false, false))
+	const n = 8
+	got := make(chan string, n)
+	for i := range n {
+		go func() {
+			v, err := e.invoke(fmt.Sprint("c", i), "m", "x", nil)
+			if err != nil {
+				v = err.Error()
+			}
+			got <- v
+		}()
+	}
+	for range n {
+		if v := <-got; v != answer(1) {
+			t.Errorf("answer %q, want %q", v, answer(1))
+		}
+	}
+	if s := e.hosts[0].SnapshotStatus(ns, "m"); s != "ready" {
+		t.Fatalf("snapshot %q, want ready", s)
+	}
+	e.want("late", "m", "x", nil, answer(1))
+}
