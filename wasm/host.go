@@ -805,9 +805,14 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 		}
 	}
 	if take {
-		if in.effects > 0 {
+		switch {
+		case in.effects > 0:
 			c.snap.refuse(fmt.Sprintf("its initialization made %d host calls with effects", in.effects))
-		} else {
+		case in.refused > 0:
+			// The budget refused a memory.grow the guest survived:
+			// its state reflects a passing shortage that a later
+			// initialization may not meet. The next one tries.
+		default:
 			h.capture(c, in)
 		}
 	}

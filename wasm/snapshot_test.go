@@ -365,3 +365,139 @@ func TestSnapshotTrappingInit(t *testing.T) {
 		})
 	}
 }
+
+// growModule is a minimal waPC module whose _initialize grows its memory
+// by 16 pages and keeps memory.grow's answer (-1 if refused) in a global;
+// __guest_call answers that global (4 bytes, little-endian), or traps if
+// given a payload.
+func growModule() []byte {
+	b := []byte("\x00asm\x01\x00\x00\x00")
+	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
+	imp := []byte{2}
+	for _, n := range []string{"__guest_request", "__guest_response"} {
+		imp = append(imp, revName("wapc")...)
+		imp = append(imp, revName(n)...)
+		imp = append(imp, 0, 0)
+	}
+	b = append(b, revSection(2, imp)...)
+	b = append(b, revSection(3, []byte{2, 1, 2})...)
+	b = append(b, revSection(5, []byte{1, 0, 1})...)
+	b = append(b, revSection(6, []byte{1, 0x7f, 1, 0x41, 0, 0x0b})...)
+	exp := []byte{3}
+	exp = append(append(exp, revName("memory")...), 2, 0)
+	exp = append(append(exp, revName("__guest_call")...), 0, 2)
+	exp = append(append(exp, revName("_initialize")...), 0, 3)
+	b = append(b, revSection(7, exp)...)
+	call := []byte{0,
+		0x20, 1, 0x04, 0x40, 0x00, 0x0b, // if payload length: unreachable
+		0x41, 0, 0x23, 0, 0x36, 2, 0, // mem[0] = g
+		0x41, 0, 0x41, 4, 0x10, 1, 0x41, 1, 0x0b,
+	}
+	init := []byte{0, 0x41, 16, 0x40, 0, 0x24, 0, 0x0b} // g = memory.grow(16)
+	code := []byte{2}
+	code = append(append(code, revU32(uint32(len(call)))...), call...)
+	code = append(append(code, revU32(uint32(len(init)))...), init...)
+	b = append(b, revSection(10, code)...)
+	return append(b, revSection(11, []byte{1, 0, 0x41, 0xe4, 0, 0x0b, 1, 'x'})...)
+}
+
+// An initialization whose memory growth the Host's MemoryLimit refused —
+// a moment's shortage, not the module's nature — is not snapshotted: a
+// guest that carries on without the memory (memory.grow answered -1)
+// would otherwise pass that answer on to every later instance, however
+// much memory is free by then. With or without snapshots, the activation
+// made once the memory is back grows.
+func TestSnapshotNotOfRefusedGrowth(t *testing.T) {
+	grown := "\x01\x00\x00\x00" // memory.grow's answer: the old size, 1 page
+	refused := "\xff\xff\xff\xff"
+	for _, noSnap := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoSnapshot=%v", noSnap), func(t *testing.T) {
+			// Room for one grown instance and one that is not.
+			e := newEnv(t, envOpts{host: func(c *wasm.Config) {
+				c.NoSnapshot = noSnap
+				c.MemoryLimit = 2*(wasm.InstanceOverhead+64<<10) + 16*64<<10 + 512<<10
+			}})
+			e.put("hog", growModule(), modules.Options{})
+			e.put("m", growModule(), modules.Options{})
+			e.want("h", "hog", "x", nil, grown)
+			e.want("a", "m", "x", nil, refused)
+			// The hog traps: its instance and memory are gone.
+			if _, err := e.invoke("h", "hog", "x", []byte("boom")); err == nil {
+				t.Fatal("the hog did not trap")
+			}
+			e.want("b", "m", "x", nil, grown)
+		})
+	}
+}
+
+// manyGlobalsModule is a minimal waPC module with n mutable i32 globals
+// and an _initialize that does nothing; __guest_call answers "ok".
+func manyGlobalsModule(n uint32) []byte {
+	b := []byte("\x00asm\x01\x00\x00\x00")
+	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
+	imp := []byte{2}
+	for _, name := range []string{"__guest_request", "__guest_response"} {
+		imp = append(imp, revName("wapc")...)
+		imp = append(imp, revName(name)...)
+		imp = append(imp, 0, 0)
+	}
+	b = append(b, revSection(2, imp)...)
+	b = append(b, revSection(3, []byte{2, 1, 2})...)
+	b = append(b, revSection(5, []byte{1, 0, 1})...)
+	globals := revU32(n)
+	for range n {
+		globals = append(globals, 0x7f, 1, 0x41, 0, 0x0b)
+	}
+	b = append(b, revSection(6, globals)...)
+	exp := []byte{3}
+	exp = append(append(exp, revName("memory")...), 2, 0)
+	exp = append(append(exp, revName("__guest_call")...), 0, 2)
+	exp = append(append(exp, revName("_initialize")...), 0, 3)
+	b = append(b, revSection(7, exp)...)
+	call := []byte{0, 0x41, 0, 0x41, 2, 0x10, 1, 0x41, 1, 0x0b}
+	code := []byte{2}
+	code = append(append(code, revU32(uint32(len(call)))...), call...)
+	code = append(code, 2, 0, 0x0b)
+	b = append(b, revSection(10, code)...)
+	return append(b, revSection(11, []byte{1, 0, 0x41, 0, 0x0b, 2, 'o', 'k'})...)
+}
+
+// A module with more mutable globals than exports a host compiles (valid,
+// and stored, without snapshots) still runs: it gets no snapshot instead
+// of its rewrite exceeding the export limit ("cannot run here").
+func TestSnapshotManyGlobalsStillRuns(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.put("m", manyGlobalsModule(20000), modules.Options{})
+	e.want("a", "m", "x", nil, "ok")
+	e.want("b", "m", "x", nil, "ok")
+	if s := e.hosts[0].SnapshotStatus(ns, "m"); !strings.HasPrefix(s, "refused: its 20000 mutable globals") {
+		t.Fatalf("snapshot %q, want it refused for its globals", s)
+	}
+}
+
+// Many first activations at once: one takes the snapshot, the others
+// initialize themselves or start from it, and every one answers as an
+// initialized instance (run with -race).
+func TestSnapshotConcurrentFirstActivations(t *testing.T) {
+	e, _ := snapEnv(t, initModule(false, false, false))
+	const n = 8
+	got := make(chan string, n)
+	for i := range n {
+		go func() {
+			v, err := e.invoke(fmt.Sprint("c", i), "m", "x", nil)
+			if err != nil {
+				v = err.Error()
+			}
+			got <- v
+		}()
+	}
+	for range n {
+		if v := <-got; v != answer(1) {
+			t.Errorf("answer %q, want %q", v, answer(1))
+		}
+	}
+	if s := e.hosts[0].SnapshotStatus(ns, "m"); s != "ready" {
+		t.Fatalf("snapshot %q, want ready", s)
+	}
+	e.want("late", "m", "x", nil, answer(1))
+}

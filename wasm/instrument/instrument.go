@@ -212,6 +212,16 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	fuelGlobal := m.definedGlobals
 	var facts codeFacts
 	if opts.ExportGlobals {
+		// The exports added must keep the output within what a host
+		// compiles (Limits.Instrumented allows the fuel export alone):
+		// a module valid without snapshots must stay valid with them.
+		limit := cmp.Or(opts.Limits.MaxExports, DefaultLimits().MaxExports)
+		if n := uint64(len(m.exportNames)) + uint64(len(m.mutableGlobals)); n > uint64(limit) {
+			opts.ExportGlobals = false
+			res.Snapshot.Refused = fmt.Sprintf("its %d mutable globals, exported, would exceed the limit of %d exports", len(m.mutableGlobals), limit)
+		}
+	}
+	if opts.ExportGlobals {
 		for _, g := range m.mutableGlobals {
 			if m.exportNames[g.Name] {
 				// Not ours to rename: no snapshot, the module as is.
