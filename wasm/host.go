@@ -147,6 +147,15 @@ type Config struct {
 	// of activations the server dropped without deactivating them
 	// (default 1m).
 	SweepInterval time.Duration
+	// EngineIdle is how long an instance stays idle before the Host
+	// drops its call engine (default 10s): wazero's per-function call
+	// engine, with its fixed 10 KiB stack, is the largest part of an idle
+	// C actor's memory (about 12 of 29 KB through nola serve), but
+	// fetching it again costs some 20-30 µs, so an instance keeps it
+	// while warm and fetches it again on its first call after the drop.
+	// A timer on the Host's runtime, armed while some instance holds one,
+	// drops them (see Host.trim).
+	EngineIdle time.Duration
 	// CompilationCache, if set, shares compiled machine code between
 	// Hosts (wazero.NewCompilationCache): useful when one process runs
 	// many servers, as tests do.
@@ -259,6 +268,9 @@ func (c *Config) defaults() error {
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = time.Minute
 	}
+	if c.EngineIdle <= 0 {
+		c.EngineIdle = 10 * time.Second
+	}
 	if c.GuestSlots == 0 {
 		c.GuestSlots = max(1, runtime.GOMAXPROCS(0)-1)
 	}
@@ -313,6 +325,12 @@ type Host struct {
 	live      map[*instance]struct{}
 	seq       uint64
 	lastSweep time.Duration
+	// trimTimer is the pending engine trim (nil: none); trimArmed says
+	// one is pending or being armed, so that releasing an instance arms
+	// it at most once (armTrim). trimmed counts the engines dropped.
+	trimTimer rt.Timer
+	trimArmed atomic.Bool
+	trimmed   atomic.Int64
 	hosted    func(ns, id string) bool
 	stats     Stats
 
@@ -362,6 +380,9 @@ type Stats struct {
 	// IdleWorkerBytes is the part of it held by idle pooled worker
 	// instances, which Host.MemoryBytes leaves out.
 	MemoryBytes, IdleWorkerBytes int64
+	// EnginesTrimmed counts the call engines dropped from instances idle
+	// for Config.EngineIdle (fetched again by their next invocation).
+	EnginesTrimmed int64
 }
 
 // New returns a Host. Close it after its server has stopped.
@@ -429,6 +450,7 @@ func (h *Host) Stats() Stats {
 	s.Running = h.busy.Load()
 	s.MemoryBytes = h.mem.used.Load()
 	s.IdleWorkerBytes = h.idleWorker.Load()
+	s.EnginesTrimmed = h.trimmed.Load()
 	s.Executing, s.Waiting, s.Preempted = h.executing.Load(), h.waiting.Load(), h.preempted.Load()
 	return s
 }
@@ -454,6 +476,10 @@ func (h *Host) Close(ctx context.Context) error {
 	}
 	h.closed = true
 	h.isClosed.Store(true)
+	if h.trimTimer != nil {
+		h.trimTimer.Stop()
+		h.trimTimer = nil
+	}
 	live := h.sortedLive()
 	h.mu.Unlock()
 	for _, in := range live {
@@ -759,9 +785,6 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 	in.m = m
 	in.mem = m.Memory()
 	in.guestCall = m.ExportedFunction(abi.GuestCall)
-	if c.create {
-		in.createCall = m.ExportedFunction(abi.CreateExport)
-	}
 	g, ok := m.ExportedGlobal(instrument.FuelExport).(api.MutableGlobal)
 	if !ok || in.guestCall == nil || in.mem == nil {
 		in.end()
@@ -813,6 +836,7 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 	}
 	in.end()
 	in.state.Store(instIdle)
+	h.armTrim()
 	return in, nil
 }
 
@@ -872,6 +896,53 @@ func (h *Host) maybeSweep() {
 			h.stats.Swept++
 			h.mu.Unlock()
 		}
+	}
+}
+
+// armTrim makes sure an engine trim is pending: an instance that holds a
+// call engine has just gone idle. The common case, one already pending, is
+// one atomic load.
+func (h *Host) armTrim() {
+	if h.trimArmed.Load() || !h.trimArmed.CompareAndSwap(false, true) {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return // never disarmed: nothing to trim any more
+	}
+	h.trimTimer = h.rt.AfterFunc(h.cfg.EngineIdle, "wasm engine trim", h.trim)
+}
+
+// trim drops the call engines of the instances idle for EngineIdle and,
+// if any idle instance still holds one, arms itself again; busy instances
+// arm it when they go idle. An instance is held only for the moment it
+// takes to drop its engine (instTrim): a call that arrives meanwhile waits
+// that moment out, and one in progress makes the trim skip the instance.
+func (h *Host) trim() {
+	h.mu.Lock()
+	h.trimTimer = nil
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	live := make([]*instance, 0, len(h.live))
+	for in := range h.live {
+		live = append(live, in)
+	}
+	h.mu.Unlock()
+	// Disarmed before the pass: an instance released during it arms
+	// the next one itself.
+	h.trimArmed.Store(false)
+	idleBefore := h.rt.Mono() - h.cfg.EngineIdle
+	held := false
+	for _, in := range live {
+		if in.trimEngine(idleBefore) {
+			held = true
+		}
+	}
+	if held {
+		h.armTrim()
 	}
 }
 
