@@ -35,6 +35,12 @@
 // whose actor the attached server no longer hosts (or hosts with a newer
 // instance). Close closes everything.
 //
+// An instance keeps wazero's call engine for __guest_call (a fixed 10 KiB
+// stack and more: 12 KB, most of an idle C actor's memory) while it is
+// warm; a timer on the Host's runtime, armed while some instance holds
+// one, drops it from instances idle for Config.EngineIdle, and their next
+// call fetches it again (some 20-30 µs, once).
+//
 // # Limits
 //
 // Modules are rewritten for fuel metering (package instrument) when
