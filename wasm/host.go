@@ -37,9 +37,9 @@
 //
 // An instance keeps wazero's call engine for __guest_call (a fixed 10 KiB
 // stack and more: 12 KB, most of an idle C actor's memory) while it is
-// warm; a timer on the Host's runtime, armed while some instance holds
-// one, drops it from instances idle for Config.EngineIdle, and their next
-// call fetches it again (some 20-30 µs, once).
+// warm; the server's periodic MemoryBytes polls drop it from instances
+// idle for Config.EngineIdle, and their next call fetches it again (some
+// 20-30 µs, once).
 //
 // # Limits
 //
@@ -159,8 +159,8 @@ type Config struct {
 	// C actor's memory (about 12 of 29 KB through nola serve), but
 	// fetching it again costs some 20-30 µs, so an instance keeps it
 	// while warm and fetches it again on its first call after the drop.
-	// A timer on the Host's runtime, armed while some instance holds one,
-	// drops them (see Host.trim).
+	// The server's periodic MemoryBytes polls drop them (see
+	// Host.maybeTrim).
 	EngineIdle time.Duration
 	// CompilationCache, if set, shares compiled machine code between
 	// Hosts (wazero.NewCompilationCache): useful when one process runs
@@ -331,14 +331,12 @@ type Host struct {
 	live      map[*instance]struct{}
 	seq       uint64
 	lastSweep time.Duration
-	// trimTimer is the pending engine trim (nil: none); trimArmed says
-	// one is pending or being armed, so that releasing an instance arms
-	// it at most once (armTrim). trimmed counts the engines dropped.
-	trimTimer rt.Timer
-	trimArmed atomic.Bool
-	trimmed   atomic.Int64
-	hosted    func(ns, id string) bool
-	stats     Stats
+	// lastTrim is when (monotonic) the last engine trim ran; trimmed
+	// counts the engines dropped (see maybeTrim).
+	lastTrim atomic.Int64
+	trimmed  atomic.Int64
+	hosted   func(ns, id string) bool
+	stats    Stats
 
 	// custom holds Config.HostFunctions; read-only after New.
 	custom map[hostFnKey]*hostFn
@@ -468,7 +466,13 @@ func (h *Host) Stats() Stats {
 // estimate and load reports, which shedding reads as activation memory —
 // a pool of idle workers must not make a server shed its actors. The
 // Host's MemoryLimit still counts every instance (Stats.MemoryBytes).
-func (h *Host) MemoryBytes() int64 { return max(h.mem.used.Load()-h.idleWorker.Load(), 0) }
+//
+// Polled periodically by the server, it also runs the engine trim when due
+// (maybeTrim).
+func (h *Host) MemoryBytes() int64 {
+	h.maybeTrim()
+	return max(h.mem.used.Load()-h.idleWorker.Load(), 0)
+}
 
 var _ nola.MemoryReporter = (*Host)(nil)
 
@@ -482,10 +486,6 @@ func (h *Host) Close(ctx context.Context) error {
 	}
 	h.closed = true
 	h.isClosed.Store(true)
-	if h.trimTimer != nil {
-		h.trimTimer.Stop()
-		h.trimTimer = nil
-	}
 	live := h.sortedLive()
 	h.mu.Unlock()
 	for _, in := range live {
@@ -842,7 +842,6 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 	}
 	in.end()
 	in.state.Store(instIdle)
-	h.armTrim()
 	return in, nil
 }
 
@@ -905,29 +904,21 @@ func (h *Host) maybeSweep() {
 	}
 }
 
-// armTrim makes sure an engine trim is pending: an instance that holds a
-// call engine has just gone idle. The common case, one already pending, is
-// one atomic load.
-func (h *Host) armTrim() {
-	if h.trimArmed.Load() || !h.trimArmed.CompareAndSwap(false, true) {
+// maybeTrim drops, at most once per EngineIdle, the call engines of the
+// instances idle for EngineIdle (their next call fetches them again). It
+// runs on the caller of MemoryBytes — the server's lease and shed loops,
+// which poll it periodically — so that it needs no goroutine or timer of
+// its own (none to add to a simulated schedule) and still runs on a server
+// that no call reaches any more. An instance is held only for the moment
+// it takes to drop its engine (instTrim): a call that arrives meanwhile
+// waits that moment out, and one in progress makes the trim skip it.
+func (h *Host) maybeTrim() {
+	now := h.rt.Mono()
+	last := h.lastTrim.Load()
+	if now-time.Duration(last) < h.cfg.EngineIdle || !h.lastTrim.CompareAndSwap(last, int64(now)) {
 		return
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return // never disarmed: nothing to trim any more
-	}
-	h.trimTimer = h.rt.AfterFunc(h.cfg.EngineIdle, "wasm engine trim", h.trim)
-}
-
-// trim drops the call engines of the instances idle for EngineIdle and,
-// if any idle instance still holds one, arms itself again; busy instances
-// arm it when they go idle. An instance is held only for the moment it
-// takes to drop its engine (instTrim): a call that arrives meanwhile waits
-// that moment out, and one in progress makes the trim skip the instance.
-func (h *Host) trim() {
-	h.mu.Lock()
-	h.trimTimer = nil
 	if h.closed {
 		h.mu.Unlock()
 		return
@@ -937,18 +928,9 @@ func (h *Host) trim() {
 		live = append(live, in)
 	}
 	h.mu.Unlock()
-	// Disarmed before the pass: an instance released during it arms
-	// the next one itself.
-	h.trimArmed.Store(false)
-	idleBefore := h.rt.Mono() - h.cfg.EngineIdle
-	held := false
+	idleBefore := now - h.cfg.EngineIdle
 	for _, in := range live {
-		if in.trimEngine(idleBefore) {
-			held = true
-		}
-	}
-	if held {
-		h.armTrim()
+		in.trimEngine(idleBefore)
 	}
 }
 

@@ -191,34 +191,26 @@ func (in *instance) acquire() bool {
 func (in *instance) release() bool {
 	in.lastSeen.Store(int64(in.lastUsed))
 	gone := in.aborted || in.h.isClosed.Load()
-	held := in.guestCall != nil
 	in.state.Store(instIdle)
 	if gone {
 		in.close()
-	} else if held {
-		in.h.armTrim()
 	}
 	in.h.doneBusy()
 	return gone
 }
 
 // trimEngine drops the call engine of an instance idle since before
-// idleBefore (its next invocation fetches it again). It reports whether
-// the instance, idle, still holds one (it was used since).
-func (in *instance) trimEngine(idleBefore time.Duration) (held bool) {
+// idleBefore (its next invocation fetches it again); a busy or closed
+// instance is left alone.
+func (in *instance) trimEngine(idleBefore time.Duration) {
 	if !in.state.CompareAndSwap(instIdle, instTrim) {
-		return false // busy (its release re-arms the trim) or closed
+		return
 	}
-	if in.guestCall != nil {
-		if in.idleSince() <= idleBefore {
-			in.guestCall = nil
-			in.h.trimmed.Add(1)
-		} else {
-			held = true
-		}
+	if in.guestCall != nil && in.idleSince() <= idleBefore {
+		in.guestCall = nil
+		in.h.trimmed.Add(1)
 	}
 	in.state.Store(instIdle)
-	return held
 }
 
 // guest returns __guest_call, fetching it again if the trim dropped it.

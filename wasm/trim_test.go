@@ -49,14 +49,28 @@ func TestIdleInstancesDropTheirCallEngine(t *testing.T) {
 	})
 }
 
-// The trim races calls: with EngineIdle of a nanosecond it runs after
-// nearly every call, on the timer's goroutine, while other calls run
+// The trim races calls: with EngineIdle of a nanosecond it runs on every
+// MemoryBytes poll, here from a goroutine polling while the calls run
 // (go test -race checks the instance's hand-over). Every answer must
 // still be the next count of its actor, from one instance each.
 func TestEngineTrimRacesCalls(t *testing.T) {
 	e := newEnv(t, envOpts{host: func(c *wasm.Config) { c.EngineIdle = time.Nanosecond }})
 	e.putGuests()
 	const actors, calls = 4, 200
+	h := e.hosts[0]
+	stop := make(chan struct{})
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				h.MemoryBytes()
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	errs := make(chan error, actors)
 	for a := range actors {
@@ -74,19 +88,16 @@ func TestEngineTrimRacesCalls(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	close(stop)
+	<-polled
 	close(errs)
 	for err := range errs {
 		t.Error(err)
 	}
-	// The last calls' trims: each instance loses its engine once idle.
-	deadline := time.Now().Add(30 * time.Second)
-	for h := e.hosts[0]; h.Stats().EnginesTrimmed < actors; {
-		if time.Now().After(deadline) {
-			t.Fatalf("engines never dropped: %+v", h.Stats())
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if s := e.hosts[0].Stats(); s.Instantiated != actors || s.Traps != 0 {
-		t.Fatalf("%+v: want one instance per actor, no traps", s)
+	// All idle now: one more poll drops every engine still held.
+	time.Sleep(time.Microsecond) // past EngineIdle on any clock
+	h.MemoryBytes()
+	if s := h.Stats(); s.EnginesTrimmed < actors || s.Instantiated != actors || s.Traps != 0 {
+		t.Fatalf("%+v: want every engine dropped at least once, one instance per actor, no traps", s)
 	}
 }
