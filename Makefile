@@ -135,7 +135,7 @@ fuzz:
 # Go guests need no target: tests build them with the Go toolchain.
 CLANG        ?= clang
 GUEST_CFLAGS := --target=wasm32 -O2 -mbulk-memory -nostdlib -Wl,--no-entry \
-                -Wl,--stack-first -Wl,-z,stack-size=16384
+                -Wl,--stack-first -Wl,-z,stack-size=15360
 guests:
 	@for src in wasm/guests/c/*.c; do \
 		echo "$(CLANG) $(GUEST_CFLAGS) -o $${src%.c}.wasm $$src"; \

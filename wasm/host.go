@@ -35,6 +35,12 @@
 // whose actor the attached server no longer hosts (or hosts with a newer
 // instance). Close closes everything.
 //
+// An instance keeps wazero's call engine for __guest_call (a fixed 10 KiB
+// stack and more: 12 KB, most of an idle C actor's memory) while it is
+// warm; the server's periodic MemoryBytes polls drop it from instances
+// idle for Config.EngineIdle, and their next call fetches it again (some
+// 20-30 µs, once).
+//
 // # Limits
 //
 // Modules are rewritten for fuel metering (package instrument) when
@@ -147,6 +153,15 @@ type Config struct {
 	// of activations the server dropped without deactivating them
 	// (default 1m).
 	SweepInterval time.Duration
+	// EngineIdle is how long an instance stays idle before the Host
+	// drops its call engine (default 10s): wazero's per-function call
+	// engine, with its fixed 10 KiB stack, is the largest part of an idle
+	// C actor's memory (about 12 of 29 KB through nola serve), but
+	// fetching it again costs some 20-30 µs, so an instance keeps it
+	// while warm and fetches it again on its first call after the drop.
+	// The server's periodic MemoryBytes polls drop them (see
+	// Host.maybeTrim).
+	EngineIdle time.Duration
 	// CompilationCache, if set, shares compiled machine code between
 	// Hosts (wazero.NewCompilationCache): useful when one process runs
 	// many servers, as tests do.
@@ -259,6 +274,9 @@ func (c *Config) defaults() error {
 	if c.SweepInterval <= 0 {
 		c.SweepInterval = time.Minute
 	}
+	if c.EngineIdle <= 0 {
+		c.EngineIdle = 10 * time.Second
+	}
 	if c.GuestSlots == 0 {
 		c.GuestSlots = max(1, runtime.GOMAXPROCS(0)-1)
 	}
@@ -313,8 +331,12 @@ type Host struct {
 	live      map[*instance]struct{}
 	seq       uint64
 	lastSweep time.Duration
-	hosted    func(ns, id string) bool
-	stats     Stats
+	// lastTrim is when (monotonic) the last engine trim ran; trimmed
+	// counts the engines dropped (see maybeTrim).
+	lastTrim atomic.Int64
+	trimmed  atomic.Int64
+	hosted   func(ns, id string) bool
+	stats    Stats
 
 	// custom holds Config.HostFunctions; read-only after New.
 	custom map[hostFnKey]*hostFn
@@ -362,6 +384,9 @@ type Stats struct {
 	// IdleWorkerBytes is the part of it held by idle pooled worker
 	// instances, which Host.MemoryBytes leaves out.
 	MemoryBytes, IdleWorkerBytes int64
+	// EnginesTrimmed counts the call engines dropped from instances idle
+	// for Config.EngineIdle (fetched again by their next invocation).
+	EnginesTrimmed int64
 }
 
 // New returns a Host. Close it after its server has stopped.
@@ -429,6 +454,7 @@ func (h *Host) Stats() Stats {
 	s.Running = h.busy.Load()
 	s.MemoryBytes = h.mem.used.Load()
 	s.IdleWorkerBytes = h.idleWorker.Load()
+	s.EnginesTrimmed = h.trimmed.Load()
 	s.Executing, s.Waiting, s.Preempted = h.executing.Load(), h.waiting.Load(), h.preempted.Load()
 	return s
 }
@@ -440,7 +466,13 @@ func (h *Host) Stats() Stats {
 // estimate and load reports, which shedding reads as activation memory —
 // a pool of idle workers must not make a server shed its actors. The
 // Host's MemoryLimit still counts every instance (Stats.MemoryBytes).
-func (h *Host) MemoryBytes() int64 { return max(h.mem.used.Load()-h.idleWorker.Load(), 0) }
+//
+// Polled periodically by the server, it also runs the engine trim when due
+// (maybeTrim).
+func (h *Host) MemoryBytes() int64 {
+	h.maybeTrim()
+	return max(h.mem.used.Load()-h.idleWorker.Load(), 0)
+}
 
 var _ nola.MemoryReporter = (*Host)(nil)
 
@@ -759,9 +791,6 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 	in.m = m
 	in.mem = m.Memory()
 	in.guestCall = m.ExportedFunction(abi.GuestCall)
-	if c.create {
-		in.createCall = m.ExportedFunction(abi.CreateExport)
-	}
 	g, ok := m.ExportedGlobal(instrument.FuelExport).(api.MutableGlobal)
 	if !ok || in.guestCall == nil || in.mem == nil {
 		in.end()
@@ -877,6 +906,36 @@ func (h *Host) maybeSweep() {
 			h.stats.Swept++
 			h.mu.Unlock()
 		}
+	}
+}
+
+// maybeTrim drops, at most once per EngineIdle, the call engines of the
+// instances idle for EngineIdle (their next call fetches them again). It
+// runs on the caller of MemoryBytes — the server's lease and shed loops,
+// which poll it periodically — so that it needs no goroutine or timer of
+// its own (none to add to a simulated schedule) and still runs on a server
+// that no call reaches any more. An instance is held only for the moment
+// it takes to drop its engine (instTrim): a call that arrives meanwhile
+// waits that moment out, and one in progress makes the trim skip it.
+func (h *Host) maybeTrim() {
+	now := h.rt.Mono()
+	last := h.lastTrim.Load()
+	if now-time.Duration(last) < h.cfg.EngineIdle || !h.lastTrim.CompareAndSwap(last, int64(now)) {
+		return
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	live := make([]*instance, 0, len(h.live))
+	for in := range h.live {
+		live = append(live, in)
+	}
+	h.mu.Unlock()
+	idleBefore := now - h.cfg.EngineIdle
+	for _, in := range live {
+		in.trimEngine(idleBefore)
 	}
 }
 

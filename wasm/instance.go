@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -21,29 +22,38 @@ const (
 	instIdle int32 = iota
 	instBusy
 	instClosed
+	// instTrim: the Host's engine trim holds the idle instance for a
+	// moment, to drop its call engine (trimEngine); acquire and reclaim
+	// wait it out.
+	instTrim
 )
 
 // instance is one actor's instantiated module. Invocations on it are
 // serialized by the engine (one activation, one lock); the only other
-// party is the Host's sweep, which takes an idle instance by CAS.
+// parties are the Host's sweep, which takes an idle instance by CAS, and
+// its engine trim, which holds an idle one for a moment (instTrim).
 //
 // The instance is also the context.Context of every call into its guest
 // (no allocation per call): host functions find it by type assertion. Its
 // Done channel is nil: deadlines are enforced by fuel checkpoints, not by
 // wazero's per-call goroutine.
 type instance struct {
-	h         *Host
-	mod       *compiled
-	ref       nola.Ref
-	seq       uint64
-	m         api.Module
-	mem       api.Memory
+	h   *Host
+	mod *compiled
+	ref nola.Ref
+	seq uint64
+	m   api.Module
+	mem api.Memory
+	// guestCall is __guest_call, fetched from m when needed and dropped
+	// by the Host's engine trim once the instance has been idle for
+	// Config.EngineIdle: each api.Function holds a wazero call engine
+	// (its fixed 10 KiB stack and more), the largest part of an idle
+	// C actor's memory, while fetching it again costs some 20-30 µs, too
+	// much for every warm call.
 	guestCall api.Function
-	// createCall is the guest's nola_create (nil: it has none).
-	createCall api.Function
-	fuel       api.MutableGlobal
-	stack      [2]uint64
-	overhead   int64 // InstanceOverhead, charged until the instance closes
+	fuel      api.MutableGlobal
+	stack     [2]uint64
+	overhead  int64 // InstanceOverhead, charged until the instance closes
 
 	state    atomic.Int32
 	lastUsed time.Duration // monotonic start of the last invocation
@@ -145,10 +155,25 @@ func (in *instance) callCtx() context.Context {
 
 func (in *instance) idleSince() time.Duration { return time.Duration(in.lastSeen.Load()) }
 
+// takeIdle moves the instance from idle to state to; false if it is
+// busy or closed. It waits out the engine trim's brief hold (instTrim),
+// which makes no call and takes no lock while it holds the instance.
+func (in *instance) takeIdle(to int32) bool {
+	for {
+		if in.state.CompareAndSwap(instIdle, to) {
+			return true
+		}
+		if in.state.Load() != instTrim {
+			return false
+		}
+		runtime.Gosched()
+	}
+}
+
 // acquire marks the instance busy for an invocation; false if it is
 // closed.
 func (in *instance) acquire() bool {
-	if !in.state.CompareAndSwap(instIdle, instBusy) {
+	if !in.takeIdle(instBusy) {
 		return false
 	}
 	in.h.busy.Add(1)
@@ -174,6 +199,28 @@ func (in *instance) release() bool {
 	return gone
 }
 
+// trimEngine drops the call engine of an instance idle since before
+// idleBefore (its next invocation fetches it again); a busy or closed
+// instance is left alone.
+func (in *instance) trimEngine(idleBefore time.Duration) {
+	if !in.state.CompareAndSwap(instIdle, instTrim) {
+		return
+	}
+	if in.guestCall != nil && in.idleSince() <= idleBefore {
+		in.guestCall = nil
+		in.h.trimmed.Add(1)
+	}
+	in.state.Store(instIdle)
+}
+
+// guest returns __guest_call, fetching it again if the trim dropped it.
+func (in *instance) guest() api.Function {
+	if in.guestCall == nil {
+		in.guestCall = in.m.ExportedFunction(abi.GuestCall)
+	}
+	return in.guestCall
+}
+
 // sizeBytes is the instance's linear memory and overhead. It holds the
 // instance like an invocation does while it reads them, so that the sweep
 // or Host.Close cannot close it meanwhile; a busy or closed instance
@@ -196,7 +243,7 @@ func (in *instance) sizeBytes() int64 {
 
 // reclaim closes an idle instance (the sweep, Host.Close).
 func (in *instance) reclaim() bool {
-	if !in.state.CompareAndSwap(instIdle, instClosed) {
+	if !in.takeIdle(instClosed) {
 		return false
 	}
 	in.closeModule()
@@ -290,17 +337,20 @@ func (in *instance) end() {
 
 // invoke runs one operation. The caller has acquired the instance.
 func (in *instance) invoke(cx hostContext, op string, payload []byte) ([]byte, error) {
-	return in.call(in.guestCall, cx, op, op, payload)
+	return in.call(in.guest(), cx, op, op, payload)
 }
 
 // create runs the guest's creation hook: nola_create, called as
 // __guest_call is, with an empty operation and args as the payload. The
 // caller has acquired the instance.
 func (in *instance) create(cx *nola.Context, args []byte) error {
-	if in.createCall == nil {
+	// Fetched for the call, not kept: it runs once per actor, and every
+	// api.Function held costs a call engine.
+	fn := in.m.ExportedFunction(abi.CreateExport)
+	if fn == nil {
 		return &nola.Error{Code: nola.CodeInternal, Message: "wasm " + in.mod.name + ": creation hook missing from its instance"}
 	}
-	_, err := in.call(in.createCall, cx, abi.CreateExport, "", args)
+	_, err := in.call(fn, cx, abi.CreateExport, "", args)
 	return err
 }
 
