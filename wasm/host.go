@@ -223,6 +223,14 @@ type Config struct {
 	// switch turns it off, to measure that or for guests that must see
 	// fresh randomness in their runtime's own state.
 	NoSnapshot bool
+	// MaxSnapshotBytes bounds the memory all of this Host's snapshots
+	// hold together (each keeps a copy of its module's initialized
+	// memory, up to MaxMemoryPages, for as long as the module stays
+	// compiled here; default 256 MiB). A module whose snapshot would pass
+	// it is not snapshotted: its instances initialize themselves. Without
+	// the bound, small uploaded modules whose initialization grows and
+	// fills memory would hold memory the server's budget never sees.
+	MaxSnapshotBytes int64
 
 	// HostFunctions are the embedder's host functions, called by guests
 	// with waPC's __host_call (binding "nola") by namespace and
@@ -276,6 +284,9 @@ func (c *Config) defaults() error {
 	}
 	if c.EngineIdle <= 0 {
 		c.EngineIdle = 10 * time.Second
+	}
+	if c.MaxSnapshotBytes <= 0 {
+		c.MaxSnapshotBytes = 256 << 20
 	}
 	if c.GuestSlots == 0 {
 		c.GuestSlots = max(1, runtime.GOMAXPROCS(0)-1)
@@ -695,23 +706,54 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 // with the Host's runtime (closeRuntime) or, for a compilation dropped
 // before (a deleted module), once nothing can instantiate it any more (c
 // unreachable).
-func (h *Host) trackImage(c *compiled, img *memImage) {
+func (h *Host) trackImage(c *compiled, img *memImage) { h.trackCharged(c, img, 0) }
+
+// trackCharged is trackImage for an image that holds charged bytes of the
+// set's snapshot budget (take), given back when the image is closed.
+func (h *Host) trackCharged(c *compiled, img *memImage, charged int64) {
 	if !h.images.add(img) {
+		h.images.giveBack(charged)
 		return
 	}
 	// The cleanup must not reach c (or the Host, which reaches c).
 	set := h.images
 	runtime.AddCleanup(c, func(img *memImage) {
 		set.remove(img)
+		set.giveBack(charged)
 		img.close()
 	}, img)
 }
 
 // imageSet holds a Host's open memory images.
 type imageSet struct {
-	mu     sync.Mutex
-	open   map[*memImage]struct{}
-	closed bool
+	mu        sync.Mutex
+	open      map[*memImage]struct{}
+	closed    bool
+	snapBytes int64 // what the open snapshots hold (take, giveBack)
+}
+
+// take charges n bytes of a snapshot to the set, if that keeps the total
+// within limit.
+func (s *imageSet) take(n, limit int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.snapBytes+n > limit {
+		return false
+	}
+	s.snapBytes += n
+	return true
+}
+
+func (s *imageSet) giveBack(n int64) {
+	if n == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.snapBytes -= n
+	if s.snapBytes < 0 {
+		panic(fmt.Sprintf("wasm: snapshot bytes below zero (%d)", s.snapBytes))
+	}
+	s.mu.Unlock()
 }
 
 // add tracks img; once the set is closed it closes img instead (a module

@@ -160,8 +160,12 @@ func (h *Host) capture(c *compiled, in *instance) {
 		}
 		s.globals[i] = snapGlobal{name: g.Name, val: eg.Get()}
 	}
+	if !h.images.take(int64(size), h.cfg.MaxSnapshotBytes) {
+		c.snap.refuse(fmt.Sprintf("this server's snapshots would hold more than %d bytes (Config.MaxSnapshotBytes)", h.cfg.MaxSnapshotBytes))
+		return
+	}
 	s.img = newMemImage(append([]byte(nil), buf...), !h.cfg.HeapMemory)
-	h.trackImage(c, s.img)
+	h.trackCharged(c, s.img, int64(size))
 	c.snap.snap.Store(s)
 	c.snap.state.Store(snapReady)
 }

@@ -501,3 +501,31 @@ func TestSnapshotConcurrentFirstActivations(t *testing.T) {
 	}
 	e.want("late", "m", "x", nil, answer(1))
 }
+
+// Snapshots hold memory for as long as their module stays compiled, so
+// their total is bounded (Config.MaxSnapshotBytes): a module whose
+// snapshot would pass the bound is not snapshotted, and its instances
+// initialize themselves and answer the same.
+func TestSnapshotBytesAreBounded(t *testing.T) {
+	bin := initModule(false, false, false)
+	for _, tc := range []struct {
+		limit int64
+		want  string // both modules' snapshot status, as a prefix
+	}{
+		{1 << 20, "ready"},
+		{1, "refused: this server's snapshots would hold more than 1 bytes (Config.MaxSnapshotBytes)"},
+	} {
+		t.Run(fmt.Sprint(tc.limit), func(t *testing.T) {
+			e := newEnv(t, envOpts{host: func(c *wasm.Config) { c.MaxSnapshotBytes = tc.limit }})
+			for _, m := range []string{"m1", "m2"} {
+				e.put(m, bin, modules.Options{})
+				e.want(m+"a", m, "x", nil, answer(1))
+				e.want(m+"b", m, "x", nil, answer(1))
+				e.want(m+"a", m, "x", nil, answer(2))
+				if s := e.hosts[0].SnapshotStatus(ns, m); !strings.HasPrefix(s, tc.want) {
+					t.Fatalf("%s's snapshot %q, want %q", m, s, tc.want)
+				}
+			}
+		})
+	}
+}
