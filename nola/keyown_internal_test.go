@@ -4,9 +4,6 @@ import (
 	"context"
 	"testing"
 	"unsafe"
-
-	"github.com/nolaproject/nola/registry/memkv"
-	"github.com/nolaproject/nola/rt"
 )
 
 // within reports whether s's bytes lie inside line's.
@@ -23,17 +20,7 @@ func within(s, line string) bool {
 // line) must not keep that string alive for as long as the actor lives.
 func TestLiveKeysDoNotAliasTheCallersStrings(t *testing.T) {
 	ctx := context.Background()
-	r := rt.NewReal()
-	store := memkv.New(r, memkv.Options{})
-	defer store.Close()
-	c, err := NewCluster(ctx, ClusterConfig{
-		Servers: 1, Store: store, Types: residentTypes(),
-		Runtime: func(int) rt.Runtime { return r }, ClientRuntime: r,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Shutdown(ctx)
+	c := residentCluster(t)
 	// A fresh (heap) string per call, as a parsed request path is.
 	line := string([]byte("POST /v1/ns/ns/actors/some-actor/invoke/inc HTTP/1.1"))
 	ns, id := line[12:14], line[22:32]

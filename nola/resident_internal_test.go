@@ -15,17 +15,7 @@ import (
 // cache stays empty), and the checks of the routed path still apply.
 func TestServerClientCallsResidentActorsDirectly(t *testing.T) {
 	ctx := context.Background()
-	r := rt.NewReal()
-	store := memkv.New(r, memkv.Options{})
-	defer store.Close()
-	c, err := NewCluster(ctx, ClusterConfig{
-		Servers: 1, Store: store, Types: residentTypes(),
-		Runtime: func(int) rt.Runtime { return r }, ClientRuntime: r,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Shutdown(ctx)
+	c := residentCluster(t)
 	if _, err := c.Client().Invoke(ctx, "ns", "a", "counter", "inc", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +63,25 @@ type residentCounter struct{ n int }
 func (c *residentCounter) Invoke(_ *Context, op string, _ []byte) ([]byte, error) {
 	c.n++
 	return []byte(strconv.Itoa(c.n)), nil
+}
+
+// residentCluster is one server on memkv with residentTypes, on the real
+// runtime; it shuts down with the test.
+func residentCluster(t *testing.T) *Cluster {
+	t.Helper()
+	ctx := context.Background()
+	r := rt.NewReal()
+	store := memkv.New(r, memkv.Options{})
+	t.Cleanup(func() { store.Close() })
+	c, err := NewCluster(ctx, ClusterConfig{
+		Servers: 1, Store: store, Types: residentTypes(),
+		Runtime: func(int) rt.Runtime { return r }, ClientRuntime: r,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Shutdown(ctx) })
+	return c
 }
 
 func residentTypes() map[string]Factory {
