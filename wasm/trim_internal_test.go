@@ -19,7 +19,10 @@ func TestTakeIdleWaitsOutTheTrim(t *testing.T) {
 		t.Skip("needs two Ps for the trim and the call to interleave")
 	}
 	in := &instance{} // guestCall nil: trimEngine only holds and lets go
-	const rounds = 100_000_000
+	rounds := 100_000_000
+	if raceEnabled {
+		rounds = 2_000_000
+	}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	wg.Add(1)
