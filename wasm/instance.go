@@ -159,14 +159,20 @@ func (in *instance) idleSince() time.Duration { return time.Duration(in.lastSeen
 // busy or closed. It waits out the engine trim's brief hold (instTrim),
 // which makes no call and takes no lock while it holds the instance.
 func (in *instance) takeIdle(to int32) bool {
+	// The state is read once per round: a failed CAS followed by a
+	// second look would take the trim's hand-back (instTrim to instIdle,
+	// in between) for "busy or closed".
 	for {
-		if in.state.CompareAndSwap(instIdle, to) {
-			return true
-		}
-		if in.state.Load() != instTrim {
+		switch in.state.Load() {
+		case instIdle:
+			if in.state.CompareAndSwap(instIdle, to) {
+				return true
+			}
+		case instTrim:
+			runtime.Gosched()
+		default:
 			return false
 		}
-		runtime.Gosched()
 	}
 }
 
