@@ -2,7 +2,7 @@
 GO      ?= go
 PKGS    := ./...
 # Packages whose tests run real goroutines: they also run under -race.
-RACE_PKGS := ./rt/... ./registry/... ./nola/... ./faultinject/... ./httpapi/... ./wasm/... ./sim/... ./linearizability/... ./cmd/...
+RACE_PKGS := ./rt/... ./registry/... ./nola/... ./faultinject/... ./httpapi/... ./wasm/... ./sim/... ./linearizability/... ./cmd/... ./internal/race
 
 .PHONY: test test-race vet lint bench soak run run-embedded sim-long model guests clean fuzz jepsen jepsen-short jepsen-embedded jepsen-mutations FORCE
 

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nolaproject/nola/examples/actors"
+	"github.com/nolaproject/nola/internal/race"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt"
@@ -556,7 +557,7 @@ func FuzzInvokeRoute(f *testing.F) {
 // than the mux's route for the same request (as ServeHTTP routed it
 // before: a boundedWriter, then the mux), and the same answer.
 func TestInvokeRouteSkipsMuxAllocations(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		// The margin is 4 allocations exactly; the race detector's
 		// random sync.Pool drops move either count by one now and then.
 		t.Skip("allocation counts vary under the race detector")

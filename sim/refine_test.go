@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nolaproject/nola/internal/race"
 	"github.com/nolaproject/nola/model"
 )
 
@@ -20,7 +21,7 @@ func refineSeeds(t *testing.T) int {
 		}
 		return n
 	}
-	if raceEnabled {
+	if race.Enabled {
 		return 30
 	}
 	return 300

@@ -2,6 +2,8 @@ package sim
 
 import (
 	"testing"
+
+	"github.com/nolaproject/nola/internal/race"
 )
 
 // featureSeeds returns the first n seeds whose configuration has a feature
@@ -23,7 +25,7 @@ func featureSeeds(n int, opts Options, on func(Config) bool) []uint64 {
 // It logs the moves and the releases refused by their compare.
 func runFeatureSeeds(t *testing.T, what string, n, short int, on func(Config) bool, moved func(*Result) int64) {
 	t.Helper()
-	if testing.Short() || raceEnabled {
+	if testing.Short() || race.Enabled {
 		n = short
 	}
 	var moves, refused int64

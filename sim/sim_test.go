@@ -13,6 +13,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/nolaproject/nola/internal/mutation"
+	"github.com/nolaproject/nola/internal/race"
 	"github.com/nolaproject/nola/linearizability"
 )
 
@@ -27,7 +28,7 @@ func seedCount(t *testing.T) int {
 		return n
 	}
 	switch {
-	case raceEnabled:
+	case race.Enabled:
 		return 40
 	case testing.Short():
 		return 100
@@ -40,7 +41,7 @@ func seedCount(t *testing.T) int {
 // checker down about tenfold), so that a loaded machine does not leave
 // histories unchecked.
 func seedBudget() time.Duration {
-	if raceEnabled {
+	if race.Enabled {
 		return 5 * LinCheckBudget
 	}
 	return LinCheckBudget
@@ -354,7 +355,7 @@ func wasmOnlyCatalog() []ActorKind {
 // seed sweeps do not, and the plain step runs every mutation.
 func TestMutationsAreCaught(t *testing.T) {
 	names, variants := MutationNames(), []string{"mixed", "wasm-only"}
-	if raceEnabled {
+	if race.Enabled {
 		names, variants = names[:1], variants[:1]
 	}
 	for _, name := range names {
@@ -586,7 +587,7 @@ func TestRapidShrinksBrokenProtocol(t *testing.T) {
 // instance) besides the default mix; it is skipped with -short and under
 // the race detector, where compiling a Go guest takes ~10 s.
 func TestGoGuests(t *testing.T) {
-	if testing.Short() || raceEnabled {
+	if testing.Short() || race.Enabled {
 		t.Skip("Go guests are slow to compile and instantiate")
 	}
 	goTypes := map[string]bool{}

@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/nolaproject/nola/internal/race"
 )
 
 // An idle instance is never refused to a call because the engine trim is
@@ -20,7 +22,7 @@ func TestTakeIdleWaitsOutTheTrim(t *testing.T) {
 	}
 	in := &instance{} // guestCall nil: trimEngine only holds and lets go
 	rounds := 100_000_000
-	if raceEnabled {
+	if race.Enabled {
 		rounds = 2_000_000
 	}
 	var wg sync.WaitGroup

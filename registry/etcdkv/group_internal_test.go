@@ -55,6 +55,21 @@ func (o *oneBatch) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, error
 	return p.res, p.err
 }
 
+// groupMember starts an embedded member with group commit on (the
+// default), closed when t ends, and a context that ends with it, within a
+// minute.
+func groupMember(t *testing.T) (context.Context, *Embedded) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	e, err := StartEmbedded(ctx, EmbeddedConfig{MemberConfig: MemberConfig{Dir: t.TempDir()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	return ctx, e
+}
+
 // createBatch creates actors c0..c(n-2) and, in the same etcd
 // transaction, "x" again — an actor created (with arguments "first")
 // before — all through registry.CreateActor's read-free first attempt,
@@ -64,13 +79,7 @@ func (o *oneBatch) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, error
 // refused by its own compare and leave x exactly as it was.
 func createBatch(t *testing.T, opts registry.Options) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	e, err := StartEmbedded(ctx, EmbeddedConfig{MemberConfig: MemberConfig{Dir: t.TempDir()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = e.Close() }()
+	ctx, e := groupMember(t)
 	if e.group == nil {
 		t.Fatal("group commit is off")
 	}
@@ -178,13 +187,7 @@ func TestCreateActorBatchWithConflictCatchesMissingCompare(t *testing.T) {
 // commits that arrive meanwhile, and hands them to a flusher when the
 // claimant is done — after which it is idle again.
 func TestGroupCommitIdleClaim(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	e, err := StartEmbedded(ctx, EmbeddedConfig{MemberConfig: MemberConfig{Dir: t.TempDir()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = e.Close() }()
+	ctx, e := groupMember(t)
 	b := e.group
 	if !b.claimIdle() {
 		t.Fatal("an idle batcher refused the claim")
@@ -230,13 +233,7 @@ func TestGroupCommitIdleClaim(t *testing.T) {
 // one batch and etcd refuses it whole ("too many operations in txn
 // request"), failing every one of them.
 func TestGroupCommitRespectsNestedOpsLimit(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	e, err := StartEmbedded(ctx, EmbeddedConfig{MemberConfig: MemberConfig{Dir: t.TempDir()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = e.Close() }()
+	ctx, e := groupMember(t)
 	b := e.group
 	if !b.claimIdle() { // hold the batcher, so that the commits queue
 		t.Fatal("an idle batcher refused the claim")
@@ -313,13 +310,7 @@ func sendBatch(t *testing.T, e *Embedded, txns []kv.Txn) []kv.CommitResult {
 // fails the second half; one that sent a member's own compare for the
 // batch fails the first.
 func TestGroupCommitHoistsSharedCompares(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	e, err := StartEmbedded(ctx, EmbeddedConfig{MemberConfig: MemberConfig{Dir: t.TempDir()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = e.Close() }()
+	ctx, e := groupMember(t)
 	if _, err := e.Commit(ctx, kv.Txn{Ops: []kv.Op{
 		kv.Put([]byte("server"), []byte("live"), kv.NoLease),
 		kv.Put([]byte("taken"), []byte("1"), kv.NoLease),
