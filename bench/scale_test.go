@@ -84,7 +84,11 @@ func scaleCluster(b *testing.B, withWASM bool) *nola.Cluster {
 			cfg.IdleTimeout = 24 * time.Hour
 			cfg.MaxActivations = 4_000_000
 			if withWASM {
-				h, err := wasm.New(ctx, wasm.Config{Runtime: r, Modules: mods, CompilationCache: cache})
+				// The budget charges each C actor its whole 64 KiB page and
+				// more (a guest may write it all), so the default 4 GiB
+				// stops at ~52k actors; what they really use is ~13 KB
+				// each (bench/actormem).
+				h, err := wasm.New(ctx, wasm.Config{Runtime: r, Modules: mods, CompilationCache: cache, MemoryLimit: 256 << 30})
 				if err != nil {
 					b.Fatal(err)
 				}
