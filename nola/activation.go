@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"unique"
 
 	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
@@ -203,6 +204,10 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 func (s *Server) newActivation(t *table, key actorKey, typ string, inc *registry.Incarnation) *activation {
 	a := &activation{}
 	a.id, a.srv, a.tbl, a.key = s.nextActivation.Add(1), s, t, key
+	// The type name interned: the caller's may be a slice of a request
+	// line (HTTP's ?type=), which would otherwise live as long as the
+	// actor; and a million actors of a few types share a few strings.
+	typ = unique.Make(typ).Value()
 	a.ref = Ref{Namespace: key.ns, ID: key.id, Type: typ}
 	a.inc, a.resolved = inc, s.cfg.Types[typ] == nil
 	return a

@@ -16,18 +16,19 @@ func within(s, line string) bool {
 }
 
 // An actor's table entry, its activation and a client's cached route own
-// their keys: an ID sliced out of a larger string (an HTTP path or request
-// line) must not keep that string alive for as long as the actor lives.
+// their keys, and the activation its type name: an ID or type sliced out
+// of a larger string (an HTTP path or request line) must not keep that
+// string alive for as long as the actor lives.
 func TestLiveKeysDoNotAliasTheCallersStrings(t *testing.T) {
 	ctx := context.Background()
 	c := residentCluster(t)
 	// A fresh (heap) string per call, as a parsed request path is.
-	line := string([]byte("POST /v1/ns/ns/actors/some-actor/invoke/inc HTTP/1.1"))
-	ns, id := line[12:14], line[22:32]
-	if ns != "ns" || id != "some-actor" {
-		t.Fatalf("test slicing: %q %q", ns, id)
+	line := string([]byte("POST /v1/ns/ns/actors/some-actor/invoke/inc?type=counter HTTP/1.1"))
+	ns, id, typ := line[12:14], line[22:32], line[49:56]
+	if ns != "ns" || id != "some-actor" || typ != "counter" {
+		t.Fatalf("test slicing: %q %q %q", ns, id, typ)
 	}
-	if got, err := c.Client().Invoke(ctx, ns, id, "counter", "inc", nil); err != nil || string(got) != "1" {
+	if got, err := c.Client().Invoke(ctx, ns, id, typ, "inc", nil); err != nil || string(got) != "1" {
 		t.Fatalf("invoke: %q, %v", got, err)
 	}
 	srv := c.Server(0)
@@ -54,6 +55,9 @@ func TestLiveKeysDoNotAliasTheCallersStrings(t *testing.T) {
 		}
 	}
 	rs.mu.Unlock()
+	if within(a.ref.Type, line) {
+		t.Errorf("the activation's type %q aliases the caller's string", a.ref.Type)
+	}
 	if len(keys) != 4 {
 		t.Fatalf("found %d of the 4 keys (table, activation, ref, route)", len(keys))
 	}
