@@ -150,7 +150,7 @@ func BenchmarkCreateThenInvokeWASM(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			cpu0, flt0 := processCPU(), pageFaults()
-			gc0, cyc0 := gcStats()
+			_, cyc0 := gcStats()
 			i := 0
 			for b.Loop() {
 				i++
@@ -160,12 +160,12 @@ func BenchmarkCreateThenInvokeWASM(b *testing.B) {
 			}
 			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
 			b.ReportMetric(float64(pageFaults()-flt0)/float64(b.N), "faults/op")
-			// The collector's share: every create keeps its instance
-			// live (a Go guest's ~2 700 table entries are as many heap
-			// objects), so the GC marks a growing heap; see gcStats for
-			// what the estimate counts.
-			gc1, cyc1 := gcStats()
-			b.ReportMetric((gc1-gc0)*1e9/float64(b.N), "gc-cpu-ns/op")
+			// GC cycles in the loop: every create keeps its instance live
+			// (a Go guest's ~2 700 table entries are as many heap
+			// objects), so each cycle marks a growing heap. The runtime's
+			// GC CPU estimate (gcStats) is not reported: on a loaded
+			// machine it exceeded the process's whole CPU per create.
+			_, cyc1 := gcStats()
 			b.ReportMetric(float64(cyc1-cyc0), "gc-cycles")
 			opsPerSec(b)
 		})
