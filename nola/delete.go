@@ -116,10 +116,10 @@ func (s *Server) handleDelete(ctx context.Context, req *Request) error {
 		t := s.table.Load()
 		sh := t.shard(key)
 		sh.mu.Lock()
-		a := sh.m[key]
+		a := sh.get(key)
 		if a == nil {
 			ph := s.newPlaceholder(t, key, "", l.inc)
-			sh.m[key] = ph
+			sh.put(key, ph)
 			sh.mu.Unlock()
 			if s.table.Load() != t || s.stopped.Load() {
 				// As in activateFirst: a fence swapped the table under us.
