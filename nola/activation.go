@@ -160,7 +160,7 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 	key = key.owned()
 	a := s.newActivation(t, key, req.ActorType, l.inc)
 	sh.mu.Lock()
-	if sh.get(key) != nil {
+	if sh.m[key] != nil {
 		sh.mu.Unlock()
 		return nil, true, nil // another call got there first
 	}
@@ -169,7 +169,7 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 	s.activations.Add(1)
 	a.charged = activationBytes
 	s.memBytes.Add(activationBytes)
-	sh.put(key, a)
+	sh.m[key] = a
 	sh.mu.Unlock()
 	if s.table.Load() != t || s.stopped.Load() {
 		// A fence (or Shutdown) swapped the table between our load and
@@ -417,8 +417,8 @@ func (s *Server) drop(a *activation, st int32) { s.dropWith(a, st, nil) }
 func (s *Server) dropWith(a *activation, st int32, err error) {
 	sh := a.tbl.shard(a.key)
 	sh.mu.Lock()
-	if sh.get(a.key) == a {
-		sh.del(a.key)
+	if sh.m[a.key] == a {
+		delete(sh.m, a.key)
 	}
 	sh.mu.Unlock()
 	if !finalState(st) {

@@ -197,7 +197,7 @@ func (s *Server) Hosts(ns, id string) bool {
 	k := actorKey{ns, id}
 	sh := s.table.Load().shard(k)
 	sh.mu.RLock()
-	a := sh.get(k)
+	a := sh.m[k]
 	sh.mu.RUnlock()
 	return a != nil && a.state.Load() == stateReady
 }

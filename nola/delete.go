@@ -116,10 +116,10 @@ func (s *Server) handleDelete(ctx context.Context, req *Request) error {
 		t := s.table.Load()
 		sh := t.shard(key)
 		sh.mu.Lock()
-		a := sh.get(key)
+		a := sh.m[key]
 		if a == nil {
 			ph := s.newPlaceholder(t, key, "", l.inc)
-			sh.put(key, ph)
+			sh.m[key] = ph
 			sh.mu.Unlock()
 			if s.table.Load() != t || s.stopped.Load() {
 				// As in activateFirst: a fence swapped the table under us.

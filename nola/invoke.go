@@ -81,7 +81,7 @@ func (s *Server) invokeResident(ctx context.Context, req *Request, clientLimits 
 	key := actorKey{req.Namespace, req.ActorID}
 	sh := s.table.Load().shard(key)
 	sh.mu.RLock()
-	a := sh.get(key)
+	a := sh.m[key]
 	sh.mu.RUnlock()
 	if a == nil || a.state.Load() != stateReady || (req.ActorType != "" && req.ActorType != a.ref.Type) {
 		return nil, false, nil
@@ -133,7 +133,7 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 		t := s.table.Load()
 		sh := t.shard(key)
 		sh.mu.RLock()
-		a := sh.get(key)
+		a := sh.m[key]
 		sh.mu.RUnlock()
 		var (
 			retry bool

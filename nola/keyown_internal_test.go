@@ -35,13 +35,11 @@ func TestLiveKeysDoNotAliasTheCallersStrings(t *testing.T) {
 	key := actorKey{"ns", "some-actor"}
 	sh := srv.table.Load().shard(key)
 	sh.mu.RLock()
-	// A short key is held inline (shortKey: no strings to alias); a long
-	// one's map key is checked like the others.
 	var keys []actorKey
-	a := sh.get(key)
-	for k := range sh.long {
+	var a *activation
+	for k, v := range sh.m {
 		if k == key {
-			keys = append(keys, k)
+			keys, a = append(keys, k), v
 		}
 	}
 	sh.mu.RUnlock()

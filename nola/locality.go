@@ -153,7 +153,7 @@ func (s *Server) sampleCall(a *activation, id string) {
 	// table first, or a pair that met would be pulled apart again.
 	sh := s.table.Load().shard(k)
 	sh.mu.RLock()
-	b := sh.get(k)
+	b := sh.m[k]
 	sh.mu.RUnlock()
 	if b != nil && b.state.Load() == stateReady {
 		l.record(a, s.cfg.ID, s.rt.Mono(), s.cfg.Locality.MaxActors)
@@ -356,5 +356,5 @@ func lookupKey(t *table, k actorKey) *activation {
 	sh := t.shard(k)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	return sh.get(k)
+	return sh.m[k]
 }

@@ -36,7 +36,7 @@ func (s *Server) Release(ctx context.Context, ns, id string) (released bool, err
 	k := actorKey{ns, id}
 	sh := s.table.Load().shard(k)
 	sh.mu.RLock()
-	a := sh.get(k)
+	a := sh.m[k]
 	sh.mu.RUnlock()
 	if a == nil || a.state.Load() != stateReady {
 		return false, nil

@@ -293,12 +293,12 @@ func (s *Server) swapPlaceholder(a *activation, deactivate bool) (ph *activation
 	ph = s.newPlaceholder(a.tbl, a.key, a.ref.Type, a.inc)
 	sh := a.tbl.shard(a.key)
 	sh.mu.Lock()
-	if sh.get(a.key) != a {
+	if sh.m[a.key] != a {
 		sh.mu.Unlock()
 		ph.lock.Release()
 		return nil, false
 	}
-	sh.put(a.key, ph)
+	sh.m[a.key] = ph
 	sh.mu.Unlock()
 	if deactivate {
 		s.deactivate(a)

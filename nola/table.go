@@ -52,70 +52,15 @@ type table struct {
 	shards [nShards]shard
 }
 
-// shard holds its activations in two maps: short keys (namespace and ID
-// together at most maxShortKey bytes, the usual case) are stored inline, as
-// shortKey arrays, so a lookup compares them in the map slot it reads
-// anyway; only longer ones use actorKey, whose comparison reads the key's
-// bytes from their own allocation. With a million live actors that read is
-// a cache miss of its own: a quarter of a warm invocation's time measured
-// (memeqbody in the profile of BenchmarkInvokeRandomLive/go-server at 1M).
-// Use get, put and del; never both maps for one key.
 type shard struct {
-	mu    sync.RWMutex
-	short map[shortKey]*activation
-	long  map[actorKey]*activation
-}
-
-// maxShortKey is the most bytes of namespace plus ID a shortKey holds: 46,
-// room for a UUID ID in a namespace of up to ten bytes, in 48-byte keys.
-const maxShortKey = len(shortKey{}) - 2
-
-// shortKey encodes an actorKey as len(ns), len(id), ns, id, zero padded:
-// distinct keys encode distinctly.
-type shortKey [48]byte
-
-// short returns k's shortKey, and false if k is too long for one.
-func (k actorKey) short() (sk shortKey, ok bool) {
-	if len(k.ns)+len(k.id) > maxShortKey {
-		return sk, false
-	}
-	sk[0], sk[1] = byte(len(k.ns)), byte(len(k.id))
-	copy(sk[2+copy(sk[2:], k.ns):], k.id)
-	return sk, true
-}
-
-// get returns the entry for k, or nil. The caller holds mu (either mode).
-func (sh *shard) get(k actorKey) *activation {
-	if sk, ok := k.short(); ok {
-		return sh.short[sk]
-	}
-	return sh.long[k]
-}
-
-// put sets the entry for k (a key the activation owns: see owned). The
-// caller holds mu.
-func (sh *shard) put(k actorKey, a *activation) {
-	if sk, ok := k.short(); ok {
-		sh.short[sk] = a
-		return
-	}
-	sh.long[k] = a
-}
-
-// del removes the entry for k. The caller holds mu.
-func (sh *shard) del(k actorKey) {
-	if sk, ok := k.short(); ok {
-		delete(sh.short, sk)
-		return
-	}
-	delete(sh.long, k)
+	mu sync.RWMutex
+	m  map[actorKey]*activation
 }
 
 func newTable() *table {
 	t := &table{}
 	for i := range t.shards {
-		t.shards[i].short = map[shortKey]*activation{}
-		t.shards[i].long = map[actorKey]*activation{}
+		t.shards[i].m = map[actorKey]*activation{}
 	}
 	return t
 }
@@ -133,12 +78,7 @@ func (t *table) collect(keep func(*activation) bool) []*activation {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.RLock()
-		for _, a := range sh.short {
-			if keep(a) {
-				out = append(out, a)
-			}
-		}
-		for _, a := range sh.long {
+		for _, a := range sh.m {
 			if keep(a) {
 				out = append(out, a)
 			}
