@@ -380,3 +380,29 @@ func TestHoistIsBoundedByBatchSize(t *testing.T) {
 		t.Fatalf("hoisted %d compares no two members share", len(common))
 	}
 }
+
+// cmpID must tell apart compares that differ anywhere, including where
+// the key ends and the value begins: hoist treats equal IDs as one test,
+// and two different tests sharing an ID would send only one of them.
+func TestCmpIDDistinguishesCompares(t *testing.T) {
+	cmps := []kv.Compare{
+		kv.ValueEquals([]byte("a"), []byte("bc")),
+		kv.ValueEquals([]byte("ab"), []byte("c")),
+		kv.ValueEquals([]byte("abc"), nil),
+		kv.ModRevEquals([]byte("abc"), 0),
+		kv.ModRevEquals([]byte("abc"), 1),
+		kv.Exists([]byte("abc")),
+		kv.Absent([]byte("abc")),
+	}
+	seen := map[string]int{}
+	for i, c := range cmps {
+		id := cmpID(c)
+		if j, ok := seen[id]; ok {
+			t.Fatalf("compares %d (%+v) and %d (%+v) share the ID %q", j, cmps[j], i, c, id)
+		}
+		seen[id] = i
+	}
+	if cmpID(cmps[0]) != cmpID(kv.ValueEquals([]byte("a"), []byte("bc"))) {
+		t.Fatal("equal compares have different IDs")
+	}
+}
