@@ -147,16 +147,17 @@ func (w *ownerWatch) monitor() {
 			return
 		}
 		// Oldest first: the calls from the first recent one on are all
-		// recent.
+		// recent. Few servers: old stays short, a linear check dedups it.
 		for p := w.head; p != nil && now-p.since >= w.interval; p = p.next {
-			old = append(old, p.owner)
+			if !slices.Contains(old, p.owner) {
+				old = append(old, p.owner)
+			}
 		}
 		w.mu.Unlock()
 		if len(old) == 0 {
 			continue
 		}
 		slices.SortFunc(old, target.compare)
-		old = slices.Compact(old)
 		ctx, cancel := w.c.rt.WithTimeout(context.Background(), 4*w.interval)
 		live, err := w.c.reg.ServerIncarnations(ctx)
 		cancel()
