@@ -46,7 +46,12 @@ type TransportOptions struct {
 // internal endpoint of the server at addr ("http://host:port"), which runs it
 // only if it owns the actor.
 type Transport struct {
-	client *http.Client
+	// rt sends the requests. It is the http.Transport itself rather than
+	// an http.Client over it: an internal invoke never redirects, and
+	// Client.Do would copy every request's headers and URL (for
+	// redirects) and arm its own cancellation on top of the context's
+	// (issue 16: ≈5 allocations per forwarded call).
+	rt *http.Transport
 	// auth is the Authorization header's value (nil without a token),
 	// made once rather than per call.
 	auth      []string
@@ -87,7 +92,7 @@ func NewTransport(opts TransportOptions) *Transport {
 		TLSClientConfig:     opts.TLS,
 		ForceAttemptHTTP2:   false,
 	}
-	t := &Transport{client: &http.Client{Transport: tr}, maxResult: opts.MaxResultBytes}
+	t := &Transport{rt: tr, maxResult: opts.MaxResultBytes}
 	if opts.Token != "" {
 		t.auth = []string{"Bearer " + opts.Token}
 	}
@@ -95,7 +100,7 @@ func NewTransport(opts TransportOptions) *Transport {
 }
 
 // Close releases idle connections.
-func (t *Transport) Close() { t.client.CloseIdleConnections() }
+func (t *Transport) Close() { t.rt.CloseIdleConnections() }
 
 // InternalInvokeURL builds the internal invoke URL for req at addr.
 //
@@ -163,7 +168,7 @@ func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 		st.timeout[0] = strconv.FormatInt(ms, 10)
 		hreq.Header[HeaderTimeout] = st.timeout[:]
 	}
-	resp, err := t.client.Do(hreq)
+	resp, err := t.rt.RoundTrip(hreq)
 	if err != nil {
 		return nil, forwardError(ctx, addr, err, st.sent.Load())
 	}

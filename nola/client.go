@@ -336,7 +336,7 @@ func (c *Client) send(ctx context.Context, r route, req Request) (_ []byte, gone
 	fctx, cancel := c.rt.WithCancel(ctx)
 	p := c.watch.begin(r.owner, cancel)
 	res, err := c.tr.Invoke(fctx, r.addr, req)
-	gone = c.watch.end(r.owner, p)
+	gone = c.watch.end(p)
 	cancel()
 	return res, gone && err != nil, err
 }

@@ -43,21 +43,30 @@ func (t target) compare(o target) int {
 	return int(min(max(t.inc-o.inc, -1), 1))
 }
 
+// pendingCall is one forward in flight. The pending calls form a list in
+// the order they began — oldest first, so their seq and since only grow
+// along it — linked through the calls themselves: begin and end are a
+// few pointer writes under the lock, with no map to grow, hash or empty
+// (issue 16: a map of maps per target cost the forwarded path a map
+// allocation whenever a target's set emptied and filled again).
 type pendingCall struct {
 	seq    uint64 // orders cancellations: map order must not reach behaviour
 	since  time.Duration
+	owner  target
 	cancel context.CancelFunc
 	gone   bool // the owner's lease was found gone (guarded by ownerWatch.mu)
+
+	prev, next *pendingCall // guarded by ownerWatch.mu
 }
 
 type ownerWatch struct {
 	c        *Client
 	interval time.Duration // <= 0: off
 
-	mu      sync.Mutex
-	seq     uint64
-	pending map[target]map[*pendingCall]struct{}
-	running bool // the monitor task is running
+	mu         sync.Mutex
+	seq        uint64
+	head, tail *pendingCall // the calls in flight, oldest first
+	running    bool         // the monitor task is running
 
 	// dead holds incarnations found gone; replaced, never modified, so
 	// that routing reads it without a lock.
@@ -80,19 +89,19 @@ func (w *ownerWatch) isDead(t target) bool {
 
 // begin registers a forward to t; end must follow.
 func (w *ownerWatch) begin(t target, cancel context.CancelFunc) *pendingCall {
-	p := &pendingCall{since: w.c.rt.Mono(), cancel: cancel}
+	p := &pendingCall{owner: t, cancel: cancel}
 	w.mu.Lock()
+	// The clock is read under the lock so that since grows along the
+	// list with seq: the monitor stops at the first call that is recent.
+	p.since = w.c.rt.Mono()
 	w.seq++
 	p.seq = w.seq
-	if w.pending == nil {
-		w.pending = map[target]map[*pendingCall]struct{}{}
+	if p.prev = w.tail; w.tail != nil {
+		w.tail.next = p
+	} else {
+		w.head = p
 	}
-	set := w.pending[t]
-	if set == nil {
-		set = map[*pendingCall]struct{}{}
-		w.pending[t] = set
-	}
-	set[p] = struct{}{}
+	w.tail = p
 	start := !w.running
 	w.running = true
 	w.mu.Unlock()
@@ -103,15 +112,20 @@ func (w *ownerWatch) begin(t target, cancel context.CancelFunc) *pendingCall {
 }
 
 // end unregisters p and reports whether its owner was found gone.
-func (w *ownerWatch) end(t target, p *pendingCall) bool {
+func (w *ownerWatch) end(p *pendingCall) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if set := w.pending[t]; set != nil {
-		delete(set, p)
-		if len(set) == 0 {
-			delete(w.pending, t)
-		}
+	if p.prev != nil {
+		p.prev.next = p.next
+	} else {
+		w.head = p.next
 	}
+	if p.next != nil {
+		p.next.prev = p.prev
+	} else {
+		w.tail = p.prev
+	}
+	p.prev, p.next = nil, nil
 	return p.gone
 }
 
@@ -127,17 +141,16 @@ func (w *ownerWatch) monitor() {
 		now := w.c.rt.Mono()
 		var old []target
 		w.mu.Lock()
-		if len(w.pending) == 0 {
+		if w.head == nil {
 			w.running = false
 			w.mu.Unlock()
 			return
 		}
-		for t, set := range w.pending {
-			for p := range set {
-				if now-p.since >= w.interval {
-					old = append(old, t)
-					break
-				}
+		// Oldest first: the calls from the first recent one on are all
+		// recent. Few servers: old stays short, a linear check dedups it.
+		for p := w.head; p != nil && now-p.since >= w.interval; p = p.next {
+			if !slices.Contains(old, p.owner) {
+				old = append(old, p.owner)
 			}
 		}
 		w.mu.Unlock()
@@ -179,19 +192,19 @@ func (w *ownerWatch) markGone(gone []target) {
 			next[t] = struct{}{}
 		}
 	}
-	var calls []*pendingCall
-	w.mu.Lock()
 	for _, t := range gone {
 		next[t] = struct{}{}
-		for p := range w.pending[t] {
-			if !p.gone {
-				p.gone = true
-				calls = append(calls, p)
-			}
+	}
+	// The list is in seq order: the calls are cancelled oldest first.
+	var calls []*pendingCall
+	w.mu.Lock()
+	for p := w.head; p != nil; p = p.next {
+		if !p.gone && slices.Contains(gone, p.owner) {
+			p.gone = true
+			calls = append(calls, p)
 		}
 	}
 	w.mu.Unlock()
-	slices.SortFunc(calls, func(a, b *pendingCall) int { return int(min(max(int64(a.seq)-int64(b.seq), -1), 1)) })
 	w.dead.Store(&next)
 	if w.c.rt.Tracing() {
 		for _, t := range gone {
