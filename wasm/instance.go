@@ -329,8 +329,10 @@ func (in *instance) end() {
 	}
 	// The result and error message too: invoke has returned them (its
 	// return values are taken before this deferred call), and an idle
-	// instance must not pin up to MaxResultBytes.
-	in.cx, in.payload, in.hostResp = nil, nil, nil
+	// instance must not pin up to MaxResultBytes. The operation's name
+	// too: it may be a slice of the HTTP request line, which an idle
+	// instance would otherwise keep alive (~70 B per live actor).
+	in.cx, in.op, in.payload, in.hostResp = nil, "", nil, nil
 	in.resp, in.guestErr = nil, ""
 	// Do not keep a big invocation's buffers for the instance's life.
 	if cap(in.respBuf) > 64<<10 {
