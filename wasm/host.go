@@ -160,7 +160,7 @@ type Config struct {
 	// fetching it again costs some 20-30 µs, so an instance keeps it
 	// while warm and fetches it again on its first call after the drop.
 	// The server's periodic MemoryBytes polls drop them (see
-	// Host.maybeTrim).
+	// Host.maybeTrim). nola serve sets it with --wasm-engine-idle.
 	EngineIdle time.Duration
 	// CompilationCache, if set, shares compiled machine code between
 	// Hosts (wazero.NewCompilationCache): useful when one process runs
