@@ -6,6 +6,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -280,8 +281,23 @@ func dropSysContext(m api.Module) {
 	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
 		return
 	}
-	f := v.Elem().FieldByName("Sys")
-	if f.IsValid() && f.CanSet() && f.Kind() == reflect.Pointer {
-		f.SetZero()
+	if i, ok := sysField(v.Type()); ok {
+		v.Elem().Field(i).SetZero()
 	}
+}
+
+// sysFieldOf caches where the Sys field sits in wazero's module type (one
+// type: the field is looked up by name once, not per instantiation).
+var sysFieldOf sync.Map // reflect.Type → int (-1: none)
+
+func sysField(t reflect.Type) (int, bool) {
+	if i, ok := sysFieldOf.Load(t); ok {
+		return i.(int), i.(int) >= 0
+	}
+	i := -1
+	if f, ok := t.Elem().FieldByName("Sys"); ok && f.IsExported() && len(f.Index) == 1 && f.Type.Kind() == reflect.Pointer {
+		i = f.Index[0]
+	}
+	sysFieldOf.Store(t, i)
+	return i, i >= 0
 }
