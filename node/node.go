@@ -117,6 +117,7 @@ func (n *Node) start(ctx context.Context, p *prepared) error {
 			Runtime: n.rt, Modules: mods, Logger: n.log, MaxResultBytes: maxResult,
 			MemoryLimit: w.MemoryLimit, GuestSlots: w.GuestSlots,
 			HostFunctions: w.HostFunctions, MaxHostCallBytes: w.MaxHostCallBytes,
+			EngineIdle: w.EngineIdle,
 		})
 		if err != nil {
 			return fmt.Errorf("node: WASM host: %w", err)

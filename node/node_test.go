@@ -74,6 +74,7 @@ func TestBadOptionsAreReportedBeforeBinding(t *testing.T) {
 		{"WASM.HostFunctions", node.Options{WASM: &node.WASMOptions{HostFunctions: []wasm.HostFunction{{Namespace: "kv", Operation: "get", Func: nopHostFn}}}}},
 		{"WASM.HostFunctions", node.Options{WASM: &node.WASMOptions{HostFunctions: []wasm.HostFunction{{Namespace: "app", Operation: "x"}}}}},
 		{"WASM.MaxHostCallBytes", node.Options{WASM: &node.WASMOptions{MaxHostCallBytes: -1}}},
+		{"WASM.EngineIdle", node.Options{WASM: &node.WASMOptions{EngineIdle: -time.Second}}},
 		{"Advertise", node.Options{Advertise: "ftp://x"}},
 		{"NamespaceTokens", node.Options{NamespaceTokens: map[string]string{"t": "ns"}}},
 		{"NamespaceTokens", node.Options{AdminToken: "a", NamespaceTokens: map[string]string{"a": "ns"}}},

@@ -160,7 +160,7 @@ type Config struct {
 	// fetching it again costs some 20-30 µs, so an instance keeps it
 	// while warm and fetches it again on its first call after the drop.
 	// The server's periodic MemoryBytes polls drop them (see
-	// Host.maybeTrim).
+	// Host.maybeTrim). nola serve sets it with --wasm-engine-idle.
 	EngineIdle time.Duration
 	// CompilationCache, if set, shares compiled machine code between
 	// Hosts (wazero.NewCompilationCache): useful when one process runs
@@ -429,22 +429,12 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.GuestSlots > 0 {
 		h.slots = slotPool{sema: cfg.Runtime.NewSema(cfg.GuestSlots), n: cfg.GuestSlots}
 	}
-	// No start functions: the host runs _initialize and wapc_init itself.
-	// The sys context wazero builds per instance is unused (the host
-	// implements WASI); a fixed random source keeps building it cheap.
-	h.modCf = wazero.NewModuleConfig().WithName("").WithStartFunctions().WithRandSource(zeroReader{})
+	h.modCf = moduleConfig()
 	if err := h.instantiateHostModules(ctx); err != nil {
 		_ = h.wz.Close(ctx)
 		return nil, err
 	}
 	return h, nil
-}
-
-type zeroReader struct{}
-
-func (zeroReader) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }
 
 // Attach lets the Host ask srv which actors it still hosts, to reclaim the
@@ -914,6 +904,7 @@ func (h *Host) newModule(in *instance, c *compiled, snap *snapshot) (api.Module,
 		return nil, err
 	}
 	alloc.settle()
+	dropSysContext(m)
 	return m, nil
 }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Bad flag values are reported before the port is bound: the listen
@@ -40,6 +42,8 @@ func TestBadServeFlagsBeforeListen(t *testing.T) {
 		{[]string{"--store", "memory", "--placement-weights", "1,x,1"}, "--placement-weights"},
 		{[]string{"--store", "memory", "--placement-weights", "1,-1,1"}, "--placement-weights"},
 		{[]string{"--store", "memory", "--placement-weights", "0,0,0"}, "--placement-weights"},
+		{[]string{"--wasm-engine-idle", "0"}, "wasm-engine-idle"},
+		{[]string{"--wasm-engine-idle", "-1s"}, "wasm-engine-idle"},
 	} {
 		args := append([]string{"--listen", taken.Addr().String()}, c.args...)
 		err := runServe(context.Background(), args, io.Discard, io.Discard)
@@ -49,5 +53,17 @@ func TestBadServeFlagsBeforeListen(t *testing.T) {
 		if !errors.Is(err, errUsage) {
 			t.Errorf("serve %v: err %T is not a usage error", c.args, err)
 		}
+	}
+}
+
+// --wasm-engine-idle reaches the node's WASM options.
+func TestWASMEngineIdleFlag(t *testing.T) {
+	c := serveConfig{store: "memory", registry: "store", wasmEngineIdle: 3 * time.Second}
+	o, err := c.nodeOptions(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.WASM == nil || o.WASM.EngineIdle != 3*time.Second {
+		t.Fatalf("WASM options %+v, want EngineIdle 3s", o.WASM)
 	}
 }

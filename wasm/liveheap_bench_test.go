@@ -1,0 +1,78 @@
+package wasm
+
+import (
+	"context"
+	"math"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"testing"
+	"time"
+
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm/modules"
+	"github.com/nolaproject/nola/wasm/wasmtest"
+)
+
+// BenchmarkLiveInstanceHeap keeps b.N C counter instances live at once and
+// reports the Go heap each holds after a collection (live-B/instance): the
+// in-process part of what a live C-WASM actor costs a server (issue 16,
+// item 7), without the engine's activation and route. Run it with a fixed
+// -benchtime (e.g. 5000x) and -memprofile to see where the bytes go.
+func BenchmarkLiveInstanceHeap(b *testing.B) {
+	ctx := context.Background()
+	mods := benchMods()
+	if _, err := mods.Stat(ctx, "t", "counter-c"); err != nil {
+		if _, err := mods.Put(ctx, "t", "counter-c", wasmtest.C(b, "counter"), modules.Options{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	h, err := New(ctx, Config{Runtime: rt.NewReal(), Modules: mods, CompilationCache: testCache()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close(ctx)
+	mod, err := h.load(ctx, "t", "counter-c")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref := nola.Ref{Namespace: "t", ID: "a"}
+	first, err := h.instantiate(initCx{}, mod, ref)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer first.close()
+	live := make([]*instance, 0, b.N)
+	defer func() {
+		for _, in := range live {
+			in.close()
+		}
+	}()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for b.Loop() {
+		in, err := h.instantiate(initCx{}, mod, ref)
+		if err != nil {
+			b.Fatal(err)
+		}
+		live = append(live, in)
+	}
+	// As the server leaves them after Config.EngineIdle: engines dropped.
+	for _, in := range live {
+		in.trimEngine(time.Duration(math.MaxInt64))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if p := os.Getenv("NOLA_LIVEHEAP_PROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = pprof.Lookup("heap").WriteTo(f, 0)
+		f.Close()
+	}
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(len(live)), "live-B/instance")
+	runtime.KeepAlive(live)
+}

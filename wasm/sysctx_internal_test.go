@@ -1,0 +1,53 @@
+package wasm
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm/modules"
+	"github.com/nolaproject/nola/wasm/wasmtest"
+)
+
+// An instance keeps no wazero system context (dropSysContext): it is ~900
+// B of heap per live instance that nothing reads. The test also fails if
+// a wazero upgrade renames the field dropSysContext clears, which would
+// otherwise silently bring the bytes back.
+func TestSysContextIsDropped(t *testing.T) {
+	ctx := context.Background()
+	mods := benchMods()
+	if _, err := mods.Stat(ctx, "t", "counter-c"); err != nil {
+		if _, err := mods.Put(ctx, "t", "counter-c", wasmtest.C(t, "counter"), modules.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := New(ctx, Config{Runtime: rt.NewReal(), Modules: mods, CompilationCache: testCache()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	mod, err := h.load(ctx, "t", "counter-c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // the first instantiation takes the snapshot
+		in, err := h.instantiate(initCx{}, mod, nola.Ref{Namespace: "t", ID: "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := reflect.ValueOf(in.m)
+		if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+			t.Fatalf("instance %d: wazero's module is a %T, not a pointer to a struct", i, in.m)
+		}
+		f := v.Elem().FieldByName("Sys")
+		if !f.IsValid() {
+			t.Fatalf("wazero's %T has no field Sys any more: dropSysContext drops nothing", in.m)
+		}
+		if !f.IsNil() {
+			t.Fatalf("instance %d keeps wazero's system context", i)
+		}
+		in.close()
+	}
+}
