@@ -123,6 +123,12 @@ func run(n, callers, members, every int, timeout time.Duration) error {
 				if err == nil && !created {
 					err = fmt.Errorf("actor a%d was not created (it existed)", i)
 				}
+				if err != nil && ctx.Err() != nil {
+					// Cut off (--timeout, or another caller failed):
+					// the call's error says only that; the run's end
+					// reports the cut-off and what was created.
+					return
+				}
 				if err != nil {
 					failed.CompareAndSwap(nil, &err)
 					cancel()
