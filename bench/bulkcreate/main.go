@@ -43,8 +43,8 @@ func main() {
 	every := flag.Int("every", 100000, "print the rate of every this many creations")
 	timeout := flag.Duration("timeout", 10*time.Minute, "bound on the whole run")
 	flag.Parse()
-	if *n <= 0 || *n > 10_000_000 || *callers <= 0 || *callers > 4096 || *every <= 0 || (*members != 1 && *members != 3) {
-		fmt.Fprintln(os.Stderr, "bulkcreate: need 0 < --n ≤ 10M, 0 < --callers ≤ 4096, --every > 0, --members 1 or 3")
+	if *n <= 0 || *n > 10_000_000 || *callers <= 0 || *callers > 4096 || *every <= 0 || *timeout <= 0 || (*members != 1 && *members != 3) {
+		fmt.Fprintln(os.Stderr, "bulkcreate: need 0 < --n ≤ 10M, 0 < --callers ≤ 4096, --every > 0, --timeout > 0, --members 1 or 3")
 		os.Exit(2)
 	}
 	if err := run(*n, *callers, *members, *every, *timeout); err != nil {
@@ -122,6 +122,12 @@ func run(n, callers, members, every int, timeout time.Duration) error {
 				created, err := client.Create(ctx, "bulk", "a"+strconv.FormatInt(i, 10), "kvcounter", nil)
 				if err == nil && !created {
 					err = fmt.Errorf("actor a%d was not created (it existed)", i)
+				}
+				if err != nil && ctx.Err() != nil {
+					// Cut off (--timeout, or another caller failed):
+					// the call's error says only that; the run's end
+					// reports the cut-off and what was created.
+					return
 				}
 				if err != nil {
 					failed.CompareAndSwap(nil, &err)

@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
@@ -404,5 +407,39 @@ func TestCmpIDDistinguishesCompares(t *testing.T) {
 	}
 	if cmpID(cmps[0]) != cmpID(kv.ValueEquals([]byte("a"), []byte("bc"))) {
 		t.Fatal("equal compares have different IDs")
+	}
+}
+
+// batchable's three key lists share one array: each must hold its own
+// keys, in order, and a commit that writes one key twice (etcd's
+// "duplicate key", which would fail a whole batch) must go alone.
+func TestBatchableKeyListsAndDuplicateWrites(t *testing.T) {
+	k := func(s string) []byte { return []byte(s) }
+	txn := kv.Txn{
+		Compares: []kv.Compare{kv.Absent(k("r1")), kv.ModRevEquals(k("r2"), 7)},
+		Ops:      []kv.Op{kv.Put(k("w1"), k("v"), kv.NoLease), kv.Delete(k("w2")), kv.Put(k("w3"), nil, kv.NoLease)},
+	}
+	p := batchable(txn, make([]clientv3.Cmp, 2), make([]clientv3.Op, 3), kv.Limits{})
+	if p == nil {
+		t.Fatal("a plain commit is not batchable")
+	}
+	if want := []string{"r1", "r2"}; !slices.Equal(p.reads, want) {
+		t.Fatalf("reads %q, want %q", p.reads, want)
+	}
+	if want := []string{cmpID(txn.Compares[0]), cmpID(txn.Compares[1])}; !slices.Equal(p.cmpIDs, want) {
+		t.Fatalf("cmpIDs %q, want %q", p.cmpIDs, want)
+	}
+	if want := []string{"w1", "w2", "w3"}; !slices.Equal(p.writes, want) {
+		t.Fatalf("writes %q, want %q", p.writes, want)
+	}
+
+	for _, ops := range [][]kv.Op{
+		{kv.Put(k("w1"), nil, kv.NoLease), kv.Put(k("w1"), nil, kv.NoLease)},
+		{kv.Put(k("w1"), nil, kv.NoLease), kv.Delete(k("w2")), kv.Delete(k("w1"))},
+	} {
+		dup := kv.Txn{Compares: txn.Compares, Ops: ops}
+		if p := batchable(dup, make([]clientv3.Cmp, 2), make([]clientv3.Op, len(ops)), kv.Limits{}); p != nil {
+			t.Fatalf("a commit writing one key twice (%d ops) is batchable", len(ops))
+		}
 	}
 }
