@@ -44,13 +44,12 @@ func (t target) compare(o target) int {
 }
 
 // pendingCall is one forward in flight. The pending calls form a list in
-// the order they began — oldest first, so their seq and since only grow
-// along it — linked through the calls themselves: begin and end are a
+// the order they began — oldest first, so their since only grows along
+// it — linked through the calls themselves: begin and end are a
 // few pointer writes under the lock, with no map to grow, hash or empty
 // (issue 16: a map of maps per target cost the forwarded path a map
 // allocation whenever a target's set emptied and filled again).
 type pendingCall struct {
-	seq    uint64 // orders cancellations: map order must not reach behaviour
 	since  time.Duration
 	owner  target
 	cancel context.CancelFunc
@@ -64,7 +63,6 @@ type ownerWatch struct {
 	interval time.Duration // <= 0: off
 
 	mu         sync.Mutex
-	seq        uint64
 	head, tail *pendingCall // the calls in flight, oldest first
 	running    bool         // the monitor task is running
 
@@ -92,10 +90,8 @@ func (w *ownerWatch) begin(t target, cancel context.CancelFunc) *pendingCall {
 	p := &pendingCall{owner: t, cancel: cancel}
 	w.mu.Lock()
 	// The clock is read under the lock so that since grows along the
-	// list with seq: the monitor stops at the first call that is recent.
+	// list: the monitor stops at the first call that is recent.
 	p.since = w.c.rt.Mono()
-	w.seq++
-	p.seq = w.seq
 	if p.prev = w.tail; w.tail != nil {
 		w.tail.next = p
 	} else {
@@ -195,7 +191,8 @@ func (w *ownerWatch) markGone(gone []target) {
 	for _, t := range gone {
 		next[t] = struct{}{}
 	}
-	// The list is in seq order: the calls are cancelled oldest first.
+	// The list is in the order the calls began: they are cancelled
+	// oldest first (deterministically, as the simulator needs).
 	var calls []*pendingCall
 	w.mu.Lock()
 	for p := w.head; p != nil; p = p.next {
