@@ -1,7 +1,6 @@
 package wasm
 
 import (
-	"context"
 	"math"
 	"os"
 	"runtime"
@@ -10,9 +9,6 @@ import (
 	"time"
 
 	"github.com/nolaproject/nola/nola"
-	"github.com/nolaproject/nola/rt"
-	"github.com/nolaproject/nola/wasm/modules"
-	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 
 // BenchmarkLiveInstanceHeap keeps b.N C counter instances live at once and
@@ -21,22 +17,7 @@ import (
 // item 7), without the engine's activation and route. Run it with a fixed
 // -benchtime (e.g. 5000x) and -memprofile to see where the bytes go.
 func BenchmarkLiveInstanceHeap(b *testing.B) {
-	ctx := context.Background()
-	mods := benchMods()
-	if _, err := mods.Stat(ctx, "t", "counter-c"); err != nil {
-		if _, err := mods.Put(ctx, "t", "counter-c", wasmtest.C(b, "counter"), modules.Options{}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	h, err := New(ctx, Config{Runtime: rt.NewReal(), Modules: mods, CompilationCache: testCache()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close(ctx)
-	mod, err := h.load(ctx, "t", "counter-c")
-	if err != nil {
-		b.Fatal(err)
-	}
+	h, mod := counterCHost(b)
 	ref := nola.Ref{Namespace: "t", ID: "a"}
 	first, err := h.instantiate(initCx{}, mod, ref)
 	if err != nil {

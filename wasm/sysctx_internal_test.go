@@ -16,22 +16,7 @@ import (
 // a wazero upgrade renames the field dropSysContext clears, which would
 // otherwise silently bring the bytes back.
 func TestSysContextIsDropped(t *testing.T) {
-	ctx := context.Background()
-	mods := benchMods()
-	if _, err := mods.Stat(ctx, "t", "counter-c"); err != nil {
-		if _, err := mods.Put(ctx, "t", "counter-c", wasmtest.C(t, "counter"), modules.Options{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h, err := New(ctx, Config{Runtime: rt.NewReal(), Modules: mods, CompilationCache: testCache()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close(ctx)
-	mod, err := h.load(ctx, "t", "counter-c")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, mod := counterCHost(t)
 	for i := range 2 { // the first instantiation takes the snapshot
 		in, err := h.instantiate(initCx{}, mod, nola.Ref{Namespace: "t", ID: "a"})
 		if err != nil {
@@ -50,4 +35,27 @@ func TestSysContextIsDropped(t *testing.T) {
 		}
 		in.close()
 	}
+}
+
+// counterCHost returns a Host on the package's shared module store and
+// compilation cache (closed when tb ends) and its compiled C counter.
+func counterCHost(tb testing.TB) (*Host, *compiled) {
+	tb.Helper()
+	ctx := context.Background()
+	mods := benchMods()
+	if _, err := mods.Stat(ctx, "t", "counter-c"); err != nil {
+		if _, err := mods.Put(ctx, "t", "counter-c", wasmtest.C(tb, "counter"), modules.Options{}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	h, err := New(ctx, Config{Runtime: rt.NewReal(), Modules: mods, CompilationCache: testCache()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { h.Close(ctx) })
+	mod, err := h.load(ctx, "t", "counter-c")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return h, mod
 }
