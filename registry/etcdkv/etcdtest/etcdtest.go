@@ -163,7 +163,7 @@ func StartCluster(ctx context.Context, opts Options) (*Cluster, error) {
 
 func startCluster(ctx context.Context, opts Options, attempt int) (*Cluster, error) {
 	c := &Cluster{opts: opts, members: make([]*member, opts.Members)}
-	addrs, err := etcdkv.FreeAddrs(2 * opts.Members)
+	addrs, err := memberAddrs(2 * opts.Members)
 	if err != nil {
 		return nil, err
 	}
