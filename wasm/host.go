@@ -320,6 +320,9 @@ type Host struct {
 	log   *slog.Logger
 	wz    wazero.Runtime
 	modCf wazero.ModuleConfig
+	// sys is where wazero's module type keeps its system context
+	// (sysField.drop), found on the first instantiation.
+	sys sysField
 
 	isClosed atomic.Bool  // mirrors closed, for the invocation path
 	busy     atomic.Int64 // guest executions in flight
@@ -904,7 +907,7 @@ func (h *Host) newModule(in *instance, c *compiled, snap *snapshot) (api.Module,
 		return nil, err
 	}
 	alloc.settle()
-	dropSysContext(m)
+	h.sys.drop(m)
 	return m, nil
 }
 

@@ -11,9 +11,9 @@ import (
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 
-// An instance keeps no wazero system context (dropSysContext): it is ~900
+// An instance keeps no wazero system context (sysField.drop): it is ~900
 // B of heap per live instance that nothing reads. The test also fails if
-// a wazero upgrade renames the field dropSysContext clears, which would
+// a wazero upgrade renames the field sysField.drop clears, which would
 // otherwise silently bring the bytes back.
 func TestSysContextIsDropped(t *testing.T) {
 	h, mod := counterCHost(t)
@@ -28,7 +28,7 @@ func TestSysContextIsDropped(t *testing.T) {
 		}
 		f := v.Elem().FieldByName("Sys")
 		if !f.IsValid() {
-			t.Fatalf("wazero's %T has no field Sys any more: dropSysContext drops nothing", in.m)
+			t.Fatalf("wazero's %T has no field Sys any more: sysField.drop drops nothing", in.m)
 		}
 		if !f.IsNil() {
 			t.Fatalf("instance %d keeps wazero's system context", i)

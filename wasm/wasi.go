@@ -244,7 +244,7 @@ func procExit(ctx context.Context, _ api.Module, stack []uint64) {
 // randomness from the server's runtime. So the config shares everything
 // it can between instances — a fixed random source and clocks that
 // capture nothing, where wazero's defaults allocate a seeded generator
-// and two counting closures per instance — and dropSysContext discards
+// and two counting closures per instance — and sysField.drop discards
 // what is left once the instance exists.
 func moduleConfig() wazero.ModuleConfig {
 	return wazero.NewModuleConfig().WithName("").WithStartFunctions().
@@ -266,38 +266,35 @@ func (zeroReader) Read(p []byte) (int, error) {
 func unusedWalltime() (int64, int32) { return 0, 0 }
 func unusedNanotime() int64          { return 0 }
 
-// dropSysContext releases the system context wazero built for guest
-// module m, about 900 B of Go heap per instance — a third of a live C
-// instance's (BenchmarkLiveInstanceHeap): the context itself, the three
-// stdio file entries and the 64-slot descriptor table they sit in. Only
-// wazero's WASI and its other built-in host modules read it, and the host
-// instantiates none of them (instantiateWASI defines its own functions);
-// wazero leaves the context nil for host modules and when closing one, so
-// a nil context is a state it handles. The field is exported from an
-// internal package, hence reflection; if a wazero upgrade renames it,
-// nothing is dropped and TestSysContextIsDropped fails.
-func dropSysContext(m api.Module) {
+// sysField drops the system context wazero built for a guest module,
+// about 900 B of Go heap per instance — a third of a live C instance's
+// (BenchmarkLiveInstanceHeap): the context itself, the three stdio file
+// entries and the 64-slot descriptor table they sit in. Only wazero's WASI
+// and its other built-in host modules read it, and the host instantiates
+// none of them (instantiateWASI defines its own functions); wazero leaves
+// the context nil for host modules and when closing one, so a nil context
+// is a state it handles. The field is exported from an internal package,
+// hence reflection; if a wazero upgrade renames it, nothing is dropped and
+// TestSysContextIsDropped fails.
+type sysField struct {
+	once sync.Once
+	idx  int // the field's index in wazero's module struct; -1: none
+}
+
+// drop clears m's system context. The field is looked up by name once,
+// on the first module (wazero has one module type), not per instance.
+func (f *sysField) drop(m api.Module) {
 	v := reflect.ValueOf(m)
 	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
 		return
 	}
-	if i, ok := sysField(v.Type()); ok {
-		v.Elem().Field(i).SetZero()
+	f.once.Do(func() {
+		f.idx = -1
+		if sf, ok := v.Type().Elem().FieldByName("Sys"); ok && sf.IsExported() && len(sf.Index) == 1 && sf.Type.Kind() == reflect.Pointer {
+			f.idx = sf.Index[0]
+		}
+	})
+	if f.idx >= 0 && v.Elem().Type().Field(f.idx).Name == "Sys" {
+		v.Elem().Field(f.idx).SetZero()
 	}
-}
-
-// sysFieldOf caches where the Sys field sits in wazero's module type (one
-// type: the field is looked up by name once, not per instantiation).
-var sysFieldOf sync.Map // reflect.Type → int (-1: none)
-
-func sysField(t reflect.Type) (int, bool) {
-	if i, ok := sysFieldOf.Load(t); ok {
-		return i.(int), i.(int) >= 0
-	}
-	i := -1
-	if f, ok := t.Elem().FieldByName("Sys"); ok && f.IsExported() && len(f.Index) == 1 && f.Type.Kind() == reflect.Pointer {
-		i = f.Index[0]
-	}
-	sysFieldOf.Store(t, i)
-	return i, i >= 0
 }
