@@ -70,7 +70,9 @@ type Transport interface {
 // The child must end whenever ctx ends while the child is in use, carry
 // ctx's deadline and values, and also end — ctx itself staying as it
 // is — when its cancel is called, which must be safe to call more than
-// once. The client uses the child only while ctx is in use.
+// once. The client uses the child only while ctx is in use. The
+// simulator's contexts are no CancelForkers: their children still come
+// from the runtime.
 type CancelForker interface {
 	context.Context
 	ForkCancel() (context.Context, context.CancelFunc)
