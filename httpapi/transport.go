@@ -198,7 +198,12 @@ func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 	if err != nil {
 		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "bad server address " + addr}
 	}
-	hreq.Header["Content-Type"] = octetStream
+	// Only what the internal endpoint reads: no Content-Type (it takes
+	// the body as bytes, whatever its type) and no User-Agent (an empty
+	// one keeps net/http from sending its default): each header costs
+	// the receiving server a string (two for a name it does not know)
+	// and its parsing, per call (issue 16).
+	hreq.Header["User-Agent"] = noUserAgent
 	if t.auth != nil {
 		hreq.Header["Authorization"] = t.auth
 	}
@@ -216,6 +221,9 @@ func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 	}
 	return readSized(resp.Body, resp.ContentLength, t.maxResult)
 }
+
+// noUserAgent is the User-Agent value that has net/http send none.
+var noUserAgent = []string{""}
 
 // sendState is what one internal invoke needs beside its request, in
 // one allocation: whether the request got a connection (the trace's

@@ -7,9 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nolaproject/nola/nola"
 )
@@ -125,4 +127,36 @@ type countingWriter struct {
 func (w *countingWriter) Write(p []byte) (int, error) {
 	w.writes++
 	return w.b.Write(p)
+}
+
+// An internal invoke carries the headers the endpoint reads and no others
+// (each costs the receiver a string or two per call): the timeout and the
+// token, no Content-Type, no User-Agent.
+func TestInternalInvokeHeaders(t *testing.T) {
+	got := make(chan http.Header, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r.Header.Clone()
+		_, _ = w.Write(b)
+	}))
+	defer srv.Close()
+	tr := NewTransport(TransportOptions{Token: "tok"})
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := tr.Invoke(ctx, srv.URL, nola.Request{Namespace: "ns", ActorID: "a", Operation: "op", Payload: []byte("12345678")})
+	if err != nil || string(res) != "12345678" {
+		t.Fatalf("Invoke = %q, %v", res, err)
+	}
+	h := <-got
+	if h.Get(HeaderTimeout) == "" || h.Get("Authorization") != "Bearer tok" || h.Get("Content-Length") != "8" {
+		t.Fatalf("headers %v: want the timeout, the token and the length", h)
+	}
+	delete(h, HeaderTimeout)
+	delete(h, "Authorization")
+	delete(h, "Content-Length")
+	delete(h, "Accept-Encoding") // net/http's own, unless compression is off
+	if len(h) != 0 {
+		t.Fatalf("headers the endpoint does not read: %v", h)
+	}
 }
