@@ -719,8 +719,9 @@ const maxBareResult = 2048
 // handler's first insert allocates the map's storage (issue 16). net/http
 // sets Content-Length itself (the result fits its buffer and the handler
 // has returned before it is sent) and a sniffed Content-Type, which the
-// caller — another server's Transport, the only client of the internal
-// endpoint — ignores: it reads a 200's body as bytes, whatever its type.
+// caller — this package's Transport, the internal endpoint's client for
+// servers and standalone clients alike — ignores: it reads a 200's body
+// as bytes, whatever its type.
 // Public results keep application/octet-stream (writeResult).
 func writeBareResult(w http.ResponseWriter, b []byte) {
 	w.WriteHeader(http.StatusOK)
