@@ -5,7 +5,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nolaproject/nola/nola"
 )
+
+var _ nola.CancelForker = (*callCtx)(nil)
 
 // callCtx is a call's context: what context.WithDeadline(parent, deadline)
 // returns, made only when it is needed.
@@ -83,6 +87,26 @@ func (c *callCtx) Done() <-chan struct{} { return c.derived().ctx.Done() }
 // what the standard library looks up through Value (context.Cause, the
 // parent links of contexts derived from this one) is a real context's.
 func (c *callCtx) Value(key any) any { return c.derived().ctx.Value(key) }
+
+// ForkCancel implements nola.CancelForker: the context of a call this
+// server forwards, which the client's owner watch cancels if the owner
+// is found gone. Before the real context exists, it is one
+// context.WithDeadline of the parent at the call's deadline — what
+// context.WithCancel of the call context would be, without building the
+// real context (its timer, its cancel, its link in the parent) for the
+// child to hang on: ≈ 6 allocations per forwarded call (issue 16). The
+// child ends as the call context would while the call runs (the parent
+// ends, the deadline passes); release, the one other way the call ends,
+// comes only after the handler's forwards returned, and the child's own
+// deadline bounds it regardless. A call context that has ended, or whose
+// real context exists, derives the child from itself, as
+// context.WithCancel would.
+func (c *callCtx) ForkCancel() (context.Context, context.CancelFunc) {
+	if c.real.Load() == nil && c.Err() == nil {
+		return context.WithDeadline(c.parent, c.deadline)
+	}
+	return context.WithCancel(c)
+}
 
 // Err implements context.Context.
 func (c *callCtx) Err() error {

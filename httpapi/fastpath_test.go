@@ -217,6 +217,98 @@ func TestCallCtxReleaseEndsDerived(t *testing.T) {
 	}
 }
 
+// ForkCancel's child (a forwarded call's context) has the call's deadline
+// and values, ends when the parent ends, at the deadline and on its own
+// cancel, and its cancel leaves the call running — without building the
+// call's real context.
+func TestCallCtxForkCancel(t *testing.T) {
+	parent, cancelParent := context.WithCancel(context.WithValue(context.Background(), ctxKey{}, "v"))
+	defer cancelParent()
+	cc := newCallCtx(parent, time.Hour)
+	child, cancel := cc.ForkCancel()
+	if d, ok := child.Deadline(); !ok || !d.Equal(cc.deadline) {
+		t.Fatalf("child Deadline() = %v, %v; want the call's %v", d, ok, cc.deadline)
+	}
+	if v := child.Value(ctxKey{}); v != "v" {
+		t.Fatalf("child Value = %v, want the parent's", v)
+	}
+	if err := child.Err(); err != nil {
+		t.Fatalf("child Err() = %v before anything ended", err)
+	}
+	cancel()
+	cancel() // twice is fine
+	waitDone(t, child)
+	if err := child.Err(); err != context.Canceled {
+		t.Fatalf("child Err() = %v after its cancel, want Canceled", err)
+	}
+	if err := cc.Err(); err != nil {
+		t.Fatalf("call Err() = %v after its child's cancel, want nil", err)
+	}
+	if cc.real.Load() != nil {
+		t.Fatal("ForkCancel built the call's real context")
+	}
+
+	// The parent ending ends the child.
+	child, cancel = cc.ForkCancel()
+	defer cancel()
+	cancelParent()
+	waitDone(t, child)
+	if err := child.Err(); err != context.Canceled {
+		t.Fatalf("child Err() = %v after the parent ended, want Canceled", err)
+	}
+	cc.release()
+
+	// The deadline ends it.
+	cc = newCallCtx(context.Background(), 20*time.Millisecond)
+	child, cancel = cc.ForkCancel()
+	defer cancel()
+	waitDone(t, child)
+	if err := child.Err(); err != context.DeadlineExceeded {
+		t.Fatalf("child Err() = %v at the deadline, want DeadlineExceeded", err)
+	}
+	cc.release()
+
+	// A call that has ended forks an ended child, with its error.
+	for _, c := range []struct {
+		name string
+		cc   func() *callCtx
+		want error
+	}{
+		{"released", func() *callCtx { cc := newCallCtx(context.Background(), time.Hour); cc.release(); return cc }, context.Canceled},
+		{"past its deadline", func() *callCtx { return newCallCtx(context.Background(), -time.Millisecond) }, context.DeadlineExceeded},
+	} {
+		child, cancel := c.cc().ForkCancel()
+		waitDone(t, child)
+		if err := child.Err(); err != c.want {
+			t.Fatalf("%s: child Err() = %v, want %v", c.name, err, c.want)
+		}
+		cancel()
+	}
+}
+
+// ForkCancel costs fewer allocations than context.WithCancel of the call
+// context, which builds the real context first (issue 16): it fails if
+// ForkCancel falls back to it.
+func TestCallCtxForkCancelAllocatesLess(t *testing.T) {
+	parent, cancelParent := context.WithCancel(context.Background())
+	defer cancelParent()
+	per := func(fork func(*callCtx) (context.Context, context.CancelFunc)) float64 {
+		return testing.AllocsPerRun(1000, func() {
+			cc := newCallCtx(parent, time.Minute)
+			child, cancel := fork(cc)
+			cancel()
+			<-child.Done() // net/http's transport waits on it
+			cc.release()
+		})
+	}
+	forked := per((*callCtx).ForkCancel)
+	wrapped := per(func(cc *callCtx) (context.Context, context.CancelFunc) { return context.WithCancel(cc) })
+	if forked >= wrapped {
+		t.Fatalf("ForkCancel: %v allocations per forward, WithCancel of the call context %v; want fewer", forked, wrapped)
+	}
+	t.Logf("allocations per forward: ForkCancel %v, WithCancel %v", forked, wrapped)
+}
+
 // A call that never waits builds nothing: one allocation, the callCtx.
 func TestCallCtxWarmPathAllocatesOnce(t *testing.T) {
 	parent := context.Background()

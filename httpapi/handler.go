@@ -701,7 +701,31 @@ func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, cs *callStat
 	if bw, ok := w.(*boundedWriter); ok {
 		bw.armAt(end)
 	}
+	if path == pathInternal && err == nil && len(b) <= maxBareResult {
+		writeBareResult(w, b)
+		return
+	}
 	h.writeResult(w, b, err)
+}
+
+// maxBareResult is the largest internal result writeBareResult writes:
+// net/http's server buffers that much of a response before it chunks it,
+// so it can still set the Content-Length itself.
+const maxBareResult = 2048
+
+// writeBareResult writes a small internal result without touching the
+// response's headers: once a handler has called Header, net/http clones
+// the header map when the header is written (3 allocations), and the
+// handler's first insert allocates the map's storage (issue 16). net/http
+// sets Content-Length itself (the result fits its buffer and the handler
+// has returned before it is sent) and a sniffed Content-Type, which the
+// caller — this package's Transport, the internal endpoint's client for
+// servers and standalone clients alike — ignores: it reads a 200's body
+// as bytes, whatever its type.
+// Public results keep application/octet-stream (writeResult).
+func writeBareResult(w http.ResponseWriter, b []byte) {
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
 }
 
 // runCall reads the payload within cc's deadline and runs call. A call

@@ -110,10 +110,30 @@ func (t *Transport) Close() { t.rt.CloseIdleConnections() }
 func InternalInvokeURL(addr string, req nola.Request) string {
 	var b strings.Builder
 	addr = strings.TrimRight(addr, "/")
-	b.Grow(len(addr) + len("/v1/internal/invoke?ns=&id=&type=&op=") + len(req.Namespace) + len(req.ActorID) +
-		len(req.ActorType) + len(req.Operation) + len(req.Worker) + 16*len(req.Chain))
+	b.Grow(len(addr) + internalTargetLen(req))
 	b.WriteString(addr)
-	b.WriteString("/v1/internal/invoke?")
+	writeInternalTarget(&b, req)
+	return b.String()
+}
+
+// internalTarget is the request target (path and query) of
+// InternalInvokeURL: the URL less the address.
+func internalTarget(req nola.Request) string {
+	var b strings.Builder
+	b.Grow(internalTargetLen(req))
+	writeInternalTarget(&b, req)
+	return b.String()
+}
+
+// internalTargetLen is about the length of req's internal target (exact
+// when nothing needs escaping).
+func internalTargetLen(req nola.Request) int {
+	return len("/v1/internal/invoke?ns=&id=&type=&op=") + len(req.Namespace) + len(req.ActorID) +
+		len(req.ActorType) + len(req.Operation) + len(req.Worker) + 16*len(req.Chain)
+}
+
+func writeInternalTarget(b *strings.Builder, req nola.Request) {
+	b.WriteString(internalInvokePath + "?")
 	sep := false
 	param := func(k, v string) {
 		if sep {
@@ -140,7 +160,27 @@ func InternalInvokeURL(addr string, req nola.Request) string {
 	} else {
 		param("type", req.ActorType)
 	}
-	return b.String()
+}
+
+const internalInvokePath = "/v1/internal/invoke"
+
+// splitAddr splits a server address of the plain form "http://host:port"
+// or "https://…" (a trailing slash allowed) into its scheme and host,
+// exactly as url.Parse would; ok is false for any other form (a path,
+// user info, an escape, an empty port…), which Invoke then parses.
+func splitAddr(addr string) (scheme, host string, ok bool) {
+	scheme, host, ok = strings.Cut(strings.TrimRight(addr, "/"), "://")
+	if !ok || (scheme != "http" && scheme != "https") || host == "" || host[len(host)-1] == ':' {
+		return "", "", false
+	}
+	for i := 0; i < len(host); i++ {
+		switch c := host[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '-', c == ':', c == '[', c == ']':
+		default:
+			return "", "", false
+		}
+	}
+	return scheme, host, true
 }
 
 // Invoke implements nola.Transport.
@@ -152,15 +192,18 @@ func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 	// (even the deadline) certainly left it unsent. The trace is in the
 	// request's context from the start (WithContext would copy the
 	// request).
-	st := &sendTrace{}
+	st := &sendState{}
 	st.trace.GotConn = st.gotConn
-	st.body.Reset(req.Payload)
-	hreq, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, &st.trace), http.MethodPost,
-		InternalInvokeURL(addr, req), &st.body)
+	hreq, err := st.request(httptrace.WithClientTrace(ctx, &st.trace), addr, req)
 	if err != nil {
 		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "bad server address " + addr}
 	}
-	hreq.Header["Content-Type"] = octetStream
+	// Only what the internal endpoint reads: no Content-Type (it takes
+	// the body as bytes, whatever its type) and no User-Agent (an empty
+	// one keeps net/http from sending its default): each header costs
+	// the receiving server a string (two for a name it does not know)
+	// and its parsing, per call (issue 16).
+	hreq.Header["User-Agent"] = noUserAgent
 	if t.auth != nil {
 		hreq.Header["Authorization"] = t.auth
 	}
@@ -179,17 +222,60 @@ func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 	return readSized(resp.Body, resp.ContentLength, t.maxResult)
 }
 
-// sendTrace records whether a request got a connection. It also holds
-// the request's body reader and timeout header value: one allocation for
-// the three.
-type sendTrace struct {
+// noUserAgent is the User-Agent value that has net/http send none.
+var noUserAgent = []string{""}
+
+// sendState is what one internal invoke needs beside its request, in
+// one allocation: whether the request got a connection (the trace's
+// GotConn), the request's body, its URL and its timeout header's value.
+type sendState struct {
 	sent    atomic.Bool
 	trace   httptrace.ClientTrace
 	body    bytes.Reader
+	url     url.URL
+	payload []byte
 	timeout [1]string
 }
 
-func (s *sendTrace) gotConn(httptrace.GotConnInfo) { s.sent.Store(true) }
+func (s *sendState) gotConn(httptrace.GotConnInfo) { s.sent.Store(true) }
+
+// request builds req's internal invoke to addr under ctx. For an address
+// of the plain form (splitAddr) it is what http.NewRequestWithContext
+// would build, less its allocations: the URL is st's, and its request
+// target, path and query, is the URL's Opaque, which net/http writes as
+// it is (with the query in RawQuery, URL.RequestURI would join the two
+// into a new string per request); the body is st's, with a GetBody, as
+// NewRequestWithContext gives a bytes.Reader, so that net/http can send
+// the request again on another connection when a reused one turns out to
+// be closed before anything was written.
+func (s *sendState) request(ctx context.Context, addr string, req nola.Request) (*http.Request, error) {
+	scheme, host, ok := splitAddr(addr)
+	if !ok {
+		s.body.Reset(req.Payload)
+		return http.NewRequestWithContext(ctx, http.MethodPost, InternalInvokeURL(addr, req), &s.body)
+	}
+	s.url = url.URL{Scheme: scheme, Host: host, Opaque: internalTarget(req)}
+	hreq := &http.Request{
+		Method: http.MethodPost, URL: &s.url, Host: host,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: make(http.Header, 3),
+	}
+	if len(req.Payload) > 0 {
+		// A bytes.Reader behind io.NopCloser, as NewRequestWithContext
+		// makes it: net/http knows it is in memory and writes the
+		// headers and the body in one write (any other body type has the
+		// headers flushed first: one more syscall per call).
+		s.payload = req.Payload
+		s.body.Reset(req.Payload)
+		hreq.Body, hreq.GetBody, hreq.ContentLength = io.NopCloser(&s.body), s.getBody, int64(len(req.Payload))
+	}
+	return hreq.WithContext(ctx), nil
+}
+
+// getBody is the request's GetBody: the payload from its start.
+func (s *sendState) getBody() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(s.payload)), nil
+}
 
 // setTimeout tells the server how long it has: the caller's remaining time
 // less an answer margin (forwardMargin), so that a server that cannot

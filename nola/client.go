@@ -323,7 +323,10 @@ func (c *Client) notSent(ctx context.Context, req Request, cause error) error {
 
 // send forwards req along r, watching r's owner (see ownerWatch) unless
 // the transport runs the call on this task. gone reports that the owner's
-// lease was found gone and the call cancelled because of it.
+// lease was found gone and the call cancelled because of it. The call
+// runs under a child of ctx that the watch can cancel: ctx's own
+// ForkCancel's if it has one (CancelForker), the runtime's WithCancel
+// otherwise.
 func (c *Client) send(ctx context.Context, r route, req Request) (_ []byte, gone bool, _ error) {
 	if c.watch.interval <= 0 || r.owner.sid == "" {
 		res, err := c.tr.Invoke(ctx, r.addr, req)
@@ -333,7 +336,15 @@ func (c *Client) send(ctx context.Context, r route, req Request) (_ []byte, gone
 		res, err := c.tr.Invoke(ctx, r.addr, req)
 		return res, false, err
 	}
-	fctx, cancel := c.rt.WithCancel(ctx)
+	var (
+		fctx   context.Context
+		cancel context.CancelFunc
+	)
+	if f, ok := ctx.(CancelForker); ok {
+		fctx, cancel = f.ForkCancel()
+	} else {
+		fctx, cancel = c.rt.WithCancel(ctx)
+	}
 	p := c.watch.begin(r.owner, cancel)
 	res, err := c.tr.Invoke(fctx, r.addr, req)
 	gone = c.watch.end(p)
