@@ -56,7 +56,7 @@ func finalState(st int32) bool { return st == stateEvicted || st == stateFenced 
 // for an edge the table lacks is a bug in the engine.
 func (a *activation) transition(from, to int32) bool {
 	if !legalTransition(from, to) {
-		a.srv.violated("activation %s/%s: illegal transition %s → %s", a.key.ns, a.key.id, stateName(from), stateName(to))
+		a.srv.violated("activation %s/%s: illegal transition %s → %s", a.ref.Namespace, a.ref.ID, stateName(from), stateName(to))
 		return false
 	}
 	return a.state.CompareAndSwap(from, to)
@@ -119,7 +119,6 @@ type activationCold struct {
 	id       uint64
 	srv      *Server
 	tbl      *table
-	key      actorKey
 	epoch    int64              // of the actor record (see registry.Bump)
 	gen      int64              // the actor's generation: which life's KV it reads (docs/deletion.md)
 	ownerRec []byte             // the actor record this activation owns: fences compare it
@@ -129,16 +128,32 @@ type activationCold struct {
 	cacheBytes int
 	charged    int64 // bytes added to srv.memBytes
 
-	// args caches the creation arguments once read (argsRead). Guarded by
-	// lock.
-	args []byte
+	mu sync.Mutex // guards aux; never held across a blocking call
+	// aux is made by the first need of one of its fields, and then kept.
+	aux *activationAux
+}
 
-	mu     sync.Mutex // guards timers and activated; never held across a blocking call
-	timers map[string]*actorTimer
+// activationAux holds what most activations never need, out of the
+// activation itself: a million live actors without timers, creation
+// arguments or waiters save its bytes each.
+type activationAux struct {
+	timers map[string]*actorTimer // guarded by activation.mu
 	// activated is made by the first call that waits for the activation
 	// to finish (most activations have no such waiter) and resolved, and
 	// dropped, when it leaves stateActivating (see waitActivated).
+	// Guarded by activation.mu.
 	activated *rt.Future[struct{}]
+	// args caches the creation arguments once read (argsRead). Guarded by
+	// activation.lock.
+	args []byte
+}
+
+// auxLocked returns a's aux, made if it has none. The caller holds a.mu.
+func (a *activation) auxLocked() *activationAux {
+	if a.aux == nil {
+		a.aux = &activationAux{}
+	}
+	return a.aux
 }
 
 // activateFirst makes the activation of key, for the first call that finds
@@ -146,7 +161,6 @@ type activationCold struct {
 // confirms ownership and runs the Activate hook; retry says to look the
 // actor up again.
 func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req *Request) (_ *activation, retry bool, _ error) {
-	sh := t.shard(key)
 	l := s.lease.Load()
 	if l == nil || !s.mayServe(l.inc) {
 		return nil, false, s.notServing()
@@ -159,8 +173,9 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 	// substrings of a whole HTTP request line or path.
 	key = key.owned()
 	a := s.newActivation(t, key, req.ActorType, l.inc)
+	sh, h := t.shard(key)
 	sh.mu.Lock()
-	if sh.m[key] != nil {
+	if sh.get(h, key) != nil {
 		sh.mu.Unlock()
 		return nil, true, nil // another call got there first
 	}
@@ -169,7 +184,7 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 	s.activations.Add(1)
 	a.charged = activationBytes
 	s.memBytes.Add(activationBytes)
-	sh.m[key] = a
+	sh.put(h, a)
 	sh.mu.Unlock()
 	if s.table.Load() != t || s.stopped.Load() {
 		// A fence (or Shutdown) swapped the table between our load and
@@ -203,7 +218,7 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 
 func (s *Server) newActivation(t *table, key actorKey, typ string, inc *registry.Incarnation) *activation {
 	a := &activation{}
-	a.id, a.srv, a.tbl, a.key = s.nextActivation.Add(1), s, t, key
+	a.id, a.srv, a.tbl = s.nextActivation.Add(1), s, t
 	// The type name interned: the caller's may be a slice of a request
 	// line (HTTP's ?type=), which would otherwise live as long as the
 	// actor; and a million actors of a few types share a few strings.
@@ -212,6 +227,11 @@ func (s *Server) newActivation(t *table, key actorKey, typ string, inc *registry
 	a.inc, a.resolved = inc, s.cfg.Types[typ] == nil
 	return a
 }
+
+// key is the actor's table key: the namespace and ID of its ref, which
+// the activation keeps once (a separate key would be 32 more bytes per
+// live actor).
+func (a *activation) key() actorKey { return actorKey{a.ref.Namespace, a.ref.ID} }
 
 func (s *Server) factory(ctx context.Context, ns, typ string) (Factory, error) {
 	if f, ok := s.cfg.Types[typ]; ok {
@@ -233,7 +253,7 @@ func (s *Server) factory(ctx context.Context, ns, typ string) (Factory, error) {
 // runs its Activate hook. Nothing of the caller's invocation has run when it
 // fails, so its errors are retryable where the cause is.
 func (s *Server) activate(ctx context.Context, a *activation, chain []string) error {
-	factory, err := s.factory(ctx, a.key.ns, a.ref.Type)
+	factory, err := s.factory(ctx, a.ref.Namespace, a.ref.Type)
 	if err != nil {
 		return err
 	}
@@ -241,22 +261,22 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 		epoch, gen int64
 		ok         bool
 	)
-	if doubted, in := s.inDoubt(a.inc, a.key); in {
+	if doubted, in := s.inDoubt(a.inc, a.key()); in {
 		// The last commit of this actor here has an unknown outcome:
 		// move the record to a new epoch so that commit can never land.
-		if epoch, gen, ok, err = s.reg.Bump(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type); err == nil && ok {
-			s.checkBumped(a.key, doubted, epoch)
-			s.clearDoubt(a.inc, a.key)
+		if epoch, gen, ok, err = s.reg.Bump(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ref.Type); err == nil && ok {
+			s.checkBumped(a.key(), doubted, epoch)
+			s.clearDoubt(a.inc, a.key())
 		}
 	} else {
-		epoch, gen, ok, err = s.reg.Confirm(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type)
+		epoch, gen, ok, err = s.reg.Confirm(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ref.Type)
 	}
 	if err != nil {
 		return wrapBefore(err, "")
 	}
 	if !ok {
 		return &Error{Code: CodeNotOwner, Retryable: true,
-			Message: fmt.Sprintf("server %s#%d does not own %s/%s", s.cfg.ID, a.inc.Num, a.key.ns, a.key.id)}
+			Message: fmt.Sprintf("server %s#%d does not own %s/%s", s.cfg.ID, a.inc.Num, a.ref.Namespace, a.ref.ID)}
 	}
 	// The confirmation holds only if the lease was still valid when it
 	// answered (the read says who owns the actor; the lease says the
@@ -267,15 +287,15 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 	a.epoch, a.gen, a.ownerRec = epoch, gen, a.inc.OwnerRecord(a.ref.Type, epoch, gen)
 	if n := s.activations.Load(); n > int64(s.cfg.MaxActivations) {
 		// Full: give the actor up so that placement puts it elsewhere.
-		if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, epoch, gen); err != nil {
-			s.log.Debug("release at capacity failed", "actor", a.key.id, "err", err)
+		if err := s.reg.Release(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ref.Type, epoch, gen); err != nil {
+			s.log.Debug("release at capacity failed", "actor", a.ref.ID, "err", err)
 			if !errors.Is(err, registry.ErrFenced) {
 				// The release may still land. Should this server activate
 				// the actor again meanwhile, the late release would leave
 				// it serving an actor the record says nobody owns: bump
 				// the epoch first, as after a commit of unknown outcome.
 				// (Found by the simulator.)
-				s.markDoubt(a.inc, a.key, epoch)
+				s.markDoubt(a.inc, a.key(), epoch)
 			}
 		}
 		return &Error{Code: CodeNotOwner, Retryable: true,
@@ -283,12 +303,12 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 	}
 	actor, err := safeFactory(factory, a.ref)
 	if err != nil {
-		return actorError(a.key.id, fmt.Errorf("create: %w", err))
+		return actorError(a.ref.ID, fmt.Errorf("create: %w", err))
 	}
 	a.actor = actor
 	if hook, ok := actor.(Activator); ok {
 		if err := a.lock.Acquire(ctx, s.rt); err != nil {
-			return wrapBefore(err, "activate %s", a.key.id)
+			return wrapBefore(err, "activate %s", a.ref.ID)
 		}
 		err := s.runHook(ctx, a, "activate", chain, hook.Activate)
 		if err == nil {
@@ -315,10 +335,10 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 // it sees every commit of earlier activations that can ever land.
 func (s *Server) runCreate(ctx context.Context, a *activation, chain []string, hook Creator) error {
 	if err := a.lock.Acquire(ctx, s.rt); err != nil {
-		return wrapBefore(err, "create %s", a.key.id)
+		return wrapBefore(err, "create %s", a.ref.ID)
 	}
 	defer a.lock.Release()
-	c, err := s.reg.ReadCreation(ctx, a.key.ns, a.key.id)
+	c, err := s.reg.ReadCreation(ctx, a.ref.Namespace, a.ref.ID)
 	if err != nil {
 		return wrapBefore(err, "")
 	}
@@ -351,7 +371,10 @@ func (a *activation) cacheArgs(args []byte) {
 	if a.argsRead {
 		return
 	}
-	a.args, a.argsRead = args, true
+	a.mu.Lock()
+	x := a.auxLocked()
+	a.mu.Unlock()
+	x.args, a.argsRead = args, true
 	if n := len(args); n > 0 {
 		a.srv.charge(a, int64(n))
 	}
@@ -385,15 +408,15 @@ func (s *Server) runHook(ctx context.Context, a *activation, name string, chain 
 	if err != nil {
 		a.txn.reset()
 		if _, isPanic := err.(*panicError); isPanic {
-			s.log.Error("actor hook panicked", "actor", a.key.id, "hook", name, "err", err)
+			s.log.Error("actor hook panicked", "actor", a.ref.ID, "hook", name, "err", err)
 		}
 		var ne *Error
 		if errors.As(err, &ne) && ne.own {
 			// A limit of the hook's own (the WASM host's memory limit):
 			// keep its code, as invocationFailed does.
-			return &Error{Code: ne.Code, Message: a.key.id + ": " + name + ": " + ne.Message}
+			return &Error{Code: ne.Code, Message: a.ref.ID + ": " + name + ": " + ne.Message}
 		}
-		return actorError(a.key.id, fmt.Errorf("%s: %w", name, err))
+		return actorError(a.ref.ID, fmt.Errorf("%s: %w", name, err))
 	}
 	return nil
 }
@@ -415,14 +438,12 @@ func (s *Server) drop(a *activation, st int32) { s.dropWith(a, st, nil) }
 // (nil: "dropped"), after the entry left the table: a waiter that retries
 // then finds it gone instead of spinning on it.
 func (s *Server) dropWith(a *activation, st int32, err error) {
-	sh := a.tbl.shard(a.key)
+	sh, h := a.tbl.shard(a.key())
 	sh.mu.Lock()
-	if sh.m[a.key] == a {
-		delete(sh.m, a.key)
-	}
+	sh.remove(h, a)
 	sh.mu.Unlock()
 	if !finalState(st) {
-		s.violated("activation %s/%s: dropped to %s, not a final state", a.key.ns, a.key.id, stateName(st))
+		s.violated("activation %s/%s: dropped to %s, not a final state", a.ref.Namespace, a.ref.ID, stateName(st))
 		return
 	}
 	var prev int32
@@ -444,27 +465,29 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 	s.unchargeSize(a)
 	if !s.cfg.Mutations.Has(mutation.TimerIgnoresFence) {
 		a.mu.Lock()
-		for _, t := range a.timers {
-			t.stop()
+		if x := a.aux; x != nil {
+			for _, t := range x.timers {
+				t.stop()
+			}
+			x.timers = nil
 		}
-		a.timers = nil
 		a.mu.Unlock()
 	}
 	if prev == stateActivating {
 		if err == nil {
-			err = &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.key.id + " was dropped"}
+			err = &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.ref.ID + " was dropped"}
 		}
 		a.resolveActivated(err)
 	} else if o := s.cfg.Observer; o != nil {
 		o.Dropped(a.event("", false))
 	}
 	if s.rt.Tracing() {
-		s.rt.Trace(fmt.Sprintf("drop %s/%s on %s state=%d", a.key.ns, a.key.id, s.cfg.ID, st))
+		s.rt.Trace(fmt.Sprintf("drop %s/%s on %s state=%d", a.ref.Namespace, a.ref.ID, s.cfg.ID, st))
 	}
 }
 
 func (s *Server) charge(a *activation, n int64) {
-	s.checkCount("memory charged to "+a.key.id, atomic.AddInt64(&a.charged, n))
+	s.checkCount("memory charged to "+a.ref.ID, atomic.AddInt64(&a.charged, n))
 	s.memBytes.Add(n)
 }
 
@@ -480,12 +503,13 @@ func (a *activation) waitActivated(ctx context.Context) error {
 		return nil
 	case st != stateActivating:
 		a.mu.Unlock()
-		return &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.key.id + " was dropped"}
+		return &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.ref.ID + " was dropped"}
 	}
-	f := a.activated
+	x := a.auxLocked()
+	f := x.activated
 	if f == nil {
 		f = rt.NewFuture[struct{}](a.srv.rt)
-		a.activated = f
+		x.activated = f
 	}
 	a.mu.Unlock()
 	_, err := f.Wait(ctx)
@@ -497,9 +521,11 @@ func (a *activation) waitActivated(ctx context.Context) error {
 // stateActivating first, so a waiter that comes later finds the new state
 // instead of a future.
 func (a *activation) resolveActivated(err error) {
+	var f *rt.Future[struct{}]
 	a.mu.Lock()
-	f := a.activated
-	a.activated = nil
+	if x := a.aux; x != nil {
+		f, x.activated = x.activated, nil
+	}
 	a.mu.Unlock()
 	if f != nil {
 		f.Resolve(struct{}{}, err)

@@ -79,10 +79,7 @@ func (s *Server) invokeResident(ctx context.Context, req *Request, clientLimits 
 		return nil, false, nil
 	}
 	key := actorKey{req.Namespace, req.ActorID}
-	sh := s.table.Load().shard(key)
-	sh.mu.RLock()
-	a := sh.m[key]
-	sh.mu.RUnlock()
+	a := s.table.Load().lookup(key)
 	if a == nil || a.state.Load() != stateReady || (req.ActorType != "" && req.ActorType != a.ref.Type) {
 		return nil, false, nil
 	}
@@ -131,10 +128,7 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 			return nil, s.notServing()
 		}
 		t := s.table.Load()
-		sh := t.shard(key)
-		sh.mu.RLock()
-		a := sh.m[key]
-		sh.mu.RUnlock()
+		a := t.lookup(key)
 		var (
 			retry bool
 			err   error
@@ -181,7 +175,7 @@ func (s *Server) awaitReady(ctx context.Context, a *activation, req *Request) (r
 func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, fromTimer bool) ([]byte, error) {
 	if err := a.lock.Acquire(ctx, s.rt); err != nil {
 		// Before the start check: the invocation did not run.
-		return nil, wrapBefore(err, "waiting for actor %s", a.key.id)
+		return nil, wrapBefore(err, "waiting for actor %s", a.ref.ID)
 	}
 	unfenced := fromTimer && s.cfg.Mutations.Has(mutation.TimerIgnoresFence)
 	switch st := a.state.Load(); {
@@ -191,7 +185,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		return nil, errGone
 	default:
 		a.lock.Release()
-		return nil, &Error{Code: CodeFenced, Message: "activation of " + a.key.id + " was dropped", Retryable: true}
+		return nil, &Error{Code: CodeFenced, Message: "activation of " + a.ref.ID + " was dropped", Retryable: true}
 	}
 	// Rule 3: run only under the current incarnation, before the deadline.
 	start, ok := s.mayServeAt(a.inc)
@@ -285,16 +279,16 @@ func (s *Server) invocationFailed(a *activation, err error) error {
 		}
 		return ce.err
 	case errors.As(err, &pe):
-		s.log.Error("actor panicked", "ns", a.key.ns, "actor", a.key.id, "panic", fmt.Sprint(pe.val), "stack", string(pe.stack))
+		s.log.Error("actor panicked", "ns", a.ref.Namespace, "actor", a.ref.ID, "panic", fmt.Sprint(pe.val), "stack", string(pe.stack))
 		s.drop(a, stateFenced)
-		return actorError(a.key.id, err)
+		return actorError(a.ref.ID, err)
 	case errors.As(err, &ne) && ne.own:
 		// A limit or misuse of this invocation's own Context (result, KV
 		// entry): its writes are discarded; the actor keeps its memory.
 		// Errors of nested calls are not own: they become actor errors.
-		return &Error{Code: ne.Code, Message: a.key.id + ": " + ne.Message}
+		return &Error{Code: ne.Code, Message: a.ref.ID + ": " + ne.Message}
 	default:
-		return actorError(a.key.id, err)
+		return actorError(a.ref.ID, err)
 	}
 }
 

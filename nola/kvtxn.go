@@ -166,7 +166,7 @@ func (t *kvTxn) flush(c *Context) error {
 	}
 	writes := t.sortedWrites()
 	t.reset()
-	a.srv.checkWrites(a.key, writes)
+	a.srv.checkWrites(a.key(), writes)
 	if r := a.srv.rt; rt.Buggify(r, "kv.commit-delayed") {
 		// A commit may be slow to prepare (a GC pause, a loaded CPU): long
 		// enough, here, to outlive the lease, so that the gate below has to
@@ -195,7 +195,7 @@ func (t *kvTxn) flush(c *Context) error {
 			// one. So the next activation bumps the epoch first, after
 			// which the late commit's fence fails. (Found by the
 			// simulator; see sim.TestLateCommitOfDroppedActivationIsNotApplied.)
-			a.srv.markDoubt(a.inc, a.key, a.epoch)
+			a.srv.markDoubt(a.inc, a.key(), a.epoch)
 		}
 		c.broken = &commitError{err: wrapErr(err, false, "")}
 		return c.broken
@@ -435,7 +435,7 @@ func (c *Context) ScanPrefix(prefix []byte, limit int) ([]KV, error) {
 // use (most actors never write). The caller holds a.lock.
 func (a *activation) budget() registry.KVBudget {
 	if a.kvBudget == nil {
-		b := a.srv.reg.KVBudgetWith(a.inc, a.key.ns, a.key.id, a.ownerRec,
+		b := a.srv.reg.KVBudgetWith(a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec,
 			a.srv.cfg.Limits.kvQuota() != (registry.KVQuota{}), registry.CommitOptions{Created: a.creating})
 		a.kvBudget = &b
 	}
@@ -462,7 +462,7 @@ func (a *activation) remember(key, value []byte, exists bool) {
 		a.cache[string(key)] = cacheEntry{value: value, exists: exists}
 		a.cacheBytes += len(key) + len(value)
 	}
-	a.srv.checkCount("KV cache bytes of "+a.key.id, int64(a.cacheBytes))
+	a.srv.checkCount("KV cache bytes of "+a.ref.ID, int64(a.cacheBytes))
 	if d := a.cacheBytes - before; d != 0 {
 		a.srv.charge(a, int64(d))
 	}
@@ -478,11 +478,15 @@ func (c *Context) CreationArgs() ([]byte, error) {
 	}
 	a := c.act
 	if !a.argsRead {
-		cr, err := a.srv.reg.ReadCreation(c.cur(), a.key.ns, a.key.id)
+		cr, err := a.srv.reg.ReadCreation(c.cur(), a.ref.Namespace, a.ref.ID)
 		if err != nil {
 			return nil, wrapErr(err, false, "")
 		}
 		a.cacheArgs(cr.Args)
 	}
-	return bytes.Clone(a.args), nil
+	// argsRead: cacheArgs made a.aux, which is never unset.
+	a.mu.Lock()
+	x := a.aux
+	a.mu.Unlock()
+	return bytes.Clone(x.args), nil
 }
