@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"unique"
+	"unsafe"
 
 	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
@@ -56,7 +58,7 @@ func finalState(st int32) bool { return st == stateEvicted || st == stateFenced 
 // for an edge the table lacks is a bug in the engine.
 func (a *activation) transition(from, to int32) bool {
 	if !legalTransition(from, to) {
-		a.srv.violated("activation %s/%s: illegal transition %s → %s", a.ref.Namespace, a.ref.ID, stateName(from), stateName(to))
+		a.srv.violated("activation %s/%s: illegal transition %s → %s", a.ns(), a.actorID(), stateName(from), stateName(to))
 		return false
 	}
 	return a.state.CompareAndSwap(from, to)
@@ -70,28 +72,40 @@ const activationBytes = 1 << 10
 // under one incarnation. Invocations run one at a time under lock.
 //
 // Layout: the fields every warm invocation reads or writes (lookup,
-// invokeOn, account) are activationHot, first, within the activation's
-// first two cache lines; the rest (identity, ownership record, KV cache,
-// creation arguments, timers) is activationCold, after it. Both are
-// embedded by value — one object per activation, fields promoted — and
-// the activation is a whole number of 64-byte lines (320 bytes), so that
-// it lands in a size class whose slots start on a line boundary: a call
-// touches two lines of it, not three. With a million live actors each
-// line is a likely cache miss. TestActivationHotFields guards the layout:
-// a new field goes into activationCold unless every call reads it, and
-// one that takes the activation past 320 bytes needs padding of
-// activationCold to the next line (or a field less).
+// invokeOn, account) are activationHot, first, in the activation's first
+// two cache lines — the actor's key among them, its bytes inline for keys
+// of up to inlineKeyBytes, since the table's lookup compares it; the rest
+// (identity, ownership record, KV state, size) is activationCold, after
+// it, and what few activations need (timers, creation arguments, waiters,
+// KV cache) is activationAux, a separate object made on first need. Both
+// parts are embedded by value — one object per activation, fields
+// promoted — and the activation is a whole number of 64-byte lines (256
+// bytes), so that it lands in a size class whose slots start on a line
+// boundary: a call touches two lines of it, not three. With a million live
+// actors each line is a likely cache miss. TestActivationHotFields guards
+// the layout: a new field goes into activationCold unless every call reads
+// it, and one that takes the activation past 256 bytes needs padding of
+// activationCold to the next line (or a field less, or a field moved to
+// activationAux).
 type activation struct {
 	activationHot
 	activationCold
 }
 
+// inlineKeyBytes is the longest key (namespace and ID together) kept
+// inside the activation; a longer one has its own allocation.
+const inlineKeyBytes = 32
+
+// maxKeyPart bounds a key's namespace and ID (their lengths are uint32s).
+const maxKeyPart = math.MaxUint32
+
 type activationHot struct {
+	// The first line.
 	state    atomic.Int32
 	resolved bool // an actor of a TypeResolver (its size is already part of the resolver's MemoryReporter figure)
 	// creating is set while the Creator hook's commit is due: the next
 	// commit carries registry.CommitOptions.Created, even without writes.
-	// argsRead says args (cold) holds the creation arguments. Guarded by
+	// argsRead says aux.args holds the creation arguments. Guarded by
 	// lock. Not hot: here because they fit in state's padding.
 	creating bool
 	argsRead bool
@@ -106,13 +120,19 @@ type activationHot struct {
 	inc      *registry.Incarnation
 	actor    Actor
 	lastUsed atomic.Int64 // monotonic nanos of the last invocation
-	// busy is the wall time its invocations took, in nanoseconds; size
-	// what the actor reported through Sizer at the last sample
+	// busy is the wall time its invocations took, in nanoseconds
 	// (accounting.go).
 	busy atomic.Int64
-	size atomic.Int64
-	ref  Ref   // ref.Type is checked against every request's type
-	txn  kvTxn // the running invocation's writes (guarded by lock)
+
+	// The second line: the actor's type, checked against every request's,
+	// and its key, which the table compares. The key's bytes are kp[:nsLen]
+	// (the namespace) then the ID's idLen; kp points at keyBuf when they fit
+	// in it. All four are set before the activation is visible and never
+	// change (see ns and actorID).
+	typ          string
+	kp           *byte
+	nsLen, idLen uint32
+	keyBuf       [inlineKeyBytes]byte
 }
 
 type activationCold struct {
@@ -123,19 +143,21 @@ type activationCold struct {
 	gen      int64              // the actor's generation: which life's KV it reads (docs/deletion.md)
 	ownerRec []byte             // the actor record this activation owns: fences compare it
 	kvBudget *registry.KVBudget // computed on the first write (guarded by lock)
-	// Guarded by lock:
-	cache      map[string]cacheEntry
-	cacheBytes int
-	charged    int64 // bytes added to srv.memBytes
+	txn      kvTxn              // the running invocation's writes (guarded by lock)
+	charged  int64              // bytes added to srv.memBytes
+	// size is what the actor reported through Sizer at the last sample
+	// (accounting.go).
+	size atomic.Int64
 
-	mu sync.Mutex // guards aux; never held across a blocking call
-	// aux is made by the first need of one of its fields, and then kept.
-	aux *activationAux
+	mu sync.Mutex // guards aux's timers and activated; never held across a blocking call
+	// aux is made by the first need of one of its fields (auxOf), and
+	// then kept: once set it never changes.
+	aux atomic.Pointer[activationAux]
 }
 
 // activationAux holds what most activations never need, out of the
 // activation itself: a million live actors without timers, creation
-// arguments or waiters save its bytes each.
+// arguments, waiters or KV reads save its bytes each.
 type activationAux struct {
 	timers map[string]*actorTimer // guarded by activation.mu
 	// activated is made by the first call that waits for the activation
@@ -146,14 +168,60 @@ type activationAux struct {
 	// args caches the creation arguments once read (argsRead). Guarded by
 	// activation.lock.
 	args []byte
+	// The KV read cache. Guarded by activation.lock.
+	cache      map[string]cacheEntry
+	cacheBytes int
 }
 
-// auxLocked returns a's aux, made if it has none. The caller holds a.mu.
-func (a *activation) auxLocked() *activationAux {
-	if a.aux == nil {
-		a.aux = &activationAux{}
+// auxOf returns a's aux, made if it has none.
+func (a *activation) auxOf() *activationAux {
+	if x := a.aux.Load(); x != nil {
+		return x
 	}
-	return a.aux
+	a.aux.CompareAndSwap(nil, &activationAux{})
+	return a.aux.Load()
+}
+
+// ns returns the actor's namespace.
+func (a *activation) ns() string { return unsafe.String(a.kp, a.nsLen) }
+
+// actorID returns the actor's ID.
+func (a *activation) actorID() string {
+	if a.idLen == 0 {
+		return ""
+	}
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(a.kp), a.nsLen)), a.idLen)
+}
+
+// key is the actor's table key.
+func (a *activation) key() actorKey { return actorKey{a.ns(), a.actorID()} }
+
+// ref is the actor's reference.
+func (a *activation) ref() Ref { return Ref{Namespace: a.ns(), ID: a.actorID(), Type: a.typ} }
+
+// setKey stores a copy of k's bytes: inline when they fit, else in one
+// allocation of their own. An activation's key never aliases the caller's
+// strings: an ID sliced out of an HTTP request line would keep the whole
+// line alive as long as the actor.
+func (a *activation) setKey(k actorKey) {
+	if uint64(len(k.ns)) > maxKeyPart || uint64(len(k.id)) > maxKeyPart {
+		// Config.Limits.MaxNameBytes is at most maxNameBytesLimit, and
+		// every key here passed checkName.
+		a.srv.violated("activation of a %d-byte namespace and %d-byte ID: past the name limit", len(k.ns), len(k.id))
+		k = actorKey{k.ns[:min(len(k.ns), maxKeyPart)], k.id[:min(len(k.id), maxKeyPart)]}
+	}
+	n := len(k.ns) + len(k.id)
+	var b []byte
+	if n <= inlineKeyBytes {
+		b = a.keyBuf[:n]
+	} else {
+		b = make([]byte, n)
+	}
+	copy(b[copy(b, k.ns):], k.id)
+	if n == 0 {
+		b = a.keyBuf[:]
+	}
+	a.kp, a.nsLen, a.idLen = &b[0], uint32(len(k.ns)), uint32(len(k.id))
 }
 
 // activateFirst makes the activation of key, for the first call that finds
@@ -168,10 +236,8 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 	if req.ActorType == "" {
 		return nil, false, newErr(CodeBadRequest, false, nil, "actor type is required to activate %s", req.ActorID)
 	}
-	// The key lives as long as the activation (and its table entry):
-	// own its bytes rather than keep the caller's strings — often
-	// substrings of a whole HTTP request line or path.
-	key = key.owned()
+	// newActivation copies the key's bytes (setKey): the activation and
+	// its table entry never keep the caller's strings.
 	a := s.newActivation(t, key, req.ActorType, l.inc)
 	sh, h := t.shard(key)
 	sh.mu.Lock()
@@ -222,16 +288,12 @@ func (s *Server) newActivation(t *table, key actorKey, typ string, inc *registry
 	// The type name interned: the caller's may be a slice of a request
 	// line (HTTP's ?type=), which would otherwise live as long as the
 	// actor; and a million actors of a few types share a few strings.
-	typ = unique.Make(typ).Value()
-	a.ref = Ref{Namespace: key.ns, ID: key.id, Type: typ}
+	a.typ = unique.Make(typ).Value()
+	typ = a.typ
+	a.setKey(key)
 	a.inc, a.resolved = inc, s.cfg.Types[typ] == nil
 	return a
 }
-
-// key is the actor's table key: the namespace and ID of its ref, which
-// the activation keeps once (a separate key would be 32 more bytes per
-// live actor).
-func (a *activation) key() actorKey { return actorKey{a.ref.Namespace, a.ref.ID} }
 
 func (s *Server) factory(ctx context.Context, ns, typ string) (Factory, error) {
 	if f, ok := s.cfg.Types[typ]; ok {
@@ -253,7 +315,7 @@ func (s *Server) factory(ctx context.Context, ns, typ string) (Factory, error) {
 // runs its Activate hook. Nothing of the caller's invocation has run when it
 // fails, so its errors are retryable where the cause is.
 func (s *Server) activate(ctx context.Context, a *activation, chain []string) error {
-	factory, err := s.factory(ctx, a.ref.Namespace, a.ref.Type)
+	factory, err := s.factory(ctx, a.ns(), a.typ)
 	if err != nil {
 		return err
 	}
@@ -264,19 +326,19 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 	if doubted, in := s.inDoubt(a.inc, a.key()); in {
 		// The last commit of this actor here has an unknown outcome:
 		// move the record to a new epoch so that commit can never land.
-		if epoch, gen, ok, err = s.reg.Bump(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ref.Type); err == nil && ok {
+		if epoch, gen, ok, err = s.reg.Bump(ctx, a.inc, a.ns(), a.actorID(), a.typ); err == nil && ok {
 			s.checkBumped(a.key(), doubted, epoch)
 			s.clearDoubt(a.inc, a.key())
 		}
 	} else {
-		epoch, gen, ok, err = s.reg.Confirm(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ref.Type)
+		epoch, gen, ok, err = s.reg.Confirm(ctx, a.inc, a.ns(), a.actorID(), a.typ)
 	}
 	if err != nil {
 		return wrapBefore(err, "")
 	}
 	if !ok {
 		return &Error{Code: CodeNotOwner, Retryable: true,
-			Message: fmt.Sprintf("server %s#%d does not own %s/%s", s.cfg.ID, a.inc.Num, a.ref.Namespace, a.ref.ID)}
+			Message: fmt.Sprintf("server %s#%d does not own %s/%s", s.cfg.ID, a.inc.Num, a.ns(), a.actorID())}
 	}
 	// The confirmation holds only if the lease was still valid when it
 	// answered (the read says who owns the actor; the lease says the
@@ -284,11 +346,11 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 	if !s.mayServe(a.inc) {
 		return &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " lost its lease during activation"}
 	}
-	a.epoch, a.gen, a.ownerRec = epoch, gen, a.inc.OwnerRecord(a.ref.Type, epoch, gen)
+	a.epoch, a.gen, a.ownerRec = epoch, gen, a.inc.OwnerRecord(a.typ, epoch, gen)
 	if n := s.activations.Load(); n > int64(s.cfg.MaxActivations) {
 		// Full: give the actor up so that placement puts it elsewhere.
-		if err := s.reg.Release(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ref.Type, epoch, gen); err != nil {
-			s.log.Debug("release at capacity failed", "actor", a.ref.ID, "err", err)
+		if err := s.reg.Release(ctx, a.inc, a.ns(), a.actorID(), a.typ, epoch, gen); err != nil {
+			s.log.Debug("release at capacity failed", "actor", a.actorID(), "err", err)
 			if !errors.Is(err, registry.ErrFenced) {
 				// The release may still land. Should this server activate
 				// the actor again meanwhile, the late release would leave
@@ -301,14 +363,14 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 		return &Error{Code: CodeNotOwner, Retryable: true,
 			Message: fmt.Sprintf("server %s is at its activation limit (%d)", s.cfg.ID, s.cfg.MaxActivations)}
 	}
-	actor, err := safeFactory(factory, a.ref)
+	actor, err := safeFactory(factory, a.ref())
 	if err != nil {
-		return actorError(a.ref.ID, fmt.Errorf("create: %w", err))
+		return actorError(a.actorID(), fmt.Errorf("create: %w", err))
 	}
 	a.actor = actor
 	if hook, ok := actor.(Activator); ok {
 		if err := a.lock.Acquire(ctx, s.rt); err != nil {
-			return wrapBefore(err, "activate %s", a.ref.ID)
+			return wrapBefore(err, "activate %s", a.actorID())
 		}
 		err := s.runHook(ctx, a, "activate", chain, hook.Activate)
 		if err == nil {
@@ -335,10 +397,10 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 // it sees every commit of earlier activations that can ever land.
 func (s *Server) runCreate(ctx context.Context, a *activation, chain []string, hook Creator) error {
 	if err := a.lock.Acquire(ctx, s.rt); err != nil {
-		return wrapBefore(err, "create %s", a.ref.ID)
+		return wrapBefore(err, "create %s", a.actorID())
 	}
 	defer a.lock.Release()
-	c, err := s.reg.ReadCreation(ctx, a.ref.Namespace, a.ref.ID)
+	c, err := s.reg.ReadCreation(ctx, a.ns(), a.actorID())
 	if err != nil {
 		return wrapBefore(err, "")
 	}
@@ -371,10 +433,7 @@ func (a *activation) cacheArgs(args []byte) {
 	if a.argsRead {
 		return
 	}
-	a.mu.Lock()
-	x := a.auxLocked()
-	a.mu.Unlock()
-	x.args, a.argsRead = args, true
+	a.auxOf().args, a.argsRead = args, true
 	if n := len(args); n > 0 {
 		a.srv.charge(a, int64(n))
 	}
@@ -408,15 +467,15 @@ func (s *Server) runHook(ctx context.Context, a *activation, name string, chain 
 	if err != nil {
 		a.txn.reset()
 		if _, isPanic := err.(*panicError); isPanic {
-			s.log.Error("actor hook panicked", "actor", a.ref.ID, "hook", name, "err", err)
+			s.log.Error("actor hook panicked", "actor", a.actorID(), "hook", name, "err", err)
 		}
 		var ne *Error
 		if errors.As(err, &ne) && ne.own {
 			// A limit of the hook's own (the WASM host's memory limit):
 			// keep its code, as invocationFailed does.
-			return &Error{Code: ne.Code, Message: a.ref.ID + ": " + name + ": " + ne.Message}
+			return &Error{Code: ne.Code, Message: a.actorID() + ": " + name + ": " + ne.Message}
 		}
-		return actorError(a.ref.ID, fmt.Errorf("%s: %w", name, err))
+		return actorError(a.actorID(), fmt.Errorf("%s: %w", name, err))
 	}
 	return nil
 }
@@ -443,7 +502,7 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 	sh.remove(h, a)
 	sh.mu.Unlock()
 	if !finalState(st) {
-		s.violated("activation %s/%s: dropped to %s, not a final state", a.ref.Namespace, a.ref.ID, stateName(st))
+		s.violated("activation %s/%s: dropped to %s, not a final state", a.ns(), a.actorID(), stateName(st))
 		return
 	}
 	var prev int32
@@ -465,7 +524,7 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 	s.unchargeSize(a)
 	if !s.cfg.Mutations.Has(mutation.TimerIgnoresFence) {
 		a.mu.Lock()
-		if x := a.aux; x != nil {
+		if x := a.aux.Load(); x != nil {
 			for _, t := range x.timers {
 				t.stop()
 			}
@@ -475,19 +534,19 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 	}
 	if prev == stateActivating {
 		if err == nil {
-			err = &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.ref.ID + " was dropped"}
+			err = &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.actorID() + " was dropped"}
 		}
 		a.resolveActivated(err)
 	} else if o := s.cfg.Observer; o != nil {
 		o.Dropped(a.event("", false))
 	}
 	if s.rt.Tracing() {
-		s.rt.Trace(fmt.Sprintf("drop %s/%s on %s state=%d", a.ref.Namespace, a.ref.ID, s.cfg.ID, st))
+		s.rt.Trace(fmt.Sprintf("drop %s/%s on %s state=%d", a.ns(), a.actorID(), s.cfg.ID, st))
 	}
 }
 
 func (s *Server) charge(a *activation, n int64) {
-	s.checkCount("memory charged to "+a.ref.ID, atomic.AddInt64(&a.charged, n))
+	s.checkCount("memory charged to "+a.actorID(), atomic.AddInt64(&a.charged, n))
 	s.memBytes.Add(n)
 }
 
@@ -503,9 +562,9 @@ func (a *activation) waitActivated(ctx context.Context) error {
 		return nil
 	case st != stateActivating:
 		a.mu.Unlock()
-		return &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.ref.ID + " was dropped"}
+		return &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.actorID() + " was dropped"}
 	}
-	x := a.auxLocked()
+	x := a.auxOf()
 	f := x.activated
 	if f == nil {
 		f = rt.NewFuture[struct{}](a.srv.rt)
@@ -523,7 +582,7 @@ func (a *activation) waitActivated(ctx context.Context) error {
 func (a *activation) resolveActivated(err error) {
 	var f *rt.Future[struct{}]
 	a.mu.Lock()
-	if x := a.aux; x != nil {
+	if x := a.aux.Load(); x != nil {
 		f, x.activated = x.activated, nil
 	}
 	a.mu.Unlock()

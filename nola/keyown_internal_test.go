@@ -48,8 +48,8 @@ func TestLiveKeysDoNotAliasTheCallersStrings(t *testing.T) {
 		}
 	}
 	rs.mu.Unlock()
-	if within(a.ref.Type, line) {
-		t.Errorf("the activation's type %q aliases the caller's string", a.ref.Type)
+	if within(a.typ, line) {
+		t.Errorf("the activation's type %q aliases the caller's string", a.typ)
 	}
 	if len(keys) != 2 {
 		t.Fatalf("found %d of the 2 keys (activation, route)", len(keys))

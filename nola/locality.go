@@ -146,7 +146,7 @@ func (s *Server) sampleCall(a *activation, id string) {
 	if l.every == 0 || l.calls.Add(1)%l.every != 0 {
 		return
 	}
-	k := actorKey{a.ref.Namespace, id}
+	k := actorKey{a.ns(), id}
 	// A call to an actor this server hosts went straight to its table
 	// entry (invokeResident) and left the route cache as it was, maybe
 	// naming the server the callee lived on before it moved here: ask the
@@ -308,7 +308,7 @@ func (s *Server) localityRound(ctx context.Context) int {
 			continue
 		}
 		if err := s.releaseOne(ctx, a, c.sid); err != nil {
-			s.log.Debug("locality move failed", "actor", a.ref.ID, "err", err)
+			s.log.Debug("locality move failed", "actor", a.actorID(), "err", err)
 			if !s.mayServe(l.inc) {
 				break
 			}
@@ -321,9 +321,9 @@ func (s *Server) localityRound(ctx context.Context) int {
 		list[peer].Load.Bytes += n
 		moved++
 		s.stats.localityMoves.Add(1)
-		s.log.Info("locality move", "ns", a.ref.Namespace, "actor", a.ref.ID, "to", c.sid, "calls", c.w, "local", c.self, "bytes", n)
+		s.log.Info("locality move", "ns", a.ns(), "actor", a.actorID(), "to", c.sid, "calls", c.w, "local", c.self, "bytes", n)
 		if s.rt.Tracing() {
-			s.rt.Trace(fmt.Sprintf("locality %s/%s from %s#%d to %s calls=%d local=%d", a.ref.Namespace, a.ref.ID, s.cfg.ID, l.inc.Num, c.sid, c.w, c.self))
+			s.rt.Trace(fmt.Sprintf("locality %s/%s from %s#%d to %s calls=%d local=%d", a.ns(), a.actorID(), s.cfg.ID, l.inc.Num, c.sid, c.w, c.self))
 		}
 	}
 	if moved > 0 {

@@ -13,7 +13,7 @@ func (s *Server) HostedActors() []Ref {
 	as := s.table.Load().collect(func(a *activation) bool { return a.state.Load() == stateReady })
 	refs := make([]Ref, len(as))
 	for i, a := range as {
-		refs[i] = a.ref
+		refs[i] = a.ref()
 	}
 	return refs
 }

@@ -10,7 +10,7 @@ import (
 // tableActivation is a bare activation with its key set, for the table.
 func tableActivation(k actorKey) *activation {
 	a := &activation{}
-	a.ref.Namespace, a.ref.ID = k.ns, k.id
+	a.setKey(k)
 	return a
 }
 

@@ -61,9 +61,9 @@ func (a *activation) setTimer(name string, delay, period time.Duration, op strin
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if st := a.state.Load(); st == stateEvicted || st == stateFenced {
-		return &Error{Code: CodeFenced, Message: "activation of " + a.ref.ID + " is gone"}
+		return &Error{Code: CodeFenced, Message: "activation of " + a.actorID() + " is gone"}
 	}
-	x := a.auxLocked()
+	x := a.auxOf()
 	if x.timers == nil {
 		x.timers = map[string]*actorTimer{}
 	}
@@ -85,16 +85,17 @@ func (a *activation) cancelTimer(name string) bool {
 		return false
 	}
 	t.stop()
-	delete(a.aux.timers, name)
+	delete(a.aux.Load().timers, name)
 	return true
 }
 
 // timerLocked returns a's timer of that name, or nil. The caller holds a.mu.
 func (a *activation) timerLocked(name string) *actorTimer {
-	if a.aux == nil {
+	x := a.aux.Load()
+	if x == nil {
 		return nil
 	}
-	return a.aux.timers[name]
+	return x.timers[name]
 }
 
 // fireTimer invokes the timer's operation through the normal serialized,
@@ -116,11 +117,11 @@ func (s *Server) fireTimer(a *activation, t *actorTimer) {
 		}
 	}
 	ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.TimerTimeout)
-	req := Request{Namespace: a.ref.Namespace, ActorID: a.ref.ID, ActorType: a.ref.Type, Operation: t.op, Payload: t.payload}
+	req := Request{Namespace: a.ns(), ActorID: a.actorID(), ActorType: a.typ, Operation: t.op, Payload: t.payload}
 	_, err := s.invokeOn(ctx, a, &req, true)
 	cancel()
 	if err != nil && err != errGone {
-		s.log.Warn("timer invocation failed", "actor", a.ref.ID, "timer", t.name, "err", err)
+		s.log.Warn("timer invocation failed", "actor", a.actorID(), "timer", t.name, "err", err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -131,5 +132,5 @@ func (s *Server) fireTimer(a *activation, t *actorTimer) {
 		t.timer = s.rt.AfterFunc(t.period, "timer "+t.name, func() { s.fireTimer(a, t) })
 		return
 	}
-	delete(a.aux.timers, t.name)
+	delete(a.aux.Load().timers, t.name)
 }
