@@ -3,6 +3,7 @@ package nola
 import (
 	"fmt"
 	"testing"
+	"unsafe"
 
 	"pgregory.net/rapid"
 )
@@ -104,5 +105,32 @@ func TestHash64SeparatesTheParts(t *testing.T) {
 	a, b := actorKey{"ab", "c"}, actorKey{"a", "bc"}
 	if a.hash64() == b.hash64() {
 		t.Fatalf("%v and %v hash alike", a, b)
+	}
+}
+
+// An activation's key reads back as it was set, whether its bytes fit in
+// the activation (then they are there, in its hot lines) or not, and
+// never aliases the caller's strings.
+func TestActivationKeyInlineOrNot(t *testing.T) {
+	long := string(make([]byte, inlineKeyBytes))
+	for _, k := range []actorKey{
+		{"ns", "id"},
+		{"", "id"},
+		{"n", long[:inlineKeyBytes-1]}, // exactly inlineKeyBytes together
+		{"n", long},                    // one over
+		{long, long},
+	} {
+		caller := actorKey{string([]byte(k.ns)), string([]byte(k.id))}
+		a := tableActivation(caller)
+		if a.key() != k || a.ns() != k.ns || a.actorID() != k.id {
+			t.Fatalf("key %q/%q read back as %q/%q", k.ns, k.id, a.ns(), a.actorID())
+		}
+		inline := uintptr(unsafe.Pointer(a.kp)) == uintptr(unsafe.Pointer(&a.keyBuf[0]))
+		if fits := len(k.ns)+len(k.id) <= inlineKeyBytes; inline != fits {
+			t.Errorf("key of %d bytes: inline %v, want %v", len(k.ns)+len(k.id), inline, fits)
+		}
+		if within(a.actorID(), caller.id) || within(a.ns(), caller.ns) {
+			t.Errorf("key %q/%q aliases the caller's strings", k.ns, k.id)
+		}
 	}
 }
