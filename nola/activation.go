@@ -141,7 +141,10 @@ type activationCold struct {
 	tbl      *table
 	epoch    int64              // of the actor record (see registry.Bump)
 	gen      int64              // the actor's generation: which life's KV it reads (docs/deletion.md)
-	ownerRec []byte             // the actor record this activation owns: fences compare it
+	// ownerRec is the actor record this activation owns, which its KV
+	// commits' fences compare: made by the first (owner), as most actors
+	// never write. Guarded by lock.
+	ownerRec []byte
 	kvBudget *registry.KVBudget // computed on the first write (guarded by lock)
 	txn      kvTxn              // the running invocation's writes (guarded by lock)
 	charged  int64              // bytes added to srv.memBytes
@@ -180,6 +183,15 @@ func (a *activation) auxOf() *activationAux {
 	}
 	a.aux.CompareAndSwap(nil, &activationAux{})
 	return a.aux.Load()
+}
+
+// owner returns the actor record this activation owns (see ownerRec).
+// The caller holds a.lock.
+func (a *activation) owner() []byte {
+	if a.ownerRec == nil {
+		a.ownerRec = a.inc.OwnerRecord(a.typ, a.epoch, a.gen)
+	}
+	return a.ownerRec
 }
 
 // ns returns the actor's namespace.
@@ -346,7 +358,7 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 	if !s.mayServe(a.inc) {
 		return &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " lost its lease during activation"}
 	}
-	a.epoch, a.gen, a.ownerRec = epoch, gen, a.inc.OwnerRecord(a.typ, epoch, gen)
+	a.epoch, a.gen = epoch, gen
 	if n := s.activations.Load(); n > int64(s.cfg.MaxActivations) {
 		// Full: give the actor up so that placement puts it elsewhere.
 		if err := s.reg.Release(ctx, a.inc, a.ns(), a.actorID(), a.typ, epoch, gen); err != nil {

@@ -223,7 +223,7 @@ func (t *kvTxn) commit(c *Context, ctx context.Context, writes []registry.KVWrit
 	q := a.srv.cfg.Limits.kvQuota()
 	opts := registry.CommitOptions{Created: a.creating}
 	if q == (registry.KVQuota{}) {
-		return a.srv.reg.CommitKVWith(ctx, a.inc, a.ns(), a.actorID(), a.ownerRec, writes, opts)
+		return a.srv.reg.CommitKVWith(ctx, a.inc, a.ns(), a.actorID(), a.owner(), writes, opts)
 	}
 	if t.use == nil {
 		use, err := a.srv.reg.ReadKVUsage(ctx, a.ns(), a.actorID(), a.gen)
@@ -241,7 +241,7 @@ func (t *kvTxn) commit(c *Context, ctx context.Context, writes []registry.KVWrit
 	// stale: read it again unless the commit succeeds. (A quota refusal
 	// leaves it valid, but one read per refusal costs little.)
 	t.use = nil
-	next, err := a.srv.reg.CommitKVQuota(ctx, a.inc, a.ns(), a.actorID(), a.ownerRec, writes, use, delta, q, opts)
+	next, err := a.srv.reg.CommitKVQuota(ctx, a.inc, a.ns(), a.actorID(), a.owner(), writes, use, delta, q, opts)
 	if err != nil {
 		return err
 	}
@@ -436,7 +436,7 @@ func (c *Context) ScanPrefix(prefix []byte, limit int) ([]KV, error) {
 // use (most actors never write). The caller holds a.lock.
 func (a *activation) budget() registry.KVBudget {
 	if a.kvBudget == nil {
-		b := a.srv.reg.KVBudgetWith(a.inc, a.ns(), a.actorID(), a.ownerRec,
+		b := a.srv.reg.KVBudgetWith(a.inc, a.ns(), a.actorID(), a.owner(),
 			a.srv.cfg.Limits.kvQuota() != (registry.KVQuota{}), registry.CommitOptions{Created: a.creating})
 		a.kvBudget = &b
 	}
