@@ -136,11 +136,11 @@ type activationHot struct {
 }
 
 type activationCold struct {
-	id       uint64
-	srv      *Server
-	tbl      *table
-	epoch    int64              // of the actor record (see registry.Bump)
-	gen      int64              // the actor's generation: which life's KV it reads (docs/deletion.md)
+	id    uint64
+	srv   *Server
+	tbl   *table
+	epoch int64 // of the actor record (see registry.Bump)
+	gen   int64 // the actor's generation: which life's KV it reads (docs/deletion.md)
 	// ownerRec is the actor record this activation owns, which its KV
 	// commits' fences compare: made by the first (owner), as most actors
 	// never write. Guarded by lock.
