@@ -142,8 +142,8 @@ type activationCold struct {
 	epoch int64 // of the actor record (see registry.Bump)
 	gen   int64 // the actor's generation: which life's KV it reads (docs/deletion.md)
 	// ownerRec is the actor record this activation owns, which its KV
-	// commits' fences compare: made by the first (owner), as most actors
-	// never write. Guarded by lock.
+	// commits' fences compare: made when first needed (owner), as most
+	// actors never write. Guarded by lock.
 	ownerRec []byte
 	kvBudget *registry.KVBudget // computed on the first write (guarded by lock)
 	txn      kvTxn              // the running invocation's writes (guarded by lock)
