@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"unique"
+	"unsafe"
 
 	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
@@ -56,7 +58,7 @@ func finalState(st int32) bool { return st == stateEvicted || st == stateFenced 
 // for an edge the table lacks is a bug in the engine.
 func (a *activation) transition(from, to int32) bool {
 	if !legalTransition(from, to) {
-		a.srv.violated("activation %s/%s: illegal transition %s → %s", a.key.ns, a.key.id, stateName(from), stateName(to))
+		a.srv.violated("activation %s/%s: illegal transition %s → %s", a.ns(), a.actorID(), stateName(from), stateName(to))
 		return false
 	}
 	return a.state.CompareAndSwap(from, to)
@@ -70,28 +72,40 @@ const activationBytes = 1 << 10
 // under one incarnation. Invocations run one at a time under lock.
 //
 // Layout: the fields every warm invocation reads or writes (lookup,
-// invokeOn, account) are activationHot, first, within the activation's
-// first two cache lines; the rest (identity, ownership record, KV cache,
-// creation arguments, timers) is activationCold, after it. Both are
-// embedded by value — one object per activation, fields promoted — and
-// the activation is a whole number of 64-byte lines (320 bytes), so that
-// it lands in a size class whose slots start on a line boundary: a call
-// touches two lines of it, not three. With a million live actors each
-// line is a likely cache miss. TestActivationHotFields guards the layout:
-// a new field goes into activationCold unless every call reads it, and
-// one that takes the activation past 320 bytes needs padding of
-// activationCold to the next line (or a field less).
+// invokeOn, account) are activationHot, first, in the activation's first
+// two cache lines — the actor's key among them, its bytes inline for keys
+// of up to inlineKeyBytes, since the table's lookup compares it; the rest
+// (identity, ownership record, KV state, size) is activationCold, after
+// it, and what few activations need (timers, creation arguments, waiters,
+// KV cache) is activationAux, a separate object made on first need. Both
+// parts are embedded by value — one object per activation, fields
+// promoted — and the activation is a whole number of 64-byte lines (256
+// bytes), so that it lands in a size class whose slots start on a line
+// boundary: a call touches two lines of it, not three. With a million live
+// actors each line is a likely cache miss. TestActivationHotFields guards
+// the layout: a new field goes into activationCold unless every call reads
+// it, and one that takes the activation past 256 bytes needs padding of
+// activationCold to the next line (or a field less, or a field moved to
+// activationAux).
 type activation struct {
 	activationHot
 	activationCold
 }
 
+// inlineKeyBytes is the longest key (namespace and ID together) kept
+// inside the activation; a longer one has its own allocation.
+const inlineKeyBytes = 32
+
+// maxKeyPart bounds a key's namespace and ID (their lengths are uint32s).
+const maxKeyPart = math.MaxUint32
+
 type activationHot struct {
+	// The first line.
 	state    atomic.Int32
 	resolved bool // an actor of a TypeResolver (its size is already part of the resolver's MemoryReporter figure)
 	// creating is set while the Creator hook's commit is due: the next
 	// commit carries registry.CommitOptions.Created, even without writes.
-	// argsRead says args (cold) holds the creation arguments. Guarded by
+	// argsRead says aux.args holds the creation arguments. Guarded by
 	// lock. Not hot: here because they fit in state's padding.
 	creating bool
 	argsRead bool
@@ -106,39 +120,120 @@ type activationHot struct {
 	inc      *registry.Incarnation
 	actor    Actor
 	lastUsed atomic.Int64 // monotonic nanos of the last invocation
-	// busy is the wall time its invocations took, in nanoseconds; size
-	// what the actor reported through Sizer at the last sample
+	// busy is the wall time its invocations took, in nanoseconds
 	// (accounting.go).
 	busy atomic.Int64
-	size atomic.Int64
-	ref  Ref   // ref.Type is checked against every request's type
-	txn  kvTxn // the running invocation's writes (guarded by lock)
+
+	// The second line: the actor's type, checked against every request's,
+	// and its key, which the table compares. The key's bytes are kp[:nsLen]
+	// (the namespace) then the ID's idLen; kp points at keyBuf when they fit
+	// in it. All four are set before the activation is visible and never
+	// change (see ns and actorID).
+	typ          string
+	kp           *byte
+	nsLen, idLen uint32
+	keyBuf       [inlineKeyBytes]byte
 }
 
 type activationCold struct {
-	id       uint64
-	srv      *Server
-	tbl      *table
-	key      actorKey
-	epoch    int64              // of the actor record (see registry.Bump)
-	gen      int64              // the actor's generation: which life's KV it reads (docs/deletion.md)
-	ownerRec []byte             // the actor record this activation owns: fences compare it
+	id    uint64
+	srv   *Server
+	tbl   *table
+	epoch int64 // of the actor record (see registry.Bump)
+	gen   int64 // the actor's generation: which life's KV it reads (docs/deletion.md)
+	// ownerRec is the actor record this activation owns, which its KV
+	// commits' fences compare: made when first needed (owner), as most
+	// actors never write. Guarded by lock.
+	ownerRec []byte
 	kvBudget *registry.KVBudget // computed on the first write (guarded by lock)
-	// Guarded by lock:
-	cache      map[string]cacheEntry
-	cacheBytes int
-	charged    int64 // bytes added to srv.memBytes
+	txn      kvTxn              // the running invocation's writes (guarded by lock)
+	charged  int64              // bytes added to srv.memBytes
+	// size is what the actor reported through Sizer at the last sample
+	// (accounting.go).
+	size atomic.Int64
 
-	// args caches the creation arguments once read (argsRead). Guarded by
-	// lock.
-	args []byte
+	mu sync.Mutex // guards aux's timers and activated; never held across a blocking call
+	// aux is made by the first need of one of its fields (auxOf), and
+	// then kept: once set it never changes.
+	aux atomic.Pointer[activationAux]
+}
 
-	mu     sync.Mutex // guards timers and activated; never held across a blocking call
-	timers map[string]*actorTimer
+// activationAux holds what most activations never need, out of the
+// activation itself: a million live actors without timers, creation
+// arguments, waiters or KV reads save its bytes each.
+type activationAux struct {
+	timers map[string]*actorTimer // guarded by activation.mu
 	// activated is made by the first call that waits for the activation
 	// to finish (most activations have no such waiter) and resolved, and
 	// dropped, when it leaves stateActivating (see waitActivated).
+	// Guarded by activation.mu.
 	activated *rt.Future[struct{}]
+	// args caches the creation arguments once read (argsRead). Guarded by
+	// activation.lock.
+	args []byte
+	// The KV read cache. Guarded by activation.lock.
+	cache      map[string]cacheEntry
+	cacheBytes int
+}
+
+// auxOf returns a's aux, made if it has none.
+func (a *activation) auxOf() *activationAux {
+	if x := a.aux.Load(); x != nil {
+		return x
+	}
+	a.aux.CompareAndSwap(nil, &activationAux{})
+	return a.aux.Load()
+}
+
+// owner returns the actor record this activation owns (see ownerRec).
+// The caller holds a.lock.
+func (a *activation) owner() []byte {
+	if a.ownerRec == nil {
+		a.ownerRec = a.inc.OwnerRecord(a.typ, a.epoch, a.gen)
+	}
+	return a.ownerRec
+}
+
+// ns returns the actor's namespace.
+func (a *activation) ns() string { return unsafe.String(a.kp, a.nsLen) }
+
+// actorID returns the actor's ID.
+func (a *activation) actorID() string {
+	if a.idLen == 0 {
+		return ""
+	}
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(a.kp), a.nsLen)), a.idLen)
+}
+
+// key is the actor's table key.
+func (a *activation) key() actorKey { return actorKey{a.ns(), a.actorID()} }
+
+// ref is the actor's reference.
+func (a *activation) ref() Ref { return Ref{Namespace: a.ns(), ID: a.actorID(), Type: a.typ} }
+
+// setKey stores a copy of k's bytes: inline when they fit, else in one
+// allocation of their own. An activation's key never aliases the caller's
+// strings: an ID sliced out of an HTTP request line would keep the whole
+// line alive as long as the actor.
+func (a *activation) setKey(k actorKey) {
+	if uint64(len(k.ns)) > maxKeyPart || uint64(len(k.id)) > maxKeyPart {
+		// Config.Limits.MaxNameBytes is at most maxNameBytesLimit, and
+		// every key here passed checkName.
+		a.srv.violated("activation of a %d-byte namespace and %d-byte ID: past the name limit", len(k.ns), len(k.id))
+		k = actorKey{k.ns[:min(len(k.ns), maxKeyPart)], k.id[:min(len(k.id), maxKeyPart)]}
+	}
+	n := len(k.ns) + len(k.id)
+	var b []byte
+	if n <= inlineKeyBytes {
+		b = a.keyBuf[:n]
+	} else {
+		b = make([]byte, n)
+	}
+	copy(b[copy(b, k.ns):], k.id)
+	if n == 0 {
+		b = a.keyBuf[:]
+	}
+	a.kp, a.nsLen, a.idLen = &b[0], uint32(len(k.ns)), uint32(len(k.id))
 }
 
 // activateFirst makes the activation of key, for the first call that finds
@@ -146,7 +241,6 @@ type activationCold struct {
 // confirms ownership and runs the Activate hook; retry says to look the
 // actor up again.
 func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req *Request) (_ *activation, retry bool, _ error) {
-	sh := t.shard(key)
 	l := s.lease.Load()
 	if l == nil || !s.mayServe(l.inc) {
 		return nil, false, s.notServing()
@@ -154,13 +248,12 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 	if req.ActorType == "" {
 		return nil, false, newErr(CodeBadRequest, false, nil, "actor type is required to activate %s", req.ActorID)
 	}
-	// The key lives as long as the activation (and its table entry):
-	// own its bytes rather than keep the caller's strings — often
-	// substrings of a whole HTTP request line or path.
-	key = key.owned()
+	// newActivation copies the key's bytes (setKey): the activation and
+	// its table entry never keep the caller's strings.
 	a := s.newActivation(t, key, req.ActorType, l.inc)
+	sh, h := t.shard(key)
 	sh.mu.Lock()
-	if sh.m[key] != nil {
+	if sh.get(h, key) != nil {
 		sh.mu.Unlock()
 		return nil, true, nil // another call got there first
 	}
@@ -169,7 +262,7 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 	s.activations.Add(1)
 	a.charged = activationBytes
 	s.memBytes.Add(activationBytes)
-	sh.m[key] = a
+	sh.put(h, a)
 	sh.mu.Unlock()
 	if s.table.Load() != t || s.stopped.Load() {
 		// A fence (or Shutdown) swapped the table between our load and
@@ -203,12 +296,13 @@ func (s *Server) activateFirst(ctx context.Context, t *table, key actorKey, req 
 
 func (s *Server) newActivation(t *table, key actorKey, typ string, inc *registry.Incarnation) *activation {
 	a := &activation{}
-	a.id, a.srv, a.tbl, a.key = s.nextActivation.Add(1), s, t, key
+	a.id, a.srv, a.tbl = s.nextActivation.Add(1), s, t
 	// The type name interned: the caller's may be a slice of a request
 	// line (HTTP's ?type=), which would otherwise live as long as the
 	// actor; and a million actors of a few types share a few strings.
-	typ = unique.Make(typ).Value()
-	a.ref = Ref{Namespace: key.ns, ID: key.id, Type: typ}
+	a.typ = unique.Make(typ).Value()
+	typ = a.typ
+	a.setKey(key)
 	a.inc, a.resolved = inc, s.cfg.Types[typ] == nil
 	return a
 }
@@ -233,7 +327,7 @@ func (s *Server) factory(ctx context.Context, ns, typ string) (Factory, error) {
 // runs its Activate hook. Nothing of the caller's invocation has run when it
 // fails, so its errors are retryable where the cause is.
 func (s *Server) activate(ctx context.Context, a *activation, chain []string) error {
-	factory, err := s.factory(ctx, a.key.ns, a.ref.Type)
+	factory, err := s.factory(ctx, a.ns(), a.typ)
 	if err != nil {
 		return err
 	}
@@ -241,22 +335,22 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 		epoch, gen int64
 		ok         bool
 	)
-	if doubted, in := s.inDoubt(a.inc, a.key); in {
+	if doubted, in := s.inDoubt(a.inc, a.key()); in {
 		// The last commit of this actor here has an unknown outcome:
 		// move the record to a new epoch so that commit can never land.
-		if epoch, gen, ok, err = s.reg.Bump(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type); err == nil && ok {
-			s.checkBumped(a.key, doubted, epoch)
-			s.clearDoubt(a.inc, a.key)
+		if epoch, gen, ok, err = s.reg.Bump(ctx, a.inc, a.ns(), a.actorID(), a.typ); err == nil && ok {
+			s.checkBumped(a.key(), doubted, epoch)
+			s.clearDoubt(a.inc, a.key())
 		}
 	} else {
-		epoch, gen, ok, err = s.reg.Confirm(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type)
+		epoch, gen, ok, err = s.reg.Confirm(ctx, a.inc, a.ns(), a.actorID(), a.typ)
 	}
 	if err != nil {
 		return wrapBefore(err, "")
 	}
 	if !ok {
 		return &Error{Code: CodeNotOwner, Retryable: true,
-			Message: fmt.Sprintf("server %s#%d does not own %s/%s", s.cfg.ID, a.inc.Num, a.key.ns, a.key.id)}
+			Message: fmt.Sprintf("server %s#%d does not own %s/%s", s.cfg.ID, a.inc.Num, a.ns(), a.actorID())}
 	}
 	// The confirmation holds only if the lease was still valid when it
 	// answered (the read says who owns the actor; the lease says the
@@ -264,31 +358,31 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 	if !s.mayServe(a.inc) {
 		return &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " lost its lease during activation"}
 	}
-	a.epoch, a.gen, a.ownerRec = epoch, gen, a.inc.OwnerRecord(a.ref.Type, epoch, gen)
+	a.epoch, a.gen = epoch, gen
 	if n := s.activations.Load(); n > int64(s.cfg.MaxActivations) {
 		// Full: give the actor up so that placement puts it elsewhere.
-		if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, epoch, gen); err != nil {
-			s.log.Debug("release at capacity failed", "actor", a.key.id, "err", err)
+		if err := s.reg.Release(ctx, a.inc, a.ns(), a.actorID(), a.typ, epoch, gen); err != nil {
+			s.log.Debug("release at capacity failed", "actor", a.actorID(), "err", err)
 			if !errors.Is(err, registry.ErrFenced) {
 				// The release may still land. Should this server activate
 				// the actor again meanwhile, the late release would leave
 				// it serving an actor the record says nobody owns: bump
 				// the epoch first, as after a commit of unknown outcome.
 				// (Found by the simulator.)
-				s.markDoubt(a.inc, a.key, epoch)
+				s.markDoubt(a.inc, a.key(), epoch)
 			}
 		}
 		return &Error{Code: CodeNotOwner, Retryable: true,
 			Message: fmt.Sprintf("server %s is at its activation limit (%d)", s.cfg.ID, s.cfg.MaxActivations)}
 	}
-	actor, err := safeFactory(factory, a.ref)
+	actor, err := safeFactory(factory, a.ref())
 	if err != nil {
-		return actorError(a.key.id, fmt.Errorf("create: %w", err))
+		return actorError(a.actorID(), fmt.Errorf("create: %w", err))
 	}
 	a.actor = actor
 	if hook, ok := actor.(Activator); ok {
 		if err := a.lock.Acquire(ctx, s.rt); err != nil {
-			return wrapBefore(err, "activate %s", a.key.id)
+			return wrapBefore(err, "activate %s", a.actorID())
 		}
 		err := s.runHook(ctx, a, "activate", chain, hook.Activate)
 		if err == nil {
@@ -315,10 +409,10 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 // it sees every commit of earlier activations that can ever land.
 func (s *Server) runCreate(ctx context.Context, a *activation, chain []string, hook Creator) error {
 	if err := a.lock.Acquire(ctx, s.rt); err != nil {
-		return wrapBefore(err, "create %s", a.key.id)
+		return wrapBefore(err, "create %s", a.actorID())
 	}
 	defer a.lock.Release()
-	c, err := s.reg.ReadCreation(ctx, a.key.ns, a.key.id)
+	c, err := s.reg.ReadCreation(ctx, a.ns(), a.actorID())
 	if err != nil {
 		return wrapBefore(err, "")
 	}
@@ -351,7 +445,7 @@ func (a *activation) cacheArgs(args []byte) {
 	if a.argsRead {
 		return
 	}
-	a.args, a.argsRead = args, true
+	a.auxOf().args, a.argsRead = args, true
 	if n := len(args); n > 0 {
 		a.srv.charge(a, int64(n))
 	}
@@ -385,15 +479,15 @@ func (s *Server) runHook(ctx context.Context, a *activation, name string, chain 
 	if err != nil {
 		a.txn.reset()
 		if _, isPanic := err.(*panicError); isPanic {
-			s.log.Error("actor hook panicked", "actor", a.key.id, "hook", name, "err", err)
+			s.log.Error("actor hook panicked", "actor", a.actorID(), "hook", name, "err", err)
 		}
 		var ne *Error
 		if errors.As(err, &ne) && ne.own {
 			// A limit of the hook's own (the WASM host's memory limit):
 			// keep its code, as invocationFailed does.
-			return &Error{Code: ne.Code, Message: a.key.id + ": " + name + ": " + ne.Message}
+			return &Error{Code: ne.Code, Message: a.actorID() + ": " + name + ": " + ne.Message}
 		}
-		return actorError(a.key.id, fmt.Errorf("%s: %w", name, err))
+		return actorError(a.actorID(), fmt.Errorf("%s: %w", name, err))
 	}
 	return nil
 }
@@ -415,14 +509,12 @@ func (s *Server) drop(a *activation, st int32) { s.dropWith(a, st, nil) }
 // (nil: "dropped"), after the entry left the table: a waiter that retries
 // then finds it gone instead of spinning on it.
 func (s *Server) dropWith(a *activation, st int32, err error) {
-	sh := a.tbl.shard(a.key)
+	sh, h := a.tbl.shard(a.key())
 	sh.mu.Lock()
-	if sh.m[a.key] == a {
-		delete(sh.m, a.key)
-	}
+	sh.remove(h, a)
 	sh.mu.Unlock()
 	if !finalState(st) {
-		s.violated("activation %s/%s: dropped to %s, not a final state", a.key.ns, a.key.id, stateName(st))
+		s.violated("activation %s/%s: dropped to %s, not a final state", a.ns(), a.actorID(), stateName(st))
 		return
 	}
 	var prev int32
@@ -444,27 +536,29 @@ func (s *Server) dropWith(a *activation, st int32, err error) {
 	s.unchargeSize(a)
 	if !s.cfg.Mutations.Has(mutation.TimerIgnoresFence) {
 		a.mu.Lock()
-		for _, t := range a.timers {
-			t.stop()
+		if x := a.aux.Load(); x != nil {
+			for _, t := range x.timers {
+				t.stop()
+			}
+			x.timers = nil
 		}
-		a.timers = nil
 		a.mu.Unlock()
 	}
 	if prev == stateActivating {
 		if err == nil {
-			err = &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.key.id + " was dropped"}
+			err = &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.actorID() + " was dropped"}
 		}
 		a.resolveActivated(err)
 	} else if o := s.cfg.Observer; o != nil {
 		o.Dropped(a.event("", false))
 	}
 	if s.rt.Tracing() {
-		s.rt.Trace(fmt.Sprintf("drop %s/%s on %s state=%d", a.key.ns, a.key.id, s.cfg.ID, st))
+		s.rt.Trace(fmt.Sprintf("drop %s/%s on %s state=%d", a.ns(), a.actorID(), s.cfg.ID, st))
 	}
 }
 
 func (s *Server) charge(a *activation, n int64) {
-	s.checkCount("memory charged to "+a.key.id, atomic.AddInt64(&a.charged, n))
+	s.checkCount("memory charged to "+a.actorID(), atomic.AddInt64(&a.charged, n))
 	s.memBytes.Add(n)
 }
 
@@ -480,12 +574,13 @@ func (a *activation) waitActivated(ctx context.Context) error {
 		return nil
 	case st != stateActivating:
 		a.mu.Unlock()
-		return &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.key.id + " was dropped"}
+		return &Error{Code: CodeFenced, Retryable: true, Message: "activation of " + a.actorID() + " was dropped"}
 	}
-	f := a.activated
+	x := a.auxOf()
+	f := x.activated
 	if f == nil {
 		f = rt.NewFuture[struct{}](a.srv.rt)
-		a.activated = f
+		x.activated = f
 	}
 	a.mu.Unlock()
 	_, err := f.Wait(ctx)
@@ -497,9 +592,11 @@ func (a *activation) waitActivated(ctx context.Context) error {
 // stateActivating first, so a waiter that comes later finds the new state
 // instead of a future.
 func (a *activation) resolveActivated(err error) {
+	var f *rt.Future[struct{}]
 	a.mu.Lock()
-	f := a.activated
-	a.activated = nil
+	if x := a.aux.Load(); x != nil {
+		f, x.activated = x.activated, nil
+	}
 	a.mu.Unlock()
 	if f != nil {
 		f.Resolve(struct{}{}, err)

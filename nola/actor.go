@@ -107,6 +107,9 @@ type Context struct {
 	// effects is set once the invocation committed KV writes or sent a
 	// call: its failure can no longer mean "nothing happened".
 	effects bool
+	// wrote is set by the invocation's first KV write: only then has its
+	// activation's kvTxn (a cold line, see activation) anything to flush.
+	wrote bool
 	// over is set when the invocation returned.
 	over bool
 }
@@ -152,14 +155,14 @@ func (c *Context) Limit(d time.Duration) (restore func()) {
 }
 
 // Ref returns the actor's name.
-func (c *Context) Ref() Ref { return c.act.ref }
+func (c *Context) Ref() Ref { return c.act.ref() }
 
 // Now returns the server's clock (the simulated one under simulation).
 func (c *Context) Now() time.Time { return c.act.srv.rt.Now() }
 
 // Logger returns a logger tagged with the actor.
 func (c *Context) Logger() *slog.Logger {
-	return c.act.srv.log.With("ns", c.act.ref.Namespace, "actor", c.act.ref.ID)
+	return c.act.srv.log.With("ns", c.act.ns(), "actor", c.act.actorID())
 }
 
 // Call calls the actor ref names, in this actor's namespace (ref.Namespace
@@ -185,12 +188,12 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 	}
 	c.effects = true // conservatively: the call may reach its actor
 	if c.chainOut == nil {
-		c.chainOut = append(append(make([]string, 0, len(c.chain)+1), c.chain...), a.ref.ID)
+		c.chainOut = append(append(make([]string, 0, len(c.chain)+1), c.chain...), a.actorID())
 	}
 	// The deadline is checked right before every send (the flush above,
 	// placement and retries all take time), not once up front.
 	res, err := a.srv.client.invokeGated(c, Request{
-		Namespace: a.ref.Namespace, ActorID: actorID, ActorType: actorType,
+		Namespace: a.ns(), ActorID: actorID, ActorType: actorType,
 		Operation: op, Payload: payload, Chain: c.chainOut,
 	}, func() error { return a.callGate(op) })
 	if err == nil {
@@ -227,7 +230,7 @@ func (c *Context) CallWorker(workerType, op string, payload []byte) ([]byte, err
 	if t == nil {
 		return nil, errOver()
 	}
-	req := Request{Namespace: a.ref.Namespace, Worker: workerType, Operation: op, Payload: payload}
+	req := Request{Namespace: a.ns(), Worker: workerType, Operation: op, Payload: payload}
 	if err := checkRequest(&req, a.srv.cfg.Limits); err != nil {
 		return nil, err
 	}
@@ -236,7 +239,7 @@ func (c *Context) CallWorker(workerType, op string, payload []byte) ([]byte, err
 	}
 	c.effects = true // the worker may call actors
 	if c.chainOut == nil {
-		c.chainOut = append(append(make([]string, 0, len(c.chain)+1), c.chain...), a.ref.ID)
+		c.chainOut = append(append(make([]string, 0, len(c.chain)+1), c.chain...), a.actorID())
 	}
 	req.Chain = c.chainOut
 	if err := a.callGate(op); err != nil {

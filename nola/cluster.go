@@ -195,9 +195,6 @@ func (c *Cluster) Host(ns, id string) int {
 // Hosts reports whether the server holds a ready activation of (ns, id).
 func (s *Server) Hosts(ns, id string) bool {
 	k := actorKey{ns, id}
-	sh := s.table.Load().shard(k)
-	sh.mu.RLock()
-	a := sh.m[k]
-	sh.mu.RUnlock()
+	a := s.table.Load().lookup(k)
 	return a != nil && a.state.Load() == stateReady
 }

@@ -13,10 +13,13 @@ import (
 	"github.com/nolaproject/nola/rt"
 )
 
+// maxNameBytesLimit is the largest Limits.MaxNameBytes a server accepts.
+const maxNameBytesLimit = 1 << 20
+
 // Limits bound what callers and actors may send. Zero fields take defaults.
 type Limits struct {
 	// MaxNameBytes bounds namespaces, actor IDs, actor types and
-	// operation names. Default 512.
+	// operation names. Default 512; at most 1 MiB.
 	MaxNameBytes int
 	// MaxPayloadBytes bounds invocation payloads; default 4 MiB.
 	MaxPayloadBytes int
@@ -234,6 +237,8 @@ func (c *ServerConfig) checkAndFillDefaults() error {
 		c.Limits.MaxKVKeyBytes < 0 || c.Limits.MaxKVValueBytes < 0 || c.Limits.MaxActorKVBytes < 0 ||
 		c.Limits.MaxNamespaceKVBytes < 0 || c.Limits.MaxCreationArgsBytes < 0:
 		return fmt.Errorf("nola: server config: negative limit in %+v", c.Limits)
+	case c.Limits.MaxNameBytes > maxNameBytesLimit:
+		return fmt.Errorf("nola: server config: Limits.MaxNameBytes %d is above %d (namespaces, actor IDs and types are names, not data: keep larger values in the payload or KV)", c.Limits.MaxNameBytes, maxNameBytesLimit)
 	}
 	if err := checkWorkers(c); err != nil {
 		return err

@@ -64,3 +64,20 @@ func TestClusterRefusesHalfSetRuntimes(t *testing.T) {
 		t.Fatalf("half-set runtimes: %v", err)
 	}
 }
+
+// Names are bounded: a server refuses a MaxNameBytes above 1 MiB (an
+// activation keeps its key's lengths in 32 bits, and names are not data).
+func TestServerRefusesHugeNameLimit(t *testing.T) {
+	store := memkv.New(rt.NewReal(), memkv.Options{})
+	cfg := ServerConfig{ID: "s1", Addr: "local://s1", Store: store, Transport: NewLocalNetwork(false).Transport(rt.NewReal())}
+	cfg.Limits.MaxNameBytes = maxNameBytesLimit + 1
+	if _, err := NewServer(cfg); err == nil || !strings.Contains(err.Error(), "MaxNameBytes") {
+		t.Fatalf("NewServer with MaxNameBytes %d: %v", cfg.Limits.MaxNameBytes, err)
+	}
+	cfg.Limits.MaxNameBytes = maxNameBytesLimit
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatalf("NewServer with MaxNameBytes %d: %v", cfg.Limits.MaxNameBytes, err)
+	}
+	_ = s.Shutdown(context.Background())
+}

@@ -114,12 +114,12 @@ func (s *Server) handleDelete(ctx context.Context, req *Request) error {
 			return s.notServing()
 		}
 		t := s.table.Load()
-		sh := t.shard(key)
+		sh, h := t.shard(key)
 		sh.mu.Lock()
-		a := sh.m[key]
+		a := sh.get(h, key)
 		if a == nil {
 			ph := s.newPlaceholder(t, key, "", l.inc)
-			sh.m[key] = ph
+			sh.put(h, ph)
 			sh.mu.Unlock()
 			if s.table.Load() != t || s.stopped.Load() {
 				// As in activateFirst: a fence swapped the table under us.
@@ -162,7 +162,7 @@ func (s *Server) handleDelete(ctx context.Context, req *Request) error {
 // a retryable error. doubt is the epoch the actor's activation had (0:
 // none), should the outcome be unknown.
 func (s *Server) deleteHeld(ctx context.Context, ph *activation, doubt int64) error {
-	k := ph.key
+	k := ph.key()
 	if !s.mayServe(ph.inc) {
 		s.removePlaceholder(ph, stateFenced, nil)
 		return &Error{Code: CodeFenced, Retryable: true, Message: "server " + s.cfg.ID + " is past its lease deadline"}

@@ -82,14 +82,14 @@ func (s *Server) deactivate(a *activation) {
 	ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.TimerTimeout)
 	defer cancel()
 	if err := s.runHook(ctx, a, "deactivate", nil, hook.Deactivate); err != nil {
-		s.log.Warn("deactivate hook failed", "actor", a.key.id, "err", err)
+		s.log.Warn("deactivate hook failed", "actor", a.actorID(), "err", err)
 	}
 }
 
 // release deactivates a and gives up its ownership (graceful shutdown).
 func (s *Server) release(ctx context.Context, a *activation) error {
 	if err := a.lock.Acquire(ctx, s.rt); err != nil {
-		return wrapErr(err, false, "release %s", a.key.id)
+		return wrapErr(err, false, "release %s", a.actorID())
 	}
 	ready := a.state.Load() == stateReady
 	if ready {
@@ -100,7 +100,7 @@ func (s *Server) release(ctx context.Context, a *activation) error {
 	if !ready {
 		return nil
 	}
-	if err := s.reg.Release(ctx, a.inc, a.key.ns, a.key.id, a.ref.Type, a.epoch, a.gen); err != nil {
+	if err := s.reg.Release(ctx, a.inc, a.ns(), a.actorID(), a.typ, a.epoch, a.gen); err != nil {
 		return wrapErr(err, false, "")
 	}
 	return nil

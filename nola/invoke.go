@@ -79,11 +79,8 @@ func (s *Server) invokeResident(ctx context.Context, req *Request, clientLimits 
 		return nil, false, nil
 	}
 	key := actorKey{req.Namespace, req.ActorID}
-	sh := s.table.Load().shard(key)
-	sh.mu.RLock()
-	a := sh.m[key]
-	sh.mu.RUnlock()
-	if a == nil || a.state.Load() != stateReady || (req.ActorType != "" && req.ActorType != a.ref.Type) {
+	a := s.table.Load().lookup(key)
+	if a == nil || a.state.Load() != stateReady || (req.ActorType != "" && req.ActorType != a.typ) {
 		return nil, false, nil
 	}
 	for _, l := range [2]*Limits{&clientLimits, &s.cfg.Limits} {
@@ -131,10 +128,7 @@ func (s *Server) lookup(ctx context.Context, req *Request) (*activation, error) 
 			return nil, s.notServing()
 		}
 		t := s.table.Load()
-		sh := t.shard(key)
-		sh.mu.RLock()
-		a := sh.m[key]
-		sh.mu.RUnlock()
+		a := t.lookup(key)
 		var (
 			retry bool
 			err   error
@@ -159,8 +153,8 @@ func (s *Server) awaitReady(ctx context.Context, a *activation, req *Request) (r
 	// invokeOn checks the lease and deadline of a ready one.
 	switch a.state.Load() {
 	case stateReady:
-		if req.ActorType != "" && req.ActorType != a.ref.Type {
-			return false, newErr(CodeBadRequest, false, nil, "actor %s is a %q, not a %q", req.ActorID, a.ref.Type, req.ActorType)
+		if req.ActorType != "" && req.ActorType != a.typ {
+			return false, newErr(CodeBadRequest, false, nil, "actor %s is a %q, not a %q", req.ActorID, a.typ, req.ActorType)
 		}
 		return false, nil
 	case stateActivating:
@@ -181,7 +175,7 @@ func (s *Server) awaitReady(ctx context.Context, a *activation, req *Request) (r
 func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, fromTimer bool) ([]byte, error) {
 	if err := a.lock.Acquire(ctx, s.rt); err != nil {
 		// Before the start check: the invocation did not run.
-		return nil, wrapBefore(err, "waiting for actor %s", a.key.id)
+		return nil, wrapBefore(err, "waiting for actor %s", a.actorID())
 	}
 	unfenced := fromTimer && s.cfg.Mutations.Has(mutation.TimerIgnoresFence)
 	switch st := a.state.Load(); {
@@ -191,7 +185,7 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 		return nil, errGone
 	default:
 		a.lock.Release()
-		return nil, &Error{Code: CodeFenced, Message: "activation of " + a.key.id + " was dropped", Retryable: true}
+		return nil, &Error{Code: CodeFenced, Message: "activation of " + a.actorID() + " was dropped", Retryable: true}
 	}
 	// Rule 3: run only under the current incarnation, before the deadline.
 	start, ok := s.mayServeAt(a.inc)
@@ -211,7 +205,9 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 	if err == nil && len(res) > s.cfg.Limits.MaxResultBytes {
 		err = ownErr(CodeTooLarge, "result of %d bytes exceeds the limit of %d", len(res), s.cfg.Limits.MaxResultBytes)
 	}
-	if err == nil {
+	if err == nil && (cx.wrote || a.creating || cx.broken != nil) {
+		// Otherwise there is nothing to commit (flush would return at
+		// once, after reading the activation's cold kvTxn).
 		err = a.txn.flush(cx)
 	}
 	if cx.broken != nil && (err == nil || !s.cfg.Mutations.Has(mutation.ActorErrorHidesFailedCommit)) {
@@ -285,16 +281,16 @@ func (s *Server) invocationFailed(a *activation, err error) error {
 		}
 		return ce.err
 	case errors.As(err, &pe):
-		s.log.Error("actor panicked", "ns", a.key.ns, "actor", a.key.id, "panic", fmt.Sprint(pe.val), "stack", string(pe.stack))
+		s.log.Error("actor panicked", "ns", a.ns(), "actor", a.actorID(), "panic", fmt.Sprint(pe.val), "stack", string(pe.stack))
 		s.drop(a, stateFenced)
-		return actorError(a.key.id, err)
+		return actorError(a.actorID(), err)
 	case errors.As(err, &ne) && ne.own:
 		// A limit or misuse of this invocation's own Context (result, KV
 		// entry): its writes are discarded; the actor keeps its memory.
 		// Errors of nested calls are not own: they become actor errors.
-		return &Error{Code: ne.Code, Message: a.key.id + ": " + ne.Message}
+		return &Error{Code: ne.Code, Message: a.actorID() + ": " + ne.Message}
 	default:
-		return actorError(a.key.id, err)
+		return actorError(a.actorID(), err)
 	}
 }
 

@@ -76,13 +76,13 @@ func (t *kvTxn) get(c *Context, key []byte) ([]byte, bool, error) {
 		return bytes.Clone(w.value), true, nil
 	}
 	a := c.act
-	if e, ok := a.cache[string(key)]; ok {
+	if e, ok := a.cached(key); ok {
 		if !e.exists {
 			return nil, false, nil
 		}
 		return bytes.Clone(e.value), true, nil
 	}
-	v, found, err := a.srv.reg.GetKV(c.cur(), a.ref.Namespace, a.ref.ID, a.gen, key)
+	v, found, err := a.srv.reg.GetKV(c.cur(), a.ns(), a.actorID(), a.gen, key)
 	if err != nil {
 		return nil, false, wrapErr(err, false, "")
 	}
@@ -121,6 +121,7 @@ func (t *kvTxn) write(c *Context, key []byte, w pendingWrite) error {
 	w.value = bytes.Clone(w.value)
 	t.writes[string(key)] = w
 	t.bytes = size
+	c.wrote = true
 	return nil
 }
 
@@ -166,7 +167,7 @@ func (t *kvTxn) flush(c *Context) error {
 	}
 	writes := t.sortedWrites()
 	t.reset()
-	a.srv.checkWrites(a.key, writes)
+	a.srv.checkWrites(a.key(), writes)
 	if r := a.srv.rt; rt.Buggify(r, "kv.commit-delayed") {
 		// A commit may be slow to prepare (a GC pause, a loaded CPU): long
 		// enough, here, to outlive the lease, so that the gate below has to
@@ -195,7 +196,7 @@ func (t *kvTxn) flush(c *Context) error {
 			// one. So the next activation bumps the epoch first, after
 			// which the late commit's fence fails. (Found by the
 			// simulator; see sim.TestLateCommitOfDroppedActivationIsNotApplied.)
-			a.srv.markDoubt(a.inc, a.key, a.epoch)
+			a.srv.markDoubt(a.inc, a.key(), a.epoch)
 		}
 		c.broken = &commitError{err: wrapErr(err, false, "")}
 		return c.broken
@@ -222,10 +223,10 @@ func (t *kvTxn) commit(c *Context, ctx context.Context, writes []registry.KVWrit
 	q := a.srv.cfg.Limits.kvQuota()
 	opts := registry.CommitOptions{Created: a.creating}
 	if q == (registry.KVQuota{}) {
-		return a.srv.reg.CommitKVWith(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes, opts)
+		return a.srv.reg.CommitKVWith(ctx, a.inc, a.ns(), a.actorID(), a.owner(), writes, opts)
 	}
 	if t.use == nil {
-		use, err := a.srv.reg.ReadKVUsage(ctx, a.ref.Namespace, a.ref.ID, a.gen)
+		use, err := a.srv.reg.ReadKVUsage(ctx, a.ns(), a.actorID(), a.gen)
 		if err != nil {
 			return &notSent{err}
 		}
@@ -240,7 +241,7 @@ func (t *kvTxn) commit(c *Context, ctx context.Context, writes []registry.KVWrit
 	// stale: read it again unless the commit succeeds. (A quota refusal
 	// leaves it valid, but one read per refusal costs little.)
 	t.use = nil
-	next, err := a.srv.reg.CommitKVQuota(ctx, a.inc, a.ref.Namespace, a.ref.ID, a.ownerRec, writes, use, delta, q, opts)
+	next, err := a.srv.reg.CommitKVQuota(ctx, a.inc, a.ns(), a.actorID(), a.owner(), writes, use, delta, q, opts)
 	if err != nil {
 		return err
 	}
@@ -258,13 +259,13 @@ func (t *kvTxn) delta(c *Context, ctx context.Context, writes []registry.KVWrite
 		if !w.Delete {
 			d += registry.EntrySize(w.Key, w.Value)
 		}
-		if e, ok := a.cache[string(w.Key)]; ok {
+		if e, ok := a.cached(w.Key); ok {
 			if e.exists {
 				d -= registry.EntrySize(w.Key, e.value)
 			}
 			continue
 		}
-		old, found, err := a.srv.reg.GetKV(ctx, a.ref.Namespace, a.ref.ID, a.gen, w.Key)
+		old, found, err := a.srv.reg.GetKV(ctx, a.ns(), a.actorID(), a.gen, w.Key)
 		if err != nil {
 			return 0, err
 		}
@@ -343,9 +344,9 @@ func (t *kvTxn) scan(c *Context, start, end, prefix []byte, limit int) ([]KV, er
 		err    error
 	)
 	if prefix != nil {
-		stored, _, err = a.srv.reg.ScanKVPrefix(c.cur(), a.ref.Namespace, a.ref.ID, a.gen, prefix, fetch)
+		stored, _, err = a.srv.reg.ScanKVPrefix(c.cur(), a.ns(), a.actorID(), a.gen, prefix, fetch)
 	} else {
-		stored, _, err = a.srv.reg.ScanKV(c.cur(), a.ref.Namespace, a.ref.ID, a.gen, start, end, fetch)
+		stored, _, err = a.srv.reg.ScanKV(c.cur(), a.ns(), a.actorID(), a.gen, start, end, fetch)
 	}
 	if err != nil {
 		return nil, wrapErr(err, false, "")
@@ -435,35 +436,47 @@ func (c *Context) ScanPrefix(prefix []byte, limit int) ([]KV, error) {
 // use (most actors never write). The caller holds a.lock.
 func (a *activation) budget() registry.KVBudget {
 	if a.kvBudget == nil {
-		b := a.srv.reg.KVBudgetWith(a.inc, a.key.ns, a.key.id, a.ownerRec,
+		b := a.srv.reg.KVBudgetWith(a.inc, a.ns(), a.actorID(), a.owner(),
 			a.srv.cfg.Limits.kvQuota() != (registry.KVQuota{}), registry.CommitOptions{Created: a.creating})
 		a.kvBudget = &b
 	}
 	return *a.kvBudget
 }
 
+// cached returns the KV read cache's entry for key. The caller holds
+// a.lock.
+func (a *activation) cached(key []byte) (cacheEntry, bool) {
+	x := a.aux.Load()
+	if x == nil {
+		return cacheEntry{}, false
+	}
+	e, ok := x.cache[string(key)]
+	return e, ok
+}
+
 // remember caches a committed KV value (the owner is the only writer).
 func (a *activation) remember(key, value []byte, exists bool) {
-	if a.cache == nil {
-		a.cache = map[string]cacheEntry{}
+	x := a.auxOf()
+	if x.cache == nil {
+		x.cache = map[string]cacheEntry{}
 	}
-	before := a.cacheBytes
-	if old, ok := a.cache[string(key)]; ok {
+	before := x.cacheBytes
+	if old, ok := x.cache[string(key)]; ok {
 		// Gone in any case: a value too big to cache must not leave the
 		// old one behind to be read.
-		delete(a.cache, string(key))
-		a.cacheBytes -= len(key) + len(old.value)
+		delete(x.cache, string(key))
+		x.cacheBytes -= len(key) + len(old.value)
 	}
-	if len(a.cache) >= maxCacheEntries || a.cacheBytes+len(key)+len(value) > maxCacheBytes {
-		clear(a.cache)
-		a.cacheBytes = 0
+	if len(x.cache) >= maxCacheEntries || x.cacheBytes+len(key)+len(value) > maxCacheBytes {
+		clear(x.cache)
+		x.cacheBytes = 0
 	}
 	if len(key)+len(value) <= maxCacheBytes {
-		a.cache[string(key)] = cacheEntry{value: value, exists: exists}
-		a.cacheBytes += len(key) + len(value)
+		x.cache[string(key)] = cacheEntry{value: value, exists: exists}
+		x.cacheBytes += len(key) + len(value)
 	}
-	a.srv.checkCount("KV cache bytes of "+a.key.id, int64(a.cacheBytes))
-	if d := a.cacheBytes - before; d != 0 {
+	a.srv.checkCount("KV cache bytes of "+a.actorID(), int64(x.cacheBytes))
+	if d := x.cacheBytes - before; d != 0 {
 		a.srv.charge(a, int64(d))
 	}
 }
@@ -478,11 +491,12 @@ func (c *Context) CreationArgs() ([]byte, error) {
 	}
 	a := c.act
 	if !a.argsRead {
-		cr, err := a.srv.reg.ReadCreation(c.cur(), a.key.ns, a.key.id)
+		cr, err := a.srv.reg.ReadCreation(c.cur(), a.ns(), a.actorID())
 		if err != nil {
 			return nil, wrapErr(err, false, "")
 		}
 		a.cacheArgs(cr.Args)
 	}
-	return bytes.Clone(a.args), nil
+	// argsRead: cacheArgs made a.aux, which is never unset.
+	return bytes.Clone(a.aux.Load().args), nil
 }

@@ -22,10 +22,13 @@ func TestActivationHotFields(t *testing.T) {
 		{"actor", unsafe.Offsetof(a.actor), unsafe.Sizeof(a.actor)},
 		{"lastUsed", unsafe.Offsetof(a.lastUsed), unsafe.Sizeof(a.lastUsed)},
 		{"busy", unsafe.Offsetof(a.busy), unsafe.Sizeof(a.busy)},
-		{"size", unsafe.Offsetof(a.size), unsafe.Sizeof(a.size)},
-		{"ref.Type", unsafe.Offsetof(a.ref) + unsafe.Offsetof(a.ref.Type), unsafe.Sizeof(a.ref.Type)},
-		// flush reads only len(txn.writes) when nothing was written.
-		{"txn.writes", unsafe.Offsetof(a.txn) + unsafe.Offsetof(a.txn.writes), unsafe.Sizeof(a.txn.writes)},
+		{"typ", unsafe.Offsetof(a.typ), unsafe.Sizeof(a.typ)},
+		// The table's lookup compares the key: its bytes, when they fit
+		// keyBuf, are in the same lines.
+		{"kp", unsafe.Offsetof(a.kp), unsafe.Sizeof(a.kp)},
+		{"nsLen", unsafe.Offsetof(a.nsLen), unsafe.Sizeof(a.nsLen)},
+		{"idLen", unsafe.Offsetof(a.idLen), unsafe.Sizeof(a.idLen)},
+		{"keyBuf", unsafe.Offsetof(a.keyBuf), unsafe.Sizeof(a.keyBuf)},
 	}
 	for _, f := range hot {
 		// Offsetof of a promoted field is relative to the struct that

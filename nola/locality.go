@@ -146,15 +146,12 @@ func (s *Server) sampleCall(a *activation, id string) {
 	if l.every == 0 || l.calls.Add(1)%l.every != 0 {
 		return
 	}
-	k := actorKey{a.key.ns, id}
+	k := actorKey{a.ns(), id}
 	// A call to an actor this server hosts went straight to its table
 	// entry (invokeResident) and left the route cache as it was, maybe
 	// naming the server the callee lived on before it moved here: ask the
 	// table first, or a pair that met would be pulled apart again.
-	sh := s.table.Load().shard(k)
-	sh.mu.RLock()
-	b := sh.m[k]
-	sh.mu.RUnlock()
+	b := s.table.Load().lookup(k)
 	if b != nil && b.state.Load() == stateReady {
 		l.record(a, s.cfg.ID, s.rt.Mono(), s.cfg.Locality.MaxActors)
 		return
@@ -169,14 +166,14 @@ func (s *Server) sampleCall(a *activation, id string) {
 func (l *locality) record(a *activation, sid string, now time.Duration, maxActors int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	e := l.actors[a.key]
+	e := l.actors[a.key()]
 	switch {
 	case e == nil && len(l.actors) >= maxActors:
 		l.dropped++
 		return
 	case e == nil:
 		e = &callerEdges{act: a.id, since: now}
-		l.actors[a.key] = e
+		l.actors[a.key()] = e
 	case e.act != a.id:
 		*e = callerEdges{act: a.id, since: now, peers: e.peers[:0]}
 	}
@@ -311,7 +308,7 @@ func (s *Server) localityRound(ctx context.Context) int {
 			continue
 		}
 		if err := s.releaseOne(ctx, a, c.sid); err != nil {
-			s.log.Debug("locality move failed", "actor", a.key.id, "err", err)
+			s.log.Debug("locality move failed", "actor", a.actorID(), "err", err)
 			if !s.mayServe(l.inc) {
 				break
 			}
@@ -324,9 +321,9 @@ func (s *Server) localityRound(ctx context.Context) int {
 		list[peer].Load.Bytes += n
 		moved++
 		s.stats.localityMoves.Add(1)
-		s.log.Info("locality move", "ns", a.key.ns, "actor", a.key.id, "to", c.sid, "calls", c.w, "local", c.self, "bytes", n)
+		s.log.Info("locality move", "ns", a.ns(), "actor", a.actorID(), "to", c.sid, "calls", c.w, "local", c.self, "bytes", n)
 		if s.rt.Tracing() {
-			s.rt.Trace(fmt.Sprintf("locality %s/%s from %s#%d to %s calls=%d local=%d", a.key.ns, a.key.id, s.cfg.ID, l.inc.Num, c.sid, c.w, c.self))
+			s.rt.Trace(fmt.Sprintf("locality %s/%s from %s#%d to %s calls=%d local=%d", a.ns(), a.actorID(), s.cfg.ID, l.inc.Num, c.sid, c.w, c.self))
 		}
 	}
 	if moved > 0 {
@@ -353,8 +350,5 @@ func leads(self, peer registry.Member) bool {
 
 // lookupKey returns t's entry for k, if any.
 func lookupKey(t *table, k actorKey) *activation {
-	sh := t.shard(k)
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	return sh.m[k]
+	return t.lookup(k)
 }

@@ -89,6 +89,7 @@ func BenchmarkSampleCall(b *testing.B) {
 // are promoted from embedded parts, which composite literals cannot name).
 func testActivation(id uint64, k actorKey) *activation {
 	a := &activation{}
-	a.id, a.key = id, k
+	a.id = id
+	a.setKey(k)
 	return a
 }

@@ -39,6 +39,6 @@ type ActivationEvent struct {
 func (a *activation) event(op string, timer bool) ActivationEvent {
 	return ActivationEvent{
 		Server: a.srv.cfg.ID, Incarnation: a.inc.Num, Activation: a.id,
-		Namespace: a.key.ns, ActorID: a.key.id, Operation: op, Timer: timer,
+		Namespace: a.ns(), ActorID: a.actorID(), Operation: op, Timer: timer,
 	}
 }

@@ -13,7 +13,7 @@ func (s *Server) HostedActors() []Ref {
 	as := s.table.Load().collect(func(a *activation) bool { return a.state.Load() == stateReady })
 	refs := make([]Ref, len(as))
 	for i, a := range as {
-		refs[i] = a.ref
+		refs[i] = a.ref()
 	}
 	return refs
 }
@@ -34,10 +34,7 @@ var errBusy = errors.New("busy")
 // later.
 func (s *Server) Release(ctx context.Context, ns, id string) (released bool, err error) {
 	k := actorKey{ns, id}
-	sh := s.table.Load().shard(k)
-	sh.mu.RLock()
-	a := sh.m[k]
-	sh.mu.RUnlock()
+	a := s.table.Load().lookup(k)
 	if a == nil || a.state.Load() != stateReady {
 		return false, nil
 	}

@@ -134,7 +134,7 @@ func (s *Server) shedRound(ctx context.Context) int {
 			continue // it would put another server over: keep it
 		}
 		if err := s.releaseOne(ctx, a, ""); err != nil {
-			s.log.Debug("shed failed", "actor", a.key.id, "err", err)
+			s.log.Debug("shed failed", "actor", a.actorID(), "err", err)
 			if !s.mayServe(l.inc) {
 				break
 			}
@@ -145,9 +145,9 @@ func (s *Server) shedRound(ctx context.Context) int {
 		shed++
 		s.stats.shed.Add(1)
 		s.stats.shedBytes.Add(n)
-		s.log.Info("shed activation", "ns", a.key.ns, "actor", a.key.id, "bytes", n, "reason", plan.reason)
+		s.log.Info("shed activation", "ns", a.ns(), "actor", a.actorID(), "bytes", n, "reason", plan.reason)
 		if s.rt.Tracing() {
-			s.rt.Trace(fmt.Sprintf("shed %s/%s from %s#%d bytes=%d", a.key.ns, a.key.id, s.cfg.ID, l.inc.Num, n))
+			s.rt.Trace(fmt.Sprintf("shed %s/%s from %s#%d bytes=%d", a.ns(), a.actorID(), s.cfg.ID, l.inc.Num, n))
 		}
 	}
 	if shed > 0 {
@@ -249,15 +249,15 @@ func (s *Server) releaseOne(ctx context.Context, a *activation, hint string) err
 	if !ok {
 		return errGone
 	}
-	moved := &Error{Code: CodeNotOwner, Retryable: true, Message: a.key.id + " moved off server " + s.cfg.ID}
+	moved := &Error{Code: CodeNotOwner, Retryable: true, Message: a.actorID() + " moved off server " + s.cfg.ID}
 	defer s.removePlaceholder(ph, stateEvicted, moved)
 	// Bounded like every store call of the engine: the placeholder holds
 	// the actor's slot (and its callers) until the release returns.
 	rctx, cancel := s.rt.WithTimeout(ctx, s.cfg.CommitTimeout)
 	defer cancel()
-	err := s.reg.ReleaseTo(rctx, a.inc, a.key.ns, a.key.id, a.ref.Type, a.epoch, a.gen, hint)
+	err := s.reg.ReleaseTo(rctx, a.inc, a.ns(), a.actorID(), a.typ, a.epoch, a.gen, hint)
 	if err != nil && !errors.Is(err, registry.ErrFenced) {
-		s.markDoubt(a.inc, a.key, a.epoch)
+		s.markDoubt(a.inc, a.key(), a.epoch)
 	}
 	return err
 }
@@ -290,15 +290,15 @@ func (s *Server) newPlaceholder(t *table, key actorKey, typ string, inc *registr
 // It returns the placeholder, its lock held, for removePlaceholder; ok is
 // false, and nothing changed, if a was no longer in its table.
 func (s *Server) swapPlaceholder(a *activation, deactivate bool) (ph *activation, ok bool) {
-	ph = s.newPlaceholder(a.tbl, a.key, a.ref.Type, a.inc)
-	sh := a.tbl.shard(a.key)
+	ph = s.newPlaceholder(a.tbl, a.key(), a.typ, a.inc)
+	sh, h := a.tbl.shard(a.key())
 	sh.mu.Lock()
-	if sh.m[a.key] != a {
+	if sh.get(h, a.key()) != a {
 		sh.mu.Unlock()
 		ph.lock.Release()
 		return nil, false
 	}
-	sh.m[a.key] = ph
+	sh.put(h, ph)
 	sh.mu.Unlock()
 	if deactivate {
 		s.deactivate(a)

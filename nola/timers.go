@@ -61,17 +61,18 @@ func (a *activation) setTimer(name string, delay, period time.Duration, op strin
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if st := a.state.Load(); st == stateEvicted || st == stateFenced {
-		return &Error{Code: CodeFenced, Message: "activation of " + a.key.id + " is gone"}
+		return &Error{Code: CodeFenced, Message: "activation of " + a.actorID() + " is gone"}
 	}
-	if a.timers == nil {
-		a.timers = map[string]*actorTimer{}
+	x := a.auxOf()
+	if x.timers == nil {
+		x.timers = map[string]*actorTimer{}
 	}
-	if old := a.timers[name]; old != nil {
+	if old := x.timers[name]; old != nil {
 		old.stop()
-	} else if len(a.timers) >= s.cfg.MaxTimersPerActor {
-		return ownErr(CodeTooLarge, "timer %q: the actor already has %d pending timers, this server's limit (cancel one first, or raise nola serve --max-timers-per-actor)", name, len(a.timers))
+	} else if len(x.timers) >= s.cfg.MaxTimersPerActor {
+		return ownErr(CodeTooLarge, "timer %q: the actor already has %d pending timers, this server's limit (cancel one first, or raise nola serve --max-timers-per-actor)", name, len(x.timers))
 	}
-	a.timers[name] = t
+	x.timers[name] = t
 	t.timer = s.rt.AfterFunc(delay, "timer "+name, func() { s.fireTimer(a, t) })
 	return nil
 }
@@ -79,20 +80,29 @@ func (a *activation) setTimer(name string, delay, period time.Duration, op strin
 func (a *activation) cancelTimer(name string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	t := a.timers[name]
+	t := a.timerLocked(name)
 	if t == nil {
 		return false
 	}
 	t.stop()
-	delete(a.timers, name)
+	delete(a.aux.Load().timers, name)
 	return true
+}
+
+// timerLocked returns a's timer of that name, or nil. The caller holds a.mu.
+func (a *activation) timerLocked(name string) *actorTimer {
+	x := a.aux.Load()
+	if x == nil {
+		return nil
+	}
+	return x.timers[name]
 }
 
 // fireTimer invokes the timer's operation through the normal serialized,
 // fenced path, then re-arms a periodic timer.
 func (s *Server) fireTimer(a *activation, t *actorTimer) {
 	a.mu.Lock()
-	current := !t.stopped && a.timers[t.name] == t
+	current := !t.stopped && a.timerLocked(t.name) == t
 	a.mu.Unlock()
 	if !current || (s.effectAllowed(a) != nil && !s.cfg.Mutations.Has(mutation.TimerIgnoresFence)) {
 		return
@@ -107,20 +117,20 @@ func (s *Server) fireTimer(a *activation, t *actorTimer) {
 		}
 	}
 	ctx, cancel := s.rt.WithTimeout(s.ctx, s.cfg.TimerTimeout)
-	req := Request{Namespace: a.key.ns, ActorID: a.key.id, ActorType: a.ref.Type, Operation: t.op, Payload: t.payload}
+	req := Request{Namespace: a.ns(), ActorID: a.actorID(), ActorType: a.typ, Operation: t.op, Payload: t.payload}
 	_, err := s.invokeOn(ctx, a, &req, true)
 	cancel()
 	if err != nil && err != errGone {
-		s.log.Warn("timer invocation failed", "actor", a.key.id, "timer", t.name, "err", err)
+		s.log.Warn("timer invocation failed", "actor", a.actorID(), "timer", t.name, "err", err)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if t.stopped || a.timers[t.name] != t {
+	if t.stopped || a.timerLocked(t.name) != t {
 		return
 	}
 	if t.period > 0 {
 		t.timer = s.rt.AfterFunc(t.period, "timer "+t.name, func() { s.fireTimer(a, t) })
 		return
 	}
-	delete(a.timers, t.name)
+	delete(a.aux.Load().timers, t.name)
 }
