@@ -40,6 +40,12 @@ type GroupStats struct {
 	// Hoisted counts compares sent once for a whole batch instead of
 	// once per member (see hoist).
 	Hoisted int64
+	// Idle counts the commits sent at once, alone, because nothing was
+	// queued or in flight (claimIdle): batches of one that never waited.
+	// They are counted in Requests and Commits too. Commits − Idle went
+	// through the queue; (Commits − Idle) / (Requests − Idle) is how many
+	// a queued batch carried.
+	Idle int64
 }
 
 type pending struct {
@@ -74,7 +80,7 @@ type batcher struct {
 	closed   bool
 	wg       sync.WaitGroup // flushers
 
-	requests, commits, maxBatch, hoisted atomic.Int64
+	requests, commits, maxBatch, hoisted, idle atomic.Int64
 }
 
 func newBatcher(s *Store) *batcher {
@@ -91,7 +97,8 @@ func (s *Store) GroupStats() GroupStats {
 	if s.group == nil {
 		return GroupStats{}
 	}
-	return GroupStats{Requests: s.group.requests.Load(), Commits: s.group.commits.Load(), MaxBatch: s.group.maxBatch.Load(), Hoisted: s.group.hoisted.Load()}
+	return GroupStats{Requests: s.group.requests.Load(), Commits: s.group.commits.Load(), MaxBatch: s.group.maxBatch.Load(),
+		Hoisted: s.group.hoisted.Load(), Idle: s.group.idle.Load()}
 }
 
 // batchable returns the pending form of t, or nil if t must go alone.
@@ -208,6 +215,7 @@ func (b *batcher) commit(ctx context.Context, p *pending) (kv.CommitResult, erro
 		// this goroutine, with the caller's context.
 		b.inflight++
 		p.taken = true
+		b.idle.Add(1)
 		b.mu.Unlock()
 		b.send(ctx, []*pending{p})
 		b.idleDone()
@@ -262,6 +270,7 @@ func (b *batcher) claimIdle() bool {
 	b.inflight++
 	b.requests.Add(1) // a batch of one, as GroupStats counts it
 	b.commits.Add(1)
+	b.idle.Add(1)
 	if b.maxBatch.Load() == 0 {
 		b.maxBatch.Store(1)
 	}

@@ -192,6 +192,7 @@ func TestCreateActorBatchWithConflictCatchesMissingCompare(t *testing.T) {
 func TestGroupCommitIdleClaim(t *testing.T) {
 	ctx, e := groupMember(t)
 	b := e.group
+	idle0 := e.GroupStats().Idle
 	if !b.claimIdle() {
 		t.Fatal("an idle batcher refused the claim")
 	}
@@ -221,11 +222,22 @@ func TestGroupCommitIdleClaim(t *testing.T) {
 	if _, found, err := e.Get(ctx, []byte("queued"), 0); err != nil || !found {
 		t.Fatalf("queued commit: found=%v %v", found, err)
 	}
+	// GroupStats.Idle counts the claim, not the commit that queued.
+	if st := e.GroupStats(); st.Idle != idle0+1 {
+		t.Fatalf("GroupStats %+v: want Idle %d (one claim)", st, idle0+1)
+	}
 	b.wg.Wait() // the flusher has gone
 	if !b.claimIdle() {
 		t.Fatal("not idle after the queue drained")
 	}
 	b.idleDone()
+	// A lone commit on an idle batcher takes the idle path.
+	if _, err := e.Commit(ctx, kv.Txn{Ops: []kv.Op{kv.Put([]byte("alone"), []byte("1"), kv.NoLease)}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.GroupStats(); st.Idle != idle0+3 {
+		t.Fatalf("GroupStats %+v: want Idle %d", st, idle0+3)
+	}
 }
 
 // Commits that are each within etcd's operations limit are never batched
