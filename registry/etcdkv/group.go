@@ -8,7 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/nolaproject/nola/registry/kv"
 )
@@ -49,8 +49,8 @@ type GroupStats struct {
 }
 
 type pending struct {
-	cmps   []clientv3.Cmp
-	ops    []clientv3.Op
+	cmps   []*etcdserverpb.Compare
+	ops    []*etcdserverpb.RequestOp
 	size   int
 	width  int      // max(compares, ops): what etcd's ops limit counts
 	reads  []string // compared keys
@@ -102,7 +102,7 @@ func (s *Store) GroupStats() GroupStats {
 }
 
 // batchable returns the pending form of t, or nil if t must go alone.
-func batchable(t kv.Txn, cmps []clientv3.Cmp, ops []clientv3.Op, limits kv.Limits) *pending {
+func batchable(t kv.Txn, cmps []*etcdserverpb.Compare, ops []*etcdserverpb.RequestOp, limits kv.Limits) *pending {
 	size := kv.RequestSize(t)
 	if len(ops) == 0 || len(ops) != len(t.Ops) || (limits.MaxRequestBytes > 0 && size > limits.MaxRequestBytes/4) {
 		return nil
@@ -162,7 +162,7 @@ func cmpID(c kv.Compare) string {
 // per compare. Hoisting is limited to len(batch) compares so that the
 // batch transaction's width stays len(batch), the figure take's
 // operations-limit rule assumes.
-func hoist(batch []*pending) (common []clientv3.Cmp, rest [][]clientv3.Cmp) {
+func hoist(batch []*pending) (common []*etcdserverpb.Compare, rest [][]*etcdserverpb.Compare) {
 	if len(batch) < 2 {
 		return nil, nil
 	}
@@ -189,7 +189,7 @@ func hoist(batch []*pending) (common []clientv3.Cmp, rest [][]clientv3.Cmp) {
 			common = append(common, batch[0].cmps[i])
 		}
 	}
-	rest = make([][]clientv3.Cmp, len(batch))
+	rest = make([][]*etcdserverpb.Compare, len(batch))
 	for j, p := range batch {
 		for i, id := range p.cmpIDs {
 			if !sent[id] {
@@ -399,7 +399,7 @@ func (b *batcher) send(ctx context.Context, batch []*pending) {
 	defer c.cancel()
 	if len(batch) == 1 {
 		p := batch[0]
-		resp, err := s.cli.Txn(c.ctx).If(p.cmps...).Then(p.ops...).Commit()
+		resp, err := s.sendTxn(c, &etcdserverpb.TxnRequest{Compare: p.cmps, Success: p.ops})
 		if err != nil {
 			deliver(p, kv.CommitResult{}, s.fail(c, "commit", err, true))
 			return
@@ -408,15 +408,23 @@ func (b *batcher) send(ctx context.Context, batch []*pending) {
 		return
 	}
 	common, rest := hoist(batch)
-	nested := make([]clientv3.Op, len(batch))
+	// One allocation for the nested transactions and one for their
+	// wrappers (the messages are only read while the request is sent).
+	nested := make([]*etcdserverpb.RequestOp, len(batch))
+	reqs := make([]etcdserverpb.RequestOp, len(batch))
+	txns := make([]etcdserverpb.TxnRequest, len(batch))
+	wraps := make([]etcdserverpb.RequestOp_RequestTxn, len(batch))
 	for i, p := range batch {
 		cmps := p.cmps
 		if common != nil {
 			cmps = rest[i]
 		}
-		nested[i] = clientv3.OpTxn(cmps, p.ops, nil)
+		txns[i] = etcdserverpb.TxnRequest{Compare: cmps, Success: p.ops}
+		wraps[i].RequestTxn = &txns[i]
+		reqs[i].Request = &wraps[i]
+		nested[i] = &reqs[i]
 	}
-	resp, err := s.cli.Txn(c.ctx).If(common...).Then(nested...).Commit()
+	resp, err := s.sendTxn(c, &etcdserverpb.TxnRequest{Compare: common, Success: nested})
 	if err != nil {
 		err = s.fail(c, fmt.Sprintf("group commit of %d", len(batch)), err, true)
 		for _, p := range batch {
