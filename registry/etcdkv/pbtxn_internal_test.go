@@ -28,7 +28,7 @@ func TestPBTxnMatchesClientBuilder(t *testing.T) {
 				{Key: k("c"), Target: kv.TargetCreateRev, Op: kv.Less, Num: 7},
 				{Key: k("d"), Target: kv.TargetVersion, Op: kv.NotEqual, Num: 3},
 				{Key: k("r/"), End: k("r0"), Target: kv.TargetVersion, Op: kv.Greater, Num: 0}, // a range
-				{Key: k("z"), End: k("a"), Target: kv.TargetVersion, Op: kv.Equal, Num: 0},      // an empty range
+				{Key: k("z"), End: k("a"), Target: kv.TargetVersion, Op: kv.Equal, Num: 0},     // an empty range
 			},
 			Ops: []kv.Op{
 				kv.Put(k("p1"), k("v1"), kv.NoLease),
