@@ -480,8 +480,10 @@ func (s *Store) toOp(o kv.Op) (clientv3.Op, bool, error) {
 	return clientv3.Op{}, false, fmt.Errorf("etcdkv: unknown op kind %d: %w", o.Kind, kv.ErrInvalid)
 }
 
-// Txn converts t into etcd compares and ops (exported for group commit and
-// tools that build nested transactions).
+// Txn converts t into clientv3 compares and ops, for tools that build
+// their own transactions with the clientv3 builder. Commits do not use it:
+// they send the messages pbTxn builds, the same ones without the
+// builder's copies.
 func (s *Store) Txn(t kv.Txn) ([]clientv3.Cmp, []clientv3.Op, error) {
 	cmps := make([]clientv3.Cmp, 0, len(t.Compares))
 	for _, c := range t.Compares {
