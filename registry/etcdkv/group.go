@@ -65,7 +65,9 @@ type pending struct {
 // batcher keeps one batch in flight at a time: commits that arrive
 // meanwhile form the next batch (classic group commit). Measured on 2 cores
 // with 16 callers, this batched about 5 commits per request and did better
-// than 2 or 4 batches in flight. A commit whose context ends while it waits
+// than 2 or 4 batches in flight; measured again for bulk creation (issue
+// 16, item 5: 8 creations per request at 16 callers, 30 at 64), 2 or 4 in
+// flight still lost (bench/README.md, "Round 4"). A commit whose context ends while it waits
 // in the queue is taken back and fails with kv.ErrUnavailable (it was never
 // sent).
 type batcher struct {
