@@ -271,8 +271,10 @@ func bulkCreate(b *testing.B, m, n, round int) {
 	reg := registry.New(s, rt.NewReal(), registry.Options{}) // the cluster's keyspace
 	ctx := context.Background()
 	var createTime, readFirstTime, rawTime time.Duration
+	var createCPU time.Duration // the process's CPU in the create rounds: nola's and the in-process etcd's
 	var seq atomic.Int64
-	var ratios []float64 // per round: raw's time over create's
+	var ratios []float64    // per round: raw's time over create's
+	var created groupCounts // group commit's work in the create rounds
 	b.ResetTimer()
 	for done := 0; done < b.N; done += round {
 		ops := min(round, b.N-done)
@@ -287,6 +289,7 @@ func bulkCreate(b *testing.B, m, n, round int) {
 			}
 			return err
 		})
+		before, cpu0 := s.GroupStats(), processCPU()
 		createT := rounds(b, n, ops, func(_, _ int) error {
 			created, err := cl.Create(ctx, "bench", "bulk-"+strconv.FormatInt(seq.Add(1), 10), "kvcounter", nil)
 			if err == nil && !created {
@@ -294,20 +297,42 @@ func bulkCreate(b *testing.B, m, n, round int) {
 			}
 			return err
 		})
+		createCPU += processCPU() - cpu0
+		created.add(before, s.GroupStats())
 		rawTime, createTime = rawTime+rawT, createTime+createT
 		ratios = append(ratios, rawT.Seconds()/createT.Seconds())
 	}
 	b.StopTimer()
 	rate := func(d time.Duration) float64 { return float64(b.N) / d.Seconds() }
 	b.ReportMetric(rate(createTime), "create-ops/s")
+	b.ReportMetric(float64(createCPU.Microseconds())/float64(b.N), "create-cpu-µs/op")
 	b.ReportMetric(rate(readFirstTime), "read-first-ops/s")
 	b.ReportMetric(rate(rawTime), "raw-ops/s")
 	b.ReportMetric(100*rate(createTime)/rate(rawTime), "create/raw-%")
 	b.ReportMetric(100*median(ratios), "median-create/raw-%")
 	b.ReportMetric(rate(createTime)/rate(readFirstTime), "create/read-first-x")
-	st := s.GroupStats()
-	b.ReportMetric(float64(st.Commits)/float64(max(1, st.Requests)), "commits/request")
-	b.ReportMetric(float64(st.Hoisted)/float64(max(1, st.Requests)), "hoisted-compares/request")
+	created.report(b)
+}
+
+// groupCounts sums group commit's work over the rounds of one variant.
+type groupCounts struct{ requests, commits, idle, hoisted int64 }
+
+func (g *groupCounts) add(before, after etcdkv.GroupStats) {
+	g.requests += after.Requests - before.Requests
+	g.commits += after.Commits - before.Commits
+	g.idle += after.Idle - before.Idle
+	g.hoisted += after.Hoisted - before.Hoisted
+}
+
+// report gives commits per etcd request, the share of commits that went
+// alone because nothing was queued or in flight (idle-%: the adaptive
+// path), how many a queued batch carried (queued-commits/batch), and the
+// compares hoisted per request.
+func (g groupCounts) report(b *testing.B) {
+	b.ReportMetric(float64(g.commits)/float64(max(1, g.requests)), "commits/request")
+	b.ReportMetric(100*float64(g.idle)/float64(max(1, g.commits)), "idle-%")
+	b.ReportMetric(float64(g.commits-g.idle)/float64(max(1, g.requests-g.idle)), "queued-commits/batch")
+	b.ReportMetric(float64(g.hoisted)/float64(max(1, g.requests)), "hoisted-compares/request")
 }
 
 // rounds runs ops operations over n goroutines and returns how long they
@@ -393,6 +418,7 @@ func groupVsOff(b *testing.B, n, round int) {
 	}
 	var onTime, offTime, rawTime time.Duration
 	var ratios []float64 // per round: off's time over on's
+	var onCounts groupCounts
 	b.ResetTimer()
 	for done := 0; done < b.N; done += round {
 		ops := min(round, b.N-done)
@@ -401,11 +427,16 @@ func groupVsOff(b *testing.B, n, round int) {
 			return err
 		})
 		var onT, offT time.Duration
+		runOn := func() {
+			before := on.GroupStats()
+			onT = rounds(b, n, ops, commit(on))
+			onCounts.add(before, on.GroupStats())
+		}
 		if done/round%2 == 0 { // alternate which goes first
 			offT = rounds(b, n, ops, commit(off))
-			onT = rounds(b, n, ops, commit(on))
+			runOn()
 		} else {
-			onT = rounds(b, n, ops, commit(on))
+			runOn()
 			offT = rounds(b, n, ops, commit(off))
 		}
 		onTime, offTime = onTime+onT, offTime+offT
@@ -420,8 +451,7 @@ func groupVsOff(b *testing.B, n, round int) {
 	// The median round is robust to the bursts of a shared machine, which
 	// move a whole run's totals by tens of percent.
 	b.ReportMetric(100*median(ratios), "median-on/off-%")
-	st := on.GroupStats()
-	b.ReportMetric(float64(st.Commits)/float64(max(1, st.Requests)), "commits/request")
+	onCounts.report(b)
 }
 
 // median returns the median of xs (which it sorts).

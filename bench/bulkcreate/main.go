@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -42,18 +43,59 @@ func main() {
 	members := flag.Int("members", 1, "etcd members: 1 (embedded) or 3 (in-process cluster)")
 	every := flag.Int("every", 100000, "print the rate of every this many creations")
 	timeout := flag.Duration("timeout", 10*time.Minute, "bound on the whole run")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the creations from --profile-after on to this file")
+	profileAfter := flag.Int("profile-after", 0, "start the CPU profile once this many actors exist (a multiple of --every): profiles a late window, to see what grows with the keyspace")
 	flag.Parse()
-	if *n <= 0 || *n > 10_000_000 || *callers <= 0 || *callers > 4096 || *every <= 0 || *timeout <= 0 || (*members != 1 && *members != 3) {
-		fmt.Fprintln(os.Stderr, "bulkcreate: need 0 < --n ≤ 10M, 0 < --callers ≤ 4096, --every > 0, --timeout > 0, --members 1 or 3")
+	if *n <= 0 || *n > 10_000_000 || *callers <= 0 || *callers > 4096 || *every <= 0 || *timeout <= 0 || (*members != 1 && *members != 3) ||
+		*profileAfter < 0 || *profileAfter >= *n || *profileAfter%*every != 0 {
+		fmt.Fprintln(os.Stderr, "bulkcreate: need 0 < --n ≤ 10M, 0 < --callers ≤ 4096, --every > 0, --timeout > 0, --members 1 or 3, 0 ≤ --profile-after < --n and a multiple of --every")
 		os.Exit(2)
 	}
-	if err := run(*n, *callers, *members, *every, *timeout); err != nil {
+	var prof *profile
+	if *cpuprofile != "" {
+		prof = &profile{path: *cpuprofile, after: int64(*profileAfter)}
+	}
+	if err := run(*n, *callers, *members, *every, *timeout, prof); err != nil {
 		fmt.Fprintln(os.Stderr, "bulkcreate:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n, callers, members, every int, timeout time.Duration) error {
+// profile is a CPU profile of the creations from the after'th on.
+type profile struct {
+	path  string
+	after int64
+	f     *os.File
+}
+
+// at starts the profile once d actors exist.
+func (p *profile) at(d int64) error {
+	if p == nil || p.f != nil || d < p.after {
+		return nil
+	}
+	f, err := os.Create(p.path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	p.f = f
+	fmt.Printf("  (CPU profile from %d on)\n", d)
+	return nil
+}
+
+// stop ends the profile, if it was started.
+func (p *profile) stop() error {
+	if p == nil || p.f == nil {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	return p.f.Close()
+}
+
+func run(n, callers, members, every int, timeout time.Duration, prof *profile) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "bulkcreate-")
@@ -102,6 +144,9 @@ func run(n, callers, members, every int, timeout time.Duration) error {
 
 	fmt.Printf("bulkcreate: %d actors, %d callers, %d etcd member(s), GOMAXPROCS %d, load %s\n",
 		n, callers, members, runtime.GOMAXPROCS(0), loadavg())
+	if err := prof.at(0); err != nil {
+		return err
+	}
 	var (
 		next, done atomic.Int64
 		wg         sync.WaitGroup
@@ -148,14 +193,27 @@ func run(n, callers, members, every int, timeout time.Duration) error {
 			d, float64(d-last)/now.Sub(lastAt).Seconds(), d-last,
 			float64((c-lastCPU).Microseconds())/float64(d-last), loadavg())
 		last, lastAt, lastCPU = d, now, c
+		if err := prof.at(d); err != nil {
+			return err
+		}
 	}
 	elapsed, total := time.Since(start), done.Load()
+	if err := prof.stop(); err != nil {
+		return err
+	}
 	fmt.Printf("total: %d created in %v: %.0f/s, %.1f µs process cpu each\n",
 		total, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(),
 		float64((cpuTime()-cpu0).Microseconds())/float64(max(total, 1)))
 	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer scancel()
 	reportDB(sctx, store.Client())
+	if ms := store.MaintenanceStats(); ms.Passes > 0 {
+		fmt.Printf("maintenance: %d passes, %d compactions (the last took %v), %d paced, %d commits waited\n",
+			ms.Passes, ms.Compactions, ms.LastCompaction.Round(time.Millisecond), ms.Paced, ms.Waits)
+	}
+	gs := store.GroupStats()
+	fmt.Printf("group commit: %.1f commits per etcd request, largest batch %d\n",
+		float64(gs.Commits)/float64(max(gs.Requests, 1)), gs.MaxBatch)
 	if p := failed.Load(); p != nil {
 		return *p
 	}

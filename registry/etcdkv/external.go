@@ -125,7 +125,7 @@ func connect(ctx context.Context, cc clientv3.Config, opts Options, startup time
 		// refuses every write, registration included; compact,
 		// defragment and disarm before anyone writes.
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		err := s.maint.pass(rctx, true)
+		err := s.maint.pass(rctx, forced)
 		cancel()
 		if err != nil {
 			s.closeClientOnly()

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/nolaproject/nola/registry/kv"
 )
@@ -40,11 +40,17 @@ type GroupStats struct {
 	// Hoisted counts compares sent once for a whole batch instead of
 	// once per member (see hoist).
 	Hoisted int64
+	// Idle counts the commits sent at once, alone, because nothing was
+	// queued or in flight (claimIdle): batches of one that never waited.
+	// They are counted in Requests and Commits too. Commits − Idle went
+	// through the queue; (Commits − Idle) / (Requests − Idle) is how many
+	// a queued batch carried.
+	Idle int64
 }
 
 type pending struct {
-	cmps   []clientv3.Cmp
-	ops    []clientv3.Op
+	cmps   []*etcdserverpb.Compare
+	ops    []*etcdserverpb.RequestOp
 	size   int
 	width  int      // max(compares, ops): what etcd's ops limit counts
 	reads  []string // compared keys
@@ -59,7 +65,9 @@ type pending struct {
 // batcher keeps one batch in flight at a time: commits that arrive
 // meanwhile form the next batch (classic group commit). Measured on 2 cores
 // with 16 callers, this batched about 5 commits per request and did better
-// than 2 or 4 batches in flight. A commit whose context ends while it waits
+// than 2 or 4 batches in flight; measured again for bulk creation (issue
+// 16, item 5: 8 creations per request at 16 callers, 30 at 64), 2 or 4 in
+// flight still lost (bench/README.md, "Round 4"). A commit whose context ends while it waits
 // in the queue is taken back and fails with kv.ErrUnavailable (it was never
 // sent).
 type batcher struct {
@@ -74,7 +82,7 @@ type batcher struct {
 	closed   bool
 	wg       sync.WaitGroup // flushers
 
-	requests, commits, maxBatch, hoisted atomic.Int64
+	requests, commits, maxBatch, hoisted, idle atomic.Int64
 }
 
 func newBatcher(s *Store) *batcher {
@@ -91,11 +99,12 @@ func (s *Store) GroupStats() GroupStats {
 	if s.group == nil {
 		return GroupStats{}
 	}
-	return GroupStats{Requests: s.group.requests.Load(), Commits: s.group.commits.Load(), MaxBatch: s.group.maxBatch.Load(), Hoisted: s.group.hoisted.Load()}
+	return GroupStats{Requests: s.group.requests.Load(), Commits: s.group.commits.Load(), MaxBatch: s.group.maxBatch.Load(),
+		Hoisted: s.group.hoisted.Load(), Idle: s.group.idle.Load()}
 }
 
 // batchable returns the pending form of t, or nil if t must go alone.
-func batchable(t kv.Txn, cmps []clientv3.Cmp, ops []clientv3.Op, limits kv.Limits) *pending {
+func batchable(t kv.Txn, cmps []*etcdserverpb.Compare, ops []*etcdserverpb.RequestOp, limits kv.Limits) *pending {
 	size := kv.RequestSize(t)
 	if len(ops) == 0 || len(ops) != len(t.Ops) || (limits.MaxRequestBytes > 0 && size > limits.MaxRequestBytes/4) {
 		return nil
@@ -155,7 +164,7 @@ func cmpID(c kv.Compare) string {
 // per compare. Hoisting is limited to len(batch) compares so that the
 // batch transaction's width stays len(batch), the figure take's
 // operations-limit rule assumes.
-func hoist(batch []*pending) (common []clientv3.Cmp, rest [][]clientv3.Cmp) {
+func hoist(batch []*pending) (common []*etcdserverpb.Compare, rest [][]*etcdserverpb.Compare) {
 	if len(batch) < 2 {
 		return nil, nil
 	}
@@ -182,7 +191,7 @@ func hoist(batch []*pending) (common []clientv3.Cmp, rest [][]clientv3.Cmp) {
 			common = append(common, batch[0].cmps[i])
 		}
 	}
-	rest = make([][]clientv3.Cmp, len(batch))
+	rest = make([][]*etcdserverpb.Compare, len(batch))
 	for j, p := range batch {
 		for i, id := range p.cmpIDs {
 			if !sent[id] {
@@ -208,6 +217,7 @@ func (b *batcher) commit(ctx context.Context, p *pending) (kv.CommitResult, erro
 		// this goroutine, with the caller's context.
 		b.inflight++
 		p.taken = true
+		b.idle.Add(1)
 		b.mu.Unlock()
 		b.send(ctx, []*pending{p})
 		b.idleDone()
@@ -262,6 +272,7 @@ func (b *batcher) claimIdle() bool {
 	b.inflight++
 	b.requests.Add(1) // a batch of one, as GroupStats counts it
 	b.commits.Add(1)
+	b.idle.Add(1)
 	if b.maxBatch.Load() == 0 {
 		b.maxBatch.Store(1)
 	}
@@ -390,7 +401,7 @@ func (b *batcher) send(ctx context.Context, batch []*pending) {
 	defer c.cancel()
 	if len(batch) == 1 {
 		p := batch[0]
-		resp, err := s.cli.Txn(c.ctx).If(p.cmps...).Then(p.ops...).Commit()
+		resp, err := s.sendTxn(c, &etcdserverpb.TxnRequest{Compare: p.cmps, Success: p.ops})
 		if err != nil {
 			deliver(p, kv.CommitResult{}, s.fail(c, "commit", err, true))
 			return
@@ -399,15 +410,23 @@ func (b *batcher) send(ctx context.Context, batch []*pending) {
 		return
 	}
 	common, rest := hoist(batch)
-	nested := make([]clientv3.Op, len(batch))
+	// One allocation for the nested transactions and one for their
+	// wrappers (the messages are only read while the request is sent).
+	nested := make([]*etcdserverpb.RequestOp, len(batch))
+	reqs := make([]etcdserverpb.RequestOp, len(batch))
+	txns := make([]etcdserverpb.TxnRequest, len(batch))
+	wraps := make([]etcdserverpb.RequestOp_RequestTxn, len(batch))
 	for i, p := range batch {
 		cmps := p.cmps
 		if common != nil {
 			cmps = rest[i]
 		}
-		nested[i] = clientv3.OpTxn(cmps, p.ops, nil)
+		txns[i] = etcdserverpb.TxnRequest{Compare: cmps, Success: p.ops}
+		wraps[i].RequestTxn = &txns[i]
+		reqs[i].Request = &wraps[i]
+		nested[i] = &reqs[i]
 	}
-	resp, err := s.cli.Txn(c.ctx).If(common...).Then(nested...).Commit()
+	resp, err := s.sendTxn(c, &etcdserverpb.TxnRequest{Compare: common, Success: nested})
 	if err != nil {
 		err = s.fail(c, fmt.Sprintf("group commit of %d", len(batch)), err, true)
 		for _, p := range batch {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 
 	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
@@ -37,7 +37,7 @@ func (o *oneBatch) Commit(ctx context.Context, t kv.Txn) (kv.CommitResult, error
 		o.mu.Unlock()
 		return o.Store.Commit(ctx, t)
 	}
-	cmps, ops, err := o.Txn(t)
+	cmps, ops, err := o.pbTxn(t)
 	if err != nil {
 		o.mu.Unlock()
 		return kv.CommitResult{}, err
@@ -192,6 +192,7 @@ func TestCreateActorBatchWithConflictCatchesMissingCompare(t *testing.T) {
 func TestGroupCommitIdleClaim(t *testing.T) {
 	ctx, e := groupMember(t)
 	b := e.group
+	idle0 := e.GroupStats().Idle
 	if !b.claimIdle() {
 		t.Fatal("an idle batcher refused the claim")
 	}
@@ -221,11 +222,22 @@ func TestGroupCommitIdleClaim(t *testing.T) {
 	if _, found, err := e.Get(ctx, []byte("queued"), 0); err != nil || !found {
 		t.Fatalf("queued commit: found=%v %v", found, err)
 	}
+	// GroupStats.Idle counts the claim, not the commit that queued.
+	if st := e.GroupStats(); st.Idle != idle0+1 {
+		t.Fatalf("GroupStats %+v: want Idle %d (one claim)", st, idle0+1)
+	}
 	b.wg.Wait() // the flusher has gone
 	if !b.claimIdle() {
 		t.Fatal("not idle after the queue drained")
 	}
 	b.idleDone()
+	// A lone commit on an idle batcher takes the idle path.
+	if _, err := e.Commit(ctx, kv.Txn{Ops: []kv.Op{kv.Put([]byte("alone"), []byte("1"), kv.NoLease)}}); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.GroupStats(); st.Idle != idle0+3 {
+		t.Fatalf("GroupStats %+v: want Idle %d", st, idle0+3)
+	}
 }
 
 // Commits that are each within etcd's operations limit are never batched
@@ -284,7 +296,7 @@ func sendBatch(t *testing.T, e *Embedded, txns []kv.Txn) []kv.CommitResult {
 	t.Helper()
 	batch := make([]*pending, len(txns))
 	for i, tx := range txns {
-		cmps, ops, err := e.Txn(tx)
+		cmps, ops, err := e.pbTxn(tx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -363,7 +375,7 @@ func TestHoistIsBoundedByBatchSize(t *testing.T) {
 			tx.Compares = append(tx.Compares, kv.Absent([]byte(k)))
 		}
 		tx.Ops = []kv.Op{kv.Put([]byte("w-"+keys[len(keys)-1]), []byte("v"), kv.NoLease)}
-		cmps, ops, err := s.Txn(tx)
+		cmps, ops, err := s.pbTxn(tx)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -419,7 +431,7 @@ func TestBatchableKeyListsAndDuplicateWrites(t *testing.T) {
 		Compares: []kv.Compare{kv.Absent(k("r1")), kv.ModRevEquals(k("r2"), 7)},
 		Ops:      []kv.Op{kv.Put(k("w1"), k("v"), kv.NoLease), kv.Delete(k("w2")), kv.Put(k("w3"), nil, kv.NoLease)},
 	}
-	p := batchable(txn, make([]clientv3.Cmp, 2), make([]clientv3.Op, 3), kv.Limits{})
+	p := batchable(txn, make([]*etcdserverpb.Compare, 2), make([]*etcdserverpb.RequestOp, 3), kv.Limits{})
 	if p == nil {
 		t.Fatal("a plain commit is not batchable")
 	}
@@ -438,7 +450,7 @@ func TestBatchableKeyListsAndDuplicateWrites(t *testing.T) {
 		{kv.Put(k("w1"), nil, kv.NoLease), kv.Delete(k("w2")), kv.Delete(k("w1"))},
 	} {
 		dup := kv.Txn{Compares: txn.Compares, Ops: ops}
-		if p := batchable(dup, make([]clientv3.Cmp, 2), make([]clientv3.Op, len(ops)), kv.Limits{}); p != nil {
+		if p := batchable(dup, make([]*etcdserverpb.Compare, 2), make([]*etcdserverpb.RequestOp, len(ops)), kv.Limits{}); p != nil {
 			t.Fatalf("a commit writing one key twice (%d ops) is batchable", len(ops))
 		}
 	}

@@ -28,7 +28,9 @@ import (
 //     compacts the history older than the previous pass, or than the last
 //     KeepRevisions revisions if that keeps less. Commits of this store that would take the uncompacted
 //     bytes past QuotaBytes/4 wait for that compaction (backpressure), so
-//     one store's writes cannot outrun it;
+//     one store's writes cannot outrun it. A periodic pass skips the
+//     compaction while less than PaceFactor times the last compaction's
+//     duration has passed since it ended (see PaceFactor);
 //   - defragmentation: when the file exceeds DefragFraction of the quota
 //     and at least a quarter of it is free pages, each member in turn is
 //     defragmented (which blocks that member's requests meanwhile: seconds
@@ -53,6 +55,20 @@ type Maintenance struct {
 	KeepRevisions int64
 }
 
+// PaceFactor spaces periodic compactions by their cost: after a
+// compaction that took d, the next periodic pass compacts only once
+// PaceFactor × d has passed since it ended, so compaction runs at most
+// 1/(1+PaceFactor) of the time. etcd's compaction costs what the whole
+// database holds, not what changed: it walks every key of its index
+// (building a map of the revisions to keep, one entry per key) and then
+// every revision in the backend from the first, in batches of 1,000 with
+// a commit and a 10 ms pause after each (etcd-io/etcd#21284). With a
+// million actors (two million keys) one compaction took longer than the
+// 10 s interval, so compaction ran back to back and took about a quarter
+// of the process's CPU (issue 16, item 5). The byte trigger and the
+// backpressure are not paced: the quota stays protected.
+const PaceFactor = 4
+
 func (m Maintenance) withDefaults() Maintenance {
 	if m.Interval <= 0 {
 		m.Interval = 10 * time.Second
@@ -69,6 +85,10 @@ func (m Maintenance) withDefaults() Maintenance {
 // MaintenanceStats counts the maintainer's work.
 type MaintenanceStats struct {
 	Passes, Compactions, Defrags, AlarmsDisarmed int64
+	// Paced counts periodic passes that skipped the compaction (see
+	// PaceFactor); LastCompaction is how long the last compaction took.
+	Paced          int64
+	LastCompaction time.Duration
 	// LastDBSize and LastDBInUse are the largest member's figures at the
 	// last pass.
 	LastDBSize, LastDBInUse int64
@@ -91,7 +111,13 @@ type maintainer struct {
 	limit   int64 // bytes since the last compaction that make commits wait
 
 	written atomic.Int64 // committed bytes since the last compaction
-	prevRev int64        // revision at the previous compaction (loop only)
+	prevRev int64        // revision at the previous compaction (passes only)
+
+	// The last compaction's duration and end (passes only; a pass holds
+	// passing), for PaceFactor. now is time.Now except in tests.
+	lastTook time.Duration
+	lastEnd  time.Time
+	now      func() time.Time
 
 	mu      sync.Mutex
 	cond    *sync.Cond // signalled when a compaction or a pass ends
@@ -102,9 +128,18 @@ type maintainer struct {
 	started bool
 	passing bool
 
-	passes, compactions, defrags, disarmed, waits atomic.Int64
-	lastSize, lastInUse                           atomic.Int64
+	passes, compactions, defrags, disarmed, waits, paced atomic.Int64
+	lastSize, lastInUse, lastTookNs                      atomic.Int64
 }
+
+// passKind says why a pass runs.
+type passKind int
+
+const (
+	periodic passKind = iota // the Interval ticker: paced
+	kicked                   // the byte trigger: not paced
+	forced                   // start-up or Recover: compact and defragment whatever the thresholds say
+)
 
 func newMaintainer(s *Store, cfg Maintenance) *maintainer {
 	cfg = cfg.withDefaults()
@@ -115,6 +150,7 @@ func newMaintainer(s *Store, cfg Maintenance) *maintainer {
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
+		now:     time.Now,
 	}
 	m.cond = sync.NewCond(&m.mu)
 	return m
@@ -148,11 +184,13 @@ func (m *maintainer) loop() {
 	t := time.NewTicker(m.cfg.Interval)
 	defer t.Stop()
 	for {
+		kind := periodic
 		select {
 		case <-m.stop:
 			return
 		case <-t.C:
 		case <-m.kick:
+			kind = kicked
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		go func() {
@@ -162,7 +200,7 @@ func (m *maintainer) loop() {
 			case <-ctx.Done():
 			}
 		}()
-		if err := m.pass(ctx, false); err != nil && ctx.Err() == nil {
+		if err := m.pass(ctx, kind); err != nil && ctx.Err() == nil {
 			m.log.Warn("etcd maintenance pass failed", zap.Error(err))
 		}
 		cancel()
@@ -226,9 +264,16 @@ func (m *maintainer) statuses(ctx context.Context) ([]memberStatus, error) {
 	return out, nil
 }
 
-// pass runs one maintenance pass; force compacts and checks for
-// fragmentation whatever the thresholds say (start-up recovery).
-func (m *maintainer) pass(ctx context.Context, force bool) error {
+// paced reports whether a periodic pass must skip its compaction: less
+// than PaceFactor times the last compaction's duration has passed since it
+// ended.
+func paced(now, lastEnd time.Time, lastTook time.Duration) bool {
+	return lastTook > 0 && now.Sub(lastEnd) < PaceFactor*lastTook
+}
+
+// pass runs one maintenance pass of the given kind.
+func (m *maintainer) pass(ctx context.Context, kind passKind) error {
+	force := kind == forced
 	m.mu.Lock()
 	for m.passing && !m.closed {
 		m.cond.Wait()
@@ -265,9 +310,10 @@ func (m *maintainer) pass(ctx context.Context, force bool) error {
 	m.lastSize.Store(biggest.size)
 	m.lastInUse.Store(biggest.inUse)
 
-	// Every pass compacts: history is kept for about one interval (or
-	// one byte trigger) whatever the write rate, so the database stays
-	// near its live size. etcd's own revision compaction runs only every
+	// Every pass compacts (a periodic one unless paced): history is kept
+	// for about one interval (or one byte trigger, or PaceFactor times a
+	// compaction) whatever the write rate, so the database stays near its
+	// live size. etcd's own revision compaction runs only every
 	// five minutes: under steady small writes its history grew the file
 	// from 17 to 151 MB in a 10-minute soak.
 	at := biggest.rev
@@ -278,8 +324,16 @@ func (m *maintainer) pass(ctx context.Context, force bool) error {
 		at = max(m.prevRev, biggest.rev-m.cfg.KeepRevisions)
 	}
 	m.prevRev = biggest.rev
-	if err := m.compact(ctx, at); err != nil {
-		return err
+	if kind == periodic && !nospace && paced(m.now(), m.lastEnd, m.lastTook) {
+		m.paced.Add(1)
+	} else {
+		start := m.now()
+		if err := m.compact(ctx, at); err != nil {
+			return err
+		}
+		m.lastEnd = m.now()
+		m.lastTook = m.lastEnd.Sub(start)
+		m.lastTookNs.Store(int64(m.lastTook))
 	}
 	if sts, err = m.statuses(ctx); err != nil {
 		return err
@@ -357,6 +411,7 @@ func (m *maintainer) stats() MaintenanceStats {
 	return MaintenanceStats{
 		Passes: m.passes.Load(), Compactions: m.compactions.Load(), Defrags: m.defrags.Load(),
 		AlarmsDisarmed: m.disarmed.Load(), Waits: m.waits.Load(),
+		Paced: m.paced.Load(), LastCompaction: time.Duration(m.lastTookNs.Load()),
 		LastDBSize: m.lastSize.Load(), LastDBInUse: m.lastInUse.Load(),
 	}
 }
@@ -378,5 +433,5 @@ func (s *Store) Recover(ctx context.Context) error {
 	if s.maint == nil {
 		return nil
 	}
-	return s.maint.pass(ctx, true)
+	return s.maint.pass(ctx, forced)
 }
