@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -167,16 +168,43 @@ const internalInvokePath = "/v1/internal/invoke"
 // splitAddr splits a server address of the plain form "http://host:port"
 // or "https://…" (a trailing slash allowed) into its scheme and host,
 // exactly as url.Parse would; ok is false for any other form (a path,
-// user info, an escape, an empty port…), which Invoke then parses.
+// user info, an escape, an empty port…), which Invoke then parses — and
+// for any address url.Parse rejects (a port that is no number, colons in
+// a host outside brackets, brackets around no IPv6 address), so that it
+// is a bad request there, not a dial that fails and is retried.
 func splitAddr(addr string) (scheme, host string, ok bool) {
 	scheme, host, ok = strings.Cut(strings.TrimRight(addr, "/"), "://")
 	if !ok || (scheme != "http" && scheme != "https") || host == "" || host[len(host)-1] == ':' {
 		return "", "", false
 	}
-	for i := 0; i < len(host); i++ {
-		switch c := host[i]; {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '-', c == ':', c == '[', c == ']':
+	name, port := host, ""
+	if host[0] == '[' {
+		// An IPv6 literal, as url.Parse reads one (without a zone,
+		// which would be escaped): "[addr]" and an optional port.
+		end := strings.LastIndexByte(host, ']')
+		if end < 0 {
+			return "", "", false
+		}
+		a, err := netip.ParseAddr(host[1:end])
+		if err != nil || a.Is4() || a.Zone() != "" {
+			return "", "", false
+		}
+		name, port = "", host[end+1:]
+		if port != "" && port[0] != ':' {
+			return "", "", false
+		}
+	} else if i := strings.IndexByte(host, ':'); i >= 0 {
+		name, port = host[:i], host[i:]
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '-':
 		default:
+			return "", "", false
+		}
+	}
+	for i := 1; i < len(port); i++ {
+		if c := port[i]; c < '0' || c > '9' {
 			return "", "", false
 		}
 	}

@@ -100,7 +100,11 @@ func TestInternalRequestMatchesNewRequest(t *testing.T) {
 // and then gives the same scheme and host.
 func TestSplitAddrMatchesParse(t *testing.T) {
 	for _, addr := range []string{"http://127.0.0.1:8080", "http://h:1/", "https://[::1]:443", "http://h", "http://a-b.c:1//",
-		"http://h:1/prefix", "http://u@h:1", "http://h:", "http://h%41:1", "HTTP://h:1", "http://", "h:1", "http://h:1?x", "http://h:1#f", "http://h 1"} {
+		"http://h:1/prefix", "http://u@h:1", "http://h:", "http://h%41:1", "HTTP://h:1", "http://", "h:1", "http://h:1?x", "http://h:1#f", "http://h 1",
+		// url.Parse rejects these: a port that is no number, colons in
+		// the host, brackets that are no IPv6 literal.
+		"http://h:port", "http://h:-1", "http://h:1:2", "http://::1:8080", "http://[::1", "http://[::1]x:1", "http://[h]:1",
+		"http://[1.2.3.4]:1", "http://a[b:1", "https://[::1]:443:1", "http://[::1]]:1"} {
 		scheme, host, ok := splitAddr(addr)
 		if !ok {
 			continue
@@ -113,6 +117,22 @@ func TestSplitAddrMatchesParse(t *testing.T) {
 	for _, addr := range []string{"http://h:1/prefix", "http://u@h:1", "http://h:", "http://h%41:1", "HTTP://h:1", "http://", "http://h:1?x"} {
 		if _, _, ok := splitAddr(addr); ok {
 			t.Fatalf("splitAddr(%q) took it for a plain address", addr)
+		}
+	}
+}
+
+// An address url.Parse rejects is a bad request, not a server that cannot
+// be reached (which the client would retry until its deadline): the plain
+// path (splitAddr) must not take it and dial it.
+func TestInvokeBadAddressIsBadRequest(t *testing.T) {
+	tr := NewTransport(TransportOptions{})
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, addr := range []string{"http://127.0.0.1:port", "http://::1:8080", "http://127.0.0.1:1:2", "http://[::1", "http://[::1]x:1"} {
+		_, err := tr.Invoke(ctx, addr, nola.Request{Namespace: "ns", ActorID: "a", Operation: "op"})
+		if nola.CodeOf(err) != nola.CodeBadRequest || nola.IsRetryable(err) {
+			t.Errorf("Invoke to %q: %v (code %s, retryable %v); want a non-retryable bad_request", addr, err, nola.CodeOf(err), nola.IsRetryable(err))
 		}
 	}
 }
