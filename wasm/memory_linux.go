@@ -3,6 +3,8 @@
 package wasm
 
 import (
+	"errors"
+	"fmt"
 	"syscall"
 	"unsafe"
 
@@ -71,6 +73,37 @@ func (m *mmapMemory) Free() {
 	}
 	m.buf, m.mapped = nil, false
 	m.heap.Free()
+}
+
+// reset sets the memory's first size bytes, its whole current length,
+// back to img: the image's file mapped copy-on-write over them again
+// (MAP_FIXED: the same addresses, so wazero's view of the buffer stays
+// valid, and every page the guest made private is dropped), or, without
+// a file, fresh zero pages mapped over them and the image copied in. The
+// pages past size were never part of the guest's memory: untouched.
+func (m *mmapMemory) reset(img *memImage, size int64) error {
+	if !m.mapped {
+		return m.heap.reset(img, size)
+	}
+	if size > int64(len(m.buf)) || (img != nil && int64(len(img.data)) > size) {
+		return errors.New("the memory is smaller than the image")
+	}
+	if img != nil && img.file.size == size && img.file.mapOver(m.buf) {
+		return nil
+	}
+	if size == 0 {
+		return nil
+	}
+	// Anonymous pages, not MADV_DONTNEED: under a file mapping (the
+	// memory of an instance that started from the module's image, not
+	// the snapshot's) that would bring back the file's bytes, not zeros.
+	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(unsafe.SliceData(m.buf)), uintptr(size),
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_FIXED|unix.MAP_NORESERVE)
+	if err != nil {
+		return fmt.Errorf("mapping fresh pages: %w", err)
+	}
+	img.copyInto(m.buf[:size])
+	return nil
 }
 
 func memoryAllocator(img *memImage) experimental.MemoryAllocator { return mmapAllocator{img: img} }
