@@ -172,6 +172,73 @@ func BenchmarkCreateThenInvokeWASM(b *testing.B) {
 	}
 }
 
+// BenchmarkCreateThenInvokeWASMChurn: BenchmarkCreateThenInvokeWASM's
+// create then invoke of a new actor on a 3-server cluster, each actor
+// released (deactivated: Server.Release) after its call, so that actors
+// come and go as under eviction: the case recycling helps (a deactivated
+// Go guest's instance reset to the module's snapshot and taken by the
+// next activation, wasm.Config.RecyclePool), where
+// BenchmarkCreateThenInvokeWASM, whose actors all stay live, is the case
+// it cannot. -NoRecycle closes each instance instead, as before. Reported
+// besides the whole iteration's: the create-then-invoke call alone, wall
+// (create-ns/op) and process CPU (create-cpu-ns/op); the release, which
+// runs the reset, is the rest.
+func BenchmarkCreateThenInvokeWASMChurn(b *testing.B) {
+	for _, c := range []struct {
+		name, typ string
+		pool      int
+	}{
+		{"C", "counter-c", 0},
+		{"Go", "counter-go", 0},
+		{"Go-NoRecycle", "counter-go", -1},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			cluster := wasmCluster(b, 3, c.typ == "counter-go", func(h *wasm.Config) { h.RecyclePool = c.pool })
+			cl := cluster.Client()
+			ctx := context.Background()
+			release := func(id string) {
+				for i := range 3 {
+					if ok, err := cluster.Server(i).Release(ctx, "bench", id); err != nil {
+						b.Fatal(err)
+					} else if ok {
+						return
+					}
+				}
+				b.Fatalf("no server held %s", id)
+			}
+			// Compile the module on every server, and fill the pools.
+			for i := range 30 {
+				id := "warmup" + strconv.Itoa(i)
+				if _, err := cl.Invoke(ctx, "bench", id, c.typ, "inc", nil); err != nil {
+					b.Fatal(err)
+				}
+				release(id)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0, flt0 := processCPU(), pageFaults()
+			var createWall, createCPU time.Duration
+			i := 0
+			for b.Loop() {
+				i++
+				id := "new" + strconv.Itoa(i)
+				t0, c0 := time.Now(), processCPU()
+				if _, err := cl.Invoke(ctx, "bench", id, c.typ, "inc", nil); err != nil {
+					b.Fatal(err)
+				}
+				createWall += time.Since(t0)
+				createCPU += processCPU() - c0
+				release(id)
+			}
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(createWall)/float64(b.N), "create-ns/op")
+			b.ReportMetric(float64(createCPU)/float64(b.N), "create-cpu-ns/op")
+			b.ReportMetric(float64(pageFaults()-flt0)/float64(b.N), "faults/op")
+			opsPerSec(b)
+		})
+	}
+}
+
 // BenchmarkActorToActorWASM: a warm WASM caller calls a warm WASM counter
 // (C→C, Go→Go), and across kinds (C guest → Go actor, Go actor → C guest);
 // the figure is the whole client→caller→counter round trip.
