@@ -242,6 +242,14 @@ type Config struct {
 	// toward MemoryLimit, are closed first when a reservation does not
 	// fit, and are closed by the sweep once idle for SweepInterval.
 	RecyclePool int
+	// Premade is how many instances of each snapshotted module the Host
+	// keeps instantiated from the snapshot ahead of demand (default 0:
+	// none), made by a task of the runtime (rt.Runtime.Go) after the
+	// snapshot is taken and after each activation takes one. It lowers a
+	// create's latency, not its CPU: the instantiation is still paid, off
+	// the request path. Premade instances wait in the same pool as
+	// recycled ones (RecyclePool), counted and shed alike.
+	Premade int
 
 	// HostFunctions are the embedder's host functions, called by guests
 	// with waPC's __host_call (binding "nola") by namespace and
@@ -301,6 +309,9 @@ func (c *Config) defaults() error {
 	}
 	if c.RecyclePool == 0 {
 		c.RecyclePool = DefaultRecyclePool
+	}
+	if c.Premade < 0 || c.Premade > maxPremade {
+		return fmt.Errorf("wasm: config: Premade %d is outside [0, %d]", c.Premade, maxPremade)
 	}
 	if c.GuestSlots == 0 {
 		c.GuestSlots = max(1, runtime.GOMAXPROCS(0)-1)
@@ -395,6 +406,8 @@ type compiled struct {
 	image *memImage
 	// snap is its post-initialization snapshot's state.
 	snap snapState
+	// premaking: a task is making instances ahead (Config.Premade).
+	premaking atomic.Bool
 
 	// checkedAt is when (the host's monotonic clock, ns) the module was
 	// last seen in the store: a cached compilation is served without a
@@ -825,7 +838,9 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 	snap := c.snap.ready()
 	if snap != nil {
 		// Better still, from an instance recycled to it.
-		if in, err := h.takeRecycled(c, ref); in != nil || err != nil {
+		in, err := h.takeRecycled(c, ref)
+		h.premake(c)
+		if in != nil || err != nil {
 			return in, err
 		}
 	}
@@ -915,6 +930,7 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 			// initialization may not meet. The next one tries.
 		default:
 			h.capture(c, in)
+			h.premake(c)
 		}
 	}
 	in.end()

@@ -34,11 +34,20 @@ type memBudget struct {
 // they do not.
 func (b *memBudget) reserve(n int64) bool {
 	for {
+		if b.reserveNoShed(n) {
+			return true
+		}
+		if b.shed == nil || !b.shed() {
+			return false
+		}
+	}
+}
+
+// reserveNoShed takes n bytes if they fit under the limit.
+func (b *memBudget) reserveNoShed(n int64) bool {
+	for {
 		u := b.used.Load()
 		if n > b.limit-u {
-			if b.shed != nil && b.shed() {
-				continue
-			}
 			return false
 		}
 		if b.used.CompareAndSwap(u, u+n) {

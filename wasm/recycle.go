@@ -8,6 +8,8 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/wasm/abi"
+	"github.com/nolaproject/nola/wasm/instrument"
 )
 
 // Recycling: the instance of a deactivated actor of a snapshotted module
@@ -119,6 +121,75 @@ func (s *snapshot) reset(c *compiled, m api.Module, lin *budgetMemory) error {
 	return s.setGlobals(c, m)
 }
 
+// maxPremade bounds Config.Premade: each premade instance holds a whole
+// initialized memory of the budget.
+const maxPremade = 64
+
+// premake starts, unless one runs, the task that fills c's pool up to
+// Config.Premade with instances made from c's snapshot.
+func (h *Host) premake(c *compiled) {
+	if h.cfg.Premade == 0 || c.snap.ready() == nil || !c.premaking.CompareAndSwap(false, true) {
+		return
+	}
+	h.rt.Go("wasm-premake", func() {
+		for {
+			for !h.isClosed.Load() && h.pool.count(c) < h.cfg.Premade && h.premakeOne(c) {
+			}
+			c.premaking.Store(false)
+			// A take between the last count and the store found the
+			// task running: look again.
+			if h.isClosed.Load() || h.pool.count(c) >= h.cfg.Premade || !c.premaking.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	})
+}
+
+// premakeOne instantiates one instance of c from its snapshot into the
+// pool; false if it could not (the Host closed, the memory budget full,
+// the pool full): the task stops until the next take. Its reservation
+// does not shed the pool (that would only trade one idle instance for
+// another), and it holds no execution slot: nothing of the guest runs.
+func (h *Host) premakeOne(c *compiled) bool {
+	h.busy.Add(1)
+	defer h.doneBusy()
+	snap := c.snap.ready()
+	if h.isClosed.Load() || snap == nil {
+		return false
+	}
+	if !h.mem.reserveNoShed(InstanceOverhead + snap.size) {
+		return false
+	}
+	in := &instance{h: h, mod: c, overhead: InstanceOverhead}
+	in.state.Store(instBusy)
+	m, err := h.newModule(in, c, snap)
+	if err != nil {
+		in.releaseOverhead()
+		h.log.Warn("wasm instance not made ahead", "module", c.name, "err", err)
+		return false
+	}
+	in.m, in.mem = m, m.Memory()
+	in.guestCall = m.ExportedFunction(abi.GuestCall)
+	g, ok := m.ExportedGlobal(instrument.FuelExport).(api.MutableGlobal)
+	if !ok || in.guestCall == nil || in.mem == nil || snap.restore(c, m) != nil {
+		in.close()
+		return false
+	}
+	in.fuel = g
+	h.mu.Lock()
+	h.stats.Instantiated++
+	h.mu.Unlock()
+	in.state.Store(instIdle)
+	return h.pool.put(c, pooledInstance{in: in, bytes: in.overhead + snap.size, since: h.rt.Mono()}, h.cfg.Premade)
+}
+
+// count is how many instances of c are pooled.
+func (p *recyclePool) count(c *compiled) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle[c])
+}
+
 // room reports whether c's pool has room for one more instance.
 func (p *recyclePool) room(c *compiled, max int) bool {
 	p.mu.Lock()
@@ -126,13 +197,14 @@ func (p *recyclePool) room(c *compiled, max int) bool {
 	return !p.closed && len(p.idle[c]) < max
 }
 
-// put pools in, or closes it if the pool is full or closed.
-func (p *recyclePool) put(c *compiled, e pooledInstance, max int) {
+// put pools in, or closes it if the pool is full or closed; it reports
+// whether it pooled it.
+func (p *recyclePool) put(c *compiled, e pooledInstance, max int) bool {
 	p.mu.Lock()
 	if p.closed || len(p.idle[c]) >= max {
 		p.mu.Unlock()
 		e.in.close()
-		return
+		return false
 	}
 	if p.idle == nil {
 		p.idle = map[*compiled][]pooledInstance{}
@@ -141,6 +213,7 @@ func (p *recyclePool) put(c *compiled, e pooledInstance, max int) {
 	p.n++
 	p.bytes += e.bytes
 	p.mu.Unlock()
+	return true
 }
 
 // take returns one of c's pooled instances (the last pooled), or nil.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/wasm"
@@ -173,5 +174,44 @@ func TestRecyclePoolShedUnderPressure(t *testing.T) {
 				t.Fatalf("stats %+v, want the pool shed and one live instance", s)
 			}
 		})
+	}
+}
+
+// waitStats polls the host's stats until ok holds; the minute is a
+// failure bound, not a synchronisation.
+func waitStats(t *testing.T, h *wasm.Host, what string, ok func(wasm.Stats) bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !ok(h.Stats()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: stats %+v", what, h.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// With Config.Premade the Host keeps instances made from the snapshot
+// ahead of demand: made once the snapshot exists and again after each
+// activation takes one; they answer like fresh instances, and Close
+// closes them.
+func TestPremadeInstances(t *testing.T) {
+	e := newEnv(t, envOpts{host: func(c *wasm.Config) { c.Premade = 2 }})
+	e.put("m", initModule(false, false, false), modules.Options{})
+	h := e.hosts[0]
+	e.want("a", "m", "x", nil, answer(1)) // takes the snapshot
+	waitStats(t, h, "2 premade", func(s wasm.Stats) bool { return s.Pooled == 2 })
+	for i, id := range []string{"b", "c", "d"} {
+		e.want(id, "m", "x", nil, answer(1))
+		waitStats(t, h, "the pool refilled", func(s wasm.Stats) bool { return s.Pooled == 2 && s.Recycled == int64(i+1) })
+	}
+	if s := h.Stats(); s.Instantiated != 6 || s.Recycled != 3 || s.Instances != 4 {
+		// a, then 2 premade, then 3 taken and made again.
+		t.Fatalf("stats %+v, want 6 instantiated, 3 activations from the pool, 4 live", s)
+	}
+	if err := h.Close(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := h.Stats(); s.Pooled != 0 || s.MemoryBytes != 0 {
+		t.Fatalf("after Close: %+v", s)
 	}
 }
