@@ -26,7 +26,11 @@
 // instance of a module has initialized without an effecting host call, the
 // module's later instances start from a snapshot of that instance's memory
 // and globals and run no initialization at all (see snapshot.go;
-// Config.NoSnapshot turns it off).
+// Config.NoSnapshot turns it off). And a deactivated actor's instance of
+// such a module is reset to the snapshot rather than closed, and taken by
+// the module's next activation, which then skips wazero's instantiation
+// too (see recycle.go; Config.RecyclePool, and Config.Premade for
+// instances made ahead of demand).
 //
 // The engine does not call Deactivate when a server fences itself or
 // crashes. To bound what such dropped activations leave behind without
