@@ -27,9 +27,10 @@ import (
 //
 //   - keeps only instances whose memory is still the snapshot's size
 //     (memory cannot shrink; one that grew is closed),
-//   - maps the snapshot's image over the whole memory again, MAP_FIXED
-//     over the same range (or zeroes it and copies the image: resetMemory),
-//     which also drops every page the actor made private,
+//   - sets the memory back to the snapshot's bytes (mmapMemory.reset:
+//     copying them back into the pages the actor wrote, if the memory is
+//     the snapshot file's mapping already, else mapping the file again,
+//     MAP_FIXED over the same range, or copying),
 //   - sets every mutable global to its snapshot value,
 //   - and starts the host-side state afresh: the reused wazero module gets
 //     a new instance struct, whose per-invocation fields are all zero; the
