@@ -381,7 +381,7 @@ func TestMemoryResetToImage(t *testing.T) {
 	const size = 8 * pageSize
 	data := imagePattern(size)
 	img := newMemImage(data, true)
-	other := newMemImage(imagePattern(2*pageSize)[1:], true)
+	other := newMemImage(imagePattern(2 * pageSize)[1:], true)
 	copied := newMemImage(data, false) // no file
 	defer img.close()
 	defer other.close()
