@@ -215,3 +215,28 @@ func TestPremadeInstances(t *testing.T) {
 		t.Fatalf("after Close: %+v", s)
 	}
 }
+
+// The sweep closes pooled instances idle for SweepInterval: a pool does
+// not hold memory for good on a server whose actors stopped coming.
+func TestRecyclePoolExpiresWithSweep(t *testing.T) {
+	const interval = 20 * time.Millisecond
+	e := newEnv(t, envOpts{host: func(c *wasm.Config) { c.SweepInterval = interval }})
+	bin := initModule(false, false, false)
+	e.put("m1", bin, modules.Options{})
+	e.put("m2", bin, modules.Options{})
+	h := e.hosts[0]
+	e.want("a", "m1", "x", nil, answer(1))
+	e.release("a")
+	if s := h.Stats(); s.Pooled != 1 {
+		t.Fatalf("stats %+v, want 1 pooled", s)
+	}
+	// Past the interval, the next instantiation (of another module, so
+	// that it does not take the pooled instance) sweeps.
+	for start := e.r.Mono(); e.r.Mono()-start <= 2*interval; {
+		time.Sleep(interval)
+	}
+	e.want("b", "m2", "x", nil, answer(1))
+	if s := h.Stats(); s.Pooled != 0 || s.PooledBytes != 0 {
+		t.Fatalf("after the sweep: %+v, want nothing pooled", s)
+	}
+}
