@@ -240,3 +240,58 @@ func TestRecyclePoolExpiresWithSweep(t *testing.T) {
 		t.Fatalf("after the sweep: %+v, want nothing pooled", s)
 	}
 }
+
+// growCallModule is growModule with the growth moved into __guest_call:
+// each call grows the memory by a page and answers memory.grow's answer
+// (the old size in pages, 4 bytes little-endian); _initialize does
+// nothing.
+func growCallModule() []byte {
+	b := []byte("\x00asm\x01\x00\x00\x00")
+	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
+	imp := []byte{2}
+	for _, n := range []string{"__guest_request", "__guest_response"} {
+		imp = append(imp, revName("wapc")...)
+		imp = append(imp, revName(n)...)
+		imp = append(imp, 0, 0)
+	}
+	b = append(b, revSection(2, imp)...)
+	b = append(b, revSection(3, []byte{2, 1, 2})...)
+	b = append(b, revSection(5, []byte{1, 0, 1})...)
+	exp := []byte{3}
+	exp = append(append(exp, revName("memory")...), 2, 0)
+	exp = append(append(exp, revName("__guest_call")...), 0, 2)
+	exp = append(append(exp, revName("_initialize")...), 0, 3)
+	b = append(b, revSection(7, exp)...)
+	call := []byte{0,
+		0x41, 0, 0x41, 1, 0x40, 0, 0x36, 2, 0, // mem[0] = memory.grow(1)
+		0x41, 0, 0x41, 4, 0x10, 1, 0x41, 1, 0x0b,
+	}
+	code := []byte{2}
+	code = append(append(code, revU32(uint32(len(call)))...), call...)
+	code = append(code, 2, 0, 0x0b)
+	b = append(b, revSection(10, code)...)
+	// A data segment: a module without one has no memory image, and no
+	// snapshot.
+	return append(b, revSection(11, []byte{1, 0, 0x41, 0xe4, 0, 0x0b, 1, 'x'})...)
+}
+
+// An instance whose memory grew past the snapshot's size is closed, not
+// recycled: memory cannot shrink, and the next actor would see the
+// larger memory (memory.grow answering 2 where a fresh instance answers
+// 1).
+func TestRecycleRefusesGrownMemory(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.put("m", growCallModule(), modules.Options{})
+	h := e.hosts[0]
+	one, two := "\x01\x00\x00\x00", "\x02\x00\x00\x00"
+	e.want("a", "m", "x", nil, one)
+	e.want("a", "m", "x", nil, two)
+	if s := e.hosts[0].SnapshotStatus(ns, "m"); s != "ready" {
+		t.Fatalf("snapshot %q, want ready", s)
+	}
+	e.release("a")
+	if s := h.Stats(); s.Pooled != 0 || s.Closed != 1 {
+		t.Fatalf("stats %+v, want the grown instance closed, not pooled", s)
+	}
+	e.want("b", "m", "x", nil, one)
+}
