@@ -438,10 +438,13 @@ type Stats struct {
 	// EnginesTrimmed counts the call engines dropped from instances idle
 	// for Config.EngineIdle (fetched again by their next invocation).
 	EnginesTrimmed int64
-	// Pooled counts the idle recycled instances (Config.RecyclePool),
-	// which Instances does not, and PooledBytes what they hold of
-	// MemoryBytes; Recycled counts the activations that took one instead
-	// of instantiating (Instantiated does not count those).
+	// Pooled counts the idle recycled (or premade) instances
+	// (Config.RecyclePool, Config.Premade), which Instances does not, and
+	// PooledBytes what they hold of MemoryBytes; Recycled counts the
+	// activations that took one instead of instantiating (Instantiated
+	// does not count those; it counts premade instances when they are
+	// made). A recycled instance counts in Closed when its actor is
+	// deactivated, and in nothing more when the pool closes it.
 	Pooled, PooledBytes, Recycled int64
 }
 

@@ -134,7 +134,10 @@ func (h *Host) premake(c *compiled) {
 	}
 	h.rt.Go("wasm-premake", func() {
 		for {
-			for !h.isClosed.Load() && h.pool.count(c) < h.cfg.Premade && h.premakeOne(c) {
+			for !h.isClosed.Load() && h.pool.count(c) < h.cfg.Premade {
+				if !h.premakeOne(c) {
+					break
+				}
 			}
 			c.premaking.Store(false)
 			// A take between the last count and the store found the
