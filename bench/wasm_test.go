@@ -119,19 +119,24 @@ func BenchmarkCreateThenInvokeWASM(b *testing.B) {
 	for _, c := range []struct {
 		name, typ                   string
 		heap, keep, noImage, noSnap bool
+		premade                     int // wasm.Config.Premade
 	}{
-		{"C", "counter-c", false, false, false, false}, {"C-HeapMemory", "counter-c", true, false, false, false},
+		{"C", "counter-c", false, false, false, false, 0}, {"C-HeapMemory", "counter-c", true, false, false, false, 0},
 		// Go-KeepDataSegments: the Go guest's ~30,800 data segments as
 		// the compiler wrote them; Go-NoMemoryImage: merged, applied by
 		// wazero per instance; Go-NoSnapshot: one memory image per
 		// module, mapped copy-on-write, each instance initializing
 		// itself; Go: instances started from the module's
 		// post-initialization snapshot (mapped copy-on-write too).
-		{"Go-KeepDataSegments", "counter-go", false, true, false, true},
-		{"Go-NoMemoryImage", "counter-go", false, false, true, true},
-		{"Go-NoSnapshot", "counter-go", false, false, false, true},
-		{"Go", "counter-go", false, false, false, false},
-		{"Go-HeapMemory", "counter-go", true, false, false, false},
+		{"Go-KeepDataSegments", "counter-go", false, true, false, true, 0},
+		{"Go-NoMemoryImage", "counter-go", false, false, true, true, 0},
+		{"Go-NoSnapshot", "counter-go", false, false, false, true, 0},
+		{"Go", "counter-go", false, false, false, false, 0},
+		{"Go-HeapMemory", "counter-go", true, false, false, false, 0},
+		// Go-Premade: 4 instances per module per server made from the
+		// snapshot ahead of demand, off the request path (lower latency,
+		// the same CPU: the instantiation is still paid).
+		{"Go-Premade", "counter-go", false, false, false, false, 4},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			cl := wasmCluster(b, 3, c.typ == "counter-go", func(h *wasm.Config) {
@@ -139,6 +144,7 @@ func BenchmarkCreateThenInvokeWASM(b *testing.B) {
 				h.KeepDataSegments = c.keep
 				h.NoMemoryImage = c.noImage
 				h.NoSnapshot = c.noSnap
+				h.Premade = c.premade
 			}).Client()
 			ctx := context.Background()
 			// Compile the module on every server before timing.
@@ -167,6 +173,73 @@ func BenchmarkCreateThenInvokeWASM(b *testing.B) {
 			// machine it exceeded the process's whole CPU per create.
 			_, cyc1 := gcStats()
 			b.ReportMetric(float64(cyc1-cyc0), "gc-cycles")
+			opsPerSec(b)
+		})
+	}
+}
+
+// BenchmarkCreateThenInvokeWASMChurn: BenchmarkCreateThenInvokeWASM's
+// create then invoke of a new actor on a 3-server cluster, each actor
+// released (deactivated: Server.Release) after its call, so that actors
+// come and go as under eviction: the case recycling helps (a deactivated
+// Go guest's instance reset to the module's snapshot and taken by the
+// next activation, wasm.Config.RecyclePool), where
+// BenchmarkCreateThenInvokeWASM, whose actors all stay live, is the case
+// it cannot. -NoRecycle closes each instance instead, as before. Reported
+// besides the whole iteration's: the create-then-invoke call alone, wall
+// (create-ns/op) and process CPU (create-cpu-ns/op); the release, which
+// runs the reset, is the rest.
+func BenchmarkCreateThenInvokeWASMChurn(b *testing.B) {
+	for _, c := range []struct {
+		name, typ string
+		pool      int
+	}{
+		{"C", "counter-c", 0},
+		{"Go", "counter-go", 0},
+		{"Go-NoRecycle", "counter-go", -1},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			cluster := wasmCluster(b, 3, c.typ == "counter-go", func(h *wasm.Config) { h.RecyclePool = c.pool })
+			cl := cluster.Client()
+			ctx := context.Background()
+			release := func(id string) {
+				for i := range 3 {
+					if ok, err := cluster.Server(i).Release(ctx, "bench", id); err != nil {
+						b.Fatal(err)
+					} else if ok {
+						return
+					}
+				}
+				b.Fatalf("no server held %s", id)
+			}
+			// Compile the module on every server, and fill the pools.
+			for i := range 30 {
+				id := "warmup" + strconv.Itoa(i)
+				if _, err := cl.Invoke(ctx, "bench", id, c.typ, "inc", nil); err != nil {
+					b.Fatal(err)
+				}
+				release(id)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0, flt0 := processCPU(), pageFaults()
+			var createWall, createCPU time.Duration
+			i := 0
+			for b.Loop() {
+				i++
+				id := "new" + strconv.Itoa(i)
+				t0, c0 := time.Now(), processCPU()
+				if _, err := cl.Invoke(ctx, "bench", id, c.typ, "inc", nil); err != nil {
+					b.Fatal(err)
+				}
+				createWall += time.Since(t0)
+				createCPU += processCPU() - c0
+				release(id)
+			}
+			b.ReportMetric(float64(processCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(createWall)/float64(b.N), "create-ns/op")
+			b.ReportMetric(float64(createCPU)/float64(b.N), "create-cpu-ns/op")
+			b.ReportMetric(float64(pageFaults()-flt0)/float64(b.N), "faults/op")
 			opsPerSec(b)
 		})
 	}

@@ -26,7 +26,11 @@
 // instance of a module has initialized without an effecting host call, the
 // module's later instances start from a snapshot of that instance's memory
 // and globals and run no initialization at all (see snapshot.go;
-// Config.NoSnapshot turns it off).
+// Config.NoSnapshot turns it off). And a deactivated actor's instance of
+// such a module is reset to the snapshot rather than closed, and taken by
+// the module's next activation, which then skips wazero's instantiation
+// too (see recycle.go; Config.RecyclePool, and Config.Premade for
+// instances made ahead of demand).
 //
 // The engine does not call Deactivate when a server fences itself or
 // crashes. To bound what such dropped activations leave behind without
@@ -231,6 +235,25 @@ type Config struct {
 	// the bound, small uploaded modules whose initialization grows and
 	// fills memory would hold memory the server's budget never sees.
 	MaxSnapshotBytes int64
+	// RecyclePool bounds the instances of one snapshotted module that
+	// wait, reset to its snapshot, for the module's next activation
+	// (default 4; negative: none). A deactivated actor's instance that
+	// ended cleanly is reset — its memory mapped from the snapshot again,
+	// its globals restored, its host state fresh — instead of closed, and
+	// the next activation takes it without instantiating (see
+	// recycle.go): with Go guests that are evicted or released and
+	// created again, most of a create's cost. Pooled instances count
+	// toward MemoryLimit, are closed first when a reservation does not
+	// fit, and are closed by the sweep once idle for SweepInterval.
+	RecyclePool int
+	// Premade is how many instances of each snapshotted module the Host
+	// keeps instantiated from the snapshot ahead of demand (default 0:
+	// none), made by a task of the runtime (rt.Runtime.Go) after the
+	// snapshot is taken and after each activation takes one. It lowers a
+	// create's latency, not its CPU: the instantiation is still paid, off
+	// the request path. Premade instances wait in the same pool as
+	// recycled ones (RecyclePool), counted and shed alike.
+	Premade int
 
 	// HostFunctions are the embedder's host functions, called by guests
 	// with waPC's __host_call (binding "nola") by namespace and
@@ -288,6 +311,12 @@ func (c *Config) defaults() error {
 	if c.MaxSnapshotBytes <= 0 {
 		c.MaxSnapshotBytes = 256 << 20
 	}
+	if c.RecyclePool == 0 {
+		c.RecyclePool = DefaultRecyclePool
+	}
+	if c.Premade < 0 || c.Premade > maxPremade {
+		return fmt.Errorf("wasm: config: Premade %d is outside [0, %d]", c.Premade, maxPremade)
+	}
 	if c.GuestSlots == 0 {
 		c.GuestSlots = max(1, runtime.GOMAXPROCS(0)-1)
 	}
@@ -310,6 +339,9 @@ func (c *Config) defaults() error {
 // DefaultMemoryLimit is Config.MemoryLimit's default.
 const DefaultMemoryLimit = 4 << 30
 
+// DefaultRecyclePool is Config.RecyclePool's default.
+const DefaultRecyclePool = 4
+
 // DefaultSliceFuel is Config.SliceFuel's default.
 const DefaultSliceFuel = 1 << 18
 
@@ -331,7 +363,10 @@ type Host struct {
 	// idleWorker is the part of mem.used held by idle pooled worker
 	// instances (worker.go): not activation memory.
 	idleWorker atomic.Int64
-	slots      slotPool
+	// pool holds the idle recycled instances (recycle.go), also charged
+	// to mem and, like idle workers, left out of MemoryBytes.
+	pool  recyclePool
+	slots slotPool
 	// images are the memory images with open files: a separate object,
 	// which their cleanups may reach without reaching the Host.
 	images *imageSet
@@ -375,6 +410,8 @@ type compiled struct {
 	image *memImage
 	// snap is its post-initialization snapshot's state.
 	snap snapState
+	// premaking: a task is making instances ahead (Config.Premade).
+	premaking atomic.Bool
 
 	// checkedAt is when (the host's monotonic clock, ns) the module was
 	// last seen in the store: a cached compilation is served without a
@@ -401,6 +438,14 @@ type Stats struct {
 	// EnginesTrimmed counts the call engines dropped from instances idle
 	// for Config.EngineIdle (fetched again by their next invocation).
 	EnginesTrimmed int64
+	// Pooled counts the idle recycled (or premade) instances
+	// (Config.RecyclePool, Config.Premade), which Instances does not, and
+	// PooledBytes what they hold of MemoryBytes; Recycled counts the
+	// activations that took one instead of instantiating (Instantiated
+	// does not count those; it counts premade instances when they are
+	// made). A recycled instance counts in Closed when its actor is
+	// deactivated, and in nothing more when the pool closes it.
+	Pooled, PooledBytes, Recycled int64
 }
 
 // New returns a Host. Close it after its server has stopped.
@@ -432,6 +477,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if cfg.GuestSlots > 0 {
 		h.slots = slotPool{sema: cfg.Runtime.NewSema(cfg.GuestSlots), n: cfg.GuestSlots}
 	}
+	h.mem.shed = h.shedPool
 	h.modCf = moduleConfig()
 	if err := h.instantiateHostModules(ctx); err != nil {
 		_ = h.wz.Close(ctx)
@@ -459,6 +505,8 @@ func (h *Host) Stats() Stats {
 	s.MemoryBytes = h.mem.used.Load()
 	s.IdleWorkerBytes = h.idleWorker.Load()
 	s.EnginesTrimmed = h.trimmed.Load()
+	s.Pooled, s.Recycled = h.pool.counts()
+	s.PooledBytes = h.pool.idleBytes()
 	s.Executing, s.Waiting, s.Preempted = h.executing.Load(), h.waiting.Load(), h.preempted.Load()
 	return s
 }
@@ -475,7 +523,7 @@ func (h *Host) Stats() Stats {
 // (maybeTrim).
 func (h *Host) MemoryBytes() int64 {
 	h.maybeTrim()
-	return max(h.mem.used.Load()-h.idleWorker.Load(), 0)
+	return max(h.mem.used.Load()-h.idleWorker.Load()-h.pool.idleBytes(), 0)
 }
 
 var _ nola.MemoryReporter = (*Host)(nil)
@@ -492,6 +540,9 @@ func (h *Host) Close(ctx context.Context) error {
 	h.isClosed.Store(true)
 	live := h.sortedLive()
 	h.mu.Unlock()
+	for _, in := range h.pool.drain(true, nil) {
+		in.close()
+	}
 	for _, in := range live {
 		// Busy instances are closed when their invocation ends.
 		in.reclaim()
@@ -792,6 +843,14 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 	}
 	// Start from the module's snapshot, or take it from this instance.
 	snap := c.snap.ready()
+	if snap != nil {
+		// Better still, from an instance recycled to it.
+		in, err := h.takeRecycled(c, ref)
+		h.premake(c)
+		if in != nil || err != nil {
+			return in, err
+		}
+	}
 	take := snap == nil && c.snap.state.CompareAndSwap(snapUnknown, snapTaking)
 	if take {
 		// Unless captured or refused: the next instantiation tries.
@@ -878,6 +937,7 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 			// initialization may not meet. The next one tries.
 		default:
 			h.capture(c, in)
+			h.premake(c)
 		}
 	}
 	in.end()
@@ -924,6 +984,7 @@ func (h *Host) maybeSweep() {
 	hosted := h.hosted
 	live := h.sortedLive()
 	h.mu.Unlock()
+	h.expirePool(now - h.cfg.SweepInterval)
 
 	newest := map[modKey]*instance{}
 	for _, in := range live {
@@ -1068,10 +1129,11 @@ func (a *actor) run(cx *nola.Context, f func(in *instance) ([]byte, error)) ([]b
 	return f(in)
 }
 
-// Deactivate closes the instance.
+// Deactivate ends the instance: recycled for the module's next
+// activation if it can be (recycle.go), else closed.
 func (a *actor) Deactivate(*nola.Context) error {
 	if a.in != nil {
-		a.in.close()
+		a.h.retire(a.in)
 		a.in = nil
 	}
 	return nil

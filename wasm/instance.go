@@ -52,8 +52,11 @@ type instance struct {
 	// much for every warm call.
 	guestCall api.Function
 	fuel      api.MutableGlobal
-	stack     [2]uint64
-	overhead  int64 // InstanceOverhead, charged until the instance closes
+	// lin is the linear memory, as the Host's allocator made it: what a
+	// recycling resets (recycle.go).
+	lin      *budgetMemory
+	stack    [2]uint64
+	overhead int64 // InstanceOverhead, charged until the instance closes
 
 	state    atomic.Int32
 	lastUsed time.Duration // monotonic start of the last invocation

@@ -42,23 +42,30 @@ var benchMods = sync.OnceValue(func() *modules.Store {
 // memory, the image or the data segments, tables, _initialize (or the
 // module's snapshot) — and closes it: the WASM part of creating an actor,
 // without the engine's placement. The snapshot is taken by the first
-// instantiation, before the timed loop.
+// instantiation, before the timed loop. Go-Recycled retires each instance
+// as a deactivated actor's is (recycled, see recycle.go) instead of
+// closing it: every iteration after the first takes the instance the one
+// before recycled, and its figure is the reset and the take.
 func BenchmarkInstantiate(b *testing.B) {
 	for _, c := range []struct {
 		name, guest string
 		goGuest     bool
 		cfg         Config
 		noFile      bool
+		recycle     bool // retire each instance (recycling it) instead of closing it
 	}{
-		{"C", "counter", false, Config{}, false},
-		{"C-NoMemoryImage", "counter", false, Config{NoMemoryImage: true}, false},
-		{"Go", "counter", true, Config{}, false},
-		{"Go-SnapshotCopied", "counter", true, Config{}, true},
-		{"Go-HeapMemory", "counter", true, Config{HeapMemory: true}, false},
-		{"Go-NoSnapshot", "counter", true, Config{NoSnapshot: true}, false},
-		{"Go-NoSnapshot-HeapMemory", "counter", true, Config{NoSnapshot: true, HeapMemory: true}, false},
-		{"Go-NoSnapshot-ImageCopied", "counter", true, Config{NoSnapshot: true}, true},
-		{"Go-NoMemoryImage", "counter", true, Config{NoMemoryImage: true, NoSnapshot: true}, false},
+		{"C", "counter", false, Config{}, false, false},
+		{"C-NoMemoryImage", "counter", false, Config{NoMemoryImage: true}, false, false},
+		{"Go", "counter", true, Config{}, false, false},
+		{"Go-Recycled", "counter", true, Config{}, false, true},
+		{"Go-Recycled-SnapshotCopied", "counter", true, Config{}, true, true},
+		{"Go-Recycled-HeapMemory", "counter", true, Config{HeapMemory: true}, false, true},
+		{"Go-SnapshotCopied", "counter", true, Config{}, true, false},
+		{"Go-HeapMemory", "counter", true, Config{HeapMemory: true}, false, false},
+		{"Go-NoSnapshot", "counter", true, Config{NoSnapshot: true}, false, false},
+		{"Go-NoSnapshot-HeapMemory", "counter", true, Config{NoSnapshot: true, HeapMemory: true}, false, false},
+		{"Go-NoSnapshot-ImageCopied", "counter", true, Config{NoSnapshot: true}, true, false},
+		{"Go-NoMemoryImage", "counter", true, Config{NoMemoryImage: true, NoSnapshot: true}, false, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
@@ -101,7 +108,11 @@ func BenchmarkInstantiate(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				in.close()
+				if c.recycle {
+					h.retire(in)
+				} else {
+					in.close()
+				}
 			}
 			cpu1, flt1 := rusage()
 			b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")

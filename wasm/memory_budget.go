@@ -1,6 +1,7 @@
 package wasm
 
 import (
+	"errors"
 	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/experimental"
@@ -22,10 +23,28 @@ const pageSize = 64 << 10
 type memBudget struct {
 	limit int64
 	used  atomic.Int64
+	// shed, if set, frees memory nothing needs — the idle recycled
+	// instances (Host.shedPool) — when a reservation does not fit, and
+	// reports whether it freed any: idle instances never refuse a live
+	// one memory.
+	shed func() bool
 }
 
-// reserve takes n bytes if they fit under the limit.
+// reserve takes n bytes if they fit under the limit, shedding first if
+// they do not.
 func (b *memBudget) reserve(n int64) bool {
+	for {
+		if b.reserveNoShed(n) {
+			return true
+		}
+		if b.shed == nil || !b.shed() {
+			return false
+		}
+	}
+}
+
+// reserveNoShed takes n bytes if they fit under the limit.
+func (b *memBudget) reserveNoShed(n int64) bool {
 	for {
 		u := b.used.Load()
 		if n > b.limit-u {
@@ -64,6 +83,7 @@ func (a *budgetAllocator) Allocate(capacity, max uint64) experimental.LinearMemo
 	}
 	m := &budgetMemory{inner: inner, b: a.b, in: a.in, held: a.prepaid}
 	a.prepaid = 0
+	a.in.lin = m // a module has one memory (CheckABI)
 	a.mems = append(a.mems, m)
 	return m
 }
@@ -111,6 +131,24 @@ func (m *budgetMemory) Reallocate(size uint64) []byte {
 	return buf
 }
 
+// memResetter is a linear memory that can be set back to an image
+// (recycling, see recycle.go).
+type memResetter interface {
+	// reset makes the first size bytes of the memory, its whole current
+	// length, what img holds (zeros past its data).
+	reset(img *memImage, size int64) error
+}
+
+// reset sets the memory back to img (its charge does not change: the
+// size is the same).
+func (m *budgetMemory) reset(img *memImage, size int64) error {
+	r, ok := m.inner.(memResetter)
+	if !ok {
+		return errors.New("the memory cannot be reset")
+	}
+	return r.reset(img, size)
+}
+
 func (m *budgetMemory) Free() {
 	m.inner.Free()
 	m.b.release(m.held)
@@ -151,3 +189,13 @@ func (m *heapMemory) Reallocate(size uint64) []byte {
 }
 
 func (m *heapMemory) Free() { m.buf = nil }
+
+// reset zeroes the memory, all of what it allocated, and copies img in.
+func (m *heapMemory) reset(img *memImage, size int64) error {
+	if int64(len(m.buf)) != size || (img != nil && int64(len(img.data)) > size) {
+		return errors.New("the memory is not the image's size")
+	}
+	clear(m.buf[:cap(m.buf)])
+	img.copyInto(m.buf)
+	return nil
+}

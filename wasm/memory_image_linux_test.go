@@ -4,6 +4,7 @@ package wasm
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -366,5 +367,82 @@ func TestImageFileSkipsZeroPages(t *testing.T) {
 	}
 	if !bytes.Equal(buf, data) {
 		t.Fatal("the mapped image differs from the image")
+	}
+}
+
+// A memory reset to an image (recycling) reads exactly the image again,
+// on each path: copying back only the pages written since the image's
+// file was mapped (privatePages, which must report exactly those — a page
+// only read is still the file's), mapping the file again (too many
+// written pages, the reuse turned off, the memory mapped from another
+// image's file before), and fresh pages with the image copied in (an
+// image without a file, over a memory mapped from one).
+func TestMemoryResetToImage(t *testing.T) {
+	const size = 8 * pageSize
+	data := imagePattern(size)
+	img := newMemImage(data, true)
+	other := newMemImage(imagePattern(2 * pageSize)[1:], true)
+	copied := newMemImage(data, false) // no file
+	defer img.close()
+	defer other.close()
+	if img.file.size != size || other.file.size == 0 {
+		t.Fatal("no memfd for the images: memfd_create refused?")
+	}
+	page := unix.Getpagesize()
+	for _, tc := range []struct {
+		name   string
+		from   *memImage
+		writes []int // page indexes written before the reset
+		noUse  bool
+		to     *memImage // default img
+	}{
+		{"written pages copied back", img, []int{0, 1, 5}, false, nil},
+		{"too many written pages: file mapped again", img, func() []int {
+			var w []int
+			for i := range privateReuse + 1 {
+				w = append(w, i)
+			}
+			return w
+		}(), false, nil},
+		{"reuse off: file mapped again", img, []int{3}, true, nil},
+		{"another image's file: file mapped again", other, []int{0, 4}, false, nil},
+		{"no file: fresh pages, image copied", img, []int{0, 4}, false, copied},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			noPrivateReuse = tc.noUse
+			defer func() { noPrivateReuse = false }()
+			m := mmapAllocator{img: tc.from}.Allocate(size, size).(*mmapMemory)
+			defer m.Free()
+			buf := m.Reallocate(size)
+			if tc.from == img {
+				// Touch a page without writing it: it stays the file's.
+				_ = buf[7*page]
+			}
+			for _, i := range tc.writes {
+				buf[i*page+3] ^= 0xff
+			}
+			if tc.from == img && len(tc.writes) <= privateReuse {
+				runs, ok := privatePages(buf, privateReuse)
+				var got []int
+				for _, r := range runs {
+					for off := r.off; off < r.end; off += page {
+						got = append(got, off/page)
+					}
+				}
+				if !ok || fmt.Sprint(got) != fmt.Sprint(tc.writes) {
+					t.Fatalf("private pages %v (ok %v), want the written ones %v", got, ok, tc.writes)
+				}
+			}
+			to := cmp.Or(tc.to, img)
+			if err := m.reset(to, size); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(buf, data) {
+				t.Fatal("after the reset the memory is not the image")
+			}
+			if mapped := to.file.size > 0; (m.from == to) != mapped || mappedFrom(t, buf) != mapped {
+				t.Fatalf("after the reset: marked as the image's mapping %v, mapped from a memfd %v; want %v", m.from == to, mappedFrom(t, buf), mapped)
+			}
+		})
 	}
 }

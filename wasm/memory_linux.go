@@ -3,6 +3,11 @@
 package wasm
 
 import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -36,7 +41,10 @@ type mmapMemory struct {
 	img    *memImage
 	buf    []byte
 	mapped bool
-	heap   heapMemory // the fallback
+	// from is the image whose file is mapped over the start of buf, or
+	// nil: what the pages a reset finds unwritten hold.
+	from *memImage
+	heap heapMemory // the fallback
 }
 
 func (m *mmapMemory) Reallocate(size uint64) []byte {
@@ -48,7 +56,9 @@ func (m *mmapMemory) Reallocate(size uint64) []byte {
 			syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
 		if err == nil {
 			m.buf, m.mapped = b, true
-			if m.img != nil && !m.img.file.mapOver(b) {
+			if m.img != nil && m.img.file.mapOver(b) {
+				m.from = m.img
+			} else {
 				m.img.copyInto(b)
 			}
 		}
@@ -71,6 +81,127 @@ func (m *mmapMemory) Free() {
 	}
 	m.buf, m.mapped = nil, false
 	m.heap.Free()
+}
+
+// reset sets the memory's first size bytes, its whole current length,
+// back to img: the image's file mapped copy-on-write over them again
+// (MAP_FIXED: the same addresses, so wazero's view of the buffer stays
+// valid, and every page the guest made private is dropped), or, without
+// a file, fresh zero pages mapped over them and the image copied in. The
+// pages past size were never part of the guest's memory: untouched.
+func (m *mmapMemory) reset(img *memImage, size int64) error {
+	if !m.mapped {
+		return m.heap.reset(img, size)
+	}
+	if size > int64(len(m.buf)) || (img != nil && int64(len(img.data)) > size) {
+		return errors.New("the memory is smaller than the image")
+	}
+	if img != nil && img.file.size == size {
+		// The whole memory is the file's mapping. If it was img's
+		// already, only the pages the guest wrote (now private to
+		// the instance) differ from img: copying img's bytes back
+		// into those — a few dozen pages for a Go counter's calls —
+		// leaves them private, so the next actor's writes to the
+		// same pages take no page fault. Past privateReuse pages,
+		// the whole file is mapped again, dropping them.
+		if m.from == img && !noPrivateReuse {
+			if runs, ok := privatePages(m.buf[:size], privateReuse); ok {
+				for _, r := range runs {
+					copy(m.buf[r.off:r.end], img.data[r.off:r.end])
+				}
+				return nil
+			}
+		}
+		if img.file.mapOver(m.buf) {
+			m.from = img
+			return nil
+		}
+	}
+	if size == 0 {
+		return nil
+	}
+	// Anonymous pages, not MADV_DONTNEED: under a file mapping (the
+	// memory of an instance that started from the module's image, not
+	// the snapshot's) that would bring back the file's bytes, not zeros.
+	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(unsafe.SliceData(m.buf)), uintptr(size),
+		unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_FIXED|unix.MAP_NORESERVE)
+	if err != nil {
+		return fmt.Errorf("mapping fresh pages: %w", err)
+	}
+	m.from = nil
+	img.copyInto(m.buf[:size])
+	return nil
+}
+
+// privateReuse bounds the written pages a reset copies back instead of
+// mapping the image's file again (mmapMemory.reset): 64 pages, 256 KiB
+// of private memory a pooled instance may keep resident.
+const privateReuse = 64
+
+// noPrivateReuse makes every reset map the whole file again: the
+// benchmarks compare both, the tests check both.
+var noPrivateReuse bool
+
+// pagemap is /proc/self/pagemap, opened once (nil if it cannot be).
+var pagemap = sync.OnceValue(func() *os.File {
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		return nil
+	}
+	return f
+})
+
+// pagemapBufs are privatePages' read buffers (6 KB for a Go counter's
+// 3 MB memory): one reset after another would otherwise allocate each.
+var pagemapBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// Bits of a /proc/self/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).
+const (
+	pmPresent    = 1 << 63
+	pmSwapped    = 1 << 62
+	pmFileShared = 1 << 61 // a file page or shared anonymous: not a private copy
+)
+
+// privatePages returns the pages of buf (page-aligned, in a private file
+// mapping) that are no longer the file's — present as anonymous pages
+// (written, copied on write) or swapped out — merged into runs; ok is
+// false if the kernel cannot tell or there are more than limit of them.
+// A page neither present nor swapped was never written: it still reads
+// the file.
+func privatePages(buf []byte, limit int) (runs []imageRun, ok bool) {
+	f := pagemap()
+	page := syscall.Getpagesize()
+	if f == nil || len(buf)%page != 0 {
+		return nil, false
+	}
+	n := len(buf) / page
+	bp := pagemapBufs.Get().(*[]byte)
+	defer pagemapBufs.Put(bp)
+	if cap(*bp) < 8*n {
+		*bp = make([]byte, 8*n)
+	}
+	ents := (*bp)[:8*n]
+	start := int64(uintptr(unsafe.Pointer(unsafe.SliceData(buf)))/uintptr(page)) * 8
+	if got, err := f.ReadAt(ents, start); err != nil || got != len(ents) {
+		return nil, false
+	}
+	count := 0
+	for i := range n {
+		e := binary.LittleEndian.Uint64(ents[8*i:])
+		if e&pmSwapped == 0 && (e&pmPresent == 0 || e&pmFileShared != 0) {
+			continue
+		}
+		if count++; count > limit {
+			return nil, false
+		}
+		off := i * page
+		if k := len(runs) - 1; k >= 0 && runs[k].end == off {
+			runs[k].end = off + page
+		} else {
+			runs = append(runs, imageRun{off, off + page})
+		}
+	}
+	return runs, true
 }
 
 func memoryAllocator(img *memImage) experimental.MemoryAllocator { return mmapAllocator{img: img} }

@@ -180,6 +180,11 @@ func (s *snapshot) restore(c *compiled, m api.Module) error {
 			return fmt.Errorf("wasm %s: growing a snapshot instance's memory to %d bytes failed", c.name, s.size)
 		}
 	}
+	return s.setGlobals(c, m)
+}
+
+// setGlobals sets m's mutable globals to s's values.
+func (s *snapshot) setGlobals(c *compiled, m api.Module) error {
 	for _, g := range s.globals {
 		mg, ok := m.ExportedGlobal(g.name).(api.MutableGlobal)
 		if !ok {
