@@ -60,3 +60,56 @@ func TestLiveKeysDoNotAliasTheCallersStrings(t *testing.T) {
 		}
 	}
 }
+
+// insideActivation reports whether s's bytes lie inside the activation
+// object a (its inline key buffer).
+func insideActivation(s string, a *activation) bool {
+	if len(s) == 0 {
+		return false
+	}
+	p, b := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(a))
+	return p >= b && p < b+unsafe.Sizeof(*a)
+}
+
+// An activation's key bytes are inline (activation.keyBuf): a key kept
+// past the activation's life — the doubt an unknown commit or release
+// leaves, a locality entry — must own its bytes, or it keeps the dropped
+// activation alive, and with it its actor, KV cache and pending state.
+func TestKeptKeysDoNotAliasTheActivation(t *testing.T) {
+	ctx := context.Background()
+	c := residentCluster(t)
+	if _, err := c.Client().Invoke(ctx, "ns", "kept", "counter", "inc", nil); err != nil {
+		t.Fatal(err)
+	}
+	srv := c.Server(0)
+	a := srv.table.Load().lookup(actorKey{"ns", "kept"})
+	if a == nil {
+		t.Fatal("no activation in the table")
+	}
+	if !insideActivation(a.actorID(), a) {
+		t.Fatal("test premise: the key is not inline")
+	}
+	srv.markDoubt(a.inc, a.key(), a.epoch)
+	l := srv.lease.Load()
+	l.mu.Lock()
+	if len(l.doubt) != 1 {
+		t.Errorf("%d keys in doubt, want 1", len(l.doubt))
+	}
+	for k := range l.doubt {
+		if insideActivation(k.ns, a) || insideActivation(k.id, a) {
+			t.Errorf("doubt key %q/%q aliases the activation", k.ns, k.id)
+		}
+	}
+	l.mu.Unlock()
+	srv.loc.record(a, "other", 0, 10)
+	srv.loc.mu.Lock()
+	if len(srv.loc.actors) != 1 {
+		t.Errorf("%d locality entries, want 1", len(srv.loc.actors))
+	}
+	for k := range srv.loc.actors {
+		if insideActivation(k.ns, a) || insideActivation(k.id, a) {
+			t.Errorf("locality key %q/%q aliases the activation", k.ns, k.id)
+		}
+	}
+	srv.loc.mu.Unlock()
+}
