@@ -113,3 +113,26 @@ func TestKeptKeysDoNotAliasTheActivation(t *testing.T) {
 	}
 	srv.loc.mu.Unlock()
 }
+
+// A route put over an existing entry keeps a key of its own too: a Go map
+// assignment stores the key it is given even when the entry exists.
+func TestRoutePutOverAnEntryOwnsItsKey(t *testing.T) {
+	var rc routeCache
+	rc.init()
+	rc.put(actorKey{"ns", "some-actor"}, route{addr: "a"})
+	line := string([]byte("POST /v1/ns/ns/actors/some-actor/invoke/inc HTTP/1.1"))
+	k := actorKey{line[12:14], line[22:32]}
+	rc.put(k, route{addr: "b"})
+	sh := rc.shard(k)
+	for kk, r := range sh.m {
+		if kk != k {
+			continue
+		}
+		if r.addr != "b" {
+			t.Errorf("route %q, want b", r.addr)
+		}
+		if within(kk.ns, line) || within(kk.id, line) {
+			t.Errorf("the route's key %q/%q aliases the caller's string", kk.ns, kk.id)
+		}
+	}
+}
