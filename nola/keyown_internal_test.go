@@ -136,3 +136,34 @@ func TestRoutePutOverAnEntryOwnsItsKey(t *testing.T) {
 		}
 	}
 }
+
+type oneWorkerResolver struct{}
+
+func (oneWorkerResolver) ResolveWorker(context.Context, string, string) (WorkerFunc, error) {
+	return func(*WorkerContext, string, []byte) ([]byte, error) { return nil, nil }, nil
+}
+
+// A resolved worker type lives as long as the server: its key and names
+// must not alias the caller's strings (a request line, or the calling
+// activation's inline key through Context.CallWorker).
+func TestResolvedWorkerTypesOwnTheirNames(t *testing.T) {
+	s := &Server{}
+	s.cfg.WorkerResolver = oneWorkerResolver{}
+	line := string([]byte("POST /v1/ns/ns/workers/resize/invoke/go HTTP/1.1"))
+	ns, typ := line[12:14], line[23:29]
+	if ns != "ns" || typ != "resize" {
+		t.Fatalf("test slicing: %q %q", ns, typ)
+	}
+	wt, err := s.workerType(context.Background(), ns, typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if within(wt.ns, line) || within(wt.name, line) {
+		t.Errorf("the worker type's names %q/%q alias the caller's string", wt.ns, wt.name)
+	}
+	for k := range s.resolved.m {
+		if within(k.ns, line) || within(k.id, line) {
+			t.Errorf("the worker type's key %q/%q aliases the caller's string", k.ns, k.id)
+		}
+	}
+}
