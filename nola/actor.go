@@ -154,7 +154,9 @@ func (c *Context) Limit(d time.Duration) (restore func()) {
 	}
 }
 
-// Ref returns the actor's name.
+// Ref returns the actor's name. Its strings share the activation's memory:
+// kept beyond the activation's life (in a global map, say), they keep it
+// alive; keep a copy (strings.Clone) instead.
 func (c *Context) Ref() Ref { return c.act.ref() }
 
 // Now returns the server's clock (the simulated one under simulation).

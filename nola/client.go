@@ -440,9 +440,10 @@ func (rc *routeCache) put(k actorKey, r route) {
 	if len(sh.m) >= maxRoutesPerShard {
 		clear(sh.m)
 	}
-	if _, ok := sh.m[k]; ok {
-		sh.m[k] = p // the entry keeps the key it owns already
-	} else {
+	if cur, ok := sh.m[k]; !ok || cur != p {
+		// A copy of the key, even over an existing entry: an assignment
+		// stores the key it is given, and k may alias a request line or
+		// (Context.Invoke) the calling activation's inline key.
 		sh.m[k.owned()] = p
 	}
 	sh.mu.Unlock()

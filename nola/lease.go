@@ -290,6 +290,10 @@ func (s *Server) markDoubt(inc *registry.Incarnation, k actorKey, epoch int64) {
 		l.doubt = map[actorKey]int64{}
 	}
 	if old, in := l.doubt[k]; !in || epoch > old {
-		l.doubt[k] = epoch
+		// A copy of the key's bytes (an assignment stores its key even
+		// over an existing entry's): k may be an activation's own, inline
+		// in it (activation.keyBuf), and the entry outlives the
+		// activation it would otherwise keep alive.
+		l.doubt[k.owned()] = epoch
 	}
 }

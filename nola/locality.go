@@ -173,7 +173,9 @@ func (l *locality) record(a *activation, sid string, now time.Duration, maxActor
 		return
 	case e == nil:
 		e = &callerEdges{act: a.id, since: now}
-		l.actors[a.key()] = e
+		// A copy of the key: a's bytes are inline (activation.keyBuf),
+		// and the entry outlives a.
+		l.actors[a.key().owned()] = e
 	case e.act != a.id:
 		*e = callerEdges{act: a.id, since: now, peers: e.peers[:0]}
 	}

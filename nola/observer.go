@@ -22,7 +22,11 @@ type Observer interface {
 	CallSent(ev ActivationEvent)
 }
 
-// ActivationEvent identifies an activation and what happened to it.
+// ActivationEvent identifies an activation and what happened to it. Its
+// Namespace and ActorID share the activation's own memory (the key bytes
+// are inline in it): an observer that keeps them past the activation's
+// Dropped event keeps the dropped activation, its actor included, alive.
+// Keep a copy (strings.Clone) instead.
 type ActivationEvent struct {
 	Server      string
 	Incarnation int64

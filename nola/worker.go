@@ -263,7 +263,10 @@ func (s *Server) workerType(ctx context.Context, ns, typ string) (*workerType, e
 	if r.m == nil {
 		r.m = map[actorKey]*workerType{}
 	}
-	wt = &workerType{name: typ, ns: ns, fn: fn, max: int64(s.cfg.MaxWorkerInFlight)}
+	// Kept as long as the server: a copy of the names, which may be
+	// slices of a request line or an activation's inline key (CallWorker).
+	k = k.owned()
+	wt = &workerType{name: k.id, ns: k.ns, fn: fn, max: int64(s.cfg.MaxWorkerInFlight)}
 	r.m[k] = wt
 	return wt, nil
 }
