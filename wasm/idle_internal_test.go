@@ -1,0 +1,66 @@
+package wasm
+
+import (
+	"testing"
+	"unsafe"
+
+	"github.com/nolaproject/nola/internal/race"
+	"github.com/nolaproject/nola/nola"
+)
+
+// maxIdleInstanceHeap bounds the Go heap one idle C counter instance holds
+// once trimmed (liveInstanceHeap): 1 872 B before the invocation state
+// left the instance struct (issue 16, item 7), 1 487 B after.
+const maxIdleInstanceHeap = 1700
+
+// An idle instance holds only what lives as long as it: its struct stays
+// small (the invocation's state is apart), the engine trim drops the
+// invocation state with the call engine, the next call allocates it again
+// and answers from the same instance's state, and a trimmed instance's
+// whole heap stays under maxIdleInstanceHeap. Each check fails with the
+// per-invocation fields back in the struct, or with the trim keeping them
+// (both checked).
+func TestIdleInstanceIsSmall(t *testing.T) {
+	if n := unsafe.Sizeof(instance{}); n > 192 {
+		t.Errorf("instance struct is %d B, want ≤ 192: per-invocation state belongs in invocation", n)
+	}
+	h, mod := counterCHost(t)
+	in, err := h.instantiate(initCx{}, mod, nola.Ref{Namespace: "t", ID: "small"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.close()
+	call := func(want string) {
+		t.Helper()
+		if !in.acquire() {
+			t.Fatal("instance closed")
+		}
+		got, err := in.invoke(initCx{}, "inc", nil)
+		in.release()
+		if err != nil || string(got) != want {
+			t.Fatalf("inc: %q, %v; want %s", got, err, want)
+		}
+	}
+	call("0")
+	in.trimEngine(in.idleSince() - 1) // not idle long enough: kept
+	if in.invocation == nil || in.guestCall == nil {
+		t.Fatal("the trim dropped the state of an instance not idle for EngineIdle")
+	}
+	in.trimEngine(in.idleSince())
+	if in.invocation != nil || in.guestCall != nil {
+		t.Fatal("an idle instance keeps its invocation state or call engine after the trim")
+	}
+	call("1")
+	if in.invocation == nil {
+		t.Fatal("a call after the trim left no invocation state")
+	}
+	if race.Enabled {
+		return // the race detector changes heap figures
+	}
+	n := 0
+	per := liveInstanceHeap(t, h, mod, func() bool { n++; return n <= 1000 })
+	t.Logf("%.0f B of Go heap per idle instance", per)
+	if per > maxIdleInstanceHeap {
+		t.Errorf("an idle trimmed C instance holds %.0f B of Go heap, want ≤ %d", per, maxIdleInstanceHeap)
+	}
+}
