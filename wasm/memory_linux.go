@@ -28,25 +28,31 @@ type mmapAllocator struct{ img *memImage }
 var _ experimental.MemoryAllocator = mmapAllocator{}
 
 func (a mmapAllocator) Allocate(_, max uint64) experimental.LinearMemory {
-	return &mmapMemory{max: max, img: a.img, heap: heapMemory{max: max, img: a.img}}
+	return &mmapMemory{max: max, img: a.img}
 }
 
+// mmapMemory is one instance's mapping. It is one of the few objects every
+// live instance keeps (issue 16, item 7), hence the fallback behind a
+// pointer, made only when the kernel refuses the mapping.
 type mmapMemory struct {
 	max    uint64
 	img    *memImage
 	buf    []byte
 	mapped bool
-	heap   heapMemory // the fallback
+	heap   *heapMemory // the fallback, once needed
 }
 
 func (m *mmapMemory) Reallocate(size uint64) []byte {
 	if size > m.max {
 		return nil
 	}
-	if m.buf == nil && m.heap.buf == nil && m.max > 0 {
-		b, err := syscall.Mmap(-1, 0, int(m.max), syscall.PROT_READ|syscall.PROT_WRITE,
-			syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
+	if m.buf == nil && m.heap == nil && m.max > 0 {
+		// unix.MmapPtr, not syscall.Mmap: that one records every mapping
+		// in a map of its own (≈ 64 B per live instance) for its Munmap.
+		p, err := unix.MmapPtr(-1, 0, nil, uintptr(m.max), unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
 		if err == nil {
+			b := unsafe.Slice((*byte)(p), m.max)
 			m.buf, m.mapped = b, true
 			if m.img != nil && !m.img.file.mapOver(b) {
 				m.img.copyInto(b)
@@ -56,13 +62,16 @@ func (m *mmapMemory) Reallocate(size uint64) []byte {
 	if m.mapped {
 		return m.buf[:size]
 	}
+	if m.heap == nil {
+		m.heap = &heapMemory{max: m.max, img: m.img}
+	}
 	return m.heap.Reallocate(size)
 }
 
 func (m *mmapMemory) Free() {
 	if m.mapped {
 		// One munmap covers the image's mapping too.
-		if err := syscall.Munmap(m.buf); err != nil {
+		if err := unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(m.buf)), uintptr(len(m.buf))); err != nil {
 			// munmap can fail if splitting the mapping would exceed
 			// vm.max_map_count: give the pages back at least (the
 			// address range stays reserved).
@@ -70,7 +79,9 @@ func (m *mmapMemory) Free() {
 		}
 	}
 	m.buf, m.mapped = nil, false
-	m.heap.Free()
+	if m.heap != nil {
+		m.heap.Free()
+	}
 }
 
 func memoryAllocator(img *memImage) experimental.MemoryAllocator { return mmapAllocator{img: img} }
