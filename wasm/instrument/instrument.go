@@ -18,9 +18,16 @@
 // bounds), for which writing nothing is the same as ignoring the call.
 //
 // Nothing existing is renumbered: the new type, global and function are
-// appended after the existing ones (the module may import functions only), so calls, element segments, exports and
-// the name section stay valid. The guest cannot reach the new global: its
+// appended after the existing ones (the module may import functions
+// only), so calls, element segments, exports and the name section stay
+// valid. The guest cannot reach the new global: its
 // index did not exist when the original module was validated.
+//
+// One thing is taken out: a table that nothing can reach (no instruction
+// names one, no element segment, no table export — see unusedTables). C
+// linkers emit an empty one-entry table whatever the code does, and
+// wazero builds an instance of it for every instance; removing the only
+// tables renumbers nothing.
 //
 // Why not wazero's WithCloseOnContextDone: it starts a goroutine for every
 // call into the guest, which costs ~0.7 µs per invocation on our machines,
