@@ -6,7 +6,7 @@ import "testing"
 // context, payload, results or operation name (an operation sliced out of
 // an HTTP request line would keep the line alive for the actor's life).
 func TestEndDropsTheInvocation(t *testing.T) {
-	in := &instance{}
+	in := &instance{invocation: &invocation{}}
 	in.op, in.payload, in.hostResp, in.resp, in.guestErr = "inc", []byte("p"), []byte("h"), []byte("r"), "e"
 	in.end()
 	if in.op != "" || in.payload != nil || in.hostResp != nil || in.resp != nil || in.guestErr != "" || in.cx != nil {

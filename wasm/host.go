@@ -596,12 +596,12 @@ func (h *Host) Resolve(ctx context.Context, ns, typ string) (nola.Factory, error
 	if c.create {
 		// Only guests with the hook are Creators: the engine reads the
 		// creation record at the first activation of those alone.
-		return func(ref nola.Ref) (nola.Actor, error) {
-			return &creatorActor{actor{h: h, mod: c, ref: ref}}, nil
+		return func(nola.Ref) (nola.Actor, error) {
+			return &creatorActor{actor{h: h, mod: c}}, nil
 		}, nil
 	}
-	return func(ref nola.Ref) (nola.Actor, error) {
-		return &actor{h: h, mod: c, ref: ref}, nil
+	return func(nola.Ref) (nola.Actor, error) {
+		return &actor{h: h, mod: c}, nil
 	}, nil
 }
 
@@ -1052,11 +1052,12 @@ func (h *Host) countTrap() {
 	h.mu.Unlock()
 }
 
-// actor is a WASM actor: one activation's instance of a module.
+// actor is a WASM actor: one activation's instance of a module. It keeps
+// no Ref of its own (one per live actor, 48 B): its calls' Context has the
+// activation's, which the instance copies.
 type actor struct {
 	h   *Host
 	mod *compiled
-	ref nola.Ref
 	in  *instance // nil before Activate and after a trap
 }
 
@@ -1079,7 +1080,7 @@ func (a *actor) SizeBytes() int64 {
 
 // Activate creates the instance.
 func (a *actor) Activate(cx *nola.Context) error {
-	in, err := a.h.instantiate(cx, a.mod, a.ref)
+	in, err := a.h.instantiate(cx, a.mod, cx.Ref())
 	if err != nil {
 		return err
 	}
@@ -1109,7 +1110,7 @@ func (a *creatorActor) Create(cx *nola.Context, args []byte) error {
 func (a *actor) run(cx *nola.Context, f func(in *instance) ([]byte, error)) ([]byte, error) {
 	if a.in == nil || !a.in.acquire() {
 		a.in = nil
-		in, err := a.h.instantiate(cx, a.mod, a.ref)
+		in, err := a.h.instantiate(cx, a.mod, cx.Ref())
 		if err != nil {
 			return nil, err
 		}

@@ -37,6 +37,14 @@ const (
 // (no allocation per call): host functions find it by type assertion. Its
 // Done channel is nil: deadlines are enforced by fuel checkpoints, not by
 // wazero's per-call goroutine.
+//
+// It holds only what lives as long as the instance; the state of an
+// invocation is in its *invocation, allocated by begin and kept while the
+// instance is warm, so the warm path allocates nothing, and dropped with
+// the call engine when the instance has been idle for Config.EngineIdle
+// (trimEngine): an idle instance is one of thousands (issue 16, item 7),
+// and the invocation state was two thirds of its struct
+// (TestIdleInstanceIsSmall).
 type instance struct {
 	h   *Host
 	mod *compiled
@@ -55,14 +63,28 @@ type instance struct {
 	// lin is the linear memory, as the Host's allocator made it: what a
 	// recycling resets (recycle.go).
 	lin      *budgetMemory
-	stack    [2]uint64
 	overhead int64 // InstanceOverhead, charged until the instance closes
 
-	state    atomic.Int32
+	state atomic.Int32
+	// aborted: the last invocation's execution was aborted (release,
+	// after the invocation's end, closes the instance).
+	aborted  bool
 	lastUsed time.Duration // monotonic start of the last invocation
 	lastSeen atomic.Int64  // lastUsed, published for the sweep
+	// pooled is what the instance counts in Host.idleWorker while it
+	// waits in a worker pool (0: it does not); swapped out exactly once,
+	// by the take that reuses it or by its close.
+	pooled atomic.Int64
 
-	// Per invocation; touched only by the invoking task.
+	// The current or last invocation's state; nil once trimmed. Its
+	// fields are promoted: in.op is in.invocation.op.
+	*invocation
+}
+
+// invocation is the per-invocation state of an instance, touched only by
+// the invoking task (begin to end). It outlives the invocation only to be
+// reused by the instance's next one (with its buffers): begin resets it.
+type invocation struct {
 	cx       hostContext
 	ictx     context.Context // with ContextInterrupt: the call's context
 	cancel   context.CancelFunc
@@ -89,7 +111,6 @@ type instance struct {
 	refills  uint64
 	deadline time.Duration
 	abort    *abortError
-	aborted  bool
 	// slot: the invocation holds an execution slot (Config.GuestSlots).
 	slot bool
 	// refused is the largest linear memory size, in bytes, whose growth
@@ -99,10 +120,7 @@ type instance struct {
 	// the server does not offer (nola.CodeUnsupported: KV on a
 	// store-less server); a guest failing after it fails with that code.
 	unsupported string
-	// pooled is what the instance counts in Host.idleWorker while it
-	// waits in a worker pool (0: it does not); swapped out exactly once,
-	// by the take that reuses it or by its close.
-	pooled atomic.Int64
+	stack       [2]uint64 // __guest_call's arguments and result
 }
 
 var _ context.Context = (*instance)(nil)
@@ -150,7 +168,7 @@ func instanceOf(ctx context.Context) *instance {
 }
 
 func (in *instance) callCtx() context.Context {
-	if in.ictx != nil {
+	if in.invocation != nil && in.ictx != nil {
 		return &interruptCtx{Context: in.ictx, in: in}
 	}
 	return in
@@ -215,9 +233,14 @@ func (in *instance) trimEngine(idleBefore time.Duration) {
 	if !in.state.CompareAndSwap(instIdle, instTrim) {
 		return
 	}
-	if in.guestCall != nil && in.idleSince() <= idleBefore {
-		in.guestCall = nil
-		in.h.trimmed.Add(1)
+	if in.idleSince() <= idleBefore {
+		if in.guestCall != nil {
+			in.guestCall = nil
+			in.h.trimmed.Add(1)
+		}
+		// With it, the invocation state: the first call after the
+		// trim allocates it again, once, next to fetching the engine.
+		in.invocation = nil
 	}
 	in.state.Store(instIdle)
 }
@@ -289,11 +312,18 @@ func (in *instance) releaseOverhead() {
 
 // refusedGrowth records that the memory budget refused to grow the
 // instance's linear memory to size bytes (memory.grow returns -1).
-func (in *instance) refusedGrowth(size int64) { in.refused = max(in.refused, size) }
+func (in *instance) refusedGrowth(size int64) {
+	if in.invocation != nil { // growth happens in invocations and instantiations only
+		in.refused = max(in.refused, size)
+	}
+}
 
 // begin prepares the per-invocation state.
 func (in *instance) begin(cx hostContext, op string, payload []byte) {
 	h := in.h
+	if in.invocation == nil {
+		in.invocation = new(invocation)
+	}
 	in.cx, in.op, in.payload = cx, op, payload
 	in.resp, in.tooLarge, in.answers = nil, 0, 0
 	in.guestErr, in.hasErr = "", false

@@ -81,7 +81,7 @@ func (a *budgetAllocator) Allocate(capacity, max uint64) experimental.LinearMemo
 	} else {
 		inner = &heapMemory{max: max, img: a.img}
 	}
-	m := &budgetMemory{inner: inner, b: a.b, in: a.in, held: a.prepaid}
+	m := &budgetMemory{inner: inner, in: a.in, held: a.prepaid}
 	a.prepaid = 0
 	a.in.lin = m // a module has one memory (CheckABI)
 	a.mems = append(a.mems, m)
@@ -104,12 +104,12 @@ func (a *budgetAllocator) freeAll() {
 	a.settle()
 }
 
-// budgetMemory is a linear memory whose size is charged to a memBudget.
-// Reallocate runs on the guest's task (memory.grow) and Free when the
-// instance closes, never both at once.
+// budgetMemory is a linear memory whose size is charged to its instance's
+// Host's memBudget (in.h.mem: not a field of its own, 16 B per live
+// instance with the size class). Reallocate runs on the guest's task
+// (memory.grow) and Free when the instance closes, never both at once.
 type budgetMemory struct {
 	inner experimental.LinearMemory
-	b     *memBudget
 	in    *instance
 	held  int64 // bytes charged
 }
@@ -117,7 +117,7 @@ type budgetMemory struct {
 func (m *budgetMemory) Reallocate(size uint64) []byte {
 	grow := int64(size) - m.held
 	if grow > 0 {
-		if !m.b.reserve(grow) {
+		if !m.in.h.mem.reserve(grow) {
 			m.in.refusedGrowth(int64(size))
 			return nil
 		}
@@ -125,7 +125,7 @@ func (m *budgetMemory) Reallocate(size uint64) []byte {
 	}
 	buf := m.inner.Reallocate(size)
 	if buf == nil && grow > 0 {
-		m.b.release(grow)
+		m.in.h.mem.release(grow)
 		m.held -= grow
 	}
 	return buf
@@ -151,7 +151,7 @@ func (m *budgetMemory) reset(img *memImage, size int64) error {
 
 func (m *budgetMemory) Free() {
 	m.inner.Free()
-	m.b.release(m.held)
+	m.in.h.mem.release(m.held)
 	m.held = 0
 }
 

@@ -33,9 +33,12 @@ type mmapAllocator struct{ img *memImage }
 var _ experimental.MemoryAllocator = mmapAllocator{}
 
 func (a mmapAllocator) Allocate(_, max uint64) experimental.LinearMemory {
-	return &mmapMemory{max: max, img: a.img, heap: heapMemory{max: max, img: a.img}}
+	return &mmapMemory{max: max, img: a.img}
 }
 
+// mmapMemory is one instance's mapping. It is one of the few objects every
+// live instance keeps (issue 16, item 7), hence the fallback behind a
+// pointer, made only when the kernel refuses the mapping.
 type mmapMemory struct {
 	max    uint64
 	img    *memImage
@@ -44,17 +47,20 @@ type mmapMemory struct {
 	// from is the image whose file is mapped over the start of buf, or
 	// nil: what the pages a reset finds unwritten hold.
 	from *memImage
-	heap heapMemory // the fallback
+	heap *heapMemory // the fallback, once needed
 }
 
 func (m *mmapMemory) Reallocate(size uint64) []byte {
 	if size > m.max {
 		return nil
 	}
-	if m.buf == nil && m.heap.buf == nil && m.max > 0 {
-		b, err := syscall.Mmap(-1, 0, int(m.max), syscall.PROT_READ|syscall.PROT_WRITE,
-			syscall.MAP_PRIVATE|syscall.MAP_ANON|syscall.MAP_NORESERVE)
+	if m.buf == nil && m.heap == nil && m.max > 0 {
+		// unix.MmapPtr, not syscall.Mmap: that one records every mapping
+		// in a map of its own (≈ 64 B per live instance) for its Munmap.
+		p, err := unix.MmapPtr(-1, 0, nil, uintptr(m.max), unix.PROT_READ|unix.PROT_WRITE,
+			unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
 		if err == nil {
+			b := unsafe.Slice((*byte)(p), m.max)
 			m.buf, m.mapped = b, true
 			if m.img != nil && m.img.file.mapOver(b) {
 				m.from = m.img
@@ -66,13 +72,16 @@ func (m *mmapMemory) Reallocate(size uint64) []byte {
 	if m.mapped {
 		return m.buf[:size]
 	}
+	if m.heap == nil {
+		m.heap = &heapMemory{max: m.max, img: m.img}
+	}
 	return m.heap.Reallocate(size)
 }
 
 func (m *mmapMemory) Free() {
 	if m.mapped {
 		// One munmap covers the image's mapping too.
-		if err := syscall.Munmap(m.buf); err != nil {
+		if err := unix.MunmapPtr(unsafe.Pointer(unsafe.SliceData(m.buf)), uintptr(len(m.buf))); err != nil {
 			// munmap can fail if splitting the mapping would exceed
 			// vm.max_map_count: give the pages back at least (the
 			// address range stays reserved).
@@ -80,7 +89,9 @@ func (m *mmapMemory) Free() {
 		}
 	}
 	m.buf, m.mapped = nil, false
-	m.heap.Free()
+	if m.heap != nil {
+		m.heap.Free()
+	}
 }
 
 // reset sets the memory's first size bytes, its whole current length,
@@ -91,6 +102,9 @@ func (m *mmapMemory) Free() {
 // pages past size were never part of the guest's memory: untouched.
 func (m *mmapMemory) reset(img *memImage, size int64) error {
 	if !m.mapped {
+		if m.heap == nil {
+			return errors.New("the memory was never allocated")
+		}
 		return m.heap.reset(img, size)
 	}
 	if size > int64(len(m.buf)) || (img != nil && int64(len(img.data)) > size) {

@@ -18,9 +18,16 @@
 // bounds), for which writing nothing is the same as ignoring the call.
 //
 // Nothing existing is renumbered: the new type, global and function are
-// appended after the existing ones (the module may import functions only), so calls, element segments, exports and
-// the name section stay valid. The guest cannot reach the new global: its
+// appended after the existing ones (the module may import functions
+// only), so calls, element segments, exports and the name section stay
+// valid. The guest cannot reach the new global: its
 // index did not exist when the original module was validated.
+//
+// One thing is taken out: a table that nothing can reach (no instruction
+// names one, no element segment, no table export — see unusedTables). C
+// linkers emit an empty one-entry table whatever the code does, and
+// wazero builds an instance of it for every instance; removing the only
+// tables renumbers nothing.
 //
 // Why not wazero's WithCloseOnContextDone: it starts a goroutine for every
 // call into the guest, which costs ~0.7 µs per invocation on our machines,
@@ -35,6 +42,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // FuelExport is the name of the exported fuel global.
@@ -171,6 +179,8 @@ type module struct {
 	// mutableGlobals are the defined mutable globals, by index.
 	mutableGlobals []Global
 	hasStart       bool
+	exportsTable   bool
+	hasElements    bool
 }
 
 // Fuel returns bin rewritten for fuel metering (see the package comment).
@@ -255,6 +265,9 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	}
 
 	checkpoint := checkpointCode(fuelGlobal, refillFunc)
+	// The table section's place in out, to take it out if no one uses
+	// its tables (known only once the code has been read).
+	var tableAt, tableEnd int
 
 	out := append([]byte(nil), bin[:8]...)
 	need := map[byte]bool{secType: addType, secFunction: true, secGlobal: true, secExport: true, secCode: true}
@@ -300,6 +313,7 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 			body, err = capMemory(body, opts.MaxMemoryPages)
 		case secTable:
 			body, err = capTables(body, cmp.Or(opts.MaxTableEntries, DefaultMaxTableEntries))
+			tableAt = len(out)
 		case secCode:
 			body, err = rewriteCode(body, checkpoint, uint32(m.guestRequest), &facts)
 		case secData:
@@ -323,8 +337,14 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 		}
 		emitted[s.id] = true
 		out = appendSection(out, s.id, body)
+		if s.id == secTable {
+			tableEnd = len(out)
+		}
 	}
 	emitNew(1 << 30)
+	if tableEnd > 0 && unusedTables(m, &facts) {
+		out = slices.Delete(out, tableAt, tableEnd)
+	}
 	res.Module = out
 	if opts.ExportGlobals {
 		res.Snapshot.Refused = snapshotRefusal(m, &facts)
@@ -434,6 +454,8 @@ func parse(bin []byte) (*module, error) {
 			m.definedFuncs, err = sr.u32()
 		case secGlobal:
 			err = m.parseGlobals(&sr)
+		case secElement:
+			m.hasElements = true
 		case secStart:
 			m.hasStart = true
 		case secExport:
@@ -529,13 +551,15 @@ func (m *module) parseExports(r *reader) error {
 		if err != nil {
 			return err
 		}
-		if _, err := r.byte(); err != nil {
+		kind, err := r.byte()
+		if err != nil {
 			return err
 		}
 		if _, err := r.u32(); err != nil {
 			return err
 		}
 		m.exportNames[name] = true
+		m.exportsTable = m.exportsTable || kind == 0x01
 	}
 	return nil
 }
@@ -694,6 +718,17 @@ func capVector(body []byte, what, unit string, limit uint32, prefix int) ([]byte
 		return nil, fail("trailing bytes in the %s section", what)
 	}
 	return out, nil
+}
+
+// unusedTables reports whether nothing can reach the module's tables: no
+// instruction names one, no element segment fills or declares anything
+// (ref.func needs one), none is exported (tables are never imported:
+// parseImports). C guests' linkers emit an empty one-entry table whether
+// or not the code calls indirectly, and wazero builds a table instance
+// for it in every instance, ≈ 120 B of Go heap each (issue 16, item 7):
+// such a table is taken out, which renumbers nothing.
+func unusedTables(m *module, facts *codeFacts) bool {
+	return !facts.tables && !m.hasElements && !m.exportsTable
 }
 
 // rewriteCode inserts the checkpoints into every body of a code section and

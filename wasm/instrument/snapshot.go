@@ -76,10 +76,18 @@ func (m *module) parseGlobals(r *reader) error {
 type codeFacts struct {
 	// first is the first such instruction met ("" if none).
 	first string
+	// tables: some instruction names a table (see unusedTables).
+	tables bool
 }
 
 // note records instruction op (sub: its 0xFC sub-opcode).
 func (f *codeFacts) note(op byte, sub uint32) {
+	switch {
+	case op == 0x11, op == 0x13, op == 0x25, op == 0x26: // call_indirect, return_call_indirect, table.get, table.set
+		f.tables = true
+	case op == 0xFC && sub >= 12 && sub <= 17 && sub != 13: // table.init, .copy, .grow, .size, .fill (13: elem.drop)
+		f.tables = true
+	}
 	if f.first != "" {
 		return
 	}

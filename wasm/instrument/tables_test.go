@@ -1,0 +1,86 @@
+package instrument_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/tetratelabs/wazero"
+
+	"github.com/nolaproject/nola/wasm/instrument"
+	"github.com/nolaproject/nola/wasm/wasmtest"
+)
+
+// sectionCount counts bin's sections with id.
+func sectionCount(t *testing.T, bin []byte, id byte) int {
+	t.Helper()
+	n := 0
+	for i := 8; i < len(bin); {
+		sid := bin[i]
+		i++
+		var size, shift uint32
+		for {
+			c := bin[i]
+			i++
+			size |= uint32(c&0x7F) << shift
+			shift += 7
+			if c&0x80 == 0 {
+				break
+			}
+		}
+		if sid == id {
+			n++
+		}
+		i += int(size)
+	}
+	return n
+}
+
+// A table nothing can reach is taken out of the module (wazero would build
+// an instance of it for every instance: C linkers emit one whether or not
+// the code calls indirectly); one that an instruction, an element segment
+// or an export reaches stays. Each kept case fails if unusedTables ignores
+// what it tests (checked by removing each condition).
+func TestUnusedTableIsDropped(t *testing.T) {
+	const (
+		types   = "\x02\x60\x02\x7f\x7f\x00\x60\x00\x00" // (i32, i32) -> (); () -> ()
+		imports = "\x01\x04wapc\x0f__guest_request\x00\x00"
+		funcs   = "\x01\x01"
+		table   = "\x01\x70\x00\x01" // funcref, min 1
+		empty   = "\x01\x02\x00\x0b"
+	)
+	body := func(code string) string { return "\x01" + ls(uint32(len(code)+1)) + "\x00" + code }
+	cases := []struct {
+		name string
+		bin  []byte
+		keep bool
+	}{
+		{"unused", mod(1, types, 2, imports, 3, funcs, 4, table, 10, empty), false},
+		{"call_indirect", mod(1, types, 2, imports, 3, funcs, 4, table, 10, body("\x41\x00\x11\x01\x00\x0b")), true},
+		{"table.size", mod(1, types, 2, imports, 3, funcs, 4, table, 10, body("\xfc\x10\x00\x1a\x0b")), true},
+		{"table.get", mod(1, types, 2, imports, 3, funcs, 4, table, 10, body("\x41\x00\x25\x00\x1a\x0b")), true},
+		{"element segment", mod(1, types, 2, imports, 3, funcs, 4, table, 9, "\x01\x00\x41\x00\x0b\x01\x01", 10, empty), true},
+		{"exported", mod(1, types, 2, imports, 3, funcs, 4, table, 7, "\x01\x01t\x01\x00", 10, empty), true},
+	}
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer r.Close(ctx)
+	for _, c := range cases {
+		mustCompile(t, r, c.bin)
+		rw, err := instrument.Rewrite(c.bin, instrument.Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		mustCompile(t, r, rw.Module)
+		if got := sectionCount(t, rw.Module, 4) == 1; got != c.keep {
+			t.Errorf("%s: table kept %v, want %v", c.name, got, c.keep)
+		}
+	}
+	// The C counter's linker-made table goes; a Go guest's, full of
+	// functions, stays.
+	if n := sectionCount(t, mustRewrite(t, wasmtest.C(t, "counter")).Module, 4); n != 0 {
+		t.Errorf("the C counter keeps its unused table (%d table sections)", n)
+	}
+	if n := sectionCount(t, mustRewrite(t, wasmtest.Go(t, "echo")).Module, 4); n != 1 {
+		t.Errorf("the Go guest's table is gone (%d table sections)", n)
+	}
+}
