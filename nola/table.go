@@ -2,6 +2,7 @@ package nola
 
 import (
 	"cmp"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -44,35 +45,26 @@ func (k actorKey) hash() uint32 {
 	return h
 }
 
-// hash64 is 64-bit FNV-1a over the key, finished by a mixer so that its
-// low bits (a slot) and high bits (a shard) are independent of each other:
-// deterministic, as hash is, and allocation-free.
-func (k actorKey) hash64() uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(k.ns); i++ {
-		h = (h ^ uint64(k.ns[i])) * 1099511628211
-	}
-	h = (h ^ 0xff) * 1099511628211
-	for i := 0; i < len(k.id); i++ {
-		h = (h ^ uint64(k.id[i])) * 1099511628211
-	}
-	// The finalizer of MurmurHash3 (fmix64).
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
-	return h
-}
-
 const (
 	nShards    = 64
-	shardShift = 64 - 6 // a key's shard is the top 6 bits of its hash64
+	shardShift = 64 - 6 // a key's shard is the top 6 bits of its hash
 )
 
 // table maps actors to activations, sharded to keep parallel invocations of
 // different actors off one lock.
+//
+// A key's shard and slot come from maphash with a seed of the table's own,
+// random per table: whoever picks actor IDs must not be able to pick IDs
+// that share a shard and a probe run, or each lookup in it would walk a
+// run as long as their number (hash flooding; an unseeded FNV hash let
+// 2 000 crafted IDs make a shard's operations 7.5× slower, growing with
+// their square). It is the one randomness engine code takes outside the
+// runtime, and it cannot reach a simulated run's behavior: it decides only
+// where an entry sits, every lookup compares the whole key, and every
+// iteration is sorted by key (collect). The simulator's own seed is no
+// secret, so drawing this one from it would give the protection up.
 type table struct {
+	seed   maphash.Seed
 	shards [nShards]shard
 }
 
@@ -104,15 +96,15 @@ type slot struct {
 
 const minSlots = 8
 
-func newTable() *table { return &table{} }
+func newTable() *table { return &table{seed: maphash.MakeSeed()} }
 
 // shard returns the shard of k, and k's hash for that shard's methods.
 func (t *table) shard(k actorKey) (*shard, uint64) {
-	h := k.hash64()
+	h := maphash.Comparable(t.seed, k)
 	return &t.shards[h>>shardShift], h
 }
 
-// get returns the activation of k (whose hash64 is h), or nil. Guarded by
+// get returns the activation of k (whose hash is h), or nil. Guarded by
 // sh.mu, read or write.
 func (sh *shard) get(h uint64, k actorKey) *activation {
 	if sh.n == 0 {
@@ -130,7 +122,7 @@ func (sh *shard) get(h uint64, k actorKey) *activation {
 	}
 }
 
-// put makes a the entry of its key (whose hash64 is h), replacing the
+// put makes a the entry of its key (whose hash is h), replacing the
 // key's entry if it has one. Guarded by sh.mu, write.
 func (sh *shard) put(h uint64, a *activation) {
 	if (sh.n+1)*4 > len(sh.slots)*3 {
@@ -151,7 +143,7 @@ func (sh *shard) put(h uint64, a *activation) {
 	}
 }
 
-// remove deletes the entry of a's key (whose hash64 is h) if that entry is
+// remove deletes the entry of a's key (whose hash is h) if that entry is
 // a, and reports whether it was. Guarded by sh.mu, write.
 func (sh *shard) remove(h uint64, a *activation) bool {
 	if sh.n == 0 {

@@ -100,11 +100,28 @@ func TestShardMatchesAMap(t *testing.T) {
 	})
 }
 
-// Keys differing only in where the namespace ends hash apart.
-func TestHash64SeparatesTheParts(t *testing.T) {
-	a, b := actorKey{"ab", "c"}, actorKey{"a", "bc"}
-	if a.hash64() == b.hash64() {
-		t.Fatalf("%v and %v hash alike", a, b)
+// A table's hash is seeded per table: the same key lands in unrelated
+// shards and slots of two tables (so IDs crafted against one process's
+// table say nothing about another's), and keys differing only in where
+// the namespace ends hash apart.
+func TestTableHashIsSeeded(t *testing.T) {
+	k := actorKey{"ns", "id"}
+	same := 0
+	for range 8 {
+		t1, t2 := newTable(), newTable()
+		_, h1 := t1.shard(k)
+		_, h2 := t2.shard(k)
+		if h1 == h2 {
+			same++
+		}
+		_, ha := t1.shard(actorKey{"ab", "c"})
+		_, hb := t1.shard(actorKey{"a", "bc"})
+		if ha == hb {
+			t.Fatalf("ab/c and a/bc hash alike")
+		}
+	}
+	if same > 0 {
+		t.Fatalf("one key hashed alike in %d of 8 pairs of tables: the hash is not seeded", same)
 	}
 }
 
