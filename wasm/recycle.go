@@ -136,10 +136,10 @@ func (h *Host) premake(c *compiled) {
 		for {
 			for !h.isClosed.Load() && h.pool.count(c) < h.cfg.Premade {
 				if !h.premakeOne(c) {
-					// Trying again at once would fail again (the
-					// budget full, the snapshot unusable): spin,
-					// until memory frees. The next take starts
-					// the task again.
+					// Not round again: trying at once would fail
+					// again (the budget full, the snapshot
+					// unusable), and the task would spin until
+					// memory frees. The next take starts it again.
 					c.premaking.Store(false)
 					return
 				}
