@@ -238,7 +238,7 @@ type Config struct {
 	// RecyclePool bounds the instances of one snapshotted module that
 	// wait, reset to its snapshot, for the module's next activation
 	// (default 4; negative: none). A deactivated actor's instance that
-	// ended cleanly is reset — its memory mapped from the snapshot again,
+	// ended cleanly is reset — its memory set back to the snapshot's bytes,
 	// its globals restored, its host state fresh — instead of closed, and
 	// the next activation takes it without instantiating (see
 	// recycle.go): with Go guests that are evicted or released and
@@ -252,7 +252,9 @@ type Config struct {
 	// snapshot is taken and after each activation takes one. It lowers a
 	// create's latency, not its CPU: the instantiation is still paid, off
 	// the request path. Premade instances wait in the same pool as
-	// recycled ones (RecyclePool), counted and shed alike.
+	// recycled ones, counted and shed alike; RecyclePool bounds what
+	// deactivations add to it, Premade what the task does (a negative
+	// RecyclePool turns recycling off, not this).
 	Premade int
 
 	// HostFunctions are the embedder's host functions, called by guests

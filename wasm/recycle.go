@@ -136,7 +136,12 @@ func (h *Host) premake(c *compiled) {
 		for {
 			for !h.isClosed.Load() && h.pool.count(c) < h.cfg.Premade {
 				if !h.premakeOne(c) {
-					break
+					// Not round again: trying at once would fail
+					// again (the budget full, the snapshot
+					// unusable), and the task would spin until
+					// memory frees. The next take starts it again.
+					c.premaking.Store(false)
+					return
 				}
 			}
 			c.premaking.Store(false)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/rt"
@@ -139,4 +140,71 @@ func TestRecycledInstanceEqualsFresh(t *testing.T) {
 			got.close()
 		})
 	}
+}
+
+// goWatch is a runtime whose tasks report their return on done.
+type goWatch struct {
+	rt.Runtime
+	done chan string
+}
+
+func (r goWatch) Go(name string, f func()) {
+	r.Runtime.Go(name, func() {
+		defer func() { r.done <- name }()
+		f()
+	})
+}
+
+// The premake task stops when it cannot make an instance (the memory
+// budget full): it does not spin, retrying without end, until memory
+// frees. It returns, and the next take starts it again.
+func TestPremakeStopsWhenBudgetFull(t *testing.T) {
+	ctx := context.Background()
+	mods := benchMods()
+	if _, err := mods.Stat(ctx, "t", "counter-go"); err != nil {
+		if _, err := mods.Put(ctx, "t", "counter-go", wasmtest.Go(t, "counter"), modules.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := goWatch{Runtime: rt.NewReal(), done: make(chan string, 16)}
+	h, err := New(ctx, Config{Runtime: r, Modules: mods, CompilationCache: testCache(), Premade: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(ctx)
+	c, err := h.load(ctx, "t", "counter-go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill the budget before the snapshot's premake task starts: it
+	// can make nothing.
+	full := h.mem.limit
+	h.mem.used.Add(full)
+	first, err := h.instantiate(initCx{}, c, nola.Ref{Namespace: "t", ID: "a"})
+	if err == nil {
+		first.close()
+		t.Fatal("instantiated over a full budget")
+	}
+	h.mem.used.Add(-full)
+	first, err = h.instantiate(initCx{}, c, nola.Ref{Namespace: "t", ID: "a"}) // takes the snapshot, starts the task
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.close()
+	<-r.done // the task filled the pool
+	if s := h.Stats(); s.Pooled != 1 {
+		t.Fatalf("stats %+v, want 1 premade", s)
+	}
+	h.mem.used.Add(full)
+	second, err := h.instantiate(initCx{}, c, nola.Ref{Namespace: "t", ID: "b"}) // takes it, starts the task
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.close()
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		t.Error("the premake task still runs 30 s after the budget refused it an instance")
+	}
+	h.mem.used.Add(-full) // lets a spinning task end
 }
