@@ -62,7 +62,7 @@ type Maintenance struct {
 // database holds, not what changed: it walks every key of its index
 // (building a map of the revisions to keep, one entry per key) and then
 // every revision in the backend from the first, in batches of 1,000 with
-// a commit and a 10 ms pause after each (etcd-io/etcd#21284). With a
+// a commit and a 10 ms pause after each. With a
 // million actors (two million keys) one compaction took longer than the
 // 10 s interval, so compaction ran back to back and took about a quarter
 // of the process's CPU (issue 16, item 5). The byte trigger and the
