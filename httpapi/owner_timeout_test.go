@@ -14,6 +14,7 @@ import (
 
 	"github.com/nolaproject/nola/httpapi"
 	"github.com/nolaproject/nola/nola"
+	"github.com/nolaproject/nola/registry/kv"
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt"
 )
@@ -44,35 +45,8 @@ func TestTimeoutNamesTheOwner(t *testing.T) {
 	}
 	r := rt.NewReal()
 	store := memkv.New(r, memkv.Options{})
-	defer store.Close()
-	var srvs []*nola.Server
-	var urls []string
-	for i := range 2 {
-		hs := httptest.NewUnstartedServer(nil)
-		url := "http://" + hs.Listener.Addr().String()
-		tr := httpapi.NewTransport(httpapi.TransportOptions{})
-		srv, err := nola.NewServer(nola.ServerConfig{
-			ID: fmt.Sprintf("h%d", i), Addr: url, Store: store, Transport: tr, Types: types, LeaseTTL: 3 * time.Second,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr.SetLocal(url, srv)
-		hs.Config.Handler = httpapi.NewHandler(srv, httpapi.Options{})
-		hs.Start()
-		if err := srv.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			unblock() // before the shutdown, which waits for the stalled call
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(ctx)
-			hs.Close()
-			tr.Close()
-		}()
-		srvs, urls = append(srvs, srv), append(urls, url)
-	}
+	t.Cleanup(func() { _ = store.Close() }) // after the servers' shutdown (startHTTPServers)
+	srvs, urls := startHTTPServers(t, 2, func(int) kv.Store { return store }, types, unblock)
 	// An actor owned by h1, created through h1.
 	c1 := httpapi.NewClient(urls[1], "")
 	defer c1.Close()
@@ -143,4 +117,39 @@ func TestForwardedTimeoutKeepsAnAnswerMargin(t *testing.T) {
 			t.Fatalf("forwarded timeout #%d = %q, want in (0, %d]", i, got[i], max)
 		}
 	}
+}
+
+// startHTTPServers starts n servers h0…hn-1, each behind an HTTP server of
+// its own on loopback and talking to the others through httpapi's
+// transport, on the stores store(i) gives. At cleanup unblock runs before
+// each server's shutdown, which waits for the calls a test stalled.
+func startHTTPServers(t *testing.T, n int, store func(i int) kv.Store, types map[string]nola.Factory, unblock func()) (srvs []*nola.Server, urls []string) {
+	t.Helper()
+	for i := range n {
+		hs := httptest.NewUnstartedServer(nil)
+		url := "http://" + hs.Listener.Addr().String()
+		tr := httpapi.NewTransport(httpapi.TransportOptions{})
+		srv, err := nola.NewServer(nola.ServerConfig{
+			ID: fmt.Sprintf("h%d", i), Addr: url, Store: store(i), Transport: tr, Types: types, LeaseTTL: 3 * time.Second,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.SetLocal(url, srv)
+		hs.Config.Handler = httpapi.NewHandler(srv, httpapi.Options{})
+		hs.Start()
+		if err := srv.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			unblock()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+			hs.Close()
+			tr.Close()
+		})
+		srvs, urls = append(srvs, srv), append(urls, url)
+	}
+	return srvs, urls
 }

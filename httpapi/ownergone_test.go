@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,39 +73,9 @@ func TestForwardEndsWhenItsOwnersLeaseGoes(t *testing.T) {
 	}
 	r := rt.NewReal()
 	store := memkv.New(r, memkv.Options{})
-	defer store.Close()
-	var (
-		srvs  []*nola.Server
-		urls  []string
-		spies []*leaseSpy
-	)
-	for i := range 2 {
-		hs := httptest.NewUnstartedServer(nil)
-		url := "http://" + hs.Listener.Addr().String()
-		tr := httpapi.NewTransport(httpapi.TransportOptions{})
-		spy := &leaseSpy{Store: store}
-		srv, err := nola.NewServer(nola.ServerConfig{
-			ID: fmt.Sprintf("h%d", i), Addr: url, Store: spy, Transport: tr, Types: types, LeaseTTL: 3 * time.Second,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr.SetLocal(url, srv)
-		hs.Config.Handler = httpapi.NewHandler(srv, httpapi.Options{})
-		hs.Start()
-		if err := srv.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			unblock() // before the shutdown, which waits for the stalled call
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(ctx)
-			hs.Close()
-			tr.Close()
-		}()
-		srvs, urls, spies = append(srvs, srv), append(urls, url), append(spies, spy)
-	}
+	t.Cleanup(func() { _ = store.Close() }) // after the servers' shutdown (startHTTPServers)
+	spies := []*leaseSpy{{Store: store}, {Store: store}}
+	srvs, urls := startHTTPServers(t, 2, func(i int) kv.Store { return spies[i] }, types, unblock)
 	c1 := httpapi.NewClient(urls[1], "")
 	defer c1.Close()
 	id := ""
