@@ -297,20 +297,7 @@ func TestImageCopySkipsZeroPages(t *testing.T) {
 // memory (the Go runtime does, at initialization) and runs; each instance
 // keeps its own state; the Host charges each its whole memory.
 func TestGoGuestRunsFromMappedImage(t *testing.T) {
-	ctx := context.Background()
-	mods := modules.New(memkv.New(rt.NewReal(), memkv.Options{}), modules.Config{})
-	if _, err := mods.Put(ctx, "t", "counter-go", wasmtest.Go(t, "counter"), modules.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	h, err := New(ctx, Config{Runtime: rt.NewReal(), Modules: mods, CompilationCache: testCache()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close(ctx)
-	c, err := h.load(ctx, "t", "counter-go")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, c := counterHost(t, "counter-go", Config{})
 	if c.image == nil || c.image.file.size == 0 {
 		t.Fatal("the Go guest has no mapped image")
 	}

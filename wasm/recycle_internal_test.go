@@ -2,7 +2,6 @@ package wasm
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"reflect"
 	"testing"
@@ -10,8 +9,6 @@ import (
 
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/rt"
-	"github.com/nolaproject/nola/wasm/modules"
-	"github.com/nolaproject/nola/wasm/wasmtest"
 )
 
 // instState is what a guest can observe of its instance: its memory, byte
@@ -53,22 +50,7 @@ var carried = map[string]bool{
 func TestRecycledInstanceEqualsFresh(t *testing.T) {
 	for _, skip := range []string{"", "memory"} {
 		t.Run("skip="+skip, func(t *testing.T) {
-			ctx := context.Background()
-			mods := benchMods()
-			if _, err := mods.Stat(ctx, "t", "counter-go"); err != nil {
-				if _, err := mods.Put(ctx, "t", "counter-go", wasmtest.Go(t, "counter"), modules.Options{}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			h, err := New(ctx, Config{Runtime: rt.NewReal(), Modules: mods, CompilationCache: testCache()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer h.Close(ctx)
-			c, err := h.load(ctx, "t", "counter-go")
-			if err != nil {
-				t.Fatal(err)
-			}
+			h, c := counterHost(t, "counter-go", Config{})
 			ref := nola.Ref{Namespace: "t", ID: "a"}
 			first, err := h.instantiate(initCx{}, c, ref) // takes the snapshot
 			if err != nil {
@@ -159,23 +141,8 @@ func (r goWatch) Go(name string, f func()) {
 // budget full): it does not spin, retrying without end, until memory
 // frees. It returns, and the next take starts it again.
 func TestPremakeStopsWhenBudgetFull(t *testing.T) {
-	ctx := context.Background()
-	mods := benchMods()
-	if _, err := mods.Stat(ctx, "t", "counter-go"); err != nil {
-		if _, err := mods.Put(ctx, "t", "counter-go", wasmtest.Go(t, "counter"), modules.Options{}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	r := goWatch{Runtime: rt.NewReal(), done: make(chan string, 16)}
-	h, err := New(ctx, Config{Runtime: r, Modules: mods, CompilationCache: testCache(), Premade: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close(ctx)
-	c, err := h.load(ctx, "t", "counter-go")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, c := counterHost(t, "counter-go", Config{Runtime: r, Premade: 1})
 	// Fill the budget before the snapshot's premake task starts: it
 	// can make nothing.
 	full := h.mem.limit

@@ -41,19 +41,37 @@ func TestSysContextIsDropped(t *testing.T) {
 // compilation cache (closed when tb ends) and its compiled C counter.
 func counterCHost(tb testing.TB) (*Host, *compiled) {
 	tb.Helper()
+	return counterHost(tb, "counter-c", Config{})
+}
+
+// counterHost uploads the C or Go counter guest as module (counter-c,
+// counter-go) to the shared test module store, if it is not there, makes
+// a Host on cfg with that store and the test compilation cache (and the
+// real runtime, if cfg has none), closed at the test's end, and returns
+// it with the module compiled.
+func counterHost(tb testing.TB, module string, cfg Config) (*Host, *compiled) {
+	tb.Helper()
 	ctx := context.Background()
 	mods := benchMods()
-	if _, err := mods.Stat(ctx, "t", "counter-c"); err != nil {
-		if _, err := mods.Put(ctx, "t", "counter-c", wasmtest.C(tb, "counter"), modules.Options{}); err != nil {
+	if _, err := mods.Stat(ctx, "t", module); err != nil {
+		build := wasmtest.C
+		if module == "counter-go" {
+			build = wasmtest.Go
+		}
+		if _, err := mods.Put(ctx, "t", module, build(tb, "counter"), modules.Options{}); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	h, err := New(ctx, Config{Runtime: rt.NewReal(), Modules: mods, CompilationCache: testCache()})
+	if cfg.Runtime == nil {
+		cfg.Runtime = rt.NewReal()
+	}
+	cfg.Modules, cfg.CompilationCache = mods, testCache()
+	h, err := New(ctx, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { h.Close(ctx) })
-	mod, err := h.load(ctx, "t", "counter-c")
+	mod, err := h.load(ctx, "t", module)
 	if err != nil {
 		tb.Fatal(err)
 	}
