@@ -246,17 +246,7 @@ func TestRecyclePoolExpiresWithSweep(t *testing.T) {
 // (the old size in pages, 4 bytes little-endian); _initialize does
 // nothing.
 func growCallModule() []byte {
-	b := []byte("\x00asm\x01\x00\x00\x00")
-	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
-	imp := []byte{2}
-	for _, n := range []string{"__guest_request", "__guest_response"} {
-		imp = append(imp, revName("wapc")...)
-		imp = append(imp, revName(n)...)
-		imp = append(imp, 0, 0)
-	}
-	b = append(b, revSection(2, imp)...)
-	b = append(b, revSection(3, []byte{2, 1, 2})...)
-	b = append(b, revSection(5, []byte{1, 0, 1})...)
+	b := wapcModuleHead()
 	exp := []byte{3}
 	exp = append(append(exp, revName("memory")...), 2, 0)
 	exp = append(append(exp, revName("__guest_call")...), 0, 2)

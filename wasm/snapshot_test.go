@@ -366,11 +366,12 @@ func TestSnapshotTrappingInit(t *testing.T) {
 	}
 }
 
-// growModule is a minimal waPC module whose _initialize grows its memory
-// by 16 pages and keeps memory.grow's answer (-1 if refused) in a global;
-// __guest_call answers that global (4 bytes, little-endian), or traps if
-// given a payload.
-func growModule() []byte {
+// wapcModuleHead is the start of a minimal hand-built waPC module, up to
+// its memory: the types (the two waPC imports', __guest_call's,
+// _initialize's), the imports __guest_request and __guest_response, two
+// functions (__guest_call, _initialize) and one memory of one page. The
+// caller adds globals, exports and code.
+func wapcModuleHead() []byte {
 	b := []byte("\x00asm\x01\x00\x00\x00")
 	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
 	imp := []byte{2}
@@ -382,6 +383,15 @@ func growModule() []byte {
 	b = append(b, revSection(2, imp)...)
 	b = append(b, revSection(3, []byte{2, 1, 2})...)
 	b = append(b, revSection(5, []byte{1, 0, 1})...)
+	return b
+}
+
+// growModule is a minimal waPC module whose _initialize grows its memory
+// by 16 pages and keeps memory.grow's answer (-1 if refused) in a global;
+// __guest_call answers that global (4 bytes, little-endian), or traps if
+// given a payload.
+func growModule() []byte {
+	b := wapcModuleHead()
 	b = append(b, revSection(6, []byte{1, 0x7f, 1, 0x41, 0, 0x0b})...)
 	exp := []byte{3}
 	exp = append(append(exp, revName("memory")...), 2, 0)
