@@ -48,22 +48,7 @@ func TestTimeoutNamesTheOwner(t *testing.T) {
 	t.Cleanup(func() { _ = store.Close() }) // after the servers' shutdown (startHTTPServers)
 	srvs, urls := startHTTPServers(t, 2, func(int) kv.Store { return store }, types, unblock)
 	// An actor owned by h1, created through h1.
-	c1 := httpapi.NewClient(urls[1], "")
-	defer c1.Close()
-	id := ""
-	for i := range 32 {
-		cand := "s" + strconv.Itoa(i)
-		if _, err := c1.Invoke(ctx(t), "t", cand, "stall", "noop", nil); err != nil {
-			t.Fatal(err)
-		}
-		if srvs[1].Hosts("t", cand) {
-			id = cand
-			break
-		}
-	}
-	if id == "" {
-		t.Fatal("no actor of 32 was placed on h1")
-	}
+	id := actorOn(t, urls[1], srvs[1], "s")
 
 	// Call it through h0 with a 1s budget. The HTTP client's own bound is
 	// long, so the answer is whatever h0 says when its budget runs out.
@@ -152,4 +137,23 @@ func startHTTPServers(t *testing.T, n int, store func(i int) kv.Store, types map
 		srvs, urls = append(srvs, srv), append(urls, url)
 	}
 	return srvs, urls
+}
+
+// actorOn creates stall actors prefix0, prefix1, … through the server at
+// url until one is placed on srv itself, and returns its ID.
+func actorOn(t *testing.T, url string, srv *nola.Server, prefix string) string {
+	t.Helper()
+	c := httpapi.NewClient(url, "")
+	defer c.Close()
+	for i := range 32 {
+		id := prefix + strconv.Itoa(i)
+		if _, err := c.Invoke(ctx(t), "t", id, "stall", "noop", nil); err != nil {
+			t.Fatal(err)
+		}
+		if srv.Hosts("t", id) {
+			return id
+		}
+	}
+	t.Fatalf("none of 32 actors was placed on %s", url)
+	return ""
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -76,22 +75,7 @@ func TestForwardEndsWhenItsOwnersLeaseGoes(t *testing.T) {
 	t.Cleanup(func() { _ = store.Close() }) // after the servers' shutdown (startHTTPServers)
 	spies := []*leaseSpy{{Store: store}, {Store: store}}
 	srvs, urls := startHTTPServers(t, 2, func(i int) kv.Store { return spies[i] }, types, unblock)
-	c1 := httpapi.NewClient(urls[1], "")
-	defer c1.Close()
-	id := ""
-	for i := range 32 {
-		cand := "g" + strconv.Itoa(i)
-		if _, err := c1.Invoke(ctx(t), "t", cand, "stall", "noop", nil); err != nil {
-			t.Fatal(err)
-		}
-		if srvs[1].Hosts("t", cand) {
-			id = cand
-			break
-		}
-	}
-	if id == "" {
-		t.Fatal("no actor of 32 was placed on h1")
-	}
+	id := actorOn(t, urls[1], srvs[1], "g")
 
 	// Through h0, with time enough that only the owner watch can end the
 	// call before its deadline.
