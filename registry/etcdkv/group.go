@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 
@@ -46,6 +47,9 @@ type GroupStats struct {
 	// through the queue; (Commits − Idle) / (Requests − Idle) is how many
 	// a queued batch carried.
 	Idle int64
+	// Lingers counts the times a flusher waited for the callers of its
+	// last batch before taking the next one (see batcher).
+	Lingers int64
 }
 
 type pending struct {
@@ -70,6 +74,18 @@ type pending struct {
 // flight still lost (bench/README.md, "Round 4"). A commit whose context ends while it waits
 // in the queue is taken back and fails with kv.ErrUnavailable (it was never
 // sent).
+//
+// With one batch in flight, a caller whose commit was in batch i cannot be
+// in batch i+1: that batch leaves the moment i's outcomes are delivered,
+// before the caller has made its next commit. N callers that commit in a
+// loop therefore split into two halves that take turns, N/2 commits per
+// etcd request, and each request's fsync carries half of what it could.
+// So after a batch of n ≥ 2, with q commits queued meanwhile, the flusher
+// lingers until n+q are queued — the batch's callers are probably on their
+// way back — for at most a quarter of the last request's duration (and
+// maxLinger): the next request then carries about N, for the price of the
+// callers' turn around. A lone caller never lingers (it goes through
+// claimIdle).
 type batcher struct {
 	s           *Store
 	maxCommits  int
@@ -81,8 +97,15 @@ type batcher struct {
 	inflight int
 	closed   bool
 	wg       sync.WaitGroup // flushers
+	// want, when > 0, is the queue length a lingering flusher waits for;
+	// the commit that brings the queue to it (or close) signals arrived.
+	want    int
+	arrived chan struct{} // capacity 1
+	// lingerTimer, if set, replaces the linger's timer (tests: a linger
+	// that ends only when the awaited commits arrive).
+	lingerTimer func(time.Duration) <-chan time.Time
 
-	requests, commits, maxBatch, hoisted, idle atomic.Int64
+	requests, commits, maxBatch, hoisted, idle, lingers atomic.Int64
 }
 
 func newBatcher(s *Store) *batcher {
@@ -91,6 +114,20 @@ func newBatcher(s *Store) *batcher {
 		maxCommits:  max(1, s.opts.Limits.MaxOpsPerTxn),
 		maxBytes:    s.opts.Limits.MaxRequestBytes,
 		maxInflight: 1,
+		arrived:     make(chan struct{}, 1),
+	}
+}
+
+// maxLinger bounds how long a flusher waits for the callers of its last
+// batch to commit again (see batcher).
+const maxLinger = 2 * time.Millisecond
+
+// signal wakes a lingering flusher; b.mu is held.
+func (b *batcher) signal() {
+	b.want = 0
+	select {
+	case b.arrived <- struct{}{}:
+	default:
 	}
 }
 
@@ -100,7 +137,7 @@ func (s *Store) GroupStats() GroupStats {
 		return GroupStats{}
 	}
 	return GroupStats{Requests: s.group.requests.Load(), Commits: s.group.commits.Load(), MaxBatch: s.group.maxBatch.Load(),
-		Hoisted: s.group.hoisted.Load(), Idle: s.group.idle.Load()}
+		Hoisted: s.group.hoisted.Load(), Idle: s.group.idle.Load(), Lingers: s.group.lingers.Load()}
 }
 
 // batchable returns the pending form of t, or nil if t must go alone.
@@ -219,11 +256,14 @@ func (b *batcher) commit(ctx context.Context, p *pending) (kv.CommitResult, erro
 		p.taken = true
 		b.idle.Add(1)
 		b.mu.Unlock()
-		b.send(ctx, []*pending{p})
+		_ = b.send(ctx, []*pending{p})
 		b.idleDone()
 		return p.res, p.err
 	}
 	b.queue = append(b.queue, p)
+	if b.want > 0 && len(b.queue) >= b.want {
+		b.signal()
+	}
 	if b.inflight < b.maxInflight {
 		b.inflight++
 		b.wg.Add(1)
@@ -302,15 +342,59 @@ func (b *batcher) idleDone() {
 func (b *batcher) close() {
 	b.mu.Lock()
 	b.closed = true
+	b.signal()
 	b.mu.Unlock()
 	b.wg.Wait()
 }
 
-// flush sends batches until the queue is empty.
+// flush sends batches until the queue is empty, lingering after each
+// batch of two or more for its callers to commit again (see batcher).
 func (b *batcher) flush() {
 	defer b.wg.Done()
+	var (
+		last   int           // size of the batch just sent
+		others int           // commits queued when its outcomes went out
+		took   time.Duration // how long its request took
+		timer  *time.Timer
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		b.mu.Lock()
+		// The callers of the last batch and those that queued before its
+		// outcomes went out (others) are the ones committing now; wait
+		// for all of them. (Counted after delivery the queue would hold
+		// some of the batch's callers twice over.)
+		if want := min(last+others, b.maxCommits); last >= 2 && len(b.queue) < want && !b.closed {
+			b.want = want
+			b.mu.Unlock()
+			d := min(took/4, maxLinger)
+			var expired <-chan time.Time
+			switch {
+			case b.lingerTimer != nil:
+				expired = b.lingerTimer(d)
+			case timer == nil:
+				timer = time.NewTimer(d)
+				expired = timer.C
+			default:
+				timer.Reset(d)
+				expired = timer.C
+			}
+			select {
+			case <-b.arrived:
+			case <-expired:
+			}
+			b.mu.Lock()
+			b.want = 0
+			select { // a signal that raced the timer
+			case <-b.arrived:
+			default:
+			}
+			b.lingers.Add(1)
+		}
 		batch := b.take()
 		if len(batch) == 0 {
 			b.inflight--
@@ -319,7 +403,9 @@ func (b *batcher) flush() {
 		}
 		b.mu.Unlock()
 		// Not the context of any one commit: the batch is everyone's.
-		b.send(context.Background(), batch)
+		start := time.Now()
+		others = b.send(context.Background(), batch)
+		last, took = len(batch), time.Since(start)
 	}
 }
 
@@ -376,8 +462,9 @@ func (b *batcher) take() []*pending {
 }
 
 // send commits a batch as one etcd transaction and hands each member its
-// outcome.
-func (b *batcher) send(ctx context.Context, batch []*pending) {
+// outcome. It returns how many commits were queued just before the first
+// outcome went out (the flusher's linger counts on them; see flush).
+func (b *batcher) send(ctx context.Context, batch []*pending) (queued int) {
 	s := b.s
 	b.requests.Add(1)
 	b.commits.Add(int64(len(batch)))
@@ -387,7 +474,13 @@ func (b *batcher) send(ctx context.Context, batch []*pending) {
 			break
 		}
 	}
+	queued = -1
 	deliver := func(p *pending, res kv.CommitResult, err error) {
+		if queued < 0 {
+			b.mu.Lock()
+			queued = len(b.queue)
+			b.mu.Unlock()
+		}
 		p.res, p.err = res, err
 		close(p.done)
 	}
@@ -396,7 +489,7 @@ func (b *batcher) send(ctx context.Context, batch []*pending) {
 		for _, p := range batch {
 			deliver(p, kv.CommitResult{}, fmt.Errorf("etcdkv: commit: %w", err))
 		}
-		return
+		return queued
 	}
 	defer c.cancel()
 	if len(batch) == 1 {
@@ -404,10 +497,10 @@ func (b *batcher) send(ctx context.Context, batch []*pending) {
 		resp, err := s.sendTxn(c, &etcdserverpb.TxnRequest{Compare: p.cmps, Success: p.ops})
 		if err != nil {
 			deliver(p, kv.CommitResult{}, s.fail(c, "commit", err, true))
-			return
+			return queued
 		}
 		deliver(p, kv.CommitResult{Succeeded: resp.Succeeded, Rev: resp.Header.Revision}, nil)
-		return
+		return queued
 	}
 	common, rest := hoist(batch)
 	// One allocation for the nested transactions and one for their
@@ -432,7 +525,7 @@ func (b *batcher) send(ctx context.Context, batch []*pending) {
 		for _, p := range batch {
 			deliver(p, kv.CommitResult{}, err)
 		}
-		return
+		return queued
 	}
 	b.hoisted.Add(int64(len(common)))
 	if !resp.Succeeded {
@@ -441,7 +534,7 @@ func (b *batcher) send(ctx context.Context, batch []*pending) {
 		for _, p := range batch {
 			deliver(p, kv.CommitResult{Succeeded: false, Rev: resp.Header.Revision}, nil)
 		}
-		return
+		return queued
 	}
 	for i, p := range batch {
 		r := resp.Responses[i].GetResponseTxn()
@@ -451,4 +544,5 @@ func (b *batcher) send(ctx context.Context, batch []*pending) {
 		}
 		deliver(p, kv.CommitResult{Succeeded: r.Succeeded, Rev: resp.Header.Revision}, nil)
 	}
+	return queued
 }

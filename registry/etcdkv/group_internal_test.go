@@ -455,3 +455,58 @@ func TestBatchableKeyListsAndDuplicateWrites(t *testing.T) {
 		}
 	}
 }
+
+// Callers that commit in a loop share one request per round: after a batch
+// of n the flusher waits for n commits to queue before it takes the next
+// (batcher's linger). Without the linger a batch leaves the moment the last
+// one's outcomes are delivered, before its callers have committed again,
+// so they split into two halves taking turns: about two requests per
+// round. The linger's timer never fires here, so the test does not depend
+// on how fast the callers come back; close ends the last linger.
+func TestGroupCommitLingersForItsCallers(t *testing.T) {
+	ctx, e := groupMember(t)
+	b := e.group
+	// A linger ends when the commits it waits for have queued, or once a
+	// caller has finished (then they never will all queue again).
+	finished := make(chan time.Time)
+	var once sync.Once
+	b.lingerTimer = func(time.Duration) <-chan time.Time { return finished }
+	const callers, rounds = 8, 20
+	st0 := e.GroupStats()
+	errs := make(chan error, callers)
+	for c := range callers {
+		go func() {
+			defer once.Do(func() { close(finished) })
+			for r := range rounds {
+				key := []byte(fmt.Sprintf("linger/%d/%d", c, r))
+				if _, err := e.Commit(ctx, kv.Txn{Ops: []kv.Op{kv.Put(key, []byte("1"), kv.NoLease)}}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := e.GroupStats()
+	requests, commits := st.Requests-st0.Requests, st.Commits-st0.Commits
+	if commits != callers*rounds {
+		t.Fatalf("GroupStats %+v: %d commits, want %d", st, commits, callers*rounds)
+	}
+	// The first rounds converge (the first commit goes alone, the next
+	// batch holds the other seven, the one after that all eight); after
+	// that, one request a round.
+	if requests > rounds+4 {
+		t.Fatalf("%d requests for %d rounds of %d callers (%+v): the batches did not wait for their callers",
+			requests, rounds, callers, st)
+	}
+	t.Logf("%d requests, %d commits", requests, commits)
+	if st.Lingers == st0.Lingers {
+		t.Fatalf("GroupStats %+v: no linger counted", st)
+	}
+	b.close() // ends the flusher's last linger
+}
