@@ -212,8 +212,8 @@ func run(n, callers, members, every int, timeout time.Duration, prof *profile) e
 			ms.Passes, ms.Compactions, ms.LastCompaction.Round(time.Millisecond), ms.Paced, ms.Waits)
 	}
 	gs := store.GroupStats()
-	fmt.Printf("group commit: %.1f commits per etcd request, largest batch %d\n",
-		float64(gs.Commits)/float64(max(gs.Requests, 1)), gs.MaxBatch)
+	fmt.Printf("group commit: %.1f commits per etcd request, largest batch %d, %d lingers\n",
+		float64(gs.Commits)/float64(max(gs.Requests, 1)), gs.MaxBatch, gs.Lingers)
 	if p := failed.Load(); p != nil {
 		return *p
 	}
