@@ -73,9 +73,9 @@ func (s *Server) handle(ctx context.Context, req *Request) ([]byte, error) {
 // are those the route-cache path and handleChecked apply: the actor's
 // namespace and ID were validated when it was activated (a table key equals
 // them), its type is the activation's; the rest is checked against both the
-// client's limits and the server's. gate runs before the invocation, as
-// before a send.
-func (s *Server) invokeResident(ctx context.Context, req *Request, clientLimits Limits, gate func() error) (_ []byte, done bool, _ error) {
+// client's limits (never changed after the client is made) and the
+// server's. gate runs before the invocation, as before a send.
+func (s *Server) invokeResident(ctx context.Context, req *Request, clientLimits *Limits, gate func() error) (_ []byte, done bool, _ error) {
 	if s.stopped.Load() {
 		return nil, false, nil
 	}
@@ -92,7 +92,7 @@ func (s *Server) invokeResident(ctx context.Context, req *Request, clientLimits 
 		// Within both sets of limits the checks below pass: one pass
 		// over the operation's bytes, not one per set. Past either, they
 		// find the same error as always (the client's limits first).
-		for _, l := range [2]*Limits{&clientLimits, sl} {
+		for _, l := range [2]*Limits{clientLimits, sl} {
 			if err := checkName("operation", req.Operation, *l, false); err != nil {
 				return nil, true, err
 			}
