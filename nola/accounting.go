@@ -44,10 +44,10 @@ type accounting struct {
 // sampleSize asks a Sizer actor for its size and charges the change. The
 // caller holds a.lock (the actor is not running).
 func (s *Server) sampleSize(a *activation) {
-	sz, ok := a.actor.(Sizer)
-	if !ok {
+	if !a.sizer {
 		return
 	}
+	sz := a.actor.(Sizer)
 	n := safeSize(sz)
 	for {
 		old := a.size.Load()
@@ -89,9 +89,9 @@ func safeSize(sz Sizer) (n int64) {
 // the actor's size. The caller holds a.lock.
 func (s *Server) account(a *activation, start, end time.Duration) {
 	if start > 0 && end > start {
-		d := int64(end - start)
-		a.busy.Add(d)
-		s.acct.busy.Add(d)
+		// Only the server's sum: a per-activation figure was kept once,
+		// read by nothing, at an atomic add per call.
+		s.acct.busy.Add(int64(end - start))
 	}
 	s.sampleSize(a)
 }

@@ -120,9 +120,10 @@ type activationHot struct {
 	inc      *registry.Incarnation
 	actor    Actor
 	lastUsed atomic.Int64 // monotonic nanos of the last invocation
-	// busy is the wall time its invocations took, in nanoseconds
-	// (accounting.go).
-	busy atomic.Int64
+	// sizer says actor is a Sizer, found once at activation: account
+	// samples its size after every invocation, and a type assertion per
+	// call to learn it costs more than the sample of a non-Sizer.
+	sizer bool
 
 	// The second line: the actor's type, checked against every request's,
 	// and its key, which the table compares. The key's bytes are kp[:nsLen]
@@ -380,6 +381,7 @@ func (s *Server) activate(ctx context.Context, a *activation, chain []string) er
 		return actorError(a.actorID(), fmt.Errorf("create: %w", err))
 	}
 	a.actor = actor
+	_, a.sizer = actor.(Sizer)
 	if hook, ok := actor.(Activator); ok {
 		if err := a.lock.Acquire(ctx, s.rt); err != nil {
 			return wrapBefore(err, "activate %s", a.actorID())
@@ -473,8 +475,8 @@ func (s *Server) runHook(ctx context.Context, a *activation, name string, chain 
 	if err == nil {
 		err = a.txn.flush(cx)
 	}
-	if cx.broken != nil {
-		err = cx.broken // as in invokeOn: a failed commit fails the hook
+	if broken := cx.brokenErr(); broken != nil {
+		err = broken // as in invokeOn: a failed commit fails the hook
 	}
 	if err != nil {
 		a.txn.reset()

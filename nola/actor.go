@@ -97,13 +97,12 @@ type Context struct {
 	ctx   context.Context
 	act   *activation
 	chain []string // callers waiting on this invocation
-	// chainOut is chain plus this actor, built on the first outgoing call.
-	chainOut []string
-	// limited, while set (Limit), bounds ctx.
-	limited atomic.Pointer[limitedCtx]
-	// broken is set when a commit of this invocation failed: the
-	// invocation fails even if the actor ignored the error.
-	broken *commitError
+	// rare is what few invocations need, made on first need (rareOf): a
+	// Context is allocated per invocation, and without these fields it
+	// fits a 64-byte size class instead of 96 — a third less garbage per
+	// call, which at a million live actors is a third fewer collections
+	// that scan them all.
+	rare atomic.Pointer[contextRare]
 	// effects is set once the invocation committed KV writes or sent a
 	// call: its failure can no longer mean "nothing happened".
 	effects bool
@@ -112,6 +111,52 @@ type Context struct {
 	wrote bool
 	// over is set when the invocation returned.
 	over bool
+}
+
+// contextRare holds the fields of a Context that most invocations never
+// set.
+type contextRare struct {
+	// limited, while set (Limit), bounds the invocation's context.
+	limited atomic.Pointer[limitedCtx]
+	// broken is set when a commit of this invocation failed: the
+	// invocation fails even if the actor ignored the error.
+	broken *commitError
+	// chainOut is chain plus this actor, built on the first outgoing call.
+	chainOut []string
+}
+
+// rareOf returns c's rare fields, made if it has none.
+func (c *Context) rareOf() *contextRare {
+	if r := c.rare.Load(); r != nil {
+		return r
+	}
+	c.rare.CompareAndSwap(nil, &contextRare{})
+	return c.rare.Load()
+}
+
+// brokenErr returns the failed commit of this invocation, if any.
+func (c *Context) brokenErr() *commitError {
+	if r := c.rare.Load(); r != nil {
+		return r.broken
+	}
+	return nil
+}
+
+// setBroken records a failed commit of this invocation and returns it.
+func (c *Context) setBroken(err error) *commitError {
+	ce := &commitError{err: err}
+	c.rareOf().broken = ce
+	return ce
+}
+
+// outChain returns the chain of an outgoing call: chain plus this actor,
+// built once per invocation.
+func (c *Context) outChain() []string {
+	r := c.rareOf()
+	if r.chainOut == nil {
+		r.chainOut = append(append(make([]string, 0, len(c.chain)+1), c.chain...), c.act.actorID())
+	}
+	return r.chainOut
 }
 
 // limitedCtx boxes a context for Context.limited.
@@ -132,8 +177,10 @@ func (c *Context) Value(key any) any           { return c.cur().Value(key) }
 
 // cur is the invocation's context, bounded by Limit while one is in force.
 func (c *Context) cur() context.Context {
-	if l := c.limited.Load(); l != nil {
-		return l.Context
+	if r := c.rare.Load(); r != nil {
+		if l := r.limited.Load(); l != nil {
+			return l.Context
+		}
 	}
 	return c.ctx
 }
@@ -147,9 +194,10 @@ func (c *Context) Limit(d time.Duration) (restore func()) {
 	ctx, cancel := c.act.srv.rt.WithTimeout(c.cur(), d)
 	// Atomically: code may have handed the Context to other goroutines
 	// (net/http's dialer reads it), which must see one or the other.
-	prev := c.limited.Swap(&limitedCtx{ctx})
+	r := c.rareOf()
+	prev := r.limited.Swap(&limitedCtx{ctx})
 	return func() {
-		c.limited.Store(prev)
+		r.limited.Store(prev)
 		cancel()
 	}
 }
@@ -189,14 +237,11 @@ func (c *Context) Invoke(actorID, actorType, op string, payload []byte) ([]byte,
 		return nil, err
 	}
 	c.effects = true // conservatively: the call may reach its actor
-	if c.chainOut == nil {
-		c.chainOut = append(append(make([]string, 0, len(c.chain)+1), c.chain...), a.actorID())
-	}
 	// The deadline is checked right before every send (the flush above,
 	// placement and retries all take time), not once up front.
 	res, err := a.srv.client.invokeGated(c, Request{
 		Namespace: a.ns(), ActorID: actorID, ActorType: actorType,
-		Operation: op, Payload: payload, Chain: c.chainOut,
+		Operation: op, Payload: payload, Chain: c.outChain(),
 	}, func() error { return a.callGate(op) })
 	if err == nil {
 		a.srv.sampleCall(a, actorID) // communication locality (locality.go)
@@ -240,10 +285,7 @@ func (c *Context) CallWorker(workerType, op string, payload []byte) ([]byte, err
 		return nil, err
 	}
 	c.effects = true // the worker may call actors
-	if c.chainOut == nil {
-		c.chainOut = append(append(make([]string, 0, len(c.chain)+1), c.chain...), a.actorID())
-	}
-	req.Chain = c.chainOut
+	req.Chain = c.outChain()
 	if err := a.callGate(op); err != nil {
 		return nil, err
 	}

@@ -175,7 +175,7 @@ func (c *Client) invokeGated(ctx context.Context, req Request, gate func() error
 		// A server's own client (the HTTP API's, its actors'): an actor
 		// this server hosts runs here, found by one lookup in its table
 		// instead of a route lookup and then the table's.
-		if res, done, err := c.local.invokeResident(ctx, &req, c.limits, gate); done {
+		if res, done, err := c.local.invokeResident(ctx, &req, &c.limits, gate); done {
 			return res, err
 		}
 	}

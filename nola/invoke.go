@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"unicode/utf8"
 
 	"github.com/nolaproject/nola/internal/mutation"
 	"github.com/nolaproject/nola/registry"
@@ -72,9 +73,9 @@ func (s *Server) handle(ctx context.Context, req *Request) ([]byte, error) {
 // are those the route-cache path and handleChecked apply: the actor's
 // namespace and ID were validated when it was activated (a table key equals
 // them), its type is the activation's; the rest is checked against both the
-// client's limits and the server's. gate runs before the invocation, as
-// before a send.
-func (s *Server) invokeResident(ctx context.Context, req *Request, clientLimits Limits, gate func() error) (_ []byte, done bool, _ error) {
+// client's limits (never changed after the client is made) and the
+// server's. gate runs before the invocation, as before a send.
+func (s *Server) invokeResident(ctx context.Context, req *Request, clientLimits *Limits, gate func() error) (_ []byte, done bool, _ error) {
 	if s.stopped.Load() {
 		return nil, false, nil
 	}
@@ -83,12 +84,21 @@ func (s *Server) invokeResident(ctx context.Context, req *Request, clientLimits 
 	if a == nil || a.state.Load() != stateReady || (req.ActorType != "" && req.ActorType != a.typ) {
 		return nil, false, nil
 	}
-	for _, l := range [2]*Limits{&clientLimits, &s.cfg.Limits} {
-		if err := checkName("operation", req.Operation, *l, false); err != nil {
-			return nil, true, err
-		}
-		if len(req.Payload) > l.MaxPayloadBytes || len(req.CreationArgs) > l.MaxCreationArgsBytes {
-			return nil, true, checkRequest(req, *l)
+	if sl := &s.cfg.Limits; req.Operation == "" ||
+		len(req.Operation) > min(clientLimits.MaxNameBytes, sl.MaxNameBytes) ||
+		len(req.Payload) > min(clientLimits.MaxPayloadBytes, sl.MaxPayloadBytes) ||
+		len(req.CreationArgs) > min(clientLimits.MaxCreationArgsBytes, sl.MaxCreationArgsBytes) ||
+		!utf8.ValidString(req.Operation) {
+		// Within both sets of limits the checks below pass: one pass
+		// over the operation's bytes, not one per set. Past either, they
+		// find the same error as always (the client's limits first).
+		for _, l := range [2]*Limits{clientLimits, sl} {
+			if err := checkName("operation", req.Operation, *l, false); err != nil {
+				return nil, true, err
+			}
+			if len(req.Payload) > l.MaxPayloadBytes || len(req.CreationArgs) > l.MaxCreationArgsBytes {
+				return nil, true, checkRequest(req, *l)
+			}
 		}
 	}
 	for _, id := range req.Chain {
@@ -198,25 +208,26 @@ func (s *Server) invokeOn(ctx context.Context, a *activation, req *Request, from
 	if obs != nil {
 		obs.ExecStart(a.event(req.Operation, fromTimer))
 	}
-	// A fresh Context per invocation (its one allocation): code may keep it
-	// as a context.Context beyond the call, as net/http does.
+	// A fresh Context per invocation (its one allocation, 64 bytes): code
+	// may keep it as a context.Context beyond the call, as net/http does,
+	// so it cannot be reused.
 	cx := &Context{ctx: ctx, act: a, chain: req.Chain}
 	res, err := a.call(cx, req.Operation, req.Payload)
 	if err == nil && len(res) > s.cfg.Limits.MaxResultBytes {
 		err = ownErr(CodeTooLarge, "result of %d bytes exceeds the limit of %d", len(res), s.cfg.Limits.MaxResultBytes)
 	}
-	if err == nil && (cx.wrote || a.creating || cx.broken != nil) {
+	if err == nil && (cx.wrote || a.creating || cx.brokenErr() != nil) {
 		// Otherwise there is nothing to commit (flush would return at
 		// once, after reading the activation's cold kvTxn).
 		err = a.txn.flush(cx)
 	}
-	if cx.broken != nil && (err == nil || !s.cfg.Mutations.Has(mutation.ActorErrorHidesFailedCommit)) {
+	if broken := cx.brokenErr(); broken != nil && (err == nil || !s.cfg.Mutations.Has(mutation.ActorErrorHidesFailedCommit)) {
 		// A commit failed. Whatever the actor made of it (ignored it, or
 		// reported it as an error of its own, as WASM guests must), its
 		// memory and cache may disagree with its KV, and a commit of
 		// unknown outcome may still land: the activation must go, and the
 		// next one bump the epoch. So the commit's error wins.
-		err = cx.broken
+		err = broken
 	}
 	end, live := s.mayServeAt(a.inc)
 	s.account(a, start, end)

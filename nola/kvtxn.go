@@ -155,11 +155,11 @@ func (t *kvTxn) sortedWrites() []registry.KVWrite {
 // flush commits the pending writes now, fenced. On failure they are
 // discarded and the error says why.
 func (t *kvTxn) flush(c *Context) error {
-	if c.broken != nil && !c.act.srv.cfg.Mutations.Has(mutation.ActorErrorHidesFailedCommit) {
+	if broken := c.brokenErr(); broken != nil && !c.act.srv.cfg.Mutations.Has(mutation.ActorErrorHidesFailedCommit) {
 		// A commit of this invocation failed: nothing after it may commit
 		// (the invocation fails as a whole), and no call may leave.
 		t.reset()
-		return c.broken
+		return broken
 	}
 	a := c.act
 	if !t.dirty() && !a.creating {
@@ -177,8 +177,7 @@ func (t *kvTxn) flush(c *Context) error {
 		_ = r.Sleep(c.ctx, time.Duration(1+r.Uint64()%3000)*time.Millisecond)
 	}
 	if err := a.srv.effectAllowed(a); err != nil {
-		c.broken = &commitError{err: err}
-		return c.broken
+		return c.setBroken(err)
 	}
 	// The commit does not inherit the caller's cancellation: a caller that
 	// gives up must not turn a commit into one of unknown outcome (which
@@ -198,8 +197,7 @@ func (t *kvTxn) flush(c *Context) error {
 			// simulator; see sim.TestLateCommitOfDroppedActivationIsNotApplied.)
 			a.srv.markDoubt(a.inc, a.key(), a.epoch)
 		}
-		c.broken = &commitError{err: wrapErr(err, false, "")}
-		return c.broken
+		return c.setBroken(wrapErr(err, false, ""))
 	}
 	c.effects = true
 	if a.creating {

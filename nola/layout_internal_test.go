@@ -21,7 +21,7 @@ func TestActivationHotFields(t *testing.T) {
 		{"inc", unsafe.Offsetof(a.inc), unsafe.Sizeof(a.inc)},
 		{"actor", unsafe.Offsetof(a.actor), unsafe.Sizeof(a.actor)},
 		{"lastUsed", unsafe.Offsetof(a.lastUsed), unsafe.Sizeof(a.lastUsed)},
-		{"busy", unsafe.Offsetof(a.busy), unsafe.Sizeof(a.busy)},
+		{"sizer", unsafe.Offsetof(a.sizer), unsafe.Sizeof(a.sizer)},
 		{"typ", unsafe.Offsetof(a.typ), unsafe.Sizeof(a.typ)},
 		// The table's lookup compares the key: its bytes, when they fit
 		// keyBuf, are in the same lines.
@@ -45,4 +45,12 @@ func TestActivationHotFields(t *testing.T) {
 		t.Errorf("activation is %d bytes: not a whole number of cache lines within 768 bytes, so its slots are not line-aligned: pad activationCold to the next line, or drop a field", sz)
 	}
 	t.Logf("activation: %d bytes (hot %d, cold %d)", unsafe.Sizeof(a), unsafe.Sizeof(a.activationHot), unsafe.Sizeof(a.activationCold))
+}
+
+// A Context is allocated per invocation: it stays within a 64-byte size
+// class, its rarely set fields behind Context.rare.
+func TestContextSizeClass(t *testing.T) {
+	if sz := unsafe.Sizeof(Context{}); sz > 64 {
+		t.Errorf("Context is %d bytes: past the 64-byte size class, every invocation allocates the next (80 or 96): move a rarely set field into contextRare", sz)
+	}
 }

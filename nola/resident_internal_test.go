@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/nolaproject/nola/registry/memkv"
@@ -55,6 +56,46 @@ func TestServerClientCallsResidentActorsDirectly(t *testing.T) {
 	}
 	if _, ok := sc.routes.get(actorKey{"ns", "b"}); !ok {
 		t.Fatal("a call to a new actor left no route: it did not go through placement")
+	}
+}
+
+// The resident path checks a request against the client's limits and the
+// server's, whichever is smaller, in one pass (invokeResident's fast check):
+// a name or payload within one set but past the other is refused, and an
+// operation that is not UTF-8 too, without running the call.
+func TestResidentCallChecksBothLimits(t *testing.T) {
+	ctx := context.Background()
+	c := residentCluster(t)
+	sc := c.Server(0).Client()
+	if _, err := sc.Invoke(ctx, "ns", "a", "counter", "inc", nil); err != nil {
+		t.Fatal(err)
+	}
+	srv := c.Server(0).cfg.Limits
+	long := strings.Repeat("o", srv.MaxNameBytes+1)
+	cases := []struct {
+		name    string
+		limits  func(*Limits)
+		op      string
+		payload []byte
+		want    Code
+	}{
+		{"operation past the client's limit", func(l *Limits) { l.MaxNameBytes = 2 }, "inc", nil, CodeBadRequest},
+		{"operation past the server's limit", func(l *Limits) { l.MaxNameBytes = srv.MaxNameBytes + 10 }, long, nil, CodeBadRequest},
+		{"payload past the client's limit", func(l *Limits) { l.MaxPayloadBytes = 1 }, "inc", []byte("xy"), CodeTooLarge},
+		{"payload past the server's limit", func(l *Limits) { l.MaxPayloadBytes = srv.MaxPayloadBytes + 10 }, "inc", make([]byte, srv.MaxPayloadBytes+1), CodeTooLarge},
+		{"operation not UTF-8", func(*Limits) {}, "in\xffc", nil, CodeBadRequest},
+	}
+	orig := sc.limits
+	for _, tc := range cases {
+		sc.limits = orig
+		tc.limits(&sc.limits)
+		if _, err := sc.Invoke(ctx, "ns", "a", "counter", tc.op, tc.payload); CodeOf(err) != tc.want {
+			t.Errorf("%s: %v, want %s", tc.name, err, tc.want)
+		}
+	}
+	sc.limits = orig
+	if got, err := sc.Invoke(ctx, "ns", "a", "counter", "inc", nil); err != nil || string(got) != "2" {
+		t.Fatalf("after the refused calls: %q, %v; want 2 (none of them ran)", got, err)
 	}
 }
 
