@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -88,7 +90,13 @@ func scaleCluster(b *testing.B, withWASM bool) *nola.Cluster {
 				// more (a guest may write it all), so the default 4 GiB
 				// stops at ~52k actors; what they really use is ~13 KB
 				// each (bench/actormem).
-				h, err := wasm.New(ctx, wasm.Config{Runtime: r, Modules: mods, CompilationCache: cache, MemoryLimit: 256 << 30})
+				// EngineIdle as long as IdleTimeout: a warm call is what
+				// is measured, and on a loaded machine populating 100k
+				// actors takes longer than the default 10s, after which
+				// the Host's engine trim would drop the first actors'
+				// call engines and the loop would measure their refetch.
+				h, err := wasm.New(ctx, wasm.Config{Runtime: r, Modules: mods, CompilationCache: cache, MemoryLimit: 256 << 30,
+					EngineIdle: 24 * time.Hour})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -171,6 +179,32 @@ func cpuPerOp(b *testing.B, cpu0 time.Duration) {
 	}
 }
 
+// loopProfile, with NOLA_BENCH_LOOPPROFILE=dir, writes a CPU profile of
+// the timed loop alone to dir/<benchmark name>.prof (-test.cpuprofile
+// would mix in the population of the actors, which dominates it):
+//
+//	go tool pprof -top bench.test dir/BenchmarkInvokeRandomLive_wasm-c_actors=100000.prof
+func loopProfile(b *testing.B) (stop func()) {
+	dir := os.Getenv("NOLA_BENCH_LOOPPROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+".prof"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
+}
+
 // floorCounter is the floor's actor: a small struct in a map.
 type floorCounter struct{ n int64 }
 
@@ -224,6 +258,7 @@ func BenchmarkInvokeRandomLive(b *testing.B) {
 					cl = c.Server(0).Client()
 				}
 				ctx := context.Background()
+				stopProfile := loopProfile(b)
 				b.ReportAllocs()
 				b.ResetTimer()
 				i := 0
@@ -236,6 +271,7 @@ func BenchmarkInvokeRandomLive(b *testing.B) {
 					}
 				}
 				cpuPerOp(b, cpu0)
+				stopProfile()
 				opsPerSec(b)
 				b.ReportMetric(heapPer, "heapB/actor")
 				b.ReportMetric(rssPer, "rssB/actor")

@@ -7,6 +7,7 @@ import "testing"
 // an HTTP request line would keep the line alive for the actor's life).
 func TestEndDropsTheInvocation(t *testing.T) {
 	in := &instance{invocation: &invocation{}}
+	in.touch() // hostResp: a host call's
 	in.op, in.payload, in.hostResp, in.resp, in.guestErr = "inc", []byte("p"), []byte("h"), []byte("r"), "e"
 	in.end()
 	if in.op != "" || in.payload != nil || in.hostResp != nil || in.resp != nil || in.guestErr != "" || in.cx != nil {
