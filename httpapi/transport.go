@@ -55,8 +55,12 @@ type Transport struct {
 	rt *http.Transport
 	// auth is the Authorization header's value (nil without a token),
 	// made once rather than per call.
-	auth      []string
-	maxResult int
+	auth []string
+	// noTimeout is the header of a call without a deadline, and
+	// lastHeader that of the last call with one: see headers.
+	noTimeout  http.Header
+	lastHeader atomic.Pointer[timeoutHeader]
+	maxResult  int
 	// local short-circuits calls to this process's own server.
 	localAddr string
 	local     nola.Handler
@@ -97,7 +101,57 @@ func NewTransport(opts TransportOptions) *Transport {
 	if opts.Token != "" {
 		t.auth = []string{"Bearer " + opts.Token}
 	}
+	t.noTimeout = t.newHeader(nil)
 	return t
+}
+
+// timeoutHeader is the request header of internal invokes whose timeout
+// header says ms.
+type timeoutHeader struct {
+	ms int64
+	h  http.Header
+}
+
+// headers returns the request header of an internal invoke whose timeout
+// header says ms (none if hasTimeout is false). Only what the internal
+// endpoint reads is sent: no Content-Type (it takes the body as bytes,
+// whatever its type) and no User-Agent (an empty one keeps net/http from
+// sending its default): each header costs the receiving server a string
+// (two for a name it does not know) and its parsing, per call (issue 16).
+//
+// The map is shared by every call with the same timeout, and so never
+// modified once made: net/http's Transport only reads a request's header
+// (a RoundTripper must not modify the request), and Invoke hands the
+// request to nothing else. Calls forwarded in the same millisecond with
+// the same time left — nearly all of them under load, since the left
+// time is the entry's deadline (its timeout header or DefaultTimeout)
+// less a few microseconds of routing — share the last call's map
+// instead of making one (a map, its storage and the value's string per
+// forwarded call, issue 16).
+func (t *Transport) headers(ms int64, hasTimeout bool) http.Header {
+	if !hasTimeout {
+		return t.noTimeout
+	}
+	if last := t.lastHeader.Load(); last != nil && last.ms == ms {
+		return last.h
+	}
+	h := t.newHeader([]string{strconv.FormatInt(ms, 10)})
+	t.lastHeader.Store(&timeoutHeader{ms: ms, h: h})
+	return h
+}
+
+// newHeader makes an internal invoke's header, with timeout as the
+// timeout header's value unless it is nil.
+func (t *Transport) newHeader(timeout []string) http.Header {
+	h := make(http.Header, 3)
+	h["User-Agent"] = noUserAgent
+	if t.auth != nil {
+		h["Authorization"] = t.auth
+	}
+	if timeout != nil {
+		h[HeaderTimeout] = timeout
+	}
+	return h
 }
 
 // Close releases idle connections.
@@ -222,22 +276,10 @@ func (t *Transport) Invoke(ctx context.Context, addr string, req nola.Request) (
 	// request).
 	st := &sendState{}
 	st.trace.GotConn = st.gotConn
-	hreq, err := st.request(httptrace.WithClientTrace(ctx, &st.trace), addr, req)
+	ms, hasTimeout := timeoutMillis(ctx)
+	hreq, err := st.request(httptrace.WithClientTrace(ctx, &st.trace), addr, req, t.headers(ms, hasTimeout))
 	if err != nil {
 		return nil, &nola.Error{Code: nola.CodeBadRequest, Message: "bad server address " + addr}
-	}
-	// Only what the internal endpoint reads: no Content-Type (it takes
-	// the body as bytes, whatever its type) and no User-Agent (an empty
-	// one keeps net/http from sending its default): each header costs
-	// the receiving server a string (two for a name it does not know)
-	// and its parsing, per call (issue 16).
-	hreq.Header["User-Agent"] = noUserAgent
-	if t.auth != nil {
-		hreq.Header["Authorization"] = t.auth
-	}
-	if ms, ok := timeoutMillis(ctx); ok {
-		st.timeout[0] = strconv.FormatInt(ms, 10)
-		hreq.Header[HeaderTimeout] = st.timeout[:]
 	}
 	resp, err := t.rt.RoundTrip(hreq)
 	if err != nil {
@@ -255,19 +297,19 @@ var noUserAgent = []string{""}
 
 // sendState is what one internal invoke needs beside its request, in
 // one allocation: whether the request got a connection (the trace's
-// GotConn), the request's body, its URL and its timeout header's value.
+// GotConn), the request's body and its URL.
 type sendState struct {
 	sent    atomic.Bool
 	trace   httptrace.ClientTrace
 	body    bytes.Reader
 	url     url.URL
 	payload []byte
-	timeout [1]string
 }
 
 func (s *sendState) gotConn(httptrace.GotConnInfo) { s.sent.Store(true) }
 
-// request builds req's internal invoke to addr under ctx. For an address
+// request builds req's internal invoke to addr under ctx, with header
+// hdr (which it does not modify). For an address
 // of the plain form (splitAddr) it is what http.NewRequestWithContext
 // would build, less its allocations: the URL is st's, and its request
 // target, path and query, is the URL's Opaque, which net/http writes as
@@ -276,17 +318,21 @@ func (s *sendState) gotConn(httptrace.GotConnInfo) { s.sent.Store(true) }
 // NewRequestWithContext gives a bytes.Reader, so that net/http can send
 // the request again on another connection when a reused one turns out to
 // be closed before anything was written.
-func (s *sendState) request(ctx context.Context, addr string, req nola.Request) (*http.Request, error) {
+func (s *sendState) request(ctx context.Context, addr string, req nola.Request, hdr http.Header) (*http.Request, error) {
 	scheme, host, ok := splitAddr(addr)
 	if !ok {
 		s.body.Reset(req.Payload)
-		return http.NewRequestWithContext(ctx, http.MethodPost, InternalInvokeURL(addr, req), &s.body)
+		hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, InternalInvokeURL(addr, req), &s.body)
+		if err == nil {
+			hreq.Header = hdr
+		}
+		return hreq, err
 	}
 	s.url = url.URL{Scheme: scheme, Host: host, Opaque: internalTarget(req)}
 	hreq := &http.Request{
 		Method: http.MethodPost, URL: &s.url, Host: host,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: make(http.Header, 3),
+		Header: hdr,
 	}
 	if len(req.Payload) > 0 {
 		// A bytes.Reader behind io.NopCloser, as NewRequestWithContext

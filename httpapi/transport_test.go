@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +61,7 @@ func TestInternalRequestMatchesNewRequest(t *testing.T) {
 	for _, addr := range addrs {
 		for _, req := range reqs {
 			st := &sendState{}
-			got, err := st.request(context.Background(), addr, req)
+			got, err := st.request(context.Background(), addr, req, http.Header{})
 			if err != nil {
 				if _, perr := url.Parse(addr); perr == nil {
 					t.Fatalf("%s: %v", addr, err)
@@ -178,5 +179,56 @@ func TestInternalInvokeHeaders(t *testing.T) {
 	delete(h, "Accept-Encoding") // net/http's own, unless compression is off
 	if len(h) != 0 {
 		t.Fatalf("headers the endpoint does not read: %v", h)
+	}
+}
+
+// Internal invokes share their header map while their timeout header is
+// the same, and get one of their own when it differs: each call still
+// tells the owner its own time, and the shared map is never modified —
+// not by Invoke, not by net/http sending it.
+func TestInternalInvokeSharesHeaderByTimeout(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		got <- r.Header.Get(HeaderTimeout)
+	}))
+	defer srv.Close()
+	tr := NewTransport(TransportOptions{Token: "tok"})
+	defer tr.Close()
+
+	h100 := tr.headers(100, true)
+	if again := tr.headers(100, true); fmt.Sprintf("%p", again) != fmt.Sprintf("%p", h100) {
+		t.Fatal("two calls with the same timeout made two header maps")
+	}
+	if v := tr.headers(200, true)[HeaderTimeout]; len(v) != 1 || v[0] != "200" {
+		t.Fatalf("timeout 200 after 100: header %q, want 200", v)
+	}
+	if v := tr.headers(100, true)[HeaderTimeout]; len(v) != 1 || v[0] != "100" {
+		t.Fatalf("timeout 100 after 200: header %q, want 100", v)
+	}
+	if _, ok := tr.headers(0, false)[HeaderTimeout]; ok {
+		t.Fatal("a call without a deadline sends a timeout header")
+	}
+
+	// Over the wire, alternating deadlines far apart: each call's header
+	// is its own time less the margin, and the shared map is as made.
+	for i, left := range []time.Duration{10 * time.Second, time.Minute, 10 * time.Second, 10 * time.Second, time.Minute} {
+		ctx, cancel := context.WithTimeout(context.Background(), left)
+		ms, _ := timeoutMillis(ctx)
+		shared := tr.headers(ms, true)
+		before := fmt.Sprint(shared)
+		if _, err := tr.Invoke(ctx, srv.URL, nola.Request{Namespace: "ns", ActorID: "a", Operation: "op", Payload: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		v := <-got
+		sent, err := strconv.ParseInt(v, 10, 64)
+		want := (left - forwardMargin(left)).Milliseconds()
+		if err != nil || sent > want || sent < want-5000 {
+			t.Fatalf("call %d with %v left: timeout header %q, want about %d", i, left, v, want)
+		}
+		if after := fmt.Sprint(shared); after != before {
+			t.Fatalf("call %d: the shared header changed from %s to %s", i, before, after)
+		}
 	}
 }
