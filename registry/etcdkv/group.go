@@ -82,10 +82,11 @@ type pending struct {
 // etcd request, and each request's fsync carries half of what it could.
 // So after a batch of n ≥ 2, with q commits queued meanwhile, the flusher
 // lingers until n+q are queued — the batch's callers are probably on their
-// way back — for at most a quarter of the last request's duration (and
-// maxLinger): the next request then carries about N, for the price of the
-// callers' turn around. A lone caller never lingers (it goes through
-// claimIdle).
+// way back — while they keep arriving (a gap of a sixteenth of the last
+// request's duration with none ends it), for at most a quarter of that
+// duration (and maxLinger): the next request then carries about N, for
+// the price of the callers' turn around. A lone caller never lingers (it
+// goes through claimIdle).
 type batcher struct {
 	s           *Store
 	maxCommits  int
@@ -98,7 +99,8 @@ type batcher struct {
 	closed   bool
 	wg       sync.WaitGroup // flushers
 	// want, when > 0, is the queue length a lingering flusher waits for;
-	// the commit that brings the queue to it (or close) signals arrived.
+	// each commit queued meanwhile nudges arrived, and the one that
+	// brings the queue to want (or close) resets it to 0.
 	want    int
 	arrived chan struct{} // capacity 1
 	// lingerTimer, if set, replaces the linger's timer (tests: a linger
@@ -122,9 +124,11 @@ func newBatcher(s *Store) *batcher {
 // batch to commit again (see batcher).
 const maxLinger = 2 * time.Millisecond
 
-// signal wakes a lingering flusher; b.mu is held.
-func (b *batcher) signal() {
-	b.want = 0
+// minLingerGap is the least gap of a linger (see batcher.linger).
+const minLingerGap = 20 * time.Microsecond
+
+// nudge wakes a lingering flusher; b.mu is held.
+func (b *batcher) nudge() {
 	select {
 	case b.arrived <- struct{}{}:
 	default:
@@ -261,8 +265,13 @@ func (b *batcher) commit(ctx context.Context, p *pending) (kv.CommitResult, erro
 		return p.res, p.err
 	}
 	b.queue = append(b.queue, p)
-	if b.want > 0 && len(b.queue) >= b.want {
-		b.signal()
+	if b.want > 0 {
+		// A lingering flusher: wake it, to send if this is the last
+		// commit it waits for, to wait another gap if not.
+		if len(b.queue) >= b.want {
+			b.want = 0
+		}
+		b.nudge()
 	}
 	if b.inflight < b.maxInflight {
 		b.inflight++
@@ -342,7 +351,8 @@ func (b *batcher) idleDone() {
 func (b *batcher) close() {
 	b.mu.Lock()
 	b.closed = true
-	b.signal()
+	b.want = 0 // a lingering flusher stops
+	b.nudge()
 	b.mu.Unlock()
 	b.wg.Wait()
 }
@@ -371,28 +381,9 @@ func (b *batcher) flush() {
 		if want := min(last+others, b.maxCommits); last >= 2 && len(b.queue) < want && !b.closed {
 			b.want = want
 			b.mu.Unlock()
-			d := min(took/4, maxLinger)
-			var expired <-chan time.Time
-			switch {
-			case b.lingerTimer != nil:
-				expired = b.lingerTimer(d)
-			case timer == nil:
-				timer = time.NewTimer(d)
-				expired = timer.C
-			default:
-				timer.Reset(d)
-				expired = timer.C
-			}
-			select {
-			case <-b.arrived:
-			case <-expired:
-			}
+			b.linger(took, &timer)
 			b.mu.Lock()
 			b.want = 0
-			select { // a signal that raced the timer
-			case <-b.arrived:
-			default:
-			}
 			b.lingers.Add(1)
 		}
 		batch := b.take()
@@ -406,6 +397,45 @@ func (b *batcher) flush() {
 		start := time.Now()
 		others = b.send(context.Background(), batch)
 		last, took = len(batch), time.Since(start)
+	}
+}
+
+// linger waits, after a request that took took, until b.want commits are
+// queued (commit resets b.want then), or no commit has arrived for a gap
+// of took/16 — the callers that were coming back are back; the others
+// are gone, done or busy elsewhere, and waiting for them would only delay
+// those queued — or for min(took/4, maxLinger) in all. A burst of commits
+// thus ends with a wait of one gap, not of the whole bound.
+func (b *batcher) linger(took time.Duration, timer **time.Timer) {
+	bound := time.Now().Add(min(took/4, maxLinger))
+	gap := max(took/16, minLingerGap)
+	for {
+		d := min(gap, time.Until(bound))
+		if d <= 0 {
+			return
+		}
+		var expired <-chan time.Time
+		switch {
+		case b.lingerTimer != nil:
+			expired = b.lingerTimer(d)
+		case *timer == nil:
+			*timer = time.NewTimer(d)
+			expired = (*timer).C
+		default:
+			(*timer).Reset(d)
+			expired = (*timer).C
+		}
+		select {
+		case <-b.arrived:
+			b.mu.Lock()
+			reached := b.want == 0
+			b.mu.Unlock()
+			if reached {
+				return
+			}
+		case <-expired:
+			return
+		}
 	}
 }
 
