@@ -123,11 +123,15 @@ type timeoutHeader struct {
 // modified once made: net/http's Transport only reads a request's header
 // (a RoundTripper must not modify the request), and Invoke hands the
 // request to nothing else. Calls forwarded in the same millisecond with
-// the same time left — nearly all of them under load, since the left
-// time is the entry's deadline (its timeout header or DefaultTimeout)
-// less a few microseconds of routing — share the last call's map
-// instead of making one (a map, its storage and the value's string per
-// forwarded call, issue 16).
+// the same time left share the last call's map instead of making one (a
+// map, its storage and the value's string per forwarded call, issue 16):
+// under load most single-hop forwards of calls with one timeout do, since
+// the left time is the entry's deadline (its timeout header or
+// DefaultTimeout) less a few microseconds of routing. Calls whose time
+// left differs — several timeouts in use, or actor-to-actor calls made
+// partway through an invocation — take turns with the one cached map and
+// miss; a miss costs two allocations more than building the header per
+// call did.
 func (t *Transport) headers(ms int64, hasTimeout bool) http.Header {
 	if !hasTimeout {
 		return t.noTimeout

@@ -77,19 +77,24 @@ func TestResidentCallChecksBothLimits(t *testing.T) {
 		limits  func(*Limits)
 		op      string
 		payload []byte
+		args    []byte
 		want    Code
 	}{
-		{"operation past the client's limit", func(l *Limits) { l.MaxNameBytes = 2 }, "inc", nil, CodeBadRequest},
-		{"operation past the server's limit", func(l *Limits) { l.MaxNameBytes = srv.MaxNameBytes + 10 }, long, nil, CodeBadRequest},
-		{"payload past the client's limit", func(l *Limits) { l.MaxPayloadBytes = 1 }, "inc", []byte("xy"), CodeTooLarge},
-		{"payload past the server's limit", func(l *Limits) { l.MaxPayloadBytes = srv.MaxPayloadBytes + 10 }, "inc", make([]byte, srv.MaxPayloadBytes+1), CodeTooLarge},
-		{"operation not UTF-8", func(*Limits) {}, "in\xffc", nil, CodeBadRequest},
+		{"operation past the client's limit", func(l *Limits) { l.MaxNameBytes = 2 }, "inc", nil, nil, CodeBadRequest},
+		{"operation past the server's limit", func(l *Limits) { l.MaxNameBytes = srv.MaxNameBytes + 10 }, long, nil, nil, CodeBadRequest},
+		{"payload past the client's limit", func(l *Limits) { l.MaxPayloadBytes = 1 }, "inc", []byte("xy"), nil, CodeTooLarge},
+		{"payload past the server's limit", func(l *Limits) { l.MaxPayloadBytes = srv.MaxPayloadBytes + 10 }, "inc", make([]byte, srv.MaxPayloadBytes+1), nil, CodeTooLarge},
+		{"operation not UTF-8", func(*Limits) {}, "in\xffc", nil, nil, CodeBadRequest},
+		{"creation args past the client's limit", func(l *Limits) { l.MaxCreationArgsBytes = 1 }, "inc", nil, []byte("xy"), CodeTooLarge},
+		{"creation args past the server's limit", func(l *Limits) { l.MaxCreationArgsBytes = srv.MaxCreationArgsBytes + 10 },
+			"inc", nil, make([]byte, srv.MaxCreationArgsBytes+1), CodeTooLarge},
 	}
 	orig := sc.limits
 	for _, tc := range cases {
 		sc.limits = orig
 		tc.limits(&sc.limits)
-		if _, err := sc.Invoke(ctx, "ns", "a", "counter", tc.op, tc.payload); CodeOf(err) != tc.want {
+		req := Request{Namespace: "ns", ActorID: "a", ActorType: "counter", Operation: tc.op, Payload: tc.payload, CreationArgs: tc.args}
+		if _, err := sc.invokeGated(ctx, req, nil); CodeOf(err) != tc.want {
 			t.Errorf("%s: %v, want %s", tc.name, err, tc.want)
 		}
 	}
