@@ -197,12 +197,20 @@ func loopProfile(b *testing.B) (stop func()) {
 		f.Close()
 		b.Fatal(err)
 	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			b.Error(err)
-		}
+	// Stopped by the caller after its loop, or at the latest when the
+	// sub-benchmark ends (a b.Fatal in the loop would otherwise leave the
+	// profiler on, and every later sub-benchmark fail to start its own).
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				b.Error(err)
+			}
+		})
 	}
+	b.Cleanup(stop)
+	return stop
 }
 
 // floorCounter is the floor's actor: a small struct in a map.

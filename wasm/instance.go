@@ -90,7 +90,8 @@ type instance struct {
 //
 // Its fields are in two groups, for a warm call to one of many live
 // actors (issue 16, item 2), whose instance is out of the CPU caches: the
-// first, which every call reads or writes, fits in two cache lines; the
+// first, which every call reads or writes, is 152 bytes (three lines, the
+// flags in the third); the
 // second (invCold) is written only by host calls, refills, logging and
 // failures — a plain request and answer leave it alone — so begin and end
 // touch it only when the last invocation marked it (touched).
@@ -106,8 +107,10 @@ type invocation struct {
 	answers  int32 // __guest_response and __guest_error calls
 	// effects counts the invocation's host calls that have effects
 	// outside the instance (see effecting): a snapshot is taken only of
-	// an initialization without any.
-	effects int32
+	// an initialization without any. An int: calls that read a host
+	// response are not bounded by MaxHostCalls, and a count that wrapped
+	// negative would let an initialization with effects be snapshotted.
+	effects int
 	hasErr  bool
 	// slot: the invocation holds an execution slot (Config.GuestSlots).
 	slot bool

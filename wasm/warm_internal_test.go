@@ -83,3 +83,26 @@ func TestWarmCallStartsFresh(t *testing.T) {
 		}
 	}
 }
+
+// Refills of a compute-only call do not pile up across calls: each call
+// starts its fuel budget afresh. (refill marks the cold state it writes;
+// without that mark the next call would not reset the count, and the sum
+// over calls would reach MaxFuel.)
+func TestRefillsDoNotAccumulate(t *testing.T) {
+	h, mod := counterHost(t, "counter-c", Config{SliceFuel: 2, MaxFuel: 20})
+	in, err := h.instantiate(initCx{}, mod, nola.Ref{Namespace: "t", ID: "refills"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.close()
+	for i := range 50 {
+		if !in.acquire() {
+			t.Fatal("instance closed")
+		}
+		_, err := in.invoke(initCx{}, "inc", nil)
+		in.release()
+		if err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+}
