@@ -66,7 +66,8 @@ type pending struct {
 	err    error
 }
 
-// batcher keeps one batch in flight at a time: commits that arrive
+// batcher keeps one batch in flight at a time (maxInflight 1; the linger
+// below, with its one want and arrived, assumes one flusher): commits that arrive
 // meanwhile form the next batch (classic group commit). Measured on 2 cores
 // with 16 callers, this batched about 5 commits per request and did better
 // than 2 or 4 batches in flight; measured again for bulk creation (issue
@@ -83,7 +84,9 @@ type pending struct {
 // So after a batch of n ≥ 2, with q commits queued meanwhile, the flusher
 // lingers until n+q are queued — the batch's callers are probably on their
 // way back — while they keep arriving (a gap of a sixteenth of the last
-// request's duration with none ends it), for at most a quarter of that
+// request's duration, and at least minLingerGap, with none ends it), and
+// unless the queue holds as many as the last batch already, for at most a
+// quarter of that
 // duration (and maxLinger): the next request then carries about N, for
 // the price of the callers' turn around. A lone caller never lingers (it
 // goes through claimIdle).
@@ -103,8 +106,9 @@ type batcher struct {
 	// brings the queue to want (or close) resets it to 0.
 	want    int
 	arrived chan struct{} // capacity 1
-	// lingerTimer, if set, replaces the linger's timer (tests: a linger
-	// that ends only when the awaited commits arrive).
+	// lingerTimer, if set, replaces the linger's timers, its gaps' and
+	// its bound's (tests: a linger that ends only when the awaited
+	// commits arrive or the hook's channel says so).
 	lingerTimer func(time.Duration) <-chan time.Time
 
 	requests, commits, maxBatch, hoisted, idle, lingers atomic.Int64
@@ -378,7 +382,10 @@ func (b *batcher) flush() {
 		// outcomes went out (others) are the ones committing now; wait
 		// for all of them. (Counted after delivery the queue would hold
 		// some of the batch's callers twice over.)
-		if want := min(last+others, b.maxCommits); last >= 2 && len(b.queue) < want && !b.closed {
+		// A queue that holds as many as the last batch carried goes at
+		// once: what the linger would wait for may not fit the next batch
+		// anyway (its bytes, the operations limit, conflicts).
+		if want := min(last+others, b.maxCommits); last >= 2 && len(b.queue) < min(want, last) && !b.closed {
 			b.want = want
 			b.mu.Unlock()
 			b.linger(took, &timer)
@@ -410,9 +417,11 @@ func (b *batcher) linger(took time.Duration, timer **time.Timer) {
 	bound := time.Now().Add(min(took/4, maxLinger))
 	gap := max(took/16, minLingerGap)
 	for {
-		d := min(gap, time.Until(bound))
-		if d <= 0 {
-			return
+		d := gap
+		if b.lingerTimer == nil { // the hook owns the linger's end
+			if d = min(gap, time.Until(bound)); d <= 0 {
+				return
+			}
 		}
 		var expired <-chan time.Time
 		switch {

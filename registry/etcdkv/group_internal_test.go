@@ -461,8 +461,9 @@ func TestBatchableKeyListsAndDuplicateWrites(t *testing.T) {
 // (batcher's linger). Without the linger a batch leaves the moment the last
 // one's outcomes are delivered, before its callers have committed again,
 // so they split into two halves taking turns: about two requests per
-// round. The linger's timer never fires here, so the test does not depend
-// on how fast the callers come back; close ends the last linger.
+// round. The linger's timers are the test's (lingerTimer): none fires
+// until the first caller has finished, so the test does not depend on how
+// fast the callers come back; after that every linger ends at once.
 func TestGroupCommitLingersForItsCallers(t *testing.T) {
 	ctx, e := groupMember(t)
 	b := e.group
@@ -508,5 +509,4 @@ func TestGroupCommitLingersForItsCallers(t *testing.T) {
 	if st.Lingers == st0.Lingers {
 		t.Fatalf("GroupStats %+v: no linger counted", st)
 	}
-	b.close() // ends the flusher's last linger
 }
