@@ -67,20 +67,10 @@ func types(sig abi.Signature) (params, results []api.ValueType) {
 	return conv(p), conv(r)
 }
 
-// memory is m's linear memory: the instance's own, once instantiated,
-// which spares a host call a look into wazero's module instance (another
-// cache line per call when the instance is one of many).
-func (in *instance) memory(m api.Module) api.Memory {
-	if in.mem != nil {
-		return in.mem
-	}
-	return m.Memory()
-}
-
 // read returns a view of guest memory, aborting the guest if it is out of
 // bounds.
 func (in *instance) read(m api.Module, what string, ptr, n uint32) []byte {
-	b, ok := in.memory(m).Read(ptr, n)
+	b, ok := m.Memory().Read(ptr, n)
 	if !ok {
 		in.fail(TrapABI, "%s: %d bytes at %#x are outside the guest's memory", what, n, ptr)
 	}
@@ -88,7 +78,7 @@ func (in *instance) read(m api.Module, what string, ptr, n uint32) []byte {
 }
 
 func (in *instance) write(m api.Module, what string, ptr uint32, b []byte) {
-	if !in.memory(m).Write(ptr, b) {
+	if !m.Memory().Write(ptr, b) {
 		in.fail(TrapABI, "%s: %d bytes at %#x are outside the guest's memory", what, len(b), ptr)
 	}
 }
@@ -100,7 +90,7 @@ func guestRequest(ctx context.Context, m api.Module, stack []uint64) {
 		in.refill(m)
 		return
 	}
-	if len(in.op) > 0 && !in.memory(m).WriteString(opPtr, in.op) {
+	if len(in.op) > 0 && !m.Memory().WriteString(opPtr, in.op) {
 		in.fail(TrapABI, "__guest_request: operation at %#x is outside the guest's memory", opPtr)
 	}
 	if len(in.payload) > 0 {
@@ -195,7 +185,7 @@ func hostErrorLen(ctx context.Context, _ api.Module, stack []uint64) {
 
 func hostError(ctx context.Context, m api.Module, stack []uint64) {
 	in := instanceOf(ctx)
-	if len(in.hostErr) > 0 && !in.memory(m).WriteString(uint32(stack[0]), in.hostErr) {
+	if len(in.hostErr) > 0 && !m.Memory().WriteString(uint32(stack[0]), in.hostErr) {
 		in.fail(TrapABI, "__host_error: %d bytes at %#x are outside the guest's memory", len(in.hostErr), uint32(stack[0]))
 	}
 }
@@ -215,7 +205,6 @@ func consoleLog(ctx context.Context, m api.Module, stack []uint64) {
 // not only the caller's, before the first one that can block (a call to a
 // slow actor, a store read); invocations that make none pay nothing.
 func (in *instance) bound() {
-	in.touch()
 	if in.unlimit == nil {
 		in.unlimit = in.cx.Limit(in.deadline - in.h.rt.Mono())
 	}

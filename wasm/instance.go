@@ -46,18 +46,12 @@ const (
 // and the invocation state was two thirds of its struct
 // (TestIdleInstanceIsSmall).
 type instance struct {
-	// First what every call reads or writes, in the struct's first cache
-	// lines (issue 16, item 2: a call to one of many live actors finds
-	// the instance out of the caches); then what lives as long as the
-	// instance but only errors, logs, the sweep and the trim read.
-	state atomic.Int32
-	// aborted: the last invocation's execution was aborted (release,
-	// after the invocation's end, closes the instance).
-	aborted bool
-	h       *Host
-	// The current or last invocation's state; nil once trimmed. Its
-	// fields are promoted: in.op is in.invocation.op.
-	*invocation
+	h   *Host
+	mod *compiled
+	ref nola.Ref
+	seq uint64
+	m   api.Module
+	mem api.Memory
 	// guestCall is __guest_call, fetched from m when needed and dropped
 	// by the Host's engine trim once the instance has been idle for
 	// Config.EngineIdle: each api.Function holds a wazero call engine
@@ -66,81 +60,59 @@ type instance struct {
 	// much for every warm call.
 	guestCall api.Function
 	fuel      api.MutableGlobal
-	mem       api.Memory
-	lastUsed  time.Duration // monotonic start of the last invocation
-	lastSeen  atomic.Int64  // lastUsed, published for the sweep
-
-	mod *compiled
-	m   api.Module
-	ref nola.Ref
-	seq uint64
 	// lin is the linear memory, as the Host's allocator made it: what a
 	// recycling resets (recycle.go).
 	lin      *budgetMemory
 	overhead int64 // InstanceOverhead, charged until the instance closes
+
+	state atomic.Int32
+	// aborted: the last invocation's execution was aborted (release,
+	// after the invocation's end, closes the instance).
+	aborted  bool
+	lastUsed time.Duration // monotonic start of the last invocation
+	lastSeen atomic.Int64  // lastUsed, published for the sweep
 	// pooled is what the instance counts in Host.idleWorker while it
 	// waits in a worker pool (0: it does not); swapped out exactly once,
 	// by the take that reuses it or by its close.
 	pooled atomic.Int64
+
+	// The current or last invocation's state; nil once trimmed. Its
+	// fields are promoted: in.op is in.invocation.op.
+	*invocation
 }
 
 // invocation is the per-invocation state of an instance, touched only by
 // the invoking task (begin to end). It outlives the invocation only to be
 // reused by the instance's next one (with its buffers): begin resets it.
-//
-// Its fields are in two groups, for a warm call to one of many live
-// actors (issue 16, item 2), whose instance is out of the CPU caches: the
-// first, which every call reads or writes, is 152 bytes (three lines, the
-// flags in the third); the
-// second (invCold) is written only by host calls, refills, logging and
-// failures — a plain request and answer leave it alone — so begin and end
-// touch it only when the last invocation marked it (touched).
 type invocation struct {
 	cx       hostContext
+	ictx     context.Context // with ContextInterrupt: the call's context
+	cancel   context.CancelFunc
 	op       string
 	payload  []byte
 	resp     []byte
-	stack    [2]uint64 // __guest_call's arguments and result
-	deadline time.Duration
-	guestErr string
 	tooLarge int
-	answers  int32 // __guest_response and __guest_error calls
-	// effects counts the invocation's host calls that have effects
-	// outside the instance (see effecting): a snapshot is taken only of
-	// an initialization without any. An int: calls that read a host
-	// response are not bounded by MaxHostCalls, and a count that wrapped
-	// negative would let an initialization with effects be snapshotted.
-	effects int
-	hasErr  bool
-	// slot: the invocation holds an execution slot (Config.GuestSlots).
-	slot bool
-	// fuelFull: the fuel global holds Config.SliceFuel already (end set
-	// it, while the guest's module engine was still in the caches), so
-	// begin need not touch it.
-	fuelFull bool
-	// touched: the invocation may have written invCold; begin resets it
-	// (and end cleans it up) only then.
-	touched bool
-
-	invCold
-}
-
-// invCold is the part of an invocation that plain calls leave untouched:
-// whatever writes it first calls touch.
-type invCold struct {
-	ictx   context.Context // with ContextInterrupt: the call's context
-	cancel context.CancelFunc
+	guestErr string
+	answers  int // __guest_response and __guest_error calls
 	// unlimit restores cx after dispatch bounded it by the deadline.
 	unlimit   func()
+	hasErr    bool
 	hostResp  []byte
 	hostErr   string
 	respBuf   []byte
 	hostCalls int
-	logBytes  int
-	dropped   int
-	output    []byte // captured stdout/stderr
-	refills   uint64
-	abort     *abortError
+	// effects counts the invocation's host calls that have effects
+	// outside the instance (see effecting): a snapshot is taken only of
+	// an initialization without any.
+	effects  int
+	logBytes int
+	dropped  int
+	output   []byte // captured stdout/stderr
+	refills  uint64
+	deadline time.Duration
+	abort    *abortError
+	// slot: the invocation holds an execution slot (Config.GuestSlots).
+	slot bool
 	// refused is the largest linear memory size, in bytes, whose growth
 	// the Host's MemoryLimit refused during the invocation.
 	refused int64
@@ -148,10 +120,8 @@ type invCold struct {
 	// the server does not offer (nola.CodeUnsupported: KV on a
 	// store-less server); a guest failing after it fails with that code.
 	unsupported string
+	stack       [2]uint64 // __guest_call's arguments and result
 }
-
-// touch marks the invocation's cold state as written (see invocation).
-func (in *instance) touch() { in.touched = true }
 
 var _ context.Context = (*instance)(nil)
 
@@ -198,8 +168,7 @@ func instanceOf(ctx context.Context) *instance {
 }
 
 func (in *instance) callCtx() context.Context {
-	// The configuration first: ictx is in the invocation's cold part.
-	if in.h.cfg.ContextInterrupt && in.invocation != nil && in.ictx != nil {
+	if in.invocation != nil && in.ictx != nil {
 		return &interruptCtx{Context: in.ictx, in: in}
 	}
 	return in
@@ -345,26 +314,23 @@ func (in *instance) releaseOverhead() {
 // instance's linear memory to size bytes (memory.grow returns -1).
 func (in *instance) refusedGrowth(size int64) {
 	if in.invocation != nil { // growth happens in invocations and instantiations only
-		in.touch()
 		in.refused = max(in.refused, size)
 	}
 }
 
-// begin prepares the per-invocation state. A plain call writes only the
-// invocation's first cache lines (see invocation).
+// begin prepares the per-invocation state.
 func (in *instance) begin(cx hostContext, op string, payload []byte) {
 	h := in.h
 	if in.invocation == nil {
 		in.invocation = new(invocation)
 	}
 	in.cx, in.op, in.payload = cx, op, payload
-	in.resp, in.tooLarge, in.answers, in.effects = nil, 0, 0, 0
+	in.resp, in.tooLarge, in.answers = nil, 0, 0
 	in.guestErr, in.hasErr = "", false
-	if in.touched {
-		in.invCold = invCold{respBuf: in.respBuf, output: in.output[:0]}
-		in.touched = false
-	}
-	in.aborted = false
+	in.hostResp, in.hostErr = nil, ""
+	in.hostCalls, in.logBytes, in.dropped, in.refills, in.effects = 0, 0, 0, 0, 0
+	in.output = in.output[:0]
+	in.abort, in.aborted, in.refused, in.unsupported = nil, false, 0, ""
 	now := h.rt.Mono()
 	in.lastUsed = now
 	timeout := h.cfg.InvokeTimeout
@@ -373,36 +339,16 @@ func (in *instance) begin(cx hostContext, op string, payload []byte) {
 	}
 	in.deadline = now + timeout
 	if h.cfg.ContextInterrupt {
-		in.touch()
 		in.ictx, in.cancel = h.rt.WithTimeout(cx, timeout)
 	}
-	if in.fuel != nil && !in.fuelFull {
+	if in.fuel != nil {
 		in.fuel.Set(h.cfg.SliceFuel)
 	}
-	// The guest burns it from here on.
-	in.fuelFull = false
 }
 
-// end drops the invocation's references and its execution slot, and
-// fills the fuel for the next invocation: the guest has just used the
-// fuel global, so its cache line is at hand now, while at the next begin
-// it would be a miss among thousands of live instances.
+// end drops the invocation's references and its execution slot.
 func (in *instance) end() {
 	in.dropSlot()
-	if in.fuel != nil {
-		in.fuel.Set(in.h.cfg.SliceFuel)
-		in.fuelFull = true
-	}
-	// The result and error message too: invoke has returned them (its
-	// return values are taken before this deferred call), and an idle
-	// instance must not pin up to MaxResultBytes. The operation's name
-	// too: it may be a slice of the HTTP request line, which an idle
-	// instance would otherwise keep alive (~70 B per live actor).
-	in.cx, in.op, in.payload = nil, "", nil
-	in.resp, in.guestErr = nil, ""
-	if !in.touched {
-		return
-	}
 	if in.dropped > 0 || len(in.output) > 0 {
 		in.flushLogs()
 	}
@@ -414,7 +360,13 @@ func (in *instance) end() {
 		in.unlimit()
 		in.unlimit = nil
 	}
-	in.hostResp = nil
+	// The result and error message too: invoke has returned them (its
+	// return values are taken before this deferred call), and an idle
+	// instance must not pin up to MaxResultBytes. The operation's name
+	// too: it may be a slice of the HTTP request line, which an idle
+	// instance would otherwise keep alive (~70 B per live actor).
+	in.cx, in.op, in.payload, in.hostResp = nil, "", nil, nil
+	in.resp, in.guestErr = nil, ""
 	// Do not keep a big invocation's buffers for the instance's life.
 	if cap(in.respBuf) > 64<<10 {
 		in.respBuf = nil
@@ -534,7 +486,6 @@ func (in *instance) trapError(op string, err error) error {
 
 // fail aborts the guest's execution from a host function.
 func (in *instance) fail(kind TrapKind, format string, args ...any) {
-	in.touch()
 	in.abort = &abortError{kind: kind, msg: fmt.Sprintf(format, args...)}
 	panic(in.abort)
 }
@@ -551,7 +502,6 @@ func (in *instance) refill(m api.Module) {
 		}
 		in.fuel = g
 	}
-	in.touch()
 	in.refills++
 	h := in.h
 	if in.refills*h.cfg.SliceFuel >= h.cfg.MaxFuel {
@@ -566,7 +516,6 @@ func (in *instance) refill(m api.Module) {
 
 // countHostCall enforces MaxHostCalls.
 func (in *instance) countHostCall() {
-	in.touch()
 	in.hostCalls++
 	if in.hostCalls > in.h.cfg.MaxHostCalls {
 		in.fail(TrapHostCalls, "more than %d host calls in one invocation", in.h.cfg.MaxHostCalls)
@@ -597,7 +546,6 @@ func (in *instance) countAnswer(fn string) {
 // logMsg logs a guest message within the invocation's log budget (checked
 // before the message is copied out of guest memory).
 func (in *instance) logMsg(level slog.Level, msg []byte) {
-	in.touch()
 	if in.logBytes+len(msg) > in.h.cfg.MaxLogBytes {
 		in.dropped++
 		return
@@ -608,7 +556,6 @@ func (in *instance) logMsg(level slog.Level, msg []byte) {
 
 // capture keeps stdout/stderr output within the log budget.
 func (in *instance) capture(b []byte) {
-	in.touch()
 	room := in.h.cfg.MaxLogBytes - in.logBytes
 	if room <= 0 {
 		in.dropped++
