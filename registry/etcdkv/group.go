@@ -67,8 +67,8 @@ type pending struct {
 }
 
 // batcher keeps one batch in flight at a time (maxInflight 1; the linger
-// below, with its one want and arrived, assumes one flusher): commits that arrive
-// meanwhile form the next batch (classic group commit). Measured on 2 cores
+// below, with its one want and arrived, assumes one flusher): commits that
+// arrive meanwhile form the next batch (classic group commit). Measured on 2 cores
 // with 16 callers, this batched about 5 commits per request and did better
 // than 2 or 4 batches in flight; measured again for bulk creation (issue
 // 16, item 5: 8 creations per request at 16 callers, 30 at 64), 2 or 4 in
@@ -86,10 +86,9 @@ type pending struct {
 // way back — while they keep arriving (a gap of a sixteenth of the last
 // request's duration, and at least minLingerGap, with none ends it), and
 // unless the queue holds as many as the last batch already, for at most a
-// quarter of that
-// duration (and maxLinger): the next request then carries about N, for
-// the price of the callers' turn around. A lone caller never lingers (it
-// goes through claimIdle).
+// quarter of that duration (and maxLinger): the next request then carries
+// about N, for the price of the callers' turn around. A lone caller never
+// lingers (it goes through claimIdle).
 type batcher struct {
 	s           *Store
 	maxCommits  int
@@ -381,10 +380,10 @@ func (b *batcher) flush() {
 		// The callers of the last batch and those that queued before its
 		// outcomes went out (others) are the ones committing now; wait
 		// for all of them. (Counted after delivery the queue would hold
-		// some of the batch's callers twice over.)
-		// A queue that holds as many as the last batch carried goes at
-		// once: what the linger would wait for may not fit the next batch
-		// anyway (its bytes, the operations limit, conflicts).
+		// some of the batch's callers twice over.) A queue that holds as
+		// many as the last batch carried goes at once: what the linger
+		// would wait for may not fit the next batch anyway (its bytes,
+		// the operations limit, conflicts).
 		if want := min(last+others, b.maxCommits); last >= 2 && len(b.queue) < min(want, last) && !b.closed {
 			b.want = want
 			b.mu.Unlock()
