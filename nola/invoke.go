@@ -73,8 +73,9 @@ func (s *Server) handle(ctx context.Context, req *Request) ([]byte, error) {
 // are those the route-cache path and handleChecked apply: the actor's
 // namespace and ID were validated when it was activated (a table key equals
 // them), its type is the activation's; the rest is checked against both the
-// client's limits (read only, by pointer: they do not change while
-// calls run) and the server's. gate runs before the invocation, as before a send.
+// client's limits (read only, by pointer: they do not change while calls
+// run) and the server's. gate runs before the invocation, as before a
+// send.
 func (s *Server) invokeResident(ctx context.Context, req *Request, clientLimits *Limits, gate func() error) (_ []byte, done bool, _ error) {
 	if s.stopped.Load() {
 		return nil, false, nil
