@@ -121,6 +121,14 @@ func (e *env) restartAll() {
 	}
 }
 
+// in returns e reporting to t: a subtest's failures must end the subtest,
+// not its parent.
+func (e *env) in(t testing.TB) *env {
+	c := *e
+	c.t = t
+	return &c
+}
+
 // put uploads a module.
 func (e *env) put(id string, bin []byte, opts modules.Options) {
 	e.t.Helper()

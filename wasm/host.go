@@ -144,6 +144,13 @@ type Config struct {
 	// MaxFuel bounds the checkpoints (function entries and loop
 	// iterations) of one invocation. Default 1<<33 (seconds of compute).
 	MaxFuel uint64
+	// MaxCallDepth bounds how deeply one invocation nests calls inside
+	// the guest (default instrument.DefaultMaxCallDepth, 65536 frames; a
+	// function with many locals counts as several); deeper, the guest is
+	// aborted with a stack-overflow trap. Without it wazero lets a
+	// recursing guest grow its stack to some 50 MB, outside
+	// MaxMemoryPages and MemoryLimit.
+	MaxCallDepth uint32
 	// MaxResultBytes bounds a guest's result (default 4 MiB).
 	MaxResultBytes int
 	// MaxHostCalls bounds the host calls of one invocation (default
@@ -294,6 +301,12 @@ func (c *Config) defaults() error {
 	}
 	if c.MaxFuel == 0 {
 		c.MaxFuel = 1 << 33
+	}
+	if c.MaxCallDepth == 0 {
+		c.MaxCallDepth = instrument.DefaultMaxCallDepth
+	}
+	if c.MaxCallDepth > 1<<30 {
+		return fmt.Errorf("wasm: config: MaxCallDepth %d exceeds %d", c.MaxCallDepth, 1<<30)
 	}
 	if c.MaxResultBytes <= 0 {
 		c.MaxResultBytes = 4 << 20
@@ -697,7 +710,7 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 		pages = p
 	}
 	rw, err := instrument.Rewrite(m.Bytes, instrument.Options{
-		InitialFuel: int32(h.cfg.SliceFuel), MaxMemoryPages: pages,
+		InitialFuel: int32(h.cfg.SliceFuel), MaxMemoryPages: pages, MaxCallDepth: h.cfg.MaxCallDepth,
 		NoCoalesce: h.cfg.KeepDataSegments, MemoryImage: !h.cfg.KeepDataSegments && !h.cfg.NoMemoryImage,
 		ExportGlobals: !h.cfg.NoSnapshot,
 	})

@@ -86,9 +86,14 @@ func (in *instance) write(m api.Module, what string, ptr uint32, b []byte) {
 func guestRequest(ctx context.Context, m api.Module, stack []uint64) {
 	in := instanceOf(ctx)
 	opPtr, payloadPtr := uint32(stack[0]), uint32(stack[1])
-	if opPtr == instrument.RefillPtr && payloadPtr == instrument.RefillPtr {
-		in.refill(m)
-		return
+	if payloadPtr == instrument.RefillPtr {
+		switch opPtr {
+		case instrument.RefillPtr:
+			in.refill(m)
+			return
+		case instrument.OverflowPtr:
+			in.fail(TrapRuntime, "stack overflow: calls nested deeper than the limit of %d frames", in.h.cfg.MaxCallDepth)
+		}
 	}
 	if len(in.op) > 0 && !m.Memory().WriteString(opPtr, in.op) {
 		in.fail(TrapABI, "__guest_request: operation at %#x is outside the guest's memory", opPtr)

@@ -42,6 +42,7 @@ func TestHostileGuests(t *testing.T) {
 	bystander := 0
 	check := func(t *testing.T, id, op string, payload []byte, discarded bool, verify func(res string, err error)) {
 		t.Helper()
+		e := e.in(t)
 		for i := range 3 {
 			e.want(id, "hostile-c", "inc", nil, strconv.Itoa(i))
 		}
@@ -56,6 +57,12 @@ func TestHostileGuests(t *testing.T) {
 			}
 		}
 		e.want(id, "hostile-c", "inc", nil, want)
+		// A guest that stalls the whole process (the collector waiting
+		// for compiled code, say) lets the server's lease lapse: the
+		// server fences itself and every actor on it restarts.
+		if st := e.c.Server(0).Stats(); st.Fences != 0 {
+			t.Fatalf("the server fenced itself during %s (%v): the guest stalled the process", op, st.KeepAlive.Fences)
+		}
 		e.want("bystander", "counter-c", "inc", nil, strconv.Itoa(bystander))
 		bystander++
 	}
@@ -63,7 +70,11 @@ func TestHostileGuests(t *testing.T) {
 		check(t, "spin", "spin", nil, true, func(_ string, err error) { wantTrap(t, err, wasm.TrapFuel, "checkpoints") })
 	})
 	t.Run("stack overflow", func(t *testing.T) {
-		check(t, "deep", "deep", nil, true, func(_ string, err error) { wantTrap(t, err, wasm.TrapRuntime, "stack overflow") })
+		// The host's own bound on call depth, long before wazero's
+		// ceiling of some 50 MB of stack (instrument.MaxCallDepth).
+		check(t, "deep", "deep", nil, true, func(_ string, err error) {
+			wantTrap(t, err, wasm.TrapRuntime, "stack overflow: calls nested deeper than the limit of 65536 frames")
+		})
 		// C's own stack lives in linear memory, below the data (the
 		// guests link with --stack-first): overflowing it is an
 		// out-of-bounds access.
@@ -88,7 +99,7 @@ func TestHostileGuests(t *testing.T) {
 			}
 		})
 		// A module's options lower the cap for its actors.
-		if got := e.must("bomb-small", "hostile-small", "bomb", nil); got != "8" {
+		if got := e.in(t).must("bomb-small", "hostile-small", "bomb", nil); got != "8" {
 			t.Fatalf("bomb under an 8-page module cap = %s pages", got)
 		}
 		// An allocation beyond the cap fails inside the guest.
@@ -105,7 +116,7 @@ func TestHostileGuests(t *testing.T) {
 				t.Fatalf("oversized result: %v", err)
 			}
 		})
-		if got := e.must("big", "hostile-c", "big", []byte("1000")); got != strings.Repeat("x", 1000) {
+		if got := e.in(t).must("big", "hostile-c", "big", []byte("1000")); got != strings.Repeat("x", 1000) {
 			t.Fatalf("small result: %d bytes", len(got))
 		}
 	})

@@ -73,13 +73,14 @@ func DefaultLimits() Limits {
 	}
 }
 
-// Instrumented returns l raised by what Fuel adds to a module (one type,
-// function, global and export), for checking Fuel's output.
+// Instrumented returns l raised by what Fuel adds to a module (two
+// functions and globals, an export, the void type and the wrapper blocks'
+// types), for checking Fuel's output.
 func (l Limits) Instrumented() Limits {
 	l = l.withDefaults()
-	l.MaxTypes++
-	l.MaxFunctions++
-	l.MaxGlobals++
+	l.MaxTypes += 1 + maxBlockTypes
+	l.MaxFunctions += 2
+	l.MaxGlobals += 2
 	l.MaxExports++
 	return l
 }

@@ -1,8 +1,9 @@
 // Package instrument rewrites a WASM module so that its execution can be
-// bounded cheaply and deterministically: fuel metering.
+// bounded cheaply and deterministically: fuel metering, and a bound on the
+// depth of its calls.
 //
-// The rewritten module has one more global, an exported mutable i32 named
-// FuelExport, and one more function, the refill function. A checkpoint is
+// The rewritten module has a new global, an exported mutable i32 named
+// FuelExport, and a new function, the refill function. A checkpoint is
 // inserted at the entry of every function and at the head of every loop:
 //
 //	global.get $fuel; i32.eqz; if; call $refill; end
@@ -17,11 +18,17 @@
 // only be for an empty operation and payload (anything else is out of
 // bounds), for which writing nothing is the same as ignoring the call.
 //
-// Nothing existing is renumbered: the new type, global and function are
-// appended after the existing ones (the module may import functions
+// A second global counts the frames of the current call, and a second
+// function, the overflow function, reports a call nested deeper than
+// Options.MaxCallDepth: wazero would otherwise let a recursing guest grow
+// its stack to some 50 MB, outside every limit (depth.go explains how
+// every function's entry and exits keep the count).
+//
+// Nothing existing is renumbered: the new types, globals and functions
+// are appended after the existing ones (the module may import functions
 // only), so calls, element segments, exports and the name section stay
-// valid. The guest cannot reach the new global: its
-// index did not exist when the original module was validated.
+// valid. The guest cannot reach the new globals: their
+// indices did not exist when the original module was validated.
 //
 // One thing is taken out: a table that nothing can reach (no instruction
 // names one, no element segment, no table export — see unusedTables). C
@@ -32,7 +39,7 @@
 // Why not wazero's WithCloseOnContextDone: it starts a goroutine for every
 // call into the guest, which costs ~0.7 µs per invocation on our machines,
 // more than the rest of an invocation; the checkpoints cost a few
-// instructions per loop iteration and nothing per call. Fuel also bounds a
+// instructions per loop iteration and function call. Fuel also bounds a
 // runaway guest under the deterministic simulator, where virtual time stands
 // still while a guest computes.
 package instrument
@@ -65,6 +72,11 @@ type Options struct {
 	// table's entries on the Go heap, 8 bytes each, and table.grow would
 	// otherwise reach 2^32 of them). Zero means DefaultMaxTableEntries.
 	MaxTableEntries uint32
+	// MaxCallDepth bounds how deeply one call into the guest nests
+	// function calls, each weighing one plus one per 16 of its parameters
+	// and locals (see depth.go); deeper, the guest calls __guest_request
+	// with OverflowPtr. Zero means DefaultMaxCallDepth; at most 1<<30.
+	MaxCallDepth uint32
 	// Limits bound the input module (see Check, which Fuel runs first).
 	Limits Limits
 	// NoCoalesce keeps the data segments as they are instead of merging
@@ -174,8 +186,11 @@ type module struct {
 	importedFuncs  uint32
 	definedFuncs   uint32
 	definedGlobals uint32
-	guestRequest   int64 // function index of wapc.__guest_request, or -1
-	exportNames    map[string]bool
+	// types are the function types; funcTypes each defined function's.
+	types        []funcType
+	funcTypes    []uint32
+	guestRequest int64 // function index of wapc.__guest_request, or -1
+	exportNames  map[string]bool
 	// mutableGlobals are the defined mutable globals, by index.
 	mutableGlobals []Global
 	hasStart       bool
@@ -200,6 +215,9 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	var res Rewritten
 	if opts.InitialFuel <= 0 {
 		opts.InitialFuel = 1 << 20
+	}
+	if err := checkCallDepth(opts.MaxCallDepth); err != nil {
+		return res, err
 	}
 	// The walk below trusts no count either, but Check also bounds what
 	// wazero will allocate compiling the output.
@@ -259,10 +277,28 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	}
 	refillFunc := m.importedFuncs + m.definedFuncs
 	refillType := uint32(m.voidType)
-	addType := m.voidType < 0
-	if addType {
+	addVoid := m.voidType < 0
+	firstNew := m.numTypes
+	if addVoid {
 		refillType = m.numTypes
+		firstNew++
 	}
+	depth, err := planDepth(m, fuelGlobal+1, refillFunc+1, cmp.Or(opts.MaxCallDepth, DefaultMaxCallDepth), firstNew)
+	if err != nil {
+		return res, err
+	}
+	newTypes := uint32(len(depth.newTypes))
+	if addVoid {
+		newTypes++
+	}
+	addTypes := func(b []byte) []byte {
+		if addVoid {
+			b = appendVoidType(b)
+		}
+		return depth.appendTypes(b)
+	}
+	addFuncs := func(b []byte) []byte { return appendU32(appendU32(b, refillType), refillType) }
+	addGlobals := func(b []byte) []byte { return appendDepthGlobal(appendFuelGlobal(b, opts.InitialFuel)) }
 
 	checkpoint := checkpointCode(fuelGlobal, refillFunc)
 	// The table section's place in out, to take it out if no one uses
@@ -270,7 +306,7 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	var tableAt, tableEnd int
 
 	out := append([]byte(nil), bin[:8]...)
-	need := map[byte]bool{secType: addType, secFunction: true, secGlobal: true, secExport: true, secCode: true}
+	need := map[byte]bool{secType: newTypes > 0, secFunction: true, secGlobal: true, secExport: true, secCode: true}
 	emitted := map[byte]bool{}
 	emitNew := func(upTo int) {
 		for _, id := range []byte{secType, secFunction, secGlobal, secExport, secCode} {
@@ -279,15 +315,15 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 				var body []byte
 				switch id {
 				case secType:
-					body = appendVoidType(appendU32(nil, 1))
+					body = addTypes(appendU32(nil, newTypes))
 				case secFunction:
-					body = appendU32(appendU32(nil, 1), refillType)
+					body = addFuncs(appendU32(nil, 2))
 				case secGlobal:
-					body = appendFuelGlobal(appendU32(nil, 1), opts.InitialFuel)
+					body = addGlobals(appendU32(nil, 2))
 				case secExport:
 					body = addExports(appendU32(nil, exportCount))
 				case secCode:
-					body = appendRefillBody(appendU32(nil, 1), uint32(m.guestRequest))
+					body = appendOverflowBody(appendRefillBody(appendU32(nil, 2), uint32(m.guestRequest)), uint32(m.guestRequest))
 				}
 				out = appendSection(out, id, body)
 			}
@@ -300,13 +336,13 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 		body := s.body
 		switch s.id {
 		case secType:
-			if addType {
-				body, err = appendToVector(body, func(b []byte) []byte { return appendVoidType(b) })
+			if newTypes > 0 {
+				body, err = appendToVectorN(body, newTypes, addTypes)
 			}
 		case secFunction:
-			body, err = appendToVector(body, func(b []byte) []byte { return appendU32(b, refillType) })
+			body, err = appendToVectorN(body, 2, addFuncs)
 		case secGlobal:
-			body, err = appendToVector(body, func(b []byte) []byte { return appendFuelGlobal(b, opts.InitialFuel) })
+			body, err = appendToVectorN(body, 2, addGlobals)
 		case secExport:
 			body, err = appendToVectorN(body, exportCount, addExports)
 		case secMemory:
@@ -315,7 +351,7 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 			body, err = capTables(body, cmp.Or(opts.MaxTableEntries, DefaultMaxTableEntries))
 			tableAt = len(out)
 		case secCode:
-			body, err = rewriteCode(body, checkpoint, uint32(m.guestRequest), &facts)
+			body, err = rewriteCode(m, body, checkpoint, depth, &facts)
 		case secData:
 			if opts.MemoryImage {
 				stripped, img, keep, ok := extractImage(m, body)
@@ -451,7 +487,7 @@ func parse(bin []byte) (*module, error) {
 		case secImport:
 			err = m.parseImports(&sr)
 		case secFunction:
-			m.definedFuncs, err = sr.u32()
+			err = m.parseFunctions(&sr)
 		case secGlobal:
 			err = m.parseGlobals(&sr)
 		case secElement:
@@ -474,6 +510,10 @@ func (m *module) parseTypes(r *reader) error {
 		return err
 	}
 	m.numTypes = n
+	if uint64(n) > uint64(len(r.b)-r.pos)/3 { // three bytes at least each
+		return fail("%d types declared in %d bytes", n, len(r.b)-r.pos)
+	}
+	m.types = make([]funcType, n)
 	for i := uint32(0); i < n; i++ {
 		form, err := r.byte()
 		if err != nil {
@@ -493,9 +533,11 @@ func (m *module) parseTypes(r *reader) error {
 		if err != nil {
 			return err
 		}
-		if _, err := r.bytes(int(nr)); err != nil {
+		res, err := r.bytes(int(nr))
+		if err != nil {
 			return err
 		}
+		m.types[i] = funcType{params: np, results: string(res)}
 		if np == 0 && nr == 0 && m.voidType < 0 {
 			m.voidType = int64(i)
 		}
@@ -731,16 +773,19 @@ func unusedTables(m *module, facts *codeFacts) bool {
 	return !facts.tables && !m.hasElements && !m.exportsTable
 }
 
-// rewriteCode inserts the checkpoints into every body of a code section and
-// appends the refill function's body.
-func rewriteCode(body, checkpoint []byte, guestRequest uint32, facts *codeFacts) ([]byte, error) {
+// rewriteCode inserts the checkpoints and the depth bound into every body
+// of a code section and appends the refill and overflow functions' bodies.
+func rewriteCode(m *module, body, checkpoint []byte, depth *depthPlan, facts *codeFacts) ([]byte, error) {
 	r := reader{b: body}
 	n, err := r.u32()
 	if err != nil {
 		return nil, err
 	}
+	if n != m.definedFuncs {
+		return nil, fail("%d functions declared but %d bodies", m.definedFuncs, n)
+	}
 	out := make([]byte, 0, len(body)+len(body)/8+64)
-	out = appendU32(out, n+1)
+	out = appendU32(out, n+2)
 	var fn []byte
 	for i := uint32(0); i < n; i++ {
 		size, err := r.u32()
@@ -751,7 +796,8 @@ func rewriteCode(body, checkpoint []byte, guestRequest uint32, facts *codeFacts)
 		if err != nil {
 			return nil, err
 		}
-		fn, err = rewriteBody(fn[:0], code, checkpoint, facts)
+		params := m.types[m.funcTypes[i]].params // planDepth checked the index
+		fn, err = rewriteBody(fn[:0], code, checkpoint, depth, int(i), params, facts)
 		if err != nil {
 			return nil, fmt.Errorf("function body %d: %w", i, err)
 		}
@@ -761,39 +807,79 @@ func rewriteCode(body, checkpoint []byte, guestRequest uint32, facts *codeFacts)
 	if !r.done() {
 		return nil, fail("trailing bytes in the code section")
 	}
-	return appendRefillBody(out, guestRequest), nil
+	gr := uint32(m.guestRequest)
+	return appendOverflowBody(appendRefillBody(out, gr), gr), nil
 }
 
-func rewriteBody(out, code, checkpoint []byte, facts *codeFacts) ([]byte, error) {
+// rewriteBody rewrites one function body (see the package comment and
+// depth.go): the fuel checkpoint and the depth bound at its entry, a
+// checkpoint at the head of every loop, returns turned into branches to
+// the wrapper block, the depth restored before tail calls and at the end.
+func rewriteBody(out, code, checkpoint []byte, depth *depthPlan, fn int, params uint32, facts *codeFacts) ([]byte, error) {
 	r := reader{b: code}
 	groups, err := r.u32()
 	if err != nil {
 		return nil, err
 	}
+	locals := uint64(params)
 	for g := uint32(0); g < groups; g++ {
-		if _, err := r.u32(); err != nil {
+		k, err := r.u32()
+		if err != nil {
 			return nil, err
 		}
+		locals += uint64(k)
 		if _, err := r.valtype(); err != nil {
 			return nil, err
 		}
 	}
+	w := depth.weight(locals)
 	out = append(out, code[:r.pos]...)
 	out = append(out, checkpoint...)
+	out = depth.entry(out, fn, w)
 	copied := r.pos
+	open := uint32(0) // blocks, loops and ifs open around the reader
+	ended := false
 	for !r.done() {
+		if ended {
+			return nil, fail("code after the function's end at offset %d", r.pos)
+		}
+		start := r.pos
 		op, err := r.instr()
 		if err != nil {
 			return nil, err
 		}
 		facts.note(op, r.fc)
-		if op == 0x03 { // loop: checkpoint at its head
+		switch op {
+		case 0x02, 0x04: // block, if
+			open++
+		case 0x03: // loop: checkpoint at its head
+			open++
 			out = append(out, code[copied:r.pos]...)
 			out = append(out, checkpoint...)
 			copied = r.pos
+		case 0x0B: // end
+			if open == 0 {
+				ended = true // the function's: now the wrapper block's
+				break
+			}
+			open--
+		case 0x0F: // return: a branch to the wrapper block
+			out = append(out, code[copied:start]...)
+			out = append(out, 0x0C) // br
+			out = appendU32(out, open)
+			copied = r.pos
+		case 0x12, 0x13: // return_call, return_call_indirect
+			out = append(out, code[copied:start]...)
+			out = depth.exit(out, w)
+			copied = start
 		}
 	}
-	return append(out, code[copied:]...), nil
+	if !ended {
+		return nil, fail("function body without its end")
+	}
+	out = append(out, code[copied:]...)
+	out = depth.exit(out, w)
+	return append(out, 0x0B), nil
 }
 
 // reader decodes the binary format.
