@@ -51,6 +51,31 @@ func TestHostFunctionsRespectTheDeadline(t *testing.T) {
 	}
 }
 
+// memory.fill and memory.copy are single instructions that cost as much
+// as their length: each takes fuel by its length (a unit per 64 bytes).
+// With one unit each, a guest looping over 8 MiB copies ran 36 s past a
+// 100 ms deadline before the host could look at the clock. Asserted by
+// the budget, which is deterministic: 100 fills of 8 MiB exceed 2^22
+// units (16 slices) when charged, and burn a few hundred checkpoints when
+// not; two fit.
+func TestBulkInstructionsBurnFuel(t *testing.T) {
+	e := newEnv(t, envOpts{host: func(c *wasm.Config) {
+		c.MaxFuel = 1 << 22
+		c.InvokeTimeout = time.Hour // only the budget ends them
+	}})
+	e.putGuests()
+	for _, op := range []string{"fill", "copy"} {
+		if got := e.must(op+"-few", "hostile-c", op, []byte("2")); got != "2" {
+			t.Fatalf("%s 2: %q", op, got)
+		}
+		res, err := e.invoke(op, "hostile-c", op, []byte("100"))
+		var te *wasm.TrapError
+		if !errors.As(err, &te) || te.Kind != wasm.TrapFuel {
+			t.Fatalf("%s 100: %q, %v; want a fuel trap", op, res, err)
+		}
+	}
+}
+
 func revU32(v uint32) []byte {
 	var b []byte
 	for {

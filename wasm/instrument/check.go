@@ -75,13 +75,16 @@ func DefaultLimits() Limits {
 
 // Instrumented returns l raised by what Fuel adds to a module (two
 // functions and globals, an export, the void type and the wrapper blocks'
-// types), for checking Fuel's output.
+// types, a local in functions with bulk instructions), for checking
+// Fuel's output.
 func (l Limits) Instrumented() Limits {
 	l = l.withDefaults()
 	l.MaxTypes += 1 + maxBlockTypes
 	l.MaxFunctions += 2
 	l.MaxGlobals += 2
 	l.MaxExports++
+	l.MaxLocals++
+	l.MaxTotalLocals += uint64(l.MaxFunctions)
 	return l
 }
 

@@ -75,9 +75,11 @@ type funcType struct {
 	results string // value types, one byte each
 }
 
-// depthPlan is what the depth bound adds to a module.
+// depthPlan is what the depth bound (and the bulk charges) add to a
+// module's code.
 type depthPlan struct {
-	global   uint32 // the depth global's index
+	fuel     uint32 // the fuel global's index
+	global   uint32 // the depth global's index, fuel + 1
 	overflow uint32 // the overflow function's index
 	limit    uint32
 	// blockTypes holds each defined function's wrapper block type, as the
@@ -92,8 +94,8 @@ type depthPlan struct {
 
 // planDepth works out the wrapper block types; firstNew is the index the
 // first added type will have.
-func planDepth(m *module, global, overflow, limit, firstNew uint32) (*depthPlan, error) {
-	p := &depthPlan{global: global, overflow: overflow, limit: limit}
+func planDepth(m *module, fuel, overflow, limit, firstNew uint32) (*depthPlan, error) {
+	p := &depthPlan{fuel: fuel, global: fuel + 1, overflow: overflow, limit: limit}
 	if len(m.funcTypes) != int(m.definedFuncs) {
 		return nil, fail("%d functions declared, %d types read", m.definedFuncs, len(m.funcTypes))
 	}

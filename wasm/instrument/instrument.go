@@ -10,6 +10,8 @@
 //	global.get $fuel; i32.const 1; i32.sub; global.set $fuel
 //
 // so every unbounded execution (a loop iterating, recursion) burns fuel.
+// Bulk instructions (memory.fill, memory.copy, ...) also burn fuel by
+// their length (bulk.go).
 // When the fuel reaches zero the refill function calls the guest's own
 // import of wapc.__guest_request with the impossible arguments
 // (0xFFFFFFFF, 0xFFFFFFFF) — RefillPtr. The host recognizes them, checks the
@@ -283,7 +285,7 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 		refillType = m.numTypes
 		firstNew++
 	}
-	depth, err := planDepth(m, fuelGlobal+1, refillFunc+1, cmp.Or(opts.MaxCallDepth, DefaultMaxCallDepth), firstNew)
+	depth, err := planDepth(m, fuelGlobal, refillFunc+1, cmp.Or(opts.MaxCallDepth, DefaultMaxCallDepth), firstNew)
 	if err != nil {
 		return res, err
 	}
@@ -811,10 +813,11 @@ func rewriteCode(m *module, body, checkpoint []byte, depth *depthPlan, facts *co
 	return appendOverflowBody(appendRefillBody(out, gr), gr), nil
 }
 
-// rewriteBody rewrites one function body (see the package comment and
-// depth.go): the fuel checkpoint and the depth bound at its entry, a
-// checkpoint at the head of every loop, returns turned into branches to
-// the wrapper block, the depth restored before tail calls and at the end.
+// rewriteBody rewrites one function body (see the package comment,
+// depth.go and bulk.go): the fuel checkpoint and the depth bound at its
+// entry, a checkpoint at the head of every loop, a charge before every
+// bulk instruction, returns turned into branches to the wrapper block,
+// the depth restored before tail calls and at the end.
 func rewriteBody(out, code, checkpoint []byte, depth *depthPlan, fn int, params uint32, facts *codeFacts) ([]byte, error) {
 	r := reader{b: code}
 	groups, err := r.u32()
@@ -832,11 +835,14 @@ func rewriteBody(out, code, checkpoint []byte, depth *depthPlan, fn int, params 
 			return nil, err
 		}
 	}
+	declEnd := r.pos
 	w := depth.weight(locals)
-	out = append(out, code[:r.pos]...)
+	fnStart := len(out)
+	out = append(out, code[:declEnd]...)
 	out = append(out, checkpoint...)
 	out = depth.entry(out, fn, w)
 	copied := r.pos
+	bulk := false     // a bulk instruction was charged: the scratch local is needed
 	open := uint32(0) // blocks, loops and ifs open around the reader
 	ended := false
 	for !r.done() {
@@ -872,6 +878,13 @@ func rewriteBody(out, code, checkpoint []byte, depth *depthPlan, fn int, params 
 			out = append(out, code[copied:start]...)
 			out = depth.exit(out, w)
 			copied = start
+		case 0xFC:
+			if shift, ok := bulkShift(r.fc); ok { // fuel by length (bulk.go)
+				out = append(out, code[copied:start]...)
+				out = appendCharge(out, depth.fuel, uint32(locals), shift)
+				copied = start
+				bulk = true
+			}
 		}
 	}
 	if !ended {
@@ -879,7 +892,11 @@ func rewriteBody(out, code, checkpoint []byte, depth *depthPlan, fn int, params 
 	}
 	out = append(out, code[copied:]...)
 	out = depth.exit(out, w)
-	return append(out, 0x0B), nil
+	out = append(out, 0x0B)
+	if bulk {
+		out = slices.Replace(out, fnStart, fnStart+declEnd, withScratchLocal(code[:declEnd], groups)...)
+	}
+	return out, nil
 }
 
 // reader decodes the binary format.

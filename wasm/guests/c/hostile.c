@@ -16,7 +16,10 @@
  *   "rand"     fills 8 MiB with WASI random_get, as many times as the
  *              decimal payload says (time spent in a host function)
  *   "answers"  calls __guest_response with 4 MiB that many times
- *   "biglog"   logs 8 MiB (far over the log budget) that many times */
+ *   "biglog"   logs 8 MiB (far over the log budget) that many times
+ *   "fill"     fills 8 MiB with memory.fill, as many times as the decimal
+ *              payload says (one instruction each)
+ *   "copy"     copies 4 MiB with memory.copy that many times */
 #include "wapc.h"
 
 __attribute__((import_module("wasi_snapshot_preview1"), import_name("random_get")))
@@ -89,6 +92,19 @@ int wapc_handle(wapc_buf op, wapc_buf payload) {
 				__guest_response(p, size);
 			else
 				wapc_host("log", "info", b, &out);
+		}
+		return wapc_ok_i64(count);
+	}
+	if (wapc_eq(op, "fill") || wapc_eq(op, "copy")) {
+		wapc_i64 count;
+		wapc_u8 *p = repeat(payload, 8u << 20, &count);
+		if (!p) return wapc_fail("hostile: bad count or out of memory");
+		int fill = wapc_eq(op, "fill");
+		for (wapc_i64 i = 0; i < count; i++) {
+			if (fill)
+				__builtin_memset(p, (int)sink++, 8u << 20);
+			else
+				__builtin_memcpy(p, p + (4u << 20), 4u << 20);
 		}
 		return wapc_ok_i64(count);
 	}
