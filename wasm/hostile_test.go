@@ -71,7 +71,7 @@ func TestHostileGuests(t *testing.T) {
 	})
 	t.Run("stack overflow", func(t *testing.T) {
 		// The host's own bound on call depth, long before wazero's
-		// ceiling of some 50 MB of stack (instrument.MaxCallDepth).
+		// ceiling of some 50 MB of stack (wasm.Config.MaxCallDepth).
 		check(t, "deep", "deep", nil, true, func(_ string, err error) {
 			wantTrap(t, err, wasm.TrapRuntime, "stack overflow: calls nested deeper than the limit of 65536 frames")
 		})

@@ -14,10 +14,11 @@ import (
 // the instance struct (issue 16, item 7), 1 455 B [1 487] after,
 // 1 290–1 330 B [1 372] with the linear memory's bookkeeping cut too,
 // 1 150–1 190 B [1 238] without the C counter's unused table, 1 260–1 285 B
-// with the call-depth global (instrument.MaxCallDepth: wazero's global
+// with the call-depth global (wasm.Config.MaxCallDepth: wazero's global
 // instance, its slot in the instance's data, a longer slice). The bound
-// fails if the invocation state (+385 B) or the table (+134 B) comes back.
-const maxIdleInstanceHeap = 1350
+// fails if the invocation state (+385 B) or the table (+134 B) comes
+// back; the syscall.Mmap map entry (+64 B) only just.
+const maxIdleInstanceHeap = 1330
 
 // An idle instance holds only what lives as long as it: its structs stay
 // small (the invocation's state is apart; the actor keeps no Ref; the

@@ -57,7 +57,7 @@ type Limits struct {
 func DefaultLimits() Limits {
 	return Limits{
 		MaxTypes:           1 << 15,
-		MaxFunctions:       1 << 18,
+		MaxFunctions:       1 << 16,
 		MaxImports:         1 << 10,
 		MaxExports:         1 << 14,
 		MaxGlobals:         1 << 16,
@@ -79,7 +79,7 @@ func DefaultLimits() Limits {
 // Fuel's output.
 func (l Limits) Instrumented() Limits {
 	l = l.withDefaults()
-	l.MaxTypes += 1 + maxBlockTypes
+	l.MaxTypes = 2*l.MaxTypes + 1 // the void type; a block type per type at most
 	l.MaxFunctions += 2
 	l.MaxGlobals += 2
 	l.MaxExports++

@@ -63,12 +63,6 @@ const OverflowPtr = 0xFFFFFFFE
 // function's weight.
 const localsPerWeight = 16
 
-// maxBlockTypes bounds the types the rewrite adds for the wrapper blocks
-// of functions that take parameters and return several values (a block
-// type must then be a type index, of a type without parameters). Guests
-// built by C and Go compilers need none.
-const maxBlockTypes = 64
-
 // funcType is what the rewrite needs of a function type.
 type funcType struct {
 	params  uint32
@@ -88,7 +82,10 @@ type depthPlan struct {
 	blockTypes []int64
 	// newTypes are the types () -> results the wrapper blocks need that
 	// the module lacks; their indices follow the module's types (and the
-	// void type, if the rewrite adds it).
+	// void type, if the rewrite adds it). A function that takes
+	// parameters and returns several values needs one (a block type that
+	// is a type index takes its parameters from the stack), at most one
+	// per type of the module's; C and Go compilers emit none.
 	newTypes []string
 }
 
@@ -120,9 +117,6 @@ func planDepth(m *module, fuel, overflow, limit, firstNew uint32) (*depthPlan, e
 		default:
 			idx, ok := byResults[res]
 			if !ok {
-				if len(p.newTypes) == maxBlockTypes {
-					return nil, fail("functions with parameters return more than %d different tuples of values", maxBlockTypes)
-				}
 				idx = firstNew + uint32(len(p.newTypes))
 				p.newTypes = append(p.newTypes, res)
 				byResults[res] = idx

@@ -168,3 +168,31 @@ func TestCallDepthOption(t *testing.T) {
 		t.Fatalf("MaxCallDepth 1<<30+1: %v", err)
 	}
 }
+
+// Every function that takes parameters and returns several values gets a
+// block type, however many different tuples they return (here 70, of
+// four values each).
+func TestCallDepthManyBlockTypes(t *testing.T) {
+	const n = 70
+	vt := "\x7f\x7e\x7d\x7c"
+	types := ls(n + 1)
+	for i := 0; i < n; i++ {
+		types += "\x60\x01\x7f\x04" + string([]byte{vt[i%4], vt[i/4%4], vt[i/16%4], vt[i/64%4]})
+	}
+	types += "\x60\x02\x7f\x7f\x00"
+	funcs, code := ls(n), ls(n)
+	for i := 0; i < n; i++ {
+		funcs += ls(uint32(i))
+		code += "\x03\x00\x00\x0b" // unreachable
+	}
+	bin := mod(1, types, 2, "\x01\x04wapc\x0f__guest_request\x00"+ls(n), 3, funcs, 10, code)
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer r.Close(ctx)
+	mustCompile(t, r, bin)
+	out, err := instrument.Fuel(bin, instrument.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCompile(t, r, out)
+}

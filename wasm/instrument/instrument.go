@@ -307,7 +307,7 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	// its tables (known only once the code has been read).
 	var tableAt, tableEnd int
 
-	out := append([]byte(nil), bin[:8]...)
+	out := append(make([]byte, 0, outputSize(len(bin), m.definedFuncs)), bin[:8]...)
 	need := map[byte]bool{secType: newTypes > 0, secFunction: true, secGlobal: true, secExport: true, secCode: true}
 	emitted := map[byte]bool{}
 	emitNew := func(upTo int) {
@@ -775,6 +775,11 @@ func unusedTables(m *module, facts *codeFacts) bool {
 	return !facts.tables && !m.hasElements && !m.exportsTable
 }
 
+// outputSize estimates the rewritten size of n bytes holding funcs
+// function bodies: a tenth more for the loops' checkpoints, and each
+// function's entry and exit code (about 50 bytes).
+func outputSize(n int, funcs uint32) int { return n + n/8 + 64*int(funcs) + 256 }
+
 // rewriteCode inserts the checkpoints and the depth bound into every body
 // of a code section and appends the refill and overflow functions' bodies.
 func rewriteCode(m *module, body, checkpoint []byte, depth *depthPlan, facts *codeFacts) ([]byte, error) {
@@ -786,7 +791,7 @@ func rewriteCode(m *module, body, checkpoint []byte, depth *depthPlan, facts *co
 	if n != m.definedFuncs {
 		return nil, fail("%d functions declared but %d bodies", m.definedFuncs, n)
 	}
-	out := make([]byte, 0, len(body)+len(body)/8+64)
+	out := make([]byte, 0, outputSize(len(body), n))
 	out = appendU32(out, n+2)
 	var fn []byte
 	for i := uint32(0); i < n; i++ {

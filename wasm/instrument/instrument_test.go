@@ -158,7 +158,11 @@ func FuzzFuel(f *testing.F) {
 		runtime.ReadMemStats(&before)
 		out, err := instrument.Fuel(bin, instrument.Options{MaxMemoryPages: 8})
 		runtime.ReadMemStats(&after)
-		if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20+16*uint64(len(bin)) {
+		// The output alone can be 13 times the input (a function of 3
+		// bytes gains some 50 of entry and exit code), and it is built
+		// twice: the code section, then the module (38 B per byte for
+		// 2^16 empty functions).
+		if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20+48*uint64(len(bin)) {
 			t.Fatalf("rewriting %d bytes allocated %d", len(bin), n)
 		}
 		if err != nil {

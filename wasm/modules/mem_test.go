@@ -50,8 +50,14 @@ func adversarial() map[string][]byte {
 	const void = "\x01\x60\x00\x00"
 	body := func(code string) string { b := "\x00" + code + "\x0b"; return uleb(uint32(len(b))) + b }
 	return map[string][]byte{
-		// 2^18 - 1 empty functions (one more for the instrumentation).
-		"functions": wasmModule(1, void, 3, vec(1<<18-1, "\x00"), 10, vec(1<<18-1, "\x02\x00\x0b")),
+		// 2^16 - 2 empty functions, and the import and the export that
+		// let it pass CheckABI: validating it compiles the instrumented
+		// form too, which adds code to every function.
+		"functions": wasmModule(1, "\x03\x60\x02\x7f\x7f\x00\x60\x00\x00\x60\x02\x7f\x7f\x01\x7f",
+			2, "\x01\x04wapc\x0f__guest_request\x00\x00",
+			3, uleb(1<<16-1)+"\x02"+strings.Repeat("\x01", 1<<16-2), 5, "\x01\x00\x01",
+			7, "\x02\x06memory\x02\x00\x0c__guest_call\x00\x01",
+			10, uleb(1<<16-1)+"\x04\x00\x41\x01\x0b"+strings.Repeat("\x02\x00\x0b", 1<<16-2)),
 		// 250,000 locals (of 2^18) in 5 functions of 50,000, the
 		// per-function limit.
 		"locals": wasmModule(1, void, 3, vec(5, "\x00"), 10, vec(5, "\x06\x01\xd0\x86\x03\x7f\x0b")),

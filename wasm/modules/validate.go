@@ -47,8 +47,12 @@ func (l Limits) withDefaults() Limits {
 // measures the worst cases wazero v1.12 allows within the default limits
 // (bytes allocated, twice-compiling Validate and the host's optimizing
 // compiler alike): ~70 B per byte of module for module-wide structures
-// (empty functions 67, element entries 72, globals 47, data segments 28;
-// a Go guest 54), plus the worst function's validator stack, up to ~170
+// (element entries 72, globals 47, data segments 28; a Go guest 56),
+// except functions: validating an empty one costs ~3.3 KB, as its
+// instrumented form (a checkpoint and the call-depth bound in every
+// function) is compiled too, so the 2^16 allowed cost up to ~215 MiB
+// (858 B per byte of a 256 KiB module); plus the worst function's
+// validator stack, up to ~170
 // MiB for a 1 MiB body of calls to a function with 4 results, plus ~130 B
 // per declared local (≤ 35 MiB for the 2^18 allowed). One compilation of
 // a 16 MiB module can thus allocate ~1.3 GiB at worst; Store bounds how
@@ -90,6 +94,12 @@ func Validate(ctx context.Context, bin []byte, opts Options, l Limits) error {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if _, err := Compile(ctx, r, inst); err != nil {
+		if errors.Is(err, instrument.ErrLimit) {
+			// The instrumentation's code took a function past
+			// MaxFunctionBytes (a body of little else but returns
+			// or loops).
+			return fmt.Errorf("%w: instrumented, %v", ErrTooLarge, err)
+		}
 		return fmt.Errorf("%w: instrumented module does not validate: %s", ErrInvalid, brief(err))
 	}
 	return nil

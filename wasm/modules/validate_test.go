@@ -67,6 +67,28 @@ func TestValidateRejectsBombsWithBoundedMemory(t *testing.T) {
 	}
 }
 
+// A function within MaxFunctionBytes whose instrumented form is not (700
+// KB of returns, each a 2-byte branch once rewritten) is too large, not
+// invalid: the uploader can do something about it.
+func TestValidateTooLargeOnceInstrumented(t *testing.T) {
+	body := "\x00" + strings.Repeat("\x0f", 700_000) + "\x0b"
+	call := "\x00\x41\x01\x0b"
+	bin := wasmModule(1, "\x03\x60\x02\x7f\x7f\x00\x60\x00\x00\x60\x02\x7f\x7f\x01\x7f",
+		2, "\x01\x04wapc\x0f__guest_request\x00\x00",
+		3, "\x02\x02\x01", 5, "\x01\x00\x01",
+		7, "\x02\x06memory\x02\x00\x0c__guest_call\x00\x01",
+		10, "\x02"+uleb(uint32(len(call)))+call+uleb(uint32(len(body)))+body)
+	r := wazero.NewRuntimeWithConfig(context.Background(), wazero.NewRuntimeConfigInterpreter())
+	defer r.Close(context.Background())
+	if _, err := modules.Compile(context.Background(), r, bin); err != nil {
+		t.Fatalf("the module itself: %v", err)
+	}
+	err := modules.Validate(context.Background(), bin, modules.Options{}, modules.Limits{})
+	if !errors.Is(err, modules.ErrTooLarge) || !strings.Contains(err.Error(), "instrumented") {
+		t.Fatalf("Validate: %v, want ErrTooLarge once instrumented", err)
+	}
+}
+
 // Compile, which the host's compile path of stored modules also goes
 // through, checks the module before wazero sees it: the error is Check's
 // (wazero's errors wrap nothing of ours).
