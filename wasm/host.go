@@ -58,7 +58,8 @@
 // gives it up during host calls that can block. Memory is capped per
 // instance (Config.MaxMemoryPages, lowered per module by its options) and
 // for all instances together (Config.MemoryLimit: linear memory plus
-// InstanceOverhead each, reserved before it is allocated). Past that
+// InstanceOverhead and the module's tables each, reserved before it is
+// allocated). Past that
 // limit memory.grow returns -1 to the guest, and an invocation that then
 // fails, or an activation that does not fit, answers
 // nola.CodeUnavailable (nola.CodeTooLarge if the limit could never hold
@@ -131,7 +132,9 @@ type Config struct {
 	// (default 256: 16 MiB).
 	MaxMemoryPages uint32
 	// MemoryLimit caps the memory of all instances together, in bytes:
-	// their linear memory plus InstanceOverhead each (default 4 GiB).
+	// their linear memory plus InstanceOverhead each, and what their
+	// tables and element references take (8 B per table entry, 40 B per
+	// element entry: instrument.Rewritten.InstanceBytes). Default 4 GiB.
 	// Growth past it fails (memory.grow returns -1); an activation
 	// whose initial memory does not fit is refused.
 	MemoryLimit int64
@@ -412,14 +415,18 @@ type modKey struct{ ns, id string }
 type compiled struct {
 	ready *rt.Future[struct{}]
 	// Set before ready resolves:
-	err        error
-	name       string // "ns/id", for errors
-	info       modules.Info
-	cm         wazero.CompiledModule
-	minBytes   int64 // initial size of its linear memory
-	initialize bool  // exports _initialize
-	wapcInit   bool  // exports wapc_init
-	create     bool  // exports nola_create: its actors are nola.Creators
+	err      error
+	name     string // "ns/id", for errors
+	info     modules.Info
+	cm       wazero.CompiledModule
+	minBytes int64 // initial size of its linear memory
+	// overhead is what the memory budget charges an instance besides its
+	// linear memory: InstanceOverhead and its tables and element
+	// references (instrument.Rewritten.InstanceBytes).
+	overhead   int64
+	initialize bool // exports _initialize
+	wapcInit   bool // exports wapc_init
+	create     bool // exports nola_create: its actors are nola.Creators
 	// image is the initial memory its instances start from (the module
 	// has no active data segments left), or nil: the module keeps them.
 	image *memImage
@@ -446,7 +453,7 @@ type Stats struct {
 	// guest ended by handing its slot to a waiting one.
 	Executing, Waiting, Preempted int64
 	// MemoryBytes is the memory charged to live instances: their linear
-	// memory and InstanceOverhead each (see Config.MemoryLimit).
+	// memory and overhead each (see Config.MemoryLimit).
 	// IdleWorkerBytes is the part of it held by idle pooled worker
 	// instances, which Host.MemoryBytes leaves out.
 	MemoryBytes, IdleWorkerBytes int64
@@ -527,7 +534,7 @@ func (h *Host) Stats() Stats {
 }
 
 // MemoryBytes returns the memory charged to live instances (linear memory
-// and InstanceOverhead each) except idle pooled worker instances: the
+// and overhead each) except idle pooled worker instances: the
 // memory of activations (and of worker invocations in flight). It
 // implements nola.MemoryReporter: the server adds it to its memory
 // estimate and load reports, which shedding reads as activation memory —
@@ -729,6 +736,7 @@ func (h *Host) compile(ctx context.Context, k modKey, c *compiled) error {
 	if mem := cm.ExportedMemories()[abi.Memory]; mem != nil { // CheckABI made sure
 		c.minBytes = int64(mem.Min()) * pageSize
 	}
+	c.overhead = InstanceOverhead + rw.InstanceBytes
 	_, c.initialize = exports[abi.Initialize]
 	_, c.wapcInit = exports[abi.WAPCInit]
 	_, c.create = exports[abi.CreateExport]
@@ -877,10 +885,10 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 	}
 	// Reserve the instance and its initial memory before wazero allocates
 	// them (it cannot see that first allocation fail).
-	if need := InstanceOverhead + initBytes; !h.mem.reserve(need) {
+	if need := c.overhead + initBytes; !h.mem.reserve(need) {
 		return nil, h.memoryError(c.name, "activation", need)
 	}
-	in := &instance{h: h, mod: c, ref: ref, overhead: InstanceOverhead}
+	in := &instance{h: h, mod: c, ref: ref, overhead: c.overhead}
 	in.state.Store(instBusy) // until initialized: the sweep leaves it alone
 	in.begin(cx, "", nil)
 	if _, err := in.takeSlot(false); err != nil {
@@ -1083,7 +1091,7 @@ var (
 )
 
 // SizeBytes implements nola.Sizer: the instance's linear memory and
-// InstanceOverhead, what the Host's memory budget charges it. The server
+// overhead, what the Host's memory budget charges it. The server
 // calls it between invocations, so that a server over its memory budget
 // can shed its largest WASM actors first.
 func (a *actor) SizeBytes() int64 {

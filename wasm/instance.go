@@ -63,7 +63,7 @@ type instance struct {
 	// lin is the linear memory, as the Host's allocator made it: what a
 	// recycling resets (recycle.go).
 	lin      *budgetMemory
-	overhead int64 // InstanceOverhead, charged until the instance closes
+	overhead int64 // compiled.overhead, charged until the instance closes
 
 	state atomic.Int32
 	// aborted: the last invocation's execution was aborted (release,
@@ -303,7 +303,7 @@ func (in *instance) closeModule() {
 // unpool stops counting the instance as an idle pooled worker.
 func (in *instance) unpool() { in.h.idleWorker.Add(-in.pooled.Swap(0)) }
 
-// releaseOverhead returns the instance's InstanceOverhead to the Host's
+// releaseOverhead returns the instance's overhead to the Host's
 // memory budget, once.
 func (in *instance) releaseOverhead() {
 	in.h.mem.release(in.overhead)
@@ -420,7 +420,7 @@ func (in *instance) call(fn api.Function, cx hostContext, name, op string, paylo
 		if in.refused > 0 {
 			// Most likely the guest's answer to the refused memory: say
 			// so, with the code callers branch on.
-			return nil, in.h.memoryError(in.mod.name, name+" (the guest answered: "+firstLines(msg, 1, 256)+")", in.refused+InstanceOverhead)
+			return nil, in.h.memoryError(in.mod.name, name+" (the guest answered: "+firstLines(msg, 1, 256)+")", in.refused+in.overhead)
 		}
 		if in.unsupported != "" {
 			// The guest's answer to a host call the server does not
@@ -439,13 +439,13 @@ func (in *instance) call(fn api.Function, cx hostContext, name, op string, paylo
 func (in *instance) failed(op string, err error) error {
 	terr := in.trapError(op, err)
 	if in.refused > 0 {
-		return in.h.memoryError(in.mod.name, op+" (the guest then aborted: "+terr.Error()+")", in.refused+InstanceOverhead)
+		return in.h.memoryError(in.mod.name, op+" (the guest then aborted: "+terr.Error()+")", in.refused+in.overhead)
 	}
 	return terr
 }
 
 // memoryError is the error of an activation or an invocation that needed
-// need bytes (its instance's linear memory plus InstanceOverhead) beyond
+// need bytes (its instance's linear memory plus overhead) beyond
 // the Host's MemoryLimit: CodeTooLarge if the limit can never hold it,
 // CodeUnavailable (retry later, when idle actors have been evicted)
 // otherwise. Neither is marked retryable: an invocation may have had

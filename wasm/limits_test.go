@@ -18,6 +18,7 @@ import (
 	"github.com/nolaproject/nola/examples/actors"
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/instrument"
 	"github.com/nolaproject/nola/wasm/modules"
 )
 
@@ -153,6 +154,24 @@ func TestTablesAreCapped(t *testing.T) {
 	if grown := int64(heapInuse()) - int64(before); grown > 16<<20 {
 		t.Fatalf("one instance of a module capped at 1 memory page holds %d MiB of host memory", grown>>20)
 	}
+}
+
+// A table's entries live on the Go heap, outside linear memory (wazero: 8
+// B each, ~34 B per element entry), so the memory budget charges them. A
+// module whose code can grow its table is charged the table's maximum,
+// here the cap (2^17 entries: 1 MiB an instance); with InstanceOverhead
+// alone, a thousand such actors held 1 GiB while the budget saw 80 MB.
+func TestMemoryLimitCountsTables(t *testing.T) {
+	charge := int64(wasm.InstanceOverhead + 64<<10 + instrument.DefaultMaxTableEntries*instrument.TableEntryBytes)
+	e := newEnv(t, envOpts{host: func(c *wasm.Config) { c.MemoryLimit = 2*charge + charge/2 }})
+	e.put("table", tableModule(1<<16, 0), modules.Options{MaxMemoryPages: 1})
+	e.want("t0", "table", "x", nil, "")
+	e.want("t1", "table", "x", nil, "")
+	if got := e.hosts[0].MemoryBytes(); got != 2*charge {
+		t.Fatalf("two instances charged %d bytes, want %d", got, 2*charge)
+	}
+	_, err := e.invoke("t2", "table", "x", nil)
+	wantCode(t, err, nola.CodeUnavailable)
 }
 
 // startModule is the head of a minimal waPC module with memPages of

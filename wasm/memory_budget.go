@@ -8,9 +8,10 @@ import (
 )
 
 // InstanceOverhead is what the Host charges each instance besides its
-// linear memory: the instance's own structures (globals, tables, function
-// references, the waPC state). A C counter activation holds ~15 KB of Go
-// heap, the engine's share included.
+// linear memory and its tables (instrument.Rewritten.InstanceBytes): the
+// instance's own structures (globals, function references, the waPC
+// state). A C counter activation holds ~15 KB of Go heap, the engine's
+// share included.
 const InstanceOverhead = 16 << 10
 
 // pageSize is the size of a WebAssembly memory page.

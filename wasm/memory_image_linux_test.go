@@ -18,6 +18,7 @@ import (
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/registry/memkv"
 	"github.com/nolaproject/nola/rt"
+	"github.com/nolaproject/nola/wasm/instrument"
 	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
@@ -332,9 +333,13 @@ func TestGoGuestRunsFromMappedImage(t *testing.T) {
 	if got := inc(ins[1]); got != first || got == third {
 		t.Fatalf("second instance's first inc answered %q; the first's answered %q then %q", got, first, third)
 	}
+	rw, err := instrument.Rewrite(wasmtest.Go(t, "counter"), instrument.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var want int64
 	for _, in := range ins {
-		want += InstanceOverhead + int64(in.mem.Size())
+		want += InstanceOverhead + rw.InstanceBytes + int64(in.mem.Size())
 	}
 	if got := h.MemoryBytes(); got != want {
 		t.Fatalf("charged %d bytes, want %d (memories and overhead)", got, want)

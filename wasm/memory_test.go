@@ -10,6 +10,7 @@ import (
 
 	"github.com/nolaproject/nola/nola"
 	"github.com/nolaproject/nola/wasm"
+	"github.com/nolaproject/nola/wasm/instrument"
 	"github.com/nolaproject/nola/wasm/modules"
 	"github.com/nolaproject/nola/wasm/wasmtest"
 )
@@ -22,7 +23,17 @@ func hostileMinBytes(t *testing.T) int64 {
 	e := newEnv(t, envOpts{})
 	e.putGuests()
 	e.must("probe", "hostile-c", "inc", nil)
-	return e.hosts[0].MemoryBytes() - wasm.InstanceOverhead
+	return e.hosts[0].MemoryBytes() - hostileOverhead(t)
+}
+
+// hostileOverhead is what the Host charges an instance of hostile-c
+// besides its linear memory: InstanceOverhead and its table.
+func hostileOverhead(t *testing.T) int64 {
+	rw, err := instrument.Rewrite(wasmtest.C(t, "hostile"), instrument.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wasm.InstanceOverhead + rw.InstanceBytes
 }
 
 // Finding 11 of issue 10: actors that each grew to 16 MiB took a server to
@@ -40,10 +51,11 @@ func TestMemoryLimitCapsAndCountsLinearMemory(t *testing.T) {
 
 func testMemoryLimit(t *testing.T, minBytes int64, heap bool) {
 	const maxPages = 16 // per instance: 1 MiB
-	full := int64(maxPages*page + wasm.InstanceOverhead)
+	over := hostileOverhead(t)
+	full := int64(maxPages*page + over)
 	// Three actors grow to the full 1 MiB; the fourth fits its
 	// activation and two pages more; then nothing fits.
-	limit := 3*full + wasm.InstanceOverhead + minBytes + 2*page
+	limit := 3*full + over + minBytes + 2*page
 	e := newEnv(t, envOpts{host: func(c *wasm.Config) { c.MemoryLimit, c.HeapMemory = limit, heap }})
 	e.put("hostile-c", wasmtest.C(t, "hostile"), modules.Options{MaxMemoryPages: maxPages})
 	h, srv := e.hosts[0], e.c.Server(0)
@@ -58,13 +70,13 @@ func testMemoryLimit(t *testing.T, minBytes int64, heap bool) {
 		if i < 3 && pages != maxPages {
 			t.Fatalf("actor %d grew to %d pages under the limit, want %d", i, pages, maxPages)
 		}
-		want += pages*page + wasm.InstanceOverhead
+		want += pages*page + over
 		if m := h.MemoryBytes(); m != want {
 			t.Fatalf("after actor %d: host charges %d bytes, want %d", i, m, want)
 		}
 	}
 	if want != limit {
-		t.Fatalf("the four actors hold %d bytes, want exactly the limit %d (the fourth grew to %d bytes)", want, limit, want-3*full-wasm.InstanceOverhead)
+		t.Fatalf("the four actors hold %d bytes, want exactly the limit %d (the fourth grew to %d bytes)", want, limit, want-3*full-over)
 	}
 	// The server counts it (besides its own ~1 KiB per activation).
 	if got := srv.Stats().MemoryBytes; got < want || got > want+64<<10 {

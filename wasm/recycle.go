@@ -166,10 +166,10 @@ func (h *Host) premakeOne(c *compiled) bool {
 	if h.isClosed.Load() || snap == nil {
 		return false
 	}
-	if !h.mem.reserveNoShed(InstanceOverhead + snap.size) {
+	if !h.mem.reserveNoShed(c.overhead + snap.size) {
 		return false
 	}
-	in := &instance{h: h, mod: c, overhead: InstanceOverhead}
+	in := &instance{h: h, mod: c, overhead: c.overhead}
 	in.state.Store(instBusy)
 	m, err := h.newModule(in, c, snap)
 	if err != nil {

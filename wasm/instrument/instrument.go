@@ -110,7 +110,22 @@ type Rewritten struct {
 	// Snapshot, with Options.ExportGlobals, describes the module's
 	// mutable state for a post-initialization snapshot.
 	Snapshot Snapshot
+	// InstanceBytes estimates what an instance's tables and element
+	// references take on the Go heap beside its linear memory, which
+	// wazero allocates at instantiation (v1.12: ~8 B per table entry,
+	// ~34 B per element entry): TableEntryBytes per entry of every table
+	// at its minimum (at its maximum if the code has table.grow) and
+	// ElementEntryBytes per element entry. A module with 2^17 of each
+	// costs ~5 MB an instance, which a host's memory budget must count.
+	InstanceBytes int64
 }
+
+// TableEntryBytes and ElementEntryBytes are what Rewritten.InstanceBytes
+// charges per table and element entry.
+const (
+	TableEntryBytes   = 8
+	ElementEntryBytes = 40
+)
 
 // DefaultMaxTableEntries is the default table cap: 1 MiB of entries,
 // far more than compilers emit (Go guests' tables hold a few thousand).
@@ -223,7 +238,8 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	}
 	// The walk below trusts no count either, but Check also bounds what
 	// wazero will allocate compiling the output.
-	if err := Check(bin, opts.Limits); err != nil {
+	ck, err := check(bin, opts.Limits)
+	if err != nil {
 		return res, err
 	}
 	m, err := parse(bin)
@@ -304,8 +320,10 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 
 	checkpoint := checkpointCode(fuelGlobal, refillFunc)
 	// The table section's place in out, to take it out if no one uses
-	// its tables (known only once the code has been read).
+	// its tables (known only once the code has been read), and the
+	// entries of its tables, at least and at most.
 	var tableAt, tableEnd int
+	var tablesMin, tablesMax uint64
 
 	out := append(make([]byte, 0, outputSize(len(bin), m.definedFuncs)), bin[:8]...)
 	need := map[byte]bool{secType: newTypes > 0, secFunction: true, secGlobal: true, secExport: true, secCode: true}
@@ -352,6 +370,7 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 		case secTable:
 			body, err = capTables(body, cmp.Or(opts.MaxTableEntries, DefaultMaxTableEntries))
 			tableAt = len(out)
+			tablesMin, tablesMax = tableSizes(body)
 		case secCode:
 			body, err = rewriteCode(m, body, checkpoint, depth, &facts)
 		case secData:
@@ -382,7 +401,13 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	emitNew(1 << 30)
 	if tableEnd > 0 && unusedTables(m, &facts) {
 		out = slices.Delete(out, tableAt, tableEnd)
+		tablesMin, tablesMax = 0, 0
 	}
+	entries := tablesMin
+	if facts.tableGrow {
+		entries = tablesMax
+	}
+	res.InstanceBytes = int64(entries*TableEntryBytes + ck.elemEntries*ElementEntryBytes)
 	res.Module = out
 	if opts.ExportGlobals {
 		res.Snapshot.Refused = snapshotRefusal(m, &facts)
@@ -715,6 +740,21 @@ func capMemory(body []byte, maxPages uint32) ([]byte, error) {
 // guest beyond it; a table whose minimum exceeds it is rejected.
 func capTables(body []byte, maxEntries uint32) ([]byte, error) {
 	return capVector(body, "table", "entries", maxEntries, 1)
+}
+
+// tableSizes sums the minimum and maximum entries of a table section as
+// capTables wrote it (every table with a maximum).
+func tableSizes(capped []byte) (lo, hi uint64) {
+	r := reader{b: capped}
+	n, _ := r.u32()
+	for range n {
+		_, _ = r.byte() // reference type
+		_, _ = r.u32()  // flags: 1
+		l, _ := r.u32()
+		h, _ := r.u32()
+		lo, hi = lo+uint64(l), hi+uint64(h)
+	}
+	return lo, hi
 }
 
 // capVector rewrites a memory or table section: each entry is prefix bytes

@@ -76,8 +76,9 @@ func (m *module) parseGlobals(r *reader) error {
 type codeFacts struct {
 	// first is the first such instruction met ("" if none).
 	first string
-	// tables: some instruction names a table (see unusedTables).
-	tables bool
+	// tables: some instruction names a table (see unusedTables);
+	// tableGrow: some instruction is table.grow.
+	tables, tableGrow bool
 }
 
 // note records instruction op (sub: its 0xFC sub-opcode).
@@ -87,6 +88,7 @@ func (f *codeFacts) note(op byte, sub uint32) {
 		f.tables = true
 	case op == 0xFC && sub >= 12 && sub <= 17 && sub != 13: // table.init, .copy, .grow, .size, .fill (13: elem.drop)
 		f.tables = true
+		f.tableGrow = f.tableGrow || sub == 15
 	}
 	if f.first != "" {
 		return

@@ -2,6 +2,7 @@ package instrument_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -82,5 +83,36 @@ func TestUnusedTableIsDropped(t *testing.T) {
 	}
 	if n := sectionCount(t, mustRewrite(t, wasmtest.Go(t, "echo")).Module, 4); n != 1 {
 		t.Errorf("the Go guest's table is gone (%d table sections)", n)
+	}
+}
+
+// InstanceBytes charges a table's minimum, or its maximum when the code
+// can grow it, and every element entry; nothing for a table taken out.
+func TestInstanceBytes(t *testing.T) {
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer r.Close(ctx)
+	const imp = "\x01\x04wapc\x0f__guest_request\x00\x00"
+	types := "\x02\x60\x02\x7f\x7f\x00\x60\x00\x00"
+	elems := "\x01\x00\x41\x00\x0b\x0a" + strings.Repeat("\x01", 10) // 10 references to function 1
+	tableUse := "\x00\x41\x00\x25\x00\x1a\x0b"                       // table.get 0; drop
+	tableGrow := "\x00\xd0\x70\x41\x01\xfc\x0f\x00\x1a\x0b"          // table.grow 0 by 1; drop
+	for name, c := range map[string]struct {
+		bin  []byte
+		want int64
+	}{
+		"used":     {mod(1, types, 2, imp, 3, "\x01\x01", 4, "\x01\x70\x01\x64\xc8\x01", 10, "\x01"+ls(uint32(len(tableUse)))+tableUse), 100 * instrument.TableEntryBytes},
+		"grown":    {mod(1, types, 2, imp, 3, "\x01\x01", 4, "\x01\x70\x01\x64\xc8\x01", 10, "\x01"+ls(uint32(len(tableGrow)))+tableGrow), 200 * instrument.TableEntryBytes},
+		"elements": {mod(1, types, 2, imp, 3, "\x01\x01", 4, "\x01\x70\x00\x64", 9, elems, 10, "\x01\x02\x00\x0b"), 100*instrument.TableEntryBytes + 10*instrument.ElementEntryBytes},
+		"unused":   {mod(1, types, 2, imp, 3, "\x01\x01", 4, "\x01\x70\x00\x64", 10, "\x01\x02\x00\x0b"), 0},
+	} {
+		mustCompile(t, r, c.bin)
+		rw, err := instrument.Rewrite(c.bin, instrument.Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if rw.InstanceBytes != c.want {
+			t.Errorf("%s: InstanceBytes %d, want %d", name, rw.InstanceBytes, c.want)
+		}
 	}
 }
