@@ -54,7 +54,7 @@ func TestHostFunctionsRespectTheDeadline(t *testing.T) {
 
 // memory.fill and memory.copy are single instructions that cost as much
 // as their length: each takes fuel by its length (a unit per 64 bytes).
-// With one unit each, a guest looping over 8 MiB copies ran 36 s past a
+// With one unit each, a guest looping over 4 MiB copies ran 36 s past a
 // 100 ms deadline before the host could look at the clock. Asserted by
 // the budget, which is deterministic: 100 fills of 8 MiB exceed 2^22
 // units (16 slices) when charged, and burn a few hundred checkpoints when

@@ -6,27 +6,31 @@ package instrument
 // counts checkpoints; but memory.fill, memory.copy and memory.init, and
 // their table counterparts, are single instructions whose cost grows with
 // their length operand: up to the whole linear memory. A guest looping
-// over an 8 MiB memory.copy burned one unit of fuel per copy, so a slice
+// over a 4 MiB memory.copy burned one unit of fuel per copy, so a slice
 // of fuel (SliceFuel units, about 0.4 ms of a tight loop) ran for tens of
 // seconds, holding a guest slot, before the host could look at the clock:
 // 36 s past a 100 ms deadline on our machines.
 //
 // So each of them first takes fuel in proportion to its length, one unit
 // per 64 bytes of memory (about what moving them costs next to a
-// checkpoint) or per 8 table entries, saturating at zero:
+// checkpoint) or per 8 table entries, saturating at zero, and calls the
+// refill function, as a checkpoint does, if that emptied the fuel:
 //
 //	local.tee $n                                  ;; the length, kept on the stack
 //	global.get $fuel; (n >> shift); i32.sub       ;; fuel - charge (may wrap)
 //	i32.const 0
 //	global.get $fuel; (n >> shift); i32.gt_u      ;; fuel > charge
 //	select; global.set $fuel
+//	global.get $fuel; i32.eqz; if; call $refill; end
 //
-// The instruction then runs once (bounded by the memory's or the table's
-// size), and the next checkpoint, at the latest the next loop iteration,
-// finds the fuel at zero and calls the host, which checks the deadline and
-// the budget. A charge larger than the fuel left counts as the rest of the
-// slice only: the budget (MaxFuel) undercounts such guests by at most one
-// memory's worth per instruction, while the deadline holds for them all.
+// The host checks the deadline and the budget before the instruction
+// runs, so that between two looks at the clock a guest runs at most one
+// slice of fuel plus one bulk instruction (bounded by the memory's or
+// the table's size) — also in straight-line code, where no checkpoint
+// follows (a function can hold some 30,000 memory.fills of 16 MiB). A
+// charge larger than the fuel left counts as the rest of the slice only:
+// the budget (MaxFuel) undercounts such a guest by at most one memory's
+// worth per instruction; the deadline holds regardless.
 //
 // $n is one more i32 local, declared last so that no index changes, and
 // only in functions that use a bulk instruction.
@@ -44,8 +48,9 @@ func bulkShift(sub uint32) (uint32, bool) {
 }
 
 // appendCharge appends the charge for a bulk instruction whose length is
-// on top of the stack; n is the scratch local.
-func appendCharge(b []byte, fuel, n, shift uint32) []byte {
+// on top of the stack, and the refill if it emptied the fuel; n is the
+// scratch local.
+func appendCharge(b []byte, fuel, refill, n, shift uint32) []byte {
 	charge := func(b []byte) []byte {
 		b = append(b, 0x23) // global.get $fuel
 		b = appendU32(b, fuel)
@@ -59,7 +64,12 @@ func appendCharge(b []byte, fuel, n, shift uint32) []byte {
 	b = append(b, 0x6B, 0x41, 0x00) // i32.sub; i32.const 0
 	b = charge(b)
 	b = append(b, 0x4B, 0x1B, 0x24) // i32.gt_u; select; global.set $fuel
-	return appendU32(b, fuel)
+	b = appendU32(b, fuel)
+	b = append(b, 0x23) // global.get $fuel
+	b = appendU32(b, fuel)
+	b = append(b, 0x45, 0x04, 0x40, 0x10) // i32.eqz; if (empty); call $refill
+	b = appendU32(b, refill)
+	return append(b, 0x0B) // end
 }
 
 // withScratchLocal returns a function body's local declarations (decl,

@@ -73,6 +73,7 @@ type funcType struct {
 // module's code.
 type depthPlan struct {
 	fuel     uint32 // the fuel global's index
+	refill   uint32 // the refill function's index, overflow - 1
 	global   uint32 // the depth global's index, fuel + 1
 	overflow uint32 // the overflow function's index
 	limit    uint32
@@ -92,7 +93,7 @@ type depthPlan struct {
 // planDepth works out the wrapper block types; firstNew is the index the
 // first added type will have.
 func planDepth(m *module, fuel, overflow, limit, firstNew uint32) (*depthPlan, error) {
-	p := &depthPlan{fuel: fuel, global: fuel + 1, overflow: overflow, limit: limit}
+	p := &depthPlan{fuel: fuel, global: fuel + 1, refill: overflow - 1, overflow: overflow, limit: limit}
 	if len(m.funcTypes) != int(m.definedFuncs) {
 		return nil, fail("%d functions declared, %d types read", m.definedFuncs, len(m.funcTypes))
 	}

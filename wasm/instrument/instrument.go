@@ -110,21 +110,28 @@ type Rewritten struct {
 	// Snapshot, with Options.ExportGlobals, describes the module's
 	// mutable state for a post-initialization snapshot.
 	Snapshot Snapshot
-	// InstanceBytes estimates what an instance's tables and element
-	// references take on the Go heap beside its linear memory, which
-	// wazero allocates at instantiation (v1.12: ~8 B per table entry,
-	// ~34 B per element entry): TableEntryBytes per entry of every table
-	// at its minimum (at its maximum if the code has table.grow) and
-	// ElementEntryBytes per element entry. A module with 2^17 of each
-	// costs ~5 MB an instance, which a host's memory budget must count.
+	// InstanceBytes estimates what an instance's tables, element
+	// references and globals take on the Go heap beside its linear
+	// memory, which wazero allocates at instantiation (v1.12: ~8 B per
+	// table entry, ~34 B per element entry, ~88 B per global):
+	// TableEntryBytes per entry of every table at its minimum (at its
+	// maximum if the code has table.grow), ElementEntryBytes per element
+	// entry and GlobalBytes per global beyond the first
+	// FreeGlobals. A module with 2^17 table and element entries costs
+	// ~5 MB an instance, one with 2^16 globals ~6 MB: a host's memory
+	// budget must count them.
 	InstanceBytes int64
 }
 
-// TableEntryBytes and ElementEntryBytes are what Rewritten.InstanceBytes
-// charges per table and element entry.
+// TableEntryBytes, ElementEntryBytes and GlobalBytes are what
+// Rewritten.InstanceBytes charges per table entry, element entry and
+// global beyond the first FreeGlobals (which a host's fixed per-instance
+// charge covers: guests have a few).
 const (
 	TableEntryBytes   = 8
 	ElementEntryBytes = 40
+	GlobalBytes       = 96
+	FreeGlobals       = 16
 )
 
 // DefaultMaxTableEntries is the default table cap: 1 MiB of entries,
@@ -407,7 +414,9 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	if facts.tableGrow {
 		entries = tablesMax
 	}
-	res.InstanceBytes = int64(entries*TableEntryBytes + ck.elemEntries*ElementEntryBytes)
+	globals := uint64(m.definedGlobals) + 2 // the fuel and depth globals
+	res.InstanceBytes = int64(entries*TableEntryBytes + ck.elemEntries*ElementEntryBytes +
+		(max(globals, FreeGlobals)-FreeGlobals)*GlobalBytes)
 	res.Module = out
 	if opts.ExportGlobals {
 		res.Snapshot.Refused = snapshotRefusal(m, &facts)
@@ -926,7 +935,7 @@ func rewriteBody(out, code, checkpoint []byte, depth *depthPlan, fn int, params 
 		case 0xFC:
 			if shift, ok := bulkShift(r.fc); ok { // fuel by length (bulk.go)
 				out = append(out, code[copied:start]...)
-				out = appendCharge(out, depth.fuel, uint32(locals), shift)
+				out = appendCharge(out, depth.fuel, depth.refill, uint32(locals), shift)
 				copied = start
 				bulk = true
 			}

@@ -116,3 +116,21 @@ func TestInstanceBytes(t *testing.T) {
 		}
 	}
 }
+
+// Globals beyond FreeGlobals are charged too (a module may define 2^16:
+// ~6 MB an instance).
+func TestInstanceBytesCountsGlobals(t *testing.T) {
+	const imp = "\x01\x04wapc\x0f__guest_request\x00\x00"
+	types := "\x02\x60\x02\x7f\x7f\x00\x60\x00\x00"
+	for _, n := range []int{1, instrument.FreeGlobals - 2, 1000} {
+		bin := mod(1, types, 2, imp, 3, "\x01\x01", 6, ls(uint32(n))+strings.Repeat("\x7f\x01\x41\x00\x0b", n), 10, "\x01\x02\x00\x0b")
+		rw, err := instrument.Rewrite(bin, instrument.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := int64(max(n+2-instrument.FreeGlobals, 0) * instrument.GlobalBytes)
+		if rw.InstanceBytes != want {
+			t.Errorf("%d globals: InstanceBytes %d, want %d", n, rw.InstanceBytes, want)
+		}
+	}
+}
