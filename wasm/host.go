@@ -900,11 +900,14 @@ func (h *Host) instantiate(cx hostContext, c *compiled, ref nola.Ref) (*instance
 	m, err := h.newModule(in, c, snap)
 	if err != nil {
 		defer in.end()
-		in.releaseOverhead()
 		// Validated modules only fail here by their own doing — a start
 		// function that traps, runs out of fuel or time, a data segment
 		// out of bounds — the guest's fault, like a trap in an invocation.
-		return nil, in.failed("instantiate", err)
+		// The error counts the overhead in the memory it reports needed:
+		// released after.
+		ferr := in.failed("instantiate", err)
+		in.releaseOverhead()
+		return nil, ferr
 	}
 	in.m = m
 	in.mem = m.Memory()

@@ -162,7 +162,7 @@ func TestTablesAreCapped(t *testing.T) {
 // here the cap (2^17 entries: 1 MiB an instance); with InstanceOverhead
 // alone, a thousand such actors held 1 GiB while the budget saw 80 MB.
 func TestMemoryLimitCountsTables(t *testing.T) {
-	charge := int64(wasm.InstanceOverhead + 64<<10 + instrument.DefaultMaxTableEntries*instrument.TableEntryBytes)
+	charge := int64(wasm.InstanceOverhead + 64<<10 + instrument.DefaultMaxTableEntries*instrument.GrownTableEntryBytes)
 	e := newEnv(t, envOpts{host: func(c *wasm.Config) { c.MemoryLimit = 2*charge + charge/2 }})
 	e.put("table", tableModule(1<<16, 0), modules.Options{MaxMemoryPages: 1})
 	e.want("t0", "table", "x", nil, "")
@@ -172,6 +172,37 @@ func TestMemoryLimitCountsTables(t *testing.T) {
 	}
 	_, err := e.invoke("t2", "table", "x", nil)
 	wantCode(t, err, nola.CodeUnavailable)
+}
+
+// An instantiation that fails after the budget refused its memory reports
+// what it needed with its overhead (here 1 MiB of table): too large for
+// the limit ever, not "unavailable, retry" (the overhead was once
+// released before the error was made).
+func TestInstantiationFailureReportsItsWholeNeed(t *testing.T) {
+	b := []byte("\x00asm\x01\x00\x00\x00")
+	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
+	imp := append([]byte{1}, revName("wapc")...)
+	imp = append(imp, revName("__guest_request")...)
+	b = append(b, revSection(2, append(imp, 0, 0))...)
+	b = append(b, revSection(3, []byte{2, 1, 2})...)
+	b = append(b, revSection(4, append([]byte{1, 0x70, 0}, revU32(1<<17)...))...) // 2^17 entries, never grown
+	b = append(b, revSection(5, []byte{1, 0, 1})...)
+	exp := append([]byte{2}, revName("memory")...)
+	exp = append(exp, 2, 0)
+	exp = append(exp, revName("__guest_call")...)
+	exp = append(exp, 0, 1)
+	b = append(b, revSection(7, exp)...)
+	b = append(b, revSection(8, []byte{2})...)          // start: function 2
+	call := []byte{0, 0xfc, 16, 0, 0x1a, 0x41, 1, 0x0b} // table.size; drop; 1
+	start := []byte{0, 0x41, 3, 0x40, 0, 0x1a, 0, 0x0b} // memory.grow 3; drop; unreachable
+	code := append([]byte{2, byte(len(call))}, call...)
+	code = append(append(code, byte(len(start))), start...)
+	b = append(b, revSection(10, code)...)
+	over := int64(wasm.InstanceOverhead + (1<<17)*instrument.TableEntryBytes)
+	e := newEnv(t, envOpts{host: func(c *wasm.Config) { c.MemoryLimit = over + 64<<10 + 32<<10 }})
+	e.put("st", b, modules.Options{MaxMemoryPages: 4})
+	_, err := e.invoke("a", "st", "x", nil)
+	wantCode(t, err, nola.CodeTooLarge)
 }
 
 // startModule is the head of a minimal waPC module with memPages of

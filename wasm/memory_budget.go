@@ -18,7 +18,8 @@ const InstanceOverhead = 16 << 10
 const pageSize = 64 << 10
 
 // memBudget bounds the memory of all instances of a Host together
-// (Config.MemoryLimit): their linear memory and InstanceOverhead each.
+// (Config.MemoryLimit): their linear memory and overhead each
+// (InstanceOverhead and their module's tables: compiled.overhead).
 // Memory is reserved before it is allocated, by compare-and-swap, so that
 // concurrent growths cannot pass the limit together.
 type memBudget struct {

@@ -41,7 +41,7 @@ import (
 // execution was aborted (those are closed on release), nor one the Host is
 // closing. Idle recycled instances wait in a per-module pool of at most
 // Config.RecyclePool, charged to the memory budget like live ones (their
-// linear memory and InstanceOverhead) but reported to the server as idle,
+// linear memory and overhead) but reported to the server as idle,
 // like pooled workers (Host.MemoryBytes); a reservation that does not fit
 // closes them all first (memBudget.shed), the sweep closes those idle for
 // Config.SweepInterval, and Close closes every one. Nothing runs in the

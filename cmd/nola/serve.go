@@ -114,7 +114,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&c.maxPayload, "max-payload-bytes", 4<<20, "largest invocation payload")
 	fs.IntVar(&c.maxResult, "max-result-bytes", 4<<20, "largest invocation result")
 	fs.Int64Var(&c.wasmMemoryLimit, "wasm-memory-limit", wasm.DefaultMemoryLimit,
-		"`bytes` of memory all WASM actors of this server may hold together (linear memory plus 16 KiB each); past it their memory cannot grow and new WASM activations are refused")
+		"`bytes` of memory all WASM actors of this server may hold together (linear memory plus 16 KiB each, and their modules' tables); past it their memory cannot grow and new WASM activations are refused")
 	fs.IntVar(&c.wasmSlots, "wasm-slots", 0, "WASM guests computing at once on this server (0: GOMAXPROCS-1, at least 1; -1: no limit); the others wait in FIFO order")
 	c.wasmEngineIdle = 10 * time.Second
 	fs.Var((*positiveDuration)(&c.wasmEngineIdle), "wasm-engine-idle", "drop the call engine (~10 KiB of heap) of a WASM actor idle this `duration`; its next call fetches it again (~20-30 µs). Shorter: less memory per idle actor, more CPU for actors called now and then (docs/operations.md)")

@@ -214,6 +214,8 @@ type checker struct {
 	definedFuncs   uint32
 	codes          uint32
 	elemEntries    uint64
+	elemSegments   uint64
+	dataSegments   uint64
 	totalLocals    uint64
 	totalLocalName uint64
 }
@@ -589,6 +591,7 @@ func (c *checker) elements(r *reader) error {
 	if err != nil {
 		return err
 	}
+	c.elemSegments = uint64(n)
 	for i := range n {
 		flags, err := r.u32()
 		if err != nil {
@@ -700,6 +703,7 @@ func (c *checker) data(r *reader) error {
 	if err != nil {
 		return err
 	}
+	c.dataSegments = uint64(n)
 	for i := range n {
 		flags, err := r.u32()
 		if err != nil {

@@ -111,27 +111,31 @@ type Rewritten struct {
 	// mutable state for a post-initialization snapshot.
 	Snapshot Snapshot
 	// InstanceBytes estimates what an instance's tables, element
-	// references and globals take on the Go heap beside its linear
-	// memory, which wazero allocates at instantiation (v1.12: ~8 B per
-	// table entry, ~34 B per element entry, ~88 B per global):
-	// TableEntryBytes per entry of every table at its minimum (at its
-	// maximum if the code has table.grow), ElementEntryBytes per element
-	// entry and GlobalBytes per global beyond the first
-	// FreeGlobals. A module with 2^17 table and element entries costs
-	// ~5 MB an instance, one with 2^16 globals ~6 MB: a host's memory
-	// budget must count them.
+	// references, segments and globals take on the Go heap beside its
+	// linear memory, which wazero allocates at instantiation (v1.12:
+	// 8 B per table entry, up to 10 with the slack of table.grow; ~34 B
+	// per element entry, ~42 passive; 24 B per data or element segment;
+	// ~88 B per global): TableEntryBytes per entry of every table at its
+	// minimum (GrownTableEntryBytes at its maximum if the code has
+	// table.grow), ElementEntryBytes per element entry, SegmentBytes per
+	// segment and GlobalBytes per global beyond the first FreeGlobals. A
+	// module with 2^17 table and element entries costs ~5 MB an
+	// instance, one with 2^16 globals or 2^18 data segments ~6 MB: a
+	// host's memory budget must count them.
 	InstanceBytes int64
 }
 
-// TableEntryBytes, ElementEntryBytes and GlobalBytes are what
-// Rewritten.InstanceBytes charges per table entry, element entry and
+// What Rewritten.InstanceBytes charges per table entry (of a table that
+// can grow: its maximum), element entry, data or element segment, and
 // global beyond the first FreeGlobals (which a host's fixed per-instance
 // charge covers: guests have a few).
 const (
-	TableEntryBytes   = 8
-	ElementEntryBytes = 40
-	GlobalBytes       = 96
-	FreeGlobals       = 16
+	TableEntryBytes      = 8
+	GrownTableEntryBytes = 10
+	ElementEntryBytes    = 48
+	SegmentBytes         = 24
+	GlobalBytes          = 96
+	FreeGlobals          = 16
 )
 
 // DefaultMaxTableEntries is the default table cap: 1 MiB of entries,
@@ -410,12 +414,13 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 		out = slices.Delete(out, tableAt, tableEnd)
 		tablesMin, tablesMax = 0, 0
 	}
-	entries := tablesMin
+	tables := tablesMin * TableEntryBytes
 	if facts.tableGrow {
-		entries = tablesMax
+		tables = tablesMax * GrownTableEntryBytes
 	}
 	globals := uint64(m.definedGlobals) + 2 // the fuel and depth globals
-	res.InstanceBytes = int64(entries*TableEntryBytes + ck.elemEntries*ElementEntryBytes +
+	res.InstanceBytes = int64(tables + ck.elemEntries*ElementEntryBytes +
+		(ck.elemSegments+ck.dataSegments)*SegmentBytes +
 		(max(globals, FreeGlobals)-FreeGlobals)*GlobalBytes)
 	res.Module = out
 	if opts.ExportGlobals {
@@ -932,6 +937,13 @@ func rewriteBody(out, code, checkpoint []byte, depth *depthPlan, fn int, params 
 			out = append(out, code[copied:start]...)
 			out = depth.exit(out, w)
 			copied = start
+		case 0xD2:
+			// wazero v1.12's compiler allocates a function reference at
+			// every execution and keeps it until the instance closes:
+			// ~32 B per iteration of a loop, unbounded. (Element
+			// segments' ref.func, evaluated once, is charged in
+			// InstanceBytes; compilers put function pointers there.)
+			return nil, fail("ref.func in function code at offset %d is not supported (it allocates host memory at every execution)", start)
 		case 0xFC:
 			if shift, ok := bulkShift(r.fc); ok { // fuel by length (bulk.go)
 				out = append(out, code[copied:start]...)

@@ -2,6 +2,7 @@ package instrument_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -102,9 +103,10 @@ func TestInstanceBytes(t *testing.T) {
 		want int64
 	}{
 		"used":     {mod(1, types, 2, imp, 3, "\x01\x01", 4, "\x01\x70\x01\x64\xc8\x01", 10, "\x01"+ls(uint32(len(tableUse)))+tableUse), 100 * instrument.TableEntryBytes},
-		"grown":    {mod(1, types, 2, imp, 3, "\x01\x01", 4, "\x01\x70\x01\x64\xc8\x01", 10, "\x01"+ls(uint32(len(tableGrow)))+tableGrow), 200 * instrument.TableEntryBytes},
-		"elements": {mod(1, types, 2, imp, 3, "\x01\x01", 4, "\x01\x70\x00\x64", 9, elems, 10, "\x01\x02\x00\x0b"), 100*instrument.TableEntryBytes + 10*instrument.ElementEntryBytes},
+		"grown":    {mod(1, types, 2, imp, 3, "\x01\x01", 4, "\x01\x70\x01\x64\xc8\x01", 10, "\x01"+ls(uint32(len(tableGrow)))+tableGrow), 200 * instrument.GrownTableEntryBytes},
+		"elements": {mod(1, types, 2, imp, 3, "\x01\x01", 4, "\x01\x70\x00\x64", 9, elems, 10, "\x01\x02\x00\x0b"), 100*instrument.TableEntryBytes + 10*instrument.ElementEntryBytes + instrument.SegmentBytes},
 		"unused":   {mod(1, types, 2, imp, 3, "\x01\x01", 4, "\x01\x70\x00\x64", 10, "\x01\x02\x00\x0b"), 0},
+		"segments": {mod(1, types, 2, imp, 3, "\x01\x01", 12, "\x03", 10, "\x01\x02\x00\x0b", 11, "\x03\x01\x00\x01\x00\x01\x00"), 3 * instrument.SegmentBytes},
 	} {
 		mustCompile(t, r, c.bin)
 		rw, err := instrument.Rewrite(c.bin, instrument.Options{})
@@ -132,5 +134,23 @@ func TestInstanceBytesCountsGlobals(t *testing.T) {
 		if rw.InstanceBytes != want {
 			t.Errorf("%d globals: InstanceBytes %d, want %d", n, rw.InstanceBytes, want)
 		}
+	}
+}
+
+// ref.func in code is refused: wazero v1.12 allocates a function reference
+// at every execution, kept until the instance closes (~32 B per loop
+// iteration, without bound).
+func TestRefFuncInCodeRefused(t *testing.T) {
+	const imp = "\x01\x04wapc\x0f__guest_request\x00\x00"
+	body := "\x00\xd2\x01\x1a\x0b"                                                                          // ref.func 1; drop
+	bin := mod(1, "\x02\x60\x02\x7f\x7f\x00\x60\x00\x00", 2, imp, 3, "\x01\x01", 9, "\x01\x03\x00\x01\x01", // declares function 1
+		10, "\x01"+ls(uint32(len(body)))+body)
+	ctx := context.Background()
+	r := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer r.Close(ctx)
+	mustCompile(t, r, bin)
+	_, err := instrument.Fuel(bin, instrument.Options{})
+	if !errors.Is(err, instrument.ErrUnsupported) || !strings.Contains(err.Error(), "ref.func") {
+		t.Fatalf("ref.func in code: %v, want it refused", err)
 	}
 }
