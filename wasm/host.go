@@ -133,9 +133,8 @@ type Config struct {
 	MaxMemoryPages uint32
 	// MemoryLimit caps the memory of all instances together, in bytes:
 	// their linear memory plus InstanceOverhead each, and what their
-	// tables, element references and globals take (8 B per table entry,
-	// 40 B per element entry, 96 B per global beyond 16:
-	// instrument.Rewritten.InstanceBytes). Default 4 GiB.
+	// tables, element references, segments and globals take
+	// (instrument.Rewritten.InstanceBytes). Default 4 GiB.
 	// Growth past it fails (memory.grow returns -1); an activation
 	// whose initial memory does not fit is refused.
 	MemoryLimit int64

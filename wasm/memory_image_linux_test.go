@@ -333,7 +333,7 @@ func TestGoGuestRunsFromMappedImage(t *testing.T) {
 	if got := inc(ins[1]); got != first || got == third {
 		t.Fatalf("second instance's first inc answered %q; the first's answered %q then %q", got, first, third)
 	}
-	rw, err := instrument.Rewrite(wasmtest.Go(t, "counter"), instrument.Options{})
+	rw, err := instrument.Rewrite(wasmtest.Go(t, "counter"), instrument.Options{MemoryImage: true, ExportGlobals: true})
 	if err != nil {
 		t.Fatal(err)
 	}

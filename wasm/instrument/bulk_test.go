@@ -47,8 +47,9 @@ func bulkModule() []byte {
 
 // A bulk instruction takes fuel by its length — a unit per 64 bytes, per 8
 // table entries — on top of the function entry's checkpoint, saturating at
-// zero and then calling the refill, as a checkpoint would; the scratch
-// local it needs leaves the function's own alone.
+// zero and then calling the refill, as a checkpoint would; the length it
+// passes through the charge function arrives intact, and the function's
+// locals stay its own.
 func TestBulkInstructionsCharge(t *testing.T) {
 	ctx := context.Background()
 	const initial = 1 << 20
@@ -108,7 +109,7 @@ func TestBulkInstructionsCharge(t *testing.T) {
 			t.Fatalf("%s(%d): %v", c.fn, c.n, err)
 		}
 		if c.fn == "f" && res[0] != 77 {
-			t.Fatalf("f(%d, 77) = %d: the scratch local clobbered the function's own", c.n, res[0])
+			t.Fatalf("f(%d, 77) = %d: the charge clobbered the function's local", c.n, res[0])
 		}
 		if got := fuel.Get(); got != c.want || refills != c.refills {
 			t.Errorf("%s(%d) from %d fuel left %d after %d refills, want %d after %d", c.fn, c.n, c.fuel, got, refills, c.want, c.refills)

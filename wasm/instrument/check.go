@@ -73,18 +73,15 @@ func DefaultLimits() Limits {
 	}
 }
 
-// Instrumented returns l raised by what Fuel adds to a module (two
-// functions and globals, an export, the void type and the wrapper blocks'
-// types, a local in functions with bulk instructions), for checking
-// Fuel's output.
+// Instrumented returns l raised by what Fuel adds to a module (four
+// functions, two globals, an export, two types and the wrapper blocks'),
+// for checking Fuel's output.
 func (l Limits) Instrumented() Limits {
 	l = l.withDefaults()
-	l.MaxTypes = 2*l.MaxTypes + 1 // the void type; a block type per type at most
-	l.MaxFunctions += 2
+	l.MaxTypes = 2*l.MaxTypes + 2 // void, (i32) -> i32; a block type per type at most
+	l.MaxFunctions += addedFuncs
 	l.MaxGlobals += 2
 	l.MaxExports++
-	l.MaxLocals++
-	l.MaxTotalLocals += uint64(l.MaxFunctions)
 	return l
 }
 
@@ -215,7 +212,6 @@ type checker struct {
 	codes          uint32
 	elemEntries    uint64
 	elemSegments   uint64
-	dataSegments   uint64
 	totalLocals    uint64
 	totalLocalName uint64
 }
@@ -703,7 +699,6 @@ func (c *checker) data(r *reader) error {
 	if err != nil {
 		return err
 	}
-	c.dataSegments = uint64(n)
 	for i := range n {
 		flags, err := r.u32()
 		if err != nil {

@@ -65,17 +65,19 @@ const localsPerWeight = 16
 
 // funcType is what the rewrite needs of a function type.
 type funcType struct {
-	params  uint32
-	results string // value types, one byte each
+	params     uint32
+	paramTypes string // value types, one byte each
+	results    string
 }
 
 // depthPlan is what the depth bound (and the bulk charges) add to a
 // module's code.
 type depthPlan struct {
-	fuel     uint32 // the fuel global's index
-	refill   uint32 // the refill function's index, overflow - 1
-	global   uint32 // the depth global's index, fuel + 1
-	overflow uint32 // the overflow function's index
+	fuel     uint32    // the fuel global's index
+	global   uint32    // the depth global's index, fuel + 1
+	refill   uint32    // the refill function's index; the overflow and
+	overflow uint32    // the two charge functions follow it
+	charge   [2]uint32 // memory's, tables' (bulk.go)
 	limit    uint32
 	// blockTypes holds each defined function's wrapper block type, as the
 	// signed value the binary format encodes (-64: none; a value type's
@@ -90,10 +92,12 @@ type depthPlan struct {
 	newTypes []string
 }
 
-// planDepth works out the wrapper block types; firstNew is the index the
-// first added type will have.
-func planDepth(m *module, fuel, overflow, limit, firstNew uint32) (*depthPlan, error) {
-	p := &depthPlan{fuel: fuel, global: fuel + 1, refill: overflow - 1, overflow: overflow, limit: limit}
+// planDepth works out the wrapper block types; refill is the first added
+// function's index, firstNew the index the first added block type will
+// have.
+func planDepth(m *module, fuel, refill, limit, firstNew uint32) (*depthPlan, error) {
+	p := &depthPlan{fuel: fuel, global: fuel + 1, refill: refill, overflow: refill + 1,
+		charge: [2]uint32{refill + 2, refill + 3}, limit: limit}
 	if len(m.funcTypes) != int(m.definedFuncs) {
 		return nil, fail("%d functions declared, %d types read", m.definedFuncs, len(m.funcTypes))
 	}
@@ -175,6 +179,15 @@ func (p *depthPlan) exit(b []byte, w uint32) []byte {
 
 // appendDepthGlobal appends the depth global: a mutable i32, 0.
 func appendDepthGlobal(b []byte) []byte { return append(b, 0x7F, 0x01, 0x41, 0x00, 0x0B) }
+
+// appendBodies appends the added functions' bodies (addedFuncs code
+// entries): refill, overflow, the charges.
+func (p *depthPlan) appendBodies(b []byte, guestRequest uint32) []byte {
+	b = appendRefillBody(b, guestRequest)
+	b = appendOverflowBody(b, guestRequest)
+	b = appendChargeBody(b, p.fuel, p.refill, memoryShift)
+	return appendChargeBody(b, p.fuel, p.refill, tableShift)
+}
 
 // appendOverflowBody appends the overflow function's body: one code entry.
 func appendOverflowBody(b []byte, guestRequest uint32) []byte {

@@ -11,7 +11,7 @@
 //
 // so every unbounded execution (a loop iterating, recursion) burns fuel.
 // Bulk instructions (memory.fill, memory.copy, ...) also burn fuel by
-// their length (bulk.go).
+// their length, through two more functions, the charges (bulk.go).
 // When the fuel reaches zero the refill function calls the guest's own
 // import of wapc.__guest_request with the impossible arguments
 // (0xFFFFFFFF, 0xFFFFFFFF) — RefillPtr. The host recognizes them, checks the
@@ -211,6 +211,7 @@ type module struct {
 	sections       []section
 	numTypes       uint32
 	voidType       int64 // index of the type () -> (), or -1
+	chargeType     int64 // index of the type (i32) -> i32, or -1
 	importedFuncs  uint32
 	definedFuncs   uint32
 	definedGlobals uint32
@@ -305,14 +306,23 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 		exportCount += uint32(len(m.mutableGlobals))
 	}
 	refillFunc := m.importedFuncs + m.definedFuncs
+	// The added functions: refill, overflow () -> (); the two charges
+	// (i32) -> i32 (bulk.go). Their types are the module's own if it has
+	// them, else appended, before the wrapper blocks' (depth.go).
 	refillType := uint32(m.voidType)
 	addVoid := m.voidType < 0
 	firstNew := m.numTypes
 	if addVoid {
-		refillType = m.numTypes
+		refillType = firstNew
 		firstNew++
 	}
-	depth, err := planDepth(m, fuelGlobal, refillFunc+1, cmp.Or(opts.MaxCallDepth, DefaultMaxCallDepth), firstNew)
+	chargeType := uint32(m.chargeType)
+	addCharge := m.chargeType < 0
+	if addCharge {
+		chargeType = firstNew
+		firstNew++
+	}
+	depth, err := planDepth(m, fuelGlobal, refillFunc, cmp.Or(opts.MaxCallDepth, DefaultMaxCallDepth), firstNew)
 	if err != nil {
 		return res, err
 	}
@@ -320,13 +330,22 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	if addVoid {
 		newTypes++
 	}
+	if addCharge {
+		newTypes++
+	}
 	addTypes := func(b []byte) []byte {
 		if addVoid {
 			b = appendVoidType(b)
 		}
+		if addCharge {
+			b = append(b, 0x60, 0x01, 0x7F, 0x01, 0x7F)
+		}
 		return depth.appendTypes(b)
 	}
-	addFuncs := func(b []byte) []byte { return appendU32(appendU32(b, refillType), refillType) }
+	addFuncs := func(b []byte) []byte {
+		b = appendU32(appendU32(b, refillType), refillType)
+		return appendU32(appendU32(b, chargeType), chargeType)
+	}
 	addGlobals := func(b []byte) []byte { return appendDepthGlobal(appendFuelGlobal(b, opts.InitialFuel)) }
 
 	checkpoint := checkpointCode(fuelGlobal, refillFunc)
@@ -335,6 +354,7 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	// entries of its tables, at least and at most.
 	var tableAt, tableEnd int
 	var tablesMin, tablesMax uint64
+	var dataSegments uint64 // in the output
 
 	out := append(make([]byte, 0, outputSize(len(bin), m.definedFuncs)), bin[:8]...)
 	need := map[byte]bool{secType: newTypes > 0, secFunction: true, secGlobal: true, secExport: true, secCode: true}
@@ -348,13 +368,13 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 				case secType:
 					body = addTypes(appendU32(nil, newTypes))
 				case secFunction:
-					body = addFuncs(appendU32(nil, 2))
+					body = addFuncs(appendU32(nil, addedFuncs))
 				case secGlobal:
 					body = addGlobals(appendU32(nil, 2))
 				case secExport:
 					body = addExports(appendU32(nil, exportCount))
 				case secCode:
-					body = appendOverflowBody(appendRefillBody(appendU32(nil, 2), uint32(m.guestRequest)), uint32(m.guestRequest))
+					body = depth.appendBodies(appendU32(nil, addedFuncs), uint32(m.guestRequest))
 				}
 				out = appendSection(out, id, body)
 			}
@@ -371,7 +391,7 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 				body, err = appendToVectorN(body, newTypes, addTypes)
 			}
 		case secFunction:
-			body, err = appendToVectorN(body, 2, addFuncs)
+			body, err = appendToVectorN(body, addedFuncs, addFuncs)
 		case secGlobal:
 			body, err = appendToVectorN(body, 2, addGlobals)
 		case secExport:
@@ -408,6 +428,13 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 		if s.id == secTable {
 			tableEnd = len(out)
 		}
+		if s.id == secData {
+			// The segments wazero will see: merged, or fewer with an
+			// image (none if the section went: continue above).
+			r := reader{b: body}
+			n, _ := r.u32()
+			dataSegments = uint64(n)
+		}
 	}
 	emitNew(1 << 30)
 	if tableEnd > 0 && unusedTables(m, &facts) {
@@ -420,7 +447,7 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	}
 	globals := uint64(m.definedGlobals) + 2 // the fuel and depth globals
 	res.InstanceBytes = int64(tables + ck.elemEntries*ElementEntryBytes +
-		(ck.elemSegments+ck.dataSegments)*SegmentBytes +
+		(ck.elemSegments+dataSegments)*SegmentBytes +
 		(max(globals, FreeGlobals)-FreeGlobals)*GlobalBytes)
 	res.Module = out
 	if opts.ExportGlobals {
@@ -512,7 +539,7 @@ func parse(bin []byte) (*module, error) {
 	if !bytes.Equal(bin[4:8], []byte{1, 0, 0, 0}) {
 		return nil, fail("WASM binary version %x", bin[4:8])
 	}
-	m := &module{voidType: -1, guestRequest: -1, exportNames: map[string]bool{}}
+	m := &module{voidType: -1, chargeType: -1, guestRequest: -1, exportNames: map[string]bool{}}
 	r := reader{b: bin, pos: 8}
 	last := 0
 	for !r.done() {
@@ -567,7 +594,8 @@ func (m *module) parseTypes(r *reader) error {
 		if err != nil {
 			return err
 		}
-		if _, err := r.bytes(int(np)); err != nil {
+		params, err := r.bytes(int(np))
+		if err != nil {
 			return err
 		}
 		nr, err := r.u32()
@@ -578,9 +606,12 @@ func (m *module) parseTypes(r *reader) error {
 		if err != nil {
 			return err
 		}
-		m.types[i] = funcType{params: np, results: string(res)}
+		m.types[i] = funcType{params: np, paramTypes: string(params), results: string(res)}
 		if np == 0 && nr == 0 && m.voidType < 0 {
 			m.voidType = int64(i)
+		}
+		if string(params) == "\x7f" && string(res) == "\x7f" && m.chargeType < 0 {
+			m.chargeType = int64(i)
 		}
 	}
 	return nil
@@ -829,6 +860,10 @@ func unusedTables(m *module, facts *codeFacts) bool {
 	return !facts.tables && !m.hasElements && !m.exportsTable
 }
 
+// addedFuncs is the number of functions the rewrite appends: refill,
+// overflow and the two charges.
+const addedFuncs = 4
+
 // outputSize estimates the rewritten size of n bytes holding funcs
 // function bodies: a tenth more for the loops' checkpoints, and each
 // function's entry and exit code (about 50 bytes).
@@ -846,7 +881,7 @@ func rewriteCode(m *module, body, checkpoint []byte, depth *depthPlan, facts *co
 		return nil, fail("%d functions declared but %d bodies", m.definedFuncs, n)
 	}
 	out := make([]byte, 0, outputSize(len(body), n))
-	out = appendU32(out, n+2)
+	out = appendU32(out, n+addedFuncs)
 	var fn []byte
 	for i := uint32(0); i < n; i++ {
 		size, err := r.u32()
@@ -868,8 +903,7 @@ func rewriteCode(m *module, body, checkpoint []byte, depth *depthPlan, facts *co
 	if !r.done() {
 		return nil, fail("trailing bytes in the code section")
 	}
-	gr := uint32(m.guestRequest)
-	return appendOverflowBody(appendRefillBody(out, gr), gr), nil
+	return depth.appendBodies(out, uint32(m.guestRequest)), nil
 }
 
 // rewriteBody rewrites one function body (see the package comment,
@@ -894,14 +928,11 @@ func rewriteBody(out, code, checkpoint []byte, depth *depthPlan, fn int, params 
 			return nil, err
 		}
 	}
-	declEnd := r.pos
 	w := depth.weight(locals)
-	fnStart := len(out)
-	out = append(out, code[:declEnd]...)
+	out = append(out, code[:r.pos]...)
 	out = append(out, checkpoint...)
 	out = depth.entry(out, fn, w)
 	copied := r.pos
-	bulk := false     // a bulk instruction was charged: the scratch local is needed
 	open := uint32(0) // blocks, loops and ifs open around the reader
 	ended := false
 	for !r.done() {
@@ -945,11 +976,11 @@ func rewriteBody(out, code, checkpoint []byte, depth *depthPlan, fn int, params 
 			// InstanceBytes; compilers put function pointers there.)
 			return nil, fail("ref.func in function code at offset %d is not supported (it allocates host memory at every execution)", start)
 		case 0xFC:
-			if shift, ok := bulkShift(r.fc); ok { // fuel by length (bulk.go)
+			if charge, ok := depth.chargeFor(r.fc); ok { // fuel by length (bulk.go)
 				out = append(out, code[copied:start]...)
-				out = appendCharge(out, depth.fuel, depth.refill, uint32(locals), shift)
+				out = append(out, 0x10) // call
+				out = appendU32(out, charge)
 				copied = start
-				bulk = true
 			}
 		}
 	}
@@ -958,11 +989,7 @@ func rewriteBody(out, code, checkpoint []byte, depth *depthPlan, fn int, params 
 	}
 	out = append(out, code[copied:]...)
 	out = depth.exit(out, w)
-	out = append(out, 0x0B)
-	if bulk {
-		out = slices.Replace(out, fnStart, fnStart+declEnd, withScratchLocal(code[:declEnd], groups)...)
-	}
-	return out, nil
+	return append(out, 0x0B), nil
 }
 
 // reader decodes the binary format.

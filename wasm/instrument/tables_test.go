@@ -154,3 +154,31 @@ func TestRefFuncInCodeRefused(t *testing.T) {
 		t.Fatalf("ref.func in code: %v, want it refused", err)
 	}
 }
+
+// Data segments are charged as wazero gets them: merged, or none once in
+// the memory image (1000 adjacent segments of one byte here).
+func TestInstanceBytesCountsOutputSegments(t *testing.T) {
+	data := []byte{0xe8, 0x07} // 1000
+	for i := range 1000 {
+		off := i * 4
+		data = append(data, 0, 0x41, byte(off&0x7f|0x80), byte(off>>7), 0x0b, 1, 0x2a)
+	}
+	bin := mod(1, "\x02\x60\x02\x7f\x7f\x00\x60\x00\x00", 2, "\x01\x04wapc\x0f__guest_request\x00\x00",
+		3, "\x01\x01", 5, "\x01\x00\x01", 10, "\x01\x02\x00\x0b", 11, string(data))
+	for name, c := range map[string]struct {
+		opts     instrument.Options
+		min, max int64
+	}{
+		"image":     {instrument.Options{MemoryImage: true}, 0, 0},
+		"coalesced": {instrument.Options{}, 1 * instrument.SegmentBytes, 10 * instrument.SegmentBytes},
+		"kept":      {instrument.Options{NoCoalesce: true}, 1000 * instrument.SegmentBytes, 1000 * instrument.SegmentBytes},
+	} {
+		rw, err := instrument.Rewrite(bin, c.opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rw.InstanceBytes < c.min || rw.InstanceBytes > c.max {
+			t.Errorf("%s: InstanceBytes %d, want %d..%d", name, rw.InstanceBytes, c.min, c.max)
+		}
+	}
+}
