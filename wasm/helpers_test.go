@@ -58,7 +58,11 @@ func newEnv(t testing.TB, o envOpts) *env {
 		Runtime:       func(int) rt.Runtime { return e.r },
 		ClientRuntime: e.r,
 		Configure: func(i int, cfg *nola.ServerConfig) {
-			cfg.LeaseTTL = 3 * time.Second
+			// A lease long enough that no stall of a loaded machine
+			// under -race lets it lapse (one of 2 s or more was seen):
+			// a fence restarts every actor, and the tests compare
+			// in-memory counts. Nothing here waits for an expiry.
+			cfg.LeaseTTL = 30 * time.Second
 			if o.server != nil {
 				o.server(cfg)
 			}
