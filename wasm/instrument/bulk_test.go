@@ -129,3 +129,33 @@ func TestBulkInstructionsCharge(t *testing.T) {
 		t.Errorf("1000 straight-line fills of 64 KiB from 2^18 fuel: %d refills, %d left; want 3 and %d", refills, left, 1<<18-232*1024)
 	}
 }
+
+// The charge hands the length back untouched: f(n) fills n bytes with 42
+// and reads back the last one, and the one after it.
+func TestBulkChargeKeepsTheLength(t *testing.T) {
+	ctx := context.Background()
+	code := "\x00" + "\x41\x00\x41\x2a\x20\x00\xfc\x0b\x00" + // memory.fill(0, 42, n)
+		"\x20\x00\x41\x01\x6b\x2d\x00\x00" + // load8_u(n-1)
+		"\x20\x00\x2d\x00\x00\x6a\x0b" // + load8_u(n)
+	bin := mod(1, "\x02\x60\x02\x7f\x7f\x00\x60\x01\x7f\x01\x7f", 2, "\x01\x04wapc\x0f__guest_request\x00\x00",
+		3, "\x01\x01", 5, "\x01\x00\x01", 7, "\x01\x01f\x00\x01", 10, "\x01"+ls(uint32(len(code)))+code)
+	out, err := instrument.Fuel(bin, instrument.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := wazero.NewRuntime(ctx)
+	defer r.Close(ctx)
+	mustCompile(t, r, bin)
+	noop := api.GoModuleFunc(func(context.Context, api.Module, []uint64) {})
+	if _, err := r.NewHostModuleBuilder("wapc").NewFunctionBuilder().WithGoModuleFunction(noop, []api.ValueType{api.ValueTypeI32, api.ValueTypeI32}, nil).
+		Export("__guest_request").Instantiate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.InstantiateModule(ctx, mustCompile(t, r, out), wazero.NewModuleConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := m.ExportedFunction("f").Call(ctx, 6400); err != nil || res[0] != 42 {
+		t.Fatalf("f(6400) = %v, %v; want 42 (byte 6399 filled, 6400 not)", res, err)
+	}
+}

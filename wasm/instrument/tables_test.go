@@ -156,7 +156,7 @@ func TestRefFuncInCodeRefused(t *testing.T) {
 }
 
 // Data segments are charged as wazero gets them: merged, or none once in
-// the memory image (1000 adjacent segments of one byte here).
+// the memory image (1000 one-byte segments, 4 bytes apart, here).
 func TestInstanceBytesCountsOutputSegments(t *testing.T) {
 	data := []byte{0xe8, 0x07} // 1000
 	for i := range 1000 {
