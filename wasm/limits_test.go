@@ -179,19 +179,7 @@ func TestMemoryLimitCountsTables(t *testing.T) {
 // the limit ever, not "unavailable, retry" (the overhead was once
 // released before the error was made).
 func TestInstantiationFailureReportsItsWholeNeed(t *testing.T) {
-	b := []byte("\x00asm\x01\x00\x00\x00")
-	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
-	imp := append([]byte{1}, revName("wapc")...)
-	imp = append(imp, revName("__guest_request")...)
-	b = append(b, revSection(2, append(imp, 0, 0))...)
-	b = append(b, revSection(3, []byte{2, 1, 2})...)
-	b = append(b, revSection(4, append([]byte{1, 0x70, 0}, revU32(1<<17)...))...) // 2^17 entries, never grown
-	b = append(b, revSection(5, []byte{1, 0, 1})...)
-	exp := append([]byte{2}, revName("memory")...)
-	exp = append(exp, 2, 0)
-	exp = append(exp, revName("__guest_call")...)
-	exp = append(exp, 0, 1)
-	b = append(b, revSection(7, exp)...)
+	b := startModuleWithTable(1, 1<<17)                 // 2^17 entries, never grown
 	b = append(b, revSection(8, []byte{2})...)          // start: function 2
 	call := []byte{0, 0xfc, 16, 0, 0x1a, 0x41, 1, 0x0b} // table.size; drop; 1
 	start := []byte{0, 0x41, 3, 0x40, 0, 0x1a, 0, 0x0b} // memory.grow 3; drop; unreachable
@@ -209,13 +197,20 @@ func TestInstantiationFailureReportsItsWholeNeed(t *testing.T) {
 // memory (memPages < 128), importing __guest_request and defining two
 // functions: __guest_call (exported) and a () -> () one (index 2), for
 // the caller's start and code sections.
-func startModule(memPages byte) []byte {
+func startModule(memPages byte) []byte { return startModuleWithTable(memPages, 0) }
+
+// startModuleWithTable is startModule with a funcref table of entries
+// entries (none if 0).
+func startModuleWithTable(memPages byte, entries uint32) []byte {
 	b := []byte("\x00asm\x01\x00\x00\x00")
 	b = append(b, revSection(1, []byte{3, 0x60, 2, 0x7f, 0x7f, 0, 0x60, 2, 0x7f, 0x7f, 1, 0x7f, 0x60, 0, 0})...)
 	imp := append([]byte{1}, revName("wapc")...)
 	imp = append(imp, revName("__guest_request")...)
 	b = append(b, revSection(2, append(imp, 0, 0))...)
 	b = append(b, revSection(3, []byte{2, 1, 2})...)
+	if entries > 0 {
+		b = append(b, revSection(4, append([]byte{1, 0x70, 0}, revU32(entries)...))...)
+	}
 	b = append(b, revSection(5, []byte{1, 0, memPages})...)
 	exp := append([]byte{2}, revName("memory")...)
 	exp = append(exp, 2, 0)
