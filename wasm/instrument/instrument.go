@@ -511,13 +511,8 @@ func appendSection(out []byte, id byte, body []byte) []byte {
 	return append(out, body...)
 }
 
-// appendToVector bumps the count of a vector section body and appends one
-// element after its last.
-func appendToVector(body []byte, elem func([]byte) []byte) ([]byte, error) {
-	return appendToVectorN(body, 1, elem)
-}
-
-// appendToVectorN appends k elements (elems appends them all).
+// appendToVectorN bumps the count of a vector section body by k and
+// appends k elements after its last (elems appends them all).
 func appendToVectorN(body []byte, k uint32, elems func([]byte) []byte) ([]byte, error) {
 	r := reader{b: body}
 	n, err := r.u32()
