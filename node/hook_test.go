@@ -27,7 +27,7 @@ func (*countingObserver) CallSent(nola.ActivationEvent)      {}
 func TestNodehookConfiguresTheServer(t *testing.T) {
 	obs := &countingObserver{}
 	ctx := nodehook.Configure(context.Background(), func(cfg *nola.ServerConfig) { cfg.Observer = obs })
-	n, err := node.Start(ctx, node.Options{Store: node.Store{Kind: "memory"}, Types: actors.Types(), LeaseTTL: time.Second})
+	n, err := node.Start(ctx, node.Options{Store: node.Store{Kind: "memory"}, Types: actors.Types(), LeaseTTL: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

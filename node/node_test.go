@@ -156,7 +156,7 @@ func TestEmbeddedEtcdKeepsKV(t *testing.T) {
 	ctx := context.Background()
 	for want := 1; want <= 2; want++ {
 		n, err := node.Start(ctx, node.Options{
-			ID: "e", Store: node.Store{DataDir: dir}, Types: actors.Types(), LeaseTTL: time.Second,
+			ID: "e", Store: node.Store{DataDir: dir}, Types: actors.Types(), LeaseTTL: 30 * time.Second,
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 // guard every namespace and /metrics, which shows the connection bound.
 func TestWASMTokensAndMetrics(t *testing.T) {
 	n := start(t, node.Options{
-		Store: node.Store{Kind: "memory"}, LeaseTTL: time.Second, WASM: &node.WASMOptions{},
+		Store: node.Store{Kind: "memory"}, LeaseTTL: 30 * time.Second, WASM: &node.WASMOptions{},
 		AdminToken: "admin", NamespaceTokens: map[string]string{"nst": "app"}, MaxConns: 50,
 	})
 	ctx := context.Background()

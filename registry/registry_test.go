@@ -14,7 +14,10 @@ import (
 	"github.com/nolaproject/nola/rt"
 )
 
-const ttl = 5 * time.Second
+// ttl is the test servers' lease. Nothing renews it, and no test here
+// waits for it to lapse: long enough that a loaded machine's stall never
+// expires a server mid-test (the tests of expiry use their own).
+const ttl = time.Minute
 
 // forEachBackend runs f against every backend with the production runtime.
 func forEachBackend(t *testing.T, f func(t *testing.T, reg *registry.Registry)) {
