@@ -308,8 +308,8 @@ func (c *Config) defaults() error {
 	if c.MaxCallDepth == 0 {
 		c.MaxCallDepth = instrument.DefaultMaxCallDepth
 	}
-	if c.MaxCallDepth > 1<<30 {
-		return fmt.Errorf("wasm: config: MaxCallDepth %d exceeds %d", c.MaxCallDepth, 1<<30)
+	if c.MaxCallDepth > instrument.MaxCallDepthLimit {
+		return fmt.Errorf("wasm: config: MaxCallDepth %d exceeds %d", c.MaxCallDepth, instrument.MaxCallDepthLimit)
 	}
 	if c.MaxResultBytes <= 0 {
 		c.MaxResultBytes = 4 << 20

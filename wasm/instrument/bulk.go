@@ -69,11 +69,8 @@ func appendChargeBody(b []byte, fuel, refill uint32, shift byte) []byte {
 	body = charge(body)
 	body = append(body, 0x4B, 0x1B, 0x24) // i32.gt_u; select; global.set $fuel
 	body = appendU32(body, fuel)
-	body = append(body, 0x23) // global.get $fuel
-	body = appendU32(body, fuel)
-	body = append(body, 0x45, 0x04, 0x40, 0x10) // i32.eqz; if (empty); call $refill
-	body = appendU32(body, refill)
-	body = append(body, 0x0B, 0x20, 0x00, 0x0B) // end; local.get $n; end
+	body = appendRefillIfEmpty(body, fuel, refill)
+	body = append(body, 0x20, 0x00, 0x0B) // local.get $n; end
 	b = appendU32(b, uint32(len(body)))
 	return append(b, body...)
 }

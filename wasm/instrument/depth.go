@@ -50,9 +50,9 @@ import "fmt"
 // legitimately, a few MiB of wazero stack.
 const DefaultMaxCallDepth = 1 << 16
 
-// maxCallDepth bounds Options.MaxCallDepth so that the depth global,
+// MaxCallDepthLimit bounds Options.MaxCallDepth so that the depth global,
 // compared unsigned, never wraps.
-const maxCallDepth = 1 << 30
+const MaxCallDepthLimit = 1 << 30
 
 // OverflowPtr is the operation pointer the overflow function passes to
 // __guest_request (with RefillPtr as the payload pointer) when a call
@@ -65,9 +65,7 @@ const localsPerWeight = 16
 
 // funcType is what the rewrite needs of a function type.
 type funcType struct {
-	params     uint32
-	paramTypes string // value types, one byte each
-	results    string
+	params, results string // value types, one byte each
 }
 
 // depthPlan is what the depth bound (and the bulk charges) add to a
@@ -104,7 +102,7 @@ func planDepth(m *module, fuel, refill, limit, firstNew uint32) (*depthPlan, err
 	// Parameterless types by results, the first of each.
 	byResults := map[string]uint32{}
 	for i, t := range m.types {
-		if _, ok := byResults[t.results]; !ok && t.params == 0 {
+		if _, ok := byResults[t.results]; !ok && t.params == "" {
 			byResults[t.results] = uint32(i)
 		}
 	}
@@ -157,24 +155,15 @@ func (p *depthPlan) entry(b []byte, fn int, w uint32) []byte {
 	b = appendS64(b, int64(p.limit-w))
 	b = append(b, 0x4B, 0x04, 0x40, 0x10) // i32.gt_u; if (empty); call
 	b = appendU32(b, p.overflow)
-	b = append(b, 0x0B, 0x23) // end; global.get
-	b = appendU32(b, p.global)
-	b = append(b, 0x41) // i32.const
-	b = appendS64(b, int64(w))
-	b = append(b, 0x6A, 0x24) // i32.add; global.set
-	b = appendU32(b, p.global)
+	b = append(b, 0x0B) // end
+	b = appendAddGlobal(b, p.global, opAdd, int64(w))
 	b = append(b, 0x02) // block
 	return appendS64(b, p.blockTypes[fn])
 }
 
 // exit appends the subtraction of w.
 func (p *depthPlan) exit(b []byte, w uint32) []byte {
-	b = append(b, 0x23) // global.get
-	b = appendU32(b, p.global)
-	b = append(b, 0x41) // i32.const
-	b = appendS64(b, int64(w))
-	b = append(b, 0x6B, 0x24) // i32.sub; global.set
-	return appendU32(b, p.global)
+	return appendAddGlobal(b, p.global, opSub, int64(w))
 }
 
 // appendDepthGlobal appends the depth global: a mutable i32, 0.
@@ -189,16 +178,10 @@ func (p *depthPlan) appendBodies(b []byte, guestRequest uint32) []byte {
 	return appendChargeBody(b, p.fuel, p.refill, tableShift)
 }
 
-// appendOverflowBody appends the overflow function's body: one code entry.
+// appendOverflowBody appends the overflow function's body: one code entry,
+// __guest_request(OverflowPtr, RefillPtr), then unreachable.
 func appendOverflowBody(b []byte, guestRequest uint32) []byte {
-	var body []byte
-	body = append(body, 0x00)             // no locals
-	body = append(body, 0x41, 0x7E)       // i32.const -2 (OverflowPtr)
-	body = append(body, 0x41, 0x7F, 0x10) // i32.const -1 (RefillPtr); call
-	body = appendU32(body, guestRequest)
-	body = append(body, 0x00, 0x0B) // unreachable; end
-	b = appendU32(b, uint32(len(body)))
-	return append(b, body...)
+	return appendRequestBody(b, guestRequest, 0x7E, true) // -2: OverflowPtr
 }
 
 // parseFunctions reads the function section: each defined function's type.
@@ -221,8 +204,8 @@ func (m *module) parseFunctions(r *reader) error {
 }
 
 func checkCallDepth(limit uint32) error {
-	if limit > maxCallDepth {
-		return fmt.Errorf("%w: MaxCallDepth %d exceeds %d", ErrUnsupported, limit, maxCallDepth)
+	if limit > MaxCallDepthLimit {
+		return fmt.Errorf("%w: MaxCallDepth %d exceeds %d", ErrUnsupported, limit, MaxCallDepthLimit)
 	}
 	return nil
 }

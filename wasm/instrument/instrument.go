@@ -209,7 +209,6 @@ type section struct {
 // module is what the rewrite needs to know about the input.
 type module struct {
 	sections       []section
-	numTypes       uint32
 	voidType       int64 // index of the type () -> (), or -1
 	chargeType     int64 // index of the type (i32) -> i32, or -1
 	importedFuncs  uint32
@@ -311,7 +310,7 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	// them, else appended, before the wrapper blocks' (depth.go).
 	refillType := uint32(m.voidType)
 	addVoid := m.voidType < 0
-	firstNew := m.numTypes
+	firstNew := uint32(len(m.types))
 	if addVoid {
 		refillType = firstNew
 		firstNew++
@@ -459,15 +458,33 @@ func Rewrite(bin []byte, opts Options) (Rewritten, error) {
 	return res, nil
 }
 
-func checkpointCode(global, refill uint32) []byte {
-	var b []byte
+func checkpointCode(fuel, refill uint32) []byte {
+	return appendAddGlobal(appendRefillIfEmpty(nil, fuel, refill), fuel, opSub, 1)
+}
+
+// appendRefillIfEmpty appends the checkpoint's test: if the fuel is zero,
+// call the refill function.
+func appendRefillIfEmpty(b []byte, fuel, refill uint32) []byte {
 	b = append(b, 0x23) // global.get
-	b = appendU32(b, global)
+	b = appendU32(b, fuel)
 	b = append(b, 0x45, 0x04, 0x40, 0x10) // i32.eqz; if (empty); call
 	b = appendU32(b, refill)
-	b = append(b, 0x0B, 0x23) // end; global.get
+	return append(b, 0x0B) // end
+}
+
+// i32.add and i32.sub, for appendAddGlobal.
+const (
+	opAdd = 0x6A
+	opSub = 0x6B
+)
+
+// appendAddGlobal appends global = global op n, for an i32 global.
+func appendAddGlobal(b []byte, global uint32, op byte, n int64) []byte {
+	b = append(b, 0x23) // global.get
 	b = appendU32(b, global)
-	b = append(b, 0x41, 0x01, 0x6B, 0x24) // i32.const 1; i32.sub; global.set
+	b = append(b, 0x41) // i32.const
+	b = appendS64(b, n)
+	b = append(b, op, 0x24) // op; global.set
 	return appendU32(b, global)
 }
 
@@ -493,13 +510,22 @@ func appendFuelExport(b []byte, global uint32) []byte {
 	return appendU32(b, global)
 }
 
-// appendRefillBody appends the refill function's body: one code entry.
+// appendRefillBody appends the refill function's body: one code entry,
+// __guest_request(RefillPtr, RefillPtr).
 func appendRefillBody(b []byte, guestRequest uint32) []byte {
-	var body []byte
-	body = append(body, 0x00)             // no locals
-	body = append(body, 0x41, 0x7F)       // i32.const -1
-	body = append(body, 0x41, 0x7F, 0x10) // i32.const -1; call
+	return appendRequestBody(b, guestRequest, 0x7F, false)
+}
+
+// appendRequestBody appends the body of a function that calls
+// __guest_request with a sentinel: the operation pointer -1 or -2 (opPtr,
+// its one-byte LEB), the payload pointer RefillPtr; with trap, an
+// unreachable follows, for a host that returns.
+func appendRequestBody(b []byte, guestRequest uint32, opPtr byte, trap bool) []byte {
+	body := []byte{0x00, 0x41, opPtr, 0x41, 0x7F, 0x10} // no locals; i32.const op; i32.const -1; call
 	body = appendU32(body, guestRequest)
+	if trap {
+		body = append(body, 0x00) // unreachable
+	}
 	body = append(body, 0x0B)
 	b = appendU32(b, uint32(len(body)))
 	return append(b, body...)
@@ -572,7 +598,6 @@ func (m *module) parseTypes(r *reader) error {
 	if err != nil {
 		return err
 	}
-	m.numTypes = n
 	if uint64(n) > uint64(len(r.b)-r.pos)/3 { // three bytes at least each
 		return fail("%d types declared in %d bytes", n, len(r.b)-r.pos)
 	}
@@ -601,7 +626,7 @@ func (m *module) parseTypes(r *reader) error {
 		if err != nil {
 			return err
 		}
-		m.types[i] = funcType{params: np, paramTypes: string(params), results: string(res)}
+		m.types[i] = funcType{params: string(params), results: string(res)}
 		if np == 0 && nr == 0 && m.voidType < 0 {
 			m.voidType = int64(i)
 		}
@@ -887,7 +912,7 @@ func rewriteCode(m *module, body, checkpoint []byte, depth *depthPlan, facts *co
 		if err != nil {
 			return nil, err
 		}
-		params := m.types[m.funcTypes[i]].params // planDepth checked the index
+		params := uint32(len(m.types[m.funcTypes[i]].params)) // planDepth checked the index
 		fn, err = rewriteBody(fn[:0], code, checkpoint, depth, int(i), params, facts)
 		if err != nil {
 			return nil, fmt.Errorf("function body %d: %w", i, err)
